@@ -1,0 +1,6 @@
+//! `sluice-net`: the Kafka wire format.
+//!
+//! Owns frames (a 4-byte big-endian size, then a body), request and response headers, every
+//! Kafka API's messages generated from Kafka's own JSON schemas, and the record batch v2 view.
+//! It knows nothing of disks. Every decoder is bounded by the bytes it was given: no length or
+//! count read from the wire allocates before it is checked against the bytes remaining.
