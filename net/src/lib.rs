@@ -4,3 +4,5 @@
 //! Kafka API's messages generated from Kafka's own JSON schemas, and the record batch v2 view.
 //! It knows nothing of disks. Every decoder is bounded by the bytes it was given: no length or
 //! count read from the wire allocates before it is checked against the bytes remaining.
+
+pub mod record_batch;
