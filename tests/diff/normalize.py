@@ -1,0 +1,76 @@
+"""THE one place where transcripts are normalized before kafka and sluice are compared.
+
+Every rule says what it changes and why that field legitimately differs between two brokers that
+behave the same for a client. Anything not matched here is compared exactly. Do not normalize
+inside scenarios: record what the client saw, and add a rule here (with its reason) if needed.
+"""
+import time
+
+# 1. Human-readable error text. Clients show the broker's error message, and Kafka's wording is
+#    not part of the protocol contract; the error code/name (recorded separately) is.
+DROP_KEYS = {"msg", "message", "str",
+             # 2. Timing: how long something took, or the throttle a broker asks for.
+             "elapsed_ms", "throttle_time_ms"}
+
+# 3. Identity of the broker process: cluster id is random per `kafka-storage format` / data dir,
+#    node ids are configuration (the reference Kafka runs node.id=1), host/port are free ports.
+CLUSTER_KEYS = {"cluster_id"}
+NODE_KEYS = {"node_id", "leader", "controller_id", "controller", "broker_id", "replicas", "isr",
+             "offline_replicas", "nodes", "broker"}
+ADDR_KEYS = {"host", "port", "bootstrap", "address"}
+# 4. Topic ids are random UUIDs per creation; only whether one is set (non-zero) is compared.
+TOPIC_ID_KEYS = {"topic_id"}
+ZERO_UUID = {"AAAAAAAAAAAAAAAAAAAAAA", "00000000-0000-0000-0000-000000000000", None, ""}
+# 5. Timestamps taken from a clock at run time (producer CreateTime when none was given,
+#    LogAppendTime, ListOffsets' max-timestamp of such records): within a day of now they become
+#    "<now>". Scenarios that test timestamps set explicit ones (around 2001), which stay exact.
+TS_KEYS = {"timestamp", "ts", "max_timestamp"}
+_NOW_MS = time.time() * 1000
+_DAY_MS = 86_400_000
+
+# 6. Kafka-only configs. DescribeConfigs on Kafka lists every topic config it knows (~40 per
+#    topic: remote storage, compaction tuning, throttled replicas, ...), most of which sluice does
+#    not have. Only the topic configs issue 12 makes sluice implement (plus compression.type) are
+#    compared, on both sides; other entries of a "configs" map are dropped. A scenario that needs
+#    another config compared adds it here.
+COMPARED_TOPIC_CONFIGS = {
+    "cleanup.policy", "max.message.bytes", "message.timestamp.type", "retention.bytes",
+    "retention.ms", "segment.bytes", "compression.type",
+}
+CONFIG_KEYS = {"configs"}
+
+
+def _node(v):
+    if isinstance(v, list):
+        return ["<node>" if isinstance(x, int) and x >= 0 else x for x in v]
+    if isinstance(v, int) and v >= 0:
+        return "<node>"
+    return v
+
+
+def _value(key, v):
+    if key in CLUSTER_KEYS:
+        return "<cluster-id>" if v else v
+    if key in NODE_KEYS:
+        return _node(v)
+    if key in ADDR_KEYS:
+        return "<addr>" if v is not None else v
+    if key in TOPIC_ID_KEYS:
+        return v if v in ZERO_UUID else "<topic-id>"
+    if key in TS_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v - _NOW_MS) < _DAY_MS:
+        return "<now>"
+    if key in CONFIG_KEYS and isinstance(v, dict):
+        return {k: norm(x) for k, x in v.items() if k in COMPARED_TOPIC_CONFIGS}
+    return norm(v)
+
+
+def norm(v):
+    if isinstance(v, dict):
+        return {k: _value(k, x) for k, x in v.items() if k not in DROP_KEYS}
+    if isinstance(v, list):
+        return [norm(x) for x in v]
+    return v
+
+
+def normalize_line(line):
+    return norm(line)

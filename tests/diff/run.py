@@ -1,0 +1,418 @@
+#!/usr/bin/env python3
+"""Differential compatibility suite: runs every scenario against Apache Kafka (the reference) and
+against sluice, each on a fresh data dir, and compares what the clients observed.
+
+  python3 tests/diff/run.py [--targets kafka,sluice] [--allow-missing-sluice] [--only GLOB ...]
+                            [--jobs N] [--timeout S] [--out DIR] [--strict] [--list]
+
+One Kafka and one sluice per run; scenarios share them on topics of their own. Transcripts
+(JSON lines) go to --out (default tests/diff/.out/latest/{kafka,sluice}/SCENARIO.jsonl).
+Normalization: normalize.py. Deliberate or not-yet-built differences: known-differences.toml.
+Exit status 0 when every scenario passes on Kafka and, on sluice, matches Kafka or is listed as a
+known difference. sluice not starting fails the run, unless --allow-missing-sluice.
+"""
+import argparse
+import concurrent.futures as cf
+import fnmatch
+import importlib.machinery
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+KREF = os.path.join(ROOT, "tests", "kafka-ref")
+sys.path.insert(0, HERE)
+import common  # noqa: E402
+import normalize  # noqa: E402
+import scenarios  # noqa: E402,F401
+import java_client  # noqa: E402
+
+
+def _load_start_module():
+    loader = importlib.machinery.SourceFileLoader("kafka_ref_start", os.path.join(KREF, "start"))
+    spec = importlib.util.spec_from_loader("kafka_ref_start", loader)
+    mod = importlib.util.module_from_spec(spec)
+    loader.exec_module(mod)
+    return mod
+
+
+KSTART = _load_start_module()
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+# ---------------------------------------------------------------- targets
+
+class Unavailable(Exception):
+    pass
+
+
+class KafkaTarget:
+    def __init__(self, workdir, name="kafka"):
+        self.name = name
+        self.dir = os.path.join(workdir, name)
+
+    def start(self):
+        r = subprocess.run([os.path.join(KREF, "install")], capture_output=True, text=True, timeout=600)
+        if r.returncode != 0:
+            raise Unavailable(f"tests/kafka-ref/install failed: {r.stderr.strip()}")
+        r = subprocess.run([os.path.join(KREF, "start"), "--dir", self.dir], capture_output=True,
+                           text=True, timeout=180)
+        if r.returncode != 0:
+            raise Unavailable(f"tests/kafka-ref/start failed: {r.stderr.strip()[-2000:]}")
+        self.bootstrap = r.stdout.strip().splitlines()[-1]
+        return self.bootstrap
+
+    def stop(self):
+        subprocess.run([os.path.join(KREF, "stop"), self.dir], timeout=60)
+
+    def logs(self):
+        return os.path.join(self.dir, "server.log")
+
+
+class SluiceTarget:
+    name = "sluice"
+
+    def __init__(self, workdir, binary):
+        self.dir = os.path.join(workdir, "sluice")
+        self.binary = binary
+        self.proc = None
+
+    def start(self):
+        if not os.path.isfile(self.binary) or not os.access(self.binary, os.X_OK):
+            raise Unavailable(f"no sluice binary at {self.binary} (build it with "
+                              f"`cargo build --release`, or set SLUICE_BIN)")
+        os.makedirs(self.dir, exist_ok=True)
+        port = KSTART.free_port()
+        self.bootstrap = f"127.0.0.1:{port}"
+        self.logfile = os.path.join(self.dir, "sluice.log")
+        out = open(self.logfile, "w")
+        self.proc = subprocess.Popen([self.binary, "start", "--listen", self.bootstrap,
+                                      "--data-dir", os.path.join(self.dir, "data")],
+                                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        end = time.monotonic() + 30
+        last = "no answer"
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                text = open(self.logfile).read().strip()
+                rc, self.proc = self.proc.returncode, None
+                raise Unavailable(f"`sluice start` exited with status {rc} before answering "
+                                  f"Metadata: {text[-500:] or '(no output)'}")
+            try:
+                if KSTART.metadata_brokers(port) >= 1:
+                    return self.bootstrap
+                last = "Metadata listed no broker"
+            except (OSError, ConnectionError, Exception) as e:  # noqa: BLE001 - any failure: retry
+                last = f"{type(e).__name__}: {e}"
+            time.sleep(0.2)
+        self.stop()
+        raise Unavailable(f"sluice did not answer Metadata within 30 s ({last}); see {self.logfile}")
+
+    def stop(self):
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout=30)
+            if rc != 0:
+                log(f"warning: sluice exited with status {rc} after SIGTERM (issue 12 wants 0); "
+                    f"see {self.logfile}")
+        except subprocess.TimeoutExpired:
+            log(f"warning: sluice still running 30 s after SIGTERM; killing pid {self.proc.pid}")
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def logs(self):
+        return self.logfile
+
+
+# ---------------------------------------------------------------- running scenarios
+
+def run_python_scenario(sid, bootstrap, outdir, timeout):
+    path = os.path.join(outdir, f"{sid}.jsonl")
+    errpath = os.path.join(outdir, f"{sid}.stderr")
+    t0 = time.monotonic()
+    with open(errpath, "w") as err:
+        p = subprocess.Popen([sys.executable, os.path.join(HERE, "scenario_main.py"), sid, bootstrap, path],
+                             stdin=subprocess.DEVNULL, stdout=err, stderr=subprocess.STDOUT,
+                             start_new_session=True, cwd=outdir)
+        try:
+            rc = p.wait(timeout=timeout)
+            status = "ok" if rc == 0 else "failed"
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)   # the scenario's own process group, started above
+            p.wait(timeout=10)
+            status = "timeout"
+            with open(path, "a") as f:
+                f.write(json.dumps({"kind": "timeout", "after_s": timeout}) + "\n")
+    return sid, status, time.monotonic() - t0
+
+
+def read_transcript(path):
+    lines = []
+    if os.path.exists(path):
+        with open(path) as f:
+            for raw in f:
+                raw = raw.strip()
+                if raw:
+                    lines.append(json.loads(raw))
+    return lines
+
+
+def first_difference(a, b):
+    """Index of the first differing normalized line, or None when equal."""
+    for i in range(max(len(a), len(b))):
+        x = a[i] if i < len(a) else None
+        y = b[i] if i < len(b) else None
+        if x != y:
+            return i
+    return None
+
+
+def field_diff(x, y, prefix="", other="sluice"):
+    out = []
+    if isinstance(x, dict) and isinstance(y, dict):
+        for k in sorted(set(x) | set(y)):
+            if x.get(k, "<absent>") != y.get(k, "<absent>"):
+                out += field_diff(x.get(k, "<absent>"), y.get(k, "<absent>"), f"{prefix}{k}.", other)
+        return out
+    if isinstance(x, list) and isinstance(y, list) and len(x) == len(y):
+        for i, (p, q) in enumerate(zip(x, y)):
+            if p != q:
+                out += field_diff(p, q, f"{prefix}[{i}].", other)
+        return out
+    return [f"{prefix.rstrip('.') or '(line)'}: kafka {json.dumps(x)[:300]}  {other} {json.dumps(y)[:300]}"]
+
+
+def describe_difference(sid, ka, sl, i, kpath, spath, sstatus, other="sluice"):
+    k = ka[i] if i < len(ka) else None
+    s = sl[i] if i < len(sl) else None
+    msg = [f"  {sid}: first difference at transcript line {i + 1} ({other} status: {sstatus})"]
+    if k is None:
+        msg.append(f"    kafka  transcript ended; {other} has more: {json.dumps(s)[:500]}")
+    elif s is None:
+        msg.append(f"    {other} transcript ends here; kafka next: {json.dumps(k)[:500]}")
+    else:
+        msg.append(f"    kafka : {json.dumps(k)[:500]}")
+        msg.append(f"    {other + ':':7} {json.dumps(s)[:500]}")
+        for d in field_diff(k, s, other=other)[:6]:
+            msg.append(f"      {d}")
+    if i > 0:
+        msg.append(f"    (last line both agree on: {json.dumps(ka[i - 1])[:300]})")
+    msg.append(f"    transcripts: {kpath}  {spath}")
+    return "\n".join(msg)
+
+
+def load_known():
+    path = os.path.join(HERE, "known-differences.toml")
+    with open(path, "rb") as f:
+        data = tomllib.load(f)
+    known = data.get("known", [])
+    for k in known:
+        if not k.get("scenario") or not k.get("reason"):
+            raise SystemExit(f"{path}: every [[known]] needs scenario and reason: {k}")
+    return known
+
+
+def known_reason(known, sid):
+    for k in known:
+        if fnmatch.fnmatchcase(sid, k["scenario"]):
+            return k["reason"]
+    return None
+
+
+def client_of(sid):
+    prefix = sid.split(".", 1)[0]
+    return common.CLIENT_LABELS.get(prefix, prefix)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--targets", default="kafka,sluice")
+    ap.add_argument("--allow-missing-sluice", action="store_true")
+    ap.add_argument("--only", action="append", default=[], metavar="GLOB",
+                    help="run only scenarios whose id matches (repeatable), e.g. 'ck.*'")
+    ap.add_argument("--jobs", type=int, default=3)
+    ap.add_argument("--timeout", type=float, default=90.0, help="per scenario, seconds")
+    ap.add_argument("--out", default=os.path.join(HERE, ".out", "latest"))
+    ap.add_argument("--strict", action="store_true",
+                    help="also fail when a known difference now matches (so the list gets shrunk)")
+    ap.add_argument("--list", action="store_true")
+    a = ap.parse_args()
+
+    t_run = time.monotonic()
+    java = java_client.JavaClient()
+    all_ids = sorted(common.REGISTRY) + java.scenario_ids()
+    ids = [s for s in all_ids if not a.only or any(fnmatch.fnmatchcase(s, g) for g in a.only)]
+    if a.list:
+        for s in ids:
+            print(s)
+        return 0
+    if not ids:
+        log("diff: no scenario matches --only")
+        return 2
+    targets = [t.strip() for t in a.targets.split(",") if t.strip()]
+    for t in targets:
+        if t not in ("kafka", "sluice", "kafka2"):
+            raise SystemExit(f"unknown target {t} (kafka, sluice, or kafka2: a second Kafka compared "
+                             f"in sluice's place, to check that scenarios are deterministic)")
+    if "sluice" in targets and "kafka2" in targets:
+        raise SystemExit("--targets: sluice and kafka2 both take the compared side; pick one")
+    known = load_known()
+
+    if os.path.exists(a.out):
+        shutil.rmtree(a.out)
+    os.makedirs(a.out)
+    workdir = tempfile.mkdtemp(prefix="sluice-diff-")
+    sluice_bin = os.path.abspath(os.environ.get("SLUICE_BIN", os.path.join(ROOT, "target", "release", "sluice")))
+    objs = {"kafka": KafkaTarget(workdir), "kafka2": KafkaTarget(workdir, "kafka2"),
+            "sluice": SluiceTarget(workdir, sluice_bin)}
+    other = "sluice" if "sluice" in targets else "kafka2" if "kafka2" in targets else None
+
+    py_ids = [s for s in ids if s in common.REGISTRY]
+    java_ids = [s for s in ids if s not in common.REGISTRY]
+    if java_ids:
+        try:
+            java.build()
+        except java_client.JavaBuildError as e:
+            log(f"diff: the Java client module did not build: {e}")
+            return 1
+
+    results = {}      # target -> sid -> status
+    unavailable = {}
+    started = []
+    try:
+        for tname in targets:
+            tgt = objs[tname]
+            t0 = time.monotonic()
+            try:
+                bootstrap = tgt.start()
+            except Unavailable as e:
+                unavailable[tname] = str(e)
+                log(f"diff: target {tname} unavailable: {e}")
+                continue
+            started.append(tgt)
+            log(f"diff: {tname} up at {bootstrap} in {time.monotonic() - t0:.1f}s")
+            outdir = os.path.join(a.out, tname)
+            os.makedirs(outdir, exist_ok=True)
+            res = results.setdefault(tname, {})
+            with cf.ThreadPoolExecutor(max_workers=max(1, a.jobs)) as pool:
+                futs = [pool.submit(run_python_scenario, sid, bootstrap, outdir, a.timeout) for sid in py_ids]
+                if java_ids:
+                    futs.append(pool.submit(java.run, java_ids, bootstrap, outdir, a.timeout))
+                for f in cf.as_completed(futs):
+                    r = f.result()
+                    for sid, status, secs in (r if isinstance(r, list) else [r]):
+                        res[sid] = status
+                        log(f"  {tname:6} {status:7} {secs:5.1f}s {sid}")
+            tgt.stop()
+            started.remove(tgt)
+    finally:
+        for tgt in started:
+            tgt.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    # ------------------------------------------------------------ verdicts
+    failures = []
+    counts = {}   # client -> dict
+    kres = results.get("kafka", {})
+    sres = results.get(other, {})
+    passed = failed = skipped = 0
+    for sid in ids:
+        c = counts.setdefault(client_of(sid), {"run": 0, "kafka_ok": 0, "matched": 0, "known": 0,
+                                               "differ": 0, "fixed": 0})
+        c["run"] += 1
+        if "kafka" in targets:
+            if "kafka" in unavailable:
+                failed += 1
+            elif kres.get(sid) == "ok":
+                c["kafka_ok"] += 1
+                passed += 1
+            else:
+                failed += 1
+                failures.append(f"  {sid}: fails on Apache Kafka itself ({kres.get(sid)}); see "
+                                f"{os.path.join(a.out, 'kafka', sid + '.stderr')} — fix the scenario")
+        if other is None:
+            continue
+        if other in unavailable:
+            skipped += 1
+            continue
+        reason = known_reason(known, sid) if other == "sluice" else None
+        spath = os.path.join(a.out, other, f"{sid}.jsonl")
+        sl = [normalize.normalize_line(x) for x in read_transcript(spath)]
+        if "kafka" in results:
+            kpath = os.path.join(a.out, "kafka", f"{sid}.jsonl")
+            ka = [normalize.normalize_line(x) for x in read_transcript(kpath)]
+            i = first_difference(ka, sl)
+            same = i is None and sres.get(sid) == "ok"
+        else:   # sluice alone: it must at least run every scenario to its end
+            i, same, kpath, ka = None, sres.get(sid) == "ok", "(kafka not run)", []
+        if same:
+            if reason:
+                c["fixed"] += 1
+                msg = f"  {sid}: listed as a known difference but now matches Kafka: remove it from known-differences.toml"
+                log("note:" + msg[1:])
+                if a.strict:
+                    failures.append(msg)
+                    failed += 1
+                    continue
+            c["matched"] += 1
+            passed += 1
+        elif reason:
+            c["known"] += 1
+            skipped += 1
+        else:
+            c["differ"] += 1
+            failed += 1
+            if i is None:
+                i = min(len(ka), len(sl))
+            failures.append(describe_difference(sid, ka, sl, i, kpath, spath, sres.get(sid), other))
+
+    if failures:
+        log("\nFAILURES")
+        for f in failures:
+            log(f)
+    log("\nsummary (per client):")
+    for client, c in sorted(counts.items()):
+        parts = [f"{client}: {c['run']} scenarios"]
+        if "kafka" in targets:
+            parts.append(f"kafka passed {c['kafka_ok']}/{c['run']}" if "kafka" not in unavailable else "kafka unavailable")
+        if other:
+            if other in unavailable:
+                parts.append(f"{other} unavailable")
+            else:
+                parts.append(f"{other} matched {c['matched']}, known differences {c['known']}, "
+                             f"differing {c['differ']}" + (f", fixed-but-listed {c['fixed']}" if c['fixed'] else ""))
+        log("  " + "; ".join(parts))
+    for tname, why in unavailable.items():
+        log(f"  {tname} unavailable: {why.splitlines()[0][:300]}")
+    log(f"  known-differences.toml entries: {len(known)}; transcripts in {a.out}; "
+        f"wall time {time.monotonic() - t_run:.0f}s")
+    rc = 1 if failed else 0
+    if "kafka" in unavailable or "kafka2" in unavailable:
+        rc = 1
+    if "sluice" in unavailable:
+        if a.allow_missing_sluice:
+            log("diff: sluice did not start; accepted because of --allow-missing-sluice")
+        else:
+            log("diff: sluice did not start (use --allow-missing-sluice to accept that)")
+            rc = 1
+    log(f"diff: {passed} passed, {failed} failed, {skipped} skipped")
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,509 @@
+"""Scenarios driven by confluent-kafka (Python over librdkafka)."""
+import time
+
+from confluent_kafka import (Consumer, TopicCollection, KafkaError, KafkaException, Producer, TopicPartition,
+                             TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME, TIMESTAMP_NOT_AVAILABLE)
+from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
+                                   NewPartitions, NewTopic, OffsetSpec, ResourceType)
+
+from common import TS0, bdecode, deadline, scenario
+
+P = "ck"
+LABEL = "confluent-kafka"
+TS_TYPES = {TIMESTAMP_NOT_AVAILABLE: "none", TIMESTAMP_CREATE_TIME: "create", TIMESTAMP_LOG_APPEND_TIME: "log-append"}
+
+
+def reg(name):
+    return scenario(P, name, LABEL)
+
+
+def kerr(e):
+    """What a client observes of an error: the KafkaError name and code (message dropped by normalize)."""
+    if isinstance(e, KafkaException) and e.args and isinstance(e.args[0], KafkaError):
+        e = e.args[0]
+    if isinstance(e, KafkaError):
+        return {"error": e.name(), "code": e.code(), "retriable": e.retriable(), "msg": e.str()}
+    return {"error": type(e).__name__, "msg": str(e)}
+
+
+def admin(bs):
+    return AdminClient({"bootstrap.servers": bs, "socket.timeout.ms": 10000})
+
+
+def producer(bs, **extra):
+    conf = {"bootstrap.servers": bs, "linger.ms": 5, "message.timeout.ms": 20000}
+    conf.update(extra)
+    return Producer(conf)
+
+
+def consumer(bs, **extra):
+    conf = {"bootstrap.servers": bs, "group.id": "diff-ck-assign", "enable.auto.commit": False,
+            "auto.offset.reset": "earliest", "allow.auto.create.topics": False,
+            "enable.partition.eof": False}
+    conf.update(extra)
+    return Consumer(conf)
+
+
+def create(t, bs, topic, partitions=1, config=None):
+    a = admin(bs)   # keep the handle alive until the future resolves (else _DESTROY)
+    fs = a.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1,
+                                   config=config or {})], operation_timeout=15, request_timeout=15)
+    fs[topic].result(timeout=20)
+    wait_metadata(bs, topic, partitions)
+
+
+def wait_metadata(bs, topic, partitions, seconds=15):
+    a = admin(bs)
+    alive = deadline(seconds)
+    while alive():
+        d = describe(a, topic)
+        if not isinstance(d, dict) and len(d.partitions) == partitions and all(
+                p.leader is not None and p.leader.id >= 0 for p in d.partitions):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"topic {topic} not ready with {partitions} partitions")
+
+
+def describe(a, topic):
+    """AdminClient.describe_topics: a Metadata request that never auto-creates the topic.
+    (librdkafka's list_topics(topic=X) does ask for auto-creation; see metadata_auto_create.)"""
+    try:
+        f = a.describe_topics(TopicCollection([topic]), request_timeout=15)
+        return f[topic].result(timeout=20)
+    except KafkaException as e:
+        return kerr(e)
+
+
+def exists(a, topic):
+    return topic in a.list_topics(timeout=10).topics
+
+
+def produce_all(p, t, topic, msgs):
+    """msgs: list of dicts for Producer.produce; records each delivery report in produce order."""
+    reports = [None] * len(msgs)
+
+    def cb(i):
+        def f(err, m):
+            reports[i] = (err, m)
+        return f
+    for i, m in enumerate(msgs):
+        p.produce(topic, on_delivery=cb(i), **m)
+    left = p.flush(30)
+    t.check(left == 0, "every produced record got a delivery report", left=left)
+    return reports
+
+
+def rec_reports(t, reports, every=1):
+    for i, (err, m) in enumerate(reports):
+        if err is not None:
+            t.rec("delivery", i=i, **kerr(err))
+        elif i % every == 0:
+            ts_type, ts = m.timestamp()
+            t.rec("delivery", i=i, partition=m.partition(), offset=m.offset(),
+                  ts_type=TS_TYPES.get(ts_type), timestamp=ts)
+
+
+def consume_all(bs, topic, partitions, expect, seconds=20, **extra):
+    """Reads `expect` records from offset 0 of every partition; returns them sorted by (partition, offset)."""
+    c = consumer(bs, **extra)
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    out = []
+    errors = []
+    alive = deadline(seconds)
+    try:
+        while alive() and len(out) < expect:
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            if m.error():
+                errors.append(kerr(m.error()))
+                if not m.error().retriable():
+                    break
+                continue
+            ts_type, ts = m.timestamp()
+            out.append({"partition": m.partition(), "offset": m.offset(), "key": bdecode(m.key()),
+                        "value": bdecode(m.value()), "ts_type": TS_TYPES.get(ts_type), "timestamp": ts,
+                        "headers": [[k, bdecode(v)] for k, v in (m.headers() or [])]})
+    finally:
+        c.close()
+    out.sort(key=lambda r: (r["partition"], r["offset"]))
+    return out, errors
+
+
+def watermarks(t, bs, topic, partitions):
+    c = consumer(bs)
+    try:
+        for p in range(partitions):
+            lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            t.rec("watermarks", partition=p, low=lo, high=hi)
+    finally:
+        c.close()
+
+
+@reg("produce_consume_keyed")
+def produce_consume_keyed(t, bs):
+    """Keyed records with headers and explicit timestamps to 3 partitions; consumed back exactly."""
+    topic = t.topic()
+    create(t, bs, topic, partitions=3)
+    msgs = []
+    for i in range(30):
+        msgs.append({"key": f"key-{i % 7}".encode(), "value": f"value-{i}".encode(),
+                     "headers": [("h-index", str(i).encode()), ("h-bin", bytes([0, 255, i])), ("h-dup", b"a"), ("h-dup", b"b")],
+                     "timestamp": TS0 + i * 1000})
+    msgs.append({"key": None, "value": b"no-key", "partition": 0, "timestamp": TS0 + 99_000})
+    msgs.append({"key": b"null-value", "value": None, "partition": 1, "timestamp": TS0 + 99_001})
+    msgs.append({"key": b"", "value": b"", "partition": 2, "timestamp": TS0 + 99_002})
+    p = producer(bs)
+    reports = produce_all(p, t, topic, msgs)
+    rec_reports(t, reports)
+    got, errors = consume_all(bs, topic, 3, len(msgs))
+    for e in errors:
+        t.rec("consume-error", **e)
+    for r in got:
+        t.rec("record", **r)
+    t.check(len(got) == len(msgs), "every record consumed", got=len(got))
+    by_key = {}
+    for r in got:
+        by_key.setdefault(r["key"], set()).add(r["partition"])
+    t.check(all(len(v) == 1 for v in by_key.values()), "one key, one partition")
+    watermarks(t, bs, topic, 3)
+
+
+@reg("auto_create_on_produce")
+def auto_create_on_produce(t, bs):
+    """Producing to a topic that does not exist creates it (broker default auto-create on)."""
+    topic = t.topic()
+    p = producer(bs)
+    reports = produce_all(p, t, topic, [{"value": b"first", "timestamp": TS0}])
+    rec_reports(t, reports)
+    describe_topic(t, bs, topic, "auto-created by produce")
+    got, errors = consume_all(bs, topic, 1, 1)
+    for r in got:
+        t.rec("record", **r)
+
+
+@reg("idempotent_acks_all")
+def idempotent_acks_all(t, bs):
+    """Idempotent producer (InitProducerId + sequences), acks=all, 2000 records; all there once, in order."""
+    topic = t.topic()
+    create(t, bs, topic, partitions=2)
+    p = producer(bs, **{"enable.idempotence": True, "acks": "all", "linger.ms": 20,
+                        "max.in.flight.requests.per.connection": 5})
+    n = 2000
+    msgs = [{"key": f"k{i % 10}".encode(), "value": f"v{i}".encode(), "timestamp": TS0 + i} for i in range(n)]
+    reports = produce_all(p, t, topic, msgs)
+    errs = [kerr(e) for e, _ in reports if e is not None]
+    t.rec("delivery-summary", delivered=n - len(errs), errors=errs[:3])
+    got, errors = consume_all(bs, topic, 2, n, seconds=30)
+    t.rec("consumed", count=len(got), errors=errors[:3])
+    for part in range(2):
+        offs = [r["offset"] for r in got if r["partition"] == part]
+        t.rec("partition", partition=part, count=len(offs), contiguous_from_0=offs == list(range(len(offs))))
+        vals = [int(r["value"][1:]) for r in got if r["partition"] == part]
+        t.check(vals == sorted(vals), "per-partition order is produce order", partition=part)
+    t.check(sorted(int(r["value"][1:]) for r in got) == list(range(n)), "each record exactly once")
+    watermarks(t, bs, topic, 2)
+
+
+def codec_scenario(codec):
+    def fn(t, bs):
+        topic = t.topic()
+        create(t, bs, topic, partitions=1)
+        p = producer(bs, **{"compression.type": codec, "linger.ms": 50, "batch.num.messages": 100})
+        n = 500
+        msgs = [{"key": f"k{i}".encode(), "value": (f"{codec}-{i}-" + "x" * (i % 50)).encode(),
+                 "headers": [("i", str(i).encode())], "timestamp": TS0 + i} for i in range(n)]
+        reports = produce_all(p, t, topic, msgs)
+        rec_reports(t, reports, every=97)
+        got, errors = consume_all(bs, topic, 1, n)
+        t.rec("consumed", count=len(got), errors=errors[:3])
+        for r in got[::61]:
+            t.rec("record", **r)
+        t.check([r["value"] for r in got] == [m["value"].decode() for m in msgs], "values round-trip")
+        t.check([r["headers"] for r in got] == [[["i", str(i)]] for i in range(n)], "headers round-trip")
+        watermarks(t, bs, topic, 1)
+    return fn
+
+
+for _codec in ("gzip", "snappy", "lz4", "zstd"):
+    reg(f"codec_{_codec}")(codec_scenario(_codec))
+
+
+def list_offsets(t, bs, topic, partition, label, spec):
+    a = admin(bs)
+    try:
+        fs = a.list_offsets({TopicPartition(topic, partition): spec}, request_timeout=15)
+        r = list(fs.values())[0].result(timeout=20)
+        t.rec("list-offsets", spec=label, partition=partition, offset=r.offset, timestamp=r.timestamp,
+              leader_epoch=r.leader_epoch is not None)
+    except KafkaException as e:
+        t.rec("list-offsets", spec=label, partition=partition, **kerr(e))
+
+
+@reg("list_offsets")
+def list_offsets_scenario(t, bs):
+    """ListOffsets earliest/latest/max-timestamp/by-time, on an empty partition then on records."""
+    topic = t.topic()
+    create(t, bs, topic, partitions=1)
+    specs = [("earliest", OffsetSpec.earliest()), ("latest", OffsetSpec.latest()),
+             ("max_timestamp", OffsetSpec.max_timestamp()), ("time:TS0", OffsetSpec.for_timestamp(TS0))]
+    for label, spec in specs:
+        list_offsets(t, bs, topic, 0, "empty/" + label, spec)
+    # timestamps deliberately not monotonic: 5000, 1000, 3000, 3000, 2000
+    stamps = [5000, 1000, 3000, 3000, 2000]
+    p = producer(bs)
+    rec_reports(t, produce_all(p, t, topic, [{"value": f"r{i}".encode(), "timestamp": TS0 + s}
+                                              for i, s in enumerate(stamps)]))
+    specs = [("earliest", OffsetSpec.earliest()), ("latest", OffsetSpec.latest()),
+             ("max_timestamp", OffsetSpec.max_timestamp())]
+    for s in (0, 999, 1000, 1001, 2500, 3000, 4000, 5000, 5001):
+        specs.append((f"time:TS0+{s}", OffsetSpec.for_timestamp(TS0 + s)))
+    for label, spec in specs:
+        list_offsets(t, bs, topic, 0, label, spec)
+    # the consumer API for the same thing (offsets_for_times)
+    c = consumer(bs)
+    try:
+        for s in (0, 2500, 6000):
+            r = c.offsets_for_times([TopicPartition(topic, 0, TS0 + s)], timeout=10)[0]
+            t.rec("offsets-for-times", ts=TS0 + s, offset=r.offset, error=r.error and r.error.name())
+    finally:
+        c.close()
+    # unknown partition and unknown topic
+    list_offsets(t, bs, topic, 7, "latest(unknown partition)", OffsetSpec.latest())
+    list_offsets(t, bs, t.topic("nope"), 0, "latest(unknown topic)", OffsetSpec.latest())
+
+
+def describe_configs(t, bs, topic, label, until=None):
+    """Records the topic's configs. `until(configs)`: poll until it holds (bounded), because a
+    Kafka broker acknowledges AlterConfigs before its DescribeConfigs shows the change."""
+    a = admin(bs)
+    res = ConfigResource(ResourceType.TOPIC, topic)
+    alive = deadline(10)
+    while True:
+        try:
+            cfg = list(a.describe_configs([res], request_timeout=15).values())[0].result(timeout=20)
+        except KafkaException as e:
+            t.rec("describe-configs", at=label, **kerr(e))
+            return
+        configs = {k: {"value": v.value, "default": v.is_default, "read_only": v.is_read_only,
+                       "sensitive": v.is_sensitive, "source": v.source} for k, v in cfg.items()}
+        if until is None or until(configs) or not alive():
+            break
+        time.sleep(0.1)
+    t.rec("describe-configs", at=label, configs=configs)
+
+
+def describe_topic(t, bs, topic, label):
+    d = describe(admin(bs), topic)
+    if isinstance(d, dict):
+        t.rec("describe-topic", at=label, topic=topic, **d)
+        return
+    t.rec("describe-topic", at=label, topic=topic, error=None, internal=d.is_internal,
+          topic_id=str(d.topic_id) if d.topic_id else None,
+          partitions=[{"id": p.id, "leader": p.leader.id if p.leader else None,
+                       "replicas": [r.id for r in p.replicas], "isr": [r.id for r in p.isr]}
+                      for p in d.partitions])
+
+
+@reg("admin_topics_configs")
+def admin_topics_configs(t, bs):
+    """Create with configs, describe, alter (full and incremental), create partitions, delete."""
+    a = admin(bs)
+    topic = t.topic()
+    fs = a.create_topics([NewTopic(topic, 2, 1, config={"retention.ms": "3600000", "cleanup.policy": "delete",
+                                                        "max.message.bytes": "200000"})],
+                         operation_timeout=15, request_timeout=15)
+    fs[topic].result(timeout=20)
+    wait_metadata(bs, topic, 2)
+    t.rec("created", topic=topic)
+    # create again
+    try:
+        a.create_topics([NewTopic(topic, 2, 1)], request_timeout=15)[topic].result(timeout=20)
+        t.rec("create-again", error=None)
+    except KafkaException as e:
+        t.rec("create-again", **kerr(e))
+    # validate only: nothing created
+    vtopic = t.topic("validate-only")
+    a.create_topics([NewTopic(vtopic, 4, 1)], validate_only=True, request_timeout=15)[vtopic].result(timeout=20)
+    t.rec("validate-only", topic=vtopic, exists=exists(a, vtopic))
+    describe_topic(t, bs, topic, "created")
+    describe_configs(t, bs, topic, "created")
+    # full AlterConfigs replaces the whole set: the settings not named go back to defaults
+    res = ConfigResource(ResourceType.TOPIC, topic, set_config={"retention.bytes": "1048576"})
+    list(a.alter_configs([res], request_timeout=15).values())[0].result(timeout=20)
+    t.rec("altered", how="alter_configs", set={"retention.bytes": "1048576"})
+    describe_configs(t, bs, topic, "after alter_configs",
+                     until=lambda c: c["retention.bytes"]["value"] == "1048576")
+    # incremental: SET two, DELETE one
+    res = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[
+        ConfigEntry("segment.bytes", "1048576", incremental_operation=AlterConfigOpType.SET),
+        ConfigEntry("message.timestamp.type", "LogAppendTime", incremental_operation=AlterConfigOpType.SET),
+        ConfigEntry("retention.bytes", None, incremental_operation=AlterConfigOpType.DELETE)])
+    list(a.incremental_alter_configs([res], request_timeout=15).values())[0].result(timeout=20)
+    t.rec("altered", how="incremental_alter_configs")
+    describe_configs(t, bs, topic, "after incremental_alter_configs",
+                     until=lambda c: c["segment.bytes"]["value"] == "1048576")
+    # invalid values
+    for name, value in (("retention.ms", "not-a-number"), ("cleanup.policy", "sideways"),
+                        ("no.such.config", "1")):
+        res = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[
+            ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)])
+        try:
+            list(a.incremental_alter_configs([res], request_timeout=15).values())[0].result(timeout=20)
+            t.rec("alter-invalid", name=name, value=value, error=None)
+        except KafkaException as e:
+            t.rec("alter-invalid", name=name, value=value, **kerr(e))
+    # partitions: grow to 4, then try to shrink and to stay the same
+    for n in (4, 3, 4):
+        try:
+            a.create_partitions([NewPartitions(topic, n)], request_timeout=15)[topic].result(timeout=20)
+            t.rec("create-partitions", total=n, error=None)
+        except KafkaException as e:
+            t.rec("create-partitions", total=n, **kerr(e))
+    wait_metadata(bs, topic, 4)
+    describe_topic(t, bs, topic, "after create_partitions")
+    # delete, then it is gone
+    a.delete_topics([topic], operation_timeout=15, request_timeout=15)[topic].result(timeout=20)
+    t.rec("deleted", topic=topic)
+    alive = deadline(15)
+    while alive() and exists(a, topic):
+        time.sleep(0.2)
+    describe_topic(t, bs, topic, "after delete")
+    describe_configs(t, bs, topic, "after delete")
+    try:
+        a.delete_topics([topic], request_timeout=15)[topic].result(timeout=20)
+        t.rec("delete-again", error=None)
+    except KafkaException as e:
+        t.rec("delete-again", **kerr(e))
+
+
+@reg("delete_records_and_fetch_below_start")
+def delete_records(t, bs):
+    """DeleteRecords moves the log start; fetching below it is OFFSET_OUT_OF_RANGE (reset=error)."""
+    topic = t.topic()
+    create(t, bs, topic, partitions=1)
+    p = producer(bs)
+    rec_reports(t, produce_all(p, t, topic, [{"value": f"r{i}".encode(), "timestamp": TS0 + i} for i in range(10)]))
+    a = admin(bs)
+    for before in (4, 2, 10, 11):
+        try:
+            r = a.delete_records([TopicPartition(topic, 0, before)], request_timeout=15)
+            res = list(r.values())[0].result(timeout=20)
+            t.rec("delete-records", before=before, low_watermark=res.low_watermark, error=None)
+        except KafkaException as e:
+            t.rec("delete-records", before=before, **kerr(e))
+        except Exception as e:  # noqa: BLE001
+            t.rec("delete-records", before=before, error=type(e).__name__)
+    watermarks(t, bs, topic, 1)
+    # delete up to 4 only is done; now log start is 10 (deleted up to 10). Produce 3 more.
+    rec_reports(t, produce_all(p, t, topic, [{"value": f"s{i}".encode(), "timestamp": TS0 + 100 + i} for i in range(3)]))
+    list_offsets(t, bs, topic, 0, "earliest", OffsetSpec.earliest())
+    list_offsets(t, bs, topic, 0, "time:TS0", OffsetSpec.for_timestamp(TS0))
+    # fetch from 0 with auto.offset.reset=error: the client reports the out-of-range position
+    c = consumer(bs, **{"auto.offset.reset": "error"})
+    c.assign([TopicPartition(topic, 0, 0)])
+    seen = None
+    alive = deadline(15)
+    try:
+        while alive() and seen is None:
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            seen = kerr(m.error()) if m.error() else {"record_offset": m.offset()}
+    finally:
+        c.close()
+    t.rec("fetch-below-start", **(seen or {"error": "nothing within 15s"}))
+    # with reset=earliest the consumer starts at the new log start
+    got, _ = consume_all(bs, topic, 1, 3)
+    t.rec("after-reset", offsets=[r["offset"] for r in got], values=[r["value"] for r in got])
+    # delete records on an unknown partition
+    try:
+        r = a.delete_records([TopicPartition(topic, 5, 1)], request_timeout=15)
+        list(r.values())[0].result(timeout=20)
+        t.rec("delete-records-unknown-partition", error=None)
+    except KafkaException as e:
+        t.rec("delete-records-unknown-partition", **kerr(e))
+
+
+@reg("errors_create_topics")
+def errors_create_topics(t, bs):
+    """CreateTopics error paths: invalid names, partitions <= 0, replication factor above brokers."""
+    a = admin(bs)
+    cases = [("bad name!", 1, 1), (".", 1, 1), ("..", 1, 1), ("x" * 250, 1, 1), ("a/b", 1, 1),
+             (t.topic("zero-partitions"), 0, 1), (t.topic("minus-two-partitions"), -2, 1),
+             (t.topic("rf-3"), 1, 3), (t.topic("rf-0"), 1, 0),
+             (t.topic("defaults"), -1, -1)]
+    for name, parts, rf in cases:
+        try:
+            a.create_topics([NewTopic(name, num_partitions=parts, replication_factor=rf)],
+                            request_timeout=15)[name].result(timeout=20)
+            t.rec("create", name=name[:60], partitions=parts, rf=rf, error=None)
+        except KafkaException as e:
+            t.rec("create", name=name[:60], partitions=parts, rf=rf, **kerr(e))
+        except ValueError as e:   # librdkafka validates some arguments itself
+            t.rec("create", name=name[:60], partitions=parts, rf=rf, error="client-side ValueError", msg=str(e))
+    wait_metadata(bs, t.topic("defaults"), 1)
+    describe_topic(t, bs, t.topic("defaults"), "created with -1/-1 (broker defaults)")
+    # a config the broker rejects at creation
+    name = t.topic("bad-config")
+    try:
+        a.create_topics([NewTopic(name, 1, 1, config={"cleanup.policy": "sideways"})],
+                        request_timeout=15)[name].result(timeout=20)
+        t.rec("create", name=name, config="cleanup.policy=sideways", error=None)
+    except KafkaException as e:
+        t.rec("create", name=name, config="cleanup.policy=sideways", **kerr(e))
+
+
+@reg("errors_unknown_topic")
+def errors_unknown_topic(t, bs):
+    """A topic that does not exist, asked for without auto-create: Metadata, consumer, delete."""
+    topic = t.topic()
+    a = admin(bs)
+    describe_topic(t, bs, topic, "metadata for unknown topic")  # the admin asks without auto-create
+    t.rec("exists-after-metadata", exists=exists(a, topic))
+    c = consumer(bs)   # allow.auto.create.topics=false
+    c.assign([TopicPartition(topic, 0, 0)])
+    seen = None
+    alive = deadline(8)
+    try:
+        while alive() and seen is None:
+            m = c.poll(0.5)
+            if m is not None:
+                seen = kerr(m.error()) if m.error() else {"record_offset": m.offset()}
+    finally:
+        c.close()
+    t.rec("consume-unknown", **(seen or {"error": None}))
+    t.rec("exists-after-consume", exists=exists(a, topic))
+    describe_configs(t, bs, topic, "unknown topic")
+    try:
+        a.delete_topics([topic], request_timeout=15)[topic].result(timeout=20)
+        t.rec("delete-unknown", error=None)
+    except KafkaException as e:
+        t.rec("delete-unknown", **kerr(e))
+
+
+@reg("errors_record_too_large")
+def errors_record_too_large(t, bs):
+    """A record larger than the topic's max.message.bytes is refused with MESSAGE_TOO_LARGE."""
+    topic = t.topic()
+    create(t, bs, topic, partitions=1, config={"max.message.bytes": "1024"})
+    p = producer(bs, **{"enable.idempotence": False, "acks": "all", "retries": 0})
+    for i, v in enumerate((b"small", b"y" * 4000, b"small-again")):   # one request each
+        rec_reports(t, produce_all(p, t, topic, [{"value": v, "timestamp": TS0 + i}]))
+    p2 = producer(bs, **{"enable.idempotence": True, "acks": "all"})
+    rec_reports(t, produce_all(p2, t, topic, [{"value": b"z" * 4000, "timestamp": TS0 + 3}]))
+    watermarks(t, bs, topic, 1)
+    got, _ = consume_all(bs, topic, 1, 10, seconds=5)
+    t.rec("consumed", values=[r["value"][:20] for r in got])
+
+
+@reg("metadata_auto_create")
+def metadata_auto_create(t, bs):
+    """librdkafka's list_topics(topic=X) sends Metadata allowing auto-creation: the topic appears
+    with the broker's default partition count (num.partitions=1)."""
+    topic = t.topic()
+    a = admin(bs)
+    md = a.list_topics(topic=topic, timeout=10).topics[topic]
+    t.rec("first-metadata-answer", error=md.error and md.error.name())
+    wait_metadata(bs, topic, 1)
+    describe_topic(t, bs, topic, "after auto-create")
