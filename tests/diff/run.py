@@ -303,6 +303,9 @@ def main():
             except Unavailable as e:
                 unavailable[tname] = str(e)
                 log(f"diff: target {tname} unavailable: {e}")
+                if tname == "kafka":
+                    log("diff: without the reference there is nothing to compare against; stopping")
+                    return 1
                 continue
             started.append(tgt)
             log(f"diff: {tname} up at {bootstrap} in {time.monotonic() - t0:.1f}s")

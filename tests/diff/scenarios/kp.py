@@ -1,0 +1,412 @@
+"""Scenarios driven by kafka-python (pure Python client, its own protocol code)."""
+import time
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import AlterConfigOp, ConfigResource, ConfigResourceType, OffsetSpec
+import kafka.errors as Errors
+
+from common import TS0, bdecode, deadline, scenario
+
+P = "kp"
+LABEL = "kafka-python"
+
+
+def reg(name):
+    return scenario(P, name, LABEL)
+
+
+def kerr(e):
+    return {"error": type(e).__name__, "code": getattr(e, "errno", None), "msg": str(e)[:300]}
+
+
+def admin(bs):
+    return KafkaAdminClient(bootstrap_servers=bs, request_timeout_ms=15000, client_id="diff-kp")
+
+
+def producer(bs, **extra):
+    conf = {"bootstrap_servers": bs, "linger_ms": 5, "request_timeout_ms": 15000, "max_block_ms": 15000}
+    conf.update(extra)
+    return KafkaProducer(**conf)
+
+
+def consumer(bs, **extra):
+    conf = {"bootstrap_servers": bs, "group_id": None, "enable_auto_commit": False,
+            "auto_offset_reset": "earliest", "request_timeout_ms": 15000}
+    conf.update(extra)
+    return KafkaConsumer(**conf)
+
+
+def create(a, topic, partitions=1, configs=None):
+    r = a.create_topics({topic: {"num_partitions": partitions, "replication_factor": 1, "configs": configs or {}}})
+    wait_ready(a, topic, partitions)
+    return r
+
+
+def wait_ready(a, topic, partitions, seconds=15):
+    alive = deadline(seconds)
+    while alive():
+        try:
+            d = a.describe_topics([topic])[0]
+            if d["error_code"] == 0 and len(d["partitions"]) == partitions and all(
+                    p["leader_id"] >= 0 for p in d["partitions"]):
+                return
+        except Errors.KafkaError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{topic} not ready")
+
+
+def send_all(t, p, topic, msgs, every=1):
+    futs = [p.send(topic, **m) for m in msgs]
+    p.flush(timeout=30)
+    for i, f in enumerate(futs):
+        try:
+            md = f.get(timeout=20)
+            if i % every == 0:
+                t.rec("delivery", i=i, partition=md.partition, offset=md.offset, timestamp=md.timestamp)
+        except Errors.KafkaError as e:
+            t.rec("delivery", i=i, **kerr(e))
+
+
+def consume_all(bs, topic, partitions, expect, seconds=20, **extra):
+    c = consumer(bs, **extra)
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    c.assign(tps)
+    for tp in tps:
+        c.seek(tp, 0)
+    out, errors = [], []
+    alive = deadline(seconds)
+    try:
+        while alive() and len(out) < expect:
+            try:
+                batch = c.poll(timeout_ms=500)
+            except Errors.KafkaError as e:
+                errors.append(kerr(e))
+                break
+            for recs in batch.values():
+                for m in recs:
+                    out.append({"partition": m.partition, "offset": m.offset, "key": bdecode(m.key),
+                                "value": bdecode(m.value), "timestamp": m.timestamp,
+                                "ts_type": m.timestamp_type,
+                                "headers": [[k, bdecode(v)] for k, v in (m.headers or [])]})
+    finally:
+        c.close()
+    out.sort(key=lambda r: (r["partition"], r["offset"]))
+    return out, errors
+
+
+def offsets(t, a, topic, partitions, label="offsets"):
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    lo = a.list_partition_offsets({tp: OffsetSpec.EARLIEST for tp in tps})
+    hi = a.list_partition_offsets({tp: OffsetSpec.LATEST for tp in tps})
+    for tp in tps:
+        t.rec(label, partition=tp.partition, low=lo[tp].offset, high=hi[tp].offset)
+
+
+@reg("produce_consume_keyed")
+def produce_consume_keyed(t, bs):
+    a = admin(bs)
+    topic = t.topic()
+    create(a, topic, 3)
+    msgs = [{"key": f"key-{i % 7}".encode(), "value": f"value-{i}".encode(),
+             "headers": [("h-index", str(i).encode()), ("h-bin", bytes([0, 255, i]))],
+             "timestamp_ms": TS0 + i * 1000} for i in range(30)]
+    msgs += [{"key": None, "value": b"no-key", "partition": 0, "timestamp_ms": TS0 + 99_000},
+             {"key": b"null-value", "value": None, "partition": 1, "timestamp_ms": TS0 + 99_001}]
+    send_all(t, producer(bs), topic, msgs)
+    got, errors = consume_all(bs, topic, 3, len(msgs))
+    for e in errors:
+        t.rec("consume-error", **e)
+    for r in got:
+        t.rec("record", **r)
+    t.check(len(got) == len(msgs), "every record consumed", got=len(got))
+    offsets(t, a, topic, 3)
+
+
+@reg("idempotent_acks_all")
+def idempotent_acks_all(t, bs):
+    a = admin(bs)
+    topic = t.topic()
+    create(a, topic, 2)
+    p = producer(bs, enable_idempotence=True, acks="all", linger_ms=20)
+    n = 1000
+    futs = [p.send(topic, key=f"k{i % 10}".encode(), value=f"v{i}".encode(), timestamp_ms=TS0 + i) for i in range(n)]
+    p.flush(timeout=30)
+    errs = []
+    for f in futs:
+        try:
+            f.get(timeout=20)
+        except Errors.KafkaError as e:
+            errs.append(kerr(e))
+    t.rec("delivery-summary", delivered=n - len(errs), errors=errs[:3])
+    got, errors = consume_all(bs, topic, 2, n, seconds=30)
+    t.rec("consumed", count=len(got), errors=errors[:3])
+    t.check(sorted(int(r["value"][1:]) for r in got) == list(range(n)), "each record exactly once")
+    for part in range(2):
+        offs = [r["offset"] for r in got if r["partition"] == part]
+        t.rec("partition", partition=part, count=len(offs), contiguous_from_0=offs == list(range(len(offs))))
+    offsets(t, a, topic, 2)
+
+
+@reg("acks_0_and_1")
+def acks_0_and_1(t, bs):
+    a = admin(bs)
+    topic = t.topic()
+    create(a, topic, 1)
+    for acks in (0, 1):
+        p = producer(bs, acks=acks, enable_idempotence=False)
+        futs = [p.send(topic, value=f"acks{acks}-{i}".encode(), timestamp_ms=TS0 + i) for i in range(50)]
+        p.flush(timeout=30)
+        offs = [f.get(timeout=20).offset for f in futs]
+        # acks=0: the client never learns the offset (kafka-python reports -1)
+        t.rec("acks", acks=acks, offsets_first_last=[offs[0], offs[-1]])
+        p.close()
+    got, _ = consume_all(bs, topic, 1, 100)
+    t.rec("consumed", count=len(got), first=got[0]["value"] if got else None, last=got[-1]["value"] if got else None)
+    offsets(t, a, topic, 1)
+
+
+def codec_scenario(codec):
+    def fn(t, bs):
+        a = admin(bs)
+        topic = t.topic()
+        create(a, topic, 1)
+        p = producer(bs, compression_type=codec, linger_ms=50)
+        n = 300
+        msgs = [{"key": f"k{i}".encode(), "value": (f"{codec}-{i}-" + "x" * (i % 50)).encode(),
+                 "headers": [("i", str(i).encode())], "timestamp_ms": TS0 + i} for i in range(n)]
+        send_all(t, p, topic, msgs, every=97)
+        got, errors = consume_all(bs, topic, 1, n)
+        t.rec("consumed", count=len(got), errors=errors[:3])
+        for r in got[::61]:
+            t.rec("record", **r)
+        t.check([r["value"] for r in got] == [m["value"].decode() for m in msgs], "values round-trip")
+        offsets(t, a, topic, 1)
+    return fn
+
+
+for _codec in ("gzip", "snappy", "lz4", "zstd"):
+    reg(f"codec_{_codec}")(codec_scenario(_codec))
+
+
+def lpo(t, a, topic, part, label, spec):
+    try:
+        r = a.list_partition_offsets({TopicPartition(topic, part): spec})
+        v = list(r.values())[0]
+        t.rec("list-offsets", spec=label, partition=part, offset=v.offset, timestamp=v.timestamp,
+              leader_epoch=v.leader_epoch is not None)
+    except Errors.KafkaError as e:
+        t.rec("list-offsets", spec=label, partition=part, **kerr(e))
+
+
+@reg("list_offsets")
+def list_offsets(t, bs):
+    a = admin(bs)
+    topic = t.topic()
+    create(a, topic, 1)
+    for label, spec in (("earliest", OffsetSpec.EARLIEST), ("latest", OffsetSpec.LATEST),
+                        ("max_timestamp", OffsetSpec.MAX_TIMESTAMP), ("time:TS0", TS0)):
+        lpo(t, a, topic, 0, "empty/" + label, spec)
+    stamps = [5000, 1000, 3000, 3000, 2000]
+    p = producer(bs)
+    # one send and flush per record: each record is its own batch here (unlike ck.list_offsets)
+    for i, s in enumerate(stamps):
+        send_all(t, p, topic, [{"value": f"r{i}".encode(), "timestamp_ms": TS0 + s}])
+    for label, spec in (("earliest", OffsetSpec.EARLIEST), ("latest", OffsetSpec.LATEST),
+                        ("max_timestamp", OffsetSpec.MAX_TIMESTAMP)):
+        lpo(t, a, topic, 0, label, spec)
+    for s in (0, 1000, 1001, 2500, 3000, 4000, 5000, 5001):
+        lpo(t, a, topic, 0, f"time:TS0+{s}", TS0 + s)
+    c = consumer(bs)
+    try:
+        tp = TopicPartition(topic, 0)
+        r = c.offsets_for_times({tp: TS0 + 2500})
+        t.rec("offsets-for-times", ts=TS0 + 2500, offset=r[tp] and r[tp].offset, timestamp=r[tp] and r[tp].timestamp)
+        r = c.offsets_for_times({tp: TS0 + 9000})
+        t.rec("offsets-for-times", ts=TS0 + 9000, result=None if r[tp] is None else r[tp].offset)
+        t.rec("beginning-end", beginning=c.beginning_offsets([tp])[tp], end=c.end_offsets([tp])[tp])
+    finally:
+        c.close()
+    lpo(t, a, topic, 4, "latest(unknown partition)", OffsetSpec.LATEST)
+
+
+def describe_configs(t, a, topic, label, until=None):
+    alive = deadline(10)
+    while True:
+        try:
+            r = a.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all")
+        except Errors.KafkaError as e:
+            t.rec("describe-configs", at=label, **kerr(e))
+            return
+        cfg = r["topic"][topic]
+        configs = {k: {"value": v["value"], "source": v["config_source"], "read_only": v["read_only"],
+                       "sensitive": v["is_sensitive"], "type": v.get("config_type")} for k, v in cfg.items()}
+        if until is None or until(configs) or not alive():
+            break
+        time.sleep(0.1)
+    t.rec("describe-configs", at=label, configs=configs)
+
+
+def describe_topic(t, a, topic, label):
+    try:
+        d = a.describe_topics([topic])[0]
+    except Errors.KafkaError as e:
+        t.rec("describe-topic", at=label, **kerr(e))
+        return
+    t.rec("describe-topic", at=label, name=d["name"], error_code=d["error_code"], internal=d["is_internal"],
+          topic_id=d["topic_id"],
+          partitions=[{"id": p["partition_index"], "error_code": p["error_code"], "leader": p["leader_id"],
+                       "leader_epoch": p["leader_epoch"], "replicas": p["replica_nodes"], "isr": p["isr_nodes"]}
+                      for p in sorted(d["partitions"], key=lambda p: p["partition_index"])])
+    t.rec("authorized-operations", at=label, ops=sorted(d.get("authorized_operations") or []))
+
+
+def _alter_result(r):
+    """kafka-python returns {type: {name: error-or-None}}; keep the "[Error N] Name" part of each
+    error (the broker's message text follows it and is not compared)."""
+    def short(v):
+        return v.split(":")[0] if isinstance(v, str) else v
+    if isinstance(r, dict):
+        return {k: ({n: short(v) for n, v in vs.items()} if isinstance(vs, dict) else short(vs))
+                for k, vs in r.items()}
+    return type(r).__name__
+
+
+@reg("admin_topics_configs")
+def admin_topics_configs(t, bs):
+    a = admin(bs)
+    topic = t.topic()
+    r = a.create_topics({topic: {"num_partitions": 2, "replication_factor": 1,
+                                 "configs": {"retention.ms": "3600000", "max.message.bytes": "200000"}}})
+    created = r["topics"][0]
+    t.rec("create-result", name=created["name"], error_code=created["error_code"], topic_id=created["topic_id"],
+          num_partitions=created["num_partitions"], replication_factor=created["replication_factor"],
+          configs={k: {"value": v["value"], "source": v["config_source"]} for k, v in (created.get("configs") or {}).items()})
+    wait_ready(a, topic, 2)
+    try:
+        a.create_topics({topic: {"num_partitions": 2}})
+        t.rec("create-again", error=None)
+    except Errors.KafkaError as e:
+        t.rec("create-again", **kerr(e))
+    v = a.create_topics({t.topic("vo"): {"num_partitions": 3}}, validate_only=True)["topics"][0]
+    t.rec("validate-only", error_code=v["error_code"], num_partitions=v["num_partitions"],
+          exists=t.topic("vo") in a.list_topics())
+    describe_topic(t, a, topic, "created")
+    describe_configs(t, a, topic, "created")
+    a.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs={
+        "segment.bytes": (AlterConfigOp.SET, "1048576"), "retention.ms": (AlterConfigOp.DELETE, None),
+        "cleanup.policy": (AlterConfigOp.SET, "compact")})])
+    t.rec("altered", ops="SET segment.bytes, DELETE retention.ms, SET cleanup.policy=compact")
+    describe_configs(t, a, topic, "after alter", until=lambda c: c["segment.bytes"]["value"] == "1048576")
+    for name, value in (("retention.ms", "abc"), ("no.such.config", "1"), ("segment.bytes", "1")):
+        try:
+            r = a.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs={name: value})],
+                                raise_on_unknown=False)
+            t.rec("alter-invalid", name=name, value=value, response=_alter_result(r))
+        except Errors.KafkaError as e:
+            t.rec("alter-invalid", name=name, value=value, **kerr(e))
+    a.create_partitions({topic: 5})
+    t.rec("create-partitions", total=5)
+    for n in (4, 5):
+        try:
+            a.create_partitions({topic: n})
+            t.rec("create-partitions", total=n, error=None)
+        except Errors.KafkaError as e:
+            t.rec("create-partitions", total=n, **kerr(e))
+    wait_ready(a, topic, 5)
+    describe_topic(t, a, topic, "after create_partitions")
+    cl = a.describe_cluster()
+    t.rec("describe-cluster", cluster_id=cl["cluster_id"], controller_id=cl["controller_id"],
+          brokers=[{"broker_id": b["broker_id"], "host": b["host"], "port": b["port"], "rack": b["rack"]}
+                   for b in cl["brokers"]])
+    r = a.delete_topics([topic])
+    t.rec("deleted", topic=topic)
+    alive = deadline(15)
+    while alive() and topic in a.list_topics():
+        time.sleep(0.2)
+    describe_topic(t, a, topic, "after delete")
+    try:
+        a.delete_topics([topic])
+        t.rec("delete-again", error=None)
+    except Errors.KafkaError as e:
+        t.rec("delete-again", **kerr(e))
+
+
+@reg("delete_records_and_fetch_below_start")
+def delete_records(t, bs):
+    a = admin(bs)
+    topic = t.topic()
+    create(a, topic, 1)
+    p = producer(bs)
+    send_all(t, p, topic, [{"value": f"r{i}".encode(), "timestamp_ms": TS0 + i} for i in range(10)], every=3)
+    tp = TopicPartition(topic, 0)
+    for before in (3, 1, 10, 12, -1):
+        try:
+            r = a.delete_records({tp: before})
+            t.rec("delete-records", before=before, result={str(k): v for k, v in r.items()})
+        except Errors.KafkaError as e:
+            t.rec("delete-records", before=before, **kerr(e))
+    offsets(t, a, topic, 1)
+    send_all(t, p, topic, [{"value": b"after", "timestamp_ms": TS0 + 50}])
+    c = consumer(bs, auto_offset_reset="none")
+    c.assign([tp])
+    c.seek(tp, 2)
+    try:
+        r = c.poll(timeout_ms=5000)
+        r = c.poll(timeout_ms=2000) if not r else r
+        t.rec("fetch-below-start", records=sum(len(v) for v in r.values()))
+    except Errors.KafkaError as e:
+        t.rec("fetch-below-start", **kerr(e))
+    finally:
+        c.close()
+    got, _ = consume_all(bs, topic, 1, 1, seconds=5)   # seek(0) with reset=earliest
+    t.rec("after-reset", offsets=[r["offset"] for r in got], values=[r["value"] for r in got])
+
+
+@reg("errors_create_topics")
+def errors_create_topics(t, bs):
+    a = admin(bs)
+    cases = [("bad name!", 1, 1), ("..", 1, 1), ("y" * 250, 1, 1), (t.topic("p0"), 0, 1),
+             (t.topic("pm2"), -2, 1), (t.topic("rf3"), 1, 3), (t.topic("rf0"), 1, 0),
+             (t.topic("defaults"), -1, -1)]
+    for name, parts, rf in cases:
+        r = a.create_topics({name: {"num_partitions": parts, "replication_factor": rf}}, raise_errors=False)
+        x = r["topics"][0]
+        t.rec("create", name=name[:60], partitions=parts, rf=rf, error_code=x["error_code"],
+              num_partitions=x.get("num_partitions"), replication_factor=x.get("replication_factor"))
+    r = a.create_topics({t.topic("bad-cfg"): {"num_partitions": 1, "configs": {"max.message.bytes": "-5"}}},
+                        raise_errors=False)["topics"][0]
+    t.rec("create", name=t.topic("bad-cfg"), config="max.message.bytes=-5", error_code=r["error_code"])
+
+
+@reg("errors_unknown_topic")
+def errors_unknown_topic(t, bs):
+    a = admin(bs)
+    topic = t.topic()
+    describe_topic(t, a, topic, "unknown")
+    t.rec("exists", exists=topic in a.list_topics())
+    describe_configs(t, a, topic, "unknown")
+    try:
+        a.delete_topics([topic])
+        t.rec("delete-unknown", error=None)
+    except Errors.KafkaError as e:
+        t.rec("delete-unknown", **kerr(e))
+    lpo(t, a, topic, 0, "latest(unknown topic)", OffsetSpec.LATEST)
+    p = producer(bs, max_block_ms=3000)
+    # the Java-like client asks Metadata with auto-create allowed; the broker creates the topic
+    try:
+        md = p.send(t.topic("auto"), value=b"x", timestamp_ms=TS0).get(timeout=20)
+        t.rec("produce-to-new-topic", partition=md.partition, offset=md.offset)
+    except Errors.KafkaError as e:
+        t.rec("produce-to-new-topic", **kerr(e))
+
+
+@reg("errors_record_too_large")
+def errors_record_too_large(t, bs):
+    a = admin(bs)
+    topic = t.topic()
+    create(a, topic, 1, {"max.message.bytes": "1024"})
+    p = producer(bs, acks="all", retries=0, enable_idempotence=False)
+    for i, v in enumerate((b"small", b"y" * 4000, b"small-again")):
+        send_all(t, p, topic, [{"value": v, "timestamp_ms": TS0 + i}])
+    offsets(t, a, topic, 1)
