@@ -6,3 +6,14 @@
 //! count read from the wire allocates before it is checked against the bytes remaining.
 
 pub mod record_batch;
+
+mod codec;
+/// Every Kafka request and response (one module per message with its nested structs; the
+/// top-level types re-exported here), generated from Kafka's schemas by `cargo xtask codegen`.
+#[path = "generated/mod.rs"]
+pub mod messages;
+
+#[cfg(feature = "testgen")]
+pub use codec::Rng;
+pub use codec::{DecodeError, DecodeErrorKind, Decoder, Encoder, StrBytes, TaggedField, Uuid};
+pub use messages::{ApiKey, Request, RequestHeader, Response, ResponseHeader};

@@ -1,6 +1,163 @@
 //! Developer tasks.
+//!
+//! `cargo xtask codegen` resolves `org.apache.kafka:kafka-clients` with Maven, reads Kafka's
+//! message schemas (`common/message/*.json`) out of the jar and writes the Rust codec into
+//! `net/src/generated/`. `cargo xtask codegen --check` regenerates into a temporary directory and
+//! fails if the committed files differ. Only this command needs Java and Maven; `cargo build`
+//! never does.
 
-fn main() {
-    eprintln!("xtask: no tasks yet");
-    std::process::exit(2);
+mod generate;
+mod schema;
+
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The Kafka release whose schemas are generated; the reference broker runs the same version.
+pub const KAFKA_VERSION: &str = "4.4.0";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("codegen") => {
+            let check = match args.get(1).map(String::as_str) {
+                None => false,
+                Some("--check") => true,
+                Some(other) => bail!("unknown codegen flag {other:?} (expected --check)"),
+            };
+            codegen(check)
+        }
+        _ => {
+            eprintln!("usage: cargo xtask codegen [--check]");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits in the repo root")
+        .to_path_buf()
+}
+
+fn codegen(check: bool) -> Result<()> {
+    let root = repo_root();
+    let work = std::env::temp_dir().join(format!("sluice-codegen-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let result = codegen_in(&root, &work, check);
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+fn codegen_in(root: &Path, work: &Path, check: bool) -> Result<()> {
+    let jar = fetch_jar(work)?;
+    let schemas = read_schemas(&jar, work)?;
+    let files = generate::generate(&schemas)?;
+    let target = root.join("net/src/generated");
+    let out = if check {
+        work.join("generated")
+    } else {
+        target.clone()
+    };
+    if out.exists() {
+        std::fs::remove_dir_all(&out)?;
+    }
+    std::fs::create_dir_all(&out)?;
+    let mut paths = Vec::new();
+    for (name, text) in &files {
+        let p = out.join(name);
+        std::fs::write(&p, text)?;
+        paths.push(p);
+    }
+    rustfmt(&paths)?;
+    if check {
+        let status = Command::new("diff")
+            .arg("-r")
+            .arg("-q")
+            .arg(&target)
+            .arg(&out)
+            .status()
+            .context("running diff")?;
+        if !status.success() {
+            bail!("net/src/generated is stale: run `cargo xtask codegen` and commit the result");
+        }
+        eprintln!(
+            "codegen: net/src/generated matches Kafka {KAFKA_VERSION} ({} files)",
+            files.len()
+        );
+    } else {
+        eprintln!("codegen: wrote {} files to {}", files.len(), out.display());
+    }
+    Ok(())
+}
+
+fn fetch_jar(work: &Path) -> Result<PathBuf> {
+    let dir = work.join("jar");
+    std::fs::create_dir_all(&dir)?;
+    let status = Command::new("mvn")
+        .arg("-q")
+        .arg("dependency:copy")
+        .arg(format!(
+            "-Dartifact=org.apache.kafka:kafka-clients:{KAFKA_VERSION}"
+        ))
+        .arg(format!("-DoutputDirectory={}", dir.display()))
+        .status()
+        .context("running mvn (Maven is needed only for `cargo xtask codegen`)")?;
+    if !status.success() {
+        bail!("mvn dependency:copy failed for kafka-clients {KAFKA_VERSION}");
+    }
+    let jar = dir.join(format!("kafka-clients-{KAFKA_VERSION}.jar"));
+    if !jar.exists() {
+        bail!("mvn did not produce {}", jar.display());
+    }
+    Ok(jar)
+}
+
+/// Returns (file name, contents) of every generated schema, sorted by file name.
+fn read_schemas(jar: &Path, work: &Path) -> Result<Vec<(String, String)>> {
+    let dir = work.join("schemas");
+    let status = Command::new("unzip")
+        .arg("-q")
+        .arg("-o")
+        .arg(jar)
+        .arg("common/message/*.json")
+        .arg("-d")
+        .arg(&dir)
+        .status()
+        .context("running unzip")?;
+    if !status.success() {
+        bail!("unzip of {} failed", jar.display());
+    }
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir.join("common/message"))? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .context("schema file name")?
+            .to_string();
+        let text = std::fs::read_to_string(&path)?;
+        if schema::is_wanted(&text).with_context(|| name.clone())? {
+            out.push((name, text));
+        }
+    }
+    out.sort();
+    if out.is_empty() {
+        bail!("no request/response schemas found in {}", jar.display());
+    }
+    Ok(out)
+}
+
+fn rustfmt(paths: &[PathBuf]) -> Result<()> {
+    let status = Command::new("rustfmt")
+        .arg("--edition")
+        .arg("2024")
+        .args(paths)
+        .status()
+        .context("running rustfmt")?;
+    if !status.success() {
+        bail!("rustfmt failed on generated code");
+    }
+    Ok(())
 }
