@@ -1,4 +1,49 @@
 //! `sluice-shard`: one core's partitions.
 //!
 //! Owns segment files (direct I/O), sparse offset and time indexes, recovery, retention and the
-//! per-core batch cache. It knows nothing of Kafka's wire protocol or of sockets.
+//! per-core batch cache. It knows nothing of sockets; of Kafka it knows only the record batch
+//! v2 framing (through `sluice_net::record_batch`).
+//!
+//! # Use
+//! ```text
+//! probe_dma_polling(dir).await?;                       // first thing on the executor
+//! let shard = Shard::open(DmaStorage, dir, ShardConfig::default()).await?;
+//! let p = shard.create_partition("orders", 0, LogConfig::default()).await?;
+//! let info = p.append(records).await?;                 // durable when it returns (default)
+//! let r = p.read(info.base_offset, 1 << 20).await?;    // whole batches as `Bytes`
+//! p.wait_for_append(r.high_watermark - 1).await;       // long-poll without polling
+//! ```
+//!
+//! # On disk
+//! `<dir>/<topic>-<partition>/` holds `<20-digit base offset>.log` (batches byte for byte),
+//! `.index` and `.timeindex` (sparse, written when a segment is sealed), and `partition.meta`
+//! (log start offset, recovery point, leader epoch cache; rkyv + CRC-32C).
+//!
+//! # Invariants
+//! - Only the owning core touches a partition; no `Mutex`, no `Arc`. `RefCell` borrows never
+//!   span an `.await`.
+//! - Offsets are contiguous across batches and segments; checked on append and on recovery.
+//! - Every batch is CRC-checked before it is written and again when read from disk.
+//! - The high watermark never passes what is durable (in the default sync mode).
+//! - Opening never panics on file content: a torn tail is truncated, a bad index rebuilt, a
+//!   bad `partition.meta` or an offset gap between segments is a typed error.
+
+mod cache;
+mod config;
+mod dma;
+mod error;
+mod fake;
+mod index;
+mod io;
+mod meta;
+mod notify;
+mod partition;
+mod shard;
+
+pub use config::{Durability, LogConfig, ShardConfig};
+pub use dma::{DMA_PROBE_FILE, DmaStorage, probe_dma_polling};
+pub use error::{Result, ShardError};
+pub use fake::{FakeDisk, Faults};
+pub use io::{OpenMode, Storage, StorageFile};
+pub use partition::{AppendInfo, Offsets, Partition, ReadResult};
+pub use shard::Shard;

@@ -1,0 +1,76 @@
+//! Every bound and knob of the storage engine, with its default, in one place.
+
+/// When an append counts as done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// `append` returns after the batch is written and fdatasync'ed. Concurrent appends on the
+    /// core share one fdatasync (group commit). The default.
+    SyncEachAppend,
+    /// `append` returns once the batch is in memory; it is written and fdatasync'ed by the next
+    /// `Partition::flush`/`Shard::flush_due`, which the owner must call at least every
+    /// `interval_ms`. A crash may lose up to that window.
+    FlushInterval { interval_ms: u64 },
+}
+
+/// Per-partition settings (Kafka's topic configs).
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// Roll the active segment when an append would take it past this size. Default 1 GiB.
+    pub segment_bytes: u64,
+    /// Roll the active segment when it is older than this. Default 7 days.
+    pub segment_ms: i64,
+    /// Bytes of batches between two sparse index entries. Default 4096.
+    pub index_interval_bytes: u64,
+    /// Delete closed segments whose newest timestamp is older than this. `None` keeps them.
+    /// Default 7 days.
+    pub retention_ms: Option<i64>,
+    /// Delete the oldest closed segments while the log is larger than this. Default `None`.
+    pub retention_bytes: Option<u64>,
+    /// Default `SyncEachAppend`.
+    pub durability: Durability,
+    /// The active segment file grows by fallocate in steps of this many bytes. Default 64 MiB.
+    pub preallocate_bytes: u64,
+    /// Largest accepted batch (Kafka's `max.message.bytes`). Default 1 MiB + 12 bytes.
+    pub batch_bytes_max: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            index_interval_bytes: 4096,
+            retention_ms: Some(7 * 24 * 3600 * 1000),
+            retention_bytes: None,
+            durability: Durability::SyncEachAppend,
+            preallocate_bytes: 64 << 20,
+            batch_bytes_max: (1 << 20) + 12,
+        }
+    }
+}
+
+/// Per-core settings.
+#[derive(Debug, Clone)]
+pub struct ShardConfig {
+    /// Bytes of recent batches kept in memory across all partitions of the core, so tailing
+    /// consumers never touch the disk. Default 256 MiB.
+    pub cache_bytes_max: usize,
+    /// Largest single write handed to the kernel (bigger flushes are split). Default 8 MiB.
+    pub write_bytes_max: usize,
+    /// Bytes read from disk at least per fetch that misses the cache. Default 64 KiB.
+    pub read_bytes_min: usize,
+    /// In `FlushInterval` mode, an append waits for a flush once this many bytes are unwritten
+    /// in one partition, so memory stays bounded. Default 32 MiB.
+    pub unflushed_bytes_max: usize,
+}
+
+impl Default for ShardConfig {
+    fn default() -> Self {
+        Self {
+            cache_bytes_max: 256 << 20,
+            write_bytes_max: 8 << 20,
+            read_bytes_min: 64 << 10,
+            unflushed_bytes_max: 32 << 20,
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! The one error type of the crate. Bugs are asserts, not variants.
+
+use std::path::PathBuf;
+
+use sluice_net::record_batch::BatchError;
+
+/// What went wrong in a shard operation; the text says what to check.
+#[derive(Debug, thiserror::Error)]
+pub enum ShardError {
+    #[error("I/O error during {op} on {path}: {source} (check the disk and its free space)")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("record batch {index} of the request is invalid: {source}")]
+    InvalidBatch {
+        index: usize,
+        #[source]
+        source: BatchError,
+    },
+    #[error("record batch of {size} bytes exceeds the limit of {max} bytes")]
+    BatchTooLarge { size: usize, max: usize },
+    #[error("offset {offset} is out of range [{log_start_offset}, {log_end_offset}]")]
+    OffsetOutOfRange {
+        offset: i64,
+        log_start_offset: i64,
+        log_end_offset: i64,
+    },
+    #[error("corrupt data in {path} at byte {position}: {detail}")]
+    Corrupt {
+        path: PathBuf,
+        position: u64,
+        detail: String,
+    },
+    #[error("partition metadata {path} is unreadable: {detail} (restore or remove it)")]
+    BadMeta { path: PathBuf, detail: String },
+    #[error("partition {topic}-{partition} failed an earlier write and is read-only: {cause}")]
+    Poisoned {
+        topic: String,
+        partition: i32,
+        cause: String,
+    },
+    #[error("partition {topic}-{partition} is not on this shard")]
+    UnknownPartition { topic: String, partition: i32 },
+    #[error("partition {topic}-{partition} already exists on this shard")]
+    PartitionExists { topic: String, partition: i32 },
+    #[error("partition {topic}-{partition} is closed")]
+    Closed { topic: String, partition: i32 },
+}
+
+pub type Result<T, E = ShardError> = std::result::Result<T, E>;
+
+pub(crate) fn io_err(
+    op: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(std::io::Error) -> ShardError {
+    let path = path.into();
+    move |source| ShardError::Io { op, path, source }
+}

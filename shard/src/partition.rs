@@ -1,0 +1,1557 @@
+//! One partition's log: segments, appends with group commit, reads, truncation, retention,
+//! recovery. Lives on one core; a [`Partition`] handle is `Rc`-shared by tasks on that core.
+//!
+//! Concurrency rule: the state sits in a `RefCell` that is only borrowed between awaits. All
+//! file I/O is done under `io_lock` (one I/O operation at a time per partition), with file
+//! handles cloned out of the state as `Rc`s, so appends can keep adding to memory while a
+//! flush is on the disk. Unwritten batches wait in `unwritten`; a flush writes them in order.
+//!
+//! Segment file layout: batches back to back from byte 0, exactly as stored by Kafka. The file
+//! may be longer than its batches (fallocate steps, zero padding to the direct-I/O block); the
+//! logical end is found by framing and CRC on recovery and kept in `Segment::size_bytes`.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use sluice_net::record_batch::{self, Batches, Compression, RecordBatch, peek_batch_size};
+
+use crate::cache::{BatchCache, CachedBatch, collect_run};
+use crate::config::{Durability, LogConfig, ShardConfig};
+use crate::error::{Result, ShardError, io_err};
+use crate::index::SparseIndex;
+use crate::io::{OpenMode, Storage, StorageFile, read_file, write_file_atomic};
+use crate::meta::{self, META_FILE, PartitionMeta};
+use crate::notify::{AsyncLock, Notify};
+
+/// What an append did. All offsets are Kafka offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset given to the first record of the first batch.
+    pub base_offset: i64,
+    /// Offset of the last record of the last batch.
+    pub last_offset: i64,
+    /// Append time stamped for LogAppendTime topics; -1 (CreateTime) here.
+    pub log_append_time_ms: i64,
+    /// Log start offset after the append.
+    pub log_start_offset: i64,
+}
+
+/// Batches served by a read, plus the offsets a Fetch response carries.
+#[derive(Debug, Clone, Default)]
+pub struct ReadResult {
+    /// Whole batches, in order, starting with the batch holding the requested offset.
+    pub batches: Vec<Bytes>,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+}
+
+/// Offsets of a partition at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offsets {
+    pub log_start_offset: i64,
+    pub high_watermark: i64,
+    pub log_end_offset: i64,
+}
+
+pub(crate) struct Segment<F> {
+    pub(crate) base_offset: i64,
+    pub(crate) file: Option<Rc<F>>,
+    /// Bytes of batches assigned to this segment, written or not.
+    pub(crate) size_bytes: u64,
+    /// Bytes of batches handed to the kernel.
+    pub(crate) written_bytes: u64,
+    pub(crate) next_offset: i64,
+    pub(crate) max_timestamp: i64,
+    pub(crate) created_ms: i64,
+    pub(crate) index: SparseIndex,
+    pub(crate) index_dirty: bool,
+    /// Bytes [align_down(written_bytes), written_bytes) of the file: rewritten with the next
+    /// write so the partial tail block is never lost.
+    pub(crate) tail: Vec<u8>,
+    pub(crate) allocated_bytes: u64,
+}
+
+impl<F> Segment<F> {
+    fn new(base_offset: i64, now_ms: i64) -> Self {
+        Self {
+            base_offset,
+            file: None,
+            size_bytes: 0,
+            written_bytes: 0,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            created_ms: now_ms,
+            index: SparseIndex::default(),
+            index_dirty: true,
+            tail: Vec::new(),
+            allocated_bytes: 0,
+        }
+    }
+}
+
+pub(crate) fn segment_file(dir: &Path, base: i64, ext: &str) -> PathBuf {
+    dir.join(format!("{base:020}.{ext}"))
+}
+
+pub(crate) struct LogState<F> {
+    segments: BTreeMap<i64, Segment<F>>,
+    log_start_offset: i64,
+    log_end_offset: i64,
+    /// Everything below this offset is written (maybe not synced).
+    written_end_offset: i64,
+    /// Everything below this offset is fdatasync'ed.
+    durable_end_offset: i64,
+    high_watermark: i64,
+    /// Appended batches not yet handed to the kernel, in offset order, and for each the base
+    /// offset of the segment it belongs to.
+    unwritten: VecDeque<CachedBatch>,
+    unwritten_segment: VecDeque<i64>,
+    unwritten_bytes: usize,
+    /// Set while `truncate_to` runs; appends wait for it to clear.
+    truncating: bool,
+    append_seq: u64,
+    durable_seq: u64,
+    recovery_point: i64,
+    leader_epochs: Vec<(i32, i64)>,
+    leader_epoch: i32,
+    poisoned: Option<String>,
+    closed: bool,
+    last_flush_ms: i64,
+}
+
+pub(crate) struct PartitionInner<S: Storage> {
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    pub(crate) id: u64,
+    dir: PathBuf,
+    storage: S,
+    config: LogConfig,
+    shard_config: ShardConfig,
+    cache: Rc<RefCell<BatchCache>>,
+    state: RefCell<LogState<S::File>>,
+    io_lock: AsyncLock,
+    /// Fires when a flush finishes (success or failure).
+    synced: Notify,
+    /// Fires when the high watermark or log end moves (or the partition closes).
+    appended: Notify,
+}
+
+/// A handle on one partition of a [`crate::Shard`]; clones share the partition.
+///
+/// Lives on the core that opened it. Any number of tasks on that core may call it at once:
+/// appends are ordered by the order their calls start; I/O is serialized inside.
+///
+/// Durability: with [`Durability::SyncEachAppend`] (default), when `append` returns `Ok` the
+/// batches are written and fdatasync'ed, so they survive a crash; appends running at the same
+/// time share one fdatasync. With `FlushInterval`, `append` returns once the batches are in
+/// memory (readable), and `flush` returning `Ok` means every earlier append is durable. After
+/// any write or sync error the partition refuses appends (`Poisoned`) until reopened, since
+/// the kernel may have dropped the data that failed.
+pub struct Partition<S: Storage> {
+    pub(crate) inner: Rc<PartitionInner<S>>,
+}
+
+impl<S: Storage> Clone for Partition<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<S: Storage> std::fmt::Debug for Partition<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Partition({}-{})",
+            self.inner.topic, self.inner.partition
+        )
+    }
+}
+
+fn corrupt(path: &Path, position: u64, detail: impl Into<String>) -> ShardError {
+    ShardError::Corrupt {
+        path: path.to_path_buf(),
+        position,
+        detail: detail.into(),
+    }
+}
+
+/// Result of scanning a segment's bytes.
+struct ScanResult {
+    valid_bytes: u64,
+    next_offset: i64,
+    max_timestamp: i64,
+    index: SparseIndex,
+}
+
+/// Scans batches from position 0 (or from `start` with an existing index prefix), checking
+/// framing, magic, CRC and offset order; stops at the first bad batch.
+async fn scan_segment<F: StorageFile>(
+    file: &F,
+    base_offset: i64,
+    file_bytes: u64,
+    interval: u64,
+    chunk: usize,
+) -> std::io::Result<ScanResult> {
+    let mut index = SparseIndex::default();
+    let mut pos = 0u64;
+    let mut next = base_offset;
+    let mut max_ts = -1i64;
+    let mut buf = Bytes::new();
+    let mut buf_pos = 0u64;
+    'outer: while pos < file_bytes {
+        let rel = (pos - buf_pos) as usize;
+        let need = match peek_batch_size(buf.get(rel..).unwrap_or(&[])) {
+            Ok(Some(n)) => n,
+            Ok(None) => record_batch::LOG_OVERHEAD_BYTES,
+            Err(_) => break,
+        };
+        if rel + need > buf.len() {
+            if pos + need as u64 > file_bytes {
+                break;
+            }
+            let want = need.max(chunk).min((file_bytes - pos) as usize);
+            buf = file.read_at(pos, want).await?;
+            buf_pos = pos;
+            if buf.len() < need {
+                break;
+            }
+            continue 'outer;
+        }
+        let Ok(batch) = RecordBatch::new(buf.slice(rel..rel + need)) else {
+            break;
+        };
+        if batch.validate_stored().is_err() {
+            break;
+        }
+        let base = batch.base_offset();
+        let last = batch.last_offset();
+        if base < next || last < base || base - base_offset > i64::from(u32::MAX) {
+            break;
+        }
+        if pos > u64::from(u32::MAX) {
+            break;
+        }
+        max_ts = max_ts.max(batch.max_timestamp());
+        index.on_batch(
+            (base - base_offset) as u32,
+            pos as u32,
+            need as u64,
+            max_ts,
+            interval,
+        );
+        next = last + 1;
+        pos += need as u64;
+    }
+    Ok(ScanResult {
+        valid_bytes: pos,
+        next_offset: next,
+        max_timestamp: max_ts,
+        index,
+    })
+}
+
+impl<S: Storage> Partition<S> {
+    /// Opens (or creates) the partition directory and recovers it. See the crate docs.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn open(
+        storage: S,
+        root: &Path,
+        topic: &str,
+        partition: i32,
+        id: u64,
+        config: LogConfig,
+        shard_config: ShardConfig,
+        cache: Rc<RefCell<BatchCache>>,
+    ) -> Result<Self> {
+        assert!(config.segment_bytes > 0 && config.index_interval_bytes > 0);
+        let dir = root.join(format!("{topic}-{partition}"));
+        storage
+            .create_dir_all(&dir)
+            .await
+            .map_err(io_err("create dir", &dir))?;
+        let now = storage.now_ms();
+        let meta_path = dir.join(META_FILE);
+        let names = storage
+            .list_dir(&dir)
+            .await
+            .map_err(io_err("list dir", &dir))?;
+        let meta = if names.iter().any(|n| n == META_FILE) {
+            let data = read_file(&storage, &meta_path)
+                .await
+                .map_err(io_err("read meta", &meta_path))?;
+            Some(meta::decode(&data).map_err(|detail| ShardError::BadMeta {
+                path: meta_path.clone(),
+                detail,
+            })?)
+        } else {
+            None
+        };
+        let mut bases: Vec<i64> = names
+            .iter()
+            .filter_map(|n| n.strip_suffix(".log"))
+            .filter(|s| s.len() == 20)
+            .filter_map(|s| s.parse::<i64>().ok())
+            .collect();
+        bases.sort_unstable();
+        let recovery_point = meta.as_ref().map_or(0, |m| m.recovery_point);
+        let mut segments: BTreeMap<i64, Segment<S::File>> = BTreeMap::new();
+        for (i, &base) in bases.iter().enumerate() {
+            let path = segment_file(&dir, base, "log");
+            let file = storage
+                .open(&path, OpenMode::Existing)
+                .await
+                .map_err(io_err("open segment", &path))?;
+            let file_bytes = file.size().await.map_err(io_err("stat segment", &path))?;
+            let is_last = i + 1 == bases.len();
+            let trusted = !is_last && bases[i + 1] <= recovery_point;
+            let mut seg = Segment::new(base, now);
+            let mut done = false;
+            if trusted {
+                if let Some((idx, scan)) =
+                    Self::load_trusted(&storage, &dir, &file, base, file_bytes, &config).await?
+                {
+                    seg.index = idx;
+                    seg.index_dirty = false;
+                    seg.size_bytes = file_bytes;
+                    seg.next_offset = scan.0;
+                    seg.max_timestamp = scan.1;
+                    done = true;
+                }
+            }
+            if !done {
+                let scan = scan_segment(
+                    &file,
+                    base,
+                    file_bytes,
+                    config.index_interval_bytes,
+                    shard_config.read_bytes_min.max(1 << 20),
+                )
+                .await
+                .map_err(io_err("scan segment", &path))?;
+                if scan.valid_bytes < file_bytes {
+                    if !is_last {
+                        tracing::warn!(
+                            path = %path.display(),
+                            valid = scan.valid_bytes,
+                            file_bytes,
+                            "closed segment has a corrupt tail"
+                        );
+                    }
+                    file.truncate(scan.valid_bytes)
+                        .await
+                        .map_err(io_err("truncate torn tail", &path))?;
+                }
+                seg.size_bytes = scan.valid_bytes;
+                seg.next_offset = scan.next_offset;
+                seg.max_timestamp = scan.max_timestamp;
+                seg.index = scan.index;
+                seg.index_dirty = true;
+            }
+            seg.written_bytes = seg.size_bytes;
+            seg.allocated_bytes = seg.size_bytes;
+            if let Some((_, prev)) = segments.iter().next_back() {
+                if prev.next_offset != base {
+                    return Err(corrupt(
+                        &path,
+                        0,
+                        format!(
+                            "segment starts at offset {base} but the previous one ends at {}",
+                            prev.next_offset
+                        ),
+                    ));
+                }
+            }
+            if is_last {
+                let align = file.alignment();
+                let tail_start = seg.size_bytes / align * align;
+                let tail = file
+                    .read_at(tail_start, (seg.size_bytes - tail_start) as usize)
+                    .await
+                    .map_err(io_err("read tail", &path))?;
+                if tail.len() as u64 != seg.size_bytes - tail_start {
+                    return Err(corrupt(&path, tail_start, "short read of the tail block"));
+                }
+                seg.tail = tail.to_vec();
+                // Whatever recovery kept must be durable before it is served as committed.
+                file.fdatasync().await.map_err(io_err("sync", &path))?;
+            }
+            seg.file = Some(Rc::new(file));
+            segments.insert(base, seg);
+        }
+        if segments.is_empty() {
+            let start = meta.as_ref().map_or(0, |m| m.log_start_offset);
+            segments.insert(start, Segment::new(start, now));
+        }
+        let first_base = segments.keys().next().copied().unwrap_or(0);
+        let log_end_offset = segments
+            .values()
+            .next_back()
+            .map_or(first_base, |s| s.next_offset);
+        let log_start_offset = meta
+            .as_ref()
+            .map_or(first_base, |m| m.log_start_offset.max(first_base))
+            .min(log_end_offset);
+        let mut leader_epochs = meta.map(|m| m.leader_epochs).unwrap_or_default();
+        leader_epochs.retain(|e| e.1 < log_end_offset);
+        let leader_epoch = leader_epochs.last().map_or(0, |e| e.0);
+        let state = LogState {
+            segments,
+            log_start_offset,
+            log_end_offset,
+            written_end_offset: log_end_offset,
+            durable_end_offset: log_end_offset,
+            high_watermark: log_end_offset,
+            unwritten: VecDeque::new(),
+            unwritten_segment: VecDeque::new(),
+            unwritten_bytes: 0,
+            truncating: false,
+            append_seq: 0,
+            durable_seq: 0,
+            recovery_point,
+            leader_epochs,
+            leader_epoch,
+            poisoned: None,
+            closed: false,
+            last_flush_ms: now,
+        };
+        let p = Partition {
+            inner: Rc::new(PartitionInner {
+                topic: topic.to_owned(),
+                partition,
+                id,
+                dir,
+                storage,
+                config,
+                shard_config,
+                cache,
+                state: RefCell::new(state),
+                io_lock: AsyncLock::default(),
+                synced: Notify::default(),
+                appended: Notify::default(),
+            }),
+        };
+        p.write_meta().await?;
+        Ok(p)
+    }
+
+    /// Loads a closed segment's index files and checks them against the segment's tail.
+    /// `Ok(None)` means "rebuild by scanning".
+    async fn load_trusted(
+        storage: &S,
+        dir: &Path,
+        file: &S::File,
+        base: i64,
+        file_bytes: u64,
+        config: &LogConfig,
+    ) -> Result<Option<(SparseIndex, (i64, i64))>> {
+        let ip = segment_file(dir, base, "index");
+        let tp = segment_file(dir, base, "timeindex");
+        let (Ok(o), Ok(t)) = (read_file(storage, &ip).await, read_file(storage, &tp).await) else {
+            return Ok(None);
+        };
+        let Some(idx) = SparseIndex::decode(&o, &t, file_bytes) else {
+            return Ok(None);
+        };
+        let Some(&(rel, pos)) = idx.offsets.last() else {
+            return Ok(None);
+        };
+        // Scan from the last entry to the end: it must end exactly at the file size.
+        let tail_bytes = file_bytes - u64::from(pos);
+        let data = file
+            .read_at(u64::from(pos), tail_bytes as usize)
+            .await
+            .map_err(io_err("read segment", segment_file(dir, base, "log")))?;
+        let mut next = base + i64::from(rel);
+        let mut max_ts = idx.times.last().map_or(-1, |t| t.0);
+        let mut consumed = 0usize;
+        for b in Batches::new(data.clone()) {
+            let Ok(b) = b else { return Ok(None) };
+            if b.validate_stored().is_err() || b.base_offset() < next {
+                return Ok(None);
+            }
+            next = b.last_offset() + 1;
+            max_ts = max_ts.max(b.max_timestamp());
+            consumed += b.size_bytes();
+        }
+        if consumed != data.len() || data.len() as u64 != tail_bytes {
+            return Ok(None);
+        }
+        let _ = config;
+        Ok(Some((idx, (next, max_ts))))
+    }
+
+    fn poisoned_err(&self, cause: String) -> ShardError {
+        ShardError::Poisoned {
+            topic: self.inner.topic.clone(),
+            partition: self.inner.partition,
+            cause,
+        }
+    }
+
+    fn check_usable(&self) -> Result<()> {
+        let st = self.inner.state.borrow();
+        if st.closed {
+            return Err(ShardError::Closed {
+                topic: self.inner.topic.clone(),
+                partition: self.inner.partition,
+            });
+        }
+        if let Some(c) = &st.poisoned {
+            return Err(self.poisoned_err(c.clone()));
+        }
+        Ok(())
+    }
+
+    /// Topic name.
+    pub fn topic(&self) -> &str {
+        &self.inner.topic
+    }
+    /// Partition index.
+    pub fn partition(&self) -> i32 {
+        self.inner.partition
+    }
+
+    /// Log start, high watermark and log end offsets.
+    pub fn offsets(&self) -> Offsets {
+        let st = self.inner.state.borrow();
+        Offsets {
+            log_start_offset: st.log_start_offset,
+            high_watermark: st.high_watermark,
+            log_end_offset: st.log_end_offset,
+        }
+    }
+
+    /// Sets the leader epoch stamped into batches appended from now on; recorded in the
+    /// leader epoch cache with the first offset appended in it. Epochs only go up.
+    pub fn set_leader_epoch(&self, epoch: i32) {
+        let mut st = self.inner.state.borrow_mut();
+        assert!(epoch >= st.leader_epoch, "leader epoch went backwards");
+        st.leader_epoch = epoch;
+    }
+
+    /// The leader epoch cache: (epoch, first offset of that epoch), increasing.
+    pub fn leader_epochs(&self) -> Vec<(i32, i64)> {
+        self.inner.state.borrow().leader_epochs.clone()
+    }
+
+    /// Appends one or more concatenated v2 batches (a Produce `records` field). Every batch is
+    /// validated before anything is written; a bad batch rejects the whole call. Offsets are
+    /// assigned by rewriting `baseOffset`; the current leader epoch is stamped. Returns per
+    /// the partition's [`Durability`] (see [`Partition`]).
+    pub async fn append(&self, records: Bytes) -> Result<AppendInfo> {
+        self.check_usable()?;
+        let mut batches = Vec::new();
+        for (index, b) in Batches::new(records).enumerate() {
+            let b = b.map_err(|source| ShardError::InvalidBatch { index, source })?;
+            if b.size_bytes() > self.inner.config.batch_bytes_max {
+                return Err(ShardError::BatchTooLarge {
+                    size: b.size_bytes(),
+                    max: self.inner.config.batch_bytes_max,
+                });
+            }
+            b.validate()
+                .map_err(|source| ShardError::InvalidBatch { index, source })?;
+            batches.push(b);
+        }
+        if batches.is_empty() {
+            return Err(ShardError::InvalidBatch {
+                index: 0,
+                source: record_batch::BatchError::Truncated {
+                    needed: record_batch::HEADER_BYTES,
+                    available: 0,
+                },
+            });
+        }
+        if let Durability::FlushInterval { .. } = self.inner.config.durability {
+            // Bound memory: wait for room before adding more unwritten bytes.
+            while self.inner.state.borrow().unwritten_bytes
+                > self.inner.shard_config.unflushed_bytes_max
+            {
+                self.flush().await?;
+            }
+        }
+        loop {
+            let seen = self.inner.appended.generation();
+            if !self.inner.state.borrow().truncating {
+                break;
+            }
+            self.inner.appended.wait(seen).await;
+        }
+        self.check_usable()?;
+        let (info, seq) = self.append_in_memory(&batches);
+        self.inner.appended.notify_all();
+        match self.inner.config.durability {
+            Durability::SyncEachAppend => self.sync_to(seq).await?,
+            Durability::FlushInterval { .. } => {}
+        }
+        Ok(info)
+    }
+
+    fn append_in_memory(&self, batches: &[RecordBatch]) -> (AppendInfo, u64) {
+        let inner = &*self.inner;
+        let now = inner.storage.now_ms();
+        let mut st = inner.state.borrow_mut();
+        let st = &mut *st;
+        let base_offset = st.log_end_offset;
+        let epoch = st.leader_epoch;
+        if st.leader_epochs.last().is_none_or(|e| e.0 < epoch) {
+            st.leader_epochs.push((epoch, base_offset));
+        }
+        st.append_seq += 1;
+        let seq = st.append_seq;
+        let mut cache = inner.cache.borrow_mut();
+        for b in batches {
+            let base = st.log_end_offset;
+            let last = base + i64::from(b.last_offset_delta());
+            assert!(last >= base, "offset range must not be empty");
+            let size = b.size_bytes() as u64;
+            let mut buf = BytesMut::from(&b.bytes()[..]);
+            record_batch::set_base_offset(&mut buf, base);
+            record_batch::set_partition_leader_epoch(&mut buf, epoch);
+            let bytes = buf.freeze();
+            let roll = {
+                let (_, active) = st.segments.iter().next_back().expect("a log has a segment");
+                active.size_bytes > 0
+                    && (active.size_bytes + size > inner.config.segment_bytes
+                        || now - active.created_ms >= inner.config.segment_ms
+                        || base - active.base_offset + i64::from(b.last_offset_delta())
+                            > i64::from(u32::MAX)
+                        || active.size_bytes + size > u64::from(u32::MAX))
+            };
+            if roll {
+                st.segments.insert(base, Segment::new(base, now));
+            }
+            let (&seg_base, active) = st.segments.iter_mut().next_back().expect("segment");
+            assert!(active.next_offset == base, "offsets must be contiguous");
+            let position = active.size_bytes;
+            active.max_timestamp = active.max_timestamp.max(b.max_timestamp());
+            active.index.on_batch(
+                (base - seg_base) as u32,
+                position as u32,
+                size,
+                active.max_timestamp,
+                inner.config.index_interval_bytes,
+            );
+            active.index_dirty = true;
+            active.size_bytes += size;
+            active.next_offset = last + 1;
+            let cached = CachedBatch {
+                base_offset: base,
+                last_offset: last,
+                bytes,
+            };
+            cache.insert(inner.id, cached.clone());
+            st.unwritten_bytes += size as usize;
+            st.unwritten.push_back(cached);
+            st.unwritten_segment.push_back(seg_base);
+            st.log_end_offset = last + 1;
+        }
+        if let Durability::FlushInterval { .. } = inner.config.durability {
+            st.high_watermark = st.log_end_offset;
+        }
+        let info = AppendInfo {
+            base_offset,
+            last_offset: st.log_end_offset - 1,
+            log_append_time_ms: -1,
+            log_start_offset: st.log_start_offset,
+        };
+        (info, seq)
+    }
+
+    /// Waits until append number `seq` is durable, flushing if no one else is (group commit:
+    /// whoever flushes writes and syncs every unwritten batch, covering all waiters).
+    async fn sync_to(&self, seq: u64) -> Result<()> {
+        loop {
+            let seen = self.inner.synced.generation();
+            {
+                let st = self.inner.state.borrow();
+                if st.durable_seq >= seq {
+                    return Ok(());
+                }
+                if st.closed {
+                    return Err(ShardError::Closed {
+                        topic: self.inner.topic.clone(),
+                        partition: self.inner.partition,
+                    });
+                }
+                if let Some(c) = &st.poisoned {
+                    return Err(self.poisoned_err(c.clone()));
+                }
+            }
+            if let Some(guard) = self.inner.io_lock.try_lock() {
+                let r = self.flush_locked().await;
+                drop(guard);
+                r?;
+            } else {
+                self.inner.synced.wait(seen).await;
+            }
+        }
+    }
+
+    /// Writes and fdatasyncs every batch appended so far. When it returns `Ok`, all earlier
+    /// appends are durable.
+    pub async fn flush(&self) -> Result<()> {
+        self.check_usable()?;
+        let _g = self.inner.io_lock.lock().await;
+        self.flush_locked().await
+    }
+
+    /// Flushes if the partition is in `FlushInterval` mode and its interval has passed.
+    pub(crate) async fn flush_if_due(&self) -> Result<()> {
+        let Durability::FlushInterval { interval_ms } = self.inner.config.durability else {
+            return Ok(());
+        };
+        let due = {
+            let st = self.inner.state.borrow();
+            !st.unwritten.is_empty()
+                && self.inner.storage.now_ms() - st.last_flush_ms >= interval_ms as i64
+        };
+        if due { self.flush().await } else { Ok(()) }
+    }
+
+    async fn flush_locked(&self) -> Result<()> {
+        let r = self.flush_locked_inner().await;
+        if let Err(e) = &r {
+            let mut st = self.inner.state.borrow_mut();
+            if st.poisoned.is_none() {
+                st.poisoned = Some(e.to_string());
+            }
+        }
+        self.inner.synced.notify_all();
+        self.inner.appended.notify_all();
+        r
+    }
+
+    async fn flush_locked_inner(&self) -> Result<()> {
+        let inner = &*self.inner;
+        if let Some(c) = &inner.state.borrow().poisoned {
+            return Err(self.poisoned_err(c.clone()));
+        }
+        let target_seq = inner.state.borrow().append_seq;
+        let mut synced_file: Option<(Rc<S::File>, i64)> = None;
+        loop {
+            // Plan one write: the unwritten batches of the first segment that has some.
+            let plan = {
+                let st = inner.state.borrow();
+                let Some(&seg_base) = st.unwritten_segment.front() else {
+                    break;
+                };
+                let mut n = 0usize;
+                let mut bytes = 0usize;
+                for (u, &sb) in st.unwritten.iter().zip(st.unwritten_segment.iter()) {
+                    if sb != seg_base
+                        || (n > 0 && bytes + u.bytes.len() > inner.shard_config.write_bytes_max)
+                    {
+                        break;
+                    }
+                    n += 1;
+                    bytes += u.bytes.len();
+                }
+                let seg = &st.segments[&seg_base];
+                (seg_base, n, bytes, seg.file.clone())
+            };
+            let (seg_base, n, bytes, file) = plan;
+            let file = match file {
+                Some(f) => f,
+                None => self.open_new_segment(seg_base).await?,
+            };
+            // An earlier file written in this flush was sealed (synced) by open_new_segment, so
+            // only the last file written needs the fdatasync below.
+            let path = segment_file(&inner.dir, seg_base, "log");
+            let align = file.alignment();
+            let (pos, buf_len, new_written, tail_keep) = {
+                let st = inner.state.borrow();
+                let seg = &st.segments[&seg_base];
+                let start = seg.written_bytes / align * align;
+                assert!(seg.tail.len() as u64 == seg.written_bytes - start);
+                let end = seg.written_bytes + bytes as u64;
+                (
+                    start,
+                    (end.div_ceil(align) * align - start) as usize,
+                    end,
+                    seg.tail.len(),
+                )
+            };
+            let mut buf = file.alloc_buf(buf_len);
+            {
+                let st = inner.state.borrow();
+                let seg = &st.segments[&seg_base];
+                buf[..tail_keep].copy_from_slice(&seg.tail);
+                let mut at = tail_keep;
+                for u in st.unwritten.iter().take(n) {
+                    let b = &u.bytes;
+                    buf[at..at + b.len()].copy_from_slice(b);
+                    at += b.len();
+                }
+                assert!(at == tail_keep + bytes);
+                buf[at..].fill(0);
+            }
+            let new_tail_start = new_written / align * align;
+            let new_tail =
+                buf[(new_tail_start - pos) as usize..(new_written - pos) as usize].to_vec();
+            let allocated = inner.state.borrow().segments[&seg_base].allocated_bytes;
+            let write_end = pos + buf_len as u64;
+            if write_end > allocated {
+                let target = (allocated + inner.config.preallocate_bytes).max(write_end);
+                file.allocate(target)
+                    .await
+                    .map_err(io_err("fallocate", &path))?;
+                let mut st = inner.state.borrow_mut();
+                if let Some(seg) = st.segments.get_mut(&seg_base) {
+                    seg.allocated_bytes = target;
+                }
+            }
+            assert!(pos % align == 0 && buf_len as u64 % align == 0);
+            file.write_at(buf, pos)
+                .await
+                .map_err(io_err("write", &path))?;
+            {
+                let mut st = inner.state.borrow_mut();
+                let st = &mut *st;
+                let seg = st
+                    .segments
+                    .get_mut(&seg_base)
+                    .expect("segments are not removed during a flush");
+                seg.written_bytes = new_written;
+                seg.tail = new_tail;
+                let mut last = st.written_end_offset - 1;
+                for _ in 0..n {
+                    let u = st
+                        .unwritten
+                        .pop_front()
+                        .expect("planned batches are unwritten");
+                    st.unwritten_segment.pop_front();
+                    assert!(u.base_offset == last + 1, "written offsets contiguous");
+                    last = u.last_offset;
+                    st.unwritten_bytes -= u.bytes.len();
+                }
+                st.written_end_offset = last + 1;
+            }
+            synced_file = Some((file, seg_base));
+        }
+        if let Some((file, base)) = synced_file {
+            let path = segment_file(&inner.dir, base, "log");
+            file.fdatasync().await.map_err(io_err("fdatasync", &path))?;
+        }
+        let mut st = inner.state.borrow_mut();
+        st.durable_end_offset = st.written_end_offset;
+        st.durable_seq = st.durable_seq.max(target_seq);
+        if st.unwritten.is_empty() {
+            st.durable_seq = st.append_seq;
+        }
+        st.high_watermark = match inner.config.durability {
+            Durability::SyncEachAppend => st.durable_end_offset,
+            Durability::FlushInterval { .. } => st.log_end_offset,
+        };
+        st.last_flush_ms = inner.storage.now_ms();
+        Ok(())
+    }
+
+    async fn open_new_segment(&self, base: i64) -> Result<Rc<S::File>> {
+        let inner = &*self.inner;
+        // Seal every earlier segment that is not yet sealed (normally just the previous one).
+        let prev: Vec<(i64, Rc<S::File>)> = {
+            let st = inner.state.borrow();
+            st.segments
+                .range(..base)
+                .filter(|(_, s)| s.index_dirty)
+                .filter_map(|(b, s)| s.file.clone().map(|f| (*b, f)))
+                .collect()
+        };
+        for (b, f) in prev {
+            self.seal_segment(&f, b).await?;
+        }
+        let path = segment_file(&inner.dir, base, "log");
+        let file = inner
+            .storage
+            .open(&path, OpenMode::CreateTruncate)
+            .await
+            .map_err(io_err("create segment", &path))?;
+        inner
+            .storage
+            .sync_dir(&inner.dir)
+            .await
+            .map_err(io_err("sync dir", &inner.dir))?;
+        let file = Rc::new(file);
+        let mut st = inner.state.borrow_mut();
+        st.recovery_point = st.recovery_point.max(base);
+        if let Some(seg) = st.segments.get_mut(&base) {
+            seg.file = Some(file.clone());
+        }
+        drop(st);
+        self.write_meta().await?;
+        Ok(file)
+    }
+
+    /// Makes a complete segment durable and exact-sized, and writes its index files.
+    async fn seal_segment(&self, file: &Rc<S::File>, base: i64) -> Result<()> {
+        let inner = &*self.inner;
+        let path = segment_file(&inner.dir, base, "log");
+        let (size, offsets, times) = {
+            let st = inner.state.borrow();
+            let Some(seg) = st.segments.get(&base) else {
+                return Ok(());
+            };
+            assert!(
+                seg.written_bytes == seg.size_bytes,
+                "seal a fully written segment"
+            );
+            (
+                seg.size_bytes,
+                seg.index.encode_offsets(),
+                seg.index.encode_times(),
+            )
+        };
+        file.truncate(size)
+            .await
+            .map_err(io_err("truncate", &path))?;
+        file.fdatasync().await.map_err(io_err("fdatasync", &path))?;
+        let ip = segment_file(&inner.dir, base, "index");
+        write_file_atomic(&inner.storage, &ip, &offsets)
+            .await
+            .map_err(io_err("write index", &ip))?;
+        let tp = segment_file(&inner.dir, base, "timeindex");
+        write_file_atomic(&inner.storage, &tp, &times)
+            .await
+            .map_err(io_err("write time index", &tp))?;
+        let mut st = inner.state.borrow_mut();
+        if let Some(seg) = st.segments.get_mut(&base) {
+            seg.index_dirty = false;
+            seg.allocated_bytes = size;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn write_meta(&self) -> Result<()> {
+        let inner = &*self.inner;
+        let m = {
+            let st = inner.state.borrow();
+            PartitionMeta {
+                version: 1,
+                log_start_offset: st.log_start_offset,
+                recovery_point: st.recovery_point,
+                leader_epochs: st.leader_epochs.clone(),
+            }
+        };
+        let path = inner.dir.join(META_FILE);
+        write_file_atomic(&inner.storage, &path, &meta::encode(&m))
+            .await
+            .map_err(io_err("write meta", &path))
+    }
+
+    /// Reads committed batches (below the high watermark) starting at the batch that holds
+    /// `offset`; whole batches up to `max_bytes`, but the first batch is returned whole even
+    /// if larger. Served from memory when the data is recent; otherwise one DMA read.
+    /// `offset == high watermark` returns no batches; outside `[log start, log end]` is
+    /// `OffsetOutOfRange`.
+    pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult> {
+        let upto = self.inner.state.borrow().high_watermark;
+        self.read_upto(offset, max_bytes, upto).await
+    }
+
+    /// Like [`Partition::read`] but up to the log end offset (for follower fetches).
+    pub async fn read_to_log_end(&self, offset: i64, max_bytes: usize) -> Result<ReadResult> {
+        let upto = self.inner.state.borrow().log_end_offset;
+        self.read_upto(offset, max_bytes, upto).await
+    }
+
+    async fn read_upto(&self, offset: i64, max_bytes: usize, upto: i64) -> Result<ReadResult> {
+        let inner = &*self.inner;
+        let (mut result, from_memory) = {
+            let st = inner.state.borrow();
+            if st.closed {
+                return Err(ShardError::Closed {
+                    topic: inner.topic.clone(),
+                    partition: inner.partition,
+                });
+            }
+            if offset < st.log_start_offset || offset > st.log_end_offset {
+                return Err(ShardError::OffsetOutOfRange {
+                    offset,
+                    log_start_offset: st.log_start_offset,
+                    log_end_offset: st.log_end_offset,
+                });
+            }
+            let result = ReadResult {
+                batches: Vec::new(),
+                high_watermark: st.high_watermark,
+                log_start_offset: st.log_start_offset,
+                log_end_offset: st.log_end_offset,
+            };
+            if offset >= upto {
+                return Ok(result);
+            }
+            let mem = inner
+                .cache
+                .borrow()
+                .read(inner.id, offset, max_bytes, upto)
+                .or_else(|| {
+                    if offset >= st.written_end_offset {
+                        collect_run(&st.unwritten, offset, max_bytes, upto)
+                    } else {
+                        None
+                    }
+                });
+            (result, mem)
+        };
+        if let Some(b) = from_memory {
+            result.batches = b;
+            return Ok(result);
+        }
+        result.batches = self.read_disk(offset, max_bytes, upto).await?;
+        Ok(result)
+    }
+
+    async fn read_disk(&self, offset: i64, max_bytes: usize, upto: i64) -> Result<Vec<Bytes>> {
+        let inner = &*self.inner;
+        {
+            let (base, file, pos, limit) = {
+                let st = inner.state.borrow();
+                // Segments are contiguous, so the last one starting at or before `offset`
+                // holds it, unless `offset` is at the log end.
+                let Some((&base, seg)) = st.segments.range(..=offset).next_back() else {
+                    return Ok(Vec::new());
+                };
+                if offset >= seg.next_offset {
+                    return Ok(Vec::new());
+                }
+                let Some(file) = seg.file.clone() else {
+                    return Ok(Vec::new());
+                };
+                let rel = (offset - base).clamp(0, i64::from(u32::MAX)) as u32;
+                let pos = u64::from(seg.index.position_for(rel));
+                (base, file, pos, seg.written_bytes)
+            };
+            let path = segment_file(&inner.dir, base, "log");
+            let window = max_bytes
+                .max(inner.shard_config.read_bytes_min)
+                .saturating_add(inner.config.index_interval_bytes as usize)
+                .min((limit - pos) as usize);
+            let mut data = file
+                .read_at(pos, window)
+                .await
+                .map_err(io_err("read", &path))?;
+            let mut data_pos = pos;
+            let mut out: Vec<Bytes> = Vec::new();
+            let mut total = 0usize;
+            let mut at = 0usize;
+            loop {
+                if data_pos + at as u64 >= limit {
+                    break;
+                }
+                let size = match peek_batch_size(&data[at..]) {
+                    Ok(Some(s)) => s,
+                    Ok(None) => 0,
+                    Err(e) => return Err(corrupt(&path, data_pos + at as u64, e.to_string())),
+                };
+                if size == 0 || at + size > data.len() {
+                    if !out.is_empty() {
+                        break;
+                    }
+                    // The batch we need is cut by the window: read it whole.
+                    let p = data_pos + at as u64;
+                    let want = size
+                        .max(record_batch::HEADER_BYTES)
+                        .max(window)
+                        .min((limit - p) as usize);
+                    if want <= data.len() - at {
+                        return Err(corrupt(&path, p, "batch runs past the segment end"));
+                    }
+                    data = file.read_at(p, want).await.map_err(io_err("read", &path))?;
+                    data_pos = p;
+                    at = 0;
+                    continue;
+                }
+                let batch = RecordBatch::new(data.slice(at..at + size))
+                    .map_err(|e| corrupt(&path, data_pos + at as u64, e.to_string()))?;
+                batch
+                    .validate_stored()
+                    .map_err(|e| corrupt(&path, data_pos + at as u64, e.to_string()))?;
+                at += size;
+                if batch.last_offset() < offset {
+                    continue;
+                }
+                if batch.base_offset() >= upto {
+                    break;
+                }
+                if !out.is_empty() && total + size > max_bytes {
+                    break;
+                }
+                total += size;
+                out.push(batch.into_bytes());
+            }
+            Ok(out)
+        }
+    }
+
+    /// The first offset whose record timestamp is at or after `timestamp_ms`, with that
+    /// timestamp, among committed records; `None` if there is none (ListOffsets answers the
+    /// log end then). Flushes first so the search sees the disk only.
+    pub async fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(i64, i64)>> {
+        self.check_usable()?;
+        let _g = self.inner.io_lock.lock().await;
+        self.flush_locked().await?;
+        let inner = &*self.inner;
+        let (start_offset, hw, cands) = {
+            let st = inner.state.borrow();
+            let cands: Vec<(i64, u64)> = st
+                .segments
+                .iter()
+                .filter(|(_, s)| {
+                    s.max_timestamp >= timestamp_ms && s.next_offset > st.log_start_offset
+                })
+                .map(|(b, s)| (*b, u64::from(s.index.position_for_time(timestamp_ms))))
+                .collect();
+            (st.log_start_offset, st.high_watermark, cands)
+        };
+        for (base, pos) in cands {
+            let mut cursor = pos;
+            loop {
+                let (file, limit) = {
+                    let st = inner.state.borrow();
+                    let Some(seg) = st.segments.get(&base) else {
+                        break;
+                    };
+                    let Some(f) = seg.file.clone() else { break };
+                    (f, seg.written_bytes)
+                };
+                if cursor >= limit {
+                    break;
+                }
+                let path = segment_file(&inner.dir, base, "log");
+                let want = (limit - cursor).min(1 << 20) as usize;
+                let data = file
+                    .read_at(cursor, want)
+                    .await
+                    .map_err(io_err("read", &path))?;
+                let mut progressed = 0usize;
+                for b in Batches::new(data.clone()) {
+                    let Ok(b) = b else { break };
+                    b.validate_stored()
+                        .map_err(|e| corrupt(&path, cursor + progressed as u64, e.to_string()))?;
+                    progressed += b.size_bytes();
+                    if b.base_offset() >= hw {
+                        return Ok(None);
+                    }
+                    if b.max_timestamp() < timestamp_ms || b.last_offset() < start_offset {
+                        continue;
+                    }
+                    if b.compression() == Ok(Compression::None) {
+                        if let Ok(records) = b.records() {
+                            for r in records.flatten() {
+                                let o = b.base_offset() + i64::from(r.offset_delta);
+                                let ts = b.base_timestamp() + r.timestamp_delta;
+                                if ts >= timestamp_ms && o >= start_offset && o < hw {
+                                    return Ok(Some((o, ts)));
+                                }
+                            }
+                            continue;
+                        }
+                    }
+                    return Ok(Some((b.base_offset().max(start_offset), b.max_timestamp())));
+                }
+                if progressed == 0 {
+                    let need = peek_batch_size(&data).ok().flatten().unwrap_or(0);
+                    if need == 0 || need as u64 > limit - cursor {
+                        return Err(corrupt(&path, cursor, "unparseable batch"));
+                    }
+                    // A batch larger than the window: read it alone next time.
+                    let d = file
+                        .read_at(cursor, need)
+                        .await
+                        .map_err(io_err("read", &path))?;
+                    let b =
+                        RecordBatch::new(d).map_err(|e| corrupt(&path, cursor, e.to_string()))?;
+                    b.validate_stored()
+                        .map_err(|e| corrupt(&path, cursor, e.to_string()))?;
+                    if b.base_offset() >= hw {
+                        return Ok(None);
+                    }
+                    if b.max_timestamp() >= timestamp_ms && b.last_offset() >= start_offset {
+                        return Ok(Some((b.base_offset().max(start_offset), b.max_timestamp())));
+                    }
+                    progressed = need;
+                }
+                cursor += progressed as u64;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Removes every batch whose last offset is at or after `offset` (a batch is never split):
+    /// afterwards the log end offset is the base of the first removed batch, or `offset` if it
+    /// was the log end. Durable when it returns. `offset` below the log start is an error.
+    pub async fn truncate_to(&self, offset: i64) -> Result<()> {
+        self.check_usable()?;
+        let _g = self.inner.io_lock.lock().await;
+        let _t = TruncatingGuard::new(self);
+        self.flush_locked().await?;
+        let inner = &*self.inner;
+        {
+            let st = inner.state.borrow();
+            if offset < st.log_start_offset || offset > st.log_end_offset {
+                return Err(ShardError::OffsetOutOfRange {
+                    offset,
+                    log_start_offset: st.log_start_offset,
+                    log_end_offset: st.log_end_offset,
+                });
+            }
+            if offset == st.log_end_offset {
+                return Ok(());
+            }
+        }
+        // Remove whole segments after the one that holds `offset`.
+        let (keep_base, doomed): (i64, Vec<(i64, Option<Rc<S::File>>)>) = {
+            let st = inner.state.borrow();
+            let first = *st.segments.keys().next().expect("segment");
+            let keep = st
+                .segments
+                .range(..=offset)
+                .next_back()
+                .map_or(first, |(b, _)| *b);
+            let doomed = st
+                .segments
+                .range(keep + 1..)
+                .map(|(b, s)| (*b, s.file.clone()))
+                .collect();
+            (keep, doomed)
+        };
+        for (b, f) in doomed.into_iter().rev() {
+            drop(f);
+            self.remove_segment_files(b).await?;
+            inner.state.borrow_mut().segments.remove(&b);
+        }
+        // Find the cut inside the kept segment.
+        let (file, pos0) = {
+            let st = inner.state.borrow();
+            let seg = &st.segments[&keep_base];
+            let rel = (offset - keep_base).clamp(0, i64::from(u32::MAX)) as u32;
+            (seg.file.clone(), u64::from(seg.index.position_for(rel)))
+        };
+        let path = segment_file(&inner.dir, keep_base, "log");
+        let (cut_pos, new_end) = match &file {
+            None => (0, keep_base),
+            Some(file) => {
+                let size = inner.state.borrow().segments[&keep_base].size_bytes;
+                let mut p = pos0;
+                let mut found = None;
+                let mut end = inner.state.borrow().segments[&keep_base].next_offset;
+                while p < size {
+                    let hdr = file
+                        .read_at(p, record_batch::HEADER_BYTES)
+                        .await
+                        .map_err(io_err("read", &path))?;
+                    let n = peek_batch_size(&hdr)
+                        .ok()
+                        .flatten()
+                        .filter(|&n| {
+                            hdr.len() == record_batch::HEADER_BYTES && p + n as u64 <= size
+                        })
+                        .ok_or_else(|| corrupt(&path, p, "bad batch header during truncation"))?;
+                    let mut b8 = [0u8; 8];
+                    b8.copy_from_slice(&hdr[..8]);
+                    let base = i64::from_be_bytes(b8);
+                    let mut d4 = [0u8; 4];
+                    d4.copy_from_slice(&hdr[23..27]);
+                    let last = base + i64::from(i32::from_be_bytes(d4));
+                    if last >= offset {
+                        found = Some(p);
+                        end = base;
+                        break;
+                    }
+                    p += n as u64;
+                }
+                (found.unwrap_or(size), end)
+            }
+        };
+        if let Some(file) = &file {
+            file.truncate(cut_pos)
+                .await
+                .map_err(io_err("truncate", &path))?;
+            let align = file.alignment();
+            let ts = cut_pos / align * align;
+            let tail = file
+                .read_at(ts, (cut_pos - ts) as usize)
+                .await
+                .map_err(io_err("read tail", &path))?;
+            file.fdatasync().await.map_err(io_err("fdatasync", &path))?;
+            let mut st = inner.state.borrow_mut();
+            let seg = st.segments.get_mut(&keep_base).expect("kept segment");
+            seg.tail = tail.to_vec();
+        }
+        {
+            let mut st = inner.state.borrow_mut();
+            let st = &mut *st;
+            let seg = st.segments.get_mut(&keep_base).expect("kept segment");
+            seg.size_bytes = cut_pos;
+            seg.written_bytes = cut_pos;
+            seg.allocated_bytes = cut_pos;
+            seg.next_offset = new_end;
+            seg.index.truncate_at(cut_pos as u32);
+            seg.index_dirty = true;
+            seg.max_timestamp = seg.index.times.last().map_or(-1, |t| t.0);
+            assert!(new_end <= offset);
+            st.log_end_offset = new_end;
+            st.written_end_offset = new_end;
+            st.durable_end_offset = new_end;
+            st.high_watermark = st.high_watermark.min(new_end);
+            st.recovery_point = st.recovery_point.min(keep_base);
+            st.leader_epochs.retain(|e| e.1 < new_end);
+            if st.log_start_offset > new_end {
+                st.log_start_offset = new_end;
+            }
+            inner.cache.borrow_mut().truncate(inner.id, new_end);
+        }
+        // Index max timestamp after truncation is approximate; rescan to make it exact.
+        if let Some(file) = &file {
+            let scan = scan_segment(
+                &**file,
+                keep_base,
+                cut_pos,
+                inner.config.index_interval_bytes,
+                1 << 20,
+            )
+            .await
+            .map_err(io_err("scan segment", &path))?;
+            let mut st = inner.state.borrow_mut();
+            let seg = st.segments.get_mut(&keep_base).expect("kept segment");
+            assert!(
+                scan.valid_bytes == cut_pos,
+                "truncated segment must scan clean"
+            );
+            assert!(scan.next_offset == new_end || cut_pos == 0);
+            seg.max_timestamp = scan.max_timestamp;
+            seg.index = scan.index;
+        }
+        self.write_meta().await?;
+        inner.appended.notify_all();
+        Ok(())
+    }
+
+    async fn remove_segment_files(&self, base: i64) -> Result<()> {
+        let inner = &*self.inner;
+        for ext in ["log", "index", "timeindex"] {
+            let p = segment_file(&inner.dir, base, ext);
+            match inner.storage.remove(&p).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("remove", &p)(e)),
+            }
+        }
+        inner
+            .storage
+            .sync_dir(&inner.dir)
+            .await
+            .map_err(io_err("sync dir", &inner.dir))
+    }
+
+    /// Moves the log start offset to `offset` (capped at the high watermark) and deletes the
+    /// segments wholly below it. Returns the new log start offset; durable when it returns.
+    pub async fn delete_records_before(&self, offset: i64) -> Result<i64> {
+        self.check_usable()?;
+        let _g = self.inner.io_lock.lock().await;
+        self.flush_locked().await?;
+        let inner = &*self.inner;
+        let new_start = {
+            let mut st = inner.state.borrow_mut();
+            if offset < 0 || offset > st.high_watermark {
+                return Err(ShardError::OffsetOutOfRange {
+                    offset,
+                    log_start_offset: st.log_start_offset,
+                    log_end_offset: st.high_watermark,
+                });
+            }
+            st.log_start_offset = st.log_start_offset.max(offset);
+            st.log_start_offset
+        };
+        self.write_meta().await?;
+        self.remove_segments_below(new_start).await?;
+        inner.cache.borrow_mut().remove_before(inner.id, new_start);
+        Ok(new_start)
+    }
+
+    /// Deletes closed segments whose offsets are all below `offset`.
+    async fn remove_segments_below(&self, offset: i64) -> Result<()> {
+        let doomed: Vec<i64> = {
+            let st = self.inner.state.borrow();
+            let active = *st.segments.keys().next_back().expect("segment");
+            st.segments
+                .iter()
+                .filter(|(b, s)| **b != active && s.next_offset <= offset)
+                .map(|(b, _)| *b)
+                .collect()
+        };
+        for b in doomed {
+            self.inner.state.borrow_mut().segments.remove(&b);
+            self.remove_segment_files(b).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies `retention_ms` and `retention_bytes`: deletes the oldest closed segments that
+    /// are too old or beyond the size budget, moving the log start offset past them. The
+    /// active segment is never deleted. Returns the number of segments deleted.
+    pub async fn enforce_retention(&self) -> Result<usize> {
+        self.check_usable()?;
+        let _g = self.inner.io_lock.lock().await;
+        let inner = &*self.inner;
+        let now = inner.storage.now_ms();
+        let new_start = {
+            let st = inner.state.borrow();
+            let mut total: u64 = st.segments.values().map(|s| s.size_bytes).sum();
+            let active = *st.segments.keys().next_back().expect("segment");
+            let mut new_start = None;
+            for (b, s) in &st.segments {
+                if *b == active {
+                    break;
+                }
+                let too_old = inner
+                    .config
+                    .retention_ms
+                    .is_some_and(|r| s.max_timestamp < now - r);
+                let too_big = inner
+                    .config
+                    .retention_bytes
+                    .is_some_and(|r| total - s.size_bytes >= r);
+                if !(too_old || too_big) || s.next_offset > st.high_watermark {
+                    break;
+                }
+                total -= s.size_bytes;
+                new_start = Some(s.next_offset);
+            }
+            new_start
+        };
+        let Some(new_start) = new_start else {
+            return Ok(0);
+        };
+        let before = inner.state.borrow().segments.len();
+        {
+            let mut st = inner.state.borrow_mut();
+            st.log_start_offset = st.log_start_offset.max(new_start);
+        }
+        self.write_meta().await?;
+        self.remove_segments_below(new_start).await?;
+        inner.cache.borrow_mut().remove_before(inner.id, new_start);
+        Ok(before - inner.state.borrow().segments.len())
+    }
+
+    /// Closes the active segment and starts a new one at the log end (if the active one holds
+    /// any batch). Durable when it returns.
+    pub async fn roll(&self) -> Result<()> {
+        self.check_usable()?;
+        let _g = self.inner.io_lock.lock().await;
+        self.flush_locked().await?;
+        let inner = &*self.inner;
+        let leo = {
+            let mut st = inner.state.borrow_mut();
+            let leo = st.log_end_offset;
+            let active = st.segments.values().next_back().expect("segment");
+            if active.size_bytes == 0 {
+                return Ok(());
+            }
+            let now = inner.storage.now_ms();
+            st.segments.insert(leo, Segment::new(leo, now));
+            leo
+        };
+        self.open_new_segment(leo).await?;
+        Ok(())
+    }
+
+    /// Waits until the high watermark moves past `after_offset` (or the partition closes or
+    /// fails). Returns at once if it already has. No polling: woken by appends and syncs.
+    pub async fn wait_for_append(&self, after_offset: i64) {
+        loop {
+            let seen = self.inner.appended.generation();
+            {
+                let st = self.inner.state.borrow();
+                if st.high_watermark > after_offset || st.closed || st.poisoned.is_some() {
+                    return;
+                }
+            }
+            self.inner.appended.wait(seen).await;
+        }
+    }
+
+    /// Flushes, writes the active segment's index files and the metadata with the recovery
+    /// point at the log end (so the next open need not scan), and closes the files.
+    pub async fn close(&self) -> Result<()> {
+        let _g = self.inner.io_lock.lock().await;
+        if self.inner.state.borrow().closed {
+            return Ok(());
+        }
+        let r = self.close_locked().await;
+        let inner = &*self.inner;
+        inner.state.borrow_mut().closed = true;
+        inner.cache.borrow_mut().remove_partition(inner.id);
+        inner.appended.notify_all();
+        inner.synced.notify_all();
+        r
+    }
+
+    async fn close_locked(&self) -> Result<()> {
+        if self.inner.state.borrow().poisoned.is_some() {
+            return Ok(());
+        }
+        // Refuse new appends from here on; the flush below covers every earlier one.
+        self.inner.state.borrow_mut().closed = true;
+        self.flush_locked().await?;
+        let inner = &*self.inner;
+        let files: Vec<(i64, Rc<S::File>)> = {
+            let st = inner.state.borrow();
+            st.segments
+                .iter()
+                .filter(|(_, s)| s.index_dirty)
+                .filter_map(|(b, s)| s.file.clone().map(|f| (*b, f)))
+                .collect()
+        };
+        for (b, f) in files {
+            self.seal_segment(&f, b).await?;
+        }
+        {
+            let mut st = inner.state.borrow_mut();
+            st.recovery_point = st.log_end_offset;
+        }
+        self.write_meta().await
+    }
+
+    /// Bytes this partition holds on disk (sum of its segments' logical sizes).
+    pub fn size_bytes(&self) -> u64 {
+        self.inner
+            .state
+            .borrow()
+            .segments
+            .values()
+            .map(|s| s.size_bytes)
+            .sum()
+    }
+
+    /// Number of segments.
+    pub fn segment_count(&self) -> usize {
+        self.inner.state.borrow().segments.len()
+    }
+}
+
+/// Holds appends off while a truncation rewrites the log end; clears on every exit path.
+struct TruncatingGuard<'a, S: Storage> {
+    p: &'a Partition<S>,
+}
+
+impl<'a, S: Storage> TruncatingGuard<'a, S> {
+    fn new(p: &'a Partition<S>) -> Self {
+        p.inner.state.borrow_mut().truncating = true;
+        Self { p }
+    }
+}
+
+impl<S: Storage> Drop for TruncatingGuard<'_, S> {
+    fn drop(&mut self) {
+        self.p.inner.state.borrow_mut().truncating = false;
+        self.p.inner.appended.notify_all();
+    }
+}

@@ -1,0 +1,83 @@
+//! End-to-end smoke tests of the public API on the fake disk and on real files.
+
+mod common;
+
+use common::*;
+use futures_lite::future::block_on;
+use sluice_shard::*;
+
+/// Appends, reads back byte-identical with rewritten offsets, reopens and reads again.
+async fn append_read_reopen<S: Storage>(storage: S, dir: std::path::PathBuf) {
+    let shard = Shard::open(storage.clone(), &dir, ShardConfig::default())
+        .await
+        .unwrap();
+    let cfg = LogConfig {
+        segment_bytes: 8 << 10,
+        ..LogConfig::default()
+    };
+    let p = shard.create_partition("t", 0, cfg.clone()).await.unwrap();
+    let mut sent = Vec::new();
+    for i in 0..50u64 {
+        let b = make_batch(i, 3, 100, 1000 + i as i64);
+        let info = p.append(b.clone()).await.unwrap();
+        assert_eq!(info.base_offset, i as i64 * 3);
+        assert_eq!(info.last_offset, i as i64 * 3 + 2);
+        sent.push(b);
+    }
+    assert!(p.segment_count() > 1);
+    let check = |batches: &[bytes::Bytes], from: usize| {
+        for (k, got) in batches.iter().enumerate() {
+            let want = &sent[from + k];
+            assert_eq!(got.len(), want.len());
+            assert_eq!(&got[8..12], &want[8..12]);
+            assert_eq!(&got[16..], &want[16..]);
+            assert_eq!(
+                i64::from_be_bytes(got[..8].try_into().unwrap()),
+                (from + k) as i64 * 3
+            );
+        }
+    };
+    let r = p.read(31, 1 << 20).await.unwrap();
+    assert_eq!(r.high_watermark, 150);
+    check(&r.batches, 10);
+    shard.close().await.unwrap();
+    let shard = Shard::open(storage, &dir, ShardConfig::default())
+        .await
+        .unwrap();
+    let p = shard.create_partition("t", 0, cfg).await.unwrap();
+    assert_eq!(p.offsets().log_end_offset, 150);
+    let r = p.read(0, 1).await.unwrap();
+    assert_eq!(r.batches.len(), 1);
+    check(&r.batches, 0);
+    let r = p.read(100, 1 << 20).await.unwrap();
+    check(&r.batches, 33);
+    assert_eq!(
+        p.offset_for_timestamp(1020).await.unwrap(),
+        Some((56, 1020))
+    );
+    assert_eq!(
+        p.offset_for_timestamp(1021).await.unwrap(),
+        Some((59, 1021))
+    );
+    assert_eq!(p.offset_for_timestamp(99_999).await.unwrap(), None);
+    shard.close().await.unwrap();
+}
+
+/// The smoke scenario on the in-memory disk.
+#[test]
+fn smoke_fake() {
+    let disk = FakeDisk::new(1, Faults::default(), 1_000_000);
+    block_on(append_read_reopen(disk, "/data".into()));
+}
+
+/// The smoke scenario on real files through glommio DMA.
+#[test]
+fn smoke_real() {
+    let dir = real_dir("smoke");
+    let d2 = dir.clone();
+    run_glommio(move || async move {
+        probe_dma_polling(&d2).await.unwrap();
+        append_read_reopen(DmaStorage, d2).await;
+    });
+    let _ = std::fs::remove_dir_all(dir);
+}
