@@ -506,3 +506,49 @@ def metadata_auto_create(t, bs):
     a.list_topics(topic=topic, timeout=10)   # its first answer may or may not list the topic yet: not recorded
     wait_metadata(bs, topic, 1)
     describe_topic(t, bs, topic, "after auto-create")
+
+
+@reg("group_subscribe_commit")
+def group_subscribe_commit(t, bs):
+    """Classic consumer group: subscribe, consume, commit, committed(); admin list/describe/offsets/delete."""
+    from confluent_kafka import ConsumerGroupTopicPartitions
+    topic = t.topic()
+    gid = t.topic("group")
+    create(t, bs, topic, partitions=2)
+    p = producer(bs)
+    produce_all(p, t, topic, [{"value": f"g{i}".encode(), "partition": i % 2, "timestamp": TS0 + i} for i in range(10)])
+    c = Consumer({"bootstrap.servers": bs, "group.id": gid, "enable.auto.commit": False,
+                  "auto.offset.reset": "earliest", "session.timeout.ms": 10000})
+    n = 0
+    try:
+        c.subscribe([topic])
+        alive = deadline(25)
+        while alive() and n < 10:
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                n += 1
+        t.rec("consumed", count=n, assignment=sorted(tp.partition for tp in c.assignment()))
+        c.commit(offsets=[TopicPartition(topic, 0, 3), TopicPartition(topic, 1, 5)], asynchronous=False)
+        got = c.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], timeout=10)
+        t.rec("committed", offsets={tp.partition: tp.offset for tp in got})
+        a = admin(bs)
+        d = a.describe_consumer_groups([gid], request_timeout=15)[gid].result(timeout=20)
+        t.rec("describe-group", state=str(d.state), members=len(d.members), simple=d.is_simple_consumer_group,
+              assignor=d.partition_assignor)
+    finally:
+        c.close()
+    a = admin(bs)
+    r = a.list_consumer_group_offsets([ConsumerGroupTopicPartitions(gid)], request_timeout=15)[gid].result(timeout=20)
+    t.rec("group-offsets", offsets=sorted((tp.partition, tp.offset) for tp in r.topic_partitions))
+    a.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(gid, [TopicPartition(topic, 0, 1)])],
+                                   request_timeout=15)[gid].result(timeout=20)
+    r = a.list_consumer_group_offsets([ConsumerGroupTopicPartitions(gid)], request_timeout=15)[gid].result(timeout=20)
+    t.rec("group-offsets-after-alter", offsets=sorted((tp.partition, tp.offset) for tp in r.topic_partitions))
+    listed = a.list_consumer_groups(request_timeout=15).result(timeout=20)
+    t.rec("list-groups", mine=[str(g.state) for g in listed.valid if g.group_id == gid])
+    a.delete_consumer_groups([gid], request_timeout=15)[gid].result(timeout=20)
+    try:
+        d = a.describe_consumer_groups([gid], request_timeout=15)[gid].result(timeout=20)
+        t.rec("describe-deleted-group", state=str(d.state), members=len(d.members))
+    except KafkaException as e:
+        t.rec("describe-deleted-group", **kerr(e))

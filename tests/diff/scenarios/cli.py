@@ -168,3 +168,50 @@ def configs_and_delete_records(t, bs):
     outcome(t, "consume-after-delete", r, exc, out=r.stdout.splitlines())
     # what kafka-configs shows as synonyms (the broker-level defaults behind a topic config)
     t.rec("synonyms", first=syn1, after_delete=syn2)
+
+
+def parse_group_table(text):
+    """kafka-consumer-groups tables: --describe (GROUP TOPIC PARTITION CURRENT-OFFSET LOG-END-OFFSET
+    LAG CONSUMER-ID HOST CLIENT-ID) and --reset-offsets (GROUP TOPIC PARTITION NEW-OFFSET)."""
+    rows = []
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) >= 6 and f[0] != "GROUP" and f[2].isdigit():
+            rows.append({"topic": f[1], "partition": int(f[2]), "current": f[3], "log_end": f[4], "lag": f[5],
+                         "has_consumer": f[6] != "-" if len(f) > 6 else None})
+        elif len(f) == 4 and f[0] != "GROUP" and f[2].isdigit():
+            rows.append({"topic": f[1], "partition": int(f[2]), "new_offset": f[3]})
+    rows.sort(key=lambda r: r["partition"])
+    return rows
+
+
+@reg("consumer_groups")
+def consumer_groups(t, bs):
+    """Console consumer in a group (commits), kafka-consumer-groups list/describe/reset-offsets/delete."""
+    topic = t.topic()
+    gid = t.topic("group")
+    r, exc = tool("kafka-topics", bs, "--create", "--topic", topic, "--partitions", "2")
+    outcome(t, "create", r, exc)
+    # keyed, so the partition of each record is fixed (murmur2), not left to the sticky partitioner
+    r, exc = tool("kafka-console-producer", bs, "--topic", topic, "--reader-property", "parse.key=true",
+                  stdin="".join(f"key-{i}\tm{i}\n" for i in range(10)))
+    outcome(t, "produce", r, exc)
+    r, exc = tool("kafka-console-consumer", bs, "--topic", topic, "--group", gid, "--from-beginning",
+                  "--max-messages", "10", "--timeout-ms", "20000")
+    outcome(t, "consume-in-group", r, exc, count=len(r.stdout.splitlines()))
+    r, exc = tool("kafka-consumer-groups", bs, "--list")
+    outcome(t, "list", r, exc, mine=[g for g in r.stdout.split() if g == gid])
+    r, exc = tool("kafka-consumer-groups", bs, "--describe", "--group", gid)
+    outcome(t, "describe", r, exc, rows=parse_group_table(r.stdout))
+    r, exc = tool("kafka-consumer-groups", bs, "--reset-offsets", "--group", gid, "--topic", topic,
+                  "--to-earliest", "--execute")
+    outcome(t, "reset-to-earliest", r, exc, rows=parse_group_table(r.stdout))
+    r, exc = tool("kafka-consumer-groups", bs, "--reset-offsets", "--group", gid, "--topic", f"{topic}:1",
+                  "--to-offset", "2", "--execute")
+    outcome(t, "reset-partition-1-to-2", r, exc, rows=parse_group_table(r.stdout))
+    r, exc = tool("kafka-consumer-groups", bs, "--describe", "--group", gid)
+    outcome(t, "describe-after-reset", r, exc, rows=parse_group_table(r.stdout))
+    r, exc = tool("kafka-consumer-groups", bs, "--delete", "--group", gid)
+    outcome(t, "delete", r, exc)
+    r, exc = tool("kafka-consumer-groups", bs, "--describe", "--group", gid)
+    outcome(t, "describe-deleted", r, exc)

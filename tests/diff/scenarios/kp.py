@@ -410,3 +410,37 @@ def errors_record_too_large(t, bs):
     for i, v in enumerate((b"small", b"y" * 4000, b"small-again")):
         send_all(t, p, topic, [{"value": v, "timestamp_ms": TS0 + i}])
     offsets(t, a, topic, 1)
+
+
+@reg("group_subscribe_commit")
+def group_subscribe_commit(t, bs):
+    """Classic consumer group through kafka-python: subscribe, consume, commit, admin views, delete."""
+    from kafka.structs import OffsetAndMetadata
+    a = admin(bs)
+    topic = t.topic()
+    gid = t.topic("group")
+    create(a, topic, 2)
+    send_all(t, producer(bs), topic, [{"value": f"g{i}".encode(), "partition": i % 2, "timestamp_ms": TS0 + i}
+                                      for i in range(10)], every=100)
+    c = KafkaConsumer(topic, bootstrap_servers=bs, group_id=gid, enable_auto_commit=False,
+                      auto_offset_reset="earliest", request_timeout_ms=15000, session_timeout_ms=10000)
+    try:
+        n = 0
+        alive = deadline(25)
+        while alive() and n < 10:
+            n += sum(len(v) for v in c.poll(timeout_ms=500).values())
+        t.rec("consumed", count=n, assignment=sorted(tp.partition for tp in c.assignment()))
+        c.commit({TopicPartition(topic, 0): OffsetAndMetadata(3, "meta", -1)})
+        t.rec("committed", p0=c.committed(TopicPartition(topic, 0)), p1=c.committed(TopicPartition(topic, 1)))
+        d = a.describe_groups([gid])[gid]
+        t.rec("describe-group", error_code=d.get("error_code"), state=d.get("group_state"),
+              protocol_type=d.get("protocol_type"), protocol=d.get("protocol_data"),
+              members=len(d.get("members") or []))
+    finally:
+        c.close()
+    offs = a.list_group_offsets({gid: None})[gid]
+    t.rec("group-offsets", offsets=sorted((tp.partition, om.offset, om.metadata) for tp, om in offs.items()))
+    r = a.delete_groups([gid])
+    t.rec("delete-group", result={g: (e if isinstance(e, (str, type(None))) else type(e).__name__) for g, e in r.items()})
+    r = a.delete_groups([gid])
+    t.rec("delete-group-again", result={g: (e if isinstance(e, (str, type(None))) else type(e).__name__) for g, e in r.items()})
