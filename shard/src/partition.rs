@@ -173,6 +173,15 @@ impl<S: Storage> std::fmt::Debug for Partition<S> {
     }
 }
 
+/// `baseOffset + lastOffsetDelta + 1` of a stored batch (its header was checked).
+fn batch_next_offset(b: &[u8]) -> i64 {
+    let mut base = [0u8; 8];
+    base.copy_from_slice(&b[..8]);
+    let mut delta = [0u8; 4];
+    delta.copy_from_slice(&b[23..27]);
+    i64::from_be_bytes(base) + i64::from(i32::from_be_bytes(delta)) + 1
+}
+
 fn corrupt(path: &Path, position: u64, detail: impl Into<String>) -> ShardError {
     ShardError::Corrupt {
         path: path.to_path_buf(),
@@ -1000,93 +1009,124 @@ impl<S: Storage> Partition<S> {
                 });
             (result, mem)
         };
-        if let Some(b) = from_memory {
-            result.batches = b;
-            return Ok(result);
+        let mut out = match from_memory {
+            Some(b) => b,
+            None => self.read_disk(offset, max_bytes, upto).await?,
+        };
+        // A read may span disk, the cache and the unwritten queue: continue where the first
+        // source stopped until the budget or the visible end is reached.
+        loop {
+            let total: usize = out.iter().map(Bytes::len).sum();
+            let Some(last) = out.last() else { break };
+            let next = batch_next_offset(last);
+            if next >= upto || total >= max_bytes {
+                break;
+            }
+            let more = {
+                let st = inner.state.borrow();
+                inner
+                    .cache
+                    .borrow()
+                    .read(inner.id, next, max_bytes - total, upto)
+                    .or_else(|| {
+                        (next >= st.written_end_offset)
+                            .then(|| collect_run(&st.unwritten, next, max_bytes - total, upto))
+                            .flatten()
+                    })
+            };
+            let more = match more {
+                Some(m) => m,
+                None => self.read_disk(next, max_bytes - total, upto).await?,
+            };
+            let mut added = false;
+            let mut t = total;
+            for b in more {
+                if t + b.len() > max_bytes {
+                    break;
+                }
+                t += b.len();
+                out.push(b);
+                added = true;
+            }
+            if !added {
+                break;
+            }
         }
-        result.batches = self.read_disk(offset, max_bytes, upto).await?;
+        result.batches = out;
         Ok(result)
     }
 
     async fn read_disk(&self, offset: i64, max_bytes: usize, upto: i64) -> Result<Vec<Bytes>> {
         let inner = &*self.inner;
-        {
-            let (base, file, pos, limit) = {
+        let mut out: Vec<Bytes> = Vec::new();
+        let mut total = 0usize;
+        let mut cur = offset;
+        loop {
+            let (base, file, mut pos, limit, next_offset) = {
                 let st = inner.state.borrow();
-                // Segments are contiguous, so the last one starting at or before `offset`
-                // holds it, unless `offset` is at the log end.
-                let Some((&base, seg)) = st.segments.range(..=offset).next_back() else {
-                    return Ok(Vec::new());
+                // Segments are contiguous, so the last one starting at or before `cur` holds
+                // it, unless `cur` is at the log end.
+                let Some((&base, seg)) = st.segments.range(..=cur).next_back() else {
+                    return Ok(out);
                 };
-                if offset >= seg.next_offset {
-                    return Ok(Vec::new());
+                if cur >= seg.next_offset || cur >= st.written_end_offset {
+                    return Ok(out);
                 }
                 let Some(file) = seg.file.clone() else {
-                    return Ok(Vec::new());
+                    return Ok(out);
                 };
-                let rel = (offset - base).clamp(0, i64::from(u32::MAX)) as u32;
+                let rel = (cur - base).clamp(0, i64::from(u32::MAX)) as u32;
                 let pos = u64::from(seg.index.position_for(rel));
-                (base, file, pos, seg.written_bytes)
+                (base, file, pos, seg.written_bytes, seg.next_offset)
             };
             let path = segment_file(&inner.dir, base, "log");
-            let window = max_bytes
-                .max(inner.shard_config.read_bytes_min)
-                .saturating_add(inner.config.index_interval_bytes as usize)
-                .min((limit - pos) as usize);
-            let mut data = file
-                .read_at(pos, window)
-                .await
-                .map_err(io_err("read", &path))?;
+            let mut data = Bytes::new();
             let mut data_pos = pos;
-            let mut out: Vec<Bytes> = Vec::new();
-            let mut total = 0usize;
-            let mut at = 0usize;
-            loop {
-                if data_pos + at as u64 >= limit {
-                    break;
-                }
-                let size = match peek_batch_size(&data[at..]) {
-                    Ok(Some(s)) => s,
-                    Ok(None) => 0,
-                    Err(e) => return Err(corrupt(&path, data_pos + at as u64, e.to_string())),
+            while pos < limit {
+                let window = max_bytes
+                    .saturating_sub(total)
+                    .max(inner.shard_config.read_bytes_min)
+                    .saturating_add(inner.config.index_interval_bytes as usize);
+                let at = (pos - data_pos) as usize;
+                let size = match peek_batch_size(data.get(at..).unwrap_or(&[])) {
+                    Ok(Some(s)) => Some(s),
+                    Ok(None) => None,
+                    Err(e) => return Err(corrupt(&path, pos, e.to_string())),
                 };
-                if size == 0 || at + size > data.len() {
-                    if !out.is_empty() {
-                        break;
+                let have = data.len().saturating_sub(at);
+                if size.is_none_or(|s| s > have) {
+                    let need = size.unwrap_or(record_batch::HEADER_BYTES);
+                    if pos + need as u64 > limit {
+                        return Err(corrupt(&path, pos, "batch runs past the segment end"));
                     }
-                    // The batch we need is cut by the window: read it whole.
-                    let p = data_pos + at as u64;
-                    let want = size
-                        .max(record_batch::HEADER_BYTES)
-                        .max(window)
-                        .min((limit - p) as usize);
-                    if want <= data.len() - at {
-                        return Err(corrupt(&path, p, "batch runs past the segment end"));
+                    let want = need.max(window).min((limit - pos) as usize);
+                    data = file
+                        .read_at(pos, want)
+                        .await
+                        .map_err(io_err("read", &path))?;
+                    data_pos = pos;
+                    if data.len() < need {
+                        return Err(corrupt(&path, pos, "short read inside the segment"));
                     }
-                    data = file.read_at(p, want).await.map_err(io_err("read", &path))?;
-                    data_pos = p;
-                    at = 0;
                     continue;
                 }
+                let size = size.unwrap_or(0);
                 let batch = RecordBatch::new(data.slice(at..at + size))
-                    .map_err(|e| corrupt(&path, data_pos + at as u64, e.to_string()))?;
+                    .map_err(|e| corrupt(&path, pos, e.to_string()))?;
                 batch
                     .validate_stored()
-                    .map_err(|e| corrupt(&path, data_pos + at as u64, e.to_string()))?;
-                at += size;
+                    .map_err(|e| corrupt(&path, pos, e.to_string()))?;
+                pos += size as u64;
                 if batch.last_offset() < offset {
                     continue;
                 }
-                if batch.base_offset() >= upto {
-                    break;
-                }
-                if !out.is_empty() && total + size > max_bytes {
-                    break;
+                if batch.base_offset() >= upto || (!out.is_empty() && total + size > max_bytes) {
+                    return Ok(out);
                 }
                 total += size;
                 out.push(batch.into_bytes());
             }
-            Ok(out)
+            cur = next_offset;
         }
     }
 
@@ -1400,6 +1440,8 @@ impl<S: Storage> Partition<S> {
     pub async fn enforce_retention(&self) -> Result<usize> {
         self.check_usable()?;
         let _g = self.inner.io_lock.lock().await;
+        // Segments about to be deleted must not hold unwritten batches.
+        self.flush_locked().await?;
         let inner = &*self.inner;
         let now = inner.storage.now_ms();
         let new_start = {
