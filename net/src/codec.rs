@@ -539,7 +539,9 @@ impl Encoder {
             let size = (self.len - 4) as u32;
             let mut head = match self.head.take() {
                 Some(h) => {
-                    self.flush();
+                    if !self.buf.is_empty() {
+                        self.chunks.push(self.buf.split().freeze());
+                    }
                     h
                 }
                 None => self.buf.split(),
