@@ -239,6 +239,67 @@ def client_of(sid):
     return common.CLIENT_LABELS.get(prefix, prefix)
 
 
+def verdicts(ids, targets, results, unavailable, known, out, other, strict=False):
+    """Compares the transcripts under `out` and decides each scenario. Returns
+    (failures: list of report texts, counts: client -> numbers, passed, failed, skipped)."""
+    failures = []
+    counts = {}   # client -> dict
+    kres = results.get("kafka", {})
+    sres = results.get(other, {})
+    passed = failed = skipped = 0
+    for sid in ids:
+        c = counts.setdefault(client_of(sid), {"run": 0, "kafka_ok": 0, "matched": 0, "known": 0,
+                                               "differ": 0, "fixed": 0})
+        c["run"] += 1
+        if "kafka" in targets:
+            if "kafka" in unavailable:
+                failed += 1
+            elif kres.get(sid) == "ok":
+                c["kafka_ok"] += 1
+                passed += 1
+            else:
+                failed += 1
+                failures.append(f"  {sid}: fails on Apache Kafka itself ({kres.get(sid)}); see "
+                                f"{os.path.join(out, 'kafka', sid + '.stderr')} — fix the scenario")
+        if other is None:
+            continue
+        if other in unavailable:
+            skipped += 1
+            continue
+        reason = known_reason(known, sid) if other == "sluice" else None
+        spath = os.path.join(out, other, f"{sid}.jsonl")
+        sl = [normalize.normalize_line(x) for x in read_transcript(spath)]
+        if "kafka" in results:
+            kpath = os.path.join(out, "kafka", f"{sid}.jsonl")
+            ka = [normalize.normalize_line(x) for x in read_transcript(kpath)]
+            i = first_difference(ka, sl)
+            same = i is None and sres.get(sid) == "ok"
+        else:   # sluice alone: it must at least run every scenario to its end
+            i, same, kpath, ka = None, sres.get(sid) == "ok", "(kafka not run)", []
+        if same:
+            if reason:
+                c["fixed"] += 1
+                msg = f"  {sid}: listed as a known difference but now matches Kafka: remove it from known-differences.toml"
+                log("note:" + msg[1:])
+                if strict:
+                    failures.append(msg)
+                    failed += 1
+                    continue
+            c["matched"] += 1
+            passed += 1
+        elif reason:
+            c["known"] += 1
+            skipped += 1
+        else:
+            c["differ"] += 1
+            failed += 1
+            if i is None:
+                i = min(len(ka), len(sl))
+            failures.append(describe_difference(sid, ka, sl, i, kpath, spath, sres.get(sid), other))
+
+    return failures, counts, passed, failed, skipped
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--targets", default="kafka,sluice")
@@ -328,62 +389,8 @@ def main():
             tgt.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
-    # ------------------------------------------------------------ verdicts
-    failures = []
-    counts = {}   # client -> dict
-    kres = results.get("kafka", {})
-    sres = results.get(other, {})
-    passed = failed = skipped = 0
-    for sid in ids:
-        c = counts.setdefault(client_of(sid), {"run": 0, "kafka_ok": 0, "matched": 0, "known": 0,
-                                               "differ": 0, "fixed": 0})
-        c["run"] += 1
-        if "kafka" in targets:
-            if "kafka" in unavailable:
-                failed += 1
-            elif kres.get(sid) == "ok":
-                c["kafka_ok"] += 1
-                passed += 1
-            else:
-                failed += 1
-                failures.append(f"  {sid}: fails on Apache Kafka itself ({kres.get(sid)}); see "
-                                f"{os.path.join(a.out, 'kafka', sid + '.stderr')} — fix the scenario")
-        if other is None:
-            continue
-        if other in unavailable:
-            skipped += 1
-            continue
-        reason = known_reason(known, sid) if other == "sluice" else None
-        spath = os.path.join(a.out, other, f"{sid}.jsonl")
-        sl = [normalize.normalize_line(x) for x in read_transcript(spath)]
-        if "kafka" in results:
-            kpath = os.path.join(a.out, "kafka", f"{sid}.jsonl")
-            ka = [normalize.normalize_line(x) for x in read_transcript(kpath)]
-            i = first_difference(ka, sl)
-            same = i is None and sres.get(sid) == "ok"
-        else:   # sluice alone: it must at least run every scenario to its end
-            i, same, kpath, ka = None, sres.get(sid) == "ok", "(kafka not run)", []
-        if same:
-            if reason:
-                c["fixed"] += 1
-                msg = f"  {sid}: listed as a known difference but now matches Kafka: remove it from known-differences.toml"
-                log("note:" + msg[1:])
-                if a.strict:
-                    failures.append(msg)
-                    failed += 1
-                    continue
-            c["matched"] += 1
-            passed += 1
-        elif reason:
-            c["known"] += 1
-            skipped += 1
-        else:
-            c["differ"] += 1
-            failed += 1
-            if i is None:
-                i = min(len(ka), len(sl))
-            failures.append(describe_difference(sid, ka, sl, i, kpath, spath, sres.get(sid), other))
-
+    failures, counts, passed, failed, skipped = verdicts(ids, targets, results, unavailable, known,
+                                                         a.out, other, a.strict)
     if failures:
         log("\nFAILURES")
         for f in failures:

@@ -18,8 +18,9 @@ def reg(name):
 
 
 def tool(name, bs, *args, stdin=None, timeout=60):
-    r = subprocess.run([TOOL, name, "--bootstrap-server", bs, *args], input=stdin, capture_output=True,
-                       text=True, timeout=timeout)
+    extra = {"input": stdin} if stdin is not None else {"stdin": subprocess.DEVNULL}
+    r = subprocess.run([TOOL, name, "--bootstrap-server", bs, *args], capture_output=True,
+                       text=True, timeout=timeout, **extra)
     exceptions = sorted(set(m.group(1).rsplit(".", 1)[1] for m in EXC.finditer(r.stdout + r.stderr)))
     return r, exceptions
 

@@ -14,8 +14,9 @@ def reg(name):
 
 
 def kcat(t, bs, *args, stdin=None, timeout=30):
-    r = subprocess.run(["kcat", "-b", bs, "-X", "socket.timeout.ms=10000", *args], input=stdin,
-                       capture_output=True, text=True, timeout=timeout)
+    extra = {"input": stdin} if stdin is not None else {"stdin": subprocess.DEVNULL}
+    r = subprocess.run(["kcat", "-b", bs, "-X", "socket.timeout.ms=10000", *args],
+                       capture_output=True, text=True, timeout=timeout, **extra)
     return r
 
 
