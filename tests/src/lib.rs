@@ -1,1 +1,270 @@
-//! Helpers for the integration tests: start the real `sluice` binary on a free loopback port.
+//! Helpers for the integration tests: start the real `sluice` binary on a free loopback port
+//! with a fresh data dir, talk to it with raw frames, and stop it by PID (never by name).
+//!
+//! The binary is `$SLUICE_BIN`, or `sluice` in `$SLUICE_TEST_BIN_DIR`, or the workspace's
+//! `target/release/sluice`, then `target/debug/sluice`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where the `sluice` binary under test is.
+pub fn sluice_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("SLUICE_BIN") {
+        return PathBuf::from(p);
+    }
+    if let Ok(dir) = std::env::var("SLUICE_TEST_BIN_DIR") {
+        return Path::new(&dir).join("sluice");
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_owned();
+    for profile in ["release", "debug"] {
+        let p = root.join("target").join(profile).join("sluice");
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("no sluice binary: run `cargo build --release --bins` first or set SLUICE_BIN");
+}
+
+/// A running broker, killed with SIGKILL when dropped (tests that check a clean stop call
+/// [`Broker::stop`]).
+#[derive(Debug)]
+pub struct Broker {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    extra_args: Vec<String>,
+}
+
+impl Broker {
+    /// Starts a broker on a free port with a fresh data dir under the system temp dir.
+    pub fn start(extra_args: &[&str]) -> Broker {
+        let tmp = tempfile::Builder::new()
+            .prefix("sluice-test-")
+            .tempdir()
+            .expect("tempdir");
+        let data_dir = tmp.path().join("data");
+        let mut b = Broker::start_in(&data_dir, "127.0.0.1:0".parse().expect("addr"), extra_args);
+        b._tmp = Some(tmp);
+        b
+    }
+
+    /// Starts a broker on `listen` with `data_dir` (which may hold data from an earlier run).
+    pub fn start_in(data_dir: &Path, listen: SocketAddr, extra_args: &[&str]) -> Broker {
+        let extra_args: Vec<String> = extra_args.iter().map(|s| (*s).to_owned()).collect();
+        let mut child = Command::new(sluice_bin())
+            .arg("start")
+            .arg("--listen")
+            .arg(listen.to_string())
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(&extra_args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn sluice");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let mut sent = false;
+            while let Some(Ok(line)) = lines.next() {
+                if !sent && let Some(rest) = line.strip_prefix("sluice: listening on ") {
+                    let addr = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
+                    let _ = tx.send(addr);
+                    sent = true;
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(a) => a.parse().expect("listening address"),
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait().ok();
+                panic!("sluice did not report listening within 30 s (exit: {status:?})");
+            }
+        };
+        Broker {
+            child: Some(child),
+            addr,
+            data_dir: data_dir.to_owned(),
+            _tmp: None,
+            extra_args,
+        }
+    }
+
+    /// The bootstrap string for clients.
+    pub fn bootstrap(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Process id, for signals.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Sends SIGTERM and waits for the exit status (at most 30 s).
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: kill with a pid we spawned and a valid signal number.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("sluice did not stop within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills (SIGKILL) and starts again on the same port and data dir.
+    pub fn restart_after_kill(&mut self) {
+        self.kill();
+        let args: Vec<&str> = self.extra_args.iter().map(String::as_str).collect();
+        let next = Broker::start_in(&self.data_dir, self.addr, &args);
+        self.child = next.child_take();
+    }
+
+    fn child_take(mut self) -> Option<Child> {
+        self.child.take()
+    }
+
+    /// Whether the process is still alive.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => c.try_wait().expect("wait").is_none(),
+            None => false,
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A raw Kafka connection: sends frames, reads size-prefixed responses.
+#[derive(Debug)]
+pub struct RawConn {
+    pub stream: TcpStream,
+}
+
+impl RawConn {
+    pub fn connect(addr: SocketAddr) -> RawConn {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        stream.set_nodelay(true).expect("nodelay");
+        RawConn { stream }
+    }
+
+    /// Sends `body` with its 4-byte size prefix.
+    pub fn send_frame(&mut self, body: &[u8]) {
+        let mut f = (body.len() as i32).to_be_bytes().to_vec();
+        f.extend_from_slice(body);
+        self.stream.write_all(&f).expect("write");
+    }
+
+    /// Reads one response frame body; `None` when the broker closed the connection.
+    pub fn recv_frame(&mut self) -> Option<Vec<u8>> {
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size).ok()?;
+        let size = i32::from_be_bytes(size);
+        assert!(size >= 0, "negative response size");
+        let mut body = vec![0u8; size as usize];
+        self.stream.read_exact(&mut body).ok()?;
+        Some(body)
+    }
+
+    /// Whether the broker has closed the connection (reads until EOF or 5 s).
+    pub fn is_closed_by_peer(&mut self) -> bool {
+        self.stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut buf = [0u8; 1024];
+        loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+/// Encodes a request frame body (header + body, no size prefix) with the generated codec.
+pub fn encode_request(
+    api: sluice_net::ApiKey,
+    version: i16,
+    correlation_id: i32,
+    request: &sluice_net::Request,
+) -> Vec<u8> {
+    let mut e = sluice_net::Encoder::new();
+    let header = sluice_net::RequestHeader {
+        request_api_key: api.key(),
+        request_api_version: version,
+        correlation_id,
+        client_id: Some("sluice-tests".into()),
+        ..Default::default()
+    };
+    header.encode(&mut e, api.request_header_version(version));
+    request.encode(&mut e, version);
+    e.finish_contiguous().to_vec()
+}
+
+/// Decodes a response frame body: checks the correlation id, returns the response.
+pub fn decode_response(
+    api: sluice_net::ApiKey,
+    version: i16,
+    correlation_id: i32,
+    frame: Vec<u8>,
+) -> sluice_net::Response {
+    let mut d = sluice_net::Decoder::new(bytes::Bytes::from(frame));
+    let header = sluice_net::ResponseHeader::decode(&mut d, api.response_header_version(version))
+        .expect("response header decodes");
+    assert_eq!(
+        header.correlation_id, correlation_id,
+        "correlation id echoed"
+    );
+    sluice_net::Response::decode(api, version, d.into_rest()).expect("response body decodes")
+}
+
+impl RawConn {
+    /// Sends `request` and returns the decoded response.
+    pub fn call(
+        &mut self,
+        api: sluice_net::ApiKey,
+        version: i16,
+        correlation_id: i32,
+        request: &sluice_net::Request,
+    ) -> sluice_net::Response {
+        self.send_frame(&encode_request(api, version, correlation_id, request));
+        let frame = self.recv_frame().expect("broker answered");
+        decode_response(api, version, correlation_id, frame)
+    }
+}

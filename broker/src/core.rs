@@ -1,0 +1,185 @@
+//! One core's broker state: its mesh endpoint, memory budget, and connection bookkeeping.
+//!
+//! A [`Core`] lives on exactly one executor thread for the life of the broker and is shared by
+//! that core's tasks through `Rc`. Nothing here is `Send`; other cores reach it only through
+//! [`crate::mesh::Mesh`] requests.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use glommio::sync::Semaphore;
+
+use crate::config::BrokerConfig;
+use crate::mesh::Mesh;
+use crate::metadata::{TopicTable, shard_for};
+use crate::partitions::{self, Addressed, PartitionOpResult};
+use crate::producer_ids::ProducerIds;
+use crate::registry::{self, TopicChange, TopicChangeError};
+use crate::topic_config::TopicSettings;
+
+/// A request one core sends another.
+#[derive(Debug)]
+pub enum CoreRequest {
+    /// Start-up check that the peer's receive loop runs.
+    Ping,
+    /// To core 0: change the topic registry (only core 0 writes it).
+    ChangeTopics(Vec<TopicChange>),
+    /// From core 0: the registry changed; adopt this table (and open or drop partitions).
+    TopicsChanged(TopicTable),
+    /// Operations on partitions this core owns.
+    Partitions(Vec<Addressed>),
+    /// To core 0: a fresh producer id.
+    AllocateProducerId,
+}
+
+/// The answer to a [`CoreRequest`].
+#[derive(Debug)]
+pub enum CoreReply {
+    Pong {
+        core: usize,
+    },
+    /// One result per requested change, in order.
+    TopicsChangedResult(Vec<Result<(), TopicChangeError>>),
+    Ack,
+    Partitions(Vec<PartitionOpResult>),
+    ProducerId(Result<i64, ()>),
+}
+
+/// One core's broker state.
+pub struct Core {
+    pub id: usize,
+    pub config: BrokerConfig,
+    /// `host:port` this broker puts in Metadata.
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    pub mesh: Rc<Mesh<CoreRequest, CoreReply>>,
+    /// Bytes of requests admitted and not yet answered on this core.
+    pub budget: Rc<Semaphore>,
+    /// Set when the broker is stopping: connections finish the request in hand and close.
+    pub stopping: Cell<bool>,
+    /// Requests being handled right now (shutdown waits for zero).
+    pub busy: Cell<usize>,
+    pub connections: Cell<usize>,
+    /// This core's copy of the topic registry (core 0 holds the authoritative one).
+    pub topics: RefCell<Rc<TopicTable>>,
+    /// Kafka cluster id, persisted in the data dir.
+    pub cluster_id: String,
+    /// The partitions this core owns.
+    pub shard: sluice_shard::Shard,
+    /// Core 0 only: the producer id allocator.
+    pub producer_ids: Option<ProducerIds>,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core").field("id", &self.id).finish()
+    }
+}
+
+impl Core {
+    /// Answers a request from another core.
+    pub async fn serve_peer(self: Rc<Self>, _from: usize, request: CoreRequest) -> CoreReply {
+        match request {
+            CoreRequest::Ping => CoreReply::Pong { core: self.id },
+            CoreRequest::ChangeTopics(changes) => {
+                CoreReply::TopicsChangedResult(registry::apply(&self, changes).await)
+            }
+            CoreRequest::TopicsChanged(table) => {
+                self.adopt_topics(table).await;
+                CoreReply::Ack
+            }
+            CoreRequest::Partitions(ops) => {
+                CoreReply::Partitions(partitions::run_local(&self, ops).await)
+            }
+            CoreRequest::AllocateProducerId => {
+                CoreReply::ProducerId(self.allocate_producer_id().await)
+            }
+        }
+    }
+
+    /// Installs a newer topic table on this core and brings its shard in line: opens (creating
+    /// where new) the partitions this core owns, closes and deletes those of deleted topics.
+    /// Older tables (a reordered message) are ignored.
+    pub async fn adopt_topics(&self, table: TopicTable) {
+        let old = self.topics();
+        if table.version <= old.version {
+            return;
+        }
+        let table = Rc::new(table);
+        *self.topics.borrow_mut() = Rc::clone(&table);
+        for gone in old
+            .topics
+            .values()
+            .filter(|t| table.topics.get(&t.name).is_none_or(|n| n.id != t.id))
+        {
+            for p in 0..gone.partitions {
+                if self.shard.partition(&gone.name, p).is_some() {
+                    if let Err(e) = self.shard.close_partition(&gone.name, p).await {
+                        tracing::warn!(topic = %gone.name, partition = p, error = %e, "closing a deleted partition failed");
+                    }
+                    let dir = self.config.data_dir.join(format!("{}-{p}", gone.name));
+                    let removed = glommio::executor()
+                        .spawn_blocking(move || std::fs::remove_dir_all(&dir))
+                        .await;
+                    if let Err(e) = removed {
+                        tracing::warn!(topic = %gone.name, partition = p, error = %e, "removing a deleted partition's files failed");
+                    }
+                }
+            }
+        }
+        self.open_owned_partitions(&table).await;
+    }
+
+    /// Opens every partition of `table` this core owns and has not opened yet.
+    pub async fn open_owned_partitions(&self, table: &TopicTable) {
+        let cores = self.mesh.cores();
+        for t in table.topics.values() {
+            let settings = TopicSettings::resolve(&t.configs);
+            for p in 0..t.partitions {
+                if shard_for(&t.name, p, cores) != self.id
+                    || self.shard.partition(&t.name, p).is_some()
+                {
+                    continue;
+                }
+                if let Err(e) = self
+                    .shard
+                    .create_partition(&t.name, p, settings.log_config())
+                    .await
+                {
+                    tracing::error!(topic = %t.name, partition = p, error = %e, "cannot open partition");
+                }
+            }
+        }
+    }
+
+    /// A fresh producer id (core 0 only).
+    pub async fn allocate_producer_id(&self) -> Result<i64, ()> {
+        let ids = self
+            .producer_ids
+            .as_ref()
+            .expect("only core 0 allocates producer ids");
+        ids.allocate().await.map_err(|e| {
+            tracing::error!(error = %e, "cannot reserve producer ids");
+        })
+    }
+
+    /// The current topic table (a cheap `Rc` clone; never hold a `RefCell` borrow across await).
+    pub fn topics(&self) -> Rc<TopicTable> {
+        Rc::clone(&self.topics.borrow())
+    }
+
+    /// Applies topic changes through core 0, from any core.
+    pub async fn change_topics(
+        self: &Rc<Self>,
+        changes: Vec<TopicChange>,
+    ) -> Vec<Result<(), TopicChangeError>> {
+        if self.id == 0 {
+            return registry::apply(self, changes).await;
+        }
+        let n = changes.len();
+        match self.mesh.call(0, CoreRequest::ChangeTopics(changes)).await {
+            Ok(CoreReply::TopicsChangedResult(r)) => r,
+            _ => (0..n).map(|_| Err(TopicChangeError::Unavailable)).collect(),
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Metadata: this broker, and every requested topic with its partitions (auto-creating missing
+//! topics when allowed). On one node every partition's leader, replica and ISR is this broker.
+
+use std::rc::Rc;
+
+use sluice_net::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use sluice_net::messages::{MetadataRequest, MetadataResponse};
+use sluice_net::{StrBytes, Uuid};
+
+use crate::core::Core;
+use crate::errors::code;
+use crate::metadata::{TopicMeta, topic_name_error};
+use crate::registry::TopicChange;
+
+/// "Not requested" for authorized-operations fields (Kafka's Integer.MIN_VALUE).
+pub const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+/// READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS: with no
+/// authorizer every topic operation is allowed.
+pub const TOPIC_AUTHORIZED_OPERATIONS_ALL: i32 =
+    (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+
+/// Whether a topic is one of Kafka's internal topics.
+pub fn is_internal(name: &str) -> bool {
+    name == "__consumer_offsets" || name == "__transaction_state"
+}
+
+pub async fn handle(core: &Rc<Core>, request: MetadataRequest, version: i16) -> MetadataResponse {
+    let allow_auto_create =
+        (version < 4 || request.allow_auto_topic_creation) && core.config.auto_create_topics;
+    if let Some(requested) = &request.topics
+        && allow_auto_create
+    {
+        let table = core.topics();
+        let missing: Vec<TopicChange> = requested
+            .iter()
+            .filter_map(|t| t.name.as_ref())
+            .filter(|n| !table.topics.contains_key(n.as_str()) && topic_name_error(n).is_none())
+            .map(|n| TopicChange::Create {
+                name: n.to_string(),
+                partitions: core.config.default_partitions,
+                configs: Default::default(),
+                dry_run: false,
+            })
+            .collect();
+        if !missing.is_empty() {
+            // Racing creators get TOPIC_ALREADY_EXISTS here, which is fine: the topic exists.
+            let _ = core.change_topics(missing).await;
+        }
+    }
+    let table = core.topics();
+    let describe =
+        |t: &TopicMeta| topic_entry(core, t, request.include_topic_authorized_operations);
+    let topics = match &request.topics {
+        None => table.topics.values().map(describe).collect(),
+        Some(requested) => requested
+            .iter()
+            .map(|r| match &r.name {
+                Some(name) => match table.topics.get(name.as_str()) {
+                    Some(t) => describe(t),
+                    None => missing_topic(
+                        Some(name.clone()),
+                        Uuid::default(),
+                        if topic_name_error(name).is_some() {
+                            code::INVALID_TOPIC_EXCEPTION
+                        } else {
+                            code::UNKNOWN_TOPIC_OR_PARTITION
+                        },
+                    ),
+                },
+                None => match table.by_id(&r.topic_id.0) {
+                    Some(t) => describe(t),
+                    None => missing_topic(None, r.topic_id, code::UNKNOWN_TOPIC_ID),
+                },
+            })
+            .collect(),
+    };
+    MetadataResponse {
+        brokers: vec![MetadataResponseBroker {
+            node_id: core.config.node_id,
+            host: StrBytes::from(core.advertised_host.as_str()),
+            port: core.advertised_port,
+            rack: None,
+            ..Default::default()
+        }],
+        cluster_id: Some(StrBytes::from(core.cluster_id.as_str())),
+        controller_id: core.config.node_id,
+        topics,
+        cluster_authorized_operations: AUTHORIZED_OPERATIONS_OMITTED,
+        ..Default::default()
+    }
+}
+
+fn missing_topic(name: Option<StrBytes>, topic_id: Uuid, error_code: i16) -> MetadataResponseTopic {
+    MetadataResponseTopic {
+        error_code,
+        name,
+        topic_id,
+        is_internal: false,
+        partitions: Vec::new(),
+        topic_authorized_operations: AUTHORIZED_OPERATIONS_OMITTED,
+        ..Default::default()
+    }
+}
+
+fn topic_entry(core: &Core, t: &TopicMeta, include_ops: bool) -> MetadataResponseTopic {
+    let node = core.config.node_id;
+    MetadataResponseTopic {
+        error_code: code::NONE,
+        name: Some(StrBytes::from(t.name.as_str())),
+        topic_id: Uuid(t.id),
+        is_internal: is_internal(&t.name),
+        partitions: (0..t.partitions)
+            .map(|p| MetadataResponsePartition {
+                error_code: code::NONE,
+                partition_index: p,
+                leader_id: node,
+                leader_epoch: 0,
+                replica_nodes: vec![node],
+                isr_nodes: vec![node],
+                offline_replicas: Vec::new(),
+                ..Default::default()
+            })
+            .collect(),
+        topic_authorized_operations: if include_ops {
+            TOPIC_AUTHORIZED_OPERATIONS_ALL
+        } else {
+            AUTHORIZED_OPERATIONS_OMITTED
+        },
+        ..Default::default()
+    }
+}

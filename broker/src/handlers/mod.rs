@@ -1,0 +1,150 @@
+//! Kafka API handlers behind one dispatch on API key and version.
+//!
+//! [`handle`] reads the API key, version and correlation id straight from the frame, refuses
+//! what it cannot answer (an unknown API key or an unsupported version closes the connection,
+//! as Kafka does; an ApiVersions request of an unknown version gets the KIP-511 answer), decodes
+//! the header and body with the generated codec, runs the API's handler, and encodes the
+//! response as `Bytes` chunks ready for one vectored write.
+//!
+//! [`SUPPORTED`] is the version table sluice advertises. It lists what the handlers implement,
+//! never the schema's whole range: a version goes in only with a handler (and tests) for it.
+
+mod api_versions;
+mod create_topics;
+mod delete_topics;
+mod fetch;
+mod list_offsets;
+mod metadata;
+mod produce;
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use sluice_net::messages::ApiVersionsResponse;
+use sluice_net::messages::api_versions_response::ApiVersion;
+use sluice_net::{ApiKey, Decoder, Encoder, Request, RequestHeader, Response, ResponseHeader};
+
+use crate::connection::Outcome;
+use crate::core::Core;
+use crate::errors::code;
+
+/// (API, lowest version, highest version) that sluice implements and advertises.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 12),
+    (ApiKey::Fetch, 4, 16),
+    (ApiKey::ListOffsets, 1, 6),
+    (ApiKey::Metadata, 0, 13),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+];
+
+/// The advertised version range of `api`, if sluice implements it.
+pub fn supported(api: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == api)
+        .map(|&(_, lo, hi)| (lo, hi))
+}
+
+fn version_table() -> Vec<ApiVersion> {
+    SUPPORTED
+        .iter()
+        .map(|&(k, lo, hi)| ApiVersion {
+            api_key: k.key(),
+            min_version: lo,
+            max_version: hi,
+            ..ApiVersion::default()
+        })
+        .collect()
+}
+
+/// Handles one request frame (without its size prefix).
+pub async fn handle(core: &Rc<Core>, frame: Bytes) -> Outcome {
+    if frame.len() < 8 {
+        return Outcome::Close(format!(
+            "request of {} bytes is shorter than a header",
+            frame.len()
+        ));
+    }
+    let api_raw = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let Some(api) = ApiKey::from_i16(api_raw) else {
+        return Outcome::Close(format!("unknown API key {api_raw}"));
+    };
+    let Some((lo, hi)) = supported(api) else {
+        return Outcome::Close(format!("unsupported API {} ({api_raw})", api.name()));
+    };
+    if version < lo || version > hi {
+        if api == ApiKey::ApiVersions {
+            return kip511_answer(correlation_id);
+        }
+        return Outcome::Close(format!(
+            "unsupported version {version} of {} (supported {lo}-{hi})",
+            api.name()
+        ));
+    }
+    let mut d = Decoder::new(frame);
+    if let Err(e) = RequestHeader::decode(&mut d, api.request_header_version(version)) {
+        return Outcome::Close(format!("malformed request header: {e}"));
+    }
+    let request = match Request::decode(api, version, d.into_rest()) {
+        Ok(r) => r,
+        Err(e) => {
+            return Outcome::Close(format!("malformed {} v{version} request: {e}", api.name()));
+        }
+    };
+    let response = match request {
+        Request::Produce(r) => match produce::handle(core, r, version).await {
+            produce::Produced::Respond(r) => Response::Produce(r),
+            produce::Produced::Silent => return Outcome::Silent,
+            produce::Produced::Close(reason) => return Outcome::Close(reason),
+        },
+        Request::Fetch(r) => Response::Fetch(fetch::handle(core, r, version).await),
+        Request::ListOffsets(r) => {
+            Response::ListOffsets(list_offsets::handle(core, r, version).await)
+        }
+        Request::ApiVersions(r) => Response::ApiVersions(api_versions::handle(&r, version)),
+        Request::Metadata(r) => Response::Metadata(metadata::handle(core, r, version).await),
+        Request::CreateTopics(r) => {
+            Response::CreateTopics(create_topics::handle(core, r, version).await)
+        }
+        Request::DeleteTopics(r) => {
+            Response::DeleteTopics(delete_topics::handle(core, r, version).await)
+        }
+        other => {
+            // SUPPORTED lists only APIs with a match arm above; reaching here is a bug.
+            unreachable!("advertised API without a handler: {:?}", other.api_key())
+        }
+    };
+    Outcome::Respond(encode(api, version, correlation_id, &response))
+}
+
+/// Encodes a response frame (size prefix, header, body).
+pub fn encode(api: ApiKey, version: i16, correlation_id: i32, response: &Response) -> Vec<Bytes> {
+    let mut e = Encoder::framed();
+    let header = ResponseHeader {
+        correlation_id,
+        ..ResponseHeader::default()
+    };
+    header.encode(&mut e, api.response_header_version(version));
+    response.encode(&mut e, version);
+    e.finish()
+}
+
+/// KIP-511: an ApiVersions request of a version we do not know gets a v0 body with
+/// UNSUPPORTED_VERSION and our ranges, so the client can retry with a version we share.
+fn kip511_answer(correlation_id: i32) -> Outcome {
+    let body = ApiVersionsResponse {
+        error_code: code::UNSUPPORTED_VERSION,
+        api_keys: version_table(),
+        ..ApiVersionsResponse::default()
+    };
+    Outcome::Respond(encode(
+        ApiKey::ApiVersions,
+        0,
+        correlation_id,
+        &Response::ApiVersions(body),
+    ))
+}

@@ -1,0 +1,132 @@
+//! Produce: each partition's batches go to the owning core, which validates them (CRC, sizes,
+//! counts), assigns offsets and appends them durably; one failure fills only that partition's
+//! slot. acks=0 sends no response; if anything failed, the connection is closed instead, as
+//! Kafka does, so the client learns of it.
+
+use std::rc::Rc;
+
+use sluice_net::StrBytes;
+use sluice_net::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use sluice_net::messages::{ProduceRequest, ProduceResponse};
+
+use crate::core::Core;
+use crate::errors::code;
+use crate::partitions::{self, Addressed, PartError, PartitionOp, PartitionOpResult};
+
+/// What the connection should do with a produce.
+pub enum Produced {
+    Respond(ProduceResponse),
+    /// acks=0 and everything succeeded.
+    Silent,
+    /// acks=0 and something failed.
+    Close(String),
+}
+
+pub async fn handle(core: &Rc<Core>, request: ProduceRequest, version: i16) -> Produced {
+    let table = core.topics();
+    let acks_valid = matches!(request.acks, -1..=1);
+    // One result slot per partition of the request, filled now (error) or by an append.
+    let mut slots: Vec<(usize, PartitionProduceResponse)> = Vec::new();
+    let mut topics: Vec<TopicProduceResponse> = Vec::with_capacity(request.topic_data.len());
+    let mut ops = Vec::new();
+    let mut op_slots = Vec::new();
+    for (ti, t) in request.topic_data.into_iter().enumerate() {
+        let meta = if version >= 13 {
+            table.by_id(&t.topic_id.0)
+        } else {
+            table.topics.get(t.name.as_str())
+        };
+        topics.push(TopicProduceResponse {
+            name: if version >= 13 {
+                StrBytes::default()
+            } else {
+                t.name.clone()
+            },
+            topic_id: t.topic_id,
+            partition_responses: Vec::new(),
+            ..Default::default()
+        });
+        for p in t.partition_data {
+            let mut r = PartitionProduceResponse {
+                index: p.index,
+                error_code: code::NONE,
+                base_offset: -1,
+                log_append_time_ms: -1,
+                log_start_offset: -1,
+                ..Default::default()
+            };
+            let failed = if !acks_valid {
+                Some(PartError::new(
+                    code::INVALID_REQUIRED_ACKS,
+                    "Invalid required acks",
+                ))
+            } else if meta.is_none_or(|m| p.index < 0 || p.index >= m.partitions) {
+                Some(PartError::new(
+                    if version >= 13 {
+                        code::UNKNOWN_TOPIC_ID
+                    } else {
+                        code::UNKNOWN_TOPIC_OR_PARTITION
+                    },
+                    "This server does not host this topic-partition.",
+                ))
+            } else if p.records.as_ref().is_none_or(|r| r.is_empty()) {
+                Some(PartError::new(
+                    code::INVALID_RECORD,
+                    "Produce request has no records",
+                ))
+            } else {
+                None
+            };
+            match (failed, meta) {
+                (Some(e), _) => {
+                    r.error_code = e.code;
+                    r.error_message = Some(StrBytes::from(e.message));
+                }
+                (None, Some(m)) => {
+                    op_slots.push(slots.len());
+                    ops.push(Addressed {
+                        topic: m.name.clone(),
+                        partition: p.index,
+                        op: PartitionOp::Append {
+                            records: p.records.unwrap_or_default(),
+                        },
+                    });
+                }
+                (None, None) => unreachable!("a missing topic is an error above"),
+            }
+            slots.push((ti, r));
+        }
+    }
+    let results = partitions::run(core, ops).await;
+    let mut any_error = slots.iter().any(|(_, r)| r.error_code != code::NONE);
+    for (slot, result) in op_slots.into_iter().zip(results) {
+        let r = &mut slots[slot].1;
+        match result {
+            PartitionOpResult::Appended(Ok(info)) => {
+                r.base_offset = info.base_offset;
+                r.log_append_time_ms = info.log_append_time_ms;
+                r.log_start_offset = info.log_start_offset;
+            }
+            PartitionOpResult::Appended(Err(e)) => {
+                any_error = true;
+                r.error_code = e.code;
+                r.error_message = Some(StrBytes::from(e.message));
+            }
+            other => unreachable!("append answered with {other:?}"),
+        }
+    }
+    if request.acks == 0 {
+        return if any_error {
+            Produced::Close("acks=0 produce failed".into())
+        } else {
+            Produced::Silent
+        };
+    }
+    for (ti, r) in slots {
+        topics[ti].partition_responses.push(r);
+    }
+    Produced::Respond(ProduceResponse {
+        responses: topics,
+        ..Default::default()
+    })
+}

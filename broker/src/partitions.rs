@@ -1,0 +1,201 @@
+//! Operations on partitions, routed to the core that owns each one.
+//!
+//! A handler builds a list of [`PartitionOp`]s and calls [`run`]; ops for this core run
+//! directly, ops for other cores go as one mesh message per core (batched, never one message per
+//! partition), and all of them run concurrently. Results come back in the order of the ops.
+//! Errors become Kafka error codes on the owning core (`errors::shard`), so a reply is plain
+//! `Send` data.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use sluice_shard::{AppendInfo, Offsets, ReadResult};
+
+use crate::core::{Core, CoreReply, CoreRequest};
+use crate::errors::{self, code};
+use crate::metadata::shard_for;
+
+/// A Kafka error code with its message.
+#[derive(Debug, Clone)]
+pub struct PartError {
+    pub code: i16,
+    pub message: String,
+}
+
+impl PartError {
+    pub fn new(code: i16, message: impl Into<String>) -> PartError {
+        PartError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// What to do to one partition.
+#[derive(Debug)]
+pub enum PartitionOp {
+    /// Append one or more v2 batches (a Produce `records` field).
+    Append { records: Bytes },
+    /// Read committed batches from `offset`, at most about `max_bytes`.
+    Read { offset: i64, max_bytes: usize },
+    /// Log start, high watermark, log end.
+    Offsets,
+    /// First offset whose timestamp is at or after this one.
+    OffsetForTimestamp { timestamp_ms: i64 },
+    /// Wait until the high watermark passes `after` or `timeout` passes.
+    WaitForAppend { after: i64, timeout: Duration },
+    /// DeleteRecords: move the log start offset up to `offset` (-1: the high watermark).
+    DeleteRecordsBefore { offset: i64 },
+}
+
+/// The result of a [`PartitionOp`], in the same variant order.
+#[derive(Debug)]
+pub enum PartitionOpResult {
+    Appended(Result<AppendInfo, PartError>),
+    Read(Result<ReadResult, PartError>),
+    Offsets(Result<Offsets, PartError>),
+    OffsetForTimestamp(Result<Option<(i64, i64)>, PartError>),
+    Waited,
+    DeletedRecords(Result<i64, PartError>),
+}
+
+/// One op addressed to a partition.
+#[derive(Debug)]
+pub struct Addressed {
+    pub topic: String,
+    pub partition: i32,
+    pub op: PartitionOp,
+}
+
+/// Runs `ops` on their owning cores, concurrently; results in the order of `ops`.
+pub async fn run(core: &Rc<Core>, ops: Vec<Addressed>) -> Vec<PartitionOpResult> {
+    let cores = core.mesh.cores();
+    let n = ops.len();
+    let mut by_core: Vec<Vec<(usize, Addressed)>> = (0..cores).map(|_| Vec::new()).collect();
+    for (i, op) in ops.into_iter().enumerate() {
+        by_core[shard_for(&op.topic, op.partition, cores)].push((i, op));
+    }
+    let mut tasks = Vec::new();
+    for (owner, batch) in by_core.into_iter().enumerate() {
+        if batch.is_empty() {
+            continue;
+        }
+        let (slots, ops): (Vec<usize>, Vec<Addressed>) = batch.into_iter().unzip();
+        let core = Rc::clone(core);
+        tasks.push((
+            slots,
+            glommio::spawn_local(async move {
+                if owner == core.id {
+                    run_local(&core, ops).await
+                } else {
+                    let failures: Vec<PartitionOpResult> = ops
+                        .iter()
+                        .map(|a| failure(&a.op, core_gone(owner)))
+                        .collect();
+                    match core.mesh.call(owner, CoreRequest::Partitions(ops)).await {
+                        Ok(CoreReply::Partitions(results)) => results,
+                        _ => failures,
+                    }
+                }
+            }),
+        ));
+    }
+    let mut out: Vec<Option<PartitionOpResult>> = (0..n).map(|_| None).collect();
+    for (slots, task) in tasks {
+        for (slot, result) in slots.into_iter().zip(task.await) {
+            out[slot] = Some(result);
+        }
+    }
+    out.into_iter()
+        .map(|r| r.expect("every op has a result"))
+        .collect()
+}
+
+fn core_gone(owner: usize) -> PartError {
+    PartError::new(
+        code::KAFKA_STORAGE_ERROR,
+        format!("core {owner} did not answer"),
+    )
+}
+
+/// The result of `op` failing with `e`.
+fn failure(op: &PartitionOp, e: PartError) -> PartitionOpResult {
+    match op {
+        PartitionOp::Append { .. } => PartitionOpResult::Appended(Err(e)),
+        PartitionOp::Read { .. } => PartitionOpResult::Read(Err(e)),
+        PartitionOp::Offsets => PartitionOpResult::Offsets(Err(e)),
+        PartitionOp::OffsetForTimestamp { .. } => PartitionOpResult::OffsetForTimestamp(Err(e)),
+        PartitionOp::WaitForAppend { .. } => PartitionOpResult::Waited,
+        PartitionOp::DeleteRecordsBefore { .. } => PartitionOpResult::DeletedRecords(Err(e)),
+    }
+}
+
+/// Runs ops on partitions this core owns, concurrently.
+pub async fn run_local(core: &Rc<Core>, ops: Vec<Addressed>) -> Vec<PartitionOpResult> {
+    let tasks: Vec<_> = ops
+        .into_iter()
+        .map(|a| {
+            let core = Rc::clone(core);
+            glommio::spawn_local(async move { run_one(&core, a).await })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        out.push(t.await);
+    }
+    out
+}
+
+async fn run_one(core: &Rc<Core>, a: Addressed) -> PartitionOpResult {
+    let Some(p) = core.shard.partition(&a.topic, a.partition) else {
+        let e = PartError::new(
+            code::UNKNOWN_TOPIC_OR_PARTITION,
+            "This server does not host this topic-partition.",
+        );
+        return failure(&a.op, e);
+    };
+    match a.op {
+        PartitionOp::Append { records } => {
+            PartitionOpResult::Appended(p.append(records).await.map_err(|e| errors::shard(&e)))
+        }
+        PartitionOp::Read { offset, max_bytes } => PartitionOpResult::Read(
+            p.read(offset, max_bytes)
+                .await
+                .map_err(|e| errors::shard(&e)),
+        ),
+        PartitionOp::Offsets => PartitionOpResult::Offsets(Ok(p.offsets())),
+        PartitionOp::OffsetForTimestamp { timestamp_ms } => PartitionOpResult::OffsetForTimestamp(
+            p.offset_for_timestamp(timestamp_ms)
+                .await
+                .map_err(|e| errors::shard(&e)),
+        ),
+        PartitionOp::WaitForAppend { after, timeout } => {
+            futures_lite::future::or(p.wait_for_append(after), glommio::timer::sleep(timeout))
+                .await;
+            PartitionOpResult::Waited
+        }
+        PartitionOp::DeleteRecordsBefore { offset } => {
+            let target = if offset == -1 {
+                p.offsets().high_watermark
+            } else {
+                offset
+            };
+            let hw = p.offsets().high_watermark;
+            if target < 0 || target > hw {
+                return PartitionOpResult::DeletedRecords(Err(PartError::new(
+                    code::OFFSET_OUT_OF_RANGE,
+                    format!(
+                        "Cannot increment the log start offset to {target} of partition {}-{} since it is larger than the high watermark {hw}",
+                        a.topic, a.partition
+                    ),
+                )));
+            }
+            PartitionOpResult::DeletedRecords(
+                p.delete_records_before(target)
+                    .await
+                    .map_err(|e| errors::shard(&e)),
+            )
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! Changes to the topic registry. Only core 0 runs [`apply`]: it validates each change against
+//! the current table, persists the new table durably, then sends it to every other core and
+//! waits for each to adopt it, so that when a CreateTopics answer reaches the client, every core
+//! routes the new topic.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use crate::core::{Core, CoreRequest};
+use crate::metadata::{self, TopicMeta, TopicTable};
+use crate::topic_config;
+
+/// One requested change.
+#[derive(Debug, Clone)]
+pub enum TopicChange {
+    Create {
+        name: String,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+        /// Validate only (CreateTopics `validate_only`).
+        dry_run: bool,
+    },
+    Delete {
+        name: String,
+    },
+    AddPartitions {
+        name: String,
+        total: i32,
+        dry_run: bool,
+    },
+    /// Replace (`incremental == false`) or merge the config overrides; `None` values delete.
+    AlterConfigs {
+        name: String,
+        set: Vec<(String, Option<String>)>,
+        incremental: bool,
+        dry_run: bool,
+    },
+}
+
+/// Why a change was refused; each maps to a Kafka error code in `errors.rs`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TopicChangeError {
+    #[error("Topic '{0}' already exists.")]
+    AlreadyExists(String),
+    #[error("This server does not host this topic-partition.")]
+    UnknownTopic(String),
+    #[error("{0}")]
+    InvalidName(String),
+    #[error("{0}")]
+    InvalidPartitions(String),
+    #[error("{0}")]
+    InvalidConfig(String),
+    #[error("the topic registry could not be written: {0}")]
+    Storage(String),
+    #[error("the controller core is unavailable")]
+    Unavailable,
+}
+
+/// Applies `changes` in order on core 0 and publishes the result. One persisted write and one
+/// broadcast cover the whole batch.
+pub async fn apply(
+    core: &Rc<Core>,
+    changes: Vec<TopicChange>,
+) -> Vec<Result<(), TopicChangeError>> {
+    assert_eq!(core.id, 0, "only core 0 changes the topic registry");
+    let mut table: TopicTable = (*core.topics()).clone();
+    let mut results = Vec::with_capacity(changes.len());
+    let mut changed = false;
+    for change in changes {
+        let r = apply_one(&mut table, change, &mut changed);
+        results.push(r);
+    }
+    if !changed {
+        return results;
+    }
+    table.version += 1;
+    let dir = core.config.data_dir.clone();
+    let to_store = table.clone();
+    let stored = glommio::executor()
+        .spawn_blocking(move || to_store.store(&dir))
+        .await;
+    if let Err(e) = stored {
+        tracing::error!(error = %e, "topic registry write failed; changes not applied");
+        let msg = e.to_string();
+        return results
+            .into_iter()
+            .map(|r| r.and(Err(TopicChangeError::Storage(msg.clone()))))
+            .collect();
+    }
+    for peer in (0..core.mesh.cores()).filter(|&p| p != core.id) {
+        // A core that cannot be reached is a dead core: the runtime stops the broker.
+        let _ = core
+            .mesh
+            .call(peer, CoreRequest::TopicsChanged(table.clone()))
+            .await;
+    }
+    core.adopt_topics(table).await;
+    results
+}
+
+fn apply_one(
+    table: &mut TopicTable,
+    change: TopicChange,
+    changed: &mut bool,
+) -> Result<(), TopicChangeError> {
+    match change {
+        TopicChange::Create {
+            name,
+            partitions,
+            configs,
+            dry_run,
+        } => {
+            if let Some(why) = metadata::topic_name_error(&name) {
+                return Err(TopicChangeError::InvalidName(why.to_owned()));
+            }
+            if table.topics.contains_key(&name) {
+                return Err(TopicChangeError::AlreadyExists(name));
+            }
+            if partitions < 1 {
+                return Err(TopicChangeError::InvalidPartitions(
+                    "Number of partitions must be larger than 0.".into(),
+                ));
+            }
+            for (k, v) in &configs {
+                topic_config::validate(k, v).map_err(TopicChangeError::InvalidConfig)?;
+            }
+            if dry_run {
+                return Ok(());
+            }
+            let meta = TopicMeta {
+                name: name.clone(),
+                id: metadata::new_topic_id(),
+                partitions,
+                configs,
+                created_ms: now_ms(),
+            };
+            table.topics.insert(name, meta);
+            *changed = true;
+            Ok(())
+        }
+        TopicChange::Delete { name } => {
+            if table.topics.remove(&name).is_none() {
+                return Err(TopicChangeError::UnknownTopic(name));
+            }
+            *changed = true;
+            Ok(())
+        }
+        TopicChange::AddPartitions {
+            name,
+            total,
+            dry_run,
+        } => {
+            let Some(t) = table.topics.get_mut(&name) else {
+                return Err(TopicChangeError::UnknownTopic(name));
+            };
+            if total < t.partitions {
+                return Err(TopicChangeError::InvalidPartitions(format!(
+                    "Topic currently has {} partitions, which is higher than the requested {}.",
+                    t.partitions, total
+                )));
+            }
+            if total == t.partitions {
+                return Err(TopicChangeError::InvalidPartitions(format!(
+                    "Topic already has {} partitions.",
+                    t.partitions
+                )));
+            }
+            if !dry_run {
+                t.partitions = total;
+                *changed = true;
+            }
+            Ok(())
+        }
+        TopicChange::AlterConfigs {
+            name,
+            set,
+            incremental,
+            dry_run,
+        } => {
+            let Some(t) = table.topics.get_mut(&name) else {
+                return Err(TopicChangeError::UnknownTopic(name));
+            };
+            let mut next = if incremental {
+                t.configs.clone()
+            } else {
+                BTreeMap::new()
+            };
+            for (k, v) in set {
+                match v {
+                    Some(v) => {
+                        topic_config::validate(&k, &v).map_err(TopicChangeError::InvalidConfig)?;
+                        next.insert(k, v);
+                    }
+                    None => {
+                        if topic_config::def(&k).is_none() {
+                            return Err(TopicChangeError::InvalidConfig(format!(
+                                "Unknown topic config name: {k}"
+                            )));
+                        }
+                        next.remove(&k);
+                    }
+                }
+            }
+            if !dry_run && next != t.configs {
+                t.configs = next;
+                *changed = true;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

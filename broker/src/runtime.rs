@@ -1,0 +1,337 @@
+//! Start-up and shutdown: checks, one pinned glommio executor per core, every core accepting on
+//! the same port, and an orderly stop on SIGTERM/SIGINT.
+//!
+//! Shutdown: the signal sets a flag that each core polls every 50 ms; the core stops accepting,
+//! lets the requests in hand finish (at most `SHUTDOWN_GRACE`), and returns; the process exits 0
+//! once every core has. A core that fails ends the whole process with exit code 1, so the broker
+//! is never half alive.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use glommio::net::TcpListener;
+use glommio::sync::Semaphore;
+use glommio::{LocalExecutorBuilder, Placement};
+
+use crate::config::BrokerConfig;
+use crate::connection::{self, Limits};
+use crate::core::{Core, CoreReply, CoreRequest};
+use crate::mesh::{self, Mesh};
+use crate::metadata::TopicTable;
+use crate::producer_ids::ProducerIds;
+use crate::startup;
+
+const STOP_POLL: Duration = Duration::from_millis(50);
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+const MESH_JOIN_TIMEOUT: Duration = Duration::from_secs(20);
+/// Envelopes queued per core pair before a sender waits.
+const MESH_CHANNEL_MAX: usize = 1024;
+
+/// What each core reports to the main thread.
+enum CoreEvent {
+    Listening,
+    Stopped(usize),
+    Failed(usize, String),
+}
+
+/// Runs the broker until SIGTERM/SIGINT. Returns the process exit code.
+pub fn run(config: BrokerConfig) -> anyhow::Result<i32> {
+    config.validate()?;
+    startup::check_io_uring_allowed(std::path::Path::new("/proc/sys/kernel/io_uring_disabled"))?;
+    let cores = config.core_count();
+    startup::ensure_memlock(
+        startup::memlock_needed(config.io_memory_bytes, cores),
+        cores,
+    )?;
+    let _data_lock = startup::lock_data_dir(&config.data_dir)?;
+    let (addr, _port_lock) = startup::claim_port(config.listen)?;
+    let topics = TopicTable::load(&config.data_dir)?;
+    let cluster_id = startup::cluster_id(&config.data_dir)?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))?;
+    }
+
+    let cpus: Vec<usize> = core_affinity::get_core_ids()
+        .map(|ids| ids.into_iter().map(|c| c.id).collect())
+        .unwrap_or_default();
+    let mesh_builder = mesh::builder::<CoreRequest, CoreReply>(cores, MESH_CHANNEL_MAX);
+    let (events, inbox) = mpsc::channel::<CoreEvent>();
+    let mut threads = Vec::with_capacity(cores);
+    for id in 0..cores {
+        let placement = if cpus.is_empty() {
+            Placement::Unbound
+        } else {
+            Placement::Fixed(cpus[id % cpus.len()])
+        };
+        let config = config.clone();
+        let mesh_builder = mesh_builder.clone();
+        let stop = Arc::clone(&stop);
+        let events = events.clone();
+        let topics = topics.clone();
+        let cluster_id = cluster_id.clone();
+        let handle = LocalExecutorBuilder::new(placement)
+            .name(&format!("sluice-core-{id}"))
+            .io_memory(config.io_memory_bytes)
+            // The default 100 ms preemption timer let a 5 ms timer fire 100-300 ms late behind
+            // CPU-heavy work (DESIGN.md, "Measured here").
+            .preempt_timer(Duration::from_millis(1))
+            .spawn(move || async move {
+                let boot = Boot {
+                    id,
+                    config,
+                    addr,
+                    topics,
+                    cluster_id,
+                };
+                let result = core_main(boot, mesh_builder, stop, events.clone()).await;
+                let _ = events.send(match result {
+                    Ok(()) => CoreEvent::Stopped(id),
+                    Err(e) => CoreEvent::Failed(id, format!("{e:#}")),
+                });
+            })
+            .map_err(|e| anyhow::anyhow!("cannot start executor for core {id}: {e}"))?;
+        threads.push(handle);
+    }
+    drop(events);
+
+    let mut listening = 0;
+    let mut stopped = 0;
+    while stopped < cores {
+        match inbox.recv() {
+            Ok(CoreEvent::Listening) => {
+                listening += 1;
+                if listening == cores {
+                    println!(
+                        "sluice: listening on {addr} ({cores} cores, data dir {})",
+                        config.data_dir.display()
+                    );
+                    tracing::info!(%addr, cores, "listening");
+                }
+            }
+            Ok(CoreEvent::Stopped(_)) => stopped += 1,
+            Ok(CoreEvent::Failed(id, message)) => {
+                eprintln!("sluice: core {id} failed: {message}");
+                return Ok(1);
+            }
+            Err(_) => {
+                eprintln!("sluice: a core ended without reporting (panic?)");
+                return Ok(1);
+            }
+        }
+    }
+    for handle in threads {
+        let _ = handle.join();
+    }
+    Ok(0)
+}
+
+/// What a core starts from.
+struct Boot {
+    id: usize,
+    config: BrokerConfig,
+    addr: SocketAddr,
+    topics: TopicTable,
+    cluster_id: String,
+}
+
+async fn core_main(
+    boot: Boot,
+    mesh_builder: glommio::channels::channel_mesh::MeshBuilder<
+        mesh::Envelope<CoreRequest, CoreReply>,
+        glommio::channels::channel_mesh::Full,
+    >,
+    stop: Arc<AtomicBool>,
+    events: mpsc::Sender<CoreEvent>,
+) -> anyhow::Result<()> {
+    let Boot {
+        id,
+        config,
+        addr,
+        topics,
+        cluster_id,
+    } = boot;
+    // The core is shared with the mesh's serve closure, which exists before the core does.
+    let slot: Rc<std::cell::OnceCell<Rc<Core>>> = Rc::new(std::cell::OnceCell::new());
+    let serve_slot = Rc::clone(&slot);
+    let mesh = Mesh::join(mesh_builder, MESH_JOIN_TIMEOUT, move |from, request| {
+        let core = serve_slot.get().cloned();
+        async move {
+            match core {
+                Some(core) => core.serve_peer(from, request).await,
+                None => CoreReply::Pong { core: usize::MAX },
+            }
+        }
+    })
+    .await?;
+    assert_eq!(mesh.me(), id, "mesh peer ids follow executor ids");
+    // First DmaFile of this executor: an existing non-empty file, so glommio's polled-I/O probe
+    // does not wrongly enable polling (DESIGN.md, "Measured here", glommio #605/#670).
+    sluice_shard::probe_dma_polling(&config.data_dir)
+        .await
+        .map_err(|e| anyhow::anyhow!("core {id}: data dir {}: {e}", config.data_dir.display()))?;
+    let shard = sluice_shard::Shard::open(
+        sluice_shard::DmaStorage,
+        &config.data_dir,
+        sluice_shard::ShardConfig {
+            cache_bytes_max: config.core_cache_bytes,
+            ..sluice_shard::ShardConfig::default()
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("core {id}: {e}"))?;
+    let producer_ids = if id == 0 {
+        Some(
+            ProducerIds::load(&config.data_dir)
+                .map_err(|e| anyhow::anyhow!("producer ids: {e}"))?,
+        )
+    } else {
+        None
+    };
+    let (advertised_host, advertised_port) = advertised(&config, addr);
+    let core = Rc::new(Core {
+        id,
+        budget: Rc::new(Semaphore::new(config.core_request_memory_bytes as u64)),
+        config,
+        advertised_host,
+        advertised_port,
+        mesh,
+        stopping: std::cell::Cell::new(false),
+        busy: std::cell::Cell::new(0),
+        connections: std::cell::Cell::new(0),
+        topics: std::cell::RefCell::new(Rc::new(topics)),
+        cluster_id,
+        shard,
+        producer_ids,
+    });
+    let table = core.topics();
+    core.open_owned_partitions(&table).await;
+    spawn_housekeeping(&core);
+    let _ = slot.set(Rc::clone(&core));
+    // Every peer answers before this core accepts clients: a core that cannot reach the others
+    // must not take connections it could only half serve.
+    for peer in (0..core.mesh.cores()).filter(|&p| p != id) {
+        core.mesh.call(peer, CoreRequest::Ping).await?;
+    }
+
+    let listener = TcpListener::bind(addr)
+        .map_err(|e| anyhow::anyhow!("core {id} cannot listen on {addr}: {e}"))?;
+    let _ = events.send(CoreEvent::Listening);
+
+    let stop_wait = async {
+        while !stop.load(Ordering::Relaxed) {
+            glommio::timer::sleep(STOP_POLL).await;
+        }
+    };
+    let accept_loop = async {
+        loop {
+            match listener.accept().await {
+                Ok(stream) => {
+                    spawn_connection(&core, stream);
+                }
+                Err(e) => {
+                    tracing::warn!(core = id, error = %e, "accept failed");
+                    glommio::timer::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    };
+    futures_lite::future::or(stop_wait, accept_loop).await;
+    drop(listener);
+    core.stopping.set(true);
+    let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
+    while core.busy.get() > 0 && std::time::Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    core.shard
+        .close()
+        .await
+        .map_err(|e| anyhow::anyhow!("core {id}: closing partitions: {e}"))?;
+    Ok(())
+}
+
+/// How often retention and interval flushes run.
+const HOUSEKEEPING_PERIOD: Duration = Duration::from_millis(500);
+
+/// Background work in its own task queue, at a lower share than request handling: flushes for
+/// topics with a flush interval, and retention.
+fn spawn_housekeeping(core: &Rc<Core>) {
+    let queue = glommio::executor().create_task_queue(
+        glommio::Shares::Static(100),
+        glommio::Latency::NotImportant,
+        "housekeeping",
+    );
+    let core = Rc::clone(core);
+    let task = glommio::spawn_local_into(
+        async move {
+            let mut ticks: u64 = 0;
+            loop {
+                glommio::timer::sleep(HOUSEKEEPING_PERIOD).await;
+                if core.stopping.get() {
+                    return;
+                }
+                if let Err(e) = core.shard.flush_due().await {
+                    tracing::error!(core = core.id, error = %e, "interval flush failed");
+                }
+                ticks += 1;
+                // Retention every 5 s.
+                if ticks % 10 == 0
+                    && let Err(e) = core.shard.enforce_retention().await
+                {
+                    tracing::error!(core = core.id, error = %e, "retention failed");
+                }
+            }
+        },
+        queue,
+    );
+    if let Ok(task) = task {
+        task.detach();
+    }
+}
+
+fn spawn_connection(core: &Rc<Core>, stream: glommio::net::TcpStream) {
+    let limits = Limits {
+        request_bytes_max: core.config.request_bytes_max,
+        inflight_max: core.config.connection_inflight_max,
+    };
+    let core = Rc::clone(core);
+    glommio::spawn_local(async move {
+        core.connections.set(core.connections.get() + 1);
+        let handler_core = Rc::clone(&core);
+        let stopping_core = Rc::clone(&core);
+        connection::serve(
+            stream,
+            Rc::clone(&core.budget),
+            limits,
+            move |frame| {
+                let core = Rc::clone(&handler_core);
+                async move {
+                    core.busy.set(core.busy.get() + 1);
+                    let outcome = crate::handlers::handle(&core, frame).await;
+                    core.busy.set(core.busy.get() - 1);
+                    outcome
+                }
+            },
+            move || stopping_core.stopping.get(),
+        )
+        .await;
+        core.connections.set(core.connections.get() - 1);
+    })
+    .detach();
+}
+
+/// The host and port put in Metadata: `--advertise` or the bound address.
+fn advertised(config: &BrokerConfig, bound: SocketAddr) -> (String, i32) {
+    if let Some(adv) = &config.advertise
+        && let Some((host, port)) = adv.rsplit_once(':')
+        && let Ok(port) = port.parse::<i32>()
+    {
+        return (host.trim_matches(['[', ']']).to_owned(), port);
+    }
+    (bound.ip().to_string(), i32::from(bound.port()))
+}

@@ -1,0 +1,300 @@
+//! Checks made once before any executor starts, each failing with one clear line that says what
+//! to change: the data directory (usable, and not used by another sluice), the listen port (free,
+//! and not shared through SO_REUSEPORT with another sluice), locked memory for io_uring, and
+//! whether io_uring is allowed at all.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+/// A reason the broker cannot start. `Display` is the one line printed before exiting non-zero.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("data dir {path} is not usable: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "data dir {path} is in use by another sluice (pid {holder}); stop it or pick another --data-dir"
+    )]
+    DataDirLocked { path: PathBuf, holder: String },
+    #[error(
+        "cannot listen on {addr}: the port is in use by another process; pick another --listen"
+    )]
+    PortBusy { addr: SocketAddr },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: another sluice holds its lock file {lock} (pid {holder})")]
+    PortLocked {
+        addr: SocketAddr,
+        lock: PathBuf,
+        holder: String,
+    },
+    #[error(
+        "locked memory limit is {have} bytes but {cores} cores need {need} bytes for io_uring; \
+         raise RLIMIT_MEMLOCK (ulimit -l, or 'memlock' in /etc/security/limits.conf) to at least {need_kib} KiB"
+    )]
+    MemLock {
+        have: u64,
+        need: u64,
+        need_kib: u64,
+        cores: usize,
+    },
+    #[error(
+        "io_uring is disabled on this host (kernel.io_uring_disabled = {value}); set it to 0 with sysctl"
+    )]
+    IoUringDisabled { value: String },
+}
+
+/// An exclusive `flock` held for the life of the process; released when the process exits,
+/// even by SIGKILL, so a stale file never blocks a restart.
+#[derive(Debug)]
+pub struct LockFile {
+    _file: File,
+    pub path: PathBuf,
+}
+
+/// Takes the lock at `path`, writing our pid into the file. `Err(Some(holder))` when another
+/// process holds it.
+fn lock_file(path: &Path) -> Result<LockFile, Result<String, std::io::Error>> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(Err)?;
+    // SAFETY: flock on a valid, owned fd; no memory is passed.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim().to_owned();
+            return Err(Ok(if holder.is_empty() {
+                "unknown".into()
+            } else {
+                holder
+            }));
+        }
+        return Err(Err(err));
+    }
+    let write_pid = |file: &mut File| -> std::io::Result<()> {
+        file.set_len(0)?;
+        file.rewind()?;
+        writeln!(file, "{}", std::process::id())?;
+        file.sync_data()
+    };
+    write_pid(&mut file).map_err(Err)?;
+    Ok(LockFile {
+        _file: file,
+        path: path.to_owned(),
+    })
+}
+
+/// Creates the data dir if needed, checks it is writable, and locks it.
+pub fn lock_data_dir(dir: &Path) -> Result<LockFile, StartError> {
+    let err = |source| StartError::DataDir {
+        path: dir.to_owned(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let probe = dir.join(".write-probe");
+    std::fs::write(&probe, b"ok").map_err(err)?;
+    std::fs::remove_file(&probe).map_err(err)?;
+    lock_file(&dir.join(".lock")).map_err(|e| match e {
+        Ok(holder) => StartError::DataDirLocked {
+            path: dir.to_owned(),
+            holder,
+        },
+        Err(source) => err(source),
+    })
+}
+
+/// Checks the port is free and resolves port 0, then locks it against a second sluice.
+///
+/// glommio binds with SO_REUSEPORT, which lets a second process silently share the port. A plain
+/// bind (without SO_REUSEPORT) fails if anyone holds the port, sluice or not; the lock file closes
+/// the window between this probe and the executors' binds.
+pub fn claim_port(addr: SocketAddr) -> Result<(SocketAddr, LockFile), StartError> {
+    let probe = TcpListener::bind(addr).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AddrInUse {
+            StartError::PortBusy { addr }
+        } else {
+            StartError::Listen { addr, source }
+        }
+    })?;
+    let bound = probe
+        .local_addr()
+        .map_err(|source| StartError::Listen { addr, source })?;
+    let lock = std::env::temp_dir().join(format!("sluice-{}-{}.lock", bound.ip(), bound.port()));
+    let held = lock_file(&lock).map_err(|e| match e {
+        Ok(holder) => StartError::PortLocked {
+            addr: bound,
+            lock: lock.clone(),
+            holder,
+        },
+        Err(source) => StartError::Listen {
+            addr: bound,
+            source,
+        },
+    })?;
+    drop(probe);
+    Ok((bound, held))
+}
+
+/// Bytes of locked memory glommio needs per executor: `io_memory` registered in three rings,
+/// plus slack for the rings themselves (DESIGN.md, "Measured here").
+pub fn memlock_needed(io_memory_bytes: usize, cores: usize) -> u64 {
+    (3 * io_memory_bytes as u64 + 2 * 1024 * 1024) * cores as u64
+}
+
+/// Raises RLIMIT_MEMLOCK to `need` when allowed (root may raise its hard limit too); fails with
+/// the limit to raise otherwise.
+pub fn ensure_memlock(need: u64, cores: usize) -> Result<(), StartError> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) };
+    if lim.rlim_cur == libc::RLIM_INFINITY || lim.rlim_cur >= need {
+        return Ok(());
+    }
+    let wanted = libc::rlimit {
+        rlim_cur: need,
+        rlim_max: if lim.rlim_max == libc::RLIM_INFINITY {
+            lim.rlim_max
+        } else {
+            lim.rlim_max.max(need)
+        },
+    };
+    // SAFETY: setrlimit reads the struct we own.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &wanted) } == 0 {
+        return Ok(());
+    }
+    // With CAP_IPC_LOCK the kernel does not charge io_uring's registered buffers to the limit
+    // (containers often grant it while withholding CAP_SYS_RESOURCE, which raising needs).
+    if has_capability(CAP_IPC_LOCK) {
+        return Ok(());
+    }
+    Err(StartError::MemLock {
+        have: lim.rlim_cur,
+        need,
+        need_kib: need.div_ceil(1024),
+        cores,
+    })
+}
+
+/// The cluster id, made once (16 random bytes, base64url without padding, as Kafka's) and kept
+/// in `<data-dir>/cluster/cluster.id`.
+pub fn cluster_id(data_dir: &Path) -> Result<String, StartError> {
+    let path = data_dir.join("cluster").join("cluster.id");
+    let err = |source| StartError::DataDir {
+        path: path.clone(),
+        source,
+    };
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        let id = id.trim().to_owned();
+        if id.len() == 22 {
+            return Ok(id);
+        }
+    }
+    std::fs::create_dir_all(path.parent().expect("has parent")).map_err(err)?;
+    let raw = crate::metadata::new_topic_id();
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut bits: u128 = u128::from_be_bytes(raw);
+    let mut id = String::with_capacity(22);
+    // 22 base64 digits cover 132 bits; the first digit holds the top 2 bits of 128.
+    let mut digits = [0u8; 22];
+    for d in digits.iter_mut().rev() {
+        *d = ALPHABET[(bits & 63) as usize];
+        bits >>= 6;
+    }
+    id.extend(digits.iter().map(|&b| b as char));
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, &id).map_err(err)?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(err)?;
+    std::fs::rename(&tmp, &path).map_err(err)?;
+    Ok(id)
+}
+
+/// Linux capability number of CAP_IPC_LOCK.
+const CAP_IPC_LOCK: u32 = 14;
+
+/// Whether this process has capability `cap` in its effective set (from /proc/self/status).
+fn has_capability(cap: u32) -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1u64 << cap) != 0)
+}
+
+/// Refuses to start when the kernel forbids io_uring (`kernel.io_uring_disabled` = 2, or 1 for a
+/// process outside the allowed group; root is always allowed at 1).
+pub fn check_io_uring_allowed(sysctl_path: &Path) -> Result<(), StartError> {
+    let Ok(value) = std::fs::read_to_string(sysctl_path) else {
+        return Ok(()); // older kernels have no such switch
+    };
+    let value = value.trim().to_owned();
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    match value.as_str() {
+        "0" => Ok(()),
+        "1" if root => Ok(()),
+        _ => Err(StartError::IoUringDisabled { value }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Proves a second lock on the same data dir is refused and names the holder's pid.
+    #[test]
+    fn second_data_dir_lock_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let _first = lock_data_dir(dir.path()).expect("first lock");
+        // flock locks are per open file description, so a second open in this process conflicts.
+        match lock_data_dir(dir.path()) {
+            Err(StartError::DataDirLocked { holder, .. }) => {
+                assert_eq!(holder, std::process::id().to_string());
+            }
+            other => panic!("expected DataDirLocked, got {other:?}"),
+        }
+    }
+
+    /// Proves a port held by a plain listener is reported busy, and port 0 resolves to a real port.
+    #[test]
+    fn busy_port_is_reported_and_port_zero_resolves() {
+        let (bound, _lock) = claim_port("127.0.0.1:0".parse().expect("addr")).expect("free port");
+        assert_ne!(bound.port(), 0);
+        let holder = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = holder.local_addr().expect("addr");
+        assert!(matches!(claim_port(addr), Err(StartError::PortBusy { .. })));
+    }
+
+    /// Proves io_uring_disabled = 2 blocks start and 0 allows it.
+    #[test]
+    fn io_uring_disabled_switch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("io_uring_disabled");
+        std::fs::write(&path, "2\n").expect("write");
+        assert!(check_io_uring_allowed(&path).is_err());
+        std::fs::write(&path, "0\n").expect("write");
+        assert!(check_io_uring_allowed(&path).is_ok());
+    }
+}

@@ -1,0 +1,475 @@
+//! Topic-level configs: every key Kafka 4.4 describes for a topic, with its default, type and
+//! broker-level synonym, and validation with Kafka's own bounds and messages.
+//!
+//! The table and the bounds were read off the reference Kafka 4.4.0 on this machine
+//! (`kafka-configs --describe --all`, and `kafka-topics --create --config` with values at and
+//! past each bound). Keys sluice stores but does not act on (tiered storage, throttles) are
+//! accepted and described like Kafka so tools that set them keep working.
+
+use std::collections::BTreeMap;
+
+/// Kafka's DescribeConfigs config types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i8)]
+pub enum ConfigType {
+    Boolean = 1,
+    String = 2,
+    Int = 3,
+    Long = 5,
+    Double = 6,
+    List = 7,
+}
+
+/// How a value is checked.
+#[derive(Debug, Clone, Copy)]
+enum Check {
+    Long(i64),
+    Int(i32),
+    Bool,
+    OneOf(&'static [&'static str]),
+    ListOf(&'static [&'static str]),
+    Ratio,
+    Any,
+}
+
+/// One topic config key.
+#[derive(Debug)]
+pub struct ConfigDef {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub kind: ConfigType,
+    /// The broker-level config whose default the topic inherits (a DEFAULT_CONFIG synonym).
+    pub synonym: Option<&'static str>,
+    check: Check,
+}
+
+const LONG_MAX: &str = "9223372036854775807";
+
+macro_rules! def {
+    ($name:expr, $default:expr, $kind:ident, $syn:expr, $check:expr) => {
+        ConfigDef {
+            name: $name,
+            default: $default,
+            kind: ConfigType::$kind,
+            synonym: $syn,
+            check: $check,
+        }
+    };
+}
+
+/// Every topic config Kafka 4.4 describes, sorted by name (as Kafka lists them).
+pub static TOPIC_CONFIGS: &[ConfigDef] = &[
+    def!(
+        "cleanup.policy",
+        "delete",
+        List,
+        Some("log.cleanup.policy"),
+        Check::ListOf(&["compact", "delete"])
+    ),
+    def!(
+        "compression.gzip.level",
+        "-1",
+        Int,
+        Some("compression.gzip.level"),
+        Check::Int(-1)
+    ),
+    def!(
+        "compression.lz4.level",
+        "9",
+        Int,
+        Some("compression.lz4.level"),
+        Check::Int(1)
+    ),
+    def!(
+        "compression.type",
+        "producer",
+        String,
+        Some("compression.type"),
+        Check::OneOf(&["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"])
+    ),
+    def!(
+        "compression.zstd.level",
+        "3",
+        Int,
+        Some("compression.zstd.level"),
+        Check::Int(-131072)
+    ),
+    def!(
+        "delete.retention.ms",
+        "86400000",
+        Long,
+        Some("log.cleaner.delete.retention.ms"),
+        Check::Long(0)
+    ),
+    def!(
+        "errors.deadletterqueue.group.enable",
+        "false",
+        Boolean,
+        None,
+        Check::Bool
+    ),
+    def!(
+        "file.delete.delay.ms",
+        "60000",
+        Long,
+        Some("log.segment.delete.delay.ms"),
+        Check::Long(0)
+    ),
+    def!(
+        "flush.messages",
+        LONG_MAX,
+        Long,
+        Some("log.flush.interval.messages"),
+        Check::Long(1)
+    ),
+    def!("flush.ms", LONG_MAX, Long, None, Check::Long(0)),
+    def!(
+        "follower.replication.throttled.replicas",
+        "",
+        List,
+        None,
+        Check::Any
+    ),
+    def!(
+        "index.interval.bytes",
+        "4096",
+        Int,
+        Some("log.index.interval.bytes"),
+        Check::Int(0)
+    ),
+    def!(
+        "leader.replication.throttled.replicas",
+        "",
+        List,
+        None,
+        Check::Any
+    ),
+    def!(
+        "local.retention.bytes",
+        "-2",
+        Long,
+        Some("log.local.retention.bytes"),
+        Check::Long(-2)
+    ),
+    def!(
+        "local.retention.ms",
+        "-2",
+        Long,
+        Some("log.local.retention.ms"),
+        Check::Long(-2)
+    ),
+    def!(
+        "max.compaction.lag.ms",
+        LONG_MAX,
+        Long,
+        Some("log.cleaner.max.compaction.lag.ms"),
+        Check::Long(1)
+    ),
+    def!(
+        "max.decompressed.message.bytes",
+        "2147483639",
+        Int,
+        Some("max.decompressed.message.bytes"),
+        Check::Int(0)
+    ),
+    def!(
+        "max.message.bytes",
+        "1048588",
+        Int,
+        Some("message.max.bytes"),
+        Check::Int(0)
+    ),
+    def!(
+        "message.timestamp.after.max.ms",
+        "3600000",
+        Long,
+        Some("log.message.timestamp.after.max.ms"),
+        Check::Long(0)
+    ),
+    def!(
+        "message.timestamp.before.max.ms",
+        LONG_MAX,
+        Long,
+        Some("log.message.timestamp.before.max.ms"),
+        Check::Long(0)
+    ),
+    def!(
+        "message.timestamp.type",
+        "CreateTime",
+        String,
+        Some("log.message.timestamp.type"),
+        Check::OneOf(&["CreateTime", "LogAppendTime"])
+    ),
+    def!(
+        "min.cleanable.dirty.ratio",
+        "0.5",
+        Double,
+        Some("log.cleaner.min.cleanable.ratio"),
+        Check::Ratio
+    ),
+    def!(
+        "min.compaction.lag.ms",
+        "0",
+        Long,
+        Some("log.cleaner.min.compaction.lag.ms"),
+        Check::Long(0)
+    ),
+    def!(
+        "min.insync.replicas",
+        "1",
+        Int,
+        Some("min.insync.replicas"),
+        Check::Int(1)
+    ),
+    def!(
+        "preallocate",
+        "false",
+        Boolean,
+        Some("log.preallocate"),
+        Check::Bool
+    ),
+    def!(
+        "remote.copy.lag.bytes",
+        "-1",
+        Long,
+        Some("log.remote.copy.lag.bytes"),
+        Check::Long(-1)
+    ),
+    def!(
+        "remote.copy.lag.ms",
+        "0",
+        Long,
+        Some("log.remote.copy.lag.ms"),
+        Check::Long(0)
+    ),
+    def!(
+        "remote.log.copy.disable",
+        "false",
+        Boolean,
+        None,
+        Check::Bool
+    ),
+    def!(
+        "remote.log.delete.on.disable",
+        "false",
+        Boolean,
+        None,
+        Check::Bool
+    ),
+    def!("remote.storage.enable", "false", Boolean, None, Check::Bool),
+    def!(
+        "retention.bytes",
+        "-1",
+        Long,
+        Some("log.retention.bytes"),
+        Check::Long(i64::MIN)
+    ),
+    def!("retention.ms", "604800000", Long, None, Check::Long(-1)),
+    def!(
+        "segment.bytes",
+        "1073741824",
+        Int,
+        Some("log.segment.bytes"),
+        Check::Int(1_048_576)
+    ),
+    def!(
+        "segment.index.bytes",
+        "10485760",
+        Int,
+        Some("log.index.size.max.bytes"),
+        Check::Int(4)
+    ),
+    def!("segment.jitter.ms", "0", Long, None, Check::Long(0)),
+    def!("segment.ms", "604800000", Long, None, Check::Long(1)),
+    def!(
+        "unclean.leader.election.enable",
+        "false",
+        Boolean,
+        Some("unclean.leader.election.enable"),
+        Check::Bool
+    ),
+];
+
+/// The definition of `name`, if it is a topic config.
+pub fn def(name: &str) -> Option<&'static ConfigDef> {
+    TOPIC_CONFIGS.iter().find(|d| d.name == name)
+}
+
+/// Checks one key and value; the error text is Kafka's, for INVALID_CONFIG responses.
+pub fn validate(name: &str, value: &str) -> Result<(), String> {
+    let Some(d) = def(name) else {
+        return Err(format!("Unknown topic config name: {name}"));
+    };
+    let invalid = |why: String| {
+        Err(format!(
+            "Invalid value {value} for configuration {name}: {why}"
+        ))
+    };
+    match d.check {
+        Check::Long(min) => match value.trim().parse::<i64>() {
+            Ok(v) if v >= min => Ok(()),
+            Ok(_) => invalid(format!("Value must be at least {min}")),
+            Err(_) => invalid("Not a number of type LONG".into()),
+        },
+        Check::Int(min) => match value.trim().parse::<i32>() {
+            Ok(v) if v >= min => Ok(()),
+            Ok(_) => invalid(format!("Value must be at least {min}")),
+            Err(_) => invalid("Not a number of type INT".into()),
+        },
+        Check::Bool => match value.trim().to_ascii_lowercase().as_str() {
+            "true" | "false" => Ok(()),
+            _ => invalid("Expected value to be either true or false".into()),
+        },
+        Check::OneOf(allowed) => {
+            if allowed.contains(&value) {
+                Ok(())
+            } else {
+                invalid(format!("String must be one of: {}", allowed.join(", ")))
+            }
+        }
+        Check::ListOf(allowed) => {
+            if value
+                .split(',')
+                .map(str::trim)
+                .all(|v| allowed.contains(&v))
+            {
+                Ok(())
+            } else {
+                invalid(format!("String must be one of: {}", allowed.join(", ")))
+            }
+        }
+        Check::Ratio => match value.trim().parse::<f64>() {
+            Ok(v) if (0.0..=1.0).contains(&v) => Ok(()),
+            Ok(_) => invalid("Value must be between 0 and 1".into()),
+            Err(_) => invalid("Not a number of type DOUBLE".into()),
+        },
+        Check::Any => Ok(()),
+    }
+}
+
+/// A topic's effective settings as the storage engine and handlers use them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicSettings {
+    pub compact: bool,
+    pub delete: bool,
+    pub retention_ms: i64,
+    pub retention_bytes: i64,
+    pub segment_bytes: u64,
+    pub segment_ms: i64,
+    pub max_message_bytes: i32,
+    pub log_append_time: bool,
+    pub index_interval_bytes: u32,
+    pub flush_messages: i64,
+    pub flush_ms: i64,
+}
+
+impl TopicSettings {
+    /// Resolves overrides over the defaults. `overrides` were validated when stored.
+    pub fn resolve(overrides: &BTreeMap<String, String>) -> TopicSettings {
+        let get = |k: &str| {
+            overrides
+                .get(k)
+                .map(String::as_str)
+                .or_else(|| def(k).map(|d| d.default))
+                .unwrap_or("")
+        };
+        let long = |k: &str| get(k).trim().parse::<i64>().unwrap_or(i64::MAX);
+        let policy = get("cleanup.policy");
+        TopicSettings {
+            compact: policy.split(',').any(|p| p.trim() == "compact"),
+            delete: policy.split(',').any(|p| p.trim() == "delete"),
+            retention_ms: long("retention.ms"),
+            retention_bytes: long("retention.bytes"),
+            segment_bytes: u64::try_from(long("segment.bytes")).unwrap_or(1 << 30),
+            segment_ms: long("segment.ms"),
+            max_message_bytes: i32::try_from(long("max.message.bytes")).unwrap_or(i32::MAX),
+            log_append_time: get("message.timestamp.type") == "LogAppendTime",
+            index_interval_bytes: u32::try_from(long("index.interval.bytes")).unwrap_or(4096),
+            flush_messages: long("flush.messages"),
+            flush_ms: long("flush.ms"),
+        }
+    }
+}
+
+impl TopicSettings {
+    /// The storage engine's settings for a partition of this topic.
+    pub fn log_config(&self) -> sluice_shard::LogConfig {
+        let durability = if self.flush_messages == 1 || self.flush_ms == i64::MAX {
+            // Kafka's default flush settings mean "leave it to the OS"; sluice's default is
+            // stronger: every acknowledged append is on disk (group-committed).
+            sluice_shard::Durability::SyncEachAppend
+        } else {
+            sluice_shard::Durability::FlushInterval {
+                interval_ms: u64::try_from(self.flush_ms.max(1)).unwrap_or(u64::MAX),
+            }
+        };
+        sluice_shard::LogConfig {
+            segment_bytes: self.segment_bytes,
+            segment_ms: self.segment_ms,
+            index_interval_bytes: u64::from(self.index_interval_bytes.max(1)),
+            retention_ms: (self.delete && self.retention_ms >= 0).then_some(self.retention_ms),
+            retention_bytes: if self.delete && self.retention_bytes >= 0 {
+                Some(self.retention_bytes as u64)
+            } else {
+                None
+            },
+            durability,
+            batch_bytes_max: usize::try_from(self.max_message_bytes).unwrap_or(0),
+            ..sluice_shard::LogConfig::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Proves the bounds and messages observed on Kafka 4.4.0.
+    #[test]
+    fn kafka_bounds() {
+        let check = |k, v, ok: bool| assert_eq!(validate(k, v).is_ok(), ok, "{k}={v}");
+        check("segment.bytes", "1000", false);
+        check("segment.bytes", "1048576", true);
+        check("retention.ms", "-2", false);
+        check("retention.ms", "-1", true);
+        check("cleanup.policy", "compact,delete", true);
+        check("cleanup.policy", "bogus", false);
+        check("max.message.bytes", "-1", false);
+        check("message.timestamp.type", "LogAppendTime", true);
+        check("segment.ms", "0", false);
+        check("retention.bytes", "-5", true);
+        check("min.insync.replicas", "0", false);
+        assert_eq!(
+            validate("bogus.key", "1").unwrap_err(),
+            "Unknown topic config name: bogus.key"
+        );
+        assert_eq!(
+            validate("segment.bytes", "1000").unwrap_err(),
+            "Invalid value 1000 for configuration segment.bytes: Value must be at least 1048576"
+        );
+    }
+
+    /// Proves the table is sorted and every default passes its own check.
+    #[test]
+    fn table_is_sorted_and_defaults_valid() {
+        for w in TOPIC_CONFIGS.windows(2) {
+            assert!(w[0].name < w[1].name, "{} before {}", w[0].name, w[1].name);
+        }
+        for d in TOPIC_CONFIGS {
+            assert!(validate(d.name, d.default).is_ok(), "default of {}", d.name);
+        }
+    }
+
+    /// Proves overrides win over defaults when settings are resolved.
+    #[test]
+    fn resolve_overrides() {
+        let s = TopicSettings::resolve(&BTreeMap::from([
+            ("cleanup.policy".into(), "compact".into()),
+            ("retention.ms".into(), "1000".into()),
+        ]));
+        assert!(s.compact && !s.delete);
+        assert_eq!(s.retention_ms, 1000);
+        assert_eq!(s.segment_bytes, 1 << 30);
+        assert_eq!(s.max_message_bytes, 1_048_588);
+    }
+}
