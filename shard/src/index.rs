@@ -51,6 +51,12 @@ impl SparseIndex {
         self.bytes_since_entry += size;
     }
 
+    /// The last entry whose base is at or before `rel`, as (rel, position); (0, 0) if none.
+    pub(crate) fn entry_for(&self, rel: u32) -> (u32, u32) {
+        let i = self.offsets.partition_point(|e| e.0 <= rel);
+        if i == 0 { (0, 0) } else { self.offsets[i - 1] }
+    }
+
     /// Position of the last indexed batch whose base is at or before `rel` (0 if none).
     pub(crate) fn position_for(&self, rel: u32) -> u32 {
         let i = self.offsets.partition_point(|e| e.0 <= rel);

@@ -240,7 +240,9 @@ async fn scan_segment<F: StorageFile>(
         }
         let base = batch.base_offset();
         let last = batch.last_offset();
-        if base < next || last < base || base - base_offset > i64::from(u32::MAX) {
+        // Strict contiguity (no compaction yet): a flipped baseOffset, which the CRC does not
+        // cover, ends the valid part of the segment here.
+        if base != next || last < base || base - base_offset > i64::from(u32::MAX) {
             break;
         }
         if pos > u64::from(u32::MAX) {
@@ -481,7 +483,7 @@ impl<S: Storage> Partition<S> {
         let mut consumed = 0usize;
         for b in Batches::new(data.clone()) {
             let Ok(b) = b else { return Ok(None) };
-            if b.validate_stored().is_err() || b.base_offset() < next {
+            if b.validate_stored().is_err() || b.base_offset() != next {
                 return Ok(None);
             }
             next = b.last_offset() + 1;
@@ -1062,7 +1064,7 @@ impl<S: Storage> Partition<S> {
         let mut total = 0usize;
         let mut cur = offset;
         loop {
-            let (base, file, mut pos, limit, next_offset) = {
+            let (base, file, mut pos, limit, next_offset, mut expect, epochs) = {
                 let st = inner.state.borrow();
                 // Segments are contiguous, so the last one starting at or before `cur` holds
                 // it, unless `cur` is at the log end.
@@ -1076,8 +1078,16 @@ impl<S: Storage> Partition<S> {
                     return Ok(out);
                 };
                 let rel = (cur - base).clamp(0, i64::from(u32::MAX)) as u32;
-                let pos = u64::from(seg.index.position_for(rel));
-                (base, file, pos, seg.written_bytes, seg.next_offset)
+                let (entry_rel, pos) = seg.index.entry_for(rel);
+                (
+                    base,
+                    file,
+                    u64::from(pos),
+                    seg.written_bytes,
+                    seg.next_offset,
+                    base + i64::from(entry_rel),
+                    st.leader_epochs.clone(),
+                )
             };
             let path = segment_file(&inner.dir, base, "log");
             let mut data = Bytes::new();
@@ -1116,6 +1126,31 @@ impl<S: Storage> Partition<S> {
                 batch
                     .validate_stored()
                     .map_err(|e| corrupt(&path, pos, e.to_string()))?;
+                // baseOffset and partitionLeaderEpoch are outside the CRC: check them against
+                // what the index and the leader epoch cache say.
+                if batch.base_offset() != expect || batch.last_offset() >= next_offset {
+                    return Err(corrupt(
+                        &path,
+                        pos,
+                        format!(
+                            "batch base offset {} where {expect} was expected",
+                            batch.base_offset()
+                        ),
+                    ));
+                }
+                let i = epochs.partition_point(|e| e.1 <= expect);
+                if i > 0 && epochs[i - 1].0 != batch.partition_leader_epoch() {
+                    return Err(corrupt(
+                        &path,
+                        pos,
+                        format!(
+                            "batch leader epoch {} where {} was expected",
+                            batch.partition_leader_epoch(),
+                            epochs[i - 1].0
+                        ),
+                    ));
+                }
+                expect = batch.last_offset() + 1;
                 pos += size as u64;
                 if batch.last_offset() < offset {
                     continue;
