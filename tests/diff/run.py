@@ -34,7 +34,7 @@ sys.path.insert(0, HERE)
 import common  # noqa: E402
 import normalize  # noqa: E402
 import scenarios  # noqa: E402,F401
-import java_client  # noqa: E402
+import batch_clients  # noqa: E402
 
 
 def _load_start_module():
@@ -315,8 +315,8 @@ def main():
     a = ap.parse_args()
 
     t_run = time.monotonic()
-    java = java_client.JavaClient()
-    all_ids = sorted(common.REGISTRY) + java.scenario_ids()
+    batch = {c.prefix: c for c in batch_clients.CLIENTS}
+    all_ids = sorted(common.REGISTRY) + [s for c in batch_clients.CLIENTS for s in c.scenario_ids()]
     ids = [s for s in all_ids if not a.only or any(fnmatch.fnmatchcase(s, g) for g in a.only)]
     if a.list:
         for s in ids:
@@ -344,12 +344,15 @@ def main():
     other = "sluice" if "sluice" in targets else "kafka2" if "kafka2" in targets else None
 
     py_ids = [s for s in ids if s in common.REGISTRY]
-    java_ids = [s for s in ids if s not in common.REGISTRY]
-    if java_ids:
+    batch_ids = {}
+    for s in ids:
+        if s not in common.REGISTRY:
+            batch_ids.setdefault(s.split(".", 1)[0], []).append(s)
+    for prefix in batch_ids:
         try:
-            java.build()
-        except java_client.JavaBuildError as e:
-            log(f"diff: the Java client module did not build: {e}")
+            batch[prefix].build()
+        except batch_clients.BuildError as e:
+            log(f"diff: the {batch[prefix].label} scenarios did not build: {e}")
             return 1
 
     results = {}      # target -> sid -> status
@@ -375,8 +378,8 @@ def main():
             res = results.setdefault(tname, {})
             with cf.ThreadPoolExecutor(max_workers=max(1, a.jobs)) as pool:
                 futs = [pool.submit(run_python_scenario, sid, bootstrap, outdir, a.timeout) for sid in py_ids]
-                if java_ids:
-                    futs.append(pool.submit(java.run, java_ids, bootstrap, outdir, a.timeout))
+                for prefix, bids in batch_ids.items():
+                    futs.append(pool.submit(batch[prefix].run, bids, bootstrap, outdir, a.timeout))
                 for f in cf.as_completed(futs):
                     r = f.result()
                     for sid, status, secs in (r if isinstance(r, list) else [r]):
