@@ -29,14 +29,17 @@ class BatchClient:
     def command(self, bootstrap, outdir, ids):
         raise NotImplementedError
 
-    def run(self, ids, bootstrap, outdir, timeout):
+    def run(self, ids, bootstrap, outdir, timeout, until=None):
         t0 = time.monotonic()
+        limit = min(300, timeout * max(1, len(ids)) / 2)
+        if until is not None:
+            limit = max(1.0, min(limit, until - t0))
         results = {}
         with open(os.path.join(outdir, f"{self.prefix}.stderr"), "w") as err:
             p = subprocess.Popen(self.command(bootstrap, outdir, ids), stdin=subprocess.DEVNULL,
                                  stdout=subprocess.PIPE, stderr=err, text=True, start_new_session=True)
             try:
-                out, _ = p.communicate(timeout=min(300, timeout * max(1, len(ids)) / 2))
+                out, _ = p.communicate(timeout=limit)
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, 9)   # the process group this call started
                 out, _ = p.communicate(timeout=10)
