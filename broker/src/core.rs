@@ -127,6 +127,23 @@ impl Core {
                 }
             }
         }
+        // Changed configs: reopen this core's partitions of the topic with the new settings
+        // (the storage engine takes its settings at open).
+        for t in table.topics.values() {
+            let Some(before) = old.topics.get(&t.name) else {
+                continue;
+            };
+            if before.id != t.id || before.configs == t.configs {
+                continue;
+            }
+            for p in 0..before.partitions {
+                if self.shard.partition(&t.name, p).is_some()
+                    && let Err(e) = self.shard.close_partition(&t.name, p).await
+                {
+                    tracing::warn!(topic = %t.name, partition = p, error = %e, "closing a partition to apply new configs failed");
+                }
+            }
+        }
         self.open_owned_partitions(&table).await;
     }
 

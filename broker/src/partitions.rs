@@ -47,6 +47,8 @@ pub enum PartitionOp {
     WaitForAppend { after: i64, timeout: Duration },
     /// DeleteRecords: move the log start offset up to `offset` (-1: the high watermark).
     DeleteRecordsBefore { offset: i64 },
+    /// Offsets and bytes on disk (DescribeLogDirs).
+    Describe,
 }
 
 /// The result of a [`PartitionOp`], in the same variant order.
@@ -58,6 +60,7 @@ pub enum PartitionOpResult {
     OffsetForTimestamp(Result<Option<(i64, i64)>, PartError>),
     Waited,
     DeletedRecords(Result<i64, PartError>),
+    Described(Result<(Offsets, u64), PartError>),
 }
 
 /// One op addressed to a partition.
@@ -128,6 +131,7 @@ fn failure(op: &PartitionOp, e: PartError) -> PartitionOpResult {
         PartitionOp::OffsetForTimestamp { .. } => PartitionOpResult::OffsetForTimestamp(Err(e)),
         PartitionOp::WaitForAppend { .. } => PartitionOpResult::Waited,
         PartitionOp::DeleteRecordsBefore { .. } => PartitionOpResult::DeletedRecords(Err(e)),
+        PartitionOp::Describe => PartitionOpResult::Described(Err(e)),
     }
 }
 
@@ -165,6 +169,7 @@ async fn run_one(core: &Rc<Core>, a: Addressed) -> PartitionOpResult {
                 .map_err(|e| errors::shard(&e)),
         ),
         PartitionOp::Offsets => PartitionOpResult::Offsets(Ok(p.offsets())),
+        PartitionOp::Describe => PartitionOpResult::Described(Ok((p.offsets(), p.size_bytes()))),
         PartitionOp::OffsetForTimestamp { timestamp_ms } => PartitionOpResult::OffsetForTimestamp(
             p.offset_for_timestamp(timestamp_ms)
                 .await

@@ -10,7 +10,11 @@ use sluice_net::messages::{InitProducerIdRequest, InitProducerIdResponse};
 use crate::core::{Core, CoreReply, CoreRequest};
 use crate::errors::code;
 
-pub async fn handle(core: &Rc<Core>, request: InitProducerIdRequest, _version: i16) -> InitProducerIdResponse {
+pub async fn handle(
+    core: &Rc<Core>,
+    request: InitProducerIdRequest,
+    _version: i16,
+) -> InitProducerIdResponse {
     let mut r = InitProducerIdResponse {
         producer_id: -1,
         producer_epoch: -1,

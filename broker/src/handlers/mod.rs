@@ -9,10 +9,13 @@
 //! [`SUPPORTED`] is the version table sluice advertises. It lists what the handlers implement,
 //! never the schema's whole range: a version goes in only with a handler (and tests) for it.
 
+mod admin;
 mod api_versions;
+mod configs;
 mod create_topics;
 mod delete_topics;
 mod fetch;
+mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -37,6 +40,15 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::DescribeCluster, 0, 2),
+    (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
 ];
 
 /// The advertised version range of `api`, if sluice implements it.
@@ -112,6 +124,31 @@ pub async fn handle(core: &Rc<Core>, frame: Bytes) -> Outcome {
         }
         Request::DeleteTopics(r) => {
             Response::DeleteTopics(delete_topics::handle(core, r, version).await)
+        }
+        Request::InitProducerId(r) => {
+            Response::InitProducerId(init_producer_id::handle(core, r, version).await)
+        }
+        Request::DescribeConfigs(r) => {
+            Response::DescribeConfigs(configs::describe(core, r, version).await)
+        }
+        Request::AlterConfigs(r) => Response::AlterConfigs(configs::alter(core, r, version).await),
+        Request::IncrementalAlterConfigs(r) => {
+            Response::IncrementalAlterConfigs(configs::incremental_alter(core, r, version).await)
+        }
+        Request::CreatePartitions(r) => {
+            Response::CreatePartitions(admin::create_partitions(core, r, version).await)
+        }
+        Request::DeleteRecords(r) => {
+            Response::DeleteRecords(admin::delete_records(core, r, version).await)
+        }
+        Request::DescribeCluster(r) => {
+            Response::DescribeCluster(admin::describe_cluster(core, &r, version))
+        }
+        Request::DescribeLogDirs(r) => {
+            Response::DescribeLogDirs(admin::describe_log_dirs(core, r, version).await)
+        }
+        Request::OffsetForLeaderEpoch(r) => {
+            Response::OffsetForLeaderEpoch(admin::offset_for_leader_epoch(core, r, version).await)
         }
         other => {
             // SUPPORTED lists only APIs with a match arm above; reaching here is a bug.

@@ -1,0 +1,308 @@
+//! Cluster and partition administration: CreatePartitions, DeleteRecords, DescribeCluster,
+//! DescribeLogDirs, OffsetForLeaderEpoch. On one node the leader epoch of every partition is 0.
+
+use std::rc::Rc;
+
+use sluice_net::StrBytes;
+use sluice_net::messages::create_partitions_response::CreatePartitionsTopicResult;
+use sluice_net::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
+use sluice_net::messages::describe_cluster_response::DescribeClusterBroker;
+use sluice_net::messages::describe_log_dirs_response::{
+    DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
+};
+use sluice_net::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
+use sluice_net::messages::{
+    CreatePartitionsRequest, CreatePartitionsResponse, DeleteRecordsRequest, DeleteRecordsResponse,
+    DescribeClusterRequest, DescribeClusterResponse, DescribeLogDirsRequest,
+    DescribeLogDirsResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
+};
+
+use crate::core::Core;
+use crate::errors::{self, code};
+use crate::partitions::{self, Addressed, PartitionOp, PartitionOpResult};
+use crate::registry::TopicChange;
+
+/// The only leader epoch a single node has.
+const LEADER_EPOCH: i32 = 0;
+
+pub async fn create_partitions(
+    core: &Rc<Core>,
+    request: CreatePartitionsRequest,
+    _version: i16,
+) -> CreatePartitionsResponse {
+    let mut results = Vec::with_capacity(request.topics.len());
+    let mut changes = Vec::new();
+    let mut slots = Vec::new();
+    for t in &request.topics {
+        let mut r = CreatePartitionsTopicResult {
+            name: t.name.clone(),
+            error_code: code::NONE,
+            error_message: None,
+            ..Default::default()
+        };
+        let bad_assignment = t.assignments.as_ref().is_some_and(|a| {
+            a.iter().any(|x| {
+                x.broker_ids.is_empty() || x.broker_ids.iter().any(|&b| b != core.config.node_id)
+            })
+        });
+        if bad_assignment {
+            r.error_code = code::INVALID_REPLICA_ASSIGNMENT;
+            r.error_message = Some(
+                "The manual partition assignment includes an unknown or empty broker list.".into(),
+            );
+        } else {
+            slots.push(results.len());
+            changes.push(TopicChange::AddPartitions {
+                name: t.name.to_string(),
+                total: t.count,
+                dry_run: request.validate_only,
+            });
+        }
+        results.push(r);
+    }
+    for (slot, outcome) in slots.into_iter().zip(core.change_topics(changes).await) {
+        if let Err(e) = outcome {
+            let (c, m) = errors::topic_change(&e);
+            results[slot].error_code = c;
+            results[slot].error_message = Some(m.into());
+        }
+    }
+    CreatePartitionsResponse {
+        results,
+        ..Default::default()
+    }
+}
+
+pub async fn delete_records(
+    core: &Rc<Core>,
+    request: DeleteRecordsRequest,
+    _version: i16,
+) -> DeleteRecordsResponse {
+    let table = core.topics();
+    let mut topics = Vec::with_capacity(request.topics.len());
+    let mut ops = Vec::new();
+    let mut slots = Vec::new();
+    for (ti, t) in request.topics.iter().enumerate() {
+        let meta = table.topics.get(t.name.as_str());
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for (pi, p) in t.partitions.iter().enumerate() {
+            let mut r = DeleteRecordsPartitionResult {
+                partition_index: p.partition_index,
+                low_watermark: -1,
+                error_code: code::NONE,
+                ..Default::default()
+            };
+            match meta {
+                Some(m) if p.partition_index >= 0 && p.partition_index < m.partitions => {
+                    slots.push((ti, pi));
+                    ops.push(Addressed {
+                        topic: m.name.clone(),
+                        partition: p.partition_index,
+                        op: PartitionOp::DeleteRecordsBefore { offset: p.offset },
+                    });
+                }
+                _ => r.error_code = code::UNKNOWN_TOPIC_OR_PARTITION,
+            }
+            partitions.push(r);
+        }
+        topics.push(DeleteRecordsTopicResult {
+            name: t.name.clone(),
+            partitions,
+            ..Default::default()
+        });
+    }
+    for ((ti, pi), result) in slots.into_iter().zip(partitions::run(core, ops).await) {
+        let r = &mut topics[ti].partitions[pi];
+        match result {
+            PartitionOpResult::DeletedRecords(Ok(low)) => r.low_watermark = low,
+            PartitionOpResult::DeletedRecords(Err(e)) => r.error_code = e.code,
+            other => unreachable!("delete records answered with {other:?}"),
+        }
+    }
+    DeleteRecordsResponse {
+        topics,
+        ..Default::default()
+    }
+}
+
+pub fn describe_cluster(
+    core: &Rc<Core>,
+    request: &DescribeClusterRequest,
+    _version: i16,
+) -> DescribeClusterResponse {
+    DescribeClusterResponse {
+        error_code: code::NONE,
+        error_message: None,
+        endpoint_type: request.endpoint_type,
+        cluster_id: core.cluster_id.as_str().into(),
+        controller_id: core.config.node_id,
+        brokers: vec![DescribeClusterBroker {
+            broker_id: core.config.node_id,
+            host: core.advertised_host.as_str().into(),
+            port: core.advertised_port,
+            rack: None,
+            is_fenced: false,
+            ..Default::default()
+        }],
+        cluster_authorized_operations: if request.include_cluster_authorized_operations {
+            // ALTER, ALTER_CONFIGS, CLUSTER_ACTION, CREATE, DESCRIBE, DESCRIBE_CONFIGS,
+            // IDEMPOTENT_WRITE: everything, with no authorizer.
+            (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12)
+        } else {
+            i32::MIN
+        },
+        ..Default::default()
+    }
+}
+
+pub async fn describe_log_dirs(
+    core: &Rc<Core>,
+    request: DescribeLogDirsRequest,
+    _version: i16,
+) -> DescribeLogDirsResponse {
+    let table = core.topics();
+    let wanted: Vec<(String, i32)> = match &request.topics {
+        None => table
+            .topics
+            .values()
+            .flat_map(|t| (0..t.partitions).map(move |p| (t.name.clone(), p)))
+            .collect(),
+        Some(ts) => ts
+            .iter()
+            .filter_map(|t| table.topics.get(t.topic.as_str()).map(|m| (m, t)))
+            .flat_map(|(m, t)| {
+                t.partitions
+                    .iter()
+                    .filter(|&&p| p >= 0 && p < m.partitions)
+                    .map(move |&p| (m.name.clone(), p))
+            })
+            .collect(),
+    };
+    let ops = wanted
+        .iter()
+        .map(|(t, p)| Addressed {
+            topic: t.clone(),
+            partition: *p,
+            op: PartitionOp::Describe,
+        })
+        .collect();
+    let mut topics: Vec<DescribeLogDirsTopic> = Vec::new();
+    for ((topic, partition), result) in wanted.into_iter().zip(partitions::run(core, ops).await) {
+        let PartitionOpResult::Described(Ok((_, size))) = result else {
+            continue;
+        };
+        let entry = DescribeLogDirsPartition {
+            partition_index: partition,
+            partition_size: size as i64,
+            offset_lag: 0,
+            is_future_key: false,
+            ..Default::default()
+        };
+        match topics.iter_mut().find(|t| t.name.as_str() == topic) {
+            Some(t) => t.partitions.push(entry),
+            None => topics.push(DescribeLogDirsTopic {
+                name: StrBytes::from(topic),
+                partitions: vec![entry],
+                ..Default::default()
+            }),
+        }
+    }
+    let (total_bytes, usable_bytes) = disk_space(&core.config.data_dir);
+    let dir = std::fs::canonicalize(&core.config.data_dir)
+        .unwrap_or_else(|_| core.config.data_dir.clone());
+    DescribeLogDirsResponse {
+        error_code: code::NONE,
+        results: vec![DescribeLogDirsResult {
+            error_code: code::NONE,
+            log_dir: dir.display().to_string().into(),
+            topics,
+            total_bytes,
+            usable_bytes,
+            is_cordoned: false,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// Total and available bytes of the file system holding `dir` (-1 if unknown).
+fn disk_space(dir: &std::path::Path) -> (i64, i64) {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return (-1, -1);
+    };
+    // SAFETY: statvfs writes into the zeroed struct we own; the path is NUL-terminated.
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
+        return (-1, -1);
+    }
+    let frag = s.f_frsize as i64;
+    (s.f_blocks as i64 * frag, s.f_bavail as i64 * frag)
+}
+
+pub async fn offset_for_leader_epoch(
+    core: &Rc<Core>,
+    request: OffsetForLeaderEpochRequest,
+    _version: i16,
+) -> OffsetForLeaderEpochResponse {
+    let table = core.topics();
+    let mut topics = Vec::with_capacity(request.topics.len());
+    let mut ops = Vec::new();
+    let mut slots = Vec::new();
+    for (ti, t) in request.topics.iter().enumerate() {
+        let meta = table.topics.get(t.topic.as_str());
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for (pi, p) in t.partitions.iter().enumerate() {
+            let mut r = EpochEndOffset {
+                error_code: code::NONE,
+                partition: p.partition,
+                leader_epoch: -1,
+                end_offset: -1,
+                ..Default::default()
+            };
+            match meta {
+                Some(m) if p.partition >= 0 && p.partition < m.partitions => {
+                    if p.current_leader_epoch > LEADER_EPOCH {
+                        r.error_code = code::UNKNOWN_LEADER_EPOCH;
+                    } else if p.current_leader_epoch >= 0 && p.current_leader_epoch < LEADER_EPOCH {
+                        r.error_code = code::FENCED_LEADER_EPOCH;
+                    } else if p.leader_epoch == LEADER_EPOCH {
+                        slots.push((ti, pi));
+                        ops.push(Addressed {
+                            topic: m.name.clone(),
+                            partition: p.partition,
+                            op: PartitionOp::Offsets,
+                        });
+                    }
+                    // An epoch other than ours is unknown: UNDEFINED_EPOCH / -1, as Kafka.
+                }
+                _ => r.error_code = code::UNKNOWN_TOPIC_OR_PARTITION,
+            }
+            partitions.push(r);
+        }
+        topics.push(OffsetForLeaderTopicResult {
+            topic: t.topic.clone(),
+            partitions,
+            ..Default::default()
+        });
+    }
+    for ((ti, pi), result) in slots.into_iter().zip(partitions::run(core, ops).await) {
+        let r = &mut topics[ti].partitions[pi];
+        match result {
+            PartitionOpResult::Offsets(Ok(o)) => {
+                r.leader_epoch = LEADER_EPOCH;
+                r.end_offset = o.log_end_offset;
+            }
+            PartitionOpResult::Offsets(Err(e)) => r.error_code = e.code,
+            other => unreachable!("offsets answered with {other:?}"),
+        }
+    }
+    OffsetForLeaderEpochResponse {
+        topics,
+        ..Default::default()
+    }
+}
