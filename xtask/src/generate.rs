@@ -895,3 +895,52 @@ pub fn generate(schemas: &[(String, String)]) -> Result<Vec<(String, String)>> {
     files.sort();
     Ok(files)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Kafka's CamelCase names become snake_case, acronyms kept together.
+    #[test]
+    fn snake_case() {
+        assert_eq!(snake("ThrottleTimeMs"), "throttle_time_ms");
+        assert_eq!(snake("TopicID"), "topic_id");
+        assert_eq!(snake("IsrV2"), "isr_v2");
+        assert_eq!(
+            snake("V3AndBelowTransactionalId"),
+            "v3_and_below_transactional_id"
+        );
+        assert_eq!(field_ident("Type"), "r#type");
+    }
+
+    /// Version conditions are dropped when a field spans all the message's versions.
+    #[test]
+    fn conditions() {
+        let valid = Range { lo: 4, hi: 18 };
+        assert_eq!(
+            cond(
+                Range {
+                    lo: 0,
+                    hi: i16::MAX
+                },
+                valid
+            ),
+            None
+        );
+        assert_eq!(
+            cond(
+                Range {
+                    lo: 7,
+                    hi: i16::MAX
+                },
+                valid
+            )
+            .as_deref(),
+            Some("version >= 7")
+        );
+        assert_eq!(
+            cond(Range { lo: 0, hi: 12 }, valid).as_deref(),
+            Some("version <= 12")
+        );
+    }
+}

@@ -300,3 +300,30 @@ pub fn is_wanted(src: &str) -> Result<bool> {
     let removed = str_field(&v, "validVersions") == Some("none");
     Ok(wanted && !removed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `//` starts a comment only outside strings; URLs inside "about" texts survive.
+    #[test]
+    fn comments_are_stripped_outside_strings() {
+        let src = "{ // note\n \"about\": \"see http://x\" // tail\n}";
+        assert_eq!(strip_comments(src), "{ \n \"about\": \"see http://x\" \n}");
+    }
+
+    /// Version ranges in every form the schemas use.
+    #[test]
+    fn ranges() {
+        assert_eq!(
+            Range::parse("3+").unwrap(),
+            Range {
+                lo: 3,
+                hi: i16::MAX
+            }
+        );
+        assert_eq!(Range::parse("0-12").unwrap(), Range { lo: 0, hi: 12 });
+        assert_eq!(Range::parse("5").unwrap(), Range { lo: 5, hi: 5 });
+        assert!(Range::parse("none").unwrap().is_empty());
+    }
+}
