@@ -219,8 +219,8 @@ async fn core_main(
         core.mesh.call(peer, CoreRequest::Ping).await?;
     }
 
-    let listener = TcpListener::bind(addr)
-        .map_err(|e| anyhow::anyhow!("core {id} cannot listen on {addr}: {e}"))?;
+    let listener =
+        listen(addr).map_err(|e| anyhow::anyhow!("core {id} cannot listen on {addr}: {e}"))?;
     let _ = events.send(CoreEvent::Listening);
 
     let stop_wait = async {
@@ -323,6 +323,20 @@ fn spawn_connection(core: &Rc<Core>, stream: glommio::net::TcpStream) {
         core.connections.set(core.connections.get() - 1);
     })
     .detach();
+}
+
+/// A listening socket shared by every core (SO_REUSEPORT), also with SO_REUSEADDR so a
+/// restart can bind while the previous run's connections sit in TIME_WAIT.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    // SAFETY: the fd is a listening TCP socket we own and hand over exactly once.
+    Ok(unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) })
 }
 
 /// The host and port put in Metadata: `--advertise` or the bound address.
