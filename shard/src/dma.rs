@@ -52,9 +52,8 @@ impl StorageFile for DmaStorageFile {
             len as u64 % self.alignment() == 0,
             "unaligned buffer length {len}"
         );
-        let mut b = self.file.alloc_dma_buffer(len);
-        b.as_bytes_mut().fill(0);
-        DmaBuf(b)
+        // Not zeroed: callers fill every byte they hand to write_at (padding included).
+        DmaBuf(self.file.alloc_dma_buffer(len))
     }
     async fn write_at(&self, buf: DmaBuf, pos: u64) -> io::Result<()> {
         let align = self.alignment();

@@ -146,7 +146,7 @@ impl FakeDisk {
     }
 }
 
-/// A zeroed, heap-allocated buffer (alignment is only checked, never needed in memory).
+/// A heap-allocated buffer (alignment is only checked, never needed in memory).
 pub struct FakeBuf(Vec<u8>);
 impl Deref for FakeBuf {
     type Target = [u8];
@@ -177,7 +177,8 @@ impl StorageFile for FakeFile {
     }
     fn alloc_buf(&self, len: usize) -> FakeBuf {
         assert!(len as u64 % SECTOR == 0, "unaligned buffer length {len}");
-        FakeBuf(vec![0; len])
+        // Garbage, not zeros: a caller that forgets to fill padding writes visible junk.
+        FakeBuf(vec![0xee; len])
     }
     async fn write_at(&self, buf: FakeBuf, pos: u64) -> io::Result<()> {
         assert!(pos % SECTOR == 0, "unaligned write position {pos}");

@@ -35,7 +35,8 @@ pub trait StorageFile: 'static {
     type Buf: DerefMut<Target = [u8]>;
     /// Direct-I/O alignment for positions and lengths, in bytes (512 or 4096 typically).
     fn alignment(&self) -> u64;
-    /// A zeroed buffer of `len` bytes; `len` must be a multiple of `alignment()`.
+    /// A buffer of `len` bytes with unspecified contents; the caller fills all of it.
+    /// `len` must be a multiple of `alignment()`.
     fn alloc_buf(&self, len: usize) -> Self::Buf;
     /// Writes the whole buffer at `pos`. Both must be aligned.
     async fn write_at(&self, buf: Self::Buf, pos: u64) -> io::Result<()>;

@@ -1013,7 +1013,7 @@ impl<S: Storage> Partition<S> {
         };
         let mut out = match from_memory {
             Some(b) => b,
-            None => self.read_disk(offset, max_bytes, upto).await?,
+            None => self.read_disk(offset, max_bytes, upto, true).await?,
         };
         // A read may span disk, the cache and the unwritten queue: continue where the first
         // source stopped until the budget or the visible end is reached.
@@ -1038,7 +1038,7 @@ impl<S: Storage> Partition<S> {
             };
             let more = match more {
                 Some(m) => m,
-                None => self.read_disk(next, max_bytes - total, upto).await?,
+                None => self.read_disk(next, max_bytes - total, upto, false).await?,
             };
             let mut added = false;
             let mut t = total;
@@ -1058,7 +1058,16 @@ impl<S: Storage> Partition<S> {
         Ok(result)
     }
 
-    async fn read_disk(&self, offset: i64, max_bytes: usize, upto: i64) -> Result<Vec<Bytes>> {
+    /// Reads batches from the segment files. With `first_whole`, the first batch is returned
+    /// even if larger than `max_bytes` (Kafka's rule for the first batch of a fetch);
+    /// without it every batch must fit (used to continue a read begun elsewhere).
+    async fn read_disk(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        upto: i64,
+        first_whole: bool,
+    ) -> Result<Vec<Bytes>> {
         let inner = &*self.inner;
         let mut out: Vec<Bytes> = Vec::new();
         let mut total = 0usize;
@@ -1104,6 +1113,16 @@ impl<S: Storage> Partition<S> {
                     Err(e) => return Err(corrupt(&path, pos, e.to_string())),
                 };
                 let have = data.len().saturating_sub(at);
+                // Stop before reading a batch that cannot be returned anyway.
+                if let Some(sz) = size {
+                    if (!out.is_empty() || !first_whole) && total + sz > max_bytes {
+                        let mut hdr_base = [0u8; 8];
+                        hdr_base.copy_from_slice(&data[at..at + 8]);
+                        if i64::from_be_bytes(hdr_base) >= offset || !out.is_empty() {
+                            return Ok(out);
+                        }
+                    }
+                }
                 if size.is_none_or(|s| s > have) {
                     let need = size.unwrap_or(record_batch::HEADER_BYTES);
                     if pos + need as u64 > limit {
