@@ -486,6 +486,11 @@ impl Decoder {
 ///
 /// Small fields go into one growing buffer; each `records` value is appended as its own chunk,
 /// sharing the caller's buffer, so record batches are never copied. Lives on one core.
+///
+/// Encoding is infallible for values the wire can express. It panics (a bug in the caller) on a
+/// string over 32767 bytes in a non-flexible version or a length over `i32::MAX`, which Kafka
+/// cannot encode either. A field absent from the chosen version is skipped, and `None` in a
+/// version where the field is not nullable is written as empty.
 #[derive(Debug, Default)]
 pub struct Encoder {
     buf: BytesMut,
