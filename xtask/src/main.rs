@@ -3,8 +3,9 @@
 //! `cargo xtask codegen` resolves `org.apache.kafka:kafka-clients` with Maven, reads Kafka's
 //! message schemas (`common/message/*.json`) out of the jar and writes the Rust codec into
 //! `net/src/generated/`. `cargo xtask codegen --check` regenerates into a temporary directory and
-//! fails if the committed files differ. Only this command needs Java and Maven; `cargo build`
-//! never does.
+//! fails if the committed files differ. `cargo xtask crosscheck [seeds]` has Kafka's own Java
+//! classes parse and re-serialize random encodings from sluice's encoder. Only these commands
+//! need Java and Maven; `cargo build` never does.
 
 mod generate;
 mod schema;
@@ -27,8 +28,15 @@ fn main() -> Result<()> {
             };
             codegen(check)
         }
+        Some("crosscheck") => {
+            let seeds = match args.get(1) {
+                None => 16,
+                Some(n) => n.parse().context("crosscheck takes a seed count")?,
+            };
+            crosscheck(seeds)
+        }
         _ => {
-            eprintln!("usage: cargo xtask codegen [--check]");
+            eprintln!("usage: cargo xtask codegen [--check] | cargo xtask crosscheck [seeds]");
             std::process::exit(2);
         }
     }
@@ -90,6 +98,47 @@ fn codegen_in(root: &Path, work: &Path, check: bool) -> Result<()> {
         eprintln!("codegen: wrote {} files to {}", files.len(), out.display());
     }
     Ok(())
+}
+
+/// Has Kafka's own Java message classes parse and re-serialize seeded random encodings of every
+/// request, response and header from sluice's encoder (`net/examples/dump_vectors.rs`,
+/// `net/crosscheck/CrossCheck.java`); fails unless Kafka reads every byte and writes the same
+/// bytes back. Needs Maven and Java 17+, like codegen.
+fn crosscheck(seeds: u64) -> Result<()> {
+    let root = repo_root();
+    let work = std::env::temp_dir().join(format!("sluice-crosscheck-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let result = (|| {
+        let jar = fetch_jar(&work)?;
+        let vectors = work.join("vectors.txt");
+        let out = Command::new(env!("CARGO"))
+            .current_dir(&root)
+            .args(["run", "-q", "-p", "sluice-net", "--features", "testgen"])
+            .args(["--example", "dump_vectors", "--"])
+            .arg(seeds.to_string())
+            .output()
+            .context("running the dump_vectors example")?;
+        if !out.status.success() {
+            bail!(
+                "dump_vectors failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::fs::write(&vectors, &out.stdout)?;
+        let status = Command::new("java")
+            .arg("-cp")
+            .arg(&jar)
+            .arg(root.join("net/crosscheck/CrossCheck.java"))
+            .arg(&vectors)
+            .status()
+            .context("running java (17+ needed for the crosscheck)")?;
+        if !status.success() {
+            bail!("Kafka's classes rejected or changed some of sluice's encodings (see above)");
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&work);
+    result
 }
 
 fn fetch_jar(work: &Path) -> Result<PathBuf> {
