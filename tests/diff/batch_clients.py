@@ -103,6 +103,37 @@ class JsClient(BatchClient):
         return ["node", self.src, bootstrap, outdir, *ids]
 
 
-CLIENTS = [JavaClient(), JsClient()]
+class GoClient(BatchClient):
+    prefix, label = "go", "go-franz-sarama"
+    dir = os.path.join(HERE, "go")
+    binary = os.path.join(dir, ".bin", "diffgo")
+
+    def scenario_ids(self):
+        ids = []
+        for name in sorted(os.listdir(self.dir)):
+            if not name.endswith(".go"):
+                continue
+            with open(os.path.join(self.dir, name)) as f:
+                src = f.read()
+            ids += [f"go.{m}" for m in re.findall(r'scenario\("(\w+)", func', src)]
+            for codecs, stem in re.findall(r'for _, codec := range \[\]string\{([^}]*)\} \{\s*codec := codec\s*'
+                                           r'scenario\("(\w+)"\+codec', src):
+                ids += [f"go.{stem}{c}" for c in re.findall(r'"(\w+)"', codecs)]
+        return sorted(ids)
+
+    def build(self):
+        if not shutil.which("go"):
+            raise BuildError("go is needed for the franz-go/sarama scenarios")
+        # go's build cache makes this a second or two after the first build (~2 min on 2 cores)
+        r = subprocess.run(["go", "build", "-o", self.binary, "."], cwd=self.dir, capture_output=True,
+                           text=True, timeout=900)
+        if r.returncode != 0:
+            raise BuildError((r.stdout + r.stderr)[-3000:])
+
+    def command(self, bootstrap, outdir, ids):
+        return [self.binary, bootstrap, outdir, *ids]
+
+
+CLIENTS = [JavaClient(), JsClient(), GoClient()]
 for _c in CLIENTS:
     common.CLIENT_LABELS[_c.prefix] = _c.label
