@@ -52,6 +52,9 @@ struct Figures {
     raw_p99_us: u64,
     raw_p999_us: u64,
     raw_p9999_us: u64,
+    /// Executor-thread CPU time per operation.
+    append_cpu_us: u64,
+    raw_cpu_us: u64,
 }
 
 fn make_batch(batch_bytes: usize) -> Bytes {
@@ -84,6 +87,19 @@ fn hist() -> Histogram<u64> {
     Histogram::new(3).expect("histogram")
 }
 
+/// CPU time of the calling thread, in microseconds.
+fn thread_cpu_us() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the valid timespec we pass.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts);
+    }
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
+}
+
 fn mb_s(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / d.as_secs_f64() / 1e6
 }
@@ -92,7 +108,7 @@ async fn append_phase(
     dir: &Path,
     size: usize,
     dur: Duration,
-) -> anyhow::Result<(f64, Histogram<u64>)> {
+) -> anyhow::Result<(f64, Histogram<u64>, u64)> {
     let shard = Shard::open(DmaStorage, dir, ShardConfig::default()).await?;
     let p = shard
         .create_partition(&format!("bench{size}"), 0, LogConfig::default())
@@ -100,6 +116,7 @@ async fn append_phase(
     let b = make_batch(size);
     let mut h = hist();
     let mut bytes = 0u64;
+    let cpu0 = thread_cpu_us();
     let start = Instant::now();
     while start.elapsed() < dur {
         let t = Instant::now();
@@ -108,15 +125,16 @@ async fn append_phase(
         bytes += b.len() as u64;
     }
     let took = start.elapsed();
+    let cpu = (thread_cpu_us() - cpu0) / h.len().max(1);
     shard.close().await?;
-    Ok((mb_s(bytes, took), h))
+    Ok((mb_s(bytes, took), h, cpu))
 }
 
 async fn raw_write_phase(
     dir: &Path,
     size: usize,
     dur: Duration,
-) -> anyhow::Result<(f64, Histogram<u64>)> {
+) -> anyhow::Result<(f64, Histogram<u64>, u64)> {
     let path = dir.join(format!("raw-{size}.dat"));
     let f = OpenOptions::new()
         .read(true)
@@ -126,12 +144,14 @@ async fn raw_write_phase(
         .dma_open(&path)
         .await
         .g()?;
-    let align = f.alignment() as usize;
+    // Same write granularity as the log (the device's physical block), the best case.
+    let align = sluice_shard::write_alignment(&f) as usize;
     let len = size.div_ceil(align) * align;
     let prealloc = 64u64 << 20;
     let mut allocated = 0u64;
     let mut pos = 0u64;
     let mut h = hist();
+    let cpu0 = thread_cpu_us();
     let start = Instant::now();
     while start.elapsed() < dur {
         let t = Instant::now();
@@ -147,9 +167,10 @@ async fn raw_write_phase(
         pos += len as u64;
     }
     let took = start.elapsed();
+    let cpu = (thread_cpu_us() - cpu0) / h.len().max(1);
     f.close().await.g()?;
     let _ = std::fs::remove_file(&path);
-    Ok((mb_s(pos, took), h))
+    Ok((mb_s(pos, took), h, cpu))
 }
 
 async fn cold_read(dir: &Path, topic: &str, dur: Duration) -> anyhow::Result<(f64, u64)> {
@@ -217,8 +238,8 @@ pub fn run(args: StorageArgs) -> anyhow::Result<()> {
             probe_dma_polling(&dir).await?;
             let mut rows = Vec::new();
             for size in SIZES {
-                let (append_mb_s, ah) = append_phase(&dir, size, phase).await?;
-                let (raw_mb_s, rh) = raw_write_phase(&dir, size, phase).await?;
+                let (append_mb_s, ah, append_cpu_us) = append_phase(&dir, size, phase).await?;
+                let (raw_mb_s, rh, raw_cpu_us) = raw_write_phase(&dir, size, phase).await?;
                 rows.push(Figures {
                     size,
                     append_mb_s,
@@ -231,6 +252,8 @@ pub fn run(args: StorageArgs) -> anyhow::Result<()> {
                     raw_p99_us: rh.value_at_quantile(0.99),
                     raw_p999_us: rh.value_at_quantile(0.999),
                     raw_p9999_us: rh.value_at_quantile(0.9999),
+                    append_cpu_us,
+                    raw_cpu_us,
                 });
             }
             let topic = format!("bench{}", 1 << 20);
@@ -248,7 +271,7 @@ pub fn run(args: StorageArgs) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&args.dir);
 
     println!(
-        "{:>8} | {:>10} {:>7} {:>7} {:>8} {:>9} | {:>10} {:>7} {:>7} {:>8} {:>9} | {:>5}",
+        "{:>8} | {:>10} {:>7} {:>7} {:>8} {:>9} | {:>10} {:>7} {:>7} {:>8} {:>9} | {:>5} | {}",
         "batch",
         "append MB/s",
         "p50us",
@@ -260,11 +283,12 @@ pub fn run(args: StorageArgs) -> anyhow::Result<()> {
         "p99us",
         "p99.9us",
         "p99.99us",
-        "ratio"
+        "ratio",
+        "cpu us/op append/raw"
     );
     for r in &rows {
         println!(
-            "{:>7}K | {:>11.1} {:>7} {:>7} {:>8} {:>9} | {:>10.1} {:>7} {:>7} {:>8} {:>9} | {:>5.2}",
+            "{:>7}K | {:>11.1} {:>7} {:>7} {:>8} {:>9} | {:>10.1} {:>7} {:>7} {:>8} {:>9} | {:>5.2} | {}/{}",
             r.size >> 10,
             r.append_mb_s,
             r.append_p50_us,
@@ -276,7 +300,9 @@ pub fn run(args: StorageArgs) -> anyhow::Result<()> {
             r.raw_p99_us,
             r.raw_p999_us,
             r.raw_p9999_us,
-            r.append_mb_s / r.raw_mb_s
+            r.append_mb_s / r.raw_mb_s,
+            r.append_cpu_us,
+            r.raw_cpu_us
         );
     }
     println!(

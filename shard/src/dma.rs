@@ -36,6 +36,29 @@ impl DerefMut for DmaBuf {
 /// A `DmaFile` behind the [`StorageFile`] trait.
 pub struct DmaStorageFile {
     file: DmaFile,
+    /// Write granularity: the larger of the direct-I/O alignment and the device's physical
+    /// block size (see [`write_alignment`]).
+    align: u64,
+}
+
+/// The granularity sluice aligns writes to on `file`'s device: the larger of glommio's
+/// direct-I/O alignment (logical block, from statx) and the physical block size from sysfs.
+/// Writing less than a physical block makes the device read-modify-write it; measured here
+/// (logical 512, physical 4096) that doubled the latency of 1 MiB appends, since the log
+/// rewrites its partial tail block on every append.
+pub fn write_alignment(file: &DmaFile) -> u64 {
+    let logical = file.alignment();
+    let dev = format!("/sys/dev/block/{}:{}", file.dev_major(), file.dev_minor());
+    let physical = [
+        format!("{dev}/queue/physical_block_size"),
+        format!("{dev}/../queue/physical_block_size"),
+    ]
+    .iter()
+    .find_map(|p| std::fs::read_to_string(p).ok())
+    .and_then(|s| s.trim().parse::<u64>().ok())
+    .filter(|p| p.is_power_of_two() && *p <= 64 << 10)
+    .unwrap_or(logical);
+    logical.max(physical)
 }
 
 fn to_io(e: glommio::GlommioError<()>) -> io::Error {
@@ -45,7 +68,7 @@ fn to_io(e: glommio::GlommioError<()>) -> io::Error {
 impl StorageFile for DmaStorageFile {
     type Buf = DmaBuf;
     fn alignment(&self) -> u64 {
-        self.file.alignment()
+        self.align
     }
     fn alloc_buf(&self, len: usize) -> DmaBuf {
         assert!(
@@ -120,7 +143,8 @@ impl Storage for DmaStorage {
             }
         }
         let file = o.dma_open(path).await.map_err(to_io)?;
-        Ok(DmaStorageFile { file })
+        let align = write_alignment(&file);
+        Ok(DmaStorageFile { file, align })
     }
     async fn remove(&self, path: &Path) -> io::Result<()> {
         glommio::io::remove(path).await.map_err(to_io)

@@ -41,7 +41,7 @@ mod partition;
 mod shard;
 
 pub use config::{Durability, LogConfig, ShardConfig};
-pub use dma::{DMA_PROBE_FILE, DmaStorage, probe_dma_polling};
+pub use dma::{DMA_PROBE_FILE, DmaStorage, probe_dma_polling, write_alignment};
 pub use error::{Result, ShardError};
 pub use fake::{FakeDisk, Faults};
 pub use io::{OpenMode, Storage, StorageFile};
