@@ -48,10 +48,38 @@ fn check_seed(seed: u64) {
     }
 }
 
+/// A framed encoding is the 4-byte size then exactly the unframed bytes, whatever the chunking
+/// (every non-empty `records` value becomes a chunk of its own, shared, not copied).
+fn check_framed(seed: u64) {
+    let mut r = Rng::new(seed);
+    for &key in ApiKey::ALL {
+        for version in key.valid_versions() {
+            let resp = Response::random(key, version, &mut r);
+            let plain = encode_response(&resp, version);
+            let mut e = Encoder::framed();
+            resp.encode(&mut e, version);
+            assert_eq!(e.encoded_len(), plain.len() + 4);
+            let chunks = e.finish();
+            assert!(
+                chunks.iter().skip(1).all(|c| !c.is_empty()),
+                "no empty chunks"
+            );
+            let joined: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+            assert_eq!(joined[..4], (plain.len() as u32).to_be_bytes());
+            assert_eq!(joined[4..], plain[..], "{key:?} v{version}");
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
     #[test]
     fn every_api_every_version_round_trips(seed in any::<u64>()) {
         check_seed(seed);
+    }
+
+    #[test]
+    fn framed_encoding_is_size_then_body(seed in any::<u64>()) {
+        check_framed(seed);
     }
 }
