@@ -4,17 +4,20 @@ Every rule says what it changes and why that field legitimately differs between 
 behave the same for a client. Anything not matched here is compared exactly. Do not normalize
 inside scenarios: record what the client saw, and add a rule here (with its reason) if needed.
 """
+import re
 import time
 
 # 1. Human-readable error text. Clients show the broker's error message, and Kafka's wording is
 #    not part of the protocol contract; the error code/name (recorded separately) is.
-DROP_KEYS = {"msg", "message", "str",
+DROP_KEYS = {"msg",
              # 2. Timing: how long something took, or the throttle a broker asks for.
              "elapsed_ms", "throttle_time_ms"}
 
 # 3. Identity of the broker process: cluster id is random per `kafka-storage format` / data dir,
 #    node ids are configuration (the reference Kafka runs node.id=1), host/port are free ports.
 CLUSTER_KEYS = {"cluster_id"}
+#    librdkafka's error strings (kcat) name the node: "Broker: Offset out of range (broker 1)".
+BROKER_IN_TEXT = re.compile(r"\(broker \d+\)")
 NODE_KEYS = {"node_id", "leader", "controller_id", "controller", "broker_id", "replicas", "isr",
              "offline_replicas", "nodes", "broker"}
 ADDR_KEYS = {"host", "port", "bootstrap", "address"}
@@ -69,6 +72,8 @@ def norm(v):
         return {k: _value(k, x) for k, x in v.items() if k not in DROP_KEYS}
     if isinstance(v, list):
         return [norm(x) for x in v]
+    if isinstance(v, str) and "(broker " in v:
+        return BROKER_IN_TEXT.sub("(broker <node>)", v)
     return v
 
 

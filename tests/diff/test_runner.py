@@ -26,6 +26,11 @@ def test_normalize_keeps_what_a_client_must_see():
     assert n == {"leader": -1, "topic_id": None, "error": "UNKNOWN_TOPIC_OR_PART", "code": 3}
 
 
+def test_normalize_broker_named_in_librdkafka_text():
+    n = normalize.normalize_line({"errors": ["Broker: Offset out of range (broker 1)"]})
+    assert n == {"errors": ["Broker: Offset out of range (broker <node>)"]}
+
+
 def test_normalize_timestamps_only_near_now():
     now = int(time.time() * 1000)
     assert normalize.normalize_line({"timestamp": now})["timestamp"] == "<now>"

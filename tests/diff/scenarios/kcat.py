@@ -82,8 +82,8 @@ def metadata_list(t, bs):
     ck.create(t, bs, topic, partitions=3)
     r = kcat(t, bs, "-L", "-J", "-t", topic)
     md = json.loads(r.stdout)
-    t.rec("metadata", rc=r.returncode, controllerid=md.get("controllerid"),
-          brokers=[{"id": b["id"]} for b in md["brokers"]],
+    t.rec("metadata", rc=r.returncode, controller_id=md.get("controllerid"),
+          brokers=[{"node_id": b["id"]} for b in md["brokers"]],
           topics=[{"topic": x["topic"], "error": x.get("error"),
                    "partitions": [{"partition": p["partition"], "leader": p["leader"],
                                    "replicas": [q["id"] for q in p["replicas"]],

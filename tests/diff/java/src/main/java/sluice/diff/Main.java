@@ -566,7 +566,7 @@ public final class Main {
             create(a, topic, 2, Map.of());
             DescribeClusterResult dc = a.describeCluster();
             List<Object> nodes = new ArrayList<>();
-            for (Node n : dc.nodes().get()) nodes.add(Map.of("id", n.id(), "host", n.host(), "port", n.port(), "rack", String.valueOf(n.rack())));
+            for (Node n : dc.nodes().get()) nodes.add(Map.of("node_id", n.id(), "host", n.host(), "port", n.port(), "rack", String.valueOf(n.rack())));
             t.rec("describe-cluster", "cluster_id", dc.clusterId().get(), "controller", dc.controller().get().id(), "nodes_detail", nodes);
             int node = dc.nodes().get().iterator().next().id();
             int ndirs = 0;
