@@ -42,6 +42,26 @@ pub enum ShardError {
         partition: i32,
         cause: String,
     },
+    #[error(
+        "duplicate batch from producer {producer_id}: already at offsets {base_offset}..={last_offset}"
+    )]
+    DuplicateSequence {
+        producer_id: i64,
+        base_offset: i64,
+        last_offset: i64,
+    },
+    #[error("producer {producer_id} sent sequence {received}, expected {expected}")]
+    OutOfOrderSequence {
+        producer_id: i64,
+        expected: i32,
+        received: i32,
+    },
+    #[error("producer {producer_id} epoch {epoch} is fenced by epoch {current_epoch}")]
+    InvalidProducerEpoch {
+        producer_id: i64,
+        epoch: i16,
+        current_epoch: i16,
+    },
     #[error("partition {topic}-{partition} is not on this shard")]
     UnknownPartition { topic: String, partition: i32 },
     #[error("partition {topic}-{partition} already exists on this shard")]

@@ -25,6 +25,8 @@
 //! - Offsets are contiguous across batches and segments; checked on append and on recovery.
 //! - Every batch is CRC-checked before it is written and again when read from disk.
 //! - The high watermark never passes what is durable (in the default sync mode).
+//! - Idempotent producers: per producer id, the epoch and last five sequence ranges are
+//!   checked on append (`DuplicateSequence`, `OutOfOrderSequence`, `InvalidProducerEpoch`).
 //! - Opening never panics on file content: a torn tail is truncated, a bad index rebuilt, a
 //!   bad `partition.meta` or an offset gap between segments is a typed error.
 
@@ -38,6 +40,7 @@ mod io;
 mod meta;
 mod notify;
 mod partition;
+mod producer_state;
 mod shard;
 
 pub use config::{Durability, LogConfig, ShardConfig};

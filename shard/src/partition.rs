@@ -25,6 +25,12 @@ use crate::index::SparseIndex;
 use crate::io::{OpenMode, Storage, StorageFile, read_file, write_file_atomic};
 use crate::meta::{self, META_FILE, PartitionMeta};
 use crate::notify::{AsyncLock, Notify};
+use crate::producer_state::{ProducerBatch, ProducerEntry, ProducerTable, SeqCheck};
+
+/// Sequence of the last record of a batch: sequences wrap from i32::MAX to 0.
+fn last_sequence(first_seq: i32, last_offset_delta: i32) -> i32 {
+    ((i64::from(first_seq) + i64::from(last_offset_delta)) % (i64::from(i32::MAX) + 1)) as i32
+}
 
 /// What an append did. All offsets are Kafka offsets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +124,7 @@ pub(crate) struct LogState<F> {
     recovery_point: i64,
     leader_epochs: Vec<(i32, i64)>,
     leader_epoch: i32,
+    producers: ProducerTable,
     poisoned: Option<String>,
     closed: bool,
     last_flush_ms: i64,
@@ -192,6 +199,8 @@ fn corrupt(path: &Path, position: u64, detail: impl Into<String>) -> ShardError 
 
 /// Result of scanning a segment's bytes.
 struct ScanResult {
+    /// Batches of idempotent producers, in offset order: (producer id, epoch, batch).
+    producers: Vec<(i64, i16, ProducerBatch)>,
     valid_bytes: u64,
     next_offset: i64,
     max_timestamp: i64,
@@ -211,6 +220,7 @@ async fn scan_segment<F: StorageFile>(
     let mut pos = 0u64;
     let mut next = base_offset;
     let mut max_ts = -1i64;
+    let mut producers = Vec::new();
     let mut buf = Bytes::new();
     let mut buf_pos = 0u64;
     'outer: while pos < file_bytes {
@@ -249,6 +259,18 @@ async fn scan_segment<F: StorageFile>(
             break;
         }
         max_ts = max_ts.max(batch.max_timestamp());
+        if batch.producer_id() >= 0 {
+            producers.push((
+                batch.producer_id(),
+                batch.producer_epoch(),
+                ProducerBatch {
+                    first_seq: batch.base_sequence(),
+                    last_seq: last_sequence(batch.base_sequence(), batch.last_offset_delta()),
+                    base_offset: base,
+                    last_offset: last,
+                },
+            ));
+        }
         index.on_batch(
             (base - base_offset) as u32,
             pos as u32,
@@ -260,6 +282,7 @@ async fn scan_segment<F: StorageFile>(
         pos += need as u64;
     }
     Ok(ScanResult {
+        producers,
         valid_bytes: pos,
         next_offset: next,
         max_timestamp: max_ts,
@@ -312,6 +335,7 @@ impl<S: Storage> Partition<S> {
         bases.sort_unstable();
         let recovery_point = meta.as_ref().map_or(0, |m| m.recovery_point);
         let mut segments: BTreeMap<i64, Segment<S::File>> = BTreeMap::new();
+        let mut producers = ProducerTable::default();
         for (i, &base) in bases.iter().enumerate() {
             let path = segment_file(&dir, base, "log");
             let file = storage
@@ -357,6 +381,13 @@ impl<S: Storage> Partition<S> {
                     file.truncate(scan.valid_bytes)
                         .await
                         .map_err(io_err("truncate torn tail", &path))?;
+                }
+                for (pid, epoch, b) in scan.producers {
+                    let mut e = producers.get(pid).cloned().unwrap_or_default();
+                    if epoch >= e.epoch || e.batches.is_empty() {
+                        ProducerTable::record(&mut e, epoch, b);
+                        producers.insert(pid, e);
+                    }
                 }
                 seg.size_bytes = scan.valid_bytes;
                 seg.next_offset = scan.next_offset;
@@ -427,6 +458,7 @@ impl<S: Storage> Partition<S> {
             recovery_point,
             leader_epochs,
             leader_epoch,
+            producers,
             poisoned: None,
             closed: false,
             last_flush_ms: now,
@@ -595,7 +627,7 @@ impl<S: Storage> Partition<S> {
             self.inner.appended.wait(seen).await;
         }
         self.check_usable()?;
-        let (info, seq) = self.append_in_memory(&batches);
+        let (info, seq) = self.append_in_memory(&batches)?;
         self.inner.appended.notify_all();
         match self.inner.config.durability {
             Durability::SyncEachAppend => self.sync_to(seq).await?,
@@ -604,11 +636,82 @@ impl<S: Storage> Partition<S> {
         Ok(info)
     }
 
-    fn append_in_memory(&self, batches: &[RecordBatch]) -> (AppendInfo, u64) {
+    /// Checks idempotent-producer sequences for the whole request without changing anything;
+    /// returns the producers' new entries to install if every batch is accepted.
+    fn check_producers(
+        st: &LogState<S::File>,
+        batches: &[RecordBatch],
+    ) -> Result<Vec<(i64, ProducerEntry)>> {
+        let mut touched: Vec<(i64, ProducerEntry)> = Vec::new();
+        let mut next = st.log_end_offset;
+        for b in batches {
+            let base = next;
+            next = base + i64::from(b.last_offset_delta()) + 1;
+            let pid = b.producer_id();
+            if pid < 0 {
+                continue;
+            }
+            let epoch = b.producer_epoch();
+            let first_seq = b.base_sequence();
+            let last_seq = last_sequence(first_seq, b.last_offset_delta());
+            let i = match touched.iter().position(|(p, _)| *p == pid) {
+                Some(i) => i,
+                None => {
+                    touched.push((pid, st.producers.get(pid).cloned().unwrap_or_default()));
+                    touched.len() - 1
+                }
+            };
+            let known = st.producers.get(pid).is_some() || !touched[i].1.batches.is_empty();
+            let entry = known.then_some(&touched[i].1);
+            match ProducerTable::check(entry, epoch, first_seq, last_seq) {
+                SeqCheck::Accept => {}
+                SeqCheck::Duplicate {
+                    base_offset,
+                    last_offset,
+                } => {
+                    return Err(ShardError::DuplicateSequence {
+                        producer_id: pid,
+                        base_offset,
+                        last_offset,
+                    });
+                }
+                SeqCheck::OutOfOrder { expected } => {
+                    return Err(ShardError::OutOfOrderSequence {
+                        producer_id: pid,
+                        expected,
+                        received: first_seq,
+                    });
+                }
+                SeqCheck::Fenced { current_epoch } => {
+                    return Err(ShardError::InvalidProducerEpoch {
+                        producer_id: pid,
+                        epoch,
+                        current_epoch,
+                    });
+                }
+            }
+            ProducerTable::record(
+                &mut touched[i].1,
+                epoch,
+                ProducerBatch {
+                    first_seq,
+                    last_seq,
+                    base_offset: base,
+                    last_offset: next - 1,
+                },
+            );
+        }
+        Ok(touched)
+    }
+
+    fn append_in_memory(&self, batches: &[RecordBatch]) -> Result<(AppendInfo, u64)> {
         let inner = &*self.inner;
         let now = inner.storage.now_ms();
         let mut st = inner.state.borrow_mut();
         let st = &mut *st;
+        for (pid, entry) in Self::check_producers(st, batches)? {
+            st.producers.insert(pid, entry);
+        }
         let base_offset = st.log_end_offset;
         let epoch = st.leader_epoch;
         if st.leader_epochs.last().is_none_or(|e| e.0 < epoch) {
@@ -672,7 +775,7 @@ impl<S: Storage> Partition<S> {
             log_append_time_ms: -1,
             log_start_offset: st.log_start_offset,
         };
-        (info, seq)
+        Ok((info, seq))
     }
 
     /// Waits until append number `seq` is durable, flushing if no one else is (group commit:
@@ -1397,6 +1500,7 @@ impl<S: Storage> Partition<S> {
             st.high_watermark = st.high_watermark.min(new_end);
             st.recovery_point = st.recovery_point.min(keep_base);
             st.leader_epochs.retain(|e| e.1 < new_end);
+            st.producers.truncate(new_end);
             if st.log_start_offset > new_end {
                 st.log_start_offset = new_end;
             }

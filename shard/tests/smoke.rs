@@ -81,3 +81,42 @@ fn smoke_real() {
     });
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A long-poll waiter parks until an append moves the high watermark past its offset, and
+/// is woken by the append itself (no polling): it must not finish before the append.
+#[test]
+fn wait_for_append_wakes_on_append() {
+    let dir = real_dir("wait");
+    let d2 = dir.clone();
+    run_glommio(move || async move {
+        probe_dma_polling(&d2).await.unwrap();
+        let shard = Shard::open(DmaStorage, &d2, ShardConfig::default())
+            .await
+            .unwrap();
+        let p = shard
+            .create_partition("w", 0, LogConfig::default())
+            .await
+            .unwrap();
+        p.append(make_batch(1, 2, 10, 0)).await.unwrap();
+        // Already past: returns at once.
+        p.wait_for_append(0).await;
+        let done = std::rc::Rc::new(std::cell::Cell::new(false));
+        let waiter = {
+            let p = p.clone();
+            let done = done.clone();
+            glommio::spawn_local(async move {
+                // A fetch at offset 2 (the log end) waits for offset 2 to exist.
+                p.wait_for_append(2).await;
+                done.set(true);
+                p.offsets().high_watermark
+            })
+        };
+        glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!done.get(), "waiter returned before any append");
+        p.append(make_batch(2, 1, 10, 0)).await.unwrap();
+        let hw = waiter.await;
+        assert_eq!(hw, 3);
+        shard.close().await.unwrap();
+    });
+    let _ = std::fs::remove_dir_all(dir);
+}
