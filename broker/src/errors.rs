@@ -78,6 +78,9 @@ pub fn shard(e: &ShardError) -> PartError {
             _ => code::INVALID_RECORD,
         },
         ShardError::BatchTooLarge { .. } => code::MESSAGE_TOO_LARGE,
+        ShardError::DuplicateSequence { .. } => code::DUPLICATE_SEQUENCE_NUMBER,
+        ShardError::OutOfOrderSequence { .. } => code::OUT_OF_ORDER_SEQUENCE_NUMBER,
+        ShardError::InvalidProducerEpoch { .. } => code::INVALID_PRODUCER_EPOCH,
         ShardError::OffsetOutOfRange { .. } => code::OFFSET_OUT_OF_RANGE,
         ShardError::UnknownPartition { .. } | ShardError::Closed { .. } => {
             code::NOT_LEADER_OR_FOLLOWER

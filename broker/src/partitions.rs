@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use sluice_shard::{AppendInfo, Offsets, ReadResult};
+use sluice_shard::{AppendInfo, Offsets, ReadResult, ShardError};
 
 use crate::core::{Core, CoreReply, CoreRequest};
 use crate::errors::{self, code};
@@ -161,7 +161,22 @@ async fn run_one(core: &Rc<Core>, a: Addressed) -> PartitionOpResult {
     };
     match a.op {
         PartitionOp::Append { records } => {
-            PartitionOpResult::Appended(p.append(records).await.map_err(|e| errors::shard(&e)))
+            PartitionOpResult::Appended(match p.append(records).await {
+                Ok(info) => Ok(info),
+                // A retried batch the log already has: Kafka answers success with the offsets the
+                // first attempt got, so the producer moves on without a duplicate.
+                Err(ShardError::DuplicateSequence {
+                    base_offset,
+                    last_offset,
+                    ..
+                }) => Ok(AppendInfo {
+                    base_offset,
+                    last_offset,
+                    log_append_time_ms: -1,
+                    log_start_offset: p.offsets().log_start_offset,
+                }),
+                Err(e) => Err(errors::shard(&e)),
+            })
         }
         PartitionOp::Read { offset, max_bytes } => PartitionOpResult::Read(
             p.read(offset, max_bytes)

@@ -207,3 +207,24 @@ fn bad_crc_is_refused_and_log_stays_intact() {
         "offsets stay contiguous"
     );
 }
+
+/// Proves bytes after a request body are ignored, as Kafka ignores them: this is the exact
+/// Metadata v13 frame librdkafka 2.16's admin client sends (3 bytes after the message), which
+/// closed the connection ("broker transport failure") until sluice matched Kafka.
+#[test]
+fn bytes_after_a_request_body_are_ignored_like_kafka() {
+    let broker = Broker::start(&[]);
+    let mut c = RawConn::connect(broker.addr);
+    let frame: Vec<u8> = [
+        &[0x00, 0x03, 0x00, 0x0d, 0x00, 0x00, 0x00, 0x04, 0x00, 0x07][..],
+        b"rdkafka",
+        &[0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00],
+    ]
+    .concat();
+    c.send_frame(&frame);
+    let answer = c.recv_frame().expect("answered, not closed");
+    match sluice_tests::decode_response(ApiKey::Metadata, 13, 4, answer) {
+        Response::Metadata(r) => assert_eq!(r.brokers.len(), 1),
+        other => panic!("unexpected {other:?}"),
+    }
+}

@@ -25,7 +25,9 @@ use std::rc::Rc;
 use bytes::Bytes;
 use sluice_net::messages::ApiVersionsResponse;
 use sluice_net::messages::api_versions_response::ApiVersion;
-use sluice_net::{ApiKey, Decoder, Encoder, Request, RequestHeader, Response, ResponseHeader};
+use sluice_net::{
+    ApiKey, DecodeErrorKind, Decoder, Encoder, Request, RequestHeader, Response, ResponseHeader,
+};
 
 use crate::connection::Outcome;
 use crate::core::Core;
@@ -97,13 +99,34 @@ pub async fn handle(core: &Rc<Core>, frame: Bytes) -> Outcome {
             api.name()
         ));
     }
+    let raw = frame.clone();
     let mut d = Decoder::new(frame);
     if let Err(e) = RequestHeader::decode(&mut d, api.request_header_version(version)) {
         return Outcome::Close(format!("malformed request header: {e}"));
     }
-    let request = match Request::decode(api, version, d.into_rest()) {
+    let body = d.into_rest();
+    let decoded = match Request::decode(api, version, body.clone()) {
+        // Kafka does not check that a request body was consumed to its end, and real clients
+        // rely on it: librdkafka 2.16's admin Metadata v13 carries 3 bytes after the message.
+        // So, like Kafka, decode the message and ignore what follows it.
+        Err(e) if matches!(e.kind, DecodeErrorKind::TrailingBytes(n) if n < body.len()) => {
+            let DecodeErrorKind::TrailingBytes(n) = e.kind else {
+                unreachable!("matched above")
+            };
+            tracing::debug!(
+                api = api.name(),
+                version,
+                trailing = n,
+                "ignoring bytes after a request body, as Kafka does"
+            );
+            Request::decode(api, version, body.slice(..body.len() - n))
+        }
+        other => other,
+    };
+    let request = match decoded {
         Ok(r) => r,
         Err(e) => {
+            tracing::debug!(frame = %hex_prefix(&raw, 512), "malformed request");
             return Outcome::Close(format!("malformed {} v{version} request: {e}", api.name()));
         }
     };
@@ -156,6 +179,16 @@ pub async fn handle(core: &Rc<Core>, frame: Bytes) -> Outcome {
         }
     };
     Outcome::Respond(encode(api, version, correlation_id, &response))
+}
+
+/// The first `max` bytes of a frame in hex, for debug logs of malformed requests.
+fn hex_prefix(frame: &[u8], max: usize) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(2 * max.min(frame.len()));
+    for b in frame.iter().take(max) {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
 }
 
 /// Encodes a response frame (size prefix, header, body).
