@@ -758,7 +758,7 @@ impl Rng {
     }
 
     /// An array length: usually 0-2, sometimes up to 4.
-    pub fn len(&mut self) -> usize {
+    pub fn count(&mut self) -> usize {
         if self.one_in(8) {
             3 + self.below(2) as usize
         } else {

@@ -371,7 +371,7 @@ fn random_value(ty: &Ty) -> String {
         Ty::Uuid => "r.uuid()".into(),
         Ty::Str => "r.string()".into(),
         Ty::Bytes | Ty::Records => "r.bytes()".into(),
-        Ty::Array(inner) => format!("(0..r.len()).map(|_| {}).collect()", random_value(inner)),
+        Ty::Array(inner) => format!("(0..r.count()).map(|_| {}).collect()", random_value(inner)),
         Ty::Struct(s) => format!("{s}::random(r, version)"),
     }
 }

@@ -122,7 +122,7 @@ impl AddPartitionsToTxnRequest {
         let flexible = version >= 3;
         let mut x = Self::default();
         if version >= 4 {
-            x.transactions = (0..r.len())
+            x.transactions = (0..r.count())
                 .map(|_| AddPartitionsToTxnTransaction::random(r, version))
                 .collect();
         }
@@ -136,7 +136,7 @@ impl AddPartitionsToTxnRequest {
             x.v3_and_below_producer_epoch = r.u64() as i16;
         }
         if version <= 3 {
-            x.v3_and_below_topics = (0..r.len())
+            x.v3_and_below_topics = (0..r.count())
                 .map(|_| AddPartitionsToTxnTopic::random(r, version))
                 .collect();
         }
@@ -262,7 +262,7 @@ impl AddPartitionsToTxnTransaction {
             x.verify_only = r.bool();
         }
         if version >= 4 {
-            x.topics = (0..r.len())
+            x.topics = (0..r.count())
                 .map(|_| AddPartitionsToTxnTopic::random(r, version))
                 .collect();
         }
@@ -336,7 +336,7 @@ impl AddPartitionsToTxnTopic {
         let flexible = version >= 3;
         let mut x = Self::default();
         x.name = r.string();
-        x.partitions = (0..r.len()).map(|_| r.u64() as i32).collect();
+        x.partitions = (0..r.count()).map(|_| r.u64() as i32).collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }

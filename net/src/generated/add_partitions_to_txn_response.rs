@@ -112,12 +112,12 @@ impl AddPartitionsToTxnResponse {
             x.error_code = r.u64() as i16;
         }
         if version >= 4 {
-            x.results_by_transaction = (0..r.len())
+            x.results_by_transaction = (0..r.count())
                 .map(|_| AddPartitionsToTxnResult::random(r, version))
                 .collect();
         }
         if version <= 3 {
-            x.results_by_topic_v3_and_below = (0..r.len())
+            x.results_by_topic_v3_and_below = (0..r.count())
                 .map(|_| AddPartitionsToTxnTopicResult::random(r, version))
                 .collect();
         }
@@ -204,7 +204,7 @@ impl AddPartitionsToTxnResult {
             x.transactional_id = r.string();
         }
         if version >= 4 {
-            x.topic_results = (0..r.len())
+            x.topic_results = (0..r.count())
                 .map(|_| AddPartitionsToTxnTopicResult::random(r, version))
                 .collect();
         }
@@ -280,7 +280,7 @@ impl AddPartitionsToTxnTopicResult {
         let flexible = version >= 3;
         let mut x = Self::default();
         x.name = r.string();
-        x.results_by_partition = (0..r.len())
+        x.results_by_partition = (0..r.count())
             .map(|_| AddPartitionsToTxnPartitionResult::random(r, version))
             .collect();
         if flexible {

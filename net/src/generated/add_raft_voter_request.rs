@@ -108,7 +108,9 @@ impl AddRaftVoterRequest {
         x.timeout_ms = r.u64() as i32;
         x.voter_id = r.u64() as i32;
         x.voter_directory_id = r.uuid();
-        x.listeners = (0..r.len()).map(|_| Listener::random(r, version)).collect();
+        x.listeners = (0..r.count())
+            .map(|_| Listener::random(r, version))
+            .collect();
         if version >= 1 {
             x.ack_when_committed = r.bool();
         }

@@ -76,7 +76,7 @@ impl AlterClientQuotasRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 1;
         let mut x = Self::default();
-        x.entries = (0..r.len())
+        x.entries = (0..r.count())
             .map(|_| EntryData::random(r, version))
             .collect();
         x.validate_only = r.bool();
@@ -295,10 +295,10 @@ impl EntryData {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 1;
         let mut x = Self::default();
-        x.entity = (0..r.len())
+        x.entity = (0..r.count())
             .map(|_| EntityData::random(r, version))
             .collect();
-        x.ops = (0..r.len()).map(|_| OpData::random(r, version)).collect();
+        x.ops = (0..r.count()).map(|_| OpData::random(r, version)).collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }

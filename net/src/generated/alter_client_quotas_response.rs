@@ -77,7 +77,7 @@ impl AlterClientQuotasResponse {
         let flexible = version >= 1;
         let mut x = Self::default();
         x.throttle_time_ms = r.u64() as i32;
-        x.entries = (0..r.len())
+        x.entries = (0..r.count())
             .map(|_| EntryData::random(r, version))
             .collect();
         if flexible {
@@ -225,7 +225,7 @@ impl EntryData {
         let mut x = Self::default();
         x.error_code = r.u64() as i16;
         x.error_message = if r.one_in(4) { None } else { Some(r.string()) };
-        x.entity = (0..r.len())
+        x.entity = (0..r.count())
             .map(|_| EntityData::random(r, version))
             .collect();
         if flexible {

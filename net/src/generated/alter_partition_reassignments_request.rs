@@ -90,7 +90,7 @@ impl AlterPartitionReassignmentsRequest {
         if version >= 1 {
             x.allow_replication_factor_change = r.bool();
         }
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| ReassignableTopic::random(r, version))
             .collect();
         if flexible {
@@ -166,7 +166,7 @@ impl ReassignablePartition {
         x.replicas = if r.one_in(4) {
             None
         } else {
-            Some((0..r.len()).map(|_| r.u64() as i32).collect())
+            Some((0..r.count()).map(|_| r.u64() as i32).collect())
         };
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
@@ -240,7 +240,7 @@ impl ReassignableTopic {
         let flexible = true;
         let mut x = Self::default();
         x.name = r.string();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| ReassignablePartition::random(r, version))
             .collect();
         if flexible {

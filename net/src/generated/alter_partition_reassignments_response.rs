@@ -106,7 +106,7 @@ impl AlterPartitionReassignmentsResponse {
         }
         x.error_code = r.u64() as i16;
         x.error_message = if r.one_in(4) { None } else { Some(r.string()) };
-        x.responses = (0..r.len())
+        x.responses = (0..r.count())
             .map(|_| ReassignableTopicResponse::random(r, version))
             .collect();
         if flexible {
@@ -256,7 +256,7 @@ impl ReassignableTopicResponse {
         let flexible = true;
         let mut x = Self::default();
         x.name = r.string();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| ReassignablePartitionResponse::random(r, version))
             .collect();
         if flexible {

@@ -84,7 +84,7 @@ impl AlterPartitionRequest {
         let mut x = Self::default();
         x.broker_id = r.u64() as i32;
         x.broker_epoch = r.u64() as i64;
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| TopicData::random(r, version))
             .collect();
         if flexible {
@@ -275,10 +275,10 @@ impl PartitionData {
         x.partition_index = r.u64() as i32;
         x.leader_epoch = r.u64() as i32;
         if version <= 2 {
-            x.new_isr = (0..r.len()).map(|_| r.u64() as i32).collect();
+            x.new_isr = (0..r.count()).map(|_| r.u64() as i32).collect();
         }
         if version >= 3 {
-            x.new_isr_with_epochs = (0..r.len())
+            x.new_isr_with_epochs = (0..r.count())
                 .map(|_| BrokerState::random(r, version))
                 .collect();
         }
@@ -354,7 +354,7 @@ impl TopicData {
         let flexible = true;
         let mut x = Self::default();
         x.topic_id = r.uuid();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| PartitionData::random(r, version))
             .collect();
         if flexible {

@@ -84,7 +84,7 @@ impl AlterPartitionResponse {
         let mut x = Self::default();
         x.throttle_time_ms = r.u64() as i32;
         x.error_code = r.u64() as i16;
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| TopicData::random(r, version))
             .collect();
         if flexible {
@@ -190,7 +190,7 @@ impl PartitionData {
         x.error_code = r.u64() as i16;
         x.leader_id = r.u64() as i32;
         x.leader_epoch = r.u64() as i32;
-        x.isr = (0..r.len()).map(|_| r.u64() as i32).collect();
+        x.isr = (0..r.count()).map(|_| r.u64() as i32).collect();
         x.leader_recovery_state = r.u64() as i8;
         x.partition_epoch = r.u64() as i32;
         if flexible {
@@ -263,7 +263,7 @@ impl TopicData {
         let flexible = true;
         let mut x = Self::default();
         x.topic_id = r.uuid();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| PartitionData::random(r, version))
             .collect();
         if flexible {

@@ -70,7 +70,7 @@ impl AlterReplicaLogDirsRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 2;
         let mut x = Self::default();
-        x.dirs = (0..r.len())
+        x.dirs = (0..r.count())
             .map(|_| AlterReplicaLogDir::random(r, version))
             .collect();
         if flexible {
@@ -143,7 +143,7 @@ impl AlterReplicaLogDirTopic {
         let flexible = version >= 2;
         let mut x = Self::default();
         x.name = r.string();
-        x.partitions = (0..r.len()).map(|_| r.u64() as i32).collect();
+        x.partitions = (0..r.count()).map(|_| r.u64() as i32).collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }
@@ -216,7 +216,7 @@ impl AlterReplicaLogDir {
         let flexible = version >= 2;
         let mut x = Self::default();
         x.path = r.string();
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| AlterReplicaLogDirTopic::random(r, version))
             .collect();
         if flexible {

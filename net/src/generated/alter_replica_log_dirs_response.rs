@@ -79,7 +79,7 @@ impl AlterReplicaLogDirsResponse {
         let flexible = version >= 2;
         let mut x = Self::default();
         x.throttle_time_ms = r.u64() as i32;
-        x.results = (0..r.len())
+        x.results = (0..r.count())
             .map(|_| AlterReplicaLogDirTopicResult::random(r, version))
             .collect();
         if flexible {
@@ -222,7 +222,7 @@ impl AlterReplicaLogDirTopicResult {
         let flexible = version >= 2;
         let mut x = Self::default();
         x.topic_name = r.string();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| AlterReplicaLogDirPartitionResult::random(r, version))
             .collect();
         if flexible {

@@ -79,7 +79,7 @@ impl AlterShareGroupOffsetsRequest {
         let flexible = true;
         let mut x = Self::default();
         x.group_id = r.string();
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| AlterShareGroupOffsetsRequestTopic::random(r, version))
             .collect();
         if flexible {
@@ -222,7 +222,7 @@ impl AlterShareGroupOffsetsRequestTopic {
         let flexible = true;
         let mut x = Self::default();
         x.topic_name = r.string();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| AlterShareGroupOffsetsRequestPartition::random(r, version))
             .collect();
         if flexible {

@@ -93,7 +93,7 @@ impl AlterShareGroupOffsetsResponse {
         x.throttle_time_ms = r.u64() as i32;
         x.error_code = r.u64() as i16;
         x.error_message = if r.one_in(4) { None } else { Some(r.string()) };
-        x.responses = (0..r.len())
+        x.responses = (0..r.count())
             .map(|_| AlterShareGroupOffsetsResponseTopic::random(r, version))
             .collect();
         if flexible {
@@ -250,7 +250,7 @@ impl AlterShareGroupOffsetsResponseTopic {
         let mut x = Self::default();
         x.topic_name = r.string();
         x.topic_id = r.uuid();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| AlterShareGroupOffsetsResponsePartition::random(r, version))
             .collect();
         if flexible {

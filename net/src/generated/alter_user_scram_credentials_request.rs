@@ -83,10 +83,10 @@ impl AlterUserScramCredentialsRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.deletions = (0..r.len())
+        x.deletions = (0..r.count())
             .map(|_| ScramCredentialDeletion::random(r, version))
             .collect();
-        x.upsertions = (0..r.len())
+        x.upsertions = (0..r.count())
             .map(|_| ScramCredentialUpsertion::random(r, version))
             .collect();
         if flexible {

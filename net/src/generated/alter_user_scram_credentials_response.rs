@@ -79,7 +79,7 @@ impl AlterUserScramCredentialsResponse {
         let flexible = true;
         let mut x = Self::default();
         x.throttle_time_ms = r.u64() as i32;
-        x.results = (0..r.len())
+        x.results = (0..r.count())
             .map(|_| AlterUserScramCredentialsResult::random(r, version))
             .collect();
         if flexible {

@@ -165,14 +165,14 @@ impl ApiVersionsResponse {
         let flexible = version >= 3;
         let mut x = Self::default();
         x.error_code = r.u64() as i16;
-        x.api_keys = (0..r.len())
+        x.api_keys = (0..r.count())
             .map(|_| ApiVersion::random(r, version))
             .collect();
         if version >= 1 {
             x.throttle_time_ms = r.u64() as i32;
         }
         if version >= 3 {
-            x.supported_features = (0..r.len())
+            x.supported_features = (0..r.count())
                 .map(|_| SupportedFeatureKey::random(r, version))
                 .collect();
         }
@@ -180,7 +180,7 @@ impl ApiVersionsResponse {
             x.finalized_features_epoch = r.u64() as i64;
         }
         if version >= 3 {
-            x.finalized_features = (0..r.len())
+            x.finalized_features = (0..r.count())
                 .map(|_| FinalizedFeatureKey::random(r, version))
                 .collect();
         }

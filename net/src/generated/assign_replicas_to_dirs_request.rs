@@ -84,7 +84,7 @@ impl AssignReplicasToDirsRequest {
         let mut x = Self::default();
         x.broker_id = r.u64() as i32;
         x.broker_epoch = r.u64() as i64;
-        x.directories = (0..r.len())
+        x.directories = (0..r.count())
             .map(|_| DirectoryData::random(r, version))
             .collect();
         if flexible {
@@ -218,7 +218,7 @@ impl TopicData {
         let flexible = true;
         let mut x = Self::default();
         x.topic_id = r.uuid();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| PartitionData::random(r, version))
             .collect();
         if flexible {
@@ -291,7 +291,7 @@ impl DirectoryData {
         let flexible = true;
         let mut x = Self::default();
         x.id = r.uuid();
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| TopicData::random(r, version))
             .collect();
         if flexible {

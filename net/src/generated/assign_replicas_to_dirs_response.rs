@@ -84,7 +84,7 @@ impl AssignReplicasToDirsResponse {
         let mut x = Self::default();
         x.throttle_time_ms = r.u64() as i32;
         x.error_code = r.u64() as i16;
-        x.directories = (0..r.len())
+        x.directories = (0..r.count())
             .map(|_| DirectoryData::random(r, version))
             .collect();
         if flexible {
@@ -225,7 +225,7 @@ impl TopicData {
         let flexible = true;
         let mut x = Self::default();
         x.topic_id = r.uuid();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| PartitionData::random(r, version))
             .collect();
         if flexible {
@@ -298,7 +298,7 @@ impl DirectoryData {
         let flexible = true;
         let mut x = Self::default();
         x.id = r.uuid();
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| TopicData::random(r, version))
             .collect();
         if flexible {

@@ -104,11 +104,11 @@ impl BeginQuorumEpochRequest {
         if version >= 1 {
             x.voter_id = r.u64() as i32;
         }
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| TopicData::random(r, version))
             .collect();
         if version >= 1 {
-            x.leader_endpoints = (0..r.len())
+            x.leader_endpoints = (0..r.count())
                 .map(|_| LeaderEndpoint::random(r, version))
                 .collect();
         }
@@ -270,7 +270,7 @@ impl TopicData {
         let flexible = version >= 1;
         let mut x = Self::default();
         x.topic_name = r.string();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| PartitionData::random(r, version))
             .collect();
         if flexible {

@@ -98,11 +98,11 @@ impl BeginQuorumEpochResponse {
         let flexible = version >= 1;
         let mut x = Self::default();
         x.error_code = r.u64() as i16;
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| TopicData::random(r, version))
             .collect();
         if version >= 1 {
-            x.node_endpoints = (0..r.len())
+            x.node_endpoints = (0..r.count())
                 .map(|_| NodeEndpoint::random(r, version))
                 .collect();
         }
@@ -258,7 +258,7 @@ impl TopicData {
         let flexible = version >= 1;
         let mut x = Self::default();
         x.topic_name = r.string();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| PartitionData::random(r, version))
             .collect();
         if flexible {

@@ -140,13 +140,13 @@ impl BrokerHeartbeatRequest {
         x.want_fence = r.bool();
         x.want_shut_down = r.bool();
         if version >= 1 {
-            x.offline_log_dirs = (0..r.len()).map(|_| r.uuid()).collect();
+            x.offline_log_dirs = (0..r.count()).map(|_| r.uuid()).collect();
         }
         if version >= 2 {
             x.cordoned_log_dirs = if r.one_in(4) {
                 None
             } else {
-                Some((0..r.len()).map(|_| r.uuid()).collect())
+                Some((0..r.count()).map(|_| r.uuid()).collect())
             };
         }
         if flexible {

@@ -139,14 +139,18 @@ impl BrokerRegistrationRequest {
         x.broker_id = r.u64() as i32;
         x.cluster_id = r.string();
         x.incarnation_id = r.uuid();
-        x.listeners = (0..r.len()).map(|_| Listener::random(r, version)).collect();
-        x.features = (0..r.len()).map(|_| Feature::random(r, version)).collect();
+        x.listeners = (0..r.count())
+            .map(|_| Listener::random(r, version))
+            .collect();
+        x.features = (0..r.count())
+            .map(|_| Feature::random(r, version))
+            .collect();
         x.rack = if r.one_in(4) { None } else { Some(r.string()) };
         if version >= 1 {
             x.is_migrating_zk_broker = r.bool();
         }
         if version >= 2 {
-            x.log_dirs = (0..r.len()).map(|_| r.uuid()).collect();
+            x.log_dirs = (0..r.count()).map(|_| r.uuid()).collect();
         }
         if version >= 3 {
             x.previous_broker_epoch = r.u64() as i64;

@@ -77,7 +77,7 @@ impl ConsumerGroupDescribeResponse {
         let flexible = true;
         let mut x = Self::default();
         x.throttle_time_ms = r.u64() as i32;
-        x.groups = (0..r.len())
+        x.groups = (0..r.count())
             .map(|_| DescribedGroup::random(r, version))
             .collect();
         if flexible {
@@ -213,7 +213,7 @@ impl Member {
         x.member_epoch = r.u64() as i32;
         x.client_id = r.string();
         x.client_host = r.string();
-        x.subscribed_topic_names = (0..r.len()).map(|_| r.string()).collect();
+        x.subscribed_topic_names = (0..r.count()).map(|_| r.string()).collect();
         x.subscribed_topic_regex = if r.one_in(4) { None } else { Some(r.string()) };
         x.assignment = Assignment::random(r, version);
         x.target_assignment = Assignment::random(r, version);
@@ -338,7 +338,7 @@ impl DescribedGroup {
         x.group_epoch = r.u64() as i32;
         x.assignment_epoch = r.u64() as i32;
         x.assignor_name = r.string();
-        x.members = (0..r.len()).map(|_| Member::random(r, version)).collect();
+        x.members = (0..r.count()).map(|_| Member::random(r, version)).collect();
         x.authorized_operations = r.u64() as i32;
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
@@ -417,7 +417,7 @@ impl TopicPartitions {
         let mut x = Self::default();
         x.topic_id = r.uuid();
         x.topic_name = r.string();
-        x.partitions = (0..r.len()).map(|_| r.u64() as i32).collect();
+        x.partitions = (0..r.count()).map(|_| r.u64() as i32).collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }
@@ -481,7 +481,7 @@ impl Assignment {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.topic_partitions = (0..r.len())
+        x.topic_partitions = (0..r.count())
             .map(|_| TopicPartitions::random(r, version))
             .collect();
         if flexible {

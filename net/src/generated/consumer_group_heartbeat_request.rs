@@ -144,7 +144,7 @@ impl ConsumerGroupHeartbeatRequest {
         x.subscribed_topic_names = if r.one_in(4) {
             None
         } else {
-            Some((0..r.len()).map(|_| r.string()).collect())
+            Some((0..r.count()).map(|_| r.string()).collect())
         };
         if version >= 1 {
             x.subscribed_topic_regex = if r.one_in(4) { None } else { Some(r.string()) };
@@ -154,7 +154,7 @@ impl ConsumerGroupHeartbeatRequest {
             None
         } else {
             Some(
-                (0..r.len())
+                (0..r.count())
                     .map(|_| TopicPartitions::random(r, version))
                     .collect(),
             )
@@ -229,7 +229,7 @@ impl TopicPartitions {
         let flexible = true;
         let mut x = Self::default();
         x.topic_id = r.uuid();
-        x.partitions = (0..r.len()).map(|_| r.u64() as i32).collect();
+        x.partitions = (0..r.count()).map(|_| r.u64() as i32).collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }

@@ -100,8 +100,12 @@ impl ControllerRegistrationRequest {
         x.controller_id = r.u64() as i32;
         x.incarnation_id = r.uuid();
         x.zk_migration_ready = r.bool();
-        x.listeners = (0..r.len()).map(|_| Listener::random(r, version)).collect();
-        x.features = (0..r.len()).map(|_| Feature::random(r, version)).collect();
+        x.listeners = (0..r.count())
+            .map(|_| Listener::random(r, version))
+            .collect();
+        x.features = (0..r.count())
+            .map(|_| Feature::random(r, version))
+            .collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }

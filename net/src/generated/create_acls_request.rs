@@ -70,7 +70,7 @@ impl CreateAclsRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 2;
         let mut x = Self::default();
-        x.creations = (0..r.len())
+        x.creations = (0..r.count())
             .map(|_| AclCreation::random(r, version))
             .collect();
         if flexible {

@@ -77,7 +77,7 @@ impl CreateAclsResponse {
         let flexible = version >= 2;
         let mut x = Self::default();
         x.throttle_time_ms = r.u64() as i32;
-        x.results = (0..r.len())
+        x.results = (0..r.count())
             .map(|_| AclCreationResult::random(r, version))
             .collect();
         if flexible {

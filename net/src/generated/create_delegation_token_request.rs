@@ -102,7 +102,7 @@ impl CreateDelegationTokenRequest {
         if version >= 3 {
             x.owner_principal_name = if r.one_in(4) { None } else { Some(r.string()) };
         }
-        x.renewers = (0..r.len())
+        x.renewers = (0..r.count())
             .map(|_| CreatableRenewers::random(r, version))
             .collect();
         x.max_lifetime_ms = r.u64() as i64;

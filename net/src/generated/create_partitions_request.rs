@@ -84,7 +84,7 @@ impl CreatePartitionsRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 2;
         let mut x = Self::default();
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| CreatePartitionsTopic::random(r, version))
             .collect();
         x.timeout_ms = r.u64() as i32;
@@ -152,7 +152,7 @@ impl CreatePartitionsAssignment {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 2;
         let mut x = Self::default();
-        x.broker_ids = (0..r.len()).map(|_| r.u64() as i32).collect();
+        x.broker_ids = (0..r.count()).map(|_| r.u64() as i32).collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }
@@ -236,7 +236,7 @@ impl CreatePartitionsTopic {
             None
         } else {
             Some(
-                (0..r.len())
+                (0..r.count())
                     .map(|_| CreatePartitionsAssignment::random(r, version))
                     .collect(),
             )

@@ -82,7 +82,7 @@ impl CreateTopicsRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 5;
         let mut x = Self::default();
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| CreatableTopic::random(r, version))
             .collect();
         x.timeout_ms = r.u64() as i32;
@@ -157,7 +157,7 @@ impl CreatableReplicaAssignment {
         let flexible = version >= 5;
         let mut x = Self::default();
         x.partition_index = r.u64() as i32;
-        x.broker_ids = (0..r.len()).map(|_| r.u64() as i32).collect();
+        x.broker_ids = (0..r.count()).map(|_| r.u64() as i32).collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }
@@ -323,10 +323,10 @@ impl CreatableTopic {
         x.name = r.string();
         x.num_partitions = r.u64() as i32;
         x.replication_factor = r.u64() as i16;
-        x.assignments = (0..r.len())
+        x.assignments = (0..r.count())
             .map(|_| CreatableReplicaAssignment::random(r, version))
             .collect();
-        x.configs = (0..r.len())
+        x.configs = (0..r.count())
             .map(|_| CreatableTopicConfig::random(r, version))
             .collect();
         if flexible {

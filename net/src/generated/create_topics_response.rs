@@ -79,7 +79,7 @@ impl CreateTopicsResponse {
         let flexible = version >= 5;
         let mut x = Self::default();
         x.throttle_time_ms = r.u64() as i32;
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| CreatableTopicResult::random(r, version))
             .collect();
         if flexible {
@@ -355,7 +355,7 @@ impl CreatableTopicResult {
                 None
             } else {
                 Some(
-                    (0..r.len())
+                    (0..r.count())
                         .map(|_| CreatableTopicConfigs::random(r, version))
                         .collect(),
                 )

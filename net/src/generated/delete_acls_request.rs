@@ -70,7 +70,7 @@ impl DeleteAclsRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 2;
         let mut x = Self::default();
-        x.filters = (0..r.len())
+        x.filters = (0..r.count())
             .map(|_| DeleteAclsFilter::random(r, version))
             .collect();
         if flexible {

@@ -79,7 +79,7 @@ impl DeleteAclsResponse {
         let flexible = version >= 2;
         let mut x = Self::default();
         x.throttle_time_ms = r.u64() as i32;
-        x.filter_results = (0..r.len())
+        x.filter_results = (0..r.count())
             .map(|_| DeleteAclsFilterResult::random(r, version))
             .collect();
         if flexible {
@@ -278,7 +278,7 @@ impl DeleteAclsFilterResult {
         let mut x = Self::default();
         x.error_code = r.u64() as i16;
         x.error_message = if r.one_in(4) { None } else { Some(r.string()) };
-        x.matching_acls = (0..r.len())
+        x.matching_acls = (0..r.count())
             .map(|_| DeleteAclsMatchingAcl::random(r, version))
             .collect();
         if flexible {

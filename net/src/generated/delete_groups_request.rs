@@ -70,7 +70,7 @@ impl DeleteGroupsRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 2;
         let mut x = Self::default();
-        x.groups_names = (0..r.len()).map(|_| r.string()).collect();
+        x.groups_names = (0..r.count()).map(|_| r.string()).collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }

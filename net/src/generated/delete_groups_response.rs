@@ -79,7 +79,7 @@ impl DeleteGroupsResponse {
         let flexible = version >= 2;
         let mut x = Self::default();
         x.throttle_time_ms = r.u64() as i32;
-        x.results = (0..r.len())
+        x.results = (0..r.count())
             .map(|_| DeletableGroupResult::random(r, version))
             .collect();
         if flexible {

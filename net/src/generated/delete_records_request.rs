@@ -76,7 +76,7 @@ impl DeleteRecordsRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 2;
         let mut x = Self::default();
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| DeleteRecordsTopic::random(r, version))
             .collect();
         x.timeout_ms = r.u64() as i32;
@@ -220,7 +220,7 @@ impl DeleteRecordsTopic {
         let flexible = version >= 2;
         let mut x = Self::default();
         x.name = r.string();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| DeleteRecordsPartition::random(r, version))
             .collect();
         if flexible {

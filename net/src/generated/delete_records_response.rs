@@ -79,7 +79,7 @@ impl DeleteRecordsResponse {
         let flexible = version >= 2;
         let mut x = Self::default();
         x.throttle_time_ms = r.u64() as i32;
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| DeleteRecordsTopicResult::random(r, version))
             .collect();
         if flexible {
@@ -229,7 +229,7 @@ impl DeleteRecordsTopicResult {
         let flexible = version >= 2;
         let mut x = Self::default();
         x.name = r.string();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| DeleteRecordsPartitionResult::random(r, version))
             .collect();
         if flexible {

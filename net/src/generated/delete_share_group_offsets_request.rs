@@ -79,7 +79,7 @@ impl DeleteShareGroupOffsetsRequest {
         let flexible = true;
         let mut x = Self::default();
         x.group_id = r.string();
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| DeleteShareGroupOffsetsRequestTopic::random(r, version))
             .collect();
         if flexible {

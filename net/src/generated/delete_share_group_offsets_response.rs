@@ -93,7 +93,7 @@ impl DeleteShareGroupOffsetsResponse {
         x.throttle_time_ms = r.u64() as i32;
         x.error_code = r.u64() as i16;
         x.error_message = if r.one_in(4) { None } else { Some(r.string()) };
-        x.responses = (0..r.len())
+        x.responses = (0..r.count())
             .map(|_| DeleteShareGroupOffsetsResponseTopic::random(r, version))
             .collect();
         if flexible {

@@ -77,7 +77,7 @@ impl DeleteShareGroupStateRequest {
         let flexible = true;
         let mut x = Self::default();
         x.group_id = r.string();
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| DeleteStateData::random(r, version))
             .collect();
         if flexible {
@@ -211,7 +211,7 @@ impl DeleteStateData {
         let flexible = true;
         let mut x = Self::default();
         x.topic_id = r.uuid();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| PartitionData::random(r, version))
             .collect();
         if flexible {

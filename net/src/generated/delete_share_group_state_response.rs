@@ -70,7 +70,7 @@ impl DeleteShareGroupStateResponse {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.results = (0..r.len())
+        x.results = (0..r.count())
             .map(|_| DeleteStateResult::random(r, version))
             .collect();
         if flexible {
@@ -218,7 +218,7 @@ impl DeleteStateResult {
         let flexible = true;
         let mut x = Self::default();
         x.topic_id = r.uuid();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| PartitionResult::random(r, version))
             .collect();
         if flexible {

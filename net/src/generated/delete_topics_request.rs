@@ -94,12 +94,12 @@ impl DeleteTopicsRequest {
         let flexible = version >= 4;
         let mut x = Self::default();
         if version >= 6 {
-            x.topics = (0..r.len())
+            x.topics = (0..r.count())
                 .map(|_| DeleteTopicState::random(r, version))
                 .collect();
         }
         if version <= 5 {
-            x.topic_names = (0..r.len()).map(|_| r.string()).collect();
+            x.topic_names = (0..r.count()).map(|_| r.string()).collect();
         }
         x.timeout_ms = r.u64() as i32;
         if flexible {

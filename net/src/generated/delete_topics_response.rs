@@ -79,7 +79,7 @@ impl DeleteTopicsResponse {
         let flexible = version >= 4;
         let mut x = Self::default();
         x.throttle_time_ms = r.u64() as i32;
-        x.responses = (0..r.len())
+        x.responses = (0..r.count())
             .map(|_| DeletableTopicResult::random(r, version))
             .collect();
         if flexible {

@@ -93,7 +93,7 @@ impl DescribeAclsResponse {
         x.throttle_time_ms = r.u64() as i32;
         x.error_code = r.u64() as i16;
         x.error_message = if r.one_in(4) { None } else { Some(r.string()) };
-        x.resources = (0..r.len())
+        x.resources = (0..r.count())
             .map(|_| DescribeAclsResource::random(r, version))
             .collect();
         if flexible {
@@ -262,7 +262,7 @@ impl DescribeAclsResource {
         x.resource_type = r.u64() as i8;
         x.resource_name = r.string();
         x.pattern_type = r.u64() as i8;
-        x.acls = (0..r.len())
+        x.acls = (0..r.count())
             .map(|_| AclDescription::random(r, version))
             .collect();
         if flexible {

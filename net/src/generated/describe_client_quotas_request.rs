@@ -76,7 +76,7 @@ impl DescribeClientQuotasRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 1;
         let mut x = Self::default();
-        x.components = (0..r.len())
+        x.components = (0..r.count())
             .map(|_| ComponentData::random(r, version))
             .collect();
         x.strict = r.bool();

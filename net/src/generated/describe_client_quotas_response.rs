@@ -95,7 +95,7 @@ impl DescribeClientQuotasResponse {
             None
         } else {
             Some(
-                (0..r.len())
+                (0..r.count())
                     .map(|_| EntryData::random(r, version))
                     .collect(),
             )
@@ -308,10 +308,10 @@ impl EntryData {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 1;
         let mut x = Self::default();
-        x.entity = (0..r.len())
+        x.entity = (0..r.count())
             .map(|_| EntityData::random(r, version))
             .collect();
-        x.values = (0..r.len())
+        x.values = (0..r.count())
             .map(|_| ValueData::random(r, version))
             .collect();
         if flexible {

@@ -126,7 +126,7 @@ impl DescribeClusterResponse {
         }
         x.cluster_id = r.string();
         x.controller_id = r.u64() as i32;
-        x.brokers = (0..r.len())
+        x.brokers = (0..r.count())
             .map(|_| DescribeClusterBroker::random(r, version))
             .collect();
         x.cluster_authorized_operations = r.u64() as i32;

@@ -88,7 +88,7 @@ impl DescribeConfigsRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 4;
         let mut x = Self::default();
-        x.resources = (0..r.len())
+        x.resources = (0..r.count())
             .map(|_| DescribeConfigsResource::random(r, version))
             .collect();
         x.include_synonyms = r.bool();
@@ -175,7 +175,7 @@ impl DescribeConfigsResource {
         x.configuration_keys = if r.one_in(4) {
             None
         } else {
-            Some((0..r.len()).map(|_| r.string()).collect())
+            Some((0..r.count()).map(|_| r.string()).collect())
         };
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();

@@ -79,7 +79,7 @@ impl DescribeConfigsResponse {
         let flexible = version >= 4;
         let mut x = Self::default();
         x.throttle_time_ms = r.u64() as i32;
-        x.results = (0..r.len())
+        x.results = (0..r.count())
             .map(|_| DescribeConfigsResult::random(r, version))
             .collect();
         if flexible {
@@ -277,7 +277,7 @@ impl DescribeConfigsResourceResult {
         x.read_only = r.bool();
         x.config_source = r.u64() as i8;
         x.is_sensitive = r.bool();
-        x.synonyms = (0..r.len())
+        x.synonyms = (0..r.count())
             .map(|_| DescribeConfigsSynonym::random(r, version))
             .collect();
         if version >= 3 {
@@ -379,7 +379,7 @@ impl DescribeConfigsResult {
         x.error_message = if r.one_in(4) { None } else { Some(r.string()) };
         x.resource_type = r.u64() as i8;
         x.resource_name = r.string();
-        x.configs = (0..r.len())
+        x.configs = (0..r.count())
             .map(|_| DescribeConfigsResourceResult::random(r, version))
             .collect();
         if flexible {

@@ -76,7 +76,7 @@ impl DescribeDelegationTokenRequest {
             None
         } else {
             Some(
-                (0..r.len())
+                (0..r.count())
                     .map(|_| DescribeDelegationTokenOwner::random(r, version))
                     .collect(),
             )

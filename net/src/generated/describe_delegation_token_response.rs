@@ -85,7 +85,7 @@ impl DescribeDelegationTokenResponse {
         let flexible = version >= 2;
         let mut x = Self::default();
         x.error_code = r.u64() as i16;
-        x.tokens = (0..r.len())
+        x.tokens = (0..r.count())
             .map(|_| DescribedDelegationToken::random(r, version))
             .collect();
         x.throttle_time_ms = r.u64() as i32;
@@ -297,7 +297,7 @@ impl DescribedDelegationToken {
         x.max_timestamp = r.u64() as i64;
         x.token_id = r.string();
         x.hmac = r.bytes();
-        x.renewers = (0..r.len())
+        x.renewers = (0..r.count())
             .map(|_| DescribedDelegationTokenRenewer::random(r, version))
             .collect();
         if flexible {

@@ -80,7 +80,7 @@ impl DescribeGroupsRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 5;
         let mut x = Self::default();
-        x.groups = (0..r.len()).map(|_| r.string()).collect();
+        x.groups = (0..r.count()).map(|_| r.string()).collect();
         if version >= 3 {
             x.include_authorized_operations = r.bool();
         }

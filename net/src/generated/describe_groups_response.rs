@@ -83,7 +83,7 @@ impl DescribeGroupsResponse {
         if version >= 1 {
             x.throttle_time_ms = r.u64() as i32;
         }
-        x.groups = (0..r.len())
+        x.groups = (0..r.count())
             .map(|_| DescribedGroup::random(r, version))
             .collect();
         if flexible {
@@ -311,7 +311,7 @@ impl DescribedGroup {
         x.group_state = r.string();
         x.protocol_type = r.string();
         x.protocol_data = r.string();
-        x.members = (0..r.len())
+        x.members = (0..r.count())
             .map(|_| DescribedGroupMember::random(r, version))
             .collect();
         if version >= 3 {

@@ -76,7 +76,7 @@ impl DescribeLogDirsRequest {
             None
         } else {
             Some(
-                (0..r.len())
+                (0..r.count())
                     .map(|_| DescribableLogDirTopic::random(r, version))
                     .collect(),
             )
@@ -151,7 +151,7 @@ impl DescribableLogDirTopic {
         let flexible = version >= 2;
         let mut x = Self::default();
         x.topic = r.string();
-        x.partitions = (0..r.len()).map(|_| r.u64() as i32).collect();
+        x.partitions = (0..r.count()).map(|_| r.u64() as i32).collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }

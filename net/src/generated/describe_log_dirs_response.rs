@@ -92,7 +92,7 @@ impl DescribeLogDirsResponse {
         if version >= 3 {
             x.error_code = r.u64() as i16;
         }
-        x.results = (0..r.len())
+        x.results = (0..r.count())
             .map(|_| DescribeLogDirsResult::random(r, version))
             .collect();
         if flexible {
@@ -249,7 +249,7 @@ impl DescribeLogDirsTopic {
         let flexible = version >= 2;
         let mut x = Self::default();
         x.name = r.string();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| DescribeLogDirsPartition::random(r, version))
             .collect();
         if flexible {
@@ -361,7 +361,7 @@ impl DescribeLogDirsResult {
         let mut x = Self::default();
         x.error_code = r.u64() as i16;
         x.log_dir = r.string();
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| DescribeLogDirsTopic::random(r, version))
             .collect();
         if version >= 4 {

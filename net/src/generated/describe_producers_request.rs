@@ -70,7 +70,7 @@ impl DescribeProducersRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| TopicRequest::random(r, version))
             .collect();
         if flexible {
@@ -143,7 +143,7 @@ impl TopicRequest {
         let flexible = true;
         let mut x = Self::default();
         x.name = r.string();
-        x.partition_indexes = (0..r.len()).map(|_| r.u64() as i32).collect();
+        x.partition_indexes = (0..r.count()).map(|_| r.u64() as i32).collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }

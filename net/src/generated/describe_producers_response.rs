@@ -77,7 +77,7 @@ impl DescribeProducersResponse {
         let flexible = true;
         let mut x = Self::default();
         x.throttle_time_ms = r.u64() as i32;
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| TopicResponse::random(r, version))
             .collect();
         if flexible {
@@ -260,7 +260,7 @@ impl PartitionResponse {
         x.partition_index = r.u64() as i32;
         x.error_code = r.u64() as i16;
         x.error_message = if r.one_in(4) { None } else { Some(r.string()) };
-        x.active_producers = (0..r.len())
+        x.active_producers = (0..r.count())
             .map(|_| ProducerState::random(r, version))
             .collect();
         if flexible {
@@ -333,7 +333,7 @@ impl TopicResponse {
         let flexible = true;
         let mut x = Self::default();
         x.name = r.string();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| PartitionResponse::random(r, version))
             .collect();
         if flexible {

@@ -70,7 +70,7 @@ impl DescribeQuorumRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| TopicData::random(r, version))
             .collect();
         if flexible {
@@ -204,7 +204,7 @@ impl TopicData {
         let flexible = true;
         let mut x = Self::default();
         x.topic_name = r.string();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| PartitionData::random(r, version))
             .collect();
         if flexible {

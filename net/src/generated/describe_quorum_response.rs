@@ -103,11 +103,11 @@ impl DescribeQuorumResponse {
         if version >= 2 {
             x.error_message = if r.one_in(4) { None } else { Some(r.string()) };
         }
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| TopicData::random(r, version))
             .collect();
         if version >= 2 {
-            x.nodes = (0..r.len()).map(|_| Node::random(r, version)).collect();
+            x.nodes = (0..r.count()).map(|_| Node::random(r, version)).collect();
         }
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
@@ -229,10 +229,10 @@ impl PartitionData {
         x.leader_id = r.u64() as i32;
         x.leader_epoch = r.u64() as i32;
         x.high_watermark = r.u64() as i64;
-        x.current_voters = (0..r.len())
+        x.current_voters = (0..r.count())
             .map(|_| ReplicaState::random(r, version))
             .collect();
-        x.observers = (0..r.len())
+        x.observers = (0..r.count())
             .map(|_| ReplicaState::random(r, version))
             .collect();
         if flexible {
@@ -305,7 +305,7 @@ impl TopicData {
         let flexible = true;
         let mut x = Self::default();
         x.topic_name = r.string();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| PartitionData::random(r, version))
             .collect();
         if flexible {
@@ -482,7 +482,9 @@ impl Node {
             x.node_id = r.u64() as i32;
         }
         if version >= 2 {
-            x.listeners = (0..r.len()).map(|_| Listener::random(r, version)).collect();
+            x.listeners = (0..r.count())
+                .map(|_| Listener::random(r, version))
+                .collect();
         }
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();

@@ -72,7 +72,7 @@ impl DescribeShareGroupOffsetsRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.groups = (0..r.len())
+        x.groups = (0..r.count())
             .map(|_| DescribeShareGroupOffsetsRequestGroup::random(r, version))
             .collect();
         if flexible {
@@ -145,7 +145,7 @@ impl DescribeShareGroupOffsetsRequestTopic {
         let flexible = true;
         let mut x = Self::default();
         x.topic_name = r.string();
-        x.partitions = (0..r.len()).map(|_| r.u64() as i32).collect();
+        x.partitions = (0..r.count()).map(|_| r.u64() as i32).collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }
@@ -222,7 +222,7 @@ impl DescribeShareGroupOffsetsRequestGroup {
             None
         } else {
             Some(
-                (0..r.len())
+                (0..r.count())
                     .map(|_| DescribeShareGroupOffsetsRequestTopic::random(r, version))
                     .collect(),
             )

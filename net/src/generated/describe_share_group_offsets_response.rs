@@ -79,7 +79,7 @@ impl DescribeShareGroupOffsetsResponse {
         let flexible = true;
         let mut x = Self::default();
         x.throttle_time_ms = r.u64() as i32;
-        x.groups = (0..r.len())
+        x.groups = (0..r.count())
             .map(|_| DescribeShareGroupOffsetsResponseGroup::random(r, version))
             .collect();
         if flexible {
@@ -265,7 +265,7 @@ impl DescribeShareGroupOffsetsResponseTopic {
         let mut x = Self::default();
         x.topic_name = r.string();
         x.topic_id = r.uuid();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| DescribeShareGroupOffsetsResponsePartition::random(r, version))
             .collect();
         if flexible {
@@ -352,7 +352,7 @@ impl DescribeShareGroupOffsetsResponseGroup {
         let flexible = true;
         let mut x = Self::default();
         x.group_id = r.string();
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| DescribeShareGroupOffsetsResponseTopic::random(r, version))
             .collect();
         x.error_code = r.u64() as i16;

@@ -88,7 +88,7 @@ impl DescribeTopicPartitionsRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| TopicRequest::random(r, version))
             .collect();
         x.response_partition_limit = r.u64() as i32;

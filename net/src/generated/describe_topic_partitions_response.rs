@@ -91,7 +91,7 @@ impl DescribeTopicPartitionsResponse {
         let flexible = true;
         let mut x = Self::default();
         x.throttle_time_ms = r.u64() as i32;
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| DescribeTopicPartitionsResponseTopic::random(r, version))
             .collect();
         x.next_cursor = if r.one_in(4) {
@@ -229,19 +229,19 @@ impl DescribeTopicPartitionsResponsePartition {
         x.partition_index = r.u64() as i32;
         x.leader_id = r.u64() as i32;
         x.leader_epoch = r.u64() as i32;
-        x.replica_nodes = (0..r.len()).map(|_| r.u64() as i32).collect();
-        x.isr_nodes = (0..r.len()).map(|_| r.u64() as i32).collect();
+        x.replica_nodes = (0..r.count()).map(|_| r.u64() as i32).collect();
+        x.isr_nodes = (0..r.count()).map(|_| r.u64() as i32).collect();
         x.eligible_leader_replicas = if r.one_in(4) {
             None
         } else {
-            Some((0..r.len()).map(|_| r.u64() as i32).collect())
+            Some((0..r.count()).map(|_| r.u64() as i32).collect())
         };
         x.last_known_elr = if r.one_in(4) {
             None
         } else {
-            Some((0..r.len()).map(|_| r.u64() as i32).collect())
+            Some((0..r.count()).map(|_| r.u64() as i32).collect())
         };
-        x.offline_replicas = (0..r.len()).map(|_| r.u64() as i32).collect();
+        x.offline_replicas = (0..r.count()).map(|_| r.u64() as i32).collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }
@@ -343,7 +343,7 @@ impl DescribeTopicPartitionsResponseTopic {
         x.name = if r.one_in(4) { None } else { Some(r.string()) };
         x.topic_id = r.uuid();
         x.is_internal = r.bool();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| DescribeTopicPartitionsResponsePartition::random(r, version))
             .collect();
         x.topic_authorized_operations = r.u64() as i32;

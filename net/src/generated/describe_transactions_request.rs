@@ -70,7 +70,7 @@ impl DescribeTransactionsRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.transactional_ids = (0..r.len()).map(|_| r.string()).collect();
+        x.transactional_ids = (0..r.count()).map(|_| r.string()).collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }

@@ -78,7 +78,7 @@ impl DescribeTransactionsResponse {
         let flexible = true;
         let mut x = Self::default();
         x.throttle_time_ms = r.u64() as i32;
-        x.transaction_states = (0..r.len())
+        x.transaction_states = (0..r.count())
             .map(|_| TransactionState::random(r, version))
             .collect();
         if flexible {
@@ -151,7 +151,7 @@ impl TopicData {
         let flexible = true;
         let mut x = Self::default();
         x.topic = r.string();
-        x.partitions = (0..r.len()).map(|_| r.u64() as i32).collect();
+        x.partitions = (0..r.count()).map(|_| r.u64() as i32).collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }
@@ -264,7 +264,7 @@ impl TransactionState {
         x.transaction_start_time_ms = r.u64() as i64;
         x.producer_id = r.u64() as i64;
         x.producer_epoch = r.u64() as i16;
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| TopicData::random(r, version))
             .collect();
         if flexible {

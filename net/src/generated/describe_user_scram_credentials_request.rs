@@ -73,7 +73,11 @@ impl DescribeUserScramCredentialsRequest {
         x.users = if r.one_in(4) {
             None
         } else {
-            Some((0..r.len()).map(|_| UserName::random(r, version)).collect())
+            Some(
+                (0..r.count())
+                    .map(|_| UserName::random(r, version))
+                    .collect(),
+            )
         };
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();

@@ -93,7 +93,7 @@ impl DescribeUserScramCredentialsResponse {
         x.throttle_time_ms = r.u64() as i32;
         x.error_code = r.u64() as i16;
         x.error_message = if r.one_in(4) { None } else { Some(r.string()) };
-        x.results = (0..r.len())
+        x.results = (0..r.count())
             .map(|_| DescribeUserScramCredentialsResult::random(r, version))
             .collect();
         if flexible {
@@ -248,7 +248,7 @@ impl DescribeUserScramCredentialsResult {
         x.user = r.string();
         x.error_code = r.u64() as i16;
         x.error_message = if r.one_in(4) { None } else { Some(r.string()) };
-        x.credential_infos = (0..r.len())
+        x.credential_infos = (0..r.count())
             .map(|_| CredentialInfo::random(r, version))
             .collect();
         if flexible {

@@ -94,7 +94,7 @@ impl ElectLeadersRequest {
             None
         } else {
             Some(
-                (0..r.len())
+                (0..r.count())
                     .map(|_| TopicPartitions::random(r, version))
                     .collect(),
             )
@@ -170,7 +170,7 @@ impl TopicPartitions {
         let flexible = version >= 2;
         let mut x = Self::default();
         x.topic = r.string();
-        x.partitions = (0..r.len()).map(|_| r.u64() as i32).collect();
+        x.partitions = (0..r.count()).map(|_| r.u64() as i32).collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }

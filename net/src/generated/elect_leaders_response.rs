@@ -92,7 +92,7 @@ impl ElectLeadersResponse {
         if version >= 1 {
             x.error_code = r.u64() as i16;
         }
-        x.replica_election_results = (0..r.len())
+        x.replica_election_results = (0..r.count())
             .map(|_| ReplicaElectionResult::random(r, version))
             .collect();
         if flexible {
@@ -240,7 +240,7 @@ impl ReplicaElectionResult {
         let flexible = version >= 2;
         let mut x = Self::default();
         x.topic = r.string();
-        x.partition_result = (0..r.len())
+        x.partition_result = (0..r.count())
             .map(|_| PartitionResult::random(r, version))
             .collect();
         if flexible {

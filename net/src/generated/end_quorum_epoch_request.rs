@@ -91,11 +91,11 @@ impl EndQuorumEpochRequest {
         let flexible = version >= 1;
         let mut x = Self::default();
         x.cluster_id = if r.one_in(4) { None } else { Some(r.string()) };
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| TopicData::random(r, version))
             .collect();
         if version >= 1 {
-            x.leader_endpoints = (0..r.len())
+            x.leader_endpoints = (0..r.count())
                 .map(|_| LeaderEndpoint::random(r, version))
                 .collect();
         }
@@ -282,10 +282,10 @@ impl PartitionData {
         x.leader_id = r.u64() as i32;
         x.leader_epoch = r.u64() as i32;
         if version <= 0 {
-            x.preferred_successors = (0..r.len()).map(|_| r.u64() as i32).collect();
+            x.preferred_successors = (0..r.count()).map(|_| r.u64() as i32).collect();
         }
         if version >= 1 {
-            x.preferred_candidates = (0..r.len())
+            x.preferred_candidates = (0..r.count())
                 .map(|_| ReplicaInfo::random(r, version))
                 .collect();
         }
@@ -359,7 +359,7 @@ impl TopicData {
         let flexible = version >= 1;
         let mut x = Self::default();
         x.topic_name = r.string();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| PartitionData::random(r, version))
             .collect();
         if flexible {

@@ -201,11 +201,11 @@ impl FetchRequest {
         if version >= 7 {
             x.session_epoch = r.u64() as i32;
         }
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| FetchTopic::random(r, version))
             .collect();
         if version >= 7 {
-            x.forgotten_topics_data = (0..r.len())
+            x.forgotten_topics_data = (0..r.count())
                 .map(|_| ForgottenTopic::random(r, version))
                 .collect();
         }
@@ -535,7 +535,7 @@ impl FetchTopic {
         if version >= 13 {
             x.topic_id = r.uuid();
         }
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| FetchPartition::random(r, version))
             .collect();
         if flexible {
@@ -632,7 +632,7 @@ impl ForgottenTopic {
             x.topic_id = r.uuid();
         }
         if version >= 7 {
-            x.partitions = (0..r.len()).map(|_| r.u64() as i32).collect();
+            x.partitions = (0..r.count()).map(|_| r.u64() as i32).collect();
         }
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();

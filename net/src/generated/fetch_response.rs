@@ -126,11 +126,11 @@ impl FetchResponse {
         if version >= 7 {
             x.session_id = r.u64() as i32;
         }
-        x.responses = (0..r.len())
+        x.responses = (0..r.count())
             .map(|_| FetchableTopicResponse::random(r, version))
             .collect();
         if version >= 16 {
-            x.node_endpoints = (0..r.len())
+            x.node_endpoints = (0..r.count())
                 .map(|_| NodeEndpoint::random(r, version))
                 .collect();
         }
@@ -619,7 +619,7 @@ impl PartitionData {
             None
         } else {
             Some(
-                (0..r.len())
+                (0..r.count())
                     .map(|_| AbortedTransaction::random(r, version))
                     .collect(),
             )
@@ -717,7 +717,7 @@ impl FetchableTopicResponse {
         if version >= 13 {
             x.topic_id = r.uuid();
         }
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| PartitionData::random(r, version))
             .collect();
         if flexible {

@@ -102,7 +102,7 @@ impl FetchSnapshotRequest {
         x.cluster_id = if r.one_in(4) { None } else { Some(r.string()) };
         x.replica_id = r.u64() as i32;
         x.max_bytes = r.u64() as i32;
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| TopicSnapshot::random(r, version))
             .collect();
         if flexible {
@@ -345,7 +345,7 @@ impl TopicSnapshot {
         let flexible = true;
         let mut x = Self::default();
         x.name = r.string();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| PartitionSnapshot::random(r, version))
             .collect();
         if flexible {

@@ -105,11 +105,11 @@ impl FetchSnapshotResponse {
         let mut x = Self::default();
         x.throttle_time_ms = r.u64() as i32;
         x.error_code = r.u64() as i16;
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| TopicSnapshot::random(r, version))
             .collect();
         if version >= 1 {
-            x.node_endpoints = (0..r.len())
+            x.node_endpoints = (0..r.count())
                 .map(|_| NodeEndpoint::random(r, version))
                 .collect();
         }
@@ -441,7 +441,7 @@ impl TopicSnapshot {
         let flexible = true;
         let mut x = Self::default();
         x.name = r.string();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| PartitionSnapshot::random(r, version))
             .collect();
         if flexible {

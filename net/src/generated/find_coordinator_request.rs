@@ -101,7 +101,7 @@ impl FindCoordinatorRequest {
             x.key_type = r.u64() as i8;
         }
         if version >= 4 {
-            x.coordinator_keys = (0..r.len()).map(|_| r.string()).collect();
+            x.coordinator_keys = (0..r.count()).map(|_| r.string()).collect();
         }
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();

@@ -153,7 +153,7 @@ impl FindCoordinatorResponse {
             x.port = r.u64() as i32;
         }
         if version >= 4 {
-            x.coordinators = (0..r.len())
+            x.coordinators = (0..r.count())
                 .map(|_| Coordinator::random(r, version))
                 .collect();
         }

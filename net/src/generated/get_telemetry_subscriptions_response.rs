@@ -125,11 +125,11 @@ impl GetTelemetrySubscriptionsResponse {
         x.error_code = r.u64() as i16;
         x.client_instance_id = r.uuid();
         x.subscription_id = r.u64() as i32;
-        x.accepted_compression_types = (0..r.len()).map(|_| r.u64() as i8).collect();
+        x.accepted_compression_types = (0..r.count()).map(|_| r.u64() as i8).collect();
         x.push_interval_ms = r.u64() as i32;
         x.telemetry_max_bytes = r.u64() as i32;
         x.delta_temporality = r.bool();
-        x.requested_metrics = (0..r.len()).map(|_| r.string()).collect();
+        x.requested_metrics = (0..r.count()).map(|_| r.string()).collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }

@@ -78,7 +78,7 @@ impl IncrementalAlterConfigsRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 1;
         let mut x = Self::default();
-        x.resources = (0..r.len())
+        x.resources = (0..r.count())
             .map(|_| AlterConfigsResource::random(r, version))
             .collect();
         x.validate_only = r.bool();
@@ -234,7 +234,7 @@ impl AlterConfigsResource {
         let mut x = Self::default();
         x.resource_type = r.u64() as i8;
         x.resource_name = r.string();
-        x.configs = (0..r.len())
+        x.configs = (0..r.count())
             .map(|_| AlterableConfig::random(r, version))
             .collect();
         if flexible {

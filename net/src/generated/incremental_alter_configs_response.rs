@@ -79,7 +79,7 @@ impl IncrementalAlterConfigsResponse {
         let flexible = version >= 1;
         let mut x = Self::default();
         x.throttle_time_ms = r.u64() as i32;
-        x.responses = (0..r.len())
+        x.responses = (0..r.count())
             .map(|_| AlterConfigsResourceResponse::random(r, version))
             .collect();
         if flexible {

@@ -79,7 +79,7 @@ impl InitializeShareGroupStateRequest {
         let flexible = true;
         let mut x = Self::default();
         x.group_id = r.string();
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| InitializeStateData::random(r, version))
             .collect();
         if flexible {
@@ -227,7 +227,7 @@ impl InitializeStateData {
         let flexible = true;
         let mut x = Self::default();
         x.topic_id = r.uuid();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| PartitionData::random(r, version))
             .collect();
         if flexible {

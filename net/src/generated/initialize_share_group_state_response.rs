@@ -72,7 +72,7 @@ impl InitializeShareGroupStateResponse {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.results = (0..r.len())
+        x.results = (0..r.count())
             .map(|_| InitializeStateResult::random(r, version))
             .collect();
         if flexible {
@@ -220,7 +220,7 @@ impl InitializeStateResult {
         let flexible = true;
         let mut x = Self::default();
         x.topic_id = r.uuid();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| PartitionResult::random(r, version))
             .collect();
         if flexible {

@@ -136,7 +136,7 @@ impl JoinGroupRequest {
             x.group_instance_id = if r.one_in(4) { None } else { Some(r.string()) };
         }
         x.protocol_type = r.string();
-        x.protocols = (0..r.len())
+        x.protocols = (0..r.count())
             .map(|_| JoinGroupRequestProtocol::random(r, version))
             .collect();
         if version >= 8 {

@@ -158,7 +158,7 @@ impl JoinGroupResponse {
             x.skip_assignment = r.bool();
         }
         x.member_id = r.string();
-        x.members = (0..r.len())
+        x.members = (0..r.count())
             .map(|_| JoinGroupResponseMember::random(r, version))
             .collect();
         if flexible {

@@ -95,7 +95,7 @@ impl LeaveGroupRequest {
             x.member_id = r.string();
         }
         if version >= 3 {
-            x.members = (0..r.len())
+            x.members = (0..r.count())
                 .map(|_| MemberIdentity::random(r, version))
                 .collect();
         }

@@ -95,7 +95,7 @@ impl LeaveGroupResponse {
         }
         x.error_code = r.u64() as i16;
         if version >= 3 {
-            x.members = (0..r.len())
+            x.members = (0..r.count())
                 .map(|_| MemberResponse::random(r, version))
                 .collect();
         }

@@ -75,7 +75,7 @@ impl ListConfigResourcesRequest {
         let flexible = true;
         let mut x = Self::default();
         if version >= 1 {
-            x.resource_types = (0..r.len()).map(|_| r.u64() as i8).collect();
+            x.resource_types = (0..r.count()).map(|_| r.u64() as i8).collect();
         }
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();

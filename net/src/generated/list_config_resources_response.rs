@@ -84,7 +84,7 @@ impl ListConfigResourcesResponse {
         let mut x = Self::default();
         x.throttle_time_ms = r.u64() as i32;
         x.error_code = r.u64() as i16;
-        x.config_resources = (0..r.len())
+        x.config_resources = (0..r.count())
             .map(|_| ConfigResource::random(r, version))
             .collect();
         if flexible {

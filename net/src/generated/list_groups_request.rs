@@ -88,10 +88,10 @@ impl ListGroupsRequest {
         let flexible = version >= 3;
         let mut x = Self::default();
         if version >= 4 {
-            x.states_filter = (0..r.len()).map(|_| r.string()).collect();
+            x.states_filter = (0..r.count()).map(|_| r.string()).collect();
         }
         if version >= 5 {
-            x.types_filter = (0..r.len()).map(|_| r.string()).collect();
+            x.types_filter = (0..r.count()).map(|_| r.string()).collect();
         }
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();

@@ -90,7 +90,7 @@ impl ListGroupsResponse {
             x.throttle_time_ms = r.u64() as i32;
         }
         x.error_code = r.u64() as i16;
-        x.groups = (0..r.len())
+        x.groups = (0..r.count())
             .map(|_| ListedGroup::random(r, version))
             .collect();
         if flexible {

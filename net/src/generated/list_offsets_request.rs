@@ -100,7 +100,7 @@ impl ListOffsetsRequest {
         if version >= 2 {
             x.isolation_level = r.u64() as i8;
         }
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| ListOffsetsTopic::random(r, version))
             .collect();
         if version >= 10 {
@@ -259,7 +259,7 @@ impl ListOffsetsTopic {
         let flexible = version >= 6;
         let mut x = Self::default();
         x.name = r.string();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| ListOffsetsPartition::random(r, version))
             .collect();
         if flexible {

@@ -85,7 +85,7 @@ impl ListOffsetsResponse {
         if version >= 2 {
             x.throttle_time_ms = r.u64() as i32;
         }
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| ListOffsetsTopicResponse::random(r, version))
             .collect();
         if flexible {
@@ -255,7 +255,7 @@ impl ListOffsetsTopicResponse {
         let flexible = version >= 6;
         let mut x = Self::default();
         x.name = r.string();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| ListOffsetsPartitionResponse::random(r, version))
             .collect();
         if flexible {

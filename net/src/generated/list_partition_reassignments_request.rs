@@ -83,7 +83,7 @@ impl ListPartitionReassignmentsRequest {
             None
         } else {
             Some(
-                (0..r.len())
+                (0..r.count())
                     .map(|_| ListPartitionReassignmentsTopics::random(r, version))
                     .collect(),
             )
@@ -158,7 +158,7 @@ impl ListPartitionReassignmentsTopics {
         let flexible = true;
         let mut x = Self::default();
         x.name = r.string();
-        x.partition_indexes = (0..r.len()).map(|_| r.u64() as i32).collect();
+        x.partition_indexes = (0..r.count()).map(|_| r.u64() as i32).collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }

@@ -93,7 +93,7 @@ impl ListPartitionReassignmentsResponse {
         x.throttle_time_ms = r.u64() as i32;
         x.error_code = r.u64() as i16;
         x.error_message = if r.one_in(4) { None } else { Some(r.string()) };
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| OngoingTopicReassignment::random(r, version))
             .collect();
         if flexible {
@@ -184,9 +184,9 @@ impl OngoingPartitionReassignment {
         let flexible = true;
         let mut x = Self::default();
         x.partition_index = r.u64() as i32;
-        x.replicas = (0..r.len()).map(|_| r.u64() as i32).collect();
-        x.adding_replicas = (0..r.len()).map(|_| r.u64() as i32).collect();
-        x.removing_replicas = (0..r.len()).map(|_| r.u64() as i32).collect();
+        x.replicas = (0..r.count()).map(|_| r.u64() as i32).collect();
+        x.adding_replicas = (0..r.count()).map(|_| r.u64() as i32).collect();
+        x.removing_replicas = (0..r.count()).map(|_| r.u64() as i32).collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }
@@ -259,7 +259,7 @@ impl OngoingTopicReassignment {
         let flexible = true;
         let mut x = Self::default();
         x.name = r.string();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| OngoingPartitionReassignment::random(r, version))
             .collect();
         if flexible {

@@ -99,8 +99,8 @@ impl ListTransactionsRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.state_filters = (0..r.len()).map(|_| r.string()).collect();
-        x.producer_id_filters = (0..r.len()).map(|_| r.u64() as i64).collect();
+        x.state_filters = (0..r.count()).map(|_| r.string()).collect();
+        x.producer_id_filters = (0..r.count()).map(|_| r.u64() as i64).collect();
         if version >= 1 {
             x.duration_filter = r.u64() as i64;
         }

@@ -94,8 +94,8 @@ impl ListTransactionsResponse {
         let mut x = Self::default();
         x.throttle_time_ms = r.u64() as i32;
         x.error_code = r.u64() as i16;
-        x.unknown_state_filters = (0..r.len()).map(|_| r.string()).collect();
-        x.transaction_states = (0..r.len())
+        x.unknown_state_filters = (0..r.count()).map(|_| r.string()).collect();
+        x.transaction_states = (0..r.count())
             .map(|_| TransactionState::random(r, version))
             .collect();
         if flexible {

@@ -119,7 +119,7 @@ impl MetadataRequest {
             None
         } else {
             Some(
-                (0..r.len())
+                (0..r.count())
                     .map(|_| MetadataRequestTopic::random(r, version))
                     .collect(),
             )

@@ -136,7 +136,7 @@ impl MetadataResponse {
         if version >= 3 {
             x.throttle_time_ms = r.u64() as i32;
         }
-        x.brokers = (0..r.len())
+        x.brokers = (0..r.count())
             .map(|_| MetadataResponseBroker::random(r, version))
             .collect();
         if version >= 2 {
@@ -145,7 +145,7 @@ impl MetadataResponse {
         if version >= 1 {
             x.controller_id = r.u64() as i32;
         }
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| MetadataResponseTopic::random(r, version))
             .collect();
         if version >= 8 && version <= 10 {
@@ -361,10 +361,10 @@ impl MetadataResponsePartition {
         if version >= 7 {
             x.leader_epoch = r.u64() as i32;
         }
-        x.replica_nodes = (0..r.len()).map(|_| r.u64() as i32).collect();
-        x.isr_nodes = (0..r.len()).map(|_| r.u64() as i32).collect();
+        x.replica_nodes = (0..r.count()).map(|_| r.u64() as i32).collect();
+        x.isr_nodes = (0..r.count()).map(|_| r.u64() as i32).collect();
         if version >= 5 {
-            x.offline_replicas = (0..r.len()).map(|_| r.u64() as i32).collect();
+            x.offline_replicas = (0..r.count()).map(|_| r.u64() as i32).collect();
         }
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
@@ -493,7 +493,7 @@ impl MetadataResponseTopic {
         if version >= 1 {
             x.is_internal = r.bool();
         }
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| MetadataResponsePartition::random(r, version))
             .collect();
         if version >= 8 {

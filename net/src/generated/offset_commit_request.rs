@@ -119,7 +119,7 @@ impl OffsetCommitRequest {
         if version <= 4 {
             x.retention_time_ms = r.u64() as i64;
         }
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| OffsetCommitRequestTopic::random(r, version))
             .collect();
         if flexible {
@@ -301,7 +301,7 @@ impl OffsetCommitRequestTopic {
         if version >= 10 {
             x.topic_id = r.uuid();
         }
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| OffsetCommitRequestPartition::random(r, version))
             .collect();
         if flexible {

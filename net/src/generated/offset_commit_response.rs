@@ -85,7 +85,7 @@ impl OffsetCommitResponse {
         if version >= 3 {
             x.throttle_time_ms = r.u64() as i32;
         }
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| OffsetCommitResponseTopic::random(r, version))
             .collect();
         if flexible {
@@ -247,7 +247,7 @@ impl OffsetCommitResponseTopic {
         if version >= 10 {
             x.topic_id = r.uuid();
         }
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| OffsetCommitResponsePartition::random(r, version))
             .collect();
         if flexible {

@@ -65,7 +65,7 @@ impl OffsetDeleteRequest {
         let flexible = false;
         let mut x = Self::default();
         x.group_id = r.string();
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| OffsetDeleteRequestTopic::random(r, version))
             .collect();
         x
@@ -165,7 +165,7 @@ impl OffsetDeleteRequestTopic {
         let flexible = false;
         let mut x = Self::default();
         x.name = r.string();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| OffsetDeleteRequestPartition::random(r, version))
             .collect();
         x

@@ -72,7 +72,7 @@ impl OffsetDeleteResponse {
         let mut x = Self::default();
         x.error_code = r.u64() as i16;
         x.throttle_time_ms = r.u64() as i32;
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| OffsetDeleteResponseTopic::random(r, version))
             .collect();
         x
@@ -181,7 +181,7 @@ impl OffsetDeleteResponseTopic {
         let flexible = false;
         let mut x = Self::default();
         x.name = r.string();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| OffsetDeleteResponsePartition::random(r, version))
             .collect();
         x

@@ -132,14 +132,14 @@ impl OffsetFetchRequest {
                 None
             } else {
                 Some(
-                    (0..r.len())
+                    (0..r.count())
                         .map(|_| OffsetFetchRequestTopic::random(r, version))
                         .collect(),
                 )
             };
         }
         if version >= 8 {
-            x.groups = (0..r.len())
+            x.groups = (0..r.count())
                 .map(|_| OffsetFetchRequestGroup::random(r, version))
                 .collect();
         }
@@ -227,7 +227,7 @@ impl OffsetFetchRequestTopic {
             x.name = r.string();
         }
         if version <= 7 {
-            x.partition_indexes = (0..r.len()).map(|_| r.u64() as i32).collect();
+            x.partition_indexes = (0..r.count()).map(|_| r.u64() as i32).collect();
         }
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
@@ -323,7 +323,7 @@ impl OffsetFetchRequestTopics {
             x.topic_id = r.uuid();
         }
         if version >= 8 {
-            x.partition_indexes = (0..r.len()).map(|_| r.u64() as i32).collect();
+            x.partition_indexes = (0..r.count()).map(|_| r.u64() as i32).collect();
         }
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
@@ -438,7 +438,7 @@ impl OffsetFetchRequestGroup {
                 None
             } else {
                 Some(
-                    (0..r.len())
+                    (0..r.count())
                         .map(|_| OffsetFetchRequestTopics::random(r, version))
                         .collect(),
                 )

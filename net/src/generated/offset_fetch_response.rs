@@ -115,7 +115,7 @@ impl OffsetFetchResponse {
             x.throttle_time_ms = r.u64() as i32;
         }
         if version <= 7 {
-            x.topics = (0..r.len())
+            x.topics = (0..r.count())
                 .map(|_| OffsetFetchResponseTopic::random(r, version))
                 .collect();
         }
@@ -123,7 +123,7 @@ impl OffsetFetchResponse {
             x.error_code = r.u64() as i16;
         }
         if version >= 8 {
-            x.groups = (0..r.len())
+            x.groups = (0..r.count())
                 .map(|_| OffsetFetchResponseGroup::random(r, version))
                 .collect();
         }
@@ -329,7 +329,7 @@ impl OffsetFetchResponseTopic {
             x.name = r.string();
         }
         if version <= 7 {
-            x.partitions = (0..r.len())
+            x.partitions = (0..r.count())
                 .map(|_| OffsetFetchResponsePartition::random(r, version))
                 .collect();
         }
@@ -548,7 +548,7 @@ impl OffsetFetchResponseTopics {
             x.topic_id = r.uuid();
         }
         if version >= 8 {
-            x.partitions = (0..r.len())
+            x.partitions = (0..r.count())
                 .map(|_| OffsetFetchResponsePartitions::random(r, version))
                 .collect();
         }
@@ -645,7 +645,7 @@ impl OffsetFetchResponseGroup {
             x.group_id = r.string();
         }
         if version >= 8 {
-            x.topics = (0..r.len())
+            x.topics = (0..r.count())
                 .map(|_| OffsetFetchResponseTopics::random(r, version))
                 .collect();
         }

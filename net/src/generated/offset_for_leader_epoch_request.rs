@@ -85,7 +85,7 @@ impl OffsetForLeaderEpochRequest {
         if version >= 3 {
             x.replica_id = r.u64() as i32;
         }
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| OffsetForLeaderTopic::random(r, version))
             .collect();
         if flexible {
@@ -235,7 +235,7 @@ impl OffsetForLeaderTopic {
         let flexible = version >= 4;
         let mut x = Self::default();
         x.topic = r.string();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| OffsetForLeaderPartition::random(r, version))
             .collect();
         if flexible {

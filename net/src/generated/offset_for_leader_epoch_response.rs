@@ -79,7 +79,7 @@ impl OffsetForLeaderEpochResponse {
         let flexible = version >= 4;
         let mut x = Self::default();
         x.throttle_time_ms = r.u64() as i32;
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| OffsetForLeaderTopicResult::random(r, version))
             .collect();
         if flexible {
@@ -234,7 +234,7 @@ impl OffsetForLeaderTopicResult {
         let flexible = version >= 4;
         let mut x = Self::default();
         x.topic = r.string();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| EpochEndOffset::random(r, version))
             .collect();
         if flexible {

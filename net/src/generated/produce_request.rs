@@ -91,7 +91,7 @@ impl ProduceRequest {
         x.transactional_id = if r.one_in(4) { None } else { Some(r.string()) };
         x.acks = r.u64() as i16;
         x.timeout_ms = r.u64() as i32;
-        x.topic_data = (0..r.len())
+        x.topic_data = (0..r.count())
             .map(|_| TopicProduceData::random(r, version))
             .collect();
         if flexible {
@@ -254,7 +254,7 @@ impl TopicProduceData {
         if version >= 13 {
             x.topic_id = r.uuid();
         }
-        x.partition_data = (0..r.len())
+        x.partition_data = (0..r.count())
             .map(|_| PartitionProduceData::random(r, version))
             .collect();
         if flexible {

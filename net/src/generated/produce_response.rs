@@ -99,12 +99,12 @@ impl ProduceResponse {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 9;
         let mut x = Self::default();
-        x.responses = (0..r.len())
+        x.responses = (0..r.count())
             .map(|_| TopicProduceResponse::random(r, version))
             .collect();
         x.throttle_time_ms = r.u64() as i32;
         if version >= 10 {
-            x.node_endpoints = (0..r.len())
+            x.node_endpoints = (0..r.count())
                 .map(|_| NodeEndpoint::random(r, version))
                 .collect();
         }
@@ -406,7 +406,7 @@ impl PartitionProduceResponse {
             x.log_start_offset = r.u64() as i64;
         }
         if version >= 8 {
-            x.record_errors = (0..r.len())
+            x.record_errors = (0..r.count())
                 .map(|_| BatchIndexAndErrorMessage::random(r, version))
                 .collect();
         }
@@ -507,7 +507,7 @@ impl TopicProduceResponse {
         if version >= 13 {
             x.topic_id = r.uuid();
         }
-        x.partition_responses = (0..r.len())
+        x.partition_responses = (0..r.count())
             .map(|_| PartitionProduceResponse::random(r, version))
             .collect();
         if flexible {

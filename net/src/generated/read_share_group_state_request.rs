@@ -77,7 +77,7 @@ impl ReadShareGroupStateRequest {
         let flexible = true;
         let mut x = Self::default();
         x.group_id = r.string();
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| ReadStateData::random(r, version))
             .collect();
         if flexible {
@@ -218,7 +218,7 @@ impl ReadStateData {
         let flexible = true;
         let mut x = Self::default();
         x.topic_id = r.uuid();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| PartitionData::random(r, version))
             .collect();
         if flexible {

@@ -70,7 +70,7 @@ impl ReadShareGroupStateResponse {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.results = (0..r.len())
+        x.results = (0..r.count())
             .map(|_| ReadStateResult::random(r, version))
             .collect();
         if flexible {
@@ -253,7 +253,7 @@ impl PartitionResult {
         x.error_message = if r.one_in(4) { None } else { Some(r.string()) };
         x.state_epoch = r.u64() as i32;
         x.start_offset = r.u64() as i64;
-        x.state_batches = (0..r.len())
+        x.state_batches = (0..r.count())
             .map(|_| StateBatch::random(r, version))
             .collect();
         if flexible {
@@ -326,7 +326,7 @@ impl ReadStateResult {
         let flexible = true;
         let mut x = Self::default();
         x.topic_id = r.uuid();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| PartitionResult::random(r, version))
             .collect();
         if flexible {

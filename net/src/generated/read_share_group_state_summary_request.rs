@@ -79,7 +79,7 @@ impl ReadShareGroupStateSummaryRequest {
         let flexible = true;
         let mut x = Self::default();
         x.group_id = r.string();
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| ReadStateSummaryData::random(r, version))
             .collect();
         if flexible {
@@ -220,7 +220,7 @@ impl ReadStateSummaryData {
         let flexible = true;
         let mut x = Self::default();
         x.topic_id = r.uuid();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| PartitionData::random(r, version))
             .collect();
         if flexible {

@@ -72,7 +72,7 @@ impl ReadShareGroupStateSummaryResponse {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.results = (0..r.len())
+        x.results = (0..r.count())
             .map(|_| ReadStateSummaryResult::random(r, version))
             .collect();
         if flexible {
@@ -254,7 +254,7 @@ impl ReadStateSummaryResult {
         let flexible = true;
         let mut x = Self::default();
         x.topic_id = r.uuid();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| PartitionResult::random(r, version))
             .collect();
         if flexible {

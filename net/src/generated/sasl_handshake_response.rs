@@ -63,7 +63,7 @@ impl SaslHandshakeResponse {
         let flexible = false;
         let mut x = Self::default();
         x.error_code = r.u64() as i16;
-        x.mechanisms = (0..r.len()).map(|_| r.string()).collect();
+        x.mechanisms = (0..r.count()).map(|_| r.string()).collect();
         x
     }
 }

@@ -104,7 +104,7 @@ impl ShareAcknowledgeRequest {
         if version >= 2 {
             x.is_renew_ack = r.bool();
         }
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| AcknowledgeTopic::random(r, version))
             .collect();
         if flexible {
@@ -184,7 +184,7 @@ impl AcknowledgementBatch {
         let mut x = Self::default();
         x.first_offset = r.u64() as i64;
         x.last_offset = r.u64() as i64;
-        x.acknowledge_types = (0..r.len()).map(|_| r.u64() as i8).collect();
+        x.acknowledge_types = (0..r.count()).map(|_| r.u64() as i8).collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }
@@ -257,7 +257,7 @@ impl AcknowledgePartition {
         let flexible = true;
         let mut x = Self::default();
         x.partition_index = r.u64() as i32;
-        x.acknowledgement_batches = (0..r.len())
+        x.acknowledgement_batches = (0..r.count())
             .map(|_| AcknowledgementBatch::random(r, version))
             .collect();
         if flexible {
@@ -332,7 +332,7 @@ impl AcknowledgeTopic {
         let flexible = true;
         let mut x = Self::default();
         x.topic_id = r.uuid();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| AcknowledgePartition::random(r, version))
             .collect();
         if flexible {

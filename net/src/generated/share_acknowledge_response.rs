@@ -115,10 +115,10 @@ impl ShareAcknowledgeResponse {
         if version >= 2 {
             x.acquisition_lock_timeout_ms = r.u64() as i32;
         }
-        x.responses = (0..r.len())
+        x.responses = (0..r.count())
             .map(|_| ShareAcknowledgeTopicResponse::random(r, version))
             .collect();
-        x.node_endpoints = (0..r.len())
+        x.node_endpoints = (0..r.count())
             .map(|_| NodeEndpoint::random(r, version))
             .collect();
         if flexible {
@@ -341,7 +341,7 @@ impl ShareAcknowledgeTopicResponse {
         let flexible = true;
         let mut x = Self::default();
         x.topic_id = r.uuid();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| PartitionData::random(r, version))
             .collect();
         if flexible {

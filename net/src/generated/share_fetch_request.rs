@@ -162,10 +162,10 @@ impl ShareFetchRequest {
         if version >= 2 {
             x.is_renew_ack = r.bool();
         }
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| FetchTopic::random(r, version))
             .collect();
-        x.forgotten_topics_data = (0..r.len())
+        x.forgotten_topics_data = (0..r.count())
             .map(|_| ForgottenTopic::random(r, version))
             .collect();
         if flexible {
@@ -245,7 +245,7 @@ impl AcknowledgementBatch {
         let mut x = Self::default();
         x.first_offset = r.u64() as i64;
         x.last_offset = r.u64() as i64;
-        x.acknowledge_types = (0..r.len()).map(|_| r.u64() as i8).collect();
+        x.acknowledge_types = (0..r.count()).map(|_| r.u64() as i8).collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }
@@ -321,7 +321,7 @@ impl FetchPartition {
         let flexible = true;
         let mut x = Self::default();
         x.partition_index = r.u64() as i32;
-        x.acknowledgement_batches = (0..r.len())
+        x.acknowledgement_batches = (0..r.count())
             .map(|_| AcknowledgementBatch::random(r, version))
             .collect();
         if flexible {
@@ -394,7 +394,7 @@ impl FetchTopic {
         let flexible = true;
         let mut x = Self::default();
         x.topic_id = r.uuid();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| FetchPartition::random(r, version))
             .collect();
         if flexible {
@@ -467,7 +467,7 @@ impl ForgottenTopic {
         let flexible = true;
         let mut x = Self::default();
         x.topic_id = r.uuid();
-        x.partitions = (0..r.len()).map(|_| r.u64() as i32).collect();
+        x.partitions = (0..r.count()).map(|_| r.u64() as i32).collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }

@@ -109,10 +109,10 @@ impl ShareFetchResponse {
         x.error_code = r.u64() as i16;
         x.error_message = if r.one_in(4) { None } else { Some(r.string()) };
         x.acquisition_lock_timeout_ms = r.u64() as i32;
-        x.responses = (0..r.len())
+        x.responses = (0..r.count())
             .map(|_| ShareFetchableTopicResponse::random(r, version))
             .collect();
-        x.node_endpoints = (0..r.len())
+        x.node_endpoints = (0..r.count())
             .map(|_| NodeEndpoint::random(r, version))
             .collect();
         if flexible {
@@ -374,7 +374,7 @@ impl PartitionData {
         x.acknowledge_error_message = if r.one_in(4) { None } else { Some(r.string()) };
         x.current_leader = LeaderIdAndEpoch::random(r, version);
         x.records = Some(r.bytes());
-        x.acquired_records = (0..r.len())
+        x.acquired_records = (0..r.count())
             .map(|_| AcquiredRecords::random(r, version))
             .collect();
         if flexible {
@@ -447,7 +447,7 @@ impl ShareFetchableTopicResponse {
         let flexible = true;
         let mut x = Self::default();
         x.topic_id = r.uuid();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| PartitionData::random(r, version))
             .collect();
         if flexible {

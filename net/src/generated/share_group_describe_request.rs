@@ -76,7 +76,7 @@ impl ShareGroupDescribeRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.group_ids = (0..r.len()).map(|_| r.string()).collect();
+        x.group_ids = (0..r.count()).map(|_| r.string()).collect();
         x.include_authorized_operations = r.bool();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();

@@ -104,7 +104,7 @@ impl ShareGroupHeartbeatRequest {
         x.subscribed_topic_names = if r.one_in(4) {
             None
         } else {
-            Some((0..r.len()).map(|_| r.string()).collect())
+            Some((0..r.count()).map(|_| r.string()).collect())
         };
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();

@@ -183,7 +183,7 @@ impl Assignment {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.topic_partitions = (0..r.len())
+        x.topic_partitions = (0..r.count())
             .map(|_| TopicPartitions::random(r, version))
             .collect();
         if flexible {
@@ -256,7 +256,7 @@ impl TopicPartitions {
         let flexible = true;
         let mut x = Self::default();
         x.topic_id = r.uuid();
-        x.partitions = (0..r.len()).map(|_| r.u64() as i32).collect();
+        x.partitions = (0..r.count()).map(|_| r.u64() as i32).collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }

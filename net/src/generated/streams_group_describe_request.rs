@@ -86,7 +86,7 @@ impl StreamsGroupDescribeRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.group_ids = (0..r.len()).map(|_| r.string()).collect();
+        x.group_ids = (0..r.count()).map(|_| r.string()).collect();
         x.include_authorized_operations = r.bool();
         if version >= 1 {
             x.include_topology_description = r.bool();

@@ -77,7 +77,7 @@ impl StreamsGroupDescribeResponse {
         let flexible = true;
         let mut x = Self::default();
         x.throttle_time_ms = r.u64() as i32;
-        x.groups = (0..r.len())
+        x.groups = (0..r.count())
             .map(|_| DescribedGroup::random(r, version))
             .collect();
         if flexible {
@@ -178,12 +178,12 @@ impl Subtopology {
         let flexible = true;
         let mut x = Self::default();
         x.subtopology_id = r.string();
-        x.source_topics = (0..r.len()).map(|_| r.string()).collect();
-        x.repartition_sink_topics = (0..r.len()).map(|_| r.string()).collect();
-        x.state_changelog_topics = (0..r.len())
+        x.source_topics = (0..r.count()).map(|_| r.string()).collect();
+        x.repartition_sink_topics = (0..r.count()).map(|_| r.string()).collect();
+        x.state_changelog_topics = (0..r.count())
             .map(|_| TopicInfo::random(r, version))
             .collect();
-        x.repartition_source_topics = (0..r.len())
+        x.repartition_source_topics = (0..r.count())
             .map(|_| TopicInfo::random(r, version))
             .collect();
         if flexible {
@@ -261,7 +261,7 @@ impl Topology {
             None
         } else {
             Some(
-                (0..r.len())
+                (0..r.count())
                     .map(|_| Subtopology::random(r, version))
                     .collect(),
             )
@@ -438,11 +438,13 @@ impl Member {
         } else {
             Some(Endpoint::random(r, version))
         };
-        x.client_tags = (0..r.len()).map(|_| KeyValue::random(r, version)).collect();
-        x.task_offsets = (0..r.len())
+        x.client_tags = (0..r.count())
+            .map(|_| KeyValue::random(r, version))
+            .collect();
+        x.task_offsets = (0..r.count())
             .map(|_| TaskOffset::random(r, version))
             .collect();
-        x.task_end_offsets = (0..r.len())
+        x.task_end_offsets = (0..r.count())
             .map(|_| TaskOffset::random(r, version))
             .collect();
         x.assignment = Assignment::random(r, version);
@@ -613,7 +615,7 @@ impl DescribedGroup {
         } else {
             Some(Topology::random(r, version))
         };
-        x.members = (0..r.len()).map(|_| Member::random(r, version)).collect();
+        x.members = (0..r.count()).map(|_| Member::random(r, version)).collect();
         x.authorized_operations = r.u64() as i32;
         if version >= 1 {
             x.topology_description = if r.one_in(4) {
@@ -852,9 +854,15 @@ impl Assignment {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.active_tasks = (0..r.len()).map(|_| TaskIds::random(r, version)).collect();
-        x.standby_tasks = (0..r.len()).map(|_| TaskIds::random(r, version)).collect();
-        x.warmup_tasks = (0..r.len()).map(|_| TaskIds::random(r, version)).collect();
+        x.active_tasks = (0..r.count())
+            .map(|_| TaskIds::random(r, version))
+            .collect();
+        x.standby_tasks = (0..r.count())
+            .map(|_| TaskIds::random(r, version))
+            .collect();
+        x.warmup_tasks = (0..r.count())
+            .map(|_| TaskIds::random(r, version))
+            .collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }
@@ -925,7 +933,7 @@ impl TaskIds {
         let flexible = true;
         let mut x = Self::default();
         x.subtopology_id = r.string();
-        x.partitions = (0..r.len()).map(|_| r.u64() as i32).collect();
+        x.partitions = (0..r.count()).map(|_| r.u64() as i32).collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }
@@ -1078,7 +1086,9 @@ impl TopicInfo {
         x.name = r.string();
         x.partitions = r.u64() as i32;
         x.replication_factor = r.u64() as i16;
-        x.topic_configs = (0..r.len()).map(|_| KeyValue::random(r, version)).collect();
+        x.topic_configs = (0..r.count())
+            .map(|_| KeyValue::random(r, version))
+            .collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }
@@ -1164,12 +1174,12 @@ impl TopologyDescription {
         let flexible = true;
         let mut x = Self::default();
         if version >= 1 {
-            x.subtopologies = (0..r.len())
+            x.subtopologies = (0..r.count())
                 .map(|_| TopologyDescriptionSubtopology::random(r, version))
                 .collect();
         }
         if version >= 1 {
-            x.global_stores = (0..r.len())
+            x.global_stores = (0..r.count())
                 .map(|_| TopologyDescriptionGlobalStore::random(r, version))
                 .collect();
         }
@@ -1256,7 +1266,7 @@ impl TopologyDescriptionSubtopology {
             x.subtopology_id = r.string();
         }
         if version >= 1 {
-            x.nodes = (0..r.len())
+            x.nodes = (0..r.count())
                 .map(|_| TopologyDescriptionNode::random(r, version))
                 .collect();
         }
@@ -1390,16 +1400,16 @@ impl TopologyDescriptionNode {
             x.node_type = r.u64() as i8;
         }
         if version >= 1 {
-            x.source_topics = (0..r.len()).map(|_| r.string()).collect();
+            x.source_topics = (0..r.count()).map(|_| r.string()).collect();
         }
         if version >= 1 {
             x.sink_topic = if r.one_in(4) { None } else { Some(r.string()) };
         }
         if version >= 1 {
-            x.stores = (0..r.len()).map(|_| r.string()).collect();
+            x.stores = (0..r.count()).map(|_| r.string()).collect();
         }
         if version >= 1 {
-            x.successors = (0..r.len()).map(|_| r.string()).collect();
+            x.successors = (0..r.count()).map(|_| r.string()).collect();
         }
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();

@@ -209,17 +209,29 @@ impl StreamsGroupHeartbeatRequest {
         x.active_tasks = if r.one_in(4) {
             None
         } else {
-            Some((0..r.len()).map(|_| TaskIds::random(r, version)).collect())
+            Some(
+                (0..r.count())
+                    .map(|_| TaskIds::random(r, version))
+                    .collect(),
+            )
         };
         x.standby_tasks = if r.one_in(4) {
             None
         } else {
-            Some((0..r.len()).map(|_| TaskIds::random(r, version)).collect())
+            Some(
+                (0..r.count())
+                    .map(|_| TaskIds::random(r, version))
+                    .collect(),
+            )
         };
         x.warmup_tasks = if r.one_in(4) {
             None
         } else {
-            Some((0..r.len()).map(|_| TaskIds::random(r, version)).collect())
+            Some(
+                (0..r.count())
+                    .map(|_| TaskIds::random(r, version))
+                    .collect(),
+            )
         };
         x.process_id = if r.one_in(4) { None } else { Some(r.string()) };
         x.user_endpoint = if r.one_in(4) {
@@ -230,13 +242,17 @@ impl StreamsGroupHeartbeatRequest {
         x.client_tags = if r.one_in(4) {
             None
         } else {
-            Some((0..r.len()).map(|_| KeyValue::random(r, version)).collect())
+            Some(
+                (0..r.count())
+                    .map(|_| KeyValue::random(r, version))
+                    .collect(),
+            )
         };
         x.task_offsets = if r.one_in(4) {
             None
         } else {
             Some(
-                (0..r.len())
+                (0..r.count())
                     .map(|_| TaskOffset::random(r, version))
                     .collect(),
             )
@@ -245,7 +261,7 @@ impl StreamsGroupHeartbeatRequest {
             None
         } else {
             Some(
-                (0..r.len())
+                (0..r.count())
                     .map(|_| TaskOffset::random(r, version))
                     .collect(),
             )
@@ -332,9 +348,9 @@ impl CopartitionGroup {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.source_topics = (0..r.len()).map(|_| r.u64() as i16).collect();
-        x.source_topic_regex = (0..r.len()).map(|_| r.u64() as i16).collect();
-        x.repartition_source_topics = (0..r.len()).map(|_| r.u64() as i16).collect();
+        x.source_topics = (0..r.count()).map(|_| r.u64() as i16).collect();
+        x.source_topic_regex = (0..r.count()).map(|_| r.u64() as i16).collect();
+        x.repartition_source_topics = (0..r.count()).map(|_| r.u64() as i16).collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }
@@ -452,16 +468,16 @@ impl Subtopology {
         let flexible = true;
         let mut x = Self::default();
         x.subtopology_id = r.string();
-        x.source_topics = (0..r.len()).map(|_| r.string()).collect();
-        x.source_topic_regex = (0..r.len()).map(|_| r.string()).collect();
-        x.state_changelog_topics = (0..r.len())
+        x.source_topics = (0..r.count()).map(|_| r.string()).collect();
+        x.source_topic_regex = (0..r.count()).map(|_| r.string()).collect();
+        x.state_changelog_topics = (0..r.count())
             .map(|_| TopicInfo::random(r, version))
             .collect();
-        x.repartition_sink_topics = (0..r.len()).map(|_| r.string()).collect();
-        x.repartition_source_topics = (0..r.len())
+        x.repartition_sink_topics = (0..r.count()).map(|_| r.string()).collect();
+        x.repartition_source_topics = (0..r.count())
             .map(|_| TopicInfo::random(r, version))
             .collect();
-        x.copartition_groups = (0..r.len())
+        x.copartition_groups = (0..r.count())
             .map(|_| CopartitionGroup::random(r, version))
             .collect();
         if flexible {
@@ -534,7 +550,7 @@ impl Topology {
         let flexible = true;
         let mut x = Self::default();
         x.epoch = r.u64() as i32;
-        x.subtopologies = (0..r.len())
+        x.subtopologies = (0..r.count())
             .map(|_| Subtopology::random(r, version))
             .collect();
         if flexible {
@@ -689,7 +705,9 @@ impl TopicInfo {
         x.name = r.string();
         x.partitions = r.u64() as i32;
         x.replication_factor = r.u64() as i16;
-        x.topic_configs = (0..r.len()).map(|_| KeyValue::random(r, version)).collect();
+        x.topic_configs = (0..r.count())
+            .map(|_| KeyValue::random(r, version))
+            .collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }
@@ -903,7 +921,7 @@ impl TaskIds {
         let flexible = true;
         let mut x = Self::default();
         x.subtopology_id = r.string();
-        x.partitions = (0..r.len()).map(|_| r.u64() as i32).collect();
+        x.partitions = (0..r.count()).map(|_| r.u64() as i32).collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }

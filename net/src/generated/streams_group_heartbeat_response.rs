@@ -205,22 +205,34 @@ impl StreamsGroupHeartbeatResponse {
         x.status = if r.one_in(4) {
             None
         } else {
-            Some((0..r.len()).map(|_| Status::random(r, version)).collect())
+            Some((0..r.count()).map(|_| Status::random(r, version)).collect())
         };
         x.active_tasks = if r.one_in(4) {
             None
         } else {
-            Some((0..r.len()).map(|_| TaskIds::random(r, version)).collect())
+            Some(
+                (0..r.count())
+                    .map(|_| TaskIds::random(r, version))
+                    .collect(),
+            )
         };
         x.standby_tasks = if r.one_in(4) {
             None
         } else {
-            Some((0..r.len()).map(|_| TaskIds::random(r, version)).collect())
+            Some(
+                (0..r.count())
+                    .map(|_| TaskIds::random(r, version))
+                    .collect(),
+            )
         };
         x.warmup_tasks = if r.one_in(4) {
             None
         } else {
-            Some((0..r.len()).map(|_| TaskIds::random(r, version)).collect())
+            Some(
+                (0..r.count())
+                    .map(|_| TaskIds::random(r, version))
+                    .collect(),
+            )
         };
         if version >= 1 {
             x.topology_description_required = r.bool();
@@ -230,7 +242,7 @@ impl StreamsGroupHeartbeatResponse {
             None
         } else {
             Some(
-                (0..r.len())
+                (0..r.count())
                     .map(|_| EndpointToPartitions::random(r, version))
                     .collect(),
             )
@@ -314,10 +326,10 @@ impl EndpointToPartitions {
         let flexible = true;
         let mut x = Self::default();
         x.user_endpoint = Endpoint::random(r, version);
-        x.active_partitions = (0..r.len())
+        x.active_partitions = (0..r.count())
             .map(|_| TopicPartition::random(r, version))
             .collect();
-        x.standby_partitions = (0..r.len())
+        x.standby_partitions = (0..r.count())
             .map(|_| TopicPartition::random(r, version))
             .collect();
         if flexible {
@@ -458,7 +470,7 @@ impl TopicPartition {
         let flexible = true;
         let mut x = Self::default();
         x.topic = r.string();
-        x.partitions = (0..r.len()).map(|_| r.u64() as i32).collect();
+        x.partitions = (0..r.count()).map(|_| r.u64() as i32).collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }
@@ -529,7 +541,7 @@ impl TaskIds {
         let flexible = true;
         let mut x = Self::default();
         x.subtopology_id = r.string();
-        x.partitions = (0..r.len()).map(|_| r.u64() as i32).collect();
+        x.partitions = (0..r.count()).map(|_| r.u64() as i32).collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }

@@ -165,10 +165,10 @@ impl TopologyDescription {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.subtopologies = (0..r.len())
+        x.subtopologies = (0..r.count())
             .map(|_| TopologyDescriptionSubtopology::random(r, version))
             .collect();
-        x.global_stores = (0..r.len())
+        x.global_stores = (0..r.count())
             .map(|_| TopologyDescriptionGlobalStore::random(r, version))
             .collect();
         if flexible {
@@ -243,7 +243,7 @@ impl TopologyDescriptionSubtopology {
         let flexible = true;
         let mut x = Self::default();
         x.subtopology_id = r.string();
-        x.nodes = (0..r.len())
+        x.nodes = (0..r.count())
             .map(|_| TopologyDescriptionNode::random(r, version))
             .collect();
         if flexible {
@@ -347,10 +347,10 @@ impl TopologyDescriptionNode {
         let mut x = Self::default();
         x.name = r.string();
         x.node_type = r.u64() as i8;
-        x.source_topics = (0..r.len()).map(|_| r.string()).collect();
+        x.source_topics = (0..r.count()).map(|_| r.string()).collect();
         x.sink_topic = if r.one_in(4) { None } else { Some(r.string()) };
-        x.stores = (0..r.len()).map(|_| r.string()).collect();
-        x.successors = (0..r.len()).map(|_| r.string()).collect();
+        x.stores = (0..r.count()).map(|_| r.string()).collect();
+        x.successors = (0..r.count()).map(|_| r.string()).collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }

@@ -132,7 +132,7 @@ impl SyncGroupRequest {
         if version >= 5 {
             x.protocol_name = if r.one_in(4) { None } else { Some(r.string()) };
         }
-        x.assignments = (0..r.len())
+        x.assignments = (0..r.count())
             .map(|_| SyncGroupRequestAssignment::random(r, version))
             .collect();
         if flexible {

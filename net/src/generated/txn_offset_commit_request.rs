@@ -139,7 +139,7 @@ impl TxnOffsetCommitRequest {
         if version >= 3 {
             x.group_instance_id = if r.one_in(4) { None } else { Some(r.string()) };
         }
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| TxnOffsetCommitRequestTopic::random(r, version))
             .collect();
         if flexible {
@@ -321,7 +321,7 @@ impl TxnOffsetCommitRequestTopic {
         if version >= 6 {
             x.topic_id = r.uuid();
         }
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| TxnOffsetCommitRequestPartition::random(r, version))
             .collect();
         if flexible {

@@ -79,7 +79,7 @@ impl TxnOffsetCommitResponse {
         let flexible = version >= 3;
         let mut x = Self::default();
         x.throttle_time_ms = r.u64() as i32;
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| TxnOffsetCommitResponseTopic::random(r, version))
             .collect();
         if flexible {
@@ -241,7 +241,7 @@ impl TxnOffsetCommitResponseTopic {
         if version >= 6 {
             x.topic_id = r.uuid();
         }
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| TxnOffsetCommitResponsePartition::random(r, version))
             .collect();
         if flexible {

@@ -87,7 +87,7 @@ impl UpdateFeaturesRequest {
         let flexible = true;
         let mut x = Self::default();
         x.timeout_ms = r.u64() as i32;
-        x.feature_updates = (0..r.len())
+        x.feature_updates = (0..r.count())
             .map(|_| FeatureUpdateKey::random(r, version))
             .collect();
         if version >= 1 {

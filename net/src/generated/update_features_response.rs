@@ -98,7 +98,7 @@ impl UpdateFeaturesResponse {
         x.error_code = r.u64() as i16;
         x.error_message = if r.one_in(4) { None } else { Some(r.string()) };
         if version <= 1 {
-            x.results = (0..r.len())
+            x.results = (0..r.count())
                 .map(|_| UpdatableFeatureResult::random(r, version))
                 .collect();
         }

@@ -104,7 +104,9 @@ impl UpdateRaftVoterRequest {
         x.current_leader_epoch = r.u64() as i32;
         x.voter_id = r.u64() as i32;
         x.voter_directory_id = r.uuid();
-        x.listeners = (0..r.len()).map(|_| Listener::random(r, version)).collect();
+        x.listeners = (0..r.count())
+            .map(|_| Listener::random(r, version))
+            .collect();
         x.k_raft_version_feature = KRaftVersionFeature::random(r, version);
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();

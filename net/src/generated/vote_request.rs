@@ -90,7 +90,7 @@ impl VoteRequest {
         if version >= 1 {
             x.voter_id = r.u64() as i32;
         }
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| TopicData::random(r, version))
             .collect();
         if flexible {
@@ -291,7 +291,7 @@ impl TopicData {
         let flexible = true;
         let mut x = Self::default();
         x.topic_name = r.string();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| PartitionData::random(r, version))
             .collect();
         if flexible {

@@ -77,7 +77,7 @@ impl WriteShareGroupStateRequest {
         let flexible = true;
         let mut x = Self::default();
         x.group_id = r.string();
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| WriteStateData::random(r, version))
             .collect();
         if flexible {
@@ -266,7 +266,7 @@ impl PartitionData {
         if version >= 1 {
             x.delivery_complete_count = r.u64() as i32;
         }
-        x.state_batches = (0..r.len())
+        x.state_batches = (0..r.count())
             .map(|_| StateBatch::random(r, version))
             .collect();
         if flexible {
@@ -339,7 +339,7 @@ impl WriteStateData {
         let flexible = true;
         let mut x = Self::default();
         x.topic_id = r.uuid();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| PartitionData::random(r, version))
             .collect();
         if flexible {

@@ -70,7 +70,7 @@ impl WriteTxnMarkersRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.markers = (0..r.len())
+        x.markers = (0..r.count())
             .map(|_| WritableTxnMarker::random(r, version))
             .collect();
         if flexible {
@@ -143,7 +143,7 @@ impl WritableTxnMarkerTopic {
         let flexible = true;
         let mut x = Self::default();
         x.name = r.string();
-        x.partition_indexes = (0..r.len()).map(|_| r.u64() as i32).collect();
+        x.partition_indexes = (0..r.count()).map(|_| r.u64() as i32).collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }
@@ -246,7 +246,7 @@ impl WritableTxnMarker {
         x.producer_id = r.u64() as i64;
         x.producer_epoch = r.u64() as i16;
         x.transaction_result = r.bool();
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| WritableTxnMarkerTopic::random(r, version))
             .collect();
         x.coordinator_epoch = r.u64() as i32;

@@ -72,7 +72,7 @@ impl WriteTxnMarkersResponse {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.markers = (0..r.len())
+        x.markers = (0..r.count())
             .map(|_| WritableTxnMarkerResult::random(r, version))
             .collect();
         if flexible {
@@ -215,7 +215,7 @@ impl WritableTxnMarkerTopicResult {
         let flexible = true;
         let mut x = Self::default();
         x.name = r.string();
-        x.partitions = (0..r.len())
+        x.partitions = (0..r.count())
             .map(|_| WritableTxnMarkerPartitionResult::random(r, version))
             .collect();
         if flexible {
@@ -290,7 +290,7 @@ impl WritableTxnMarkerResult {
         let flexible = true;
         let mut x = Self::default();
         x.producer_id = r.u64() as i64;
-        x.topics = (0..r.len())
+        x.topics = (0..r.count())
             .map(|_| WritableTxnMarkerTopicResult::random(r, version))
             .collect();
         if flexible {
