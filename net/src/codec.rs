@@ -793,3 +793,82 @@ impl Rng {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decoder(bytes: &[u8]) -> Decoder {
+        Decoder::new(Bytes::copy_from_slice(bytes))
+    }
+
+    /// Unsigned varints round-trip at every byte-length boundary, with Kafka's byte layout.
+    #[test]
+    fn uvarint_boundaries() {
+        let cases: [(u32, &[u8]); 6] = [
+            (0, &[0x00]),
+            (127, &[0x7f]),
+            (128, &[0x80, 0x01]),
+            (16_383, &[0xff, 0x7f]),
+            (16_384, &[0x80, 0x80, 0x01]),
+            (u32::MAX, &[0xff, 0xff, 0xff, 0xff, 0x0f]),
+        ];
+        for (value, wire) in cases {
+            let mut e = Encoder::new();
+            e.uvarint(value);
+            assert_eq!(&e.finish_contiguous()[..], wire, "{value}");
+            assert_eq!(decoder(wire).uvarint(), Ok(value));
+        }
+    }
+
+    /// Strings and bytes are views into the input; lengths are checked before slicing.
+    #[test]
+    fn strings_and_bytes_are_views() {
+        let input = Bytes::from_static(&[0x00, 0x03, b'a', b'b', b'c', 0x03, 0x01, 0x02]);
+        let mut d = Decoder::new(input.clone());
+        let s = d.string(false).unwrap();
+        assert_eq!(s, "abc");
+        assert!(input.as_ptr_range().contains(&s.as_ptr()));
+        let b = d.bytes(true).unwrap();
+        assert_eq!(&b[..], &[0x01, 0x02]);
+        assert!(input.as_ptr_range().contains(&b.as_ptr()));
+        assert_eq!(d.finish(), Ok(()));
+        assert_eq!(decoder(&[0x00]).nullable_bytes(true), Ok(None));
+        assert_eq!(decoder(&[0xff, 0xff]).nullable_string(false), Ok(None));
+        let e = decoder(&[0x00, 0x00, 0x00, 0x09, 0x01])
+            .bytes(false)
+            .unwrap_err();
+        assert_eq!(
+            e.kind,
+            DecodeErrorKind::UnexpectedEof {
+                needed: 9,
+                remaining: 1
+            }
+        );
+    }
+
+    /// A nullable struct is an i8 marker, negative meaning null.
+    #[test]
+    fn nullable_struct_marker() {
+        let mut d = decoder(&[0xff, 0x01, 0x2a]);
+        assert_eq!(d.nullable_struct(|d| d.i8()), Ok(None));
+        assert_eq!(d.nullable_struct(|d| d.i8()), Ok(Some(42)));
+    }
+
+    /// An array count is checked against the bytes left times the smallest element size.
+    #[test]
+    fn array_counts_are_bounded_by_bytes_left() {
+        // Two i32 elements need 8 bytes; only 7 follow.
+        let mut d = decoder(&[0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0]);
+        let e = d.array(false, 4, |d| d.i32()).unwrap_err();
+        assert_eq!(
+            e.kind,
+            DecodeErrorKind::LengthTooLarge {
+                length: 2,
+                remaining: 7
+            }
+        );
+        let mut d = decoder(&[0x03, 0, 0, 0, 1, 0, 0, 0, 2]);
+        assert_eq!(d.array(true, 4, |d| d.i32()), Ok(vec![1, 2]));
+    }
+}
