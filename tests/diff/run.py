@@ -118,7 +118,8 @@ class SluiceTarget:
                 last = f"{type(e).__name__}: {e}"
             time.sleep(0.2)
         self.stop()
-        raise Unavailable(f"sluice did not answer Metadata within 30 s ({last}); see {self.logfile}")
+        raise Unavailable(f"sluice did not answer Metadata within 30 s ({last}); its output: "
+                          f"{open(self.logfile).read().strip()[-500:] or '(none)'}")
 
     def stop(self):
         if self.proc is None:
@@ -128,7 +129,7 @@ class SluiceTarget:
             rc = self.proc.wait(timeout=30)
             if rc != 0:
                 log(f"warning: sluice exited with status {rc} after SIGTERM (issue 12 wants 0); "
-                    f"see {self.logfile}")
+                    f"its output is kept as broker.log beside the sluice transcripts")
         except subprocess.TimeoutExpired:
             log(f"warning: sluice still running 30 s after SIGTERM; killing pid {self.proc.pid}")
             self.proc.kill()
@@ -401,6 +402,10 @@ def main():
                         log(f"  {tname:6} {status:7} {secs:5.1f}s {sid}")
             tgt.stop()
             started.remove(tgt)
+            try:   # keep the broker's log with the transcripts (its data dir is deleted below)
+                shutil.copy(tgt.logs(), os.path.join(outdir, "broker.log"))
+            except OSError:
+                pass
     finally:
         for tgt in started:
             tgt.stop()
