@@ -42,9 +42,7 @@ pub enum ShardError {
         partition: i32,
         cause: String,
     },
-    #[error(
-        "duplicate batch from producer {producer_id}: already at offsets {base_offset}..={last_offset}"
-    )]
+    #[error("duplicate batch from producer {producer_id} at offsets {base_offset}..={last_offset}")]
     DuplicateSequence {
         producer_id: i64,
         base_offset: i64,
