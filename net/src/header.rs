@@ -143,6 +143,9 @@ pub struct AdvertisedVersions {
 /// The KIP-511 answer to an ApiVersions request of a version the broker does not know: a
 /// whole frame with response header v0 and an ApiVersions v0 body holding UNSUPPORTED_VERSION
 /// and the broker's ranges, which every client version can read.
+///
+/// Use it both for [`RequestError::UnsupportedVersion`] on ApiVersions (a version beyond the
+/// schema) and for a version the schema has but the broker does not advertise.
 pub fn api_versions_unsupported_answer(
     correlation_id: i32,
     advertised: &[AdvertisedVersions],
