@@ -847,13 +847,16 @@ impl<S: Storage> Partition<S> {
         if let Some(c) = &inner.state.borrow().poisoned {
             return Err(self.poisoned_err(c.clone()));
         }
-        let target_seq = inner.state.borrow().append_seq;
+        // Appends up to this sequence number are covered by the fdatasync below: every one
+        // that was in memory when the write loop found nothing left to write.
+        let covered_seq: u64;
         let mut synced_file: Option<(Rc<S::File>, i64)> = None;
         loop {
             // Plan one write: the unwritten batches of the first segment that has some.
             let plan = {
                 let st = inner.state.borrow();
                 let Some(&seg_base) = st.unwritten_segment.front() else {
+                    covered_seq = st.append_seq;
                     break;
                 };
                 let mut n = 0usize;
@@ -955,10 +958,7 @@ impl<S: Storage> Partition<S> {
         }
         let mut st = inner.state.borrow_mut();
         st.durable_end_offset = st.written_end_offset;
-        st.durable_seq = st.durable_seq.max(target_seq);
-        if st.unwritten.is_empty() {
-            st.durable_seq = st.append_seq;
-        }
+        st.durable_seq = st.durable_seq.max(covered_seq);
         st.high_watermark = match inner.config.durability {
             Durability::SyncEachAppend => st.durable_end_offset,
             Durability::FlushInterval { .. } => st.log_end_offset,
