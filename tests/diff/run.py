@@ -269,8 +269,9 @@ def verdicts(ids, targets, results, unavailable, known, out, other, strict=False
                 if kres.get(sid) == "not-run":
                     failures.append(f"  {sid}: not run on Kafka: the --budget was spent")
                 else:
+                    errfile = sid if sid in common.REGISTRY else sid.split(".", 1)[0]   # batch clients: one file
                     failures.append(f"  {sid}: fails on Apache Kafka itself ({kres.get(sid)}); see "
-                                    f"{os.path.join(out, 'kafka', sid + '.stderr')} — fix the scenario")
+                                    f"{os.path.join(out, 'kafka', errfile + '.stderr')} — fix the scenario")
         if other is None:
             continue
         if other in unavailable:

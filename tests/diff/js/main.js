@@ -51,7 +51,7 @@ function err(e) {
 function client(bs) {
   return new Kafka({
     clientId: 'diff-js', brokers: [bs], logLevel: logLevel.NOTHING,
-    connectionTimeout: 5000, requestTimeout: 10000, retry: { retries: 3, initialRetryTime: 100, maxRetryTime: 1000 },
+    connectionTimeout: 10000, requestTimeout: 30000, retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 2000 },
   });
 }
 
@@ -62,8 +62,23 @@ async function withAdmin(bs, fn) {
 }
 
 async function create(admin, topic, n, configEntries = []) {
-  const created = await admin.createTopics({ topics: [{ topic, numPartitions: n, replicationFactor: 1, configEntries }], waitForLeaders: true });
+  // kafkajs's own waitForLeaders gives up after a few quick retries (seen under load): poll instead
+  const created = await admin.createTopics({ topics: [{ topic, numPartitions: n, replicationFactor: 1, configEntries }], waitForLeaders: false });
+  await waitReady(admin, topic, n);
   return created;
+}
+
+async function waitReady(admin, topic, n) {
+  const end = Date.now() + 20000;
+  while (Date.now() < end) {
+    try {
+      const md = await admin.fetchTopicMetadata({ topics: [topic] });
+      const ps = md.topics[0].partitions;
+      if (ps.length === n && ps.every((p) => p.leader >= 0)) return;
+    } catch (e) { /* not there yet */ }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`topic ${topic} not ready`);
 }
 
 async function offsets(t, admin, topic, label = 'offsets') {
@@ -112,7 +127,7 @@ scenario('acks_and_gzip', async (t, bs) => {
     await create(admin, topic, 1);
     const batch = (tag) => Array.from({ length: 20 }, (_, i) => ({ value: `${tag}-${i}`, timestamp: String(TS0 + i) }));
     await produce(t, bs, topic, batch('acks1'), {}, { acks: 1 });
-    await produce(t, bs, topic, batch('acks-all-gzip'), {}, { acks: -1, compression: CompressionTypes.GZIP });
+    await produce(t, bs, topic, batch('acks-all-gzip'), { idempotent: true, maxInFlightRequests: 1 }, { acks: -1, compression: CompressionTypes.GZIP });
     await produce(t, bs, topic, batch('acks0'), {}, { acks: 0 });
     const end = Date.now() + 5000;
     let hi = 0;
@@ -199,7 +214,7 @@ scenario('delete_records', async (t, bs) => {
   const topic = t.topic();
   await withAdmin(bs, async (admin) => {
     await create(admin, topic, 1);
-    await produce(t, bs, topic, Array.from({ length: 10 }, (_, i) => ({ value: `r${i}`, timestamp: String(TS0 + i) })), {}, { acks: -1 });
+    await produce(t, bs, topic, Array.from({ length: 10 }, (_, i) => ({ value: `r${i}`, timestamp: String(TS0 + i) })), { idempotent: true, maxInFlightRequests: 1 }, { acks: -1 });
     // kafkajs's admin needs the topic in its metadata cache first (else KafkaJSBrokerNotFound)
     await admin.fetchTopicMetadata({ topics: [topic] });
     for (const offset of ['4', '2', '10', '-1', '11']) {
@@ -216,7 +231,7 @@ scenario('group_consume', async (t, bs) => {
   const topic = t.topic();
   await withAdmin(bs, async (admin) => {
     await create(admin, topic, 2);
-    await produce(t, bs, topic, Array.from({ length: 10 }, (_, i) => ({ key: `k${i}`, value: `g${i}`, timestamp: String(TS0 + i), headers: { h: `v${i}` } })), {}, { acks: -1 });
+    await produce(t, bs, topic, Array.from({ length: 10 }, (_, i) => ({ key: `k${i}`, value: `g${i}`, timestamp: String(TS0 + i), headers: { h: `v${i}` } })), { idempotent: true, maxInFlightRequests: 1 }, { acks: -1 });
     const consumer = client(bs).consumer({ groupId: t.topic('group'), sessionTimeout: 10000, heartbeatInterval: 1000 });
     const got = [];
     await consumer.connect();

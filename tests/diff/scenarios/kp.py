@@ -24,7 +24,7 @@ def admin(bs):
 
 
 def producer(bs, **extra):
-    conf = {"bootstrap_servers": bs, "linger_ms": 5, "request_timeout_ms": 15000, "max_block_ms": 15000}
+    conf = {"bootstrap_servers": bs, "linger_ms": 5, "request_timeout_ms": 30000, "max_block_ms": 15000}
     conf.update(extra)
     return KafkaProducer(**conf)
 

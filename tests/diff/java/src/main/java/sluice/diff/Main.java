@@ -112,8 +112,8 @@ public final class Main {
     static Properties base(String bs) {
         Properties p = new Properties();
         p.put("bootstrap.servers", bs);
-        p.put("request.timeout.ms", "10000");
-        p.put("default.api.timeout.ms", "15000");
+        p.put("request.timeout.ms", "30000");
+        p.put("default.api.timeout.ms", "30000");
         return p;
     }
 
@@ -123,7 +123,7 @@ public final class Main {
         Properties p = base(bs);
         p.put("key.serializer", ByteArraySerializer.class.getName());
         p.put("value.serializer", ByteArraySerializer.class.getName());
-        p.put("delivery.timeout.ms", "20000");
+        p.put("delivery.timeout.ms", "45000");
         p.put("max.block.ms", "15000");
         p.put("linger.ms", "5");
         for (int i = 0; i + 1 < kvs.length; i += 2) p.put(kvs[i], kvs[i + 1]);
