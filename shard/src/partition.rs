@@ -1114,6 +1114,7 @@ impl<S: Storage> Partition<S> {
                 });
             (result, mem)
         };
+        let mut last_from_disk = from_memory.is_none();
         let mut out = match from_memory {
             Some(b) => b,
             None => self.read_disk(offset, max_bytes, upto, true).await?,
@@ -1140,8 +1141,17 @@ impl<S: Storage> Partition<S> {
                     })
             };
             let more = match more {
-                Some(m) => m,
-                None => self.read_disk(next, max_bytes - total, upto, false).await?,
+                Some(m) => {
+                    last_from_disk = false;
+                    m
+                }
+                // A disk read already went as far as the budget and the segments allow; a
+                // second one would only re-read the header it stopped at.
+                None if last_from_disk => break,
+                None => {
+                    last_from_disk = true;
+                    self.read_disk(next, max_bytes - total, upto, false).await?
+                }
             };
             let mut added = false;
             let mut t = total;
