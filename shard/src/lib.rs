@@ -11,8 +11,19 @@
 //! let p = shard.create_partition("orders", 0, LogConfig::default()).await?;
 //! let info = p.append(records).await?;                 // durable when it returns (default)
 //! let r = p.read(info.base_offset, 1 << 20).await?;    // whole batches as `Bytes`
-//! p.wait_for_append(r.high_watermark - 1).await;       // long-poll without polling
+//! p.wait_for_append(r.high_watermark).await;           // long-poll: until that offset exists
 //! ```
+//! Errors are one enum, [`ShardError`]; the broker maps it to Kafka error codes in one place
+//! (`InvalidBatch`/`BatchTooLarge` -> CORRUPT_MESSAGE/MESSAGE_TOO_LARGE, `OffsetOutOfRange`,
+//! `DuplicateSequence` -> success with the original offsets, `OutOfOrderSequence`,
+//! `InvalidProducerEpoch`, `Io`/`Poisoned`/`Corrupt` -> KAFKA_STORAGE_ERROR).
+//!
+//! Memory lock: glommio registers its I/O buffers; a process needs RLIMIT_MEMLOCK of at least
+//! 3 x `io_memory` per executor (tests and the bench raise it with setrlimit as root).
+//!
+//! Not done yet: compaction, LogAppendTime stamping (appends report -1), an append path for
+//! followers that keeps the leader's offsets and epochs, producer-state snapshots (the table
+//! is rebuilt only from segments recovery scans), transactions.
 //!
 //! # On disk
 //! `<dir>/<topic>-<partition>/` holds `<20-digit base offset>.log` (batches byte for byte),
