@@ -181,8 +181,11 @@ async fn cold_read(dir: &Path, topic: &str, dur: Duration) -> anyhow::Result<(f6
     let o = p.offsets();
     let mut off = o.log_start_offset;
     let mut bytes = 0u64;
+    let mut reads = 0u64;
+    let cpu0 = thread_cpu_us();
     let start = Instant::now();
     while off < o.high_watermark && start.elapsed() < dur {
+        reads += 1;
         let r = p.read(off, 1 << 20).await?;
         let Some(last) = r.batches.last() else { break };
         let base = i64::from_be_bytes(last[..8].try_into()?);
@@ -191,6 +194,10 @@ async fn cold_read(dir: &Path, topic: &str, dur: Duration) -> anyhow::Result<(f6
         bytes += r.batches.iter().map(|b| b.len() as u64).sum::<u64>();
     }
     let took = start.elapsed();
+    eprintln!(
+        "cold read: {reads} fetches, {} us CPU per fetch",
+        (thread_cpu_us() - cpu0) / reads.max(1)
+    );
     shard.close().await?;
     Ok((mb_s(bytes, took), bytes))
 }
@@ -200,6 +207,7 @@ async fn raw_read(path: &Path, limit: u64, dur: Duration) -> anyhow::Result<f64>
     let size = f.file_size().await.g()?.min(limit.max(1 << 20));
     let chunk = 1usize << 20;
     let mut pos = 0u64;
+    let cpu0 = thread_cpu_us();
     let start = Instant::now();
     while pos < size && start.elapsed() < dur {
         let r = f.read_at_aligned(pos, chunk).await.g()?;
@@ -209,6 +217,10 @@ async fn raw_read(path: &Path, limit: u64, dur: Duration) -> anyhow::Result<f64>
         pos += r.len() as u64;
     }
     let took = start.elapsed();
+    eprintln!(
+        "raw read: {} us CPU per 1 MiB read",
+        (thread_cpu_us() - cpu0) / (pos >> 20).max(1)
+    );
     f.close().await.g()?;
     Ok(mb_s(pos, took))
 }
