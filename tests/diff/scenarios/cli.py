@@ -104,16 +104,22 @@ def produce_consume_offsets(t, bs):
     r, exc = tool("kafka-console-producer", bs, "--topic", topic, "--reader-property", "parse.key=true",
                   "--reader-property", "parse.headers=true", "--producer-property", "acks=all", stdin=lines)
     outcome(t, "produce", r, exc)
-    r, exc = tool("kafka-console-consumer", bs, "--topic", topic, "--from-beginning", "--max-messages", "20",
-                  "--timeout-ms", "20000", "--formatter-property", "print.key=true",
-                  "--formatter-property", "print.partition=true", "--formatter-property", "print.offset=true",
-                  "--formatter-property", "print.headers=true", "--formatter-property", "print.timestamp=true")
+    # one partition at a time (--partition: assign mode, no consumer group; groups are a separate scenario)
+    r, exc = tool("kafka-get-offsets", bs, "--topic", topic, "--time", "-1")
+    ends = {int(x.split(":")[1]): int(x.split(":")[2]) for x in r.stdout.split() if x.count(":") == 2}
+    outcome(t, "end-offsets", r, exc, ends=ends)
     recs = []
-    for line in r.stdout.splitlines():
-        f = line.split("\t")
-        if len(f) == 6 and f[0].startswith("CreateTime:"):
-            recs.append({"timestamp": int(f[0].split(":")[1]), "partition": int(f[1].split(":")[1]),
-                         "offset": int(f[2].split(":")[1]), "headers": f[3], "key": f[4], "value": f[5]})
+    for part in (0, 1):
+        r, exc = tool("kafka-console-consumer", bs, "--topic", topic, "--partition", str(part), "--offset", "earliest",
+                      "--max-messages", str(max(1, ends.get(part, 0))), "--timeout-ms", "10000",
+                      "--formatter-property", "print.key=true",
+                      "--formatter-property", "print.partition=true", "--formatter-property", "print.offset=true",
+                      "--formatter-property", "print.headers=true", "--formatter-property", "print.timestamp=true")
+        for line in r.stdout.splitlines():
+            f = line.split("\t")
+            if len(f) == 6 and f[0].startswith("CreateTime:"):
+                recs.append({"timestamp": int(f[0].split(":")[1]), "partition": int(f[1].split(":")[1]),
+                             "offset": int(f[2].split(":")[1]), "headers": f[3], "key": f[4], "value": f[5]})
     recs.sort(key=lambda x: (x["partition"], x["offset"]))
     outcome(t, "consume", r, exc, count=len(recs))
     for x in recs:
@@ -164,8 +170,8 @@ def configs_and_delete_records(t, bs):
     for spec in ("-1", "-2"):
         r, exc = tool("kafka-get-offsets", bs, "--topic", topic, "--time", spec)
         outcome(t, "get-offsets", r, exc, time=spec, out=r.stdout.split())
-    r, exc = tool("kafka-console-consumer", bs, "--topic", topic, "--from-beginning", "--max-messages", "6",
-                  "--timeout-ms", "20000", "--formatter-property", "print.offset=true")
+    r, exc = tool("kafka-console-consumer", bs, "--topic", topic, "--partition", "0", "--offset", "earliest",
+                  "--max-messages", "6", "--timeout-ms", "20000", "--formatter-property", "print.offset=true")
     outcome(t, "consume-after-delete", r, exc, out=r.stdout.splitlines())
     # what kafka-configs shows as synonyms (the broker-level defaults behind a topic config)
     t.rec("synonyms", first=syn1, after_delete=syn2)
