@@ -66,6 +66,8 @@ pub struct Core {
     pub cluster_id: String,
     /// The partitions this core owns.
     pub shard: sluice_shard::Shard,
+    /// Core 0: serializes topic registry changes (a one-permit semaphore).
+    pub registry_serial: Semaphore,
     /// Core 0 only: the producer id allocator.
     pub producer_ids: Option<ProducerIds>,
 }

@@ -63,6 +63,15 @@ pub async fn apply(
     changes: Vec<TopicChange>,
 ) -> Vec<Result<(), TopicChangeError>> {
     assert_eq!(core.id, 0, "only core 0 changes the topic registry");
+    // One change at a time: each starts from the table the previous one published, or two
+    // concurrent creates would each store a table without the other's topic (seen in the
+    // differential suite: a created topic vanished, a second create of it succeeded).
+    let Ok(_serial) = core.registry_serial.acquire_permit(1).await else {
+        return changes
+            .iter()
+            .map(|_| Err(TopicChangeError::Unavailable))
+            .collect();
+    };
     let mut table: TopicTable = (*core.topics()).clone();
     let mut results = Vec::with_capacity(changes.len());
     let mut changed = false;

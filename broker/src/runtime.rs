@@ -208,6 +208,7 @@ async fn core_main(
         cluster_id,
         shard,
         producer_ids,
+        registry_serial: Semaphore::new(1),
     });
     let table = core.topics();
     core.open_owned_partitions(&table).await;

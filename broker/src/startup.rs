@@ -124,13 +124,23 @@ pub fn lock_data_dir(dir: &Path) -> Result<LockFile, StartError> {
 /// bind (without SO_REUSEPORT) fails if anyone holds the port, sluice or not; the lock file closes
 /// the window between this probe and the executors' binds.
 pub fn claim_port(addr: SocketAddr) -> Result<(SocketAddr, LockFile), StartError> {
-    let probe = TcpListener::bind(addr).map_err(|source| {
-        if source.kind() == std::io::ErrorKind::AddrInUse {
-            StartError::PortBusy { addr }
-        } else {
-            StartError::Listen { addr, source }
+    // A killed sluice's listening socket can outlive the process for a moment (the kernel tears
+    // its io_uring rings down asynchronously, and they hold the socket): seen as EADDRINUSE right
+    // after SIGKILL, with nothing on the port a moment later. So retry for a while before
+    // calling the port busy.
+    let deadline = std::time::Instant::now() + PORT_RETRY;
+    let probe = loop {
+        match probe_bind(addr) {
+            Ok(p) => break p,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(StartError::PortBusy { addr });
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(source) => return Err(StartError::Listen { addr, source }),
         }
-    })?;
+    };
     let bound = probe
         .local_addr()
         .map_err(|source| StartError::Listen { addr, source })?;
@@ -148,6 +158,21 @@ pub fn claim_port(addr: SocketAddr) -> Result<(SocketAddr, LockFile), StartError
     })?;
     drop(probe);
     Ok((bound, held))
+}
+
+/// How long a busy port is retried at start-up.
+const PORT_RETRY: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Binds (and listens on) `addr` with SO_REUSEADDR but without SO_REUSEPORT: sockets a killed
+/// run left in TIME_WAIT or FIN_WAIT do not block it, a live listener (sluice's or anyone's)
+/// does.
+fn probe_bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1)?;
+    Ok(socket.into())
 }
 
 /// Bytes of locked memory glommio needs per executor: `io_memory` registered in three rings,

@@ -91,7 +91,14 @@ impl Broker {
             Err(_) => {
                 let _ = child.kill();
                 let status = child.wait().ok();
-                panic!("sluice did not report listening within 30 s (exit: {status:?})");
+                let sockets = Command::new("ss")
+                    .args(["-tanp", &format!("sport = :{}", listen.port())])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default();
+                panic!(
+                    "sluice did not report listening within 30 s (exit: {status:?}); sockets on the port:\n{sockets}"
+                );
             }
         };
         Broker {
