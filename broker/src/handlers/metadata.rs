@@ -6,7 +6,10 @@ use std::rc::Rc;
 use sluice_net::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use sluice_net::messages::{MetadataRequest, MetadataResponse};
+use sluice_net::messages::{
+    DescribeTopicPartitionsRequest, DescribeTopicPartitionsResponse, MetadataRequest,
+    MetadataResponse,
+};
 use sluice_net::{StrBytes, Uuid};
 
 use crate::core::Core;
@@ -60,6 +63,7 @@ pub async fn handle(core: &Rc<Core>, request: MetadataRequest, version: i16) -> 
                 Some(name) => match table.topics.get(name.as_str()) {
                     Some(t) => describe(t),
                     None => missing_topic(
+                        request.include_topic_authorized_operations,
                         Some(name.clone()),
                         Uuid::default(),
                         if topic_name_error(name).is_some() {
@@ -71,7 +75,12 @@ pub async fn handle(core: &Rc<Core>, request: MetadataRequest, version: i16) -> 
                 },
                 None => match table.by_id(&r.topic_id.0) {
                     Some(t) => describe(t),
-                    None => missing_topic(None, r.topic_id, code::UNKNOWN_TOPIC_ID),
+                    None => missing_topic(
+                        request.include_topic_authorized_operations,
+                        None,
+                        r.topic_id,
+                        code::UNKNOWN_TOPIC_ID,
+                    ),
                 },
             })
             .collect(),
@@ -92,14 +101,25 @@ pub async fn handle(core: &Rc<Core>, request: MetadataRequest, version: i16) -> 
     }
 }
 
-fn missing_topic(name: Option<StrBytes>, topic_id: Uuid, error_code: i16) -> MetadataResponseTopic {
+/// An unknown topic's entry. With no authorizer Kafka reports every topic operation as allowed
+/// even for a topic that does not exist (observed on Kafka 4.4 with kafka-python).
+fn missing_topic(
+    include_ops: bool,
+    name: Option<StrBytes>,
+    topic_id: Uuid,
+    error_code: i16,
+) -> MetadataResponseTopic {
     MetadataResponseTopic {
         error_code,
         name,
         topic_id,
         is_internal: false,
         partitions: Vec::new(),
-        topic_authorized_operations: AUTHORIZED_OPERATIONS_OMITTED,
+        topic_authorized_operations: if include_ops {
+            TOPIC_AUTHORIZED_OPERATIONS_ALL
+        } else {
+            AUTHORIZED_OPERATIONS_OMITTED
+        },
         ..Default::default()
     }
 }
@@ -128,6 +148,102 @@ fn topic_entry(core: &Core, t: &TopicMeta, include_ops: bool) -> MetadataRespons
         } else {
             AUTHORIZED_OPERATIONS_OMITTED
         },
+        ..Default::default()
+    }
+}
+
+/// DescribeTopicPartitions (KIP-966), which Kafka 4's `kafka-topics --describe` uses: like
+/// Metadata, with a partition limit and a cursor for paging, and the eligible-leader-replica
+/// lists (always empty on one node).
+pub fn describe_topic_partitions(
+    core: &Rc<Core>,
+    request: &DescribeTopicPartitionsRequest,
+) -> DescribeTopicPartitionsResponse {
+    use sluice_net::messages::describe_topic_partitions_response::{
+        Cursor, DescribeTopicPartitionsResponsePartition, DescribeTopicPartitionsResponseTopic,
+    };
+    let table = core.topics();
+    let node = core.config.node_id;
+    let mut names: Vec<String> = if request.topics.is_empty() {
+        table.topics.keys().cloned().collect()
+    } else {
+        request.topics.iter().map(|t| t.name.to_string()).collect()
+    };
+    names.sort();
+    names.dedup();
+    let (cursor_topic, cursor_partition) = match &request.cursor {
+        Some(c) => (Some(c.topic_name.to_string()), c.partition_index.max(0)),
+        None => (None, 0),
+    };
+    let mut budget = usize::try_from(request.response_partition_limit.max(1)).unwrap_or(1);
+    let mut topics = Vec::new();
+    let mut next_cursor = None;
+    for name in names {
+        if cursor_topic.as_ref().is_some_and(|c| name < *c) {
+            continue;
+        }
+        let first = if cursor_topic.as_deref() == Some(name.as_str()) {
+            cursor_partition
+        } else {
+            0
+        };
+        let Some(t) = table.topics.get(&name) else {
+            topics.push(DescribeTopicPartitionsResponseTopic {
+                error_code: code::UNKNOWN_TOPIC_OR_PARTITION,
+                name: Some(StrBytes::from(name)),
+                topic_authorized_operations: TOPIC_AUTHORIZED_OPERATIONS_ALL,
+                ..Default::default()
+            });
+            continue;
+        };
+        if budget == 0 {
+            next_cursor = Some(Cursor {
+                topic_name: StrBytes::from(name.as_str()),
+                partition_index: first,
+                ..Default::default()
+            });
+            break;
+        }
+        let mut partitions = Vec::new();
+        for p in first..t.partitions {
+            if budget == 0 {
+                next_cursor = Some(Cursor {
+                    topic_name: StrBytes::from(name.as_str()),
+                    partition_index: p,
+                    ..Default::default()
+                });
+                break;
+            }
+            budget -= 1;
+            partitions.push(DescribeTopicPartitionsResponsePartition {
+                error_code: code::NONE,
+                partition_index: p,
+                leader_id: node,
+                leader_epoch: 0,
+                replica_nodes: vec![node],
+                isr_nodes: vec![node],
+                eligible_leader_replicas: Some(Vec::new()),
+                last_known_elr: Some(Vec::new()),
+                offline_replicas: Vec::new(),
+                ..Default::default()
+            });
+        }
+        topics.push(DescribeTopicPartitionsResponseTopic {
+            error_code: code::NONE,
+            name: Some(StrBytes::from(name.as_str())),
+            topic_id: Uuid(t.id),
+            is_internal: is_internal(&name),
+            partitions,
+            topic_authorized_operations: TOPIC_AUTHORIZED_OPERATIONS_ALL,
+            ..Default::default()
+        });
+        if next_cursor.is_some() {
+            break;
+        }
+    }
+    DescribeTopicPartitionsResponse {
+        topics,
+        next_cursor,
         ..Default::default()
     }
 }

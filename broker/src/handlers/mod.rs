@@ -51,6 +51,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::DescribeLogDirs, 1, 4),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::DescribeTopicPartitions, 0, 0),
 ];
 
 /// The advertised version range of `api`, if sluice implements it.
@@ -172,6 +173,9 @@ pub async fn handle(core: &Rc<Core>, frame: Bytes) -> Outcome {
         }
         Request::OffsetForLeaderEpoch(r) => {
             Response::OffsetForLeaderEpoch(admin::offset_for_leader_epoch(core, r, version).await)
+        }
+        Request::DescribeTopicPartitions(r) => {
+            Response::DescribeTopicPartitions(metadata::describe_topic_partitions(core, &r))
         }
         other => {
             // SUPPORTED lists only APIs with a match arm above; reaching here is a bug.
