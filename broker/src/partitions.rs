@@ -10,6 +10,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use sluice_net::record_batch::{RecordBatch, TimestampType};
 use sluice_shard::{AppendInfo, Offsets, ReadResult, ShardError};
 
 use crate::core::{Core, CoreReply, CoreRequest};
@@ -49,6 +50,8 @@ pub enum PartitionOp {
     DeleteRecordsBefore { offset: i64 },
     /// Offsets and bytes on disk (DescribeLogDirs).
     Describe,
+    /// Offset and timestamp of the first record with the largest timestamp (ListOffsets -3).
+    MaxTimestamp,
 }
 
 /// The result of a [`PartitionOp`], in the same variant order.
@@ -61,6 +64,7 @@ pub enum PartitionOpResult {
     Waited,
     DeletedRecords(Result<i64, PartError>),
     Described(Result<(Offsets, u64), PartError>),
+    MaxTimestamp(Result<Option<(i64, i64)>, PartError>),
 }
 
 /// One op addressed to a partition.
@@ -132,6 +136,7 @@ fn failure(op: &PartitionOp, e: PartError) -> PartitionOpResult {
         PartitionOp::WaitForAppend { .. } => PartitionOpResult::Waited,
         PartitionOp::DeleteRecordsBefore { .. } => PartitionOpResult::DeletedRecords(Err(e)),
         PartitionOp::Describe => PartitionOpResult::Described(Err(e)),
+        PartitionOp::MaxTimestamp => PartitionOpResult::MaxTimestamp(Err(e)),
     }
 }
 
@@ -185,6 +190,7 @@ async fn run_one(core: &Rc<Core>, a: Addressed) -> PartitionOpResult {
         ),
         PartitionOp::Offsets => PartitionOpResult::Offsets(Ok(p.offsets())),
         PartitionOp::Describe => PartitionOpResult::Described(Ok((p.offsets(), p.size_bytes()))),
+        PartitionOp::MaxTimestamp => PartitionOpResult::MaxTimestamp(max_timestamp(&p).await),
         PartitionOp::OffsetForTimestamp { timestamp_ms } => PartitionOpResult::OffsetForTimestamp(
             p.offset_for_timestamp(timestamp_ms)
                 .await
@@ -218,4 +224,57 @@ async fn run_one(core: &Rc<Core>, a: Addressed) -> PartitionOpResult {
             )
         }
     }
+}
+
+/// Bytes read per step while scanning for the largest timestamp.
+const MAX_TIMESTAMP_READ_BYTES: usize = 1 << 20;
+
+/// The first record holding the partition's largest timestamp, found by reading every batch
+/// header from the log start (the storage engine keeps no per-segment maximum yet, so this
+/// costs a read of the whole log). Within the winning batch the records are walked to find the
+/// first one with that timestamp; a compressed batch answers its base offset, since sluice
+/// does not decompress batches.
+async fn max_timestamp(
+    p: &sluice_shard::Partition<sluice_shard::DmaStorage>,
+) -> Result<Option<(i64, i64)>, PartError> {
+    let mut offset = p.offsets().log_start_offset;
+    let mut best: Option<(i64, Bytes)> = None;
+    loop {
+        let read = p
+            .read(offset, MAX_TIMESTAMP_READ_BYTES)
+            .await
+            .map_err(|e| errors::shard(&e))?;
+        if read.batches.is_empty() {
+            break;
+        }
+        for b in read.batches {
+            let Ok(batch) = RecordBatch::new(b.clone()) else {
+                continue;
+            };
+            if best
+                .as_ref()
+                .is_none_or(|(ts, _)| batch.max_timestamp() > *ts)
+            {
+                best = Some((batch.max_timestamp(), b));
+            }
+            offset = batch.last_offset() + 1;
+        }
+    }
+    let Some((ts, bytes)) = best else {
+        return Ok(None);
+    };
+    let Ok(batch) = RecordBatch::new(bytes) else {
+        return Ok(None);
+    };
+    if batch.timestamp_type() == TimestampType::LogAppendTime {
+        return Ok(Some((batch.base_offset(), ts)));
+    }
+    if let Ok(records) = batch.records() {
+        for r in records.flatten() {
+            if batch.base_timestamp() + r.timestamp_delta == ts {
+                return Ok(Some((batch.base_offset() + i64::from(r.offset_delta), ts)));
+            }
+        }
+    }
+    Ok(Some((batch.base_offset(), ts)))
 }

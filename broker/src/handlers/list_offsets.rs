@@ -15,6 +15,7 @@ use crate::partitions::{self, Addressed, PartitionOp, PartitionOpResult};
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 
 pub async fn handle(
@@ -40,14 +41,17 @@ pub async fn handle(
             };
             match meta {
                 Some(m) if p.partition_index >= 0 && p.partition_index < m.partitions => {
-                    let op = if p.timestamp < 0 {
+                    let op = if p.timestamp == MAX_TIMESTAMP {
+                        PartitionOp::MaxTimestamp
+                    } else if p.timestamp < 0 {
                         PartitionOp::Offsets
                     } else {
                         PartitionOp::OffsetForTimestamp {
                             timestamp_ms: p.timestamp,
                         }
                     };
-                    if p.timestamp < 0 && ![LATEST, EARLIEST, EARLIEST_LOCAL].contains(&p.timestamp)
+                    if p.timestamp < 0
+                        && ![LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL].contains(&p.timestamp)
                     {
                         // Special timestamps sluice does not implement are not advertised;
                         // an old client sending one gets Kafka's "no such offset" answer.
@@ -83,14 +87,17 @@ pub async fn handle(
                 };
                 r.leader_epoch = 0;
             }
-            PartitionOpResult::OffsetForTimestamp(Ok(found)) => {
+            PartitionOpResult::OffsetForTimestamp(Ok(found))
+            | PartitionOpResult::MaxTimestamp(Ok(found)) => {
                 if let Some((offset, timestamp)) = found {
                     r.offset = offset;
                     r.timestamp = timestamp;
                     r.leader_epoch = 0;
                 }
             }
-            PartitionOpResult::Offsets(Err(e)) | PartitionOpResult::OffsetForTimestamp(Err(e)) => {
+            PartitionOpResult::Offsets(Err(e))
+            | PartitionOpResult::OffsetForTimestamp(Err(e))
+            | PartitionOpResult::MaxTimestamp(Err(e)) => {
                 r.error_code = e.code;
             }
             other => unreachable!("list offsets answered with {other:?}"),
