@@ -22,7 +22,7 @@ use sluice_net::messages::{
 };
 
 use crate::core::Core;
-use crate::errors::{self, code};
+use crate::errors::code;
 use crate::partitions::{self, Addressed, PartitionOp, PartitionOpResult};
 use crate::registry::TopicChange;
 
@@ -64,13 +64,11 @@ pub async fn create_partitions(
         }
         results.push(r);
     }
-    for (slot, outcome) in slots.into_iter().zip(core.change_topics(changes).await) {
-        if let Err(e) = outcome {
-            let (c, m) = errors::topic_change(&e);
-            results[slot].error_code = c;
-            results[slot].error_message = Some(m.into());
-        }
-    }
+    super::apply_topic_changes(core, slots, changes, |slot, code, message| {
+        results[slot].error_code = code;
+        results[slot].error_message = Some(message.into());
+    })
+    .await;
     CreatePartitionsResponse {
         results,
         ..Default::default()

@@ -17,7 +17,7 @@ use sluice_net::messages::{
 };
 
 use crate::core::Core;
-use crate::errors::{self, code};
+use crate::errors::code;
 use crate::registry::TopicChange;
 use crate::topic_config::{self, ConfigType, TOPIC_CONFIGS};
 
@@ -284,13 +284,11 @@ pub async fn alter(
         }
         responses.push(r);
     }
-    for (slot, outcome) in slots.into_iter().zip(core.change_topics(changes).await) {
-        if let Err(e) = outcome {
-            let (c, m) = errors::topic_change(&e);
-            responses[slot].error_code = c;
-            responses[slot].error_message = Some(m.into());
-        }
-    }
+    super::apply_topic_changes(core, slots, changes, |slot, code, message| {
+        responses[slot].error_code = code;
+        responses[slot].error_message = Some(message.into());
+    })
+    .await;
     AlterConfigsResponse {
         responses,
         ..Default::default()
@@ -404,13 +402,11 @@ pub async fn incremental_alter(
         }
         responses.push(r);
     }
-    for (slot, outcome) in slots.into_iter().zip(core.change_topics(changes).await) {
-        if let Err(e) = outcome {
-            let (c, m) = errors::topic_change(&e);
-            responses[slot].error_code = c;
-            responses[slot].error_message = Some(m.into());
-        }
-    }
+    super::apply_topic_changes(core, slots, changes, |slot, code, message| {
+        responses[slot].error_code = code;
+        responses[slot].error_message = Some(message.into());
+    })
+    .await;
     IncrementalAlterConfigsResponse {
         responses,
         ..Default::default()

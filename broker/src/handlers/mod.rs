@@ -185,6 +185,22 @@ pub async fn handle(core: &Rc<Core>, frame: Bytes) -> Outcome {
     Outcome::Respond(encode(api, version, correlation_id, &response))
 }
 
+/// Applies topic registry changes through core 0; `refused(slot, code, message)` is called for
+/// each change that was refused, with the slot its response entry has.
+pub async fn apply_topic_changes(
+    core: &Rc<Core>,
+    slots: Vec<usize>,
+    changes: Vec<crate::registry::TopicChange>,
+    mut refused: impl FnMut(usize, i16, String),
+) {
+    for (slot, outcome) in slots.into_iter().zip(core.change_topics(changes).await) {
+        if let Err(e) = outcome {
+            let (code, message) = crate::errors::topic_change(&e);
+            refused(slot, code, message);
+        }
+    }
+}
+
 /// The first `max` bytes of a frame in hex, for debug logs of malformed requests.
 fn hex_prefix(frame: &[u8], max: usize) -> String {
     use std::fmt::Write;
