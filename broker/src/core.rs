@@ -35,9 +35,7 @@ pub enum CoreRequest {
 /// The answer to a [`CoreRequest`].
 #[derive(Debug)]
 pub enum CoreReply {
-    Pong {
-        core: usize,
-    },
+    Pong,
     /// One result per requested change, in order.
     TopicsChangedResult(Vec<Result<(), TopicChangeError>>),
     Ack,
@@ -82,7 +80,7 @@ impl Core {
     /// Answers a request from another core.
     pub async fn serve_peer(self: Rc<Self>, _from: usize, request: CoreRequest) -> CoreReply {
         match request {
-            CoreRequest::Ping => CoreReply::Pong { core: self.id },
+            CoreRequest::Ping => CoreReply::Pong,
             CoreRequest::ChangeTopics(changes) => {
                 CoreReply::TopicsChangedResult(registry::apply(&self, changes).await)
             }

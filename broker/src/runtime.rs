@@ -114,7 +114,10 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<i32> {
                     tracing::info!(%addr, cores, "listening");
                 }
             }
-            Ok(CoreEvent::Stopped(_)) => stopped += 1,
+            Ok(CoreEvent::Stopped(id)) => {
+                tracing::debug!(core = id, "core stopped");
+                stopped += 1;
+            }
             Ok(CoreEvent::Failed(id, message)) => {
                 eprintln!("sluice: core {id} failed: {message}");
                 return Ok(1);
@@ -164,7 +167,7 @@ async fn core_main(
         async move {
             match core {
                 Some(core) => core.serve_peer(from, request).await,
-                None => CoreReply::Pong { core: usize::MAX },
+                None => CoreReply::Pong,
             }
         }
     })

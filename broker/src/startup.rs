@@ -57,7 +57,6 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct LockFile {
     _file: File,
-    pub path: PathBuf,
 }
 
 /// Takes the lock at `path`, writing our pid into the file. `Err(Some(holder))` when another
@@ -93,10 +92,7 @@ fn lock_file(path: &Path) -> Result<LockFile, Result<String, std::io::Error>> {
         file.sync_data()
     };
     write_pid(&mut file).map_err(Err)?;
-    Ok(LockFile {
-        _file: file,
-        path: path.to_owned(),
-    })
+    Ok(LockFile { _file: file })
 }
 
 /// Creates the data dir if needed, checks it is writable, and locks it.
