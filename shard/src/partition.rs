@@ -788,15 +788,7 @@ impl<S: Storage> Partition<S> {
                 if st.durable_seq >= seq {
                     return Ok(());
                 }
-                if st.closed {
-                    return Err(ShardError::Closed {
-                        topic: self.inner.topic.clone(),
-                        partition: self.inner.partition,
-                    });
-                }
-                if let Some(c) = &st.poisoned {
-                    return Err(self.poisoned_err(c.clone()));
-                }
+                self.check_usable()?;
             }
             if let Some(guard) = self.inner.io_lock.try_lock() {
                 let r = self.flush_locked().await;

@@ -17,18 +17,19 @@ pub async fn handle(
 ) -> DeleteTopicsResponse {
     let table = core.topics();
     // (name if known, id, error before trying)
+    // The id of a topic named in the request (all zeroes when unknown, as Kafka answers).
+    let id_of = |name: &StrBytes| {
+        table
+            .topics
+            .get(name.as_str())
+            .map(|m| Uuid(m.id))
+            .unwrap_or_default()
+    };
     let mut targets: Vec<(Option<String>, Uuid, Option<i16>)> = Vec::new();
     if version >= 6 {
         for t in &request.topics {
             match (&t.name, t.topic_id) {
-                (Some(name), _) => {
-                    let id = table
-                        .topics
-                        .get(name.as_str())
-                        .map(|m| Uuid(m.id))
-                        .unwrap_or_default();
-                    targets.push((Some(name.to_string()), id, None));
-                }
+                (Some(name), _) => targets.push((Some(name.to_string()), id_of(name), None)),
                 (None, id) => match table.by_id(&id.0) {
                     Some(m) => targets.push((Some(m.name.clone()), id, None)),
                     None => targets.push((None, id, Some(code::UNKNOWN_TOPIC_ID))),
@@ -37,12 +38,7 @@ pub async fn handle(
         }
     } else {
         for name in &request.topic_names {
-            let id = table
-                .topics
-                .get(name.as_str())
-                .map(|m| Uuid(m.id))
-                .unwrap_or_default();
-            targets.push((Some(name.to_string()), id, None));
+            targets.push((Some(name.to_string()), id_of(name), None));
         }
     }
     let changes: Vec<TopicChange> = targets

@@ -162,6 +162,11 @@ pub fn describe_topic_partitions(
     use sluice_net::messages::describe_topic_partitions_response::{
         Cursor, DescribeTopicPartitionsResponsePartition, DescribeTopicPartitionsResponseTopic,
     };
+    let cursor_at = |name: &str, partition_index: i32| Cursor {
+        topic_name: StrBytes::from(name),
+        partition_index,
+        ..Default::default()
+    };
     let table = core.topics();
     let node = core.config.node_id;
     let mut names: Vec<String> = if request.topics.is_empty() {
@@ -197,21 +202,13 @@ pub fn describe_topic_partitions(
             continue;
         };
         if budget == 0 {
-            next_cursor = Some(Cursor {
-                topic_name: StrBytes::from(name.as_str()),
-                partition_index: first,
-                ..Default::default()
-            });
+            next_cursor = Some(cursor_at(&name, first));
             break;
         }
         let mut partitions = Vec::new();
         for p in first..t.partitions {
             if budget == 0 {
-                next_cursor = Some(Cursor {
-                    topic_name: StrBytes::from(name.as_str()),
-                    partition_index: p,
-                    ..Default::default()
-                });
+                next_cursor = Some(cursor_at(&name, p));
                 break;
             }
             budget -= 1;
