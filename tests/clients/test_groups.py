@@ -265,7 +265,7 @@ def test_three_members_share_and_survive_a_sigkill(broker, members):
         last = max((o for pp, o, _ in vseen if pp == p), default=-1)
         first = min(o for pp, o in took_over if pp == p)
         assert last + 1 - 500 <= first <= last + 1, (p, last, first)
-    assert handover >= 5.0, f"the group moved on {handover:.1f} s after the kill, before the 6 s session timeout"
+    assert handover >= 4.0, f"the group moved on {handover:.1f} s after the kill: the 6 s session timeout (1 s heartbeats) was not awaited"
     for m in survivors:
         m.close()
 
