@@ -45,8 +45,26 @@ pub struct BrokerConfig {
     pub retention_bytes: i64,
     /// Default `max.message.bytes` (largest record batch accepted). 1 MiB + 12 bytes, as Kafka.
     pub message_bytes_max: i32,
-    /// Default `group.initial.rebalance.delay.ms`. Lower than Kafka's 3 s.
+    /// `group.initial.rebalance.delay.ms`: how long the first rebalance of an empty group waits
+    /// for more members (extended while members keep arriving, up to the rebalance timeout).
+    /// 300 ms, lower than Kafka's 3 s, so a lone new consumer gets its partitions fast.
     pub group_initial_rebalance_delay_ms: i64,
+    /// `group.min.session.timeout.ms` / `group.max.session.timeout.ms`: a JoinGroup outside
+    /// gets INVALID_SESSION_TIMEOUT. 6 s and 30 min, as Kafka.
+    pub group_min_session_timeout_ms: i32,
+    pub group_max_session_timeout_ms: i32,
+    /// `group.max.size`: members per group. Unlimited, as Kafka.
+    pub group_max_size: i32,
+    /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets` when it is created
+    /// (on the first FindCoordinator). 50, as Kafka.
+    pub offsets_topic_partitions: i32,
+    /// `offsets.retention.minutes`: committed offsets of an empty group are deleted this long
+    /// after it became empty. 7 days, as Kafka.
+    pub offsets_retention_minutes: i64,
+    /// `offsets.retention.check.interval.ms`. 10 minutes, as Kafka.
+    pub offsets_retention_check_interval_ms: i64,
+    /// `offset.metadata.max.bytes`: longer commit metadata gets OFFSET_METADATA_TOO_LARGE. 4096.
+    pub offset_metadata_max_bytes: usize,
 }
 
 impl Default for BrokerConfig {
@@ -69,6 +87,13 @@ impl Default for BrokerConfig {
             retention_bytes: -1,
             message_bytes_max: 1024 * 1024 + 12,
             group_initial_rebalance_delay_ms: 300,
+            group_min_session_timeout_ms: 6000,
+            group_max_session_timeout_ms: 1_800_000,
+            group_max_size: i32::MAX,
+            offsets_topic_partitions: 50,
+            offsets_retention_minutes: 7 * 24 * 60,
+            offsets_retention_check_interval_ms: 600_000,
+            offset_metadata_max_bytes: 4096,
         }
     }
 }
@@ -88,16 +113,46 @@ pub enum ConfigError {
 }
 
 impl BrokerConfig {
-    /// Reads a TOML file; keys not given keep their defaults.
-    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })
+    /// Reads the optional TOML file, then applies `key=value` settings over it (a value that is
+    /// not valid TOML is taken as a string), so every setting can be given on the command line.
+    pub fn from_file_and_settings(
+        path: Option<&Path>,
+        settings: &[String],
+    ) -> Result<Self, ConfigError> {
+        let origin = path.map_or_else(|| PathBuf::from("--set"), Path::to_owned);
+        let mut table: toml::Table = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                text.parse().map_err(|e: toml::de::Error| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        for s in settings {
+            let Some((key, value)) = s.split_once('=') else {
+                return Err(ConfigError::Parse {
+                    path: origin,
+                    message: format!("`{s}` is not key=value"),
+                });
+            };
+            let value = format!("v = {value}")
+                .parse::<toml::Table>()
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(value.to_owned()));
+            table.insert(key.trim().to_owned(), value);
+        }
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse {
+                path: origin,
+                message: e.to_string(),
+            })
     }
 
     /// Checks the relationships between settings that serde cannot.
@@ -125,6 +180,18 @@ impl BrokerConfig {
         }
         if self.connection_inflight_max == 0 {
             return invalid("connection_inflight_max", "must be at least 1");
+        }
+        if self.offsets_topic_partitions < 1 {
+            return invalid("offsets_topic_partitions", "must be at least 1");
+        }
+        if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms {
+            return invalid(
+                "group_min_session_timeout_ms",
+                "must not exceed group_max_session_timeout_ms",
+            );
+        }
+        if self.group_max_size < 1 {
+            return invalid("group_max_size", "must be at least 1");
         }
         if self.message_bytes_max < 0 {
             return invalid("message_bytes_max", "must not be negative");
@@ -157,6 +224,23 @@ mod tests {
         assert_eq!(c.default_partitions, 3);
         assert_eq!(c.listen.port(), 19092);
         assert_eq!(c.request_bytes_max, 100 * 1024 * 1024);
+    }
+
+    /// Proves `--set` values override the file's and unknown keys are refused there too.
+    #[test]
+    fn settings_override() {
+        let c = BrokerConfig::from_file_and_settings(
+            None,
+            &[
+                "group_initial_rebalance_delay_ms=0".into(),
+                "listen=127.0.0.1:19093".into(),
+            ],
+        )
+        .expect("valid settings");
+        assert_eq!(c.group_initial_rebalance_delay_ms, 0);
+        assert_eq!(c.listen.port(), 19093);
+        assert!(BrokerConfig::from_file_and_settings(None, &["nope=1".into()]).is_err());
+        assert!(BrokerConfig::from_file_and_settings(None, &["novalue".into()]).is_err());
     }
 
     /// Proves an unknown key is an error, not silently ignored (a typo must not go unnoticed).

@@ -30,6 +30,8 @@ pub enum CoreRequest {
     Partitions(Vec<Addressed>),
     /// To core 0: a fresh producer id.
     AllocateProducerId,
+    /// To the core that coordinates a group.
+    Group(crate::groups::GroupCall),
 }
 
 /// The answer to a [`CoreRequest`].
@@ -41,6 +43,7 @@ pub enum CoreReply {
     Ack,
     Partitions(Vec<PartitionOpResult>),
     ProducerId(Result<i64, ()>),
+    Group(crate::groups::GroupReply),
 }
 
 /// One core's broker state.
@@ -68,6 +71,8 @@ pub struct Core {
     pub registry_serial: Semaphore,
     /// Core 0 only: the producer id allocator.
     pub producer_ids: Option<ProducerIds>,
+    /// The consumer groups this core coordinates.
+    pub groups: crate::groups::Coordinator,
 }
 
 impl std::fmt::Debug for Core {
@@ -94,6 +99,7 @@ impl Core {
             CoreRequest::AllocateProducerId => {
                 CoreReply::ProducerId(self.allocate_producer_id().await)
             }
+            CoreRequest::Group(call) => CoreReply::Group(crate::groups::serve(&self, call).await),
         }
     }
 
@@ -152,6 +158,11 @@ impl Core {
         let cores = self.mesh.cores();
         for t in table.topics.values() {
             let settings = TopicSettings::resolve(&t.configs);
+            let mut log_config = settings.log_config();
+            if t.name == crate::groups::OFFSETS_TOPIC {
+                // 50 partitions of small records: do not reserve 64 MiB of disk for each.
+                log_config.preallocate_bytes = 1 << 20;
+            }
             for p in 0..t.partitions {
                 if shard_for(&t.name, p, cores) != self.id
                     || self.shard.partition(&t.name, p).is_some()
@@ -160,7 +171,7 @@ impl Core {
                 }
                 if let Err(e) = self
                     .shard
-                    .create_partition(&t.name, p, settings.log_config())
+                    .create_partition(&t.name, p, log_config.clone())
                     .await
                 {
                     tracing::error!(topic = %t.name, partition = p, error = %e, "cannot open partition");

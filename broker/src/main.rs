@@ -4,6 +4,7 @@ mod config;
 mod connection;
 mod core;
 mod errors;
+mod groups;
 mod handlers;
 mod mesh;
 mod metadata;
@@ -61,14 +62,16 @@ struct StartArgs {
     /// Create topics on first use (true/false).
     #[arg(long)]
     auto_create_topics: Option<bool>,
+    /// Any BrokerConfig setting as `key=value` (TOML value; a bare word is a string), applied
+    /// after the file and before the other flags; repeatable. E.g.
+    /// `--set group_initial_rebalance_delay_ms=0`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
 }
 
 impl StartArgs {
     fn into_config(self) -> anyhow::Result<BrokerConfig> {
-        let mut c = match &self.config {
-            Some(path) => BrokerConfig::from_file(path)?,
-            None => BrokerConfig::default(),
-        };
+        let mut c = BrokerConfig::from_file_and_settings(self.config.as_deref(), &self.set)?;
         if let Some(v) = self.listen {
             c.listen = v;
         }

@@ -197,6 +197,7 @@ async fn core_main(
         None
     };
     let (advertised_host, advertised_port) = advertised(&config, addr);
+    let group_config = config.clone();
     let core = Rc::new(Core {
         id,
         budget: Rc::new(Semaphore::new(config.core_request_memory_bytes as u64)),
@@ -212,10 +213,12 @@ async fn core_main(
         shard,
         producer_ids,
         registry_serial: Semaphore::new(1),
+        groups: crate::groups::Coordinator::new(&group_config),
     });
     let table = core.topics();
     core.open_owned_partitions(&table).await;
     spawn_housekeeping(&core);
+    crate::groups::spawn_timers(&core);
     let _ = slot.set(Rc::clone(&core));
     // Every peer answers before this core accepts clients: a core that cannot reach the others
     // must not take connections it could only half serve.
@@ -304,6 +307,11 @@ fn spawn_connection(core: &Rc<Core>, stream: glommio::net::TcpStream) {
         inflight_max: core.config.connection_inflight_max,
     };
     let core = Rc::clone(core);
+    let peer_ip: Rc<str> = stream
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default()
+        .into();
     glommio::spawn_local(async move {
         core.connections.set(core.connections.get() + 1);
         let handler_core = Rc::clone(&core);
@@ -314,9 +322,10 @@ fn spawn_connection(core: &Rc<Core>, stream: glommio::net::TcpStream) {
             limits,
             move |frame| {
                 let core = Rc::clone(&handler_core);
+                let peer_ip = Rc::clone(&peer_ip);
                 async move {
                     core.busy.set(core.busy.get() + 1);
-                    let outcome = crate::handlers::handle(&core, frame).await;
+                    let outcome = crate::handlers::handle(&core, frame, &peer_ip).await;
                     core.busy.set(core.busy.get() - 1);
                     outcome
                 }

@@ -15,6 +15,7 @@ mod configs;
 mod create_topics;
 mod delete_topics;
 mod fetch;
+mod groups;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
@@ -52,6 +53,17 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeLogDirs, 1, 4),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::DescribeTopicPartitions, 0, 0),
+    (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DescribeGroups, 0, 6),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 /// The advertised version range of `api`, if sluice implements it.
@@ -74,8 +86,8 @@ fn version_table() -> Vec<ApiVersion> {
         .collect()
 }
 
-/// Handles one request frame (without its size prefix).
-pub async fn handle(core: &Rc<Core>, frame: Bytes) -> Outcome {
+/// Handles one request frame (without its size prefix) from a client at `peer_ip`.
+pub async fn handle(core: &Rc<Core>, frame: Bytes, peer_ip: &str) -> Outcome {
     if frame.len() < 8 {
         return Outcome::Close(format!(
             "request of {} bytes is shorter than a header",
@@ -102,9 +114,10 @@ pub async fn handle(core: &Rc<Core>, frame: Bytes) -> Outcome {
     }
     let raw = frame.clone();
     let mut d = Decoder::new(frame);
-    if let Err(e) = RequestHeader::decode(&mut d, api.request_header_version(version)) {
-        return Outcome::Close(format!("malformed request header: {e}"));
-    }
+    let header = match RequestHeader::decode(&mut d, api.request_header_version(version)) {
+        Ok(h) => h,
+        Err(e) => return Outcome::Close(format!("malformed request header: {e}")),
+    };
     let body = d.into_rest();
     let decoded = match Request::decode(api, version, body.clone()) {
         // Kafka does not check that a request body was consumed to its end, and real clients
@@ -176,6 +189,43 @@ pub async fn handle(core: &Rc<Core>, frame: Bytes) -> Outcome {
         }
         Request::DescribeTopicPartitions(r) => {
             Response::DescribeTopicPartitions(metadata::describe_topic_partitions(core, &r))
+        }
+        Request::FindCoordinator(r) => {
+            Response::FindCoordinator(groups::find_coordinator(core, r, version).await)
+        }
+        Request::JoinGroup(r) => {
+            let client = groups::Client {
+                client_id: header
+                    .client_id
+                    .as_ref()
+                    .map(|c| c.to_string())
+                    .unwrap_or_default(),
+                host: format!("/{peer_ip}"),
+            };
+            Response::JoinGroup(groups::join_group(core, r, version, &client).await)
+        }
+        Request::SyncGroup(r) => Response::SyncGroup(groups::sync_group(core, r, version).await),
+        Request::Heartbeat(r) => Response::Heartbeat(groups::heartbeat(core, r, version).await),
+        Request::LeaveGroup(r) => {
+            Response::LeaveGroup(groups::leave_group(core, r, version).await)
+        }
+        Request::OffsetCommit(r) => {
+            Response::OffsetCommit(groups::offset_commit(core, r, version).await)
+        }
+        Request::OffsetFetch(r) => {
+            Response::OffsetFetch(groups::offset_fetch(core, r, version).await)
+        }
+        Request::ListGroups(r) => {
+            Response::ListGroups(groups::list_groups(core, r, version).await)
+        }
+        Request::DescribeGroups(r) => {
+            Response::DescribeGroups(groups::describe_groups(core, r, version).await)
+        }
+        Request::DeleteGroups(r) => {
+            Response::DeleteGroups(groups::delete_groups(core, r, version).await)
+        }
+        Request::OffsetDelete(r) => {
+            Response::OffsetDelete(groups::offset_delete(core, r, version).await)
         }
         other => {
             // SUPPORTED lists only APIs with a match arm above; reaching here is a bug.

@@ -69,6 +69,12 @@ pub async fn handle(core: &Rc<Core>, request: ProduceRequest, version: i16) -> P
                     },
                     "This server does not host this topic-partition.",
                 ))
+            } else if meta.is_some_and(|m| super::metadata::is_internal(&m.name)) {
+                // Only the coordinator writes its internal topic, as in Kafka.
+                Some(PartError::new(
+                    code::INVALID_TOPIC_EXCEPTION,
+                    "Cannot append to internal topic",
+                ))
             } else if p.records.as_ref().is_none_or(|r| r.is_empty()) {
                 Some(PartError::new(
                     code::INVALID_RECORD,
