@@ -3,6 +3,12 @@
 //!
 //! The binary is `$SLUICE_BIN`, or `sluice` in `$SLUICE_TEST_BIN_DIR`, or the workspace's
 //! `target/release/sluice`, then `target/debug/sluice`.
+//!
+//! External mode: when `SLUICE_TEST_BOOTSTRAP=host:port` is set, [`Broker::start`] spawns nothing
+//! and connects to the broker already running there (e.g. the reference Kafka from
+//! `tests/kafka-ref/start`), so the same test file can be run against Kafka. The extra args are
+//! ignored then; `pid`, `stop` and `restart_after_kill` panic, `kill` does nothing. Tests that
+//! use this mode must create their own uniquely named topics and groups.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -40,11 +46,42 @@ pub struct Broker {
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     extra_args: Vec<String>,
+    /// Started by someone else (`SLUICE_TEST_BOOTSTRAP`): never spawned, never killed.
+    external: bool,
+}
+
+/// The bootstrap of an already-running broker to test instead of spawning one
+/// (`SLUICE_TEST_BOOTSTRAP`, e.g. `127.0.0.1:9092`), if set and non-empty.
+pub fn external_bootstrap() -> Option<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let v = std::env::var("SLUICE_TEST_BOOTSTRAP").ok()?;
+    let v = v.trim();
+    if v.is_empty() {
+        return None;
+    }
+    let addr = v
+        .to_socket_addrs()
+        .unwrap_or_else(|e| panic!("SLUICE_TEST_BOOTSTRAP={v}: {e}"))
+        .next()
+        .unwrap_or_else(|| panic!("SLUICE_TEST_BOOTSTRAP={v}: no address"));
+    Some(addr)
 }
 
 impl Broker {
-    /// Starts a broker on a free port with a fresh data dir under the system temp dir.
+    /// Starts a broker on a free port with a fresh data dir under the system temp dir; or, with
+    /// `SLUICE_TEST_BOOTSTRAP` set, stands for the broker already running there (see the module
+    /// docs).
     pub fn start(extra_args: &[&str]) -> Broker {
+        if let Some(addr) = external_bootstrap() {
+            return Broker {
+                child: None,
+                addr,
+                data_dir: PathBuf::new(),
+                _tmp: None,
+                extra_args: extra_args.iter().map(|s| (*s).to_owned()).collect(),
+                external: true,
+            };
+        }
         let tmp = tempfile::Builder::new()
             .prefix("sluice-test-")
             .tempdir()
@@ -107,7 +144,20 @@ impl Broker {
             data_dir: data_dir.to_owned(),
             _tmp: None,
             extra_args,
+            external: false,
         }
+    }
+
+    /// Whether this stands for an external broker (`SLUICE_TEST_BOOTSTRAP`).
+    pub fn is_external(&self) -> bool {
+        self.external
+    }
+
+    fn not_external(&self, what: &str) {
+        assert!(
+            !self.external,
+            "{what} is not possible with an external broker (SLUICE_TEST_BOOTSTRAP)"
+        );
     }
 
     /// The bootstrap string for clients.
@@ -117,11 +167,13 @@ impl Broker {
 
     /// Process id, for signals.
     pub fn pid(&self) -> u32 {
+        self.not_external("pid");
         self.child.as_ref().expect("running").id()
     }
 
     /// Sends SIGTERM and waits for the exit status (at most 30 s).
     pub fn stop(&mut self) -> std::process::ExitStatus {
+        self.not_external("stop");
         let mut child = self.child.take().expect("running");
         // SAFETY: kill with a pid we spawned and a valid signal number.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -148,6 +200,7 @@ impl Broker {
 
     /// Kills (SIGKILL) and starts again on the same port and data dir.
     pub fn restart_after_kill(&mut self) {
+        self.not_external("restart_after_kill");
         self.kill();
         let args: Vec<&str> = self.extra_args.iter().map(String::as_str).collect();
         let next = Broker::start_in(&self.data_dir, self.addr, &args);
@@ -160,6 +213,9 @@ impl Broker {
 
     /// Whether the process is still alive.
     pub fn is_running(&mut self) -> bool {
+        if self.external {
+            return true;
+        }
         match self.child.as_mut() {
             Some(c) => c.try_wait().expect("wait").is_none(),
             None => false,
