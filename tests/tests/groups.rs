@@ -871,7 +871,31 @@ fn find_coordinator_names_the_broker_itself() {
         }
     }
     // Transactions (Kafka answers COORDINATOR_NOT_AVAILABLE until its transaction topic exists).
+    // A broker without transactions (sluice today: no AddPartitionsToTxn in ApiVersions)
+    // answers TRANSACTIONAL_ID_AUTHORIZATION_FAILED, fatal in every client, as its
+    // InitProducerId does.
+    let txn_supported = {
+        let r = expect!(
+            call(
+                &mut c,
+                ApiKey::ApiVersions,
+                3,
+                Request::ApiVersions(Default::default())
+            ),
+            ApiVersions
+        );
+        r.api_keys.iter().any(|k| k.api_key == ApiKey::AddPartitionsToTxn.key())
+    };
     for v in 1..=6 {
+        if !txn_supported {
+            let r = find_coordinator(&mut c, v, &uniq("txn"), 1);
+            assert_eq!(
+                (r.error_code, r.node_id, r.port),
+                (53, -1, -1),
+                "v{v} transaction key without transactions: {r:?}"
+            );
+            continue;
+        }
         let deadline = Instant::now() + Duration::from_secs(30);
         let r = loop {
             let r = find_coordinator(&mut c, v, &uniq("txn"), 1);

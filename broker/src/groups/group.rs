@@ -565,10 +565,22 @@ impl Group {
         match self.state {
             State::Stable if same => {
                 // No rebalance: the member keeps its assignment (SyncGroup hands it back).
+                // Like Kafka, a pre-v9 client is answered as a follower (the old leader id, no
+                // members) so it does not compute an assignment nobody would use; v9 is told
+                // it leads and to skip the assignment.
                 self.dirty = true;
                 let leader = self.leader.as_deref() == Some(new_id.as_str());
-                let mut r = self.join_result(&new_id, leader);
-                r.skip_assignment = leader && args.supports_skip_assignment;
+                let r = if args.supports_skip_assignment {
+                    let mut r = self.join_result(&new_id, leader);
+                    r.skip_assignment = leader;
+                    r
+                } else {
+                    let mut r = self.join_result(&new_id, false);
+                    if leader {
+                        r.leader = old_id.to_owned();
+                    }
+                    r
+                };
                 Reply::Now(r)
             }
             State::PreparingRebalance => self.update_member_and_wait(&new_id, args, now),
@@ -793,6 +805,7 @@ impl Group {
         generation: i32,
         protocol_type: Option<&str>,
         protocol_name: Option<&str>,
+        require_protocol: bool,
         assignments: Vec<(String, Bytes)>,
         now: i64,
     ) -> Reply<SyncResult> {
@@ -805,7 +818,8 @@ impl Group {
         if generation != self.generation {
             return Reply::Now(SyncResult::error(code::ILLEGAL_GENERATION));
         }
-        if protocol_type.is_some_and(|t| self.protocol_type.as_deref() != Some(t))
+        if require_protocol && (protocol_type.is_none() || protocol_name.is_none())
+            || protocol_type.is_some_and(|t| self.protocol_type.as_deref() != Some(t))
             || protocol_name.is_some_and(|n| self.protocol.as_deref() != Some(n))
         {
             return Reply::Now(SyncResult::error(code::INCONSISTENT_GROUP_PROTOCOL));
@@ -952,14 +966,16 @@ impl Group {
         {
             return Err(code::FENCED_INSTANCE_ID);
         }
-        if self.state == State::CompletingRebalance {
-            return Err(code::REBALANCE_IN_PROGRESS);
-        }
         if !self.members.contains_key(member_id) {
             return Err(code::UNKNOWN_MEMBER_ID);
         }
         if generation != self.generation {
             return Err(code::ILLEGAL_GENERATION);
+        }
+        // Commits of the current generation are taken while members rejoin
+        // (PreparingRebalance), but not between the join and the new assignment.
+        if self.state == State::CompletingRebalance {
+            return Err(code::REBALANCE_IN_PROGRESS);
         }
         self.members.get_mut(member_id).expect("checked").touch(now);
         Ok(())
@@ -1118,7 +1134,7 @@ mod tests {
             None,
             1,
             None,
-            None,
+            None, false,
             vec![(j.member_id.clone(), Bytes::from_static(b"a"))],
             1,
         ));
@@ -1144,7 +1160,7 @@ mod tests {
             panic!()
         };
         let a = ready(&rx).unwrap();
-        now_value_or_ready(g.sync(&a.member_id, None, 1, None, None, vec![], 0));
+        now_value_or_ready(g.sync(&a.member_id, None, 1, None, None, false, vec![], 0));
         // b joins: a is told to rejoin by its heartbeat.
         let Reply::Wait(rx_b) = join_one(&mut g, "b", 10, &mk) else {
             panic!()
@@ -1159,7 +1175,7 @@ mod tests {
         assert_eq!(ja.members.len(), 2, "a stays leader");
         assert!(jb.members.is_empty());
         // b syncs first and waits for the leader.
-        let Reply::Wait(sb) = g.sync(&jb.member_id, None, 2, None, None, vec![], 40) else {
+        let Reply::Wait(sb) = g.sync(&jb.member_id, None, 2, None, None, false, vec![], 40) else {
             panic!()
         };
         assert!(ready(&sb).is_none());
@@ -1168,7 +1184,7 @@ mod tests {
             None,
             2,
             None,
-            None,
+            None, false,
             vec![(jb.member_id.clone(), Bytes::from_static(b"B"))],
             50,
         ));
@@ -1196,7 +1212,7 @@ mod tests {
             Some("i"),
             1,
             None,
-            None,
+            None, false,
             vec![(j.member_id.clone(), Bytes::from_static(b"x"))],
             0,
         ));
@@ -1209,7 +1225,7 @@ mod tests {
             g.heartbeat(&j.member_id, Some("i"), 1, 6),
             code::FENCED_INSTANCE_ID
         );
-        let s = now_value(g.sync(&r.member_id, Some("i"), 1, None, None, vec![], 7));
+        let s = now_value(g.sync(&r.member_id, Some("i"), 1, None, None, false, vec![], 7));
         assert_eq!(s.assignment, Bytes::from_static(b"x"));
     }
 
@@ -1226,7 +1242,7 @@ mod tests {
             g.validate_commit(&j.member_id, None, 1, 0),
             Err(code::REBALANCE_IN_PROGRESS)
         );
-        now_value_or_ready(g.sync(&j.member_id, None, 1, None, None, vec![], 0));
+        now_value_or_ready(g.sync(&j.member_id, None, 1, None, None, false, vec![], 0));
         assert_eq!(g.validate_commit(&j.member_id, None, 1, 0), Ok(()));
         assert_eq!(
             g.validate_commit(&j.member_id, None, 0, 0),
@@ -1280,7 +1296,7 @@ mod tests {
             None,
             1,
             None,
-            None,
+            None, false,
             vec![(j.member_id.clone(), Bytes::from_static(b"q"))],
             0,
         ));
@@ -1289,7 +1305,7 @@ mod tests {
         assert_eq!(h.state, State::Stable);
         assert_eq!(h.generation, 1);
         assert_eq!(h.heartbeat(&j.member_id, None, 1, 101), code::NONE);
-        let s = now_value(h.sync(&j.member_id, None, 1, None, None, vec![], 102));
+        let s = now_value(h.sync(&j.member_id, None, 1, None, None, false, vec![], 102));
         assert_eq!(s.assignment, Bytes::from_static(b"q"));
     }
 }

@@ -121,6 +121,8 @@ pub enum GroupCall {
         generation: i32,
         protocol_type: Option<String>,
         protocol_name: Option<String>,
+        /// v5+: both protocol fields must be given.
+        require_protocol: bool,
         assignments: Vec<(String, Bytes)>,
     },
     Heartbeat {
@@ -142,6 +144,9 @@ pub enum GroupCall {
         instance_id: Option<String>,
         generation: i32,
         offsets: Vec<CommitEntry>,
+        /// OffsetCommit v9 answers GROUP_ID_NOT_FOUND where older versions say
+        /// ILLEGAL_GENERATION.
+        version: i16,
     },
     FetchOffsets {
         partition: i32,
@@ -258,6 +263,7 @@ pub async fn serve(core: &Rc<Core>, call: GroupCall) -> GroupReply {
             generation,
             protocol_type,
             protocol_name,
+            require_protocol,
             assignments,
         } => {
             let r = match ensure_loaded(core, partition).await {
@@ -276,6 +282,7 @@ pub async fn serve(core: &Rc<Core>, call: GroupCall) -> GroupReply {
                         generation,
                         protocol_type.as_deref(),
                         protocol_name.as_deref(),
+                        require_protocol,
                         assignments,
                         now_ms(),
                     ),
@@ -315,7 +322,7 @@ pub async fn serve(core: &Rc<Core>, call: GroupCall) -> GroupReply {
             }
             let limits = *core.groups.limits();
             GroupReply::Leave(with_group(core, partition, &group, |g| match g {
-                None => Err(code::UNKNOWN_MEMBER_ID),
+                None => Ok(vec![code::UNKNOWN_MEMBER_ID; members.len()]),
                 Some(g) => Ok(members
                     .iter()
                     .map(|(m, i)| g.leave(m, i.as_deref(), &limits, now_ms()))
@@ -329,15 +336,15 @@ pub async fn serve(core: &Rc<Core>, call: GroupCall) -> GroupReply {
             instance_id,
             generation,
             offsets,
+            version,
         } => GroupReply::Commit(
             commit(
                 core,
                 partition,
                 &group,
-                &member_id,
-                instance_id.as_deref(),
-                generation,
+                (&member_id, instance_id.as_deref(), generation),
                 offsets,
+                version,
             )
             .await,
         ),
@@ -611,18 +618,23 @@ async fn join(core: &Rc<Core>, partition: i32, group_id: &str, args: JoinArgs) -
         .unwrap_or_else(|| fail(code::COORDINATOR_NOT_AVAILABLE, &member))
 }
 
+fn has_partition(table: &crate::metadata::TopicTable, topic: &str, partition: i32) -> bool {
+    table
+        .topics
+        .get(topic)
+        .is_some_and(|t| (0..t.partitions).contains(&partition))
+}
+
+/// OffsetCommit; `who` is (member id, instance id, generation).
 async fn commit(
     core: &Rc<Core>,
     partition: i32,
     group_id: &str,
-    member_id: &str,
-    instance_id: Option<&str>,
-    generation: i32,
+    who: (&str, Option<&str>, i32),
     offsets: Vec<CommitEntry>,
+    version: i16,
 ) -> Result<Vec<i16>, i16> {
-    if group_id.is_empty() {
-        return Err(code::INVALID_GROUP_ID);
-    }
+    let (member_id, instance_id, generation) = who;
     ensure_loaded(core, partition).await?;
     let now = now_ms();
     {
@@ -631,6 +643,7 @@ async fn commit(
             None if generation < 0 => {
                 groups.insert(group_id.to_owned(), Group::new(group_id, now));
             }
+            None if version >= 9 => return Err(code::GROUP_ID_NOT_FOUND),
             None => return Err(code::ILLEGAL_GENERATION),
             Some(g) => g.validate_commit(member_id, instance_id, generation, now)?,
         }
@@ -640,7 +653,7 @@ async fn commit(
     let mut recs = Vec::new();
     let mut written = Vec::new();
     for (i, e) in offsets.iter().enumerate() {
-        let c = if !table.topics.contains_key(&e.topic) {
+        let c = if !has_partition(&table, &e.topic, e.partition) {
             code::UNKNOWN_TOPIC_OR_PARTITION
         } else if e.metadata.len() > core.groups.metadata_max_bytes {
             code::OFFSET_METADATA_TOO_LARGE
@@ -901,7 +914,7 @@ async fn delete_offsets(
         let mut codes = Vec::with_capacity(partitions.len());
         let mut doomed = Vec::new();
         for (t, p) in &partitions {
-            codes.push(if !table.topics.contains_key(t) {
+            codes.push(if !has_partition(&table, t, *p) {
                 code::UNKNOWN_TOPIC_OR_PARTITION
             } else if subscribed.contains(t) {
                 code::GROUP_SUBSCRIBED_TO_TOPIC

@@ -42,8 +42,12 @@ use crate::groups::{self, CommitEntry, FetchedOffset, GroupCall, GroupReply, OFF
 use crate::metadata::shard_for;
 use crate::registry::{TopicChange, TopicChangeError};
 
-/// READ, DELETE and DESCRIBE on a group: everything, with no authorizer.
-const GROUP_AUTHORIZED_OPERATIONS_ALL: i32 = (1 << 3) | (1 << 6) | (1 << 8);
+/// READ, DELETE, DESCRIBE, DESCRIBE_CONFIGS and ALTER_CONFIGS on a group: everything, with
+/// no authorizer (Kafka answers 3400).
+const GROUP_AUTHORIZED_OPERATIONS_ALL: i32 = (1 << 3) | (1 << 6) | (1 << 8) | (1 << 10) | (1 << 11);
+
+/// Kafka's text for INVALID_REQUEST.
+const INVALID_REQUEST_MESSAGE: &str = "This most likely occurs because of a request being malformed by the client library or the message was sent to an incompatible broker. See the broker logs for more details.";
 
 /// Who sent the request: JoinGroup records it for DescribeGroups.
 #[derive(Debug, Clone, Default)]
@@ -131,7 +135,6 @@ pub async fn find_coordinator(
         let error = match request.key_type {
             // Transactions are not built: a fatal answer, as InitProducerId gives.
             1 => code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-            0 if key.is_empty() => code::INVALID_REQUEST,
             0 => match ensure_offsets_topic(core).await {
                 Ok(()) => code::NONE,
                 Err(e) => e,
@@ -149,7 +152,14 @@ pub async fn find_coordinator(
             },
             port: if ok { core.advertised_port } else { -1 },
             error_code: error,
-            error_message: (!ok).then(|| StrBytes::from(error_message(error))),
+            // Kafka: "NONE" on success in v1-3 and "" in every v4+ entry.
+            error_message: Some(if version >= 4 {
+                StrBytes::default()
+            } else if ok {
+                StrBytes::from_static("NONE")
+            } else {
+                StrBytes::from(error_message(error))
+            }),
             ..Default::default()
         });
     }
@@ -173,7 +183,7 @@ fn error_message(c: i16) -> &'static str {
         code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED => {
             "Transactions are not supported by this broker."
         }
-        code::INVALID_REQUEST => "Invalid coordinator key or key type.",
+        code::INVALID_REQUEST => INVALID_REQUEST_MESSAGE,
         code::COORDINATOR_NOT_AVAILABLE => "The coordinator is not available.",
         _ => "",
     }
@@ -259,9 +269,15 @@ pub async fn join_group(
 pub async fn sync_group(
     core: &Rc<Core>,
     request: SyncGroupRequest,
-    _version: i16,
+    version: i16,
 ) -> SyncGroupResponse {
     let group = request.group_id.to_string();
+    if group.is_empty() {
+        return SyncGroupResponse {
+            error_code: code::INVALID_GROUP_ID,
+            ..Default::default()
+        };
+    }
     let reply = match locate(core, &group) {
         None => None,
         Some((partition, target)) => {
@@ -276,6 +292,7 @@ pub async fn sync_group(
                     generation: request.generation_id,
                     protocol_type: opt(&request.protocol_type),
                     protocol_name: opt(&request.protocol_name),
+                    require_protocol: version >= 5,
                     assignments: request
                         .assignments
                         .into_iter()
@@ -308,6 +325,7 @@ pub async fn heartbeat(
 ) -> HeartbeatResponse {
     let group = request.group_id.to_string();
     let error = match locate(core, &group) {
+        _ if group.is_empty() => code::INVALID_GROUP_ID,
         None => code::UNKNOWN_MEMBER_ID,
         Some((partition, target)) => match route(
             core,
@@ -348,7 +366,8 @@ pub async fn leave_group(
     };
     let group = request.group_id.to_string();
     let outcome = match locate(core, &group) {
-        None => Err(code::UNKNOWN_MEMBER_ID),
+        _ if group.is_empty() => Err(code::INVALID_GROUP_ID),
+        None => Ok(vec![code::UNKNOWN_MEMBER_ID; members.len()]),
         Some((partition, target)) => match route(
             core,
             target,
@@ -387,7 +406,7 @@ pub async fn leave_group(
 pub async fn offset_commit(
     core: &Rc<Core>,
     request: OffsetCommitRequest,
-    _version: i16,
+    version: i16,
 ) -> OffsetCommitResponse {
     let offsets: Vec<CommitEntry> = request
         .topics
@@ -407,7 +426,7 @@ pub async fn offset_commit(
         })
         .collect();
     let group = request.group_id.to_string();
-    let outcome = match coordinator(core, &group, !group.is_empty()).await {
+    let outcome = match coordinator(core, &group, true).await {
         Err(e) => Err(e),
         Ok((partition, target)) => match route(
             core,
@@ -419,6 +438,7 @@ pub async fn offset_commit(
                 instance_id: opt(&request.group_instance_id),
                 generation: request.generation_id_or_member_epoch,
                 offsets,
+                version,
             },
         )
         .await
@@ -649,6 +669,7 @@ pub async fn describe_groups(
             ..Default::default()
         };
         if version >= 6 {
+            d.authorized_operations = i32::MIN;
             d.error_code = code::GROUP_ID_NOT_FOUND;
             d.error_message = Some(format!("Group {} not found.", name.as_str()).into());
         }
@@ -758,6 +779,7 @@ pub async fn offset_delete(
         })
         .collect();
     let outcome = match locate(core, &group) {
+        _ if group.is_empty() => Err(code::INVALID_GROUP_ID),
         None => Err(code::GROUP_ID_NOT_FOUND),
         Some((partition, target)) => match route(
             core,
