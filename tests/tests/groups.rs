@@ -2215,3 +2215,67 @@ fn session_expiry_removes_member() {
     let r = Join::new(&g, &[t]).member(&id).send(&mut c, 5);
     assert_eq!(r.error_code, UNKNOWN_MEMBER_ID, "{r:?}");
 }
+
+/// offsets.retention: an empty group's committed offsets are deleted once the group has been
+/// empty for the retention time, the group disappears, and the deletion is durable (tombstones
+/// in `__consumer_offsets`: a SIGKILL and restart does not bring them back). A group with a
+/// live member keeps its offsets. sluice only (it sets broker configs).
+#[test]
+fn offsets_of_empty_groups_expire_durably() {
+    if sluice_tests::external_bootstrap().is_some() {
+        eprintln!("skipped: needs broker settings (retention 0, check every second)");
+        return;
+    }
+    let mut b = Broker::start(&[
+        "--set",
+        "offsets_retention_minutes=0",
+        "--set",
+        "offsets_retention_check_interval_ms=1000",
+        "--set",
+        "group_initial_rebalance_delay_ms=0",
+    ]);
+    let mut c = connect(&b);
+    let topic = uniq("ret");
+    create_topic(&mut c, &topic, 2);
+    let (gone, kept) = (uniq("gone"), uniq("kept"));
+    assert_eq!(find_coordinator(&mut c, 3, &gone, 0).error_code, NONE);
+    assert_eq!(
+        commit(&mut c, 8, &gone, -1, "", &[(&topic, 0, 5, None), (&topic, 1, 7, None)]),
+        vec![(topic.clone(), 0, NONE), (topic.clone(), 1, NONE)]
+    );
+    // A member keeps `kept` alive; its offsets stay (it subscribes to the topic).
+    let (member, generation) = stable_single(
+        &mut c,
+        &kept,
+        &[&topic],
+        assignment(&[(&topic, &[0, 1])]),
+    );
+    assert_eq!(
+        commit(&mut c, 8, &kept, generation, &member, &[(&topic, 0, 3, None)]),
+        vec![(topic.clone(), 0, NONE)]
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        assert_eq!(heartbeat(&mut c, 4, &kept, generation, &member, None), NONE);
+        let (_, parts) = fetch_offsets(&mut c, 7, &gone, None, false);
+        if parts.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "offsets of {gone} never expired: {parts:?}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let listed = list_groups(&mut c, 4, &[], &[]);
+    assert!(
+        !listed.groups.iter().any(|g| str_of(&g.group_id) == gone),
+        "an empty group without offsets is deleted"
+    );
+    assert_eq!(group_state(&mut c, &kept), "Stable");
+    // Durable: after SIGKILL and restart the expired group stays gone, the other's offset stays.
+    b.kill();
+    b.restart_after_kill();
+    let mut c = connect(&b);
+    let (_, parts) = fetch_offsets(&mut c, 7, &gone, None, false);
+    assert!(parts.is_empty(), "expired offsets came back after a restart: {parts:?}");
+    let (_, parts) = fetch_offsets(&mut c, 7, &kept, None, false);
+    assert_eq!(parts, vec![(topic.clone(), 0, 3, -1, Some(String::new()), NONE)]);
+}
