@@ -4,7 +4,14 @@ calls on groups and their offsets.
 
 Every test has its own topic and group names (random suffixes), so the file also runs against a
 long-lived reference Kafka: KAFKA_BOOTSTRAP=host:port (see conftest.py; tests that restart the
-broker skip there unless KAFKA_REF_DIR is set as well).
+broker skip there unless KAFKA_REF_DIR is set as well):
+
+    tests/kafka-ref/start --dir /tmp/kref-clients --set group.initial.rebalance.delay.ms=0
+    KAFKA_REF_DIR=/tmp/kref-clients KAFKA_BOOTSTRAP=$(cat /tmp/kref-clients/bootstrap) \
+        python3 -m pytest tests/clients/test_groups.py -v
+    tests/kafka-ref/stop /tmp/kref-clients --rm
+
+Member processes are tests/clients/group_member.py (one consumer each, JSON events on stdout).
 """
 import collections
 import json
