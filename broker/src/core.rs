@@ -133,6 +133,15 @@ impl Core {
                 }
             }
         }
+        let deleted: Vec<String> = old
+            .topics
+            .values()
+            .filter(|t| table.topics.get(&t.name).is_none_or(|n| n.id != t.id))
+            .map(|t| t.name.clone())
+            .collect();
+        if !deleted.is_empty() {
+            crate::groups::topics_deleted(self, &deleted).await;
+        }
         // Changed configs: reopen this core's partitions of the topic with the new settings
         // (the storage engine takes its settings at open).
         for t in table.topics.values() {

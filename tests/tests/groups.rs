@@ -2279,3 +2279,50 @@ fn offsets_of_empty_groups_expire_durably() {
     let (_, parts) = fetch_offsets(&mut c, 7, &kept, None, false);
     assert_eq!(parts, vec![(topic.clone(), 0, 3, -1, Some(String::new()), NONE)]);
 }
+
+/// Deleting a topic deletes every group's committed offsets for it (Kafka does the same), and
+/// a topic of the same name created again starts with no committed offsets.
+#[test]
+fn deleting_a_topic_deletes_its_committed_offsets() {
+    let b = start();
+    let mut c = connect(&b);
+    let (doomed, other) = (uniq("doomed"), uniq("other"));
+    create_topic(&mut c, &doomed, 1);
+    create_topic(&mut c, &other, 1);
+    let g = uniq("g");
+    assert_eq!(
+        commit(&mut c, 8, &g, -1, "", &[(&doomed, 0, 4, None), (&other, 0, 9, None)]),
+        vec![
+            (doomed.clone(), 0, NONE),
+            (other.clone(), 0, NONE)
+        ]
+        .tap_sort()
+    );
+    let r = expect!(
+        call(
+            &mut c,
+            ApiKey::DeleteTopics,
+            4,
+            Request::DeleteTopics(DeleteTopicsRequest {
+                topic_names: vec![s(&doomed)],
+                timeout_ms: 30_000,
+                ..Default::default()
+            })
+        ),
+        DeleteTopics
+    );
+    assert_eq!(r.responses[0].error_code, NONE, "{r:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, parts) = fetch_offsets(&mut c, 7, &g, None, false);
+        if parts.iter().all(|p| p.0 != doomed) {
+            assert_eq!(parts, vec![(other.clone(), 0, 9, -1, Some(String::new()), NONE)]);
+            break;
+        }
+        assert!(Instant::now() < deadline, "offsets of a deleted topic stayed: {parts:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    create_topic(&mut c, &doomed, 1);
+    let (_, parts) = fetch_offsets(&mut c, 7, &g, Some(&[(&doomed, &[0])]), false);
+    assert_eq!(parts, vec![(doomed.clone(), 0, -1, -1, Some(String::new()), NONE)]);
+}

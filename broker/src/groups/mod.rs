@@ -411,7 +411,7 @@ fn spawn_write(core: &Rc<Core>, partition: i32, recs: Vec<(Bytes, Option<Bytes>)
 
 /// Appends records (key, value-or-tombstone) durably; the offset of the first one.
 async fn append(
-    core: &Rc<Core>,
+    core: &Core,
     partition: i32,
     recs: &[(Bytes, Option<Bytes>)],
 ) -> Result<i64, i16> {
@@ -525,6 +525,15 @@ async fn ensure_loaded(core: &Rc<Core>, p: i32) -> Result<(), i16> {
         glommio::yield_if_needed().await;
     }
     core.groups.loaded.borrow_mut().insert(p);
+    // Offsets of topics deleted while this partition was not loaded (or before a crash
+    // finished their tombstones) go now.
+    let table = core.topics();
+    let stale = forget_topics(&core.groups, &|t| !table.topics.contains_key(t), p, offsets_partitions(core));
+    if !stale.is_empty() {
+        if let Err(e) = append(core, p, &stale).await {
+            tracing::warn!(partition = p, error = e, "cannot delete offsets of deleted topics");
+        }
+    }
     tracing::info!(
         partition = p,
         records = applied,
@@ -935,6 +944,47 @@ async fn delete_offsets(
     Ok(codes)
 }
 
+/// Removes committed offsets of topics `gone(topic)` from the loaded groups of partition `p`
+/// (`partitions` = the partition count of `__consumer_offsets`), returning their tombstones.
+fn forget_topics(
+    coordinator: &Coordinator,
+    gone: &dyn Fn(&str) -> bool,
+    p: i32,
+    partitions: i32,
+) -> Vec<(Bytes, Option<Bytes>)> {
+    let mut recs = Vec::new();
+    let mut groups = coordinator.groups.borrow_mut();
+    for g in groups.values_mut() {
+        if partition_for(&g.id, partitions) != p {
+            continue;
+        }
+        let doomed: Vec<(String, i32)> = g.offsets.keys().filter(|(t, _)| gone(t)).cloned().collect();
+        if doomed.is_empty() {
+            continue;
+        }
+        recs.extend(tombstones(g, Some(&doomed), false));
+        for k in &doomed {
+            g.offsets.remove(k);
+        }
+    }
+    recs
+}
+
+/// A topic was deleted: its committed offsets go from every group this core coordinates, as
+/// in Kafka (tombstones, so they stay gone after a restart).
+pub async fn topics_deleted(core: &Core, names: &[String]) {
+    let n = offsets_partitions(core);
+    let loaded: Vec<i32> = core.groups.loaded.borrow().iter().copied().collect();
+    for p in loaded {
+        let recs = forget_topics(&core.groups, &|t| names.iter().any(|n| n == t), p, n);
+        if !recs.is_empty()
+            && let Err(e) = append(core, p, &recs).await
+        {
+            tracing::warn!(partition = p, error = e, "cannot delete offsets of a deleted topic");
+        }
+    }
+}
+
 /// Runs this core's group timers until the broker stops: sessions, rebalance deadlines, and
 /// the periodic expiry of offsets of empty groups.
 pub fn spawn_timers(core: &Rc<Core>) {
@@ -956,7 +1006,7 @@ pub fn spawn_timers(core: &Rc<Core>) {
     .detach();
 }
 
-fn offsets_partitions(core: &Rc<Core>) -> i32 {
+fn offsets_partitions(core: &Core) -> i32 {
     core.topics()
         .topics
         .get(OFFSETS_TOPIC)
