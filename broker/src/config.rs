@@ -45,6 +45,9 @@ pub struct BrokerConfig {
     pub retention_bytes: i64,
     /// Default `max.message.bytes` (largest record batch accepted). 1 MiB + 12 bytes, as Kafka.
     pub message_bytes_max: i32,
+    /// Where core 0 serves Prometheus metrics at `/metrics`: `host:port`, or `off`.
+    /// Default `127.0.0.1:9644`. A port that cannot be bound is logged and the broker runs on.
+    pub metrics_listen: String,
     /// `group.initial.rebalance.delay.ms`: how long the first rebalance of an empty group waits
     /// for more members (extended while members keep arriving, up to the rebalance timeout).
     /// 300 ms, lower than Kafka's 3 s, so a lone new consumer gets its partitions fast.
@@ -86,6 +89,7 @@ impl Default for BrokerConfig {
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
             message_bytes_max: 1024 * 1024 + 12,
+            metrics_listen: "127.0.0.1:9644".to_owned(),
             group_initial_rebalance_delay_ms: 300,
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,
@@ -180,6 +184,9 @@ impl BrokerConfig {
         }
         if self.connection_inflight_max == 0 {
             return invalid("connection_inflight_max", "must be at least 1");
+        }
+        if self.metrics_listen != "off" && self.metrics_listen.parse::<SocketAddr>().is_err() {
+            return invalid("metrics_listen", "must be host:port (an IP address) or off");
         }
         if self.offsets_topic_partitions < 1 {
             return invalid("offsets_topic_partitions", "must be at least 1");

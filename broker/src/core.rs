@@ -32,6 +32,8 @@ pub enum CoreRequest {
     AllocateProducerId,
     /// To the core that coordinates a group.
     Group(crate::groups::GroupCall),
+    /// This core's metrics, for a scrape.
+    Metrics,
 }
 
 /// The answer to a [`CoreRequest`].
@@ -44,6 +46,7 @@ pub enum CoreReply {
     Partitions(Vec<PartitionOpResult>),
     ProducerId(Result<i64, ()>),
     Group(crate::groups::GroupReply),
+    Metrics(crate::metrics::Snapshot),
 }
 
 /// One core's broker state.
@@ -73,6 +76,8 @@ pub struct Core {
     pub producer_ids: Option<ProducerIds>,
     /// The consumer groups this core coordinates.
     pub groups: crate::groups::Coordinator,
+    /// This core's counters.
+    pub metrics: crate::metrics::CoreMetrics,
 }
 
 impl std::fmt::Debug for Core {
@@ -100,6 +105,7 @@ impl Core {
                 CoreReply::ProducerId(self.allocate_producer_id().await)
             }
             CoreRequest::Group(call) => CoreReply::Group(crate::groups::serve(&self, call).await),
+            CoreRequest::Metrics => CoreReply::Metrics(self.metrics_snapshot()),
         }
     }
 

@@ -7,6 +7,7 @@ mod errors;
 mod groups;
 mod handlers;
 mod mesh;
+mod metrics;
 mod metadata;
 mod partitions;
 mod producer_ids;
@@ -62,6 +63,9 @@ struct StartArgs {
     /// Create topics on first use (true/false).
     #[arg(long)]
     auto_create_topics: Option<bool>,
+    /// Where `/metrics` (Prometheus text) is served: host:port, or `off`.
+    #[arg(long)]
+    metrics_listen: Option<String>,
     /// Any BrokerConfig setting as `key=value` (TOML value; a bare word is a string), applied
     /// after the file and before the other flags; repeatable. E.g.
     /// `--set group_initial_rebalance_delay_ms=0`.
@@ -72,6 +76,9 @@ struct StartArgs {
 impl StartArgs {
     fn into_config(self) -> anyhow::Result<BrokerConfig> {
         let mut c = BrokerConfig::from_file_and_settings(self.config.as_deref(), &self.set)?;
+        if let Some(v) = self.metrics_listen {
+            c.metrics_listen = v;
+        }
         if let Some(v) = self.listen {
             c.listen = v;
         }

@@ -214,11 +214,17 @@ async fn core_main(
         producer_ids,
         registry_serial: Semaphore::new(1),
         groups: crate::groups::Coordinator::new(&group_config),
+        metrics: crate::metrics::CoreMetrics::default(),
     });
     let table = core.topics();
     core.open_owned_partitions(&table).await;
     spawn_housekeeping(&core);
     crate::groups::spawn_timers(&core);
+    if id == 0
+        && let Ok(addr) = core.config.metrics_listen.parse::<SocketAddr>()
+    {
+        crate::metrics::spawn_server(&core, addr);
+    }
     let _ = slot.set(Rc::clone(&core));
     // Every peer answers before this core accepts clients: a core that cannot reach the others
     // must not take connections it could only half serve.
@@ -314,6 +320,7 @@ fn spawn_connection(core: &Rc<Core>, stream: glommio::net::TcpStream) {
         .into();
     glommio::spawn_local(async move {
         core.connections.set(core.connections.get() + 1);
+        core.metrics.connection_accepted();
         let handler_core = Rc::clone(&core);
         let stopping_core = Rc::clone(&core);
         connection::serve(

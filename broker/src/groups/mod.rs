@@ -231,6 +231,15 @@ impl Coordinator {
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
+
+    /// Groups by state name, for metrics.
+    pub fn count_by_state(&self) -> Vec<(String, u64)> {
+        let mut by: BTreeMap<&'static str, u64> = BTreeMap::new();
+        for g in self.groups.borrow().values() {
+            *by.entry(g.state.name()).or_default() += 1;
+        }
+        by.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+    }
 }
 
 /// A fresh member id: `prefix-` and a random UUID, as Kafka makes them.

@@ -89,7 +89,7 @@ pub async fn handle(core: &Rc<Core>, request: FetchRequest, version: i16) -> Fet
         let errors = reads.iter().any(|r| r.is_err());
         let now = Instant::now();
         if ready >= min_bytes || errors || now >= deadline || wanted.is_empty() {
-            fill(&mut responses, &wanted, reads, max_bytes);
+            fill(core, &mut responses, &wanted, reads, max_bytes);
             break;
         }
         wait_any(core, &wanted, &reads, deadline - now).await;
@@ -208,6 +208,7 @@ async fn wait_any(
 /// Puts read batches into the response, stopping at the request's `max_bytes` (but always
 /// including the first batch found, as Kafka does, so a large batch cannot stall a consumer).
 fn fill(
+    core: &Core,
     responses: &mut [FetchableTopicResponse],
     wanted: &[Wanted],
     reads: Vec<Result<ReadResult, (i16, ReadResult)>>,
@@ -232,8 +233,20 @@ fn fill(
             total += b.len();
             chosen.push(b);
         }
+        if !chosen.is_empty() {
+            let bytes: usize = chosen.iter().map(Bytes::len).sum();
+            let records: u64 = chosen.iter().map(|b| record_count(b)).sum();
+            core.metrics.fetched(&w.topic, bytes as u64, records);
+        }
         data.records = Some(concat(chosen));
     }
+}
+
+/// Records in a stored batch (its header's count; 0 for a short buffer).
+fn record_count(batch: &[u8]) -> u64 {
+    batch
+        .get(57..61)
+        .map_or(0, |c| u64::try_from(i32::from_be_bytes([c[0], c[1], c[2], c[3]])).unwrap_or(0))
 }
 
 /// One `Bytes` for a partition's batches: no copy for a single batch. Several batches are

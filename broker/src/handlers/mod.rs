@@ -98,15 +98,18 @@ pub async fn handle(core: &Rc<Core>, frame: Bytes, peer_ip: &str) -> Outcome {
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
     let Some(api) = ApiKey::from_i16(api_raw) else {
+        core.metrics.rejected("unknown_api");
         return Outcome::Close(format!("unknown API key {api_raw}"));
     };
     let Some((lo, hi)) = supported(api) else {
+        core.metrics.rejected("unsupported_api");
         return Outcome::Close(format!("unsupported API {} ({api_raw})", api.name()));
     };
     if version < lo || version > hi {
         if api == ApiKey::ApiVersions {
             return kip511_answer(correlation_id);
         }
+        core.metrics.rejected("unsupported_version");
         return Outcome::Close(format!(
             "unsupported version {version} of {} (supported {lo}-{hi})",
             api.name()
@@ -116,7 +119,10 @@ pub async fn handle(core: &Rc<Core>, frame: Bytes, peer_ip: &str) -> Outcome {
     let mut d = Decoder::new(frame);
     let header = match RequestHeader::decode(&mut d, api.request_header_version(version)) {
         Ok(h) => h,
-        Err(e) => return Outcome::Close(format!("malformed request header: {e}")),
+        Err(e) => {
+            core.metrics.rejected("malformed");
+            return Outcome::Close(format!("malformed request header: {e}"));
+        }
     };
     let body = d.into_rest();
     let decoded = match Request::decode(api, version, body.clone()) {
@@ -141,9 +147,11 @@ pub async fn handle(core: &Rc<Core>, frame: Bytes, peer_ip: &str) -> Outcome {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(frame = %hex_prefix(&raw, 512), "malformed request");
+            core.metrics.rejected("malformed");
             return Outcome::Close(format!("malformed {} v{version} request: {e}", api.name()));
         }
     };
+    let started = std::time::Instant::now();
     let response = match request {
         Request::Produce(r) => match produce::handle(core, r, version).await {
             produce::Produced::Respond(r) => Response::Produce(r),
@@ -232,6 +240,7 @@ pub async fn handle(core: &Rc<Core>, frame: Bytes, peer_ip: &str) -> Outcome {
             unreachable!("advertised API without a handler: {:?}", other.api_key())
         }
     };
+    core.metrics.request(api.name(), started.elapsed());
     Outcome::Respond(encode(api, version, correlation_id, &response))
 }
 

@@ -30,6 +30,8 @@ pub async fn handle(core: &Rc<Core>, request: ProduceRequest, version: i16) -> P
     let mut topics: Vec<TopicProduceResponse> = Vec::with_capacity(request.topic_data.len());
     let mut ops = Vec::new();
     let mut op_slots = Vec::new();
+    // (topic, bytes) of each append, for metrics.
+    let mut op_sizes: Vec<(String, u64)> = Vec::new();
     for (ti, t) in request.topic_data.into_iter().enumerate() {
         let meta = if version >= 13 {
             table.by_id(&t.topic_id.0)
@@ -90,6 +92,10 @@ pub async fn handle(core: &Rc<Core>, request: ProduceRequest, version: i16) -> P
                 }
                 (None, Some(m)) => {
                     op_slots.push(slots.len());
+                    op_sizes.push((
+                        m.name.clone(),
+                        p.records.as_ref().map_or(0, |r| r.len() as u64),
+                    ));
                     ops.push(Addressed {
                         topic: m.name.clone(),
                         partition: p.index,
@@ -105,10 +111,12 @@ pub async fn handle(core: &Rc<Core>, request: ProduceRequest, version: i16) -> P
     }
     let results = partitions::run(core, ops).await;
     let mut any_error = slots.iter().any(|(_, r)| r.error_code != code::NONE);
-    for (slot, result) in op_slots.into_iter().zip(results) {
+    for ((slot, result), (topic, bytes)) in op_slots.into_iter().zip(results).zip(op_sizes) {
         let r = &mut slots[slot].1;
         match result {
             PartitionOpResult::Appended(Ok(info)) => {
+                let records = u64::try_from(info.last_offset - info.base_offset + 1).unwrap_or(0);
+                core.metrics.produced(&topic, bytes, records);
                 r.base_offset = info.base_offset;
                 r.log_append_time_ms = info.log_append_time_ms;
                 r.log_start_offset = info.log_start_offset;
