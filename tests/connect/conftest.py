@@ -1,0 +1,230 @@
+"""Fixtures for the Kafka Connect tests (issue 11): a broker and Connect workers, every process
+started here and stopped by PID (never by name).
+
+The broker is the real `sluice` binary ($SLUICE_BIN, else target/release/sluice, else
+target/debug/sluice) on a free loopback port with a fresh data dir; its log (RUST_LOG, default
+info) goes to the test's temp dir and is printed when a test fails.
+Opt-in, as in tests/clients: KAFKA_BOOTSTRAP=host:port runs the same tests against that broker
+(the reference Kafka of tests/kafka-ref), KAFKA_REF_DIR=DIR (the dir tests/kafka-ref/start ran
+with) lets the broker-restart step SIGKILL and restart it.
+"""
+import importlib.machinery
+import importlib.util
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+
+def _load(name, path):
+    loader = importlib.machinery.SourceFileLoader(name, path)
+    spec = importlib.util.spec_from_loader(name, loader)
+    mod = importlib.util.module_from_spec(spec)
+    loader.exec_module(mod)
+    return mod
+
+
+clients_conftest = _load("clients_conftest", os.path.join(ROOT, "tests", "clients", "conftest.py"))
+connect_start = _load("connect_start", os.path.join(HERE, "start"))
+
+
+def target_name():
+    return "kafka" if os.environ.get("KAFKA_BOOTSTRAP") else "sluice"
+
+
+class Sluice:
+    """A running sluice process (log to DIR/sluice.log); restartable on the same port and data."""
+
+    external = False
+    restartable = True
+
+    def __init__(self, d):
+        self.dir = d
+        os.makedirs(d, exist_ok=True)
+        self.data_dir = os.path.join(d, "data")
+        self.log = os.path.join(d, "sluice.log")
+        self.proc = None
+        self.bootstrap = None
+        self._start("127.0.0.1:0")
+
+    def _start(self, listen):
+        env = dict(os.environ)
+        env.setdefault("RUST_LOG", "info")
+        err = open(self.log, "a")
+        self.proc = subprocess.Popen(
+            [clients_conftest.sluice_bin(), "start", "--listen", listen, "--data-dir", self.data_dir,
+             "--cores", "2", "--metrics-listen", "127.0.0.1:0"],
+            stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+        found = {}
+
+        def read():
+            for line in self.proc.stdout:
+                m = re.match(r"sluice: listening on (\S+)", line)
+                if m and "addr" not in found:
+                    found["addr"] = m.group(1)
+        threading.Thread(target=read, daemon=True).start()
+        deadline = time.time() + 30
+        while "addr" not in found:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"sluice exited with {self.proc.returncode} before listening; see {self.log}")
+            if time.time() > deadline:
+                self.proc.kill()
+                raise RuntimeError("sluice did not report listening within 30 s")
+            time.sleep(0.02)
+        self.bootstrap = found["addr"]
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=30)
+
+    def restart(self):
+        if self.proc.poll() is None:
+            self.kill()
+        self._start(self.bootstrap)
+
+
+@pytest.fixture
+def workdir():
+    d = tempfile.mkdtemp(prefix="sluice-connect-")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def broker(workdir, request):
+    if os.environ.get("KAFKA_BOOTSTRAP"):
+        b = clients_conftest.ExternalBroker(os.environ["KAFKA_BOOTSTRAP"], os.environ.get("KAFKA_REF_DIR"))
+        if b.restartable:
+            b._pid()            # records the command line while the process runs
+        yield b
+        return
+    b = Sluice(os.path.join(workdir, "sluice"))
+    yield b
+    if b.proc.poll() is None:
+        b.kill()
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        print(f"\n--- sluice log (tail) ---\n{tail(b.log, 60)}")
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
+def tail(path, n):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError:
+        return "(no file)"
+
+
+class Worker:
+    """One Connect worker JVM (tests/connect/start's launch), in DIR, stopped by PID."""
+
+    def __init__(self, mode, bootstrap, d, settings, group="connect-cluster", topic_suffix="",
+                 connector_files=()):
+        self.mode, self.dir = mode, d
+        self.port = connect_start.free_port()
+        self.props = connect_start.worker_props(mode, bootstrap, d, self.port, group, topic_suffix,
+                                                [f"{k}={v}" for k, v in settings.items()])
+        self.connector_files = list(connector_files)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.id = f"127.0.0.1:{self.port}"
+        self.proc = None
+
+    def launch(self):
+        self.proc = connect_start.launch(self.mode, self.dir, self.props, self.connector_files)
+        return self
+
+    def wait_ready(self, timeout=120):
+        connect_start.wait_ready(self.proc, self.url, timeout, self.dir)
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self):
+        if self.alive():
+            self.proc.kill()
+        if self.proc is not None:
+            self.proc.wait(timeout=30)
+
+    def stop(self, timeout=40):
+        """SIGTERM and wait (SIGKILL after `timeout` s); returns the exit code."""
+        if not self.alive():
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(timeout=30)
+
+    def log_tail(self, n=40):
+        return tail(os.path.join(self.dir, "worker.log"), n)
+
+    def rest(self, method, path, body=None, timeout=10):
+        """(status, decoded JSON or None)."""
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json",
+                                              "Accept": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                raw = r.read()
+                return r.status, (json.loads(raw) if raw else None)
+        except urllib.error.HTTPError as e:
+            raw = e.read()
+            try:
+                return e.code, json.loads(raw)
+            except ValueError:
+                return e.code, raw.decode(errors="replace")
+        except (urllib.error.URLError, OSError) as e:
+            return None, str(e)
+
+
+@pytest.fixture
+def workers():
+    """A list the test appends Workers to; each still running at the end is stopped."""
+    ws = []
+    yield ws
+    for w in ws:
+        if w.alive():
+            w.proc.send_signal(signal.SIGTERM)
+    for w in ws:
+        if w.proc is not None:
+            try:
+                w.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                w.proc.kill()
+                w.proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def results():
+    """Figures the tests measure; written to tests/connect/.out/results-<target>.json at the end."""
+    r = {"target": target_name()}
+    yield r
+    os.makedirs(os.path.join(HERE, ".out"), exist_ok=True)
+    with open(os.path.join(HERE, ".out", f"results-{r['target']}.json"), "w") as f:
+        json.dump(r, f, indent=2, sort_keys=True)
+    print(f"\nconnect figures ({r['target']}): {json.dumps(r, sort_keys=True)}")
