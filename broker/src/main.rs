@@ -1,5 +1,6 @@
 //! `sluice`: the broker binary. `sluice start` runs the broker; see `runtime` for its life cycle.
 
+mod cli;
 mod config;
 mod connection;
 mod core;
@@ -38,6 +39,34 @@ struct Cli {
 enum Command {
     /// Start the broker (defaults: listen 127.0.0.1:9092, data dir ./sluice-data, every core).
     Start(StartArgs),
+    /// Create, list, describe, delete topics and alter their configs (any Kafka-API broker).
+    Topic {
+        #[command(flatten)]
+        target: cli::Target,
+        #[command(subcommand)]
+        cmd: cli::TopicCmd,
+    },
+    /// List, describe and delete consumer groups; reset their offsets.
+    Group {
+        #[command(flatten)]
+        target: cli::Target,
+        #[command(subcommand)]
+        cmd: cli::GroupCmd,
+    },
+    /// Produce lines from stdin to a topic.
+    Produce {
+        #[command(flatten)]
+        target: cli::Target,
+        #[command(flatten)]
+        args: cli::ProduceArgs,
+    },
+    /// Print a topic's records (optionally as a member of a consumer group).
+    Consume {
+        #[command(flatten)]
+        target: cli::Target,
+        #[command(flatten)]
+        args: cli::ConsumeArgs,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -111,7 +140,18 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
+    let tool = |r: anyhow::Result<()>| match r {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("sluice: {e:#}");
+            1
+        }
+    };
     let code = match cli.command {
+        Command::Topic { target, cmd } => tool(cli::topic(&target, cmd)),
+        Command::Group { target, cmd } => tool(cli::group(&target, cmd)),
+        Command::Produce { target, args } => tool(cli::produce(&target, args)),
+        Command::Consume { target, args } => tool(cli::consume(&target, args)),
         Command::Start(args) => match args.into_config().and_then(runtime::run) {
             Ok(code) => code,
             Err(e) => {

@@ -497,8 +497,9 @@ impl Iterator for Records {
     }
 }
 
-/// Builds batches for tests and benchmarks: uncompressed, CreateTime, no producer id.
-/// Not for the produce path (brokers never re-encode).
+/// Builds batches: uncompressed, CreateTime. Used by tests and benchmarks, by the group
+/// coordinator for its own records in `__consumer_offsets`, and by the `sluice produce` tool;
+/// never on the produce path (clients' batches are stored as sent).
 pub mod build {
     use super::*;
     use bytes::BufMut;
@@ -524,6 +525,8 @@ pub mod build {
         pub producer_epoch: i16,
         pub base_sequence: i32,
         pub attributes: i16,
+        /// Record `i` gets timestamp `base_timestamp + i * timestamp_step`. Default 1.
+        pub timestamp_step: i64,
     }
 
     impl Default for BatchSpec {
@@ -535,11 +538,13 @@ pub mod build {
                 producer_epoch: -1,
                 base_sequence: -1,
                 attributes: 0,
+                timestamp_step: 1,
             }
         }
     }
 
-    /// Encodes one batch of `(key, value)` records with timestamps `base_timestamp + i`.
+    /// Encodes one batch of `(key, value)` records with timestamps
+    /// `base_timestamp + i * timestamp_step`.
     pub fn batch(spec: &BatchSpec, records: &[(Option<&[u8]>, Option<&[u8]>)]) -> Bytes {
         assert!(!records.is_empty());
         let mut body = BytesMut::new();
@@ -547,7 +552,7 @@ pub mod build {
         for (i, (k, v)) in records.iter().enumerate() {
             rec.clear();
             rec.put_u8(0);
-            put_varlong(&mut rec, i as i64);
+            put_varlong(&mut rec, i as i64 * spec.timestamp_step);
             put_varlong(&mut rec, i as i64);
             match k {
                 Some(k) => {
@@ -577,7 +582,7 @@ pub mod build {
         out.put_i16(spec.attributes);
         out.put_i32(n - 1);
         out.put_i64(spec.base_timestamp);
-        out.put_i64(spec.base_timestamp + i64::from(n) - 1);
+        out.put_i64(spec.base_timestamp + (i64::from(n) - 1) * spec.timestamp_step);
         out.put_i64(spec.producer_id);
         out.put_i16(spec.producer_epoch);
         out.put_i32(spec.base_sequence);
