@@ -42,6 +42,7 @@
 //!   bad `partition.meta` or an offset gap between segments is a typed error.
 
 mod cache;
+mod compact;
 mod config;
 mod dma;
 mod error;
@@ -54,6 +55,7 @@ mod partition;
 mod producer_state;
 mod shard;
 
+pub use compact::CompactionStats;
 pub use config::{Durability, LogConfig, ShardConfig};
 pub use dma::{DMA_PROBE_FILE, DmaStorage, probe_dma_polling, write_alignment};
 pub use error::{Result, ShardError};
