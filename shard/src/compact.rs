@@ -25,9 +25,11 @@
 //!    unless it may be the last batch of its producer id (or the in-memory producer table
 //!    still remembers it): then an empty batch (0 records, same offsets and sequence) stays,
 //!    so the idempotent-producer state rebuilt by a rescan is the same.
-//! 4. Compressed batches (gzip, snappy, lz4, zstd) are never decompressed: they are kept
-//!    whole, and their keys do not supersede earlier records. Nothing is lost, but a key
-//!    written only in compressed batches is not compacted. Control batches are kept whole.
+//! 4. Compressed batches (gzip, snappy raw or xerial-framed, lz4 frame, zstd) are decompressed
+//!    (bounded by `ShardConfig::decompressed_batch_bytes_max`) and treated like plain ones; a
+//!    rewritten batch is compressed again with the same codec and snappy framing (an empty
+//!    one is written uncompressed, as Kafka does). Control batches, and batches that do not
+//!    decode, are kept whole and their keys supersede nothing: nothing is ever lost.
 //!
 //! Offsets never change and the log start offset does not move. A group whose bytes would not
 //! change is left in place.
@@ -58,6 +60,7 @@ use std::rc::Rc;
 use bytes::{Bytes, BytesMut};
 use sluice_net::record_batch::{self, Compression, RecordBatch, peek_batch_size};
 
+use crate::codec::{self, Framing};
 use crate::error::{Result, ShardError, io_err};
 use crate::index::SparseIndex;
 use crate::io::{OpenMode, Storage, StorageFile, read_file, write_file_atomic};
@@ -348,13 +351,42 @@ fn read_varlong(b: &[u8], pos: &mut usize) -> Option<i64> {
     None
 }
 
-/// The records of an uncompressed batch with their byte ranges; `None` if any is malformed
-/// (such a batch is then kept whole).
-fn parse_records(b: &RecordBatch) -> Option<Vec<Rec>> {
-    let bytes = b.bytes();
+/// A batch's records section, decompressed if need be.
+struct Decoded {
+    records: Bytes,
+    codec: Compression,
+    framing: Framing,
+}
+
+/// The records section of `b` (decompressed up to `max` bytes); `None` for control batches
+/// and batches that do not decompress (those are kept whole).
+fn decode(b: &RecordBatch, max: usize) -> Option<Decoded> {
+    if b.is_control() {
+        return None;
+    }
+    let codec = b.compression().ok()?;
+    let raw = b.bytes().slice(record_batch::HEADER_BYTES..);
+    if codec == Compression::None {
+        return Some(Decoded {
+            records: raw,
+            codec,
+            framing: Framing::Plain,
+        });
+    }
+    let (records, framing) = codec::decompress(codec, &raw, max).ok()?;
+    Some(Decoded {
+        records: Bytes::from(records),
+        codec,
+        framing,
+    })
+}
+
+/// The records of a batch's (decompressed) records section with their byte ranges in it;
+/// `None` if any is malformed (such a batch is then kept whole).
+fn parse_records(b: &RecordBatch, bytes: &[u8]) -> Option<Vec<Rec>> {
     let count = usize::try_from(b.record_count()).ok()?;
     let mut out = Vec::with_capacity(count.min(bytes.len() / 7 + 1));
-    let mut pos = record_batch::HEADER_BYTES;
+    let mut pos = 0;
     let mut prev_delta = -1i64;
     for _ in 0..count {
         let start = pos;
@@ -394,17 +426,14 @@ fn parse_records(b: &RecordBatch) -> Option<Vec<Rec>> {
     (pos == bytes.len()).then_some(out)
 }
 
-fn opaque(b: &RecordBatch) -> bool {
-    b.compression() != Ok(Compression::None) || b.is_control()
-}
-
-/// Index of the first record without a key in an uncompressed, non-control batch (the
-/// produce check for compacted topics). Compressed batches are not looked into.
-pub(crate) fn first_keyless_record(b: &RecordBatch) -> Option<usize> {
-    if opaque(b) {
-        return None;
-    }
-    parse_records(b)?.iter().position(|r| r.key.is_none())
+/// Index of the first record without a key in a non-control batch (the produce check for
+/// compacted topics; compressed batches are decompressed up to `max` bytes). A batch that
+/// does not decode passes: the check is for keys, not for well-formed records.
+pub(crate) fn first_keyless_record(b: &RecordBatch, max: usize) -> Option<usize> {
+    let d = decode(b, max)?;
+    parse_records(b, &d.records)?
+        .iter()
+        .position(|r| r.key.is_none())
 }
 
 /// A 128-bit digest of a key (two SipHash-1-3 runs with different prefixes); collisions are
@@ -434,21 +463,34 @@ enum Filtered {
 }
 
 /// Rebuilds `b` with only the records in `keep` (possibly none): same header except
-/// batchLength, recordCount and CRC.
-fn rebuild(b: &RecordBatch, keep: &[Rec]) -> Bytes {
+/// batchLength, recordCount and CRC; compressed again with the batch's codec (and snappy
+/// framing). An empty batch is written uncompressed, as Kafka does. `None` if the codec
+/// fails (the batch is then kept whole).
+fn rebuild(b: &RecordBatch, d: &Decoded, keep: &[Rec]) -> Option<Bytes> {
     let src = b.bytes();
     let body: usize = keep.iter().map(|r| r.end - r.start).sum();
-    let mut out = BytesMut::with_capacity(record_batch::HEADER_BYTES + body);
-    out.extend_from_slice(&src[..record_batch::HEADER_BYTES]);
+    let mut records = Vec::with_capacity(body);
     for r in keep {
-        out.extend_from_slice(&src[r.start..r.end]);
+        records.extend_from_slice(&d.records[r.start..r.end]);
+    }
+    let records = if keep.is_empty() || d.codec == Compression::None {
+        records
+    } else {
+        codec::compress(d.codec, d.framing, &records).ok()?
+    };
+    let mut out = BytesMut::with_capacity(record_batch::HEADER_BYTES + records.len());
+    out.extend_from_slice(&src[..record_batch::HEADER_BYTES]);
+    out.extend_from_slice(&records);
+    if keep.is_empty() {
+        // Compression bits (0..=2) of the attributes cleared.
+        out[22] &= !0x07;
     }
     let batch_length = (out.len() - record_batch::LOG_OVERHEAD_BYTES) as i32;
     out[8..12].copy_from_slice(&batch_length.to_be_bytes());
     out[57..61].copy_from_slice(&(keep.len() as i32).to_be_bytes());
     let crc = crc32c::crc32c(&out[21..]);
     out[17..21].copy_from_slice(&crc.to_be_bytes());
-    out.freeze()
+    Some(out.freeze())
 }
 
 /// Offsets in the dirty part: the latest offset of each key, the last batch of each producer.
@@ -723,6 +765,7 @@ impl<S: Storage> Partition<S> {
         let mut map = OffsetMap::default();
         let cu = plan.cleaner.cleaned_upto;
         let chunk = inner.shard_config.read_bytes_min.max(1 << 20);
+        let max_decoded = inner.shard_config.decompressed_batch_bytes_max;
         let mut end = plan.segs.len();
         for i in plan.dirty_from..plan.segs.len() {
             let s = &plan.segs[i];
@@ -736,14 +779,14 @@ impl<S: Storage> Partition<S> {
                 if b.producer_id() >= 0 {
                     map.producers.insert(b.producer_id(), b.base_offset());
                 }
-                if opaque(&b) {
+                let Some(d) = decode(&b, max_decoded) else {
                     continue;
-                }
-                if let Some(recs) = parse_records(&b) {
+                };
+                if let Some(recs) = parse_records(&b, &d.records) {
                     for rec in recs {
                         if let Some((ks, ke)) = rec.key {
                             let off = b.base_offset() + i64::from(rec.offset_delta);
-                            map.keys.insert(key_hash(&b.bytes()[ks..ke]), off);
+                            map.keys.insert(key_hash(&d.records[ks..ke]), off);
                         }
                     }
                 }
@@ -859,6 +902,7 @@ impl<S: Storage> Partition<S> {
         let inner = &*self.inner;
         let chunk = inner.shard_config.read_bytes_min.max(1 << 20);
         let retention = inner.config.delete_retention_ms;
+        let max_decoded = inner.shard_config.decompressed_batch_bytes_max;
         let remembered: HashSet<i64> = inner.state.borrow().producers.batch_bases().collect();
         let mut changed = false;
         let verdict = |off: i64, key: Option<&[u8]>, tombstone: bool| -> Verdict {
@@ -903,40 +947,48 @@ impl<S: Storage> Partition<S> {
                             .producers
                             .get(&pid)
                             .is_none_or(|&last| b.base_offset() >= last));
-                let out = if opaque(&b) {
-                    stats.batches_opaque += 1;
-                    Filtered::Whole
-                } else {
-                    match parse_records(&b) {
-                        None => Filtered::Whole,
-                        Some(recs) => {
-                            let mut keep = Vec::with_capacity(recs.len());
-                            for rec in &recs {
-                                let off = b.base_offset() + i64::from(rec.offset_delta);
-                                let key = rec.key.map(|(ks, ke)| &b.bytes()[ks..ke]);
-                                match verdict(off, key, rec.tombstone) {
-                                    Verdict::Keep => keep.push(*rec),
-                                    Verdict::Tombstone => {
-                                        stats.tombstones_dropped += 1;
-                                        stats.records_dropped += 1;
-                                    }
-                                    Verdict::Superseded | Verdict::Keyless => {
-                                        stats.records_dropped += 1;
-                                    }
+                let decoded = decode(&b, max_decoded);
+                let recs = decoded.as_ref().and_then(|d| parse_records(&b, &d.records));
+                let out = match (decoded, recs) {
+                    (Some(d), Some(recs)) => {
+                        let mut keep = Vec::with_capacity(recs.len());
+                        for rec in &recs {
+                            let off = b.base_offset() + i64::from(rec.offset_delta);
+                            let key = rec.key.map(|(ks, ke)| &d.records[ks..ke]);
+                            match verdict(off, key, rec.tombstone) {
+                                Verdict::Keep => keep.push(*rec),
+                                Verdict::Tombstone => {
+                                    stats.tombstones_dropped += 1;
+                                    stats.records_dropped += 1;
                                 }
-                            }
-                            if keep.len() == recs.len() && (!recs.is_empty() || keep_empty) {
-                                Filtered::Whole
-                            } else if keep.is_empty() && !keep_empty {
-                                stats.batches_dropped += 1;
-                                Filtered::Dropped
-                            } else {
-                                if keep.is_empty() {
-                                    stats.batches_emptied += 1;
+                                Verdict::Superseded | Verdict::Keyless => {
+                                    stats.records_dropped += 1;
                                 }
-                                Filtered::Rewritten(rebuild(&b, &keep))
                             }
                         }
+                        if keep.len() == recs.len() && (!recs.is_empty() || keep_empty) {
+                            Filtered::Whole
+                        } else if keep.is_empty() && !keep_empty {
+                            stats.batches_dropped += 1;
+                            Filtered::Dropped
+                        } else {
+                            match rebuild(&b, &d, &keep) {
+                                Some(bytes) => {
+                                    if keep.is_empty() {
+                                        stats.batches_emptied += 1;
+                                    }
+                                    Filtered::Rewritten(bytes)
+                                }
+                                None => {
+                                    stats.batches_opaque += 1;
+                                    Filtered::Whole
+                                }
+                            }
+                        }
+                    }
+                    _ => {
+                        stats.batches_opaque += 1;
+                        Filtered::Whole
                     }
                 };
                 match out {
@@ -1136,11 +1188,12 @@ mod tests {
             ],
         );
         let b = RecordBatch::new(b).unwrap();
-        assert_eq!(first_keyless_record(&b), Some(2));
-        let recs = parse_records(&b).unwrap();
+        assert_eq!(first_keyless_record(&b, 1 << 20), Some(2));
+        let d = decode(&b, 1 << 20).unwrap();
+        let recs = parse_records(&b, &d.records).unwrap();
         assert_eq!(recs.len(), 4);
         assert!(recs[1].tombstone && !recs[0].tombstone);
-        let out = RecordBatch::new(rebuild(&b, &[recs[1], recs[3]])).unwrap();
+        let out = RecordBatch::new(rebuild(&b, &d, &[recs[1], recs[3]]).unwrap()).unwrap();
         out.validate_stored().unwrap();
         assert_eq!(out.base_offset(), 40);
         assert_eq!(out.last_offset(), 43);
@@ -1150,10 +1203,114 @@ mod tests {
         assert_eq!(kept[0].offset_delta, 1);
         assert_eq!(kept[1].offset_delta, 3);
         assert_eq!(kept[1].value.as_deref(), Some(&b"4"[..]));
-        let empty = RecordBatch::new(rebuild(&b, &[])).unwrap();
+        let empty = RecordBatch::new(rebuild(&b, &d, &[]).unwrap()).unwrap();
         empty.validate_stored().unwrap();
         assert_eq!((empty.record_count(), empty.last_offset()), (0, 43));
         assert_eq!(key_hash(b"a"), key_hash(b"a"));
         assert_ne!(key_hash(b"a"), key_hash(b"b"));
+    }
+
+    /// `b` (uncompressed) with its records section compressed by `codec`.
+    fn compressed(b: &Bytes, codec: Compression, framing: Framing) -> Bytes {
+        let bits = match codec {
+            Compression::None => 0,
+            Compression::Gzip => 1,
+            Compression::Snappy => 2,
+            Compression::Lz4 => 3,
+            Compression::Zstd => 4,
+        };
+        let mut v = b[..record_batch::HEADER_BYTES].to_vec();
+        v.extend(codec::compress(codec, framing, &b[record_batch::HEADER_BYTES..]).unwrap());
+        v[22] |= bits;
+        let len = (v.len() - 12) as i32;
+        v[8..12].copy_from_slice(&len.to_be_bytes());
+        let crc = crc32c::crc32c(&v[21..]);
+        v[17..21].copy_from_slice(&crc.to_be_bytes());
+        Bytes::from(v)
+    }
+
+    /// Compressed batches of every codec are compacted like plain ones and rewritten with
+    /// the same codec (and snappy framing); keyless records inside them are refused.
+    #[test]
+    #[allow(clippy::type_complexity)]
+    fn compressed_batches_compact_with_their_codec() {
+        use crate::{FakeDisk, Faults, LogConfig, Shard, ShardConfig, ShardError};
+        use futures_lite::future::block_on;
+        let cases = [
+            (Compression::Gzip, Framing::Plain),
+            (Compression::Snappy, Framing::Plain),
+            (Compression::Snappy, Framing::Xerial),
+            (Compression::Lz4, Framing::Plain),
+            (Compression::Zstd, Framing::Plain),
+        ];
+        for (codec, framing) in cases {
+            let disk = FakeDisk::new(1, Faults::default(), 1_000_000);
+            block_on(async {
+                let s = Shard::open(disk.clone(), Path::new("/d"), ShardConfig::default())
+                    .await
+                    .unwrap();
+                let cfg = LogConfig {
+                    compact: true,
+                    segment_bytes: 1500,
+                    preallocate_bytes: 4096,
+                    min_cleanable_dirty_ratio: 0.0,
+                    ..LogConfig::default()
+                };
+                let p = s.create_partition("z", 0, cfg).await.unwrap();
+                let keyless = batch(&BatchSpec::default(), &[(None, Some(b"v"))]);
+                match p.append(compressed(&keyless, codec, framing)).await {
+                    Err(ShardError::KeylessRecord { .. }) => {}
+                    other => panic!("{codec:?}: expected KeylessRecord, got {other:?}"),
+                }
+                let mut last: HashMap<Vec<u8>, (i64, Vec<u8>)> = HashMap::new();
+                for i in 0..40 {
+                    let recs: Vec<(Vec<u8>, Vec<u8>)> = (0..5)
+                        .map(|j| {
+                            let k = format!("k{}", (i * 5 + j) % 7).into_bytes();
+                            (k, format!("{codec:?}-{i}-{j}").into_bytes())
+                        })
+                        .collect();
+                    let refs: Vec<(Option<&[u8]>, Option<&[u8]>)> = recs
+                        .iter()
+                        .map(|(k, v)| (Some(k.as_slice()), Some(v.as_slice())))
+                        .collect();
+                    let raw = batch(&BatchSpec::default(), &refs);
+                    let info = p.append(compressed(&raw, codec, framing)).await.unwrap();
+                    for (j, (k, v)) in recs.into_iter().enumerate() {
+                        last.insert(k, (info.base_offset + j as i64, v));
+                    }
+                }
+                p.roll().await.unwrap();
+                let st = p.compact(1_000_000).await.unwrap();
+                assert!(st.records_dropped > 150 && st.batches_opaque == 0, "{st:?}");
+                let r = p.read(0, 1 << 20).await.unwrap();
+                let mut seen: HashMap<Vec<u8>, (i64, Vec<u8>)> = HashMap::new();
+                for b in r.batches {
+                    let b = RecordBatch::new(b).unwrap();
+                    b.validate_stored().unwrap();
+                    if b.record_count() == 0 {
+                        continue;
+                    }
+                    assert_eq!(b.compression(), Ok(codec));
+                    let d = decode(&b, 1 << 20).unwrap();
+                    assert_eq!(d.framing, framing);
+                    // The same records as an uncompressed batch, parsed by the net crate.
+                    let mut plain = b.bytes()[..record_batch::HEADER_BYTES].to_vec();
+                    plain[22] &= !0x07;
+                    plain.extend_from_slice(&d.records);
+                    let len = (plain.len() - 12) as i32;
+                    plain[8..12].copy_from_slice(&len.to_be_bytes());
+                    let plain = RecordBatch::new(Bytes::from(plain)).unwrap();
+                    for rec in plain.records().unwrap() {
+                        let rec = rec.unwrap();
+                        let k = rec.key.unwrap().to_vec();
+                        let off = b.base_offset() + i64::from(rec.offset_delta);
+                        let v = rec.value.unwrap().to_vec();
+                        assert!(seen.insert(k, (off, v)).is_none(), "{codec:?}: key twice");
+                    }
+                }
+                assert_eq!(seen, last, "{codec:?}");
+            });
+        }
     }
 }

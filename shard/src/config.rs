@@ -85,6 +85,10 @@ pub struct ShardConfig {
     /// Distinct keys one compaction pass holds in its offset map (about 40 bytes each); a
     /// pass stops at the segment where the map passes this. Default 1 Mi keys.
     pub compaction_keys_max: usize,
+    /// Largest records section a compressed batch may decompress to when compaction (or the
+    /// keyed-record check of a compacted topic) looks inside it; a larger one is kept whole.
+    /// Default 64 MiB.
+    pub decompressed_batch_bytes_max: usize,
 }
 
 impl Default for ShardConfig {
@@ -95,6 +99,7 @@ impl Default for ShardConfig {
             read_bytes_min: 64 << 10,
             unflushed_bytes_max: 32 << 20,
             compaction_keys_max: 1 << 20,
+            decompressed_batch_bytes_max: 64 << 20,
         }
     }
 }

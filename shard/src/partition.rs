@@ -629,7 +629,10 @@ impl<S: Storage> Partition<S> {
             b.validate()
                 .map_err(|source| ShardError::InvalidBatch { index, source })?;
             if self.inner.config.compact
-                && let Some(record) = compact::first_keyless_record(&b)
+                && let Some(record) = compact::first_keyless_record(
+                    &b,
+                    self.inner.shard_config.decompressed_batch_bytes_max,
+                )
             {
                 return Err(ShardError::KeylessRecord {
                     topic: self.inner.topic.clone(),

@@ -16,6 +16,7 @@ use sluice_net::record_batch::build::{BatchSpec, batch};
 use sluice_shard::*;
 
 type Rec = (i64, Vec<u8>, Option<Vec<u8>>);
+type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
 
 fn cfg() -> LogConfig {
     LogConfig {
@@ -41,7 +42,7 @@ fn kbatch(recs: &[(&str, Option<String>)], spec: &BatchSpec) -> Bytes {
             )
         })
         .collect();
-    let refs: Vec<(Option<&[u8]>, Option<&[u8]>)> = owned
+    let refs: Vec<KeyValue> = owned
         .iter()
         .map(|(k, v)| (Some(k.as_slice()), v.as_deref()))
         .collect();
@@ -442,6 +443,59 @@ fn real_disk_compaction_and_reopen() {
         p.roll().await.expect("roll");
         p.compact(now()).await.expect("compact again");
         check_view(&read_all(&p).await, &log);
+        s.close().await.expect("close");
+    });
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Measurement, not a check (run with `--ignored --nocapture`): compaction throughput on real
+/// files. 64 MiB of 1 KiB values over 10,000 keys in 8 MiB segments, one pass.
+#[test]
+#[ignore]
+fn throughput_real_disk() {
+    let dir = real_dir("compaction-throughput");
+    let d = dir.clone();
+    run_glommio(move || async move {
+        probe_dma_polling(&d).await.expect("probe");
+        let cfg = LogConfig {
+            segment_bytes: 8 << 20,
+            index_interval_bytes: 4096,
+            preallocate_bytes: 8 << 20,
+            ..cfg()
+        };
+        let s = Shard::open(DmaStorage, &d, ShardConfig::default())
+            .await
+            .expect("shard");
+        let p = s.create_partition("t", 0, cfg).await.expect("partition");
+        let value = "v".repeat(1000);
+        let mut n = 0u64;
+        while p.size_bytes() < 64 << 20 {
+            let keys: Vec<String> = (0..64)
+                .map(|i| format!("key-{}", (n + i) % 10_000))
+                .collect();
+            let recs: Vec<(&str, Option<String>)> = keys
+                .iter()
+                .map(|k| (k.as_str(), Some(value.clone())))
+                .collect();
+            p.append(kbatch(&recs, &BatchSpec::default()))
+                .await
+                .expect("append");
+            n += 64;
+        }
+        p.roll().await.expect("roll");
+        let t = std::time::Instant::now();
+        let st = p.compact(i64::MAX / 2).await.expect("compact");
+        let secs = t.elapsed().as_secs_f64();
+        eprintln!(
+            "compaction: read {:.1} MiB, wrote {:.1} MiB, {} -> {} segments, {:.2} s, \
+             {:.0} MiB/s read",
+            st.bytes_read as f64 / f64::from(1 << 20),
+            st.bytes_written as f64 / f64::from(1 << 20),
+            st.segments_cleaned,
+            st.segments_written,
+            secs,
+            st.bytes_read as f64 / f64::from(1 << 20) / secs
+        );
         s.close().await.expect("close");
     });
     let _ = std::fs::remove_dir_all(dir);
