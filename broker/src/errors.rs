@@ -91,6 +91,7 @@ pub fn shard(e: &ShardError) -> PartError {
             _ => code::INVALID_RECORD,
         },
         ShardError::BatchTooLarge { .. } => code::MESSAGE_TOO_LARGE,
+        ShardError::KeylessRecord { .. } => code::INVALID_RECORD,
         ShardError::DuplicateSequence { .. } => code::DUPLICATE_SEQUENCE_NUMBER,
         ShardError::OutOfOrderSequence { .. } => code::OUT_OF_ORDER_SEQUENCE_NUMBER,
         ShardError::InvalidProducerEpoch { .. } => code::INVALID_PRODUCER_EPOCH,

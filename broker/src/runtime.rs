@@ -272,7 +272,9 @@ async fn core_main(
 const HOUSEKEEPING_PERIOD: Duration = Duration::from_millis(500);
 
 /// Background work in its own task queue, at a lower share than request handling: flushes for
-/// topics with a flush interval, and retention.
+/// topics with a flush interval, retention, and compaction of `cleanup.policy=compact` topics
+/// every `log_cleaner_backoff_ms` (the shard yields between batches, so a pass does not stall
+/// the reactor).
 fn spawn_housekeeping(core: &Rc<Core>) {
     let queue = glommio::executor().create_task_queue(
         glommio::Shares::Static(100),
@@ -283,6 +285,8 @@ fn spawn_housekeeping(core: &Rc<Core>) {
     let task = glommio::spawn_local_into(
         async move {
             let mut ticks: u64 = 0;
+            let mut last_compaction = std::time::Instant::now();
+            let cleaner_backoff = Duration::from_millis(core.config.log_cleaner_backoff_ms);
             loop {
                 glommio::timer::sleep(HOUSEKEEPING_PERIOD).await;
                 if core.stopping.get() {
@@ -297,6 +301,25 @@ fn spawn_housekeeping(core: &Rc<Core>) {
                     && let Err(e) = core.shard.enforce_retention().await
                 {
                     tracing::error!(core = core.id, error = %e, "retention failed");
+                }
+                if last_compaction.elapsed() >= cleaner_backoff {
+                    last_compaction = std::time::Instant::now();
+                    let now_ms = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as i64);
+                    match core.shard.compact_due(now_ms).await {
+                        Ok(s) if s.passes > 0 => tracing::info!(
+                            core = core.id,
+                            passes = s.passes,
+                            segments = s.segments_cleaned,
+                            bytes_before = s.bytes_before,
+                            bytes_after = s.bytes_after,
+                            records_dropped = s.records_dropped,
+                            "compacted"
+                        ),
+                        Ok(_) => {}
+                        Err(e) => tracing::error!(core = core.id, error = %e, "compaction failed"),
+                    }
                 }
             }
         },

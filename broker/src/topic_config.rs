@@ -361,6 +361,10 @@ pub struct TopicSettings {
     pub index_interval_bytes: u32,
     pub flush_messages: i64,
     pub flush_ms: i64,
+    pub delete_retention_ms: i64,
+    pub min_compaction_lag_ms: i64,
+    pub max_compaction_lag_ms: i64,
+    pub min_cleanable_dirty_ratio: f64,
 }
 
 impl TopicSettings {
@@ -387,6 +391,13 @@ impl TopicSettings {
             index_interval_bytes: u32::try_from(long("index.interval.bytes")).unwrap_or(4096),
             flush_messages: long("flush.messages"),
             flush_ms: long("flush.ms"),
+            delete_retention_ms: long("delete.retention.ms"),
+            min_compaction_lag_ms: long("min.compaction.lag.ms"),
+            max_compaction_lag_ms: long("max.compaction.lag.ms"),
+            min_cleanable_dirty_ratio: get("min.cleanable.dirty.ratio")
+                .trim()
+                .parse::<f64>()
+                .unwrap_or(0.5),
         }
     }
 }
@@ -415,6 +426,11 @@ impl TopicSettings {
             },
             durability,
             batch_bytes_max: usize::try_from(self.max_message_bytes).unwrap_or(0),
+            compact: self.compact,
+            delete_retention_ms: self.delete_retention_ms,
+            min_compaction_lag_ms: self.min_compaction_lag_ms,
+            max_compaction_lag_ms: self.max_compaction_lag_ms,
+            min_cleanable_dirty_ratio: self.min_cleanable_dirty_ratio,
             ..sluice_shard::LogConfig::default()
         }
     }

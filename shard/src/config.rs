@@ -32,6 +32,21 @@ pub struct LogConfig {
     pub preallocate_bytes: u64,
     /// Largest accepted batch (Kafka's `max.message.bytes`). Default 1 MiB + 12 bytes.
     pub batch_bytes_max: usize,
+    /// `cleanup.policy` includes `compact`: closed segments are compacted (last record per
+    /// key kept) and appends of records without a key are refused. Default false.
+    pub compact: bool,
+    /// `delete.retention.ms`: a tombstone (null value) is dropped once it has been in the
+    /// cleaned part of the log this long. Default 1 day.
+    pub delete_retention_ms: i64,
+    /// `min.compaction.lag.ms`: a segment is compacted only once its newest record is this
+    /// old. Default 0.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: the dirty part is compacted, whatever its ratio, once its
+    /// first closed segment's newest record is this old. Default `i64::MAX` (never forced).
+    pub max_compaction_lag_ms: i64,
+    /// `min.cleanable.dirty.ratio`: compact when dirty bytes / cleanable bytes reach this.
+    /// Default 0.5.
+    pub min_cleanable_dirty_ratio: f64,
 }
 
 impl Default for LogConfig {
@@ -45,6 +60,11 @@ impl Default for LogConfig {
             durability: Durability::SyncEachAppend,
             preallocate_bytes: 64 << 20,
             batch_bytes_max: (1 << 20) + 12,
+            compact: false,
+            delete_retention_ms: 86_400_000,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            min_cleanable_dirty_ratio: 0.5,
         }
     }
 }
@@ -62,6 +82,13 @@ pub struct ShardConfig {
     /// In `FlushInterval` mode, an append waits for a flush once this many bytes are unwritten
     /// in one partition, so memory stays bounded. Default 32 MiB.
     pub unflushed_bytes_max: usize,
+    /// Distinct keys one compaction pass holds in its offset map (about 40 bytes each); a
+    /// pass stops at the segment where the map passes this. Default 1 Mi keys.
+    pub compaction_keys_max: usize,
+    /// Largest records section a compressed batch may decompress to when compaction (or the
+    /// keyed-record check of a compacted topic) looks inside it; a larger one is kept whole.
+    /// Default 64 MiB.
+    pub decompressed_batch_bytes_max: usize,
 }
 
 impl Default for ShardConfig {
@@ -71,6 +98,8 @@ impl Default for ShardConfig {
             write_bytes_max: 8 << 20,
             read_bytes_min: 64 << 10,
             unflushed_bytes_max: 32 << 20,
+            compaction_keys_max: 1 << 20,
+            decompressed_batch_bytes_max: 64 << 20,
         }
     }
 }

@@ -166,6 +166,9 @@ impl Storage for DmaStorage {
         }
         Ok(names)
     }
+    async fn yield_if_needed(&self) {
+        glommio::yield_if_needed().await;
+    }
     async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let d = glommio::io::Directory::open(dir).await.map_err(to_io)?;
         d.sync().await.map_err(to_io)?;

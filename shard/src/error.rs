@@ -20,6 +20,18 @@ pub enum ShardError {
         #[source]
         source: BatchError,
     },
+    /// Kafka's INVALID_RECORD (87): a compacted topic needs a key on every record. Only
+    /// uncompressed batches are checked (compressed ones are not decompressed).
+    #[error(
+        "Compacted topic cannot accept message without key in topic partition \
+         {topic}-{partition} (record {record} of batch {index})"
+    )]
+    KeylessRecord {
+        topic: String,
+        partition: i32,
+        index: usize,
+        record: usize,
+    },
     #[error("record batch of {size} bytes exceeds the limit of {max} bytes")]
     BatchTooLarge { size: usize, max: usize },
     #[error("offset {offset} is out of range [{log_start_offset}, {log_end_offset}]")]

@@ -9,6 +9,10 @@
 //!   can land while earlier ones are lost (the kernel gives no ordering without a sync).
 //! - With [`Faults::eio_per_million`] > 0, `write_at` and `fdatasync` fail with EIO at that
 //!   rate; a failed write changes nothing, a failed fdatasync makes nothing durable.
+//! - [`FakeDisk::fail_after`] models the machine stopping at a chosen point: after `n` more
+//!   mutating calls (write, sync, allocate, truncate, create, rename, remove, dir sync) every
+//!   one fails with EIO; a test then calls [`FakeDisk::crash`] and reopens, so each step of a
+//!   multi-file protocol can be cut in turn.
 //! - Not modelled (stronger than a real disk): `truncate`, `allocate`, create, rename and
 //!   remove take effect at once and durably; no misdirected writes; no latency (every call
 //!   completes without yielding). Reads never fail.
@@ -47,6 +51,10 @@ struct DiskState {
     rng: u64,
     faults: Faults,
     now_ms: i64,
+    /// Mutating calls left before every one fails (`fail_after`); `None`: no limit.
+    budget: Option<u64>,
+    /// Mutating calls made so far.
+    ops: u64,
 }
 
 impl DiskState {
@@ -58,7 +66,22 @@ impl DiskState {
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     }
+    /// Counts a mutating call; true if it must fail because the budget is spent.
+    fn stopped(&mut self) -> bool {
+        self.ops += 1;
+        match &mut self.budget {
+            Some(0) => true,
+            Some(n) => {
+                *n -= 1;
+                false
+            }
+            None => false,
+        }
+    }
     fn eio(&mut self) -> bool {
+        if self.stopped() {
+            return true;
+        }
         let rate = u64::from(self.faults.eio_per_million);
         rate > 0 && self.next_u64() % 1_000_000 < rate
     }
@@ -86,6 +109,8 @@ impl FakeDisk {
                 rng: seed,
                 faults,
                 now_ms: start_ms,
+                budget: None,
+                ops: 0,
             })),
         }
     }
@@ -93,6 +118,14 @@ impl FakeDisk {
     pub fn advance_ms(&self, ms: i64) {
         assert!(ms >= 0);
         self.state.borrow_mut().now_ms += ms;
+    }
+    /// After `n` more mutating calls, every mutating call fails with EIO (`None` lifts it).
+    pub fn fail_after(&self, n: Option<u64>) {
+        self.state.borrow_mut().budget = n;
+    }
+    /// Mutating calls made on this disk so far.
+    pub fn ops(&self) -> u64 {
+        self.state.borrow().ops
     }
     /// Changes the fault rates from now on.
     pub fn set_faults(&self, faults: Faults) {
@@ -211,6 +244,9 @@ impl StorageFile for FakeFile {
         Ok(())
     }
     async fn allocate(&self, len: u64) -> io::Result<()> {
+        if self.disk.state.borrow_mut().stopped() {
+            return Err(eio());
+        }
         let mut img = self.image.borrow_mut();
         if (img.current.len() as u64) < len {
             img.current.resize(len as usize, 0);
@@ -221,6 +257,9 @@ impl StorageFile for FakeFile {
         Ok(())
     }
     async fn truncate(&self, len: u64) -> io::Result<()> {
+        if self.disk.state.borrow_mut().stopped() {
+            return Err(eio());
+        }
         let mut img = self.image.borrow_mut();
         img.current.resize(len as usize, 0);
         img.durable.resize(len as usize, 0);
@@ -250,6 +289,9 @@ impl Storage for FakeDisk {
     type File = FakeFile;
     async fn open(&self, path: &Path, mode: OpenMode) -> io::Result<FakeFile> {
         let mut st = self.state.borrow_mut();
+        if mode != OpenMode::Existing && st.stopped() {
+            return Err(eio());
+        }
         if let Some(parent) = path.parent() {
             if !st.dirs.contains(parent) {
                 return Err(not_found(parent));
@@ -271,6 +313,9 @@ impl Storage for FakeDisk {
     }
     async fn remove(&self, path: &Path) -> io::Result<()> {
         let mut st = self.state.borrow_mut();
+        if st.stopped() {
+            return Err(eio());
+        }
         st.files
             .remove(path)
             .map(|_| ())
@@ -278,6 +323,9 @@ impl Storage for FakeDisk {
     }
     async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut st = self.state.borrow_mut();
+        if st.stopped() {
+            return Err(eio());
+        }
         let f = st.files.remove(from).ok_or_else(|| not_found(from))?;
         st.files.insert(to.to_path_buf(), f);
         Ok(())
@@ -305,6 +353,9 @@ impl Storage for FakeDisk {
         Ok(names)
     }
     async fn sync_dir(&self, _dir: &Path) -> io::Result<()> {
+        if self.state.borrow_mut().stopped() {
+            return Err(eio());
+        }
         Ok(())
     }
     fn now_ms(&self) -> i64 {

@@ -108,7 +108,9 @@ impl SparseIndex {
                 if r <= lr || p <= lp {
                     return None;
                 }
-            } else if r != 0 || p != 0 {
+            } else if p != 0 {
+                // The first batch is at position 0; after compaction its offset may be past the
+                // segment base (`r > 0`).
                 return None;
             }
             if u64::from(p) >= segment_bytes {

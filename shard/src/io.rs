@@ -69,6 +69,9 @@ pub trait Storage: Clone + 'static {
     async fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     /// Wall-clock time in milliseconds since the Unix epoch.
     fn now_ms(&self) -> i64;
+    /// Lets other tasks on the core run if this one has used its time slice. Long CPU work
+    /// (compaction) calls it between batches so the reactor is never stalled for long.
+    async fn yield_if_needed(&self) {}
 }
 
 /// Writes `data` as the whole content of `path`, durably and atomically: a temp file, written,

@@ -1,8 +1,9 @@
 //! `sluice-shard`: one core's partitions.
 //!
-//! Owns segment files (direct I/O), sparse offset and time indexes, recovery, retention and the
-//! per-core batch cache. It knows nothing of sockets; of Kafka it knows only the record batch
-//! v2 framing (through `sluice_net::record_batch`).
+//! Owns segment files (direct I/O), sparse offset and time indexes, recovery, retention,
+//! compaction (`cleanup.policy=compact`, see `compact.rs`) and the per-core batch cache. It
+//! knows nothing of sockets; of Kafka it knows the record batch v2 framing (through
+//! `sluice_net::record_batch`) and, for compaction only, records and their codecs.
 //!
 //! # Use
 //! ```text
@@ -16,19 +17,22 @@
 //! Errors are one enum, [`ShardError`]; the broker maps it to Kafka error codes in one place
 //! (`InvalidBatch`/`BatchTooLarge` -> CORRUPT_MESSAGE/MESSAGE_TOO_LARGE, `OffsetOutOfRange`,
 //! `DuplicateSequence` -> success with the original offsets, `OutOfOrderSequence`,
-//! `InvalidProducerEpoch`, `Io`/`Poisoned`/`Corrupt` -> KAFKA_STORAGE_ERROR).
+//! `InvalidProducerEpoch`, `KeylessRecord` -> INVALID_RECORD, `Io`/`Poisoned`/`Corrupt` ->
+//! KAFKA_STORAGE_ERROR).
 //!
 //! Memory lock: glommio registers its I/O buffers; a process needs RLIMIT_MEMLOCK of at least
 //! 3 x `io_memory` per executor (tests and the bench raise it with setrlimit as root).
 //!
-//! Not done yet: compaction, LogAppendTime stamping (appends report -1), an append path for
+//! Not done yet: LogAppendTime stamping (appends report -1), an append path for
 //! followers that keeps the leader's offsets and epochs, producer-state snapshots (the table
 //! is rebuilt only from segments recovery scans), transactions.
 //!
 //! # On disk
 //! `<dir>/<topic>-<partition>/` holds `<20-digit base offset>.log` (batches byte for byte),
 //! `.index` and `.timeindex` (sparse, written when a segment is sealed), and `partition.meta`
-//! (log start offset, recovery point, leader epoch cache; rkyv + CRC-32C).
+//! (log start offset, recovery point, leader epoch cache; rkyv + CRC-32C). Compacted partitions
+//! also have `cleaner.checkpoint` (what was cleaned and when; offset gaps are accepted below
+//! it), and briefly `<base>.log.cleaned` / `<base>.<end>.swap` during a swap.
 //!
 //! # Invariants
 //! - Only the owning core touches a partition; no `Mutex`, no `Arc`. `RefCell` borrows never
@@ -42,6 +46,8 @@
 //!   bad `partition.meta` or an offset gap between segments is a typed error.
 
 mod cache;
+mod codec;
+mod compact;
 mod config;
 mod dma;
 mod error;
@@ -54,6 +60,7 @@ mod partition;
 mod producer_state;
 mod shard;
 
+pub use compact::CompactionStats;
 pub use config::{Durability, LogConfig, ShardConfig};
 pub use dma::{DMA_PROBE_FILE, DmaStorage, probe_dma_polling, write_alignment};
 pub use error::{Result, ShardError};

@@ -19,6 +19,7 @@ use bytes::{Bytes, BytesMut};
 use sluice_net::record_batch::{self, Batches, Compression, RecordBatch, peek_batch_size};
 
 use crate::cache::{BatchCache, CachedBatch, collect_run};
+use crate::compact::{self, CleanerState};
 use crate::config::{Durability, LogConfig, ShardConfig};
 use crate::error::{Result, ShardError, io_err};
 use crate::index::SparseIndex;
@@ -82,7 +83,7 @@ pub(crate) struct Segment<F> {
 }
 
 impl<F> Segment<F> {
-    fn new(base_offset: i64, now_ms: i64) -> Self {
+    pub(crate) fn new(base_offset: i64, now_ms: i64) -> Self {
         Self {
             base_offset,
             file: None,
@@ -104,14 +105,17 @@ pub(crate) fn segment_file(dir: &Path, base: i64, ext: &str) -> PathBuf {
 }
 
 pub(crate) struct LogState<F> {
-    segments: BTreeMap<i64, Segment<F>>,
-    log_start_offset: i64,
+    /// Keyed by base offset. Segments cover contiguous offset ranges: a segment covers
+    /// `[base, next_offset)`, and `next_offset` is the next segment's base. After compaction
+    /// a segment may hold no batch for parts of its range (gaps), even at its end.
+    pub(crate) segments: BTreeMap<i64, Segment<F>>,
+    pub(crate) log_start_offset: i64,
     log_end_offset: i64,
     /// Everything below this offset is written (maybe not synced).
     written_end_offset: i64,
     /// Everything below this offset is fdatasync'ed.
-    durable_end_offset: i64,
-    high_watermark: i64,
+    pub(crate) durable_end_offset: i64,
+    pub(crate) high_watermark: i64,
     /// Appended batches not yet handed to the kernel, in offset order, and for each the base
     /// offset of the segment it belongs to.
     unwritten: VecDeque<CachedBatch>,
@@ -124,23 +128,27 @@ pub(crate) struct LogState<F> {
     recovery_point: i64,
     leader_epochs: Vec<(i32, i64)>,
     leader_epoch: i32,
-    producers: ProducerTable,
-    poisoned: Option<String>,
-    closed: bool,
+    pub(crate) producers: ProducerTable,
+    pub(crate) poisoned: Option<String>,
+    pub(crate) closed: bool,
     last_flush_ms: i64,
+    /// What compaction has cleaned (persisted in `cleaner.checkpoint`).
+    pub(crate) cleaner: CleanerState,
 }
 
 pub(crate) struct PartitionInner<S: Storage> {
     pub(crate) topic: String,
     pub(crate) partition: i32,
     pub(crate) id: u64,
-    dir: PathBuf,
-    storage: S,
-    config: LogConfig,
-    shard_config: ShardConfig,
-    cache: Rc<RefCell<BatchCache>>,
-    state: RefCell<LogState<S::File>>,
-    io_lock: AsyncLock,
+    pub(crate) dir: PathBuf,
+    pub(crate) storage: S,
+    pub(crate) config: LogConfig,
+    pub(crate) shard_config: ShardConfig,
+    pub(crate) cache: Rc<RefCell<BatchCache>>,
+    pub(crate) state: RefCell<LogState<S::File>>,
+    pub(crate) io_lock: AsyncLock,
+    /// Set while a compaction pass runs (one at a time per partition).
+    pub(crate) compacting: std::cell::Cell<bool>,
     /// Fires when a flush finishes (success or failure).
     synced: Notify,
     /// Fires when the high watermark or log end moves (or the partition closes).
@@ -215,6 +223,7 @@ async fn scan_segment<F: StorageFile>(
     file_bytes: u64,
     interval: u64,
     chunk: usize,
+    allow_gaps: bool,
 ) -> std::io::Result<ScanResult> {
     let mut index = SparseIndex::default();
     let mut pos = 0u64;
@@ -250,9 +259,14 @@ async fn scan_segment<F: StorageFile>(
         }
         let base = batch.base_offset();
         let last = batch.last_offset();
-        // Strict contiguity (no compaction yet): a flipped baseOffset, which the CRC does not
-        // cover, ends the valid part of the segment here.
-        if base != next || last < base || base - base_offset > i64::from(u32::MAX) {
+        // Strict contiguity unless the segment was compacted (then gaps are allowed, but
+        // offsets still increase): a flipped baseOffset, which the CRC does not cover, ends
+        // the valid part of the segment here.
+        if base < next
+            || (base != next && !allow_gaps)
+            || last < base
+            || base - base_offset > i64::from(u32::MAX)
+        {
             break;
         }
         if pos > u64::from(u32::MAX) {
@@ -311,10 +325,15 @@ impl<S: Storage> Partition<S> {
             .map_err(io_err("create dir", &dir))?;
         let now = storage.now_ms();
         let meta_path = dir.join(META_FILE);
+        // Finish a compaction swap a crash interrupted (or drop its unfinished output) before
+        // looking at the segments.
+        compact::recover_swap(&storage, &dir).await?;
         let names = storage
             .list_dir(&dir)
             .await
             .map_err(io_err("list dir", &dir))?;
+        // Segments below `gaps_below` were compacted and may have offset gaps.
+        let (cleaner, gaps_below) = compact::load_checkpoint(&storage, &dir, &names).await;
         let meta = if names.iter().any(|n| n == META_FILE) {
             let data = read_file(&storage, &meta_path)
                 .await
@@ -349,7 +368,8 @@ impl<S: Storage> Partition<S> {
             let mut done = false;
             if trusted {
                 if let Some((idx, scan)) =
-                    Self::load_trusted(&storage, &dir, &file, base, file_bytes, &config).await?
+                    Self::load_trusted(&storage, &dir, &file, base, file_bytes, base < gaps_below)
+                        .await?
                 {
                     seg.index = idx;
                     seg.index_dirty = false;
@@ -366,6 +386,7 @@ impl<S: Storage> Partition<S> {
                     file_bytes,
                     config.index_interval_bytes,
                     shard_config.read_bytes_min.max(1 << 20),
+                    base < gaps_below,
                 )
                 .await
                 .map_err(io_err("scan segment", &path))?;
@@ -397,7 +418,12 @@ impl<S: Storage> Partition<S> {
             }
             seg.written_bytes = seg.size_bytes;
             seg.allocated_bytes = seg.size_bytes;
-            if let Some((_, prev)) = segments.iter().next_back() {
+            if let Some((&prev_base, prev)) = segments.iter_mut().next_back() {
+                // A compacted segment still covers offsets up to the next segment's base,
+                // even where its last batches were removed.
+                if prev_base < gaps_below && prev.next_offset < base {
+                    prev.next_offset = base;
+                }
                 if prev.next_offset != base {
                     return Err(corrupt(
                         &path,
@@ -462,6 +488,7 @@ impl<S: Storage> Partition<S> {
             poisoned: None,
             closed: false,
             last_flush_ms: now,
+            cleaner,
         };
         let p = Partition {
             inner: Rc::new(PartitionInner {
@@ -475,6 +502,7 @@ impl<S: Storage> Partition<S> {
                 cache,
                 state: RefCell::new(state),
                 io_lock: AsyncLock::default(),
+                compacting: std::cell::Cell::new(false),
                 synced: Notify::default(),
                 appended: Notify::default(),
             }),
@@ -491,7 +519,7 @@ impl<S: Storage> Partition<S> {
         file: &S::File,
         base: i64,
         file_bytes: u64,
-        config: &LogConfig,
+        allow_gaps: bool,
     ) -> Result<Option<(SparseIndex, (i64, i64))>> {
         let ip = segment_file(dir, base, "index");
         let tp = segment_file(dir, base, "timeindex");
@@ -515,7 +543,8 @@ impl<S: Storage> Partition<S> {
         let mut consumed = 0usize;
         for b in Batches::new(data.clone()) {
             let Ok(b) = b else { return Ok(None) };
-            if b.validate_stored().is_err() || b.base_offset() != next {
+            let gap_ok = allow_gaps && b.base_offset() > next;
+            if b.validate_stored().is_err() || (b.base_offset() != next && !gap_ok) {
                 return Ok(None);
             }
             next = b.last_offset() + 1;
@@ -525,11 +554,10 @@ impl<S: Storage> Partition<S> {
         if consumed != data.len() || data.len() as u64 != tail_bytes {
             return Ok(None);
         }
-        let _ = config;
         Ok(Some((idx, (next, max_ts))))
     }
 
-    fn poisoned_err(&self, cause: String) -> ShardError {
+    pub(crate) fn poisoned_err(&self, cause: String) -> ShardError {
         ShardError::Poisoned {
             topic: self.inner.topic.clone(),
             partition: self.inner.partition,
@@ -537,7 +565,7 @@ impl<S: Storage> Partition<S> {
         }
     }
 
-    fn check_usable(&self) -> Result<()> {
+    pub(crate) fn check_usable(&self) -> Result<()> {
         let st = self.inner.state.borrow();
         if st.closed {
             return Err(ShardError::Closed {
@@ -600,6 +628,19 @@ impl<S: Storage> Partition<S> {
             }
             b.validate()
                 .map_err(|source| ShardError::InvalidBatch { index, source })?;
+            if self.inner.config.compact
+                && let Some(record) = compact::first_keyless_record(
+                    &b,
+                    self.inner.shard_config.decompressed_batch_bytes_max,
+                )
+            {
+                return Err(ShardError::KeylessRecord {
+                    topic: self.inner.topic.clone(),
+                    partition: self.inner.partition,
+                    index,
+                    record,
+                });
+            }
             batches.push(b);
         }
         if batches.is_empty() {
@@ -996,7 +1037,7 @@ impl<S: Storage> Partition<S> {
     }
 
     /// Makes a complete segment durable and exact-sized, and writes its index files.
-    async fn seal_segment(&self, file: &Rc<S::File>, base: i64) -> Result<()> {
+    pub(crate) async fn seal_segment(&self, file: &Rc<S::File>, base: i64) -> Result<()> {
         let inner = &*self.inner;
         let path = segment_file(&inner.dir, base, "log");
         let (size, offsets, times) = {
@@ -1251,8 +1292,9 @@ impl<S: Storage> Partition<S> {
                     .validate_stored()
                     .map_err(|e| corrupt(&path, pos, e.to_string()))?;
                 // baseOffset and partitionLeaderEpoch are outside the CRC: check them against
-                // what the index and the leader epoch cache say.
-                if batch.base_offset() != expect || batch.last_offset() >= next_offset {
+                // what the index and the leader epoch cache say. Offsets increase; compaction
+                // may have left gaps between batches.
+                if batch.base_offset() < expect || batch.last_offset() >= next_offset {
                     return Err(corrupt(
                         &path,
                         pos,
@@ -1262,7 +1304,7 @@ impl<S: Storage> Partition<S> {
                         ),
                     ));
                 }
-                let i = epochs.partition_point(|e| e.1 <= expect);
+                let i = epochs.partition_point(|e| e.1 <= batch.base_offset());
                 if i > 0 && epochs[i - 1].0 != batch.partition_leader_epoch() {
                     return Err(corrupt(
                         &path,
@@ -1466,7 +1508,16 @@ impl<S: Storage> Partition<S> {
                     }
                     p += n as u64;
                 }
-                (found.unwrap_or(size), end)
+                // No batch reaches `offset`: it lies in a compaction gap (or at the end), so
+                // the log ends at `offset` itself.
+                (
+                    found.unwrap_or(size),
+                    if found.is_some() {
+                        end
+                    } else {
+                        end.min(offset)
+                    },
+                )
             }
         };
         if let Some(file) = &file {
@@ -1503,6 +1554,7 @@ impl<S: Storage> Partition<S> {
             st.recovery_point = st.recovery_point.min(keep_base);
             st.leader_epochs.retain(|e| e.1 < new_end);
             st.producers.truncate(new_end);
+            st.cleaner.truncate(new_end);
             if st.log_start_offset > new_end {
                 st.log_start_offset = new_end;
             }
@@ -1510,12 +1562,14 @@ impl<S: Storage> Partition<S> {
         }
         // Index max timestamp after truncation is approximate; rescan to make it exact.
         if let Some(file) = &file {
+            let gaps = keep_base < inner.state.borrow().cleaner.cleaned_upto;
             let scan = scan_segment(
                 &**file,
                 keep_base,
                 cut_pos,
                 inner.config.index_interval_bytes,
                 1 << 20,
+                gaps,
             )
             .await
             .map_err(io_err("scan segment", &path))?;
@@ -1525,11 +1579,12 @@ impl<S: Storage> Partition<S> {
                 scan.valid_bytes == cut_pos,
                 "truncated segment must scan clean"
             );
-            assert!(scan.next_offset == new_end || cut_pos == 0);
+            assert!(scan.next_offset <= new_end || cut_pos == 0);
             seg.max_timestamp = scan.max_timestamp;
             seg.index = scan.index;
         }
         self.write_meta().await?;
+        self.write_cleaner_checkpoint().await?;
         inner.appended.notify_all();
         Ok(())
     }

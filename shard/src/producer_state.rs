@@ -108,6 +108,14 @@ impl ProducerTable {
         }
     }
 
+    /// Base offsets of every batch the table remembers (compaction keeps these batches, at
+    /// least as empty batches, so a rescan of the log rebuilds the same table).
+    pub(crate) fn batch_bases(&self) -> impl Iterator<Item = i64> + '_ {
+        self.map
+            .values()
+            .flat_map(|e| e.batches.iter().map(|b| b.base_offset))
+    }
+
     pub(crate) fn insert(&mut self, pid: i64, entry: ProducerEntry) {
         self.map.insert(pid, entry);
     }

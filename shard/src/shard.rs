@@ -132,6 +132,27 @@ impl<S: Storage> Shard<S> {
         Ok(n)
     }
 
+    /// Runs a compaction pass on every compacted partition that has one due (cheap when none
+    /// has: the check is in memory). Partitions are done one after another; an error on one
+    /// does not stop the others, and the first error is returned after all were tried.
+    pub async fn compact_due(&self, now_ms: i64) -> Result<crate::CompactionStats> {
+        let mut total = crate::CompactionStats::default();
+        let mut first_err = None;
+        for p in self.partitions() {
+            if !p.compaction_due(now_ms) {
+                continue;
+            }
+            match p.compact(now_ms).await {
+                Ok(s) => total.add(&s),
+                Err(e) => {
+                    tracing::warn!(partition = ?p, error = %e, "compaction failed");
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        first_err.map_or(Ok(total), Err)
+    }
+
     /// Bytes currently held by the batch cache.
     pub fn cache_bytes(&self) -> usize {
         self.cache.borrow().bytes()

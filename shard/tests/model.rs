@@ -276,6 +276,7 @@ fn small_cfg() -> (LogConfig, ShardConfig) {
         write_bytes_max: 8 << 10,
         read_bytes_min: 4 << 10,
         unflushed_bytes_max: 16 << 10,
+        ..ShardConfig::default()
     };
     (cfg, shard_cfg)
 }
