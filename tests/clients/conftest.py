@@ -47,10 +47,21 @@ class Broker:
         self.bootstrap = None
         self._start(listen)
 
+    def log_tail(self, lines=20):
+        """The last lines sluice wrote to stderr (kept beside the data dir)."""
+        try:
+            with open(self.log_path, "rb") as f:
+                return "\n".join(f.read().decode(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
     def _start(self, listen):
+        self.log_path = self.data_dir.rstrip("/") + ".log"
+        log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sluice_bin(), "start", "--listen", listen, "--data-dir", self.data_dir, *self.args],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            stdout=subprocess.PIPE, stderr=log, text=True)
+        log.close()
         found = {}
 
         def read():
@@ -63,7 +74,8 @@ class Broker:
         deadline = time.time() + 30
         while "addr" not in found:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"sluice exited with {self.proc.returncode} before listening")
+                raise RuntimeError(f"sluice exited with {self.proc.returncode} before listening:\n"
+                                   + self.log_tail())
             if time.time() > deadline:
                 self.proc.kill()
                 raise RuntimeError("sluice did not report listening within 30 s")
