@@ -67,7 +67,11 @@ struct Started {
 }
 
 impl Started {
-    fn start(bin: &std::path::Path, parent: &std::path::Path, cores: usize) -> anyhow::Result<Started> {
+    fn start(
+        bin: &std::path::Path,
+        parent: &std::path::Path,
+        cores: usize,
+    ) -> anyhow::Result<Started> {
         if !bin.exists() {
             bail!(
                 "no sluice binary at {} (build it: cargo build --release --bins, or pass --sluice-bin / --bootstrap)",
@@ -77,7 +81,9 @@ impl Started {
         let dir = parent.join(format!("sluice-bench-broker-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let mut child = Command::new(bin)
             .arg("start")
             .arg("--listen")
@@ -95,7 +101,12 @@ impl Started {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(rest) = line.strip_prefix("sluice: listening on ") {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
+                    let _ = tx.send(
+                        rest.split_whitespace()
+                            .next()
+                            .unwrap_or_default()
+                            .to_owned(),
+                    );
                 }
             }
         });
@@ -142,7 +153,9 @@ pub fn run(a: CompareArgs) -> anyhow::Result<()> {
     let broker_cores = if external {
         0
     } else {
-        a.broker_cores.unwrap_or(if n >= 4 { n / 2 } else { n }).clamp(1, n)
+        a.broker_cores
+            .unwrap_or(if n >= 4 { n / 2 } else { n })
+            .clamp(1, n)
     };
     // The broker pins its executors to the first `broker_cores` CPUs; clients get the rest.
     let pin = if !external && broker_cores < n {
@@ -152,10 +165,18 @@ pub fn run(a: CompareArgs) -> anyhow::Result<()> {
     } else {
         Pinning::default()
     };
-    let client_cores = if pin.cpus.is_empty() { n } else { pin.cpus.len() };
+    let client_cores = if pin.cpus.is_empty() {
+        n
+    } else {
+        pin.cpus.len()
+    };
     let cores_line = format!(
         "cores: machine {n}, broker {}, client {client_cores} ({})",
-        if external { "external (not pinned by us)".to_owned() } else { broker_cores.to_string() },
+        if external {
+            "external (not pinned by us)".to_owned()
+        } else {
+            broker_cores.to_string()
+        },
         pin.describe()
     );
     println!("{cores_line}");
@@ -180,13 +201,19 @@ pub fn run(a: CompareArgs) -> anyhow::Result<()> {
         (None, None) => unreachable!("started when no bootstrap"),
     };
     let label = a.label.clone().unwrap_or_else(|| {
-        if external { bootstrap.clone() } else { "sluice".to_owned() }
+        if external {
+            bootstrap.clone()
+        } else {
+            "sluice".to_owned()
+        }
     });
     let addr = crate::kafka::resolve(&bootstrap)?;
     let topic = a.workload.topic();
     crate::kafka::create_topic(addr, &topic, w.partitions, &[])?;
-    println!("broker {label} at {bootstrap}, topic {topic}, workload {} ({} partitions, {}p/{}c, {} B records, acks {})",
-        w.name, w.partitions, w.producers, w.consumers, w.record_bytes, w.acks);
+    println!(
+        "broker {label} at {bootstrap}, topic {topic}, workload {} ({} partitions, {}p/{}c, {} B records, acks {})",
+        w.name, w.partitions, w.producers, w.consumers, w.record_bytes, w.acks
+    );
 
     let produced = load::produce_phase(addr, &topic, &w, a.seconds, None, &pin)?;
     let consumed = load::consume_phase(addr, &topic, &w, a.seconds, StartAt::Earliest, true, &pin)?;
@@ -228,7 +255,8 @@ pub fn run(a: CompareArgs) -> anyhow::Result<()> {
     if let Some(path) = &a.hgrm
         && let Some(h) = &paced.histogram
     {
-        std::fs::write(path, crate::stats::hgrm(h)).with_context(|| format!("write {}", path.display()))?;
+        std::fs::write(path, crate::stats::hgrm(h))
+            .with_context(|| format!("write {}", path.display()))?;
     }
     let j = json!({
         "command": "compare",
@@ -274,11 +302,13 @@ pub fn run(a: CompareArgs) -> anyhow::Result<()> {
         "phases": phases,
     });
     if let Some(path) = &a.json {
-        std::fs::write(path, serde_json::to_string_pretty(&j)?).with_context(|| format!("write {}", path.display()))?;
+        std::fs::write(path, serde_json::to_string_pretty(&j)?)
+            .with_context(|| format!("write {}", path.display()))?;
     }
     if let Some(path) = &a.plot {
         let series = crate::plot::series_of(&j, &label);
-        std::fs::write(path, crate::plot::svg(&series)).with_context(|| format!("write {}", path.display()))?;
+        std::fs::write(path, crate::plot::svg(&series))
+            .with_context(|| format!("write {}", path.display()))?;
     }
     Ok(())
 }

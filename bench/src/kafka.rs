@@ -106,7 +106,8 @@ impl Conn {
             // SAFETY: the bytes between len and cap are reserved; `read` writes at most that
             // many and we only extend `len` by what it reports written.
             let n = unsafe {
-                let spare = std::slice::from_raw_parts_mut(self.buf.as_mut_ptr().add(len), cap - len);
+                let spare =
+                    std::slice::from_raw_parts_mut(self.buf.as_mut_ptr().add(len), cap - len);
                 let n = self.stream.read(spare)?;
                 self.buf.set_len(len + n);
                 n
@@ -118,7 +119,12 @@ impl Conn {
     }
 
     /// Reads one response, checks its correlation id and decodes it.
-    pub fn recv(&mut self, api: ApiKey, version: i16, correlation_id: i32) -> anyhow::Result<Response> {
+    pub fn recv(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        correlation_id: i32,
+    ) -> anyhow::Result<Response> {
         let frame = self.recv_frame()?;
         decode_response(api, version, correlation_id, frame)
     }
@@ -219,7 +225,12 @@ pub fn produce_errors(r: &ProduceResponse) -> u64 {
 }
 
 /// A fetch of `(partition, offset)` pairs of one topic.
-pub fn fetch_request(topic: &str, offsets: &[(i32, i64)], partition_max_bytes: i32, max_wait_ms: i32) -> Request {
+pub fn fetch_request(
+    topic: &str,
+    offsets: &[(i32, i64)],
+    partition_max_bytes: i32,
+    max_wait_ms: i32,
+) -> Request {
     Request::Fetch(FetchRequest {
         max_wait_ms,
         min_bytes: 1,
@@ -250,7 +261,12 @@ pub fn expect_fetch(r: Response) -> anyhow::Result<FetchResponse> {
 
 /// Creates `topic` with `partitions` partitions (replication 1); an existing topic is fine.
 /// Then waits until Metadata shows a leader for every partition.
-pub fn create_topic(addr: SocketAddr, topic: &str, partitions: i32, configs: &[(&str, &str)]) -> anyhow::Result<()> {
+pub fn create_topic(
+    addr: SocketAddr,
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> anyhow::Result<()> {
     let mut c = Conn::connect(addr)?;
     let req = Request::CreateTopics(CreateTopicsRequest {
         topics: vec![CreatableTopic {
@@ -296,7 +312,9 @@ pub fn create_topic(addr: SocketAddr, topic: &str, partitions: i32, configs: &[(
             let ready = m.topics.iter().any(|t| {
                 t.error_code == 0
                     && t.partitions.len() == partitions as usize
-                    && t.partitions.iter().all(|p| p.error_code == 0 && p.leader_id >= 0)
+                    && t.partitions
+                        .iter()
+                        .all(|p| p.error_code == 0 && p.leader_id >= 0)
             });
             if ready {
                 return Ok(());
@@ -310,7 +328,12 @@ pub fn create_topic(addr: SocketAddr, topic: &str, partitions: i32, configs: &[(
 }
 
 /// Earliest (-2) or latest (-1) offsets of `partitions` of `topic`.
-pub fn list_offsets(conn: &mut Conn, topic: &str, partitions: &[i32], timestamp: i64) -> anyhow::Result<Vec<(i32, i64)>> {
+pub fn list_offsets(
+    conn: &mut Conn,
+    topic: &str,
+    partitions: &[i32],
+    timestamp: i64,
+) -> anyhow::Result<Vec<(i32, i64)>> {
     let req = Request::ListOffsets(ListOffsetsRequest {
         topics: vec![ListOffsetsTopic {
             name: topic.into(),
@@ -333,7 +356,11 @@ pub fn list_offsets(conn: &mut Conn, topic: &str, partitions: &[i32], timestamp:
     for t in &r.topics {
         for p in &t.partitions {
             if p.error_code != 0 {
-                bail!("ListOffsets {topic}-{}: error {}", p.partition_index, p.error_code);
+                bail!(
+                    "ListOffsets {topic}-{}: error {}",
+                    p.partition_index,
+                    p.error_code
+                );
             }
             out.push((p.partition_index, p.offset));
         }
@@ -361,12 +388,19 @@ mod tests {
         for c in &chunks {
             frame.extend_from_slice(c);
         }
-        let body = sluice_net::split_frame(&mut frame, 1 << 20).unwrap().unwrap();
+        let body = sluice_net::split_frame(&mut frame, 1 << 20)
+            .unwrap()
+            .unwrap();
         assert!(frame.is_empty());
         let (header, decoded) = sluice_net::decode_request(body).unwrap();
         assert_eq!(header.correlation_id, 42);
-        assert_eq!(header.client_id.as_ref().map(|c| c.as_str()), Some(CLIENT_ID));
-        let Request::Produce(p) = decoded else { panic!("not a produce") };
+        assert_eq!(
+            header.client_id.as_ref().map(|c| c.as_str()),
+            Some(CLIENT_ID)
+        );
+        let Request::Produce(p) = decoded else {
+            panic!("not a produce")
+        };
         assert_eq!(p.acks, -1);
         let part = &p.topic_data[0].partition_data[0];
         assert_eq!(part.index, 3);
@@ -387,11 +421,19 @@ mod tests {
         for c in &chunks {
             frame.extend_from_slice(c);
         }
-        let body = sluice_net::split_frame(&mut frame, 1 << 20).unwrap().unwrap();
+        let body = sluice_net::split_frame(&mut frame, 1 << 20)
+            .unwrap()
+            .unwrap();
         let (_, decoded) = sluice_net::decode_request(body).unwrap();
-        let Request::Fetch(f) = decoded else { panic!("not a fetch") };
+        let Request::Fetch(f) = decoded else {
+            panic!("not a fetch")
+        };
         assert_eq!(f.max_wait_ms, 100);
-        let parts: Vec<_> = f.topics[0].partitions.iter().map(|p| (p.partition, p.fetch_offset)).collect();
+        let parts: Vec<_> = f.topics[0]
+            .partitions
+            .iter()
+            .map(|p| (p.partition, p.fetch_offset))
+            .collect();
         assert_eq!(parts, vec![(0, 5), (1, 7)]);
     }
 }

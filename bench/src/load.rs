@@ -14,8 +14,8 @@
 //! consumer does. Throughput counts record value bytes (payload), as Kafka's perf tools do.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::channel;
 use std::time::{Duration, Instant};
 
@@ -94,7 +94,14 @@ pub struct PhaseResult {
 }
 
 impl PhaseResult {
-    fn new(phase: &str, took: Duration, records: u64, bytes: u64, errors: u64, h: Histogram<u64>) -> PhaseResult {
+    fn new(
+        phase: &str,
+        took: Duration,
+        records: u64,
+        bytes: u64,
+        errors: u64,
+        h: Histogram<u64>,
+    ) -> PhaseResult {
         let secs = took.as_secs_f64().max(1e-9);
         PhaseResult {
             phase: phase.to_owned(),
@@ -126,9 +133,17 @@ impl PhaseResult {
 pub fn print_table_header() {
     println!(
         "{:<10} {:>16} {:>13} {:>18} {:>11} | {}",
-        "phase", "rate", "throughput", "count", "", Percentiles::HEADER
+        "phase",
+        "rate",
+        "throughput",
+        "count",
+        "",
+        Percentiles::HEADER
     );
 }
+
+/// A record's key and value, as `record_batch::build::batch` takes them.
+type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
 
 /// One request in flight: the intended send time of each of its records.
 struct InFlight {
@@ -192,40 +207,49 @@ fn producer(spec: ProducerSpec) -> anyhow::Result<ProducerOut> {
         let mut rconn = conn.try_clone()?;
         let live = live.clone();
         let in_flight = in_flight.clone();
-        Some(std::thread::spawn(move || -> anyhow::Result<ProducerOut> {
-            let mut rec = Recorder::default();
-            let mut all = stats::histogram();
-            let mut out = ProducerOut::default();
-            let mut expected_id = 1i32;
-            while let Ok(f) = rx.recv() {
-                let frame = rconn.recv_frame()?;
-                let done = mono_ns();
-                in_flight.fetch_sub(1, Ordering::Release);
-                writer.unpark();
-                let r = kafka::decode_response(ApiKey::Produce, kafka::PRODUCE_VERSION, expected_id, frame)?;
-                expected_id = expected_id.wrapping_add(1);
-                let Response::Produce(p) = r else { bail!("not a produce answer") };
-                let errors = kafka::produce_errors(&p);
-                if errors > 0 {
-                    out.errors += errors;
-                    live.errors.fetch_add(errors, Ordering::Relaxed);
-                    continue;
+        Some(std::thread::spawn(
+            move || -> anyhow::Result<ProducerOut> {
+                let mut rec = Recorder::default();
+                let mut all = stats::histogram();
+                let mut out = ProducerOut::default();
+                let mut expected_id = 1i32;
+                while let Ok(f) = rx.recv() {
+                    let frame = rconn.recv_frame()?;
+                    let done = mono_ns();
+                    in_flight.fetch_sub(1, Ordering::Release);
+                    writer.unpark();
+                    let r = kafka::decode_response(
+                        ApiKey::Produce,
+                        kafka::PRODUCE_VERSION,
+                        expected_id,
+                        frame,
+                    )?;
+                    expected_id = expected_id.wrapping_add(1);
+                    let Response::Produce(p) = r else {
+                        bail!("not a produce answer")
+                    };
+                    let errors = kafka::produce_errors(&p);
+                    if errors > 0 {
+                        out.errors += errors;
+                        live.errors.fetch_add(errors, Ordering::Relaxed);
+                        continue;
+                    }
+                    for t in &f.times_ns {
+                        let us = corrected_latency_ns(*t, done) / 1000;
+                        rec.record_us(us);
+                        all.saturating_record(us.max(1));
+                    }
+                    out.records += f.times_ns.len() as u64;
+                    out.bytes += f.payload_bytes;
+                    live.add(f.times_ns.len() as u64, f.payload_bytes);
+                    rec.maybe_flush(&live);
                 }
-                for t in &f.times_ns {
-                    let us = corrected_latency_ns(*t, done) / 1000;
-                    rec.record_us(us);
-                    all.saturating_record(us.max(1));
-                }
-                out.records += f.times_ns.len() as u64;
-                out.bytes += f.payload_bytes;
-                live.add(f.times_ns.len() as u64, f.payload_bytes);
-                rec.maybe_flush(&live);
-            }
-            rec.flush(&live);
-            out.last_ack = Some(Instant::now());
-            out.h = Some(all);
-            Ok(out)
-        }))
+                rec.flush(&live);
+                out.last_ack = Some(Instant::now());
+                out.h = Some(all);
+                Ok(out)
+            },
+        ))
     };
 
     // A value template that does not compress: an xorshift stream, fixed per producer.
@@ -246,7 +270,11 @@ fn producer(spec: ProducerSpec) -> anyhow::Result<ProducerOut> {
     let mut sticky = (id as i32) % partitions;
     let mut key_state = 0x2545_f491_4f6c_dd1du64 ^ ((id as u64) << 32);
     let mut schedule = rate.map(|r| Schedule::new(mono_ns(), r));
-    let mut acks0 = (Recorder::default(), stats::histogram(), ProducerOut::default());
+    let mut acks0 = (
+        Recorder::default(),
+        stats::histogram(),
+        ProducerOut::default(),
+    );
     let end_ns = mono_ns() + end.saturating_duration_since(Instant::now()).as_nanos() as u64;
 
     let mut add = |pending: &mut Vec<Pending>, t: u64| -> usize {
@@ -304,7 +332,10 @@ fn producer(spec: ProducerSpec) -> anyhow::Result<ProducerOut> {
         let window_open = acks == 0 || in_flight.load(Ordering::Acquire) < w.in_flight;
         if !window_open {
             // Wait for an answer (the reader unparks us), or for the next record to be due.
-            let next = schedule.as_ref().map_or(now + 1_000_000, Schedule::peek).min(end_ns);
+            let next = schedule
+                .as_ref()
+                .map_or(now + 1_000_000, Schedule::peek)
+                .min(end_ns);
             if next > now {
                 std::thread::park_timeout(Duration::from_nanos((next - now).min(1_000_000)));
             }
@@ -325,7 +356,11 @@ fn producer(spec: ProducerSpec) -> anyhow::Result<ProducerOut> {
                 .map(|b| b.first_ns + linger_ns)
                 .min()
                 .unwrap_or(u64::MAX);
-            let next = schedule.as_ref().map_or(u64::MAX, Schedule::peek).min(next_linger).min(end_ns);
+            let next = schedule
+                .as_ref()
+                .map_or(u64::MAX, Schedule::peek)
+                .min(next_linger)
+                .min(end_ns);
             if next > now {
                 std::thread::sleep(Duration::from_nanos((next - now).min(1_000_000)));
             }
@@ -345,7 +380,7 @@ fn producer(spec: ProducerSpec) -> anyhow::Result<ProducerOut> {
         let mut payload = 0u64;
         for p in ready {
             let b = std::mem::take(&mut pending[p]);
-            let recs: Vec<(Option<&[u8]>, Option<&[u8]>)> = b
+            let recs: Vec<KeyValue<'_>> = b
                 .values
                 .chunks_exact(record_bytes)
                 .enumerate()
@@ -390,7 +425,9 @@ fn producer(spec: ProducerSpec) -> anyhow::Result<ProducerOut> {
     }
     drop(tx);
     match reader {
-        Some(r) => r.join().map_err(|_| anyhow::anyhow!("producer reader panicked"))?,
+        Some(r) => r
+            .join()
+            .map_err(|_| anyhow::anyhow!("producer reader panicked"))?,
         None => {
             let (mut rec, all, mut out) = acks0;
             rec.flush(&live);
@@ -557,7 +594,11 @@ fn progress(start: Instant, end: Instant, lives: &[(&str, &Live)], stop: &dyn Fn
                 (r - prev[i].0) as f64 / dt,
                 (b - prev[i].1) as f64 / dt / 1e6,
                 live.p99_us() as f64 / 1000.0,
-                if e > 0 { format!(" errors {e}") } else { String::new() }
+                if e > 0 {
+                    format!(" errors {e}")
+                } else {
+                    String::new()
+                }
             ));
             prev[i] = (r, b);
         }
@@ -609,7 +650,9 @@ pub fn produce_phase(
     let (mut records, mut bytes, mut errors) = (0, 0, 0);
     let mut last = start;
     for t in handles {
-        let o = t.join().map_err(|_| anyhow::anyhow!("producer panicked"))??;
+        let o = t
+            .join()
+            .map_err(|_| anyhow::anyhow!("producer panicked"))??;
         if let Some(oh) = &o.h {
             h.add(oh).ok();
         }
@@ -618,8 +661,19 @@ pub fn produce_phase(
         errors += o.errors;
         last = last.max(o.last_ack.unwrap_or(last));
     }
-    let label = if rate.is_some() { "produce@rate" } else { "produce" };
-    Ok(PhaseResult::new(label, last - start, records, bytes, errors, h))
+    let label = if rate.is_some() {
+        "produce@rate"
+    } else {
+        "produce"
+    };
+    Ok(PhaseResult::new(
+        label,
+        last - start,
+        records,
+        bytes,
+        errors,
+        h,
+    ))
 }
 
 /// Reads every partition of `topic` from `start_at`; with `catch_up` it stops once the end
@@ -636,7 +690,11 @@ pub fn consume_phase(
 ) -> anyhow::Result<PhaseResult> {
     let all: Vec<i32> = (0..w.partitions).collect();
     let mut c = Conn::connect(addr)?;
-    let ts = if start_at == StartAt::Earliest { -2 } else { -1 };
+    let ts = if start_at == StartAt::Earliest {
+        -2
+    } else {
+        -1
+    };
     let start_offsets = kafka::list_offsets(&mut c, topic, &all, ts)?;
     let end_offsets = if catch_up {
         Some(kafka::list_offsets(&mut c, topic, &all, -1)?)
@@ -646,7 +704,17 @@ pub fn consume_phase(
     let live = Arc::new(Live::default());
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(seconds);
-    let handles = spawn_consumers(addr, topic, w, &start_offsets, end_offsets.as_ref(), end, false, &live, pin);
+    let handles = spawn_consumers(
+        addr,
+        topic,
+        w,
+        &start_offsets,
+        end_offsets.as_ref(),
+        end,
+        false,
+        &live,
+        pin,
+    );
     let finished = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let watch: Vec<_> = handles
         .into_iter()
@@ -660,9 +728,18 @@ pub fn consume_phase(
         })
         .collect();
     let n = watch.len();
-    progress(start, end, &[("consume", &live)], &|| finished.load(Ordering::Relaxed) == n);
+    progress(start, end, &[("consume", &live)], &|| {
+        finished.load(Ordering::Relaxed) == n
+    });
     let (h, records, bytes, errors, last) = join_consumers(watch, start)?;
-    Ok(PhaseResult::new("consume", last - start, records, bytes, errors, h))
+    Ok(PhaseResult::new(
+        "consume",
+        last - start,
+        records,
+        bytes,
+        errors,
+        h,
+    ))
 }
 
 type ConsumerHandle = std::thread::JoinHandle<anyhow::Result<ConsumerOut>>;
@@ -686,8 +763,17 @@ fn spawn_consumers(
             let spec = ConsumerSpec {
                 addr,
                 topic: topic.to_owned(),
-                start: start_offsets.iter().filter(|(p, _)| parts.contains(p)).copied().collect(),
-                stop_at: end_offsets.map(|e| e.iter().filter(|(p, _)| parts.contains(p)).copied().collect()),
+                start: start_offsets
+                    .iter()
+                    .filter(|(p, _)| parts.contains(p))
+                    .copied()
+                    .collect(),
+                stop_at: end_offsets.map(|e| {
+                    e.iter()
+                        .filter(|(p, _)| parts.contains(p))
+                        .copied()
+                        .collect()
+                }),
                 partitions: parts,
                 end,
                 e2e,
@@ -743,7 +829,17 @@ pub fn e2e_phase(
     let start = Instant::now();
     // Consumers run a little longer to drain what the producers sent last.
     let cend = start + Duration::from_secs_f64(seconds + 1.0);
-    let handles = spawn_consumers(addr, topic, w, &start_offsets, None, cend, true, &clive, pin);
+    let handles = spawn_consumers(
+        addr,
+        topic,
+        w,
+        &start_offsets,
+        None,
+        cend,
+        true,
+        &clive,
+        pin,
+    );
     let plive = Arc::new(Live::default());
     let pend = start + Duration::from_secs_f64(seconds);
     let producers: Vec<_> = (0..w.producers.max(1))
@@ -764,12 +860,19 @@ pub fn e2e_phase(
             })
         })
         .collect();
-    progress(start, cend, &[("produce", &plive), ("e2e", &clive)], &|| false);
+    progress(
+        start,
+        cend,
+        &[("produce", &plive), ("e2e", &clive)],
+        &|| false,
+    );
     let mut ph = stats::histogram();
     let (mut records, mut bytes, mut errors) = (0, 0, 0);
     let mut last = start;
     for t in producers {
-        let o = t.join().map_err(|_| anyhow::anyhow!("producer panicked"))??;
+        let o = t
+            .join()
+            .map_err(|_| anyhow::anyhow!("producer panicked"))??;
         if let Some(oh) = &o.h {
             ph.add(oh).ok();
         }
@@ -779,7 +882,10 @@ pub fn e2e_phase(
         last = last.max(o.last_ack.unwrap_or(last));
     }
     let produced = PhaseResult::new("produce", last - start, records, bytes, errors, ph);
-    let watch: Vec<_> = handles.into_iter().map(|h| std::thread::spawn(move || h.join())).collect();
+    let watch: Vec<_> = handles
+        .into_iter()
+        .map(|h| std::thread::spawn(move || h.join()))
+        .collect();
     let (h, records, bytes, errors, last) = join_consumers(watch, start)?;
     let e2e = PhaseResult::new("e2e", last - start, records, bytes, errors, h);
     Ok((produced, e2e))
@@ -795,14 +901,28 @@ mod tests {
     /// a partial trailing batch is left for the next fetch.
     #[test]
     fn consume_batches_from_offset() {
-        let vals: Vec<Vec<u8>> = (0..4u64).map(|i| {
-            let mut v = (100 + i).to_le_bytes().to_vec();
-            v.extend_from_slice(&[7; 24]);
-            v
-        }).collect();
-        let recs: Vec<(Option<&[u8]>, Option<&[u8]>)> = vals.iter().map(|v| (None, Some(&v[..]))).collect();
-        let b1 = batch(&BatchSpec { base_offset: 10, ..BatchSpec::default() }, &recs);
-        let b2 = batch(&BatchSpec { base_offset: 14, ..BatchSpec::default() }, &recs);
+        let vals: Vec<Vec<u8>> = (0..4u64)
+            .map(|i| {
+                let mut v = (100 + i).to_le_bytes().to_vec();
+                v.extend_from_slice(&[7; 24]);
+                v
+            })
+            .collect();
+        let recs: Vec<KeyValue<'_>> = vals.iter().map(|v| (None, Some(&v[..]))).collect();
+        let b1 = batch(
+            &BatchSpec {
+                base_offset: 10,
+                ..BatchSpec::default()
+            },
+            &recs,
+        );
+        let b2 = batch(
+            &BatchSpec {
+                base_offset: 14,
+                ..BatchSpec::default()
+            },
+            &recs,
+        );
         let mut all = b1.to_vec();
         all.extend_from_slice(&b2[..b2.len() - 5]); // truncated second batch
         let mut seen = Vec::new();

@@ -110,8 +110,12 @@ fn run_load(kind: &str, a: &LoadArgs) -> anyhow::Result<()> {
         w.rate.map_or("max".to_owned(), |r| format!("{r:.0}/s"))
     );
     let phases = match kind {
-        "produce" => vec![load::produce_phase(addr, &topic, &w, a.seconds, w.rate, &pin)?],
-        "consume" => vec![load::consume_phase(addr, &topic, &w, a.seconds, a.from, false, &pin)?],
+        "produce" => vec![load::produce_phase(
+            addr, &topic, &w, a.seconds, w.rate, &pin,
+        )?],
+        "consume" => vec![load::consume_phase(
+            addr, &topic, &w, a.seconds, a.from, false, &pin,
+        )?],
         _ => {
             let (p, e) = load::e2e_phase(addr, &topic, &w, a.seconds, w.rate, &pin)?;
             vec![p, e]
@@ -126,7 +130,8 @@ fn run_load(kind: &str, a: &LoadArgs) -> anyhow::Result<()> {
     if let Some(path) = &a.hgrm
         && let Some(h) = &main.histogram
     {
-        std::fs::write(path, stats::hgrm(h)).with_context(|| format!("write {}", path.display()))?;
+        std::fs::write(path, stats::hgrm(h))
+            .with_context(|| format!("write {}", path.display()))?;
     }
     let j = serde_json::json!({
         "command": kind,
@@ -143,7 +148,8 @@ fn run_load(kind: &str, a: &LoadArgs) -> anyhow::Result<()> {
         "phases": phases,
     });
     if let Some(path) = &a.json {
-        std::fs::write(path, serde_json::to_string_pretty(&j)?).with_context(|| format!("write {}", path.display()))?;
+        std::fs::write(path, serde_json::to_string_pretty(&j)?)
+            .with_context(|| format!("write {}", path.display()))?;
     }
     if let Some(path) = &a.plot {
         std::fs::write(path, plot::svg(&plot::series_of(&j, &a.bootstrap)))
@@ -154,7 +160,8 @@ fn run_load(kind: &str, a: &LoadArgs) -> anyhow::Result<()> {
 
 fn write_json(path: Option<&PathBuf>, v: &impl serde::Serialize) -> anyhow::Result<()> {
     if let Some(path) = path {
-        std::fs::write(path, serde_json::to_string_pretty(v)?).with_context(|| format!("write {}", path.display()))?;
+        std::fs::write(path, serde_json::to_string_pretty(v)?)
+            .with_context(|| format!("write {}", path.display()))?;
     }
     Ok(())
 }

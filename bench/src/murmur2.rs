@@ -54,7 +54,10 @@ mod tests {
             (b"foobar", -790_332_482),
             (b"a-little-bit-long-string", -985_981_536),
             (b"a-little-bit-longer-string", -1_486_304_829),
-            (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58_897_971),
+            (
+                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                -58_897_971,
+            ),
             (b"abc", 479_470_107),
         ];
         for (key, want) in cases {
@@ -65,7 +68,10 @@ mod tests {
     /// Placement is the positive hash modulo the partition count, always in range.
     #[test]
     fn partition_in_range() {
-        assert_eq!(partition_for_key(b"21", 16), ((-973_932_308i32) & 0x7fff_ffff) % 16);
+        assert_eq!(
+            partition_for_key(b"21", 16),
+            ((-973_932_308i32) & 0x7fff_ffff) % 16
+        );
         for i in 0..1000u32 {
             let p = partition_for_key(&i.to_be_bytes(), 7);
             assert!((0..7).contains(&p));

@@ -48,20 +48,27 @@ pub fn run(a: &PlotArgs) -> anyhow::Result<()> {
     let mut series = Vec::new();
     for f in &a.files {
         let text = std::fs::read_to_string(f).with_context(|| format!("read {}", f.display()))?;
-        let j: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parse {}", f.display()))?;
-        let name = j["broker"]
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
+        let j: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("parse {}", f.display()))?;
+        let name = j["broker"].as_str().map(str::to_owned).unwrap_or_else(|| {
+            f.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        });
         series.extend(series_of(&j, &name));
     }
-    anyhow::ensure!(!series.is_empty(), "no percentile curves in the given files");
+    anyhow::ensure!(
+        !series.is_empty(),
+        "no percentile curves in the given files"
+    );
     std::fs::write(&a.out, svg(&series)).with_context(|| format!("write {}", a.out.display()))?;
     println!("wrote {} ({} lines)", a.out.display(), series.len());
     Ok(())
 }
 
-const COLORS: [&str; 8] = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
+const COLORS: [&str; 8] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+];
 
 /// x: log10(1/(1-p)), capped at 6 (99.9999 %).
 fn x_of(percentile: f64) -> f64 {
@@ -93,26 +100,65 @@ pub fn svg(series: &[Series]) -> String {
     let px = |x: f64| left + pw * x.min(xmax) / xmax;
     let py = |ms: f64| top + ph * (1.0 - (ms.max(1e-3).log10() - lo) / (hi - lo));
     let mut o = String::new();
-    let _ = writeln!(o, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#);
+    let _ = writeln!(
+        o,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
+    );
     let _ = writeln!(o, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
-    let _ = writeln!(o, r#"<text x="{}" y="18" text-anchor="middle" font-size="14">Latency by percentile</text>"#, left + pw / 2.0);
+    let _ = writeln!(
+        o,
+        r#"<text x="{}" y="18" text-anchor="middle" font-size="14">Latency by percentile</text>"#,
+        left + pw / 2.0
+    );
     // Axes and grid.
-    for (i, label) in ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%", "99.9999%"].iter().enumerate() {
+    for (i, label) in ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%", "99.9999%"]
+        .iter()
+        .enumerate()
+    {
         let x = px(i as f64);
-        let _ = writeln!(o, r##"<line x1="{x:.1}" y1="{top}" x2="{x:.1}" y2="{:.1}" stroke="#ddd"/>"##, top + ph);
-        let _ = writeln!(o, r#"<text x="{x:.1}" y="{:.1}" text-anchor="middle">{label}</text>"#, top + ph + 18.0);
+        let _ = writeln!(
+            o,
+            r##"<line x1="{x:.1}" y1="{top}" x2="{x:.1}" y2="{:.1}" stroke="#ddd"/>"##,
+            top + ph
+        );
+        let _ = writeln!(
+            o,
+            r#"<text x="{x:.1}" y="{:.1}" text-anchor="middle">{label}</text>"#,
+            top + ph + 18.0
+        );
     }
     let mut e = lo;
     while e <= hi + 1e-9 {
         let ms = 10f64.powf(e);
         let y = py(ms);
-        let _ = writeln!(o, r##"<line x1="{left}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/>"##, left + pw);
-        let label = if ms >= 1.0 { format!("{ms:.0} ms") } else { format!("{ms} ms") };
-        let _ = writeln!(o, r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{label}</text>"#, left - 6.0, y + 4.0);
+        let _ = writeln!(
+            o,
+            r##"<line x1="{left}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/>"##,
+            left + pw
+        );
+        let label = if ms >= 1.0 {
+            format!("{ms:.0} ms")
+        } else {
+            format!("{ms} ms")
+        };
+        let _ = writeln!(
+            o,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{label}</text>"#,
+            left - 6.0,
+            y + 4.0
+        );
         e += 1.0;
     }
-    let _ = writeln!(o, r##"<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>"##);
-    let _ = writeln!(o, r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">percentile</text>"#, left + pw / 2.0, h - 20.0);
+    let _ = writeln!(
+        o,
+        r##"<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>"##
+    );
+    let _ = writeln!(
+        o,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">percentile</text>"#,
+        left + pw / 2.0,
+        h - 20.0
+    );
     for (i, s) in series.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
         let pts: Vec<String> = s
@@ -120,18 +166,34 @@ pub fn svg(series: &[Series]) -> String {
             .iter()
             .map(|&(p, us)| format!("{:.1},{:.1}", px(x_of(p)), py(us as f64 / 1000.0)))
             .collect();
-        let _ = writeln!(o, r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#, pts.join(" "));
+        let _ = writeln!(
+            o,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
+            pts.join(" ")
+        );
         let ly = top + 10.0 + 20.0 * i as f64;
         let lx = left + pw + 15.0;
-        let _ = writeln!(o, r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{color}" stroke-width="3"/>"#, lx + 20.0);
-        let _ = writeln!(o, r#"<text x="{}" y="{}">{}</text>"#, lx + 26.0, ly + 4.0, escape(&s.label));
+        let _ = writeln!(
+            o,
+            r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{color}" stroke-width="3"/>"#,
+            lx + 20.0
+        );
+        let _ = writeln!(
+            o,
+            r#"<text x="{}" y="{}">{}</text>"#,
+            lx + 26.0,
+            ly + 4.0,
+            escape(&s.label)
+        );
     }
     o.push_str("</svg>\n");
     o
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 #[cfg(test)]

@@ -65,7 +65,10 @@ mod tests {
         // 5.5 ms later: records 1..=5 are all due, with their own times.
         let now = 1_000 + 5_500_000;
         let due: Vec<u64> = std::iter::from_fn(|| s.take_due(now)).collect();
-        assert_eq!(due, (1..=5).map(|i| 1_000 + i * 1_000_000).collect::<Vec<_>>());
+        assert_eq!(
+            due,
+            (1..=5).map(|i| 1_000 + i * 1_000_000).collect::<Vec<_>>()
+        );
         // Over a long run the count sent matches the rate.
         let mut s = Schedule::new(0, 50_000.0);
         let n = std::iter::from_fn(|| s.take_due(1_000_000_000)).count();
@@ -89,10 +92,16 @@ mod tests {
             let service = if i == 5_000 { 1_000_000_000 } else { 100_000 };
             let sent = now;
             now += service;
-            corrected.record(corrected_latency_ns(intended, now) / 1000).unwrap();
+            corrected
+                .record(corrected_latency_ns(intended, now) / 1000)
+                .unwrap();
             naive.record((now - sent) / 1000).unwrap();
         }
-        assert!(naive.value_at_quantile(0.99) <= 101, "naive p99 {}", naive.value_at_quantile(0.99));
+        assert!(
+            naive.value_at_quantile(0.99) <= 101,
+            "naive p99 {}",
+            naive.value_at_quantile(0.99)
+        );
         assert!(
             corrected.value_at_quantile(0.99) > 500_000,
             "corrected p99 {} us",

@@ -55,11 +55,22 @@ impl DiskResult {
 
     pub fn print(&self) {
         println!("disk ({}):", self.dir.display());
-        println!("  O_DIRECT sequential write 1 MiB, no sync: {:>8.1} MB/s", self.seq_write_mb_s);
-        println!("  O_DIRECT sequential read 1 MiB:           {:>8.1} MB/s", self.read_mb_s);
+        println!(
+            "  O_DIRECT sequential write 1 MiB, no sync: {:>8.1} MB/s",
+            self.seq_write_mb_s
+        );
+        println!(
+            "  O_DIRECT sequential read 1 MiB:           {:>8.1} MB/s",
+            self.read_mb_s
+        );
         println!("  write + fdatasync   MB/s | {}", Percentiles::HEADER);
         for r in &self.fsync {
-            println!("  {:>7} KiB {:>9.1} | {}", r.bytes >> 10, r.mb_s, r.latency.row());
+            println!(
+                "  {:>7} KiB {:>9.1} | {}",
+                r.bytes >> 10,
+                r.mb_s,
+                r.latency.row()
+            );
         }
     }
 }
@@ -180,6 +191,7 @@ pub fn two_cpus() -> (usize, usize) {
 
 pub fn loopback(seconds: f64) -> anyhow::Result<LoopbackResult> {
     let (ca, cb) = two_cpus();
+    let all_cpus = crate::report::cpus();
     let half = Duration::from_secs_f64((seconds / 2.0).max(0.25));
 
     // Bandwidth: the sender writes 1 MiB buffers until time is up, then closes; the receiver
@@ -207,7 +219,9 @@ pub fn loopback(seconds: f64) -> anyhow::Result<LoopbackResult> {
         s.write_all(&buf)?;
     }
     drop(s);
-    let (bytes, end) = receiver.join().map_err(|_| anyhow::anyhow!("receiver panicked"))??;
+    let (bytes, end) = receiver
+        .join()
+        .map_err(|_| anyhow::anyhow!("receiver panicked"))??;
     let mb_s = bytes as f64 / (end - start).as_secs_f64() / 1e6;
 
     // Round trips: 64 bytes there and back, one at a time.
@@ -237,8 +251,9 @@ pub fn loopback(seconds: f64) -> anyhow::Result<LoopbackResult> {
         h.saturating_record(t.elapsed().as_nanos() as u64);
     }
     drop(s);
-    echo.join().map_err(|_| anyhow::anyhow!("echo panicked"))??;
-    unpin();
+    echo.join()
+        .map_err(|_| anyhow::anyhow!("echo panicked"))??;
+    unpin(&all_cpus);
     let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     Ok(LoopbackResult {
         mb_s,
@@ -251,14 +266,14 @@ pub fn loopback(seconds: f64) -> anyhow::Result<LoopbackResult> {
     })
 }
 
-/// Lets the calling thread run on every CPU again (the loopback sender pinned it).
-fn unpin() {
-    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+/// Lets the calling thread run on `cpus` again (the loopback sender pinned it; read the list
+/// before pinning, since the affinity mask is what later reads of it return).
+fn unpin(cpus: &[usize]) {
     // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes bits inside it, and
     // sched_setaffinity reads the set we pass for the calling thread (pid 0).
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for cpu in 0..n.min(libc::CPU_SETSIZE as usize) {
+        for &cpu in cpus.iter().filter(|&&c| c < libc::CPU_SETSIZE as usize) {
             libc::CPU_SET(cpu, &mut set);
         }
         libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);

@@ -71,8 +71,7 @@ impl Percentiles {
         )
     }
 
-    pub const HEADER: &'static str =
-        "   p50 ms    p90 ms    p99 ms  p99.9 ms p99.99 ms    max ms";
+    pub const HEADER: &'static str = "   p50 ms    p90 ms    p99 ms  p99.9 ms p99.99 ms    max ms";
 }
 
 /// The percentile curve for plots: `(percentile, latency µs)` points, five per halving of the
@@ -102,7 +101,11 @@ pub fn hgrm(h: &Histogram<u64>) -> String {
         let q = v.quantile_iterated_to();
         let value = v.value_iterated_to() as f64 / scale;
         if q < 1.0 {
-            let _ = writeln!(out, "{value:>12.3} {q:>2.12} {total:>10} {:>14.2}", 1.0 / (1.0 - q));
+            let _ = writeln!(
+                out,
+                "{value:>12.3} {q:>2.12} {total:>10} {:>14.2}",
+                1.0 / (1.0 - q)
+            );
         } else {
             let _ = writeln!(out, "{value:>12.3} {q:>2.12} {total:>10}");
         }
@@ -170,11 +173,17 @@ impl Live {
 
     #[cfg(test)]
     pub fn snapshot(&self) -> Histogram<u64> {
-        self.latency.lock().map(|h| h.clone()).unwrap_or_else(|_| histogram())
+        self.latency
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_else(|_| histogram())
     }
 
     pub fn p99_us(&self) -> u64 {
-        self.latency.lock().map(|h| h.value_at_quantile(0.99)).unwrap_or(0)
+        self.latency
+            .lock()
+            .map(|h| h.value_at_quantile(0.99))
+            .unwrap_or(0)
     }
 }
 
@@ -233,8 +242,14 @@ mod tests {
         let text = hgrm(&h);
         let mut lines = text.lines();
         let head: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
-        assert_eq!(head, ["Value", "Percentile", "TotalCount", "1/(1-Percentile)"]);
-        assert!(text.contains("#[Max     =       10.007, Total count    =        10000]"), "{text}");
+        assert_eq!(
+            head,
+            ["Value", "Percentile", "TotalCount", "1/(1-Percentile)"]
+        );
+        assert!(
+            text.contains("#[Max     =       10.007, Total count    =        10000]"),
+            "{text}"
+        );
         assert!(text.contains("SubBuckets     =         2048]"));
         // Data lines: value, percentile, cumulative count, monotone; the last reaches 10000.
         let rows: Vec<Vec<f64>> = text
@@ -243,7 +258,10 @@ mod tests {
             .map(|l| l.split_whitespace().map(|x| x.parse().unwrap()).collect())
             .collect();
         assert!(rows.len() > 20);
-        assert!(rows.windows(2).all(|w| w[0][0] <= w[1][0] && w[0][1] <= w[1][1]));
+        assert!(
+            rows.windows(2)
+                .all(|w| w[0][0] <= w[1][0] && w[0][1] <= w[1][1])
+        );
         assert_eq!(rows.last().unwrap()[2], 10_000.0);
         assert_eq!(rows.last().unwrap()[1], 1.0);
         let c = curve(&h);

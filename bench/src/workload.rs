@@ -130,7 +130,10 @@ impl WorkloadArgs {
             w.consumers = v.max(1);
         }
         if let Some(v) = self.record_bytes {
-            anyhow::ensure!(v >= 8, "--record-bytes must be at least 8 (the send timestamp)");
+            anyhow::ensure!(
+                v >= 8,
+                "--record-bytes must be at least 8 (the send timestamp)"
+            );
             w.record_bytes = v;
         }
         if let Some(v) = self.batch_bytes {
@@ -182,7 +185,12 @@ mod tests {
         }
         let w = Workload::named("1-topic-100-partitions-1kb-4p-4c").unwrap();
         assert_eq!((w.partitions, w.producers, w.consumers), (100, 4, 4));
-        assert!(Workload::named("max-rate-1-topic-16-partitions-1kb").unwrap().rate.is_none());
+        assert!(
+            Workload::named("max-rate-1-topic-16-partitions-1kb")
+                .unwrap()
+                .rate
+                .is_none()
+        );
         let a = WorkloadArgs {
             workload: "1-topic-16-partitions-1kb".into(),
             topic: None,
@@ -198,7 +206,10 @@ mod tests {
             rate: Some(0.0),
         };
         let w = a.resolve().unwrap();
-        assert_eq!((w.partitions, w.record_bytes, w.acks, w.keys, w.rate), (3, 100, 1, Some(10), None));
+        assert_eq!(
+            (w.partitions, w.record_bytes, w.acks, w.keys, w.rate),
+            (3, 100, 1, Some(10), None)
+        );
         assert!(Workload::named("nope").is_err());
     }
 }

@@ -41,8 +41,12 @@ fn compare_two_seconds_writes_every_field() {
         String::from_utf8_lossy(&out.stderr)
     );
     let j: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("json written")).expect("valid json");
-    let num = |k: &str| j[k].as_f64().unwrap_or_else(|| panic!("{k} missing or not a number in {j:#}"));
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json written"))
+            .expect("valid json");
+    let num = |k: &str| {
+        j[k].as_f64()
+            .unwrap_or_else(|| panic!("{k} missing or not a number in {j:#}"))
+    };
     for k in [
         "produce_mb_s",
         "consume_mb_s",
@@ -59,20 +63,45 @@ fn compare_two_seconds_writes_every_field() {
     }
     assert_eq!(num("errors"), 0.0);
     let close = |a: f64, b: f64| (a - b).abs() <= 1e-6 * a.abs().max(1.0);
-    assert!(close(num("produce_ratio"), num("produce_mb_s") / num("raw_fsync_write_mb_s")));
-    assert!(close(num("consume_ratio"), num("consume_mb_s") / num("loopback_mb_s")));
+    assert!(close(
+        num("produce_ratio"),
+        num("produce_mb_s") / num("raw_fsync_write_mb_s")
+    ));
+    assert!(close(
+        num("consume_ratio"),
+        num("consume_mb_s") / num("loopback_mb_s")
+    ));
     let p = |k: &str| num(&format!("produce_{k}_us"));
     let ordered = ["p50", "p90", "p99", "p99_9", "p99_99", "max"].map(p);
-    assert!(ordered.windows(2).all(|w| w[0] <= w[1]), "produce percentiles not ordered: {ordered:?}");
+    assert!(
+        ordered.windows(2).all(|w| w[0] <= w[1]),
+        "produce percentiles not ordered: {ordered:?}"
+    );
     for phase in j["phases"].as_array().expect("phases") {
         let l = &phase["latency"];
-        let v = ["p50_us", "p90_us", "p99_us", "p99_9_us", "p99_99_us", "max_us"].map(|k| l[k].as_u64().expect(k));
+        let v = [
+            "p50_us",
+            "p90_us",
+            "p99_us",
+            "p99_9_us",
+            "p99_99_us",
+            "max_us",
+        ]
+        .map(|k| l[k].as_u64().expect(k));
         assert!(v.windows(2).all(|w| w[0] <= w[1]), "{phase:#}");
         assert!(phase["records"].as_u64().expect("records") > 0, "{phase:#}");
     }
     for row in j["disk"]["fsync"].as_array().expect("disk rows") {
         let l = &row["latency"];
-        let v = ["p50_us", "p90_us", "p99_us", "p99_9_us", "p99_99_us", "max_us"].map(|k| l[k].as_u64().expect(k));
+        let v = [
+            "p50_us",
+            "p90_us",
+            "p99_us",
+            "p99_9_us",
+            "p99_99_us",
+            "max_us",
+        ]
+        .map(|k| l[k].as_u64().expect(k));
         assert!(v.windows(2).all(|w| w[0] <= w[1]), "{row:#}");
     }
     assert!(j["cores"]["machine"].as_u64().expect("machine cores") >= 1);
