@@ -74,7 +74,7 @@ fn make_batch(batch_bytes: usize) -> Bytes {
 }
 
 /// glommio errors are not `Sync`; go through `std::io::Error` to reach anyhow.
-trait G<T> {
+pub(crate) trait G<T> {
     fn g(self) -> anyhow::Result<T>;
 }
 impl<T> G<T> for Result<T, glommio::GlommioError<()>> {
@@ -130,10 +130,15 @@ async fn append_phase(
     Ok((mb_s(bytes, took), h, cpu))
 }
 
-async fn raw_write_phase(
+/// Sequential O_DIRECT writes of `size` bytes for `dur`, each followed by fdatasync when `sync`
+/// (the raw limit an appending log can reach); latencies in µs. With `keep` the file stays as
+/// `raw-<size>.dat` for a read phase to use.
+pub(crate) async fn raw_write_phase(
     dir: &Path,
     size: usize,
     dur: Duration,
+    sync: bool,
+    keep: bool,
 ) -> anyhow::Result<(f64, Histogram<u64>, u64)> {
     let path = dir.join(format!("raw-{size}.dat"));
     let f = OpenOptions::new()
@@ -162,14 +167,18 @@ async fn raw_write_phase(
         let mut buf = f.alloc_dma_buffer(len);
         buf.as_bytes_mut().fill(0xab);
         f.write_at(buf, pos).await.g()?;
-        f.fdatasync().await.g()?;
+        if sync {
+            f.fdatasync().await.g()?;
+        }
         h.record(t.elapsed().as_micros() as u64)?;
         pos += len as u64;
     }
     let took = start.elapsed();
     let cpu = (thread_cpu_us() - cpu0) / h.len().max(1);
     f.close().await.g()?;
-    let _ = std::fs::remove_file(&path);
+    if !keep {
+        let _ = std::fs::remove_file(&path);
+    }
     Ok((mb_s(pos, took), h, cpu))
 }
 
@@ -202,7 +211,8 @@ async fn cold_read(dir: &Path, topic: &str, dur: Duration) -> anyhow::Result<(f6
     Ok((mb_s(bytes, took), bytes))
 }
 
-async fn raw_read(path: &Path, limit: u64, dur: Duration) -> anyhow::Result<f64> {
+/// Sequential 1 MiB O_DIRECT reads of `path` (at most `limit` bytes) for up to `dur`.
+pub(crate) async fn raw_read(path: &Path, limit: u64, dur: Duration) -> anyhow::Result<f64> {
     let f = DmaFile::open(path).await.g()?;
     let size = f.file_size().await.g()?.min(limit.max(1 << 20));
     let chunk = 1usize << 20;
@@ -225,7 +235,7 @@ async fn raw_read(path: &Path, limit: u64, dur: Duration) -> anyhow::Result<f64>
     Ok(mb_s(pos, took))
 }
 
-fn raise_memlock() {
+pub(crate) fn raise_memlock() {
     let lim = libc::rlimit {
         rlim_cur: 1 << 30,
         rlim_max: 1 << 30,
@@ -251,7 +261,8 @@ pub fn run(args: StorageArgs) -> anyhow::Result<()> {
             let mut rows = Vec::new();
             for size in SIZES {
                 let (append_mb_s, ah, append_cpu_us) = append_phase(&dir, size, phase).await?;
-                let (raw_mb_s, rh, raw_cpu_us) = raw_write_phase(&dir, size, phase).await?;
+                let (raw_mb_s, rh, raw_cpu_us) =
+                    raw_write_phase(&dir, size, phase, true, false).await?;
                 rows.push(Figures {
                     size,
                     append_mb_s,
