@@ -1,4 +1,6 @@
 //! `sluice`: the broker binary. `sluice start` runs the broker; see `runtime` for its life cycle.
+//! `sluice tune` checks (and with `--apply` sets) the host settings the broker depends on; see
+//! `tune`.
 
 mod cli;
 mod config;
@@ -16,6 +18,7 @@ mod registry;
 mod runtime;
 mod startup;
 mod topic_config;
+mod tune;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -67,6 +70,83 @@ enum Command {
         #[command(flatten)]
         args: cli::ConsumeArgs,
     },
+    /// Check the kernel and machine settings sluice depends on (the default), or set what can be
+    /// set at runtime (--apply, as root). tuning/README.md explains each setting.
+    Tune(TuneArgs),
+}
+
+#[derive(Args, Debug)]
+struct TuneArgs {
+    /// Print each setting with its value, the recommendation and a verdict; exit 1 when one
+    /// would stop sluice from starting (the default).
+    #[arg(long, conflicts_with = "apply")]
+    check: bool,
+    /// As root: set what can be set at runtime (sysctls, CPU governor, transparent huge pages,
+    /// I/O scheduler, clock source, IRQ affinity), say what changed, then check again.
+    #[arg(long)]
+    apply: bool,
+    /// Directory standing for `/`: every file is read (and with --apply written) under it, so
+    /// a fake /proc + /sys tree can be checked.
+    #[arg(long, default_value = "/")]
+    root: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// TOML file with any BrokerConfig setting, as for `start` (the memlock need and the data
+    /// disk follow it).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Any BrokerConfig setting as `key=value`, as for `start`; repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Number of cores (executors) the broker will run.
+    #[arg(long)]
+    cores: Option<usize>,
+    /// Data directory the broker will use (its disk is checked).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+impl TuneArgs {
+    /// Checks (or applies, then checks) and prints; returns the exit code.
+    fn run(self) -> anyhow::Result<i32> {
+        let mut config = BrokerConfig::from_file_and_settings(self.config.as_deref(), &self.set)?;
+        if let Some(v) = self.cores {
+            config.cores = Some(v);
+        }
+        if let Some(v) = self.data_dir {
+            config.data_dir = v;
+        }
+        config.validate()?;
+        let root = tune::Root::new(self.root);
+        let target = tune::Target::for_config(&root, &config);
+        let mut code = 0;
+        if self.apply {
+            let outcome = tune::apply(&root, &tune::check(&root, &target));
+            let text = outcome.render();
+            if self.json {
+                eprint!("{text}");
+            } else {
+                print_stdout(&format!("{text}\n"));
+            }
+            if matches!(outcome, tune::ApplyOutcome::NotRoot) {
+                return Ok(1);
+            }
+            if !outcome.succeeded() {
+                code = 1;
+            }
+        }
+        let rows = tune::check(&root, &target);
+        if self.json {
+            print_stdout(&format!("{}\n", tune::render_json(&rows)));
+        } else {
+            print_stdout(&tune::render_table(&rows));
+        }
+        if tune::blocking(&rows) {
+            code = 1;
+        }
+        Ok(code)
+    }
 }
 
 #[derive(Args, Debug)]
@@ -131,6 +211,12 @@ impl StartArgs {
     }
 }
 
+/// Prints a report; a closed pipe (`sluice tune | head`) is not an error worth a panic.
+fn print_stdout(text: &str) {
+    use std::io::Write as _;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
 fn main() {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -152,13 +238,20 @@ fn main() {
         Command::Group { target, cmd } => tool(cli::group(&target, cmd)),
         Command::Produce { target, args } => tool(cli::produce(&target, args)),
         Command::Consume { target, args } => tool(cli::consume(&target, args)),
-        Command::Start(args) => match args.into_config().and_then(runtime::run) {
+        Command::Start(args) => match args.into_config().and_then(|config| {
+            startup::check_host(&config)?;
+            runtime::run(config)
+        }) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("sluice: {e:#}");
                 1
             }
         },
+        Command::Tune(args) => args.run().unwrap_or_else(|e| {
+            eprintln!("sluice: {e:#}");
+            2
+        }),
     };
     std::process::exit(code);
 }

@@ -1,13 +1,19 @@
 //! Checks made once before any executor starts, each failing with one clear line that says what
-//! to change: the data directory (usable, and not used by another sluice), the listen port (free,
-//! and not shared through SO_REUSEPORT with another sluice), locked memory for io_uring, and
-//! whether io_uring is allowed at all.
+//! to change: the host (`check_host`: `sluice tune`'s check, which warns about settings that cost
+//! performance and refuses io_uring being forbidden or locked memory the cores cannot get), the
+//! data directory (usable, and not used by another sluice), the listen port (free, and not shared
+//! through SO_REUSEPORT with another sluice), and locked memory for io_uring (raised when
+//! allowed). The io_uring and memlock verdicts live in `tune` alone; the functions here apply
+//! them.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+
+use crate::config::BrokerConfig;
+use crate::tune;
 
 /// A reason the broker cannot start. `Display` is the one line printed before exiting non-zero.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +56,37 @@ pub enum StartError {
         "io_uring is disabled on this host (kernel.io_uring_disabled = {value}); set it to 0 with sysctl"
     )]
     IoUringDisabled { value: String },
+    #[error("sluice cannot run on this host: {0}; `sluice tune --check` shows every setting")]
+    Host(String),
+}
+
+/// Runs `sluice tune --check` against this host for `config`: one warning per setting that costs
+/// performance, and an error naming every setting that stops sluice from starting.
+pub fn check_host(config: &BrokerConfig) -> Result<(), StartError> {
+    let root = tune::Root::new("/");
+    let rows = tune::check(&root, &tune::Target::for_config(&root, config));
+    let mut blockers = Vec::new();
+    for row in &rows {
+        match row.status {
+            tune::Status::Warn => tracing::warn!(
+                "host setting {} is {} (recommended {}): {}",
+                row.setting,
+                row.value,
+                row.recommended,
+                row.fix
+            ),
+            tune::Status::Fail => blockers.push(format!(
+                "{} is {} (needs {}): {}",
+                row.setting, row.value, row.recommended, row.fix
+            )),
+            tune::Status::Ok | tune::Status::Skip => {}
+        }
+    }
+    if blockers.is_empty() {
+        Ok(())
+    } else {
+        Err(StartError::Host(blockers.join("; ")))
+    }
 }
 
 /// An exclusive `flock` held for the life of the process; released when the process exits,
@@ -203,7 +240,7 @@ pub fn ensure_memlock(need: u64, cores: usize) -> Result<(), StartError> {
     }
     // With CAP_IPC_LOCK the kernel does not charge io_uring's registered buffers to the limit
     // (containers often grant it while withholding CAP_SYS_RESOURCE, which raising needs).
-    if has_capability(CAP_IPC_LOCK) {
+    if tune::Identity::read(&tune::Root::new("/")).has_cap(tune::CAP_IPC_LOCK) {
         return Ok(());
     }
     Err(StartError::MemLock {
@@ -249,34 +286,22 @@ pub fn cluster_id(data_dir: &Path) -> Result<String, StartError> {
     Ok(id)
 }
 
-/// Linux capability number of CAP_IPC_LOCK.
-const CAP_IPC_LOCK: u32 = 14;
-
-/// Whether this process has capability `cap` in its effective set (from /proc/self/status).
-fn has_capability(cap: u32) -> bool {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return false;
-    };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .is_some_and(|mask| mask & (1u64 << cap) != 0)
-}
-
-/// Refuses to start when the kernel forbids io_uring (`kernel.io_uring_disabled` = 2, or 1 for a
-/// process outside the allowed group; root is always allowed at 1).
+/// Refuses to start when the kernel forbids io_uring to this process (`tune::io_uring_allowed`:
+/// `kernel.io_uring_disabled` = 2, or 1 for a process without CAP_SYS_ADMIN outside
+/// `kernel.io_uring_group`).
 pub fn check_io_uring_allowed(sysctl_path: &Path) -> Result<(), StartError> {
     let Ok(value) = std::fs::read_to_string(sysctl_path) else {
         return Ok(()); // older kernels have no such switch
     };
     let value = value.trim().to_owned();
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    match value.as_str() {
-        "0" => Ok(()),
-        "1" if root => Ok(()),
-        _ => Err(StartError::IoUringDisabled { value }),
+    let root = tune::Root::new("/");
+    let group = root
+        .read("/proc/sys/kernel/io_uring_group")
+        .and_then(|g| g.parse().ok());
+    if tune::io_uring_allowed(&value, group, &tune::Identity::read(&root)) {
+        Ok(())
+    } else {
+        Err(StartError::IoUringDisabled { value })
     }
 }
 
