@@ -57,7 +57,11 @@ impl Identity {
         };
         let ids = |name: &str| -> Vec<u32> {
             field(name)
-                .map(|v| v.split_whitespace().filter_map(|n| n.parse().ok()).collect())
+                .map(|v| {
+                    v.split_whitespace()
+                        .filter_map(|n| n.parse().ok())
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         let mut groups = ids("Groups:");
@@ -269,7 +273,10 @@ pub fn memlock_verdict(limit: Limit, need: u64, id: &Identity) -> (Status, &'sta
     if Limit::covers(limit.soft, need) {
         (Status::Ok, "")
     } else if id.has_cap(CAP_IPC_LOCK) {
-        (Status::Ok, "CAP_IPC_LOCK: registered buffers are not charged")
+        (
+            Status::Ok,
+            "CAP_IPC_LOCK: registered buffers are not charged",
+        )
     } else if Limit::covers(limit.hard, need) {
         (Status::Ok, "sluice raises its soft limit at start")
     } else if id.has_cap(CAP_SYS_RESOURCE) {
@@ -443,6 +450,16 @@ pub fn selected(choices: &str) -> Option<&str> {
     Some(&choices[start + 1..end])
 }
 
+/// The selected word, or the only word of a file that holds just one (a device with a single
+/// scheduler shows `none`).
+fn selected_or_only(text: &str) -> Option<&str> {
+    selected(text).or_else(|| {
+        let mut words = text.split_whitespace();
+        let only = words.next()?;
+        words.next().is_none().then_some(only)
+    })
+}
+
 /// The words of a sysfs multiple choice, brackets removed.
 fn choices(text: &str) -> Vec<&str> {
     text.split_whitespace()
@@ -456,7 +473,7 @@ fn thp(root: &Root, knob: &str, good: &[&str], recommended: &str) -> Row {
     let Some(text) = root.read(&path) else {
         return absent(&setting, "kernel built without THP");
     };
-    let Some(value) = selected(&text).map(str::to_owned) else {
+    let Some(value) = selected_or_only(&text).map(str::to_owned) else {
         return Row::new(&setting, text).status(Status::Skip, "cannot parse");
     };
     let row = Row::new(&setting, &value).recommend(recommended);
@@ -639,7 +656,8 @@ pub fn mount_of(mountinfo: &str, path: &Path) -> Option<(String, String, String)
         let Some(sep) = fields.iter().position(|f| *f == "-") else {
             continue;
         };
-        let (Some(dev), Some(point), Some(fs)) = (fields.get(2), fields.get(4), fields.get(sep + 1))
+        let (Some(dev), Some(point), Some(fs)) =
+            (fields.get(2), fields.get(4), fields.get(sep + 1))
         else {
             continue;
         };
@@ -647,26 +665,32 @@ pub fn mount_of(mountinfo: &str, path: &Path) -> Option<(String, String, String)
         if !path.starts_with(&point) {
             continue;
         }
-        if best
-            .as_ref()
-            .is_none_or(|(b, _, _)| point.len() >= b.len())
-        {
+        if best.as_ref().is_none_or(|(b, _, _)| point.len() >= b.len()) {
             best = Some((point, (*dev).to_owned(), (*fs).to_owned()));
         }
     }
     best
 }
 
-/// The whole disk behind `major:minor`: the name after the last `block` in the sysfs link
-/// (`../../devices/pci0000:00/.../block/nvme0n1/nvme0n1p1` gives `nvme0n1`).
+/// The whole disk behind `major:minor`: the last name in its `/sys/dev/block` link, or for a
+/// partition (which has a `partition` file) the one before it
+/// (`../../devices/pci0000:00/0000:00:04.0/nvme/nvme0/nvme0n1/nvme0n1p1` gives `nvme0n1`,
+/// `../../devices/pci0000:00/0000:00:02.0/virtio1/block/vda` gives `vda`).
 fn disk_of(root: &Root, dev: &str) -> Option<String> {
     let link = std::fs::read_link(root.path(format!("/sys/dev/block/{dev}"))).ok()?;
-    let parts: Vec<String> = link
+    let mut names = link
         .components()
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
-        .collect();
-    let at = parts.iter().rposition(|p| p == "block")?;
-    parts.get(at + 1).cloned()
+        .rev()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned());
+    let last = names.next()?;
+    if root
+        .path(format!("/sys/dev/block/{dev}/partition"))
+        .exists()
+    {
+        names.next()
+    } else {
+        Some(last)
+    }
 }
 
 pub fn data_disk(root: &Root, data_dir: &Path) -> DataDisk {
@@ -726,7 +750,7 @@ fn scheduler(root: &Root, disk: &str) -> Row {
     let Some(text) = root.read(&path) else {
         return absent(&setting, "no queue/scheduler");
     };
-    let current = selected(&text).unwrap_or(text.as_str()).to_owned();
+    let current = selected_or_only(&text).unwrap_or(text.as_str()).to_owned();
     let rotational = root
         .read(format!("/sys/block/{disk}/queue/rotational"))
         .is_some_and(|r| r == "1");
@@ -779,7 +803,10 @@ fn irqbalance_pid(root: &Root) -> Option<u32> {
 fn irqbalance_row(pid: Option<u32>) -> Row {
     let row = Row::new(
         "irqbalance",
-        pid.map_or_else(|| "not running".to_owned(), |p| format!("running (pid {p})")),
+        pid.map_or_else(
+            || "not running".to_owned(),
+            |p| format!("running (pid {p})"),
+        ),
     )
     .recommend("not running");
     match pid {
@@ -882,7 +909,11 @@ fn irq_affinity(
         .copied()
         .filter(|irq| count(irq) > 0 && count(irq) * 100 >= busiest)
         .collect();
-    let irqs = if active.is_empty() { all.clone() } else { active };
+    let irqs = if active.is_empty() {
+        all.clone()
+    } else {
+        active
+    };
     let mut used: Vec<u32> = Vec::new();
     for irq in &irqs {
         let list = root
@@ -1048,6 +1079,8 @@ mod tests {
         assert_eq!(selected("always [madvise] never"), Some("madvise"));
         assert_eq!(selected("[none] mq-deadline kyber"), Some("none"));
         assert_eq!(selected("none"), None);
+        assert_eq!(selected_or_only("none"), Some("none"));
+        assert_eq!(selected_or_only("none kyber"), None);
         assert_eq!(
             choices("none [mq-deadline] kyber"),
             vec!["none", "mq-deadline", "kyber"]
@@ -1063,7 +1096,7 @@ mod tests {
                          40 27 259:1 / /var/lib/sluice rw - xfs /dev/nvme0n1p1 rw\n\
                          41 27 0:30 / /var/lib/slu rw - tmpfs tmpfs rw\n\
                          42 27 259:2 / /mnt/my\\040disk rw - xfs /dev/nvme1n1 rw\n";
-        let m = |p: &str| mount_of(mountinfo, Path::new(p)).map(|(point, dev, fs)| (point, dev, fs));
+        let m = |p: &str| mount_of(mountinfo, Path::new(p));
         assert_eq!(
             m("/var/lib/sluice/data"),
             Some(("/var/lib/sluice".into(), "259:1".into(), "xfs".into()))

@@ -183,7 +183,10 @@ pub fn resolve_data_dir(root: &Root, dir: &Path) -> PathBuf {
     let mut rest = Vec::new();
     loop {
         if let Ok(real) = std::fs::canonicalize(&existing) {
-            return rest.iter().rev().fold(real, |p: PathBuf, name| p.join(name));
+            return rest
+                .iter()
+                .rev()
+                .fold(real, |p: PathBuf, name| p.join(name));
         }
         match (existing.file_name(), existing.parent()) {
             (Some(name), Some(parent)) => {
@@ -280,7 +283,7 @@ pub fn render_json(rows: &[Row]) -> String {
 pub fn fmt_bytes(bytes: u64) -> String {
     const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
     for (name, size) in UNITS {
-        if bytes >= size && bytes % size == 0 {
+        if bytes >= size && bytes.is_multiple_of(size) {
             return format!("{} {name}", bytes / size);
         }
     }
