@@ -63,8 +63,12 @@ pub enum StartError {
 /// Runs `sluice tune --check` against this host for `config`: one warning per setting that costs
 /// performance, and an error naming every setting that stops sluice from starting.
 pub fn check_host(config: &BrokerConfig) -> Result<(), StartError> {
-    let root = tune::Root::new("/");
-    let rows = tune::check(&root, &tune::Target::for_config(&root, config));
+    check_host_at(&tune::Root::new("/"), config)
+}
+
+/// `check_host` with the host's files read under `root` (a fake tree in tests).
+fn check_host_at(root: &tune::Root, config: &BrokerConfig) -> Result<(), StartError> {
+    let rows = tune::check(root, &tune::Target::for_config(root, config));
     let mut blockers = Vec::new();
     for row in &rows {
         match row.status {
@@ -331,6 +335,33 @@ mod tests {
         let holder = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = holder.local_addr().expect("addr");
         assert!(matches!(claim_port(addr), Err(StartError::PortBusy { .. })));
+    }
+
+    /// Proves the start-up host check refuses a host that forbids io_uring with a line naming
+    /// the setting and its fix, and lets a host through when nothing blocks (settings the fake
+    /// tree lacks are not applicable, never blocking).
+    #[test]
+    fn host_check_blocks_only_on_blockers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = tune::Root::new(dir.path());
+        let config = BrokerConfig {
+            cores: Some(1),
+            ..BrokerConfig::default()
+        };
+        assert!(check_host_at(&root, &config).is_ok());
+        let sysctl = root.path("/proc/sys/kernel/io_uring_disabled");
+        std::fs::create_dir_all(sysctl.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&sysctl, "0\n").expect("write");
+        std::fs::write(root.path("/proc/sys/vm/swappiness"), "60\n").ok();
+        assert!(check_host_at(&root, &config).is_ok());
+        std::fs::write(&sysctl, "2\n").expect("write");
+        let message = check_host_at(&root, &config)
+            .expect_err("io_uring forbidden blocks start")
+            .to_string();
+        assert!(
+            message.contains("kernel.io_uring_disabled is 2 (needs 0): sysctl -w"),
+            "{message}"
+        );
     }
 
     /// Proves io_uring_disabled = 2 blocks start and 0 allows it.
