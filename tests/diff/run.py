@@ -59,23 +59,55 @@ class Unavailable(Exception):
 
 
 class KafkaTarget:
-    def __init__(self, workdir, name="kafka"):
+    def __init__(self, workdir, name="kafka", capture=None):
         self.name = name
         self.dir = os.path.join(workdir, name)
+        self.capture = capture   # --capture DIR: clients reach this Kafka through tests/capture/proxy.py
+        self.proxy = None
 
     def start(self):
         r = subprocess.run([os.path.join(KREF, "install")], capture_output=True, text=True, timeout=600)
         if r.returncode != 0:
             raise Unavailable(f"tests/kafka-ref/install failed: {r.stderr.strip()}")
-        r = subprocess.run([os.path.join(KREF, "start"), "--dir", self.dir], capture_output=True,
+        extra = []
+        if self.capture:
+            # The recording proxy listens on its own port and forwards to Kafka's; Kafka advertises
+            # the proxy's address, so every connection a client opens (bootstrap, then the broker
+            # and coordinators it learns from Metadata/FindCoordinator/DescribeCluster) goes through it.
+            kport = KSTART.free_port()
+            self.proxy = subprocess.Popen(
+                [sys.executable, os.path.join(ROOT, "tests", "capture", "proxy.py"), "--listen", "0",
+                 "--upstream", f"127.0.0.1:{kport}", "--out", self.capture],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, start_new_session=True)
+            paddr = self.proxy.stdout.readline().strip()
+            if not paddr:
+                self.stop_proxy()
+                raise Unavailable("tests/capture/proxy.py did not start")
+            extra = ["--port", str(kport), "--set", f"advertised.listeners=PLAINTEXT://{paddr}"]
+        r = subprocess.run([os.path.join(KREF, "start"), "--dir", self.dir, *extra], capture_output=True,
                            text=True, timeout=180)
         if r.returncode != 0:
+            self.stop_proxy()
             raise Unavailable(f"tests/kafka-ref/start failed: {r.stderr.strip()[-2000:]}")
         self.bootstrap = r.stdout.strip().splitlines()[-1]
+        if self.proxy:
+            self.bootstrap = paddr
         return self.bootstrap
 
     def stop(self):
         subprocess.run([os.path.join(KREF, "stop"), self.dir], timeout=60)
+        self.stop_proxy()
+
+    def stop_proxy(self):
+        if self.proxy is None:
+            return
+        self.proxy.send_signal(signal.SIGTERM)
+        try:
+            self.proxy.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proxy.kill()
+            self.proxy.wait(timeout=10)
+        self.proxy = None
 
     def logs(self):
         return os.path.join(self.dir, "server.log")
@@ -326,6 +358,9 @@ def main():
     ap.add_argument("--strict", action="store_true",
                     help="also fail when a known difference now matches (so the list gets shrunk)")
     ap.add_argument("--list", action="store_true")
+    ap.add_argument("--capture", metavar="DIR",
+                    help="run the kafka target behind tests/capture/proxy.py (Kafka advertises the proxy) "
+                         "and record every connection's bytes into DIR (see tests/capture/README.md)")
     a = ap.parse_args()
 
     t_run = time.monotonic()
@@ -353,7 +388,7 @@ def main():
     os.makedirs(a.out)
     workdir = tempfile.mkdtemp(prefix="sluice-diff-")
     sluice_bin = os.path.abspath(os.environ.get("SLUICE_BIN", os.path.join(ROOT, "target", "release", "sluice")))
-    objs = {"kafka": KafkaTarget(workdir), "kafka2": KafkaTarget(workdir, "kafka2"),
+    objs = {"kafka": KafkaTarget(workdir, capture=a.capture and os.path.abspath(a.capture)), "kafka2": KafkaTarget(workdir, "kafka2"),
             "sluice": SluiceTarget(workdir, sluice_bin)}
     other = "sluice" if "sluice" in targets else "kafka2" if "kafka2" in targets else None
 
