@@ -8,6 +8,7 @@ Opt-in, as in tests/clients: KAFKA_BOOTSTRAP=host:port runs the same tests again
 (the reference Kafka of tests/kafka-ref), KAFKA_REF_DIR=DIR (the dir tests/kafka-ref/start ran
 with) lets the broker-restart step SIGKILL and restart it.
 """
+import collections
 import importlib.machinery
 import importlib.util
 import json
@@ -100,9 +101,21 @@ class Sluice:
 
 
 @pytest.fixture
-def workdir():
+def workdir(request):
+    """A temp dir, removed afterwards; when the test failed, its *.log files are first copied to
+    tests/connect/.out/logs-<target>/<test>/."""
     d = tempfile.mkdtemp(prefix="sluice-connect-")
     yield d
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        keep = os.path.join(HERE, ".out", f"logs-{target_name()}", request.node.name)
+        shutil.rmtree(keep, ignore_errors=True)
+        for base, _, names in os.walk(d):
+            for n in names:
+                if n.endswith(".log"):
+                    rel = os.path.relpath(os.path.join(base, n), d)
+                    os.makedirs(os.path.dirname(os.path.join(keep, rel)), exist_ok=True)
+                    shutil.copy(os.path.join(base, n), os.path.join(keep, rel))
     shutil.rmtree(d, ignore_errors=True)
 
 
@@ -202,8 +215,28 @@ class Worker:
             return None, str(e)
 
 
+def collect_warnings(ws, name):
+    """Appends each worker's WARN/ERROR lines (timestamps cut) to .out/warnings-<target>.txt."""
+    seen = collections.Counter()
+    for w in ws:
+        try:
+            with open(os.path.join(w.dir, "worker.log"), errors="replace") as f:
+                for l in f:
+                    m = re.match(r"\[[^]]*\] (WARN|ERROR) (.*)", l)
+                    if m:
+                        msg = re.sub(r"\d+", "N", m.group(2))[:220]
+                        seen[f"{m.group(1)} {msg}"] += 1
+        except OSError:
+            pass
+    os.makedirs(os.path.join(HERE, ".out"), exist_ok=True)
+    with open(os.path.join(HERE, ".out", f"warnings-{target_name()}.txt"), "a") as f:
+        f.write(f"== {name}\n")
+        for k, v in seen.most_common():
+            f.write(f"{v:6} {k}\n")
+
+
 @pytest.fixture
-def workers():
+def workers(request):
     """A list the test appends Workers to; each still running at the end is stopped."""
     ws = []
     yield ws
@@ -217,12 +250,17 @@ def workers():
             except subprocess.TimeoutExpired:
                 w.proc.kill()
                 w.proc.wait(timeout=30)
+    collect_warnings(ws, request.node.name)
 
 
 @pytest.fixture(scope="session")
 def results():
     """Figures the tests measure; written to tests/connect/.out/results-<target>.json at the end."""
     r = {"target": target_name()}
+    try:
+        os.remove(os.path.join(HERE, ".out", f"warnings-{r['target']}.txt"))
+    except OSError:
+        pass
     yield r
     os.makedirs(os.path.join(HERE, ".out"), exist_ok=True)
     with open(os.path.join(HERE, ".out", f"results-{r['target']}.json"), "w") as f:

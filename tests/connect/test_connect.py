@@ -20,7 +20,14 @@ Against the reference Kafka (same tests, same settings):
         python3 -m pytest tests/connect -v -s
     tests/kafka-ref/stop /tmp/kref-connect --rm
 or tests/connect/side-by-side, which does both and prints the figures beside each other.
-Figures: tests/connect/.out/results-{sluice,kafka}.json.
+Figures: tests/connect/.out/results-{sluice,kafka}.json; WARN/ERROR lines of the workers:
+.out/warnings-{sluice,kafka}.txt; logs of a failed test: .out/logs-{sluice,kafka}/TEST/.
+
+Status (2026-11-25): both pass against Kafka 4.4.0. Against sluice test_standalone passes (it is
+in tests/run); test_distributed passes only at a small scale (CONNECT_THROUGHPUT_LINES=3000
+CONNECT_WRITE_RATE=200): a Fetch long poll at the log end spins on the broker until max_wait_ms
+(repro_fetch_spin.py), and the workers' ~10 idle consumers starve Produce (seconds per request),
+so the 100k-line batch does not arrive within 120 s. It joins tests/run once that is fixed.
 """
 import collections
 import os
@@ -230,7 +237,13 @@ def test_distributed(broker, workdir, workers, results):
     t1 = time.time()
     append_lines(src, "a", 0, n)
     want |= {line("a", i) for i in range(n)}
-    wait_lines(out, want, 120, "batch a (throughput)", ws)
+    try:
+        wait_lines(out, want, 120, "batch a (throughput)", ws)
+    except pytest.fail.Exception:
+        got = len(set(read_lines(out)) & want)
+        results["lines_per_s_source_to_sink"] = round(got / (time.time() - t1))
+        results["throughput_incomplete"] = f"{got} of {n} lines in {round(time.time() - t1)} s"
+        raise
     secs = time.time() - t1
     results["lines_per_s_source_to_sink"] = round(n / secs)
     results["throughput_lines"] = n
