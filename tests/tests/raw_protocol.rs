@@ -228,3 +228,63 @@ fn bytes_after_a_request_body_are_ignored_like_kafka() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+/// CPU seconds (user + system) the process has used, from /proc/PID/stat.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("proc stat");
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks / hz
+}
+
+/// Proves a Fetch long poll at the log end waits without burning CPU (it once re-read its
+/// partitions in a loop until max_wait_ms, costing a whole core per idle consumer).
+#[test]
+fn idle_long_poll_waits_without_spinning() {
+    use sluice_net::messages::FetchRequest;
+    use sluice_net::messages::fetch_request::{FetchPartition, FetchTopic};
+    let broker = Broker::start(&["--cores", "2"]);
+    let mut c = RawConn::connect(broker.addr);
+    create_topic(&mut c, "idle-poll");
+    let (err, _) = produce(&mut c, "idle-poll", batch(&BatchSpec::default(), &[(None, Some(b"x"))]));
+    assert_eq!(err, 0);
+    let fetch = Request::Fetch(FetchRequest {
+        replica_id: -1,
+        max_wait_ms: 3000,
+        min_bytes: 1,
+        max_bytes: 1 << 20,
+        session_epoch: -1,
+        topics: vec![FetchTopic {
+            topic: "idle-poll".into(),
+            partitions: vec![FetchPartition {
+                partition: 0,
+                current_leader_epoch: -1,
+                fetch_offset: 1,
+                last_fetched_epoch: -1,
+                log_start_offset: -1,
+                partition_max_bytes: 1 << 20,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let before = cpu_seconds(broker.pid());
+    let started = std::time::Instant::now();
+    match c.call(ApiKey::Fetch, 12, 9, &fetch) {
+        Response::Fetch(r) => {
+            let p = &r.responses[0].partitions[0];
+            assert_eq!((p.error_code, p.high_watermark), (0, 1));
+            assert!(p.records.as_ref().is_none_or(|b| b.is_empty()));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let waited = started.elapsed();
+    let used = cpu_seconds(broker.pid()) - before;
+    assert!(waited >= std::time::Duration::from_millis(2900), "answered after {waited:?}");
+    assert!(used < 0.5, "the broker used {used:.2} CPU-s during a 3 s idle long poll");
+}

@@ -178,8 +178,11 @@ async fn wait_any(
     let (tx, rx) = local_channel::new_bounded::<()>(wanted.len().max(1));
     let tx = Rc::new(tx);
     for (w, r) in wanted.iter().zip(reads) {
+        // `wait_for_append(x)` returns once offset x exists (high watermark > x): wait for the
+        // first offset this fetch has not seen. (Waiting for one below it returned at once, so
+        // an idle long poll re-read its partitions in a loop until max_wait_ms: a busy core.)
         let after = match r {
-            Ok(rr) => rr.high_watermark.max(w.offset) - 1,
+            Ok(rr) => rr.high_watermark.max(w.offset),
             Err(_) => continue,
         };
         let op = Addressed {

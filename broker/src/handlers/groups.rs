@@ -87,13 +87,15 @@ async fn ensure_offsets_topic(core: &Rc<Core>) -> Result<(), i16> {
         dry_run: false,
     };
     match core.change_topics(vec![change]).await.pop() {
-        Some(Ok(())) | Some(Err(TopicChangeError::AlreadyExists(_))) => {
+        Some(Ok(())) => {
             tracing::info!(
                 partitions = core.config.offsets_topic_partitions,
                 "created __consumer_offsets"
             );
             Ok(())
         }
+        // Another request created it first.
+        Some(Err(TopicChangeError::AlreadyExists(_))) => Ok(()),
         other => {
             tracing::warn!(outcome = ?other, "cannot create __consumer_offsets");
             Err(code::COORDINATOR_NOT_AVAILABLE)
