@@ -134,6 +134,7 @@ pub struct Snapshot {
     pub cache_bytes: u64,
     pub partitions: u64,
     pub groups_by_state: Vec<(String, u64)>,
+    pub storage: sluice_shard::ShardStats,
 }
 
 impl Core {
@@ -166,6 +167,7 @@ impl Core {
             cache_bytes: self.shard.cache_bytes() as u64,
             partitions: self.shard.partitions().len() as u64,
             groups_by_state: self.groups.count_by_state(),
+            storage: self.shard.stats(),
         }
     }
 }
@@ -190,19 +192,20 @@ where
         match value {
             Value::Counter(v) => ConstCounter::new(v).encode(m),
             Value::Gauge(v) => ConstGauge::new(v).encode(m),
-            Value::Hist(h) => {
+            Value::Hist(sum, count, buckets) => {
                 let mut m = m;
-                m.encode_histogram::<Vec<(&str, String)>>(h.sum, h.count, &h.buckets(), None)
+                m.encode_histogram::<Vec<(&str, String)>>(sum, count, &buckets, None)
             }
         }
     })
 }
 
 /// A value of one series.
-enum Value<'a> {
+enum Value {
     Counter(u64),
     Gauge(i64),
-    Hist(&'a Hist),
+    /// Sum, count and non-cumulative (upper bound, count) buckets, the last one +Inf.
+    Hist(f64, u64, Vec<(f64, u64)>),
 }
 
 impl Collector for Gathered {
@@ -212,7 +215,10 @@ impl Collector for Gathered {
         family(&mut e, "sluice_requests", "Requests answered, by API, with their handling time in seconds.", MetricType::Histogram, |put| {
             for s in cores {
                 for (api, h) in &s.requests {
-                    put(vec![core(s), ("api", api.clone())], Value::Hist(h))?;
+                    put(
+                        vec![core(s), ("api", api.clone())],
+                        Value::Hist(h.sum, h.count, h.buckets()),
+                    )?;
                 }
             }
             Ok(())
@@ -243,11 +249,40 @@ impl Collector for Gathered {
             Ok(())
         })?;
         type Scalar = fn(&Snapshot) -> u64;
-        let counters: [(&str, &str, Scalar); 1] = [(
-            "sluice_connections_accepted",
-            "Client connections accepted.",
-            |s| s.connections_accepted,
-        )];
+        family(&mut e, "sluice_fsync_seconds", "fdatasync latency of partition appends (one per group commit).", MetricType::Histogram, |put| {
+            for s in cores {
+                let st = &s.storage;
+                let buckets: Vec<(f64, u64)> = sluice_shard::FSYNC_BOUNDS_US
+                    .iter()
+                    .map(|b| *b as f64 / 1e6)
+                    .chain(std::iter::once(f64::MAX))
+                    .enumerate()
+                    .map(|(i, b)| (b, st.fsync_buckets.get(i).copied().unwrap_or(0)))
+                    .collect();
+                put(
+                    vec![core(s)],
+                    Value::Hist(st.fsync_sum_us as f64 / 1e6, st.fsync_count, buckets),
+                )?;
+            }
+            Ok(())
+        })?;
+        let counters: [(&str, &str, Scalar); 3] = [
+            (
+                "sluice_connections_accepted",
+                "Client connections accepted.",
+                |s| s.connections_accepted,
+            ),
+            (
+                "sluice_cache_hits",
+                "Partition reads answered from memory (the batch cache or unwritten batches).",
+                |s| s.storage.cache_hits,
+            ),
+            (
+                "sluice_cache_misses",
+                "Partition reads that went to disk.",
+                |s| s.storage.cache_misses,
+            ),
+        ];
         for (name, help, field) in counters {
             family(&mut e, name, help, MetricType::Counter, |put| {
                 for s in cores {

@@ -17,7 +17,44 @@ pub(crate) struct CachedBatch {
     pub(crate) bytes: Bytes,
 }
 
+/// Upper bounds (µs) of the fdatasync latency histogram; a last bucket counts the rest.
+pub const FSYNC_BOUNDS_US: [u64; 14] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000,
+];
+
+/// Counters of one core's storage, for metrics (plain numbers: only its own core touches them).
+#[derive(Debug, Clone, Default)]
+pub struct ShardStats {
+    /// Reads answered from memory (cache or unwritten queue) / from disk.
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    /// fdatasync latency: counts per [`FSYNC_BOUNDS_US`] bucket (+1 overflow), total µs, count.
+    pub fsync_buckets: Vec<u64>,
+    pub fsync_sum_us: u64,
+    pub fsync_count: u64,
+}
+
+impl ShardStats {
+    pub(crate) fn fsync(&mut self, took: std::time::Duration) {
+        if self.fsync_buckets.is_empty() {
+            self.fsync_buckets = vec![0; FSYNC_BOUNDS_US.len() + 1];
+        }
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let i = FSYNC_BOUNDS_US
+            .iter()
+            .position(|b| us <= *b)
+            .unwrap_or(FSYNC_BOUNDS_US.len());
+        self.fsync_buckets[i] += 1;
+        self.fsync_sum_us = self.fsync_sum_us.saturating_add(us);
+        self.fsync_count += 1;
+    }
+}
+
 pub(crate) struct BatchCache {
+    /// Counters of the core's storage (kept here: the cache is the one object every partition
+    /// of the core shares).
+    pub(crate) stats: ShardStats,
     bytes_max: usize,
     bytes: usize,
     parts: HashMap<u64, VecDeque<CachedBatch>>,
@@ -29,6 +66,7 @@ pub(crate) struct BatchCache {
 impl BatchCache {
     pub(crate) fn new(bytes_max: usize) -> Self {
         Self {
+            stats: ShardStats::default(),
             bytes_max,
             bytes: 0,
             parts: HashMap::new(),

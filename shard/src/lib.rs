@@ -60,6 +60,7 @@ mod partition;
 mod producer_state;
 mod shard;
 
+pub use cache::{FSYNC_BOUNDS_US, ShardStats};
 pub use compact::CompactionStats;
 pub use config::{Durability, LogConfig, ShardConfig};
 pub use dma::{DMA_PROBE_FILE, DmaStorage, probe_dma_polling, write_alignment};

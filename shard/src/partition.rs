@@ -987,7 +987,9 @@ impl<S: Storage> Partition<S> {
         }
         if let Some((file, base)) = synced_file {
             let path = segment_file(&inner.dir, base, "log");
+            let started = std::time::Instant::now();
             file.fdatasync().await.map_err(io_err("fdatasync", &path))?;
+            inner.cache.borrow_mut().stats.fsync(started.elapsed());
         }
         let mut st = inner.state.borrow_mut();
         st.durable_end_offset = st.written_end_offset;
@@ -1148,6 +1150,14 @@ impl<S: Storage> Partition<S> {
             (result, mem)
         };
         let mut last_from_disk = from_memory.is_none();
+        {
+            let mut cache = inner.cache.borrow_mut();
+            if last_from_disk {
+                cache.stats.cache_misses += 1;
+            } else {
+                cache.stats.cache_hits += 1;
+            }
+        }
         let mut out = match from_memory {
             Some(b) => b,
             None => self.read_disk(offset, max_bytes, upto, true).await?,

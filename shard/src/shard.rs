@@ -153,6 +153,11 @@ impl<S: Storage> Shard<S> {
         first_err.map_or(Ok(total), Err)
     }
 
+    /// Storage counters of this core: cache hits and misses, fdatasync latency.
+    pub fn stats(&self) -> crate::cache::ShardStats {
+        self.cache.borrow().stats.clone()
+    }
+
     /// Bytes currently held by the batch cache.
     pub fn cache_bytes(&self) -> usize {
         self.cache.borrow().bytes()

@@ -132,6 +132,13 @@ fn metrics_parse_and_move_after_a_produce() {
         .map(|(_, _, v)| v)
         .sum();
     assert_eq!(produced, 1.0);
+    // acks=all with the default durability: the append was fdatasync'ed, and timed.
+    let fsyncs: f64 = after
+        .iter()
+        .filter(|(n, _, _)| n == "sluice_fsync_seconds_count")
+        .map(|(_, _, v)| v)
+        .sum();
+    assert!(fsyncs >= 1.0, "an acknowledged append was synced: {fsyncs}");
     let cores = after
         .iter()
         .filter(|(n, _, _)| n == "sluice_partitions")
