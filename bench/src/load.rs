@@ -28,7 +28,7 @@ use sluice_net::record_batch::build::{BatchSpec, batch};
 use sluice_net::{ApiKey, Response};
 
 use crate::kafka::{self, Conn};
-use crate::murmur2::partition_for_key;
+use sluice_net::client::partition_for_key;
 use crate::rate::{Schedule, corrected_latency_ns};
 use crate::stats::{self, Live, Percentiles, Recorder};
 use crate::workload::Workload;

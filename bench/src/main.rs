@@ -13,7 +13,6 @@
 mod compare;
 mod kafka;
 mod load;
-mod murmur2;
 mod plot;
 mod rate;
 mod raw;
