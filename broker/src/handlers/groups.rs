@@ -521,6 +521,31 @@ async fn fetch_group(
     }
 }
 
+/// Committed offsets per topic as one of OffsetFetch's two response shapes (v8+ groups, or
+/// v1-7): the same fields in differently named generated types.
+macro_rules! offset_topics {
+    ($list:expr, $topic:ident, $partition:ident) => {
+        $list
+            .into_iter()
+            .map(|(t, ps): (String, Vec<FetchedOffset>)| $topic {
+                name: t.into(),
+                partitions: ps
+                    .into_iter()
+                    .map(|p| $partition {
+                        partition_index: p.partition,
+                        committed_offset: p.offset,
+                        committed_leader_epoch: p.leader_epoch,
+                        metadata: Some(p.metadata.into()),
+                        error_code: p.error,
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            })
+            .collect()
+    };
+}
+
 pub async fn offset_fetch(
     core: &Rc<Core>,
     request: OffsetFetchRequest,
@@ -542,24 +567,8 @@ pub async fn offset_fetch(
             match fetch_group(core, g.group_id.to_string(), topics).await {
                 Err(e) => out.error_code = e,
                 Ok(list) => {
-                    out.topics = list
-                        .into_iter()
-                        .map(|(t, ps)| OffsetFetchResponseTopics {
-                            name: t.into(),
-                            partitions: ps
-                                .into_iter()
-                                .map(|p| OffsetFetchResponsePartitions {
-                                    partition_index: p.partition,
-                                    committed_offset: p.offset,
-                                    committed_leader_epoch: p.leader_epoch,
-                                    metadata: Some(p.metadata.into()),
-                                    error_code: p.error,
-                                    ..Default::default()
-                                })
-                                .collect(),
-                            ..Default::default()
-                        })
-                        .collect();
+                    out.topics =
+                        offset_topics!(list, OffsetFetchResponseTopics, OffsetFetchResponsePartitions);
                 }
             }
             r.groups.push(out);
@@ -574,24 +583,7 @@ pub async fn offset_fetch(
     match fetch_group(core, request.group_id.to_string(), topics).await {
         Err(e) => r.error_code = e,
         Ok(list) => {
-            r.topics = list
-                .into_iter()
-                .map(|(t, ps)| OffsetFetchResponseTopic {
-                    name: t.into(),
-                    partitions: ps
-                        .into_iter()
-                        .map(|p| OffsetFetchResponsePartition {
-                            partition_index: p.partition,
-                            committed_offset: p.offset,
-                            committed_leader_epoch: p.leader_epoch,
-                            metadata: Some(p.metadata.into()),
-                            error_code: p.error,
-                            ..Default::default()
-                        })
-                        .collect(),
-                    ..Default::default()
-                })
-                .collect();
+            r.topics = offset_topics!(list, OffsetFetchResponseTopic, OffsetFetchResponsePartition);
         }
     }
     r
