@@ -426,6 +426,7 @@ impl TopicSettings {
             },
             durability,
             batch_bytes_max: usize::try_from(self.max_message_bytes).unwrap_or(0),
+            log_append_time: self.log_append_time,
             compact: self.compact,
             delete_retention_ms: self.delete_retention_ms,
             min_compaction_lag_ms: self.min_compaction_lag_ms,

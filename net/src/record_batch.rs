@@ -300,6 +300,17 @@ pub fn set_partition_leader_epoch(buf: &mut [u8], epoch: i32) {
     buf[OFF_LEADER_EPOCH..OFF_LEADER_EPOCH + 4].copy_from_slice(&epoch.to_be_bytes());
 }
 
+/// Stamps a batch with the broker's append time (a `LogAppendTime` topic): sets the timestamp
+/// type attribute and `maxTimestamp` to `now_ms`, then recomputes the CRC (both fields are
+/// covered). Record timestamps are left as sent: readers use `maxTimestamp` for every record.
+pub fn set_log_append_time(buf: &mut [u8], now_ms: i64) {
+    let attributes = i16::from_be_bytes([buf[OFF_ATTRIBUTES], buf[OFF_ATTRIBUTES + 1]]) | 0x08;
+    buf[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    buf[OFF_MAX_TIMESTAMP..OFF_MAX_TIMESTAMP + 8].copy_from_slice(&now_ms.to_be_bytes());
+    let crc = crc32c::crc32c(&buf[CRC_START..]);
+    buf[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Returns a copy of `batch` with `baseOffset` and `partitionLeaderEpoch` rewritten. The CRC
 /// stays valid since neither field is covered.
 pub fn with_offset_and_epoch(batch: &RecordBatch, base_offset: i64, epoch: i32) -> RecordBatch {

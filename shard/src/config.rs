@@ -32,6 +32,9 @@ pub struct LogConfig {
     pub preallocate_bytes: u64,
     /// Largest accepted batch (Kafka's `max.message.bytes`). Default 1 MiB + 12 bytes.
     pub batch_bytes_max: usize,
+    /// `message.timestamp.type=LogAppendTime`: each batch is stamped with the append time
+    /// (timestamp type attribute and `maxTimestamp`, CRC recomputed). Default false.
+    pub log_append_time: bool,
     /// `cleanup.policy` includes `compact`: closed segments are compacted (last record per
     /// key kept) and appends of records without a key are refused. Default false.
     pub compact: bool,
@@ -60,6 +63,7 @@ impl Default for LogConfig {
             durability: Durability::SyncEachAppend,
             preallocate_bytes: 64 << 20,
             batch_bytes_max: (1 << 20) + 12,
+            log_append_time: false,
             compact: false,
             delete_retention_ms: 86_400_000,
             min_compaction_lag_ms: 0,

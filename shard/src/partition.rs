@@ -769,6 +769,12 @@ impl<S: Storage> Partition<S> {
             let mut buf = BytesMut::from(&b.bytes()[..]);
             record_batch::set_base_offset(&mut buf, base);
             record_batch::set_partition_leader_epoch(&mut buf, epoch);
+            let max_timestamp = if inner.config.log_append_time {
+                record_batch::set_log_append_time(&mut buf, now);
+                now
+            } else {
+                b.max_timestamp()
+            };
             let bytes = buf.freeze();
             let roll = {
                 let (_, active) = st.segments.iter().next_back().expect("a log has a segment");
@@ -785,7 +791,7 @@ impl<S: Storage> Partition<S> {
             let (&seg_base, active) = st.segments.iter_mut().next_back().expect("segment");
             assert!(active.next_offset == base, "offsets must be contiguous");
             let position = active.size_bytes;
-            active.max_timestamp = active.max_timestamp.max(b.max_timestamp());
+            active.max_timestamp = active.max_timestamp.max(max_timestamp);
             active.index.on_batch(
                 (base - seg_base) as u32,
                 position as u32,
@@ -813,7 +819,11 @@ impl<S: Storage> Partition<S> {
         let info = AppendInfo {
             base_offset,
             last_offset: st.log_end_offset - 1,
-            log_append_time_ms: -1,
+            log_append_time_ms: if inner.config.log_append_time {
+                now
+            } else {
+                -1
+            },
             log_start_offset: st.log_start_offset,
         };
         Ok((info, seq))

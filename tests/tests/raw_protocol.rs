@@ -288,3 +288,115 @@ fn idle_long_poll_waits_without_spinning() {
     assert!(waited >= std::time::Duration::from_millis(2900), "answered after {waited:?}");
     assert!(used < 0.5, "the broker used {used:.2} CPU-s during a 3 s idle long poll");
 }
+
+/// Proves a `message.timestamp.type=LogAppendTime` topic stamps each batch with the append
+/// time: the produce answer carries it, and the stored batch has the LogAppendTime attribute,
+/// `maxTimestamp` = that time, and a valid CRC; a CreateTime topic keeps the producer's time.
+#[test]
+fn log_append_time_topics_stamp_batches() {
+    use sluice_net::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+    use sluice_net::messages::fetch_request::{FetchPartition, FetchTopic};
+    use sluice_net::messages::{CreateTopicsRequest, FetchRequest};
+    use sluice_net::record_batch::{RecordBatch, TimestampType};
+    let broker = Broker::start(&[]);
+    let mut c = RawConn::connect(broker.addr);
+    let create = Request::CreateTopics(CreateTopicsRequest {
+        topics: vec![CreatableTopic {
+            name: "lat".into(),
+            num_partitions: 1,
+            replication_factor: 1,
+            configs: vec![CreatableTopicConfig {
+                name: "message.timestamp.type".into(),
+                value: Some("LogAppendTime".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        timeout_ms: 10_000,
+        ..Default::default()
+    });
+    match c.call(ApiKey::CreateTopics, 7, 1, &create) {
+        Response::CreateTopics(r) => assert_eq!(r.topics[0].error_code, 0, "{r:?}"),
+        other => panic!("unexpected {other:?}"),
+    }
+    create_topic(&mut c, "ct");
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis() as i64
+    };
+    let sent = |base_timestamp| {
+        batch(
+            &BatchSpec {
+                base_timestamp,
+                ..BatchSpec::default()
+            },
+            &[(None, Some(b"a")), (None, Some(b"b"))],
+        )
+    };
+    let before = now();
+    let req = Request::Produce(ProduceRequest {
+        acks: -1,
+        timeout_ms: 5000,
+        topic_data: vec![TopicProduceData {
+            name: "lat".into(),
+            partition_data: vec![PartitionProduceData {
+                index: 0,
+                records: Some(sent(1000)),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let stamped = match c.call(ApiKey::Produce, 9, 2, &req) {
+        Response::Produce(r) => {
+            let p = &r.responses[0].partition_responses[0];
+            assert_eq!(p.error_code, 0);
+            p.log_append_time_ms
+        }
+        other => panic!("unexpected {other:?}"),
+    };
+    assert!((before..=now()).contains(&stamped), "append time {stamped}");
+    assert_eq!(produce(&mut c, "ct", sent(1000)).0, 0);
+    let fetch = |c: &mut RawConn, topic: &str| {
+        let req = Request::Fetch(FetchRequest {
+            replica_id: -1,
+            max_wait_ms: 0,
+            max_bytes: 1 << 20,
+            session_epoch: -1,
+            topics: vec![FetchTopic {
+                topic: topic.into(),
+                partitions: vec![FetchPartition {
+                    partition: 0,
+                    current_leader_epoch: -1,
+                    fetch_offset: 0,
+                    last_fetched_epoch: -1,
+                    log_start_offset: -1,
+                    partition_max_bytes: 1 << 20,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        match c.call(ApiKey::Fetch, 12, 3, &req) {
+            Response::Fetch(r) => RecordBatch::new(
+                r.responses[0].partitions[0]
+                    .records
+                    .clone()
+                    .expect("records"),
+            )
+            .expect("one batch"),
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    let b = fetch(&mut c, "lat");
+    b.validate().expect("CRC valid after stamping");
+    assert_eq!(b.timestamp_type(), TimestampType::LogAppendTime);
+    assert_eq!(b.max_timestamp(), stamped);
+    let b = fetch(&mut c, "ct");
+    assert_eq!(b.timestamp_type(), TimestampType::CreateTime);
+    assert_eq!(b.max_timestamp(), 1001);
+}
