@@ -25,7 +25,7 @@ use sluice_net::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use sluice_net::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use sluice_net::messages::sync_group_request::SyncGroupRequestAssignment;
 use sluice_net::messages::*;
-use sluice_net::record_batch::{Batches, Compression, build};
+use sluice_net::record_batch::{Batches, build};
 use sluice_net::{Request, Response, StrBytes};
 
 const CLIENT_ID: &str = "sluice-cli";
@@ -1139,15 +1139,11 @@ pub fn consume(target: &Target, args: ConsumeArgs) -> anyhow::Result<()> {
                             next = next.max(batch.last_offset() + 1);
                             continue;
                         }
-                        if batch.compression().is_ok_and(|c| c != Compression::None) {
-                            bail!(
-                                "{}-{p} holds a compressed batch ({:?}); sluice consume reads uncompressed batches only",
-                                args.topic,
-                                batch.compression()
-                            );
-                        }
                         let log_append = batch.timestamp_type() == sluice_net::record_batch::TimestampType::LogAppendTime;
-                        for rec in batch.records().map_err(|e| anyhow!("{e}"))? {
+                        let records = sluice_shard::batch_records(&batch, 64 << 20).map_err(|e| {
+                            anyhow!("cannot read a batch of {}-{p} ({:?}): {e}", args.topic, batch.compression())
+                        })?;
+                        for rec in records {
                             let rec = rec.map_err(|e| anyhow!("{e}"))?;
                             let offset = batch.base_offset() + i64::from(rec.offset_delta);
                             if offset < next {

@@ -401,6 +401,19 @@ pub struct Records {
     failed: bool,
 }
 
+impl Records {
+    /// Records from a records section that was decompressed elsewhere (`count` from the batch
+    /// header).
+    pub fn from_section(section: Bytes, count: usize) -> Records {
+        Records {
+            rest: section,
+            index: 0,
+            remaining: count,
+            failed: false,
+        }
+    }
+}
+
 fn read_varlong(buf: &mut Bytes) -> Option<i64> {
     let mut raw: u64 = 0;
     for i in 0..10 {

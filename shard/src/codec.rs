@@ -44,6 +44,24 @@ fn snappy_raw(data: &[u8], budget: usize) -> Result<Vec<u8>, String> {
         .map_err(|e| e.to_string())
 }
 
+/// The records of a batch, compressed or not (decompressing at most `max` bytes), for tools
+/// that read batches (`sluice consume`).
+pub fn batch_records(
+    batch: &sluice_net::record_batch::RecordBatch,
+    max: usize,
+) -> Result<sluice_net::record_batch::Records, String> {
+    use sluice_net::record_batch::{HEADER_BYTES, Records};
+    let codec = batch.compression().map_err(|e| e.to_string())?;
+    if codec == Compression::None {
+        return batch.records().map_err(|e| e.to_string());
+    }
+    let (plain, _) = decompress(codec, &batch.bytes()[HEADER_BYTES..], max)?;
+    Ok(Records::from_section(
+        bytes::Bytes::from(plain),
+        usize::try_from(batch.record_count()).unwrap_or(0),
+    ))
+}
+
 /// Decompresses a batch's records section.
 pub(crate) fn decompress(
     codec: Compression,

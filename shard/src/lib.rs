@@ -61,6 +61,7 @@ mod producer_state;
 mod shard;
 
 pub use cache::{FSYNC_BOUNDS_US, ShardStats};
+pub use codec::batch_records;
 pub use compact::CompactionStats;
 pub use config::{Durability, LogConfig, ShardConfig};
 pub use dma::{DMA_PROBE_FILE, DmaStorage, probe_dma_polling, write_alignment};

@@ -152,6 +152,11 @@ def test_compression_codecs_pass_through(broker, codec):
     assert p.flush(30) == 0
     msgs = consume_all(broker.bootstrap, topic, 1, 500)
     assert [m.value() for m in msgs] == [(b"value-%d-" % i) * 20 for i in range(500)]
+    # The operator CLI reads the same compressed batches.
+    from conftest import sluice_bin
+    out = subprocess.run([sluice_bin(), "consume", "--bootstrap", broker.bootstrap, topic, "--exit",
+                          "--format", "kv"], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.splitlines() == ["k%d\t%s" % (i, ("value-%d-" % i) * 20) for i in range(500)]
 
 
 def test_sigkill_during_acks_all_loses_nothing_acknowledged(broker):
