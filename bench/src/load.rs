@@ -28,10 +28,10 @@ use sluice_net::record_batch::build::{BatchSpec, batch};
 use sluice_net::{ApiKey, Response};
 
 use crate::kafka::{self, Conn};
-use sluice_net::client::partition_for_key;
 use crate::rate::{Schedule, corrected_latency_ns};
 use crate::stats::{self, Live, Percentiles, Recorder};
 use crate::workload::Workload;
+use sluice_net::client::partition_for_key;
 
 /// CLOCK_MONOTONIC in nanoseconds: one clock for every thread and process on this machine.
 pub fn mono_ns() -> u64 {

@@ -206,7 +206,10 @@ impl Cluster {
     /// (partition, leader) of a topic.
     fn partitions(&mut self, topic: &str) -> anyhow::Result<Vec<(i32, i32)>> {
         let m = self.metadata(Some(&[topic]))?;
-        let t = m.topics.first().ok_or_else(|| anyhow!("no answer for {topic}"))?;
+        let t = m
+            .topics
+            .first()
+            .ok_or_else(|| anyhow!("no answer for {topic}"))?;
         check(t.error_code, &format!("topic {topic}"), None)?;
         let mut ps: Vec<(i32, i32)> = t
             .partitions
@@ -264,7 +267,11 @@ impl Cluster {
             };
             for t in r.topics {
                 for p in t.partitions {
-                    check(p.error_code, &format!("offsets of {topic}-{}", p.partition_index), None)?;
+                    check(
+                        p.error_code,
+                        &format!("offsets of {topic}-{}", p.partition_index),
+                        None,
+                    )?;
                     out.insert(p.partition_index, p.offset);
                 }
             }
@@ -312,7 +319,11 @@ pub fn topic(target: &Target, cmd: TopicCmd) -> anyhow::Result<()> {
                 bail!("unexpected answer to CreateTopics");
             };
             let t = r.topics.first().ok_or_else(|| anyhow!("no result"))?;
-            check(t.error_code, &format!("create {name}"), t.error_message.as_ref())?;
+            check(
+                t.error_code,
+                &format!("create {name}"),
+                t.error_message.as_ref(),
+            )?;
             println!("created topic {name} with {partitions} partitions");
         }
         TopicCmd::List { internal } => {
@@ -366,7 +377,10 @@ pub fn topic(target: &Target, cmd: TopicCmd) -> anyhow::Result<()> {
                     overrides.join(", ")
                 }
             );
-            println!("{:>9}  {:>6}  {:>12}  {:>12}", "PARTITION", "LEADER", "START", "END");
+            println!(
+                "{:>9}  {:>6}  {:>12}  {:>12}",
+                "PARTITION", "LEADER", "START", "END"
+            );
             for (p, leader) in parts {
                 println!(
                     "{p:>9}  {leader:>6}  {:>12}  {:>12}",
@@ -385,7 +399,11 @@ pub fn topic(target: &Target, cmd: TopicCmd) -> anyhow::Result<()> {
                 bail!("unexpected answer to DeleteTopics");
             };
             let t = r.responses.first().ok_or_else(|| anyhow!("no result"))?;
-            check(t.error_code, &format!("delete {name}"), t.error_message.as_ref())?;
+            check(
+                t.error_code,
+                &format!("delete {name}"),
+                t.error_message.as_ref(),
+            )?;
             println!("deleted topic {name}");
         }
         TopicCmd::AlterConfig { name, set, delete } => {
@@ -420,7 +438,11 @@ pub fn topic(target: &Target, cmd: TopicCmd) -> anyhow::Result<()> {
                 bail!("unexpected answer to IncrementalAlterConfigs");
             };
             let res = r.responses.first().ok_or_else(|| anyhow!("no result"))?;
-            check(res.error_code, &format!("alter {name}"), res.error_message.as_ref())?;
+            check(
+                res.error_code,
+                &format!("alter {name}"),
+                res.error_message.as_ref(),
+            )?;
             println!("altered configs of topic {name}");
         }
     }
@@ -443,7 +465,11 @@ fn coordinator(c: &mut Cluster, group: &str) -> anyhow::Result<Client> {
             return connect(&format!("{}:{}", r.host.as_str(), r.port));
         }
         if Instant::now() > deadline {
-            check(r.error_code, &format!("coordinator of {group}"), r.error_message.as_ref())?;
+            check(
+                r.error_code,
+                &format!("coordinator of {group}"),
+                r.error_message.as_ref(),
+            )?;
         }
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -617,7 +643,11 @@ pub fn group(target: &Target, cmd: GroupCmd) -> anyhow::Result<()> {
             let mut coord = coordinator(&mut c, &group)?;
             let d = describe_group(&mut coord, &group)?;
             let g = d.groups.first().ok_or_else(|| anyhow!("no answer"))?;
-            check(g.error_code, &format!("describe {group}"), g.error_message.as_ref())?;
+            check(
+                g.error_code,
+                &format!("describe {group}"),
+                g.error_message.as_ref(),
+            )?;
             println!(
                 "group {group}: state {}, protocol {} {}, {} members",
                 g.group_state.as_str(),
@@ -693,7 +723,11 @@ pub fn group(target: &Target, cmd: GroupCmd) -> anyhow::Result<()> {
                 bail!("unexpected answer to DeleteGroups");
             };
             let res = r.results.first().ok_or_else(|| anyhow!("no result"))?;
-            check(res.error_code, &format!("delete {group}"), res.error_message.as_ref())?;
+            check(
+                res.error_code,
+                &format!("delete {group}"),
+                res.error_message.as_ref(),
+            )?;
             println!("deleted group {group}");
         }
         GroupCmd::ResetOffsets {
@@ -734,7 +768,10 @@ pub fn group(target: &Target, cmd: GroupCmd) -> anyhow::Result<()> {
             }
             if execute {
                 commit(&mut coord, &group, -1, "", &plan)?;
-                println!("reset {} partitions of {topic} for group {group}", plan.len());
+                println!(
+                    "reset {} partitions of {topic} for group {group}",
+                    plan.len()
+                );
             } else {
                 println!("(dry run: add --execute to commit these offsets)");
             }
@@ -779,7 +816,7 @@ pub fn produce(target: &Target, args: ProduceArgs) -> anyhow::Result<()> {
     let mut sticky = 0i32;
     let mut sent = 0u64;
     let flush = |c: &mut Cluster,
-                     pending: &mut BTreeMap<i32, Vec<(Option<Vec<u8>>, Vec<u8>)>>|
+                 pending: &mut BTreeMap<i32, Vec<(Option<Vec<u8>>, Vec<u8>)>>|
      -> anyhow::Result<u64> {
         let mut count = 0u64;
         for (p, recs) in std::mem::take(pending) {
@@ -971,7 +1008,8 @@ impl Member {
                     .enumerate()
                     .map(|(i, m)| {
                         let take = per + usize::from(i < extra);
-                        let mine: Vec<i32> = parts[next..next + take].iter().map(|(p, _)| *p).collect();
+                        let mine: Vec<i32> =
+                            parts[next..next + take].iter().map(|(p, _)| *p).collect();
                         next += take;
                         SyncGroupRequestAssignment {
                             member_id: s(m),
@@ -1068,7 +1106,15 @@ pub fn consume(target: &Target, args: ConsumeArgs) -> anyhow::Result<()> {
         member = Some(m);
         mine = parts;
     }
-    let mut positions = start_positions(&mut c, &args, &mine, &leaders, start_ts, explicit, member.as_mut())?;
+    let mut positions = start_positions(
+        &mut c,
+        &args,
+        &mine,
+        &leaders,
+        start_ts,
+        explicit,
+        member.as_mut(),
+    )?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut printed = 0u64;
@@ -1081,10 +1127,14 @@ pub fn consume(target: &Target, args: ConsumeArgs) -> anyhow::Result<()> {
             && m.heartbeat()?
         {
             mine = m.rejoin(&mut c, &args.topic)?;
-            positions = start_positions(&mut c, &args, &mine, &leaders, start_ts, explicit, Some(m))?;
+            positions =
+                start_positions(&mut c, &args, &mine, &leaders, start_ts, explicit, Some(m))?;
             at_end.clear();
         }
-        if args.exit && !positions.is_empty() && positions.keys().all(|p| at_end.get(p) == Some(&true)) {
+        if args.exit
+            && !positions.is_empty()
+            && positions.keys().all(|p| at_end.get(p) == Some(&true))
+        {
             break;
         }
         if positions.is_empty() {
@@ -1134,15 +1184,22 @@ pub fn consume(target: &Target, args: ConsumeArgs) -> anyhow::Result<()> {
                     check(pd.error_code, &format!("fetch {}-{p}", args.topic), None)?;
                     let mut next = positions.get(&p).copied().unwrap_or(0);
                     for batch in Batches::new(pd.records.unwrap_or_default()) {
-                        let batch = batch.map_err(|e| anyhow!("bad batch in {}-{p}: {e}", args.topic))?;
+                        let batch =
+                            batch.map_err(|e| anyhow!("bad batch in {}-{p}: {e}", args.topic))?;
                         if batch.last_offset() < next || batch.is_control() {
                             next = next.max(batch.last_offset() + 1);
                             continue;
                         }
-                        let log_append = batch.timestamp_type() == sluice_net::record_batch::TimestampType::LogAppendTime;
-                        let records = sluice_shard::batch_records(&batch, 64 << 20).map_err(|e| {
-                            anyhow!("cannot read a batch of {}-{p} ({:?}): {e}", args.topic, batch.compression())
-                        })?;
+                        let log_append = batch.timestamp_type()
+                            == sluice_net::record_batch::TimestampType::LogAppendTime;
+                        let records =
+                            sluice_shard::batch_records(&batch, 64 << 20).map_err(|e| {
+                                anyhow!(
+                                    "cannot read a batch of {}-{p} ({:?}): {e}",
+                                    args.topic,
+                                    batch.compression()
+                                )
+                            })?;
                         for rec in records {
                             let rec = rec.map_err(|e| anyhow!("{e}"))?;
                             let offset = batch.base_offset() + i64::from(rec.offset_delta);

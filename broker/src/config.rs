@@ -134,10 +134,11 @@ impl BrokerConfig {
                     path: path.to_owned(),
                     source,
                 })?;
-                text.parse().map_err(|e: toml::de::Error| ConfigError::Parse {
-                    path: path.to_owned(),
-                    message: e.to_string(),
-                })?
+                text.parse()
+                    .map_err(|e: toml::de::Error| ConfigError::Parse {
+                        path: path.to_owned(),
+                        message: e.to_string(),
+                    })?
             }
             None => toml::Table::new(),
         };

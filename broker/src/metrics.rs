@@ -21,8 +21,8 @@ use crate::core::{Core, CoreReply, CoreRequest};
 
 /// Upper bounds (seconds) of the latency histograms: 50 µs … 10 s.
 pub const LATENCY_BOUNDS_S: [f64; 17] = [
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-    0.5, 1.0, 2.5, 5.0, 10.0,
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0,
 ];
 
 /// A latency histogram over [`LATENCY_BOUNDS_S`] (plus +Inf).
@@ -184,7 +184,9 @@ fn family<F>(
     mut each: F,
 ) -> Result<(), std::fmt::Error>
 where
-    F: FnMut(&mut dyn FnMut(Vec<(&str, String)>, Value) -> Result<(), std::fmt::Error>) -> Result<(), std::fmt::Error>,
+    F: FnMut(
+        &mut dyn FnMut(Vec<(&str, String)>, Value) -> Result<(), std::fmt::Error>,
+    ) -> Result<(), std::fmt::Error>,
 {
     let mut metric = encoder.encode_descriptor(name, help, None, kind)?;
     each(&mut |labels, value| {
@@ -212,60 +214,100 @@ impl Collector for Gathered {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let cores = &self.0;
         let core = |s: &Snapshot| ("core", s.core.to_string());
-        family(&mut e, "sluice_requests", "Requests answered, by API, with their handling time in seconds.", MetricType::Histogram, |put| {
-            for s in cores {
-                for (api, h) in &s.requests {
-                    put(
-                        vec![core(s), ("api", api.clone())],
-                        Value::Hist(h.sum, h.count, h.buckets()),
-                    )?;
+        family(
+            &mut e,
+            "sluice_requests",
+            "Requests answered, by API, with their handling time in seconds.",
+            MetricType::Histogram,
+            |put| {
+                for s in cores {
+                    for (api, h) in &s.requests {
+                        put(
+                            vec![core(s), ("api", api.clone())],
+                            Value::Hist(h.sum, h.count, h.buckets()),
+                        )?;
+                    }
                 }
-            }
-            Ok(())
-        })?;
+                Ok(())
+            },
+        )?;
         type Field = fn(&TopicIo) -> u64;
         let topic_fields: [(&str, &str, Field); 4] = [
-            ("sluice_topic_bytes_in", "Record batch bytes appended, by topic.", |t| t.bytes_in),
-            ("sluice_topic_records_in", "Records appended, by topic.", |t| t.records_in),
-            ("sluice_topic_bytes_out", "Record batch bytes served by Fetch, by topic.", |t| t.bytes_out),
-            ("sluice_topic_records_out", "Records served by Fetch, by topic.", |t| t.records_out),
+            (
+                "sluice_topic_bytes_in",
+                "Record batch bytes appended, by topic.",
+                |t| t.bytes_in,
+            ),
+            (
+                "sluice_topic_records_in",
+                "Records appended, by topic.",
+                |t| t.records_in,
+            ),
+            (
+                "sluice_topic_bytes_out",
+                "Record batch bytes served by Fetch, by topic.",
+                |t| t.bytes_out,
+            ),
+            (
+                "sluice_topic_records_out",
+                "Records served by Fetch, by topic.",
+                |t| t.records_out,
+            ),
         ];
         for (name, help, field) in topic_fields {
             family(&mut e, name, help, MetricType::Counter, |put| {
                 for s in cores {
                     for (topic, io) in &s.topics {
-                        put(vec![core(s), ("topic", topic.clone())], Value::Counter(field(io)))?;
+                        put(
+                            vec![core(s), ("topic", topic.clone())],
+                            Value::Counter(field(io)),
+                        )?;
                     }
                 }
                 Ok(())
             })?;
         }
-        family(&mut e, "sluice_requests_rejected", "Requests refused with the connection closed, by reason.", MetricType::Counter, |put| {
-            for s in cores {
-                for (reason, n) in &s.rejected {
-                    put(vec![core(s), ("reason", reason.clone())], Value::Counter(*n))?;
+        family(
+            &mut e,
+            "sluice_requests_rejected",
+            "Requests refused with the connection closed, by reason.",
+            MetricType::Counter,
+            |put| {
+                for s in cores {
+                    for (reason, n) in &s.rejected {
+                        put(
+                            vec![core(s), ("reason", reason.clone())],
+                            Value::Counter(*n),
+                        )?;
+                    }
                 }
-            }
-            Ok(())
-        })?;
+                Ok(())
+            },
+        )?;
         type Scalar = fn(&Snapshot) -> u64;
-        family(&mut e, "sluice_fsync_seconds", "fdatasync latency of partition appends (one per group commit).", MetricType::Histogram, |put| {
-            for s in cores {
-                let st = &s.storage;
-                let buckets: Vec<(f64, u64)> = sluice_shard::FSYNC_BOUNDS_US
-                    .iter()
-                    .map(|b| *b as f64 / 1e6)
-                    .chain(std::iter::once(f64::MAX))
-                    .enumerate()
-                    .map(|(i, b)| (b, st.fsync_buckets.get(i).copied().unwrap_or(0)))
-                    .collect();
-                put(
-                    vec![core(s)],
-                    Value::Hist(st.fsync_sum_us as f64 / 1e6, st.fsync_count, buckets),
-                )?;
-            }
-            Ok(())
-        })?;
+        family(
+            &mut e,
+            "sluice_fsync_seconds",
+            "fdatasync latency of partition appends (one per group commit).",
+            MetricType::Histogram,
+            |put| {
+                for s in cores {
+                    let st = &s.storage;
+                    let buckets: Vec<(f64, u64)> = sluice_shard::FSYNC_BOUNDS_US
+                        .iter()
+                        .map(|b| *b as f64 / 1e6)
+                        .chain(std::iter::once(f64::MAX))
+                        .enumerate()
+                        .map(|(i, b)| (b, st.fsync_buckets.get(i).copied().unwrap_or(0)))
+                        .collect();
+                    put(
+                        vec![core(s)],
+                        Value::Hist(st.fsync_sum_us as f64 / 1e6, st.fsync_count, buckets),
+                    )?;
+                }
+                Ok(())
+            },
+        )?;
         let counters: [(&str, &str, Scalar); 3] = [
             (
                 "sluice_connections_accepted",
@@ -292,30 +334,51 @@ impl Collector for Gathered {
             })?;
         }
         let gauges: [(&str, &str, Scalar); 4] = [
-            ("sluice_connections_open", "Client connections open.", |s| s.connections_open),
-            ("sluice_requests_in_flight", "Requests being handled.", |s| s.requests_in_flight),
-            ("sluice_cache_bytes", "Bytes of record batches in the core's cache.", |s| s.cache_bytes),
-            ("sluice_partitions", "Partitions the core owns.", |s| s.partitions),
+            ("sluice_connections_open", "Client connections open.", |s| {
+                s.connections_open
+            }),
+            (
+                "sluice_requests_in_flight",
+                "Requests being handled.",
+                |s| s.requests_in_flight,
+            ),
+            (
+                "sluice_cache_bytes",
+                "Bytes of record batches in the core's cache.",
+                |s| s.cache_bytes,
+            ),
+            ("sluice_partitions", "Partitions the core owns.", |s| {
+                s.partitions
+            }),
         ];
         for (name, help, field) in gauges {
             family(&mut e, name, help, MetricType::Gauge, |put| {
                 for s in cores {
-                    put(vec![core(s)], Value::Gauge(i64::try_from(field(s)).unwrap_or(i64::MAX)))?;
+                    put(
+                        vec![core(s)],
+                        Value::Gauge(i64::try_from(field(s)).unwrap_or(i64::MAX)),
+                    )?;
                 }
                 Ok(())
             })?;
         }
-        family(&mut e, "sluice_consumer_groups", "Consumer groups the core coordinates, by state.", MetricType::Gauge, |put| {
-            for s in cores {
-                for (state, n) in &s.groups_by_state {
-                    put(
-                        vec![core(s), ("state", state.clone())],
-                        Value::Gauge(i64::try_from(*n).unwrap_or(i64::MAX)),
-                    )?;
+        family(
+            &mut e,
+            "sluice_consumer_groups",
+            "Consumer groups the core coordinates, by state.",
+            MetricType::Gauge,
+            |put| {
+                for s in cores {
+                    for (state, n) in &s.groups_by_state {
+                        put(
+                            vec![core(s), ("state", state.clone())],
+                            Value::Gauge(i64::try_from(*n).unwrap_or(i64::MAX)),
+                        )?;
+                    }
                 }
-            }
-            Ok(())
-        })
+                Ok(())
+            },
+        )
     }
 }
 
@@ -430,10 +493,22 @@ mod tests {
             text.contains(r#"sluice_requests_bucket{le="+Inf",core="1",api="Produce"} 2"#),
             "{text}"
         );
-        assert!(text.contains(r#"sluice_requests_count{core="1",api="Produce"} 2"#), "{text}");
-        assert!(text.contains(r#"sluice_topic_bytes_in_total{core="1",topic="t"} 10"#), "{text}");
-        assert!(text.contains(r#"sluice_connections_open{core="1"} 3"#), "{text}");
-        assert!(text.contains(r#"sluice_consumer_groups{core="1",state="Stable"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"sluice_requests_count{core="1",api="Produce"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sluice_topic_bytes_in_total{core="1",topic="t"} 10"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sluice_connections_open{core="1"} 3"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sluice_consumer_groups{core="1",state="Stable"} 1"#),
+            "{text}"
+        );
         assert!(text.trim_end().ends_with("# EOF"), "{text}");
     }
 }

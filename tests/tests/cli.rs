@@ -49,17 +49,43 @@ fn topic_produce_consume_group_round_trip() {
     let b = Broker::start(&["--set", "group_initial_rebalance_delay_ms=0"]);
     let bs = b.bootstrap();
     let bs = bs.as_str();
-    ok(&sluice(bs, &["topic", "create", "cli-t", "--partitions", "3", "--config", "retention.ms=3600000"], None));
+    ok(&sluice(
+        bs,
+        &[
+            "topic",
+            "create",
+            "cli-t",
+            "--partitions",
+            "3",
+            "--config",
+            "retention.ms=3600000",
+        ],
+        None,
+    ));
     let again = sluice(bs, &["topic", "create", "cli-t"], None);
     assert!(!again.status.success(), "creating twice fails");
     assert!(String::from_utf8_lossy(&again.stderr).contains("TOPIC_ALREADY_EXISTS"));
-    assert!(ok(&sluice(bs, &["topic", "list"], None)).lines().any(|l| l == "cli-t"));
-    let lines: String = (0..30).map(|i| format!("key{}:value{i}\n", i % 5)).collect();
-    ok(&sluice(bs, &["produce", "cli-t", "--key-separator", ":"], Some(&lines)));
+    assert!(
+        ok(&sluice(bs, &["topic", "list"], None))
+            .lines()
+            .any(|l| l == "cli-t")
+    );
+    let lines: String = (0..30)
+        .map(|i| format!("key{}:value{i}\n", i % 5))
+        .collect();
+    ok(&sluice(
+        bs,
+        &["produce", "cli-t", "--key-separator", ":"],
+        Some(&lines),
+    ));
     let described = ok(&sluice(bs, &["topic", "describe", "cli-t"], None));
     assert!(described.contains("retention.ms=3600000"), "{described}");
     // Keys land where the Java client's murmur2 puts them: same key, same partition.
-    let all = ok(&sluice(bs, &["consume", "cli-t", "--exit", "--format", "json"], None));
+    let all = ok(&sluice(
+        bs,
+        &["consume", "cli-t", "--exit", "--format", "json"],
+        None,
+    ));
     let records: Vec<&str> = all.lines().collect();
     assert_eq!(records.len(), 30, "{all}");
     for k in 0..5 {
@@ -71,10 +97,17 @@ fn topic_produce_consume_group_round_trip() {
         assert_eq!(parts.len(), 1, "key{k} in one partition: {parts:?}");
     }
     // A group consumes everything once, commits, and is described with zero lag.
-    let got = ok(&sluice(bs, &["consume", "cli-t", "--group", "cli-g", "--count", "30"], None));
+    let got = ok(&sluice(
+        bs,
+        &["consume", "cli-t", "--group", "cli-g", "--count", "30"],
+        None,
+    ));
     assert_eq!(got.lines().count(), 30);
     let listed = ok(&sluice(bs, &["group", "list"], None));
-    assert!(listed.lines().any(|l| l.starts_with("cli-g\tEmpty")), "{listed}");
+    assert!(
+        listed.lines().any(|l| l.starts_with("cli-g\tEmpty")),
+        "{listed}"
+    );
     let described = ok(&sluice(bs, &["group", "describe", "cli-g"], None));
     let lags: Vec<&str> = described
         .lines()
@@ -84,10 +117,30 @@ fn topic_produce_consume_group_round_trip() {
     assert_eq!(lags.len(), 3, "{described}");
     assert!(lags.iter().all(|l| *l == "0"), "{described}");
     // Reset to earliest and the group reads everything again.
-    ok(&sluice(bs, &["group", "reset-offsets", "cli-g", "--topic", "cli-t", "--to-earliest", "--execute"], None));
-    let again = ok(&sluice(bs, &["consume", "cli-t", "--group", "cli-g", "--count", "30"], None));
+    ok(&sluice(
+        bs,
+        &[
+            "group",
+            "reset-offsets",
+            "cli-g",
+            "--topic",
+            "cli-t",
+            "--to-earliest",
+            "--execute",
+        ],
+        None,
+    ));
+    let again = ok(&sluice(
+        bs,
+        &["consume", "cli-t", "--group", "cli-g", "--count", "30"],
+        None,
+    ));
     assert_eq!(again.lines().count(), 30);
     ok(&sluice(bs, &["group", "delete", "cli-g"], None));
     ok(&sluice(bs, &["topic", "delete", "cli-t"], None));
-    assert!(!ok(&sluice(bs, &["topic", "list"], None)).lines().any(|l| l == "cli-t"));
+    assert!(
+        !ok(&sluice(bs, &["topic", "list"], None))
+            .lines()
+            .any(|l| l == "cli-t")
+    );
 }

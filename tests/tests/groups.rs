@@ -884,7 +884,9 @@ fn find_coordinator_names_the_broker_itself() {
             ),
             ApiVersions
         );
-        r.api_keys.iter().any(|k| k.api_key == ApiKey::AddPartitionsToTxn.key())
+        r.api_keys
+            .iter()
+            .any(|k| k.api_key == ApiKey::AddPartitionsToTxn.key())
     };
     for v in 1..=6 {
         if !txn_supported {
@@ -2240,18 +2242,28 @@ fn offsets_of_empty_groups_expire_durably() {
     let (gone, kept) = (uniq("gone"), uniq("kept"));
     assert_eq!(find_coordinator(&mut c, 3, &gone, 0).error_code, NONE);
     assert_eq!(
-        commit(&mut c, 8, &gone, -1, "", &[(&topic, 0, 5, None), (&topic, 1, 7, None)]),
+        commit(
+            &mut c,
+            8,
+            &gone,
+            -1,
+            "",
+            &[(&topic, 0, 5, None), (&topic, 1, 7, None)]
+        ),
         vec![(topic.clone(), 0, NONE), (topic.clone(), 1, NONE)]
     );
     // A member keeps `kept` alive; its offsets stay (it subscribes to the topic).
-    let (member, generation) = stable_single(
-        &mut c,
-        &kept,
-        &[&topic],
-        assignment(&[(&topic, &[0, 1])]),
-    );
+    let (member, generation) =
+        stable_single(&mut c, &kept, &[&topic], assignment(&[(&topic, &[0, 1])]));
     assert_eq!(
-        commit(&mut c, 8, &kept, generation, &member, &[(&topic, 0, 3, None)]),
+        commit(
+            &mut c,
+            8,
+            &kept,
+            generation,
+            &member,
+            &[(&topic, 0, 3, None)]
+        ),
         vec![(topic.clone(), 0, NONE)]
     );
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -2261,7 +2273,10 @@ fn offsets_of_empty_groups_expire_durably() {
         if parts.is_empty() {
             break;
         }
-        assert!(Instant::now() < deadline, "offsets of {gone} never expired: {parts:?}");
+        assert!(
+            Instant::now() < deadline,
+            "offsets of {gone} never expired: {parts:?}"
+        );
         std::thread::sleep(Duration::from_millis(300));
     }
     let listed = list_groups(&mut c, 4, &[], &[]);
@@ -2275,9 +2290,15 @@ fn offsets_of_empty_groups_expire_durably() {
     b.restart_after_kill();
     let mut c = connect(&b);
     let (_, parts) = fetch_offsets(&mut c, 7, &gone, None, false);
-    assert!(parts.is_empty(), "expired offsets came back after a restart: {parts:?}");
+    assert!(
+        parts.is_empty(),
+        "expired offsets came back after a restart: {parts:?}"
+    );
     let (_, parts) = fetch_offsets(&mut c, 7, &kept, None, false);
-    assert_eq!(parts, vec![(topic.clone(), 0, 3, -1, Some(String::new()), NONE)]);
+    assert_eq!(
+        parts,
+        vec![(topic.clone(), 0, 3, -1, Some(String::new()), NONE)]
+    );
 }
 
 /// Deleting a topic deletes every group's committed offsets for it (Kafka does the same), and
@@ -2291,12 +2312,15 @@ fn deleting_a_topic_deletes_its_committed_offsets() {
     create_topic(&mut c, &other, 1);
     let g = uniq("g");
     assert_eq!(
-        commit(&mut c, 8, &g, -1, "", &[(&doomed, 0, 4, None), (&other, 0, 9, None)]),
-        vec![
-            (doomed.clone(), 0, NONE),
-            (other.clone(), 0, NONE)
-        ]
-        .tap_sort()
+        commit(
+            &mut c,
+            8,
+            &g,
+            -1,
+            "",
+            &[(&doomed, 0, 4, None), (&other, 0, 9, None)]
+        ),
+        vec![(doomed.clone(), 0, NONE), (other.clone(), 0, NONE)].tap_sort()
     );
     let r = expect!(
         call(
@@ -2316,13 +2340,22 @@ fn deleting_a_topic_deletes_its_committed_offsets() {
     loop {
         let (_, parts) = fetch_offsets(&mut c, 7, &g, None, false);
         if parts.iter().all(|p| p.0 != doomed) {
-            assert_eq!(parts, vec![(other.clone(), 0, 9, -1, Some(String::new()), NONE)]);
+            assert_eq!(
+                parts,
+                vec![(other.clone(), 0, 9, -1, Some(String::new()), NONE)]
+            );
             break;
         }
-        assert!(Instant::now() < deadline, "offsets of a deleted topic stayed: {parts:?}");
+        assert!(
+            Instant::now() < deadline,
+            "offsets of a deleted topic stayed: {parts:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     create_topic(&mut c, &doomed, 1);
     let (_, parts) = fetch_offsets(&mut c, 7, &g, Some(&[(&doomed, &[0])]), false);
-    assert_eq!(parts, vec![(doomed.clone(), 0, -1, -1, Some(String::new()), NONE)]);
+    assert_eq!(
+        parts,
+        vec![(doomed.clone(), 0, -1, -1, Some(String::new()), NONE)]
+    );
 }

@@ -24,7 +24,10 @@ fn http_get(port: u16, path: &str) -> (String, String) {
     let mut text = String::new();
     s.read_to_string(&mut text).expect("response read");
     let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
-    (head.lines().next().unwrap_or("").to_owned(), body.to_owned())
+    (
+        head.lines().next().unwrap_or("").to_owned(),
+        body.to_owned(),
+    )
 }
 
 /// Parses the text format strictly enough to catch a broken exposition: every sample line is
@@ -41,7 +44,9 @@ fn samples(body: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
             continue;
         }
         let (series, value) = line.rsplit_once(' ').expect("a value");
-        let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value in {line}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line}"));
         let (name, labels) = match series.split_once('{') {
             Some((n, l)) => {
                 let l = l.strip_suffix('}').expect("closing brace");
@@ -91,13 +96,20 @@ fn metrics_parse_and_move_after_a_produce() {
         allow_auto_topic_creation: true,
         ..Default::default()
     });
-    assert!(matches!(c.call(ApiKey::Metadata, 12, 1, &req), Response::Metadata(_)));
+    assert!(matches!(
+        c.call(ApiKey::Metadata, 12, 1, &req),
+        Response::Metadata(_)
+    ));
     let (_, before) = http_get(port, "/metrics");
     let before = samples(&before);
     assert_eq!(sum(&before, "sluice_topic_records_in_total", topic), 0.0);
     let records = batch(
         &BatchSpec::default(),
-        &[(Some(b"k1"), Some(b"v1")), (None, Some(b"v2")), (None, Some(b"v3"))],
+        &[
+            (Some(b"k1"), Some(b"v1")),
+            (None, Some(b"v2")),
+            (None, Some(b"v3")),
+        ],
     );
     let bytes = records.len() as f64;
     let req = Request::Produce(ProduceRequest {

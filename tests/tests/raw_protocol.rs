@@ -250,7 +250,11 @@ fn idle_long_poll_waits_without_spinning() {
     let broker = Broker::start(&["--cores", "2"]);
     let mut c = RawConn::connect(broker.addr);
     create_topic(&mut c, "idle-poll");
-    let (err, _) = produce(&mut c, "idle-poll", batch(&BatchSpec::default(), &[(None, Some(b"x"))]));
+    let (err, _) = produce(
+        &mut c,
+        "idle-poll",
+        batch(&BatchSpec::default(), &[(None, Some(b"x"))]),
+    );
     assert_eq!(err, 0);
     let fetch = Request::Fetch(FetchRequest {
         replica_id: -1,
@@ -285,8 +289,14 @@ fn idle_long_poll_waits_without_spinning() {
     }
     let waited = started.elapsed();
     let used = cpu_seconds(broker.pid()) - before;
-    assert!(waited >= std::time::Duration::from_millis(2900), "answered after {waited:?}");
-    assert!(used < 0.5, "the broker used {used:.2} CPU-s during a 3 s idle long poll");
+    assert!(
+        waited >= std::time::Duration::from_millis(2900),
+        "answered after {waited:?}"
+    );
+    assert!(
+        used < 0.5,
+        "the broker used {used:.2} CPU-s during a 3 s idle long poll"
+    );
 }
 
 /// Proves a `message.timestamp.type=LogAppendTime` topic stamps each batch with the append

@@ -347,9 +347,11 @@ impl Group {
         if self.protocol_type.as_deref() != Some(protocol_type) {
             return false;
         }
-        protocols
-            .iter()
-            .any(|(name, _)| self.members.values().all(|m| m.protocols.iter().any(|(n, _)| n == name)))
+        protocols.iter().any(|(name, _)| {
+            self.members
+                .values()
+                .all(|m| m.protocols.iter().any(|(n, _)| n == name))
+        })
     }
 
     /// The protocol every member supports that most members prefer (Kafka's vote).
@@ -368,7 +370,10 @@ impl Group {
             .collect();
         let mut votes: Vec<(usize, &str)> = candidates.iter().map(|c| (0, *c)).collect();
         for m in self.members_in_order() {
-            if let Some((n, _)) = m.protocols.iter().find(|(n, _)| candidates.contains(&n.as_str()))
+            if let Some((n, _)) = m
+                .protocols
+                .iter()
+                .find(|(n, _)| candidates.contains(&n.as_str()))
                 && let Some(v) = votes.iter_mut().find(|(_, c)| c == n)
             {
                 v.0 += 1;
@@ -387,7 +392,13 @@ impl Group {
     fn current_members(&self) -> Vec<(String, Option<String>, Bytes)> {
         let protocol = self.protocol.clone().unwrap_or_default();
         self.members_in_order()
-            .map(|m| (m.id.clone(), m.group_instance_id.clone(), m.metadata(&protocol)))
+            .map(|m| {
+                (
+                    m.id.clone(),
+                    m.group_instance_id.clone(),
+                    m.metadata(&protocol),
+                )
+            })
             .collect()
     }
 
@@ -457,9 +468,7 @@ impl Group {
             let id = args.member_id.clone();
             return self.add_member_and_rebalance(id, args, limits, now);
         }
-        if let Err(e) =
-            self.validate_member(&args.member_id, args.group_instance_id.as_deref())
-        {
+        if let Err(e) = self.validate_member(&args.member_id, args.group_instance_id.as_deref()) {
             return Reply::Now(JoinResult::error(e, &args.member_id));
         }
         let id = args.member_id.clone();
@@ -826,9 +835,7 @@ impl Group {
         }
         match self.state {
             State::Empty => Reply::Now(SyncResult::error(code::UNKNOWN_MEMBER_ID)),
-            State::PreparingRebalance => {
-                Reply::Now(SyncResult::error(code::REBALANCE_IN_PROGRESS))
-            }
+            State::PreparingRebalance => Reply::Now(SyncResult::error(code::REBALANCE_IN_PROGRESS)),
             State::Stable => {
                 self.pending_sync.remove(member_id);
                 let m = self.members.get_mut(member_id).expect("validated");
@@ -898,11 +905,17 @@ impl Group {
         match self.state {
             State::Empty => code::UNKNOWN_MEMBER_ID,
             State::PreparingRebalance => {
-                self.members.get_mut(member_id).expect("validated").touch(now);
+                self.members
+                    .get_mut(member_id)
+                    .expect("validated")
+                    .touch(now);
                 code::REBALANCE_IN_PROGRESS
             }
             State::CompletingRebalance | State::Stable => {
-                self.members.get_mut(member_id).expect("validated").touch(now);
+                self.members
+                    .get_mut(member_id)
+                    .expect("validated")
+                    .touch(now);
                 code::NONE
             }
             State::Dead => unreachable!("checked above"),
@@ -1012,7 +1025,9 @@ impl Group {
             && now >= until
         {
             if self.new_member_added && self.initial_delay_left_ms > 0 {
-                let step = limits.initial_rebalance_delay_ms.min(self.initial_delay_left_ms);
+                let step = limits
+                    .initial_rebalance_delay_ms
+                    .min(self.initial_delay_left_ms);
                 self.initial_delay_left_ms -= step;
                 self.initial_delay_until_ms = Some(now + step);
                 self.new_member_added = false;
@@ -1111,7 +1126,12 @@ mod tests {
         futures_lite::future::block_on(futures_lite::future::poll_once(rx.recv())).flatten()
     }
 
-    fn join_one(g: &mut Group, client: &str, now: i64, mk: &dyn Fn(&str) -> String) -> Reply<JoinResult> {
+    fn join_one(
+        g: &mut Group,
+        client: &str,
+        now: i64,
+        mk: &dyn Fn(&str) -> String,
+    ) -> Reply<JoinResult> {
         let first = now_value(g.join(args("", client), &LIMITS, now, mk));
         assert_eq!(first.error, code::MEMBER_ID_REQUIRED);
         g.join(args(&first.member_id, client), &LIMITS, now, mk)
@@ -1134,14 +1154,18 @@ mod tests {
             None,
             1,
             None,
-            None, false,
+            None,
+            false,
             vec![(j.member_id.clone(), Bytes::from_static(b"a"))],
             1,
         ));
         assert_eq!(s.assignment, Bytes::from_static(b"a"));
         assert_eq!(g.state, State::Stable);
         assert_eq!(g.heartbeat(&j.member_id, None, 1, 2), code::NONE);
-        assert_eq!(g.heartbeat(&j.member_id, None, 0, 2), code::ILLEGAL_GENERATION);
+        assert_eq!(
+            g.heartbeat(&j.member_id, None, 0, 2),
+            code::ILLEGAL_GENERATION
+        );
         assert_eq!(g.heartbeat("nobody", None, 1, 2), code::UNKNOWN_MEMBER_ID);
     }
 
@@ -1166,7 +1190,10 @@ mod tests {
             panic!()
         };
         assert_eq!(g.state, State::PreparingRebalance);
-        assert_eq!(g.heartbeat(&a.member_id, None, 1, 20), code::REBALANCE_IN_PROGRESS);
+        assert_eq!(
+            g.heartbeat(&a.member_id, None, 1, 20),
+            code::REBALANCE_IN_PROGRESS
+        );
         let Reply::Wait(rx_a) = g.join(args(&a.member_id, "a"), &LIMITS, 30, &mk) else {
             panic!()
         };
@@ -1184,7 +1211,8 @@ mod tests {
             None,
             2,
             None,
-            None, false,
+            None,
+            false,
             vec![(jb.member_id.clone(), Bytes::from_static(b"B"))],
             50,
         ));
@@ -1212,7 +1240,8 @@ mod tests {
             Some("i"),
             1,
             None,
-            None, false,
+            None,
+            false,
             vec![(j.member_id.clone(), Bytes::from_static(b"x"))],
             0,
         ));
@@ -1277,7 +1306,10 @@ mod tests {
         g.tick(&limits, 99);
         assert!(ready(&ra).is_none());
         g.tick(&limits, 100);
-        assert!(ready(&ra).is_none(), "a member arrived during the delay: extend");
+        assert!(
+            ready(&ra).is_none(),
+            "a member arrived during the delay: extend"
+        );
         g.tick(&limits, 200);
         let (ja, jb) = (ready(&ra).unwrap(), ready(&rb).unwrap());
         assert_eq!((ja.generation, jb.generation), (1, 1));
@@ -1296,7 +1328,8 @@ mod tests {
             None,
             1,
             None,
-            None, false,
+            None,
+            false,
             vec![(j.member_id.clone(), Bytes::from_static(b"q"))],
             0,
         ));

@@ -297,14 +297,10 @@ pub async fn serve(core: &Rc<Core>, call: GroupCall) -> GroupReply {
                     ),
                 }),
             };
-            GroupReply::Sync(
-                wait(r)
-                    .await
-                    .unwrap_or_else(|| SyncResult {
-                        error: code::COORDINATOR_NOT_AVAILABLE,
-                        ..SyncResult::default()
-                    }),
-            )
+            GroupReply::Sync(wait(r).await.unwrap_or_else(|| SyncResult {
+                error: code::COORDINATOR_NOT_AVAILABLE,
+                ..SyncResult::default()
+            }))
         }
         GroupCall::Heartbeat {
             partition,
@@ -412,18 +408,18 @@ fn spawn_write(core: &Rc<Core>, partition: i32, recs: Vec<(Bytes, Option<Bytes>)
     let core = Rc::clone(core);
     glommio::spawn_local(async move {
         if let Err(e) = append(&core, partition, &recs).await {
-            tracing::warn!(partition, error = e, "writing group metadata to __consumer_offsets failed");
+            tracing::warn!(
+                partition,
+                error = e,
+                "writing group metadata to __consumer_offsets failed"
+            );
         }
     })
     .detach();
 }
 
 /// Appends records (key, value-or-tombstone) durably; the offset of the first one.
-async fn append(
-    core: &Core,
-    partition: i32,
-    recs: &[(Bytes, Option<Bytes>)],
-) -> Result<i64, i16> {
+async fn append(core: &Core, partition: i32, recs: &[(Bytes, Option<Bytes>)]) -> Result<i64, i16> {
     let Some(log) = core.shard.partition(OFFSETS_TOPIC, partition) else {
         return Err(code::NOT_COORDINATOR);
     };
@@ -518,7 +514,10 @@ async fn ensure_loaded(core: &Rc<Core>, p: i32) -> Result<(), i16> {
             let mut groups = core.groups.groups.borrow_mut();
             for record in records {
                 let Ok(record) = record else {
-                    tracing::warn!(partition = p, "skipping a malformed record in __consumer_offsets");
+                    tracing::warn!(
+                        partition = p,
+                        "skipping a malformed record in __consumer_offsets"
+                    );
                     break;
                 };
                 let at = batch.base_offset() + i64::from(record.offset_delta);
@@ -527,7 +526,9 @@ async fn ensure_loaded(core: &Rc<Core>, p: i32) -> Result<(), i16> {
                         apply(&mut groups, d, at, now);
                         applied += 1;
                     }
-                    Err(e) => tracing::warn!(partition = p, offset = at, error = %e, "skipping record"),
+                    Err(e) => {
+                        tracing::warn!(partition = p, offset = at, error = %e, "skipping record")
+                    }
                 }
             }
         }
@@ -537,10 +538,19 @@ async fn ensure_loaded(core: &Rc<Core>, p: i32) -> Result<(), i16> {
     // Offsets of topics deleted while this partition was not loaded (or before a crash
     // finished their tombstones) go now.
     let table = core.topics();
-    let stale = forget_topics(&core.groups, &|t| !table.topics.contains_key(t), p, offsets_partitions(core));
+    let stale = forget_topics(
+        &core.groups,
+        &|t| !table.topics.contains_key(t),
+        p,
+        offsets_partitions(core),
+    );
     if !stale.is_empty() {
         if let Err(e) = append(core, p, &stale).await {
-            tracing::warn!(partition = p, error = e, "cannot delete offsets of deleted topics");
+            tracing::warn!(
+                partition = p,
+                error = e,
+                "cannot delete offsets of deleted topics"
+            );
         }
     }
     tracing::info!(
@@ -623,7 +633,8 @@ async fn join(core: &Rc<Core>, partition: i32, group_id: &str, args: JoinArgs) -
                 .insert(group_id.to_owned(), Group::new(group_id, now_ms()));
         }
         let r = with_group(core, partition, group_id, |g| {
-            g.expect("present").join(args, &limits, now_ms(), &new_member_id)
+            g.expect("present")
+                .join(args, &limits, now_ms(), &new_member_id)
         });
         let mut groups = core.groups.groups.borrow_mut();
         if groups.get(group_id).is_some_and(Group::is_vacant) {
@@ -733,23 +744,21 @@ async fn fetch_offsets(
     ensure_loaded(core, partition).await?;
     let groups = core.groups.groups.borrow();
     let g = groups.get(group_id);
-    let found = |topic: &str, p: i32| {
-        match g.and_then(|g| g.offsets.get(&(topic.to_owned(), p))) {
-            Some(c) => FetchedOffset {
-                partition: p,
-                offset: c.value.offset,
-                leader_epoch: c.value.leader_epoch,
-                metadata: c.value.metadata.clone(),
-                error: code::NONE,
-            },
-            None => FetchedOffset {
-                partition: p,
-                offset: -1,
-                leader_epoch: -1,
-                metadata: String::new(),
-                error: code::NONE,
-            },
-        }
+    let found = |topic: &str, p: i32| match g.and_then(|g| g.offsets.get(&(topic.to_owned(), p))) {
+        Some(c) => FetchedOffset {
+            partition: p,
+            offset: c.value.offset,
+            leader_epoch: c.value.leader_epoch,
+            metadata: c.value.metadata.clone(),
+            error: code::NONE,
+        },
+        None => FetchedOffset {
+            partition: p,
+            offset: -1,
+            leader_epoch: -1,
+            metadata: String::new(),
+            error: code::NONE,
+        },
     };
     Ok(match topics {
         Some(topics) => topics
@@ -802,7 +811,11 @@ async fn describe(core: &Rc<Core>, wanted: Vec<(i32, String)>) -> Vec<Described>
             d.found = true;
             d.state = g.state.name();
             d.protocol_type = g.protocol_type.clone().unwrap_or_default();
-            d.protocol = if stable { protocol.clone() } else { String::new() };
+            d.protocol = if stable {
+                protocol.clone()
+            } else {
+                String::new()
+            };
             d.members = g
                 .members_in_order()
                 .map(|m| DescribedMember {
@@ -843,7 +856,11 @@ fn owned_partitions(core: &Rc<Core>) -> Vec<i32> {
 async fn list(core: &Rc<Core>) -> Vec<Listed> {
     for p in owned_partitions(core) {
         if let Err(e) = ensure_loaded(core, p).await {
-            tracing::warn!(partition = p, error = e, "ListGroups skips a partition that cannot load");
+            tracing::warn!(
+                partition = p,
+                error = e,
+                "ListGroups skips a partition that cannot load"
+            );
         }
     }
     let groups = core.groups.groups.borrow();
@@ -861,7 +878,11 @@ async fn list(core: &Rc<Core>) -> Vec<Listed> {
 }
 
 /// Tombstones for a group's offsets (all, or the listed ones) and, with `whole`, its metadata.
-fn tombstones(g: &Group, only: Option<&[(String, i32)]>, whole: bool) -> Vec<(Bytes, Option<Bytes>)> {
+fn tombstones(
+    g: &Group,
+    only: Option<&[(String, i32)]>,
+    whole: bool,
+) -> Vec<(Bytes, Option<Bytes>)> {
     let mut recs: Vec<(Bytes, Option<Bytes>)> = g
         .offsets
         .keys()
@@ -967,7 +988,8 @@ fn forget_topics(
         if partition_for(&g.id, partitions) != p {
             continue;
         }
-        let doomed: Vec<(String, i32)> = g.offsets.keys().filter(|(t, _)| gone(t)).cloned().collect();
+        let doomed: Vec<(String, i32)> =
+            g.offsets.keys().filter(|(t, _)| gone(t)).cloned().collect();
         if doomed.is_empty() {
             continue;
         }
@@ -989,7 +1011,11 @@ pub async fn topics_deleted(core: &Core, names: &[String]) {
         if !recs.is_empty()
             && let Err(e) = append(core, p, &recs).await
         {
-            tracing::warn!(partition = p, error = e, "cannot delete offsets of a deleted topic");
+            tracing::warn!(
+                partition = p,
+                error = e,
+                "cannot delete offsets of a deleted topic"
+            );
         }
     }
 }

@@ -378,7 +378,10 @@ mod tests {
         let Decoded::Offset { value: Some(v), .. } = d else {
             panic!("{d:?}")
         };
-        assert_eq!((v.offset, v.leader_epoch, v.commit_timestamp_ms), (10, -1, 5));
+        assert_eq!(
+            (v.offset, v.leader_epoch, v.commit_timestamp_ms),
+            (10, -1, 5)
+        );
     }
 
     #[test]

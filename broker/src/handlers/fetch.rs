@@ -247,9 +247,9 @@ fn fill(
 
 /// Records in a stored batch (its header's count; 0 for a short buffer).
 fn record_count(batch: &[u8]) -> u64 {
-    batch
-        .get(57..61)
-        .map_or(0, |c| u64::try_from(i32::from_be_bytes([c[0], c[1], c[2], c[3]])).unwrap_or(0))
+    batch.get(57..61).map_or(0, |c| {
+        u64::try_from(i32::from_be_bytes([c[0], c[1], c[2], c[3]])).unwrap_or(0)
+    })
 }
 
 /// One `Bytes` for a partition's batches: no copy for a single batch. Several batches are

@@ -29,10 +29,10 @@ use sluice_net::messages::offset_fetch_response::{
 use sluice_net::messages::{
     DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
     FindCoordinatorRequest, FindCoordinatorResponse, HeartbeatRequest, HeartbeatResponse,
-    JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse,
-    ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse,
-    OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest, OffsetFetchResponse,
-    SyncGroupRequest, SyncGroupResponse,
+    JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
+    ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest,
+    OffsetDeleteResponse, OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest,
+    SyncGroupResponse,
 };
 
 use crate::core::{Core, CoreReply, CoreRequest};
@@ -567,8 +567,11 @@ pub async fn offset_fetch(
             match fetch_group(core, g.group_id.to_string(), topics).await {
                 Err(e) => out.error_code = e,
                 Ok(list) => {
-                    out.topics =
-                        offset_topics!(list, OffsetFetchResponseTopics, OffsetFetchResponsePartitions);
+                    out.topics = offset_topics!(
+                        list,
+                        OffsetFetchResponseTopics,
+                        OffsetFetchResponsePartitions
+                    );
                 }
             }
             r.groups.push(out);
@@ -620,7 +623,9 @@ pub async fn list_groups(
     ListGroupsResponse {
         groups: all
             .into_iter()
-            .filter(|g| version < 4 || states.is_empty() || states.contains(&g.state.to_ascii_lowercase()))
+            .filter(|g| {
+                version < 4 || states.is_empty() || states.contains(&g.state.to_ascii_lowercase())
+            })
             .filter(|_| version < 5 || types.is_empty() || types.iter().any(|t| t == "classic"))
             .map(|g| ListedGroup {
                 group_id: g.group_id.into(),

@@ -214,18 +214,14 @@ pub async fn handle(core: &Rc<Core>, frame: Bytes, peer_ip: &str) -> Outcome {
         }
         Request::SyncGroup(r) => Response::SyncGroup(groups::sync_group(core, r, version).await),
         Request::Heartbeat(r) => Response::Heartbeat(groups::heartbeat(core, r, version).await),
-        Request::LeaveGroup(r) => {
-            Response::LeaveGroup(groups::leave_group(core, r, version).await)
-        }
+        Request::LeaveGroup(r) => Response::LeaveGroup(groups::leave_group(core, r, version).await),
         Request::OffsetCommit(r) => {
             Response::OffsetCommit(groups::offset_commit(core, r, version).await)
         }
         Request::OffsetFetch(r) => {
             Response::OffsetFetch(groups::offset_fetch(core, r, version).await)
         }
-        Request::ListGroups(r) => {
-            Response::ListGroups(groups::list_groups(core, r, version).await)
-        }
+        Request::ListGroups(r) => Response::ListGroups(groups::list_groups(core, r, version).await),
         Request::DescribeGroups(r) => {
             Response::DescribeGroups(groups::describe_groups(core, r, version).await)
         }
