@@ -229,6 +229,33 @@ fn bytes_after_a_request_body_are_ignored_like_kafka() {
     }
 }
 
+/// A Fetch v4+ body for partition 0 of `topic` from `offset`, waiting up to `max_wait_ms`.
+fn fetch_request(topic: &str, offset: i64, max_wait_ms: i32) -> Request {
+    use sluice_net::messages::FetchRequest;
+    use sluice_net::messages::fetch_request::{FetchPartition, FetchTopic};
+    Request::Fetch(FetchRequest {
+        replica_id: -1,
+        max_wait_ms,
+        min_bytes: 1,
+        max_bytes: 1 << 20,
+        session_epoch: -1,
+        topics: vec![FetchTopic {
+            topic: topic.into(),
+            partitions: vec![FetchPartition {
+                partition: 0,
+                current_leader_epoch: -1,
+                fetch_offset: offset,
+                last_fetched_epoch: -1,
+                log_start_offset: -1,
+                partition_max_bytes: 1 << 20,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    })
+}
+
 /// CPU seconds (user + system) the process has used, from /proc/PID/stat.
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("proc stat");
@@ -245,8 +272,6 @@ fn cpu_seconds(pid: u32) -> f64 {
 /// partitions in a loop until max_wait_ms, costing a whole core per idle consumer).
 #[test]
 fn idle_long_poll_waits_without_spinning() {
-    use sluice_net::messages::FetchRequest;
-    use sluice_net::messages::fetch_request::{FetchPartition, FetchTopic};
     let broker = Broker::start(&["--cores", "2"]);
     let mut c = RawConn::connect(broker.addr);
     create_topic(&mut c, "idle-poll");
@@ -256,27 +281,7 @@ fn idle_long_poll_waits_without_spinning() {
         batch(&BatchSpec::default(), &[(None, Some(b"x"))]),
     );
     assert_eq!(err, 0);
-    let fetch = Request::Fetch(FetchRequest {
-        replica_id: -1,
-        max_wait_ms: 3000,
-        min_bytes: 1,
-        max_bytes: 1 << 20,
-        session_epoch: -1,
-        topics: vec![FetchTopic {
-            topic: "idle-poll".into(),
-            partitions: vec![FetchPartition {
-                partition: 0,
-                current_leader_epoch: -1,
-                fetch_offset: 1,
-                last_fetched_epoch: -1,
-                log_start_offset: -1,
-                partition_max_bytes: 1 << 20,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-        ..Default::default()
-    });
+    let fetch = fetch_request("idle-poll", 1, 3000);
     let before = cpu_seconds(broker.pid());
     let started = std::time::Instant::now();
     match c.call(ApiKey::Fetch, 12, 9, &fetch) {
@@ -304,9 +309,8 @@ fn idle_long_poll_waits_without_spinning() {
 /// `maxTimestamp` = that time, and a valid CRC; a CreateTime topic keeps the producer's time.
 #[test]
 fn log_append_time_topics_stamp_batches() {
+    use sluice_net::messages::CreateTopicsRequest;
     use sluice_net::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-    use sluice_net::messages::fetch_request::{FetchPartition, FetchTopic};
-    use sluice_net::messages::{CreateTopicsRequest, FetchRequest};
     use sluice_net::record_batch::{RecordBatch, TimestampType};
     let broker = Broker::start(&[]);
     let mut c = RawConn::connect(broker.addr);
@@ -371,26 +375,7 @@ fn log_append_time_topics_stamp_batches() {
     assert!((before..=now()).contains(&stamped), "append time {stamped}");
     assert_eq!(produce(&mut c, "ct", sent(1000)).0, 0);
     let fetch = |c: &mut RawConn, topic: &str| {
-        let req = Request::Fetch(FetchRequest {
-            replica_id: -1,
-            max_wait_ms: 0,
-            max_bytes: 1 << 20,
-            session_epoch: -1,
-            topics: vec![FetchTopic {
-                topic: topic.into(),
-                partitions: vec![FetchPartition {
-                    partition: 0,
-                    current_leader_epoch: -1,
-                    fetch_offset: 0,
-                    last_fetched_epoch: -1,
-                    log_start_offset: -1,
-                    partition_max_bytes: 1 << 20,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-            ..Default::default()
-        });
+        let req = fetch_request(topic, 0, 0);
         match c.call(ApiKey::Fetch, 12, 3, &req) {
             Response::Fetch(r) => RecordBatch::new(
                 r.responses[0].partitions[0]
