@@ -205,7 +205,7 @@ pub fn produce_request(topic: &str, acks: i16, batches: Vec<(i32, Bytes)>) -> Re
                 .into_iter()
                 .map(|(index, records)| PartitionProduceData {
                     index,
-                    records: Some(records),
+                    records: Some(records.into()),
                     ..Default::default()
                 })
                 .collect(),
@@ -404,7 +404,7 @@ mod tests {
         assert_eq!(p.acks, -1);
         let part = &p.topic_data[0].partition_data[0];
         assert_eq!(part.index, 3);
-        let batches: Vec<_> = Batches::new(part.records.clone().unwrap()).collect();
+        let batches: Vec<_> = Batches::new(part.records.clone().unwrap().into_bytes()).collect();
         assert_eq!(batches.len(), 1);
         let rb = batches[0].as_ref().unwrap();
         rb.validate().unwrap();

@@ -500,7 +500,11 @@ fn consumer(spec: ConsumerSpec) -> anyhow::Result<ConsumerOut> {
                 let Some(slot) = offsets.iter_mut().find(|(q, _)| *q == p.partition_index) else {
                     continue;
                 };
-                let records = p.records.clone().unwrap_or_default();
+                let records = p
+                    .records
+                    .clone()
+                    .map(sluice_net::Records::into_bytes)
+                    .unwrap_or_default();
                 let (n, bytes, next) = consume_batches(records, slot.1, |ts| {
                     if spec.e2e {
                         let us = corrected_latency_ns(ts, now) / 1000;

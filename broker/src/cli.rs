@@ -26,7 +26,7 @@ use sluice_net::messages::produce_request::{PartitionProduceData, TopicProduceDa
 use sluice_net::messages::sync_group_request::SyncGroupRequestAssignment;
 use sluice_net::messages::*;
 use sluice_net::record_batch::{Batches, build};
-use sluice_net::{Request, Response, StrBytes};
+use sluice_net::{Records, Request, Response, StrBytes};
 
 const CLIENT_ID: &str = "sluice-cli";
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -839,7 +839,7 @@ pub fn produce(target: &Target, args: ProduceArgs) -> anyhow::Result<()> {
                     name: s(&args.topic),
                     partition_data: vec![PartitionProduceData {
                         index: p,
-                        records: Some(batch),
+                        records: Some(batch.into()),
                         ..Default::default()
                     }],
                     ..Default::default()
@@ -1183,7 +1183,9 @@ pub fn consume(target: &Target, args: ConsumeArgs) -> anyhow::Result<()> {
                     let p = pd.partition_index;
                     check(pd.error_code, &format!("fetch {}-{p}", args.topic), None)?;
                     let mut next = positions.get(&p).copied().unwrap_or(0);
-                    for batch in Batches::new(pd.records.unwrap_or_default()) {
+                    for batch in
+                        Batches::new(pd.records.map(Records::into_bytes).unwrap_or_default())
+                    {
                         let batch =
                             batch.map_err(|e| anyhow!("bad batch in {}-{p}: {e}", args.topic))?;
                         if batch.last_offset() < next || batch.is_control() {

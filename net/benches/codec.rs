@@ -40,7 +40,7 @@ fn produce_frame_body(version: i16) -> Bytes {
             name: "bench-topic".into(),
             partition_data: vec![PartitionProduceData {
                 index: 0,
-                records: Some(Bytes::from(vec![0x5a; 1 << 20])),
+                records: Some(Bytes::from(vec![0x5a; 1 << 20]).into()),
                 ..Default::default()
             }],
             ..Default::default()
@@ -60,7 +60,7 @@ fn fetch_response() -> FetchResponse {
             high_watermark: 1_000_000,
             last_stable_offset: 1_000_000,
             log_start_offset: 0,
-            records: Some(Bytes::from(vec![i as u8; 64 << 10])),
+            records: Some(Bytes::from(vec![i as u8; 64 << 10]).into()),
             ..Default::default()
         })
         .collect();

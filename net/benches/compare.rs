@@ -35,7 +35,7 @@ fn produce_body(version: i16) -> Bytes {
             name: "bench-topic".into(),
             partition_data: vec![PartitionProduceData {
                 index: 0,
-                records: Some(Bytes::from(vec![0x5a; 1 << 20])),
+                records: Some(Bytes::from(vec![0x5a; 1 << 20]).into()),
                 ..Default::default()
             }],
             ..Default::default()
@@ -54,7 +54,7 @@ fn fetch_body(version: i16) -> (FetchResponse, Bytes) {
             high_watermark: 1_000_000,
             last_stable_offset: 1_000_000,
             log_start_offset: 0,
-            records: Some(Bytes::from(vec![i as u8; 64 << 10])),
+            records: Some(Bytes::from(vec![i as u8; 64 << 10]).into()),
             ..Default::default()
         })
         .collect();

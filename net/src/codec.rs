@@ -79,6 +79,121 @@ pub struct DecodeError {
     pub kind: DecodeErrorKind,
 }
 
+/// The value of a `records` field: record batches as one or more `Bytes` chunks.
+///
+/// A decoded field is one chunk, a view into the received frame. A response can carry several
+/// batches read from different buffers (cache, disk) as separate chunks: the encoder writes each
+/// as its own chunk of the vectored write, so no batch is copied. Equality compares contents,
+/// not how they are split into chunks.
+#[derive(Clone, Default)]
+pub struct Records {
+    first: Bytes,
+    rest: Vec<Bytes>,
+}
+
+impl Records {
+    /// No records (an empty, non-null field).
+    pub fn new() -> Records {
+        Records::default()
+    }
+
+    /// Total size in bytes.
+    pub fn len(&self) -> usize {
+        self.first.len() + self.rest.iter().map(Bytes::len).sum::<usize>()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends a chunk (no copy); empty chunks are dropped.
+    pub fn push(&mut self, chunk: Bytes) {
+        if chunk.is_empty() {
+        } else if self.first.is_empty() && self.rest.is_empty() {
+            self.first = chunk;
+        } else {
+            self.rest.push(chunk);
+        }
+    }
+
+    /// The non-empty chunks, in order.
+    pub fn chunks(&self) -> impl Iterator<Item = &Bytes> {
+        std::iter::once(&self.first)
+            .chain(self.rest.iter())
+            .filter(|c| !c.is_empty())
+    }
+
+    /// The contents as one `Bytes`: no copy when there is one chunk, one copy otherwise.
+    pub fn to_bytes(&self) -> Bytes {
+        if self.rest.is_empty() {
+            return self.first.clone();
+        }
+        let mut out = BytesMut::with_capacity(self.len());
+        for c in self.chunks() {
+            out.put_slice(c);
+        }
+        out.freeze()
+    }
+
+    /// Like [`Records::to_bytes`], consuming the value.
+    pub fn into_bytes(self) -> Bytes {
+        if self.rest.is_empty() {
+            self.first
+        } else {
+            self.to_bytes()
+        }
+    }
+}
+
+impl From<Bytes> for Records {
+    fn from(first: Bytes) -> Records {
+        Records {
+            first,
+            rest: Vec::new(),
+        }
+    }
+}
+
+impl FromIterator<Bytes> for Records {
+    fn from_iter<I: IntoIterator<Item = Bytes>>(chunks: I) -> Records {
+        let mut r = Records::new();
+        for c in chunks {
+            r.push(c);
+        }
+        r
+    }
+}
+
+impl PartialEq for Records {
+    fn eq(&self, other: &Records) -> bool {
+        if self.len() != other.len() {
+            return false;
+        }
+        let mut a = self.chunks().flat_map(|c| c.iter());
+        let mut b = other.chunks().flat_map(|c| c.iter());
+        loop {
+            match (a.next(), b.next()) {
+                (None, None) => return true,
+                (x, y) if x == y => {}
+                _ => return false,
+            }
+        }
+    }
+}
+
+impl Eq for Records {}
+
+impl std::fmt::Debug for Records {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Records({} bytes in {} chunks)",
+            self.len(),
+            self.chunks().count()
+        )
+    }
+}
+
 /// A UTF-8 string that is a view into a received frame (no copy). Derefs to `&str`.
 #[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct StrBytes(Bytes);
@@ -383,6 +498,15 @@ impl Decoder {
         self.required(b)
     }
 
+    /// A `records` field: one chunk, a view into the frame.
+    pub fn records(&mut self, flexible: bool) -> Result<Records, DecodeError> {
+        self.bytes(flexible).map(Records::from)
+    }
+
+    pub fn nullable_records(&mut self, flexible: bool) -> Result<Option<Records>, DecodeError> {
+        Ok(self.nullable_bytes(flexible)?.map(Records::from))
+    }
+
     /// Reads an array count and checks that `count * min_element_bytes` fits in what remains.
     fn array_count(
         &mut self,
@@ -671,16 +795,17 @@ impl Encoder {
         }
     }
 
-    /// Writes a `records` field: the length here, the batches as their own chunk (no copy).
-    pub fn records(&mut self, r: Option<&Bytes>, flexible: bool) {
+    /// Writes a `records` field: the length here, each chunk of batches as its own chunk of
+    /// the output (no copy).
+    pub fn records(&mut self, r: Option<&Records>, flexible: bool) {
         match r {
             None => self.length(None, flexible, false),
             Some(r) => {
                 self.length(Some(r.len()), flexible, false);
-                if !r.is_empty() {
+                for c in r.chunks() {
                     self.flush();
-                    self.chunks.push(r.clone());
-                    self.len += r.len();
+                    self.chunks.push(c.clone());
+                    self.len += c.len();
                 }
             }
         }
@@ -783,6 +908,12 @@ impl Rng {
     pub fn bytes(&mut self) -> Bytes {
         let n = self.below(40) as usize;
         (0..n).map(|_| self.u64() as u8).collect::<Vec<u8>>().into()
+    }
+
+    /// Random bytes split into zero to three chunks, so encoding several chunks is exercised.
+    pub fn records(&mut self) -> Records {
+        let n = self.below(4) as usize;
+        (0..n).map(|_| self.bytes()).collect()
     }
 
     /// Zero to two unknown tagged fields, with tags far above any Kafka uses.

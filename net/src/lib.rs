@@ -70,7 +70,9 @@ pub mod messages;
 
 #[cfg(feature = "testgen")]
 pub use codec::Rng;
-pub use codec::{DecodeError, DecodeErrorKind, Decoder, Encoder, StrBytes, TaggedField, Uuid};
+pub use codec::{
+    DecodeError, DecodeErrorKind, Decoder, Encoder, Records, StrBytes, TaggedField, Uuid,
+};
 pub use frame::{FrameError, read_frame_len, split_frame};
 pub use header::{
     AdvertisedVersions, RequestError, RequestPrefix, api_versions_unsupported_answer,

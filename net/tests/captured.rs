@@ -259,7 +259,11 @@ fn batch_kinds(e: &Entry) -> BTreeSet<String> {
         Kind::Request => {
             if let Ok((_, Request::Produce(p))) = decode_request(e.frame.clone()) {
                 for t in p.topic_data {
-                    records.extend(t.partition_data.into_iter().filter_map(|p| p.records));
+                    records.extend(
+                        t.partition_data
+                            .into_iter()
+                            .filter_map(|p| p.records.map(Records::into_bytes)),
+                    );
                 }
             }
         }
@@ -271,12 +275,20 @@ fn batch_kinds(e: &Entry) -> BTreeSet<String> {
             match Response::decode(key, e.version, d.into_rest()) {
                 Ok(Response::Fetch(f)) => {
                     for t in f.responses {
-                        records.extend(t.partitions.into_iter().filter_map(|p| p.records));
+                        records.extend(
+                            t.partitions
+                                .into_iter()
+                                .filter_map(|p| p.records.map(Records::into_bytes)),
+                        );
                     }
                 }
                 Ok(Response::ShareFetch(f)) => {
                     for t in f.responses {
-                        records.extend(t.partitions.into_iter().filter_map(|p| p.records));
+                        records.extend(
+                            t.partitions
+                                .into_iter()
+                                .filter_map(|p| p.records.map(Records::into_bytes)),
+                        );
                     }
                 }
                 _ => {}

@@ -138,7 +138,7 @@ fn produce(acks: i16) -> ProduceRequest {
             name: "topic".into(),
             partition_data: vec![PartitionProduceData {
                 index: 0,
-                records: Some(Bytes::from_static(&[0xaa, 0xbb, 0xcc])),
+                records: Some(Bytes::from_static(&[0xaa, 0xbb, 0xcc]).into()),
                 ..Default::default()
             }],
             ..Default::default()
@@ -183,8 +183,9 @@ fn produce_records_are_zero_copy() {
         panic!("not a produce request")
     };
     let records = p.topic_data[0].partition_data[0].records.clone().unwrap();
+    assert_eq!(records.chunks().count(), 1);
     assert!(
-        range.contains(&records.as_ptr()),
+        range.contains(&records.into_bytes().as_ptr()),
         "records point into the frame"
     );
 }
@@ -245,7 +246,7 @@ fn fetch_response(version: i16) -> FetchResponse {
                 last_stable_offset: 100,
                 log_start_offset: if version >= 5 { 0 } else { -1 },
                 aborted_transactions: None,
-                records: Some(Bytes::from_static(&[0xaa, 0xbb, 0xcc])),
+                records: Some(Bytes::from_static(&[0xaa, 0xbb, 0xcc]).into()),
                 ..Default::default()
             }],
             ..Default::default()
@@ -281,6 +282,37 @@ fn fetch_responses() {
         Response::Fetch(fetch_response(12)),
         3,
     );
+}
+
+/// Several batches of one partition (read from different buffers) leave as their own chunks,
+/// the very buffers given, with one length in front of them all.
+#[test]
+fn fetch_response_with_several_batches_copies_none() {
+    let batches = [
+        Bytes::from(vec![0x11; 300]),
+        Bytes::from(vec![0x22; 5]),
+        Bytes::from(vec![0x33; 70]),
+    ];
+    let mut resp = fetch_response(12);
+    resp.responses[0].partitions[0].records = Some(batches.iter().cloned().collect());
+    let out = response_frame(ApiKey::Fetch, 12, 5, |e| resp.encode(e, 12));
+    assert_eq!(out.len(), 5, "head, three batches, tail");
+    for (chunk, batch) in out[1..4].iter().zip(&batches) {
+        assert_eq!(chunk.as_ptr(), batch.as_ptr(), "a batch is not copied");
+        assert_eq!(chunk.len(), batch.len());
+    }
+    let frame: Vec<u8> = out.iter().flat_map(|c| c.iter().copied()).collect();
+    let mut d = Decoder::new(Bytes::copy_from_slice(&frame[4..]));
+    ResponseHeader::decode(&mut d, ApiKey::Fetch.response_header_version(12)).unwrap();
+    let Response::Fetch(back) = Response::decode(ApiKey::Fetch, 12, d.into_rest()).unwrap() else {
+        panic!("not a fetch response")
+    };
+    let records = back.responses[0].partitions[0].records.clone().unwrap();
+    assert_eq!(records.len(), 375);
+    assert_eq!(back, resp, "equal contents, however they are chunked");
+    let flat = records.into_bytes();
+    assert_eq!(&flat[..300], &[0x11; 300][..]);
+    assert_eq!(&flat[300..305], &[0x22; 5][..]);
 }
 
 /// ApiVersions responses use header v0 at every version, so a client that sent a version the

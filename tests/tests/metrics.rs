@@ -119,7 +119,7 @@ fn metrics_parse_and_move_after_a_produce() {
             name: topic.into(),
             partition_data: vec![PartitionProduceData {
                 index: 0,
-                records: Some(records),
+                records: Some(records.into()),
                 ..Default::default()
             }],
             ..Default::default()

@@ -40,7 +40,7 @@ fn produce(conn: &mut RawConn, topic: &str, records: bytes::Bytes) -> (i16, i64)
             name: topic.into(),
             partition_data: vec![PartitionProduceData {
                 index: 0,
-                records: Some(records),
+                records: Some(records.into()),
                 ..Default::default()
             }],
             ..Default::default()
@@ -357,7 +357,7 @@ fn log_append_time_topics_stamp_batches() {
             name: "lat".into(),
             partition_data: vec![PartitionProduceData {
                 index: 0,
-                records: Some(sent(1000)),
+                records: Some(sent(1000).into()),
                 ..Default::default()
             }],
             ..Default::default()
@@ -381,7 +381,8 @@ fn log_append_time_topics_stamp_batches() {
                 r.responses[0].partitions[0]
                     .records
                     .clone()
-                    .expect("records"),
+                    .expect("records")
+                    .into_bytes(),
             )
             .expect("one batch"),
             other => panic!("unexpected {other:?}"),

@@ -158,7 +158,8 @@ fn base_ty(ty: &Ty) -> String {
         Ty::I64 => "i64".into(),
         Ty::F64 => "f64".into(),
         Ty::Str => "rt::StrBytes".into(),
-        Ty::Bytes | Ty::Records => "rt::Bytes".into(),
+        Ty::Bytes => "rt::Bytes".into(),
+        Ty::Records => "rt::Records".into(),
         Ty::Uuid => "rt::Uuid".into(),
         Ty::Array(inner) => format!("Vec<{}>", base_ty(inner)),
         Ty::Struct(s) => s.clone(),
@@ -239,7 +240,8 @@ fn decode_value(ty: &Ty, fx: &str) -> String {
         Ty::F64 => "d.f64()?".into(),
         Ty::Uuid => "d.uuid()?".into(),
         Ty::Str => format!("d.string({fx})?"),
-        Ty::Bytes | Ty::Records => format!("d.bytes({fx})?"),
+        Ty::Bytes => format!("d.bytes({fx})?"),
+        Ty::Records => format!("d.records({fx})?"),
         Ty::Array(inner) => {
             format!(
                 "d.array({fx}, {}, |d| Ok({}))?",
@@ -255,7 +257,8 @@ fn decode_value(ty: &Ty, fx: &str) -> String {
 fn decode_nullable(ty: &Ty, fx: &str) -> String {
     match ty {
         Ty::Str => format!("d.nullable_string({fx})?"),
-        Ty::Bytes | Ty::Records => format!("d.nullable_bytes({fx})?"),
+        Ty::Bytes => format!("d.nullable_bytes({fx})?"),
+        Ty::Records => format!("d.nullable_records({fx})?"),
         Ty::Array(inner) => format!(
             "d.nullable_array({fx}, {}, |d| Ok({}))?",
             min_wire(inner),
@@ -329,7 +332,9 @@ fn encode_not_null(ty: &Ty, v: &str, fx: &str) -> String {
     match ty {
         Ty::Str => format!("e.string({v}.as_deref().unwrap_or(\"\"), {fx});"),
         Ty::Bytes => format!("e.bytes({v}.as_deref().unwrap_or(&[]), {fx});"),
-        Ty::Records => format!("e.records(Some({v}.as_ref().unwrap_or(&rt::Bytes::new())), {fx});"),
+        Ty::Records => {
+            format!("e.records(Some({v}.as_ref().unwrap_or(&rt::Records::new())), {fx});")
+        }
         Ty::Array(inner) => format!(
             "e.array_len({v}.as_ref().map_or(0, Vec::len), {fx}); for it in {v}.iter().flatten() {{ {} }}",
             encode_value(inner, "it", fx)
@@ -370,7 +375,8 @@ fn random_value(ty: &Ty) -> String {
         Ty::F64 => "r.f64()".into(),
         Ty::Uuid => "r.uuid()".into(),
         Ty::Str => "r.string()".into(),
-        Ty::Bytes | Ty::Records => "r.bytes()".into(),
+        Ty::Bytes => "r.bytes()".into(),
+        Ty::Records => "r.records()".into(),
         Ty::Array(inner) => format!("(0..r.count()).map(|_| {}).collect()", random_value(inner)),
         Ty::Struct(s) => format!("{s}::random(r, version)"),
     }

@@ -8,11 +8,11 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use glommio::channels::local_channel;
-use sluice_net::StrBytes;
 use sluice_net::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use sluice_net::messages::{FetchRequest, FetchResponse};
+use sluice_net::{Records, StrBytes};
 use sluice_shard::ReadResult;
 
 use crate::core::Core;
@@ -112,7 +112,7 @@ fn empty_partition(partition: i32) -> PartitionData {
         aborted_transactions: None,
         preferred_read_replica: -1,
         // librdkafka rejects a null records field: empty means zero bytes.
-        records: Some(Bytes::new()),
+        records: Some(Records::new()),
         ..Default::default()
     }
 }
@@ -241,7 +241,7 @@ fn fill(
             let records: u64 = chosen.iter().map(|b| record_count(b)).sum();
             core.metrics.fetched(&w.topic, bytes as u64, records);
         }
-        data.records = Some(concat(chosen));
+        data.records = Some(chosen.into_iter().collect());
     }
 }
 
@@ -250,20 +250,4 @@ fn record_count(batch: &[u8]) -> u64 {
     batch.get(57..61).map_or(0, |c| {
         u64::try_from(i32::from_be_bytes([c[0], c[1], c[2], c[3]])).unwrap_or(0)
     })
-}
-
-/// One `Bytes` for a partition's batches: no copy for a single batch. Several batches are
-/// copied into one buffer because the codec's `records` field is a single `Bytes`.
-fn concat(batches: Vec<Bytes>) -> Bytes {
-    match batches.len() {
-        0 => Bytes::new(),
-        1 => batches.into_iter().next().unwrap_or_default(),
-        _ => {
-            let mut out = BytesMut::with_capacity(batches.iter().map(Bytes::len).sum());
-            for b in batches {
-                out.extend_from_slice(&b);
-            }
-            out.freeze()
-        }
-    }
 }

@@ -5,9 +5,9 @@
 
 use std::rc::Rc;
 
-use sluice_net::StrBytes;
 use sluice_net::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use sluice_net::messages::{ProduceRequest, ProduceResponse};
+use sluice_net::{Records, StrBytes};
 
 use crate::core::Core;
 use crate::errors::code;
@@ -100,7 +100,7 @@ pub async fn handle(core: &Rc<Core>, request: ProduceRequest, version: i16) -> P
                         topic: m.name.clone(),
                         partition: p.index,
                         op: PartitionOp::Append {
-                            records: p.records.unwrap_or_default(),
+                            records: p.records.map(Records::into_bytes).unwrap_or_default(),
                         },
                     });
                 }

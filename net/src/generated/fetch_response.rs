@@ -462,7 +462,7 @@ pub struct PartitionData {
     pub preferred_read_replica: i32,
     /// The record data. (versions 0+; null in 0+)
     /// Record batches, zero copy. Send `Some(empty)`, not `None`, for no data: librdkafka rejects null records.
-    pub records: Option<rt::Bytes>,
+    pub records: Option<rt::Records>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
     pub unknown_tagged_fields: Vec<rt::TaggedField>,
 }
@@ -512,7 +512,7 @@ impl PartitionData {
             x.preferred_read_replica = d.i32()?;
         }
         d.at("PartitionData.records");
-        x.records = d.nullable_bytes(flexible)?;
+        x.records = d.nullable_records(flexible)?;
         if flexible {
             d.at("PartitionData._tagged_fields");
             x.unknown_tagged_fields = d.tagged_fields(|d, tag| match tag {
@@ -627,7 +627,7 @@ impl PartitionData {
         if version >= 11 {
             x.preferred_read_replica = r.u64() as i32;
         }
-        x.records = if r.one_in(4) { None } else { Some(r.bytes()) };
+        x.records = if r.one_in(4) { None } else { Some(r.records()) };
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }

@@ -273,7 +273,7 @@ pub struct PartitionSnapshot {
     pub position: i64,
     /// Snapshot data in records format which may not be aligned on an offset boundary. (versions 0+)
     /// Record batches, zero copy. Send `Some(empty)`, not `None`, for no data: librdkafka rejects null records.
-    pub unaligned_records: Option<rt::Bytes>,
+    pub unaligned_records: Option<rt::Records>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
     pub unknown_tagged_fields: Vec<rt::TaggedField>,
 }
@@ -310,7 +310,7 @@ impl PartitionSnapshot {
         d.at("PartitionSnapshot.position");
         x.position = d.i64()?;
         d.at("PartitionSnapshot.unaligned_records");
-        x.unaligned_records = Some(d.bytes(flexible)?);
+        x.unaligned_records = Some(d.records(flexible)?);
         if flexible {
             d.at("PartitionSnapshot._tagged_fields");
             x.unknown_tagged_fields = d.tagged_fields(|d, tag| match tag {
@@ -338,7 +338,7 @@ impl PartitionSnapshot {
             Some(
                 (&self.unaligned_records)
                     .as_ref()
-                    .unwrap_or(&rt::Bytes::new()),
+                    .unwrap_or(&rt::Records::new()),
             ),
             flexible,
         );
@@ -370,7 +370,7 @@ impl PartitionSnapshot {
         x.current_leader = LeaderIdAndEpoch::random(r, version);
         x.size = r.u64() as i64;
         x.position = r.u64() as i64;
-        x.unaligned_records = Some(r.bytes());
+        x.unaligned_records = Some(r.records());
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }

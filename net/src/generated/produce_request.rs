@@ -108,7 +108,7 @@ pub struct PartitionProduceData {
     pub index: i32,
     /// The record data to be produced. (versions 0+; null in 0+)
     /// Record batches, zero copy. Send `Some(empty)`, not `None`, for no data: librdkafka rejects null records.
-    pub records: Option<rt::Bytes>,
+    pub records: Option<rt::Records>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
     pub unknown_tagged_fields: Vec<rt::TaggedField>,
 }
@@ -132,7 +132,7 @@ impl PartitionProduceData {
         d.at("PartitionProduceData.index");
         x.index = d.i32()?;
         d.at("PartitionProduceData.records");
-        x.records = d.nullable_bytes(flexible)?;
+        x.records = d.nullable_records(flexible)?;
         if flexible {
             d.at("PartitionProduceData._tagged_fields");
             x.unknown_tagged_fields = d.tagged_fields(|d, tag| match tag {
@@ -162,7 +162,7 @@ impl PartitionProduceData {
         let flexible = version >= 9;
         let mut x = Self::default();
         x.index = r.u64() as i32;
-        x.records = if r.one_in(4) { None } else { Some(r.bytes()) };
+        x.records = if r.one_in(4) { None } else { Some(r.records()) };
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }

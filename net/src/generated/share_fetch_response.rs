@@ -282,7 +282,7 @@ pub struct PartitionData {
     pub current_leader: LeaderIdAndEpoch,
     /// The record data. (versions 0+; null in 0)
     /// Record batches, zero copy. Send `Some(empty)`, not `None`, for no data: librdkafka rejects null records.
-    pub records: Option<rt::Bytes>,
+    pub records: Option<rt::Records>,
     /// The acquired records. (versions 0+)
     pub acquired_records: Vec<AcquiredRecords>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -324,7 +324,7 @@ impl PartitionData {
         d.at("PartitionData.current_leader");
         x.current_leader = LeaderIdAndEpoch::decode(d, version)?;
         d.at("PartitionData.records");
-        x.records = Some(d.bytes(flexible)?);
+        x.records = Some(d.records(flexible)?);
         d.at("PartitionData.acquired_records");
         x.acquired_records = d.array(flexible, 1, |d| Ok(AcquiredRecords::decode(d, version)?))?;
         if flexible {
@@ -347,7 +347,7 @@ impl PartitionData {
         e.nullable_string((&self.acknowledge_error_message).as_deref(), flexible);
         (&self.current_leader).encode(e, version);
         e.records(
-            Some((&self.records).as_ref().unwrap_or(&rt::Bytes::new())),
+            Some((&self.records).as_ref().unwrap_or(&rt::Records::new())),
             flexible,
         );
         e.array_len((&self.acquired_records).len(), flexible);
@@ -373,7 +373,7 @@ impl PartitionData {
         x.acknowledge_error_code = r.u64() as i16;
         x.acknowledge_error_message = if r.one_in(4) { None } else { Some(r.string()) };
         x.current_leader = LeaderIdAndEpoch::random(r, version);
-        x.records = Some(r.bytes());
+        x.records = Some(r.records());
         x.acquired_records = (0..r.count())
             .map(|_| AcquiredRecords::random(r, version))
             .collect();
