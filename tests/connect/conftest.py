@@ -136,11 +136,53 @@ def broker(workdir, request):
         print(f"\n--- sluice log (tail) ---\n{tail(b.log, 60)}")
 
 
+# Figures the tests measure plus each test's outcome, written to
+# tests/connect/.out/results-<target>.json when the session ends (also after a failure or an
+# interrupted run, with whatever was measured until then); tests/connect/side-by-side reads them.
+RESULTS = {"target": None, "tests": {}, "failures": {}}
+
+
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     setattr(item, "rep_" + rep.when, rep)
+    # One outcome per test: "passed", "skipped", "failed" (its call) or "error in setup|teardown";
+    # a later phase never hides an earlier failure.
+    if rep.failed:
+        state = "failed" if rep.when == "call" else f"error in {rep.when}"
+    elif rep.skipped:
+        state = "skipped"
+    else:
+        state = "passed" if rep.when == "call" else None
+    prev = RESULTS["tests"].get(item.name, "")
+    if state and not prev.startswith(("failed", "error")):
+        RESULTS["tests"][item.name] = state
+    if rep.failed and item.name not in RESULTS["failures"]:
+        text = str(rep.longrepr or "")
+        first = next((l[1:].strip() for l in text.splitlines() if l.startswith("E ")), text[:200])
+        RESULTS["failures"][item.name] = first[:300]
+
+
+def pytest_sessionstart(session):
+    RESULTS["target"] = target_name()
+    os.makedirs(os.path.join(HERE, ".out"), exist_ok=True)
+    for name in (f"warnings-{target_name()}.txt", f"results-{target_name()}.json"):
+        try:
+            os.remove(os.path.join(HERE, ".out", name))
+        except OSError:
+            pass
+
+
+def pytest_sessionfinish(session, exitstatus):
+    RESULTS["pytest_exit"] = int(exitstatus)
+    with open(os.path.join(HERE, ".out", f"results-{target_name()}.json"), "w") as f:
+        json.dump(RESULTS, f, indent=2, sort_keys=True)
+
+
+def pytest_terminal_summary(terminalreporter):
+    figs = {k: v for k, v in RESULTS.items() if k not in ("tests", "failures")}
+    terminalreporter.write_line(f"connect figures ({target_name()}): {json.dumps(figs, sort_keys=True)}")
 
 
 def tail(path, n):
@@ -233,6 +275,9 @@ def collect_warnings(ws, name):
         f.write(f"== {name}\n")
         for k, v in seen.most_common():
             f.write(f"{v:6} {k}\n")
+    # Totals over all tests, so a difference between brokers shows in the figures.
+    for level, key in (("WARN", "worker_log_warn_lines"), ("ERROR", "worker_log_error_lines")):
+        RESULTS[key] = RESULTS.get(key, 0) + sum(v for k, v in seen.items() if k.startswith(level + " "))
 
 
 @pytest.fixture
@@ -255,14 +300,5 @@ def workers(request):
 
 @pytest.fixture(scope="session")
 def results():
-    """Figures the tests measure; written to tests/connect/.out/results-<target>.json at the end."""
-    r = {"target": target_name()}
-    try:
-        os.remove(os.path.join(HERE, ".out", f"warnings-{r['target']}.txt"))
-    except OSError:
-        pass
-    yield r
-    os.makedirs(os.path.join(HERE, ".out"), exist_ok=True)
-    with open(os.path.join(HERE, ".out", f"results-{r['target']}.json"), "w") as f:
-        json.dump(r, f, indent=2, sort_keys=True)
-    print(f"\nconnect figures ({r['target']}): {json.dumps(r, sort_keys=True)}")
+    """The dict of figures (RESULTS) a test adds to; see pytest_sessionfinish."""
+    return RESULTS

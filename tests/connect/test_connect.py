@@ -10,24 +10,30 @@
   delete; every line arrives and duplicates are counted and reported.
 
 The connectors are dev.sluice.connect.LineFileSource/LineFileSink (tests/connect/plugin), our own
-stand-ins for Kafka's FileStreamSource/FileStreamSink: the connect-file artifact is not served by
-the package registry this project uses. The worker settings are tests/connect/start's (only
-bootstrap.servers differs between brokers) plus TEST_SETTINGS below, the same against any broker.
+stand-ins for Kafka's FileStreamSource/FileStreamSink: org.apache.kafka:connect-file:4.4.0 does
+not resolve from the Maven repository this project installs from (checked again 2026-11-25:
+`mvn -U dependency:get -Dartifact=org.apache.kafka:connect-file:4.4.0` fails with "Missing POM
+for org.apache.kafka:connect-file:jar:4.4.0" / "Couldn't download artifact"), while
+connect-runtime, connect-json and connect-api 4.4.0 do. The worker settings are
+tests/connect/start's (only bootstrap.servers differs between brokers) plus TEST_SETTINGS below,
+the same against any broker. On a fresh broker the internal topics keep Connect's default names;
+only a broker that already has connect-configs gets per-run names (figure internal_topics).
 
-Against the reference Kafka (same tests, same settings):
+tests/run runs tests/connect/side-by-side: a fresh reference Kafka (started once, SIGKILLed and
+restarted by test_distributed, stopped by PID), then sluice, and a table of both targets' figures
+(tests/connect/figures; machine readable in .out/side-by-side.json); a failure on either fails it.
+Against the reference Kafka by hand (same tests, same settings):
     tests/kafka-ref/start --dir /tmp/kref-connect
     KAFKA_REF_DIR=/tmp/kref-connect KAFKA_BOOTSTRAP=$(cat /tmp/kref-connect/bootstrap) \\
         python3 -m pytest tests/connect -v -s
     tests/kafka-ref/stop /tmp/kref-connect --rm
-or tests/connect/side-by-side, which does both and prints the figures beside each other.
-Figures: tests/connect/.out/results-{sluice,kafka}.json; WARN/ERROR lines of the workers:
-.out/warnings-{sluice,kafka}.txt; logs of a failed test: .out/logs-{sluice,kafka}/TEST/.
+Per target: figures, test outcomes and pytest's exit status in .out/results-{sluice,kafka}.json
+(conftest.py writes it when the session ends, also after a failure); WARN/ERROR lines of the
+workers: .out/warnings-{sluice,kafka}.txt; logs of a failed test: .out/logs-{sluice,kafka}/TEST/.
 
-Status (2026-11-25): both pass against Kafka 4.4.0 and against sluice, and both run in tests/run.
-test_distributed first failed against sluice: a Fetch long poll at the log end spun on the broker
-until max_wait_ms (repro_fetch_spin.py), and the workers' ~10 idle consumers starved Produce.
-Fixed in broker/src/handlers/fetch.rs; the whole file then passed in 54 s (100k lines at 46.7k
-lines/s source to sink, rebalance after kill -9 11.8 s, 400 duplicates, all from the worker kill).
+History: test_distributed first failed against sluice: a Fetch long poll at the log end spun on
+the broker until max_wait_ms (repro_fetch_spin.py), and the workers' ~10 idle consumers starved
+Produce. Fixed in broker/src/handlers/fetch.rs.
 """
 import collections
 import os
@@ -55,6 +61,9 @@ TEST_SETTINGS = {
     "scheduled.rebalance.max.delay.ms": "0",
 }
 PAD = "." * 88                      # ~100-byte lines
+SOURCE = "dev.sluice.connect.LineFileSource"
+SINK = "dev.sluice.connect.LineFileSink"
+CONNECTORS = "LineFileSource/LineFileSink"     # as the figures name them
 
 
 def uniq(prefix):
@@ -121,12 +130,13 @@ def start_all(ws, timeout=150):
 
 # ---------------------------------------------------------------------------------------------
 def test_standalone(broker, workdir, workers, results):
+    results["connectors"] = CONNECTORS
     topic = uniq("lines")
     src, out = os.path.join(workdir, "in.txt"), os.path.join(workdir, "out.txt")
     files = []
-    for name, props in (("source", {"connector.class": "dev.sluice.connect.LineFileSource",
+    for name, props in (("source", {"connector.class": SOURCE,
                                     "tasks.max": "1", "file": src, "topic": topic}),
-                        ("sink", {"connector.class": "dev.sluice.connect.LineFileSink",
+                        ("sink", {"connector.class": SINK,
                                   "tasks.max": "1", "file": out, "topics": topic})):
         p = os.path.join(workdir, f"{name}.properties")
         with open(p, "w") as f:
@@ -197,12 +207,19 @@ def rest_ok(w, method, path, body=None, ok=(200, 201, 202, 204), timeout=60):
 
 
 def test_distributed(broker, workdir, workers, results):
+    results["connectors"] = CONNECTORS
     run = uuid.uuid4().hex[:8]
-    group, suffix, topic = f"connect-{run}", "" if not broker.external else f"-{run}", f"lines-{run}"
+    group, topic = f"connect-{run}", f"lines-{run}"
     src, out = os.path.join(workdir, "in.txt"), os.path.join(workdir, "out.txt")
     open(src, "w").close()
-    # The data topic: 3 partitions so the sink's 3 tasks each have one.
     a = AdminClient({"bootstrap.servers": broker.bootstrap})
+    # Connect's default internal topic names on a fresh broker (sluice here, the reference Kafka
+    # of side-by-side); names with a per-run suffix only on a broker that already has them (an
+    # external broker used before), so the figures say which one ran.
+    existing = set(a.list_topics(timeout=30).topics)
+    suffix = f"-{run}" if "connect-configs" in existing else ""
+    results["internal_topics"] = "connect-{configs,offsets,status}" + (suffix and "-RUN (the defaults existed)")
+    # The data topic: 3 partitions so the sink's 3 tasks each have one.
     a.create_topics([NewTopic(topic, 3, 1)])[topic].result(30)
 
     ws = [Worker("distributed", broker.bootstrap, os.path.join(workdir, f"w{i}"), TEST_SETTINGS,
@@ -215,10 +232,10 @@ def test_distributed(broker, workdir, workers, results):
     w0 = ws[0]
     source, sink = f"src-{run}", f"sink-{run}"
     rest_ok(w0, "PUT", f"/connectors/{source}/config",
-            {"connector.class": "dev.sluice.connect.LineFileSource", "tasks.max": "1",
+            {"connector.class": SOURCE, "tasks.max": "1",
              "file": src, "topic": topic})
     rest_ok(w0, "PUT", f"/connectors/{sink}/config",
-            {"connector.class": "dev.sluice.connect.LineFileSink", "tasks.max": "3",
+            {"connector.class": SINK, "tasks.max": "3",
              "file": out, "topics": topic})
     ids = {w.id for w in ws}
     wait_until(lambda: all_running(w0, [source, sink], ids), 90, "both connectors RUNNING", ws)
@@ -278,6 +295,7 @@ def test_distributed(broker, workdir, workers, results):
     wt.join()
     want |= {line("b", i) for i in range(counts["b"])}
     wait_lines(out, want, 90, "batch b (written across the worker kill)", alive)
+    results["lines_across_worker_kill"] = counts["b"]
 
     # 3. SIGKILL + restart the broker while lines flow; the workers carry on.
     if broker.restartable:
@@ -297,6 +315,7 @@ def test_distributed(broker, workdir, workers, results):
         want |= {line("c", i) for i in range(counts["c"])}
         wait_lines(out, want, 120, "batch c (written across the broker restart)", alive)
         results["broker_up_to_all_lines_s"] = round(time.time() - t_up, 2)
+        results["lines_across_broker_restart"] = counts["c"]
         wait_until(lambda: all_running(alive[0], [source, sink], alive_ids), 60,
                    "connectors RUNNING after the broker restart", alive)
     else:
@@ -334,7 +353,7 @@ def test_distributed(broker, workdir, workers, results):
     results["lines_expected"] = len(want)
     results["lines_written"] = len(got)
     results["duplicates"] = sum(v - 1 for v in c.values() if v > 1)
-    by_batch = collections.Counter()
+    by_batch = collections.Counter({b: 0 for b in ("abcd" if broker.restartable else "abd")})
     for l, v in c.items():
         if v > 1:
             by_batch[l.split("-", 1)[0]] += v - 1
