@@ -34,6 +34,13 @@
 //! also have `cleaner.checkpoint` (what was cleaned and when; offset gaps are accepted below
 //! it), and briefly `<base>.log.cleaned` / `<base>.<end>.swap` during a swap.
 //!
+//! # Open files
+//! The active segment of each partition holds its file open. Closed segments' files are
+//! opened on demand (reads, index checks, compaction) through a per-core cache
+//! (`files.rs`) that keeps at most `ShardConfig::open_segment_files_max` of them open and
+//! closes the least recently used; a read holding an evicted handle keeps it until it is
+//! done (`Rc`). Index files are read into memory and hold no descriptor.
+//!
 //! # Invariants
 //! - Only the owning core touches a partition; no `Mutex`, no `Arc`. `RefCell` borrows never
 //!   span an `.await`.
@@ -52,6 +59,7 @@ mod config;
 mod dma;
 mod error;
 mod fake;
+mod files;
 mod index;
 mod io;
 mod meta;

@@ -22,6 +22,7 @@ use crate::cache::{BatchCache, CachedBatch, collect_run};
 use crate::compact::{self, CleanerState};
 use crate::config::{Durability, LogConfig, ShardConfig};
 use crate::error::{Result, ShardError, io_err};
+use crate::files::FileCache;
 use crate::index::SparseIndex;
 use crate::io::{OpenMode, Storage, StorageFile, read_file, write_file_atomic};
 use crate::meta::{self, META_FILE, PartitionMeta};
@@ -64,9 +65,34 @@ pub struct Offsets {
     pub log_end_offset: i64,
 }
 
+/// Where a segment's file handle is.
+pub(crate) enum SegmentFile<F> {
+    /// No file yet: a new segment before its first write.
+    Missing,
+    /// Held open by the partition: the active segment, and a rolled one until it is sealed
+    /// (or a closed one while a compaction swap renames files under it).
+    Pinned(Rc<F>),
+    /// Sealed and closed: opened on demand through the shard's [`FileCache`].
+    Cached,
+}
+
+impl<F> SegmentFile<F> {
+    pub(crate) fn exists(&self) -> bool {
+        !matches!(self, SegmentFile::Missing)
+    }
+}
+
+thread_local! {
+    /// Segment ids: unique on the core for the life of the process (see `Segment::id`).
+    static NEXT_SEGMENT_ID: std::cell::Cell<u64> = const { std::cell::Cell::new(1) };
+}
+
 pub(crate) struct Segment<F> {
     pub(crate) base_offset: i64,
-    pub(crate) file: Option<Rc<F>>,
+    /// Unique on the core: names this segment (not its base offset, which a later segment
+    /// may reuse after a truncation or a compaction swap) in the shard's file cache.
+    pub(crate) id: u64,
+    pub(crate) file: SegmentFile<F>,
     /// Bytes of batches assigned to this segment, written or not.
     pub(crate) size_bytes: u64,
     /// Bytes of batches handed to the kernel.
@@ -84,9 +110,15 @@ pub(crate) struct Segment<F> {
 
 impl<F> Segment<F> {
     pub(crate) fn new(base_offset: i64, now_ms: i64) -> Self {
+        let id = NEXT_SEGMENT_ID.with(|n| {
+            let id = n.get();
+            n.set(id + 1);
+            id
+        });
         Self {
             base_offset,
-            file: None,
+            id,
+            file: SegmentFile::Missing,
             size_bytes: 0,
             written_bytes: 0,
             next_offset: base_offset,
@@ -145,6 +177,8 @@ pub(crate) struct PartitionInner<S: Storage> {
     pub(crate) config: LogConfig,
     pub(crate) shard_config: ShardConfig,
     pub(crate) cache: Rc<RefCell<BatchCache>>,
+    /// Open files of closed segments, shared by the core's partitions.
+    pub(crate) files: Rc<RefCell<FileCache<S::File>>>,
     pub(crate) state: RefCell<LogState<S::File>>,
     pub(crate) io_lock: AsyncLock,
     /// Set while a compaction pass runs (one at a time per partition).
@@ -202,6 +236,19 @@ fn corrupt(path: &Path, position: u64, detail: impl Into<String>) -> ShardError 
         path: path.to_path_buf(),
         position,
         detail: detail.into(),
+    }
+}
+
+/// Closes handles the file cache let go of, unless a reader still holds one (then it is
+/// closed when that reader drops it). A failed close loses nothing: the file was synced
+/// when its segment was sealed.
+pub(crate) async fn close_evicted<F: StorageFile>(evicted: Vec<Rc<F>>) {
+    for f in evicted {
+        if let Ok(f) = Rc::try_unwrap(f) {
+            if let Err(e) = f.close().await {
+                tracing::warn!(error = %e, "closing a segment file failed");
+            }
+        }
     }
 }
 
@@ -316,6 +363,7 @@ impl<S: Storage> Partition<S> {
         config: LogConfig,
         shard_config: ShardConfig,
         cache: Rc<RefCell<BatchCache>>,
+        files: Rc<RefCell<FileCache<S::File>>>,
     ) -> Result<Self> {
         assert!(config.segment_bytes > 0 && config.index_interval_bytes > 0);
         let dir = root.join(format!("{topic}-{partition}"));
@@ -449,7 +497,13 @@ impl<S: Storage> Partition<S> {
                 // Whatever recovery kept must be durable before it is served as committed.
                 file.fdatasync().await.map_err(io_err("sync", &path))?;
             }
-            seg.file = Some(Rc::new(file));
+            if is_last {
+                seg.file = SegmentFile::Pinned(Rc::new(file));
+            } else {
+                seg.file = SegmentFile::Cached;
+                let evicted = files.borrow_mut().insert(id, seg.id, Rc::new(file));
+                close_evicted(evicted).await;
+            }
             segments.insert(base, seg);
         }
         if segments.is_empty() {
@@ -500,6 +554,7 @@ impl<S: Storage> Partition<S> {
                 config,
                 shard_config,
                 cache,
+                files,
                 state: RefCell::new(state),
                 io_lock: AsyncLock::default(),
                 compacting: std::cell::Cell::new(false),
@@ -577,6 +632,79 @@ impl<S: Storage> Partition<S> {
             return Err(self.poisoned_err(c.clone()));
         }
         Ok(())
+    }
+
+    /// The open file of segment `base`: its pinned handle, or the shard's cached one, opened
+    /// and cached if needed. `None` if the segment is gone or has no file yet. The handle
+    /// stays usable however long the caller holds it, even if the cache evicts it.
+    pub(crate) async fn segment_handle(&self, base: i64) -> Result<Option<Rc<S::File>>> {
+        let inner = &*self.inner;
+        loop {
+            let id = {
+                let st = inner.state.borrow();
+                let Some(seg) = st.segments.get(&base) else {
+                    return Ok(None);
+                };
+                match &seg.file {
+                    SegmentFile::Missing => return Ok(None),
+                    SegmentFile::Pinned(f) => return Ok(Some(f.clone())),
+                    SegmentFile::Cached => seg.id,
+                }
+            };
+            if let Some(f) = inner.files.borrow_mut().get(inner.id, id) {
+                return Ok(Some(f));
+            }
+            let path = segment_file(&inner.dir, base, "log");
+            let opened = inner.storage.open(&path, OpenMode::Existing).await;
+            // While the file was opening, the segment may have been removed, replaced (a new
+            // segment at the same base) or pinned for a compaction swap that renames files:
+            // then what was opened may not be this segment's file. Look again.
+            let unchanged = inner
+                .state
+                .borrow()
+                .segments
+                .get(&base)
+                .is_some_and(|s| s.id == id && matches!(s.file, SegmentFile::Cached));
+            match opened {
+                Ok(f) if unchanged => {
+                    let f = Rc::new(f);
+                    let evicted = {
+                        let mut files = inner.files.borrow_mut();
+                        files.opens += 1;
+                        files.insert(inner.id, id, f.clone())
+                    };
+                    close_evicted(evicted).await;
+                    return Ok(Some(f));
+                }
+                Ok(f) => close_evicted(vec![Rc::new(f)]).await,
+                Err(_) if !unchanged => {}
+                Err(e) => return Err(io_err("open segment", &path)(e)),
+            }
+        }
+    }
+
+    /// Makes segment `base` hold its file open itself (it becomes the active segment, or a
+    /// compaction swap is about to rename files under it). No-op if it has no file.
+    pub(crate) async fn pin_segment(&self, base: i64) -> Result<Option<Rc<S::File>>> {
+        let Some(f) = self.segment_handle(base).await? else {
+            return Ok(None);
+        };
+        let inner = &*self.inner;
+        let mut st = inner.state.borrow_mut();
+        if let Some(seg) = st.segments.get_mut(&base) {
+            if matches!(seg.file, SegmentFile::Cached) {
+                inner.files.borrow_mut().remove(inner.id, seg.id);
+                seg.file = SegmentFile::Pinned(f.clone());
+            }
+        }
+        Ok(Some(f))
+    }
+
+    /// Forgets a segment's cached handle as the segment leaves the log (the caller removes
+    /// it from the map). Readers holding the handle keep reading the unlinked file.
+    pub(crate) fn forget_segment_file(&self, seg: &Segment<S::File>) {
+        let inner = &*self.inner;
+        inner.files.borrow_mut().remove(inner.id, seg.id);
     }
 
     /// Topic name.
@@ -914,7 +1042,12 @@ impl<S: Storage> Partition<S> {
                     bytes += u.bytes.len();
                 }
                 let seg = &st.segments[&seg_base];
-                (seg_base, n, bytes, seg.file.clone())
+                let file = match &seg.file {
+                    SegmentFile::Missing => None,
+                    SegmentFile::Pinned(f) => Some(f.clone()),
+                    SegmentFile::Cached => panic!("a segment with unwritten batches is sealed"),
+                };
+                (seg_base, n, bytes, file)
             };
             let (seg_base, n, bytes, file) = plan;
             let file = match file {
@@ -1015,16 +1148,18 @@ impl<S: Storage> Partition<S> {
     async fn open_new_segment(&self, base: i64) -> Result<Rc<S::File>> {
         let inner = &*self.inner;
         // Seal every earlier segment that is not yet sealed (normally just the previous one).
-        let prev: Vec<(i64, Rc<S::File>)> = {
+        let prev: Vec<i64> = {
             let st = inner.state.borrow();
             st.segments
                 .range(..base)
-                .filter(|(_, s)| s.index_dirty)
-                .filter_map(|(b, s)| s.file.clone().map(|f| (*b, f)))
+                .filter(|(_, s)| s.index_dirty && s.file.exists())
+                .map(|(b, _)| *b)
                 .collect()
         };
-        for (b, f) in prev {
-            self.seal_segment(&f, b).await?;
+        for b in prev {
+            if let Some(f) = self.segment_handle(b).await? {
+                self.seal_segment(&f, b).await?;
+            }
         }
         let path = segment_file(&inner.dir, base, "log");
         let file = inner
@@ -1041,7 +1176,7 @@ impl<S: Storage> Partition<S> {
         let mut st = inner.state.borrow_mut();
         st.recovery_point = st.recovery_point.max(base);
         if let Some(seg) = st.segments.get_mut(&base) {
-            seg.file = Some(file.clone());
+            seg.file = SegmentFile::Pinned(file.clone());
         }
         drop(st);
         self.write_meta().await?;
@@ -1079,11 +1214,27 @@ impl<S: Storage> Partition<S> {
         write_file_atomic(&inner.storage, &tp, &times)
             .await
             .map_err(io_err("write time index", &tp))?;
-        let mut st = inner.state.borrow_mut();
-        if let Some(seg) = st.segments.get_mut(&base) {
+        let evicted = {
+            let mut st = inner.state.borrow_mut();
+            let last = st.segments.keys().next_back().copied();
+            let Some(seg) = st.segments.get_mut(&base) else {
+                return Ok(());
+            };
             seg.index_dirty = false;
             seg.allocated_bytes = size;
-        }
+            // A sealed segment that is not the active one gives its file to the shard's
+            // cache, which bounds how many such files stay open.
+            if last != Some(base) && matches!(seg.file, SegmentFile::Pinned(_)) {
+                seg.file = SegmentFile::Cached;
+                inner
+                    .files
+                    .borrow_mut()
+                    .insert(inner.id, seg.id, file.clone())
+            } else {
+                Vec::new()
+            }
+        };
+        close_evicted(evicted).await;
         Ok(())
     }
 
@@ -1239,7 +1390,7 @@ impl<S: Storage> Partition<S> {
         let mut total = 0usize;
         let mut cur = offset;
         loop {
-            let (base, file, mut pos, limit, next_offset, mut expect, epochs) = {
+            let (base, id, mut pos, limit, next_offset, mut expect, epochs) = {
                 let st = inner.state.borrow();
                 // Segments are contiguous, so the last one starting at or before `cur` holds
                 // it, unless `cur` is at the log end.
@@ -1249,14 +1400,14 @@ impl<S: Storage> Partition<S> {
                 if cur >= seg.next_offset || cur >= st.written_end_offset {
                     return Ok(out);
                 }
-                let Some(file) = seg.file.clone() else {
+                if !seg.file.exists() {
                     return Ok(out);
-                };
+                }
                 let rel = (cur - base).clamp(0, i64::from(u32::MAX)) as u32;
                 let (entry_rel, pos) = seg.index.entry_for(rel);
                 (
                     base,
-                    file,
+                    seg.id,
                     u64::from(pos),
                     seg.written_bytes,
                     seg.next_offset,
@@ -1264,6 +1415,14 @@ impl<S: Storage> Partition<S> {
                     st.leader_epochs.clone(),
                 )
             };
+            let Some(file) = self.segment_handle(base).await? else {
+                return Ok(out);
+            };
+            // The segment may have been replaced while its file was opening (a compaction
+            // swap): the positions above belong to the old one, so look it up again.
+            if self.inner.state.borrow().segments.get(&base).map(|s| s.id) != Some(id) {
+                continue;
+            }
             let path = segment_file(&inner.dir, base, "log");
             let mut data = Bytes::new();
             let mut data_pos = pos;
@@ -1373,14 +1532,16 @@ impl<S: Storage> Partition<S> {
         };
         for (base, pos) in cands {
             let mut cursor = pos;
+            let Some(file) = self.segment_handle(base).await? else {
+                continue;
+            };
             loop {
-                let (file, limit) = {
+                let limit = {
                     let st = inner.state.borrow();
                     let Some(seg) = st.segments.get(&base) else {
                         break;
                     };
-                    let Some(f) = seg.file.clone() else { break };
-                    (f, seg.written_bytes)
+                    seg.written_bytes
                 };
                 if cursor >= limit {
                     break;
@@ -1468,7 +1629,7 @@ impl<S: Storage> Partition<S> {
             }
         }
         // Remove whole segments after the one that holds `offset`.
-        let (keep_base, doomed): (i64, Vec<(i64, Option<Rc<S::File>>)>) = {
+        let (keep_base, doomed): (i64, Vec<i64>) = {
             let st = inner.state.borrow();
             let first = *st.segments.keys().next().expect("segment");
             let keep = st
@@ -1476,24 +1637,24 @@ impl<S: Storage> Partition<S> {
                 .range(..=offset)
                 .next_back()
                 .map_or(first, |(b, _)| *b);
-            let doomed = st
-                .segments
-                .range(keep + 1..)
-                .map(|(b, s)| (*b, s.file.clone()))
-                .collect();
+            let doomed = st.segments.range(keep + 1..).map(|(b, _)| *b).collect();
             (keep, doomed)
         };
-        for (b, f) in doomed.into_iter().rev() {
-            drop(f);
+        for b in doomed.into_iter().rev() {
+            if let Some(seg) = inner.state.borrow().segments.get(&b) {
+                self.forget_segment_file(seg);
+            }
             self.remove_segment_files(b).await?;
             inner.state.borrow_mut().segments.remove(&b);
         }
+        // The kept segment is the active one from here on: it holds its file open.
+        let file = self.pin_segment(keep_base).await?;
         // Find the cut inside the kept segment.
-        let (file, pos0) = {
+        let pos0 = {
             let st = inner.state.borrow();
             let seg = &st.segments[&keep_base];
             let rel = (offset - keep_base).clamp(0, i64::from(u32::MAX)) as u32;
-            (seg.file.clone(), u64::from(seg.index.position_for(rel)))
+            u64::from(seg.index.position_for(rel))
         };
         let path = segment_file(&inner.dir, keep_base, "log");
         let (cut_pos, new_end) = match &file {
@@ -1663,7 +1824,10 @@ impl<S: Storage> Partition<S> {
                 .collect()
         };
         for b in doomed {
-            self.inner.state.borrow_mut().segments.remove(&b);
+            let seg = self.inner.state.borrow_mut().segments.remove(&b);
+            if let Some(seg) = seg {
+                self.forget_segment_file(&seg);
+            }
             self.remove_segment_files(b).await?;
         }
         Ok(())
@@ -1766,6 +1930,8 @@ impl<S: Storage> Partition<S> {
         let inner = &*self.inner;
         inner.state.borrow_mut().closed = true;
         inner.cache.borrow_mut().remove_partition(inner.id);
+        let cached = inner.files.borrow_mut().remove_partition(inner.id);
+        close_evicted(cached).await;
         inner.appended.notify_all();
         inner.synced.notify_all();
         r
@@ -1779,16 +1945,18 @@ impl<S: Storage> Partition<S> {
         self.inner.state.borrow_mut().closed = true;
         self.flush_locked().await?;
         let inner = &*self.inner;
-        let files: Vec<(i64, Rc<S::File>)> = {
+        let dirty: Vec<i64> = {
             let st = inner.state.borrow();
             st.segments
                 .iter()
-                .filter(|(_, s)| s.index_dirty)
-                .filter_map(|(b, s)| s.file.clone().map(|f| (*b, f)))
+                .filter(|(_, s)| s.index_dirty && s.file.exists())
+                .map(|(b, _)| *b)
                 .collect()
         };
-        for (b, f) in files {
-            self.seal_segment(&f, b).await?;
+        for b in dirty {
+            if let Some(f) = self.segment_handle(b).await? {
+                self.seal_segment(&f, b).await?;
+            }
         }
         {
             let mut st = inner.state.borrow_mut();
