@@ -27,7 +27,10 @@ use crate::index::SparseIndex;
 use crate::io::{OpenMode, Storage, StorageFile, read_file, write_file_atomic};
 use crate::meta::{self, META_FILE, PartitionMeta};
 use crate::notify::{AsyncLock, Notify};
-use crate::producer_state::{ProducerBatch, ProducerEntry, ProducerTable, SeqCheck};
+use crate::producer_state::{
+    ProducerBatch, ProducerEntry, ProducerTable, SNAPSHOTS_KEPT, SeqCheck, parse_snapshot_name,
+    snapshot_name,
+};
 
 /// Sequence of the last record of a batch: sequences wrap from i32::MAX to 0.
 fn last_sequence(first_seq: i32, last_offset_delta: i32) -> i32 {
@@ -161,6 +164,9 @@ pub(crate) struct LogState<F> {
     leader_epochs: Vec<(i32, i64)>,
     leader_epoch: i32,
     pub(crate) producers: ProducerTable,
+    /// Producer snapshots taken when a segment rolled in memory, as (offset, file bytes);
+    /// written when that segment's file is created, once everything below is durable.
+    pending_snapshots: Vec<(i64, Vec<u8>)>,
     pub(crate) poisoned: Option<String>,
     pub(crate) closed: bool,
     last_flush_ms: i64,
@@ -250,6 +256,66 @@ pub(crate) async fn close_evicted<F: StorageFile>(evicted: Vec<Rc<F>>) {
             }
         }
     }
+}
+
+/// The idempotent-producer batches of a segment from byte `pos` (a batch start) to `limit`,
+/// from their headers only: for replaying the log into the producer table on open. The
+/// segment was checked by recovery, so anything unparseable is corruption.
+async fn read_producer_batches<F: StorageFile>(
+    file: &F,
+    path: &Path,
+    mut pos: u64,
+    limit: u64,
+    chunk: usize,
+) -> Result<Vec<(i64, i16, ProducerBatch)>> {
+    let be = |b: &[u8], at: usize, n: usize| -> i64 {
+        b[at..at + n]
+            .iter()
+            .fold(0i64, |acc, &x| (acc << 8) | i64::from(x))
+    };
+    let mut out = Vec::new();
+    let mut buf = Bytes::new();
+    let mut buf_pos = pos;
+    while pos < limit {
+        let at = (pos - buf_pos) as usize;
+        if buf.len() < at + record_batch::HEADER_BYTES {
+            let want = chunk
+                .max(record_batch::HEADER_BYTES)
+                .min((limit - pos) as usize);
+            buf = file
+                .read_at(pos, want)
+                .await
+                .map_err(io_err("read", path))?;
+            buf_pos = pos;
+            if buf.len() < record_batch::HEADER_BYTES {
+                return Err(corrupt(path, pos, "short batch header"));
+            }
+            continue;
+        }
+        let h = &buf[at..at + record_batch::HEADER_BYTES];
+        let size = match peek_batch_size(h) {
+            Ok(Some(n)) if pos + n as u64 <= limit => n,
+            _ => return Err(corrupt(path, pos, "bad batch header in producer replay")),
+        };
+        let base = be(h, 0, 8);
+        let delta = be(h, 23, 4) as i32;
+        let pid = be(h, 43, 8);
+        if pid >= 0 && delta >= 0 {
+            let first_seq = be(h, 53, 4) as i32;
+            out.push((
+                pid,
+                be(h, 51, 2) as i16,
+                ProducerBatch {
+                    first_seq,
+                    last_seq: last_sequence(first_seq, delta),
+                    base_offset: base,
+                    last_offset: base + i64::from(delta),
+                },
+            ));
+        }
+        pos += size as u64;
+    }
+    Ok(out)
 }
 
 /// Result of scanning a segment's bytes.
@@ -402,7 +468,9 @@ impl<S: Storage> Partition<S> {
         bases.sort_unstable();
         let recovery_point = meta.as_ref().map_or(0, |m| m.recovery_point);
         let mut segments: BTreeMap<i64, Segment<S::File>> = BTreeMap::new();
-        let mut producers = ProducerTable::default();
+        // Idempotent-producer batches of the segments recovery scanned, by segment base, so
+        // the producer-state replay need not read those again.
+        let mut scanned: BTreeMap<i64, Vec<(i64, i16, ProducerBatch)>> = BTreeMap::new();
         for (i, &base) in bases.iter().enumerate() {
             let path = segment_file(&dir, base, "log");
             let file = storage
@@ -451,13 +519,7 @@ impl<S: Storage> Partition<S> {
                         .await
                         .map_err(io_err("truncate torn tail", &path))?;
                 }
-                for (pid, epoch, b) in scan.producers {
-                    let mut e = producers.get(pid).cloned().unwrap_or_default();
-                    if epoch >= e.epoch || e.batches.is_empty() {
-                        ProducerTable::record(&mut e, epoch, b);
-                        producers.insert(pid, e);
-                    }
-                }
+                scanned.insert(base, scan.producers);
                 seg.size_bytes = scan.valid_bytes;
                 seg.next_offset = scan.next_offset;
                 seg.max_timestamp = scan.max_timestamp;
@@ -538,7 +600,8 @@ impl<S: Storage> Partition<S> {
             recovery_point,
             leader_epochs,
             leader_epoch,
-            producers,
+            producers: ProducerTable::default(),
+            pending_snapshots: Vec::new(),
             poisoned: None,
             closed: false,
             last_flush_ms: now,
@@ -562,8 +625,185 @@ impl<S: Storage> Partition<S> {
                 appended: Notify::default(),
             }),
         };
+        p.load_producers(&names, &scanned).await?;
         p.write_meta().await?;
         Ok(p)
+    }
+
+    /// Rebuilds the idempotent-producer table on open: the newest valid snapshot at or below
+    /// the log end, then every batch from its offset to the log end (all of the log if no
+    /// snapshot is usable). Snapshots above the log end or failing their checks are removed
+    /// with a warning. `scanned` holds the producer batches of segments recovery just read.
+    async fn load_producers(
+        &self,
+        names: &[String],
+        scanned: &BTreeMap<i64, Vec<(i64, i16, ProducerBatch)>>,
+    ) -> Result<()> {
+        let inner = &*self.inner;
+        let end = inner.state.borrow().log_end_offset;
+        let mut offsets: Vec<i64> = names
+            .iter()
+            .filter_map(|n| parse_snapshot_name(n))
+            .collect();
+        offsets.sort_unstable_by(|a, b| b.cmp(a));
+        let mut loaded = None;
+        let mut doomed = Vec::new();
+        for off in offsets {
+            let path = inner.dir.join(snapshot_name(off));
+            if off > end {
+                tracing::warn!(
+                    path = %path.display(),
+                    log_end_offset = end,
+                    "producer snapshot above the log end; removed"
+                );
+                doomed.push(path);
+                continue;
+            }
+            let data = match read_file(&inner.storage, &path).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e,
+                        "unreadable producer snapshot; trying an older one");
+                    continue;
+                }
+            };
+            match ProducerTable::decode_snapshot(&data) {
+                Ok((o, table)) if o == off => {
+                    loaded = Some((o, table));
+                    break;
+                }
+                Ok((o, _)) => {
+                    tracing::warn!(path = %path.display(), offset = o,
+                        "producer snapshot holds another offset than its name; removed");
+                    doomed.push(path);
+                }
+                Err(detail) => {
+                    tracing::warn!(path = %path.display(), %detail,
+                        "corrupt producer snapshot; removed, trying an older one");
+                    doomed.push(path);
+                }
+            }
+        }
+        for path in &doomed {
+            match inner.storage.remove(path).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("remove snapshot", path)(e)),
+            }
+        }
+        if !doomed.is_empty() {
+            inner
+                .storage
+                .sync_dir(&inner.dir)
+                .await
+                .map_err(io_err("sync dir", &inner.dir))?;
+        }
+        let (from, mut table) = loaded.unwrap_or((i64::MIN, ProducerTable::default()));
+        // Segments holding offsets at or after `from`, and where in each the replay starts.
+        let segs: Vec<(i64, u64, u64)> = {
+            let st = inner.state.borrow();
+            st.segments
+                .iter()
+                .filter(|(_, s)| s.next_offset > from && s.file.exists() && s.written_bytes > 0)
+                .map(|(&b, s)| {
+                    let rel = (from.max(b) - b).min(i64::from(u32::MAX)) as u32;
+                    (b, u64::from(s.index.position_for(rel)), s.written_bytes)
+                })
+                .collect()
+        };
+        let chunk = inner.shard_config.read_bytes_min.max(1 << 20);
+        for (base, pos, limit) in segs {
+            let read;
+            let batches = match scanned.get(&base) {
+                Some(list) => list,
+                None => {
+                    let Some(file) = self.segment_handle(base).await? else {
+                        continue;
+                    };
+                    let path = segment_file(&inner.dir, base, "log");
+                    read = read_producer_batches(&*file, &path, pos, limit, chunk).await?;
+                    &read
+                }
+            };
+            for &(pid, epoch, b) in batches {
+                if b.base_offset >= from {
+                    table.replay(pid, epoch, b);
+                }
+            }
+        }
+        tracing::debug!(
+            partition = ?self,
+            snapshot = from,
+            producers = table.len(),
+            "producer state loaded"
+        );
+        inner.state.borrow_mut().producers = table;
+        Ok(())
+    }
+
+    /// Writes the producer snapshots taken by rolls at or below `upto`, then prunes.
+    async fn write_pending_snapshots(&self, upto: i64) -> Result<()> {
+        let inner = &*self.inner;
+        let due: Vec<(i64, Vec<u8>)> = {
+            let mut st = inner.state.borrow_mut();
+            let (due, later) = std::mem::take(&mut st.pending_snapshots)
+                .into_iter()
+                .partition(|(o, _)| *o <= upto);
+            st.pending_snapshots = later;
+            due
+        };
+        if due.is_empty() {
+            return Ok(());
+        }
+        for (offset, data) in due {
+            self.write_snapshot(offset, &data).await?;
+        }
+        self.prune_snapshots(i64::MAX).await
+    }
+
+    async fn write_snapshot(&self, offset: i64, data: &[u8]) -> Result<()> {
+        let inner = &*self.inner;
+        let path = inner.dir.join(snapshot_name(offset));
+        write_file_atomic(&inner.storage, &path, data)
+            .await
+            .map_err(io_err("write producer snapshot", &path))
+    }
+
+    /// Removes producer snapshots above `above` and all but the newest [`SNAPSHOTS_KEPT`].
+    async fn prune_snapshots(&self, above: i64) -> Result<()> {
+        let inner = &*self.inner;
+        let names = inner
+            .storage
+            .list_dir(&inner.dir)
+            .await
+            .map_err(io_err("list dir", &inner.dir))?;
+        let mut offsets: Vec<i64> = names
+            .iter()
+            .filter_map(|n| parse_snapshot_name(n))
+            .collect();
+        offsets.sort_unstable_by(|a, b| b.cmp(a));
+        let mut kept = 0;
+        let mut removed = false;
+        for off in offsets {
+            if off <= above && kept < SNAPSHOTS_KEPT {
+                kept += 1;
+                continue;
+            }
+            let path = inner.dir.join(snapshot_name(off));
+            match inner.storage.remove(&path).await {
+                Ok(()) => removed = true,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("remove snapshot", &path)(e)),
+            }
+        }
+        if removed {
+            inner
+                .storage
+                .sync_dir(&inner.dir)
+                .await
+                .map_err(io_err("sync dir", &inner.dir))?;
+        }
+        Ok(())
     }
 
     /// Loads a closed segment's index files and checks them against the segment's tail.
@@ -805,12 +1045,9 @@ impl<S: Storage> Partition<S> {
         Ok(info)
     }
 
-    /// Checks idempotent-producer sequences for the whole request without changing anything;
-    /// returns the producers' new entries to install if every batch is accepted.
-    fn check_producers(
-        st: &LogState<S::File>,
-        batches: &[RecordBatch],
-    ) -> Result<Vec<(i64, ProducerEntry)>> {
+    /// Checks idempotent-producer sequences for the whole request without changing anything
+    /// (the caller records the batches one by one as it assigns their offsets).
+    fn check_producers(st: &LogState<S::File>, batches: &[RecordBatch]) -> Result<()> {
         let mut touched: Vec<(i64, ProducerEntry)> = Vec::new();
         let mut next = st.log_end_offset;
         for b in batches {
@@ -870,7 +1107,7 @@ impl<S: Storage> Partition<S> {
                 },
             );
         }
-        Ok(touched)
+        Ok(())
     }
 
     fn append_in_memory(&self, batches: &[RecordBatch]) -> Result<(AppendInfo, u64)> {
@@ -878,9 +1115,7 @@ impl<S: Storage> Partition<S> {
         let now = inner.storage.now_ms();
         let mut st = inner.state.borrow_mut();
         let st = &mut *st;
-        for (pid, entry) in Self::check_producers(st, batches)? {
-            st.producers.insert(pid, entry);
-        }
+        Self::check_producers(st, batches)?;
         let base_offset = st.log_end_offset;
         let epoch = st.leader_epoch;
         if st.leader_epochs.last().is_none_or(|e| e.0 < epoch) {
@@ -914,7 +1149,24 @@ impl<S: Storage> Partition<S> {
                         || active.size_bytes + size > u64::from(u32::MAX))
             };
             if roll {
+                // The producer state as of the new segment's base: every batch below it is
+                // recorded, none at or above. Written when the segment's file is created.
+                let snapshot = st.producers.encode_snapshot(base);
+                st.pending_snapshots.push((base, snapshot));
                 st.segments.insert(base, Segment::new(base, now));
+            }
+            if b.producer_id() >= 0 {
+                let first_seq = b.base_sequence();
+                ProducerTable::record(
+                    st.producers.entry_mut(b.producer_id()),
+                    b.producer_epoch(),
+                    ProducerBatch {
+                        first_seq,
+                        last_seq: last_sequence(first_seq, b.last_offset_delta()),
+                        base_offset: base,
+                        last_offset: last,
+                    },
+                );
             }
             let (&seg_base, active) = st.segments.iter_mut().next_back().expect("segment");
             assert!(active.next_offset == base, "offsets must be contiguous");
@@ -1180,6 +1432,9 @@ impl<S: Storage> Partition<S> {
         }
         drop(st);
         self.write_meta().await?;
+        // Every batch below `base` is durable now (sealed above), so the roll's producer
+        // snapshot may say so.
+        self.write_pending_snapshots(base).await?;
         Ok(file)
     }
 
@@ -1735,6 +1990,7 @@ impl<S: Storage> Partition<S> {
             st.recovery_point = st.recovery_point.min(keep_base);
             st.leader_epochs.retain(|e| e.1 < new_end);
             st.producers.truncate(new_end);
+            st.pending_snapshots.retain(|(o, _)| *o <= new_end);
             st.cleaner.truncate(new_end);
             if st.log_start_offset > new_end {
                 st.log_start_offset = new_end;
@@ -1766,6 +2022,8 @@ impl<S: Storage> Partition<S> {
         }
         self.write_meta().await?;
         self.write_cleaner_checkpoint().await?;
+        // Snapshots above the new end describe batches that are gone.
+        self.prune_snapshots(new_end).await?;
         inner.appended.notify_all();
         Ok(())
     }
@@ -1897,6 +2155,9 @@ impl<S: Storage> Partition<S> {
                 return Ok(());
             }
             let now = inner.storage.now_ms();
+            // Flushed and no await since: the table holds exactly the batches below `leo`.
+            let snapshot = st.producers.encode_snapshot(leo);
+            st.pending_snapshots.push((leo, snapshot));
             st.segments.insert(leo, Segment::new(leo, now));
             leo
         };
@@ -1958,11 +2219,19 @@ impl<S: Storage> Partition<S> {
                 self.seal_segment(&f, b).await?;
             }
         }
-        {
+        let (leo, snapshot) = {
             let mut st = inner.state.borrow_mut();
             st.recovery_point = st.log_end_offset;
-        }
-        self.write_meta().await
+            (
+                st.log_end_offset,
+                st.producers.encode_snapshot(st.log_end_offset),
+            )
+        };
+        self.write_meta().await?;
+        // The next open loads this and replays nothing.
+        self.write_pending_snapshots(leo).await?;
+        self.write_snapshot(leo, &snapshot).await?;
+        self.prune_snapshots(i64::MAX).await
     }
 
     /// Bytes this partition holds on disk (sum of its segments' logical sizes).
