@@ -50,6 +50,8 @@
 //!
 //! Readers hold `Rc` handles to segment files, so a fetch already reading an old segment keeps
 //! reading it (the unlinked file stays readable); the segment map is switched in one borrow.
+//! From step 3 on the group's segments are pinned (they hold their files open instead of
+//! going through the shard's file cache), so no reader opens a path while it is renamed.
 //! The batch cache drops everything below the end of a swapped group.
 
 use std::collections::{HashMap, HashSet};
@@ -64,7 +66,7 @@ use crate::codec::{self, Framing};
 use crate::error::{Result, ShardError, io_err};
 use crate::index::SparseIndex;
 use crate::io::{OpenMode, Storage, StorageFile, read_file, write_file_atomic};
-use crate::partition::{Partition, Segment, segment_file};
+use crate::partition::{Partition, Segment, SegmentFile, segment_file};
 
 /// The cleaner's checkpoint file in a partition directory.
 pub(crate) const CHECKPOINT_FILE: &str = "cleaner.checkpoint";
@@ -501,16 +503,17 @@ struct OffsetMap {
 }
 
 /// A closed segment taking part in a pass.
-struct Src<F> {
+struct Src {
     base: i64,
     end: i64,
     size: u64,
     max_ts: i64,
-    file: Rc<F>,
+    /// `Segment::id`: the swap refuses to replace a segment that is not this one any more.
+    id: u64,
 }
 
-struct Plan<F> {
-    segs: Vec<Src<F>>,
+struct Plan {
+    segs: Vec<Src>,
     dirty_from: usize,
     cleaner: CleanerState,
 }
@@ -640,7 +643,7 @@ impl<F: StorageFile> SegWriter<F> {
 
 /// Splits `segs` into runs of adjacent segments to merge: sizes adding up to at most
 /// `max_bytes`, offsets and positions fitting the index's 32-bit fields.
-fn groups<F>(segs: &[Src<F>], max_bytes: u64) -> Vec<std::ops::Range<usize>> {
+fn groups(segs: &[Src], max_bytes: u64) -> Vec<std::ops::Range<usize>> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut bytes = 0u64;
@@ -706,7 +709,7 @@ impl<S: Storage> Partition<S> {
         Ok(stats)
     }
 
-    fn plan(&self, now_ms: i64) -> Option<Plan<S::File>> {
+    fn plan(&self, now_ms: i64) -> Option<Plan> {
         let inner = &*self.inner;
         let cfg = &inner.config;
         let st = inner.state.borrow();
@@ -721,10 +724,7 @@ impl<S: Storage> Partition<S> {
             let sealed = s.written_bytes == s.size_bytes && s.next_offset <= st.durable_end_offset;
             let young = cfg.min_compaction_lag_ms > 0
                 && s.max_timestamp > now_ms.saturating_sub(cfg.min_compaction_lag_ms);
-            let Some(file) = s.file.clone().filter(|_| sealed) else {
-                break;
-            };
-            if young {
+            if !sealed || !s.file.exists() || young {
                 break;
             }
             segs.push(Src {
@@ -732,7 +732,7 @@ impl<S: Storage> Partition<S> {
                 end: s.next_offset,
                 size: s.size_bytes,
                 max_ts: s.max_timestamp,
-                file,
+                id: s.id,
             });
         }
         let cu = st.cleaner.cleaned_upto;
@@ -758,7 +758,7 @@ impl<S: Storage> Partition<S> {
     /// segment where the map passes `compaction_keys_max` keys.
     async fn build_offset_map(
         &self,
-        plan: &mut Plan<S::File>,
+        plan: &mut Plan,
         stats: &mut CompactionStats,
     ) -> Result<OffsetMap> {
         let inner = &*self.inner;
@@ -769,8 +769,13 @@ impl<S: Storage> Partition<S> {
         let mut end = plan.segs.len();
         for i in plan.dirty_from..plan.segs.len() {
             let s = &plan.segs[i];
+            let Some(file) = self.src_file(s).await? else {
+                // Removed underneath (retention, truncation): clean what comes before.
+                end = i;
+                break;
+            };
             let path = segment_file(&inner.dir, s.base, "log");
-            let mut r = SegReader::new(&*s.file, path, s.size, chunk);
+            let mut r = SegReader::new(&*file, path, s.size, chunk);
             while let Some(b) = r.next().await? {
                 stats.bytes_read += b.size_bytes() as u64;
                 if b.base_offset() < cu {
@@ -801,11 +806,28 @@ impl<S: Storage> Partition<S> {
         Ok(map)
     }
 
+    /// The file of a segment in the plan; `None` if that segment left the log or was
+    /// replaced since the plan was made.
+    async fn src_file(&self, s: &Src) -> Result<Option<Rc<S::File>>> {
+        let Some(f) = self.segment_handle(s.base).await? else {
+            return Ok(None);
+        };
+        let same = self
+            .inner
+            .state
+            .borrow()
+            .segments
+            .get(&s.base)
+            .map(|g| g.id)
+            == Some(s.id);
+        Ok(same.then_some(f))
+    }
+
     /// Cleans one group of segments into a new file and swaps it in. `Ok(false)` if the log
     /// changed underneath (retention, truncation, close) and the pass should stop.
     async fn clean_group(
         &self,
-        group: &[Src<S::File>],
+        group: &[Src],
         cleaner: &CleanerState,
         map: &OffsetMap,
         now_ms: i64,
@@ -892,7 +914,7 @@ impl<S: Storage> Partition<S> {
     /// Streams the group's batches through the filter into `w`; true if anything changed.
     async fn filter_group(
         &self,
-        group: &[Src<S::File>],
+        group: &[Src],
         cleaner: &CleanerState,
         map: &OffsetMap,
         now_ms: i64,
@@ -926,8 +948,12 @@ impl<S: Storage> Partition<S> {
             }
         };
         for s in group {
+            let Some(file) = self.src_file(s).await? else {
+                // Removed underneath: the swap sees the change and drops this output.
+                continue;
+            };
             let path = segment_file(&inner.dir, s.base, "log");
-            let mut r = SegReader::new(&*s.file, path.clone(), s.size, chunk);
+            let mut r = SegReader::new(&*file, path.clone(), s.size, chunk);
             let mut expect = s.base;
             while let Some(b) = r.next().await? {
                 if b.base_offset() < expect || b.last_offset() >= s.end {
@@ -1014,7 +1040,7 @@ impl<S: Storage> Partition<S> {
     #[allow(clippy::too_many_arguments)]
     async fn swap(
         &self,
-        group: &[Src<S::File>],
+        group: &[Src],
         cleaner: &CleanerState,
         file: S::File,
         size: u64,
@@ -1033,13 +1059,15 @@ impl<S: Storage> Partition<S> {
                 return Ok(false);
             }
             let active = st.segments.keys().next_back().copied().unwrap_or(i64::MIN);
-            let now: Vec<(i64, i64, u64)> = st
+            let now: Vec<(i64, i64, u64, u64)> = st
                 .segments
                 .range(base..end)
-                .map(|(b, s)| (*b, s.next_offset, s.size_bytes))
+                .map(|(b, s)| (*b, s.next_offset, s.size_bytes, s.id))
                 .collect();
-            let then: Vec<(i64, i64, u64)> =
-                group.iter().map(|s| (s.base, s.end, s.size)).collect();
+            let then: Vec<(i64, i64, u64, u64)> = group
+                .iter()
+                .map(|s| (s.base, s.end, s.size, s.id))
+                .collect();
             if now != then || end > active {
                 return Ok(false);
             }
@@ -1057,7 +1085,18 @@ impl<S: Storage> Partition<S> {
             .await
             .map_err(io_err("write cleaner checkpoint", &cp))?;
         inner.state.borrow_mut().cleaner = new_cleaner;
-        let r = self.swap_files(group, base, end).await;
+        // The swap renames files over these segments' paths: from here until they leave the
+        // map, readers must use the files they have, never open the paths again.
+        let mut r = Ok(());
+        for s in group {
+            if let Err(e) = self.pin_segment(s.base).await {
+                r = Err(e);
+                break;
+            }
+        }
+        if r.is_ok() {
+            r = self.swap_files(group, base, end).await;
+        }
         if let Err(e) = r {
             let mut st = inner.state.borrow_mut();
             if st.poisoned.is_none() {
@@ -1069,10 +1108,13 @@ impl<S: Storage> Partition<S> {
         {
             let mut st = inner.state.borrow_mut();
             for s in group {
-                st.segments.remove(&s.base);
+                if let Some(old) = st.segments.remove(&s.base) {
+                    self.forget_segment_file(&old);
+                }
             }
             let mut seg = Segment::new(base, now_ms);
-            seg.file = Some(file.clone());
+            // Pinned until sealed below, which hands it to the file cache.
+            seg.file = SegmentFile::Pinned(file.clone());
             seg.size_bytes = size;
             seg.written_bytes = size;
             seg.allocated_bytes = size;
@@ -1087,7 +1129,7 @@ impl<S: Storage> Partition<S> {
         Ok(true)
     }
 
-    async fn swap_files(&self, group: &[Src<S::File>], base: i64, end: i64) -> Result<()> {
+    async fn swap_files(&self, group: &[Src], base: i64, end: i64) -> Result<()> {
         let inner = &*self.inner;
         let (storage, dir) = (&inner.storage, &inner.dir);
         let sync = || async { storage.sync_dir(dir).await.map_err(io_err("sync dir", dir)) };

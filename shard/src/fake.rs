@@ -16,6 +16,7 @@
 //! - Not modelled (stronger than a real disk): `truncate`, `allocate`, create, rename and
 //!   remove take effect at once and durably; no misdirected writes; no latency (every call
 //!   completes without yielding). Reads never fail.
+//! - [`FakeDisk::open_files`] counts open handles, as a real process counts descriptors.
 //! - The clock is virtual: it moves only through [`FakeDisk::advance_ms`].
 
 use std::cell::RefCell;
@@ -55,6 +56,8 @@ struct DiskState {
     budget: Option<u64>,
     /// Mutating calls made so far.
     ops: u64,
+    /// File handles open now (opened and not yet closed or dropped).
+    open_files: usize,
 }
 
 impl DiskState {
@@ -111,6 +114,7 @@ impl FakeDisk {
                 now_ms: start_ms,
                 budget: None,
                 ops: 0,
+                open_files: 0,
             })),
         }
     }
@@ -126,6 +130,10 @@ impl FakeDisk {
     /// Mutating calls made on this disk so far.
     pub fn ops(&self) -> u64 {
         self.state.borrow().ops
+    }
+    /// File handles open now, like the descriptors of a real process.
+    pub fn open_files(&self) -> usize {
+        self.state.borrow().open_files
     }
     /// Changes the fault rates from now on.
     pub fn set_faults(&self, faults: Faults) {
@@ -197,6 +205,12 @@ impl DerefMut for FakeBuf {
 pub struct FakeFile {
     disk: FakeDisk,
     image: Rc<RefCell<FileImage>>,
+}
+
+impl Drop for FakeFile {
+    fn drop(&mut self) {
+        self.disk.state.borrow_mut().open_files -= 1;
+    }
 }
 
 fn eio() -> io::Error {
@@ -306,6 +320,7 @@ impl Storage for FakeDisk {
             (_, Some(f)) => f.clone(),
             (_, None) => st.files.entry(path.to_path_buf()).or_default().clone(),
         };
+        st.open_files += 1;
         Ok(FakeFile {
             disk: self.clone(),
             image,

@@ -24,8 +24,8 @@
 //! 3 x `io_memory` per executor (tests and the bench raise it with setrlimit as root).
 //!
 //! Not done yet: LogAppendTime stamping (appends report -1), an append path for
-//! followers that keeps the leader's offsets and epochs, producer-state snapshots (the table
-//! is rebuilt only from segments recovery scans), transactions.
+//! followers that keeps the leader's offsets and epochs, expiry of idle producer ids (the
+//! table and its snapshots keep every producer forever), transactions.
 //!
 //! # On disk
 //! `<dir>/<topic>-<partition>/` holds `<20-digit base offset>.log` (batches byte for byte),
@@ -33,6 +33,16 @@
 //! (log start offset, recovery point, leader epoch cache; rkyv + CRC-32C). Compacted partitions
 //! also have `cleaner.checkpoint` (what was cleaned and when; offset gaps are accepted below
 //! it), and briefly `<base>.log.cleaned` / `<base>.<end>.swap` during a swap.
+//! `<20-digit offset>.snapshot` files hold the idempotent-producer table as of that offset
+//! (written at each segment roll and on clean close, newest three kept; see
+//! `producer_state.rs`), so producer state outlives the segments that held its batches.
+//!
+//! # Open files
+//! The active segment of each partition holds its file open. Closed segments' files are
+//! opened on demand (reads, index checks, compaction) through a per-core cache
+//! (`files.rs`) that keeps at most `ShardConfig::open_segment_files_max` of them open and
+//! closes the least recently used; a read holding an evicted handle keeps it until it is
+//! done (`Rc`). Index files are read into memory and hold no descriptor.
 //!
 //! # Invariants
 //! - Only the owning core touches a partition; no `Mutex`, no `Arc`. `RefCell` borrows never
@@ -42,6 +52,8 @@
 //! - The high watermark never passes what is durable (in the default sync mode).
 //! - Idempotent producers: per producer id, the epoch and last five sequence ranges are
 //!   checked on append (`DuplicateSequence`, `OutOfOrderSequence`, `InvalidProducerEpoch`).
+//!   A producer snapshot at offset N holds every batch below N and none above; none exists
+//!   above the log end (truncation and recovery remove them).
 //! - Opening never panics on file content: a torn tail is truncated, a bad index rebuilt, a
 //!   bad `partition.meta` or an offset gap between segments is a typed error.
 
@@ -52,6 +64,7 @@ mod config;
 mod dma;
 mod error;
 mod fake;
+mod files;
 mod index;
 mod io;
 mod meta;

@@ -2,8 +2,8 @@
 //! archive behind a checksum. Read with checked access; written temp + fsync + rename + dir
 //! fsync (`io::write_file_atomic`), so a crash leaves either the old or the new file.
 //!
-//! File format: magic `SLPM` (4), archive length (4, BE), CRC-32C of the archive (4, BE),
-//! 4 zero bytes, then the archive.
+//! File format ([`frame_archive`], also used by producer snapshots): magic `SLPM` (4), archive
+//! length (4, BE), CRC-32C of the archive (4, BE), 4 zero bytes, then the archive.
 
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
@@ -22,23 +22,22 @@ pub(crate) struct PartitionMeta {
     pub(crate) leader_epochs: Vec<(i32, i64)>,
 }
 
-pub(crate) fn encode(meta: &PartitionMeta) -> Vec<u8> {
-    // Serializing plain integers and a Vec cannot fail; an error here is a bug.
-    let archive = match rkyv::to_bytes::<rancor::Error>(meta) {
-        Ok(a) => a,
-        Err(e) => panic!("serializing partition meta failed: {e}"),
-    };
+/// Frames an rkyv archive as a file: `magic`, length, CRC-32C, 4 zero bytes, the archive.
+/// Shared by every checksummed archive file of the crate (this one, producer snapshots).
+pub(crate) fn frame_archive(magic: &[u8; 4], archive: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_BYTES + archive.len());
-    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(magic);
     out.extend_from_slice(&(archive.len() as u32).to_be_bytes());
-    out.extend_from_slice(&crc32c::crc32c(&archive).to_be_bytes());
+    out.extend_from_slice(&crc32c::crc32c(archive).to_be_bytes());
     out.extend_from_slice(&[0; 4]);
-    out.extend_from_slice(&archive);
+    out.extend_from_slice(archive);
     out
 }
 
-pub(crate) fn decode(data: &[u8]) -> Result<PartitionMeta, String> {
-    if data.len() < HEADER_BYTES || &data[..4] != MAGIC || data[12..16] != [0; 4] {
+/// Checks a file made by [`frame_archive`] and returns its archive, aligned for rkyv's
+/// checked access (which the caller still does: the checksum only rules out damage).
+pub(crate) fn unframe_archive(magic: &[u8; 4], data: &[u8]) -> Result<AlignedVec<16>, String> {
+    if data.len() < HEADER_BYTES || &data[..4] != magic || data[12..16] != [0; 4] {
         return Err("bad magic or short header".into());
     }
     let len = u32::from_be_bytes([data[4], data[5], data[6], data[7]]) as usize;
@@ -52,6 +51,20 @@ pub(crate) fn decode(data: &[u8]) -> Result<PartitionMeta, String> {
     }
     let mut aligned = AlignedVec::<16>::with_capacity(body.len());
     aligned.extend_from_slice(body);
+    Ok(aligned)
+}
+
+pub(crate) fn encode(meta: &PartitionMeta) -> Vec<u8> {
+    // Serializing plain integers and a Vec cannot fail; an error here is a bug.
+    let archive = match rkyv::to_bytes::<rancor::Error>(meta) {
+        Ok(a) => a,
+        Err(e) => panic!("serializing partition meta failed: {e}"),
+    };
+    frame_archive(MAGIC, &archive)
+}
+
+pub(crate) fn decode(data: &[u8]) -> Result<PartitionMeta, String> {
+    let aligned = unframe_archive(MAGIC, data)?;
     let meta = rkyv::from_bytes::<PartitionMeta, rancor::Error>(&aligned)
         .map_err(|e| format!("archive check failed: {e}"))?;
     if meta.version != 1 {

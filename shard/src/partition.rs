@@ -22,11 +22,15 @@ use crate::cache::{BatchCache, CachedBatch, collect_run};
 use crate::compact::{self, CleanerState};
 use crate::config::{Durability, LogConfig, ShardConfig};
 use crate::error::{Result, ShardError, io_err};
+use crate::files::FileCache;
 use crate::index::SparseIndex;
 use crate::io::{OpenMode, Storage, StorageFile, read_file, write_file_atomic};
 use crate::meta::{self, META_FILE, PartitionMeta};
 use crate::notify::{AsyncLock, Notify};
-use crate::producer_state::{ProducerBatch, ProducerEntry, ProducerTable, SeqCheck};
+use crate::producer_state::{
+    ProducerBatch, ProducerEntry, ProducerTable, SNAPSHOTS_KEPT, SeqCheck, parse_snapshot_name,
+    snapshot_name,
+};
 
 /// Sequence of the last record of a batch: sequences wrap from i32::MAX to 0.
 fn last_sequence(first_seq: i32, last_offset_delta: i32) -> i32 {
@@ -64,9 +68,34 @@ pub struct Offsets {
     pub log_end_offset: i64,
 }
 
+/// Where a segment's file handle is.
+pub(crate) enum SegmentFile<F> {
+    /// No file yet: a new segment before its first write.
+    Missing,
+    /// Held open by the partition: the active segment, and a rolled one until it is sealed
+    /// (or a closed one while a compaction swap renames files under it).
+    Pinned(Rc<F>),
+    /// Sealed and closed: opened on demand through the shard's [`FileCache`].
+    Cached,
+}
+
+impl<F> SegmentFile<F> {
+    pub(crate) fn exists(&self) -> bool {
+        !matches!(self, SegmentFile::Missing)
+    }
+}
+
+thread_local! {
+    /// Segment ids: unique on the core for the life of the process (see `Segment::id`).
+    static NEXT_SEGMENT_ID: std::cell::Cell<u64> = const { std::cell::Cell::new(1) };
+}
+
 pub(crate) struct Segment<F> {
     pub(crate) base_offset: i64,
-    pub(crate) file: Option<Rc<F>>,
+    /// Unique on the core: names this segment (not its base offset, which a later segment
+    /// may reuse after a truncation or a compaction swap) in the shard's file cache.
+    pub(crate) id: u64,
+    pub(crate) file: SegmentFile<F>,
     /// Bytes of batches assigned to this segment, written or not.
     pub(crate) size_bytes: u64,
     /// Bytes of batches handed to the kernel.
@@ -84,9 +113,15 @@ pub(crate) struct Segment<F> {
 
 impl<F> Segment<F> {
     pub(crate) fn new(base_offset: i64, now_ms: i64) -> Self {
+        let id = NEXT_SEGMENT_ID.with(|n| {
+            let id = n.get();
+            n.set(id + 1);
+            id
+        });
         Self {
             base_offset,
-            file: None,
+            id,
+            file: SegmentFile::Missing,
             size_bytes: 0,
             written_bytes: 0,
             next_offset: base_offset,
@@ -129,6 +164,9 @@ pub(crate) struct LogState<F> {
     leader_epochs: Vec<(i32, i64)>,
     leader_epoch: i32,
     pub(crate) producers: ProducerTable,
+    /// Producer snapshots taken when a segment rolled in memory, as (offset, file bytes);
+    /// written when that segment's file is created, once everything below is durable.
+    pending_snapshots: Vec<(i64, Vec<u8>)>,
     pub(crate) poisoned: Option<String>,
     pub(crate) closed: bool,
     last_flush_ms: i64,
@@ -145,6 +183,8 @@ pub(crate) struct PartitionInner<S: Storage> {
     pub(crate) config: LogConfig,
     pub(crate) shard_config: ShardConfig,
     pub(crate) cache: Rc<RefCell<BatchCache>>,
+    /// Open files of closed segments, shared by the core's partitions.
+    pub(crate) files: Rc<RefCell<FileCache<S::File>>>,
     pub(crate) state: RefCell<LogState<S::File>>,
     pub(crate) io_lock: AsyncLock,
     /// Set while a compaction pass runs (one at a time per partition).
@@ -203,6 +243,79 @@ fn corrupt(path: &Path, position: u64, detail: impl Into<String>) -> ShardError 
         position,
         detail: detail.into(),
     }
+}
+
+/// Closes handles the file cache let go of, unless a reader still holds one (then it is
+/// closed when that reader drops it). A failed close loses nothing: the file was synced
+/// when its segment was sealed.
+pub(crate) async fn close_evicted<F: StorageFile>(evicted: Vec<Rc<F>>) {
+    for f in evicted {
+        if let Ok(f) = Rc::try_unwrap(f) {
+            if let Err(e) = f.close().await {
+                tracing::warn!(error = %e, "closing a segment file failed");
+            }
+        }
+    }
+}
+
+/// The idempotent-producer batches of a segment from byte `pos` (a batch start) to `limit`,
+/// from their headers only: for replaying the log into the producer table on open. The
+/// segment was checked by recovery, so anything unparseable is corruption.
+async fn read_producer_batches<F: StorageFile>(
+    file: &F,
+    path: &Path,
+    mut pos: u64,
+    limit: u64,
+    chunk: usize,
+) -> Result<Vec<(i64, i16, ProducerBatch)>> {
+    let be = |b: &[u8], at: usize, n: usize| -> i64 {
+        b[at..at + n]
+            .iter()
+            .fold(0i64, |acc, &x| (acc << 8) | i64::from(x))
+    };
+    let mut out = Vec::new();
+    let mut buf = Bytes::new();
+    let mut buf_pos = pos;
+    while pos < limit {
+        let at = (pos - buf_pos) as usize;
+        if buf.len() < at + record_batch::HEADER_BYTES {
+            let want = chunk
+                .max(record_batch::HEADER_BYTES)
+                .min((limit - pos) as usize);
+            buf = file
+                .read_at(pos, want)
+                .await
+                .map_err(io_err("read", path))?;
+            buf_pos = pos;
+            if buf.len() < record_batch::HEADER_BYTES {
+                return Err(corrupt(path, pos, "short batch header"));
+            }
+            continue;
+        }
+        let h = &buf[at..at + record_batch::HEADER_BYTES];
+        let size = match peek_batch_size(h) {
+            Ok(Some(n)) if pos + n as u64 <= limit => n,
+            _ => return Err(corrupt(path, pos, "bad batch header in producer replay")),
+        };
+        let base = be(h, 0, 8);
+        let delta = be(h, 23, 4) as i32;
+        let pid = be(h, 43, 8);
+        if pid >= 0 && delta >= 0 {
+            let first_seq = be(h, 53, 4) as i32;
+            out.push((
+                pid,
+                be(h, 51, 2) as i16,
+                ProducerBatch {
+                    first_seq,
+                    last_seq: last_sequence(first_seq, delta),
+                    base_offset: base,
+                    last_offset: base + i64::from(delta),
+                },
+            ));
+        }
+        pos += size as u64;
+    }
+    Ok(out)
 }
 
 /// Result of scanning a segment's bytes.
@@ -316,6 +429,7 @@ impl<S: Storage> Partition<S> {
         config: LogConfig,
         shard_config: ShardConfig,
         cache: Rc<RefCell<BatchCache>>,
+        files: Rc<RefCell<FileCache<S::File>>>,
     ) -> Result<Self> {
         assert!(config.segment_bytes > 0 && config.index_interval_bytes > 0);
         let dir = root.join(format!("{topic}-{partition}"));
@@ -354,7 +468,9 @@ impl<S: Storage> Partition<S> {
         bases.sort_unstable();
         let recovery_point = meta.as_ref().map_or(0, |m| m.recovery_point);
         let mut segments: BTreeMap<i64, Segment<S::File>> = BTreeMap::new();
-        let mut producers = ProducerTable::default();
+        // Idempotent-producer batches of the segments recovery scanned, by segment base, so
+        // the producer-state replay need not read those again.
+        let mut scanned: BTreeMap<i64, Vec<(i64, i16, ProducerBatch)>> = BTreeMap::new();
         for (i, &base) in bases.iter().enumerate() {
             let path = segment_file(&dir, base, "log");
             let file = storage
@@ -403,13 +519,7 @@ impl<S: Storage> Partition<S> {
                         .await
                         .map_err(io_err("truncate torn tail", &path))?;
                 }
-                for (pid, epoch, b) in scan.producers {
-                    let mut e = producers.get(pid).cloned().unwrap_or_default();
-                    if epoch >= e.epoch || e.batches.is_empty() {
-                        ProducerTable::record(&mut e, epoch, b);
-                        producers.insert(pid, e);
-                    }
-                }
+                scanned.insert(base, scan.producers);
                 seg.size_bytes = scan.valid_bytes;
                 seg.next_offset = scan.next_offset;
                 seg.max_timestamp = scan.max_timestamp;
@@ -449,7 +559,13 @@ impl<S: Storage> Partition<S> {
                 // Whatever recovery kept must be durable before it is served as committed.
                 file.fdatasync().await.map_err(io_err("sync", &path))?;
             }
-            seg.file = Some(Rc::new(file));
+            if is_last {
+                seg.file = SegmentFile::Pinned(Rc::new(file));
+            } else {
+                seg.file = SegmentFile::Cached;
+                let evicted = files.borrow_mut().insert(id, seg.id, Rc::new(file));
+                close_evicted(evicted).await;
+            }
             segments.insert(base, seg);
         }
         if segments.is_empty() {
@@ -484,7 +600,8 @@ impl<S: Storage> Partition<S> {
             recovery_point,
             leader_epochs,
             leader_epoch,
-            producers,
+            producers: ProducerTable::default(),
+            pending_snapshots: Vec::new(),
             poisoned: None,
             closed: false,
             last_flush_ms: now,
@@ -500,6 +617,7 @@ impl<S: Storage> Partition<S> {
                 config,
                 shard_config,
                 cache,
+                files,
                 state: RefCell::new(state),
                 io_lock: AsyncLock::default(),
                 compacting: std::cell::Cell::new(false),
@@ -507,8 +625,185 @@ impl<S: Storage> Partition<S> {
                 appended: Notify::default(),
             }),
         };
+        p.load_producers(&names, &scanned).await?;
         p.write_meta().await?;
         Ok(p)
+    }
+
+    /// Rebuilds the idempotent-producer table on open: the newest valid snapshot at or below
+    /// the log end, then every batch from its offset to the log end (all of the log if no
+    /// snapshot is usable). Snapshots above the log end or failing their checks are removed
+    /// with a warning. `scanned` holds the producer batches of segments recovery just read.
+    async fn load_producers(
+        &self,
+        names: &[String],
+        scanned: &BTreeMap<i64, Vec<(i64, i16, ProducerBatch)>>,
+    ) -> Result<()> {
+        let inner = &*self.inner;
+        let end = inner.state.borrow().log_end_offset;
+        let mut offsets: Vec<i64> = names
+            .iter()
+            .filter_map(|n| parse_snapshot_name(n))
+            .collect();
+        offsets.sort_unstable_by(|a, b| b.cmp(a));
+        let mut loaded = None;
+        let mut doomed = Vec::new();
+        for off in offsets {
+            let path = inner.dir.join(snapshot_name(off));
+            if off > end {
+                tracing::warn!(
+                    path = %path.display(),
+                    log_end_offset = end,
+                    "producer snapshot above the log end; removed"
+                );
+                doomed.push(path);
+                continue;
+            }
+            let data = match read_file(&inner.storage, &path).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e,
+                        "unreadable producer snapshot; trying an older one");
+                    continue;
+                }
+            };
+            match ProducerTable::decode_snapshot(&data) {
+                Ok((o, table)) if o == off => {
+                    loaded = Some((o, table));
+                    break;
+                }
+                Ok((o, _)) => {
+                    tracing::warn!(path = %path.display(), offset = o,
+                        "producer snapshot holds another offset than its name; removed");
+                    doomed.push(path);
+                }
+                Err(detail) => {
+                    tracing::warn!(path = %path.display(), %detail,
+                        "corrupt producer snapshot; removed, trying an older one");
+                    doomed.push(path);
+                }
+            }
+        }
+        for path in &doomed {
+            match inner.storage.remove(path).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("remove snapshot", path)(e)),
+            }
+        }
+        if !doomed.is_empty() {
+            inner
+                .storage
+                .sync_dir(&inner.dir)
+                .await
+                .map_err(io_err("sync dir", &inner.dir))?;
+        }
+        let (from, mut table) = loaded.unwrap_or((i64::MIN, ProducerTable::default()));
+        // Segments holding offsets at or after `from`, and where in each the replay starts.
+        let segs: Vec<(i64, u64, u64)> = {
+            let st = inner.state.borrow();
+            st.segments
+                .iter()
+                .filter(|(_, s)| s.next_offset > from && s.file.exists() && s.written_bytes > 0)
+                .map(|(&b, s)| {
+                    let rel = (from.max(b) - b).min(i64::from(u32::MAX)) as u32;
+                    (b, u64::from(s.index.position_for(rel)), s.written_bytes)
+                })
+                .collect()
+        };
+        let chunk = inner.shard_config.read_bytes_min.max(1 << 20);
+        for (base, pos, limit) in segs {
+            let read;
+            let batches = match scanned.get(&base) {
+                Some(list) => list,
+                None => {
+                    let Some(file) = self.segment_handle(base).await? else {
+                        continue;
+                    };
+                    let path = segment_file(&inner.dir, base, "log");
+                    read = read_producer_batches(&*file, &path, pos, limit, chunk).await?;
+                    &read
+                }
+            };
+            for &(pid, epoch, b) in batches {
+                if b.base_offset >= from {
+                    table.replay(pid, epoch, b);
+                }
+            }
+        }
+        tracing::debug!(
+            partition = ?self,
+            snapshot = from,
+            producers = table.len(),
+            "producer state loaded"
+        );
+        inner.state.borrow_mut().producers = table;
+        Ok(())
+    }
+
+    /// Writes the producer snapshots taken by rolls at or below `upto`, then prunes.
+    async fn write_pending_snapshots(&self, upto: i64) -> Result<()> {
+        let inner = &*self.inner;
+        let due: Vec<(i64, Vec<u8>)> = {
+            let mut st = inner.state.borrow_mut();
+            let (due, later) = std::mem::take(&mut st.pending_snapshots)
+                .into_iter()
+                .partition(|(o, _)| *o <= upto);
+            st.pending_snapshots = later;
+            due
+        };
+        if due.is_empty() {
+            return Ok(());
+        }
+        for (offset, data) in due {
+            self.write_snapshot(offset, &data).await?;
+        }
+        self.prune_snapshots(i64::MAX).await
+    }
+
+    async fn write_snapshot(&self, offset: i64, data: &[u8]) -> Result<()> {
+        let inner = &*self.inner;
+        let path = inner.dir.join(snapshot_name(offset));
+        write_file_atomic(&inner.storage, &path, data)
+            .await
+            .map_err(io_err("write producer snapshot", &path))
+    }
+
+    /// Removes producer snapshots above `above` and all but the newest [`SNAPSHOTS_KEPT`].
+    async fn prune_snapshots(&self, above: i64) -> Result<()> {
+        let inner = &*self.inner;
+        let names = inner
+            .storage
+            .list_dir(&inner.dir)
+            .await
+            .map_err(io_err("list dir", &inner.dir))?;
+        let mut offsets: Vec<i64> = names
+            .iter()
+            .filter_map(|n| parse_snapshot_name(n))
+            .collect();
+        offsets.sort_unstable_by(|a, b| b.cmp(a));
+        let mut kept = 0;
+        let mut removed = false;
+        for off in offsets {
+            if off <= above && kept < SNAPSHOTS_KEPT {
+                kept += 1;
+                continue;
+            }
+            let path = inner.dir.join(snapshot_name(off));
+            match inner.storage.remove(&path).await {
+                Ok(()) => removed = true,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("remove snapshot", &path)(e)),
+            }
+        }
+        if removed {
+            inner
+                .storage
+                .sync_dir(&inner.dir)
+                .await
+                .map_err(io_err("sync dir", &inner.dir))?;
+        }
+        Ok(())
     }
 
     /// Loads a closed segment's index files and checks them against the segment's tail.
@@ -577,6 +872,79 @@ impl<S: Storage> Partition<S> {
             return Err(self.poisoned_err(c.clone()));
         }
         Ok(())
+    }
+
+    /// The open file of segment `base`: its pinned handle, or the shard's cached one, opened
+    /// and cached if needed. `None` if the segment is gone or has no file yet. The handle
+    /// stays usable however long the caller holds it, even if the cache evicts it.
+    pub(crate) async fn segment_handle(&self, base: i64) -> Result<Option<Rc<S::File>>> {
+        let inner = &*self.inner;
+        loop {
+            let id = {
+                let st = inner.state.borrow();
+                let Some(seg) = st.segments.get(&base) else {
+                    return Ok(None);
+                };
+                match &seg.file {
+                    SegmentFile::Missing => return Ok(None),
+                    SegmentFile::Pinned(f) => return Ok(Some(f.clone())),
+                    SegmentFile::Cached => seg.id,
+                }
+            };
+            if let Some(f) = inner.files.borrow_mut().get(inner.id, id) {
+                return Ok(Some(f));
+            }
+            let path = segment_file(&inner.dir, base, "log");
+            let opened = inner.storage.open(&path, OpenMode::Existing).await;
+            // While the file was opening, the segment may have been removed, replaced (a new
+            // segment at the same base) or pinned for a compaction swap that renames files:
+            // then what was opened may not be this segment's file. Look again.
+            let unchanged = inner
+                .state
+                .borrow()
+                .segments
+                .get(&base)
+                .is_some_and(|s| s.id == id && matches!(s.file, SegmentFile::Cached));
+            match opened {
+                Ok(f) if unchanged => {
+                    let f = Rc::new(f);
+                    let evicted = {
+                        let mut files = inner.files.borrow_mut();
+                        files.opens += 1;
+                        files.insert(inner.id, id, f.clone())
+                    };
+                    close_evicted(evicted).await;
+                    return Ok(Some(f));
+                }
+                Ok(f) => close_evicted(vec![Rc::new(f)]).await,
+                Err(_) if !unchanged => {}
+                Err(e) => return Err(io_err("open segment", &path)(e)),
+            }
+        }
+    }
+
+    /// Makes segment `base` hold its file open itself (it becomes the active segment, or a
+    /// compaction swap is about to rename files under it). No-op if it has no file.
+    pub(crate) async fn pin_segment(&self, base: i64) -> Result<Option<Rc<S::File>>> {
+        let Some(f) = self.segment_handle(base).await? else {
+            return Ok(None);
+        };
+        let inner = &*self.inner;
+        let mut st = inner.state.borrow_mut();
+        if let Some(seg) = st.segments.get_mut(&base) {
+            if matches!(seg.file, SegmentFile::Cached) {
+                inner.files.borrow_mut().remove(inner.id, seg.id);
+                seg.file = SegmentFile::Pinned(f.clone());
+            }
+        }
+        Ok(Some(f))
+    }
+
+    /// Forgets a segment's cached handle as the segment leaves the log (the caller removes
+    /// it from the map). Readers holding the handle keep reading the unlinked file.
+    pub(crate) fn forget_segment_file(&self, seg: &Segment<S::File>) {
+        let inner = &*self.inner;
+        inner.files.borrow_mut().remove(inner.id, seg.id);
     }
 
     /// Topic name.
@@ -677,12 +1045,9 @@ impl<S: Storage> Partition<S> {
         Ok(info)
     }
 
-    /// Checks idempotent-producer sequences for the whole request without changing anything;
-    /// returns the producers' new entries to install if every batch is accepted.
-    fn check_producers(
-        st: &LogState<S::File>,
-        batches: &[RecordBatch],
-    ) -> Result<Vec<(i64, ProducerEntry)>> {
+    /// Checks idempotent-producer sequences for the whole request without changing anything
+    /// (the caller records the batches one by one as it assigns their offsets).
+    fn check_producers(st: &LogState<S::File>, batches: &[RecordBatch]) -> Result<()> {
         let mut touched: Vec<(i64, ProducerEntry)> = Vec::new();
         let mut next = st.log_end_offset;
         for b in batches {
@@ -742,7 +1107,7 @@ impl<S: Storage> Partition<S> {
                 },
             );
         }
-        Ok(touched)
+        Ok(())
     }
 
     fn append_in_memory(&self, batches: &[RecordBatch]) -> Result<(AppendInfo, u64)> {
@@ -750,9 +1115,7 @@ impl<S: Storage> Partition<S> {
         let now = inner.storage.now_ms();
         let mut st = inner.state.borrow_mut();
         let st = &mut *st;
-        for (pid, entry) in Self::check_producers(st, batches)? {
-            st.producers.insert(pid, entry);
-        }
+        Self::check_producers(st, batches)?;
         let base_offset = st.log_end_offset;
         let epoch = st.leader_epoch;
         if st.leader_epochs.last().is_none_or(|e| e.0 < epoch) {
@@ -786,7 +1149,24 @@ impl<S: Storage> Partition<S> {
                         || active.size_bytes + size > u64::from(u32::MAX))
             };
             if roll {
+                // The producer state as of the new segment's base: every batch below it is
+                // recorded, none at or above. Written when the segment's file is created.
+                let snapshot = st.producers.encode_snapshot(base);
+                st.pending_snapshots.push((base, snapshot));
                 st.segments.insert(base, Segment::new(base, now));
+            }
+            if b.producer_id() >= 0 {
+                let first_seq = b.base_sequence();
+                ProducerTable::record(
+                    st.producers.entry_mut(b.producer_id()),
+                    b.producer_epoch(),
+                    ProducerBatch {
+                        first_seq,
+                        last_seq: last_sequence(first_seq, b.last_offset_delta()),
+                        base_offset: base,
+                        last_offset: last,
+                    },
+                );
             }
             let (&seg_base, active) = st.segments.iter_mut().next_back().expect("segment");
             assert!(active.next_offset == base, "offsets must be contiguous");
@@ -914,7 +1294,12 @@ impl<S: Storage> Partition<S> {
                     bytes += u.bytes.len();
                 }
                 let seg = &st.segments[&seg_base];
-                (seg_base, n, bytes, seg.file.clone())
+                let file = match &seg.file {
+                    SegmentFile::Missing => None,
+                    SegmentFile::Pinned(f) => Some(f.clone()),
+                    SegmentFile::Cached => panic!("a segment with unwritten batches is sealed"),
+                };
+                (seg_base, n, bytes, file)
             };
             let (seg_base, n, bytes, file) = plan;
             let file = match file {
@@ -1015,16 +1400,18 @@ impl<S: Storage> Partition<S> {
     async fn open_new_segment(&self, base: i64) -> Result<Rc<S::File>> {
         let inner = &*self.inner;
         // Seal every earlier segment that is not yet sealed (normally just the previous one).
-        let prev: Vec<(i64, Rc<S::File>)> = {
+        let prev: Vec<i64> = {
             let st = inner.state.borrow();
             st.segments
                 .range(..base)
-                .filter(|(_, s)| s.index_dirty)
-                .filter_map(|(b, s)| s.file.clone().map(|f| (*b, f)))
+                .filter(|(_, s)| s.index_dirty && s.file.exists())
+                .map(|(b, _)| *b)
                 .collect()
         };
-        for (b, f) in prev {
-            self.seal_segment(&f, b).await?;
+        for b in prev {
+            if let Some(f) = self.segment_handle(b).await? {
+                self.seal_segment(&f, b).await?;
+            }
         }
         let path = segment_file(&inner.dir, base, "log");
         let file = inner
@@ -1041,10 +1428,13 @@ impl<S: Storage> Partition<S> {
         let mut st = inner.state.borrow_mut();
         st.recovery_point = st.recovery_point.max(base);
         if let Some(seg) = st.segments.get_mut(&base) {
-            seg.file = Some(file.clone());
+            seg.file = SegmentFile::Pinned(file.clone());
         }
         drop(st);
         self.write_meta().await?;
+        // Every batch below `base` is durable now (sealed above), so the roll's producer
+        // snapshot may say so.
+        self.write_pending_snapshots(base).await?;
         Ok(file)
     }
 
@@ -1079,11 +1469,27 @@ impl<S: Storage> Partition<S> {
         write_file_atomic(&inner.storage, &tp, &times)
             .await
             .map_err(io_err("write time index", &tp))?;
-        let mut st = inner.state.borrow_mut();
-        if let Some(seg) = st.segments.get_mut(&base) {
+        let evicted = {
+            let mut st = inner.state.borrow_mut();
+            let last = st.segments.keys().next_back().copied();
+            let Some(seg) = st.segments.get_mut(&base) else {
+                return Ok(());
+            };
             seg.index_dirty = false;
             seg.allocated_bytes = size;
-        }
+            // A sealed segment that is not the active one gives its file to the shard's
+            // cache, which bounds how many such files stay open.
+            if last != Some(base) && matches!(seg.file, SegmentFile::Pinned(_)) {
+                seg.file = SegmentFile::Cached;
+                inner
+                    .files
+                    .borrow_mut()
+                    .insert(inner.id, seg.id, file.clone())
+            } else {
+                Vec::new()
+            }
+        };
+        close_evicted(evicted).await;
         Ok(())
     }
 
@@ -1239,7 +1645,7 @@ impl<S: Storage> Partition<S> {
         let mut total = 0usize;
         let mut cur = offset;
         loop {
-            let (base, file, mut pos, limit, next_offset, mut expect, epochs) = {
+            let (base, id, mut pos, limit, next_offset, mut expect, epochs) = {
                 let st = inner.state.borrow();
                 // Segments are contiguous, so the last one starting at or before `cur` holds
                 // it, unless `cur` is at the log end.
@@ -1249,14 +1655,14 @@ impl<S: Storage> Partition<S> {
                 if cur >= seg.next_offset || cur >= st.written_end_offset {
                     return Ok(out);
                 }
-                let Some(file) = seg.file.clone() else {
+                if !seg.file.exists() {
                     return Ok(out);
-                };
+                }
                 let rel = (cur - base).clamp(0, i64::from(u32::MAX)) as u32;
                 let (entry_rel, pos) = seg.index.entry_for(rel);
                 (
                     base,
-                    file,
+                    seg.id,
                     u64::from(pos),
                     seg.written_bytes,
                     seg.next_offset,
@@ -1264,6 +1670,14 @@ impl<S: Storage> Partition<S> {
                     st.leader_epochs.clone(),
                 )
             };
+            let Some(file) = self.segment_handle(base).await? else {
+                return Ok(out);
+            };
+            // The segment may have been replaced while its file was opening (a compaction
+            // swap): the positions above belong to the old one, so look it up again.
+            if self.inner.state.borrow().segments.get(&base).map(|s| s.id) != Some(id) {
+                continue;
+            }
             let path = segment_file(&inner.dir, base, "log");
             let mut data = Bytes::new();
             let mut data_pos = pos;
@@ -1373,14 +1787,16 @@ impl<S: Storage> Partition<S> {
         };
         for (base, pos) in cands {
             let mut cursor = pos;
+            let Some(file) = self.segment_handle(base).await? else {
+                continue;
+            };
             loop {
-                let (file, limit) = {
+                let limit = {
                     let st = inner.state.borrow();
                     let Some(seg) = st.segments.get(&base) else {
                         break;
                     };
-                    let Some(f) = seg.file.clone() else { break };
-                    (f, seg.written_bytes)
+                    seg.written_bytes
                 };
                 if cursor >= limit {
                     break;
@@ -1468,7 +1884,7 @@ impl<S: Storage> Partition<S> {
             }
         }
         // Remove whole segments after the one that holds `offset`.
-        let (keep_base, doomed): (i64, Vec<(i64, Option<Rc<S::File>>)>) = {
+        let (keep_base, doomed): (i64, Vec<i64>) = {
             let st = inner.state.borrow();
             let first = *st.segments.keys().next().expect("segment");
             let keep = st
@@ -1476,24 +1892,24 @@ impl<S: Storage> Partition<S> {
                 .range(..=offset)
                 .next_back()
                 .map_or(first, |(b, _)| *b);
-            let doomed = st
-                .segments
-                .range(keep + 1..)
-                .map(|(b, s)| (*b, s.file.clone()))
-                .collect();
+            let doomed = st.segments.range(keep + 1..).map(|(b, _)| *b).collect();
             (keep, doomed)
         };
-        for (b, f) in doomed.into_iter().rev() {
-            drop(f);
+        for b in doomed.into_iter().rev() {
+            if let Some(seg) = inner.state.borrow().segments.get(&b) {
+                self.forget_segment_file(seg);
+            }
             self.remove_segment_files(b).await?;
             inner.state.borrow_mut().segments.remove(&b);
         }
+        // The kept segment is the active one from here on: it holds its file open.
+        let file = self.pin_segment(keep_base).await?;
         // Find the cut inside the kept segment.
-        let (file, pos0) = {
+        let pos0 = {
             let st = inner.state.borrow();
             let seg = &st.segments[&keep_base];
             let rel = (offset - keep_base).clamp(0, i64::from(u32::MAX)) as u32;
-            (seg.file.clone(), u64::from(seg.index.position_for(rel)))
+            u64::from(seg.index.position_for(rel))
         };
         let path = segment_file(&inner.dir, keep_base, "log");
         let (cut_pos, new_end) = match &file {
@@ -1574,6 +1990,7 @@ impl<S: Storage> Partition<S> {
             st.recovery_point = st.recovery_point.min(keep_base);
             st.leader_epochs.retain(|e| e.1 < new_end);
             st.producers.truncate(new_end);
+            st.pending_snapshots.retain(|(o, _)| *o <= new_end);
             st.cleaner.truncate(new_end);
             if st.log_start_offset > new_end {
                 st.log_start_offset = new_end;
@@ -1605,6 +2022,8 @@ impl<S: Storage> Partition<S> {
         }
         self.write_meta().await?;
         self.write_cleaner_checkpoint().await?;
+        // Snapshots above the new end describe batches that are gone.
+        self.prune_snapshots(new_end).await?;
         inner.appended.notify_all();
         Ok(())
     }
@@ -1663,7 +2082,10 @@ impl<S: Storage> Partition<S> {
                 .collect()
         };
         for b in doomed {
-            self.inner.state.borrow_mut().segments.remove(&b);
+            let seg = self.inner.state.borrow_mut().segments.remove(&b);
+            if let Some(seg) = seg {
+                self.forget_segment_file(&seg);
+            }
             self.remove_segment_files(b).await?;
         }
         Ok(())
@@ -1733,6 +2155,9 @@ impl<S: Storage> Partition<S> {
                 return Ok(());
             }
             let now = inner.storage.now_ms();
+            // Flushed and no await since: the table holds exactly the batches below `leo`.
+            let snapshot = st.producers.encode_snapshot(leo);
+            st.pending_snapshots.push((leo, snapshot));
             st.segments.insert(leo, Segment::new(leo, now));
             leo
         };
@@ -1766,6 +2191,8 @@ impl<S: Storage> Partition<S> {
         let inner = &*self.inner;
         inner.state.borrow_mut().closed = true;
         inner.cache.borrow_mut().remove_partition(inner.id);
+        let cached = inner.files.borrow_mut().remove_partition(inner.id);
+        close_evicted(cached).await;
         inner.appended.notify_all();
         inner.synced.notify_all();
         r
@@ -1779,22 +2206,32 @@ impl<S: Storage> Partition<S> {
         self.inner.state.borrow_mut().closed = true;
         self.flush_locked().await?;
         let inner = &*self.inner;
-        let files: Vec<(i64, Rc<S::File>)> = {
+        let dirty: Vec<i64> = {
             let st = inner.state.borrow();
             st.segments
                 .iter()
-                .filter(|(_, s)| s.index_dirty)
-                .filter_map(|(b, s)| s.file.clone().map(|f| (*b, f)))
+                .filter(|(_, s)| s.index_dirty && s.file.exists())
+                .map(|(b, _)| *b)
                 .collect()
         };
-        for (b, f) in files {
-            self.seal_segment(&f, b).await?;
+        for b in dirty {
+            if let Some(f) = self.segment_handle(b).await? {
+                self.seal_segment(&f, b).await?;
+            }
         }
-        {
+        let (leo, snapshot) = {
             let mut st = inner.state.borrow_mut();
             st.recovery_point = st.log_end_offset;
-        }
-        self.write_meta().await
+            (
+                st.log_end_offset,
+                st.producers.encode_snapshot(st.log_end_offset),
+            )
+        };
+        self.write_meta().await?;
+        // The next open loads this and replays nothing.
+        self.write_pending_snapshots(leo).await?;
+        self.write_snapshot(leo, &snapshot).await?;
+        self.prune_snapshots(i64::MAX).await
     }
 
     /// Bytes this partition holds on disk (sum of its segments' logical sizes).

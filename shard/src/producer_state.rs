@@ -5,10 +5,67 @@
 //! at sequence 0; within an epoch a batch repeating one of the five cached ranges is a
 //! duplicate (`DuplicateSequence`, carrying the original offsets), and a new batch must start
 //! right after the last one (`OutOfOrderSequence`). A producer not in the table is accepted at
-//! any sequence: the table is rebuilt on open only from the segments recovery scans (the
-//! active one), so a producer whose batches are all in older segments is forgotten.
+//! any sequence.
+//!
+//! # Snapshots
+//! As Kafka does, the table is saved in `<20-digit offset>.snapshot` files: the state after
+//! every batch below that offset. One is written when a segment rolls (at the new segment's
+//! base, once every batch below it is durable) and one on a clean close (at the log end);
+//! the newest [`SNAPSHOTS_KEPT`] are kept. On open the partition loads the newest valid
+//! snapshot at or below the recovered log end and replays the batches from its offset to the
+//! log end, so a producer whose batches are all in older segments, even deleted ones
+//! (retention, delete-records), is still known. A snapshot above the log end (left by a
+//! truncation or a torn tail) or one that fails its checks is removed with a warning and an
+//! older one, or a scan of the whole log, is used instead. `truncate_to` removes snapshots
+//! above the new log end.
+//!
+//! File format: `meta::frame_archive` with magic `SLPS` around an rkyv archive of
+//! [`SnapshotFile`], read with checked access and then checked for sense (offsets below the
+//! snapshot offset and increasing, at most [`PRODUCER_BATCHES_MAX`] batches per producer).
 
 use std::collections::{HashMap, VecDeque};
+
+use rkyv::rancor;
+
+use crate::meta::{frame_archive, unframe_archive};
+
+/// Snapshot files kept per partition (the newest ones; older ones are deleted).
+pub(crate) const SNAPSHOTS_KEPT: usize = 3;
+pub(crate) const SNAPSHOT_SUFFIX: &str = ".snapshot";
+const SNAPSHOT_MAGIC: &[u8; 4] = b"SLPS";
+const SNAPSHOT_VERSION: u32 = 1;
+
+/// File name of the snapshot at `offset`.
+pub(crate) fn snapshot_name(offset: i64) -> String {
+    format!("{offset:020}{SNAPSHOT_SUFFIX}")
+}
+
+/// The offset of a snapshot file name, if `name` is one.
+pub(crate) fn parse_snapshot_name(name: &str) -> Option<i64> {
+    let digits = name.strip_suffix(SNAPSHOT_SUFFIX)?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The content of a snapshot file.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub(crate) struct SnapshotFile {
+    pub(crate) version: u32,
+    /// The table holds every batch below this offset and none at or above it.
+    pub(crate) offset: i64,
+    /// Sorted by producer id.
+    pub(crate) producers: Vec<SnapshotProducer>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub(crate) struct SnapshotProducer {
+    pub(crate) producer_id: i64,
+    pub(crate) epoch: i16,
+    /// (first sequence, last sequence, base offset, last offset), oldest first.
+    pub(crate) batches: Vec<(i32, i32, i64, i64)>,
+}
 
 /// Batches remembered per producer.
 pub(crate) const PRODUCER_BATCHES_MAX: usize = 5;
@@ -116,8 +173,101 @@ impl ProducerTable {
             .flat_map(|e| e.batches.iter().map(|b| b.base_offset))
     }
 
-    pub(crate) fn insert(&mut self, pid: i64, entry: ProducerEntry) {
-        self.map.insert(pid, entry);
+    /// The producer's entry, created empty if new (for recording an accepted batch).
+    pub(crate) fn entry_mut(&mut self, pid: i64) -> &mut ProducerEntry {
+        self.map.entry(pid).or_default()
+    }
+
+    /// Applies a batch read back from the log (recovery replay): recorded unless it carries
+    /// an epoch older than the producer's (which an append would have fenced).
+    pub(crate) fn replay(&mut self, pid: i64, epoch: i16, batch: ProducerBatch) {
+        let e = self.map.entry(pid).or_default();
+        if epoch >= e.epoch || e.batches.is_empty() {
+            Self::record(e, epoch, batch);
+        }
+    }
+
+    /// Producers known.
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// The snapshot file for this table taken at `offset` (every batch recorded is below it).
+    pub(crate) fn encode_snapshot(&self, offset: i64) -> Vec<u8> {
+        let mut producers: Vec<SnapshotProducer> = self
+            .map
+            .iter()
+            .filter(|(_, e)| !e.batches.is_empty())
+            .map(|(&pid, e)| SnapshotProducer {
+                producer_id: pid,
+                epoch: e.epoch,
+                batches: e
+                    .batches
+                    .iter()
+                    .map(|b| {
+                        assert!(b.last_offset < offset, "snapshot must cover its batches");
+                        (b.first_seq, b.last_seq, b.base_offset, b.last_offset)
+                    })
+                    .collect(),
+            })
+            .collect();
+        producers.sort_unstable_by_key(|p| p.producer_id);
+        let file = SnapshotFile {
+            version: SNAPSHOT_VERSION,
+            offset,
+            producers,
+        };
+        // Serializing integers and Vecs cannot fail; an error here is a bug.
+        let archive = match rkyv::to_bytes::<rancor::Error>(&file) {
+            Ok(a) => a,
+            Err(e) => panic!("serializing a producer snapshot failed: {e}"),
+        };
+        frame_archive(SNAPSHOT_MAGIC, &archive)
+    }
+
+    /// Reads a snapshot file back: its offset and table. Any damage or nonsense is an error
+    /// (never a panic), and the table it returns keeps every invariant `record` asserts.
+    pub(crate) fn decode_snapshot(data: &[u8]) -> Result<(i64, ProducerTable), String> {
+        let aligned = unframe_archive(SNAPSHOT_MAGIC, data)?;
+        let file = rkyv::from_bytes::<SnapshotFile, rancor::Error>(&aligned)
+            .map_err(|e| format!("archive check failed: {e}"))?;
+        if file.version != SNAPSHOT_VERSION {
+            return Err(format!("unknown version {}", file.version));
+        }
+        if file.offset < 0 {
+            return Err("negative offset".into());
+        }
+        let mut table = ProducerTable::default();
+        for p in file.producers {
+            if p.producer_id < 0 || p.batches.is_empty() || p.batches.len() > PRODUCER_BATCHES_MAX {
+                return Err(format!("bad entry for producer {}", p.producer_id));
+            }
+            let mut entry = ProducerEntry {
+                epoch: p.epoch,
+                batches: VecDeque::with_capacity(p.batches.len()),
+            };
+            for (first_seq, last_seq, base_offset, last_offset) in p.batches {
+                let prev_last = entry.batches.back().map_or(-1, |b| b.last_offset);
+                if first_seq < 0
+                    || last_seq < 0
+                    || base_offset <= prev_last
+                    || last_offset < base_offset
+                    || last_offset >= file.offset
+                {
+                    return Err(format!("bad batch for producer {}", p.producer_id));
+                }
+                entry.batches.push_back(ProducerBatch {
+                    first_seq,
+                    last_seq,
+                    base_offset,
+                    last_offset,
+                });
+            }
+            if table.map.insert(p.producer_id, entry).is_some() {
+                return Err(format!("producer {} twice", p.producer_id));
+            }
+        }
+        Ok((file.offset, table))
     }
 
     /// Forgets batches at or after `offset` (after a truncation); producers left with no
@@ -180,5 +330,46 @@ mod tests {
         let mut w = ProducerEntry::default();
         ProducerTable::record(&mut w, 0, b(i32::MAX, i32::MAX, 5));
         assert_eq!(ProducerTable::check(Some(&w), 0, 0, 0), SeqCheck::Accept);
+    }
+
+    /// A snapshot round-trips; a flipped byte, a truncation or garbage is an error, and so
+    /// is a checksummed archive that says something impossible.
+    #[test]
+    fn snapshot_roundtrip_and_garbage() {
+        let mut t = ProducerTable::default();
+        for i in 0..7 {
+            t.replay(7, 2, b(i * 3, i * 3 + 2, 100 + i64::from(i) * 3));
+        }
+        t.replay(9, 0, b(0, 0, 200));
+        let e = t.encode_snapshot(201);
+        let (off, back) = ProducerTable::decode_snapshot(&e).unwrap();
+        assert_eq!(off, 201);
+        assert_eq!(back.len(), 2);
+        assert_eq!(back.get(7).unwrap().batches, t.get(7).unwrap().batches);
+        assert_eq!(back.get(7).unwrap().epoch, 2);
+        assert_eq!(back.get(9).unwrap().batches, t.get(9).unwrap().batches);
+        for i in 0..e.len() {
+            let mut x = e.clone();
+            x[i] ^= 0x08;
+            assert!(ProducerTable::decode_snapshot(&x).is_err(), "{i}");
+            assert!(ProducerTable::decode_snapshot(&e[..i]).is_err());
+        }
+        assert!(ProducerTable::decode_snapshot(b"garbage garbage garbage").is_err());
+        // A batch at or past the snapshot offset is refused even with a valid checksum.
+        let bad = SnapshotFile {
+            version: SNAPSHOT_VERSION,
+            offset: 10,
+            producers: vec![SnapshotProducer {
+                producer_id: 1,
+                epoch: 0,
+                batches: vec![(0, 0, 10, 10)],
+            }],
+        };
+        let archive = rkyv::to_bytes::<rancor::Error>(&bad).unwrap();
+        let framed = frame_archive(SNAPSHOT_MAGIC, &archive);
+        assert!(ProducerTable::decode_snapshot(&framed).is_err());
+        assert_eq!(parse_snapshot_name(&snapshot_name(42)), Some(42));
+        assert_eq!(parse_snapshot_name("42.snapshot"), None);
+        assert_eq!(parse_snapshot_name("00000000000000000042.log"), None);
     }
 }

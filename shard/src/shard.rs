@@ -11,6 +11,7 @@ use std::rc::Rc;
 use crate::cache::BatchCache;
 use crate::config::{LogConfig, ShardConfig};
 use crate::error::{Result, ShardError, io_err};
+use crate::files::FileCache;
 use crate::io::Storage;
 use crate::partition::Partition;
 
@@ -20,6 +21,8 @@ pub struct Shard<S: Storage = crate::DmaStorage> {
     dir: PathBuf,
     config: ShardConfig,
     cache: Rc<RefCell<BatchCache>>,
+    /// Open files of closed segments, bounded by `ShardConfig::open_segment_files_max`.
+    files: Rc<RefCell<FileCache<S::File>>>,
     partitions: RefCell<HashMap<(String, i32), Partition<S>>>,
     next_id: Cell<u64>,
 }
@@ -43,6 +46,7 @@ impl<S: Storage> Shard<S> {
             storage,
             dir: dir.to_path_buf(),
             cache: Rc::new(RefCell::new(BatchCache::new(config.cache_bytes_max))),
+            files: Rc::new(RefCell::new(FileCache::new(config.open_segment_files_max))),
             config,
             partitions: RefCell::new(HashMap::new()),
             next_id: Cell::new(1),
@@ -75,6 +79,7 @@ impl<S: Storage> Shard<S> {
             config,
             self.config.clone(),
             self.cache.clone(),
+            self.files.clone(),
         )
         .await?;
         let mut map = self.partitions.borrow_mut();
@@ -156,6 +161,14 @@ impl<S: Storage> Shard<S> {
     /// Storage counters of this core: cache hits and misses, fdatasync latency.
     pub fn stats(&self) -> crate::cache::ShardStats {
         self.cache.borrow().stats.clone()
+    }
+
+    /// Closed-segment files the core holds open now (at most
+    /// `ShardConfig::open_segment_files_max`, not counting reads in flight) and how many
+    /// times one had to be opened because it was not.
+    pub fn segment_files(&self) -> (usize, u64) {
+        let f = self.files.borrow();
+        (f.len(), f.opens)
     }
 
     /// Bytes currently held by the batch cache.

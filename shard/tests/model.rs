@@ -104,6 +104,10 @@ async fn run<S: Storage>(env: Env<S>, seed: u64, steps: usize) -> Vec<String> {
     if interval_mode {
         env.cfg.durability = Durability::FlushInterval { interval_ms: 10 };
     }
+    // The open-file bound is a dimension too: 0 (every cold read opens its file), tiny, or
+    // the default.
+    let files_max = [0, 1, 2, 4, 1024][rng.below(5) as usize];
+    env.shard_cfg.open_segment_files_max = files_max;
     let (mut shard, mut p) = open(&env).await;
     let mut tag = 0u64;
     let mut last_hw = 0;
@@ -224,6 +228,16 @@ async fn run<S: Storage>(env: Env<S>, seed: u64, steps: usize) -> Vec<String> {
                 shard.flush_due().await.expect(&ctx);
                 trace.push("flush-due".into());
             }
+        }
+        // Closed segments' files stay within the bound; besides those only the active
+        // segment, and a rolled one whose batches are not written yet, are open.
+        assert!(shard.segment_files().0 <= files_max, "{ctx}: file cache");
+        if let Some(f) = &env.fake {
+            assert!(
+                f.open_files() <= files_max + 2,
+                "{ctx}: {} files open, bound {files_max}",
+                f.open_files()
+            );
         }
         let o = p.offsets();
         assert_eq!(o.log_end_offset, model.leo, "{ctx}: log end");
