@@ -35,6 +35,21 @@ pub struct BrokerConfig {
     pub connection_inflight_max: usize,
     /// Per-core cache of recent batches, in bytes. 256 MiB.
     pub core_cache_bytes: usize,
+    /// Largest single write a core hands the kernel; bigger flushes are split. 8 MiB.
+    pub core_write_bytes_max: usize,
+    /// Bytes a core reads from disk at least per fetch that misses its cache. 64 KiB.
+    pub core_read_bytes_min: usize,
+    /// With a flush interval (not fsync per append), an append waits for a flush once this
+    /// many bytes of one partition are unwritten. 32 MiB.
+    pub partition_unflushed_bytes_max: usize,
+    /// Distinct keys one compaction pass holds in memory (about 40 bytes each). 1 Mi keys.
+    pub compaction_keys_max: usize,
+    /// Largest records section a compressed batch may decompress to when the broker looks
+    /// inside it (compaction, keyed-record check); a larger one is kept whole. 64 MiB.
+    pub decompressed_batch_bytes_max: usize,
+    /// Closed segment files each core keeps open (least recently used are closed); the
+    /// active segment of each partition is always open and not counted. 1024.
+    pub core_open_segment_files_max: usize,
     /// glommio `io_memory` per executor (registered buffers). 8 MiB.
     pub io_memory_bytes: usize,
     /// Default `segment.bytes` for new topics. 1 GiB.
@@ -75,6 +90,7 @@ pub struct BrokerConfig {
 
 impl Default for BrokerConfig {
     fn default() -> Self {
+        let shard = sluice_shard::ShardConfig::default();
         BrokerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
             advertise: None,
@@ -87,6 +103,12 @@ impl Default for BrokerConfig {
             core_request_memory_bytes: 256 * 1024 * 1024,
             connection_inflight_max: 16,
             core_cache_bytes: 256 * 1024 * 1024,
+            core_write_bytes_max: shard.write_bytes_max,
+            core_read_bytes_min: shard.read_bytes_min,
+            partition_unflushed_bytes_max: shard.unflushed_bytes_max,
+            compaction_keys_max: shard.compaction_keys_max,
+            decompressed_batch_bytes_max: shard.decompressed_batch_bytes_max,
+            core_open_segment_files_max: shard.open_segment_files_max,
             io_memory_bytes: 8 * 1024 * 1024,
             segment_bytes: 1 << 30,
             retention_ms: 7 * 24 * 3600 * 1000,
@@ -121,6 +143,19 @@ pub enum ConfigError {
 }
 
 impl BrokerConfig {
+    /// The per-core storage settings these give.
+    pub fn shard_config(&self) -> sluice_shard::ShardConfig {
+        sluice_shard::ShardConfig {
+            cache_bytes_max: self.core_cache_bytes,
+            write_bytes_max: self.core_write_bytes_max,
+            read_bytes_min: self.core_read_bytes_min,
+            unflushed_bytes_max: self.partition_unflushed_bytes_max,
+            compaction_keys_max: self.compaction_keys_max,
+            decompressed_batch_bytes_max: self.decompressed_batch_bytes_max,
+            open_segment_files_max: self.core_open_segment_files_max,
+        }
+    }
+
     /// Reads the optional TOML file, then applies `key=value` settings over it (a value that is
     /// not valid TOML is taken as a string), so every setting can be given on the command line.
     pub fn from_file_and_settings(
@@ -204,6 +239,18 @@ impl BrokerConfig {
         }
         if self.group_max_size < 1 {
             return invalid("group_max_size", "must be at least 1");
+        }
+        if self.core_write_bytes_max < 4096 {
+            return invalid("core_write_bytes_max", "must be at least 4096 bytes");
+        }
+        if self.core_read_bytes_min < 512 {
+            return invalid("core_read_bytes_min", "must be at least 512 bytes");
+        }
+        if self.partition_unflushed_bytes_max == 0 {
+            return invalid("partition_unflushed_bytes_max", "must be at least 1 byte");
+        }
+        if self.compaction_keys_max == 0 {
+            return invalid("compaction_keys_max", "must be at least 1");
         }
         if self.message_bytes_max < 0 {
             return invalid("message_bytes_max", "must not be negative");

@@ -5,6 +5,7 @@
 //! [`crate::mesh::Mesh`] requests.
 
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use glommio::sync::Semaphore;
@@ -15,7 +16,7 @@ use crate::metadata::{TopicTable, shard_for};
 use crate::partitions::{self, Addressed, PartitionOpResult};
 use crate::producer_ids::ProducerIds;
 use crate::registry::{self, TopicChange, TopicChangeError};
-use crate::topic_config::TopicSettings;
+use crate::topic_config::{Inherited, TopicSettings};
 
 /// A request one core sends another.
 #[derive(Debug)]
@@ -109,6 +110,30 @@ impl Core {
         }
     }
 
+    /// The broker-level config values topics inherit under `table`'s dynamic broker configs.
+    pub fn inherited(&self, table: &TopicTable) -> Inherited {
+        let c = &self.config;
+        let mut static_config = BTreeMap::new();
+        for (key, value) in [
+            ("log.retention.ms", c.retention_ms.to_string()),
+            ("log.retention.bytes", c.retention_bytes.to_string()),
+            ("log.segment.bytes", c.segment_bytes.to_string()),
+            ("message.max.bytes", c.message_bytes_max.to_string()),
+        ] {
+            let default = crate::topic_config::topic_key_of(key)
+                .and_then(crate::topic_config::def)
+                .map(|d| d.default);
+            if default != Some(value.as_str()) {
+                static_config.insert(key.to_owned(), value);
+            }
+        }
+        Inherited::new(
+            table.broker_configs.get(&c.node_id.to_string()),
+            table.broker_configs.get(""),
+            static_config,
+        )
+    }
+
     /// Installs a newer topic table on this core and brings its shard in line: opens (creating
     /// where new) the partitions this core owns, closes and deletes those of deleted topics.
     /// Older tables (a reordered message) are ignored.
@@ -148,13 +173,18 @@ impl Core {
         if !deleted.is_empty() {
             crate::groups::topics_deleted(self, &deleted).await;
         }
-        // Changed configs: reopen this core's partitions of the topic with the new settings
+        let (old_inherited, new_inherited) = (self.inherited(&old), self.inherited(&table));
+        // Changed configs (the topic's own or the broker-level ones it inherits): reopen this
+        // core's partitions of the topic with the new settings
         // (the storage engine takes its settings at open).
         for t in table.topics.values() {
             let Some(before) = old.topics.get(&t.name) else {
                 continue;
             };
-            if before.id != t.id || before.configs == t.configs {
+            if before.id != t.id
+                || TopicSettings::resolve(&before.configs, &old_inherited)
+                    == TopicSettings::resolve(&t.configs, &new_inherited)
+            {
                 continue;
             }
             for p in 0..before.partitions {
@@ -171,8 +201,9 @@ impl Core {
     /// Opens every partition of `table` this core owns and has not opened yet.
     pub async fn open_owned_partitions(&self, table: &TopicTable) {
         let cores = self.mesh.cores();
+        let inherited = self.inherited(table);
         for t in table.topics.values() {
-            let settings = TopicSettings::resolve(&t.configs);
+            let settings = TopicSettings::resolve(&t.configs, &inherited);
             let mut log_config = settings.log_config();
             if t.name == crate::groups::OFFSETS_TOPIC {
                 // 50 partitions of small records: do not reserve 64 MiB of disk for each.

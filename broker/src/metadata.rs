@@ -34,10 +34,20 @@ pub struct TopicTable {
     pub topics: BTreeMap<String, TopicMeta>,
     /// Bumped on every change; a core ignores a table older than the one it has.
     pub version: u64,
+    /// Dynamic broker configs set through AlterConfigs / IncrementalAlterConfigs, by entity:
+    /// `""` holds the cluster-wide defaults, a node id that broker's own values.
+    pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// The registry as format version 1 stored it (before dynamic broker configs).
+#[derive(Debug, Archive, Serialize, Deserialize)]
+struct TopicTableV1 {
+    topics: BTreeMap<String, TopicMeta>,
+    version: u64,
 }
 
 const MAGIC: &[u8; 8] = b"SLUICEMT";
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
 const HEADER_BYTES: usize = 8 + 4 + 4 + 8;
 
 /// The registry file could not be read or written.
@@ -78,7 +88,8 @@ impl TopicTable {
         let word = |at: usize| {
             u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
         };
-        if word(8) != FORMAT_VERSION {
+        let format = word(8);
+        if format != FORMAT_VERSION && format != 1 {
             return Err("unknown format version");
         }
         let crc = word(12);
@@ -95,6 +106,15 @@ impl TopicTable {
         // rkyv needs an aligned buffer; copy into one (the file is small and read once).
         let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(body.len());
         aligned.extend_from_slice(body);
+        if format == 1 {
+            let v1 = rkyv::from_bytes::<TopicTableV1, rkyv::rancor::Error>(&aligned)
+                .map_err(|_| "archive invalid")?;
+            return Ok(TopicTable {
+                topics: v1.topics,
+                version: v1.version,
+                broker_configs: BTreeMap::new(),
+            });
+        }
         rkyv::from_bytes::<TopicTable, rkyv::rancor::Error>(&aligned).map_err(|_| "archive invalid")
     }
 
@@ -203,7 +223,32 @@ mod tests {
                 created_ms: 1,
             },
         );
+        t.broker_configs.insert(
+            String::new(),
+            BTreeMap::from([("log.retention.ms".into(), "60000".into())]),
+        );
         t
+    }
+
+    /// Proves a registry written by format version 1 (no broker configs) still loads.
+    #[test]
+    fn format_1_files_load() {
+        let t = sample();
+        let v1 = TopicTableV1 {
+            topics: t.topics.clone(),
+            version: t.version,
+        };
+        let body = rkyv::to_bytes::<rkyv::rancor::Error>(&v1).expect("serialize");
+        let mut file = Vec::new();
+        file.extend_from_slice(MAGIC);
+        file.extend_from_slice(&1u32.to_le_bytes());
+        file.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
+        file.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        file.extend_from_slice(&body);
+        let back = TopicTable::decode(&file).expect("a version 1 file loads");
+        assert_eq!(back.topics, t.topics);
+        assert_eq!(back.version, t.version);
+        assert!(back.broker_configs.is_empty());
     }
 
     /// Proves the registry survives a store/load round trip.

@@ -35,6 +35,15 @@ pub enum TopicChange {
         incremental: bool,
         dry_run: bool,
     },
+    /// Dynamic broker configs of `entity` (`""` for the cluster-wide defaults, or a node id):
+    /// replace (`incremental == false`) or merge; `None` values delete. Values were checked by
+    /// the handler, which answers with Kafka's INVALID_REQUEST texts.
+    AlterBrokerConfigs {
+        entity: String,
+        set: Vec<(String, Option<String>)>,
+        incremental: bool,
+        dry_run: bool,
+    },
 }
 
 /// Why a change was refused; each maps to a Kafka error code in `errors.rs`.
@@ -212,6 +221,33 @@ fn apply_one(
             }
             if !dry_run && next != t.configs {
                 t.configs = next;
+                *changed = true;
+            }
+            Ok(())
+        }
+        TopicChange::AlterBrokerConfigs {
+            entity,
+            set,
+            incremental,
+            dry_run,
+        } => {
+            let current = table.broker_configs.get(&entity);
+            let mut next = match (incremental, current) {
+                (true, Some(c)) => c.clone(),
+                _ => BTreeMap::new(),
+            };
+            for (k, v) in set {
+                match v {
+                    Some(v) => next.insert(k, v),
+                    None => next.remove(&k),
+                };
+            }
+            if !dry_run && Some(&next) != current && !(next.is_empty() && current.is_none()) {
+                if next.is_empty() {
+                    table.broker_configs.remove(&entity);
+                } else {
+                    table.broker_configs.insert(entity, next);
+                }
                 *changed = true;
             }
             Ok(())

@@ -181,10 +181,7 @@ async fn core_main(
     let shard = sluice_shard::Shard::open(
         sluice_shard::DmaStorage,
         &config.data_dir,
-        sluice_shard::ShardConfig {
-            cache_bytes_max: config.core_cache_bytes,
-            ..sluice_shard::ShardConfig::default()
-        },
+        config.shard_config(),
     )
     .await
     .map_err(|e| anyhow::anyhow!("core {id}: {e}"))?;

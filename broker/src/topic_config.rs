@@ -295,6 +295,92 @@ pub fn def(name: &str) -> Option<&'static ConfigDef> {
     TOPIC_CONFIGS.iter().find(|d| d.name == name)
 }
 
+/// DescribeConfigs config sources.
+pub mod source {
+    pub const TOPIC: i8 = 1;
+    pub const DYNAMIC_BROKER: i8 = 2;
+    pub const DYNAMIC_DEFAULT_BROKER: i8 = 3;
+    pub const STATIC_BROKER: i8 = 4;
+    pub const DEFAULT: i8 = 5;
+}
+
+/// The broker config whose value a topic key takes when the topic does not override it: its
+/// synonym, or for the millisecond keys Kafka also spells in hours, the `.ms` broker key.
+pub fn broker_key(topic_key: &str) -> Option<&'static str> {
+    match topic_key {
+        "retention.ms" => Some("log.retention.ms"),
+        "segment.ms" => Some("log.roll.ms"),
+        "flush.ms" => Some("log.flush.interval.ms"),
+        k => def(k)?.synonym,
+    }
+}
+
+/// The topic key whose default a broker config sets, if it is one (these are the broker
+/// configs that can be changed at runtime, as in Kafka's dynamic log configs).
+pub fn topic_key_of(broker: &str) -> Option<&'static str> {
+    TOPIC_CONFIGS
+        .iter()
+        .find(|d| broker_key(d.name) == Some(broker))
+        .map(|d| d.name)
+}
+
+/// Checks a value for a dynamic broker config; the text is Kafka's. Keys that are not the
+/// broker default of a topic config are custom settings, stored as given (Kafka does too).
+pub fn validate_broker(broker: &str, value: &str) -> Result<(), String> {
+    match topic_key_of(broker) {
+        Some(topic_key) => validate(topic_key, value).map_err(|m| {
+            m.replacen(
+                &format!("configuration {topic_key}:"),
+                &format!("configuration {broker}:"),
+                1,
+            )
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Broker-level values topics inherit, by broker config name, most specific layer first:
+/// this broker's dynamic configs, the cluster-wide dynamic defaults, then what sluice's own
+/// config file set (only values that differ from Kafka's defaults).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Inherited {
+    layers: Vec<(i8, BTreeMap<String, String>)>,
+}
+
+impl Inherited {
+    pub fn new(
+        node: Option<&BTreeMap<String, String>>,
+        cluster: Option<&BTreeMap<String, String>>,
+        static_config: BTreeMap<String, String>,
+    ) -> Inherited {
+        let mut layers = Vec::new();
+        if let Some(n) = node.filter(|n| !n.is_empty()) {
+            layers.push((source::DYNAMIC_BROKER, n.clone()));
+        }
+        if let Some(c) = cluster.filter(|c| !c.is_empty()) {
+            layers.push((source::DYNAMIC_DEFAULT_BROKER, c.clone()));
+        }
+        if !static_config.is_empty() {
+            layers.push((source::STATIC_BROKER, static_config));
+        }
+        Inherited { layers }
+    }
+
+    /// The value a broker config has, and its source, if any layer sets it.
+    pub fn lookup(&self, broker: &str) -> Option<(&str, i8)> {
+        self.layers
+            .iter()
+            .find_map(|(src, m)| m.get(broker).map(|v| (v.as_str(), *src)))
+    }
+
+    /// Every layer's value of a broker config, most specific first (DescribeConfigs synonyms).
+    pub fn all<'a>(&'a self, broker: &'a str) -> impl Iterator<Item = (&'a str, i8)> + 'a {
+        self.layers
+            .iter()
+            .filter_map(move |(src, m)| m.get(broker).map(|v| (v.as_str(), *src)))
+    }
+}
+
 /// Checks one key and value; the error text is Kafka's, for INVALID_CONFIG responses.
 pub fn validate(name: &str, value: &str) -> Result<(), String> {
     let Some(d) = def(name) else {
@@ -368,12 +454,14 @@ pub struct TopicSettings {
 }
 
 impl TopicSettings {
-    /// Resolves overrides over the defaults. `overrides` were validated when stored.
-    pub fn resolve(overrides: &BTreeMap<String, String>) -> TopicSettings {
+    /// Resolves a topic's overrides over the broker-level values and Kafka's defaults.
+    /// `overrides` and the inherited values were validated when stored.
+    pub fn resolve(overrides: &BTreeMap<String, String>, inherited: &Inherited) -> TopicSettings {
         let get = |k: &str| {
             overrides
                 .get(k)
                 .map(String::as_str)
+                .or_else(|| inherited.lookup(broker_key(k)?).map(|(v, _)| v))
                 .or_else(|| def(k).map(|d| d.default))
                 .unwrap_or("")
         };
@@ -480,13 +568,60 @@ mod tests {
     /// Proves overrides win over defaults when settings are resolved.
     #[test]
     fn resolve_overrides() {
-        let s = TopicSettings::resolve(&BTreeMap::from([
-            ("cleanup.policy".into(), "compact".into()),
-            ("retention.ms".into(), "1000".into()),
-        ]));
+        let s = TopicSettings::resolve(
+            &BTreeMap::from([
+                ("cleanup.policy".into(), "compact".into()),
+                ("retention.ms".into(), "1000".into()),
+            ]),
+            &Inherited::default(),
+        );
         assert!(s.compact && !s.delete);
         assert_eq!(s.retention_ms, 1000);
         assert_eq!(s.segment_bytes, 1 << 30);
         assert_eq!(s.max_message_bytes, 1_048_588);
+    }
+
+    /// Proves the layers: topic override, then this broker's dynamic value, then the
+    /// cluster-wide dynamic default, then the static config, then Kafka's default.
+    #[test]
+    fn resolve_inherits_broker_layers() {
+        let node = BTreeMap::from([("log.retention.ms".to_owned(), "5000".to_owned())]);
+        let cluster = BTreeMap::from([
+            ("log.retention.ms".to_owned(), "7000".to_owned()),
+            ("log.segment.bytes".to_owned(), "2000000".to_owned()),
+        ]);
+        let static_config = BTreeMap::from([
+            ("log.segment.bytes".to_owned(), "3000000".to_owned()),
+            ("message.max.bytes".to_owned(), "4000".to_owned()),
+        ]);
+        let inh = Inherited::new(Some(&node), Some(&cluster), static_config);
+        let s = TopicSettings::resolve(&BTreeMap::new(), &inh);
+        assert_eq!(s.retention_ms, 5000);
+        assert_eq!(s.segment_bytes, 2_000_000);
+        assert_eq!(s.max_message_bytes, 4000);
+        assert_eq!(s.retention_bytes, -1);
+        let own = BTreeMap::from([("retention.ms".to_owned(), "10".to_owned())]);
+        assert_eq!(TopicSettings::resolve(&own, &inh).retention_ms, 10);
+        assert_eq!(
+            inh.all("log.retention.ms").collect::<Vec<_>>(),
+            [
+                ("5000", source::DYNAMIC_BROKER),
+                ("7000", source::DYNAMIC_DEFAULT_BROKER)
+            ]
+        );
+    }
+
+    /// Proves broker-level validation uses the topic rule with the broker key in the text.
+    #[test]
+    fn broker_values_are_checked_like_their_topic_key() {
+        assert_eq!(topic_key_of("log.retention.ms"), Some("retention.ms"));
+        assert_eq!(topic_key_of("log.cleanup.policy"), Some("cleanup.policy"));
+        assert_eq!(topic_key_of("num.partitions"), None);
+        assert_eq!(
+            validate_broker("log.segment.bytes", "100").unwrap_err(),
+            "Invalid value 100 for configuration log.segment.bytes: Value must be at least 1048576"
+        );
+        assert!(validate_broker("log.retention.ms", "abc").is_err());
+        assert!(validate_broker("foo.bar", "anything").is_ok());
     }
 }

@@ -1,9 +1,16 @@
-//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics, and DescribeConfigs
-//! for the broker. Topic changes go through core 0's registry; the owning cores then reopen
-//! the topic's partitions with the new settings.
+//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics and brokers.
 //!
-//! Not built: altering broker configs (answered with INVALID_REQUEST and a message saying so),
-//! broker-logger resources.
+//! Topic changes and dynamic broker configs go through core 0's registry, which persists them;
+//! the owning cores then reopen the partitions whose effective settings changed. As in Kafka,
+//! the broker configs that can change at runtime are the broker-level defaults of topic
+//! configs (`log.retention.ms`, `log.segment.bytes`, `message.max.bytes`,
+//! `log.cleanup.policy`, …), set for the whole cluster (resource name `""`) or for this broker
+//! (its node id); a topic without its own value takes this broker's, then the cluster's, then
+//! the static config's, then Kafka's default. Other known broker configs are read-only
+//! (INVALID_REQUEST, "Cannot update these configs dynamically"); unknown names are stored as
+//! custom settings and described with a hidden value, as Kafka does.
+//!
+//! Not built: broker-logger resources.
 
 use std::rc::Rc;
 
@@ -18,15 +25,16 @@ use sluice_net::messages::{
 
 use crate::core::Core;
 use crate::errors::code;
+use crate::metadata::TopicTable;
 use crate::registry::TopicChange;
-use crate::topic_config::{self, ConfigType, TOPIC_CONFIGS};
+use crate::topic_config::source::{
+    DEFAULT as SOURCE_DEFAULT, DYNAMIC_DEFAULT_BROKER as SOURCE_DYNAMIC_DEFAULT_BROKER,
+    STATIC_BROKER as SOURCE_STATIC_BROKER, TOPIC as SOURCE_TOPIC,
+};
+use crate::topic_config::{self, ConfigType, Inherited, TOPIC_CONFIGS};
 
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
-
-const SOURCE_TOPIC: i8 = 1;
-const SOURCE_STATIC_BROKER: i8 = 4;
-const SOURCE_DEFAULT: i8 = 5;
 
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
@@ -36,9 +44,10 @@ const OP_SUBTRACT: i8 = 3;
 pub async fn describe(
     core: &Rc<Core>,
     request: DescribeConfigsRequest,
-    version: i16,
+    _version: i16,
 ) -> DescribeConfigsResponse {
     let table = core.topics();
+    let inherited = core.inherited(&table);
     let results = request
         .resources
         .iter()
@@ -64,28 +73,28 @@ pub async fn describe(
                             .filter(|d| wanted(d.name))
                             .map(|d| {
                                 let overridden = t.configs.get(d.name);
+                                let broker_key = topic_config::broker_key(d.name);
+                                let from_broker = broker_key.and_then(|k| inherited.lookup(k));
+                                let (value, source) = match (overridden, from_broker) {
+                                    (Some(v), _) => (v.as_str(), SOURCE_TOPIC),
+                                    (None, Some(b)) => b,
+                                    (None, None) => (d.default, SOURCE_DEFAULT),
+                                };
                                 let mut synonyms = Vec::new();
                                 if request.include_synonyms {
                                     if let Some(v) = overridden {
-                                        synonyms.push(synonym(d.name, v, SOURCE_TOPIC));
+                                        synonyms.push(synonym(d.name, Some(v), SOURCE_TOPIC));
+                                    }
+                                    if let Some(k) = broker_key {
+                                        for (v, src) in inherited.all(k) {
+                                            synonyms.push(synonym(k, Some(v), src));
+                                        }
                                     }
                                     if let Some(s) = d.synonym {
-                                        synonyms.push(synonym(s, d.default, SOURCE_DEFAULT));
+                                        synonyms.push(synonym(s, Some(d.default), SOURCE_DEFAULT));
                                     }
                                 }
-                                entry(
-                                    d.name,
-                                    overridden.map_or(d.default, String::as_str),
-                                    if overridden.is_some() {
-                                        SOURCE_TOPIC
-                                    } else {
-                                        SOURCE_DEFAULT
-                                    },
-                                    false,
-                                    d.kind,
-                                    synonyms,
-                                    version,
-                                )
+                                entry(d.name, Some(value), source, false, d.kind, synonyms)
                             })
                             .collect();
                     }
@@ -95,40 +104,29 @@ pub async fn describe(
                             Some("This server does not host this topic-partition.".into());
                     }
                 },
-                RESOURCE_BROKER => {
-                    let name = res.resource_name.as_str();
-                    if !name.is_empty() && name != core.config.node_id.to_string() {
+                RESOURCE_BROKER => match broker_entity(core, res.resource_name.as_str()) {
+                    Err(message) => {
                         result.error_code = code::INVALID_REQUEST;
-                        result.error_message = Some(
-                            format!(
-                                "Unexpected broker id, expected {} but received {name}",
-                                core.config.node_id
-                            )
-                            .into(),
-                        );
-                    } else {
-                        result.configs = broker_configs(core)
+                        result.error_message = Some(message.into());
+                    }
+                    Ok(entity) => {
+                        result.configs = describe_broker(core, &table, &entity, &inherited)
                             .into_iter()
                             .filter(|(n, ..)| wanted(n))
-                            .map(|(n, v, kind, read_only)| {
+                            .map(|(n, v, source, kind, read_only, layers)| {
                                 let synonyms = if request.include_synonyms {
-                                    vec![synonym(n, &v, SOURCE_STATIC_BROKER)]
+                                    layers
+                                        .iter()
+                                        .map(|(v, src)| synonym(&n, v.as_deref(), *src))
+                                        .collect()
                                 } else {
                                     Vec::new()
                                 };
-                                entry(
-                                    n,
-                                    &v,
-                                    SOURCE_STATIC_BROKER,
-                                    read_only,
-                                    kind,
-                                    synonyms,
-                                    version,
-                                )
+                                entry(&n, v.as_deref(), source, read_only, kind, synonyms)
                             })
                             .collect();
                     }
-                }
+                },
                 other => {
                     result.error_code = code::INVALID_REQUEST;
                     result.error_message =
@@ -144,10 +142,10 @@ pub async fn describe(
     }
 }
 
-fn synonym(name: &str, value: &str, source: i8) -> DescribeConfigsSynonym {
+fn synonym(name: &str, value: Option<&str>, source: i8) -> DescribeConfigsSynonym {
     DescribeConfigsSynonym {
         name: name.into(),
-        value: Some(value.into()),
+        value: value.map(Into::into),
         source,
         ..Default::default()
     }
@@ -155,24 +153,261 @@ fn synonym(name: &str, value: &str, source: i8) -> DescribeConfigsSynonym {
 
 fn entry(
     name: &str,
-    value: &str,
+    value: Option<&str>,
     source: i8,
     read_only: bool,
     kind: ConfigType,
     synonyms: Vec<DescribeConfigsSynonym>,
-    _version: i16,
 ) -> DescribeConfigsResourceResult {
     DescribeConfigsResourceResult {
         name: name.into(),
-        value: Some(value.into()),
+        value: value.map(Into::into),
         read_only,
         config_source: source,
-        is_sensitive: false,
+        // Kafka hides the value of a config it does not know (it cannot tell whether it is a
+        // secret); sluice does the same for custom broker configs.
+        is_sensitive: value.is_none(),
         synonyms,
         config_type: kind as i8,
         documentation: None,
         ..Default::default()
     }
+}
+
+/// Which dynamic broker config entity a resource name means: `""` (the cluster-wide
+/// defaults) or this broker's node id. Another id is refused with Kafka's text.
+fn broker_entity(core: &Core, name: &str) -> Result<String, String> {
+    let me = core.config.node_id.to_string();
+    if name.is_empty() || name == me {
+        Ok(name.to_owned())
+    } else {
+        Err(format!(
+            "Unexpected broker id, expected {me} but received {name}"
+        ))
+    }
+}
+
+/// One described broker config: name, value (`None` hidden), source, type, read-only, and
+/// the value of every layer that sets it, most specific first (the synonyms).
+type BrokerEntry = (
+    String,
+    Option<String>,
+    i8,
+    ConfigType,
+    bool,
+    Vec<(Option<String>, i8)>,
+);
+
+/// The configs a broker resource describes. For the cluster entity (`""`), only its dynamic
+/// values, as Kafka; for this broker, every config sluice knows with its effective value.
+fn describe_broker(
+    core: &Core,
+    table: &TopicTable,
+    entity: &str,
+    inherited: &Inherited,
+) -> Vec<BrokerEntry> {
+    let kind_of = |name: &str| {
+        topic_config::topic_key_of(name)
+            .and_then(topic_config::def)
+            .map_or(ConfigType::String, |d| d.kind)
+    };
+    let custom = |name: &str| {
+        topic_config::topic_key_of(name).is_none()
+            && !broker_configs(core).iter().any(|(n, ..)| *n == name)
+    };
+    if entity.is_empty() {
+        return table
+            .broker_configs
+            .get("")
+            .into_iter()
+            .flatten()
+            .map(|(n, v)| {
+                let v = (!custom(n)).then(|| v.clone());
+                let layers = vec![(v.clone(), SOURCE_DYNAMIC_DEFAULT_BROKER)];
+                (
+                    n.clone(),
+                    v,
+                    SOURCE_DYNAMIC_DEFAULT_BROKER,
+                    kind_of(n),
+                    false,
+                    layers,
+                )
+            })
+            .collect();
+    }
+    // (name, base value, base source, type, read-only)
+    let mut base: Vec<(String, String, i8, ConfigType, bool)> = broker_configs(core)
+        .into_iter()
+        .map(|(n, v, kind, _)| {
+            let dynamic = topic_config::topic_key_of(n).is_some();
+            (n.to_owned(), v, SOURCE_STATIC_BROKER, kind, !dynamic)
+        })
+        .collect();
+    for d in TOPIC_CONFIGS {
+        if let Some(k) = topic_config::broker_key(d.name)
+            && !base.iter().any(|(n, ..)| n == k)
+        {
+            base.push((
+                k.to_owned(),
+                d.default.to_owned(),
+                SOURCE_DEFAULT,
+                d.kind,
+                false,
+            ));
+        }
+    }
+    for layer in [
+        table.broker_configs.get(entity),
+        table.broker_configs.get(""),
+    ] {
+        for n in layer.into_iter().flat_map(|m| m.keys()) {
+            if !base.iter().any(|(b, ..)| b == n) {
+                base.push((
+                    n.clone(),
+                    String::new(),
+                    SOURCE_DEFAULT,
+                    ConfigType::String,
+                    false,
+                ));
+            }
+        }
+    }
+    base.sort_by(|a, b| a.0.cmp(&b.0));
+    base.into_iter()
+        .filter_map(|(n, base_value, base_source, kind, read_only)| {
+            let hidden = custom(&n);
+            let show = |v: &str| (!hidden).then(|| v.to_owned());
+            let mut layers: Vec<(Option<String>, i8)> = inherited
+                .all(&n)
+                .filter(|(_, src)| *src != SOURCE_STATIC_BROKER)
+                .map(|(v, src)| (show(v), src))
+                .collect();
+            if !hidden {
+                layers.push((Some(base_value), base_source));
+            }
+            let (value, source) = layers.first().cloned()?;
+            Some((n, value, source, kind, read_only, layers))
+        })
+        .collect()
+}
+
+/// Broker configs Kafka has but cannot change at runtime, beyond those sluice describes.
+const READ_ONLY_BROKER_CONFIGS: &[&str] = &[
+    "controller.listener.names",
+    "controller.quorum.bootstrap.servers",
+    "controller.quorum.voters",
+    "log.dir",
+    "log.retention.hours",
+    "log.retention.minutes",
+    "log.roll.hours",
+    "log.roll.jitter.hours",
+    "process.roles",
+];
+
+/// Checks a change to broker configs and turns it into the values to store (`None`
+/// deletes). `ops` are (name, operation, value); AlterConfigs sends every entry as a set.
+fn plan_broker_change(
+    core: &Core,
+    table: &TopicTable,
+    entity: &str,
+    ops: Vec<(String, i8, Option<String>)>,
+) -> Result<Vec<(String, Option<String>)>, String> {
+    let read_only: Vec<&str> = ops
+        .iter()
+        .map(|(n, ..)| n.as_str())
+        .filter(|n| {
+            topic_config::topic_key_of(n).is_none()
+                && (READ_ONLY_BROKER_CONFIGS.contains(n)
+                    || broker_configs(core).iter().any(|(b, ..)| b == n))
+        })
+        .collect();
+    if !read_only.is_empty() {
+        return Err(format!(
+            "Cannot update these configs dynamically: [{}]",
+            read_only.join(", ")
+        ));
+    }
+    let current = table.broker_configs.get(entity);
+    let mut set = Vec::with_capacity(ops.len());
+    for (name, op, value) in ops {
+        let list = |name: &str| -> Vec<String> {
+            let def = topic_config::topic_key_of(name).and_then(topic_config::def);
+            current
+                .and_then(|c| c.get(name))
+                .map(String::as_str)
+                .or(def.map(|d| d.default))
+                .unwrap_or("")
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        let given = || -> Vec<String> {
+            value
+                .as_deref()
+                .unwrap_or("")
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        let is_list = topic_config::topic_key_of(&name)
+            .and_then(topic_config::def)
+            .is_some_and(|d| d.kind == ConfigType::List);
+        let next = match op {
+            OP_SET => value.clone(),
+            OP_DELETE => None,
+            OP_APPEND | OP_SUBTRACT if !is_list => {
+                return Err(format!(
+                    "Config value append is not allowed for config key: {name}"
+                ));
+            }
+            OP_APPEND => {
+                let mut items = list(&name);
+                for v in given() {
+                    if !items.contains(&v) {
+                        items.push(v);
+                    }
+                }
+                Some(items.join(","))
+            }
+            OP_SUBTRACT => {
+                let drop = given();
+                let items: Vec<String> = list(&name)
+                    .into_iter()
+                    .filter(|i| !drop.contains(i))
+                    .collect();
+                Some(items.join(","))
+            }
+            other => return Err(format!("Unknown config operation {other}")),
+        };
+        if let Some(v) = &next {
+            topic_config::validate_broker(&name, v)?;
+        }
+        set.push((name, next));
+    }
+    Ok(set)
+}
+
+/// Plans a broker resource's change for AlterConfigs / IncrementalAlterConfigs.
+fn broker_change(
+    core: &Core,
+    table: &TopicTable,
+    name: &str,
+    ops: Vec<(String, i8, Option<String>)>,
+    incremental: bool,
+    dry_run: bool,
+) -> Result<TopicChange, (i16, String)> {
+    let invalid = |m: String| (code::INVALID_REQUEST, m);
+    let entity = broker_entity(core, name).map_err(invalid)?;
+    let set = plan_broker_change(core, table, &entity, ops).map_err(invalid)?;
+    Ok(TopicChange::AlterBrokerConfigs {
+        entity,
+        set,
+        incremental,
+        dry_run,
+    })
 }
 
 /// The broker settings sluice has, under Kafka's names.
@@ -252,6 +487,7 @@ pub async fn alter(
     request: AlterConfigsRequest,
     _version: i16,
 ) -> AlterConfigsResponse {
+    let table = core.topics();
     let mut responses = Vec::with_capacity(request.resources.len());
     let mut changes = Vec::new();
     let mut slots = Vec::new();
@@ -263,6 +499,33 @@ pub async fn alter(
             resource_name: res.resource_name.clone(),
             ..Default::default()
         };
+        if res.resource_type == RESOURCE_BROKER {
+            let ops = res
+                .configs
+                .iter()
+                .map(|c| {
+                    let v = c.value.as_ref().map(|v| v.to_string());
+                    (
+                        c.name.to_string(),
+                        if v.is_some() { OP_SET } else { OP_DELETE },
+                        v,
+                    )
+                })
+                .collect();
+            let name = res.resource_name.as_str();
+            match broker_change(core, &table, name, ops, false, request.validate_only) {
+                Ok(change) => {
+                    slots.push(responses.len());
+                    changes.push(change);
+                }
+                Err((c, m)) => {
+                    r.error_code = c;
+                    r.error_message = Some(m.into());
+                }
+            }
+            responses.push(r);
+            continue;
+        }
         match resource_check(core, res.resource_type) {
             Err((c, m)) => {
                 r.error_code = c;
@@ -312,6 +575,29 @@ pub async fn incremental_alter(
             resource_name: res.resource_name.clone(),
             ..Default::default()
         };
+        if res.resource_type == RESOURCE_BROKER {
+            let ops = res
+                .configs
+                .iter()
+                .map(|c| {
+                    let v = c.value.as_ref().map(|v| v.to_string());
+                    (c.name.to_string(), c.config_operation, v)
+                })
+                .collect();
+            let name = res.resource_name.as_str();
+            match broker_change(core, &table, name, ops, true, request.validate_only) {
+                Ok(change) => {
+                    slots.push(responses.len());
+                    changes.push(change);
+                }
+                Err((c, m)) => {
+                    r.error_code = c;
+                    r.error_message = Some(m.into());
+                }
+            }
+            responses.push(r);
+            continue;
+        }
         let current = table
             .topics
             .get(res.resource_name.as_str())
@@ -413,14 +699,13 @@ pub async fn incremental_alter(
     }
 }
 
-/// Topics can be altered; broker configs are static in sluice for now.
+/// Topic resources; broker resources are handled before this check.
 fn resource_check(_core: &Core, resource_type: i8) -> Result<(), (i16, String)> {
     match resource_type {
         RESOURCE_TOPIC => Ok(()),
-        RESOURCE_BROKER => Err((
+        other => Err((
             code::INVALID_REQUEST,
-            "sluice does not support altering broker configs at runtime yet: set them in the config file and restart".into(),
+            format!("Unsupported resource type {other}"),
         )),
-        other => Err((code::INVALID_REQUEST, format!("Unsupported resource type {other}"))),
     }
 }
