@@ -552,3 +552,35 @@ def group_subscribe_commit(t, bs):
         t.rec("describe-deleted-group", state=str(d.state), members=len(d.members))
     except KafkaException as e:
         t.rec("describe-deleted-group", **kerr(e))
+
+
+@reg("broker_configs_alter")
+def broker_configs_alter(t, bs):
+    """IncrementalAlterConfigs on this broker's resource: validate-only sets of dynamic keys
+    (nothing stored, so scenarios running beside this one are not disturbed), read-only keys,
+    invalid values, and an unknown broker id. Values are compared through their error names
+    and texts; tests/clients/test_broker_configs.py covers real changes."""
+    a = admin(bs)
+    me = str(a.describe_cluster(request_timeout=15).result(timeout=20).nodes[0].id)
+
+    def try_alter(label, name, key, value, op=AlterConfigOpType.SET, validate_only=True):
+        res = ConfigResource(ResourceType.BROKER, name,
+                             incremental_configs=[ConfigEntry(key, value, incremental_operation=op)])
+        try:
+            a.incremental_alter_configs([res], validate_only=validate_only,
+                                        request_timeout=15)[res].result(timeout=20)
+            t.rec("alter-broker", at=label, key=key, error=None)
+        except KafkaException as e:
+            t.rec("alter-broker", at=label, key=key, **kerr(e))
+
+    try_alter("dynamic key, validate only", me, "log.retention.bytes", "1073741824")
+    try_alter("list append, validate only", me, "log.cleanup.policy", "compact", AlterConfigOpType.APPEND)
+    try_alter("read-only key", me, "num.partitions", "3")
+    try_alter("read-only hours key", me, "log.retention.hours", "5")
+    try_alter("value below minimum", me, "log.segment.bytes", "100")
+    try_alter("not a number", me, "log.retention.ms", "abc")
+    res = ConfigResource(ResourceType.BROKER, me)
+    cfg = list(a.describe_configs([res], request_timeout=15).values())[0].result(timeout=20)
+    t.rec("describe-broker", values={k: cfg[k].value for k in ("log.retention.bytes", "log.segment.bytes")
+                                     if k in cfg},
+          read_only={k: cfg[k].is_read_only for k in ("num.partitions", "log.retention.bytes") if k in cfg})
