@@ -26,7 +26,7 @@ use sluice_net::messages::produce_request::{PartitionProduceData, TopicProduceDa
 use sluice_net::messages::sync_group_request::SyncGroupRequestAssignment;
 use sluice_net::messages::*;
 use sluice_net::record_batch::{Batches, build};
-use sluice_net::{Records, Request, Response, StrBytes};
+use sluice_net::{BrokerId, Records, Request, Response, StrBytes};
 
 const CLIENT_ID: &str = "sluice-cli";
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -128,8 +128,9 @@ pub struct ConsumeArgs {
     pub format: String,
 }
 
-fn s(x: &str) -> StrBytes {
-    StrBytes::from(x)
+/// A wire string from `x`: a `StrBytes`, or an entity such as `TopicName` or `GroupId`.
+fn s<T: for<'a> From<&'a str>>(x: &str) -> T {
+    T::from(x)
 }
 
 fn connect(addr: &str) -> anyhow::Result<Client> {
@@ -198,7 +199,7 @@ impl Cluster {
         };
         for b in &m.brokers {
             self.brokers
-                .insert(b.node_id, format!("{}:{}", b.host.as_str(), b.port));
+                .insert(b.node_id.get(), format!("{}:{}", b.host.as_str(), b.port));
         }
         Ok(m)
     }
@@ -214,7 +215,7 @@ impl Cluster {
         let mut ps: Vec<(i32, i32)> = t
             .partitions
             .iter()
-            .map(|p| (p.partition_index, p.leader_id))
+            .map(|p| (p.partition_index, p.leader_id.get()))
             .collect();
         ps.sort_unstable();
         Ok(ps)
@@ -246,7 +247,7 @@ impl Cluster {
         let mut out = BTreeMap::new();
         for (leader, ps) in by_leader {
             let req = Request::ListOffsets(ListOffsetsRequest {
-                replica_id: -1,
+                replica_id: BrokerId(-1),
                 topics: vec![ListOffsetsTopic {
                     name: s(topic),
                     partitions: ps
@@ -1151,7 +1152,7 @@ pub fn consume(target: &Target, args: ConsumeArgs) -> anyhow::Result<()> {
         let mut commits = Vec::new();
         for (leader, ps) in by_leader {
             let req = Request::Fetch(FetchRequest {
-                replica_id: -1,
+                replica_id: BrokerId(-1),
                 max_wait_ms: 500,
                 min_bytes: 1,
                 max_bytes: 8 << 20,

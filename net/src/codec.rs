@@ -1,5 +1,5 @@
 //! The hand-written runtime under the generated messages: `Decoder`, `Encoder`, `DecodeError`,
-//! `StrBytes`, `Uuid`.
+//! `StrBytes`, `Uuid` (and, in `entity.rs`, the entity newtypes such as `TopicName`).
 //!
 //! Invariants:
 //! - Decoding never panics and never allocates from an unchecked wire count: every length and
@@ -195,8 +195,15 @@ impl std::fmt::Debug for Records {
 }
 
 /// A UTF-8 string that is a view into a received frame (no copy). Derefs to `&str`.
-#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct StrBytes(Bytes);
+
+/// Hashes like `str` (not like `[u8]`, which `Bytes` does), as `Borrow<str>` requires.
+impl std::hash::Hash for StrBytes {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
 
 impl StrBytes {
     /// Validates `bytes` as UTF-8 without copying.

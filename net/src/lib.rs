@@ -15,6 +15,11 @@
 //! - [`Decoder`] / [`Encoder`]: the hand-written runtime. Decoding slices strings
 //!   ([`StrBytes`]) and record batches out of the frame; encoding yields `Vec<Bytes>` chunks for a
 //!   vectored write, each record batch field its own chunk.
+//! - Entity types: fields the schemas mark with an `entityType` are newtypes, not bare strings
+//!   and integers: [`TopicName`], [`GroupId`], [`TransactionalId`] (views into the frame like
+//!   [`StrBytes`], deref to `str`, `Borrow<str>`), [`BrokerId`] (`i32`) and [`ProducerId`]
+//!   (`i64`), arrays of them included (`Vec<TopicName>`). Build them with `.into()`; the wire
+//!   bytes are the primitive's.
 //!
 //! Versions are checked against Kafka's schema here; which versions the broker advertises and
 //! accepts is the broker's table, derived from what it implements.
@@ -61,6 +66,7 @@ pub mod client;
 pub mod record_batch;
 
 mod codec;
+mod entity;
 pub mod frame;
 pub mod header;
 /// Every Kafka request and response (one module per message with its nested structs; the
@@ -73,6 +79,7 @@ pub use codec::Rng;
 pub use codec::{
     DecodeError, DecodeErrorKind, Decoder, Encoder, Records, StrBytes, TaggedField, Uuid,
 };
+pub use entity::{BrokerId, GroupId, ProducerId, TopicName, TransactionalId};
 pub use frame::{FrameError, read_frame_len, split_frame};
 pub use header::{
     AdvertisedVersions, RequestError, RequestPrefix, api_versions_unsupported_answer,

@@ -190,10 +190,61 @@ fn produce_records_are_zero_copy() {
     );
 }
 
+/// Entity fields are typed: a decoded topic name is a `TopicName` viewing the frame (no copy),
+/// and a `BrokerId` is the same 4 bytes on the wire as the `i32` it wraps.
+#[test]
+fn entity_types_view_the_frame_and_round_trip() {
+    let in_frame = |body: &Bytes, name: &TopicName| {
+        assert_eq!(name, "topic");
+        assert!(
+            body.as_ptr_range().contains(&name.as_ptr()),
+            "the topic name points into the frame"
+        );
+    };
+    let body = hex(r#"00 03  00 0c  00 00 00 07  00 07 "rdkafka"  00
+           02  00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00  06 "topic"  00
+           01  00  00"#);
+    let Ok((_, Request::Metadata(m))) = decode_request(body.clone()) else {
+        panic!("not a metadata request")
+    };
+    let topics = m.topics.expect("a topic list");
+    let name: &TopicName = topics[0].name.as_ref().expect("a topic name");
+    in_frame(&body, name);
+    let body = hex(
+        r#"00 00  00 03  00 00 00 02  00 07 "rdkafka"  ff ff  ff ff  00 00 75 30
+           00 00 00 01  00 05 "topic"  00 00 00 01  00 00 00 00  00 00 00 03 aa bb cc"#,
+    );
+    let Ok((_, Request::Produce(p))) = decode_request(body.clone()) else {
+        panic!("not a produce request")
+    };
+    in_frame(&body, &p.topic_data[0].name);
+
+    use sluice_net::messages::metadata_response::MetadataResponseBroker;
+    let resp = MetadataResponse {
+        brokers: vec![MetadataResponseBroker {
+            node_id: BrokerId(7),
+            host: "h".into(),
+            port: 9092,
+            ..Default::default()
+        }],
+        controller_id: 7.into(),
+        ..Default::default()
+    };
+    let mut e = Encoder::new();
+    resp.encode(&mut e, 12);
+    let bytes = e.finish_contiguous();
+    // throttle_time_ms, then the compact brokers array (one element) and its node id.
+    assert_eq!(&bytes[4..9], &[0x02, 0, 0, 0, 7]);
+    let back = MetadataResponse::decode(&mut Decoder::new(bytes), 12).unwrap();
+    assert_eq!(back, resp);
+    assert_eq!(back.brokers[0].node_id, 7);
+    assert_eq!(back.controller_id.get(), 7);
+}
+
 fn fetch_request(version: i16) -> FetchRequest {
     let flexible = version >= 12;
     FetchRequest {
-        replica_id: -1,
+        replica_id: BrokerId(-1),
         max_wait_ms: 500,
         min_bytes: 1,
         max_bytes: if flexible { 52_428_800 } else { 1_048_576 },

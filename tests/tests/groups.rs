@@ -96,13 +96,14 @@ fn connect(b: &Broker) -> RawConn {
     c
 }
 
-fn s(x: &str) -> StrBytes {
+/// A wire string from `x`: a `StrBytes`, or an entity such as `TopicName` or `GroupId`.
+fn s<T: for<'a> From<&'a str>>(x: &str) -> T {
     x.into()
 }
 
-use sluice_net::StrBytes;
+use sluice_net::{BrokerId, StrBytes};
 
-fn str_of(x: &StrBytes) -> String {
+fn str_of(x: &str) -> String {
     x.to_string()
 }
 
@@ -154,7 +155,7 @@ fn start() -> Broker {
 }
 
 /// Node id, host and port the broker reports for itself in Metadata.
-fn self_node(c: &mut RawConn) -> (i32, String, i32) {
+fn self_node(c: &mut RawConn) -> (BrokerId, String, i32) {
     let r = expect!(
         call(
             c,
@@ -893,7 +894,7 @@ fn find_coordinator_names_the_broker_itself() {
             let r = find_coordinator(&mut c, v, &uniq("txn"), 1);
             assert_eq!(
                 (r.error_code, r.node_id, r.port),
-                (53, -1, -1),
+                (53, BrokerId(-1), -1),
                 "v{v} transaction key without transactions: {r:?}"
             );
             continue;
@@ -918,7 +919,7 @@ fn find_coordinator_names_the_broker_itself() {
         let r = find_coordinator(&mut c, v, &g, 2);
         assert_eq!(
             (r.error_code, r.node_id, str_of(&r.host), r.port),
-            (INVALID_REQUEST, -1, String::new(), -1),
+            (INVALID_REQUEST, BrokerId(-1), String::new(), -1),
             "v{v} share key: {r:?}"
         );
     }

@@ -8,7 +8,7 @@ use sluice_net::messages::metadata_request::MetadataRequestTopic;
 use sluice_net::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use sluice_net::messages::{ApiVersionsRequest, MetadataRequest, ProduceRequest};
 use sluice_net::record_batch::build::{BatchSpec, batch};
-use sluice_net::{ApiKey, Request, Response};
+use sluice_net::{ApiKey, BrokerId, Request, Response};
 use sluice_tests::{Broker, RawConn};
 
 /// A well-behaved ApiVersions v3 exchange; panics if the broker does not answer properly.
@@ -234,7 +234,7 @@ fn fetch_request(topic: &str, offset: i64, max_wait_ms: i32) -> Request {
     use sluice_net::messages::FetchRequest;
     use sluice_net::messages::fetch_request::{FetchPartition, FetchTopic};
     Request::Fetch(FetchRequest {
-        replica_id: -1,
+        replica_id: BrokerId(-1),
         max_wait_ms,
         min_bytes: 1,
         max_bytes: 1 << 20,

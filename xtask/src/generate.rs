@@ -163,6 +163,7 @@ fn base_ty(ty: &Ty) -> String {
         Ty::Uuid => "rt::Uuid".into(),
         Ty::Array(inner) => format!("Vec<{}>", base_ty(inner)),
         Ty::Struct(s) => s.clone(),
+        Ty::Entity(e) => format!("rt::{}", e.type_name()),
     }
 }
 
@@ -172,6 +173,7 @@ fn min_wire(ty: &Ty) -> usize {
         Ty::I32 | Ty::U32 => 4,
         Ty::I64 | Ty::F64 => 8,
         Ty::Uuid => 16,
+        Ty::Entity(e) => min_wire(&e.base()),
         _ => 1,
     }
 }
@@ -223,8 +225,34 @@ fn default_expr(cx: &Ctx, f: &Field) -> Result<String> {
             None => format!("{s}::default()"),
             Some(o) => bail!("{}: struct default {o:?}", f.name),
         },
+        Ty::Entity(e) => {
+            let base = Field {
+                ty: e.base(),
+                ..f.clone()
+            };
+            let b = default_expr(cx, &base)?;
+            let name = e.type_name();
+            if b == "None" {
+                return Ok(b);
+            }
+            return Ok(
+                match b.strip_prefix("Some(").and_then(|b| b.strip_suffix(')')) {
+                    Some(inner) => format!("Some({})", entity_wrap(name, inner)),
+                    None => entity_wrap(name, &b),
+                },
+            );
+        }
     };
     Ok(if opt { format!("Some({plain})") } else { plain })
+}
+
+/// `value` (an expression of the entity's primitive type) as entity `name`.
+fn entity_wrap(name: &str, value: &str) -> String {
+    if value == "rt::StrBytes::default()" {
+        format!("rt::{name}::default()")
+    } else {
+        format!("rt::{name}({value})")
+    }
 }
 
 /// Decode expression of a non-null value of `ty` (evaluates to the value; uses `?`).
@@ -250,6 +278,7 @@ fn decode_value(ty: &Ty, fx: &str) -> String {
             )
         }
         Ty::Struct(s) => format!("{s}::decode(d, version)?"),
+        Ty::Entity(e) => entity_wrap(e.type_name(), &decode_value(&e.base(), fx)),
     }
 }
 
@@ -265,6 +294,9 @@ fn decode_nullable(ty: &Ty, fx: &str) -> String {
             decode_value(inner, fx)
         ),
         Ty::Struct(s) => format!("d.nullable_struct(|d| {s}::decode(d, version))?"),
+        Ty::Entity(e) if e.base() == Ty::Str => {
+            format!("d.nullable_string({fx})?.map(rt::{})", e.type_name())
+        }
         other => format!("Some({})", decode_value(other, fx)),
     }
 }
@@ -303,6 +335,12 @@ fn encode_value(ty: &Ty, v: &str, fx: &str) -> String {
             encode_value(inner, "it", fx)
         ),
         Ty::Struct(_) => format!("{v}.encode(e, version);"),
+        Ty::Entity(ent) => match ent.base() {
+            Ty::Str => encode_value(&Ty::Str, v, fx),
+            Ty::I32 => format!("e.i32({v}.0);"),
+            Ty::I64 => format!("e.i64({v}.0);"),
+            other => unreachable!("entity on {other:?}"),
+        },
     }
 }
 
@@ -319,6 +357,7 @@ fn encode_nullable(ty: &Ty, v: &str, fx: &str) -> String {
         Ty::Struct(_) => format!(
             "match {v} {{ None => e.i8(-1), Some(s) => {{ e.i8(1); s.encode(e, version); }} }}"
         ),
+        Ty::Entity(ent) if ent.base() == Ty::Str => encode_nullable(&Ty::Str, v, fx),
         other => format!(
             "if let Some(x) = {v} {{ {} }}",
             encode_value(other, "x", fx)
@@ -342,6 +381,7 @@ fn encode_not_null(ty: &Ty, v: &str, fx: &str) -> String {
         Ty::Struct(s) => format!(
             "match {v} {{ Some(s) => s.encode(e, version), None => {s}::default().encode(e, version) }}"
         ),
+        Ty::Entity(ent) if ent.base() == Ty::Str => encode_not_null(&Ty::Str, v, fx),
         other => format!(
             "if let Some(x) = {v} {{ {} }}",
             encode_value(other, "x", fx)
@@ -379,6 +419,7 @@ fn random_value(ty: &Ty) -> String {
         Ty::Records => "r.records()".into(),
         Ty::Array(inner) => format!("(0..r.count()).map(|_| {}).collect()", random_value(inner)),
         Ty::Struct(s) => format!("{s}::random(r, version)"),
+        Ty::Entity(e) => format!("rt::{}({})", e.type_name(), random_value(&e.base())),
     }
 }
 
@@ -679,7 +720,7 @@ fn gen_mod(msgs: &[Message], apis: &[Api]) -> String {
     );
     out.push_str("#![allow(missing_docs)]\n\n");
     out.push_str(
-        "pub(crate) mod rt {\n    pub use crate::codec::*;\n    pub use bytes::Bytes;\n}\n\n",
+        "pub(crate) mod rt {\n    pub use crate::codec::*;\n    pub use crate::entity::*;\n    pub use bytes::Bytes;\n}\n\n",
     );
     let _ = writeln!(
         out,

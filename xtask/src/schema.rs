@@ -1,8 +1,9 @@
 //! Kafka's message schema language (`common/message/*.json`), parsed into a small model.
 //!
 //! Only what the codec needs is kept: names, types, version ranges (valid, flexible, nullable,
-//! tagged), defaults and docs. `mapKey`, `entityType`, `ignorable` and `zeroCopy` do not change
-//! the wire format and are dropped.
+//! tagged), defaults, docs and entity types (`entityType`: a topic name, group id, broker id, ...
+//! becomes its own Rust newtype; the wire format is the underlying primitive's). `mapKey`,
+//! `ignorable` and `zeroCopy` do not change the wire format and are dropped.
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
@@ -70,6 +71,61 @@ pub enum Ty {
     Uuid,
     Array(Box<Ty>),
     Struct(String),
+    /// A primitive marked with an `entityType`; encoded as [`Entity::base`].
+    Entity(Entity),
+}
+
+/// The entity types of Kafka's schemas, each generated as a newtype in `net/src/entity.rs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entity {
+    TopicName,
+    GroupId,
+    TransactionalId,
+    BrokerId,
+    ProducerId,
+}
+
+impl Entity {
+    fn parse(s: &str) -> Result<Entity> {
+        Ok(match s {
+            "topicName" => Entity::TopicName,
+            "groupId" => Entity::GroupId,
+            "transactionalId" => Entity::TransactionalId,
+            "brokerId" => Entity::BrokerId,
+            "producerId" => Entity::ProducerId,
+            _ => bail!("unknown entityType {s:?} (add a newtype to net/src/entity.rs)"),
+        })
+    }
+
+    /// The Rust type's name (in `net/src/entity.rs`).
+    pub fn type_name(self) -> &'static str {
+        match self {
+            Entity::TopicName => "TopicName",
+            Entity::GroupId => "GroupId",
+            Entity::TransactionalId => "TransactionalId",
+            Entity::BrokerId => "BrokerId",
+            Entity::ProducerId => "ProducerId",
+        }
+    }
+
+    /// The primitive the entity is on the wire.
+    pub fn base(self) -> Ty {
+        match self {
+            Entity::TopicName | Entity::GroupId | Entity::TransactionalId => Ty::Str,
+            Entity::BrokerId => Ty::I32,
+            Entity::ProducerId => Ty::I64,
+        }
+    }
+
+    /// `ty` with its primitive (or array element) replaced by this entity; fails when the
+    /// schema puts the entity on a primitive of another kind.
+    fn apply(self, ty: Ty) -> Result<Ty> {
+        match ty {
+            Ty::Array(inner) => Ok(Ty::Array(Box::new(self.apply(*inner)?))),
+            t if t == self.base() => Ok(Ty::Entity(self)),
+            t => bail!("entityType {self:?} on a field of type {t:?}"),
+        }
+    }
 }
 
 impl Ty {
@@ -187,7 +243,12 @@ fn parse_fields(v: &Value, structs: &mut Vec<StructDef>) -> Result<Vec<Field>> {
             .context("field without name")?
             .to_string();
         let ty_s = str_field(f, "type").context("field without type")?;
-        let ty = Ty::parse(ty_s).with_context(|| format!("field {name}"))?;
+        let mut ty = Ty::parse(ty_s).with_context(|| format!("field {name}"))?;
+        if let Some(e) = str_field(f, "entityType") {
+            ty = Entity::parse(e)
+                .and_then(|e| e.apply(ty))
+                .with_context(|| format!("field {name}"))?;
+        }
         let versions = Range::parse(str_field(f, "versions").context("field without versions")?)?;
         let nullable = match str_field(f, "nullableVersions") {
             Some(s) => Range::parse(s)?,

@@ -3,7 +3,6 @@
 
 use std::rc::Rc;
 
-use sluice_net::StrBytes;
 use sluice_net::messages::create_partitions_response::CreatePartitionsTopicResult;
 use sluice_net::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
@@ -137,9 +136,9 @@ pub fn describe_cluster(
         error_message: None,
         endpoint_type: request.endpoint_type,
         cluster_id: core.cluster_id.as_str().into(),
-        controller_id: core.config.node_id,
+        controller_id: core.config.node_id.into(),
         brokers: vec![DescribeClusterBroker {
-            broker_id: core.config.node_id,
+            broker_id: core.config.node_id.into(),
             host: core.advertised_host.as_str().into(),
             port: core.advertised_port,
             rack: None,
@@ -203,7 +202,7 @@ pub async fn describe_log_dirs(
         match topics.iter_mut().find(|t| t.name.as_str() == topic) {
             Some(t) => t.partitions.push(entry),
             None => topics.push(DescribeLogDirsTopic {
-                name: StrBytes::from(topic),
+                name: topic.into(),
                 partitions: vec![entry],
                 ..Default::default()
             }),

@@ -4,7 +4,7 @@ use std::rc::Rc;
 
 use sluice_net::messages::delete_topics_response::DeletableTopicResult;
 use sluice_net::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
-use sluice_net::{StrBytes, Uuid};
+use sluice_net::{StrBytes, TopicName, Uuid};
 
 use crate::core::Core;
 use crate::errors::{self, code};
@@ -18,7 +18,7 @@ pub async fn handle(
     let table = core.topics();
     // (name if known, id, error before trying)
     // The id of a topic named in the request (all zeroes when unknown, as Kafka answers).
-    let id_of = |name: &StrBytes| {
+    let id_of = |name: &TopicName| {
         table
             .topics
             .get(name.as_str())
@@ -62,7 +62,7 @@ pub async fn handle(
                 },
             };
             DeletableTopicResult {
-                name: name.map(StrBytes::from),
+                name: name.map(TopicName::from),
                 topic_id,
                 error_code,
                 error_message,

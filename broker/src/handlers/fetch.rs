@@ -12,7 +12,7 @@ use bytes::Bytes;
 use glommio::channels::local_channel;
 use sluice_net::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use sluice_net::messages::{FetchRequest, FetchResponse};
-use sluice_net::{Records, StrBytes};
+use sluice_net::{BrokerId, Records, TopicName};
 use sluice_shard::ReadResult;
 
 use crate::core::Core;
@@ -63,7 +63,7 @@ pub async fn handle(core: &Rc<Core>, request: FetchRequest, version: i16) -> Fet
         }
         responses.push(FetchableTopicResponse {
             topic: if version >= 13 {
-                StrBytes::default()
+                TopicName::default()
             } else {
                 t.topic.clone()
             },
@@ -110,7 +110,7 @@ fn empty_partition(partition: i32) -> PartitionData {
         last_stable_offset: -1,
         log_start_offset: -1,
         aborted_transactions: None,
-        preferred_read_replica: -1,
+        preferred_read_replica: BrokerId(-1),
         // librdkafka rejects a null records field: empty means zero bytes.
         records: Some(Records::new()),
         ..Default::default()

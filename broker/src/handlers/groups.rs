@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use sluice_net::StrBytes;
 use sluice_net::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use sluice_net::messages::find_coordinator_response::Coordinator;
 use sluice_net::messages::join_group_response::JoinGroupResponseMember;
@@ -34,6 +33,7 @@ use sluice_net::messages::{
     OffsetDeleteResponse, OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest,
     SyncGroupResponse,
 };
+use sluice_net::{BrokerId, GroupId, StrBytes};
 
 use crate::core::{Core, CoreReply, CoreRequest};
 use crate::errors::code;
@@ -146,7 +146,7 @@ pub async fn find_coordinator(
         let ok = error == code::NONE;
         coordinators.push(Coordinator {
             key,
-            node_id: if ok { core.config.node_id } else { -1 },
+            node_id: BrokerId(if ok { core.config.node_id } else { -1 }),
             host: if ok {
                 core.advertised_host.as_str().into()
             } else {
@@ -640,7 +640,7 @@ pub async fn list_groups(
 }
 
 /// Splits `names` by coordinating core; each core's list keeps the request's order index.
-fn by_core(core: &Rc<Core>, names: &[StrBytes]) -> BTreeMap<usize, Vec<(usize, i32, String)>> {
+fn by_core(core: &Rc<Core>, names: &[GroupId]) -> BTreeMap<usize, Vec<(usize, i32, String)>> {
     let mut per: BTreeMap<usize, Vec<(usize, i32, String)>> = BTreeMap::new();
     for (i, n) in names.iter().enumerate() {
         if let Some((p, target)) = locate(core, n) {
@@ -660,7 +660,7 @@ pub async fn describe_groups(
     } else {
         i32::MIN
     };
-    let not_found = |name: &StrBytes| {
+    let not_found = |name: &GroupId| {
         let mut d = DescribedGroup {
             group_id: name.clone(),
             group_state: StrBytes::from_static("Dead"),

@@ -5,6 +5,7 @@
 
 use std::rc::Rc;
 
+use sluice_net::ProducerId;
 use sluice_net::messages::{InitProducerIdRequest, InitProducerIdResponse};
 
 use crate::core::{Core, CoreReply, CoreRequest};
@@ -16,9 +17,9 @@ pub async fn handle(
     _version: i16,
 ) -> InitProducerIdResponse {
     let mut r = InitProducerIdResponse {
-        producer_id: -1,
+        producer_id: ProducerId(-1),
         producer_epoch: -1,
-        ongoing_txn_producer_id: -1,
+        ongoing_txn_producer_id: ProducerId(-1),
         ongoing_txn_producer_epoch: -1,
         ..Default::default()
     };
@@ -36,7 +37,7 @@ pub async fn handle(
     };
     match id {
         Ok(id) => {
-            r.producer_id = id;
+            r.producer_id = id.into();
             r.producer_epoch = 0;
         }
         Err(()) => r.error_code = code::COORDINATOR_NOT_AVAILABLE,

@@ -10,7 +10,7 @@ use sluice_net::messages::{
     DescribeTopicPartitionsRequest, DescribeTopicPartitionsResponse, MetadataRequest,
     MetadataResponse,
 };
-use sluice_net::{StrBytes, Uuid};
+use sluice_net::{BrokerId, StrBytes, TopicName, Uuid};
 
 use crate::core::Core;
 use crate::errors::code;
@@ -87,14 +87,14 @@ pub async fn handle(core: &Rc<Core>, request: MetadataRequest, version: i16) -> 
     };
     MetadataResponse {
         brokers: vec![MetadataResponseBroker {
-            node_id: core.config.node_id,
+            node_id: core.config.node_id.into(),
             host: StrBytes::from(core.advertised_host.as_str()),
             port: core.advertised_port,
             rack: None,
             ..Default::default()
         }],
         cluster_id: Some(StrBytes::from(core.cluster_id.as_str())),
-        controller_id: core.config.node_id,
+        controller_id: core.config.node_id.into(),
         topics,
         cluster_authorized_operations: AUTHORIZED_OPERATIONS_OMITTED,
         ..Default::default()
@@ -105,7 +105,7 @@ pub async fn handle(core: &Rc<Core>, request: MetadataRequest, version: i16) -> 
 /// even for a topic that does not exist (observed on Kafka 4.4 with kafka-python).
 fn missing_topic(
     include_ops: bool,
-    name: Option<StrBytes>,
+    name: Option<TopicName>,
     topic_id: Uuid,
     error_code: i16,
 ) -> MetadataResponseTopic {
@@ -125,10 +125,10 @@ fn missing_topic(
 }
 
 fn topic_entry(core: &Core, t: &TopicMeta, include_ops: bool) -> MetadataResponseTopic {
-    let node = core.config.node_id;
+    let node = BrokerId(core.config.node_id);
     MetadataResponseTopic {
         error_code: code::NONE,
-        name: Some(StrBytes::from(t.name.as_str())),
+        name: Some(t.name.as_str().into()),
         topic_id: Uuid(t.id),
         is_internal: is_internal(&t.name),
         partitions: (0..t.partitions)
@@ -163,12 +163,12 @@ pub fn describe_topic_partitions(
         Cursor, DescribeTopicPartitionsResponsePartition, DescribeTopicPartitionsResponseTopic,
     };
     let cursor_at = |name: &str, partition_index: i32| Cursor {
-        topic_name: StrBytes::from(name),
+        topic_name: name.into(),
         partition_index,
         ..Default::default()
     };
     let table = core.topics();
-    let node = core.config.node_id;
+    let node = BrokerId(core.config.node_id);
     let mut names: Vec<String> = if request.topics.is_empty() {
         table.topics.keys().cloned().collect()
     } else {
@@ -195,7 +195,7 @@ pub fn describe_topic_partitions(
         let Some(t) = table.topics.get(&name) else {
             topics.push(DescribeTopicPartitionsResponseTopic {
                 error_code: code::UNKNOWN_TOPIC_OR_PARTITION,
-                name: Some(StrBytes::from(name)),
+                name: Some(name.into()),
                 topic_authorized_operations: TOPIC_AUTHORIZED_OPERATIONS_ALL,
                 ..Default::default()
             });
@@ -227,7 +227,7 @@ pub fn describe_topic_partitions(
         }
         topics.push(DescribeTopicPartitionsResponseTopic {
             error_code: code::NONE,
-            name: Some(StrBytes::from(name.as_str())),
+            name: Some(name.as_str().into()),
             topic_id: Uuid(t.id),
             is_internal: is_internal(&name),
             partitions,

@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use sluice_net::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use sluice_net::messages::{ProduceRequest, ProduceResponse};
-use sluice_net::{Records, StrBytes};
+use sluice_net::{Records, StrBytes, TopicName};
 
 use crate::core::Core;
 use crate::errors::code;
@@ -40,7 +40,7 @@ pub async fn handle(core: &Rc<Core>, request: ProduceRequest, version: i16) -> P
         };
         topics.push(TopicProduceResponse {
             name: if version >= 13 {
-                StrBytes::default()
+                TopicName::default()
             } else {
                 t.name.clone()
             },

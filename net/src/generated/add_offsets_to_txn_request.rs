@@ -11,13 +11,13 @@ use super::rt;
 #[derive(Debug, Clone, PartialEq)]
 pub struct AddOffsetsToTxnRequest {
     /// The transactional id corresponding to the transaction. (versions 0+)
-    pub transactional_id: rt::StrBytes,
+    pub transactional_id: rt::TransactionalId,
     /// Current producer id in use by the transactional id. (versions 0+)
-    pub producer_id: i64,
+    pub producer_id: rt::ProducerId,
     /// Current epoch associated with the producer id. (versions 0+)
     pub producer_epoch: i16,
     /// The unique group identifier. (versions 0+)
-    pub group_id: rt::StrBytes,
+    pub group_id: rt::GroupId,
     /// Tagged fields this codec does not know, kept to be re-encoded.
     pub unknown_tagged_fields: Vec<rt::TaggedField>,
 }
@@ -25,10 +25,10 @@ pub struct AddOffsetsToTxnRequest {
 impl Default for AddOffsetsToTxnRequest {
     fn default() -> Self {
         Self {
-            transactional_id: rt::StrBytes::default(),
-            producer_id: 0,
+            transactional_id: rt::TransactionalId::default(),
+            producer_id: rt::ProducerId(0),
             producer_epoch: 0,
-            group_id: rt::StrBytes::default(),
+            group_id: rt::GroupId::default(),
             unknown_tagged_fields: Vec::new(),
         }
     }
@@ -48,13 +48,13 @@ impl AddOffsetsToTxnRequest {
         let flexible = version >= 3;
         let mut x = Self::default();
         d.at("AddOffsetsToTxnRequest.transactional_id");
-        x.transactional_id = d.string(flexible)?;
+        x.transactional_id = rt::TransactionalId(d.string(flexible)?);
         d.at("AddOffsetsToTxnRequest.producer_id");
-        x.producer_id = d.i64()?;
+        x.producer_id = rt::ProducerId(d.i64()?);
         d.at("AddOffsetsToTxnRequest.producer_epoch");
         x.producer_epoch = d.i16()?;
         d.at("AddOffsetsToTxnRequest.group_id");
-        x.group_id = d.string(flexible)?;
+        x.group_id = rt::GroupId(d.string(flexible)?);
         if flexible {
             d.at("AddOffsetsToTxnRequest._tagged_fields");
             x.unknown_tagged_fields = d.tagged_fields(|d, tag| match tag {
@@ -69,7 +69,7 @@ impl AddOffsetsToTxnRequest {
     pub fn encode(&self, e: &mut rt::Encoder, version: i16) {
         let flexible = version >= 3;
         e.string((&self.transactional_id), flexible);
-        e.i64(*(&self.producer_id));
+        e.i64((&self.producer_id).0);
         e.i16(*(&self.producer_epoch));
         e.string((&self.group_id), flexible);
         if flexible {
@@ -85,10 +85,10 @@ impl AddOffsetsToTxnRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 3;
         let mut x = Self::default();
-        x.transactional_id = r.string();
-        x.producer_id = r.u64() as i64;
+        x.transactional_id = rt::TransactionalId(r.string());
+        x.producer_id = rt::ProducerId(r.u64() as i64);
         x.producer_epoch = r.u64() as i16;
-        x.group_id = r.string();
+        x.group_id = rt::GroupId(r.string());
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }

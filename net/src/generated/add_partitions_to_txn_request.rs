@@ -13,9 +13,9 @@ pub struct AddPartitionsToTxnRequest {
     /// List of transactions to add partitions to. (versions 4+)
     pub transactions: Vec<AddPartitionsToTxnTransaction>,
     /// The transactional id corresponding to the transaction. (versions 0-3)
-    pub v3_and_below_transactional_id: rt::StrBytes,
+    pub v3_and_below_transactional_id: rt::TransactionalId,
     /// Current producer id in use by the transactional id. (versions 0-3)
-    pub v3_and_below_producer_id: i64,
+    pub v3_and_below_producer_id: rt::ProducerId,
     /// Current epoch associated with the producer id. (versions 0-3)
     pub v3_and_below_producer_epoch: i16,
     /// The partitions to add to the transaction. (versions 0-3)
@@ -28,8 +28,8 @@ impl Default for AddPartitionsToTxnRequest {
     fn default() -> Self {
         Self {
             transactions: Vec::new(),
-            v3_and_below_transactional_id: rt::StrBytes::default(),
-            v3_and_below_producer_id: 0,
+            v3_and_below_transactional_id: rt::TransactionalId::default(),
+            v3_and_below_producer_id: rt::ProducerId(0),
             v3_and_below_producer_epoch: 0,
             v3_and_below_topics: Vec::new(),
             unknown_tagged_fields: Vec::new(),
@@ -58,11 +58,11 @@ impl AddPartitionsToTxnRequest {
         }
         if version <= 3 {
             d.at("AddPartitionsToTxnRequest.v3_and_below_transactional_id");
-            x.v3_and_below_transactional_id = d.string(flexible)?;
+            x.v3_and_below_transactional_id = rt::TransactionalId(d.string(flexible)?);
         }
         if version <= 3 {
             d.at("AddPartitionsToTxnRequest.v3_and_below_producer_id");
-            x.v3_and_below_producer_id = d.i64()?;
+            x.v3_and_below_producer_id = rt::ProducerId(d.i64()?);
         }
         if version <= 3 {
             d.at("AddPartitionsToTxnRequest.v3_and_below_producer_epoch");
@@ -97,7 +97,7 @@ impl AddPartitionsToTxnRequest {
             e.string((&self.v3_and_below_transactional_id), flexible);
         }
         if version <= 3 {
-            e.i64(*(&self.v3_and_below_producer_id));
+            e.i64((&self.v3_and_below_producer_id).0);
         }
         if version <= 3 {
             e.i16(*(&self.v3_and_below_producer_epoch));
@@ -127,10 +127,10 @@ impl AddPartitionsToTxnRequest {
                 .collect();
         }
         if version <= 3 {
-            x.v3_and_below_transactional_id = r.string();
+            x.v3_and_below_transactional_id = rt::TransactionalId(r.string());
         }
         if version <= 3 {
-            x.v3_and_below_producer_id = r.u64() as i64;
+            x.v3_and_below_producer_id = rt::ProducerId(r.u64() as i64);
         }
         if version <= 3 {
             x.v3_and_below_producer_epoch = r.u64() as i16;
@@ -151,9 +151,9 @@ impl AddPartitionsToTxnRequest {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AddPartitionsToTxnTransaction {
     /// The transactional id corresponding to the transaction. (versions 4+)
-    pub transactional_id: rt::StrBytes,
+    pub transactional_id: rt::TransactionalId,
     /// Current producer id in use by the transactional id. (versions 4+)
-    pub producer_id: i64,
+    pub producer_id: rt::ProducerId,
     /// Current epoch associated with the producer id. (versions 4+)
     pub producer_epoch: i16,
     /// Boolean to signify if we want to check if the partition is in the transaction rather than add it. (versions 4+)
@@ -167,8 +167,8 @@ pub struct AddPartitionsToTxnTransaction {
 impl Default for AddPartitionsToTxnTransaction {
     fn default() -> Self {
         Self {
-            transactional_id: rt::StrBytes::default(),
-            producer_id: 0,
+            transactional_id: rt::TransactionalId::default(),
+            producer_id: rt::ProducerId(0),
             producer_epoch: 0,
             verify_only: false,
             topics: Vec::new(),
@@ -185,11 +185,11 @@ impl AddPartitionsToTxnTransaction {
         let mut x = Self::default();
         if version >= 4 {
             d.at("AddPartitionsToTxnTransaction.transactional_id");
-            x.transactional_id = d.string(flexible)?;
+            x.transactional_id = rt::TransactionalId(d.string(flexible)?);
         }
         if version >= 4 {
             d.at("AddPartitionsToTxnTransaction.producer_id");
-            x.producer_id = d.i64()?;
+            x.producer_id = rt::ProducerId(d.i64()?);
         }
         if version >= 4 {
             d.at("AddPartitionsToTxnTransaction.producer_epoch");
@@ -222,7 +222,7 @@ impl AddPartitionsToTxnTransaction {
             e.string((&self.transactional_id), flexible);
         }
         if version >= 4 {
-            e.i64(*(&self.producer_id));
+            e.i64((&self.producer_id).0);
         }
         if version >= 4 {
             e.i16(*(&self.producer_epoch));
@@ -250,10 +250,10 @@ impl AddPartitionsToTxnTransaction {
         let flexible = version >= 3;
         let mut x = Self::default();
         if version >= 4 {
-            x.transactional_id = r.string();
+            x.transactional_id = rt::TransactionalId(r.string());
         }
         if version >= 4 {
-            x.producer_id = r.u64() as i64;
+            x.producer_id = rt::ProducerId(r.u64() as i64);
         }
         if version >= 4 {
             x.producer_epoch = r.u64() as i16;
@@ -277,7 +277,7 @@ impl AddPartitionsToTxnTransaction {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AddPartitionsToTxnTopic {
     /// The name of the topic. (versions 0+)
-    pub name: rt::StrBytes,
+    pub name: rt::TopicName,
     /// The partition indexes to add to the transaction. (versions 0+)
     pub partitions: Vec<i32>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -287,7 +287,7 @@ pub struct AddPartitionsToTxnTopic {
 impl Default for AddPartitionsToTxnTopic {
     fn default() -> Self {
         Self {
-            name: rt::StrBytes::default(),
+            name: rt::TopicName::default(),
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -301,7 +301,7 @@ impl AddPartitionsToTxnTopic {
         let flexible = version >= 3;
         let mut x = Self::default();
         d.at("AddPartitionsToTxnTopic.name");
-        x.name = d.string(flexible)?;
+        x.name = rt::TopicName(d.string(flexible)?);
         d.at("AddPartitionsToTxnTopic.partitions");
         x.partitions = d.array(flexible, 4, |d| Ok(d.i32()?))?;
         if flexible {
@@ -335,7 +335,7 @@ impl AddPartitionsToTxnTopic {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 3;
         let mut x = Self::default();
-        x.name = r.string();
+        x.name = rt::TopicName(r.string());
         x.partitions = (0..r.count()).map(|_| r.u64() as i32).collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();

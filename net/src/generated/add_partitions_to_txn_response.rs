@@ -132,7 +132,7 @@ impl AddPartitionsToTxnResponse {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AddPartitionsToTxnResult {
     /// The transactional id corresponding to the transaction. (versions 4+)
-    pub transactional_id: rt::StrBytes,
+    pub transactional_id: rt::TransactionalId,
     /// The results for each topic. (versions 4+)
     pub topic_results: Vec<AddPartitionsToTxnTopicResult>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -142,7 +142,7 @@ pub struct AddPartitionsToTxnResult {
 impl Default for AddPartitionsToTxnResult {
     fn default() -> Self {
         Self {
-            transactional_id: rt::StrBytes::default(),
+            transactional_id: rt::TransactionalId::default(),
             topic_results: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -157,7 +157,7 @@ impl AddPartitionsToTxnResult {
         let mut x = Self::default();
         if version >= 4 {
             d.at("AddPartitionsToTxnResult.transactional_id");
-            x.transactional_id = d.string(flexible)?;
+            x.transactional_id = rt::TransactionalId(d.string(flexible)?);
         }
         if version >= 4 {
             d.at("AddPartitionsToTxnResult.topic_results");
@@ -201,7 +201,7 @@ impl AddPartitionsToTxnResult {
         let flexible = version >= 3;
         let mut x = Self::default();
         if version >= 4 {
-            x.transactional_id = r.string();
+            x.transactional_id = rt::TransactionalId(r.string());
         }
         if version >= 4 {
             x.topic_results = (0..r.count())
@@ -219,7 +219,7 @@ impl AddPartitionsToTxnResult {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AddPartitionsToTxnTopicResult {
     /// The topic name. (versions 0+)
-    pub name: rt::StrBytes,
+    pub name: rt::TopicName,
     /// The results for each partition. (versions 0+)
     pub results_by_partition: Vec<AddPartitionsToTxnPartitionResult>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -229,7 +229,7 @@ pub struct AddPartitionsToTxnTopicResult {
 impl Default for AddPartitionsToTxnTopicResult {
     fn default() -> Self {
         Self {
-            name: rt::StrBytes::default(),
+            name: rt::TopicName::default(),
             results_by_partition: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -243,7 +243,7 @@ impl AddPartitionsToTxnTopicResult {
         let flexible = version >= 3;
         let mut x = Self::default();
         d.at("AddPartitionsToTxnTopicResult.name");
-        x.name = d.string(flexible)?;
+        x.name = rt::TopicName(d.string(flexible)?);
         d.at("AddPartitionsToTxnTopicResult.results_by_partition");
         x.results_by_partition = d.array(flexible, 1, |d| {
             Ok(AddPartitionsToTxnPartitionResult::decode(d, version)?)
@@ -279,7 +279,7 @@ impl AddPartitionsToTxnTopicResult {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 3;
         let mut x = Self::default();
-        x.name = r.string();
+        x.name = rt::TopicName(r.string());
         x.results_by_partition = (0..r.count())
             .map(|_| AddPartitionsToTxnPartitionResult::random(r, version))
             .collect();

@@ -11,7 +11,7 @@ use super::rt;
 #[derive(Debug, Clone, PartialEq)]
 pub struct AllocateProducerIdsRequest {
     /// The ID of the requesting broker. (versions 0+)
-    pub broker_id: i32,
+    pub broker_id: rt::BrokerId,
     /// The epoch of the requesting broker. (versions 0+)
     pub broker_epoch: i64,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -21,7 +21,7 @@ pub struct AllocateProducerIdsRequest {
 impl Default for AllocateProducerIdsRequest {
     fn default() -> Self {
         Self {
-            broker_id: 0,
+            broker_id: rt::BrokerId(0),
             broker_epoch: -1,
             unknown_tagged_fields: Vec::new(),
         }
@@ -42,7 +42,7 @@ impl AllocateProducerIdsRequest {
         let flexible = true;
         let mut x = Self::default();
         d.at("AllocateProducerIdsRequest.broker_id");
-        x.broker_id = d.i32()?;
+        x.broker_id = rt::BrokerId(d.i32()?);
         d.at("AllocateProducerIdsRequest.broker_epoch");
         x.broker_epoch = d.i64()?;
         if flexible {
@@ -58,7 +58,7 @@ impl AllocateProducerIdsRequest {
     #[allow(unused_variables, clippy::all)]
     pub fn encode(&self, e: &mut rt::Encoder, version: i16) {
         let flexible = true;
-        e.i32(*(&self.broker_id));
+        e.i32((&self.broker_id).0);
         e.i64(*(&self.broker_epoch));
         if flexible {
             let mut n = self.unknown_tagged_fields.len();
@@ -73,7 +73,7 @@ impl AllocateProducerIdsRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.broker_id = r.u64() as i32;
+        x.broker_id = rt::BrokerId(r.u64() as i32);
         x.broker_epoch = r.u64() as i64;
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();

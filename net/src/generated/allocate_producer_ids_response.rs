@@ -15,7 +15,7 @@ pub struct AllocateProducerIdsResponse {
     /// The top level response error code. (versions 0+)
     pub error_code: i16,
     /// The first producer ID in this range, inclusive. (versions 0+)
-    pub producer_id_start: i64,
+    pub producer_id_start: rt::ProducerId,
     /// The number of producer IDs in this range. (versions 0+)
     pub producer_id_len: i32,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -27,7 +27,7 @@ impl Default for AllocateProducerIdsResponse {
         Self {
             throttle_time_ms: 0,
             error_code: 0,
-            producer_id_start: 0,
+            producer_id_start: rt::ProducerId(0),
             producer_id_len: 0,
             unknown_tagged_fields: Vec::new(),
         }
@@ -52,7 +52,7 @@ impl AllocateProducerIdsResponse {
         d.at("AllocateProducerIdsResponse.error_code");
         x.error_code = d.i16()?;
         d.at("AllocateProducerIdsResponse.producer_id_start");
-        x.producer_id_start = d.i64()?;
+        x.producer_id_start = rt::ProducerId(d.i64()?);
         d.at("AllocateProducerIdsResponse.producer_id_len");
         x.producer_id_len = d.i32()?;
         if flexible {
@@ -70,7 +70,7 @@ impl AllocateProducerIdsResponse {
         let flexible = true;
         e.i32(*(&self.throttle_time_ms));
         e.i16(*(&self.error_code));
-        e.i64(*(&self.producer_id_start));
+        e.i64((&self.producer_id_start).0);
         e.i32(*(&self.producer_id_len));
         if flexible {
             let mut n = self.unknown_tagged_fields.len();
@@ -87,7 +87,7 @@ impl AllocateProducerIdsResponse {
         let mut x = Self::default();
         x.throttle_time_ms = r.u64() as i32;
         x.error_code = r.u64() as i16;
-        x.producer_id_start = r.u64() as i64;
+        x.producer_id_start = rt::ProducerId(r.u64() as i64);
         x.producer_id_len = r.u64() as i32;
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();

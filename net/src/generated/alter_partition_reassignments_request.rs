@@ -106,7 +106,7 @@ pub struct ReassignablePartition {
     /// The partition index. (versions 0+)
     pub partition_index: i32,
     /// The replicas to place the partitions on, or null to cancel a pending reassignment for this partition. (versions 0+; null in 0+)
-    pub replicas: Option<Vec<i32>>,
+    pub replicas: Option<Vec<rt::BrokerId>>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
     pub unknown_tagged_fields: Vec<rt::TaggedField>,
 }
@@ -130,7 +130,7 @@ impl ReassignablePartition {
         d.at("ReassignablePartition.partition_index");
         x.partition_index = d.i32()?;
         d.at("ReassignablePartition.replicas");
-        x.replicas = d.nullable_array(flexible, 4, |d| Ok(d.i32()?))?;
+        x.replicas = d.nullable_array(flexible, 4, |d| Ok(rt::BrokerId(d.i32()?)))?;
         if flexible {
             d.at("ReassignablePartition._tagged_fields");
             x.unknown_tagged_fields = d.tagged_fields(|d, tag| match tag {
@@ -147,7 +147,7 @@ impl ReassignablePartition {
         e.i32(*(&self.partition_index));
         e.nullable_array_len((&self.replicas).as_ref().map(Vec::len), flexible);
         for it in (&self.replicas).iter().flatten() {
-            e.i32(*it);
+            e.i32(it.0);
         }
         if flexible {
             let mut n = self.unknown_tagged_fields.len();
@@ -166,7 +166,11 @@ impl ReassignablePartition {
         x.replicas = if r.one_in(4) {
             None
         } else {
-            Some((0..r.count()).map(|_| r.u64() as i32).collect())
+            Some(
+                (0..r.count())
+                    .map(|_| rt::BrokerId(r.u64() as i32))
+                    .collect(),
+            )
         };
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
@@ -179,7 +183,7 @@ impl ReassignablePartition {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReassignableTopic {
     /// The topic name. (versions 0+)
-    pub name: rt::StrBytes,
+    pub name: rt::TopicName,
     /// The partitions to reassign. (versions 0+)
     pub partitions: Vec<ReassignablePartition>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -189,7 +193,7 @@ pub struct ReassignableTopic {
 impl Default for ReassignableTopic {
     fn default() -> Self {
         Self {
-            name: rt::StrBytes::default(),
+            name: rt::TopicName::default(),
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -203,7 +207,7 @@ impl ReassignableTopic {
         let flexible = true;
         let mut x = Self::default();
         d.at("ReassignableTopic.name");
-        x.name = d.string(flexible)?;
+        x.name = rt::TopicName(d.string(flexible)?);
         d.at("ReassignableTopic.partitions");
         x.partitions = d.array(flexible, 1, |d| {
             Ok(ReassignablePartition::decode(d, version)?)
@@ -239,7 +243,7 @@ impl ReassignableTopic {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.name = r.string();
+        x.name = rt::TopicName(r.string());
         x.partitions = (0..r.count())
             .map(|_| ReassignablePartition::random(r, version))
             .collect();

@@ -195,7 +195,7 @@ impl ReassignablePartitionResponse {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReassignableTopicResponse {
     /// The topic name. (versions 0+)
-    pub name: rt::StrBytes,
+    pub name: rt::TopicName,
     /// The responses to partitions to reassign. (versions 0+)
     pub partitions: Vec<ReassignablePartitionResponse>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -205,7 +205,7 @@ pub struct ReassignableTopicResponse {
 impl Default for ReassignableTopicResponse {
     fn default() -> Self {
         Self {
-            name: rt::StrBytes::default(),
+            name: rt::TopicName::default(),
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -219,7 +219,7 @@ impl ReassignableTopicResponse {
         let flexible = true;
         let mut x = Self::default();
         d.at("ReassignableTopicResponse.name");
-        x.name = d.string(flexible)?;
+        x.name = rt::TopicName(d.string(flexible)?);
         d.at("ReassignableTopicResponse.partitions");
         x.partitions = d.array(flexible, 1, |d| {
             Ok(ReassignablePartitionResponse::decode(d, version)?)
@@ -255,7 +255,7 @@ impl ReassignableTopicResponse {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.name = r.string();
+        x.name = rt::TopicName(r.string());
         x.partitions = (0..r.count())
             .map(|_| ReassignablePartitionResponse::random(r, version))
             .collect();

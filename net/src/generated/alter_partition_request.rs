@@ -11,7 +11,7 @@ use super::rt;
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlterPartitionRequest {
     /// The ID of the requesting broker. (versions 0+)
-    pub broker_id: i32,
+    pub broker_id: rt::BrokerId,
     /// The epoch of the requesting broker. (versions 0+)
     pub broker_epoch: i64,
     /// The topics to alter ISRs for. (versions 0+)
@@ -23,7 +23,7 @@ pub struct AlterPartitionRequest {
 impl Default for AlterPartitionRequest {
     fn default() -> Self {
         Self {
-            broker_id: 0,
+            broker_id: rt::BrokerId(0),
             broker_epoch: -1,
             topics: Vec::new(),
             unknown_tagged_fields: Vec::new(),
@@ -45,7 +45,7 @@ impl AlterPartitionRequest {
         let flexible = true;
         let mut x = Self::default();
         d.at("AlterPartitionRequest.broker_id");
-        x.broker_id = d.i32()?;
+        x.broker_id = rt::BrokerId(d.i32()?);
         d.at("AlterPartitionRequest.broker_epoch");
         x.broker_epoch = d.i64()?;
         d.at("AlterPartitionRequest.topics");
@@ -63,7 +63,7 @@ impl AlterPartitionRequest {
     #[allow(unused_variables, clippy::all)]
     pub fn encode(&self, e: &mut rt::Encoder, version: i16) {
         let flexible = true;
-        e.i32(*(&self.broker_id));
+        e.i32((&self.broker_id).0);
         e.i64(*(&self.broker_epoch));
         e.array_len((&self.topics).len(), flexible);
         for it in (&self.topics).iter() {
@@ -82,7 +82,7 @@ impl AlterPartitionRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.broker_id = r.u64() as i32;
+        x.broker_id = rt::BrokerId(r.u64() as i32);
         x.broker_epoch = r.u64() as i64;
         x.topics = (0..r.count())
             .map(|_| TopicData::random(r, version))
@@ -98,7 +98,7 @@ impl AlterPartitionRequest {
 #[derive(Debug, Clone, PartialEq)]
 pub struct BrokerState {
     /// The ID of the broker. (versions 3+)
-    pub broker_id: i32,
+    pub broker_id: rt::BrokerId,
     /// The epoch of the broker. It will be -1 if the epoch check is not supported. (versions 3+)
     pub broker_epoch: i64,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -108,7 +108,7 @@ pub struct BrokerState {
 impl Default for BrokerState {
     fn default() -> Self {
         Self {
-            broker_id: 0,
+            broker_id: rt::BrokerId(0),
             broker_epoch: -1,
             unknown_tagged_fields: Vec::new(),
         }
@@ -123,7 +123,7 @@ impl BrokerState {
         let mut x = Self::default();
         if version >= 3 {
             d.at("BrokerState.broker_id");
-            x.broker_id = d.i32()?;
+            x.broker_id = rt::BrokerId(d.i32()?);
         }
         if version >= 3 {
             d.at("BrokerState.broker_epoch");
@@ -143,7 +143,7 @@ impl BrokerState {
     pub fn encode(&self, e: &mut rt::Encoder, version: i16) {
         let flexible = true;
         if version >= 3 {
-            e.i32(*(&self.broker_id));
+            e.i32((&self.broker_id).0);
         }
         if version >= 3 {
             e.i64(*(&self.broker_epoch));
@@ -162,7 +162,7 @@ impl BrokerState {
         let flexible = true;
         let mut x = Self::default();
         if version >= 3 {
-            x.broker_id = r.u64() as i32;
+            x.broker_id = rt::BrokerId(r.u64() as i32);
         }
         if version >= 3 {
             x.broker_epoch = r.u64() as i64;
@@ -182,7 +182,7 @@ pub struct PartitionData {
     /// The leader epoch of this partition. (versions 0+)
     pub leader_epoch: i32,
     /// The ISR for this partition. Deprecated since version 3. (versions 0-2)
-    pub new_isr: Vec<i32>,
+    pub new_isr: Vec<rt::BrokerId>,
     /// The ISR for this partition. (versions 3+)
     pub new_isr_with_epochs: Vec<BrokerState>,
     /// 1 if the partition is recovering from an unclean leader election; 0 otherwise. (versions 1+)
@@ -219,7 +219,7 @@ impl PartitionData {
         x.leader_epoch = d.i32()?;
         if version <= 2 {
             d.at("PartitionData.new_isr");
-            x.new_isr = d.array(flexible, 4, |d| Ok(d.i32()?))?;
+            x.new_isr = d.array(flexible, 4, |d| Ok(rt::BrokerId(d.i32()?)))?;
         }
         if version >= 3 {
             d.at("PartitionData.new_isr_with_epochs");
@@ -248,7 +248,7 @@ impl PartitionData {
         if version <= 2 {
             e.array_len((&self.new_isr).len(), flexible);
             for it in (&self.new_isr).iter() {
-                e.i32(*it);
+                e.i32(it.0);
             }
         }
         if version >= 3 {
@@ -275,7 +275,9 @@ impl PartitionData {
         x.partition_index = r.u64() as i32;
         x.leader_epoch = r.u64() as i32;
         if version <= 2 {
-            x.new_isr = (0..r.count()).map(|_| r.u64() as i32).collect();
+            x.new_isr = (0..r.count())
+                .map(|_| rt::BrokerId(r.u64() as i32))
+                .collect();
         }
         if version >= 3 {
             x.new_isr_with_epochs = (0..r.count())

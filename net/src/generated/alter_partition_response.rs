@@ -102,11 +102,11 @@ pub struct PartitionData {
     /// The partition level error code. (versions 0+)
     pub error_code: i16,
     /// The broker ID of the leader. (versions 0+)
-    pub leader_id: i32,
+    pub leader_id: rt::BrokerId,
     /// The leader epoch. (versions 0+)
     pub leader_epoch: i32,
     /// The in-sync replica IDs. (versions 0+)
-    pub isr: Vec<i32>,
+    pub isr: Vec<rt::BrokerId>,
     /// 1 if the partition is recovering from an unclean leader election; 0 otherwise. (versions 1+)
     pub leader_recovery_state: i8,
     /// The current epoch for the partition for KRaft controllers. (versions 0+)
@@ -120,7 +120,7 @@ impl Default for PartitionData {
         Self {
             partition_index: 0,
             error_code: 0,
-            leader_id: 0,
+            leader_id: rt::BrokerId(0),
             leader_epoch: 0,
             isr: Vec::new(),
             leader_recovery_state: 0,
@@ -141,11 +141,11 @@ impl PartitionData {
         d.at("PartitionData.error_code");
         x.error_code = d.i16()?;
         d.at("PartitionData.leader_id");
-        x.leader_id = d.i32()?;
+        x.leader_id = rt::BrokerId(d.i32()?);
         d.at("PartitionData.leader_epoch");
         x.leader_epoch = d.i32()?;
         d.at("PartitionData.isr");
-        x.isr = d.array(flexible, 4, |d| Ok(d.i32()?))?;
+        x.isr = d.array(flexible, 4, |d| Ok(rt::BrokerId(d.i32()?)))?;
         d.at("PartitionData.leader_recovery_state");
         x.leader_recovery_state = d.i8()?;
         d.at("PartitionData.partition_epoch");
@@ -165,11 +165,11 @@ impl PartitionData {
         let flexible = true;
         e.i32(*(&self.partition_index));
         e.i16(*(&self.error_code));
-        e.i32(*(&self.leader_id));
+        e.i32((&self.leader_id).0);
         e.i32(*(&self.leader_epoch));
         e.array_len((&self.isr).len(), flexible);
         for it in (&self.isr).iter() {
-            e.i32(*it);
+            e.i32(it.0);
         }
         e.i8(*(&self.leader_recovery_state));
         e.i32(*(&self.partition_epoch));
@@ -188,9 +188,11 @@ impl PartitionData {
         let mut x = Self::default();
         x.partition_index = r.u64() as i32;
         x.error_code = r.u64() as i16;
-        x.leader_id = r.u64() as i32;
+        x.leader_id = rt::BrokerId(r.u64() as i32);
         x.leader_epoch = r.u64() as i32;
-        x.isr = (0..r.count()).map(|_| r.u64() as i32).collect();
+        x.isr = (0..r.count())
+            .map(|_| rt::BrokerId(r.u64() as i32))
+            .collect();
         x.leader_recovery_state = r.u64() as i8;
         x.partition_epoch = r.u64() as i32;
         if flexible {

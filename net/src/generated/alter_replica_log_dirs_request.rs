@@ -84,7 +84,7 @@ impl AlterReplicaLogDirsRequest {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlterReplicaLogDirTopic {
     /// The topic name. (versions 0+)
-    pub name: rt::StrBytes,
+    pub name: rt::TopicName,
     /// The partition indexes. (versions 0+)
     pub partitions: Vec<i32>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -94,7 +94,7 @@ pub struct AlterReplicaLogDirTopic {
 impl Default for AlterReplicaLogDirTopic {
     fn default() -> Self {
         Self {
-            name: rt::StrBytes::default(),
+            name: rt::TopicName::default(),
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -108,7 +108,7 @@ impl AlterReplicaLogDirTopic {
         let flexible = version >= 2;
         let mut x = Self::default();
         d.at("AlterReplicaLogDirTopic.name");
-        x.name = d.string(flexible)?;
+        x.name = rt::TopicName(d.string(flexible)?);
         d.at("AlterReplicaLogDirTopic.partitions");
         x.partitions = d.array(flexible, 4, |d| Ok(d.i32()?))?;
         if flexible {
@@ -142,7 +142,7 @@ impl AlterReplicaLogDirTopic {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 2;
         let mut x = Self::default();
-        x.name = r.string();
+        x.name = rt::TopicName(r.string());
         x.partitions = (0..r.count()).map(|_| r.u64() as i32).collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();

@@ -161,7 +161,7 @@ impl AlterReplicaLogDirPartitionResult {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlterReplicaLogDirTopicResult {
     /// The name of the topic. (versions 0+)
-    pub topic_name: rt::StrBytes,
+    pub topic_name: rt::TopicName,
     /// The results for each partition. (versions 0+)
     pub partitions: Vec<AlterReplicaLogDirPartitionResult>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -171,7 +171,7 @@ pub struct AlterReplicaLogDirTopicResult {
 impl Default for AlterReplicaLogDirTopicResult {
     fn default() -> Self {
         Self {
-            topic_name: rt::StrBytes::default(),
+            topic_name: rt::TopicName::default(),
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -185,7 +185,7 @@ impl AlterReplicaLogDirTopicResult {
         let flexible = version >= 2;
         let mut x = Self::default();
         d.at("AlterReplicaLogDirTopicResult.topic_name");
-        x.topic_name = d.string(flexible)?;
+        x.topic_name = rt::TopicName(d.string(flexible)?);
         d.at("AlterReplicaLogDirTopicResult.partitions");
         x.partitions = d.array(flexible, 1, |d| {
             Ok(AlterReplicaLogDirPartitionResult::decode(d, version)?)
@@ -221,7 +221,7 @@ impl AlterReplicaLogDirTopicResult {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 2;
         let mut x = Self::default();
-        x.topic_name = r.string();
+        x.topic_name = rt::TopicName(r.string());
         x.partitions = (0..r.count())
             .map(|_| AlterReplicaLogDirPartitionResult::random(r, version))
             .collect();

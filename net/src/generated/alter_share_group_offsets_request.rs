@@ -11,7 +11,7 @@ use super::rt;
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlterShareGroupOffsetsRequest {
     /// The group identifier. (versions 0+)
-    pub group_id: rt::StrBytes,
+    pub group_id: rt::GroupId,
     /// The topics to alter offsets for. (versions 0+)
     pub topics: Vec<AlterShareGroupOffsetsRequestTopic>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -21,7 +21,7 @@ pub struct AlterShareGroupOffsetsRequest {
 impl Default for AlterShareGroupOffsetsRequest {
     fn default() -> Self {
         Self {
-            group_id: rt::StrBytes::default(),
+            group_id: rt::GroupId::default(),
             topics: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -42,7 +42,7 @@ impl AlterShareGroupOffsetsRequest {
         let flexible = true;
         let mut x = Self::default();
         d.at("AlterShareGroupOffsetsRequest.group_id");
-        x.group_id = d.string(flexible)?;
+        x.group_id = rt::GroupId(d.string(flexible)?);
         d.at("AlterShareGroupOffsetsRequest.topics");
         x.topics = d.array(flexible, 1, |d| {
             Ok(AlterShareGroupOffsetsRequestTopic::decode(d, version)?)
@@ -78,7 +78,7 @@ impl AlterShareGroupOffsetsRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.group_id = r.string();
+        x.group_id = rt::GroupId(r.string());
         x.topics = (0..r.count())
             .map(|_| AlterShareGroupOffsetsRequestTopic::random(r, version))
             .collect();
@@ -161,7 +161,7 @@ impl AlterShareGroupOffsetsRequestPartition {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlterShareGroupOffsetsRequestTopic {
     /// The topic name. (versions 0+)
-    pub topic_name: rt::StrBytes,
+    pub topic_name: rt::TopicName,
     /// Each partition to alter offsets for. (versions 0+)
     pub partitions: Vec<AlterShareGroupOffsetsRequestPartition>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -171,7 +171,7 @@ pub struct AlterShareGroupOffsetsRequestTopic {
 impl Default for AlterShareGroupOffsetsRequestTopic {
     fn default() -> Self {
         Self {
-            topic_name: rt::StrBytes::default(),
+            topic_name: rt::TopicName::default(),
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -185,7 +185,7 @@ impl AlterShareGroupOffsetsRequestTopic {
         let flexible = true;
         let mut x = Self::default();
         d.at("AlterShareGroupOffsetsRequestTopic.topic_name");
-        x.topic_name = d.string(flexible)?;
+        x.topic_name = rt::TopicName(d.string(flexible)?);
         d.at("AlterShareGroupOffsetsRequestTopic.partitions");
         x.partitions = d.array(flexible, 1, |d| {
             Ok(AlterShareGroupOffsetsRequestPartition::decode(d, version)?)
@@ -221,7 +221,7 @@ impl AlterShareGroupOffsetsRequestTopic {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.topic_name = r.string();
+        x.topic_name = rt::TopicName(r.string());
         x.partitions = (0..r.count())
             .map(|_| AlterShareGroupOffsetsRequestPartition::random(r, version))
             .collect();

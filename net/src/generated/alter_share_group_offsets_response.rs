@@ -182,7 +182,7 @@ impl AlterShareGroupOffsetsResponsePartition {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlterShareGroupOffsetsResponseTopic {
     /// The topic name. (versions 0+)
-    pub topic_name: rt::StrBytes,
+    pub topic_name: rt::TopicName,
     /// The unique topic ID. (versions 0+)
     pub topic_id: rt::Uuid,
     /// (versions 0+)
@@ -194,7 +194,7 @@ pub struct AlterShareGroupOffsetsResponseTopic {
 impl Default for AlterShareGroupOffsetsResponseTopic {
     fn default() -> Self {
         Self {
-            topic_name: rt::StrBytes::default(),
+            topic_name: rt::TopicName::default(),
             topic_id: rt::Uuid::ZERO,
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
@@ -209,7 +209,7 @@ impl AlterShareGroupOffsetsResponseTopic {
         let flexible = true;
         let mut x = Self::default();
         d.at("AlterShareGroupOffsetsResponseTopic.topic_name");
-        x.topic_name = d.string(flexible)?;
+        x.topic_name = rt::TopicName(d.string(flexible)?);
         d.at("AlterShareGroupOffsetsResponseTopic.topic_id");
         x.topic_id = d.uuid()?;
         d.at("AlterShareGroupOffsetsResponseTopic.partitions");
@@ -248,7 +248,7 @@ impl AlterShareGroupOffsetsResponseTopic {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.topic_name = r.string();
+        x.topic_name = rt::TopicName(r.string());
         x.topic_id = r.uuid();
         x.partitions = (0..r.count())
             .map(|_| AlterShareGroupOffsetsResponsePartition::random(r, version))

@@ -11,7 +11,7 @@ use super::rt;
 #[derive(Debug, Clone, PartialEq)]
 pub struct AssignReplicasToDirsRequest {
     /// The ID of the requesting broker. (versions 0+)
-    pub broker_id: i32,
+    pub broker_id: rt::BrokerId,
     /// The epoch of the requesting broker. (versions 0+)
     pub broker_epoch: i64,
     /// The directories to which replicas should be assigned. (versions 0+)
@@ -23,7 +23,7 @@ pub struct AssignReplicasToDirsRequest {
 impl Default for AssignReplicasToDirsRequest {
     fn default() -> Self {
         Self {
-            broker_id: 0,
+            broker_id: rt::BrokerId(0),
             broker_epoch: -1,
             directories: Vec::new(),
             unknown_tagged_fields: Vec::new(),
@@ -45,7 +45,7 @@ impl AssignReplicasToDirsRequest {
         let flexible = true;
         let mut x = Self::default();
         d.at("AssignReplicasToDirsRequest.broker_id");
-        x.broker_id = d.i32()?;
+        x.broker_id = rt::BrokerId(d.i32()?);
         d.at("AssignReplicasToDirsRequest.broker_epoch");
         x.broker_epoch = d.i64()?;
         d.at("AssignReplicasToDirsRequest.directories");
@@ -63,7 +63,7 @@ impl AssignReplicasToDirsRequest {
     #[allow(unused_variables, clippy::all)]
     pub fn encode(&self, e: &mut rt::Encoder, version: i16) {
         let flexible = true;
-        e.i32(*(&self.broker_id));
+        e.i32((&self.broker_id).0);
         e.i64(*(&self.broker_epoch));
         e.array_len((&self.directories).len(), flexible);
         for it in (&self.directories).iter() {
@@ -82,7 +82,7 @@ impl AssignReplicasToDirsRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.broker_id = r.u64() as i32;
+        x.broker_id = rt::BrokerId(r.u64() as i32);
         x.broker_epoch = r.u64() as i64;
         x.directories = (0..r.count())
             .map(|_| DirectoryData::random(r, version))

@@ -13,7 +13,7 @@ pub struct BeginQuorumEpochRequest {
     /// The cluster id. (versions 0+; null in 0+)
     pub cluster_id: Option<rt::StrBytes>,
     /// The replica id of the voter receiving the request. (versions 1+)
-    pub voter_id: i32,
+    pub voter_id: rt::BrokerId,
     /// The topics. (versions 0+)
     pub topics: Vec<TopicData>,
     /// Endpoints for the leader. (versions 1+)
@@ -26,7 +26,7 @@ impl Default for BeginQuorumEpochRequest {
     fn default() -> Self {
         Self {
             cluster_id: None,
-            voter_id: -1,
+            voter_id: rt::BrokerId(-1),
             topics: Vec::new(),
             leader_endpoints: Vec::new(),
             unknown_tagged_fields: Vec::new(),
@@ -51,7 +51,7 @@ impl BeginQuorumEpochRequest {
         x.cluster_id = d.nullable_string(flexible)?;
         if version >= 1 {
             d.at("BeginQuorumEpochRequest.voter_id");
-            x.voter_id = d.i32()?;
+            x.voter_id = rt::BrokerId(d.i32()?);
         }
         d.at("BeginQuorumEpochRequest.topics");
         x.topics = d.array(flexible, 1, |d| Ok(TopicData::decode(d, version)?))?;
@@ -75,7 +75,7 @@ impl BeginQuorumEpochRequest {
         let flexible = version >= 1;
         e.nullable_string((&self.cluster_id).as_deref(), flexible);
         if version >= 1 {
-            e.i32(*(&self.voter_id));
+            e.i32((&self.voter_id).0);
         }
         e.array_len((&self.topics).len(), flexible);
         for it in (&self.topics).iter() {
@@ -102,7 +102,7 @@ impl BeginQuorumEpochRequest {
         let mut x = Self::default();
         x.cluster_id = if r.one_in(4) { None } else { Some(r.string()) };
         if version >= 1 {
-            x.voter_id = r.u64() as i32;
+            x.voter_id = rt::BrokerId(r.u64() as i32);
         }
         x.topics = (0..r.count())
             .map(|_| TopicData::random(r, version))
@@ -127,7 +127,7 @@ pub struct PartitionData {
     /// The directory id of the receiving replica. (versions 1+)
     pub voter_directory_id: rt::Uuid,
     /// The ID of the newly elected leader. (versions 0+)
-    pub leader_id: i32,
+    pub leader_id: rt::BrokerId,
     /// The epoch of the newly elected leader. (versions 0+)
     pub leader_epoch: i32,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -139,7 +139,7 @@ impl Default for PartitionData {
         Self {
             partition_index: 0,
             voter_directory_id: rt::Uuid::ZERO,
-            leader_id: 0,
+            leader_id: rt::BrokerId(0),
             leader_epoch: 0,
             unknown_tagged_fields: Vec::new(),
         }
@@ -159,7 +159,7 @@ impl PartitionData {
             x.voter_directory_id = d.uuid()?;
         }
         d.at("PartitionData.leader_id");
-        x.leader_id = d.i32()?;
+        x.leader_id = rt::BrokerId(d.i32()?);
         d.at("PartitionData.leader_epoch");
         x.leader_epoch = d.i32()?;
         if flexible {
@@ -179,7 +179,7 @@ impl PartitionData {
         if version >= 1 {
             e.uuid((&self.voter_directory_id));
         }
-        e.i32(*(&self.leader_id));
+        e.i32((&self.leader_id).0);
         e.i32(*(&self.leader_epoch));
         if flexible {
             let mut n = self.unknown_tagged_fields.len();
@@ -198,7 +198,7 @@ impl PartitionData {
         if version >= 1 {
             x.voter_directory_id = r.uuid();
         }
-        x.leader_id = r.u64() as i32;
+        x.leader_id = rt::BrokerId(r.u64() as i32);
         x.leader_epoch = r.u64() as i32;
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
@@ -211,7 +211,7 @@ impl PartitionData {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicData {
     /// The topic name. (versions 0+)
-    pub topic_name: rt::StrBytes,
+    pub topic_name: rt::TopicName,
     /// The partitions. (versions 0+)
     pub partitions: Vec<PartitionData>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -221,7 +221,7 @@ pub struct TopicData {
 impl Default for TopicData {
     fn default() -> Self {
         Self {
-            topic_name: rt::StrBytes::default(),
+            topic_name: rt::TopicName::default(),
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -235,7 +235,7 @@ impl TopicData {
         let flexible = version >= 1;
         let mut x = Self::default();
         d.at("TopicData.topic_name");
-        x.topic_name = d.string(flexible)?;
+        x.topic_name = rt::TopicName(d.string(flexible)?);
         d.at("TopicData.partitions");
         x.partitions = d.array(flexible, 1, |d| Ok(PartitionData::decode(d, version)?))?;
         if flexible {
@@ -269,7 +269,7 @@ impl TopicData {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 1;
         let mut x = Self::default();
-        x.topic_name = r.string();
+        x.topic_name = rt::TopicName(r.string());
         x.partitions = (0..r.count())
             .map(|_| PartitionData::random(r, version))
             .collect();

@@ -121,7 +121,7 @@ pub struct PartitionData {
     /// The error code for this partition. (versions 0+)
     pub error_code: i16,
     /// The ID of the current leader or -1 if the leader is unknown. (versions 0+)
-    pub leader_id: i32,
+    pub leader_id: rt::BrokerId,
     /// The latest known leader epoch. (versions 0+)
     pub leader_epoch: i32,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -133,7 +133,7 @@ impl Default for PartitionData {
         Self {
             partition_index: 0,
             error_code: 0,
-            leader_id: 0,
+            leader_id: rt::BrokerId(0),
             leader_epoch: 0,
             unknown_tagged_fields: Vec::new(),
         }
@@ -151,7 +151,7 @@ impl PartitionData {
         d.at("PartitionData.error_code");
         x.error_code = d.i16()?;
         d.at("PartitionData.leader_id");
-        x.leader_id = d.i32()?;
+        x.leader_id = rt::BrokerId(d.i32()?);
         d.at("PartitionData.leader_epoch");
         x.leader_epoch = d.i32()?;
         if flexible {
@@ -169,7 +169,7 @@ impl PartitionData {
         let flexible = version >= 1;
         e.i32(*(&self.partition_index));
         e.i16(*(&self.error_code));
-        e.i32(*(&self.leader_id));
+        e.i32((&self.leader_id).0);
         e.i32(*(&self.leader_epoch));
         if flexible {
             let mut n = self.unknown_tagged_fields.len();
@@ -186,7 +186,7 @@ impl PartitionData {
         let mut x = Self::default();
         x.partition_index = r.u64() as i32;
         x.error_code = r.u64() as i16;
-        x.leader_id = r.u64() as i32;
+        x.leader_id = rt::BrokerId(r.u64() as i32);
         x.leader_epoch = r.u64() as i32;
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
@@ -199,7 +199,7 @@ impl PartitionData {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicData {
     /// The topic name. (versions 0+)
-    pub topic_name: rt::StrBytes,
+    pub topic_name: rt::TopicName,
     /// The partition data. (versions 0+)
     pub partitions: Vec<PartitionData>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -209,7 +209,7 @@ pub struct TopicData {
 impl Default for TopicData {
     fn default() -> Self {
         Self {
-            topic_name: rt::StrBytes::default(),
+            topic_name: rt::TopicName::default(),
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -223,7 +223,7 @@ impl TopicData {
         let flexible = version >= 1;
         let mut x = Self::default();
         d.at("TopicData.topic_name");
-        x.topic_name = d.string(flexible)?;
+        x.topic_name = rt::TopicName(d.string(flexible)?);
         d.at("TopicData.partitions");
         x.partitions = d.array(flexible, 1, |d| Ok(PartitionData::decode(d, version)?))?;
         if flexible {
@@ -257,7 +257,7 @@ impl TopicData {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 1;
         let mut x = Self::default();
-        x.topic_name = r.string();
+        x.topic_name = rt::TopicName(r.string());
         x.partitions = (0..r.count())
             .map(|_| PartitionData::random(r, version))
             .collect();
@@ -272,7 +272,7 @@ impl TopicData {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeEndpoint {
     /// The ID of the associated node. (versions 1+)
-    pub node_id: i32,
+    pub node_id: rt::BrokerId,
     /// The node's hostname. (versions 1+)
     pub host: rt::StrBytes,
     /// The node's port. (versions 1+)
@@ -284,7 +284,7 @@ pub struct NodeEndpoint {
 impl Default for NodeEndpoint {
     fn default() -> Self {
         Self {
-            node_id: 0,
+            node_id: rt::BrokerId(0),
             host: rt::StrBytes::default(),
             port: 0,
             unknown_tagged_fields: Vec::new(),
@@ -300,7 +300,7 @@ impl NodeEndpoint {
         let mut x = Self::default();
         if version >= 1 {
             d.at("NodeEndpoint.node_id");
-            x.node_id = d.i32()?;
+            x.node_id = rt::BrokerId(d.i32()?);
         }
         if version >= 1 {
             d.at("NodeEndpoint.host");
@@ -324,7 +324,7 @@ impl NodeEndpoint {
     pub fn encode(&self, e: &mut rt::Encoder, version: i16) {
         let flexible = version >= 1;
         if version >= 1 {
-            e.i32(*(&self.node_id));
+            e.i32((&self.node_id).0);
         }
         if version >= 1 {
             e.string((&self.host), flexible);
@@ -346,7 +346,7 @@ impl NodeEndpoint {
         let flexible = version >= 1;
         let mut x = Self::default();
         if version >= 1 {
-            x.node_id = r.u64() as i32;
+            x.node_id = rt::BrokerId(r.u64() as i32);
         }
         if version >= 1 {
             x.host = r.string();

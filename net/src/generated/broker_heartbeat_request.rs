@@ -11,7 +11,7 @@ use super::rt;
 #[derive(Debug, Clone, PartialEq)]
 pub struct BrokerHeartbeatRequest {
     /// The broker ID. (versions 0+)
-    pub broker_id: i32,
+    pub broker_id: rt::BrokerId,
     /// The broker epoch. (versions 0+)
     pub broker_epoch: i64,
     /// The highest metadata offset which the broker has reached. (versions 0+)
@@ -31,7 +31,7 @@ pub struct BrokerHeartbeatRequest {
 impl Default for BrokerHeartbeatRequest {
     fn default() -> Self {
         Self {
-            broker_id: 0,
+            broker_id: rt::BrokerId(0),
             broker_epoch: -1,
             current_metadata_offset: 0,
             want_fence: false,
@@ -57,7 +57,7 @@ impl BrokerHeartbeatRequest {
         let flexible = true;
         let mut x = Self::default();
         d.at("BrokerHeartbeatRequest.broker_id");
-        x.broker_id = d.i32()?;
+        x.broker_id = rt::BrokerId(d.i32()?);
         d.at("BrokerHeartbeatRequest.broker_epoch");
         x.broker_epoch = d.i64()?;
         d.at("BrokerHeartbeatRequest.current_metadata_offset");
@@ -89,7 +89,7 @@ impl BrokerHeartbeatRequest {
     #[allow(unused_variables, clippy::all)]
     pub fn encode(&self, e: &mut rt::Encoder, version: i16) {
         let flexible = true;
-        e.i32(*(&self.broker_id));
+        e.i32((&self.broker_id).0);
         e.i64(*(&self.broker_epoch));
         e.i64(*(&self.current_metadata_offset));
         e.bool(*(&self.want_fence));
@@ -134,7 +134,7 @@ impl BrokerHeartbeatRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.broker_id = r.u64() as i32;
+        x.broker_id = rt::BrokerId(r.u64() as i32);
         x.broker_epoch = r.u64() as i64;
         x.current_metadata_offset = r.u64() as i64;
         x.want_fence = r.bool();

@@ -11,7 +11,7 @@ use super::rt;
 #[derive(Debug, Clone, PartialEq)]
 pub struct BrokerRegistrationRequest {
     /// The broker ID. (versions 0+)
-    pub broker_id: i32,
+    pub broker_id: rt::BrokerId,
     /// The cluster id of the broker process. (versions 0+)
     pub cluster_id: rt::StrBytes,
     /// The incarnation id of the broker process. (versions 0+)
@@ -35,7 +35,7 @@ pub struct BrokerRegistrationRequest {
 impl Default for BrokerRegistrationRequest {
     fn default() -> Self {
         Self {
-            broker_id: 0,
+            broker_id: rt::BrokerId(0),
             cluster_id: rt::StrBytes::default(),
             incarnation_id: rt::Uuid::ZERO,
             listeners: Vec::new(),
@@ -63,7 +63,7 @@ impl BrokerRegistrationRequest {
         let flexible = true;
         let mut x = Self::default();
         d.at("BrokerRegistrationRequest.broker_id");
-        x.broker_id = d.i32()?;
+        x.broker_id = rt::BrokerId(d.i32()?);
         d.at("BrokerRegistrationRequest.cluster_id");
         x.cluster_id = d.string(flexible)?;
         d.at("BrokerRegistrationRequest.incarnation_id");
@@ -99,7 +99,7 @@ impl BrokerRegistrationRequest {
     #[allow(unused_variables, clippy::all)]
     pub fn encode(&self, e: &mut rt::Encoder, version: i16) {
         let flexible = true;
-        e.i32(*(&self.broker_id));
+        e.i32((&self.broker_id).0);
         e.string((&self.cluster_id), flexible);
         e.uuid((&self.incarnation_id));
         e.array_len((&self.listeners).len(), flexible);
@@ -136,7 +136,7 @@ impl BrokerRegistrationRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.broker_id = r.u64() as i32;
+        x.broker_id = rt::BrokerId(r.u64() as i32);
         x.cluster_id = r.string();
         x.incarnation_id = r.uuid();
         x.listeners = (0..r.count())

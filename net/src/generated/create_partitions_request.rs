@@ -100,7 +100,7 @@ impl CreatePartitionsRequest {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CreatePartitionsAssignment {
     /// The assigned broker IDs. (versions 0+)
-    pub broker_ids: Vec<i32>,
+    pub broker_ids: Vec<rt::BrokerId>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
     pub unknown_tagged_fields: Vec<rt::TaggedField>,
 }
@@ -121,7 +121,7 @@ impl CreatePartitionsAssignment {
         let flexible = version >= 2;
         let mut x = Self::default();
         d.at("CreatePartitionsAssignment.broker_ids");
-        x.broker_ids = d.array(flexible, 4, |d| Ok(d.i32()?))?;
+        x.broker_ids = d.array(flexible, 4, |d| Ok(rt::BrokerId(d.i32()?)))?;
         if flexible {
             d.at("CreatePartitionsAssignment._tagged_fields");
             x.unknown_tagged_fields = d.tagged_fields(|d, tag| match tag {
@@ -137,7 +137,7 @@ impl CreatePartitionsAssignment {
         let flexible = version >= 2;
         e.array_len((&self.broker_ids).len(), flexible);
         for it in (&self.broker_ids).iter() {
-            e.i32(*it);
+            e.i32(it.0);
         }
         if flexible {
             let mut n = self.unknown_tagged_fields.len();
@@ -152,7 +152,9 @@ impl CreatePartitionsAssignment {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 2;
         let mut x = Self::default();
-        x.broker_ids = (0..r.count()).map(|_| r.u64() as i32).collect();
+        x.broker_ids = (0..r.count())
+            .map(|_| rt::BrokerId(r.u64() as i32))
+            .collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }
@@ -164,7 +166,7 @@ impl CreatePartitionsAssignment {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CreatePartitionsTopic {
     /// The topic name. (versions 0+)
-    pub name: rt::StrBytes,
+    pub name: rt::TopicName,
     /// The new partition count. (versions 0+)
     pub count: i32,
     /// The new partition assignments. (versions 0+; null in 0+)
@@ -176,7 +178,7 @@ pub struct CreatePartitionsTopic {
 impl Default for CreatePartitionsTopic {
     fn default() -> Self {
         Self {
-            name: rt::StrBytes::default(),
+            name: rt::TopicName::default(),
             count: 0,
             assignments: Some(Vec::new()),
             unknown_tagged_fields: Vec::new(),
@@ -191,7 +193,7 @@ impl CreatePartitionsTopic {
         let flexible = version >= 2;
         let mut x = Self::default();
         d.at("CreatePartitionsTopic.name");
-        x.name = d.string(flexible)?;
+        x.name = rt::TopicName(d.string(flexible)?);
         d.at("CreatePartitionsTopic.count");
         x.count = d.i32()?;
         d.at("CreatePartitionsTopic.assignments");
@@ -230,7 +232,7 @@ impl CreatePartitionsTopic {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 2;
         let mut x = Self::default();
-        x.name = r.string();
+        x.name = rt::TopicName(r.string());
         x.count = r.u64() as i32;
         x.assignments = if r.one_in(4) {
             None

@@ -93,7 +93,7 @@ impl CreatePartitionsResponse {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CreatePartitionsTopicResult {
     /// The topic name. (versions 0+)
-    pub name: rt::StrBytes,
+    pub name: rt::TopicName,
     /// The result error, or zero if there was no error. (versions 0+)
     pub error_code: i16,
     /// The result message, or null if there was no error. (versions 0+; null in 0+)
@@ -105,7 +105,7 @@ pub struct CreatePartitionsTopicResult {
 impl Default for CreatePartitionsTopicResult {
     fn default() -> Self {
         Self {
-            name: rt::StrBytes::default(),
+            name: rt::TopicName::default(),
             error_code: 0,
             error_message: None,
             unknown_tagged_fields: Vec::new(),
@@ -120,7 +120,7 @@ impl CreatePartitionsTopicResult {
         let flexible = version >= 2;
         let mut x = Self::default();
         d.at("CreatePartitionsTopicResult.name");
-        x.name = d.string(flexible)?;
+        x.name = rt::TopicName(d.string(flexible)?);
         d.at("CreatePartitionsTopicResult.error_code");
         x.error_code = d.i16()?;
         d.at("CreatePartitionsTopicResult.error_message");
@@ -154,7 +154,7 @@ impl CreatePartitionsTopicResult {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 2;
         let mut x = Self::default();
-        x.name = r.string();
+        x.name = rt::TopicName(r.string());
         x.error_code = r.u64() as i16;
         x.error_message = if r.one_in(4) { None } else { Some(r.string()) };
         if flexible {

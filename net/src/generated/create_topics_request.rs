@@ -100,7 +100,7 @@ pub struct CreatableReplicaAssignment {
     /// The partition index. (versions 0+)
     pub partition_index: i32,
     /// The brokers to place the partition on. (versions 0+)
-    pub broker_ids: Vec<i32>,
+    pub broker_ids: Vec<rt::BrokerId>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
     pub unknown_tagged_fields: Vec<rt::TaggedField>,
 }
@@ -124,7 +124,7 @@ impl CreatableReplicaAssignment {
         d.at("CreatableReplicaAssignment.partition_index");
         x.partition_index = d.i32()?;
         d.at("CreatableReplicaAssignment.broker_ids");
-        x.broker_ids = d.array(flexible, 4, |d| Ok(d.i32()?))?;
+        x.broker_ids = d.array(flexible, 4, |d| Ok(rt::BrokerId(d.i32()?)))?;
         if flexible {
             d.at("CreatableReplicaAssignment._tagged_fields");
             x.unknown_tagged_fields = d.tagged_fields(|d, tag| match tag {
@@ -141,7 +141,7 @@ impl CreatableReplicaAssignment {
         e.i32(*(&self.partition_index));
         e.array_len((&self.broker_ids).len(), flexible);
         for it in (&self.broker_ids).iter() {
-            e.i32(*it);
+            e.i32(it.0);
         }
         if flexible {
             let mut n = self.unknown_tagged_fields.len();
@@ -157,7 +157,9 @@ impl CreatableReplicaAssignment {
         let flexible = version >= 5;
         let mut x = Self::default();
         x.partition_index = r.u64() as i32;
-        x.broker_ids = (0..r.count()).map(|_| r.u64() as i32).collect();
+        x.broker_ids = (0..r.count())
+            .map(|_| rt::BrokerId(r.u64() as i32))
+            .collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }
@@ -237,7 +239,7 @@ impl CreatableTopicConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CreatableTopic {
     /// The topic name. (versions 0+)
-    pub name: rt::StrBytes,
+    pub name: rt::TopicName,
     /// The number of partitions to create in the topic, or -1 if we are either specifying a manual partition assignment or using the default partitions. (versions 0+)
     pub num_partitions: i32,
     /// The number of replicas to create for each partition in the topic, or -1 if we are either specifying a manual partition assignment or using the default replication factor. (versions 0+)
@@ -253,7 +255,7 @@ pub struct CreatableTopic {
 impl Default for CreatableTopic {
     fn default() -> Self {
         Self {
-            name: rt::StrBytes::default(),
+            name: rt::TopicName::default(),
             num_partitions: 0,
             replication_factor: 0,
             assignments: Vec::new(),
@@ -270,7 +272,7 @@ impl CreatableTopic {
         let flexible = version >= 5;
         let mut x = Self::default();
         d.at("CreatableTopic.name");
-        x.name = d.string(flexible)?;
+        x.name = rt::TopicName(d.string(flexible)?);
         d.at("CreatableTopic.num_partitions");
         x.num_partitions = d.i32()?;
         d.at("CreatableTopic.replication_factor");
@@ -320,7 +322,7 @@ impl CreatableTopic {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 5;
         let mut x = Self::default();
-        x.name = r.string();
+        x.name = rt::TopicName(r.string());
         x.num_partitions = r.u64() as i32;
         x.replication_factor = r.u64() as i16;
         x.assignments = (0..r.count())

@@ -212,7 +212,7 @@ impl CreatableTopicConfigs {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CreatableTopicResult {
     /// The topic name. (versions 0+)
-    pub name: rt::StrBytes,
+    pub name: rt::TopicName,
     /// The unique topic ID. (versions 7+)
     pub topic_id: rt::Uuid,
     /// The error code, or 0 if there was no error. (versions 0+)
@@ -234,7 +234,7 @@ pub struct CreatableTopicResult {
 impl Default for CreatableTopicResult {
     fn default() -> Self {
         Self {
-            name: rt::StrBytes::default(),
+            name: rt::TopicName::default(),
             topic_id: rt::Uuid::ZERO,
             error_code: 0,
             error_message: Some(rt::StrBytes::default()),
@@ -254,7 +254,7 @@ impl CreatableTopicResult {
         let flexible = version >= 5;
         let mut x = Self::default();
         d.at("CreatableTopicResult.name");
-        x.name = d.string(flexible)?;
+        x.name = rt::TopicName(d.string(flexible)?);
         if version >= 7 {
             d.at("CreatableTopicResult.topic_id");
             x.topic_id = d.uuid()?;
@@ -335,7 +335,7 @@ impl CreatableTopicResult {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 5;
         let mut x = Self::default();
-        x.name = r.string();
+        x.name = rt::TopicName(r.string());
         if version >= 7 {
             x.topic_id = r.uuid();
         }

@@ -11,7 +11,7 @@ use super::rt;
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeleteGroupsRequest {
     /// The group names to delete. (versions 0+)
-    pub groups_names: Vec<rt::StrBytes>,
+    pub groups_names: Vec<rt::GroupId>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
     pub unknown_tagged_fields: Vec<rt::TaggedField>,
 }
@@ -39,7 +39,7 @@ impl DeleteGroupsRequest {
         let flexible = version >= 2;
         let mut x = Self::default();
         d.at("DeleteGroupsRequest.groups_names");
-        x.groups_names = d.array(flexible, 1, |d| Ok(d.string(flexible)?))?;
+        x.groups_names = d.array(flexible, 1, |d| Ok(rt::GroupId(d.string(flexible)?)))?;
         if flexible {
             d.at("DeleteGroupsRequest._tagged_fields");
             x.unknown_tagged_fields = d.tagged_fields(|d, tag| match tag {
@@ -70,7 +70,7 @@ impl DeleteGroupsRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 2;
         let mut x = Self::default();
-        x.groups_names = (0..r.count()).map(|_| r.string()).collect();
+        x.groups_names = (0..r.count()).map(|_| rt::GroupId(r.string())).collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }

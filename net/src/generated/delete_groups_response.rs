@@ -93,7 +93,7 @@ impl DeleteGroupsResponse {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeletableGroupResult {
     /// The group id. (versions 0+)
-    pub group_id: rt::StrBytes,
+    pub group_id: rt::GroupId,
     /// The deletion error, or 0 if the deletion succeeded. (versions 0+)
     pub error_code: i16,
     /// The error message, or null if there was no error. (versions 3+; null in 3+)
@@ -105,7 +105,7 @@ pub struct DeletableGroupResult {
 impl Default for DeletableGroupResult {
     fn default() -> Self {
         Self {
-            group_id: rt::StrBytes::default(),
+            group_id: rt::GroupId::default(),
             error_code: 0,
             error_message: None,
             unknown_tagged_fields: Vec::new(),
@@ -120,7 +120,7 @@ impl DeletableGroupResult {
         let flexible = version >= 2;
         let mut x = Self::default();
         d.at("DeletableGroupResult.group_id");
-        x.group_id = d.string(flexible)?;
+        x.group_id = rt::GroupId(d.string(flexible)?);
         d.at("DeletableGroupResult.error_code");
         x.error_code = d.i16()?;
         if version >= 3 {
@@ -158,7 +158,7 @@ impl DeletableGroupResult {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 2;
         let mut x = Self::default();
-        x.group_id = r.string();
+        x.group_id = rt::GroupId(r.string());
         x.error_code = r.u64() as i16;
         if version >= 3 {
             x.error_message = if r.one_in(4) { None } else { Some(r.string()) };

@@ -159,7 +159,7 @@ impl DeleteRecordsPartition {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeleteRecordsTopic {
     /// The topic name. (versions 0+)
-    pub name: rt::StrBytes,
+    pub name: rt::TopicName,
     /// Each partition that we want to delete records from. (versions 0+)
     pub partitions: Vec<DeleteRecordsPartition>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -169,7 +169,7 @@ pub struct DeleteRecordsTopic {
 impl Default for DeleteRecordsTopic {
     fn default() -> Self {
         Self {
-            name: rt::StrBytes::default(),
+            name: rt::TopicName::default(),
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -183,7 +183,7 @@ impl DeleteRecordsTopic {
         let flexible = version >= 2;
         let mut x = Self::default();
         d.at("DeleteRecordsTopic.name");
-        x.name = d.string(flexible)?;
+        x.name = rt::TopicName(d.string(flexible)?);
         d.at("DeleteRecordsTopic.partitions");
         x.partitions = d.array(flexible, 1, |d| {
             Ok(DeleteRecordsPartition::decode(d, version)?)
@@ -219,7 +219,7 @@ impl DeleteRecordsTopic {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 2;
         let mut x = Self::default();
-        x.name = r.string();
+        x.name = rt::TopicName(r.string());
         x.partitions = (0..r.count())
             .map(|_| DeleteRecordsPartition::random(r, version))
             .collect();

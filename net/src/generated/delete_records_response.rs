@@ -168,7 +168,7 @@ impl DeleteRecordsPartitionResult {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeleteRecordsTopicResult {
     /// The topic name. (versions 0+)
-    pub name: rt::StrBytes,
+    pub name: rt::TopicName,
     /// Each partition that we wanted to delete records from. (versions 0+)
     pub partitions: Vec<DeleteRecordsPartitionResult>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -178,7 +178,7 @@ pub struct DeleteRecordsTopicResult {
 impl Default for DeleteRecordsTopicResult {
     fn default() -> Self {
         Self {
-            name: rt::StrBytes::default(),
+            name: rt::TopicName::default(),
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -192,7 +192,7 @@ impl DeleteRecordsTopicResult {
         let flexible = version >= 2;
         let mut x = Self::default();
         d.at("DeleteRecordsTopicResult.name");
-        x.name = d.string(flexible)?;
+        x.name = rt::TopicName(d.string(flexible)?);
         d.at("DeleteRecordsTopicResult.partitions");
         x.partitions = d.array(flexible, 1, |d| {
             Ok(DeleteRecordsPartitionResult::decode(d, version)?)
@@ -228,7 +228,7 @@ impl DeleteRecordsTopicResult {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 2;
         let mut x = Self::default();
-        x.name = r.string();
+        x.name = rt::TopicName(r.string());
         x.partitions = (0..r.count())
             .map(|_| DeleteRecordsPartitionResult::random(r, version))
             .collect();

@@ -11,7 +11,7 @@ use super::rt;
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeleteShareGroupOffsetsRequest {
     /// The group identifier. (versions 0+)
-    pub group_id: rt::StrBytes,
+    pub group_id: rt::GroupId,
     /// The topics to delete offsets for. (versions 0+)
     pub topics: Vec<DeleteShareGroupOffsetsRequestTopic>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -21,7 +21,7 @@ pub struct DeleteShareGroupOffsetsRequest {
 impl Default for DeleteShareGroupOffsetsRequest {
     fn default() -> Self {
         Self {
-            group_id: rt::StrBytes::default(),
+            group_id: rt::GroupId::default(),
             topics: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -42,7 +42,7 @@ impl DeleteShareGroupOffsetsRequest {
         let flexible = true;
         let mut x = Self::default();
         d.at("DeleteShareGroupOffsetsRequest.group_id");
-        x.group_id = d.string(flexible)?;
+        x.group_id = rt::GroupId(d.string(flexible)?);
         d.at("DeleteShareGroupOffsetsRequest.topics");
         x.topics = d.array(flexible, 1, |d| {
             Ok(DeleteShareGroupOffsetsRequestTopic::decode(d, version)?)
@@ -78,7 +78,7 @@ impl DeleteShareGroupOffsetsRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.group_id = r.string();
+        x.group_id = rt::GroupId(r.string());
         x.topics = (0..r.count())
             .map(|_| DeleteShareGroupOffsetsRequestTopic::random(r, version))
             .collect();
@@ -93,7 +93,7 @@ impl DeleteShareGroupOffsetsRequest {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeleteShareGroupOffsetsRequestTopic {
     /// The topic name. (versions 0+)
-    pub topic_name: rt::StrBytes,
+    pub topic_name: rt::TopicName,
     /// Tagged fields this codec does not know, kept to be re-encoded.
     pub unknown_tagged_fields: Vec<rt::TaggedField>,
 }
@@ -101,7 +101,7 @@ pub struct DeleteShareGroupOffsetsRequestTopic {
 impl Default for DeleteShareGroupOffsetsRequestTopic {
     fn default() -> Self {
         Self {
-            topic_name: rt::StrBytes::default(),
+            topic_name: rt::TopicName::default(),
             unknown_tagged_fields: Vec::new(),
         }
     }
@@ -114,7 +114,7 @@ impl DeleteShareGroupOffsetsRequestTopic {
         let flexible = true;
         let mut x = Self::default();
         d.at("DeleteShareGroupOffsetsRequestTopic.topic_name");
-        x.topic_name = d.string(flexible)?;
+        x.topic_name = rt::TopicName(d.string(flexible)?);
         if flexible {
             d.at("DeleteShareGroupOffsetsRequestTopic._tagged_fields");
             x.unknown_tagged_fields = d.tagged_fields(|d, tag| match tag {
@@ -142,7 +142,7 @@ impl DeleteShareGroupOffsetsRequestTopic {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.topic_name = r.string();
+        x.topic_name = rt::TopicName(r.string());
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }

@@ -107,7 +107,7 @@ impl DeleteShareGroupOffsetsResponse {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeleteShareGroupOffsetsResponseTopic {
     /// The topic name. (versions 0+)
-    pub topic_name: rt::StrBytes,
+    pub topic_name: rt::TopicName,
     /// The unique topic ID. (versions 0+)
     pub topic_id: rt::Uuid,
     /// The topic-level error code, or 0 if there was no error. (versions 0+)
@@ -121,7 +121,7 @@ pub struct DeleteShareGroupOffsetsResponseTopic {
 impl Default for DeleteShareGroupOffsetsResponseTopic {
     fn default() -> Self {
         Self {
-            topic_name: rt::StrBytes::default(),
+            topic_name: rt::TopicName::default(),
             topic_id: rt::Uuid::ZERO,
             error_code: 0,
             error_message: None,
@@ -137,7 +137,7 @@ impl DeleteShareGroupOffsetsResponseTopic {
         let flexible = true;
         let mut x = Self::default();
         d.at("DeleteShareGroupOffsetsResponseTopic.topic_name");
-        x.topic_name = d.string(flexible)?;
+        x.topic_name = rt::TopicName(d.string(flexible)?);
         d.at("DeleteShareGroupOffsetsResponseTopic.topic_id");
         x.topic_id = d.uuid()?;
         d.at("DeleteShareGroupOffsetsResponseTopic.error_code");
@@ -174,7 +174,7 @@ impl DeleteShareGroupOffsetsResponseTopic {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.topic_name = r.string();
+        x.topic_name = rt::TopicName(r.string());
         x.topic_id = r.uuid();
         x.error_code = r.u64() as i16;
         x.error_message = if r.one_in(4) { None } else { Some(r.string()) };

@@ -13,7 +13,7 @@ pub struct DeleteTopicsRequest {
     /// The name or topic ID of the topic. (versions 6+)
     pub topics: Vec<DeleteTopicState>,
     /// The names of the topics to delete. (versions 0-5)
-    pub topic_names: Vec<rt::StrBytes>,
+    pub topic_names: Vec<rt::TopicName>,
     /// The length of time in milliseconds to wait for the deletions to complete. (versions 0+)
     pub timeout_ms: i32,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -50,7 +50,7 @@ impl DeleteTopicsRequest {
         }
         if version <= 5 {
             d.at("DeleteTopicsRequest.topic_names");
-            x.topic_names = d.array(flexible, 1, |d| Ok(d.string(flexible)?))?;
+            x.topic_names = d.array(flexible, 1, |d| Ok(rt::TopicName(d.string(flexible)?)))?;
         }
         d.at("DeleteTopicsRequest.timeout_ms");
         x.timeout_ms = d.i32()?;
@@ -99,7 +99,7 @@ impl DeleteTopicsRequest {
                 .collect();
         }
         if version <= 5 {
-            x.topic_names = (0..r.count()).map(|_| r.string()).collect();
+            x.topic_names = (0..r.count()).map(|_| rt::TopicName(r.string())).collect();
         }
         x.timeout_ms = r.u64() as i32;
         if flexible {
@@ -113,7 +113,7 @@ impl DeleteTopicsRequest {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeleteTopicState {
     /// The topic name. (versions 6+; null in 6+)
-    pub name: Option<rt::StrBytes>,
+    pub name: Option<rt::TopicName>,
     /// The unique topic ID. (versions 6+)
     pub topic_id: rt::Uuid,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -138,7 +138,7 @@ impl DeleteTopicState {
         let mut x = Self::default();
         if version >= 6 {
             d.at("DeleteTopicState.name");
-            x.name = d.nullable_string(flexible)?;
+            x.name = d.nullable_string(flexible)?.map(rt::TopicName);
         }
         if version >= 6 {
             d.at("DeleteTopicState.topic_id");
@@ -177,7 +177,11 @@ impl DeleteTopicState {
         let flexible = version >= 4;
         let mut x = Self::default();
         if version >= 6 {
-            x.name = if r.one_in(4) { None } else { Some(r.string()) };
+            x.name = if r.one_in(4) {
+                None
+            } else {
+                Some(rt::TopicName(r.string()))
+            };
         }
         if version >= 6 {
             x.topic_id = r.uuid();

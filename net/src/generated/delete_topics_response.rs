@@ -93,7 +93,7 @@ impl DeleteTopicsResponse {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeletableTopicResult {
     /// The topic name. (versions 0+; null in 6+)
-    pub name: Option<rt::StrBytes>,
+    pub name: Option<rt::TopicName>,
     /// The unique topic ID. (versions 6+)
     pub topic_id: rt::Uuid,
     /// The deletion error, or 0 if the deletion succeeded. (versions 0+)
@@ -107,7 +107,7 @@ pub struct DeletableTopicResult {
 impl Default for DeletableTopicResult {
     fn default() -> Self {
         Self {
-            name: Some(rt::StrBytes::default()),
+            name: Some(rt::TopicName::default()),
             topic_id: rt::Uuid::ZERO,
             error_code: 0,
             error_message: None,
@@ -124,9 +124,9 @@ impl DeletableTopicResult {
         let mut x = Self::default();
         d.at("DeletableTopicResult.name");
         x.name = if version >= 6 {
-            d.nullable_string(flexible)?
+            d.nullable_string(flexible)?.map(rt::TopicName)
         } else {
-            Some(d.string(flexible)?)
+            Some(rt::TopicName(d.string(flexible)?))
         };
         if version >= 6 {
             d.at("DeletableTopicResult.topic_id");
@@ -179,7 +179,7 @@ impl DeletableTopicResult {
         x.name = if (version >= 6) && r.one_in(4) {
             None
         } else {
-            Some(r.string())
+            Some(rt::TopicName(r.string()))
         };
         if version >= 6 {
             x.topic_id = r.uuid();

@@ -21,7 +21,7 @@ pub struct DescribeClusterResponse {
     /// The cluster ID that responding broker belongs to. (versions 0+)
     pub cluster_id: rt::StrBytes,
     /// The ID of the controller. When handled by a controller, returns the current voter leader ID. When handled by a broker, returns a random alive broker ID as a fallback. (versions 0+)
-    pub controller_id: i32,
+    pub controller_id: rt::BrokerId,
     /// Each broker in the response. (versions 0+)
     pub brokers: Vec<DescribeClusterBroker>,
     /// 32-bit bitfield to represent authorized operations for this cluster. (versions 0+)
@@ -38,7 +38,7 @@ impl Default for DescribeClusterResponse {
             error_message: None,
             endpoint_type: 1,
             cluster_id: rt::StrBytes::default(),
-            controller_id: -1,
+            controller_id: rt::BrokerId(-1),
             brokers: Vec::new(),
             cluster_authorized_operations: -2147483648,
             unknown_tagged_fields: Vec::new(),
@@ -72,7 +72,7 @@ impl DescribeClusterResponse {
         d.at("DescribeClusterResponse.cluster_id");
         x.cluster_id = d.string(flexible)?;
         d.at("DescribeClusterResponse.controller_id");
-        x.controller_id = d.i32()?;
+        x.controller_id = rt::BrokerId(d.i32()?);
         d.at("DescribeClusterResponse.brokers");
         x.brokers = d.array(flexible, 1, |d| {
             Ok(DescribeClusterBroker::decode(d, version)?)
@@ -99,7 +99,7 @@ impl DescribeClusterResponse {
             e.i8(*(&self.endpoint_type));
         }
         e.string((&self.cluster_id), flexible);
-        e.i32(*(&self.controller_id));
+        e.i32((&self.controller_id).0);
         e.array_len((&self.brokers).len(), flexible);
         for it in (&self.brokers).iter() {
             it.encode(e, version);
@@ -125,7 +125,7 @@ impl DescribeClusterResponse {
             x.endpoint_type = r.u64() as i8;
         }
         x.cluster_id = r.string();
-        x.controller_id = r.u64() as i32;
+        x.controller_id = rt::BrokerId(r.u64() as i32);
         x.brokers = (0..r.count())
             .map(|_| DescribeClusterBroker::random(r, version))
             .collect();
@@ -141,7 +141,7 @@ impl DescribeClusterResponse {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribeClusterBroker {
     /// The broker ID. (versions 0+)
-    pub broker_id: i32,
+    pub broker_id: rt::BrokerId,
     /// The broker hostname. (versions 0+)
     pub host: rt::StrBytes,
     /// The broker port. (versions 0+)
@@ -157,7 +157,7 @@ pub struct DescribeClusterBroker {
 impl Default for DescribeClusterBroker {
     fn default() -> Self {
         Self {
-            broker_id: 0,
+            broker_id: rt::BrokerId(0),
             host: rt::StrBytes::default(),
             port: 0,
             rack: None,
@@ -174,7 +174,7 @@ impl DescribeClusterBroker {
         let flexible = true;
         let mut x = Self::default();
         d.at("DescribeClusterBroker.broker_id");
-        x.broker_id = d.i32()?;
+        x.broker_id = rt::BrokerId(d.i32()?);
         d.at("DescribeClusterBroker.host");
         x.host = d.string(flexible)?;
         d.at("DescribeClusterBroker.port");
@@ -198,7 +198,7 @@ impl DescribeClusterBroker {
     #[allow(unused_variables, clippy::all)]
     pub fn encode(&self, e: &mut rt::Encoder, version: i16) {
         let flexible = true;
-        e.i32(*(&self.broker_id));
+        e.i32((&self.broker_id).0);
         e.string((&self.host), flexible);
         e.i32(*(&self.port));
         e.nullable_string((&self.rack).as_deref(), flexible);
@@ -218,7 +218,7 @@ impl DescribeClusterBroker {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.broker_id = r.u64() as i32;
+        x.broker_id = rt::BrokerId(r.u64() as i32);
         x.host = r.string();
         x.port = r.u64() as i32;
         x.rack = if r.one_in(4) { None } else { Some(r.string()) };

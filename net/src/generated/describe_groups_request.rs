@@ -11,7 +11,7 @@ use super::rt;
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribeGroupsRequest {
     /// The names of the groups to describe. (versions 0+)
-    pub groups: Vec<rt::StrBytes>,
+    pub groups: Vec<rt::GroupId>,
     /// Whether to include authorized operations. (versions 3+)
     pub include_authorized_operations: bool,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -42,7 +42,7 @@ impl DescribeGroupsRequest {
         let flexible = version >= 5;
         let mut x = Self::default();
         d.at("DescribeGroupsRequest.groups");
-        x.groups = d.array(flexible, 1, |d| Ok(d.string(flexible)?))?;
+        x.groups = d.array(flexible, 1, |d| Ok(rt::GroupId(d.string(flexible)?)))?;
         if version >= 3 {
             d.at("DescribeGroupsRequest.include_authorized_operations");
             x.include_authorized_operations = d.bool()?;
@@ -80,7 +80,7 @@ impl DescribeGroupsRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 5;
         let mut x = Self::default();
-        x.groups = (0..r.count()).map(|_| r.string()).collect();
+        x.groups = (0..r.count()).map(|_| rt::GroupId(r.string())).collect();
         if version >= 3 {
             x.include_authorized_operations = r.bool();
         }

@@ -203,7 +203,7 @@ pub struct DescribedGroup {
     /// The describe error message, or null if there was no error. (versions 6+; null in 6+)
     pub error_message: Option<rt::StrBytes>,
     /// The group ID string. (versions 0+)
-    pub group_id: rt::StrBytes,
+    pub group_id: rt::GroupId,
     /// The group state string, or the empty string. (versions 0+)
     pub group_state: rt::StrBytes,
     /// The group protocol type, or the empty string. (versions 0+)
@@ -223,7 +223,7 @@ impl Default for DescribedGroup {
         Self {
             error_code: 0,
             error_message: None,
-            group_id: rt::StrBytes::default(),
+            group_id: rt::GroupId::default(),
             group_state: rt::StrBytes::default(),
             protocol_type: rt::StrBytes::default(),
             protocol_data: rt::StrBytes::default(),
@@ -247,7 +247,7 @@ impl DescribedGroup {
             x.error_message = d.nullable_string(flexible)?;
         }
         d.at("DescribedGroup.group_id");
-        x.group_id = d.string(flexible)?;
+        x.group_id = rt::GroupId(d.string(flexible)?);
         d.at("DescribedGroup.group_state");
         x.group_state = d.string(flexible)?;
         d.at("DescribedGroup.protocol_type");
@@ -307,7 +307,7 @@ impl DescribedGroup {
         if version >= 6 {
             x.error_message = if r.one_in(4) { None } else { Some(r.string()) };
         }
-        x.group_id = r.string();
+        x.group_id = rt::GroupId(r.string());
         x.group_state = r.string();
         x.protocol_type = r.string();
         x.protocol_data = r.string();

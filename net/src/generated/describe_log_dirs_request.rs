@@ -92,7 +92,7 @@ impl DescribeLogDirsRequest {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribableLogDirTopic {
     /// The topic name. (versions 0+)
-    pub topic: rt::StrBytes,
+    pub topic: rt::TopicName,
     /// The partition indexes. (versions 0+)
     pub partitions: Vec<i32>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -102,7 +102,7 @@ pub struct DescribableLogDirTopic {
 impl Default for DescribableLogDirTopic {
     fn default() -> Self {
         Self {
-            topic: rt::StrBytes::default(),
+            topic: rt::TopicName::default(),
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -116,7 +116,7 @@ impl DescribableLogDirTopic {
         let flexible = version >= 2;
         let mut x = Self::default();
         d.at("DescribableLogDirTopic.topic");
-        x.topic = d.string(flexible)?;
+        x.topic = rt::TopicName(d.string(flexible)?);
         d.at("DescribableLogDirTopic.partitions");
         x.partitions = d.array(flexible, 4, |d| Ok(d.i32()?))?;
         if flexible {
@@ -150,7 +150,7 @@ impl DescribableLogDirTopic {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 2;
         let mut x = Self::default();
-        x.topic = r.string();
+        x.topic = rt::TopicName(r.string());
         x.partitions = (0..r.count()).map(|_| r.u64() as i32).collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();

@@ -188,7 +188,7 @@ impl DescribeLogDirsPartition {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribeLogDirsTopic {
     /// The topic name. (versions 0+)
-    pub name: rt::StrBytes,
+    pub name: rt::TopicName,
     /// The partitions. (versions 0+)
     pub partitions: Vec<DescribeLogDirsPartition>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -198,7 +198,7 @@ pub struct DescribeLogDirsTopic {
 impl Default for DescribeLogDirsTopic {
     fn default() -> Self {
         Self {
-            name: rt::StrBytes::default(),
+            name: rt::TopicName::default(),
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -212,7 +212,7 @@ impl DescribeLogDirsTopic {
         let flexible = version >= 2;
         let mut x = Self::default();
         d.at("DescribeLogDirsTopic.name");
-        x.name = d.string(flexible)?;
+        x.name = rt::TopicName(d.string(flexible)?);
         d.at("DescribeLogDirsTopic.partitions");
         x.partitions = d.array(flexible, 1, |d| {
             Ok(DescribeLogDirsPartition::decode(d, version)?)
@@ -248,7 +248,7 @@ impl DescribeLogDirsTopic {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 2;
         let mut x = Self::default();
-        x.name = r.string();
+        x.name = rt::TopicName(r.string());
         x.partitions = (0..r.count())
             .map(|_| DescribeLogDirsPartition::random(r, version))
             .collect();

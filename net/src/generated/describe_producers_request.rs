@@ -84,7 +84,7 @@ impl DescribeProducersRequest {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicRequest {
     /// The topic name. (versions 0+)
-    pub name: rt::StrBytes,
+    pub name: rt::TopicName,
     /// The indexes of the partitions to list producers for. (versions 0+)
     pub partition_indexes: Vec<i32>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -94,7 +94,7 @@ pub struct TopicRequest {
 impl Default for TopicRequest {
     fn default() -> Self {
         Self {
-            name: rt::StrBytes::default(),
+            name: rt::TopicName::default(),
             partition_indexes: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -108,7 +108,7 @@ impl TopicRequest {
         let flexible = true;
         let mut x = Self::default();
         d.at("TopicRequest.name");
-        x.name = d.string(flexible)?;
+        x.name = rt::TopicName(d.string(flexible)?);
         d.at("TopicRequest.partition_indexes");
         x.partition_indexes = d.array(flexible, 4, |d| Ok(d.i32()?))?;
         if flexible {
@@ -142,7 +142,7 @@ impl TopicRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.name = r.string();
+        x.name = rt::TopicName(r.string());
         x.partition_indexes = (0..r.count()).map(|_| r.u64() as i32).collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();

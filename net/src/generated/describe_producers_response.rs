@@ -91,7 +91,7 @@ impl DescribeProducersResponse {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProducerState {
     /// The producer id. (versions 0+)
-    pub producer_id: i64,
+    pub producer_id: rt::ProducerId,
     /// The producer epoch. (versions 0+)
     pub producer_epoch: i32,
     /// The last sequence number sent by the producer. (versions 0+)
@@ -109,7 +109,7 @@ pub struct ProducerState {
 impl Default for ProducerState {
     fn default() -> Self {
         Self {
-            producer_id: 0,
+            producer_id: rt::ProducerId(0),
             producer_epoch: 0,
             last_sequence: -1,
             last_timestamp: -1,
@@ -127,7 +127,7 @@ impl ProducerState {
         let flexible = true;
         let mut x = Self::default();
         d.at("ProducerState.producer_id");
-        x.producer_id = d.i64()?;
+        x.producer_id = rt::ProducerId(d.i64()?);
         d.at("ProducerState.producer_epoch");
         x.producer_epoch = d.i32()?;
         d.at("ProducerState.last_sequence");
@@ -151,7 +151,7 @@ impl ProducerState {
     #[allow(unused_variables, clippy::all)]
     pub fn encode(&self, e: &mut rt::Encoder, version: i16) {
         let flexible = true;
-        e.i64(*(&self.producer_id));
+        e.i64((&self.producer_id).0);
         e.i32(*(&self.producer_epoch));
         e.i32(*(&self.last_sequence));
         e.i64(*(&self.last_timestamp));
@@ -170,7 +170,7 @@ impl ProducerState {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.producer_id = r.u64() as i64;
+        x.producer_id = rt::ProducerId(r.u64() as i64);
         x.producer_epoch = r.u64() as i32;
         x.last_sequence = r.u64() as i32;
         x.last_timestamp = r.u64() as i64;
@@ -274,7 +274,7 @@ impl PartitionResponse {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicResponse {
     /// The topic name. (versions 0+)
-    pub name: rt::StrBytes,
+    pub name: rt::TopicName,
     /// Each partition in the response. (versions 0+)
     pub partitions: Vec<PartitionResponse>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -284,7 +284,7 @@ pub struct TopicResponse {
 impl Default for TopicResponse {
     fn default() -> Self {
         Self {
-            name: rt::StrBytes::default(),
+            name: rt::TopicName::default(),
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -298,7 +298,7 @@ impl TopicResponse {
         let flexible = true;
         let mut x = Self::default();
         d.at("TopicResponse.name");
-        x.name = d.string(flexible)?;
+        x.name = rt::TopicName(d.string(flexible)?);
         d.at("TopicResponse.partitions");
         x.partitions = d.array(flexible, 1, |d| Ok(PartitionResponse::decode(d, version)?))?;
         if flexible {
@@ -332,7 +332,7 @@ impl TopicResponse {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.name = r.string();
+        x.name = rt::TopicName(r.string());
         x.partitions = (0..r.count())
             .map(|_| PartitionResponse::random(r, version))
             .collect();

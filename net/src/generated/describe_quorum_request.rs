@@ -145,7 +145,7 @@ impl PartitionData {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicData {
     /// The topic name. (versions 0+)
-    pub topic_name: rt::StrBytes,
+    pub topic_name: rt::TopicName,
     /// The partitions to describe. (versions 0+)
     pub partitions: Vec<PartitionData>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -155,7 +155,7 @@ pub struct TopicData {
 impl Default for TopicData {
     fn default() -> Self {
         Self {
-            topic_name: rt::StrBytes::default(),
+            topic_name: rt::TopicName::default(),
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -169,7 +169,7 @@ impl TopicData {
         let flexible = true;
         let mut x = Self::default();
         d.at("TopicData.topic_name");
-        x.topic_name = d.string(flexible)?;
+        x.topic_name = rt::TopicName(d.string(flexible)?);
         d.at("TopicData.partitions");
         x.partitions = d.array(flexible, 1, |d| Ok(PartitionData::decode(d, version)?))?;
         if flexible {
@@ -203,7 +203,7 @@ impl TopicData {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.topic_name = r.string();
+        x.topic_name = rt::TopicName(r.string());
         x.partitions = (0..r.count())
             .map(|_| PartitionData::random(r, version))
             .collect();

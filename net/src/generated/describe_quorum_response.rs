@@ -126,7 +126,7 @@ pub struct PartitionData {
     /// The error message, or null if there was no error. (versions 2+; null in 2+)
     pub error_message: Option<rt::StrBytes>,
     /// The ID of the current leader or -1 if the leader is unknown. (versions 0+)
-    pub leader_id: i32,
+    pub leader_id: rt::BrokerId,
     /// The latest known leader epoch. (versions 0+)
     pub leader_epoch: i32,
     /// The high water mark. (versions 0+)
@@ -145,7 +145,7 @@ impl Default for PartitionData {
             partition_index: 0,
             error_code: 0,
             error_message: Some(rt::StrBytes::default()),
-            leader_id: 0,
+            leader_id: rt::BrokerId(0),
             leader_epoch: 0,
             high_watermark: 0,
             current_voters: Vec::new(),
@@ -170,7 +170,7 @@ impl PartitionData {
             x.error_message = d.nullable_string(flexible)?;
         }
         d.at("PartitionData.leader_id");
-        x.leader_id = d.i32()?;
+        x.leader_id = rt::BrokerId(d.i32()?);
         d.at("PartitionData.leader_epoch");
         x.leader_epoch = d.i32()?;
         d.at("PartitionData.high_watermark");
@@ -197,7 +197,7 @@ impl PartitionData {
         if version >= 2 {
             e.nullable_string((&self.error_message).as_deref(), flexible);
         }
-        e.i32(*(&self.leader_id));
+        e.i32((&self.leader_id).0);
         e.i32(*(&self.leader_epoch));
         e.i64(*(&self.high_watermark));
         e.array_len((&self.current_voters).len(), flexible);
@@ -226,7 +226,7 @@ impl PartitionData {
         if version >= 2 {
             x.error_message = if r.one_in(4) { None } else { Some(r.string()) };
         }
-        x.leader_id = r.u64() as i32;
+        x.leader_id = rt::BrokerId(r.u64() as i32);
         x.leader_epoch = r.u64() as i32;
         x.high_watermark = r.u64() as i64;
         x.current_voters = (0..r.count())
@@ -246,7 +246,7 @@ impl PartitionData {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicData {
     /// The topic name. (versions 0+)
-    pub topic_name: rt::StrBytes,
+    pub topic_name: rt::TopicName,
     /// The partition data. (versions 0+)
     pub partitions: Vec<PartitionData>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -256,7 +256,7 @@ pub struct TopicData {
 impl Default for TopicData {
     fn default() -> Self {
         Self {
-            topic_name: rt::StrBytes::default(),
+            topic_name: rt::TopicName::default(),
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -270,7 +270,7 @@ impl TopicData {
         let flexible = true;
         let mut x = Self::default();
         d.at("TopicData.topic_name");
-        x.topic_name = d.string(flexible)?;
+        x.topic_name = rt::TopicName(d.string(flexible)?);
         d.at("TopicData.partitions");
         x.partitions = d.array(flexible, 1, |d| Ok(PartitionData::decode(d, version)?))?;
         if flexible {
@@ -304,7 +304,7 @@ impl TopicData {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.topic_name = r.string();
+        x.topic_name = rt::TopicName(r.string());
         x.partitions = (0..r.count())
             .map(|_| PartitionData::random(r, version))
             .collect();
@@ -412,7 +412,7 @@ impl Listener {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
     /// The ID of the associated node. (versions 2+)
-    pub node_id: i32,
+    pub node_id: rt::BrokerId,
     /// The listeners of this controller. (versions 2+)
     pub listeners: Vec<Listener>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -422,7 +422,7 @@ pub struct Node {
 impl Default for Node {
     fn default() -> Self {
         Self {
-            node_id: 0,
+            node_id: rt::BrokerId(0),
             listeners: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -437,7 +437,7 @@ impl Node {
         let mut x = Self::default();
         if version >= 2 {
             d.at("Node.node_id");
-            x.node_id = d.i32()?;
+            x.node_id = rt::BrokerId(d.i32()?);
         }
         if version >= 2 {
             d.at("Node.listeners");
@@ -457,7 +457,7 @@ impl Node {
     pub fn encode(&self, e: &mut rt::Encoder, version: i16) {
         let flexible = true;
         if version >= 2 {
-            e.i32(*(&self.node_id));
+            e.i32((&self.node_id).0);
         }
         if version >= 2 {
             e.array_len((&self.listeners).len(), flexible);
@@ -479,7 +479,7 @@ impl Node {
         let flexible = true;
         let mut x = Self::default();
         if version >= 2 {
-            x.node_id = r.u64() as i32;
+            x.node_id = rt::BrokerId(r.u64() as i32);
         }
         if version >= 2 {
             x.listeners = (0..r.count())
@@ -497,7 +497,7 @@ impl Node {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplicaState {
     /// The ID of the replica. (versions 0+)
-    pub replica_id: i32,
+    pub replica_id: rt::BrokerId,
     /// The replica directory ID of the replica. (versions 2+)
     pub replica_directory_id: rt::Uuid,
     /// The last known log end offset of the follower or -1 if it is unknown. (versions 0+)
@@ -513,7 +513,7 @@ pub struct ReplicaState {
 impl Default for ReplicaState {
     fn default() -> Self {
         Self {
-            replica_id: 0,
+            replica_id: rt::BrokerId(0),
             replica_directory_id: rt::Uuid::ZERO,
             log_end_offset: 0,
             last_fetch_timestamp: -1,
@@ -530,7 +530,7 @@ impl ReplicaState {
         let flexible = true;
         let mut x = Self::default();
         d.at("ReplicaState.replica_id");
-        x.replica_id = d.i32()?;
+        x.replica_id = rt::BrokerId(d.i32()?);
         if version >= 2 {
             d.at("ReplicaState.replica_directory_id");
             x.replica_directory_id = d.uuid()?;
@@ -558,7 +558,7 @@ impl ReplicaState {
     #[allow(unused_variables, clippy::all)]
     pub fn encode(&self, e: &mut rt::Encoder, version: i16) {
         let flexible = true;
-        e.i32(*(&self.replica_id));
+        e.i32((&self.replica_id).0);
         if version >= 2 {
             e.uuid((&self.replica_directory_id));
         }
@@ -582,7 +582,7 @@ impl ReplicaState {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.replica_id = r.u64() as i32;
+        x.replica_id = rt::BrokerId(r.u64() as i32);
         if version >= 2 {
             x.replica_directory_id = r.uuid();
         }

@@ -86,7 +86,7 @@ impl DescribeShareGroupOffsetsRequest {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribeShareGroupOffsetsRequestTopic {
     /// The topic name. (versions 0+)
-    pub topic_name: rt::StrBytes,
+    pub topic_name: rt::TopicName,
     /// The partitions. (versions 0+)
     pub partitions: Vec<i32>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -96,7 +96,7 @@ pub struct DescribeShareGroupOffsetsRequestTopic {
 impl Default for DescribeShareGroupOffsetsRequestTopic {
     fn default() -> Self {
         Self {
-            topic_name: rt::StrBytes::default(),
+            topic_name: rt::TopicName::default(),
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -110,7 +110,7 @@ impl DescribeShareGroupOffsetsRequestTopic {
         let flexible = true;
         let mut x = Self::default();
         d.at("DescribeShareGroupOffsetsRequestTopic.topic_name");
-        x.topic_name = d.string(flexible)?;
+        x.topic_name = rt::TopicName(d.string(flexible)?);
         d.at("DescribeShareGroupOffsetsRequestTopic.partitions");
         x.partitions = d.array(flexible, 4, |d| Ok(d.i32()?))?;
         if flexible {
@@ -144,7 +144,7 @@ impl DescribeShareGroupOffsetsRequestTopic {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.topic_name = r.string();
+        x.topic_name = rt::TopicName(r.string());
         x.partitions = (0..r.count()).map(|_| r.u64() as i32).collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
@@ -157,7 +157,7 @@ impl DescribeShareGroupOffsetsRequestTopic {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribeShareGroupOffsetsRequestGroup {
     /// The group identifier. (versions 0+)
-    pub group_id: rt::StrBytes,
+    pub group_id: rt::GroupId,
     /// The topics to describe offsets for, or null for all topic-partitions. (versions 0+; null in 0+)
     pub topics: Option<Vec<DescribeShareGroupOffsetsRequestTopic>>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -167,7 +167,7 @@ pub struct DescribeShareGroupOffsetsRequestGroup {
 impl Default for DescribeShareGroupOffsetsRequestGroup {
     fn default() -> Self {
         Self {
-            group_id: rt::StrBytes::default(),
+            group_id: rt::GroupId::default(),
             topics: Some(Vec::new()),
             unknown_tagged_fields: Vec::new(),
         }
@@ -181,7 +181,7 @@ impl DescribeShareGroupOffsetsRequestGroup {
         let flexible = true;
         let mut x = Self::default();
         d.at("DescribeShareGroupOffsetsRequestGroup.group_id");
-        x.group_id = d.string(flexible)?;
+        x.group_id = rt::GroupId(d.string(flexible)?);
         d.at("DescribeShareGroupOffsetsRequestGroup.topics");
         x.topics = d.nullable_array(flexible, 1, |d| {
             Ok(DescribeShareGroupOffsetsRequestTopic::decode(d, version)?)
@@ -217,7 +217,7 @@ impl DescribeShareGroupOffsetsRequestGroup {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.group_id = r.string();
+        x.group_id = rt::GroupId(r.string());
         x.topics = if r.one_in(4) {
             None
         } else {

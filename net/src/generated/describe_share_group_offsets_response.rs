@@ -195,7 +195,7 @@ impl DescribeShareGroupOffsetsResponsePartition {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribeShareGroupOffsetsResponseTopic {
     /// The topic name. (versions 0+)
-    pub topic_name: rt::StrBytes,
+    pub topic_name: rt::TopicName,
     /// The unique topic ID. (versions 0+)
     pub topic_id: rt::Uuid,
     /// (versions 0+)
@@ -207,7 +207,7 @@ pub struct DescribeShareGroupOffsetsResponseTopic {
 impl Default for DescribeShareGroupOffsetsResponseTopic {
     fn default() -> Self {
         Self {
-            topic_name: rt::StrBytes::default(),
+            topic_name: rt::TopicName::default(),
             topic_id: rt::Uuid::ZERO,
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
@@ -222,7 +222,7 @@ impl DescribeShareGroupOffsetsResponseTopic {
         let flexible = true;
         let mut x = Self::default();
         d.at("DescribeShareGroupOffsetsResponseTopic.topic_name");
-        x.topic_name = d.string(flexible)?;
+        x.topic_name = rt::TopicName(d.string(flexible)?);
         d.at("DescribeShareGroupOffsetsResponseTopic.topic_id");
         x.topic_id = d.uuid()?;
         d.at("DescribeShareGroupOffsetsResponseTopic.partitions");
@@ -263,7 +263,7 @@ impl DescribeShareGroupOffsetsResponseTopic {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.topic_name = r.string();
+        x.topic_name = rt::TopicName(r.string());
         x.topic_id = r.uuid();
         x.partitions = (0..r.count())
             .map(|_| DescribeShareGroupOffsetsResponsePartition::random(r, version))
@@ -279,7 +279,7 @@ impl DescribeShareGroupOffsetsResponseTopic {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribeShareGroupOffsetsResponseGroup {
     /// The group identifier. (versions 0+)
-    pub group_id: rt::StrBytes,
+    pub group_id: rt::GroupId,
     /// The results for each topic. (versions 0+)
     pub topics: Vec<DescribeShareGroupOffsetsResponseTopic>,
     /// The group-level error code, or 0 if there was no error. (versions 0+)
@@ -293,7 +293,7 @@ pub struct DescribeShareGroupOffsetsResponseGroup {
 impl Default for DescribeShareGroupOffsetsResponseGroup {
     fn default() -> Self {
         Self {
-            group_id: rt::StrBytes::default(),
+            group_id: rt::GroupId::default(),
             topics: Vec::new(),
             error_code: 0,
             error_message: None,
@@ -309,7 +309,7 @@ impl DescribeShareGroupOffsetsResponseGroup {
         let flexible = true;
         let mut x = Self::default();
         d.at("DescribeShareGroupOffsetsResponseGroup.group_id");
-        x.group_id = d.string(flexible)?;
+        x.group_id = rt::GroupId(d.string(flexible)?);
         d.at("DescribeShareGroupOffsetsResponseGroup.topics");
         x.topics = d.array(flexible, 1, |d| {
             Ok(DescribeShareGroupOffsetsResponseTopic::decode(d, version)?)
@@ -351,7 +351,7 @@ impl DescribeShareGroupOffsetsResponseGroup {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.group_id = r.string();
+        x.group_id = rt::GroupId(r.string());
         x.topics = (0..r.count())
             .map(|_| DescribeShareGroupOffsetsResponseTopic::random(r, version))
             .collect();

@@ -108,7 +108,7 @@ impl DescribeTopicPartitionsRequest {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicRequest {
     /// The topic name. (versions 0+)
-    pub name: rt::StrBytes,
+    pub name: rt::TopicName,
     /// Tagged fields this codec does not know, kept to be re-encoded.
     pub unknown_tagged_fields: Vec<rt::TaggedField>,
 }
@@ -116,7 +116,7 @@ pub struct TopicRequest {
 impl Default for TopicRequest {
     fn default() -> Self {
         Self {
-            name: rt::StrBytes::default(),
+            name: rt::TopicName::default(),
             unknown_tagged_fields: Vec::new(),
         }
     }
@@ -129,7 +129,7 @@ impl TopicRequest {
         let flexible = true;
         let mut x = Self::default();
         d.at("TopicRequest.name");
-        x.name = d.string(flexible)?;
+        x.name = rt::TopicName(d.string(flexible)?);
         if flexible {
             d.at("TopicRequest._tagged_fields");
             x.unknown_tagged_fields = d.tagged_fields(|d, tag| match tag {
@@ -157,7 +157,7 @@ impl TopicRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.name = r.string();
+        x.name = rt::TopicName(r.string());
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }
@@ -169,7 +169,7 @@ impl TopicRequest {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cursor {
     /// The name for the first topic to process. (versions 0+)
-    pub topic_name: rt::StrBytes,
+    pub topic_name: rt::TopicName,
     /// The partition index to start with. (versions 0+)
     pub partition_index: i32,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -179,7 +179,7 @@ pub struct Cursor {
 impl Default for Cursor {
     fn default() -> Self {
         Self {
-            topic_name: rt::StrBytes::default(),
+            topic_name: rt::TopicName::default(),
             partition_index: 0,
             unknown_tagged_fields: Vec::new(),
         }
@@ -193,7 +193,7 @@ impl Cursor {
         let flexible = true;
         let mut x = Self::default();
         d.at("Cursor.topic_name");
-        x.topic_name = d.string(flexible)?;
+        x.topic_name = rt::TopicName(d.string(flexible)?);
         d.at("Cursor.partition_index");
         x.partition_index = d.i32()?;
         if flexible {
@@ -224,7 +224,7 @@ impl Cursor {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.topic_name = r.string();
+        x.topic_name = rt::TopicName(r.string());
         x.partition_index = r.u64() as i32;
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();

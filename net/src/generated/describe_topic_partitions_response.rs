@@ -114,19 +114,19 @@ pub struct DescribeTopicPartitionsResponsePartition {
     /// The partition index. (versions 0+)
     pub partition_index: i32,
     /// The ID of the leader broker. (versions 0+)
-    pub leader_id: i32,
+    pub leader_id: rt::BrokerId,
     /// The leader epoch of this partition. (versions 0+)
     pub leader_epoch: i32,
     /// The set of all nodes that host this partition. (versions 0+)
-    pub replica_nodes: Vec<i32>,
+    pub replica_nodes: Vec<rt::BrokerId>,
     /// The set of nodes that are in sync with the leader for this partition. (versions 0+)
-    pub isr_nodes: Vec<i32>,
+    pub isr_nodes: Vec<rt::BrokerId>,
     /// The new eligible leader replicas otherwise. (versions 0+; null in 0+)
-    pub eligible_leader_replicas: Option<Vec<i32>>,
+    pub eligible_leader_replicas: Option<Vec<rt::BrokerId>>,
     /// The last known ELR. (versions 0+; null in 0+)
-    pub last_known_elr: Option<Vec<i32>>,
+    pub last_known_elr: Option<Vec<rt::BrokerId>>,
     /// The set of offline replicas of this partition. (versions 0+)
-    pub offline_replicas: Vec<i32>,
+    pub offline_replicas: Vec<rt::BrokerId>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
     pub unknown_tagged_fields: Vec<rt::TaggedField>,
 }
@@ -136,7 +136,7 @@ impl Default for DescribeTopicPartitionsResponsePartition {
         Self {
             error_code: 0,
             partition_index: 0,
-            leader_id: 0,
+            leader_id: rt::BrokerId(0),
             leader_epoch: -1,
             replica_nodes: Vec::new(),
             isr_nodes: Vec::new(),
@@ -159,19 +159,20 @@ impl DescribeTopicPartitionsResponsePartition {
         d.at("DescribeTopicPartitionsResponsePartition.partition_index");
         x.partition_index = d.i32()?;
         d.at("DescribeTopicPartitionsResponsePartition.leader_id");
-        x.leader_id = d.i32()?;
+        x.leader_id = rt::BrokerId(d.i32()?);
         d.at("DescribeTopicPartitionsResponsePartition.leader_epoch");
         x.leader_epoch = d.i32()?;
         d.at("DescribeTopicPartitionsResponsePartition.replica_nodes");
-        x.replica_nodes = d.array(flexible, 4, |d| Ok(d.i32()?))?;
+        x.replica_nodes = d.array(flexible, 4, |d| Ok(rt::BrokerId(d.i32()?)))?;
         d.at("DescribeTopicPartitionsResponsePartition.isr_nodes");
-        x.isr_nodes = d.array(flexible, 4, |d| Ok(d.i32()?))?;
+        x.isr_nodes = d.array(flexible, 4, |d| Ok(rt::BrokerId(d.i32()?)))?;
         d.at("DescribeTopicPartitionsResponsePartition.eligible_leader_replicas");
-        x.eligible_leader_replicas = d.nullable_array(flexible, 4, |d| Ok(d.i32()?))?;
+        x.eligible_leader_replicas =
+            d.nullable_array(flexible, 4, |d| Ok(rt::BrokerId(d.i32()?)))?;
         d.at("DescribeTopicPartitionsResponsePartition.last_known_elr");
-        x.last_known_elr = d.nullable_array(flexible, 4, |d| Ok(d.i32()?))?;
+        x.last_known_elr = d.nullable_array(flexible, 4, |d| Ok(rt::BrokerId(d.i32()?)))?;
         d.at("DescribeTopicPartitionsResponsePartition.offline_replicas");
-        x.offline_replicas = d.array(flexible, 4, |d| Ok(d.i32()?))?;
+        x.offline_replicas = d.array(flexible, 4, |d| Ok(rt::BrokerId(d.i32()?)))?;
         if flexible {
             d.at("DescribeTopicPartitionsResponsePartition._tagged_fields");
             x.unknown_tagged_fields = d.tagged_fields(|d, tag| match tag {
@@ -187,30 +188,30 @@ impl DescribeTopicPartitionsResponsePartition {
         let flexible = true;
         e.i16(*(&self.error_code));
         e.i32(*(&self.partition_index));
-        e.i32(*(&self.leader_id));
+        e.i32((&self.leader_id).0);
         e.i32(*(&self.leader_epoch));
         e.array_len((&self.replica_nodes).len(), flexible);
         for it in (&self.replica_nodes).iter() {
-            e.i32(*it);
+            e.i32(it.0);
         }
         e.array_len((&self.isr_nodes).len(), flexible);
         for it in (&self.isr_nodes).iter() {
-            e.i32(*it);
+            e.i32(it.0);
         }
         e.nullable_array_len(
             (&self.eligible_leader_replicas).as_ref().map(Vec::len),
             flexible,
         );
         for it in (&self.eligible_leader_replicas).iter().flatten() {
-            e.i32(*it);
+            e.i32(it.0);
         }
         e.nullable_array_len((&self.last_known_elr).as_ref().map(Vec::len), flexible);
         for it in (&self.last_known_elr).iter().flatten() {
-            e.i32(*it);
+            e.i32(it.0);
         }
         e.array_len((&self.offline_replicas).len(), flexible);
         for it in (&self.offline_replicas).iter() {
-            e.i32(*it);
+            e.i32(it.0);
         }
         if flexible {
             let mut n = self.unknown_tagged_fields.len();
@@ -227,21 +228,35 @@ impl DescribeTopicPartitionsResponsePartition {
         let mut x = Self::default();
         x.error_code = r.u64() as i16;
         x.partition_index = r.u64() as i32;
-        x.leader_id = r.u64() as i32;
+        x.leader_id = rt::BrokerId(r.u64() as i32);
         x.leader_epoch = r.u64() as i32;
-        x.replica_nodes = (0..r.count()).map(|_| r.u64() as i32).collect();
-        x.isr_nodes = (0..r.count()).map(|_| r.u64() as i32).collect();
+        x.replica_nodes = (0..r.count())
+            .map(|_| rt::BrokerId(r.u64() as i32))
+            .collect();
+        x.isr_nodes = (0..r.count())
+            .map(|_| rt::BrokerId(r.u64() as i32))
+            .collect();
         x.eligible_leader_replicas = if r.one_in(4) {
             None
         } else {
-            Some((0..r.count()).map(|_| r.u64() as i32).collect())
+            Some(
+                (0..r.count())
+                    .map(|_| rt::BrokerId(r.u64() as i32))
+                    .collect(),
+            )
         };
         x.last_known_elr = if r.one_in(4) {
             None
         } else {
-            Some((0..r.count()).map(|_| r.u64() as i32).collect())
+            Some(
+                (0..r.count())
+                    .map(|_| rt::BrokerId(r.u64() as i32))
+                    .collect(),
+            )
         };
-        x.offline_replicas = (0..r.count()).map(|_| r.u64() as i32).collect();
+        x.offline_replicas = (0..r.count())
+            .map(|_| rt::BrokerId(r.u64() as i32))
+            .collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }
@@ -255,7 +270,7 @@ pub struct DescribeTopicPartitionsResponseTopic {
     /// The topic error, or 0 if there was no error. (versions 0+)
     pub error_code: i16,
     /// The topic name. (versions 0+; null in 0+)
-    pub name: Option<rt::StrBytes>,
+    pub name: Option<rt::TopicName>,
     /// The topic id. (versions 0+)
     pub topic_id: rt::Uuid,
     /// True if the topic is internal. (versions 0+)
@@ -272,7 +287,7 @@ impl Default for DescribeTopicPartitionsResponseTopic {
     fn default() -> Self {
         Self {
             error_code: 0,
-            name: Some(rt::StrBytes::default()),
+            name: Some(rt::TopicName::default()),
             topic_id: rt::Uuid::ZERO,
             is_internal: false,
             partitions: Vec::new(),
@@ -291,7 +306,7 @@ impl DescribeTopicPartitionsResponseTopic {
         d.at("DescribeTopicPartitionsResponseTopic.error_code");
         x.error_code = d.i16()?;
         d.at("DescribeTopicPartitionsResponseTopic.name");
-        x.name = d.nullable_string(flexible)?;
+        x.name = d.nullable_string(flexible)?.map(rt::TopicName);
         d.at("DescribeTopicPartitionsResponseTopic.topic_id");
         x.topic_id = d.uuid()?;
         d.at("DescribeTopicPartitionsResponseTopic.is_internal");
@@ -340,7 +355,11 @@ impl DescribeTopicPartitionsResponseTopic {
         let flexible = true;
         let mut x = Self::default();
         x.error_code = r.u64() as i16;
-        x.name = if r.one_in(4) { None } else { Some(r.string()) };
+        x.name = if r.one_in(4) {
+            None
+        } else {
+            Some(rt::TopicName(r.string()))
+        };
         x.topic_id = r.uuid();
         x.is_internal = r.bool();
         x.partitions = (0..r.count())
@@ -358,7 +377,7 @@ impl DescribeTopicPartitionsResponseTopic {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cursor {
     /// The name for the first topic to process. (versions 0+)
-    pub topic_name: rt::StrBytes,
+    pub topic_name: rt::TopicName,
     /// The partition index to start with. (versions 0+)
     pub partition_index: i32,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -368,7 +387,7 @@ pub struct Cursor {
 impl Default for Cursor {
     fn default() -> Self {
         Self {
-            topic_name: rt::StrBytes::default(),
+            topic_name: rt::TopicName::default(),
             partition_index: 0,
             unknown_tagged_fields: Vec::new(),
         }
@@ -382,7 +401,7 @@ impl Cursor {
         let flexible = true;
         let mut x = Self::default();
         d.at("Cursor.topic_name");
-        x.topic_name = d.string(flexible)?;
+        x.topic_name = rt::TopicName(d.string(flexible)?);
         d.at("Cursor.partition_index");
         x.partition_index = d.i32()?;
         if flexible {
@@ -413,7 +432,7 @@ impl Cursor {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.topic_name = r.string();
+        x.topic_name = rt::TopicName(r.string());
         x.partition_index = r.u64() as i32;
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();

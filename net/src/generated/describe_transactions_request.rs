@@ -11,7 +11,7 @@ use super::rt;
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribeTransactionsRequest {
     /// Array of transactionalIds to include in describe results. If empty, then no results will be returned. (versions 0+)
-    pub transactional_ids: Vec<rt::StrBytes>,
+    pub transactional_ids: Vec<rt::TransactionalId>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
     pub unknown_tagged_fields: Vec<rt::TaggedField>,
 }
@@ -39,7 +39,9 @@ impl DescribeTransactionsRequest {
         let flexible = true;
         let mut x = Self::default();
         d.at("DescribeTransactionsRequest.transactional_ids");
-        x.transactional_ids = d.array(flexible, 1, |d| Ok(d.string(flexible)?))?;
+        x.transactional_ids = d.array(flexible, 1, |d| {
+            Ok(rt::TransactionalId(d.string(flexible)?))
+        })?;
         if flexible {
             d.at("DescribeTransactionsRequest._tagged_fields");
             x.unknown_tagged_fields = d.tagged_fields(|d, tag| match tag {
@@ -70,7 +72,9 @@ impl DescribeTransactionsRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.transactional_ids = (0..r.count()).map(|_| r.string()).collect();
+        x.transactional_ids = (0..r.count())
+            .map(|_| rt::TransactionalId(r.string()))
+            .collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }

@@ -92,7 +92,7 @@ impl DescribeTransactionsResponse {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicData {
     /// The topic name. (versions 0+)
-    pub topic: rt::StrBytes,
+    pub topic: rt::TopicName,
     /// The partition ids included in the current transaction. (versions 0+)
     pub partitions: Vec<i32>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -102,7 +102,7 @@ pub struct TopicData {
 impl Default for TopicData {
     fn default() -> Self {
         Self {
-            topic: rt::StrBytes::default(),
+            topic: rt::TopicName::default(),
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -116,7 +116,7 @@ impl TopicData {
         let flexible = true;
         let mut x = Self::default();
         d.at("TopicData.topic");
-        x.topic = d.string(flexible)?;
+        x.topic = rt::TopicName(d.string(flexible)?);
         d.at("TopicData.partitions");
         x.partitions = d.array(flexible, 4, |d| Ok(d.i32()?))?;
         if flexible {
@@ -150,7 +150,7 @@ impl TopicData {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.topic = r.string();
+        x.topic = rt::TopicName(r.string());
         x.partitions = (0..r.count()).map(|_| r.u64() as i32).collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
@@ -165,7 +165,7 @@ pub struct TransactionState {
     /// The error code. (versions 0+)
     pub error_code: i16,
     /// The transactional id. (versions 0+)
-    pub transactional_id: rt::StrBytes,
+    pub transactional_id: rt::TransactionalId,
     /// The current transaction state of the producer. (versions 0+)
     pub transaction_state: rt::StrBytes,
     /// The timeout in milliseconds for the transaction. (versions 0+)
@@ -173,7 +173,7 @@ pub struct TransactionState {
     /// The start time of the transaction in milliseconds. (versions 0+)
     pub transaction_start_time_ms: i64,
     /// The current producer id associated with the transaction. (versions 0+)
-    pub producer_id: i64,
+    pub producer_id: rt::ProducerId,
     /// The current epoch associated with the producer id. (versions 0+)
     pub producer_epoch: i16,
     /// The set of partitions included in the current transaction (if active). When a transaction is preparing to commit or abort, this will include only partitions which do not have markers. (versions 0+)
@@ -186,11 +186,11 @@ impl Default for TransactionState {
     fn default() -> Self {
         Self {
             error_code: 0,
-            transactional_id: rt::StrBytes::default(),
+            transactional_id: rt::TransactionalId::default(),
             transaction_state: rt::StrBytes::default(),
             transaction_timeout_ms: 0,
             transaction_start_time_ms: 0,
-            producer_id: 0,
+            producer_id: rt::ProducerId(0),
             producer_epoch: 0,
             topics: Vec::new(),
             unknown_tagged_fields: Vec::new(),
@@ -207,7 +207,7 @@ impl TransactionState {
         d.at("TransactionState.error_code");
         x.error_code = d.i16()?;
         d.at("TransactionState.transactional_id");
-        x.transactional_id = d.string(flexible)?;
+        x.transactional_id = rt::TransactionalId(d.string(flexible)?);
         d.at("TransactionState.transaction_state");
         x.transaction_state = d.string(flexible)?;
         d.at("TransactionState.transaction_timeout_ms");
@@ -215,7 +215,7 @@ impl TransactionState {
         d.at("TransactionState.transaction_start_time_ms");
         x.transaction_start_time_ms = d.i64()?;
         d.at("TransactionState.producer_id");
-        x.producer_id = d.i64()?;
+        x.producer_id = rt::ProducerId(d.i64()?);
         d.at("TransactionState.producer_epoch");
         x.producer_epoch = d.i16()?;
         d.at("TransactionState.topics");
@@ -238,7 +238,7 @@ impl TransactionState {
         e.string((&self.transaction_state), flexible);
         e.i32(*(&self.transaction_timeout_ms));
         e.i64(*(&self.transaction_start_time_ms));
-        e.i64(*(&self.producer_id));
+        e.i64((&self.producer_id).0);
         e.i16(*(&self.producer_epoch));
         e.array_len((&self.topics).len(), flexible);
         for it in (&self.topics).iter() {
@@ -258,11 +258,11 @@ impl TransactionState {
         let flexible = true;
         let mut x = Self::default();
         x.error_code = r.u64() as i16;
-        x.transactional_id = r.string();
+        x.transactional_id = rt::TransactionalId(r.string());
         x.transaction_state = r.string();
         x.transaction_timeout_ms = r.u64() as i32;
         x.transaction_start_time_ms = r.u64() as i64;
-        x.producer_id = r.u64() as i64;
+        x.producer_id = rt::ProducerId(r.u64() as i64);
         x.producer_epoch = r.u64() as i16;
         x.topics = (0..r.count())
             .map(|_| TopicData::random(r, version))

@@ -111,7 +111,7 @@ impl ElectLeadersRequest {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicPartitions {
     /// The name of a topic. (versions 0+)
-    pub topic: rt::StrBytes,
+    pub topic: rt::TopicName,
     /// The partitions of this topic whose leader should be elected. (versions 0+)
     pub partitions: Vec<i32>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -121,7 +121,7 @@ pub struct TopicPartitions {
 impl Default for TopicPartitions {
     fn default() -> Self {
         Self {
-            topic: rt::StrBytes::default(),
+            topic: rt::TopicName::default(),
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -135,7 +135,7 @@ impl TopicPartitions {
         let flexible = version >= 2;
         let mut x = Self::default();
         d.at("TopicPartitions.topic");
-        x.topic = d.string(flexible)?;
+        x.topic = rt::TopicName(d.string(flexible)?);
         d.at("TopicPartitions.partitions");
         x.partitions = d.array(flexible, 4, |d| Ok(d.i32()?))?;
         if flexible {
@@ -169,7 +169,7 @@ impl TopicPartitions {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 2;
         let mut x = Self::default();
-        x.topic = r.string();
+        x.topic = rt::TopicName(r.string());
         x.partitions = (0..r.count()).map(|_| r.u64() as i32).collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();

@@ -181,7 +181,7 @@ impl PartitionResult {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplicaElectionResult {
     /// The topic name. (versions 0+)
-    pub topic: rt::StrBytes,
+    pub topic: rt::TopicName,
     /// The results for each partition. (versions 0+)
     pub partition_result: Vec<PartitionResult>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -191,7 +191,7 @@ pub struct ReplicaElectionResult {
 impl Default for ReplicaElectionResult {
     fn default() -> Self {
         Self {
-            topic: rt::StrBytes::default(),
+            topic: rt::TopicName::default(),
             partition_result: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -205,7 +205,7 @@ impl ReplicaElectionResult {
         let flexible = version >= 2;
         let mut x = Self::default();
         d.at("ReplicaElectionResult.topic");
-        x.topic = d.string(flexible)?;
+        x.topic = rt::TopicName(d.string(flexible)?);
         d.at("ReplicaElectionResult.partition_result");
         x.partition_result = d.array(flexible, 1, |d| Ok(PartitionResult::decode(d, version)?))?;
         if flexible {
@@ -239,7 +239,7 @@ impl ReplicaElectionResult {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 2;
         let mut x = Self::default();
-        x.topic = r.string();
+        x.topic = rt::TopicName(r.string());
         x.partition_result = (0..r.count())
             .map(|_| PartitionResult::random(r, version))
             .collect();

@@ -110,7 +110,7 @@ impl EndQuorumEpochRequest {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplicaInfo {
     /// The ID of the candidate replica. (versions 1+)
-    pub candidate_id: i32,
+    pub candidate_id: rt::BrokerId,
     /// The directory ID of the candidate replica. (versions 1+)
     pub candidate_directory_id: rt::Uuid,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -120,7 +120,7 @@ pub struct ReplicaInfo {
 impl Default for ReplicaInfo {
     fn default() -> Self {
         Self {
-            candidate_id: 0,
+            candidate_id: rt::BrokerId(0),
             candidate_directory_id: rt::Uuid::ZERO,
             unknown_tagged_fields: Vec::new(),
         }
@@ -135,7 +135,7 @@ impl ReplicaInfo {
         let mut x = Self::default();
         if version >= 1 {
             d.at("ReplicaInfo.candidate_id");
-            x.candidate_id = d.i32()?;
+            x.candidate_id = rt::BrokerId(d.i32()?);
         }
         if version >= 1 {
             d.at("ReplicaInfo.candidate_directory_id");
@@ -155,7 +155,7 @@ impl ReplicaInfo {
     pub fn encode(&self, e: &mut rt::Encoder, version: i16) {
         let flexible = version >= 1;
         if version >= 1 {
-            e.i32(*(&self.candidate_id));
+            e.i32((&self.candidate_id).0);
         }
         if version >= 1 {
             e.uuid((&self.candidate_directory_id));
@@ -174,7 +174,7 @@ impl ReplicaInfo {
         let flexible = version >= 1;
         let mut x = Self::default();
         if version >= 1 {
-            x.candidate_id = r.u64() as i32;
+            x.candidate_id = rt::BrokerId(r.u64() as i32);
         }
         if version >= 1 {
             x.candidate_directory_id = r.uuid();
@@ -192,7 +192,7 @@ pub struct PartitionData {
     /// The partition index. (versions 0+)
     pub partition_index: i32,
     /// The current leader ID that is resigning. (versions 0+)
-    pub leader_id: i32,
+    pub leader_id: rt::BrokerId,
     /// The current epoch. (versions 0+)
     pub leader_epoch: i32,
     /// A sorted list of preferred successors to start the election. (versions 0)
@@ -207,7 +207,7 @@ impl Default for PartitionData {
     fn default() -> Self {
         Self {
             partition_index: 0,
-            leader_id: 0,
+            leader_id: rt::BrokerId(0),
             leader_epoch: 0,
             preferred_successors: Vec::new(),
             preferred_candidates: Vec::new(),
@@ -225,7 +225,7 @@ impl PartitionData {
         d.at("PartitionData.partition_index");
         x.partition_index = d.i32()?;
         d.at("PartitionData.leader_id");
-        x.leader_id = d.i32()?;
+        x.leader_id = rt::BrokerId(d.i32()?);
         d.at("PartitionData.leader_epoch");
         x.leader_epoch = d.i32()?;
         if version <= 0 {
@@ -251,7 +251,7 @@ impl PartitionData {
     pub fn encode(&self, e: &mut rt::Encoder, version: i16) {
         let flexible = version >= 1;
         e.i32(*(&self.partition_index));
-        e.i32(*(&self.leader_id));
+        e.i32((&self.leader_id).0);
         e.i32(*(&self.leader_epoch));
         if version <= 0 {
             e.array_len((&self.preferred_successors).len(), flexible);
@@ -279,7 +279,7 @@ impl PartitionData {
         let flexible = version >= 1;
         let mut x = Self::default();
         x.partition_index = r.u64() as i32;
-        x.leader_id = r.u64() as i32;
+        x.leader_id = rt::BrokerId(r.u64() as i32);
         x.leader_epoch = r.u64() as i32;
         if version <= 0 {
             x.preferred_successors = (0..r.count()).map(|_| r.u64() as i32).collect();
@@ -300,7 +300,7 @@ impl PartitionData {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicData {
     /// The topic name. (versions 0+)
-    pub topic_name: rt::StrBytes,
+    pub topic_name: rt::TopicName,
     /// The partitions. (versions 0+)
     pub partitions: Vec<PartitionData>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -310,7 +310,7 @@ pub struct TopicData {
 impl Default for TopicData {
     fn default() -> Self {
         Self {
-            topic_name: rt::StrBytes::default(),
+            topic_name: rt::TopicName::default(),
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -324,7 +324,7 @@ impl TopicData {
         let flexible = version >= 1;
         let mut x = Self::default();
         d.at("TopicData.topic_name");
-        x.topic_name = d.string(flexible)?;
+        x.topic_name = rt::TopicName(d.string(flexible)?);
         d.at("TopicData.partitions");
         x.partitions = d.array(flexible, 1, |d| Ok(PartitionData::decode(d, version)?))?;
         if flexible {
@@ -358,7 +358,7 @@ impl TopicData {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 1;
         let mut x = Self::default();
-        x.topic_name = r.string();
+        x.topic_name = rt::TopicName(r.string());
         x.partitions = (0..r.count())
             .map(|_| PartitionData::random(r, version))
             .collect();

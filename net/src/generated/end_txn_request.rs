@@ -11,9 +11,9 @@ use super::rt;
 #[derive(Debug, Clone, PartialEq)]
 pub struct EndTxnRequest {
     /// The ID of the transaction to end. (versions 0+)
-    pub transactional_id: rt::StrBytes,
+    pub transactional_id: rt::TransactionalId,
     /// The producer ID. (versions 0+)
-    pub producer_id: i64,
+    pub producer_id: rt::ProducerId,
     /// The current epoch associated with the producer. (versions 0+)
     pub producer_epoch: i16,
     /// True if the transaction was committed, false if it was aborted. (versions 0+)
@@ -25,8 +25,8 @@ pub struct EndTxnRequest {
 impl Default for EndTxnRequest {
     fn default() -> Self {
         Self {
-            transactional_id: rt::StrBytes::default(),
-            producer_id: 0,
+            transactional_id: rt::TransactionalId::default(),
+            producer_id: rt::ProducerId(0),
             producer_epoch: 0,
             committed: false,
             unknown_tagged_fields: Vec::new(),
@@ -48,9 +48,9 @@ impl EndTxnRequest {
         let flexible = version >= 3;
         let mut x = Self::default();
         d.at("EndTxnRequest.transactional_id");
-        x.transactional_id = d.string(flexible)?;
+        x.transactional_id = rt::TransactionalId(d.string(flexible)?);
         d.at("EndTxnRequest.producer_id");
-        x.producer_id = d.i64()?;
+        x.producer_id = rt::ProducerId(d.i64()?);
         d.at("EndTxnRequest.producer_epoch");
         x.producer_epoch = d.i16()?;
         d.at("EndTxnRequest.committed");
@@ -69,7 +69,7 @@ impl EndTxnRequest {
     pub fn encode(&self, e: &mut rt::Encoder, version: i16) {
         let flexible = version >= 3;
         e.string((&self.transactional_id), flexible);
-        e.i64(*(&self.producer_id));
+        e.i64((&self.producer_id).0);
         e.i16(*(&self.producer_epoch));
         e.bool(*(&self.committed));
         if flexible {
@@ -85,8 +85,8 @@ impl EndTxnRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 3;
         let mut x = Self::default();
-        x.transactional_id = r.string();
-        x.producer_id = r.u64() as i64;
+        x.transactional_id = rt::TransactionalId(r.string());
+        x.producer_id = rt::ProducerId(r.u64() as i64);
         x.producer_epoch = r.u64() as i16;
         x.committed = r.bool();
         if flexible {

@@ -15,7 +15,7 @@ pub struct EndTxnResponse {
     /// The error code, or 0 if there was no error. (versions 0+)
     pub error_code: i16,
     /// The producer ID. (versions 5+)
-    pub producer_id: i64,
+    pub producer_id: rt::ProducerId,
     /// The current epoch associated with the producer. (versions 5+)
     pub producer_epoch: i16,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -27,7 +27,7 @@ impl Default for EndTxnResponse {
         Self {
             throttle_time_ms: 0,
             error_code: 0,
-            producer_id: -1,
+            producer_id: rt::ProducerId(-1),
             producer_epoch: -1,
             unknown_tagged_fields: Vec::new(),
         }
@@ -53,7 +53,7 @@ impl EndTxnResponse {
         x.error_code = d.i16()?;
         if version >= 5 {
             d.at("EndTxnResponse.producer_id");
-            x.producer_id = d.i64()?;
+            x.producer_id = rt::ProducerId(d.i64()?);
         }
         if version >= 5 {
             d.at("EndTxnResponse.producer_epoch");
@@ -75,7 +75,7 @@ impl EndTxnResponse {
         e.i32(*(&self.throttle_time_ms));
         e.i16(*(&self.error_code));
         if version >= 5 {
-            e.i64(*(&self.producer_id));
+            e.i64((&self.producer_id).0);
         }
         if version >= 5 {
             e.i16(*(&self.producer_epoch));
@@ -96,7 +96,7 @@ impl EndTxnResponse {
         x.throttle_time_ms = r.u64() as i32;
         x.error_code = r.u64() as i16;
         if version >= 5 {
-            x.producer_id = r.u64() as i64;
+            x.producer_id = rt::ProducerId(r.u64() as i64);
         }
         if version >= 5 {
             x.producer_epoch = r.u64() as i16;

@@ -13,7 +13,7 @@ pub struct FetchRequest {
     /// The clusterId if known. This is used to validate metadata fetches prior to broker registration. (versions 12+; null in 12+; tagged, tag 0)
     pub cluster_id: Option<rt::StrBytes>,
     /// The broker ID of the follower, of -1 if this request is from a consumer. (versions 0-14)
-    pub replica_id: i32,
+    pub replica_id: rt::BrokerId,
     /// The state of the replica in the follower. (versions 15+; tagged, tag 1)
     pub replica_state: ReplicaState,
     /// The maximum time in milliseconds to wait for the response. (versions 0+)
@@ -42,7 +42,7 @@ impl Default for FetchRequest {
     fn default() -> Self {
         Self {
             cluster_id: None,
-            replica_id: -1,
+            replica_id: rt::BrokerId(-1),
             replica_state: ReplicaState::default(),
             max_wait_ms: 0,
             min_bytes: 0,
@@ -73,7 +73,7 @@ impl FetchRequest {
         let mut x = Self::default();
         if version <= 14 {
             d.at("FetchRequest.replica_id");
-            x.replica_id = d.i32()?;
+            x.replica_id = rt::BrokerId(d.i32()?);
         }
         d.at("FetchRequest.max_wait_ms");
         x.max_wait_ms = d.i32()?;
@@ -126,7 +126,7 @@ impl FetchRequest {
     pub fn encode(&self, e: &mut rt::Encoder, version: i16) {
         let flexible = version >= 12;
         if version <= 14 {
-            e.i32(*(&self.replica_id));
+            e.i32((&self.replica_id).0);
         }
         e.i32(*(&self.max_wait_ms));
         e.i32(*(&self.min_bytes));
@@ -186,7 +186,7 @@ impl FetchRequest {
             x.cluster_id = if r.one_in(4) { None } else { Some(r.string()) };
         }
         if version <= 14 {
-            x.replica_id = r.u64() as i32;
+            x.replica_id = rt::BrokerId(r.u64() as i32);
         }
         if version >= 15 {
             x.replica_state = ReplicaState::random(r, version);
@@ -223,7 +223,7 @@ impl FetchRequest {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplicaState {
     /// The replica ID of the follower, or -1 if this request is from a consumer. (versions 15+)
-    pub replica_id: i32,
+    pub replica_id: rt::BrokerId,
     /// The epoch of this follower, or -1 if not available. (versions 15+)
     pub replica_epoch: i64,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -233,7 +233,7 @@ pub struct ReplicaState {
 impl Default for ReplicaState {
     fn default() -> Self {
         Self {
-            replica_id: -1,
+            replica_id: rt::BrokerId(-1),
             replica_epoch: -1,
             unknown_tagged_fields: Vec::new(),
         }
@@ -248,7 +248,7 @@ impl ReplicaState {
         let mut x = Self::default();
         if version >= 15 {
             d.at("ReplicaState.replica_id");
-            x.replica_id = d.i32()?;
+            x.replica_id = rt::BrokerId(d.i32()?);
         }
         if version >= 15 {
             d.at("ReplicaState.replica_epoch");
@@ -268,7 +268,7 @@ impl ReplicaState {
     pub fn encode(&self, e: &mut rt::Encoder, version: i16) {
         let flexible = version >= 12;
         if version >= 15 {
-            e.i32(*(&self.replica_id));
+            e.i32((&self.replica_id).0);
         }
         if version >= 15 {
             e.i64(*(&self.replica_epoch));
@@ -287,7 +287,7 @@ impl ReplicaState {
         let flexible = version >= 12;
         let mut x = Self::default();
         if version >= 15 {
-            x.replica_id = r.u64() as i32;
+            x.replica_id = rt::BrokerId(r.u64() as i32);
         }
         if version >= 15 {
             x.replica_epoch = r.u64() as i64;
@@ -457,7 +457,7 @@ impl FetchPartition {
 #[derive(Debug, Clone, PartialEq)]
 pub struct FetchTopic {
     /// The name of the topic to fetch. (versions 0-12)
-    pub topic: rt::StrBytes,
+    pub topic: rt::TopicName,
     /// The unique topic ID. (versions 13+)
     pub topic_id: rt::Uuid,
     /// The partitions to fetch. (versions 0+)
@@ -469,7 +469,7 @@ pub struct FetchTopic {
 impl Default for FetchTopic {
     fn default() -> Self {
         Self {
-            topic: rt::StrBytes::default(),
+            topic: rt::TopicName::default(),
             topic_id: rt::Uuid::ZERO,
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
@@ -485,7 +485,7 @@ impl FetchTopic {
         let mut x = Self::default();
         if version <= 12 {
             d.at("FetchTopic.topic");
-            x.topic = d.string(flexible)?;
+            x.topic = rt::TopicName(d.string(flexible)?);
         }
         if version >= 13 {
             d.at("FetchTopic.topic_id");
@@ -530,7 +530,7 @@ impl FetchTopic {
         let flexible = version >= 12;
         let mut x = Self::default();
         if version <= 12 {
-            x.topic = r.string();
+            x.topic = rt::TopicName(r.string());
         }
         if version >= 13 {
             x.topic_id = r.uuid();
@@ -549,7 +549,7 @@ impl FetchTopic {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ForgottenTopic {
     /// The topic name. (versions 7-12)
-    pub topic: rt::StrBytes,
+    pub topic: rt::TopicName,
     /// The unique topic ID. (versions 13+)
     pub topic_id: rt::Uuid,
     /// The partitions indexes to forget. (versions 7+)
@@ -561,7 +561,7 @@ pub struct ForgottenTopic {
 impl Default for ForgottenTopic {
     fn default() -> Self {
         Self {
-            topic: rt::StrBytes::default(),
+            topic: rt::TopicName::default(),
             topic_id: rt::Uuid::ZERO,
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
@@ -577,7 +577,7 @@ impl ForgottenTopic {
         let mut x = Self::default();
         if version >= 7 && version <= 12 {
             d.at("ForgottenTopic.topic");
-            x.topic = d.string(flexible)?;
+            x.topic = rt::TopicName(d.string(flexible)?);
         }
         if version >= 13 {
             d.at("ForgottenTopic.topic_id");
@@ -626,7 +626,7 @@ impl ForgottenTopic {
         let flexible = version >= 12;
         let mut x = Self::default();
         if version >= 7 && version <= 12 {
-            x.topic = r.string();
+            x.topic = rt::TopicName(r.string());
         }
         if version >= 13 {
             x.topic_id = r.uuid();

@@ -225,7 +225,7 @@ impl EpochEndOffset {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LeaderIdAndEpoch {
     /// The ID of the current leader or -1 if the leader is unknown. (versions 12+)
-    pub leader_id: i32,
+    pub leader_id: rt::BrokerId,
     /// The latest known leader epoch. (versions 12+)
     pub leader_epoch: i32,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -235,7 +235,7 @@ pub struct LeaderIdAndEpoch {
 impl Default for LeaderIdAndEpoch {
     fn default() -> Self {
         Self {
-            leader_id: -1,
+            leader_id: rt::BrokerId(-1),
             leader_epoch: -1,
             unknown_tagged_fields: Vec::new(),
         }
@@ -250,7 +250,7 @@ impl LeaderIdAndEpoch {
         let mut x = Self::default();
         if version >= 12 {
             d.at("LeaderIdAndEpoch.leader_id");
-            x.leader_id = d.i32()?;
+            x.leader_id = rt::BrokerId(d.i32()?);
         }
         if version >= 12 {
             d.at("LeaderIdAndEpoch.leader_epoch");
@@ -270,7 +270,7 @@ impl LeaderIdAndEpoch {
     pub fn encode(&self, e: &mut rt::Encoder, version: i16) {
         let flexible = version >= 12;
         if version >= 12 {
-            e.i32(*(&self.leader_id));
+            e.i32((&self.leader_id).0);
         }
         if version >= 12 {
             e.i32(*(&self.leader_epoch));
@@ -289,7 +289,7 @@ impl LeaderIdAndEpoch {
         let flexible = version >= 12;
         let mut x = Self::default();
         if version >= 12 {
-            x.leader_id = r.u64() as i32;
+            x.leader_id = rt::BrokerId(r.u64() as i32);
         }
         if version >= 12 {
             x.leader_epoch = r.u64() as i32;
@@ -373,7 +373,7 @@ impl SnapshotId {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AbortedTransaction {
     /// The producer id associated with the aborted transaction. (versions 4+)
-    pub producer_id: i64,
+    pub producer_id: rt::ProducerId,
     /// The first offset in the aborted transaction. (versions 4+)
     pub first_offset: i64,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -383,7 +383,7 @@ pub struct AbortedTransaction {
 impl Default for AbortedTransaction {
     fn default() -> Self {
         Self {
-            producer_id: 0,
+            producer_id: rt::ProducerId(0),
             first_offset: 0,
             unknown_tagged_fields: Vec::new(),
         }
@@ -397,7 +397,7 @@ impl AbortedTransaction {
         let flexible = version >= 12;
         let mut x = Self::default();
         d.at("AbortedTransaction.producer_id");
-        x.producer_id = d.i64()?;
+        x.producer_id = rt::ProducerId(d.i64()?);
         d.at("AbortedTransaction.first_offset");
         x.first_offset = d.i64()?;
         if flexible {
@@ -413,7 +413,7 @@ impl AbortedTransaction {
     #[allow(unused_variables, clippy::all)]
     pub fn encode(&self, e: &mut rt::Encoder, version: i16) {
         let flexible = version >= 12;
-        e.i64(*(&self.producer_id));
+        e.i64((&self.producer_id).0);
         e.i64(*(&self.first_offset));
         if flexible {
             let mut n = self.unknown_tagged_fields.len();
@@ -428,7 +428,7 @@ impl AbortedTransaction {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 12;
         let mut x = Self::default();
-        x.producer_id = r.u64() as i64;
+        x.producer_id = rt::ProducerId(r.u64() as i64);
         x.first_offset = r.u64() as i64;
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
@@ -459,7 +459,7 @@ pub struct PartitionData {
     /// The aborted transactions. (versions 4+; null in 4+)
     pub aborted_transactions: Option<Vec<AbortedTransaction>>,
     /// The preferred read replica for the consumer to use on its next fetch request. (versions 11+)
-    pub preferred_read_replica: i32,
+    pub preferred_read_replica: rt::BrokerId,
     /// The record data. (versions 0+; null in 0+)
     /// Record batches, zero copy. Send `Some(empty)`, not `None`, for no data: librdkafka rejects null records.
     pub records: Option<rt::Records>,
@@ -479,7 +479,7 @@ impl Default for PartitionData {
             current_leader: LeaderIdAndEpoch::default(),
             snapshot_id: SnapshotId::default(),
             aborted_transactions: Some(Vec::new()),
-            preferred_read_replica: -1,
+            preferred_read_replica: rt::BrokerId(-1),
             records: None,
             unknown_tagged_fields: Vec::new(),
         }
@@ -509,7 +509,7 @@ impl PartitionData {
             d.nullable_array(flexible, 1, |d| Ok(AbortedTransaction::decode(d, version)?))?;
         if version >= 11 {
             d.at("PartitionData.preferred_read_replica");
-            x.preferred_read_replica = d.i32()?;
+            x.preferred_read_replica = rt::BrokerId(d.i32()?);
         }
         d.at("PartitionData.records");
         x.records = d.nullable_records(flexible)?;
@@ -556,7 +556,7 @@ impl PartitionData {
             it.encode(e, version);
         }
         if version >= 11 {
-            e.i32(*(&self.preferred_read_replica));
+            e.i32((&self.preferred_read_replica).0);
         }
         e.records((&self.records).as_ref(), flexible);
         if flexible {
@@ -625,7 +625,7 @@ impl PartitionData {
             )
         };
         if version >= 11 {
-            x.preferred_read_replica = r.u64() as i32;
+            x.preferred_read_replica = rt::BrokerId(r.u64() as i32);
         }
         x.records = if r.one_in(4) { None } else { Some(r.records()) };
         if flexible {
@@ -639,7 +639,7 @@ impl PartitionData {
 #[derive(Debug, Clone, PartialEq)]
 pub struct FetchableTopicResponse {
     /// The topic name. (versions 0-12)
-    pub topic: rt::StrBytes,
+    pub topic: rt::TopicName,
     /// The unique topic ID. (versions 13+)
     pub topic_id: rt::Uuid,
     /// The topic partitions. (versions 0+)
@@ -651,7 +651,7 @@ pub struct FetchableTopicResponse {
 impl Default for FetchableTopicResponse {
     fn default() -> Self {
         Self {
-            topic: rt::StrBytes::default(),
+            topic: rt::TopicName::default(),
             topic_id: rt::Uuid::ZERO,
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
@@ -667,7 +667,7 @@ impl FetchableTopicResponse {
         let mut x = Self::default();
         if version <= 12 {
             d.at("FetchableTopicResponse.topic");
-            x.topic = d.string(flexible)?;
+            x.topic = rt::TopicName(d.string(flexible)?);
         }
         if version >= 13 {
             d.at("FetchableTopicResponse.topic_id");
@@ -712,7 +712,7 @@ impl FetchableTopicResponse {
         let flexible = version >= 12;
         let mut x = Self::default();
         if version <= 12 {
-            x.topic = r.string();
+            x.topic = rt::TopicName(r.string());
         }
         if version >= 13 {
             x.topic_id = r.uuid();
@@ -731,7 +731,7 @@ impl FetchableTopicResponse {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeEndpoint {
     /// The ID of the associated node. (versions 16+)
-    pub node_id: i32,
+    pub node_id: rt::BrokerId,
     /// The node's hostname. (versions 16+)
     pub host: rt::StrBytes,
     /// The node's port. (versions 16+)
@@ -745,7 +745,7 @@ pub struct NodeEndpoint {
 impl Default for NodeEndpoint {
     fn default() -> Self {
         Self {
-            node_id: 0,
+            node_id: rt::BrokerId(0),
             host: rt::StrBytes::default(),
             port: 0,
             rack: None,
@@ -762,7 +762,7 @@ impl NodeEndpoint {
         let mut x = Self::default();
         if version >= 16 {
             d.at("NodeEndpoint.node_id");
-            x.node_id = d.i32()?;
+            x.node_id = rt::BrokerId(d.i32()?);
         }
         if version >= 16 {
             d.at("NodeEndpoint.host");
@@ -790,7 +790,7 @@ impl NodeEndpoint {
     pub fn encode(&self, e: &mut rt::Encoder, version: i16) {
         let flexible = version >= 12;
         if version >= 16 {
-            e.i32(*(&self.node_id));
+            e.i32((&self.node_id).0);
         }
         if version >= 16 {
             e.string((&self.host), flexible);
@@ -815,7 +815,7 @@ impl NodeEndpoint {
         let flexible = version >= 12;
         let mut x = Self::default();
         if version >= 16 {
-            x.node_id = r.u64() as i32;
+            x.node_id = rt::BrokerId(r.u64() as i32);
         }
         if version >= 16 {
             x.host = r.string();

@@ -13,7 +13,7 @@ pub struct FetchSnapshotRequest {
     /// The clusterId if known, this is used to validate metadata fetches prior to broker registration. (versions 0+; null in 0+; tagged, tag 0)
     pub cluster_id: Option<rt::StrBytes>,
     /// The broker ID of the follower. (versions 0+)
-    pub replica_id: i32,
+    pub replica_id: rt::BrokerId,
     /// The maximum bytes to fetch from all of the snapshots. (versions 0+)
     pub max_bytes: i32,
     /// The topics to fetch. (versions 0+)
@@ -26,7 +26,7 @@ impl Default for FetchSnapshotRequest {
     fn default() -> Self {
         Self {
             cluster_id: None,
-            replica_id: -1,
+            replica_id: rt::BrokerId(-1),
             max_bytes: 0x7fffffff,
             topics: Vec::new(),
             unknown_tagged_fields: Vec::new(),
@@ -48,7 +48,7 @@ impl FetchSnapshotRequest {
         let flexible = true;
         let mut x = Self::default();
         d.at("FetchSnapshotRequest.replica_id");
-        x.replica_id = d.i32()?;
+        x.replica_id = rt::BrokerId(d.i32()?);
         d.at("FetchSnapshotRequest.max_bytes");
         x.max_bytes = d.i32()?;
         d.at("FetchSnapshotRequest.topics");
@@ -71,7 +71,7 @@ impl FetchSnapshotRequest {
     #[allow(unused_variables, clippy::all)]
     pub fn encode(&self, e: &mut rt::Encoder, version: i16) {
         let flexible = true;
-        e.i32(*(&self.replica_id));
+        e.i32((&self.replica_id).0);
         e.i32(*(&self.max_bytes));
         e.array_len((&self.topics).len(), flexible);
         for it in (&self.topics).iter() {
@@ -100,7 +100,7 @@ impl FetchSnapshotRequest {
         let flexible = true;
         let mut x = Self::default();
         x.cluster_id = if r.one_in(4) { None } else { Some(r.string()) };
-        x.replica_id = r.u64() as i32;
+        x.replica_id = rt::BrokerId(r.u64() as i32);
         x.max_bytes = r.u64() as i32;
         x.topics = (0..r.count())
             .map(|_| TopicSnapshot::random(r, version))
@@ -286,7 +286,7 @@ impl PartitionSnapshot {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicSnapshot {
     /// The name of the topic to fetch. (versions 0+)
-    pub name: rt::StrBytes,
+    pub name: rt::TopicName,
     /// The partitions to fetch. (versions 0+)
     pub partitions: Vec<PartitionSnapshot>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -296,7 +296,7 @@ pub struct TopicSnapshot {
 impl Default for TopicSnapshot {
     fn default() -> Self {
         Self {
-            name: rt::StrBytes::default(),
+            name: rt::TopicName::default(),
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -310,7 +310,7 @@ impl TopicSnapshot {
         let flexible = true;
         let mut x = Self::default();
         d.at("TopicSnapshot.name");
-        x.name = d.string(flexible)?;
+        x.name = rt::TopicName(d.string(flexible)?);
         d.at("TopicSnapshot.partitions");
         x.partitions = d.array(flexible, 1, |d| Ok(PartitionSnapshot::decode(d, version)?))?;
         if flexible {
@@ -344,7 +344,7 @@ impl TopicSnapshot {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.name = r.string();
+        x.name = rt::TopicName(r.string());
         x.partitions = (0..r.count())
             .map(|_| PartitionSnapshot::random(r, version))
             .collect();

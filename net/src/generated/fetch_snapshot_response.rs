@@ -192,7 +192,7 @@ impl SnapshotId {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LeaderIdAndEpoch {
     /// The ID of the current leader or -1 if the leader is unknown. (versions 0+)
-    pub leader_id: i32,
+    pub leader_id: rt::BrokerId,
     /// The latest known leader epoch. (versions 0+)
     pub leader_epoch: i32,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -202,7 +202,7 @@ pub struct LeaderIdAndEpoch {
 impl Default for LeaderIdAndEpoch {
     fn default() -> Self {
         Self {
-            leader_id: 0,
+            leader_id: rt::BrokerId(0),
             leader_epoch: 0,
             unknown_tagged_fields: Vec::new(),
         }
@@ -216,7 +216,7 @@ impl LeaderIdAndEpoch {
         let flexible = true;
         let mut x = Self::default();
         d.at("LeaderIdAndEpoch.leader_id");
-        x.leader_id = d.i32()?;
+        x.leader_id = rt::BrokerId(d.i32()?);
         d.at("LeaderIdAndEpoch.leader_epoch");
         x.leader_epoch = d.i32()?;
         if flexible {
@@ -232,7 +232,7 @@ impl LeaderIdAndEpoch {
     #[allow(unused_variables, clippy::all)]
     pub fn encode(&self, e: &mut rt::Encoder, version: i16) {
         let flexible = true;
-        e.i32(*(&self.leader_id));
+        e.i32((&self.leader_id).0);
         e.i32(*(&self.leader_epoch));
         if flexible {
             let mut n = self.unknown_tagged_fields.len();
@@ -247,7 +247,7 @@ impl LeaderIdAndEpoch {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.leader_id = r.u64() as i32;
+        x.leader_id = rt::BrokerId(r.u64() as i32);
         x.leader_epoch = r.u64() as i32;
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
@@ -382,7 +382,7 @@ impl PartitionSnapshot {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicSnapshot {
     /// The name of the topic to fetch. (versions 0+)
-    pub name: rt::StrBytes,
+    pub name: rt::TopicName,
     /// The partitions to fetch. (versions 0+)
     pub partitions: Vec<PartitionSnapshot>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -392,7 +392,7 @@ pub struct TopicSnapshot {
 impl Default for TopicSnapshot {
     fn default() -> Self {
         Self {
-            name: rt::StrBytes::default(),
+            name: rt::TopicName::default(),
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -406,7 +406,7 @@ impl TopicSnapshot {
         let flexible = true;
         let mut x = Self::default();
         d.at("TopicSnapshot.name");
-        x.name = d.string(flexible)?;
+        x.name = rt::TopicName(d.string(flexible)?);
         d.at("TopicSnapshot.partitions");
         x.partitions = d.array(flexible, 1, |d| Ok(PartitionSnapshot::decode(d, version)?))?;
         if flexible {
@@ -440,7 +440,7 @@ impl TopicSnapshot {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.name = r.string();
+        x.name = rt::TopicName(r.string());
         x.partitions = (0..r.count())
             .map(|_| PartitionSnapshot::random(r, version))
             .collect();
@@ -455,7 +455,7 @@ impl TopicSnapshot {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeEndpoint {
     /// The ID of the associated node. (versions 1+)
-    pub node_id: i32,
+    pub node_id: rt::BrokerId,
     /// The node's hostname. (versions 1+)
     pub host: rt::StrBytes,
     /// The node's port. (versions 1+)
@@ -467,7 +467,7 @@ pub struct NodeEndpoint {
 impl Default for NodeEndpoint {
     fn default() -> Self {
         Self {
-            node_id: 0,
+            node_id: rt::BrokerId(0),
             host: rt::StrBytes::default(),
             port: 0,
             unknown_tagged_fields: Vec::new(),
@@ -483,7 +483,7 @@ impl NodeEndpoint {
         let mut x = Self::default();
         if version >= 1 {
             d.at("NodeEndpoint.node_id");
-            x.node_id = d.i32()?;
+            x.node_id = rt::BrokerId(d.i32()?);
         }
         if version >= 1 {
             d.at("NodeEndpoint.host");
@@ -507,7 +507,7 @@ impl NodeEndpoint {
     pub fn encode(&self, e: &mut rt::Encoder, version: i16) {
         let flexible = true;
         if version >= 1 {
-            e.i32(*(&self.node_id));
+            e.i32((&self.node_id).0);
         }
         if version >= 1 {
             e.string((&self.host), flexible);
@@ -529,7 +529,7 @@ impl NodeEndpoint {
         let flexible = true;
         let mut x = Self::default();
         if version >= 1 {
-            x.node_id = r.u64() as i32;
+            x.node_id = rt::BrokerId(r.u64() as i32);
         }
         if version >= 1 {
             x.host = r.string();

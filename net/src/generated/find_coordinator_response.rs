@@ -17,7 +17,7 @@ pub struct FindCoordinatorResponse {
     /// The error message, or null if there was no error. (versions 1-3; null in 1-3)
     pub error_message: Option<rt::StrBytes>,
     /// The node id. (versions 0-3)
-    pub node_id: i32,
+    pub node_id: rt::BrokerId,
     /// The host name. (versions 0-3)
     pub host: rt::StrBytes,
     /// The port. (versions 0-3)
@@ -34,7 +34,7 @@ impl Default for FindCoordinatorResponse {
             throttle_time_ms: 0,
             error_code: 0,
             error_message: Some(rt::StrBytes::default()),
-            node_id: 0,
+            node_id: rt::BrokerId(0),
             host: rt::StrBytes::default(),
             port: 0,
             coordinators: Vec::new(),
@@ -70,7 +70,7 @@ impl FindCoordinatorResponse {
         }
         if version <= 3 {
             d.at("FindCoordinatorResponse.node_id");
-            x.node_id = d.i32()?;
+            x.node_id = rt::BrokerId(d.i32()?);
         }
         if version <= 3 {
             d.at("FindCoordinatorResponse.host");
@@ -107,7 +107,7 @@ impl FindCoordinatorResponse {
             e.nullable_string((&self.error_message).as_deref(), flexible);
         }
         if version <= 3 {
-            e.i32(*(&self.node_id));
+            e.i32((&self.node_id).0);
         }
         if version <= 3 {
             e.string((&self.host), flexible);
@@ -144,7 +144,7 @@ impl FindCoordinatorResponse {
             x.error_message = if r.one_in(4) { None } else { Some(r.string()) };
         }
         if version <= 3 {
-            x.node_id = r.u64() as i32;
+            x.node_id = rt::BrokerId(r.u64() as i32);
         }
         if version <= 3 {
             x.host = r.string();
@@ -170,7 +170,7 @@ pub struct Coordinator {
     /// The coordinator key. (versions 4+)
     pub key: rt::StrBytes,
     /// The node id. (versions 4+)
-    pub node_id: i32,
+    pub node_id: rt::BrokerId,
     /// The host name. (versions 4+)
     pub host: rt::StrBytes,
     /// The port. (versions 4+)
@@ -187,7 +187,7 @@ impl Default for Coordinator {
     fn default() -> Self {
         Self {
             key: rt::StrBytes::default(),
-            node_id: 0,
+            node_id: rt::BrokerId(0),
             host: rt::StrBytes::default(),
             port: 0,
             error_code: 0,
@@ -209,7 +209,7 @@ impl Coordinator {
         }
         if version >= 4 {
             d.at("Coordinator.node_id");
-            x.node_id = d.i32()?;
+            x.node_id = rt::BrokerId(d.i32()?);
         }
         if version >= 4 {
             d.at("Coordinator.host");
@@ -244,7 +244,7 @@ impl Coordinator {
             e.string((&self.key), flexible);
         }
         if version >= 4 {
-            e.i32(*(&self.node_id));
+            e.i32((&self.node_id).0);
         }
         if version >= 4 {
             e.string((&self.host), flexible);
@@ -275,7 +275,7 @@ impl Coordinator {
             x.key = r.string();
         }
         if version >= 4 {
-            x.node_id = r.u64() as i32;
+            x.node_id = rt::BrokerId(r.u64() as i32);
         }
         if version >= 4 {
             x.host = r.string();

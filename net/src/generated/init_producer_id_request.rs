@@ -11,11 +11,11 @@ use super::rt;
 #[derive(Debug, Clone, PartialEq)]
 pub struct InitProducerIdRequest {
     /// The transactional id, or null if the producer is not transactional. (versions 0+; null in 0+)
-    pub transactional_id: Option<rt::StrBytes>,
+    pub transactional_id: Option<rt::TransactionalId>,
     /// The time in ms to wait before aborting idle transactions sent by this producer. This is only relevant if a TransactionalId has been defined. (versions 0+)
     pub transaction_timeout_ms: i32,
     /// The producer id. This is used to disambiguate requests if a transactional id is reused following its expiration. (versions 3+)
-    pub producer_id: i64,
+    pub producer_id: rt::ProducerId,
     /// The producer's current epoch. This will be checked against the producer epoch on the broker, and the request will return an error if they do not match. (versions 3+)
     pub producer_epoch: i16,
     /// True if the client wants to enable two-phase commit (2PC) protocol for transactions. (versions 6+)
@@ -29,9 +29,9 @@ pub struct InitProducerIdRequest {
 impl Default for InitProducerIdRequest {
     fn default() -> Self {
         Self {
-            transactional_id: Some(rt::StrBytes::default()),
+            transactional_id: Some(rt::TransactionalId::default()),
             transaction_timeout_ms: 0,
-            producer_id: -1,
+            producer_id: rt::ProducerId(-1),
             producer_epoch: -1,
             enable2_pc: false,
             keep_prepared_txn: false,
@@ -54,12 +54,12 @@ impl InitProducerIdRequest {
         let flexible = version >= 2;
         let mut x = Self::default();
         d.at("InitProducerIdRequest.transactional_id");
-        x.transactional_id = d.nullable_string(flexible)?;
+        x.transactional_id = d.nullable_string(flexible)?.map(rt::TransactionalId);
         d.at("InitProducerIdRequest.transaction_timeout_ms");
         x.transaction_timeout_ms = d.i32()?;
         if version >= 3 {
             d.at("InitProducerIdRequest.producer_id");
-            x.producer_id = d.i64()?;
+            x.producer_id = rt::ProducerId(d.i64()?);
         }
         if version >= 3 {
             d.at("InitProducerIdRequest.producer_epoch");
@@ -89,7 +89,7 @@ impl InitProducerIdRequest {
         e.nullable_string((&self.transactional_id).as_deref(), flexible);
         e.i32(*(&self.transaction_timeout_ms));
         if version >= 3 {
-            e.i64(*(&self.producer_id));
+            e.i64((&self.producer_id).0);
         }
         if version >= 3 {
             e.i16(*(&self.producer_epoch));
@@ -113,10 +113,14 @@ impl InitProducerIdRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 2;
         let mut x = Self::default();
-        x.transactional_id = if r.one_in(4) { None } else { Some(r.string()) };
+        x.transactional_id = if r.one_in(4) {
+            None
+        } else {
+            Some(rt::TransactionalId(r.string()))
+        };
         x.transaction_timeout_ms = r.u64() as i32;
         if version >= 3 {
-            x.producer_id = r.u64() as i64;
+            x.producer_id = rt::ProducerId(r.u64() as i64);
         }
         if version >= 3 {
             x.producer_epoch = r.u64() as i16;

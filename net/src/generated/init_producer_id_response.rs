@@ -15,11 +15,11 @@ pub struct InitProducerIdResponse {
     /// The error code, or 0 if there was no error. (versions 0+)
     pub error_code: i16,
     /// The current producer id. (versions 0+)
-    pub producer_id: i64,
+    pub producer_id: rt::ProducerId,
     /// The current epoch associated with the producer id. (versions 0+)
     pub producer_epoch: i16,
     /// The producer id for ongoing transaction when KeepPreparedTxn is used, -1 if there is no transaction ongoing. (versions 6+)
-    pub ongoing_txn_producer_id: i64,
+    pub ongoing_txn_producer_id: rt::ProducerId,
     /// The epoch associated with the  producer id for ongoing transaction when KeepPreparedTxn is used, -1 if there is no transaction ongoing. (versions 6+)
     pub ongoing_txn_producer_epoch: i16,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -31,9 +31,9 @@ impl Default for InitProducerIdResponse {
         Self {
             throttle_time_ms: 0,
             error_code: 0,
-            producer_id: -1,
+            producer_id: rt::ProducerId(-1),
             producer_epoch: 0,
-            ongoing_txn_producer_id: -1,
+            ongoing_txn_producer_id: rt::ProducerId(-1),
             ongoing_txn_producer_epoch: -1,
             unknown_tagged_fields: Vec::new(),
         }
@@ -58,12 +58,12 @@ impl InitProducerIdResponse {
         d.at("InitProducerIdResponse.error_code");
         x.error_code = d.i16()?;
         d.at("InitProducerIdResponse.producer_id");
-        x.producer_id = d.i64()?;
+        x.producer_id = rt::ProducerId(d.i64()?);
         d.at("InitProducerIdResponse.producer_epoch");
         x.producer_epoch = d.i16()?;
         if version >= 6 {
             d.at("InitProducerIdResponse.ongoing_txn_producer_id");
-            x.ongoing_txn_producer_id = d.i64()?;
+            x.ongoing_txn_producer_id = rt::ProducerId(d.i64()?);
         }
         if version >= 6 {
             d.at("InitProducerIdResponse.ongoing_txn_producer_epoch");
@@ -84,10 +84,10 @@ impl InitProducerIdResponse {
         let flexible = version >= 2;
         e.i32(*(&self.throttle_time_ms));
         e.i16(*(&self.error_code));
-        e.i64(*(&self.producer_id));
+        e.i64((&self.producer_id).0);
         e.i16(*(&self.producer_epoch));
         if version >= 6 {
-            e.i64(*(&self.ongoing_txn_producer_id));
+            e.i64((&self.ongoing_txn_producer_id).0);
         }
         if version >= 6 {
             e.i16(*(&self.ongoing_txn_producer_epoch));
@@ -107,10 +107,10 @@ impl InitProducerIdResponse {
         let mut x = Self::default();
         x.throttle_time_ms = r.u64() as i32;
         x.error_code = r.u64() as i16;
-        x.producer_id = r.u64() as i64;
+        x.producer_id = rt::ProducerId(r.u64() as i64);
         x.producer_epoch = r.u64() as i16;
         if version >= 6 {
-            x.ongoing_txn_producer_id = r.u64() as i64;
+            x.ongoing_txn_producer_id = rt::ProducerId(r.u64() as i64);
         }
         if version >= 6 {
             x.ongoing_txn_producer_epoch = r.u64() as i16;

@@ -11,7 +11,7 @@ use super::rt;
 #[derive(Debug, Clone, PartialEq)]
 pub struct JoinGroupRequest {
     /// The group identifier. (versions 0+)
-    pub group_id: rt::StrBytes,
+    pub group_id: rt::GroupId,
     /// The coordinator considers the consumer dead if it receives no heartbeat after this timeout in milliseconds. (versions 0+)
     pub session_timeout_ms: i32,
     /// The maximum time in milliseconds that the coordinator will wait for each member to rejoin when rebalancing the group. (versions 1+)
@@ -33,7 +33,7 @@ pub struct JoinGroupRequest {
 impl Default for JoinGroupRequest {
     fn default() -> Self {
         Self {
-            group_id: rt::StrBytes::default(),
+            group_id: rt::GroupId::default(),
             session_timeout_ms: 0,
             rebalance_timeout_ms: -1,
             member_id: rt::StrBytes::default(),
@@ -60,7 +60,7 @@ impl JoinGroupRequest {
         let flexible = version >= 6;
         let mut x = Self::default();
         d.at("JoinGroupRequest.group_id");
-        x.group_id = d.string(flexible)?;
+        x.group_id = rt::GroupId(d.string(flexible)?);
         d.at("JoinGroupRequest.session_timeout_ms");
         x.session_timeout_ms = d.i32()?;
         if version >= 1 {
@@ -126,7 +126,7 @@ impl JoinGroupRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 6;
         let mut x = Self::default();
-        x.group_id = r.string();
+        x.group_id = rt::GroupId(r.string());
         x.session_timeout_ms = r.u64() as i32;
         if version >= 1 {
             x.rebalance_timeout_ms = r.u64() as i32;

@@ -11,7 +11,7 @@ use super::rt;
 #[derive(Debug, Clone, PartialEq)]
 pub struct LeaveGroupRequest {
     /// The ID of the group to leave. (versions 0+)
-    pub group_id: rt::StrBytes,
+    pub group_id: rt::GroupId,
     /// The member ID to remove from the group. (versions 0-2)
     pub member_id: rt::StrBytes,
     /// List of leaving member identities. (versions 3+)
@@ -23,7 +23,7 @@ pub struct LeaveGroupRequest {
 impl Default for LeaveGroupRequest {
     fn default() -> Self {
         Self {
-            group_id: rt::StrBytes::default(),
+            group_id: rt::GroupId::default(),
             member_id: rt::StrBytes::default(),
             members: Vec::new(),
             unknown_tagged_fields: Vec::new(),
@@ -45,7 +45,7 @@ impl LeaveGroupRequest {
         let flexible = version >= 4;
         let mut x = Self::default();
         d.at("LeaveGroupRequest.group_id");
-        x.group_id = d.string(flexible)?;
+        x.group_id = rt::GroupId(d.string(flexible)?);
         if version <= 2 {
             d.at("LeaveGroupRequest.member_id");
             x.member_id = d.string(flexible)?;
@@ -90,7 +90,7 @@ impl LeaveGroupRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 4;
         let mut x = Self::default();
-        x.group_id = r.string();
+        x.group_id = rt::GroupId(r.string());
         if version <= 2 {
             x.member_id = r.string();
         }

@@ -104,7 +104,7 @@ impl ListGroupsResponse {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListedGroup {
     /// The group ID. (versions 0+)
-    pub group_id: rt::StrBytes,
+    pub group_id: rt::GroupId,
     /// The group protocol type. (versions 0+)
     pub protocol_type: rt::StrBytes,
     /// The group state name. (versions 4+)
@@ -118,7 +118,7 @@ pub struct ListedGroup {
 impl Default for ListedGroup {
     fn default() -> Self {
         Self {
-            group_id: rt::StrBytes::default(),
+            group_id: rt::GroupId::default(),
             protocol_type: rt::StrBytes::default(),
             group_state: rt::StrBytes::default(),
             group_type: rt::StrBytes::default(),
@@ -134,7 +134,7 @@ impl ListedGroup {
         let flexible = version >= 3;
         let mut x = Self::default();
         d.at("ListedGroup.group_id");
-        x.group_id = d.string(flexible)?;
+        x.group_id = rt::GroupId(d.string(flexible)?);
         d.at("ListedGroup.protocol_type");
         x.protocol_type = d.string(flexible)?;
         if version >= 4 {
@@ -179,7 +179,7 @@ impl ListedGroup {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 3;
         let mut x = Self::default();
-        x.group_id = r.string();
+        x.group_id = rt::GroupId(r.string());
         x.protocol_type = r.string();
         if version >= 4 {
             x.group_state = r.string();

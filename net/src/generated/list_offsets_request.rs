@@ -11,7 +11,7 @@ use super::rt;
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListOffsetsRequest {
     /// The broker ID of the requester, or -1 if this request is being made by a normal consumer. (versions 0+)
-    pub replica_id: i32,
+    pub replica_id: rt::BrokerId,
     /// This setting controls the visibility of transactional records. Using READ_UNCOMMITTED (isolation_level = 0) makes all records visible. With READ_COMMITTED (isolation_level = 1), non-transactional and COMMITTED transactional records are visible. To be more concrete, READ_COMMITTED returns all data from offsets smaller than the current LSO (last stable offset), and enables the inclusion of the list of aborted transactions in the result, which allows consumers to discard ABORTED transactional records. (versions 2+)
     pub isolation_level: i8,
     /// Each topic in the request. (versions 0+)
@@ -25,7 +25,7 @@ pub struct ListOffsetsRequest {
 impl Default for ListOffsetsRequest {
     fn default() -> Self {
         Self {
-            replica_id: 0,
+            replica_id: rt::BrokerId(0),
             isolation_level: 0,
             topics: Vec::new(),
             timeout_ms: 0,
@@ -48,7 +48,7 @@ impl ListOffsetsRequest {
         let flexible = version >= 6;
         let mut x = Self::default();
         d.at("ListOffsetsRequest.replica_id");
-        x.replica_id = d.i32()?;
+        x.replica_id = rt::BrokerId(d.i32()?);
         if version >= 2 {
             d.at("ListOffsetsRequest.isolation_level");
             x.isolation_level = d.i8()?;
@@ -72,7 +72,7 @@ impl ListOffsetsRequest {
     #[allow(unused_variables, clippy::all)]
     pub fn encode(&self, e: &mut rt::Encoder, version: i16) {
         let flexible = version >= 6;
-        e.i32(*(&self.replica_id));
+        e.i32((&self.replica_id).0);
         if version >= 2 {
             e.i8(*(&self.isolation_level));
         }
@@ -96,7 +96,7 @@ impl ListOffsetsRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 6;
         let mut x = Self::default();
-        x.replica_id = r.u64() as i32;
+        x.replica_id = rt::BrokerId(r.u64() as i32);
         if version >= 2 {
             x.isolation_level = r.u64() as i8;
         }
@@ -198,7 +198,7 @@ impl ListOffsetsPartition {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListOffsetsTopic {
     /// The topic name. (versions 0+)
-    pub name: rt::StrBytes,
+    pub name: rt::TopicName,
     /// Each partition in the request. (versions 0+)
     pub partitions: Vec<ListOffsetsPartition>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -208,7 +208,7 @@ pub struct ListOffsetsTopic {
 impl Default for ListOffsetsTopic {
     fn default() -> Self {
         Self {
-            name: rt::StrBytes::default(),
+            name: rt::TopicName::default(),
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -222,7 +222,7 @@ impl ListOffsetsTopic {
         let flexible = version >= 6;
         let mut x = Self::default();
         d.at("ListOffsetsTopic.name");
-        x.name = d.string(flexible)?;
+        x.name = rt::TopicName(d.string(flexible)?);
         d.at("ListOffsetsTopic.partitions");
         x.partitions = d.array(flexible, 1, |d| {
             Ok(ListOffsetsPartition::decode(d, version)?)
@@ -258,7 +258,7 @@ impl ListOffsetsTopic {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 6;
         let mut x = Self::default();
-        x.name = r.string();
+        x.name = rt::TopicName(r.string());
         x.partitions = (0..r.count())
             .map(|_| ListOffsetsPartition::random(r, version))
             .collect();

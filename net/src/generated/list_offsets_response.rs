@@ -194,7 +194,7 @@ impl ListOffsetsPartitionResponse {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListOffsetsTopicResponse {
     /// The topic name. (versions 0+)
-    pub name: rt::StrBytes,
+    pub name: rt::TopicName,
     /// Each partition in the response. (versions 0+)
     pub partitions: Vec<ListOffsetsPartitionResponse>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -204,7 +204,7 @@ pub struct ListOffsetsTopicResponse {
 impl Default for ListOffsetsTopicResponse {
     fn default() -> Self {
         Self {
-            name: rt::StrBytes::default(),
+            name: rt::TopicName::default(),
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -218,7 +218,7 @@ impl ListOffsetsTopicResponse {
         let flexible = version >= 6;
         let mut x = Self::default();
         d.at("ListOffsetsTopicResponse.name");
-        x.name = d.string(flexible)?;
+        x.name = rt::TopicName(d.string(flexible)?);
         d.at("ListOffsetsTopicResponse.partitions");
         x.partitions = d.array(flexible, 1, |d| {
             Ok(ListOffsetsPartitionResponse::decode(d, version)?)
@@ -254,7 +254,7 @@ impl ListOffsetsTopicResponse {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 6;
         let mut x = Self::default();
-        x.name = r.string();
+        x.name = rt::TopicName(r.string());
         x.partitions = (0..r.count())
             .map(|_| ListOffsetsPartitionResponse::random(r, version))
             .collect();

@@ -99,7 +99,7 @@ impl ListPartitionReassignmentsRequest {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListPartitionReassignmentsTopics {
     /// The topic name. (versions 0+)
-    pub name: rt::StrBytes,
+    pub name: rt::TopicName,
     /// The partitions to list partition reassignments for. (versions 0+)
     pub partition_indexes: Vec<i32>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -109,7 +109,7 @@ pub struct ListPartitionReassignmentsTopics {
 impl Default for ListPartitionReassignmentsTopics {
     fn default() -> Self {
         Self {
-            name: rt::StrBytes::default(),
+            name: rt::TopicName::default(),
             partition_indexes: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -123,7 +123,7 @@ impl ListPartitionReassignmentsTopics {
         let flexible = true;
         let mut x = Self::default();
         d.at("ListPartitionReassignmentsTopics.name");
-        x.name = d.string(flexible)?;
+        x.name = rt::TopicName(d.string(flexible)?);
         d.at("ListPartitionReassignmentsTopics.partition_indexes");
         x.partition_indexes = d.array(flexible, 4, |d| Ok(d.i32()?))?;
         if flexible {
@@ -157,7 +157,7 @@ impl ListPartitionReassignmentsTopics {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.name = r.string();
+        x.name = rt::TopicName(r.string());
         x.partition_indexes = (0..r.count()).map(|_| r.u64() as i32).collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();

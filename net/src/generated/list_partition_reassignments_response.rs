@@ -109,11 +109,11 @@ pub struct OngoingPartitionReassignment {
     /// The index of the partition. (versions 0+)
     pub partition_index: i32,
     /// The current replica set. (versions 0+)
-    pub replicas: Vec<i32>,
+    pub replicas: Vec<rt::BrokerId>,
     /// The set of replicas we are currently adding. (versions 0+)
-    pub adding_replicas: Vec<i32>,
+    pub adding_replicas: Vec<rt::BrokerId>,
     /// The set of replicas we are currently removing. (versions 0+)
-    pub removing_replicas: Vec<i32>,
+    pub removing_replicas: Vec<rt::BrokerId>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
     pub unknown_tagged_fields: Vec<rt::TaggedField>,
 }
@@ -139,11 +139,11 @@ impl OngoingPartitionReassignment {
         d.at("OngoingPartitionReassignment.partition_index");
         x.partition_index = d.i32()?;
         d.at("OngoingPartitionReassignment.replicas");
-        x.replicas = d.array(flexible, 4, |d| Ok(d.i32()?))?;
+        x.replicas = d.array(flexible, 4, |d| Ok(rt::BrokerId(d.i32()?)))?;
         d.at("OngoingPartitionReassignment.adding_replicas");
-        x.adding_replicas = d.array(flexible, 4, |d| Ok(d.i32()?))?;
+        x.adding_replicas = d.array(flexible, 4, |d| Ok(rt::BrokerId(d.i32()?)))?;
         d.at("OngoingPartitionReassignment.removing_replicas");
-        x.removing_replicas = d.array(flexible, 4, |d| Ok(d.i32()?))?;
+        x.removing_replicas = d.array(flexible, 4, |d| Ok(rt::BrokerId(d.i32()?)))?;
         if flexible {
             d.at("OngoingPartitionReassignment._tagged_fields");
             x.unknown_tagged_fields = d.tagged_fields(|d, tag| match tag {
@@ -160,15 +160,15 @@ impl OngoingPartitionReassignment {
         e.i32(*(&self.partition_index));
         e.array_len((&self.replicas).len(), flexible);
         for it in (&self.replicas).iter() {
-            e.i32(*it);
+            e.i32(it.0);
         }
         e.array_len((&self.adding_replicas).len(), flexible);
         for it in (&self.adding_replicas).iter() {
-            e.i32(*it);
+            e.i32(it.0);
         }
         e.array_len((&self.removing_replicas).len(), flexible);
         for it in (&self.removing_replicas).iter() {
-            e.i32(*it);
+            e.i32(it.0);
         }
         if flexible {
             let mut n = self.unknown_tagged_fields.len();
@@ -184,9 +184,15 @@ impl OngoingPartitionReassignment {
         let flexible = true;
         let mut x = Self::default();
         x.partition_index = r.u64() as i32;
-        x.replicas = (0..r.count()).map(|_| r.u64() as i32).collect();
-        x.adding_replicas = (0..r.count()).map(|_| r.u64() as i32).collect();
-        x.removing_replicas = (0..r.count()).map(|_| r.u64() as i32).collect();
+        x.replicas = (0..r.count())
+            .map(|_| rt::BrokerId(r.u64() as i32))
+            .collect();
+        x.adding_replicas = (0..r.count())
+            .map(|_| rt::BrokerId(r.u64() as i32))
+            .collect();
+        x.removing_replicas = (0..r.count())
+            .map(|_| rt::BrokerId(r.u64() as i32))
+            .collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }
@@ -198,7 +204,7 @@ impl OngoingPartitionReassignment {
 #[derive(Debug, Clone, PartialEq)]
 pub struct OngoingTopicReassignment {
     /// The topic name. (versions 0+)
-    pub name: rt::StrBytes,
+    pub name: rt::TopicName,
     /// The ongoing reassignments for each partition. (versions 0+)
     pub partitions: Vec<OngoingPartitionReassignment>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -208,7 +214,7 @@ pub struct OngoingTopicReassignment {
 impl Default for OngoingTopicReassignment {
     fn default() -> Self {
         Self {
-            name: rt::StrBytes::default(),
+            name: rt::TopicName::default(),
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -222,7 +228,7 @@ impl OngoingTopicReassignment {
         let flexible = true;
         let mut x = Self::default();
         d.at("OngoingTopicReassignment.name");
-        x.name = d.string(flexible)?;
+        x.name = rt::TopicName(d.string(flexible)?);
         d.at("OngoingTopicReassignment.partitions");
         x.partitions = d.array(flexible, 1, |d| {
             Ok(OngoingPartitionReassignment::decode(d, version)?)
@@ -258,7 +264,7 @@ impl OngoingTopicReassignment {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.name = r.string();
+        x.name = rt::TopicName(r.string());
         x.partitions = (0..r.count())
             .map(|_| OngoingPartitionReassignment::random(r, version))
             .collect();

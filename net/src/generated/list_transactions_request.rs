@@ -13,7 +13,7 @@ pub struct ListTransactionsRequest {
     /// The transaction states to filter by: if empty, all transactions are returned; if non-empty, then only transactions matching one of the filtered states will be returned. (versions 0+)
     pub state_filters: Vec<rt::StrBytes>,
     /// The producerIds to filter by: if empty, all transactions will be returned; if non-empty, only transactions which match one of the filtered producerIds will be returned. (versions 0+)
-    pub producer_id_filters: Vec<i64>,
+    pub producer_id_filters: Vec<rt::ProducerId>,
     /// Duration (in millis) to filter by: if < 0, all transactions will be returned; otherwise, only transactions running longer than this duration will be returned. (versions 1+)
     pub duration_filter: i64,
     /// The transactional ID regular expression pattern to filter by: if it is empty or null, all transactions are returned; Otherwise then only the transactions matching the given regular expression will be returned. (versions 2+; null in 2+)
@@ -50,7 +50,7 @@ impl ListTransactionsRequest {
         d.at("ListTransactionsRequest.state_filters");
         x.state_filters = d.array(flexible, 1, |d| Ok(d.string(flexible)?))?;
         d.at("ListTransactionsRequest.producer_id_filters");
-        x.producer_id_filters = d.array(flexible, 8, |d| Ok(d.i64()?))?;
+        x.producer_id_filters = d.array(flexible, 8, |d| Ok(rt::ProducerId(d.i64()?)))?;
         if version >= 1 {
             d.at("ListTransactionsRequest.duration_filter");
             x.duration_filter = d.i64()?;
@@ -78,7 +78,7 @@ impl ListTransactionsRequest {
         }
         e.array_len((&self.producer_id_filters).len(), flexible);
         for it in (&self.producer_id_filters).iter() {
-            e.i64(*it);
+            e.i64(it.0);
         }
         if version >= 1 {
             e.i64(*(&self.duration_filter));
@@ -100,7 +100,9 @@ impl ListTransactionsRequest {
         let flexible = true;
         let mut x = Self::default();
         x.state_filters = (0..r.count()).map(|_| r.string()).collect();
-        x.producer_id_filters = (0..r.count()).map(|_| r.u64() as i64).collect();
+        x.producer_id_filters = (0..r.count())
+            .map(|_| rt::ProducerId(r.u64() as i64))
+            .collect();
         if version >= 1 {
             x.duration_filter = r.u64() as i64;
         }

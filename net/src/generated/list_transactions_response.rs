@@ -109,9 +109,9 @@ impl ListTransactionsResponse {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TransactionState {
     /// The transactional id. (versions 0+)
-    pub transactional_id: rt::StrBytes,
+    pub transactional_id: rt::TransactionalId,
     /// The producer id. (versions 0+)
-    pub producer_id: i64,
+    pub producer_id: rt::ProducerId,
     /// The current transaction state of the producer. (versions 0+)
     pub transaction_state: rt::StrBytes,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -121,8 +121,8 @@ pub struct TransactionState {
 impl Default for TransactionState {
     fn default() -> Self {
         Self {
-            transactional_id: rt::StrBytes::default(),
-            producer_id: 0,
+            transactional_id: rt::TransactionalId::default(),
+            producer_id: rt::ProducerId(0),
             transaction_state: rt::StrBytes::default(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -136,9 +136,9 @@ impl TransactionState {
         let flexible = true;
         let mut x = Self::default();
         d.at("TransactionState.transactional_id");
-        x.transactional_id = d.string(flexible)?;
+        x.transactional_id = rt::TransactionalId(d.string(flexible)?);
         d.at("TransactionState.producer_id");
-        x.producer_id = d.i64()?;
+        x.producer_id = rt::ProducerId(d.i64()?);
         d.at("TransactionState.transaction_state");
         x.transaction_state = d.string(flexible)?;
         if flexible {
@@ -155,7 +155,7 @@ impl TransactionState {
     pub fn encode(&self, e: &mut rt::Encoder, version: i16) {
         let flexible = true;
         e.string((&self.transactional_id), flexible);
-        e.i64(*(&self.producer_id));
+        e.i64((&self.producer_id).0);
         e.string((&self.transaction_state), flexible);
         if flexible {
             let mut n = self.unknown_tagged_fields.len();
@@ -170,8 +170,8 @@ impl TransactionState {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.transactional_id = r.string();
-        x.producer_id = r.u64() as i64;
+        x.transactional_id = rt::TransactionalId(r.string());
+        x.producer_id = rt::ProducerId(r.u64() as i64);
         x.transaction_state = r.string();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();

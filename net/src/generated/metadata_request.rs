@@ -146,7 +146,7 @@ pub struct MetadataRequestTopic {
     /// The topic id. (versions 10+)
     pub topic_id: rt::Uuid,
     /// The topic name. (versions 0+; null in 10+)
-    pub name: Option<rt::StrBytes>,
+    pub name: Option<rt::TopicName>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
     pub unknown_tagged_fields: Vec<rt::TaggedField>,
 }
@@ -155,7 +155,7 @@ impl Default for MetadataRequestTopic {
     fn default() -> Self {
         Self {
             topic_id: rt::Uuid::ZERO,
-            name: Some(rt::StrBytes::default()),
+            name: Some(rt::TopicName::default()),
             unknown_tagged_fields: Vec::new(),
         }
     }
@@ -173,9 +173,9 @@ impl MetadataRequestTopic {
         }
         d.at("MetadataRequestTopic.name");
         x.name = if version >= 10 {
-            d.nullable_string(flexible)?
+            d.nullable_string(flexible)?.map(rt::TopicName)
         } else {
-            Some(d.string(flexible)?)
+            Some(rt::TopicName(d.string(flexible)?))
         };
         if flexible {
             d.at("MetadataRequestTopic._tagged_fields");
@@ -217,7 +217,7 @@ impl MetadataRequestTopic {
         x.name = if (version >= 10) && r.one_in(4) {
             None
         } else {
-            Some(r.string())
+            Some(rt::TopicName(r.string()))
         };
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();

@@ -17,7 +17,7 @@ pub struct MetadataResponse {
     /// The cluster ID that responding broker belongs to. (versions 2+; null in 2+)
     pub cluster_id: Option<rt::StrBytes>,
     /// The ID of the controller broker. (versions 1+)
-    pub controller_id: i32,
+    pub controller_id: rt::BrokerId,
     /// Each topic in the response. (versions 0+)
     pub topics: Vec<MetadataResponseTopic>,
     /// 32-bit bitfield to represent authorized operations for this cluster. (versions 8-10)
@@ -34,7 +34,7 @@ impl Default for MetadataResponse {
             throttle_time_ms: 0,
             brokers: Vec::new(),
             cluster_id: None,
-            controller_id: -1,
+            controller_id: rt::BrokerId(-1),
             topics: Vec::new(),
             cluster_authorized_operations: -2147483648,
             error_code: 0,
@@ -70,7 +70,7 @@ impl MetadataResponse {
         }
         if version >= 1 {
             d.at("MetadataResponse.controller_id");
-            x.controller_id = d.i32()?;
+            x.controller_id = rt::BrokerId(d.i32()?);
         }
         d.at("MetadataResponse.topics");
         x.topics = d.array(flexible, 1, |d| {
@@ -108,7 +108,7 @@ impl MetadataResponse {
             e.nullable_string((&self.cluster_id).as_deref(), flexible);
         }
         if version >= 1 {
-            e.i32(*(&self.controller_id));
+            e.i32((&self.controller_id).0);
         }
         e.array_len((&self.topics).len(), flexible);
         for it in (&self.topics).iter() {
@@ -143,7 +143,7 @@ impl MetadataResponse {
             x.cluster_id = if r.one_in(4) { None } else { Some(r.string()) };
         }
         if version >= 1 {
-            x.controller_id = r.u64() as i32;
+            x.controller_id = rt::BrokerId(r.u64() as i32);
         }
         x.topics = (0..r.count())
             .map(|_| MetadataResponseTopic::random(r, version))
@@ -165,7 +165,7 @@ impl MetadataResponse {
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetadataResponseBroker {
     /// The broker ID. (versions 0+)
-    pub node_id: i32,
+    pub node_id: rt::BrokerId,
     /// The broker hostname. (versions 0+)
     pub host: rt::StrBytes,
     /// The broker port. (versions 0+)
@@ -179,7 +179,7 @@ pub struct MetadataResponseBroker {
 impl Default for MetadataResponseBroker {
     fn default() -> Self {
         Self {
-            node_id: 0,
+            node_id: rt::BrokerId(0),
             host: rt::StrBytes::default(),
             port: 0,
             rack: None,
@@ -195,7 +195,7 @@ impl MetadataResponseBroker {
         let flexible = version >= 9;
         let mut x = Self::default();
         d.at("MetadataResponseBroker.node_id");
-        x.node_id = d.i32()?;
+        x.node_id = rt::BrokerId(d.i32()?);
         d.at("MetadataResponseBroker.host");
         x.host = d.string(flexible)?;
         d.at("MetadataResponseBroker.port");
@@ -217,7 +217,7 @@ impl MetadataResponseBroker {
     #[allow(unused_variables, clippy::all)]
     pub fn encode(&self, e: &mut rt::Encoder, version: i16) {
         let flexible = version >= 9;
-        e.i32(*(&self.node_id));
+        e.i32((&self.node_id).0);
         e.string((&self.host), flexible);
         e.i32(*(&self.port));
         if version >= 1 {
@@ -236,7 +236,7 @@ impl MetadataResponseBroker {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 9;
         let mut x = Self::default();
-        x.node_id = r.u64() as i32;
+        x.node_id = rt::BrokerId(r.u64() as i32);
         x.host = r.string();
         x.port = r.u64() as i32;
         if version >= 1 {
@@ -257,15 +257,15 @@ pub struct MetadataResponsePartition {
     /// The partition index. (versions 0+)
     pub partition_index: i32,
     /// The ID of the leader broker. (versions 0+)
-    pub leader_id: i32,
+    pub leader_id: rt::BrokerId,
     /// The leader epoch of this partition. (versions 7+)
     pub leader_epoch: i32,
     /// The set of all nodes that host this partition. (versions 0+)
-    pub replica_nodes: Vec<i32>,
+    pub replica_nodes: Vec<rt::BrokerId>,
     /// The set of nodes that are in sync with the leader for this partition. (versions 0+)
-    pub isr_nodes: Vec<i32>,
+    pub isr_nodes: Vec<rt::BrokerId>,
     /// The set of offline replicas of this partition. (versions 5+)
-    pub offline_replicas: Vec<i32>,
+    pub offline_replicas: Vec<rt::BrokerId>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
     pub unknown_tagged_fields: Vec<rt::TaggedField>,
 }
@@ -275,7 +275,7 @@ impl Default for MetadataResponsePartition {
         Self {
             error_code: 0,
             partition_index: 0,
-            leader_id: 0,
+            leader_id: rt::BrokerId(0),
             leader_epoch: -1,
             replica_nodes: Vec::new(),
             isr_nodes: Vec::new(),
@@ -296,18 +296,18 @@ impl MetadataResponsePartition {
         d.at("MetadataResponsePartition.partition_index");
         x.partition_index = d.i32()?;
         d.at("MetadataResponsePartition.leader_id");
-        x.leader_id = d.i32()?;
+        x.leader_id = rt::BrokerId(d.i32()?);
         if version >= 7 {
             d.at("MetadataResponsePartition.leader_epoch");
             x.leader_epoch = d.i32()?;
         }
         d.at("MetadataResponsePartition.replica_nodes");
-        x.replica_nodes = d.array(flexible, 4, |d| Ok(d.i32()?))?;
+        x.replica_nodes = d.array(flexible, 4, |d| Ok(rt::BrokerId(d.i32()?)))?;
         d.at("MetadataResponsePartition.isr_nodes");
-        x.isr_nodes = d.array(flexible, 4, |d| Ok(d.i32()?))?;
+        x.isr_nodes = d.array(flexible, 4, |d| Ok(rt::BrokerId(d.i32()?)))?;
         if version >= 5 {
             d.at("MetadataResponsePartition.offline_replicas");
-            x.offline_replicas = d.array(flexible, 4, |d| Ok(d.i32()?))?;
+            x.offline_replicas = d.array(flexible, 4, |d| Ok(rt::BrokerId(d.i32()?)))?;
         }
         if flexible {
             d.at("MetadataResponsePartition._tagged_fields");
@@ -324,22 +324,22 @@ impl MetadataResponsePartition {
         let flexible = version >= 9;
         e.i16(*(&self.error_code));
         e.i32(*(&self.partition_index));
-        e.i32(*(&self.leader_id));
+        e.i32((&self.leader_id).0);
         if version >= 7 {
             e.i32(*(&self.leader_epoch));
         }
         e.array_len((&self.replica_nodes).len(), flexible);
         for it in (&self.replica_nodes).iter() {
-            e.i32(*it);
+            e.i32(it.0);
         }
         e.array_len((&self.isr_nodes).len(), flexible);
         for it in (&self.isr_nodes).iter() {
-            e.i32(*it);
+            e.i32(it.0);
         }
         if version >= 5 {
             e.array_len((&self.offline_replicas).len(), flexible);
             for it in (&self.offline_replicas).iter() {
-                e.i32(*it);
+                e.i32(it.0);
             }
         }
         if flexible {
@@ -357,14 +357,20 @@ impl MetadataResponsePartition {
         let mut x = Self::default();
         x.error_code = r.u64() as i16;
         x.partition_index = r.u64() as i32;
-        x.leader_id = r.u64() as i32;
+        x.leader_id = rt::BrokerId(r.u64() as i32);
         if version >= 7 {
             x.leader_epoch = r.u64() as i32;
         }
-        x.replica_nodes = (0..r.count()).map(|_| r.u64() as i32).collect();
-        x.isr_nodes = (0..r.count()).map(|_| r.u64() as i32).collect();
+        x.replica_nodes = (0..r.count())
+            .map(|_| rt::BrokerId(r.u64() as i32))
+            .collect();
+        x.isr_nodes = (0..r.count())
+            .map(|_| rt::BrokerId(r.u64() as i32))
+            .collect();
         if version >= 5 {
-            x.offline_replicas = (0..r.count()).map(|_| r.u64() as i32).collect();
+            x.offline_replicas = (0..r.count())
+                .map(|_| rt::BrokerId(r.u64() as i32))
+                .collect();
         }
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
@@ -379,7 +385,7 @@ pub struct MetadataResponseTopic {
     /// The topic error, or 0 if there was no error. (versions 0+)
     pub error_code: i16,
     /// The topic name. Null for non-existing topics queried by ID. This is never null when ErrorCode is zero. One of Name and TopicId is always populated. (versions 0+; null in 12+)
-    pub name: Option<rt::StrBytes>,
+    pub name: Option<rt::TopicName>,
     /// The topic id. Zero for non-existing topics queried by name. This is never zero when ErrorCode is zero. One of Name and TopicId is always populated. (versions 10+)
     pub topic_id: rt::Uuid,
     /// True if the topic is internal. (versions 1+)
@@ -396,7 +402,7 @@ impl Default for MetadataResponseTopic {
     fn default() -> Self {
         Self {
             error_code: 0,
-            name: Some(rt::StrBytes::default()),
+            name: Some(rt::TopicName::default()),
             topic_id: rt::Uuid::ZERO,
             is_internal: false,
             partitions: Vec::new(),
@@ -416,9 +422,9 @@ impl MetadataResponseTopic {
         x.error_code = d.i16()?;
         d.at("MetadataResponseTopic.name");
         x.name = if version >= 12 {
-            d.nullable_string(flexible)?
+            d.nullable_string(flexible)?.map(rt::TopicName)
         } else {
-            Some(d.string(flexible)?)
+            Some(rt::TopicName(d.string(flexible)?))
         };
         if version >= 10 {
             d.at("MetadataResponseTopic.topic_id");
@@ -485,7 +491,7 @@ impl MetadataResponseTopic {
         x.name = if (version >= 12) && r.one_in(4) {
             None
         } else {
-            Some(r.string())
+            Some(rt::TopicName(r.string()))
         };
         if version >= 10 {
             x.topic_id = r.uuid();

@@ -8,6 +8,7 @@
 
 pub(crate) mod rt {
     pub use crate::codec::*;
+    pub use crate::entity::*;
     pub use bytes::Bytes;
 }
 

@@ -11,7 +11,7 @@ use super::rt;
 #[derive(Debug, Clone, PartialEq)]
 pub struct OffsetCommitRequest {
     /// The unique group identifier. (versions 0+)
-    pub group_id: rt::StrBytes,
+    pub group_id: rt::GroupId,
     /// The generation of the group if using the classic group protocol or the member epoch if using the consumer protocol. (versions 1+)
     pub generation_id_or_member_epoch: i32,
     /// The member ID assigned by the group coordinator. (versions 1+)
@@ -29,7 +29,7 @@ pub struct OffsetCommitRequest {
 impl Default for OffsetCommitRequest {
     fn default() -> Self {
         Self {
-            group_id: rt::StrBytes::default(),
+            group_id: rt::GroupId::default(),
             generation_id_or_member_epoch: -1,
             member_id: rt::StrBytes::default(),
             group_instance_id: None,
@@ -54,7 +54,7 @@ impl OffsetCommitRequest {
         let flexible = version >= 8;
         let mut x = Self::default();
         d.at("OffsetCommitRequest.group_id");
-        x.group_id = d.string(flexible)?;
+        x.group_id = rt::GroupId(d.string(flexible)?);
         d.at("OffsetCommitRequest.generation_id_or_member_epoch");
         x.generation_id_or_member_epoch = d.i32()?;
         d.at("OffsetCommitRequest.member_id");
@@ -110,7 +110,7 @@ impl OffsetCommitRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 8;
         let mut x = Self::default();
-        x.group_id = r.string();
+        x.group_id = rt::GroupId(r.string());
         x.generation_id_or_member_epoch = r.u64() as i32;
         x.member_id = r.string();
         if version >= 7 {
@@ -221,7 +221,7 @@ impl OffsetCommitRequestPartition {
 #[derive(Debug, Clone, PartialEq)]
 pub struct OffsetCommitRequestTopic {
     /// The topic name. (versions 0-9)
-    pub name: rt::StrBytes,
+    pub name: rt::TopicName,
     /// The topic ID. (versions 10+)
     pub topic_id: rt::Uuid,
     /// Each partition to commit offsets for. (versions 0+)
@@ -233,7 +233,7 @@ pub struct OffsetCommitRequestTopic {
 impl Default for OffsetCommitRequestTopic {
     fn default() -> Self {
         Self {
-            name: rt::StrBytes::default(),
+            name: rt::TopicName::default(),
             topic_id: rt::Uuid::ZERO,
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
@@ -249,7 +249,7 @@ impl OffsetCommitRequestTopic {
         let mut x = Self::default();
         if version <= 9 {
             d.at("OffsetCommitRequestTopic.name");
-            x.name = d.string(flexible)?;
+            x.name = rt::TopicName(d.string(flexible)?);
         }
         if version >= 10 {
             d.at("OffsetCommitRequestTopic.topic_id");
@@ -296,7 +296,7 @@ impl OffsetCommitRequestTopic {
         let flexible = version >= 8;
         let mut x = Self::default();
         if version <= 9 {
-            x.name = r.string();
+            x.name = rt::TopicName(r.string());
         }
         if version >= 10 {
             x.topic_id = r.uuid();

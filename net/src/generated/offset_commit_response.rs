@@ -167,7 +167,7 @@ impl OffsetCommitResponsePartition {
 #[derive(Debug, Clone, PartialEq)]
 pub struct OffsetCommitResponseTopic {
     /// The topic name. (versions 0-9)
-    pub name: rt::StrBytes,
+    pub name: rt::TopicName,
     /// The topic ID. (versions 10+)
     pub topic_id: rt::Uuid,
     /// The responses for each partition in the topic. (versions 0+)
@@ -179,7 +179,7 @@ pub struct OffsetCommitResponseTopic {
 impl Default for OffsetCommitResponseTopic {
     fn default() -> Self {
         Self {
-            name: rt::StrBytes::default(),
+            name: rt::TopicName::default(),
             topic_id: rt::Uuid::ZERO,
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
@@ -195,7 +195,7 @@ impl OffsetCommitResponseTopic {
         let mut x = Self::default();
         if version <= 9 {
             d.at("OffsetCommitResponseTopic.name");
-            x.name = d.string(flexible)?;
+            x.name = rt::TopicName(d.string(flexible)?);
         }
         if version >= 10 {
             d.at("OffsetCommitResponseTopic.topic_id");
@@ -242,7 +242,7 @@ impl OffsetCommitResponseTopic {
         let flexible = version >= 8;
         let mut x = Self::default();
         if version <= 9 {
-            x.name = r.string();
+            x.name = rt::TopicName(r.string());
         }
         if version >= 10 {
             x.topic_id = r.uuid();

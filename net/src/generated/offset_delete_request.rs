@@ -11,7 +11,7 @@ use super::rt;
 #[derive(Debug, Clone, PartialEq)]
 pub struct OffsetDeleteRequest {
     /// The unique group identifier. (versions 0+)
-    pub group_id: rt::StrBytes,
+    pub group_id: rt::GroupId,
     /// The topics to delete offsets for. (versions 0+)
     pub topics: Vec<OffsetDeleteRequestTopic>,
 }
@@ -19,7 +19,7 @@ pub struct OffsetDeleteRequest {
 impl Default for OffsetDeleteRequest {
     fn default() -> Self {
         Self {
-            group_id: rt::StrBytes::default(),
+            group_id: rt::GroupId::default(),
             topics: Vec::new(),
         }
     }
@@ -39,7 +39,7 @@ impl OffsetDeleteRequest {
         let flexible = false;
         let mut x = Self::default();
         d.at("OffsetDeleteRequest.group_id");
-        x.group_id = d.string(flexible)?;
+        x.group_id = rt::GroupId(d.string(flexible)?);
         d.at("OffsetDeleteRequest.topics");
         x.topics = d.array(flexible, 1, |d| {
             Ok(OffsetDeleteRequestTopic::decode(d, version)?)
@@ -64,7 +64,7 @@ impl OffsetDeleteRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = false;
         let mut x = Self::default();
-        x.group_id = r.string();
+        x.group_id = rt::GroupId(r.string());
         x.topics = (0..r.count())
             .map(|_| OffsetDeleteRequestTopic::random(r, version))
             .collect();
@@ -118,7 +118,7 @@ impl OffsetDeleteRequestPartition {
 #[derive(Debug, Clone, PartialEq)]
 pub struct OffsetDeleteRequestTopic {
     /// The topic name. (versions 0+)
-    pub name: rt::StrBytes,
+    pub name: rt::TopicName,
     /// Each partition to delete offsets for. (versions 0+)
     pub partitions: Vec<OffsetDeleteRequestPartition>,
 }
@@ -126,7 +126,7 @@ pub struct OffsetDeleteRequestTopic {
 impl Default for OffsetDeleteRequestTopic {
     fn default() -> Self {
         Self {
-            name: rt::StrBytes::default(),
+            name: rt::TopicName::default(),
             partitions: Vec::new(),
         }
     }
@@ -139,7 +139,7 @@ impl OffsetDeleteRequestTopic {
         let flexible = false;
         let mut x = Self::default();
         d.at("OffsetDeleteRequestTopic.name");
-        x.name = d.string(flexible)?;
+        x.name = rt::TopicName(d.string(flexible)?);
         d.at("OffsetDeleteRequestTopic.partitions");
         x.partitions = d.array(flexible, 1, |d| {
             Ok(OffsetDeleteRequestPartition::decode(d, version)?)
@@ -164,7 +164,7 @@ impl OffsetDeleteRequestTopic {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = false;
         let mut x = Self::default();
-        x.name = r.string();
+        x.name = rt::TopicName(r.string());
         x.partitions = (0..r.count())
             .map(|_| OffsetDeleteRequestPartition::random(r, version))
             .collect();

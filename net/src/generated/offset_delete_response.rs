@@ -134,7 +134,7 @@ impl OffsetDeleteResponsePartition {
 #[derive(Debug, Clone, PartialEq)]
 pub struct OffsetDeleteResponseTopic {
     /// The topic name. (versions 0+)
-    pub name: rt::StrBytes,
+    pub name: rt::TopicName,
     /// The responses for each partition in the topic. (versions 0+)
     pub partitions: Vec<OffsetDeleteResponsePartition>,
 }
@@ -142,7 +142,7 @@ pub struct OffsetDeleteResponseTopic {
 impl Default for OffsetDeleteResponseTopic {
     fn default() -> Self {
         Self {
-            name: rt::StrBytes::default(),
+            name: rt::TopicName::default(),
             partitions: Vec::new(),
         }
     }
@@ -155,7 +155,7 @@ impl OffsetDeleteResponseTopic {
         let flexible = false;
         let mut x = Self::default();
         d.at("OffsetDeleteResponseTopic.name");
-        x.name = d.string(flexible)?;
+        x.name = rt::TopicName(d.string(flexible)?);
         d.at("OffsetDeleteResponseTopic.partitions");
         x.partitions = d.array(flexible, 1, |d| {
             Ok(OffsetDeleteResponsePartition::decode(d, version)?)
@@ -180,7 +180,7 @@ impl OffsetDeleteResponseTopic {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = false;
         let mut x = Self::default();
-        x.name = r.string();
+        x.name = rt::TopicName(r.string());
         x.partitions = (0..r.count())
             .map(|_| OffsetDeleteResponsePartition::random(r, version))
             .collect();

@@ -11,7 +11,7 @@ use super::rt;
 #[derive(Debug, Clone, PartialEq)]
 pub struct OffsetFetchRequest {
     /// The group to fetch offsets for. (versions 0-7)
-    pub group_id: rt::StrBytes,
+    pub group_id: rt::GroupId,
     /// Each topic we would like to fetch offsets for, or null to fetch offsets for all topics. (versions 0-7; null in 2-7)
     pub topics: Option<Vec<OffsetFetchRequestTopic>>,
     /// Each group we would like to fetch offsets for. (versions 8+)
@@ -25,7 +25,7 @@ pub struct OffsetFetchRequest {
 impl Default for OffsetFetchRequest {
     fn default() -> Self {
         Self {
-            group_id: rt::StrBytes::default(),
+            group_id: rt::GroupId::default(),
             topics: Some(Vec::new()),
             groups: Vec::new(),
             require_stable: false,
@@ -49,7 +49,7 @@ impl OffsetFetchRequest {
         let mut x = Self::default();
         if version <= 7 {
             d.at("OffsetFetchRequest.group_id");
-            x.group_id = d.string(flexible)?;
+            x.group_id = rt::GroupId(d.string(flexible)?);
         }
         if version <= 7 {
             d.at("OffsetFetchRequest.topics");
@@ -125,7 +125,7 @@ impl OffsetFetchRequest {
         let flexible = version >= 6;
         let mut x = Self::default();
         if version <= 7 {
-            x.group_id = r.string();
+            x.group_id = rt::GroupId(r.string());
         }
         if version <= 7 {
             x.topics = if (version >= 2) && r.one_in(4) {
@@ -157,7 +157,7 @@ impl OffsetFetchRequest {
 #[derive(Debug, Clone, PartialEq)]
 pub struct OffsetFetchRequestTopic {
     /// The topic name. (versions 0-7)
-    pub name: rt::StrBytes,
+    pub name: rt::TopicName,
     /// The partition indexes we would like to fetch offsets for. (versions 0-7)
     pub partition_indexes: Vec<i32>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -167,7 +167,7 @@ pub struct OffsetFetchRequestTopic {
 impl Default for OffsetFetchRequestTopic {
     fn default() -> Self {
         Self {
-            name: rt::StrBytes::default(),
+            name: rt::TopicName::default(),
             partition_indexes: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -182,7 +182,7 @@ impl OffsetFetchRequestTopic {
         let mut x = Self::default();
         if version <= 7 {
             d.at("OffsetFetchRequestTopic.name");
-            x.name = d.string(flexible)?;
+            x.name = rt::TopicName(d.string(flexible)?);
         }
         if version <= 7 {
             d.at("OffsetFetchRequestTopic.partition_indexes");
@@ -224,7 +224,7 @@ impl OffsetFetchRequestTopic {
         let flexible = version >= 6;
         let mut x = Self::default();
         if version <= 7 {
-            x.name = r.string();
+            x.name = rt::TopicName(r.string());
         }
         if version <= 7 {
             x.partition_indexes = (0..r.count()).map(|_| r.u64() as i32).collect();
@@ -240,7 +240,7 @@ impl OffsetFetchRequestTopic {
 #[derive(Debug, Clone, PartialEq)]
 pub struct OffsetFetchRequestTopics {
     /// The topic name. (versions 8-9)
-    pub name: rt::StrBytes,
+    pub name: rt::TopicName,
     /// The topic ID. (versions 10+)
     pub topic_id: rt::Uuid,
     /// The partition indexes we would like to fetch offsets for. (versions 8+)
@@ -252,7 +252,7 @@ pub struct OffsetFetchRequestTopics {
 impl Default for OffsetFetchRequestTopics {
     fn default() -> Self {
         Self {
-            name: rt::StrBytes::default(),
+            name: rt::TopicName::default(),
             topic_id: rt::Uuid::ZERO,
             partition_indexes: Vec::new(),
             unknown_tagged_fields: Vec::new(),
@@ -268,7 +268,7 @@ impl OffsetFetchRequestTopics {
         let mut x = Self::default();
         if version >= 8 && version <= 9 {
             d.at("OffsetFetchRequestTopics.name");
-            x.name = d.string(flexible)?;
+            x.name = rt::TopicName(d.string(flexible)?);
         }
         if version >= 10 {
             d.at("OffsetFetchRequestTopics.topic_id");
@@ -317,7 +317,7 @@ impl OffsetFetchRequestTopics {
         let flexible = version >= 6;
         let mut x = Self::default();
         if version >= 8 && version <= 9 {
-            x.name = r.string();
+            x.name = rt::TopicName(r.string());
         }
         if version >= 10 {
             x.topic_id = r.uuid();
@@ -336,7 +336,7 @@ impl OffsetFetchRequestTopics {
 #[derive(Debug, Clone, PartialEq)]
 pub struct OffsetFetchRequestGroup {
     /// The group ID. (versions 8+)
-    pub group_id: rt::StrBytes,
+    pub group_id: rt::GroupId,
     /// The member id. (versions 9+; null in 9+)
     pub member_id: Option<rt::StrBytes>,
     /// The member epoch if using the new consumer protocol (KIP-848). (versions 9+)
@@ -350,7 +350,7 @@ pub struct OffsetFetchRequestGroup {
 impl Default for OffsetFetchRequestGroup {
     fn default() -> Self {
         Self {
-            group_id: rt::StrBytes::default(),
+            group_id: rt::GroupId::default(),
             member_id: None,
             member_epoch: -1,
             topics: Some(Vec::new()),
@@ -367,7 +367,7 @@ impl OffsetFetchRequestGroup {
         let mut x = Self::default();
         if version >= 8 {
             d.at("OffsetFetchRequestGroup.group_id");
-            x.group_id = d.string(flexible)?;
+            x.group_id = rt::GroupId(d.string(flexible)?);
         }
         if version >= 9 {
             d.at("OffsetFetchRequestGroup.member_id");
@@ -425,7 +425,7 @@ impl OffsetFetchRequestGroup {
         let flexible = version >= 6;
         let mut x = Self::default();
         if version >= 8 {
-            x.group_id = r.string();
+            x.group_id = rt::GroupId(r.string());
         }
         if version >= 9 {
             x.member_id = if r.one_in(4) { None } else { Some(r.string()) };

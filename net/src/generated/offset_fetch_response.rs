@@ -257,7 +257,7 @@ impl OffsetFetchResponsePartition {
 #[derive(Debug, Clone, PartialEq)]
 pub struct OffsetFetchResponseTopic {
     /// The topic name. (versions 0-7)
-    pub name: rt::StrBytes,
+    pub name: rt::TopicName,
     /// The responses per partition. (versions 0-7)
     pub partitions: Vec<OffsetFetchResponsePartition>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -267,7 +267,7 @@ pub struct OffsetFetchResponseTopic {
 impl Default for OffsetFetchResponseTopic {
     fn default() -> Self {
         Self {
-            name: rt::StrBytes::default(),
+            name: rt::TopicName::default(),
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -282,7 +282,7 @@ impl OffsetFetchResponseTopic {
         let mut x = Self::default();
         if version <= 7 {
             d.at("OffsetFetchResponseTopic.name");
-            x.name = d.string(flexible)?;
+            x.name = rt::TopicName(d.string(flexible)?);
         }
         if version <= 7 {
             d.at("OffsetFetchResponseTopic.partitions");
@@ -326,7 +326,7 @@ impl OffsetFetchResponseTopic {
         let flexible = version >= 6;
         let mut x = Self::default();
         if version <= 7 {
-            x.name = r.string();
+            x.name = rt::TopicName(r.string());
         }
         if version <= 7 {
             x.partitions = (0..r.count())
@@ -463,7 +463,7 @@ impl OffsetFetchResponsePartitions {
 #[derive(Debug, Clone, PartialEq)]
 pub struct OffsetFetchResponseTopics {
     /// The topic name. (versions 8-9)
-    pub name: rt::StrBytes,
+    pub name: rt::TopicName,
     /// The topic ID. (versions 10+)
     pub topic_id: rt::Uuid,
     /// The responses per partition. (versions 8+)
@@ -475,7 +475,7 @@ pub struct OffsetFetchResponseTopics {
 impl Default for OffsetFetchResponseTopics {
     fn default() -> Self {
         Self {
-            name: rt::StrBytes::default(),
+            name: rt::TopicName::default(),
             topic_id: rt::Uuid::ZERO,
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
@@ -491,7 +491,7 @@ impl OffsetFetchResponseTopics {
         let mut x = Self::default();
         if version >= 8 && version <= 9 {
             d.at("OffsetFetchResponseTopics.name");
-            x.name = d.string(flexible)?;
+            x.name = rt::TopicName(d.string(flexible)?);
         }
         if version >= 10 {
             d.at("OffsetFetchResponseTopics.topic_id");
@@ -542,7 +542,7 @@ impl OffsetFetchResponseTopics {
         let flexible = version >= 6;
         let mut x = Self::default();
         if version >= 8 && version <= 9 {
-            x.name = r.string();
+            x.name = rt::TopicName(r.string());
         }
         if version >= 10 {
             x.topic_id = r.uuid();
@@ -563,7 +563,7 @@ impl OffsetFetchResponseTopics {
 #[derive(Debug, Clone, PartialEq)]
 pub struct OffsetFetchResponseGroup {
     /// The group ID. (versions 8+)
-    pub group_id: rt::StrBytes,
+    pub group_id: rt::GroupId,
     /// The responses per topic. (versions 8+)
     pub topics: Vec<OffsetFetchResponseTopics>,
     /// The group-level error code, or 0 if there was no error. (versions 8+)
@@ -575,7 +575,7 @@ pub struct OffsetFetchResponseGroup {
 impl Default for OffsetFetchResponseGroup {
     fn default() -> Self {
         Self {
-            group_id: rt::StrBytes::default(),
+            group_id: rt::GroupId::default(),
             topics: Vec::new(),
             error_code: 0,
             unknown_tagged_fields: Vec::new(),
@@ -591,7 +591,7 @@ impl OffsetFetchResponseGroup {
         let mut x = Self::default();
         if version >= 8 {
             d.at("OffsetFetchResponseGroup.group_id");
-            x.group_id = d.string(flexible)?;
+            x.group_id = rt::GroupId(d.string(flexible)?);
         }
         if version >= 8 {
             d.at("OffsetFetchResponseGroup.topics");
@@ -642,7 +642,7 @@ impl OffsetFetchResponseGroup {
         let flexible = version >= 6;
         let mut x = Self::default();
         if version >= 8 {
-            x.group_id = r.string();
+            x.group_id = rt::GroupId(r.string());
         }
         if version >= 8 {
             x.topics = (0..r.count())

@@ -11,7 +11,7 @@ use super::rt;
 #[derive(Debug, Clone, PartialEq)]
 pub struct OffsetForLeaderEpochRequest {
     /// The broker ID of the follower, of -1 if this request is from a consumer. (versions 3+)
-    pub replica_id: i32,
+    pub replica_id: rt::BrokerId,
     /// Each topic to get offsets for. (versions 0+)
     pub topics: Vec<OffsetForLeaderTopic>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -21,7 +21,7 @@ pub struct OffsetForLeaderEpochRequest {
 impl Default for OffsetForLeaderEpochRequest {
     fn default() -> Self {
         Self {
-            replica_id: -2,
+            replica_id: rt::BrokerId(-2),
             topics: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -43,7 +43,7 @@ impl OffsetForLeaderEpochRequest {
         let mut x = Self::default();
         if version >= 3 {
             d.at("OffsetForLeaderEpochRequest.replica_id");
-            x.replica_id = d.i32()?;
+            x.replica_id = rt::BrokerId(d.i32()?);
         }
         d.at("OffsetForLeaderEpochRequest.topics");
         x.topics = d.array(flexible, 1, |d| {
@@ -63,7 +63,7 @@ impl OffsetForLeaderEpochRequest {
     pub fn encode(&self, e: &mut rt::Encoder, version: i16) {
         let flexible = version >= 4;
         if version >= 3 {
-            e.i32(*(&self.replica_id));
+            e.i32((&self.replica_id).0);
         }
         e.array_len((&self.topics).len(), flexible);
         for it in (&self.topics).iter() {
@@ -83,7 +83,7 @@ impl OffsetForLeaderEpochRequest {
         let flexible = version >= 4;
         let mut x = Self::default();
         if version >= 3 {
-            x.replica_id = r.u64() as i32;
+            x.replica_id = rt::BrokerId(r.u64() as i32);
         }
         x.topics = (0..r.count())
             .map(|_| OffsetForLeaderTopic::random(r, version))
@@ -174,7 +174,7 @@ impl OffsetForLeaderPartition {
 #[derive(Debug, Clone, PartialEq)]
 pub struct OffsetForLeaderTopic {
     /// The topic name. (versions 0+)
-    pub topic: rt::StrBytes,
+    pub topic: rt::TopicName,
     /// Each partition to get offsets for. (versions 0+)
     pub partitions: Vec<OffsetForLeaderPartition>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -184,7 +184,7 @@ pub struct OffsetForLeaderTopic {
 impl Default for OffsetForLeaderTopic {
     fn default() -> Self {
         Self {
-            topic: rt::StrBytes::default(),
+            topic: rt::TopicName::default(),
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -198,7 +198,7 @@ impl OffsetForLeaderTopic {
         let flexible = version >= 4;
         let mut x = Self::default();
         d.at("OffsetForLeaderTopic.topic");
-        x.topic = d.string(flexible)?;
+        x.topic = rt::TopicName(d.string(flexible)?);
         d.at("OffsetForLeaderTopic.partitions");
         x.partitions = d.array(flexible, 1, |d| {
             Ok(OffsetForLeaderPartition::decode(d, version)?)
@@ -234,7 +234,7 @@ impl OffsetForLeaderTopic {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 4;
         let mut x = Self::default();
-        x.topic = r.string();
+        x.topic = rt::TopicName(r.string());
         x.partitions = (0..r.count())
             .map(|_| OffsetForLeaderPartition::random(r, version))
             .collect();

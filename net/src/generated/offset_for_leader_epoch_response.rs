@@ -175,7 +175,7 @@ impl EpochEndOffset {
 #[derive(Debug, Clone, PartialEq)]
 pub struct OffsetForLeaderTopicResult {
     /// The topic name. (versions 0+)
-    pub topic: rt::StrBytes,
+    pub topic: rt::TopicName,
     /// Each partition in the topic we fetched offsets for. (versions 0+)
     pub partitions: Vec<EpochEndOffset>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -185,7 +185,7 @@ pub struct OffsetForLeaderTopicResult {
 impl Default for OffsetForLeaderTopicResult {
     fn default() -> Self {
         Self {
-            topic: rt::StrBytes::default(),
+            topic: rt::TopicName::default(),
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -199,7 +199,7 @@ impl OffsetForLeaderTopicResult {
         let flexible = version >= 4;
         let mut x = Self::default();
         d.at("OffsetForLeaderTopicResult.topic");
-        x.topic = d.string(flexible)?;
+        x.topic = rt::TopicName(d.string(flexible)?);
         d.at("OffsetForLeaderTopicResult.partitions");
         x.partitions = d.array(flexible, 1, |d| Ok(EpochEndOffset::decode(d, version)?))?;
         if flexible {
@@ -233,7 +233,7 @@ impl OffsetForLeaderTopicResult {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 4;
         let mut x = Self::default();
-        x.topic = r.string();
+        x.topic = rt::TopicName(r.string());
         x.partitions = (0..r.count())
             .map(|_| EpochEndOffset::random(r, version))
             .collect();

@@ -11,7 +11,7 @@ use super::rt;
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProduceRequest {
     /// The transactional ID, or null if the producer is not transactional. (versions 3+; null in 3+)
-    pub transactional_id: Option<rt::StrBytes>,
+    pub transactional_id: Option<rt::TransactionalId>,
     /// The number of acknowledgments the producer requires the leader to have received before considering a request complete. Allowed values: 0 for no acknowledgments, 1 for only the leader and -1 for the full ISR. (versions 0+)
     pub acks: i16,
     /// The timeout to await a response in milliseconds. (versions 0+)
@@ -48,7 +48,7 @@ impl ProduceRequest {
         let flexible = version >= 9;
         let mut x = Self::default();
         d.at("ProduceRequest.transactional_id");
-        x.transactional_id = d.nullable_string(flexible)?;
+        x.transactional_id = d.nullable_string(flexible)?.map(rt::TransactionalId);
         d.at("ProduceRequest.acks");
         x.acks = d.i16()?;
         d.at("ProduceRequest.timeout_ms");
@@ -88,7 +88,11 @@ impl ProduceRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 9;
         let mut x = Self::default();
-        x.transactional_id = if r.one_in(4) { None } else { Some(r.string()) };
+        x.transactional_id = if r.one_in(4) {
+            None
+        } else {
+            Some(rt::TransactionalId(r.string()))
+        };
         x.acks = r.u64() as i16;
         x.timeout_ms = r.u64() as i32;
         x.topic_data = (0..r.count())
@@ -174,7 +178,7 @@ impl PartitionProduceData {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicProduceData {
     /// The topic name. (versions 0-12)
-    pub name: rt::StrBytes,
+    pub name: rt::TopicName,
     /// The unique topic ID (versions 13+)
     pub topic_id: rt::Uuid,
     /// Each partition to produce to. (versions 0+)
@@ -186,7 +190,7 @@ pub struct TopicProduceData {
 impl Default for TopicProduceData {
     fn default() -> Self {
         Self {
-            name: rt::StrBytes::default(),
+            name: rt::TopicName::default(),
             topic_id: rt::Uuid::ZERO,
             partition_data: Vec::new(),
             unknown_tagged_fields: Vec::new(),
@@ -202,7 +206,7 @@ impl TopicProduceData {
         let mut x = Self::default();
         if version <= 12 {
             d.at("TopicProduceData.name");
-            x.name = d.string(flexible)?;
+            x.name = rt::TopicName(d.string(flexible)?);
         }
         if version >= 13 {
             d.at("TopicProduceData.topic_id");
@@ -249,7 +253,7 @@ impl TopicProduceData {
         let flexible = version >= 9;
         let mut x = Self::default();
         if version <= 12 {
-            x.name = r.string();
+            x.name = rt::TopicName(r.string());
         }
         if version >= 13 {
             x.topic_id = r.uuid();

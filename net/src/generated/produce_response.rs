@@ -199,7 +199,7 @@ impl BatchIndexAndErrorMessage {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LeaderIdAndEpoch {
     /// The ID of the current leader or -1 if the leader is unknown. (versions 10+)
-    pub leader_id: i32,
+    pub leader_id: rt::BrokerId,
     /// The latest known leader epoch. (versions 10+)
     pub leader_epoch: i32,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -209,7 +209,7 @@ pub struct LeaderIdAndEpoch {
 impl Default for LeaderIdAndEpoch {
     fn default() -> Self {
         Self {
-            leader_id: -1,
+            leader_id: rt::BrokerId(-1),
             leader_epoch: -1,
             unknown_tagged_fields: Vec::new(),
         }
@@ -224,7 +224,7 @@ impl LeaderIdAndEpoch {
         let mut x = Self::default();
         if version >= 10 {
             d.at("LeaderIdAndEpoch.leader_id");
-            x.leader_id = d.i32()?;
+            x.leader_id = rt::BrokerId(d.i32()?);
         }
         if version >= 10 {
             d.at("LeaderIdAndEpoch.leader_epoch");
@@ -244,7 +244,7 @@ impl LeaderIdAndEpoch {
     pub fn encode(&self, e: &mut rt::Encoder, version: i16) {
         let flexible = version >= 9;
         if version >= 10 {
-            e.i32(*(&self.leader_id));
+            e.i32((&self.leader_id).0);
         }
         if version >= 10 {
             e.i32(*(&self.leader_epoch));
@@ -263,7 +263,7 @@ impl LeaderIdAndEpoch {
         let flexible = version >= 9;
         let mut x = Self::default();
         if version >= 10 {
-            x.leader_id = r.u64() as i32;
+            x.leader_id = rt::BrokerId(r.u64() as i32);
         }
         if version >= 10 {
             x.leader_epoch = r.u64() as i32;
@@ -427,7 +427,7 @@ impl PartitionProduceResponse {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicProduceResponse {
     /// The topic name. (versions 0-12)
-    pub name: rt::StrBytes,
+    pub name: rt::TopicName,
     /// The unique topic ID (versions 13+)
     pub topic_id: rt::Uuid,
     /// Each partition that we produced to within the topic. (versions 0+)
@@ -439,7 +439,7 @@ pub struct TopicProduceResponse {
 impl Default for TopicProduceResponse {
     fn default() -> Self {
         Self {
-            name: rt::StrBytes::default(),
+            name: rt::TopicName::default(),
             topic_id: rt::Uuid::ZERO,
             partition_responses: Vec::new(),
             unknown_tagged_fields: Vec::new(),
@@ -455,7 +455,7 @@ impl TopicProduceResponse {
         let mut x = Self::default();
         if version <= 12 {
             d.at("TopicProduceResponse.name");
-            x.name = d.string(flexible)?;
+            x.name = rt::TopicName(d.string(flexible)?);
         }
         if version >= 13 {
             d.at("TopicProduceResponse.topic_id");
@@ -502,7 +502,7 @@ impl TopicProduceResponse {
         let flexible = version >= 9;
         let mut x = Self::default();
         if version <= 12 {
-            x.name = r.string();
+            x.name = rt::TopicName(r.string());
         }
         if version >= 13 {
             x.topic_id = r.uuid();
@@ -521,7 +521,7 @@ impl TopicProduceResponse {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeEndpoint {
     /// The ID of the associated node. (versions 10+)
-    pub node_id: i32,
+    pub node_id: rt::BrokerId,
     /// The node's hostname. (versions 10+)
     pub host: rt::StrBytes,
     /// The node's port. (versions 10+)
@@ -535,7 +535,7 @@ pub struct NodeEndpoint {
 impl Default for NodeEndpoint {
     fn default() -> Self {
         Self {
-            node_id: 0,
+            node_id: rt::BrokerId(0),
             host: rt::StrBytes::default(),
             port: 0,
             rack: None,
@@ -552,7 +552,7 @@ impl NodeEndpoint {
         let mut x = Self::default();
         if version >= 10 {
             d.at("NodeEndpoint.node_id");
-            x.node_id = d.i32()?;
+            x.node_id = rt::BrokerId(d.i32()?);
         }
         if version >= 10 {
             d.at("NodeEndpoint.host");
@@ -580,7 +580,7 @@ impl NodeEndpoint {
     pub fn encode(&self, e: &mut rt::Encoder, version: i16) {
         let flexible = version >= 9;
         if version >= 10 {
-            e.i32(*(&self.node_id));
+            e.i32((&self.node_id).0);
         }
         if version >= 10 {
             e.string((&self.host), flexible);
@@ -605,7 +605,7 @@ impl NodeEndpoint {
         let flexible = version >= 9;
         let mut x = Self::default();
         if version >= 10 {
-            x.node_id = r.u64() as i32;
+            x.node_id = rt::BrokerId(r.u64() as i32);
         }
         if version >= 10 {
             x.host = r.string();

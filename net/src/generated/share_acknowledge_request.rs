@@ -11,7 +11,7 @@ use super::rt;
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShareAcknowledgeRequest {
     /// The group identifier. (versions 0+; null in 0+)
-    pub group_id: Option<rt::StrBytes>,
+    pub group_id: Option<rt::GroupId>,
     /// The member ID. (versions 0+; null in 0+)
     pub member_id: Option<rt::StrBytes>,
     /// The current share session epoch: 0 to open a share session; -1 to close it; otherwise increments for consecutive requests. (versions 0+)
@@ -51,7 +51,7 @@ impl ShareAcknowledgeRequest {
         let flexible = true;
         let mut x = Self::default();
         d.at("ShareAcknowledgeRequest.group_id");
-        x.group_id = d.nullable_string(flexible)?;
+        x.group_id = d.nullable_string(flexible)?.map(rt::GroupId);
         d.at("ShareAcknowledgeRequest.member_id");
         x.member_id = d.nullable_string(flexible)?;
         d.at("ShareAcknowledgeRequest.share_session_epoch");
@@ -98,7 +98,11 @@ impl ShareAcknowledgeRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.group_id = if r.one_in(4) { None } else { Some(r.string()) };
+        x.group_id = if r.one_in(4) {
+            None
+        } else {
+            Some(rt::GroupId(r.string()))
+        };
         x.member_id = if r.one_in(4) { None } else { Some(r.string()) };
         x.share_session_epoch = r.u64() as i32;
         if version >= 2 {

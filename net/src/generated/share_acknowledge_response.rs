@@ -355,7 +355,7 @@ impl ShareAcknowledgeTopicResponse {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeEndpoint {
     /// The ID of the associated node. (versions 0+)
-    pub node_id: i32,
+    pub node_id: rt::BrokerId,
     /// The node's hostname. (versions 0+)
     pub host: rt::StrBytes,
     /// The node's port. (versions 0+)
@@ -369,7 +369,7 @@ pub struct NodeEndpoint {
 impl Default for NodeEndpoint {
     fn default() -> Self {
         Self {
-            node_id: 0,
+            node_id: rt::BrokerId(0),
             host: rt::StrBytes::default(),
             port: 0,
             rack: None,
@@ -385,7 +385,7 @@ impl NodeEndpoint {
         let flexible = true;
         let mut x = Self::default();
         d.at("NodeEndpoint.node_id");
-        x.node_id = d.i32()?;
+        x.node_id = rt::BrokerId(d.i32()?);
         d.at("NodeEndpoint.host");
         x.host = d.string(flexible)?;
         d.at("NodeEndpoint.port");
@@ -405,7 +405,7 @@ impl NodeEndpoint {
     #[allow(unused_variables, clippy::all)]
     pub fn encode(&self, e: &mut rt::Encoder, version: i16) {
         let flexible = true;
-        e.i32(*(&self.node_id));
+        e.i32((&self.node_id).0);
         e.string((&self.host), flexible);
         e.i32(*(&self.port));
         e.nullable_string((&self.rack).as_deref(), flexible);
@@ -422,7 +422,7 @@ impl NodeEndpoint {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.node_id = r.u64() as i32;
+        x.node_id = rt::BrokerId(r.u64() as i32);
         x.host = r.string();
         x.port = r.u64() as i32;
         x.rack = if r.one_in(4) { None } else { Some(r.string()) };

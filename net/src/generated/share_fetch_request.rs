@@ -11,7 +11,7 @@ use super::rt;
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShareFetchRequest {
     /// The group identifier. (versions 0+; null in 0+)
-    pub group_id: Option<rt::StrBytes>,
+    pub group_id: Option<rt::GroupId>,
     /// The member ID. (versions 0+; null in 0+)
     pub member_id: Option<rt::StrBytes>,
     /// The current share session epoch: 0 to open a share session; -1 to close it; otherwise increments for consecutive requests. (versions 0+)
@@ -72,7 +72,7 @@ impl ShareFetchRequest {
         let flexible = true;
         let mut x = Self::default();
         d.at("ShareFetchRequest.group_id");
-        x.group_id = d.nullable_string(flexible)?;
+        x.group_id = d.nullable_string(flexible)?.map(rt::GroupId);
         d.at("ShareFetchRequest.member_id");
         x.member_id = d.nullable_string(flexible)?;
         d.at("ShareFetchRequest.share_session_epoch");
@@ -148,7 +148,11 @@ impl ShareFetchRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.group_id = if r.one_in(4) { None } else { Some(r.string()) };
+        x.group_id = if r.one_in(4) {
+            None
+        } else {
+            Some(rt::GroupId(r.string()))
+        };
         x.member_id = if r.one_in(4) { None } else { Some(r.string()) };
         x.share_session_epoch = r.u64() as i32;
         x.max_wait_ms = r.u64() as i32;

@@ -11,7 +11,7 @@ use super::rt;
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShareGroupDescribeRequest {
     /// The ids of the groups to describe. (versions 0+)
-    pub group_ids: Vec<rt::StrBytes>,
+    pub group_ids: Vec<rt::GroupId>,
     /// Whether to include authorized operations. (versions 0+)
     pub include_authorized_operations: bool,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -42,7 +42,7 @@ impl ShareGroupDescribeRequest {
         let flexible = true;
         let mut x = Self::default();
         d.at("ShareGroupDescribeRequest.group_ids");
-        x.group_ids = d.array(flexible, 1, |d| Ok(d.string(flexible)?))?;
+        x.group_ids = d.array(flexible, 1, |d| Ok(rt::GroupId(d.string(flexible)?)))?;
         d.at("ShareGroupDescribeRequest.include_authorized_operations");
         x.include_authorized_operations = d.bool()?;
         if flexible {
@@ -76,7 +76,7 @@ impl ShareGroupDescribeRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.group_ids = (0..r.count()).map(|_| r.string()).collect();
+        x.group_ids = (0..r.count()).map(|_| rt::GroupId(r.string())).collect();
         x.include_authorized_operations = r.bool();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();

@@ -101,7 +101,7 @@ pub struct Member {
     /// The client host. (versions 0+)
     pub client_host: rt::StrBytes,
     /// The subscribed topic names. (versions 0+)
-    pub subscribed_topic_names: Vec<rt::StrBytes>,
+    pub subscribed_topic_names: Vec<rt::TopicName>,
     /// The current assignment. (versions 0+)
     pub assignment: Assignment,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -140,7 +140,8 @@ impl Member {
         d.at("Member.client_host");
         x.client_host = d.string(flexible)?;
         d.at("Member.subscribed_topic_names");
-        x.subscribed_topic_names = d.array(flexible, 1, |d| Ok(d.string(flexible)?))?;
+        x.subscribed_topic_names =
+            d.array(flexible, 1, |d| Ok(rt::TopicName(d.string(flexible)?)))?;
         d.at("Member.assignment");
         x.assignment = Assignment::decode(d, version)?;
         if flexible {
@@ -184,7 +185,7 @@ impl Member {
         x.member_epoch = r.u64() as i32;
         x.client_id = r.string();
         x.client_host = r.string();
-        x.subscribed_topic_names = (0..r.count()).map(|_| r.string()).collect();
+        x.subscribed_topic_names = (0..r.count()).map(|_| rt::TopicName(r.string())).collect();
         x.assignment = Assignment::random(r, version);
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
@@ -201,7 +202,7 @@ pub struct DescribedGroup {
     /// The top-level error message, or null if there was no error. (versions 0+; null in 0+)
     pub error_message: Option<rt::StrBytes>,
     /// The group ID string. (versions 0+)
-    pub group_id: rt::StrBytes,
+    pub group_id: rt::GroupId,
     /// The group state string, or the empty string. (versions 0+)
     pub group_state: rt::StrBytes,
     /// The group epoch. (versions 0+)
@@ -223,7 +224,7 @@ impl Default for DescribedGroup {
         Self {
             error_code: 0,
             error_message: None,
-            group_id: rt::StrBytes::default(),
+            group_id: rt::GroupId::default(),
             group_state: rt::StrBytes::default(),
             group_epoch: 0,
             assignment_epoch: 0,
@@ -246,7 +247,7 @@ impl DescribedGroup {
         d.at("DescribedGroup.error_message");
         x.error_message = d.nullable_string(flexible)?;
         d.at("DescribedGroup.group_id");
-        x.group_id = d.string(flexible)?;
+        x.group_id = rt::GroupId(d.string(flexible)?);
         d.at("DescribedGroup.group_state");
         x.group_state = d.string(flexible)?;
         d.at("DescribedGroup.group_epoch");
@@ -299,7 +300,7 @@ impl DescribedGroup {
         let mut x = Self::default();
         x.error_code = r.u64() as i16;
         x.error_message = if r.one_in(4) { None } else { Some(r.string()) };
-        x.group_id = r.string();
+        x.group_id = rt::GroupId(r.string());
         x.group_state = r.string();
         x.group_epoch = r.u64() as i32;
         x.assignment_epoch = r.u64() as i32;
@@ -319,7 +320,7 @@ pub struct TopicPartitions {
     /// The topic ID. (versions 0+)
     pub topic_id: rt::Uuid,
     /// The topic name. (versions 0+)
-    pub topic_name: rt::StrBytes,
+    pub topic_name: rt::TopicName,
     /// The partitions. (versions 0+)
     pub partitions: Vec<i32>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -330,7 +331,7 @@ impl Default for TopicPartitions {
     fn default() -> Self {
         Self {
             topic_id: rt::Uuid::ZERO,
-            topic_name: rt::StrBytes::default(),
+            topic_name: rt::TopicName::default(),
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -346,7 +347,7 @@ impl TopicPartitions {
         d.at("TopicPartitions.topic_id");
         x.topic_id = d.uuid()?;
         d.at("TopicPartitions.topic_name");
-        x.topic_name = d.string(flexible)?;
+        x.topic_name = rt::TopicName(d.string(flexible)?);
         d.at("TopicPartitions.partitions");
         x.partitions = d.array(flexible, 4, |d| Ok(d.i32()?))?;
         if flexible {
@@ -382,7 +383,7 @@ impl TopicPartitions {
         let flexible = true;
         let mut x = Self::default();
         x.topic_id = r.uuid();
-        x.topic_name = r.string();
+        x.topic_name = rt::TopicName(r.string());
         x.partitions = (0..r.count()).map(|_| r.u64() as i32).collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();

@@ -11,7 +11,7 @@ use super::rt;
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamsGroupDescribeRequest {
     /// The ids of the groups to describe (versions 0+)
-    pub group_ids: Vec<rt::StrBytes>,
+    pub group_ids: Vec<rt::GroupId>,
     /// Whether to include authorized operations. (versions 0+)
     pub include_authorized_operations: bool,
     /// Whether to include the full topology description from the topology description plugin in the response. (versions 1+)
@@ -45,7 +45,7 @@ impl StreamsGroupDescribeRequest {
         let flexible = true;
         let mut x = Self::default();
         d.at("StreamsGroupDescribeRequest.group_ids");
-        x.group_ids = d.array(flexible, 1, |d| Ok(d.string(flexible)?))?;
+        x.group_ids = d.array(flexible, 1, |d| Ok(rt::GroupId(d.string(flexible)?)))?;
         d.at("StreamsGroupDescribeRequest.include_authorized_operations");
         x.include_authorized_operations = d.bool()?;
         if version >= 1 {
@@ -86,7 +86,7 @@ impl StreamsGroupDescribeRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.group_ids = (0..r.count()).map(|_| r.string()).collect();
+        x.group_ids = (0..r.count()).map(|_| rt::GroupId(r.string())).collect();
         x.include_authorized_operations = r.bool();
         if version >= 1 {
             x.include_topology_description = r.bool();

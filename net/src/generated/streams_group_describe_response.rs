@@ -93,9 +93,9 @@ pub struct Subtopology {
     /// String to uniquely identify the subtopology. (versions 0+)
     pub subtopology_id: rt::StrBytes,
     /// The topics the subtopology reads from. (versions 0+)
-    pub source_topics: Vec<rt::StrBytes>,
+    pub source_topics: Vec<rt::TopicName>,
     /// The repartition topics the subtopology writes to. (versions 0+)
-    pub repartition_sink_topics: Vec<rt::StrBytes>,
+    pub repartition_sink_topics: Vec<rt::TopicName>,
     /// The set of state changelog topics associated with this subtopology. Created automatically. (versions 0+)
     pub state_changelog_topics: Vec<TopicInfo>,
     /// The set of source topics that are internally created repartition topics. Created automatically. (versions 0+)
@@ -126,9 +126,10 @@ impl Subtopology {
         d.at("Subtopology.subtopology_id");
         x.subtopology_id = d.string(flexible)?;
         d.at("Subtopology.source_topics");
-        x.source_topics = d.array(flexible, 1, |d| Ok(d.string(flexible)?))?;
+        x.source_topics = d.array(flexible, 1, |d| Ok(rt::TopicName(d.string(flexible)?)))?;
         d.at("Subtopology.repartition_sink_topics");
-        x.repartition_sink_topics = d.array(flexible, 1, |d| Ok(d.string(flexible)?))?;
+        x.repartition_sink_topics =
+            d.array(flexible, 1, |d| Ok(rt::TopicName(d.string(flexible)?)))?;
         d.at("Subtopology.state_changelog_topics");
         x.state_changelog_topics = d.array(flexible, 1, |d| Ok(TopicInfo::decode(d, version)?))?;
         d.at("Subtopology.repartition_source_topics");
@@ -178,8 +179,8 @@ impl Subtopology {
         let flexible = true;
         let mut x = Self::default();
         x.subtopology_id = r.string();
-        x.source_topics = (0..r.count()).map(|_| r.string()).collect();
-        x.repartition_sink_topics = (0..r.count()).map(|_| r.string()).collect();
+        x.source_topics = (0..r.count()).map(|_| rt::TopicName(r.string())).collect();
+        x.repartition_sink_topics = (0..r.count()).map(|_| rt::TopicName(r.string())).collect();
         x.state_changelog_topics = (0..r.count())
             .map(|_| TopicInfo::random(r, version))
             .collect();
@@ -465,7 +466,7 @@ pub struct DescribedGroup {
     /// The top-level error message, or null if there was no error. (versions 0+; null in 0+)
     pub error_message: Option<rt::StrBytes>,
     /// The group ID string. (versions 0+)
-    pub group_id: rt::StrBytes,
+    pub group_id: rt::GroupId,
     /// The group state string, or the empty string. (versions 0+)
     pub group_state: rt::StrBytes,
     /// The group epoch. (versions 0+)
@@ -493,7 +494,7 @@ impl Default for DescribedGroup {
         Self {
             error_code: 0,
             error_message: None,
-            group_id: rt::StrBytes::default(),
+            group_id: rt::GroupId::default(),
             group_state: rt::StrBytes::default(),
             group_epoch: 0,
             assignment_epoch: 0,
@@ -519,7 +520,7 @@ impl DescribedGroup {
         d.at("DescribedGroup.error_message");
         x.error_message = d.nullable_string(flexible)?;
         d.at("DescribedGroup.group_id");
-        x.group_id = d.string(flexible)?;
+        x.group_id = rt::GroupId(d.string(flexible)?);
         d.at("DescribedGroup.group_state");
         x.group_state = d.string(flexible)?;
         d.at("DescribedGroup.group_epoch");
@@ -606,7 +607,7 @@ impl DescribedGroup {
         let mut x = Self::default();
         x.error_code = r.u64() as i16;
         x.error_message = if r.one_in(4) { None } else { Some(r.string()) };
-        x.group_id = r.string();
+        x.group_id = rt::GroupId(r.string());
         x.group_state = r.string();
         x.group_epoch = r.u64() as i32;
         x.assignment_epoch = r.u64() as i32;
@@ -1013,7 +1014,7 @@ impl KeyValue {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicInfo {
     /// The name of the topic. (versions 0+)
-    pub name: rt::StrBytes,
+    pub name: rt::TopicName,
     /// The number of partitions in the topic. Can be 0 if no specific number of partitions is enforced. Always 0 for changelog topics. (versions 0+)
     pub partitions: i32,
     /// The replication factor of the topic. Can be 0 if the default replication factor should be used. (versions 0+)
@@ -1027,7 +1028,7 @@ pub struct TopicInfo {
 impl Default for TopicInfo {
     fn default() -> Self {
         Self {
-            name: rt::StrBytes::default(),
+            name: rt::TopicName::default(),
             partitions: 0,
             replication_factor: 0,
             topic_configs: Vec::new(),
@@ -1043,7 +1044,7 @@ impl TopicInfo {
         let flexible = true;
         let mut x = Self::default();
         d.at("TopicInfo.name");
-        x.name = d.string(flexible)?;
+        x.name = rt::TopicName(d.string(flexible)?);
         d.at("TopicInfo.partitions");
         x.partitions = d.i32()?;
         d.at("TopicInfo.replication_factor");
@@ -1083,7 +1084,7 @@ impl TopicInfo {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.name = r.string();
+        x.name = rt::TopicName(r.string());
         x.partitions = r.u64() as i32;
         x.replication_factor = r.u64() as i16;
         x.topic_configs = (0..r.count())
@@ -1285,9 +1286,9 @@ pub struct TopologyDescriptionNode {
     /// The type of this node: 1=SOURCE, 2=PROCESSOR, 3=SINK. (versions 1+)
     pub node_type: i8,
     /// The source topics this node reads from. Defined only for source nodes, may be empty if source topics are dynamically determined. (versions 1+)
-    pub source_topics: Vec<rt::StrBytes>,
+    pub source_topics: Vec<rt::TopicName>,
     /// The topic this node writes to. Defined only for sink nodes, may be null if sink topic is dynamically determined. (versions 1+; null in 1+)
-    pub sink_topic: Option<rt::StrBytes>,
+    pub sink_topic: Option<rt::TopicName>,
     /// The state store names accessed by this node. Defined only for processor nodes. (versions 1+)
     pub stores: Vec<rt::StrBytes>,
     /// The names of successor nodes in the processing graph. Predecessor relationships are reconstructed from this field. (versions 1+)
@@ -1326,11 +1327,11 @@ impl TopologyDescriptionNode {
         }
         if version >= 1 {
             d.at("TopologyDescriptionNode.source_topics");
-            x.source_topics = d.array(flexible, 1, |d| Ok(d.string(flexible)?))?;
+            x.source_topics = d.array(flexible, 1, |d| Ok(rt::TopicName(d.string(flexible)?)))?;
         }
         if version >= 1 {
             d.at("TopologyDescriptionNode.sink_topic");
-            x.sink_topic = d.nullable_string(flexible)?;
+            x.sink_topic = d.nullable_string(flexible)?.map(rt::TopicName);
         }
         if version >= 1 {
             d.at("TopologyDescriptionNode.stores");
@@ -1400,10 +1401,14 @@ impl TopologyDescriptionNode {
             x.node_type = r.u64() as i8;
         }
         if version >= 1 {
-            x.source_topics = (0..r.count()).map(|_| r.string()).collect();
+            x.source_topics = (0..r.count()).map(|_| rt::TopicName(r.string())).collect();
         }
         if version >= 1 {
-            x.sink_topic = if r.one_in(4) { None } else { Some(r.string()) };
+            x.sink_topic = if r.one_in(4) {
+                None
+            } else {
+                Some(rt::TopicName(r.string()))
+            };
         }
         if version >= 1 {
             x.stores = (0..r.count()).map(|_| r.string()).collect();

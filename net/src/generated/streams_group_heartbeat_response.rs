@@ -411,7 +411,7 @@ impl Status {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicPartition {
     /// topic name (versions 0+)
-    pub topic: rt::StrBytes,
+    pub topic: rt::TopicName,
     /// partitions (versions 0+)
     pub partitions: Vec<i32>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -421,7 +421,7 @@ pub struct TopicPartition {
 impl Default for TopicPartition {
     fn default() -> Self {
         Self {
-            topic: rt::StrBytes::default(),
+            topic: rt::TopicName::default(),
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -435,7 +435,7 @@ impl TopicPartition {
         let flexible = true;
         let mut x = Self::default();
         d.at("TopicPartition.topic");
-        x.topic = d.string(flexible)?;
+        x.topic = rt::TopicName(d.string(flexible)?);
         d.at("TopicPartition.partitions");
         x.partitions = d.array(flexible, 4, |d| Ok(d.i32()?))?;
         if flexible {
@@ -469,7 +469,7 @@ impl TopicPartition {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.topic = r.string();
+        x.topic = rt::TopicName(r.string());
         x.partitions = (0..r.count()).map(|_| r.u64() as i32).collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();

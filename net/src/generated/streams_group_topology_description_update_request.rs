@@ -11,7 +11,7 @@ use super::rt;
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamsGroupTopologyDescriptionUpdateRequest {
     /// The streams group identifier. (versions 0+)
-    pub group_id: rt::StrBytes,
+    pub group_id: rt::GroupId,
     /// The ID of the streams group member sending the push. The broker validates that this member is still in the group; mismatches (including when the group itself has been deleted) are rejected with UNKNOWN_MEMBER_ID so the client treats itself as fenced and rejoins. (versions 0+)
     pub member_id: rt::StrBytes,
     /// The epoch of the topology being described. (versions 0+)
@@ -25,7 +25,7 @@ pub struct StreamsGroupTopologyDescriptionUpdateRequest {
 impl Default for StreamsGroupTopologyDescriptionUpdateRequest {
     fn default() -> Self {
         Self {
-            group_id: rt::StrBytes::default(),
+            group_id: rt::GroupId::default(),
             member_id: rt::StrBytes::default(),
             topology_epoch: 0,
             topology_description: TopologyDescription::default(),
@@ -48,7 +48,7 @@ impl StreamsGroupTopologyDescriptionUpdateRequest {
         let flexible = true;
         let mut x = Self::default();
         d.at("StreamsGroupTopologyDescriptionUpdateRequest.group_id");
-        x.group_id = d.string(flexible)?;
+        x.group_id = rt::GroupId(d.string(flexible)?);
         d.at("StreamsGroupTopologyDescriptionUpdateRequest.member_id");
         x.member_id = d.string(flexible)?;
         d.at("StreamsGroupTopologyDescriptionUpdateRequest.topology_epoch");
@@ -85,7 +85,7 @@ impl StreamsGroupTopologyDescriptionUpdateRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.group_id = r.string();
+        x.group_id = rt::GroupId(r.string());
         x.member_id = r.string();
         x.topology_epoch = r.u64() as i32;
         x.topology_description = TopologyDescription::random(r, version);
@@ -261,9 +261,9 @@ pub struct TopologyDescriptionNode {
     /// The type of this node: 1=SOURCE, 2=PROCESSOR, 3=SINK. (versions 0+)
     pub node_type: i8,
     /// The source topics this node reads from. Defined only for source nodes, may be empty if source topics are dynamically determined. (versions 0+)
-    pub source_topics: Vec<rt::StrBytes>,
+    pub source_topics: Vec<rt::TopicName>,
     /// The topic this node writes to. Defined only for sink nodes, may be null if sink topic is dynamically determined. (versions 0+; null in 0+)
-    pub sink_topic: Option<rt::StrBytes>,
+    pub sink_topic: Option<rt::TopicName>,
     /// The state store names accessed by this node. Defined only for processor nodes. (versions 0+)
     pub stores: Vec<rt::StrBytes>,
     /// The names of successor nodes in the processing graph. Predecessor relationships are reconstructed from this field. (versions 0+)
@@ -297,9 +297,9 @@ impl TopologyDescriptionNode {
         d.at("TopologyDescriptionNode.node_type");
         x.node_type = d.i8()?;
         d.at("TopologyDescriptionNode.source_topics");
-        x.source_topics = d.array(flexible, 1, |d| Ok(d.string(flexible)?))?;
+        x.source_topics = d.array(flexible, 1, |d| Ok(rt::TopicName(d.string(flexible)?)))?;
         d.at("TopologyDescriptionNode.sink_topic");
-        x.sink_topic = d.nullable_string(flexible)?;
+        x.sink_topic = d.nullable_string(flexible)?.map(rt::TopicName);
         d.at("TopologyDescriptionNode.stores");
         x.stores = d.array(flexible, 1, |d| Ok(d.string(flexible)?))?;
         d.at("TopologyDescriptionNode.successors");
@@ -347,8 +347,12 @@ impl TopologyDescriptionNode {
         let mut x = Self::default();
         x.name = r.string();
         x.node_type = r.u64() as i8;
-        x.source_topics = (0..r.count()).map(|_| r.string()).collect();
-        x.sink_topic = if r.one_in(4) { None } else { Some(r.string()) };
+        x.source_topics = (0..r.count()).map(|_| rt::TopicName(r.string())).collect();
+        x.sink_topic = if r.one_in(4) {
+            None
+        } else {
+            Some(rt::TopicName(r.string()))
+        };
         x.stores = (0..r.count()).map(|_| r.string()).collect();
         x.successors = (0..r.count()).map(|_| r.string()).collect();
         if flexible {

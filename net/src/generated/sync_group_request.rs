@@ -11,7 +11,7 @@ use super::rt;
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyncGroupRequest {
     /// The unique group identifier. (versions 0+)
-    pub group_id: rt::StrBytes,
+    pub group_id: rt::GroupId,
     /// The generation of the group. (versions 0+)
     pub generation_id: i32,
     /// The member ID assigned by the group. (versions 0+)
@@ -31,7 +31,7 @@ pub struct SyncGroupRequest {
 impl Default for SyncGroupRequest {
     fn default() -> Self {
         Self {
-            group_id: rt::StrBytes::default(),
+            group_id: rt::GroupId::default(),
             generation_id: 0,
             member_id: rt::StrBytes::default(),
             group_instance_id: None,
@@ -57,7 +57,7 @@ impl SyncGroupRequest {
         let flexible = version >= 4;
         let mut x = Self::default();
         d.at("SyncGroupRequest.group_id");
-        x.group_id = d.string(flexible)?;
+        x.group_id = rt::GroupId(d.string(flexible)?);
         d.at("SyncGroupRequest.generation_id");
         x.generation_id = d.i32()?;
         d.at("SyncGroupRequest.member_id");
@@ -120,7 +120,7 @@ impl SyncGroupRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 4;
         let mut x = Self::default();
-        x.group_id = r.string();
+        x.group_id = rt::GroupId(r.string());
         x.generation_id = r.u64() as i32;
         x.member_id = r.string();
         if version >= 3 {

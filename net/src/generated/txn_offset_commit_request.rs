@@ -11,11 +11,11 @@ use super::rt;
 #[derive(Debug, Clone, PartialEq)]
 pub struct TxnOffsetCommitRequest {
     /// The ID of the transaction. (versions 0+)
-    pub transactional_id: rt::StrBytes,
+    pub transactional_id: rt::TransactionalId,
     /// The ID of the group. (versions 0+)
-    pub group_id: rt::StrBytes,
+    pub group_id: rt::GroupId,
     /// The current producer ID in use by the transactional ID. (versions 0+)
-    pub producer_id: i64,
+    pub producer_id: rt::ProducerId,
     /// The current epoch associated with the producer ID. (versions 0+)
     pub producer_epoch: i16,
     /// The generation of the group if using the classic group protocol or the member epoch if using the consumer protocol. (versions 3+)
@@ -33,9 +33,9 @@ pub struct TxnOffsetCommitRequest {
 impl Default for TxnOffsetCommitRequest {
     fn default() -> Self {
         Self {
-            transactional_id: rt::StrBytes::default(),
-            group_id: rt::StrBytes::default(),
-            producer_id: 0,
+            transactional_id: rt::TransactionalId::default(),
+            group_id: rt::GroupId::default(),
+            producer_id: rt::ProducerId(0),
             producer_epoch: 0,
             generation_id_or_member_epoch: -1,
             member_id: rt::StrBytes::default(),
@@ -60,11 +60,11 @@ impl TxnOffsetCommitRequest {
         let flexible = version >= 3;
         let mut x = Self::default();
         d.at("TxnOffsetCommitRequest.transactional_id");
-        x.transactional_id = d.string(flexible)?;
+        x.transactional_id = rt::TransactionalId(d.string(flexible)?);
         d.at("TxnOffsetCommitRequest.group_id");
-        x.group_id = d.string(flexible)?;
+        x.group_id = rt::GroupId(d.string(flexible)?);
         d.at("TxnOffsetCommitRequest.producer_id");
-        x.producer_id = d.i64()?;
+        x.producer_id = rt::ProducerId(d.i64()?);
         d.at("TxnOffsetCommitRequest.producer_epoch");
         x.producer_epoch = d.i16()?;
         if version >= 3 {
@@ -98,7 +98,7 @@ impl TxnOffsetCommitRequest {
         let flexible = version >= 3;
         e.string((&self.transactional_id), flexible);
         e.string((&self.group_id), flexible);
-        e.i64(*(&self.producer_id));
+        e.i64((&self.producer_id).0);
         e.i16(*(&self.producer_epoch));
         if version >= 3 {
             e.i32(*(&self.generation_id_or_member_epoch));
@@ -126,9 +126,9 @@ impl TxnOffsetCommitRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = version >= 3;
         let mut x = Self::default();
-        x.transactional_id = r.string();
-        x.group_id = r.string();
-        x.producer_id = r.u64() as i64;
+        x.transactional_id = rt::TransactionalId(r.string());
+        x.group_id = rt::GroupId(r.string());
+        x.producer_id = rt::ProducerId(r.u64() as i64);
         x.producer_epoch = r.u64() as i16;
         if version >= 3 {
             x.generation_id_or_member_epoch = r.u64() as i32;
@@ -241,7 +241,7 @@ impl TxnOffsetCommitRequestPartition {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TxnOffsetCommitRequestTopic {
     /// The topic name. (versions 0-5)
-    pub name: rt::StrBytes,
+    pub name: rt::TopicName,
     /// The topic ID. (versions 6+)
     pub topic_id: rt::Uuid,
     /// The partitions inside the topic that we want to commit offsets for. (versions 0+)
@@ -253,7 +253,7 @@ pub struct TxnOffsetCommitRequestTopic {
 impl Default for TxnOffsetCommitRequestTopic {
     fn default() -> Self {
         Self {
-            name: rt::StrBytes::default(),
+            name: rt::TopicName::default(),
             topic_id: rt::Uuid::ZERO,
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
@@ -269,7 +269,7 @@ impl TxnOffsetCommitRequestTopic {
         let mut x = Self::default();
         if version <= 5 {
             d.at("TxnOffsetCommitRequestTopic.name");
-            x.name = d.string(flexible)?;
+            x.name = rt::TopicName(d.string(flexible)?);
         }
         if version >= 6 {
             d.at("TxnOffsetCommitRequestTopic.topic_id");
@@ -316,7 +316,7 @@ impl TxnOffsetCommitRequestTopic {
         let flexible = version >= 3;
         let mut x = Self::default();
         if version <= 5 {
-            x.name = r.string();
+            x.name = rt::TopicName(r.string());
         }
         if version >= 6 {
             x.topic_id = r.uuid();

@@ -161,7 +161,7 @@ impl TxnOffsetCommitResponsePartition {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TxnOffsetCommitResponseTopic {
     /// The topic name. (versions 0-5)
-    pub name: rt::StrBytes,
+    pub name: rt::TopicName,
     /// The topic ID. (versions 6+)
     pub topic_id: rt::Uuid,
     /// The responses for each partition in the topic. (versions 0+)
@@ -173,7 +173,7 @@ pub struct TxnOffsetCommitResponseTopic {
 impl Default for TxnOffsetCommitResponseTopic {
     fn default() -> Self {
         Self {
-            name: rt::StrBytes::default(),
+            name: rt::TopicName::default(),
             topic_id: rt::Uuid::ZERO,
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
@@ -189,7 +189,7 @@ impl TxnOffsetCommitResponseTopic {
         let mut x = Self::default();
         if version <= 5 {
             d.at("TxnOffsetCommitResponseTopic.name");
-            x.name = d.string(flexible)?;
+            x.name = rt::TopicName(d.string(flexible)?);
         }
         if version >= 6 {
             d.at("TxnOffsetCommitResponseTopic.topic_id");
@@ -236,7 +236,7 @@ impl TxnOffsetCommitResponseTopic {
         let flexible = version >= 3;
         let mut x = Self::default();
         if version <= 5 {
-            x.name = r.string();
+            x.name = rt::TopicName(r.string());
         }
         if version >= 6 {
             x.topic_id = r.uuid();

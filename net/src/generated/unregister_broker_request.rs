@@ -11,7 +11,7 @@ use super::rt;
 #[derive(Debug, Clone, PartialEq)]
 pub struct UnregisterBrokerRequest {
     /// The broker ID to unregister. (versions 0+)
-    pub broker_id: i32,
+    pub broker_id: rt::BrokerId,
     /// Tagged fields this codec does not know, kept to be re-encoded.
     pub unknown_tagged_fields: Vec<rt::TaggedField>,
 }
@@ -19,7 +19,7 @@ pub struct UnregisterBrokerRequest {
 impl Default for UnregisterBrokerRequest {
     fn default() -> Self {
         Self {
-            broker_id: 0,
+            broker_id: rt::BrokerId(0),
             unknown_tagged_fields: Vec::new(),
         }
     }
@@ -39,7 +39,7 @@ impl UnregisterBrokerRequest {
         let flexible = true;
         let mut x = Self::default();
         d.at("UnregisterBrokerRequest.broker_id");
-        x.broker_id = d.i32()?;
+        x.broker_id = rt::BrokerId(d.i32()?);
         if flexible {
             d.at("UnregisterBrokerRequest._tagged_fields");
             x.unknown_tagged_fields = d.tagged_fields(|d, tag| match tag {
@@ -53,7 +53,7 @@ impl UnregisterBrokerRequest {
     #[allow(unused_variables, clippy::all)]
     pub fn encode(&self, e: &mut rt::Encoder, version: i16) {
         let flexible = true;
-        e.i32(*(&self.broker_id));
+        e.i32((&self.broker_id).0);
         if flexible {
             let mut n = self.unknown_tagged_fields.len();
             e.uvarint(n as u32);
@@ -67,7 +67,7 @@ impl UnregisterBrokerRequest {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.broker_id = r.u64() as i32;
+        x.broker_id = rt::BrokerId(r.u64() as i32);
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
         }

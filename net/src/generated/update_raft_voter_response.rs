@@ -104,7 +104,7 @@ impl UpdateRaftVoterResponse {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CurrentLeader {
     /// The replica id of the current leader or -1 if the leader is unknown. (versions 0+)
-    pub leader_id: i32,
+    pub leader_id: rt::BrokerId,
     /// The latest known leader epoch. (versions 0+)
     pub leader_epoch: i32,
     /// The node's hostname. (versions 0+)
@@ -118,7 +118,7 @@ pub struct CurrentLeader {
 impl Default for CurrentLeader {
     fn default() -> Self {
         Self {
-            leader_id: -1,
+            leader_id: rt::BrokerId(-1),
             leader_epoch: -1,
             host: rt::StrBytes::default(),
             port: 0,
@@ -134,7 +134,7 @@ impl CurrentLeader {
         let flexible = true;
         let mut x = Self::default();
         d.at("CurrentLeader.leader_id");
-        x.leader_id = d.i32()?;
+        x.leader_id = rt::BrokerId(d.i32()?);
         d.at("CurrentLeader.leader_epoch");
         x.leader_epoch = d.i32()?;
         d.at("CurrentLeader.host");
@@ -154,7 +154,7 @@ impl CurrentLeader {
     #[allow(unused_variables, clippy::all)]
     pub fn encode(&self, e: &mut rt::Encoder, version: i16) {
         let flexible = true;
-        e.i32(*(&self.leader_id));
+        e.i32((&self.leader_id).0);
         e.i32(*(&self.leader_epoch));
         e.string((&self.host), flexible);
         e.i32(*(&self.port));
@@ -171,7 +171,7 @@ impl CurrentLeader {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.leader_id = r.u64() as i32;
+        x.leader_id = rt::BrokerId(r.u64() as i32);
         x.leader_epoch = r.u64() as i32;
         x.host = r.string();
         x.port = r.u64() as i32;

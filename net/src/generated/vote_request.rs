@@ -13,7 +13,7 @@ pub struct VoteRequest {
     /// The cluster id. (versions 0+; null in 0+)
     pub cluster_id: Option<rt::StrBytes>,
     /// The replica id of the voter receiving the request. (versions 1+)
-    pub voter_id: i32,
+    pub voter_id: rt::BrokerId,
     /// The topic data. (versions 0+)
     pub topics: Vec<TopicData>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -24,7 +24,7 @@ impl Default for VoteRequest {
     fn default() -> Self {
         Self {
             cluster_id: None,
-            voter_id: -1,
+            voter_id: rt::BrokerId(-1),
             topics: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -48,7 +48,7 @@ impl VoteRequest {
         x.cluster_id = d.nullable_string(flexible)?;
         if version >= 1 {
             d.at("VoteRequest.voter_id");
-            x.voter_id = d.i32()?;
+            x.voter_id = rt::BrokerId(d.i32()?);
         }
         d.at("VoteRequest.topics");
         x.topics = d.array(flexible, 1, |d| Ok(TopicData::decode(d, version)?))?;
@@ -67,7 +67,7 @@ impl VoteRequest {
         let flexible = true;
         e.nullable_string((&self.cluster_id).as_deref(), flexible);
         if version >= 1 {
-            e.i32(*(&self.voter_id));
+            e.i32((&self.voter_id).0);
         }
         e.array_len((&self.topics).len(), flexible);
         for it in (&self.topics).iter() {
@@ -88,7 +88,7 @@ impl VoteRequest {
         let mut x = Self::default();
         x.cluster_id = if r.one_in(4) { None } else { Some(r.string()) };
         if version >= 1 {
-            x.voter_id = r.u64() as i32;
+            x.voter_id = rt::BrokerId(r.u64() as i32);
         }
         x.topics = (0..r.count())
             .map(|_| TopicData::random(r, version))
@@ -108,7 +108,7 @@ pub struct PartitionData {
     /// The epoch of the voter sending the request (versions 0+)
     pub replica_epoch: i32,
     /// The replica id of the voter sending the request (versions 0+)
-    pub replica_id: i32,
+    pub replica_id: rt::BrokerId,
     /// The directory id of the voter sending the request (versions 1+)
     pub replica_directory_id: rt::Uuid,
     /// The directory id of the voter receiving the request (versions 1+)
@@ -128,7 +128,7 @@ impl Default for PartitionData {
         Self {
             partition_index: 0,
             replica_epoch: 0,
-            replica_id: 0,
+            replica_id: rt::BrokerId(0),
             replica_directory_id: rt::Uuid::ZERO,
             voter_directory_id: rt::Uuid::ZERO,
             last_offset_epoch: 0,
@@ -150,7 +150,7 @@ impl PartitionData {
         d.at("PartitionData.replica_epoch");
         x.replica_epoch = d.i32()?;
         d.at("PartitionData.replica_id");
-        x.replica_id = d.i32()?;
+        x.replica_id = rt::BrokerId(d.i32()?);
         if version >= 1 {
             d.at("PartitionData.replica_directory_id");
             x.replica_directory_id = d.uuid()?;
@@ -182,7 +182,7 @@ impl PartitionData {
         let flexible = true;
         e.i32(*(&self.partition_index));
         e.i32(*(&self.replica_epoch));
-        e.i32(*(&self.replica_id));
+        e.i32((&self.replica_id).0);
         if version >= 1 {
             e.uuid((&self.replica_directory_id));
         }
@@ -209,7 +209,7 @@ impl PartitionData {
         let mut x = Self::default();
         x.partition_index = r.u64() as i32;
         x.replica_epoch = r.u64() as i32;
-        x.replica_id = r.u64() as i32;
+        x.replica_id = rt::BrokerId(r.u64() as i32);
         if version >= 1 {
             x.replica_directory_id = r.uuid();
         }
@@ -232,7 +232,7 @@ impl PartitionData {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicData {
     /// The topic name. (versions 0+)
-    pub topic_name: rt::StrBytes,
+    pub topic_name: rt::TopicName,
     /// The partition data. (versions 0+)
     pub partitions: Vec<PartitionData>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -242,7 +242,7 @@ pub struct TopicData {
 impl Default for TopicData {
     fn default() -> Self {
         Self {
-            topic_name: rt::StrBytes::default(),
+            topic_name: rt::TopicName::default(),
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -256,7 +256,7 @@ impl TopicData {
         let flexible = true;
         let mut x = Self::default();
         d.at("TopicData.topic_name");
-        x.topic_name = d.string(flexible)?;
+        x.topic_name = rt::TopicName(d.string(flexible)?);
         d.at("TopicData.partitions");
         x.partitions = d.array(flexible, 1, |d| Ok(PartitionData::decode(d, version)?))?;
         if flexible {
@@ -290,7 +290,7 @@ impl TopicData {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.topic_name = r.string();
+        x.topic_name = rt::TopicName(r.string());
         x.partitions = (0..r.count())
             .map(|_| PartitionData::random(r, version))
             .collect();

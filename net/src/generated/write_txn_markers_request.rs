@@ -84,7 +84,7 @@ impl WriteTxnMarkersRequest {
 #[derive(Debug, Clone, PartialEq)]
 pub struct WritableTxnMarkerTopic {
     /// The topic name. (versions 0+)
-    pub name: rt::StrBytes,
+    pub name: rt::TopicName,
     /// The indexes of the partitions to write transaction markers for. (versions 0+)
     pub partition_indexes: Vec<i32>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -94,7 +94,7 @@ pub struct WritableTxnMarkerTopic {
 impl Default for WritableTxnMarkerTopic {
     fn default() -> Self {
         Self {
-            name: rt::StrBytes::default(),
+            name: rt::TopicName::default(),
             partition_indexes: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -108,7 +108,7 @@ impl WritableTxnMarkerTopic {
         let flexible = true;
         let mut x = Self::default();
         d.at("WritableTxnMarkerTopic.name");
-        x.name = d.string(flexible)?;
+        x.name = rt::TopicName(d.string(flexible)?);
         d.at("WritableTxnMarkerTopic.partition_indexes");
         x.partition_indexes = d.array(flexible, 4, |d| Ok(d.i32()?))?;
         if flexible {
@@ -142,7 +142,7 @@ impl WritableTxnMarkerTopic {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.name = r.string();
+        x.name = rt::TopicName(r.string());
         x.partition_indexes = (0..r.count()).map(|_| r.u64() as i32).collect();
         if flexible {
             x.unknown_tagged_fields = r.unknown_tagged_fields();
@@ -155,7 +155,7 @@ impl WritableTxnMarkerTopic {
 #[derive(Debug, Clone, PartialEq)]
 pub struct WritableTxnMarker {
     /// The current producer ID. (versions 0+)
-    pub producer_id: i64,
+    pub producer_id: rt::ProducerId,
     /// The current epoch associated with the producer ID. (versions 0+)
     pub producer_epoch: i16,
     /// The result of the transaction to write to the partitions (false = ABORT, true = COMMIT). (versions 0+)
@@ -173,7 +173,7 @@ pub struct WritableTxnMarker {
 impl Default for WritableTxnMarker {
     fn default() -> Self {
         Self {
-            producer_id: 0,
+            producer_id: rt::ProducerId(0),
             producer_epoch: 0,
             transaction_result: false,
             topics: Vec::new(),
@@ -191,7 +191,7 @@ impl WritableTxnMarker {
         let flexible = true;
         let mut x = Self::default();
         d.at("WritableTxnMarker.producer_id");
-        x.producer_id = d.i64()?;
+        x.producer_id = rt::ProducerId(d.i64()?);
         d.at("WritableTxnMarker.producer_epoch");
         x.producer_epoch = d.i16()?;
         d.at("WritableTxnMarker.transaction_result");
@@ -219,7 +219,7 @@ impl WritableTxnMarker {
     #[allow(unused_variables, clippy::all)]
     pub fn encode(&self, e: &mut rt::Encoder, version: i16) {
         let flexible = true;
-        e.i64(*(&self.producer_id));
+        e.i64((&self.producer_id).0);
         e.i16(*(&self.producer_epoch));
         e.bool(*(&self.transaction_result));
         e.array_len((&self.topics).len(), flexible);
@@ -243,7 +243,7 @@ impl WritableTxnMarker {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.producer_id = r.u64() as i64;
+        x.producer_id = rt::ProducerId(r.u64() as i64);
         x.producer_epoch = r.u64() as i16;
         x.transaction_result = r.bool();
         x.topics = (0..r.count())

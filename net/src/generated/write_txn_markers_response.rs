@@ -154,7 +154,7 @@ impl WritableTxnMarkerPartitionResult {
 #[derive(Debug, Clone, PartialEq)]
 pub struct WritableTxnMarkerTopicResult {
     /// The topic name. (versions 0+)
-    pub name: rt::StrBytes,
+    pub name: rt::TopicName,
     /// The results by partition. (versions 0+)
     pub partitions: Vec<WritableTxnMarkerPartitionResult>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -164,7 +164,7 @@ pub struct WritableTxnMarkerTopicResult {
 impl Default for WritableTxnMarkerTopicResult {
     fn default() -> Self {
         Self {
-            name: rt::StrBytes::default(),
+            name: rt::TopicName::default(),
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -178,7 +178,7 @@ impl WritableTxnMarkerTopicResult {
         let flexible = true;
         let mut x = Self::default();
         d.at("WritableTxnMarkerTopicResult.name");
-        x.name = d.string(flexible)?;
+        x.name = rt::TopicName(d.string(flexible)?);
         d.at("WritableTxnMarkerTopicResult.partitions");
         x.partitions = d.array(flexible, 1, |d| {
             Ok(WritableTxnMarkerPartitionResult::decode(d, version)?)
@@ -214,7 +214,7 @@ impl WritableTxnMarkerTopicResult {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.name = r.string();
+        x.name = rt::TopicName(r.string());
         x.partitions = (0..r.count())
             .map(|_| WritableTxnMarkerPartitionResult::random(r, version))
             .collect();
@@ -229,7 +229,7 @@ impl WritableTxnMarkerTopicResult {
 #[derive(Debug, Clone, PartialEq)]
 pub struct WritableTxnMarkerResult {
     /// The current producer ID in use by the transactional ID. (versions 0+)
-    pub producer_id: i64,
+    pub producer_id: rt::ProducerId,
     /// The results by topic. (versions 0+)
     pub topics: Vec<WritableTxnMarkerTopicResult>,
     /// Tagged fields this codec does not know, kept to be re-encoded.
@@ -239,7 +239,7 @@ pub struct WritableTxnMarkerResult {
 impl Default for WritableTxnMarkerResult {
     fn default() -> Self {
         Self {
-            producer_id: 0,
+            producer_id: rt::ProducerId(0),
             topics: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -253,7 +253,7 @@ impl WritableTxnMarkerResult {
         let flexible = true;
         let mut x = Self::default();
         d.at("WritableTxnMarkerResult.producer_id");
-        x.producer_id = d.i64()?;
+        x.producer_id = rt::ProducerId(d.i64()?);
         d.at("WritableTxnMarkerResult.topics");
         x.topics = d.array(flexible, 1, |d| {
             Ok(WritableTxnMarkerTopicResult::decode(d, version)?)
@@ -271,7 +271,7 @@ impl WritableTxnMarkerResult {
     #[allow(unused_variables, clippy::all)]
     pub fn encode(&self, e: &mut rt::Encoder, version: i16) {
         let flexible = true;
-        e.i64(*(&self.producer_id));
+        e.i64((&self.producer_id).0);
         e.array_len((&self.topics).len(), flexible);
         for it in (&self.topics).iter() {
             it.encode(e, version);
@@ -289,7 +289,7 @@ impl WritableTxnMarkerResult {
     pub fn random(r: &mut rt::Rng, version: i16) -> Self {
         let flexible = true;
         let mut x = Self::default();
-        x.producer_id = r.u64() as i64;
+        x.producer_id = rt::ProducerId(r.u64() as i64);
         x.topics = (0..r.count())
             .map(|_| WritableTxnMarkerTopicResult::random(r, version))
             .collect();
