@@ -50,6 +50,12 @@ pub struct LogConfig {
     /// `min.cleanable.dirty.ratio`: compact when dirty bytes / cleanable bytes reach this.
     /// Default 0.5.
     pub min_cleanable_dirty_ratio: f64,
+    /// Kafka's `producer.id.expiration.ms` (a broker setting there, per partition here): an
+    /// idempotent producer whose newest batch's `maxTimestamp` is this old or older is
+    /// forgotten, by each retention pass (`Partition::enforce_retention`) and when the
+    /// producer state is loaded on open; its next batch is then accepted at any sequence.
+    /// Bounds the producer table by the producers active within this window. Default 1 day.
+    pub producer_id_expiration_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -69,6 +75,7 @@ impl Default for LogConfig {
             min_compaction_lag_ms: 0,
             max_compaction_lag_ms: i64::MAX,
             min_cleanable_dirty_ratio: 0.5,
+            producer_id_expiration_ms: 86_400_000,
         }
     }
 }

@@ -24,8 +24,7 @@
 //! 3 x `io_memory` per executor (tests and the bench raise it with setrlimit as root).
 //!
 //! Not done yet: LogAppendTime stamping (appends report -1), an append path for
-//! followers that keeps the leader's offsets and epochs, expiry of idle producer ids (the
-//! table and its snapshots keep every producer forever), transactions.
+//! followers that keeps the leader's offsets and epochs, transactions.
 //!
 //! # On disk
 //! `<dir>/<topic>-<partition>/` holds `<20-digit base offset>.log` (batches byte for byte),
@@ -36,6 +35,9 @@
 //! `<20-digit offset>.snapshot` files hold the idempotent-producer table as of that offset
 //! (written at each segment roll and on clean close, newest three kept; see
 //! `producer_state.rs`), so producer state outlives the segments that held its batches.
+//! Producers idle for `LogConfig::producer_id_expiration_ms` (default 1 day, Kafka's
+//! `producer.id.expiration.ms`) are dropped by each retention pass and when the state is
+//! loaded, so the table and its snapshots hold only recently active producers.
 //!
 //! # Open files
 //! The active segment of each partition holds its file open. Closed segments' files are

@@ -310,6 +310,7 @@ async fn read_producer_batches<F: StorageFile>(
                     last_seq: last_sequence(first_seq, delta),
                     base_offset: base,
                     last_offset: base + i64::from(delta),
+                    max_timestamp: be(h, 35, 8),
                 },
             ));
         }
@@ -395,6 +396,7 @@ async fn scan_segment<F: StorageFile>(
                     last_seq: last_sequence(batch.base_sequence(), batch.last_offset_delta()),
                     base_offset: base,
                     last_offset: last,
+                    max_timestamp: batch.max_timestamp(),
                 },
             ));
         }
@@ -699,6 +701,11 @@ impl<S: Storage> Partition<S> {
                 .map_err(io_err("sync dir", &inner.dir))?;
         }
         let (from, mut table) = loaded.unwrap_or((i64::MIN, ProducerTable::default()));
+        // Expired producers are not loaded (as Kafka): dropped before the replay, so a later
+        // batch of theirs in the log starts a fresh entry, and again after it.
+        let now = inner.storage.now_ms();
+        let expiration = inner.config.producer_id_expiration_ms;
+        let mut expired = table.expire(now, expiration);
         // Segments holding offsets at or after `from`, and where in each the replay starts.
         let segs: Vec<(i64, u64, u64)> = {
             let st = inner.state.borrow();
@@ -731,10 +738,12 @@ impl<S: Storage> Partition<S> {
                 }
             }
         }
+        expired += table.expire(now, expiration);
         tracing::debug!(
             partition = ?self,
             snapshot = from,
             producers = table.len(),
+            expired,
             "producer state loaded"
         );
         inner.state.borrow_mut().producers = table;
@@ -1104,6 +1113,7 @@ impl<S: Storage> Partition<S> {
                     last_seq,
                     base_offset: base,
                     last_offset: next - 1,
+                    max_timestamp: b.max_timestamp(),
                 },
             );
         }
@@ -1165,6 +1175,7 @@ impl<S: Storage> Partition<S> {
                         last_seq: last_sequence(first_seq, b.last_offset_delta()),
                         base_offset: base,
                         last_offset: last,
+                        max_timestamp,
                     },
                 );
             }
@@ -2094,8 +2105,11 @@ impl<S: Storage> Partition<S> {
     /// Applies `retention_ms` and `retention_bytes`: deletes the oldest closed segments that
     /// are too old or beyond the size budget, moving the log start offset past them. The
     /// active segment is never deleted. Returns the number of segments deleted.
+    /// Also expires idle producers ([`Partition::expire_producers`]), so the housekeeping
+    /// that drives retention bounds the producer table too.
     pub async fn enforce_retention(&self) -> Result<usize> {
         self.check_usable()?;
+        self.expire_producers();
         let _g = self.inner.io_lock.lock().await;
         // Segments about to be deleted must not hold unwritten batches.
         self.flush_locked().await?;
@@ -2138,6 +2152,30 @@ impl<S: Storage> Partition<S> {
         self.remove_segments_below(new_start).await?;
         inner.cache.borrow_mut().remove_before(inner.id, new_start);
         Ok(before - inner.state.borrow().segments.len())
+    }
+
+    /// Forgets idempotent producers whose newest batch's `maxTimestamp` is
+    /// `producer_id_expiration_ms` or more before now (Kafka's `producer.id.expiration.ms`);
+    /// their next batch is accepted at any sequence. In memory only: the next snapshot (roll
+    /// or close) leaves them out, and loading an older snapshot drops them again. Returns the
+    /// number forgotten.
+    pub fn expire_producers(&self) -> usize {
+        let inner = &*self.inner;
+        let now = inner.storage.now_ms();
+        let n = inner
+            .state
+            .borrow_mut()
+            .producers
+            .expire(now, inner.config.producer_id_expiration_ms);
+        if n > 0 {
+            tracing::debug!(partition = ?self, expired = n, "idle producers expired");
+        }
+        n
+    }
+
+    /// Idempotent producers the partition remembers now.
+    pub fn producer_count(&self) -> usize {
+        self.inner.state.borrow().producers.len()
     }
 
     /// Closes the active segment and starts a new one at the log end (if the active one holds

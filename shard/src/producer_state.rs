@@ -7,6 +7,17 @@
 //! right after the last one (`OutOfOrderSequence`). A producer not in the table is accepted at
 //! any sequence.
 //!
+//! # Expiry
+//! As Kafka's `producer.id.expiration.ms`, a producer is forgotten once its newest batch's
+//! `maxTimestamp` (Kafka's `lastTimestamp`; the append time for `LogAppendTime` topics) is
+//! [`LogConfig::producer_id_expiration_ms`](crate::LogConfig) or more in the past:
+//! [`ProducerTable::expire`] runs with every retention pass (`Partition::enforce_retention`,
+//! which the broker's housekeeping calls every few seconds) and when the table is loaded on
+//! open (expired snapshot entries are dropped before the log after the snapshot is replayed,
+//! and the replayed table is expired again). An expired producer is unknown again, so its next
+//! batch is accepted at any sequence, as Kafka does; this bounds the table by the producers
+//! active within the expiration window instead of every producer id ever seen.
+//!
 //! # Snapshots
 //! As Kafka does, the table is saved in `<20-digit offset>.snapshot` files: the state after
 //! every batch below that offset. One is written when a segment rolls (at the new segment's
@@ -22,6 +33,10 @@
 //! File format: `meta::frame_archive` with magic `SLPS` around an rkyv archive of
 //! [`SnapshotFile`], read with checked access and then checked for sense (offsets below the
 //! snapshot offset and increasing, at most [`PRODUCER_BATCHES_MAX`] batches per producer).
+//! Version 2 stores each batch's `maxTimestamp` (for expiry); a version 1 file (no
+//! timestamps) fails to decode like a damaged one, so it is removed with a warning and the
+//! state is rebuilt from an older snapshot or a scan of the log, whose batch headers carry
+//! the timestamps.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -33,7 +48,7 @@ use crate::meta::{frame_archive, unframe_archive};
 pub(crate) const SNAPSHOTS_KEPT: usize = 3;
 pub(crate) const SNAPSHOT_SUFFIX: &str = ".snapshot";
 const SNAPSHOT_MAGIC: &[u8; 4] = b"SLPS";
-const SNAPSHOT_VERSION: u32 = 1;
+const SNAPSHOT_VERSION: u32 = 2;
 
 /// File name of the snapshot at `offset`.
 pub(crate) fn snapshot_name(offset: i64) -> String {
@@ -63,8 +78,9 @@ pub(crate) struct SnapshotFile {
 pub(crate) struct SnapshotProducer {
     pub(crate) producer_id: i64,
     pub(crate) epoch: i16,
-    /// (first sequence, last sequence, base offset, last offset), oldest first.
-    pub(crate) batches: Vec<(i32, i32, i64, i64)>,
+    /// (first sequence, last sequence, base offset, last offset, max timestamp), oldest
+    /// first.
+    pub(crate) batches: Vec<(i32, i32, i64, i64, i64)>,
 }
 
 /// Batches remembered per producer.
@@ -76,12 +92,27 @@ pub(crate) struct ProducerBatch {
     pub(crate) last_seq: i32,
     pub(crate) base_offset: i64,
     pub(crate) last_offset: i64,
+    /// The batch's `maxTimestamp` as stored (the append time for `LogAppendTime`).
+    pub(crate) max_timestamp: i64,
 }
 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ProducerEntry {
     pub(crate) epoch: i16,
     pub(crate) batches: VecDeque<ProducerBatch>,
+}
+
+impl ProducerEntry {
+    /// Kafka's `lastTimestamp`: the `maxTimestamp` of the newest batch (-1 if none).
+    pub(crate) fn last_timestamp(&self) -> i64 {
+        self.batches.back().map_or(-1, |b| b.max_timestamp)
+    }
+
+    /// Whether the producer has been idle `expiration_ms` or more at `now_ms` (Kafka's
+    /// `currentTimeMs - lastTimestamp >= producerIdExpirationMs`).
+    pub(crate) fn expired(&self, now_ms: i64, expiration_ms: i64) -> bool {
+        now_ms.saturating_sub(self.last_timestamp()) >= expiration_ms
+    }
 }
 
 /// What the table says about an incoming batch.
@@ -192,6 +223,13 @@ impl ProducerTable {
         self.map.len()
     }
 
+    /// Forgets every producer idle for `expiration_ms` or more at `now_ms`; returns how many.
+    pub(crate) fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        let before = self.map.len();
+        self.map.retain(|_, e| !e.expired(now_ms, expiration_ms));
+        before - self.map.len()
+    }
+
     /// The snapshot file for this table taken at `offset` (every batch recorded is below it).
     pub(crate) fn encode_snapshot(&self, offset: i64) -> Vec<u8> {
         let mut producers: Vec<SnapshotProducer> = self
@@ -206,7 +244,13 @@ impl ProducerTable {
                     .iter()
                     .map(|b| {
                         assert!(b.last_offset < offset, "snapshot must cover its batches");
-                        (b.first_seq, b.last_seq, b.base_offset, b.last_offset)
+                        (
+                            b.first_seq,
+                            b.last_seq,
+                            b.base_offset,
+                            b.last_offset,
+                            b.max_timestamp,
+                        )
                     })
                     .collect(),
             })
@@ -246,7 +290,7 @@ impl ProducerTable {
                 epoch: p.epoch,
                 batches: VecDeque::with_capacity(p.batches.len()),
             };
-            for (first_seq, last_seq, base_offset, last_offset) in p.batches {
+            for (first_seq, last_seq, base_offset, last_offset, max_timestamp) in p.batches {
                 let prev_last = entry.batches.back().map_or(-1, |b| b.last_offset);
                 if first_seq < 0
                     || last_seq < 0
@@ -261,6 +305,7 @@ impl ProducerTable {
                     last_seq,
                     base_offset,
                     last_offset,
+                    max_timestamp,
                 });
             }
             if table.map.insert(p.producer_id, entry).is_some() {
@@ -285,11 +330,16 @@ mod tests {
     use super::*;
 
     fn b(first: i32, last: i32, off: i64) -> ProducerBatch {
+        bt(first, last, off, 1_000)
+    }
+
+    fn bt(first: i32, last: i32, off: i64, ts: i64) -> ProducerBatch {
         ProducerBatch {
             first_seq: first,
             last_seq: last,
             base_offset: off,
             last_offset: off + i64::from(last - first),
+            max_timestamp: ts,
         }
     }
 
@@ -362,14 +412,96 @@ mod tests {
             producers: vec![SnapshotProducer {
                 producer_id: 1,
                 epoch: 0,
-                batches: vec![(0, 0, 10, 10)],
+                batches: vec![(0, 0, 10, 10, 0)],
             }],
         };
         let archive = rkyv::to_bytes::<rancor::Error>(&bad).unwrap();
         let framed = frame_archive(SNAPSHOT_MAGIC, &archive);
         assert!(ProducerTable::decode_snapshot(&framed).is_err());
+        // So is a version 1 file (before timestamps were stored): its archive has another
+        // layout, and even one that passed the checks would carry the old version number.
+        #[derive(rkyv::Archive, rkyv::Serialize)]
+        struct V1Producer {
+            producer_id: i64,
+            epoch: i16,
+            batches: Vec<(i32, i32, i64, i64)>,
+        }
+        #[derive(rkyv::Archive, rkyv::Serialize)]
+        struct V1File {
+            version: u32,
+            offset: i64,
+            producers: Vec<V1Producer>,
+        }
+        for n in [0, 1, 3] {
+            let v1 = V1File {
+                version: 1,
+                offset: 100,
+                producers: (0..n)
+                    .map(|i| V1Producer {
+                        producer_id: i,
+                        epoch: 0,
+                        batches: vec![(0, 4, i * 10, i * 10 + 4)],
+                    })
+                    .collect(),
+            };
+            let archive = rkyv::to_bytes::<rancor::Error>(&v1).unwrap();
+            let framed = frame_archive(SNAPSHOT_MAGIC, &archive);
+            assert!(ProducerTable::decode_snapshot(&framed).is_err(), "{n}");
+        }
         assert_eq!(parse_snapshot_name(&snapshot_name(42)), Some(42));
         assert_eq!(parse_snapshot_name("42.snapshot"), None);
         assert_eq!(parse_snapshot_name("00000000000000000042.log"), None);
+    }
+
+    /// Expiry (Kafka's `producer.id.expiration.ms`): a producer whose newest batch's
+    /// timestamp is `expiration` or more in the past is removed, one with a recent batch is
+    /// kept (even if its older batches are old), and the removed one is then unknown, so its
+    /// next batch is accepted at any sequence. The timestamps survive a snapshot.
+    #[test]
+    fn expiry() {
+        let now = 10_000_000;
+        let expiration = 1_000;
+        let mut t = ProducerTable::default();
+        t.replay(1, 0, bt(0, 4, 0, now - 5_000));
+        t.replay(1, 0, bt(5, 9, 5, now - expiration));
+        t.replay(2, 0, bt(0, 0, 10, now - 5_000));
+        t.replay(2, 0, bt(1, 1, 11, now - expiration + 1));
+        t.replay(3, 3, bt(0, 0, 12, -1));
+        assert_eq!(t.get(1).unwrap().last_timestamp(), now - expiration);
+        let (_, back) = ProducerTable::decode_snapshot(&t.encode_snapshot(13)).unwrap();
+        assert_eq!(back.get(2).unwrap().batches, t.get(2).unwrap().batches);
+
+        // Nothing is idle long enough yet, except the producer without timestamps.
+        assert_eq!(t.expire(now - 1, expiration), 1);
+        assert!(t.get(1).is_some() && t.get(3).is_none());
+        // At exactly `expiration` since its last batch producer 1 goes; 2 stays.
+        assert_eq!(t.expire(now, expiration), 1);
+        assert!(t.get(1).is_none());
+        assert_eq!(t.get(2).unwrap().batches.len(), 2);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.expire(now, expiration), 0);
+
+        // Producer 1 is unknown now: any sequence, any epoch is accepted (before expiry
+        // sequence 42 was out of order and epoch -1 fenced)...
+        assert_eq!(ProducerTable::check(t.get(1), 0, 42, 42), SeqCheck::Accept);
+        assert_eq!(ProducerTable::check(t.get(1), -1, 7, 7), SeqCheck::Accept);
+        // ...and recording it starts a fresh entry, checked from there on.
+        ProducerTable::record(t.entry_mut(1), 0, bt(42, 42, 13, now));
+        assert_eq!(
+            ProducerTable::check(t.get(1), 0, 44, 44),
+            SeqCheck::OutOfOrder { expected: 43 }
+        );
+        // Producer 2 still is checked against its window.
+        assert_eq!(
+            ProducerTable::check(t.get(2), 0, 1, 1),
+            SeqCheck::Duplicate {
+                base_offset: 11,
+                last_offset: 11
+            }
+        );
+        assert_eq!(
+            ProducerTable::check(t.get(2), 0, 5, 5),
+            SeqCheck::OutOfOrder { expected: 2 }
+        );
     }
 }

@@ -128,7 +128,8 @@ impl<S: Storage> Shard<S> {
         Ok(())
     }
 
-    /// Applies retention to every partition; returns the number of segments deleted.
+    /// Applies retention to every partition and expires its idle producers
+    /// (`LogConfig::producer_id_expiration_ms`); returns the number of segments deleted.
     pub async fn enforce_retention(&self) -> Result<usize> {
         let mut n = 0;
         for p in self.partitions() {

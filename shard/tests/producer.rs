@@ -287,3 +287,116 @@ fn truncation_removes_snapshots_above_the_new_end() {
         s.close().await.unwrap();
     });
 }
+
+/// An idempotent batch whose records are stamped `ts` (so its `maxTimestamp` is `ts` +
+/// `count` - 1).
+fn pbatch_at(pid: i64, seq: i32, count: usize, ts: i64) -> Bytes {
+    let v = vec![7u8; 20];
+    let recs: Vec<(Option<&[u8]>, Option<&[u8]>)> =
+        (0..count).map(|_| (None, Some(&v[..]))).collect();
+    batch(
+        &BatchSpec {
+            producer_id: pid,
+            producer_epoch: 0,
+            base_sequence: seq,
+            base_timestamp: ts,
+            ..BatchSpec::default()
+        },
+        &recs,
+    )
+}
+
+/// `producer_id_expiration_ms`: the retention pass forgets producers whose last batch is
+/// that old (an expired one is then accepted at any sequence), the close snapshot no longer
+/// holds them (a reopen that expires nothing still does not know them), and a fresh
+/// producer survives all of it with its duplicate window.
+#[test]
+fn idle_producers_expire_and_stay_out_of_snapshots() {
+    let now = 10_000_000;
+    let disk = FakeDisk::new(9, Faults::default(), now);
+    let cfg = LogConfig {
+        producer_id_expiration_ms: 1_000,
+        ..LogConfig::default()
+    };
+    block_on(async {
+        let (s, p) = open_with(&disk, cfg.clone()).await;
+        p.append(pbatch_at(1, 0, 3, now - 60_000)).await.unwrap();
+        p.append(pbatch_at(2, 0, 3, now)).await.unwrap();
+        p.append(pbatch_at(3, 0, 2, now - 3_600_000)).await.unwrap();
+        p.roll().await.unwrap();
+        p.append(pbatch_at(2, 3, 2, now)).await.unwrap();
+        assert_eq!(p.producer_count(), 3);
+        expect_out_of_order(&p, pbatch_at(1, 9, 1, now), 3).await;
+        // The broker's housekeeping calls this; nothing is old enough to delete.
+        assert_eq!(p.enforce_retention().await.unwrap(), 0);
+        assert_eq!(p.producer_count(), 1);
+        assert_eq!(p.expire_producers(), 0);
+        // Producer 3 is unknown: a batch at any sequence is appended, and it is known again.
+        let leo = p.offsets().log_end_offset;
+        let c = p.append(pbatch_at(3, 40, 1, now)).await.unwrap();
+        assert_eq!(c.base_offset, leo);
+        expect_duplicate(&p, pbatch_at(3, 40, 1, now), leo, leo).await;
+        s.close().await.unwrap();
+        drop(p);
+        let leo = leo + 1;
+        assert_eq!(snapshots(&disk).last(), Some(&leo));
+
+        // Reopened with an expiration that forgets nothing: the state comes from the close
+        // snapshot at the log end (nothing to replay), and producer 1 is not in it.
+        let keep_all = LogConfig {
+            producer_id_expiration_ms: i64::MAX,
+            ..cfg.clone()
+        };
+        let (s, p) = open_with(&disk, keep_all).await;
+        assert_eq!(p.producer_count(), 2);
+        expect_duplicate(&p, pbatch_at(2, 0, 3, now), 3, 5).await;
+        expect_duplicate(&p, pbatch_at(2, 3, 2, now), 8, 9).await;
+        expect_out_of_order(&p, pbatch_at(2, 9, 1, now), 5).await;
+        expect_duplicate(&p, pbatch_at(3, 40, 1, now), leo - 1, leo - 1).await;
+        let d = p.append(pbatch_at(1, 17, 1, now)).await.unwrap();
+        assert_eq!(d.base_offset, leo);
+        s.close().await.unwrap();
+    });
+}
+
+/// Loading producer state drops expired producers, from a snapshot (clean close) and from a
+/// scan of the log (crash before any snapshot): after the clock moves on, the idle producer
+/// is unknown on reopen while one whose last batch is recent is still checked.
+#[test]
+fn expired_producers_are_not_loaded() {
+    for crash in [false, true] {
+        let now = 10_000_000;
+        let disk = FakeDisk::new(10, Faults::default(), now);
+        let cfg = LogConfig {
+            producer_id_expiration_ms: 1_000,
+            ..LogConfig::default()
+        };
+        block_on(async {
+            let (s, p) = open_with(&disk, cfg.clone()).await;
+            p.append(pbatch_at(5, 0, 2, now)).await.unwrap();
+            p.append(pbatch_at(6, 0, 2, now + 10_000)).await.unwrap();
+            assert_eq!(p.producer_count(), 2);
+            if crash {
+                drop(p);
+                drop(s);
+                disk.crash();
+                assert!(snapshots(&disk).is_empty());
+            } else {
+                s.close().await.unwrap();
+                drop(p);
+                // The close snapshot still holds both.
+                assert_eq!(snapshots(&disk), vec![4]);
+            }
+            disk.advance_ms(5_000);
+            let (s, p) = open_with(&disk, cfg.clone()).await;
+            assert_eq!(p.producer_count(), 1, "crash={crash}");
+            expect_duplicate(&p, pbatch_at(6, 0, 2, now), 2, 3).await;
+            expect_out_of_order(&p, pbatch_at(6, 5, 1, now), 2).await;
+            // Producer 5 is unknown: sequence 9 is accepted.
+            let c = p.append(pbatch_at(5, 9, 1, now + 5_000)).await.unwrap();
+            assert_eq!(c.base_offset, 4);
+            assert_eq!(p.producer_count(), 2);
+            s.close().await.unwrap();
+        });
+    }
+}
