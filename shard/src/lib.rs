@@ -23,7 +23,7 @@
 //! Memory lock: glommio registers its I/O buffers; a process needs RLIMIT_MEMLOCK of at least
 //! 3 x `io_memory` per executor (tests and the bench raise it with setrlimit as root).
 //!
-//! Not done yet: LogAppendTime stamping (appends report -1), an append path for
+//! Not done yet: an append path for
 //! followers that keeps the leader's offsets and epochs, transactions.
 //!
 //! # On disk
