@@ -14,8 +14,8 @@
 //! consumer does. Throughput counts record value bytes (payload), as Kafka's perf tools do.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, AtomicUsize};
 use std::sync::mpsc::channel;
 use std::time::{Duration, Instant};
 
@@ -230,6 +230,14 @@ fn producer(spec: ProducerSpec) -> anyhow::Result<ProducerOut> {
                     };
                     let errors = kafka::produce_errors(&p);
                     if errors > 0 {
+                        for (t, q) in p
+                            .responses
+                            .iter()
+                            .flat_map(|t| t.partition_responses.iter().map(move |q| (t, q)))
+                            .filter(|(_, q)| q.error_code != 0)
+                        {
+                            report_error("produce", &t.name, q.index, q.error_code);
+                        }
                         out.errors += errors;
                         live.errors.fetch_add(errors, Ordering::Relaxed);
                         continue;
@@ -493,6 +501,7 @@ fn consumer(spec: ConsumerSpec) -> anyhow::Result<ConsumerOut> {
         for t in &f.responses {
             for p in &t.partitions {
                 if p.error_code != 0 {
+                    report_error("fetch", &t.topic, p.partition_index, p.error_code);
                     errors += 1;
                     spec.live.errors.fetch_add(1, Ordering::Relaxed);
                     continue;
@@ -941,5 +950,14 @@ mod tests {
     fn partitions_split_round_robin() {
         assert_eq!(split_partitions(5, 2), vec![vec![0, 2, 4], vec![1, 3]]);
         assert_eq!(split_partitions(2, 4), vec![vec![0], vec![1]]);
+    }
+}
+
+/// Prints the first few partition errors of a run to stderr, so a run that counts errors says
+/// which (the count alone does not).
+fn report_error(what: &str, topic: &str, partition: i32, code: i16) {
+    static PRINTED: AtomicU32 = AtomicU32::new(0);
+    if PRINTED.fetch_add(1, Ordering::Relaxed) < 10 {
+        eprintln!("{what} error: topic {topic} partition {partition}: error code {code}");
     }
 }

@@ -61,7 +61,13 @@ fn compare_two_seconds_writes_every_field() {
     ] {
         assert!(num(k) > 0.0, "{k} = {}", num(k));
     }
-    assert_eq!(num("errors"), 0.0);
+    assert_eq!(
+        num("errors"),
+        0.0,
+        "errors counted; the bench printed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let close = |a: f64, b: f64| (a - b).abs() <= 1e-6 * a.abs().max(1.0);
     assert!(close(
         num("produce_ratio"),
