@@ -160,6 +160,31 @@ struct Pending {
     first_ns: u64,
 }
 
+/// Takes at most `max_records` of a partition's pending records as one batch, as a client
+/// never builds a batch above its batch size; the rest waits for a later request. (At a fixed
+/// rate, records due after a stall pile up in the pending batches: sent whole, they once made a
+/// batch over `max.message.bytes` and got MESSAGE_TOO_LARGE.)
+fn take_batch(pending: &mut Pending, max_records: usize, record_bytes: usize) -> Pending {
+    if pending.times_ns.len() <= max_records {
+        let capacity = pending.values.capacity();
+        let whole = std::mem::take(pending);
+        pending.values = Vec::with_capacity(capacity);
+        return whole;
+    }
+    let times_ns = pending.times_ns.split_off(max_records);
+    let rest = Pending {
+        values: pending.values.split_off(max_records * record_bytes),
+        keys: if pending.keys.len() > max_records {
+            pending.keys.split_off(max_records)
+        } else {
+            Vec::new()
+        },
+        first_ns: times_ns[0],
+        times_ns,
+    };
+    std::mem::replace(pending, rest)
+}
+
 #[derive(Debug, Default)]
 struct ProducerOut {
     h: Option<Histogram<u64>>,
@@ -376,10 +401,12 @@ fn producer(spec: ProducerSpec) -> anyhow::Result<ProducerOut> {
         }
         // At most 1 MiB of batches per request, as Kafka's max.request.size.
         let mut request_bytes = 0;
+        let batch_max = records_per_batch * record_bytes;
         ready.retain(|&p| {
-            let fits = request_bytes == 0 || request_bytes + pending[p].values.len() <= 1 << 20;
+            let size = pending[p].values.len().min(batch_max);
+            let fits = request_bytes == 0 || request_bytes + size <= 1 << 20;
             if fits {
-                request_bytes += pending[p].values.len();
+                request_bytes += size;
             }
             fits
         });
@@ -387,7 +414,7 @@ fn producer(spec: ProducerSpec) -> anyhow::Result<ProducerOut> {
         let mut times = Vec::new();
         let mut payload = 0u64;
         for p in ready {
-            let b = std::mem::take(&mut pending[p]);
+            let b = take_batch(&mut pending[p], records_per_batch, record_bytes);
             let recs: Vec<KeyValue<'_>> = b
                 .values
                 .chunks_exact(record_bytes)
@@ -401,7 +428,6 @@ fn producer(spec: ProducerSpec) -> anyhow::Result<ProducerOut> {
             batches.push((p as i32, batch(&spec, &recs)));
             payload += b.values.len() as u64;
             times.extend_from_slice(&b.times_ns);
-            pending[p].values = Vec::with_capacity(b.values.capacity());
         }
         let req = kafka::produce_request(&topic, acks, batches);
         if acks == 0 {
@@ -908,6 +934,31 @@ pub fn e2e_phase(
 mod tests {
     use super::*;
     use sluice_net::record_batch::build::{BatchSpec, batch};
+
+    /// A pending batch larger than the batch size (records due after a stall) leaves in
+    /// batch-size pieces, oldest first; a small one leaves whole.
+    #[test]
+    fn take_batch_caps_records_per_batch() {
+        let mut p = Pending::default();
+        for t in 0..10u64 {
+            p.times_ns.push(100 + t);
+            p.values.extend_from_slice(&[t as u8; 4]);
+            p.keys.push(t.to_be_bytes());
+        }
+        p.first_ns = 100;
+        let first = take_batch(&mut p, 4, 4);
+        assert_eq!(first.times_ns, [100, 101, 102, 103]);
+        assert_eq!(first.values.len(), 16);
+        assert_eq!(first.keys.len(), 4);
+        assert_eq!((p.times_ns.len(), p.values.len(), p.keys.len()), (6, 24, 6));
+        assert_eq!(p.first_ns, 104);
+        assert_eq!(p.values[0], 4);
+        let second = take_batch(&mut p, 4, 4);
+        assert_eq!(second.times_ns, [104, 105, 106, 107]);
+        let last = take_batch(&mut p, 4, 4);
+        assert_eq!(last.times_ns, [108, 109]);
+        assert!(p.times_ns.is_empty() && p.values.is_empty() && p.keys.is_empty());
+    }
 
     /// A fetch answer's batches are consumed from the fetch offset on: records before it (the
     /// start of a batch the offset falls into) are skipped, each value's timestamp is read, and
