@@ -513,15 +513,10 @@ pub async fn alter(
                 })
                 .collect();
             let name = res.resource_name.as_str();
-            match broker_change(core, &table, name, ops, false, request.validate_only) {
-                Ok(change) => {
-                    slots.push(responses.len());
-                    changes.push(change);
-                }
-                Err((c, m)) => {
-                    r.error_code = c;
-                    r.error_message = Some(m.into());
-                }
+            let planned = broker_change(core, &table, name, ops, false, request.validate_only);
+            if let Some((c, m)) = queue(planned, responses.len(), &mut slots, &mut changes) {
+                r.error_code = c;
+                r.error_message = Some(m.into());
             }
             responses.push(r);
             continue;
@@ -585,15 +580,10 @@ pub async fn incremental_alter(
                 })
                 .collect();
             let name = res.resource_name.as_str();
-            match broker_change(core, &table, name, ops, true, request.validate_only) {
-                Ok(change) => {
-                    slots.push(responses.len());
-                    changes.push(change);
-                }
-                Err((c, m)) => {
-                    r.error_code = c;
-                    r.error_message = Some(m.into());
-                }
+            let planned = broker_change(core, &table, name, ops, true, request.validate_only);
+            if let Some((c, m)) = queue(planned, responses.len(), &mut slots, &mut changes) {
+                r.error_code = c;
+                r.error_message = Some(m.into());
             }
             responses.push(r);
             continue;
@@ -696,6 +686,23 @@ pub async fn incremental_alter(
     IncrementalAlterConfigsResponse {
         responses,
         ..Default::default()
+    }
+}
+
+/// Queues a planned change for the resource answered at `slot`, or hands back its refusal.
+fn queue(
+    planned: Result<TopicChange, (i16, String)>,
+    slot: usize,
+    slots: &mut Vec<usize>,
+    changes: &mut Vec<TopicChange>,
+) -> Option<(i16, String)> {
+    match planned {
+        Ok(change) => {
+            slots.push(slot);
+            changes.push(change);
+            None
+        }
+        Err(refused) => Some(refused),
     }
 }
 
