@@ -34,9 +34,17 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 /// Where the broker is.
 #[derive(Args, Debug, Clone)]
 pub struct Target {
-    /// A broker of the cluster, host:port.
-    #[arg(long, default_value = "127.0.0.1:9092")]
-    pub bootstrap: String,
+    /// A broker of the cluster, host:port (default 127.0.0.1:9092); accepted anywhere on the
+    /// command line, also as Kafka's tools spell it, `--bootstrap-server`.
+    #[arg(long, global = true, visible_alias = "bootstrap-server")]
+    pub bootstrap: Option<String>,
+}
+
+impl Target {
+    /// The broker to connect to first.
+    pub fn bootstrap(&self) -> &str {
+        self.bootstrap.as_deref().unwrap_or("127.0.0.1:9092")
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -175,7 +183,7 @@ struct Cluster {
 impl Cluster {
     fn connect(target: &Target) -> anyhow::Result<Cluster> {
         Ok(Cluster {
-            bootstrap: connect(&target.bootstrap)?,
+            bootstrap: connect(target.bootstrap())?,
             brokers: HashMap::new(),
             conns: HashMap::new(),
         })

@@ -71,6 +71,9 @@ pub struct Core {
     pub cluster_id: String,
     /// The partitions this core owns.
     pub shard: sluice_shard::Shard,
+    /// Partitions this core owns that failed to open, with the storage error: requests for them
+    /// get KAFKA_STORAGE_ERROR with that text instead of a retriable "not hosted here".
+    pub unopened: RefCell<std::collections::HashMap<(String, i32), String>>,
     /// Core 0: serializes topic registry changes (a one-permit semaphore).
     pub registry_serial: Semaphore,
     /// Core 0 only: the producer id allocator.
@@ -170,6 +173,9 @@ impl Core {
             .filter(|t| table.topics.get(&t.name).is_none_or(|n| n.id != t.id))
             .map(|t| t.name.clone())
             .collect();
+        self.unopened
+            .borrow_mut()
+            .retain(|(topic, _), _| table.topics.contains_key(topic));
         if !deleted.is_empty() {
             crate::groups::topics_deleted(self, &deleted).await;
         }
@@ -215,12 +221,24 @@ impl Core {
                 {
                     continue;
                 }
-                if let Err(e) = self
+                match self
                     .shard
                     .create_partition(&t.name, p, log_config.clone())
                     .await
                 {
-                    tracing::error!(topic = %t.name, partition = p, error = %e, "cannot open partition");
+                    Ok(_) => {
+                        self.unopened.borrow_mut().remove(&(t.name.clone(), p));
+                    }
+                    Err(e) => {
+                        tracing::error!(topic = %t.name, partition = p, error = %e, "cannot open partition");
+                        self.unopened.borrow_mut().insert(
+                            (t.name.clone(), p),
+                            format!(
+                                "Log for partition {}-{p} is not available on broker {}: {e}",
+                                t.name, self.config.node_id
+                            ),
+                        );
+                    }
                 }
             }
         }

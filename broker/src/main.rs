@@ -36,6 +36,9 @@ use crate::config::BrokerConfig;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// The client commands' broker (`--bootstrap`), wherever it stands on the command line.
+    #[command(flatten)]
+    target: cli::Target,
 }
 
 #[derive(Subcommand, Debug)]
@@ -44,29 +47,21 @@ enum Command {
     Start(StartArgs),
     /// Create, list, describe, delete topics and alter their configs (any Kafka-API broker).
     Topic {
-        #[command(flatten)]
-        target: cli::Target,
         #[command(subcommand)]
         cmd: cli::TopicCmd,
     },
     /// List, describe and delete consumer groups; reset their offsets.
     Group {
-        #[command(flatten)]
-        target: cli::Target,
         #[command(subcommand)]
         cmd: cli::GroupCmd,
     },
     /// Produce lines from stdin to a topic.
     Produce {
         #[command(flatten)]
-        target: cli::Target,
-        #[command(flatten)]
         args: cli::ProduceArgs,
     },
     /// Print a topic's records (optionally as a member of a consumer group).
     Consume {
-        #[command(flatten)]
-        target: cli::Target,
         #[command(flatten)]
         args: cli::ConsumeArgs,
     },
@@ -206,6 +201,10 @@ impl StartArgs {
         if let Some(v) = self.auto_create_topics {
             c.auto_create_topics = v;
         }
+        // A relative data dir (the default `./sluice-data`, a flag, or the config file's) is
+        // taken against the directory sluice starts in, as Kafka's `log.dirs` is.
+        c.data_dir = std::path::absolute(&c.data_dir)
+            .map_err(|e| anyhow::anyhow!("data dir {}: {e}", c.data_dir.display()))?;
         c.validate()?;
         Ok(c)
     }
@@ -233,11 +232,19 @@ fn main() {
             1
         }
     };
+    let target = cli.target;
+    if target.bootstrap.is_some() && matches!(cli.command, Command::Start(_) | Command::Tune(_)) {
+        eprintln!(
+            "sluice: --bootstrap is for the client commands (topic, group, produce, consume); \
+             a broker listens with --listen"
+        );
+        std::process::exit(2);
+    }
     let code = match cli.command {
-        Command::Topic { target, cmd } => tool(cli::topic(&target, cmd)),
-        Command::Group { target, cmd } => tool(cli::group(&target, cmd)),
-        Command::Produce { target, args } => tool(cli::produce(&target, args)),
-        Command::Consume { target, args } => tool(cli::consume(&target, args)),
+        Command::Topic { cmd } => tool(cli::topic(&target, cmd)),
+        Command::Group { cmd } => tool(cli::group(&target, cmd)),
+        Command::Produce { args } => tool(cli::produce(&target, args)),
+        Command::Consume { args } => tool(cli::consume(&target, args)),
         Command::Start(args) => match args.into_config().and_then(|config| {
             startup::check_host(&config)?;
             runtime::run(config)

@@ -158,10 +158,13 @@ pub async fn run_local(core: &Rc<Core>, ops: Vec<Addressed>) -> Vec<PartitionOpR
 
 async fn run_one(core: &Rc<Core>, a: Addressed) -> PartitionOpResult {
     let Some(p) = core.shard.partition(&a.topic, a.partition) else {
-        let e = PartError::new(
-            code::UNKNOWN_TOPIC_OR_PARTITION,
-            "This server does not host this topic-partition.",
-        );
+        let e = match core.unopened.borrow().get(&(a.topic.clone(), a.partition)) {
+            Some(why) => PartError::new(code::KAFKA_STORAGE_ERROR, why.clone()),
+            None => PartError::new(
+                code::UNKNOWN_TOPIC_OR_PARTITION,
+                "This server does not host this topic-partition.",
+            ),
+        };
         return failure(&a.op, e);
     };
     match a.op {

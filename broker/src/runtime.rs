@@ -208,6 +208,7 @@ async fn core_main(
         topics: std::cell::RefCell::new(Rc::new(topics)),
         cluster_id,
         shard,
+        unopened: std::cell::RefCell::new(std::collections::HashMap::new()),
         producer_ids,
         registry_serial: Semaphore::new(1),
         groups: crate::groups::Coordinator::new(&group_config),

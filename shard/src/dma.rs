@@ -142,15 +142,17 @@ impl Storage for DmaStorage {
                 o.create(true).truncate(true);
             }
         }
-        let file = o.dma_open(path).await.map_err(to_io)?;
+        let file = o.dma_open(&absolute(path)?).await.map_err(to_io)?;
         let align = write_alignment(&file);
         Ok(DmaStorageFile { file, align })
     }
     async fn remove(&self, path: &Path) -> io::Result<()> {
-        glommio::io::remove(path).await.map_err(to_io)
+        glommio::io::remove(absolute(path)?).await.map_err(to_io)
     }
     async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        glommio::io::rename(from, to).await.map_err(to_io)
+        glommio::io::rename(absolute(from)?, absolute(to)?)
+            .await
+            .map_err(to_io)
     }
     async fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         // Metadata-only and rare (partition creation); a blocking call is acceptable here.
@@ -170,7 +172,9 @@ impl Storage for DmaStorage {
         glommio::yield_if_needed().await;
     }
     async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        let d = glommio::io::Directory::open(dir).await.map_err(to_io)?;
+        let d = glommio::io::Directory::open(absolute(dir)?)
+            .await
+            .map_err(to_io)?;
         d.sync().await.map_err(to_io)?;
         d.close().await.map_err(to_io)
     }
@@ -178,6 +182,17 @@ impl Storage for DmaStorage {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64)
+    }
+}
+
+/// `path` made absolute against the current directory. glommio opens every file and directory
+/// with `openat(-1, path)` rather than `AT_FDCWD`, so a relative path fails with EBADF
+/// ("Bad file descriptor"); every path handed to glommio goes through here.
+fn absolute(path: &Path) -> io::Result<std::borrow::Cow<'_, Path>> {
+    if path.is_absolute() {
+        Ok(std::borrow::Cow::Borrowed(path))
+    } else {
+        std::path::absolute(path).map(std::borrow::Cow::Owned)
     }
 }
 
@@ -197,7 +212,7 @@ pub async fn probe_dma_polling(dir: &Path) -> io::Result<()> {
         std::fs::write(&path, vec![0x5au8; 4096])?;
         std::fs::File::open(&path)?.sync_all()?;
     }
-    let f = DmaFile::open(&path).await.map_err(to_io)?;
+    let f = DmaFile::open(&absolute(&path)?).await.map_err(to_io)?;
     let r = f.read_at_aligned(0, 4096).await.map_err(to_io);
     f.close().await.map_err(to_io)?;
     r.map(|_| ())

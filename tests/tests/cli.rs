@@ -6,15 +6,14 @@ use std::process::{Command, Output, Stdio};
 use sluice_tests::{Broker, sluice_bin};
 
 fn sluice(bootstrap: &str, args: &[&str], stdin: Option<&str>) -> Output {
-    let (sub, rest) = args.split_first().expect("a subcommand");
-    // Subcommands with a nested action take --bootstrap before it (`topic --bootstrap X list`).
+    // `--bootstrap` last, as users type it (`sluice topic create orders ... --bootstrap X`);
+    // `bootstrap_anywhere_on_the_command_line` checks the other places.
     let mut cmd = Command::new(sluice_bin());
-    cmd.arg(sub);
-    if matches!(*sub, "topic" | "group") {
-        cmd.args(["--bootstrap", bootstrap]).args(rest);
-    } else {
-        cmd.args(rest).args(["--bootstrap", bootstrap]);
-    }
+    cmd.args(args).args(["--bootstrap", bootstrap]);
+    run(cmd, stdin)
+}
+
+fn run(mut cmd: Command, stdin: Option<&str>) -> Output {
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -142,5 +141,55 @@ fn topic_produce_consume_group_round_trip() {
         !ok(&sluice(bs, &["topic", "list"], None))
             .lines()
             .any(|l| l == "cli-t")
+    );
+}
+
+/// `--bootstrap` (or Kafka's spelling, `--bootstrap-server`) is accepted before the subcommand,
+/// between it and its action, and after everything (issue 18: `sluice topic create orders
+/// --partitions 3 --bootstrap HOST:PORT` was refused).
+#[test]
+fn bootstrap_anywhere_on_the_command_line() {
+    let b = Broker::start(&[]);
+    let bs = b.bootstrap();
+    let bs = bs.as_str();
+    let placements: [&[&str]; 4] = [
+        &[
+            "topic",
+            "create",
+            "bs-a",
+            "--partitions",
+            "3",
+            "--bootstrap",
+            bs,
+        ],
+        &[
+            "topic",
+            "--bootstrap",
+            bs,
+            "create",
+            "bs-b",
+            "--partitions",
+            "2",
+        ],
+        &["--bootstrap", bs, "topic", "create", "bs-c"],
+        &["topic", "create", "bs-d", "--bootstrap-server", bs],
+    ];
+    for args in placements {
+        let mut cmd = Command::new(sluice_bin());
+        cmd.args(args);
+        ok(&run(cmd, None));
+    }
+    let mut cmd = Command::new(sluice_bin());
+    cmd.args(["topic", "list", "--bootstrap", bs]);
+    let listed = ok(&run(cmd, None));
+    for t in ["bs-a", "bs-b", "bs-c", "bs-d"] {
+        assert!(listed.lines().any(|l| l.trim() == t), "{t} not in {listed}");
+    }
+    let mut cmd = Command::new(sluice_bin());
+    cmd.args(["topic", "describe", "bs-a", "--bootstrap", bs]);
+    let described = ok(&run(cmd, None));
+    assert!(
+        described.contains("3"),
+        "bs-a has 3 partitions: {described}"
     );
 }

@@ -396,3 +396,31 @@ fn log_append_time_topics_stamp_batches() {
     assert_eq!(b.timestamp_type(), TimestampType::CreateTime);
     assert_eq!(b.max_timestamp(), 1001);
 }
+
+/// A partition whose files cannot be opened (here: a plain file sits where its directory goes)
+/// answers KAFKA_STORAGE_ERROR with the storage error, instead of a retriable "not hosted here"
+/// that clients retry until their timeout (issue 18); the broker's other partitions are served.
+#[test]
+fn unopenable_partition_answers_storage_error() {
+    let broker = Broker::start(&[]);
+    std::fs::write(broker.data_dir.join("blocked-0"), b"not a directory").expect("blocker");
+    let mut c = RawConn::connect(broker.addr);
+    create_topic(&mut c, "blocked");
+    let (code, _) = produce(
+        &mut c,
+        "blocked",
+        batch(&BatchSpec::default(), &[(None, Some(b"x"))]),
+    );
+    assert_eq!(
+        code, 56,
+        "KAFKA_STORAGE_ERROR for the partition that did not open"
+    );
+    create_topic(&mut c, "fine");
+    let (code, offset) = produce(
+        &mut c,
+        "fine",
+        batch(&BatchSpec::default(), &[(None, Some(b"x"))]),
+    );
+    assert_eq!((code, offset), (0, 0), "other partitions are served");
+    assert_serving(&broker);
+}
