@@ -82,6 +82,16 @@ pub fn topic_change(e: &TopicChangeError) -> (i16, String) {
 
 /// The Kafka error for a storage error: the one mapping from `shard` to the wire.
 pub fn shard(e: &ShardError) -> PartError {
+    if let ShardError::RecordErrors { timestamp, errors } = e {
+        let c = if *timestamp {
+            code::INVALID_TIMESTAMP
+        } else {
+            code::INVALID_RECORD
+        };
+        let mut error = PartError::new(c, e.to_string());
+        error.record_errors = errors.clone();
+        return error;
+    }
     let c = match e {
         ShardError::InvalidBatch { source, .. } => match source {
             BatchError::BadCrc { .. }
@@ -91,7 +101,7 @@ pub fn shard(e: &ShardError) -> PartError {
             _ => code::INVALID_RECORD,
         },
         ShardError::BatchTooLarge { .. } => code::MESSAGE_TOO_LARGE,
-        ShardError::KeylessRecord { .. } => code::INVALID_RECORD,
+        ShardError::RecordErrors { .. } => unreachable!("answered above"),
         ShardError::DuplicateSequence { .. } => code::DUPLICATE_SEQUENCE_NUMBER,
         ShardError::OutOfOrderSequence { .. } => code::OUT_OF_ORDER_SEQUENCE_NUMBER,
         ShardError::InvalidProducerEpoch { .. } => code::INVALID_PRODUCER_EPOCH,

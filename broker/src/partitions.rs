@@ -22,6 +22,13 @@ use crate::metadata::shard_for;
 pub struct PartError {
     pub code: i16,
     pub message: String,
+    /// The partition's log start offset where Kafka reports it with a failed append (every
+    /// error but a missing partition, a too-large or corrupt batch, or a storage error); -1
+    /// otherwise.
+    pub log_start_offset: i64,
+    /// Refused records of a batch (Produce's `record_errors`): (index in the batch, why). When
+    /// present, `message` is Kafka's custom partition message for them.
+    pub record_errors: Vec<sluice_shard::RecordError>,
 }
 
 impl PartError {
@@ -29,6 +36,8 @@ impl PartError {
         PartError {
             code,
             message: message.into(),
+            log_start_offset: -1,
+            record_errors: Vec::new(),
         }
     }
 }
@@ -183,7 +192,16 @@ async fn run_one(core: &Rc<Core>, a: Addressed) -> PartitionOpResult {
                     log_append_time_ms: -1,
                     log_start_offset: p.offsets().log_start_offset,
                 }),
-                Err(e) => Err(errors::shard(&e)),
+                Err(e) => {
+                    let mut error = errors::shard(&e);
+                    if !matches!(
+                        error.code,
+                        code::MESSAGE_TOO_LARGE | code::CORRUPT_MESSAGE | code::KAFKA_STORAGE_ERROR
+                    ) {
+                        error.log_start_offset = p.offsets().log_start_offset;
+                    }
+                    Err(error)
+                }
             })
         }
         PartitionOp::Read { offset, max_bytes } => PartitionOpResult::Read(

@@ -35,6 +35,12 @@ pub struct LogConfig {
     /// `message.timestamp.type=LogAppendTime`: each batch is stamped with the append time
     /// (timestamp type attribute and `maxTimestamp`, CRC recomputed). Default false.
     pub log_append_time: bool,
+    /// `message.timestamp.before.max.ms`: on a CreateTime topic, a record more than this much
+    /// older than the append is refused (INVALID_TIMESTAMP). Default `i64::MAX` (no bound).
+    pub timestamp_before_max_ms: i64,
+    /// `message.timestamp.after.max.ms`: on a CreateTime topic, a record more than this much
+    /// newer than the append is refused. Default 1 hour, as Kafka 4's.
+    pub timestamp_after_max_ms: i64,
     /// `cleanup.policy` includes `compact`: closed segments are compacted (last record per
     /// key kept) and appends of records without a key are refused. Default false.
     pub compact: bool,
@@ -70,6 +76,8 @@ impl Default for LogConfig {
             preallocate_bytes: 64 << 20,
             batch_bytes_max: (1 << 20) + 12,
             log_append_time: false,
+            timestamp_before_max_ms: i64::MAX,
+            timestamp_after_max_ms: 3_600_000,
             compact: false,
             delete_retention_ms: 86_400_000,
             min_compaction_lag_ms: 0,

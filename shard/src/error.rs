@@ -4,6 +4,36 @@ use std::path::PathBuf;
 
 use sluice_net::record_batch::BatchError;
 
+/// One refused record of a batch: its 0-based position in the batch and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordError {
+    pub batch_index: i32,
+    pub message: String,
+}
+
+/// Kafka's partition-level message for refused records (its `RecordValidationException`).
+fn record_errors_message(timestamp: bool, errors: &[RecordError]) -> String {
+    if timestamp {
+        return "One or more records have been rejected due to invalid timestamp".to_owned();
+    }
+    let shown: Vec<String> = errors
+        .iter()
+        .take(3)
+        .map(|e| {
+            format!(
+                "RecordError(batchIndex={}, message='{}')",
+                e.batch_index, e.message
+            )
+        })
+        .collect();
+    format!(
+        "One or more records have been rejected due to {} record errors in total, and only \
+         showing the first three errors at most: [{}]",
+        errors.len(),
+        shown.join(", ")
+    )
+}
+
 /// What went wrong in a shard operation; the text says what to check.
 #[derive(Debug, thiserror::Error)]
 pub enum ShardError {
@@ -20,17 +50,13 @@ pub enum ShardError {
         #[source]
         source: BatchError,
     },
-    /// Kafka's INVALID_RECORD (87): a compacted topic needs a key on every record. Only
-    /// uncompressed batches are checked (compressed ones are not decompressed).
-    #[error(
-        "Compacted topic cannot accept message without key in topic partition \
-         {topic}-{partition} (record {record} of batch {index})"
-    )]
-    KeylessRecord {
-        topic: String,
-        partition: i32,
-        index: usize,
-        record: usize,
+    /// Records of a batch failed Kafka's per-record checks (`validate`): the batch is refused
+    /// and each bad record named. Kafka's INVALID_TIMESTAMP (32) when a timestamp check failed,
+    /// else INVALID_RECORD (87); the text is Kafka's partition-level error message.
+    #[error("{}", record_errors_message(*timestamp, errors))]
+    RecordErrors {
+        timestamp: bool,
+        errors: Vec<RecordError>,
     },
     #[error("record batch of {size} bytes exceeds the limit of {max} bytes")]
     BatchTooLarge { size: usize, max: usize },

@@ -17,7 +17,7 @@
 //! Errors are one enum, [`ShardError`]; the broker maps it to Kafka error codes in one place
 //! (`InvalidBatch`/`BatchTooLarge` -> CORRUPT_MESSAGE/MESSAGE_TOO_LARGE, `OffsetOutOfRange`,
 //! `DuplicateSequence` -> success with the original offsets, `OutOfOrderSequence`,
-//! `InvalidProducerEpoch`, `KeylessRecord` -> INVALID_RECORD, `Io`/`Poisoned`/`Corrupt` ->
+//! `InvalidProducerEpoch`, `RecordErrors` -> INVALID_RECORD or INVALID_TIMESTAMP with each bad record, `Io`/`Poisoned`/`Corrupt` ->
 //! KAFKA_STORAGE_ERROR).
 //!
 //! Memory lock: glommio registers its I/O buffers; a process needs RLIMIT_MEMLOCK of at least
@@ -74,13 +74,14 @@ mod notify;
 mod partition;
 mod producer_state;
 mod shard;
+mod validate;
 
 pub use cache::{FSYNC_BOUNDS_US, ShardStats};
 pub use codec::batch_records;
 pub use compact::CompactionStats;
 pub use config::{Durability, LogConfig, ShardConfig};
 pub use dma::{DMA_PROBE_FILE, DmaStorage, probe_dma_polling, write_alignment};
-pub use error::{Result, ShardError};
+pub use error::{RecordError, Result, ShardError};
 pub use fake::{FakeDisk, Faults};
 pub use io::{OpenMode, Storage, StorageFile};
 pub use partition::{AppendInfo, Offsets, Partition, ReadResult};

@@ -994,6 +994,15 @@ impl<S: Storage> Partition<S> {
     /// the partition's [`Durability`] (see [`Partition`]).
     pub async fn append(&self, records: Bytes) -> Result<AppendInfo> {
         self.check_usable()?;
+        let config = &self.inner.config;
+        let rules = crate::validate::Rules {
+            compact: config.compact,
+            create_time: !config.log_append_time,
+            before_max_ms: config.timestamp_before_max_ms,
+            after_max_ms: config.timestamp_after_max_ms,
+            decompressed_max: self.inner.shard_config.decompressed_batch_bytes_max,
+        };
+        let now_ms = self.inner.storage.now_ms();
         let mut batches = Vec::new();
         for (index, b) in Batches::new(records).enumerate() {
             let b = b.map_err(|source| ShardError::InvalidBatch { index, source })?;
@@ -1005,19 +1014,15 @@ impl<S: Storage> Partition<S> {
             }
             b.validate()
                 .map_err(|source| ShardError::InvalidBatch { index, source })?;
-            if self.inner.config.compact
-                && let Some(record) = compact::first_keyless_record(
-                    &b,
-                    self.inner.shard_config.decompressed_batch_bytes_max,
-                )
-            {
-                return Err(ShardError::KeylessRecord {
-                    topic: self.inner.topic.clone(),
-                    partition: self.inner.partition,
-                    index,
-                    record,
-                });
-            }
+            crate::validate::check_shape(&b, index)?;
+            crate::validate::check_records(
+                &b,
+                index,
+                &rules,
+                now_ms,
+                &self.inner.topic,
+                self.inner.partition,
+            )?;
             batches.push(b);
         }
         if batches.is_empty() {

@@ -396,10 +396,13 @@ fn keyless_records_refused_when_compacted() {
             .expect("plain");
         let keyless = make_batch(1, 3, 10, 0);
         match c.append(keyless.clone()).await {
-            Err(e @ ShardError::KeylessRecord { record: 0, .. }) => {
-                assert!(e.to_string().contains("without key"), "{e}");
+            Err(ShardError::RecordErrors { timestamp, errors }) => {
+                assert!(!timestamp);
+                assert_eq!(errors.len(), 3, "every keyless record is named: {errors:?}");
+                assert_eq!(errors[0].batch_index, 0);
+                assert!(errors[0].message.contains("without key"), "{errors:?}");
             }
-            other => panic!("expected KeylessRecord, got {other:?}"),
+            other => panic!("expected record errors, got {other:?}"),
         }
         plain
             .append(keyless)

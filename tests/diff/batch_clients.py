@@ -56,8 +56,11 @@ class JavaClient(BatchClient):
     src = os.path.join(dir, "src", "main", "java", "sluice", "diff", "Main.java")
 
     def scenario_ids(self):
-        with open(self.src) as f:
-            src = f.read()
+        src = ""
+        for name in sorted(os.listdir(os.path.dirname(self.src))):   # Main.java, Versions.java, ...
+            if name.endswith(".java"):
+                with open(os.path.join(os.path.dirname(self.src), name)) as f:
+                    src += f.read()
         ids = [f"java.{m}" for m in re.findall(r'scenario\("(\w+)",', src)]
         for m in re.findall(r'for \(String c : new String\[\] \{([^}]*)\}\) \{\s*scenario\("(\w+)" \+ c', src):
             for c in re.findall(r'"(\w+)"', m[0]):

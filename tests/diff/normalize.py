@@ -27,9 +27,26 @@ ZERO_UUID = {"AAAAAAAAAAAAAAAAAAAAAA", "00000000-0000-0000-0000-000000000000", N
 # 5. Timestamps taken from a clock at run time (producer CreateTime when none was given,
 #    LogAppendTime, ListOffsets' max-timestamp of such records): within a day of now they become
 #    "<now>". Scenarios that test timestamps set explicit ones (around 2001), which stay exact.
-TS_KEYS = {"timestamp", "ts", "max_timestamp"}
+TS_KEYS = {"timestamp", "ts", "max_timestamp",
+           "log_append_time_ms"}   # Produce answers' LogAppendTime (-1 on CreateTime topics stays)
 _NOW_MS = time.time() * 1000
 _DAY_MS = 86_400_000
+#    The same inside texts: Kafka's per-record produce errors (ProduceResponse record_errors,
+#    compared exactly) name the accepted window taken from its clock, "The timestamp should be
+#    within [now - message.timestamp.before.max.ms, now + ...after.max.ms]"; with the default
+#    before.max.ms (Long.MAX_VALUE) the lower bound is now - Long.MAX_VALUE. Such numbers within a
+#    day of now (or of now - Long.MAX_VALUE) become "<now>" ("<now-Long.MAX>").
+_LONG_MAX = 2**63 - 1
+_CLOCK_NUMBER = re.compile(r"-?\d{12,19}")
+
+
+def _clock_number(m):
+    v = int(m.group(0))
+    if abs(v - _NOW_MS) < _DAY_MS:
+        return "<now>"
+    if abs(v - (_NOW_MS - _LONG_MAX)) < _DAY_MS:
+        return "<now-Long.MAX>"
+    return m.group(0)
 
 # 6. Kafka-only configs. DescribeConfigs on Kafka lists every topic config it knows (~40 per
 #    topic: remote storage, compaction tuning, throttled replicas, ...), most of which sluice does
@@ -72,8 +89,10 @@ def norm(v):
         return {k: _value(k, x) for k, x in v.items() if k not in DROP_KEYS}
     if isinstance(v, list):
         return [norm(x) for x in v]
-    if isinstance(v, str) and "(broker " in v:
-        return BROKER_IN_TEXT.sub("(broker <node>)", v)
+    if isinstance(v, str):
+        if "(broker " in v:
+            v = BROKER_IN_TEXT.sub("(broker <node>)", v)
+        return _CLOCK_NUMBER.sub(_clock_number, v)
     return v
 
 

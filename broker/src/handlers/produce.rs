@@ -5,8 +5,11 @@
 
 use std::rc::Rc;
 
-use sluice_net::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use sluice_net::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use sluice_net::messages::{ProduceRequest, ProduceResponse};
+use sluice_net::record_batch::{BatchError, Batches};
 use sluice_net::{Records, StrBytes, TopicName};
 
 use crate::core::Core;
@@ -20,6 +23,42 @@ pub enum Produced {
     Silent,
     /// acks=0 and something failed.
     Close(String),
+}
+
+/// Kafka's request-level check of a partition's records (`ProduceRequest.validateRecords`):
+/// exactly one batch, of magic 2. A batch whose framing is broken passes here and gets
+/// CORRUPT_MESSAGE from the owning core, as on Kafka.
+fn one_batch_of_magic_2(records: &bytes::Bytes) -> bool {
+    let mut batches = Batches::new(records.clone());
+    match (batches.next(), batches.next()) {
+        (Some(Ok(b)), None) => b.magic() == 2,
+        (Some(Err(BatchError::BadMagic { .. })), _) => false,
+        (Some(Err(_)), _) => true,
+        (Some(Ok(_)), Some(_)) | (None, _) => false,
+    }
+}
+
+/// Fills a partition's answer for a refused append as Kafka does: the error code, the log
+/// start offset where Kafka reports one, and for refused records (`record_errors`, v8+) each
+/// record's index and reason with Kafka's partition message. Kafka sends no message for any
+/// other error, so the reason only goes to the debug log.
+fn refused(r: &mut PartitionProduceResponse, e: PartError) {
+    r.error_code = e.code;
+    r.log_start_offset = e.log_start_offset;
+    if e.record_errors.is_empty() {
+        tracing::debug!(code = e.code, reason = %e.message, "produce refused");
+        return;
+    }
+    r.record_errors = e
+        .record_errors
+        .into_iter()
+        .map(|re| BatchIndexAndErrorMessage {
+            batch_index: re.batch_index,
+            batch_index_error_message: Some(StrBytes::from(re.message)),
+            ..Default::default()
+        })
+        .collect();
+    r.error_message = Some(StrBytes::from(e.message));
 }
 
 pub async fn handle(core: &Rc<Core>, request: ProduceRequest, version: i16) -> Produced {
@@ -77,18 +116,22 @@ pub async fn handle(core: &Rc<Core>, request: ProduceRequest, version: i16) -> P
                     code::INVALID_TOPIC_EXCEPTION,
                     "Cannot append to internal topic",
                 ))
-            } else if p.records.as_ref().is_none_or(|r| r.is_empty()) {
+            } else if !p
+                .records
+                .as_ref()
+                .is_some_and(|r| one_batch_of_magic_2(&r.to_bytes()))
+            {
                 Some(PartError::new(
                     code::INVALID_RECORD,
-                    "Produce request has no records",
+                    "a partition's records must be exactly one batch of magic 2",
                 ))
             } else {
                 None
             };
             match (failed, meta) {
                 (Some(e), _) => {
+                    tracing::debug!(code = e.code, reason = %e.message, "produce refused");
                     r.error_code = e.code;
-                    r.error_message = Some(StrBytes::from(e.message));
                 }
                 (None, Some(m)) => {
                     op_slots.push(slots.len());
@@ -123,8 +166,7 @@ pub async fn handle(core: &Rc<Core>, request: ProduceRequest, version: i16) -> P
             }
             PartitionOpResult::Appended(Err(e)) => {
                 any_error = true;
-                r.error_code = e.code;
-                r.error_message = Some(StrBytes::from(e.message));
+                refused(r, e);
             }
             other => unreachable!("append answered with {other:?}"),
         }

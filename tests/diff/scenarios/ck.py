@@ -584,3 +584,135 @@ def broker_configs_alter(t, bs):
     t.rec("describe-broker", values={k: cfg[k].value for k in ("log.retention.bytes", "log.segment.bytes")
                                      if k in cfg},
           read_only={k: cfg[k].is_read_only for k in ("num.partitions", "log.retention.bytes") if k in cfg})
+
+
+# ---- Issue 18 item 3: per-record produce errors (ProduceResponse v8+ record_errors). ----------
+# Kafka rejects a whole batch when some of its records are invalid and names those records in
+# record_errors. librdkafka: when two or more are named, INVALID_RECORD for them and
+# _INVALID_DIFFERENT_RECORD for the others (which a producer may resend); when one is named, every
+# message of the batch gets the partition's error code (rd_kafka_dr_msgq0 forces it). A broker
+# without record_errors makes every message fail with the partition's error.
+
+_RE_FUTURE_TS = 4_000_000_000_000   # 2096: beyond any message.timestamp.after.max.ms used here
+
+
+def _re_producer(bs, topic, **extra):
+    """A producer whose each group of produce() calls leaves as one batch: a long linger.ms, and
+    the topic's partitions known before the first produce() (else the first message can be sent
+    on its own when the metadata arrives)."""
+    conf = {"linger.ms": 500, "batch.num.messages": 1000, "enable.idempotence": False}
+    conf.update(extra)
+    p = producer(bs, **conf)
+    p.list_topics(topic=topic, timeout=10)
+    return p
+
+
+def _re_group(t, p, topic, label, msgs):
+    """Produces msgs (dicts for Producer.produce, partition 0) as one batch; records each delivery
+    report; returns the reports."""
+    reports = produce_all(p, t, topic, [dict(m, partition=0) for m in msgs])
+    for i, (err, m) in enumerate(reports):
+        key = bdecode(msgs[i].get("key"))
+        if err is not None:
+            t.rec("delivery", group=label, i=i, key=key, **kerr(err))
+        else:
+            t.rec("delivery", group=label, i=i, key=key, partition=m.partition(), offset=m.offset())
+    return reports
+
+
+def _re_different(msgs, reports):
+    return [m for m, (err, _) in zip(msgs, reports)
+            if err is not None and err.code() == KafkaError._INVALID_DIFFERENT_RECORD]
+
+
+def _re_read(t, bs, topic, expect, label):
+    got, errors = consume_all(bs, topic, 1, expect, seconds=10 if expect else 3)
+    t.rec("readable", at=label, errors=errors[:3],
+          records=[{"offset": r["offset"], "key": r["key"], "value": r["value"], "ts_type": r["ts_type"],
+                    "timestamp": r["timestamp"]} for r in got])
+
+
+@reg("produce_record_errors_keyless")
+def produce_record_errors_keyless(t, bs):
+    """Compacted topic: one batch mixing keyed and keyless records is refused whole; the keyless
+    ones fail with INVALID_RECORD, the others with _INVALID_DIFFERENT_RECORD and can be resent.
+    Then the same with an idempotent producer (the refused batch must not advance its sequence)."""
+    topic = t.topic()
+    create(t, bs, topic, partitions=1, config={"cleanup.policy": "compact"})
+    p = _re_producer(bs, topic)
+    groups = [
+        ("two-keyless", [{"key": b"k0", "value": b"a0"}, {"key": None, "value": b"a1"},
+                         {"key": b"", "value": b"a2-empty-key"}, {"key": None, "value": b"a3"},
+                         {"key": b"k4", "value": b"a4"}, {"key": b"k5", "value": b"a5"}]),
+        # one named record: librdkafka gives every message of the batch the partition's error
+        ("one-keyless", [{"key": b"k0", "value": b"b0"}, {"key": None, "value": b"b1"},
+                         {"key": b"k2", "value": b"b2"}]),
+        ("keyless-tombstone", [{"key": b"k9", "value": b"c0"}, {"key": None, "value": None}]),
+        ("all-keyless", [{"key": None, "value": b"d0"}, {"key": None, "value": b"d1"}]),
+    ]
+    again = []
+    for label, msgs in groups:
+        reports = _re_group(t, p, topic, label, msgs)
+        t.check(all(err is not None for err, _ in reports), "the whole batch is refused", group=label)
+        again += _re_different(msgs, reports)
+    watermarks(t, bs, topic, 1)
+    _re_read(t, bs, topic, 0, "after refused batches")
+    reports = _re_group(t, p, topic, "resend-different", again)
+    t.check(all(err is None for err, _ in reports), "the resent records are accepted")
+    _re_read(t, bs, topic, len(again), "after resend")
+    # idempotent producer: a refused batch, then its good records resent, then a fresh batch
+    q = _re_producer(bs, topic, **{"enable.idempotence": True, "acks": "all"})
+    msgs = [{"key": b"i0", "value": b"e0"}, {"key": None, "value": b"e1"}, {"key": b"i2", "value": b"e2"},
+            {"key": None, "value": b"e3"}, {"key": b"i4", "value": b"e4"}]
+    reports = _re_group(t, q, topic, "idempotent-two-keyless", msgs)
+    resend = _re_different(msgs, reports)
+    _re_group(t, q, topic, "idempotent-resend-different", resend)
+    _re_group(t, q, topic, "idempotent-next", [{"key": b"i5", "value": b"e5"}, {"key": b"i6", "value": b"e6"}])
+    watermarks(t, bs, topic, 1)
+    _re_read(t, bs, topic, len(again) + len(resend) + 2, "at end")
+
+
+@reg("produce_record_errors_timestamp")
+def produce_record_errors_timestamp(t, bs):
+    """message.timestamp.before.max.ms / after.max.ms (KIP-937): a batch with records outside
+    [now - before, now + after] is refused whole. One bad record: it fails with the partition's
+    INVALID_TIMESTAMP; several: INVALID_RECORD each; the rest _INVALID_DIFFERENT_RECORD. On a
+    compacted topic with limits, the key check comes first for a record failing both."""
+    topic = t.topic()
+    limits = {"message.timestamp.before.max.ms": "600000", "message.timestamp.after.max.ms": "600000"}
+    create(t, bs, topic, partitions=1, config=limits)
+    p = _re_producer(bs, topic)
+    now = {"key": b"k", "value": b"now"}    # no timestamp: the producer stamps the current time
+    groups = [
+        ("old-and-future", [dict(now, value=b"a0"), {"key": b"k", "value": b"a1-old", "timestamp": TS0},
+                            {"key": b"k", "value": b"a2-future", "timestamp": _RE_FUTURE_TS},
+                            dict(now, value=b"a3"), dict(now, value=b"a4")]),
+        ("one-future", [dict(now, value=b"b0"), {"key": b"k", "value": b"b1-future", "timestamp": _RE_FUTURE_TS},
+                        dict(now, value=b"b2")]),
+        ("one-old-alone", [{"key": b"k", "value": b"c0-old", "timestamp": TS0}]),
+    ]
+    again = []
+    for label, msgs in groups:
+        reports = _re_group(t, p, topic, label, msgs)
+        t.check(all(err is not None for err, _ in reports), "the whole batch is refused", group=label)
+        again += _re_different(msgs, reports)
+    watermarks(t, bs, topic, 1)
+    reports = _re_group(t, p, topic, "resend-different", again)
+    t.check(all(err is None for err, _ in reports), "the resent records are accepted")
+    _re_read(t, bs, topic, len(again), "after resend")
+    # compacted topic with the same limits: keyless and out-of-range records in one batch
+    ctopic = t.topic("compacted")
+    create(t, bs, ctopic, partitions=1, config=dict(limits, **{"cleanup.policy": "compact"}))
+    p = _re_producer(bs, ctopic)
+    groups = [
+        ("keyless-and-old", [dict(now, value=b"d0"), {"key": None, "value": b"d1-keyless"},
+                             {"key": b"k", "value": b"d2-old", "timestamp": TS0}, dict(now, value=b"d3")]),
+        ("keyless-and-old-same-record", [dict(now, value=b"e0"),
+                                         {"key": None, "value": b"e1-keyless-old", "timestamp": TS0}]),
+        ("one-old-keyed", [dict(now, value=b"f0"), {"key": b"k", "value": b"f1-old", "timestamp": TS0}]),
+    ]
+    for label, msgs in groups:
+        reports = _re_group(t, p, ctopic, label, msgs)
+        t.check(all(err is not None for err, _ in reports), "the whole batch is refused", group=label)
+    watermarks(t, bs, ctopic, 1)
+# ---- end of issue 18 item 3 (ck) ----

@@ -444,3 +444,257 @@ def group_subscribe_commit(t, bs):
     t.rec("delete-group", result={g: (e if isinstance(e, (str, type(None))) else type(e).__name__) for g, e in r.items()})
     r = a.delete_groups([gid])
     t.rec("delete-group-again", result={g: (e if isinstance(e, (str, type(None))) else type(e).__name__) for g, e in r.items()})
+
+
+# ---- Issue 18 item 3: per-record produce errors (ProduceResponse v8+ record_errors). ----------
+# A raw transcript of Kafka's answer (kafka-python's protocol classes over a plain socket, record
+# batches built here), and what kafka-python's own producer makes of it. The per-record texts and
+# the partition's error_message are recorded under their own keys, so they are compared exactly
+# (normalize.py only replaces the clock-taken bounds of the timestamp texts).
+import gzip as _re_gzip  # noqa: E402  (this block keeps its imports with it)
+import socket as _re_socket  # noqa: E402
+import struct as _re_struct  # noqa: E402
+
+from kafka.protocol.producer import ProduceRequest as _ReProduceRequest, ProduceResponse as _ReProduceResponse  # noqa: E402
+from kafka.record.util import calc_crc32c as _re_crc32c  # noqa: E402
+
+_RE_FUTURE_TS = 4_000_000_000_000   # 2096
+
+
+def _re_varint(n):
+    n = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if not n:
+            out.append(b)
+            return bytes(out)
+        out.append(b | 0x80)
+
+
+def _re_vbytes(b):
+    return _re_varint(-1) if b is None else _re_varint(len(b)) + b
+
+
+def _re_batch(recs, base_ts=None, base_offset=0, attributes=0, max_ts=None, offset_deltas=None,
+              last_offset_delta=None, count=None, codec=None, pid=-1, epoch=-1, seq=-1):
+    """A v2 record batch. recs: [(key, value, timestamp)]; the other arguments make it odd on purpose."""
+    deltas = offset_deltas or list(range(len(recs)))
+    if base_ts is None:
+        base_ts = min(ts for _, _, ts in recs)
+    payload = b""
+    for (k, v, ts), od in zip(recs, deltas):
+        body = b"\x00" + _re_varint(ts - base_ts) + _re_varint(od) + _re_vbytes(k) + _re_vbytes(v) + _re_varint(0)
+        payload += _re_varint(len(body)) + body
+    if codec == "gzip":
+        payload = _re_gzip.compress(payload, mtime=0)
+        attributes |= 1
+    if max_ts is None:
+        max_ts = max(ts for _, _, ts in recs)
+    after_crc = _re_struct.pack(">hiqqqhii", attributes, max(deltas) if last_offset_delta is None else last_offset_delta,
+                                base_ts, max_ts, pid, epoch, seq, len(recs) if count is None else count) + payload
+    body = _re_struct.pack(">ibI", 0, 2, _re_crc32c(after_crc)) + after_crc
+    return _re_struct.pack(">qi", base_offset, len(body)) + body
+
+
+class _ReConn:
+    def __init__(self, bs):
+        host, port = bs.rsplit(":", 1)
+        self.s = _re_socket.create_connection((host, int(port)), timeout=20)
+        self.corr = 0
+
+    def _recv(self, n):
+        buf = b""
+        while len(buf) < n:
+            c = self.s.recv(n - len(buf))
+            if not c:
+                raise ConnectionError("connection closed by the broker")
+            buf += c
+        return buf
+
+    def call(self, req, version, resp_cls):
+        self.corr += 1
+        req.with_header(correlation_id=self.corr, client_id="diff-kp-raw")
+        self.s.sendall(req.encode(version=version, header=True, framed=True))
+        (size,) = _re_struct.unpack(">i", self._recv(4))
+        return resp_cls.decode(self._recv(size), version=version, header=True)
+
+    def close(self):
+        self.s.close()
+
+
+class _ReRaw:
+    """Sends Produce requests (by topic name: v3..v12, the versions both brokers advertise) and
+    records the decoded partition answers; a connection the broker closes is recorded too."""
+
+    def __init__(self, t, bs):
+        self.t, self.bs, self.conn = t, bs, _ReConn(bs)
+
+    def produce(self, case, topic, parts, version=12):
+        TD = _ReProduceRequest.TopicProduceData
+        PD = TD.PartitionProduceData
+        try:
+            req = _ReProduceRequest(transactional_id=None, acks=-1, timeout_ms=10000,
+                                    topic_data=[TD(name=topic, partition_data=[PD(index=p, records=b) for p, b in parts])])
+            resp = self.conn.call(req, version, _ReProduceResponse)
+        except Exception as e:  # noqa: BLE001  (what the broker did is the observation)
+            self.t.rec("produce-raw", case=case, version=version, exception=type(e).__name__)
+            self.conn.close()
+            self.conn = _ReConn(self.bs)
+            return
+        out = []
+        for tr in resp.responses:
+            for p in tr.partition_responses:
+                d = {"partition": p.index, "error_code": p.error_code, "base_offset": p.base_offset,
+                     "log_append_time_ms": p.log_append_time_ms}
+                if version >= 5:
+                    d["log_start_offset"] = p.log_start_offset
+                if version >= 8:
+                    d["error_message"] = p.error_message
+                    d["record_errors"] = [[e.batch_index, e.batch_index_error_message] for e in p.record_errors]
+                out.append(d)
+        self.t.rec("produce-raw", case=case, version=version, partitions=sorted(out, key=lambda d: d["partition"]))
+
+    def close(self):
+        self.conn.close()
+
+
+def _re_offsets(t, a, base, topics):
+    for topic, n in topics:
+        offsets(t, a, topic, n, label="offsets " + topic[len(base) + 1:])
+
+
+@reg("produce_record_errors_raw")
+def produce_record_errors_raw(t, bs):
+    """Produce v3..v12 answers to batches with invalid records (keyless on a compacted topic,
+    timestamps outside message.timestamp.before/after.max.ms, a LogAppendTime flag set by the
+    producer): error_code, error_message, record_errors (batch_index + text), base_offset,
+    log_append_time_ms, log_start_offset. Nothing of a refused batch is written."""
+    a = admin(bs)
+    cmp_topic, ts_topic, both, lat, plain = (t.topic("compacted"), t.topic("ts-limits"), t.topic("compacted-ts"),
+                                             t.topic("log-append"), t.topic("default"))
+    limits = {"message.timestamp.before.max.ms": "600000", "message.timestamp.after.max.ms": "600000"}
+    create(a, cmp_topic, 2, {"cleanup.policy": "compact"})
+    create(a, ts_topic, 1, limits)
+    create(a, both, 1, dict(limits, **{"cleanup.policy": "compact"}))
+    create(a, lat, 1, {"message.timestamp.type": "LogAppendTime"})
+    create(a, plain, 1)
+    raw = _ReRaw(t, bs)
+    now = int(time.time() * 1000)
+    keyless_mix = [(b"k0", b"v0", now), (None, b"v1", now), (b"k2", b"v2", now), (None, b"v3", now),
+                   (None, b"v4", now), (b"", b"v5-empty-key", now)]
+    for v in range(3, 13):
+        raw.produce("keyless-mix", cmp_topic, [(0, _re_batch(keyless_mix))], version=v)
+    raw.produce("one-keyless", cmp_topic, [(0, _re_batch([(b"k0", b"v0", now), (None, b"v1", now)]))])
+    raw.produce("ten-keyless", cmp_topic, [(0, _re_batch([(None, b"x%d" % i, now) for i in range(10)]))])
+    raw.produce("keyless-tombstone", cmp_topic, [(0, _re_batch([(b"k0", b"v0", now), (None, None, now)]))])
+    raw.produce("keyless-mix-gzip", cmp_topic, [(0, _re_batch(keyless_mix, codec="gzip"))])
+    # inner offset deltas 5, 3, 9 in a compressed batch: Kafka reassigns them (no error of their own)
+    raw.produce("keyless-gzip-odd-inner-offsets", cmp_topic,
+                [(0, _re_batch([(b"k0", b"v0", now), (None, b"v1", now), (None, b"v2", now)], codec="gzip",
+                               offset_deltas=[5, 3, 9], last_offset_delta=2))])
+    raw.produce("good-p0-keyless-p1", cmp_topic, [(0, _re_batch([(b"k0", b"v0", now)])),
+                                                  (1, _re_batch([(b"k0", b"v0", now), (None, b"v1", now)]))])
+    ts_mix = [(b"k0", b"v0", now), (b"k1", b"old", TS0), (b"k2", b"future", _RE_FUTURE_TS), (b"k3", b"v3", now)]
+    for v in (7, 8, 12):
+        raw.produce("timestamps-old-and-future", ts_topic, [(0, _re_batch(ts_mix))], version=v)
+    raw.produce("timestamps-one-old-gzip", ts_topic, [(0, _re_batch([(b"k0", b"v0", now), (b"k1", b"old", TS0)],
+                                                                     codec="gzip"))])
+    # the text names the record's offset as sent (offset delta), not its index in the batch
+    raw.produce("timestamps-offset-deltas-0-0-7", ts_topic,
+                [(0, _re_batch([(b"k0", b"v0", now), (b"k1", b"old", TS0), (b"k2", b"old", TS0 + 1)],
+                               offset_deltas=[0, 0, 7], last_offset_delta=2))])
+    raw.produce("timestamp-minus-one-is-not-checked", ts_topic,
+                [(0, _re_batch([(b"k0", b"v0", -1)], base_ts=-1, max_ts=-1))])
+    # the default limits: message.timestamp.after.max.ms=3600000, before.max.ms=Long.MAX_VALUE
+    raw.produce("default-limits-future", plain, [(0, _re_batch([(b"k0", b"v0", now), (b"k1", b"future", _RE_FUTURE_TS)]))])
+    raw.produce("default-limits-old", plain, [(0, _re_batch([(b"k0", b"v0", TS0)]))])
+    raw.produce("keyless-and-timestamps", both,
+                [(0, _re_batch([(b"k0", b"v0", now), (None, b"keyless", now), (b"k2", b"old", TS0),
+                                (None, b"keyless-old", TS0)]))])
+    raw.produce("one-keyless-one-old", both, [(0, _re_batch([(None, b"keyless", now), (b"k1", b"old", TS0)]))])
+    raw.produce("one-keyless-old", both, [(0, _re_batch([(b"k0", b"v0", now), (None, b"keyless-old", TS0)]))])
+    raw.produce("old-on-log-append-topic-is-not-checked", lat, [(0, _re_batch([(b"k0", b"v0", TS0)]))])
+    raw.produce("log-append-flag-on-log-append-topic", lat,
+                [(0, _re_batch([(b"k0", b"v0", TS0), (None, None, TS0)], attributes=8))])
+    raw.produce("log-append-flag-no-timestamp", plain,
+                [(0, _re_batch([(b"k0", b"v0", TS0), (b"k1", b"v1", TS0)], attributes=8, max_ts=-1))])
+    raw.close()
+    _re_offsets(t, a, t.topic(), ((cmp_topic, 2), (ts_topic, 1), (both, 1), (lat, 1), (plain, 1)))
+
+
+@reg("produce_batch_errors_raw")
+def produce_batch_errors_raw(t, bs):
+    """The batch-level refusals beside issue 18's per-record ones: Kafka answers them with no
+    record_errors and a null error_message even when a record of the batch is also keyless on a
+    compacted topic (its checks run first); log_start_offset is -1 for some (see the facts)."""
+    a = admin(bs)
+    cmp_topic, small = t.topic("compacted"), t.topic("small")
+    create(a, cmp_topic, 1, {"cleanup.policy": "compact"})
+    create(a, small, 1, {"cleanup.policy": "compact", "max.message.bytes": "200"})
+    raw = _ReRaw(t, bs)
+    now = int(time.time() * 1000)
+    good = _re_batch([(b"k0", b"v0", now)])
+    raw.produce("two-batches-both-keyed", cmp_topic, [(0, good + _re_batch([(b"k1", b"v1", now)], base_offset=1))])
+    raw.produce("two-batches-second-keyless", cmp_topic, [(0, good + _re_batch([(None, b"v1", now)], base_offset=1))])
+    bad_crc = bytearray(_re_batch([(b"k0", b"v0", now), (None, b"v1", now)]))
+    bad_crc[-1] ^= 1
+    raw.produce("bad-crc-with-keyless", cmp_topic, [(0, bytes(bad_crc))])
+    raw.produce("too-large-with-keyless", small, [(0, _re_batch([(b"k0", b"x" * 300, now), (None, b"v1", now)]))])
+    raw.produce("count-3-of-2-records-with-keyless", cmp_topic,
+                [(0, _re_batch([(b"k0", b"v0", now), (None, b"v1", now)], count=3, last_offset_delta=2))])
+    raw.produce("last-offset-delta-5-of-2-records", cmp_topic,
+                [(0, _re_batch([(b"k0", b"v0", now), (b"k1", b"v1", now)], last_offset_delta=5))])
+    raw.produce("base-offset-100-with-keyless", cmp_topic,
+                [(0, _re_batch([(b"k0", b"v0", now), (None, b"v1", now)], base_offset=100))])
+    raw.produce("control-batch-keyless", cmp_topic, [(0, _re_batch([(None, b"v1", now)], attributes=0x20))])
+    raw.produce("no-records", cmp_topic, [(0, b"")])
+    raw.close()
+    _re_offsets(t, a, t.topic(), ((cmp_topic, 1), (small, 1)))
+
+
+@reg("produce_record_errors_producer")
+def produce_record_errors_producer(t, bs):
+    """kafka-python's producer (Produce v9) on a refused batch: one named record fails with the
+    partition's error, several with InvalidRecordError, the rest with KafkaError ("part of a
+    batch which had one more more invalid records"); the exception text is the broker's per-record
+    text. The others are resent."""
+    a = admin(bs)
+    topic, ts_topic = t.topic("compacted"), t.topic("ts-limits")
+    create(a, topic, 1, {"cleanup.policy": "compact"})
+    create(a, ts_topic, 1, {"message.timestamp.before.max.ms": "600000", "message.timestamp.after.max.ms": "600000"})
+    p = producer(bs, linger_ms=500, retries=0, enable_idempotence=False, acks="all")
+
+    def group(label, tp, msgs):
+        futs = [p.send(tp, partition=0, **m) for m in msgs]
+        p.flush(timeout=30)
+        failed = []
+        for i, f in enumerate(futs):
+            try:
+                md = f.get(timeout=20)
+                t.rec("delivery", group=label, i=i, key=bdecode(msgs[i].get("key")), offset=md.offset)
+            except Errors.KafkaError as e:
+                t.rec("delivery", group=label, i=i, key=bdecode(msgs[i].get("key")), error=type(e).__name__,
+                      code=getattr(e, "errno", None), text=str(e))
+                failed.append((msgs[i], e))
+        return failed
+
+    groups = [
+        (topic, "two-keyless", [{"key": b"k0", "value": b"a0"}, {"key": None, "value": b"a1"},
+                                {"key": b"k2", "value": b"a2"}, {"key": None, "value": b"a3"}]),
+        (topic, "one-keyless", [{"key": b"k0", "value": b"b0"}, {"key": None, "value": b"b1"}]),
+        (ts_topic, "one-old", [{"key": b"k0", "value": b"c0"}, {"key": b"k1", "value": b"c1", "timestamp_ms": TS0}]),
+        (ts_topic, "old-and-future", [{"key": b"k0", "value": b"d0"},
+                                      {"key": b"k1", "value": b"d1", "timestamp_ms": TS0},
+                                      {"key": b"k2", "value": b"d2", "timestamp_ms": _RE_FUTURE_TS}]),
+    ]
+    for tp, label, msgs in groups:
+        failed = group(label, tp, msgs)
+        again = [m for m, e in failed if type(e) is Errors.KafkaError]
+        if again:
+            group(label + "/resend-others", tp, again)
+    p.close()
+    offsets(t, a, topic, 1, label="offsets compacted")
+    offsets(t, a, ts_topic, 1, label="offsets ts-limits")
+# ---- end of issue 18 item 3 (kp) ----
