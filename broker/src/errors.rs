@@ -64,6 +64,7 @@ pub mod code {
     pub const FENCED_INSTANCE_ID: i16 = 82;
     pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
     pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
+    pub const REBOOTSTRAP_REQUIRED: i16 = 129;
 }
 
 /// The Kafka error code and message for a refused topic change.

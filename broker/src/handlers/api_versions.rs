@@ -1,4 +1,5 @@
-//! ApiVersions: the version table, and KIP-511's client software name/version check.
+//! ApiVersions: the version table, KIP-511's client software name/version check, and v5's
+//! check that the client reached the cluster and node it meant (KIP-1242).
 
 use sluice_net::messages::{ApiVersionsRequest, ApiVersionsResponse};
 
@@ -12,7 +13,13 @@ fn valid_software_field(s: &str) -> bool {
     !b.is_empty() && edge(b[0]) && edge(b[b.len() - 1]) && b.iter().all(inner)
 }
 
-pub fn handle(request: &ApiVersionsRequest, version: i16) -> ApiVersionsResponse {
+/// Who this broker is, as Metadata and DescribeCluster report it.
+pub struct Identity<'a> {
+    pub cluster_id: &'a str,
+    pub node_id: i32,
+}
+
+pub fn handle(request: &ApiVersionsRequest, version: i16, me: &Identity) -> ApiVersionsResponse {
     let mut response = ApiVersionsResponse {
         api_keys: super::version_table(),
         ..ApiVersionsResponse::default()
@@ -23,12 +30,69 @@ pub fn handle(request: &ApiVersionsRequest, version: i16) -> ApiVersionsResponse
     {
         response.error_code = code::INVALID_REQUEST;
     }
+    if version >= 5 {
+        // A Java 4.4 client that knows the cluster sends its id and the node id it dialled on
+        // every connection; one without the other is malformed; a mismatch means the address
+        // now belongs to another broker, and the client bootstraps again.
+        let error = match (&request.cluster_id, request.node_id) {
+            (None, -1) => code::NONE,
+            (None, _) | (Some(_), -1) => code::INVALID_REQUEST,
+            (Some(cluster), node) if cluster.as_str() != me.cluster_id || node != me.node_id => {
+                code::REBOOTSTRAP_REQUIRED
+            }
+            (Some(_), _) => code::NONE,
+        };
+        if error != code::NONE {
+            return ApiVersionsResponse {
+                error_code: error,
+                ..ApiVersionsResponse::default()
+            };
+        }
+    }
     response
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Proves KIP-1242's identity check as Kafka 4.4 answers it.
+    #[test]
+    fn v5_identity_check() {
+        let me = Identity {
+            cluster_id: "abc",
+            node_id: 1,
+        };
+        let ask = |cluster: Option<&'static str>, node: i32| {
+            let request = ApiVersionsRequest {
+                client_software_name: "t".into(),
+                client_software_version: "1".into(),
+                cluster_id: cluster.map(Into::into),
+                node_id: node,
+                ..Default::default()
+            };
+            let r = handle(&request, 5, &me);
+            (r.error_code, r.api_keys.is_empty())
+        };
+        assert_eq!(ask(None, -1), (code::NONE, false));
+        assert_eq!(ask(Some("abc"), 1), (code::NONE, false));
+        assert_eq!(ask(Some("xyz"), 1), (code::REBOOTSTRAP_REQUIRED, true));
+        assert_eq!(ask(Some("abc"), 9), (code::REBOOTSTRAP_REQUIRED, true));
+        assert_eq!(ask(None, 7), (code::INVALID_REQUEST, true));
+        assert_eq!(ask(Some("abc"), -1), (code::INVALID_REQUEST, true));
+        let request = ApiVersionsRequest {
+            cluster_id: Some("xyz".into()),
+            node_id: 9,
+            client_software_name: "t".into(),
+            client_software_version: "1".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            handle(&request, 4, &me).error_code,
+            code::NONE,
+            "v4 has no check"
+        );
+    }
 
     /// Proves KIP-511's name rule: librdkafka's and Java's names pass, odd ones fail.
     #[test]

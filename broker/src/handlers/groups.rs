@@ -33,7 +33,7 @@ use sluice_net::messages::{
     OffsetDeleteResponse, OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest,
     SyncGroupResponse,
 };
-use sluice_net::{BrokerId, GroupId, StrBytes};
+use sluice_net::{BrokerId, GroupId, StrBytes, TopicName, Uuid};
 
 use crate::core::{Core, CoreReply, CoreRequest};
 use crate::errors::code;
@@ -405,17 +405,44 @@ pub async fn leave_group(
     r
 }
 
+/// The topic names of a request's topics: by name before v10 of OffsetCommit/OffsetFetch, by
+/// topic id from v10 (KIP-848), `None` for an id no topic has (UNKNOWN_TOPIC_ID, answered
+/// before the coordinator is asked, as Kafka does).
+fn topic_names<'a>(
+    core: &Core,
+    by_id: bool,
+    topics: impl Iterator<Item = (&'a TopicName, &'a Uuid)>,
+) -> Vec<Option<String>> {
+    let table = core.topics();
+    topics
+        .map(|(name, id)| {
+            if by_id {
+                table.by_id(&id.0).map(|m| m.name.clone())
+            } else {
+                Some(name.to_string())
+            }
+        })
+        .collect()
+}
+
 pub async fn offset_commit(
     core: &Rc<Core>,
     request: OffsetCommitRequest,
     version: i16,
 ) -> OffsetCommitResponse {
+    let names = topic_names(
+        core,
+        version >= 10,
+        request.topics.iter().map(|t| (&t.name, &t.topic_id)),
+    );
     let offsets: Vec<CommitEntry> = request
         .topics
         .iter()
-        .flat_map(|t| {
+        .zip(&names)
+        .filter_map(|(t, name)| Some((t, name.as_ref()?)))
+        .flat_map(|(t, name)| {
             t.partitions.iter().map(move |p| CommitEntry {
-                topic: t.name.to_string(),
+                topic: name.clone(),
                 partition: p.partition_index,
                 offset: p.committed_offset,
                 leader_epoch: p.committed_leader_epoch,
@@ -428,33 +455,38 @@ pub async fn offset_commit(
         })
         .collect();
     let group = request.group_id.to_string();
-    let outcome = match coordinator(core, &group, true).await {
-        Err(e) => Err(e),
-        Ok((partition, target)) => match route(
-            core,
-            target,
-            GroupCall::Commit {
-                partition,
-                group,
-                member_id: request.member_id.to_string(),
-                instance_id: opt(&request.group_instance_id),
-                generation: request.generation_id_or_member_epoch,
-                offsets,
-                version,
+    let outcome = if offsets.is_empty() && !request.topics.is_empty() {
+        Ok(Vec::new())
+    } else {
+        match coordinator(core, &group, true).await {
+            Err(e) => Err(e),
+            Ok((partition, target)) => match route(
+                core,
+                target,
+                GroupCall::Commit {
+                    partition,
+                    group,
+                    member_id: request.member_id.to_string(),
+                    instance_id: opt(&request.group_instance_id),
+                    generation: request.generation_id_or_member_epoch,
+                    offsets,
+                    version,
+                },
+            )
+            .await
+            {
+                Some(GroupReply::Commit(r)) => r,
+                _ => Err(code::COORDINATOR_NOT_AVAILABLE),
             },
-        )
-        .await
-        {
-            Some(GroupReply::Commit(r)) => r,
-            _ => Err(code::COORDINATOR_NOT_AVAILABLE),
-        },
+        }
     };
     let mut codes = outcome.as_ref().ok().map(|c| c.iter().copied());
     let top = outcome.as_ref().err().copied();
     let topics = request
         .topics
         .into_iter()
-        .map(|t| OffsetCommitResponseTopic {
+        .zip(names)
+        .map(|(t, name)| OffsetCommitResponseTopic {
             name: t.name,
             topic_id: t.topic_id,
             partitions: t
@@ -462,9 +494,12 @@ pub async fn offset_commit(
                 .iter()
                 .map(|p| OffsetCommitResponsePartition {
                     partition_index: p.partition_index,
-                    error_code: top
-                        .or_else(|| codes.as_mut().and_then(Iterator::next))
-                        .unwrap_or(code::UNKNOWN_SERVER_ERROR),
+                    error_code: if name.is_none() {
+                        code::UNKNOWN_TOPIC_ID
+                    } else {
+                        top.or_else(|| codes.as_mut().and_then(Iterator::next))
+                            .unwrap_or(code::UNKNOWN_SERVER_ERROR)
+                    },
                     ..Default::default()
                 })
                 .collect(),
@@ -553,18 +588,36 @@ pub async fn offset_fetch(
 ) -> OffsetFetchResponse {
     let mut r = OffsetFetchResponse::default();
     if version >= 8 {
+        let by_id = version >= 10;
         for g in request.groups {
+            // v10 names topics by id: unknown ids are answered UNKNOWN_TOPIC_ID per partition
+            // without asking the coordinator, the others by their names.
+            let mut unknown_ids = Vec::new();
             let topics = g.topics.map(|ts| {
+                let names = topic_names(core, by_id, ts.iter().map(|t| (&t.name, &t.topic_id)));
                 ts.into_iter()
-                    .map(|t| (t.name.to_string(), t.partition_indexes))
-                    .collect()
+                    .zip(names)
+                    .filter_map(|(t, name)| match name {
+                        Some(name) => Some((name, t.partition_indexes)),
+                        None => {
+                            unknown_ids.push((t.topic_id, t.partition_indexes));
+                            None
+                        }
+                    })
+                    .collect::<Vec<_>>()
             });
             let group_id = g.group_id.clone();
             let mut out = OffsetFetchResponseGroup {
                 group_id,
                 ..Default::default()
             };
-            match fetch_group(core, g.group_id.to_string(), topics).await {
+            let asked_none = topics.as_ref().is_some_and(Vec::is_empty) && !unknown_ids.is_empty();
+            let fetched = if asked_none {
+                Ok(Vec::new())
+            } else {
+                fetch_group(core, g.group_id.to_string(), topics).await
+            };
+            match fetched {
                 Err(e) => out.error_code = e,
                 Ok(list) => {
                     out.topics = offset_topics!(
@@ -572,6 +625,32 @@ pub async fn offset_fetch(
                         OffsetFetchResponseTopics,
                         OffsetFetchResponsePartitions
                     );
+                    if by_id {
+                        let table = core.topics();
+                        for t in &mut out.topics {
+                            if let Some(m) = table.topics.get(t.name.as_str()) {
+                                t.topic_id = Uuid(m.id);
+                            }
+                        }
+                    }
+                    out.topics
+                        .extend(unknown_ids.into_iter().map(|(id, partitions)| {
+                            OffsetFetchResponseTopics {
+                                topic_id: id,
+                                partitions: partitions
+                                    .into_iter()
+                                    .map(|p| OffsetFetchResponsePartitions {
+                                        partition_index: p,
+                                        committed_offset: -1,
+                                        committed_leader_epoch: -1,
+                                        metadata: Some(StrBytes::from_static("")),
+                                        error_code: code::UNKNOWN_TOPIC_ID,
+                                        ..Default::default()
+                                    })
+                                    .collect(),
+                                ..Default::default()
+                            }
+                        }));
                 }
             }
             r.groups.push(out);

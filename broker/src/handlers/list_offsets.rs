@@ -1,6 +1,10 @@
-//! ListOffsets: earliest (-2), latest (-1), earliest-local (-4), or the first offset at or
-//! after a timestamp. With no transactions the last stable offset is the high watermark, so
-//! both isolation levels answer the same.
+//! ListOffsets: earliest (-2), latest (-1), max timestamp (-3), earliest-local (-4, the log
+//! start: all of a sluice log is local), latest-tiered (-5) and earliest-pending-upload (-6)
+//! (offset -1 without error: nothing is tiered, as on a Kafka without remote storage), or the
+//! first offset at or after a timestamp. A special timestamp the request's version does not
+//! know, or an unknown one, gets UNSUPPORTED_VERSION on its partition, as on Kafka 4.4. v10's
+//! `TimeoutMs` is for remote lookups and has nothing to wait for here. With no transactions
+//! the last stable offset is the high watermark, so both isolation levels answer the same.
 
 use std::rc::Rc;
 
@@ -17,11 +21,26 @@ const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
+const EARLIEST_PENDING_UPLOAD: i64 = -6;
+
+/// The lowest ListOffsets version that knows a special (negative) timestamp; `None` for one
+/// Kafka does not define.
+fn min_version(timestamp: i64) -> Option<i16> {
+    match timestamp {
+        LATEST | EARLIEST => Some(0),
+        MAX_TIMESTAMP => Some(7),
+        EARLIEST_LOCAL => Some(8),
+        LATEST_TIERED => Some(9),
+        EARLIEST_PENDING_UPLOAD => Some(11),
+        _ => None,
+    }
+}
 
 pub async fn handle(
     core: &Rc<Core>,
     request: ListOffsetsRequest,
-    _version: i16,
+    version: i16,
 ) -> ListOffsetsResponse {
     let table = core.topics();
     let mut topics = Vec::with_capacity(request.topics.len());
@@ -50,11 +69,12 @@ pub async fn handle(
                             timestamp_ms: p.timestamp,
                         }
                     };
-                    if p.timestamp < 0
-                        && ![LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL].contains(&p.timestamp)
-                    {
-                        // Special timestamps sluice does not implement are not advertised;
-                        // an old client sending one gets Kafka's "no such offset" answer.
+                    if p.timestamp < 0 && min_version(p.timestamp).is_none_or(|v| version < v) {
+                        r.error_code = code::UNSUPPORTED_VERSION;
+                        partitions.push(r);
+                        continue;
+                    }
+                    if matches!(p.timestamp, LATEST_TIERED | EARLIEST_PENDING_UPLOAD) {
                         partitions.push(r);
                         continue;
                     }

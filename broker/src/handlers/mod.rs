@@ -36,11 +36,11 @@ use crate::errors::code;
 
 /// (API, lowest version, highest version) that sluice implements and advertises.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 3, 12),
-    (ApiKey::Fetch, 4, 16),
-    (ApiKey::ListOffsets, 1, 8),
+    (ApiKey::Produce, 3, 13),
+    (ApiKey::Fetch, 4, 18),
+    (ApiKey::ListOffsets, 1, 11),
     (ApiKey::Metadata, 0, 13),
-    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::ApiVersions, 0, 5),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::InitProducerId, 0, 5),
@@ -50,7 +50,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::DescribeCluster, 0, 2),
-    (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::DescribeLogDirs, 1, 5),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::DescribeTopicPartitions, 0, 0),
     (ApiKey::FindCoordinator, 0, 6),
@@ -58,8 +58,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::SyncGroup, 0, 5),
     (ApiKey::Heartbeat, 0, 4),
     (ApiKey::LeaveGroup, 0, 5),
-    (ApiKey::OffsetCommit, 2, 9),
-    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::OffsetCommit, 2, 10),
+    (ApiKey::OffsetFetch, 1, 10),
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DescribeGroups, 0, 6),
     (ApiKey::DeleteGroups, 0, 3),
@@ -162,7 +162,14 @@ pub async fn handle(core: &Rc<Core>, frame: Bytes, peer_ip: &str) -> Outcome {
         Request::ListOffsets(r) => {
             Response::ListOffsets(list_offsets::handle(core, r, version).await)
         }
-        Request::ApiVersions(r) => Response::ApiVersions(api_versions::handle(&r, version)),
+        Request::ApiVersions(r) => Response::ApiVersions(api_versions::handle(
+            &r,
+            version,
+            &api_versions::Identity {
+                cluster_id: &core.cluster_id,
+                node_id: core.config.node_id,
+            },
+        )),
         Request::Metadata(r) => Response::Metadata(metadata::handle(core, r, version).await),
         Request::CreateTopics(r) => {
             Response::CreateTopics(create_topics::handle(core, r, version).await)

@@ -51,6 +51,7 @@ public final class Main {
         scenario("transactional_producer", Main::transactional);
         scenario("group_classic", (t, bs) -> group(t, bs, "classic"));
         scenario("group_consumer_protocol", (t, bs) -> group(t, bs, "consumer"));
+        Versions.register();
     }
 
     // ------------------------------------------------------------------ transcript
