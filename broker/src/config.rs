@@ -63,6 +63,11 @@ pub struct BrokerConfig {
     /// Where core 0 serves Prometheus metrics at `/metrics`: `host:port`, or `off`.
     /// Default `127.0.0.1:9644`. A port that cannot be bound is logged and the broker runs on.
     pub metrics_listen: String,
+    /// How long a SIGTERM/SIGINT stop may take before the connections still busy are closed
+    /// (their requests unanswered); then every partition is closed cleanly all the same. Idle
+    /// connections close, long-poll fetches answer and group waits end at once on the signal,
+    /// so a stop normally takes far less. 10 s.
+    pub shutdown_timeout_ms: u64,
     /// `group.initial.rebalance.delay.ms`: how long the first rebalance of an empty group waits
     /// for more members (extended while members keep arriving, up to the rebalance timeout).
     /// 300 ms, lower than Kafka's 3 s, so a lone new consumer gets its partitions fast.
@@ -115,6 +120,7 @@ impl Default for BrokerConfig {
             retention_bytes: -1,
             message_bytes_max: 1024 * 1024 + 12,
             metrics_listen: "127.0.0.1:9644".to_owned(),
+            shutdown_timeout_ms: 10_000,
             group_initial_rebalance_delay_ms: 300,
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,
@@ -227,6 +233,9 @@ impl BrokerConfig {
         }
         if self.metrics_listen != "off" && self.metrics_listen.parse::<SocketAddr>().is_err() {
             return invalid("metrics_listen", "must be host:port (an IP address) or off");
+        }
+        if self.shutdown_timeout_ms == 0 {
+            return invalid("shutdown_timeout_ms", "must be at least 1");
         }
         if self.offsets_topic_partitions < 1 {
             return invalid("offsets_topic_partitions", "must be at least 1");

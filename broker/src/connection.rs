@@ -56,18 +56,22 @@ enum ReadEnd {
     Io(io::Error),
 }
 
-/// Serves `stream` until the client closes it, a request asks for a close, or `stopping`
-/// resolves between requests. `handle` is called once per frame, in order.
-pub async fn serve<H, Fut, S>(
+/// Serves `stream` until the client closes it, a request asks for a close, or the broker stops:
+/// `stopping` is checked between requests, and `stop` (resolving when the broker stops) ends
+/// the wait for the next one, so an idle or half-open connection closes at once.
+/// `handle` is called once per frame, in order.
+pub async fn serve<H, Fut, S, Stop>(
     stream: TcpStream,
     budget: Rc<Semaphore>,
     limits: Limits,
     handle: H,
     stopping: S,
+    stop: Stop,
 ) where
     H: Fn(Bytes) -> Fut,
     Fut: Future<Output = Outcome>,
     S: Fn() -> bool,
+    Stop: Future<Output = ()>,
 {
     let _ = stream.set_nodelay(true);
     let stream = Rc::new(std::cell::RefCell::new(stream));
@@ -89,7 +93,18 @@ pub async fn serve<H, Fut, S>(
         .peer_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    while let Some(next) = rx.recv().await {
+    let stop = std::pin::pin!(stop);
+    let mut stop = stop;
+    loop {
+        // `stop` is polled only until it first resolves: the loop ends then.
+        let next = futures_lite::future::or(rx.recv(), async {
+            stop.as_mut().await;
+            None
+        })
+        .await;
+        let Some(next) = next else {
+            break;
+        };
         if stopping() {
             break;
         }

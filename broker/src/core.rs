@@ -62,9 +62,16 @@ pub struct Core {
     pub budget: Rc<Semaphore>,
     /// Set when the broker is stopping: connections finish the request in hand and close.
     pub stopping: Cell<bool>,
+    /// Never holds a permit; closed when the broker stops, which wakes every wait raced with
+    /// [`Core::stopped`] (idle connections, long polls, group joins and syncs) at once.
+    pub stop: Semaphore,
     /// Requests being handled right now (shutdown waits for zero).
     pub busy: Cell<usize>,
     pub connections: Cell<usize>,
+    /// This core's connection tasks, by a per-core serial: shutdown cancels those still busy
+    /// at `shutdown_timeout_ms`.
+    pub connection_tasks: RefCell<std::collections::HashMap<u64, glommio::task::JoinHandle<()>>>,
+    pub next_connection: Cell<u64>,
     /// This core's copy of the topic registry (core 0 holds the authoritative one).
     pub topics: RefCell<Rc<TopicTable>>,
     /// Kafka cluster id, persisted in the data dir.
@@ -91,6 +98,12 @@ impl std::fmt::Debug for Core {
 }
 
 impl Core {
+    /// Resolves once the broker is stopping (at once if it already is).
+    pub async fn stopped(&self) {
+        // Only `close` ever ends this wait: nothing signals permits.
+        let _ = self.stop.acquire(1).await;
+    }
+
     /// Answers a request from another core.
     pub async fn serve_peer(self: Rc<Self>, _from: usize, request: CoreRequest) -> CoreReply {
         match request {

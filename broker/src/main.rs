@@ -16,6 +16,7 @@ mod partitions;
 mod producer_ids;
 mod registry;
 mod runtime;
+mod shutdown;
 mod startup;
 mod topic_config;
 mod tune;

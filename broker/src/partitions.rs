@@ -149,18 +149,22 @@ fn failure(op: &PartitionOp, e: PartError) -> PartitionOpResult {
     }
 }
 
-/// Runs ops on partitions this core owns, concurrently.
+/// Runs ops on partitions this core owns, concurrently. Each op is a detached task, so it runs
+/// to its end even when the request waiting for it is dropped (a connection cancelled by a
+/// bounded shutdown): storage work is never cut off half way.
 pub async fn run_local(core: &Rc<Core>, ops: Vec<Addressed>) -> Vec<PartitionOpResult> {
     let tasks: Vec<_> = ops
         .into_iter()
         .map(|a| {
             let core = Rc::clone(core);
-            glommio::spawn_local(async move { run_one(&core, a).await })
+            let failed = failure(&a.op, core_gone(core.id));
+            let task = glommio::spawn_local(async move { run_one(&core, a).await }).detach();
+            (task, failed)
         })
         .collect();
     let mut out = Vec::with_capacity(tasks.len());
-    for t in tasks {
-        out.push(t.await);
+    for (task, failed) in tasks {
+        out.push(task.await.unwrap_or(failed));
     }
     out
 }
@@ -218,8 +222,11 @@ async fn run_one(core: &Rc<Core>, a: Addressed) -> PartitionOpResult {
                 .map_err(|e| errors::shard(&e)),
         ),
         PartitionOp::WaitForAppend { after, timeout } => {
-            futures_lite::future::or(p.wait_for_append(after), glommio::timer::sleep(timeout))
-                .await;
+            futures_lite::future::or(
+                futures_lite::future::or(p.wait_for_append(after), glommio::timer::sleep(timeout)),
+                core.stopped(),
+            )
+            .await;
             PartitionOpResult::Waited
         }
         PartitionOp::DeleteRecordsBefore { offset } => {

@@ -1,10 +1,14 @@
 //! Start-up and shutdown: checks, one pinned glommio executor per core, every core accepting on
 //! the same port, and an orderly stop on SIGTERM/SIGINT.
 //!
-//! Shutdown: the signal sets a flag that each core polls every 50 ms; the core stops accepting,
-//! lets the requests in hand finish (at most `SHUTDOWN_GRACE`), and returns; the process exits 0
-//! once every core has. A core that fails ends the whole process with exit code 1, so the broker
-//! is never half alive.
+//! Shutdown (`shutdown.rs`): the signal sets a flag that each core polls every 50 ms; the core
+//! stops accepting, wakes every wait that would hold the stop up (idle connections close, long
+//! polls answer, group waits end), lets the requests in hand finish until
+//! `shutdown_timeout_ms`, then cancels the connections still busy; once every core has drained,
+//! each closes its partitions cleanly and returns, and the process exits 0. The main thread
+//! gives up (exit 1, saying which cores did not stop) if that takes far longer than the timeout.
+//! A core that fails ends the whole process with exit code 1, so the broker is never half
+//! alive.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -26,13 +30,14 @@ use crate::producer_ids::ProducerIds;
 use crate::startup;
 
 const STOP_POLL: Duration = Duration::from_millis(50);
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 const MESH_JOIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// Envelopes queued per core pair before a sender waits.
 const MESH_CHANNEL_MAX: usize = 1024;
 
 /// What each core reports to the main thread.
 enum CoreEvent {
+    /// The core's executor thread, for [`crate::shutdown::kick`].
+    Thread(usize, libc::pthread_t),
     Listening,
     Stopped(usize),
     Failed(usize, String),
@@ -53,6 +58,7 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<i32> {
     let cluster_id = startup::cluster_id(&config.data_dir)?;
 
     let stop = Arc::new(AtomicBool::new(false));
+    let drained = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&stop))?;
     }
@@ -72,6 +78,7 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<i32> {
         let config = config.clone();
         let mesh_builder = mesh_builder.clone();
         let stop = Arc::clone(&stop);
+        let drained = Arc::clone(&drained);
         let events = events.clone();
         let topics = topics.clone();
         let cluster_id = cluster_id.clone();
@@ -82,6 +89,8 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<i32> {
             // CPU-heavy work (DESIGN.md, "Measured here").
             .preempt_timer(Duration::from_millis(1))
             .spawn(move || async move {
+                // SAFETY: pthread_self has no preconditions.
+                let _ = events.send(CoreEvent::Thread(id, unsafe { libc::pthread_self() }));
                 let boot = Boot {
                     id,
                     config,
@@ -89,7 +98,7 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<i32> {
                     topics,
                     cluster_id,
                 };
-                let result = core_main(boot, mesh_builder, stop, events.clone()).await;
+                let result = core_main(boot, mesh_builder, stop, drained, events.clone()).await;
                 let _ = events.send(match result {
                     Ok(()) => CoreEvent::Stopped(id),
                     Err(e) => CoreEvent::Failed(id, format!("{e:#}")),
@@ -100,10 +109,41 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<i32> {
     }
     drop(events);
 
+    crate::shutdown::install_kick_handler()?;
     let mut listening = 0;
-    let mut stopped = 0;
-    while stopped < cores {
-        match inbox.recv() {
+    let mut threads_of: Vec<Option<libc::pthread_t>> = vec![None; cores];
+    let mut stopped = vec![false; cores];
+    let mut give_up: Option<std::time::Instant> = None;
+    while stopped.iter().any(|s| !s) {
+        if give_up.is_none() && stop.load(Ordering::Relaxed) {
+            give_up = Some(
+                std::time::Instant::now()
+                    + Duration::from_millis(config.shutdown_timeout_ms)
+                    + crate::shutdown::CLOSE_MARGIN,
+            );
+        }
+        for (core, thread) in threads_of.iter().enumerate() {
+            if let (false, Some(thread)) = (stopped[core], thread) {
+                crate::shutdown::kick(*thread);
+            }
+        }
+        if give_up.is_some_and(|t| std::time::Instant::now() > t) {
+            let waiting: Vec<usize> = (0..cores).filter(|&c| !stopped[c]).collect();
+            eprintln!(
+                "sluice: cores {waiting:?} did not stop within shutdown_timeout_ms ({} ms) + {} s; \
+                 exiting without them (acknowledged records are on disk)",
+                config.shutdown_timeout_ms,
+                crate::shutdown::CLOSE_MARGIN.as_secs()
+            );
+            return Ok(1);
+        }
+        let wait = if give_up.is_some() {
+            crate::shutdown::KICK_PERIOD_STOPPING
+        } else {
+            crate::shutdown::KICK_PERIOD
+        };
+        match inbox.recv_timeout(wait) {
+            Ok(CoreEvent::Thread(id, thread)) => threads_of[id] = Some(thread),
             Ok(CoreEvent::Listening) => {
                 listening += 1;
                 if listening == cores {
@@ -115,14 +155,14 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<i32> {
                 }
             }
             Ok(CoreEvent::Stopped(id)) => {
-                tracing::debug!(core = id, "core stopped");
-                stopped += 1;
+                stopped[id] = true;
             }
             Ok(CoreEvent::Failed(id, message)) => {
                 eprintln!("sluice: core {id} failed: {message}");
                 return Ok(1);
             }
-            Err(_) => {
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
                 eprintln!("sluice: a core ended without reporting (panic?)");
                 return Ok(1);
             }
@@ -131,6 +171,7 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<i32> {
     for handle in threads {
         let _ = handle.join();
     }
+    tracing::info!("stopped");
     Ok(0)
 }
 
@@ -150,6 +191,7 @@ async fn core_main(
         glommio::channels::channel_mesh::Full,
     >,
     stop: Arc<AtomicBool>,
+    drained: Arc<std::sync::atomic::AtomicUsize>,
     events: mpsc::Sender<CoreEvent>,
 ) -> anyhow::Result<()> {
     let Boot {
@@ -203,8 +245,11 @@ async fn core_main(
         advertised_port,
         mesh,
         stopping: std::cell::Cell::new(false),
+        stop: Semaphore::new(0),
         busy: std::cell::Cell::new(0),
         connections: std::cell::Cell::new(0),
+        connection_tasks: std::cell::RefCell::new(std::collections::HashMap::new()),
+        next_connection: std::cell::Cell::new(0),
         topics: std::cell::RefCell::new(Rc::new(topics)),
         cluster_id,
         shard,
@@ -254,16 +299,7 @@ async fn core_main(
     };
     futures_lite::future::or(stop_wait, accept_loop).await;
     drop(listener);
-    core.stopping.set(true);
-    let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
-    while core.busy.get() > 0 && std::time::Instant::now() < deadline {
-        glommio::timer::sleep(Duration::from_millis(5)).await;
-    }
-    core.shard
-        .close()
-        .await
-        .map_err(|e| anyhow::anyhow!("core {id}: closing partitions: {e}"))?;
-    Ok(())
+    crate::shutdown::drain_and_close(&core, &drained).await
 }
 
 /// How often retention and interval flushes run.
@@ -333,14 +369,17 @@ fn spawn_connection(core: &Rc<Core>, stream: glommio::net::TcpStream) {
         request_bytes_max: core.config.request_bytes_max,
         inflight_max: core.config.connection_inflight_max,
     };
-    let core = Rc::clone(core);
+    let id = core.next_connection.get();
+    core.next_connection.set(id + 1);
+    let task_core = Rc::clone(core);
     let peer_ip: Rc<str> = stream
         .peer_addr()
         .map(|a| a.ip().to_string())
         .unwrap_or_default()
         .into();
-    glommio::spawn_local(async move {
-        core.connections.set(core.connections.get() + 1);
+    let handle = glommio::spawn_local(async move {
+        let core = task_core;
+        let _open = crate::shutdown::Counted::connection(&core);
         core.metrics.connection_accepted();
         let handler_core = Rc::clone(&core);
         let stopping_core = Rc::clone(&core);
@@ -352,18 +391,18 @@ fn spawn_connection(core: &Rc<Core>, stream: glommio::net::TcpStream) {
                 let core = Rc::clone(&handler_core);
                 let peer_ip = Rc::clone(&peer_ip);
                 async move {
-                    core.busy.set(core.busy.get() + 1);
-                    let outcome = crate::handlers::handle(&core, frame, &peer_ip).await;
-                    core.busy.set(core.busy.get() - 1);
-                    outcome
+                    let _busy = crate::shutdown::Counted::request(&core);
+                    crate::handlers::handle(&core, frame, &peer_ip).await
                 }
             },
             move || stopping_core.stopping.get(),
+            core.stopped(),
         )
         .await;
-        core.connections.set(core.connections.get() - 1);
+        core.connection_tasks.borrow_mut().remove(&id);
     })
     .detach();
+    core.connection_tasks.borrow_mut().insert(id, handle);
 }
 
 /// A listening socket shared by every core (SO_REUSEPORT), also with SO_REUSEADDR so a

@@ -297,7 +297,7 @@ pub async fn serve(core: &Rc<Core>, call: GroupCall) -> GroupReply {
                     ),
                 }),
             };
-            GroupReply::Sync(wait(r).await.unwrap_or_else(|| SyncResult {
+            GroupReply::Sync(wait(core, r).await.unwrap_or_else(|| SyncResult {
                 error: code::COORDINATOR_NOT_AVAILABLE,
                 ..SyncResult::default()
             }))
@@ -369,10 +369,18 @@ pub async fn serve(core: &Rc<Core>, call: GroupCall) -> GroupReply {
     }
 }
 
-async fn wait<T>(r: Reply<T>) -> Option<T> {
+/// The answer, now or when the group gives it; `None` (COORDINATOR_NOT_AVAILABLE to the
+/// client) if the broker stops first, so a member mid-rebalance does not hold up a stop.
+async fn wait<T>(core: &Core, r: Reply<T>) -> Option<T> {
     match r {
         Reply::Now(v) => Some(v),
-        Reply::Wait(rx) => rx.recv().await,
+        Reply::Wait(rx) => {
+            futures_lite::future::or(rx.recv(), async {
+                core.stopped().await;
+                None
+            })
+            .await
+        }
     }
 }
 
@@ -642,7 +650,7 @@ async fn join(core: &Rc<Core>, partition: i32, group_id: &str, args: JoinArgs) -
         }
         r
     };
-    wait(reply)
+    wait(core, reply)
         .await
         .unwrap_or_else(|| fail(code::COORDINATOR_NOT_AVAILABLE, &member))
 }

@@ -88,7 +88,12 @@ pub async fn handle(core: &Rc<Core>, request: FetchRequest, version: i16) -> Fet
             .sum();
         let errors = reads.iter().any(|r| r.is_err());
         let now = Instant::now();
-        if ready >= min_bytes || errors || now >= deadline || wanted.is_empty() {
+        if ready >= min_bytes
+            || errors
+            || now >= deadline
+            || wanted.is_empty()
+            || core.stopping.get()
+        {
             fill(core, &mut responses, &wanted, reads, max_bytes);
             break;
         }
@@ -200,10 +205,13 @@ async fn wait_any(
     }
     drop(tx);
     futures_lite::future::or(
-        async {
-            let _ = rx.recv().await;
-        },
-        glommio::timer::sleep(timeout),
+        futures_lite::future::or(
+            async {
+                let _ = rx.recv().await;
+            },
+            glommio::timer::sleep(timeout),
+        ),
+        core.stopped(),
     )
     .await;
 }
