@@ -1227,6 +1227,7 @@ impl<S: Storage> Partition<S> {
 
     /// Waits until append number `seq` is durable, flushing if no one else is (group commit:
     /// whoever flushes writes and syncs every unwritten batch, covering all waiters).
+    /// Proved by `tests::append_behind_a_holder_that_does_not_flush_completes`.
     async fn sync_to(&self, seq: u64) -> Result<()> {
         loop {
             let seen = self.inner.synced.generation();
@@ -1242,7 +1243,15 @@ impl<S: Storage> Partition<S> {
                 drop(guard);
                 r?;
             } else {
-                self.inner.synced.wait(seen).await;
+                // The holder may be a flush (it notifies `synced`) or other work that does not
+                // flush (compaction's swap, retention, truncation): then its release is the
+                // moment to try again, or an append on an idle partition waited for the next
+                // append.
+                futures_lite::future::or(
+                    self.inner.synced.wait(seen),
+                    self.inner.io_lock.released(),
+                )
+                .await;
             }
         }
     }
@@ -2310,5 +2319,46 @@ impl<S: Storage> Drop for TruncatingGuard<'_, S> {
     fn drop(&mut self) {
         self.p.inner.state.borrow_mut().truncating = false;
         self.p.inner.appended.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use futures_lite::future::{block_on, poll_once};
+    use sluice_net::record_batch::build::{BatchSpec, batch};
+
+    use crate::{FakeDisk, Faults, LogConfig, Shard, ShardConfig};
+
+    /// An acks append that finds the partition's I/O lock held by work that does not flush
+    /// (compaction's swap, retention) completes once the lock is released; it used to wait
+    /// for a flush that never came on an idle partition.
+    #[test]
+    fn append_behind_a_holder_that_does_not_flush_completes() {
+        let disk = FakeDisk::new(7, Faults::default(), 1_000_000);
+        block_on(async {
+            let s = Shard::open(disk.clone(), Path::new("/d"), ShardConfig::default())
+                .await
+                .expect("shard");
+            let p = s
+                .create_partition("t", 0, LogConfig::default())
+                .await
+                .expect("partition");
+            let guard = p.inner.io_lock.try_lock().expect("free");
+            let mut append = Box::pin(p.append(batch(
+                &BatchSpec::default(),
+                &[(None, Some(b"v".as_slice()))],
+            )));
+            assert!(poll_once(&mut append).await.is_none(), "waits for the lock");
+            drop(guard);
+            for _ in 0..1000 {
+                if let Some(r) = poll_once(&mut append).await {
+                    assert_eq!(r.expect("appended").base_offset, 0);
+                    return;
+                }
+            }
+            panic!("the append never completed after the lock was released");
+        });
     }
 }
