@@ -11,6 +11,7 @@
 
 mod admin;
 mod api_versions;
+mod authorized;
 mod configs;
 mod create_topics;
 mod delete_topics;
