@@ -46,6 +46,13 @@ struct TopicTableV1 {
     version: u64,
 }
 
+/// Cluster-level dynamic broker configs every registry holds from its first start. Kafka 4.4's
+/// controller writes exactly this one when it bootstraps a new cluster (with eligible leader
+/// replicas on, the default since 4.1: `ConfigRecord{BROKER, "", min.insync.replicas}` from
+/// the static value, 1 by default), so a topic's min.insync.replicas is a dynamic cluster
+/// default (source DYNAMIC_DEFAULT_BROKER_CONFIG), not Kafka's built-in default.
+pub const BOOTSTRAP_CLUSTER_CONFIGS: &[(&str, &str)] = &[("min.insync.replicas", "1")];
+
 const MAGIC: &[u8; 8] = b"SLUICEMT";
 const FORMAT_VERSION: u32 = 2;
 const HEADER_BYTES: usize = 8 + 4 + 4 + 8;
@@ -153,6 +160,20 @@ impl TopicTable {
         Ok(())
     }
 
+    /// Adds the [`BOOTSTRAP_CLUSTER_CONFIGS`] this registry lacks (a new data dir, or one
+    /// written before they existed); true if it added any, so the caller stores the registry.
+    pub fn add_bootstrap_configs(&mut self) -> bool {
+        let cluster = self.broker_configs.entry(String::new()).or_default();
+        let mut added = false;
+        for (name, value) in BOOTSTRAP_CLUSTER_CONFIGS {
+            if !cluster.contains_key(*name) {
+                cluster.insert((*name).to_owned(), (*value).to_owned());
+                added = true;
+            }
+        }
+        added
+    }
+
     /// The topic with this id, if any.
     pub fn by_id(&self, id: &[u8; 16]) -> Option<&TopicMeta> {
         self.topics.values().find(|t| &t.id == id)
@@ -228,6 +249,30 @@ mod tests {
             BTreeMap::from([("log.retention.ms".into(), "60000".into())]),
         );
         t
+    }
+
+    /// Proves a registry without the cluster-level min.insync.replicas (a new data dir, or one
+    /// from before it existed) gets it once, beside the cluster configs it already has, and that
+    /// an existing value is kept.
+    #[test]
+    fn bootstrap_configs_are_added_once() {
+        let mut empty = TopicTable::default();
+        assert!(empty.add_bootstrap_configs());
+        assert_eq!(
+            empty.broker_configs[""],
+            BTreeMap::from([("min.insync.replicas".to_owned(), "1".to_owned())])
+        );
+        assert!(!empty.add_bootstrap_configs());
+        let mut old = sample();
+        assert!(old.add_bootstrap_configs());
+        assert_eq!(old.broker_configs[""]["log.retention.ms"], "60000");
+        assert_eq!(old.broker_configs[""]["min.insync.replicas"], "1");
+        old.broker_configs
+            .get_mut("")
+            .expect("cluster configs")
+            .insert("min.insync.replicas".into(), "2".into());
+        assert!(!old.add_bootstrap_configs());
+        assert_eq!(old.broker_configs[""]["min.insync.replicas"], "2");
     }
 
     /// Proves a registry written by format version 1 (no broker configs) still loads.

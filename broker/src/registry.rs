@@ -236,11 +236,27 @@ fn apply_one(
                 (true, Some(c)) => c.clone(),
                 _ => BTreeMap::new(),
             };
+            let names_min_insync = set.iter().any(|(k, _)| k == MIN_INSYNC_REPLICAS);
             for (k, v) in set {
                 match v {
                     Some(v) => next.insert(k, v),
                     None => next.remove(&k),
                 };
+            }
+            // min.insync.replicas is a cluster-level setting from the first start on
+            // (`metadata::BOOTSTRAP_CLUSTER_CONFIGS`); Kafka 4.4, with eligible leader replicas
+            // on, refuses to remove it or to set it per broker (validate-only too).
+            if entity.is_empty() && !next.contains_key(MIN_INSYNC_REPLICAS) {
+                return Err(TopicChangeError::InvalidConfig(
+                    "Cluster-level min.insync.replicas cannot be removed while ELR is enabled."
+                        .into(),
+                ));
+            }
+            if !entity.is_empty() && names_min_insync {
+                return Err(TopicChangeError::InvalidConfig(
+                    "Broker-level min.insync.replicas cannot be altered while ELR is enabled."
+                        .into(),
+                ));
             }
             if !dry_run && Some(&next) != current && !(next.is_empty() && current.is_none()) {
                 if next.is_empty() {
@@ -254,6 +270,9 @@ fn apply_one(
         }
     }
 }
+
+/// The one broker config whose place Kafka 4.4 fixes at the cluster level.
+const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {

@@ -74,12 +74,8 @@ pub async fn describe(
                             .map(|d| {
                                 let overridden = t.configs.get(d.name);
                                 let broker_key = topic_config::broker_key(d.name);
-                                let from_broker = broker_key.and_then(|k| inherited.lookup(k));
-                                let (value, source) = match (overridden, from_broker) {
-                                    (Some(v), _) => (v.as_str(), SOURCE_TOPIC),
-                                    (None, Some(b)) => b,
-                                    (None, None) => (d.default, SOURCE_DEFAULT),
-                                };
+                                let (value, source) =
+                                    topic_config::effective(d, &t.configs, &inherited);
                                 let mut synonyms = Vec::new();
                                 if request.include_synonyms {
                                     if let Some(v) = overridden {
