@@ -1,5 +1,6 @@
 //! Admin answers pinned to Apache Kafka 4.4.0 through raw requests (issue 18 item 5):
-//! authorized operations and min.insync.replicas as a cluster-level default.
+//! authorized operations, group configs (resource type 32), client-metrics subscriptions
+//! (type 16) and min.insync.replicas as a cluster-level default.
 //!
 //! The tests that do not restart the broker also run against the reference Kafka:
 //! `SLUICE_TEST_BOOTSTRAP=$(cat DIR/bootstrap) cargo test -p sluice-tests --test admin`
@@ -18,19 +19,26 @@ use sluice_net::messages::describe_configs_response::DescribeConfigsResult;
 use sluice_net::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
+use sluice_net::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
 use sluice_net::messages::*;
 use sluice_net::{ApiKey, Request, Response};
 use sluice_tests::{Broker, RawConn};
 
 const NONE: i16 = 0;
+const UNKNOWN_SERVER_ERROR: i16 = -1;
 const INVALID_CONFIG: i16 = 40;
 const INVALID_REQUEST: i16 = 42;
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
+const CLIENT_METRICS: i8 = 16;
+const GROUP: i8 = 32;
 
 const SET: i8 = 0;
 const DELETE: i8 = 1;
+const APPEND: i8 = 2;
 
 static NEXT_CORRELATION: AtomicI32 = AtomicI32::new(1);
 static NEXT_NAME: AtomicU32 = AtomicU32::new(0);
@@ -271,6 +279,39 @@ fn alter_legacy(
     )
 }
 
+/// A classic group that exists only through a committed offset (state Empty).
+fn commit_group(c: &mut RawConn, group: &str, topic: &str) {
+    until("offset commit", || {
+        let r = expect!(
+            call(
+                c,
+                ApiKey::OffsetCommit,
+                8,
+                Request::OffsetCommit(OffsetCommitRequest {
+                    group_id: group.into(),
+                    generation_id_or_member_epoch: -1,
+                    member_id: "".into(),
+                    topics: vec![OffsetCommitRequestTopic {
+                        name: topic.into(),
+                        partitions: vec![OffsetCommitRequestPartition {
+                            partition_index: 0,
+                            committed_offset: 0,
+                            committed_leader_epoch: -1,
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                })
+            ),
+            OffsetCommit
+        );
+        // Kafka answers COORDINATOR_NOT_AVAILABLE / LOAD_IN_PROGRESS until its offsets topic
+        // is ready.
+        (r.topics[0].partitions[0].error_code == NONE).then_some(())
+    });
+}
+
 // ---------------------------------------------------------------------------------------------
 
 /// Proves Metadata v8-10 answers the cluster's authorized operations when asked (8096, the
@@ -345,6 +386,530 @@ fn authorized_operations() {
             );
         }
     }
+}
+
+/// Proves DescribeConfigs on a group that was never seen lists Kafka 4.4's 21 group configs
+/// with their defaults, types, DEFAULT_CONFIG source, broker synonyms and documentation; an
+/// empty group name is INVALID_REQUEST with Kafka's text. sluice refused type 32 before.
+#[test]
+fn group_configs_describe_defaults() {
+    let b = start();
+    let mut c = RawConn::connect(b.addr);
+    let r = describe(&mut c, GROUP, &uniq("never-seen"), true);
+    assert_eq!(r.error_code, NONE, "{r:?}");
+    assert_eq!(
+        r.error_message.as_deref(),
+        Some(""),
+        "Kafka's empty message"
+    );
+    let mut names: Vec<String> = r.configs.iter().map(|x| x.name.to_string()).collect();
+    names.sort();
+    assert_eq!(names.len(), 21, "{names:?}");
+    assert!(
+        r.configs
+            .iter()
+            .all(|x| x.config_source == 5 && !x.read_only && !x.is_sensitive)
+    );
+    assert_eq!(
+        entry(&r, "consumer.session.timeout.ms"),
+        Some((
+            "45000".into(),
+            5,
+            vec![syn("group.consumer.session.timeout.ms", "45000", 5)]
+        ))
+    );
+    assert_eq!(
+        entry(&r, "streams.assignor.name"),
+        Some((
+            "sticky".into(),
+            5,
+            vec![syn("group.streams.assignors", "sticky", 5)]
+        ))
+    );
+    assert_eq!(
+        entry(&r, "share.auto.offset.reset"),
+        Some((
+            "latest".into(),
+            5,
+            vec![syn("share.auto.offset.reset", "latest", 5)]
+        ))
+    );
+    let types: Vec<(String, i8)> = r
+        .configs
+        .iter()
+        .filter(|x| {
+            [
+                "consumer.heartbeat.interval.ms",
+                "errors.deadletterqueue.topic.name",
+                "share.renew.acknowledge.enable",
+                "streams.rack.aware.assignment.tags",
+            ]
+            .contains(&x.name.as_str())
+        })
+        .map(|x| (x.name.to_string(), x.config_type))
+        .collect();
+    assert_eq!(types.len(), 4);
+    for (n, t) in types {
+        let want = match n.as_str() {
+            "consumer.heartbeat.interval.ms" => 3,
+            "errors.deadletterqueue.topic.name" => 2,
+            "share.renew.acknowledge.enable" => 1,
+            _ => 7,
+        };
+        assert_eq!(t, want, "{n}");
+    }
+    let doc = r
+        .configs
+        .iter()
+        .find(|x| x.name.as_str() == "share.delivery.count.limit")
+        .and_then(|x| x.documentation.as_ref().map(|d| d.to_string()));
+    assert_eq!(
+        doc.as_deref(),
+        Some("The maximum number of delivery attempts for a record delivered to a share group.")
+    );
+    let empty = describe(&mut c, GROUP, "", false);
+    assert_eq!(
+        (empty.error_code, empty.error_message.as_deref()),
+        (INVALID_REQUEST, Some("Group name must not be empty"))
+    );
+}
+
+/// Proves IncrementalAlterConfigs and AlterConfigs on groups as Kafka 4.4 answers them: SET on
+/// an existing and on a never-seen group (described as GROUP_CONFIG with the broker synonym
+/// after it), each refusal with Kafka's code and text, DELETE, internal keys described only
+/// when set, and the legacy AlterConfigs replacing the group's whole set.
+#[test]
+fn group_configs_alter() {
+    let b = start();
+    let mut c = RawConn::connect(b.addr);
+    let topic = uniq("gc");
+    create_topic(&mut c, &topic, &[]);
+    let group = uniq("gc-group");
+    commit_group(&mut c, &group, &topic);
+    let ok = (NONE, None);
+    assert_eq!(
+        alter(
+            &mut c,
+            GROUP,
+            &group,
+            &[("consumer.session.timeout.ms", SET, Some("60000"))],
+            true
+        ),
+        ok
+    );
+    assert_eq!(
+        alter(
+            &mut c,
+            GROUP,
+            &group,
+            &[
+                ("consumer.session.timeout.ms", SET, Some("50000")),
+                ("consumer.heartbeat.interval.ms", SET, Some("6000")),
+            ],
+            false
+        ),
+        ok
+    );
+    let r = until("the set values", || {
+        let r = describe(&mut c, GROUP, &group, false);
+        (entry(&r, "consumer.heartbeat.interval.ms").map(|e| e.1) == Some(8)).then_some(r)
+    });
+    assert_eq!(
+        entry(&r, "consumer.session.timeout.ms"),
+        Some((
+            "50000".into(),
+            8,
+            vec![
+                syn("consumer.session.timeout.ms", "50000", 8),
+                syn("group.consumer.session.timeout.ms", "45000", 5)
+            ]
+        ))
+    );
+    let config = |m: &str| (INVALID_CONFIG, Some(m.to_owned()));
+    let request = |m: &str| (INVALID_REQUEST, Some(m.to_owned()));
+    let cases: &[(&[(&str, i8, Option<&str>)], (i16, Option<String>))] = &[
+        (
+            &[("consumer.session.timeout.ms", SET, Some("1000"))],
+            config("consumer.session.timeout.ms must be in the range 45000 to 60000 inclusive."),
+        ),
+        (
+            &[("consumer.heartbeat.interval.ms", SET, Some("50000"))],
+            config("consumer.heartbeat.interval.ms must be in the range 5000 to 15000 inclusive."),
+        ),
+        (
+            &[("consumer.session.timeout.ms", SET, Some("abc"))],
+            config(
+                "Invalid value abc for configuration consumer.session.timeout.ms: Not a number of type INT",
+            ),
+        ),
+        (
+            &[("no.such.group.config", SET, Some("1"))],
+            config("Unknown group config name: no.such.group.config"),
+        ),
+        (
+            &[("consumer.session.timeout.ms", APPEND, Some("1"))],
+            config("Can't APPEND to key consumer.session.timeout.ms because its type is not LIST."),
+        ),
+        (
+            &[("streams.rack.aware.assignment.tags", APPEND, Some("a"))],
+            config(
+                "Can't APPEND to key streams.rack.aware.assignment.tags because its type is not LIST.",
+            ),
+        ),
+        (
+            &[("consumer.session.timeout.ms", SET, None)],
+            request("Null value not supported for : consumer.session.timeout.ms"),
+        ),
+        (
+            &[
+                ("consumer.session.timeout.ms", SET, Some("50000")),
+                ("consumer.session.timeout.ms", SET, Some("51000")),
+            ],
+            request("Error due to duplicate config keys"),
+        ),
+        (
+            &[("streams.num.standby.replicas", SET, Some("3"))],
+            config("streams.num.standby.replicas must be less than or equal to 2"),
+        ),
+        (
+            &[("consumer.session.timeout.ms", 7, Some("1"))],
+            (UNKNOWN_SERVER_ERROR, None),
+        ),
+    ];
+    for (ops, want) in cases {
+        assert_eq!(&alter(&mut c, GROUP, &group, ops, false), want, "{ops:?}");
+    }
+    assert_eq!(
+        alter(
+            &mut c,
+            GROUP,
+            "",
+            &[("consumer.session.timeout.ms", SET, Some("50000"))],
+            false
+        ),
+        request("Default group resources are not allowed.")
+    );
+    // An internal key is described only once the group sets it.
+    assert!(
+        entry(
+            &describe(&mut c, GROUP, &group, false),
+            "streams.num.warmup.replicas"
+        )
+        .is_none()
+    );
+    assert_eq!(
+        alter(
+            &mut c,
+            GROUP,
+            &group,
+            &[
+                ("consumer.session.timeout.ms", DELETE, None),
+                ("streams.num.warmup.replicas", SET, Some("3")),
+                ("bogus.never.set", DELETE, None),
+            ],
+            false
+        ),
+        ok
+    );
+    let r = until("the delete", || {
+        let r = describe(&mut c, GROUP, &group, false);
+        (entry(&r, "consumer.session.timeout.ms").map(|e| e.1) == Some(5)).then_some(r)
+    });
+    assert_eq!(
+        entry(&r, "streams.num.warmup.replicas"),
+        Some((
+            "3".into(),
+            8,
+            vec![
+                syn("streams.num.warmup.replicas", "3", 8),
+                syn("group.streams.num.warmup.replicas", "2", 5)
+            ]
+        ))
+    );
+    assert_eq!(r.configs.len(), 22);
+    // Legacy AlterConfigs: the named set replaces the group's (heartbeat and warmup go back).
+    assert_eq!(
+        alter_legacy(
+            &mut c,
+            GROUP,
+            &group,
+            &[("consumer.session.timeout.ms", Some("46000"))],
+            false
+        ),
+        ok
+    );
+    let r = until("the legacy alter", || {
+        let r = describe(&mut c, GROUP, &group, false);
+        (entry(&r, "consumer.heartbeat.interval.ms").map(|e| e.1) == Some(5)).then_some(r)
+    });
+    assert_eq!(
+        entry(&r, "consumer.session.timeout.ms").map(|e| (e.0, e.1)),
+        Some(("46000".into(), 8))
+    );
+    assert!(entry(&r, "streams.num.warmup.replicas").is_none());
+    assert_eq!(
+        alter_legacy(
+            &mut c,
+            GROUP,
+            &group,
+            &[("consumer.session.timeout.ms", None)],
+            false
+        ),
+        request("Null value not supported for : consumer.session.timeout.ms")
+    );
+    assert_eq!(
+        alter_legacy(
+            &mut c,
+            GROUP,
+            &group,
+            &[("consumer.session.timeout.ms", Some("5"))],
+            false
+        ),
+        config("consumer.session.timeout.ms must be in the range 45000 to 60000 inclusive.")
+    );
+    // A group that does not exist takes configs too.
+    let other = uniq("gc-config-only");
+    assert_eq!(
+        alter(
+            &mut c,
+            GROUP,
+            &other,
+            &[("share.auto.offset.reset", SET, Some("by_duration:PT1H"))],
+            false
+        ),
+        ok
+    );
+    until("the config-only group", || {
+        let r = describe(&mut c, GROUP, &other, false);
+        (entry(&r, "share.auto.offset.reset").map(|e| e.0) == Some("by_duration:PT1H".into()))
+            .then_some(())
+    });
+}
+
+/// Proves group configs outlive DeleteGroups, as in Kafka 4.4 (they live beside the group,
+/// not in it; the group coordinator does not touch them).
+#[test]
+fn group_configs_outlive_delete_groups() {
+    let b = start();
+    let mut c = RawConn::connect(b.addr);
+    let topic = uniq("gd");
+    create_topic(&mut c, &topic, &[]);
+    let group = uniq("gd-group");
+    commit_group(&mut c, &group, &topic);
+    assert_eq!(
+        alter(
+            &mut c,
+            GROUP,
+            &group,
+            &[("consumer.session.timeout.ms", SET, Some("50000"))],
+            false
+        ),
+        (NONE, None)
+    );
+    until("the config", || {
+        let d = describe(&mut c, GROUP, &group, false);
+        (entry(&d, "consumer.session.timeout.ms").map(|e| e.1) == Some(8)).then_some(())
+    });
+    let r = expect!(
+        call(
+            &mut c,
+            ApiKey::DeleteGroups,
+            2,
+            Request::DeleteGroups(DeleteGroupsRequest {
+                groups_names: vec![group.as_str().into()],
+                ..Default::default()
+            })
+        ),
+        DeleteGroups
+    );
+    assert_eq!(r.results[0].error_code, NONE, "{r:?}");
+    let d = describe(&mut c, GROUP, &group, false);
+    assert_eq!(
+        entry(&d, "consumer.session.timeout.ms").map(|e| (e.0, e.1)),
+        Some(("50000".into(), 8))
+    );
+}
+
+/// Proves group configs and client-metrics subscriptions survive a crash and restart (they
+/// are in the topic registry file, written durably before the answer) and that a restarted
+/// broker still has the cluster-level min.insync.replicas.
+#[test]
+fn stored_configs_survive_restart() {
+    let mut b = start();
+    if b.is_external() {
+        return;
+    }
+    let mut c = RawConn::connect(b.addr);
+    let group = uniq("restart-group");
+    let sub = uniq("restart-sub");
+    assert_eq!(
+        alter(
+            &mut c,
+            GROUP,
+            &group,
+            &[("consumer.heartbeat.interval.ms", SET, Some("7000"))],
+            false
+        ),
+        (NONE, None)
+    );
+    assert_eq!(
+        alter(
+            &mut c,
+            CLIENT_METRICS,
+            &sub,
+            &[("interval.ms", SET, Some("60000"))],
+            false
+        ),
+        (NONE, None)
+    );
+    drop(c);
+    // SIGKILL: an acknowledged change is already on disk.
+    b.restart_after_kill();
+    let mut c = RawConn::connect(b.addr);
+    assert_eq!(
+        entry(
+            &describe(&mut c, GROUP, &group, false),
+            "consumer.heartbeat.interval.ms"
+        )
+        .map(|e| (e.0, e.1)),
+        Some(("7000".into(), 8))
+    );
+    assert_eq!(
+        entry(
+            &describe(&mut c, CLIENT_METRICS, &sub, false),
+            "interval.ms"
+        )
+        .map(|e| (e.0, e.1)),
+        Some(("60000".into(), 7))
+    );
+    let cluster = describe(&mut c, BROKER, "", false);
+    assert_eq!(
+        entry(&cluster, "min.insync.replicas").map(|e| (e.0, e.1)),
+        Some(("1".into(), 3))
+    );
+}
+
+/// Proves client-metrics subscriptions as Kafka 4.4 keeps them: a subscription that does not
+/// exist describes the three defaults (no synonyms), SET is described as
+/// CLIENT_METRICS_CONFIG, refusals carry Kafka's codes and texts, and deleting every config
+/// takes it back to the defaults.
+#[test]
+fn client_metrics_subscriptions() {
+    let b = start();
+    let mut c = RawConn::connect(b.addr);
+    let sub = uniq("sub");
+    let r = describe(&mut c, CLIENT_METRICS, &sub, false);
+    assert_eq!(r.error_code, NONE);
+    assert_eq!(
+        r.configs
+            .iter()
+            .map(|x| (
+                x.name.to_string(),
+                x.value.as_ref().map(|v| v.to_string()),
+                x.config_source,
+                x.synonyms.len()
+            ))
+            .collect::<Vec<_>>(),
+        vec![
+            ("interval.ms".to_owned(), Some("300000".to_owned()), 5, 0),
+            ("match".to_owned(), Some(String::new()), 5, 0),
+            ("metrics".to_owned(), Some(String::new()), 5, 0),
+        ]
+    );
+    let empty = describe(&mut c, CLIENT_METRICS, "", false);
+    assert_eq!(
+        (empty.error_code, empty.error_message.as_deref()),
+        (
+            INVALID_REQUEST,
+            Some("Client metrics subscription name must not be empty")
+        )
+    );
+    let refusals: &[(&[(&str, i8, Option<&str>)], i16, &str)] = &[
+        (
+            &[("bogus", SET, Some("1"))],
+            INVALID_REQUEST,
+            "Unknown client metrics configuration: bogus",
+        ),
+        (
+            &[("interval.ms", SET, Some("10"))],
+            INVALID_REQUEST,
+            "Invalid value 10 for interval.ms, interval must be between 100 and 3600000 (1 hour)",
+        ),
+        (
+            &[("match", SET, Some("bogus=1"))],
+            INVALID_CONFIG,
+            "Illegal client matching pattern: bogus=1",
+        ),
+        (
+            &[("metrics", APPEND, Some("a."))],
+            INVALID_CONFIG,
+            "Can't APPEND to key metrics because its type is not LIST.",
+        ),
+    ];
+    for (ops, code, text) in refusals {
+        assert_eq!(
+            alter(&mut c, CLIENT_METRICS, &sub, ops, false),
+            (*code, Some((*text).to_owned())),
+            "{ops:?}"
+        );
+    }
+    assert_eq!(
+        alter(
+            &mut c,
+            CLIENT_METRICS,
+            "",
+            &[("interval.ms", SET, Some("1000"))],
+            false
+        ),
+        (
+            INVALID_REQUEST,
+            Some("Subscription name can't be empty".to_owned())
+        )
+    );
+    assert_eq!(
+        alter(
+            &mut c,
+            CLIENT_METRICS,
+            &sub,
+            &[
+                ("metrics", SET, Some("org.apache.kafka.producer.")),
+                ("interval.ms", SET, Some("60000")),
+                ("match", SET, Some("client_id=nobody-\\d+")),
+            ],
+            false
+        ),
+        (NONE, None)
+    );
+    let r = until("the subscription", || {
+        let r = describe(&mut c, CLIENT_METRICS, &sub, false);
+        (entry(&r, "interval.ms").map(|e| e.1) == Some(7)).then_some(r)
+    });
+    assert_eq!(
+        entry(&r, "metrics"),
+        Some((
+            "org.apache.kafka.producer.".into(),
+            7,
+            vec![syn("metrics", "org.apache.kafka.producer.", 7)]
+        ))
+    );
+    assert_eq!(
+        alter(
+            &mut c,
+            CLIENT_METRICS,
+            &sub,
+            &[
+                ("metrics", DELETE, None),
+                ("interval.ms", DELETE, None),
+                ("match", DELETE, None)
+            ],
+            false
+        ),
+        (NONE, None)
+    );
+    until("the subscription gone", || {
+        let r = describe(&mut c, CLIENT_METRICS, &sub, false);
+        r.configs.iter().all(|x| x.config_source == 5).then_some(())
+    });
 }
 
 /// Proves min.insync.replicas is a cluster-level dynamic default from the first start, as
