@@ -1,6 +1,6 @@
 //! Admin answers pinned to Apache Kafka 4.4.0 through raw requests (issue 18 item 5):
 //! authorized operations, group configs (resource type 32), client-metrics subscriptions
-//! (type 16) and min.insync.replicas as a cluster-level default.
+//! (type 16), ListConfigResources (API 74) and min.insync.replicas as a cluster-level default.
 //!
 //! The tests that do not restart the broker also run against the reference Kafka:
 //! `SLUICE_TEST_BOOTSTRAP=$(cat DIR/bootstrap) cargo test -p sluice-tests --test admin`
@@ -28,11 +28,13 @@ use sluice_tests::{Broker, RawConn};
 
 const NONE: i16 = 0;
 const UNKNOWN_SERVER_ERROR: i16 = -1;
+const UNSUPPORTED_VERSION: i16 = 35;
 const INVALID_CONFIG: i16 = 40;
 const INVALID_REQUEST: i16 = 42;
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
+const BROKER_LOGGER: i8 = 8;
 const CLIENT_METRICS: i8 = 16;
 const GROUP: i8 = 32;
 
@@ -277,6 +279,27 @@ fn alter_legacy(
         x.error_code,
         x.error_message.as_ref().map(|m| m.to_string()),
     )
+}
+
+fn list_resources(c: &mut RawConn, v: i16, types: &[i8]) -> (i16, Vec<(String, i8)>) {
+    let r = expect!(
+        call(
+            c,
+            ApiKey::ListConfigResources,
+            v,
+            Request::ListConfigResources(ListConfigResourcesRequest {
+                resource_types: types.to_vec(),
+                ..Default::default()
+            })
+        ),
+        ListConfigResources
+    );
+    let listed = r
+        .config_resources
+        .iter()
+        .map(|x| (x.resource_name.to_string(), x.resource_type))
+        .collect();
+    (r.error_code, listed)
 }
 
 /// A classic group that exists only through a committed offset (state Empty).
@@ -687,7 +710,8 @@ fn group_configs_alter() {
 }
 
 /// Proves group configs outlive DeleteGroups, as in Kafka 4.4 (they live beside the group,
-/// not in it; the group coordinator does not touch them).
+/// not in it; the group coordinator does not touch them) and that ListConfigResources lists a
+/// group exactly while it has configs.
 #[test]
 fn group_configs_outlive_delete_groups() {
     let b = start();
@@ -706,10 +730,12 @@ fn group_configs_outlive_delete_groups() {
         ),
         (NONE, None)
     );
-    until("the config", || {
-        let d = describe(&mut c, GROUP, &group, false);
-        (entry(&d, "consumer.session.timeout.ms").map(|e| e.1) == Some(8)).then_some(())
-    });
+    let listed = |c: &mut RawConn| {
+        list_resources(c, 1, &[GROUP])
+            .1
+            .contains(&(group.clone(), GROUP))
+    };
+    until("the group listed", || listed(&mut c).then_some(()));
     let r = expect!(
         call(
             &mut c,
@@ -728,6 +754,20 @@ fn group_configs_outlive_delete_groups() {
         entry(&d, "consumer.session.timeout.ms").map(|e| (e.0, e.1)),
         Some(("50000".into(), 8))
     );
+    assert!(listed(&mut c), "still listed after DeleteGroups");
+    assert_eq!(
+        alter(
+            &mut c,
+            GROUP,
+            &group,
+            &[("consumer.session.timeout.ms", DELETE, None)],
+            false
+        ),
+        (NONE, None)
+    );
+    until("the group no longer listed", || {
+        (!listed(&mut c)).then_some(())
+    });
 }
 
 /// Proves group configs and client-metrics subscriptions survive a crash and restart (they
@@ -791,8 +831,8 @@ fn stored_configs_survive_restart() {
 
 /// Proves client-metrics subscriptions as Kafka 4.4 keeps them: a subscription that does not
 /// exist describes the three defaults (no synonyms), SET is described as
-/// CLIENT_METRICS_CONFIG, refusals carry Kafka's codes and texts, and deleting every config
-/// takes it back to the defaults.
+/// CLIENT_METRICS_CONFIG, refusals carry Kafka's codes and texts, ListConfigResources v0 and
+/// v1 list it, and deleting every config removes it.
 #[test]
 fn client_metrics_subscriptions() {
     let b = start();
@@ -892,6 +932,12 @@ fn client_metrics_subscriptions() {
             vec![syn("metrics", "org.apache.kafka.producer.", 7)]
         ))
     );
+    let (code, v0) = list_resources(&mut c, 0, &[]);
+    assert_eq!(code, NONE);
+    assert!(v0.iter().any(|(n, _)| *n == sub), "{v0:?}");
+    let (_, v1) = list_resources(&mut c, 1, &[CLIENT_METRICS]);
+    assert!(v1.contains(&(sub.clone(), CLIENT_METRICS)), "{v1:?}");
+    assert!(v1.iter().all(|(_, t)| *t == CLIENT_METRICS));
     assert_eq!(
         alter(
             &mut c,
@@ -907,9 +953,67 @@ fn client_metrics_subscriptions() {
         (NONE, None)
     );
     until("the subscription gone", || {
-        let r = describe(&mut c, CLIENT_METRICS, &sub, false);
-        r.configs.iter().all(|x| x.config_source == 5).then_some(())
+        (!list_resources(&mut c, 0, &[])
+            .1
+            .iter()
+            .any(|(n, _)| *n == sub))
+        .then_some(())
     });
+}
+
+/// Proves ListConfigResources v1 lists, in Kafka's order, groups with configs, this broker as
+/// a broker-logger and a broker, then every topic (internal ones too), filters by type in that
+/// same order whatever order the request names them in, and answers UNSUPPORTED_VERSION with
+/// nothing for a type it does not list. The API was not advertised before.
+#[test]
+fn list_config_resources() {
+    let b = start();
+    let mut c = RawConn::connect(b.addr);
+    let node = node_id(&mut c);
+    let topic = uniq("lcr");
+    create_topic(&mut c, &topic, &[]);
+    let group = uniq("lcr-group");
+    commit_group(&mut c, &group, &topic);
+    let ok = (NONE, None);
+    assert_eq!(
+        alter(
+            &mut c,
+            GROUP,
+            &group,
+            &[("consumer.heartbeat.interval.ms", SET, Some("7000"))],
+            false
+        ),
+        ok
+    );
+    let all = until("the group listed", || {
+        let (code, all) = list_resources(&mut c, 1, &[]);
+        assert_eq!(code, NONE);
+        all.contains(&(group.clone(), GROUP)).then_some(all)
+    });
+    let kinds: Vec<i8> = all.iter().map(|(_, t)| *t).collect();
+    let mut sorted = kinds.clone();
+    sorted.sort_by_key(|t| std::cmp::Reverse(*t));
+    assert_eq!(
+        kinds, sorted,
+        "groups, client metrics, broker loggers, brokers, topics: {all:?}"
+    );
+    assert!(all.contains(&(node.clone(), BROKER_LOGGER)), "{all:?}");
+    assert!(all.contains(&(node.clone(), BROKER)), "{all:?}");
+    assert!(all.contains(&(topic.clone(), TOPIC)), "{all:?}");
+    assert!(
+        all.contains(&("__consumer_offsets".to_owned(), TOPIC)),
+        "{all:?}"
+    );
+    let (_, some) = list_resources(&mut c, 1, &[TOPIC, BROKER]);
+    assert_eq!(some[0], (node.clone(), BROKER), "{some:?}");
+    assert!(some[1..].iter().all(|(_, t)| *t == TOPIC), "{some:?}");
+    for bad in [&[0i8][..], &[TOPIC, 1], &[3], &[99]] {
+        assert_eq!(
+            list_resources(&mut c, 1, bad),
+            (UNSUPPORTED_VERSION, vec![]),
+            "{bad:?}"
+        );
+    }
 }
 
 /// Proves min.insync.replicas is a cluster-level dynamic default from the first start, as

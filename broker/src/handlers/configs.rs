@@ -1,5 +1,5 @@
 //! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics, brokers, groups and
-//! client-metrics subscriptions.
+//! client-metrics subscriptions, and ListConfigResources.
 //!
 //! Topic changes and dynamic broker configs go through core 0's registry, which persists them;
 //! the owning cores then reopen the partitions whose effective settings changed. As in Kafka,
@@ -16,7 +16,8 @@
 //! as Kafka's controller checks them, and described with Kafka's sources (GROUP_CONFIG 8,
 //! CLIENT_METRICS_CONFIG 7, else DEFAULT_CONFIG 5); nothing else in sluice reads them.
 //!
-//! Not built: broker-logger resources.
+//! Not built: broker-logger resources (ListConfigResources lists this broker's, as Kafka does,
+//! but DescribeConfigs refuses them).
 
 use std::rc::Rc;
 
@@ -24,9 +25,11 @@ use sluice_net::StrBytes;
 use sluice_net::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
+use sluice_net::messages::list_config_resources_response::ConfigResource;
 use sluice_net::messages::{
     AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
-    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, ListConfigResourcesRequest,
+    ListConfigResourcesResponse,
 };
 
 use crate::client_metrics::CLIENT_METRICS_CONFIGS;
@@ -43,6 +46,7 @@ use crate::topic_config::{self, ConfigType, Inherited, TOPIC_CONFIGS};
 
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
+pub const RESOURCE_BROKER_LOGGER: i8 = 8;
 pub const RESOURCE_CLIENT_METRICS: i8 = 16;
 pub const RESOURCE_GROUP: i8 = 32;
 
@@ -919,6 +923,61 @@ fn stored_change(
         incremental,
         dry_run,
     })
+}
+
+/// ListConfigResources (KIP-1142; v0 is KIP-714's ListClientMetricsResources): the config
+/// resources of the requested types, as Kafka 4.4 lists them on one node: groups that have
+/// configs, client-metrics subscriptions, this broker as a broker-logger and as a broker,
+/// then every topic (internal ones too). v0 lists only subscriptions; an empty type list
+/// means every type the version knows, and a type outside them is UNSUPPORTED_VERSION.
+pub fn list_resources(
+    core: &Rc<Core>,
+    request: &ListConfigResourcesRequest,
+    version: i16,
+) -> ListConfigResourcesResponse {
+    const V0: &[i8] = &[RESOURCE_CLIENT_METRICS];
+    // In the order Kafka lists them, whatever order the request names them in.
+    const V1: &[i8] = &[
+        RESOURCE_GROUP,
+        RESOURCE_CLIENT_METRICS,
+        RESOURCE_BROKER_LOGGER,
+        RESOURCE_BROKER,
+        RESOURCE_TOPIC,
+    ];
+    let known = if version == 0 { V0 } else { V1 };
+    let asked = &request.resource_types;
+    if asked.iter().any(|t| !known.contains(t)) {
+        return ListConfigResourcesResponse {
+            error_code: code::UNSUPPORTED_VERSION,
+            ..Default::default()
+        };
+    }
+    let table = core.topics();
+    let node = core.config.node_id.to_string();
+    let mut config_resources = Vec::new();
+    let mut push = |name: &str, resource_type: i8| {
+        config_resources.push(ConfigResource {
+            resource_name: name.into(),
+            resource_type,
+            ..Default::default()
+        });
+    };
+    for &kind in known {
+        if version > 0 && !asked.is_empty() && !asked.contains(&kind) {
+            continue;
+        }
+        match kind {
+            RESOURCE_GROUP => table.group_configs.keys().for_each(|g| push(g, kind)),
+            RESOURCE_CLIENT_METRICS => table.client_metrics.keys().for_each(|m| push(m, kind)),
+            RESOURCE_BROKER_LOGGER | RESOURCE_BROKER => push(&node, kind),
+            _ => table.topics.keys().for_each(|t| push(t, kind)),
+        }
+    }
+    ListConfigResourcesResponse {
+        error_code: code::NONE,
+        config_resources,
+        ..Default::default()
+    }
 }
 
 /// Queues a planned change for the resource answered at `slot`, or hands back its refusal.
