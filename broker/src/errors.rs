@@ -75,6 +75,7 @@ pub fn topic_change(e: &TopicChangeError) -> (i16, String) {
         TopicChangeError::InvalidName(_) => code::INVALID_TOPIC_EXCEPTION,
         TopicChangeError::InvalidPartitions(_) => code::INVALID_PARTITIONS,
         TopicChangeError::InvalidConfig(_) => code::INVALID_CONFIG,
+        TopicChangeError::InvalidRequest(_) => code::INVALID_REQUEST,
         TopicChangeError::Storage(_) => code::KAFKA_STORAGE_ERROR,
         TopicChangeError::Unavailable => code::REQUEST_TIMED_OUT,
     };

@@ -3,10 +3,12 @@
 //! `tune`.
 
 mod cli;
+mod client_metrics;
 mod config;
 mod connection;
 mod core;
 mod errors;
+mod group_config;
 mod groups;
 mod handlers;
 mod mesh;

@@ -37,6 +37,12 @@ pub struct TopicTable {
     /// Dynamic broker configs set through AlterConfigs / IncrementalAlterConfigs, by entity:
     /// `""` holds the cluster-wide defaults, a node id that broker's own values.
     pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// Group configs (resource type 32) by group id, as described (see `group_config`); a
+    /// group whose configs are all deleted has no entry.
+    pub group_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// Client-metrics subscriptions (resource type 16) by name, as described (see
+    /// `client_metrics`); a subscription whose configs are all deleted has no entry.
+    pub client_metrics: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// The registry as format version 1 stored it (before dynamic broker configs).
@@ -46,8 +52,23 @@ struct TopicTableV1 {
     version: u64,
 }
 
+/// The registry as format version 2 stored it (before group and client-metrics configs).
+#[derive(Debug, Archive, Serialize, Deserialize)]
+struct TopicTableV2 {
+    topics: BTreeMap<String, TopicMeta>,
+    version: u64,
+    broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// Cluster-level dynamic broker configs every registry holds from its first start. Kafka 4.4's
+/// controller writes exactly this one when it bootstraps a new cluster (with eligible leader
+/// replicas on, the default since 4.1: `ConfigRecord{BROKER, "", min.insync.replicas}` from
+/// the static value, 1 by default), so a topic's min.insync.replicas is a dynamic cluster
+/// default (source DYNAMIC_DEFAULT_BROKER_CONFIG), not Kafka's built-in default.
+pub const BOOTSTRAP_CLUSTER_CONFIGS: &[(&str, &str)] = &[("min.insync.replicas", "1")];
+
 const MAGIC: &[u8; 8] = b"SLUICEMT";
-const FORMAT_VERSION: u32 = 2;
+const FORMAT_VERSION: u32 = 3;
 const HEADER_BYTES: usize = 8 + 4 + 4 + 8;
 
 /// The registry file could not be read or written.
@@ -89,7 +110,7 @@ impl TopicTable {
             u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
         };
         let format = word(8);
-        if format != FORMAT_VERSION && format != 1 {
+        if !(1..=FORMAT_VERSION).contains(&format) {
             return Err("unknown format version");
         }
         let crc = word(12);
@@ -112,7 +133,17 @@ impl TopicTable {
             return Ok(TopicTable {
                 topics: v1.topics,
                 version: v1.version,
-                broker_configs: BTreeMap::new(),
+                ..TopicTable::default()
+            });
+        }
+        if format == 2 {
+            let v2 = rkyv::from_bytes::<TopicTableV2, rkyv::rancor::Error>(&aligned)
+                .map_err(|_| "archive invalid")?;
+            return Ok(TopicTable {
+                topics: v2.topics,
+                version: v2.version,
+                broker_configs: v2.broker_configs,
+                ..TopicTable::default()
             });
         }
         rkyv::from_bytes::<TopicTable, rkyv::rancor::Error>(&aligned).map_err(|_| "archive invalid")
@@ -151,6 +182,20 @@ impl TopicTable {
             .and_then(|d| d.sync_all())
             .map_err(io)?;
         Ok(())
+    }
+
+    /// Adds the [`BOOTSTRAP_CLUSTER_CONFIGS`] this registry lacks (a new data dir, or one
+    /// written before they existed); true if it added any, so the caller stores the registry.
+    pub fn add_bootstrap_configs(&mut self) -> bool {
+        let cluster = self.broker_configs.entry(String::new()).or_default();
+        let mut added = false;
+        for (name, value) in BOOTSTRAP_CLUSTER_CONFIGS {
+            if !cluster.contains_key(*name) {
+                cluster.insert((*name).to_owned(), (*value).to_owned());
+                added = true;
+            }
+        }
+        added
     }
 
     /// The topic with this id, if any.
@@ -227,7 +272,69 @@ mod tests {
             String::new(),
             BTreeMap::from([("log.retention.ms".into(), "60000".into())]),
         );
+        t.group_configs.insert(
+            "payments".into(),
+            BTreeMap::from([("consumer.session.timeout.ms".into(), "50000".into())]),
+        );
+        t.client_metrics.insert(
+            "producers".into(),
+            BTreeMap::from([("interval.ms".into(), "60000".into())]),
+        );
         t
+    }
+
+    /// A registry file of format `format` holding `body`.
+    fn file_of(format: u32, body: &[u8]) -> Vec<u8> {
+        let mut file = Vec::new();
+        file.extend_from_slice(MAGIC);
+        file.extend_from_slice(&format.to_le_bytes());
+        file.extend_from_slice(&crc32c::crc32c(body).to_le_bytes());
+        file.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        file.extend_from_slice(body);
+        file
+    }
+
+    /// Proves a registry written by format version 2 (broker configs, no group or
+    /// client-metrics configs) still loads, with its broker configs.
+    #[test]
+    fn format_2_files_load() {
+        let t = sample();
+        let v2 = TopicTableV2 {
+            topics: t.topics.clone(),
+            version: t.version,
+            broker_configs: t.broker_configs.clone(),
+        };
+        let body = rkyv::to_bytes::<rkyv::rancor::Error>(&v2).expect("serialize");
+        let back = TopicTable::decode(&file_of(2, &body)).expect("a version 2 file loads");
+        assert_eq!(back.topics, t.topics);
+        assert_eq!(back.version, t.version);
+        assert_eq!(back.broker_configs, t.broker_configs);
+        assert!(back.group_configs.is_empty());
+        assert!(back.client_metrics.is_empty());
+    }
+
+    /// Proves a registry without the cluster-level min.insync.replicas (a new data dir, or one
+    /// from before it existed) gets it once, beside the cluster configs it already has, and that
+    /// an existing value is kept.
+    #[test]
+    fn bootstrap_configs_are_added_once() {
+        let mut empty = TopicTable::default();
+        assert!(empty.add_bootstrap_configs());
+        assert_eq!(
+            empty.broker_configs[""],
+            BTreeMap::from([("min.insync.replicas".to_owned(), "1".to_owned())])
+        );
+        assert!(!empty.add_bootstrap_configs());
+        let mut old = sample();
+        assert!(old.add_bootstrap_configs());
+        assert_eq!(old.broker_configs[""]["log.retention.ms"], "60000");
+        assert_eq!(old.broker_configs[""]["min.insync.replicas"], "1");
+        old.broker_configs
+            .get_mut("")
+            .expect("cluster configs")
+            .insert("min.insync.replicas".into(), "2".into());
+        assert!(!old.add_bootstrap_configs());
+        assert_eq!(old.broker_configs[""]["min.insync.replicas"], "2");
     }
 
     /// Proves a registry written by format version 1 (no broker configs) still loads.
@@ -239,16 +346,11 @@ mod tests {
             version: t.version,
         };
         let body = rkyv::to_bytes::<rkyv::rancor::Error>(&v1).expect("serialize");
-        let mut file = Vec::new();
-        file.extend_from_slice(MAGIC);
-        file.extend_from_slice(&1u32.to_le_bytes());
-        file.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
-        file.extend_from_slice(&(body.len() as u64).to_le_bytes());
-        file.extend_from_slice(&body);
-        let back = TopicTable::decode(&file).expect("a version 1 file loads");
+        let back = TopicTable::decode(&file_of(1, &body)).expect("a version 1 file loads");
         assert_eq!(back.topics, t.topics);
         assert_eq!(back.version, t.version);
         assert!(back.broker_configs.is_empty());
+        assert!(back.group_configs.is_empty());
     }
 
     /// Proves the registry survives a store/load round trip.

@@ -8,7 +8,17 @@ use std::rc::Rc;
 
 use crate::core::{Core, CoreRequest};
 use crate::metadata::{self, TopicMeta, TopicTable};
-use crate::topic_config;
+use crate::{client_metrics, group_config, topic_config};
+
+/// The config resources that are only stored and described: their configs configure
+/// protocols sluice does not run (see `group_config` and `client_metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredResource {
+    /// ConfigResource type 32, by group id.
+    Group,
+    /// ConfigResource type 16, by subscription name.
+    ClientMetrics,
+}
 
 /// One requested change.
 #[derive(Debug, Clone)]
@@ -44,6 +54,16 @@ pub enum TopicChange {
         incremental: bool,
         dry_run: bool,
     },
+    /// The configs of a group or client-metrics subscription: replace (`incremental ==
+    /// false`) or merge; `None` values delete. The whole resulting set is checked here, as
+    /// Kafka's controller checks it.
+    AlterStoredConfigs {
+        resource: StoredResource,
+        name: String,
+        set: Vec<(String, Option<String>)>,
+        incremental: bool,
+        dry_run: bool,
+    },
 }
 
 /// Why a change was refused; each maps to a Kafka error code in `errors.rs`.
@@ -59,6 +79,8 @@ pub enum TopicChangeError {
     InvalidPartitions(String),
     #[error("{0}")]
     InvalidConfig(String),
+    #[error("{0}")]
+    InvalidRequest(String),
     #[error("the topic registry could not be written: {0}")]
     Storage(String),
     #[error("the controller core is unavailable")]
@@ -236,11 +258,27 @@ fn apply_one(
                 (true, Some(c)) => c.clone(),
                 _ => BTreeMap::new(),
             };
+            let names_min_insync = set.iter().any(|(k, _)| k == MIN_INSYNC_REPLICAS);
             for (k, v) in set {
                 match v {
                     Some(v) => next.insert(k, v),
                     None => next.remove(&k),
                 };
+            }
+            // min.insync.replicas is a cluster-level setting from the first start on
+            // (`metadata::BOOTSTRAP_CLUSTER_CONFIGS`); Kafka 4.4, with eligible leader replicas
+            // on, refuses to remove it or to set it per broker (validate-only too).
+            if entity.is_empty() && !next.contains_key(MIN_INSYNC_REPLICAS) {
+                return Err(TopicChangeError::InvalidConfig(
+                    "Cluster-level min.insync.replicas cannot be removed while ELR is enabled."
+                        .into(),
+                ));
+            }
+            if !entity.is_empty() && names_min_insync {
+                return Err(TopicChangeError::InvalidConfig(
+                    "Broker-level min.insync.replicas cannot be altered while ELR is enabled."
+                        .into(),
+                ));
             }
             if !dry_run && Some(&next) != current && !(next.is_empty() && current.is_none()) {
                 if next.is_empty() {
@@ -252,7 +290,63 @@ fn apply_one(
             }
             Ok(())
         }
+        TopicChange::AlterStoredConfigs {
+            resource,
+            name,
+            set,
+            incremental,
+            dry_run,
+        } => alter_stored_configs(table, resource, name, set, incremental, dry_run, changed),
     }
+}
+
+/// The one broker config whose place Kafka 4.4 fixes at the cluster level.
+const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
+
+/// Applies a change to a group's or client-metrics subscription's configs to `table`.
+fn alter_stored_configs(
+    table: &mut TopicTable,
+    resource: StoredResource,
+    name: String,
+    set: Vec<(String, Option<String>)>,
+    incremental: bool,
+    dry_run: bool,
+    changed: &mut bool,
+) -> Result<(), TopicChangeError> {
+    let stored = match resource {
+        StoredResource::Group => &mut table.group_configs,
+        StoredResource::ClientMetrics => &mut table.client_metrics,
+    };
+    let current = stored.get(&name);
+    let mut next = match (incremental, current) {
+        (true, Some(c)) => c.clone(),
+        _ => BTreeMap::new(),
+    };
+    for (k, v) in set {
+        match v {
+            Some(v) => next.insert(k, v),
+            None => next.remove(&k),
+        };
+    }
+    let next = match resource {
+        StoredResource::Group => {
+            group_config::validate(&next).map_err(TopicChangeError::InvalidConfig)?
+        }
+        StoredResource::ClientMetrics => client_metrics::validate(&next).map_err(|r| match r {
+            client_metrics::Refused::Request(m) => TopicChangeError::InvalidRequest(m),
+            client_metrics::Refused::Config(m) => TopicChangeError::InvalidConfig(m),
+        })?,
+    };
+    if dry_run || Some(&next) == current || (next.is_empty() && current.is_none()) {
+        return Ok(());
+    }
+    if next.is_empty() {
+        stored.remove(&name);
+    } else {
+        stored.insert(name, next);
+    }
+    *changed = true;
+    Ok(())
 }
 
 /// Milliseconds since the Unix epoch.

@@ -54,7 +54,12 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<i32> {
     )?;
     let _data_lock = startup::lock_data_dir(&config.data_dir)?;
     let (addr, _port_lock) = startup::claim_port(config.listen)?;
-    let topics = TopicTable::load(&config.data_dir)?;
+    let mut topics = TopicTable::load(&config.data_dir)?;
+    if topics.add_bootstrap_configs() {
+        // Stored before any core starts, so the cluster-level defaults are on disk from the
+        // first start on.
+        topics.store(&config.data_dir)?;
+    }
     let cluster_id = startup::cluster_id(&config.data_dir)?;
 
     let stop = Arc::new(AtomicBool::new(false));

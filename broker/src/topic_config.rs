@@ -381,6 +381,22 @@ impl Inherited {
     }
 }
 
+/// A topic config's effective value and its source, as DescribeConfigs and CreateTopics report
+/// it: the topic's own value, else the most specific broker layer that sets its broker config,
+/// else Kafka's default.
+pub fn effective<'a>(
+    d: &'a ConfigDef,
+    overrides: &'a BTreeMap<String, String>,
+    inherited: &'a Inherited,
+) -> (&'a str, i8) {
+    if let Some(v) = overrides.get(d.name) {
+        return (v.as_str(), source::TOPIC);
+    }
+    broker_key(d.name)
+        .and_then(|k| inherited.lookup(k))
+        .unwrap_or((d.default, source::DEFAULT))
+}
+
 /// Checks one key and value; the error text is Kafka's, for INVALID_CONFIG responses.
 pub fn validate(name: &str, value: &str) -> Result<(), String> {
     let Some(d) = def(name) else {

@@ -52,10 +52,11 @@ def _clock_number(m):
 #    topic: remote storage, compaction tuning, throttled replicas, ...), most of which sluice does
 #    not have. Only the topic configs issue 12 makes sluice implement (plus compression.type) are
 #    compared, on both sides; other entries of a "configs" map are dropped. A scenario that needs
-#    another config compared adds it here.
+#    another config compared adds it here. min.insync.replicas is compared since sluice has it as
+#    Kafka 4.4 does (a cluster-level dynamic default, source DYNAMIC_DEFAULT_BROKER_CONFIG).
 COMPARED_TOPIC_CONFIGS = {
     "cleanup.policy", "max.message.bytes", "message.timestamp.type", "retention.bytes",
-    "retention.ms", "segment.bytes", "compression.type",
+    "retention.ms", "segment.bytes", "compression.type", "min.insync.replicas",
 }
 CONFIG_KEYS = {"configs"}
 

@@ -40,9 +40,10 @@ def test_normalize_timestamps_only_near_now():
 
 def test_normalize_configs_compares_only_the_listed_ones():
     cfg = {"retention.ms": {"value": "1000"}, "remote.storage.enable": {"value": "false"},
-           "cleanup.policy": {"value": "delete"}}
+           "cleanup.policy": {"value": "delete"}, "min.insync.replicas": {"value": "1", "source": 3}}
     n = normalize.normalize_line({"configs": cfg})
-    assert n == {"configs": {"retention.ms": {"value": "1000"}, "cleanup.policy": {"value": "delete"}}}
+    assert n == {"configs": {"retention.ms": {"value": "1000"}, "cleanup.policy": {"value": "delete"},
+                             "min.insync.replicas": {"value": "1", "source": 3}}}
 
 
 def test_first_difference():

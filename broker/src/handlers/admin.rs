@@ -145,13 +145,10 @@ pub fn describe_cluster(
             is_fenced: false,
             ..Default::default()
         }],
-        cluster_authorized_operations: if request.include_cluster_authorized_operations {
-            // ALTER, ALTER_CONFIGS, CLUSTER_ACTION, CREATE, DESCRIBE, DESCRIBE_CONFIGS,
-            // IDEMPOTENT_WRITE: everything, with no authorizer.
-            (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12)
-        } else {
-            i32::MIN
-        },
+        cluster_authorized_operations: super::authorized::when(
+            request.include_cluster_authorized_operations,
+            super::authorized::CLUSTER,
+        ),
         ..Default::default()
     }
 }

@@ -1,4 +1,5 @@
-//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics and brokers.
+//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics, brokers, groups and
+//! client-metrics subscriptions, and ListConfigResources.
 //!
 //! Topic changes and dynamic broker configs go through core 0's registry, which persists them;
 //! the owning cores then reopen the partitions whose effective settings changed. As in Kafka,
@@ -10,7 +11,13 @@
 //! (INVALID_REQUEST, "Cannot update these configs dynamically"); unknown names are stored as
 //! custom settings and described with a hidden value, as Kafka does.
 //!
-//! Not built: broker-logger resources.
+//! Group configs (type 32, `crate::group_config`) and client-metrics subscriptions (type 16,
+//! `crate::client_metrics`) are stored in the registry too, checked as a whole set on core 0
+//! as Kafka's controller checks them, and described with Kafka's sources (GROUP_CONFIG 8,
+//! CLIENT_METRICS_CONFIG 7, else DEFAULT_CONFIG 5); nothing else in sluice reads them.
+//!
+//! Not built: broker-logger resources (ListConfigResources lists this broker's, as Kafka does,
+//! but DescribeConfigs refuses them).
 
 use std::rc::Rc;
 
@@ -18,15 +25,19 @@ use sluice_net::StrBytes;
 use sluice_net::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
+use sluice_net::messages::list_config_resources_response::ConfigResource;
 use sluice_net::messages::{
     AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
-    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, ListConfigResourcesRequest,
+    ListConfigResourcesResponse,
 };
 
+use crate::client_metrics::CLIENT_METRICS_CONFIGS;
 use crate::core::Core;
 use crate::errors::code;
+use crate::group_config::GROUP_CONFIGS;
 use crate::metadata::TopicTable;
-use crate::registry::TopicChange;
+use crate::registry::{StoredResource, TopicChange};
 use crate::topic_config::source::{
     DEFAULT as SOURCE_DEFAULT, DYNAMIC_DEFAULT_BROKER as SOURCE_DYNAMIC_DEFAULT_BROKER,
     STATIC_BROKER as SOURCE_STATIC_BROKER, TOPIC as SOURCE_TOPIC,
@@ -35,6 +46,13 @@ use crate::topic_config::{self, ConfigType, Inherited, TOPIC_CONFIGS};
 
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
+pub const RESOURCE_BROKER_LOGGER: i8 = 8;
+pub const RESOURCE_CLIENT_METRICS: i8 = 16;
+pub const RESOURCE_GROUP: i8 = 32;
+
+/// DescribeConfigs sources of the stored-only resources.
+const SOURCE_CLIENT_METRICS: i8 = 7;
+const SOURCE_GROUP: i8 = 8;
 
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
@@ -74,12 +92,8 @@ pub async fn describe(
                             .map(|d| {
                                 let overridden = t.configs.get(d.name);
                                 let broker_key = topic_config::broker_key(d.name);
-                                let from_broker = broker_key.and_then(|k| inherited.lookup(k));
-                                let (value, source) = match (overridden, from_broker) {
-                                    (Some(v), _) => (v.as_str(), SOURCE_TOPIC),
-                                    (None, Some(b)) => b,
-                                    (None, None) => (d.default, SOURCE_DEFAULT),
-                                };
+                                let (value, source) =
+                                    topic_config::effective(d, &t.configs, &inherited);
                                 let mut synonyms = Vec::new();
                                 if request.include_synonyms {
                                     if let Some(v) = overridden {
@@ -127,11 +141,51 @@ pub async fn describe(
                             .collect();
                     }
                 },
+                RESOURCE_GROUP | RESOURCE_CLIENT_METRICS => {
+                    match describe_stored(&table, res.resource_type, res.resource_name.as_str()) {
+                        Err(message) => {
+                            result.error_code = code::INVALID_REQUEST;
+                            result.error_message = Some(message.into());
+                        }
+                        Ok(described) => {
+                            result.configs = described
+                                .into_iter()
+                                .filter(|c| wanted(&c.name))
+                                .map(|c| {
+                                    let synonyms = if request.include_synonyms {
+                                        c.synonyms
+                                            .iter()
+                                            .map(|(n, v, src)| synonym(n, Some(v), *src))
+                                            .collect()
+                                    } else {
+                                        Vec::new()
+                                    };
+                                    let mut e = entry(
+                                        &c.name,
+                                        Some(&c.value),
+                                        c.source,
+                                        false,
+                                        c.kind,
+                                        synonyms,
+                                    );
+                                    if request.include_documentation {
+                                        e.documentation = Some(c.doc.into());
+                                    }
+                                    e
+                                })
+                                .collect();
+                        }
+                    }
+                }
                 other => {
                     result.error_code = code::INVALID_REQUEST;
                     result.error_message =
                         Some(format!("Unsupported resource type {other}").into());
                 }
+            }
+            if result.error_code == code::NONE {
+                // Kafka answers an empty message, not null, for a described resource.
+                result.error_message = Some(StrBytes::from_static(""));
             }
             result
         })
@@ -140,6 +194,85 @@ pub async fn describe(
         results,
         ..Default::default()
     }
+}
+
+/// One described config of a group or client-metrics subscription.
+#[derive(Debug)]
+struct StoredEntry {
+    name: String,
+    value: String,
+    source: i8,
+    kind: ConfigType,
+    doc: &'static str,
+    /// (name, value, source), most specific first.
+    synonyms: Vec<(String, String, i8)>,
+}
+
+/// The configs a group or client-metrics subscription describes, sorted by name: every
+/// public key (a group's internal keys only when set), with the stored value or the default.
+/// A group or subscription need not exist; an empty name is refused with Kafka's text.
+fn describe_stored(
+    table: &TopicTable,
+    resource_type: i8,
+    name: &str,
+) -> Result<Vec<StoredEntry>, &'static str> {
+    let mut out = Vec::new();
+    if resource_type == RESOURCE_GROUP {
+        if name.is_empty() {
+            return Err("Group name must not be empty");
+        }
+        let stored = table.group_configs.get(name);
+        for d in GROUP_CONFIGS {
+            let own = stored.and_then(|s| s.get(d.name));
+            if d.internal && own.is_none() {
+                continue;
+            }
+            let mut synonyms = Vec::with_capacity(2);
+            if let Some(v) = own {
+                synonyms.push((d.name.to_owned(), v.clone(), SOURCE_GROUP));
+            }
+            // The broker config it falls back to (or the key itself where Kafka has none).
+            synonyms.push((d.synonym.to_owned(), d.default.to_owned(), SOURCE_DEFAULT));
+            out.push(StoredEntry {
+                name: d.name.to_owned(),
+                value: own.map_or(d.default, String::as_str).to_owned(),
+                source: if own.is_some() {
+                    SOURCE_GROUP
+                } else {
+                    SOURCE_DEFAULT
+                },
+                kind: d.kind,
+                doc: d.doc,
+                synonyms,
+            });
+        }
+    } else {
+        if name.is_empty() {
+            return Err("Client metrics subscription name must not be empty");
+        }
+        let stored = table.client_metrics.get(name);
+        for &(n, default, kind, doc) in CLIENT_METRICS_CONFIGS {
+            let own = stored.and_then(|s| s.get(n));
+            // Unlike a group's, a subscription's default has no synonym.
+            out.push(StoredEntry {
+                name: n.to_owned(),
+                value: own.map_or(default, String::as_str).to_owned(),
+                source: if own.is_some() {
+                    SOURCE_CLIENT_METRICS
+                } else {
+                    SOURCE_DEFAULT
+                },
+                kind,
+                doc,
+                synonyms: own
+                    .map(|v| (n.to_owned(), v.clone(), SOURCE_CLIENT_METRICS))
+                    .into_iter()
+                    .collect(),
+            });
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
 }
 
 fn synonym(name: &str, value: Option<&str>, source: i8) -> DescribeConfigsSynonym {
@@ -398,8 +531,8 @@ fn broker_change(
     ops: Vec<(String, i8, Option<String>)>,
     incremental: bool,
     dry_run: bool,
-) -> Result<TopicChange, (i16, String)> {
-    let invalid = |m: String| (code::INVALID_REQUEST, m);
+) -> Result<TopicChange, (i16, Option<String>)> {
+    let invalid = |m: String| (code::INVALID_REQUEST, Some(m));
     let entity = broker_entity(core, name).map_err(invalid)?;
     let set = plan_broker_change(core, table, &entity, ops).map_err(invalid)?;
     Ok(TopicChange::AlterBrokerConfigs {
@@ -516,7 +649,26 @@ pub async fn alter(
             let planned = broker_change(core, &table, name, ops, false, request.validate_only);
             if let Some((c, m)) = queue(planned, responses.len(), &mut slots, &mut changes) {
                 r.error_code = c;
-                r.error_message = Some(m.into());
+                r.error_message = m.map(Into::into);
+            }
+            responses.push(r);
+            continue;
+        }
+        if let Some(resource) = stored_resource(res.resource_type) {
+            // The whole set replaces the stored one; a null value is refused, not a delete.
+            let ops = res
+                .configs
+                .iter()
+                .map(|c| {
+                    let v = c.value.as_ref().map(|v| v.to_string());
+                    (c.name.to_string(), OP_SET, v)
+                })
+                .collect();
+            let name = res.resource_name.as_str();
+            let planned = stored_change(resource, name, ops, false, request.validate_only);
+            if let Some((c, m)) = queue(planned, responses.len(), &mut slots, &mut changes) {
+                r.error_code = c;
+                r.error_message = m.map(Into::into);
             }
             responses.push(r);
             continue;
@@ -583,7 +735,25 @@ pub async fn incremental_alter(
             let planned = broker_change(core, &table, name, ops, true, request.validate_only);
             if let Some((c, m)) = queue(planned, responses.len(), &mut slots, &mut changes) {
                 r.error_code = c;
-                r.error_message = Some(m.into());
+                r.error_message = m.map(Into::into);
+            }
+            responses.push(r);
+            continue;
+        }
+        if let Some(resource) = stored_resource(res.resource_type) {
+            let ops = res
+                .configs
+                .iter()
+                .map(|c| {
+                    let v = c.value.as_ref().map(|v| v.to_string());
+                    (c.name.to_string(), c.config_operation, v)
+                })
+                .collect();
+            let name = res.resource_name.as_str();
+            let planned = stored_change(resource, name, ops, true, request.validate_only);
+            if let Some((c, m)) = queue(planned, responses.len(), &mut slots, &mut changes) {
+                r.error_code = c;
+                r.error_message = m.map(Into::into);
             }
             responses.push(r);
             continue;
@@ -689,13 +859,134 @@ pub async fn incremental_alter(
     }
 }
 
+/// The stored-only resource a config resource type names, if it is one.
+fn stored_resource(resource_type: i8) -> Option<StoredResource> {
+    match resource_type {
+        RESOURCE_GROUP => Some(StoredResource::Group),
+        RESOURCE_CLIENT_METRICS => Some(StoredResource::ClientMetrics),
+        _ => None,
+    }
+}
+
+/// Plans a change to a group's or client-metrics subscription's configs (`ops`: name,
+/// operation, value), answering as Kafka's broker does for what it refuses before its
+/// controller checks the resulting set: an empty name, a key named twice, a SET without a
+/// value, APPEND or SUBTRACT (Kafka 4.4 refuses both for these resources, even on a LIST key),
+/// and an unknown operation (UNKNOWN_SERVER_ERROR without a message).
+fn stored_change(
+    resource: StoredResource,
+    name: &str,
+    ops: Vec<(String, i8, Option<String>)>,
+    incremental: bool,
+    dry_run: bool,
+) -> Result<TopicChange, (i16, Option<String>)> {
+    let request = |m: String| (code::INVALID_REQUEST, Some(m));
+    if name.is_empty() {
+        return Err(request(match resource {
+            StoredResource::Group => "Default group resources are not allowed.".to_owned(),
+            StoredResource::ClientMetrics => "Subscription name can't be empty".to_owned(),
+        }));
+    }
+    for (i, (key, ..)) in ops.iter().enumerate() {
+        if ops[..i].iter().any(|(k, ..)| k == key) {
+            return Err(request("Error due to duplicate config keys".to_owned()));
+        }
+    }
+    let mut set = Vec::with_capacity(ops.len());
+    for (key, op, value) in ops {
+        match op {
+            OP_SET if value.is_none() => {
+                return Err(request(format!("Null value not supported for : {key}")));
+            }
+            OP_SET => set.push((key, value)),
+            OP_DELETE => set.push((key, None)),
+            OP_APPEND | OP_SUBTRACT => {
+                let verb = if op == OP_APPEND {
+                    "APPEND"
+                } else {
+                    "SUBTRACT"
+                };
+                return Err((
+                    code::INVALID_CONFIG,
+                    Some(format!(
+                        "Can't {verb} to key {key} because its type is not LIST."
+                    )),
+                ));
+            }
+            _ => return Err((code::UNKNOWN_SERVER_ERROR, None)),
+        }
+    }
+    Ok(TopicChange::AlterStoredConfigs {
+        resource,
+        name: name.to_owned(),
+        set,
+        incremental,
+        dry_run,
+    })
+}
+
+/// ListConfigResources (KIP-1142; v0 is KIP-714's ListClientMetricsResources): the config
+/// resources of the requested types, as Kafka 4.4 lists them on one node: groups that have
+/// configs, client-metrics subscriptions, this broker as a broker-logger and as a broker,
+/// then every topic (internal ones too). v0 lists only subscriptions; an empty type list
+/// means every type the version knows, and a type outside them is UNSUPPORTED_VERSION.
+pub fn list_resources(
+    core: &Rc<Core>,
+    request: &ListConfigResourcesRequest,
+    version: i16,
+) -> ListConfigResourcesResponse {
+    const V0: &[i8] = &[RESOURCE_CLIENT_METRICS];
+    // In the order Kafka lists them, whatever order the request names them in.
+    const V1: &[i8] = &[
+        RESOURCE_GROUP,
+        RESOURCE_CLIENT_METRICS,
+        RESOURCE_BROKER_LOGGER,
+        RESOURCE_BROKER,
+        RESOURCE_TOPIC,
+    ];
+    let known = if version == 0 { V0 } else { V1 };
+    let asked = &request.resource_types;
+    if asked.iter().any(|t| !known.contains(t)) {
+        return ListConfigResourcesResponse {
+            error_code: code::UNSUPPORTED_VERSION,
+            ..Default::default()
+        };
+    }
+    let table = core.topics();
+    let node = core.config.node_id.to_string();
+    let mut config_resources = Vec::new();
+    let mut push = |name: &str, resource_type: i8| {
+        config_resources.push(ConfigResource {
+            resource_name: name.into(),
+            resource_type,
+            ..Default::default()
+        });
+    };
+    for &kind in known {
+        if version > 0 && !asked.is_empty() && !asked.contains(&kind) {
+            continue;
+        }
+        match kind {
+            RESOURCE_GROUP => table.group_configs.keys().for_each(|g| push(g, kind)),
+            RESOURCE_CLIENT_METRICS => table.client_metrics.keys().for_each(|m| push(m, kind)),
+            RESOURCE_BROKER_LOGGER | RESOURCE_BROKER => push(&node, kind),
+            _ => table.topics.keys().for_each(|t| push(t, kind)),
+        }
+    }
+    ListConfigResourcesResponse {
+        error_code: code::NONE,
+        config_resources,
+        ..Default::default()
+    }
+}
+
 /// Queues a planned change for the resource answered at `slot`, or hands back its refusal.
 fn queue(
-    planned: Result<TopicChange, (i16, String)>,
+    planned: Result<TopicChange, (i16, Option<String>)>,
     slot: usize,
     slots: &mut Vec<usize>,
     changes: &mut Vec<TopicChange>,
-) -> Option<(i16, String)> {
+) -> Option<(i16, Option<String>)> {
     match planned {
         Ok(change) => {
             slots.push(slot);

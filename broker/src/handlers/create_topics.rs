@@ -11,11 +11,7 @@ use sluice_net::{StrBytes, Uuid};
 use crate::core::Core;
 use crate::errors::{self, code};
 use crate::registry::TopicChange;
-use crate::topic_config::TOPIC_CONFIGS;
-
-/// DescribeConfigs/CreateTopics config sources.
-pub const SOURCE_TOPIC_CONFIG: i8 = 1;
-pub const SOURCE_DEFAULT_CONFIG: i8 = 5;
+use crate::topic_config::{self, Inherited, TOPIC_CONFIGS};
 
 pub async fn handle(
     core: &Rc<Core>,
@@ -23,6 +19,7 @@ pub async fn handle(
     version: i16,
 ) -> CreateTopicsResponse {
     let brokers = 1;
+    let inherited = core.inherited(&core.topics());
     let mut results: Vec<CreatableTopicResult> = Vec::with_capacity(request.topics.len());
     let mut changes = Vec::new();
     let mut pending = Vec::new(); // index into results for each change
@@ -142,7 +139,7 @@ pub async fn handle(
         result.num_partitions = partitions;
         result.replication_factor = replication;
         if version >= 5 {
-            result.configs = Some(described_configs(&configs));
+            result.configs = Some(described_configs(&configs, &inherited));
         }
         pending.push(results.len());
         results.push(result);
@@ -181,15 +178,16 @@ pub async fn handle(
     }
 }
 
-/// Every topic config with its effective value and source, as CreateTopics v5+ returns them.
-pub fn described_configs(overrides: &BTreeMap<String, String>) -> Vec<CreatableTopicConfigs> {
+/// Every topic config with its effective value and source (the broker-level values it would
+/// inherit included), as CreateTopics v5+ returns them.
+pub fn described_configs(
+    overrides: &BTreeMap<String, String>,
+    inherited: &Inherited,
+) -> Vec<CreatableTopicConfigs> {
     TOPIC_CONFIGS
         .iter()
         .map(|d| {
-            let (value, source) = match overrides.get(d.name) {
-                Some(v) => (v.as_str(), SOURCE_TOPIC_CONFIG),
-                None => (d.default, SOURCE_DEFAULT_CONFIG),
-            };
+            let (value, source) = topic_config::effective(d, overrides, inherited);
             CreatableTopicConfigs {
                 name: StrBytes::from(d.name),
                 value: Some(StrBytes::from(value)),

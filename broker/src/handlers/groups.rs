@@ -42,10 +42,6 @@ use crate::groups::{self, CommitEntry, FetchedOffset, GroupCall, GroupReply, OFF
 use crate::metadata::shard_for;
 use crate::registry::{TopicChange, TopicChangeError};
 
-/// READ, DELETE, DESCRIBE, DESCRIBE_CONFIGS and ALTER_CONFIGS on a group: everything, with
-/// no authorizer (Kafka answers 3400).
-const GROUP_AUTHORIZED_OPERATIONS_ALL: i32 = (1 << 3) | (1 << 6) | (1 << 8) | (1 << 10) | (1 << 11);
-
 /// Kafka's text for INVALID_REQUEST.
 const INVALID_REQUEST_MESSAGE: &str = "This most likely occurs because of a request being malformed by the client library or the message was sent to an incompatible broker. See the broker logs for more details.";
 
@@ -734,11 +730,10 @@ pub async fn describe_groups(
     request: DescribeGroupsRequest,
     version: i16,
 ) -> DescribeGroupsResponse {
-    let ops = if request.include_authorized_operations {
-        GROUP_AUTHORIZED_OPERATIONS_ALL
-    } else {
-        i32::MIN
-    };
+    let ops = super::authorized::when(
+        request.include_authorized_operations,
+        super::authorized::GROUP,
+    );
     let not_found = |name: &GroupId| {
         let mut d = DescribedGroup {
             group_id: name.clone(),
@@ -747,7 +742,7 @@ pub async fn describe_groups(
             ..Default::default()
         };
         if version >= 6 {
-            d.authorized_operations = i32::MIN;
+            d.authorized_operations = super::authorized::OMITTED;
             d.error_code = code::GROUP_ID_NOT_FOUND;
             d.error_message = Some(format!("Group {} not found.", name.as_str()).into());
         }

@@ -12,17 +12,11 @@ use sluice_net::messages::{
 };
 use sluice_net::{BrokerId, StrBytes, TopicName, Uuid};
 
+use super::authorized;
 use crate::core::Core;
 use crate::errors::code;
 use crate::metadata::{TopicMeta, topic_name_error};
 use crate::registry::TopicChange;
-
-/// "Not requested" for authorized-operations fields (Kafka's Integer.MIN_VALUE).
-pub const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
-/// READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS: with no
-/// authorizer every topic operation is allowed.
-pub const TOPIC_AUTHORIZED_OPERATIONS_ALL: i32 =
-    (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
 
 /// Whether a topic is one of Kafka's internal topics.
 pub fn is_internal(name: &str) -> bool {
@@ -96,7 +90,12 @@ pub async fn handle(core: &Rc<Core>, request: MetadataRequest, version: i16) -> 
         cluster_id: Some(StrBytes::from(core.cluster_id.as_str())),
         controller_id: core.config.node_id.into(),
         topics,
-        cluster_authorized_operations: AUTHORIZED_OPERATIONS_OMITTED,
+        // Only v8-10 carry the field (the codec leaves it out of other versions); librdkafka's
+        // describe_cluster asks through it.
+        cluster_authorized_operations: authorized::when(
+            request.include_cluster_authorized_operations,
+            authorized::CLUSTER,
+        ),
         ..Default::default()
     }
 }
@@ -115,11 +114,7 @@ fn missing_topic(
         topic_id,
         is_internal: false,
         partitions: Vec::new(),
-        topic_authorized_operations: if include_ops {
-            TOPIC_AUTHORIZED_OPERATIONS_ALL
-        } else {
-            AUTHORIZED_OPERATIONS_OMITTED
-        },
+        topic_authorized_operations: authorized::when(include_ops, authorized::TOPIC),
         ..Default::default()
     }
 }
@@ -143,11 +138,7 @@ fn topic_entry(core: &Core, t: &TopicMeta, include_ops: bool) -> MetadataRespons
                 ..Default::default()
             })
             .collect(),
-        topic_authorized_operations: if include_ops {
-            TOPIC_AUTHORIZED_OPERATIONS_ALL
-        } else {
-            AUTHORIZED_OPERATIONS_OMITTED
-        },
+        topic_authorized_operations: authorized::when(include_ops, authorized::TOPIC),
         ..Default::default()
     }
 }
@@ -196,7 +187,7 @@ pub fn describe_topic_partitions(
             topics.push(DescribeTopicPartitionsResponseTopic {
                 error_code: code::UNKNOWN_TOPIC_OR_PARTITION,
                 name: Some(name.into()),
-                topic_authorized_operations: TOPIC_AUTHORIZED_OPERATIONS_ALL,
+                topic_authorized_operations: authorized::TOPIC,
                 ..Default::default()
             });
             continue;
@@ -231,7 +222,7 @@ pub fn describe_topic_partitions(
             topic_id: Uuid(t.id),
             is_internal: is_internal(&name),
             partitions,
-            topic_authorized_operations: TOPIC_AUTHORIZED_OPERATIONS_ALL,
+            topic_authorized_operations: authorized::TOPIC,
             ..Default::default()
         });
         if next_cursor.is_some() {

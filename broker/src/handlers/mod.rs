@@ -11,6 +11,7 @@
 
 mod admin;
 mod api_versions;
+mod authorized;
 mod configs;
 mod create_topics;
 mod delete_topics;
@@ -53,6 +54,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeLogDirs, 1, 5),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::DescribeTopicPartitions, 0, 0),
+    (ApiKey::ListConfigResources, 0, 1),
     (ApiKey::FindCoordinator, 0, 6),
     (ApiKey::JoinGroup, 0, 9),
     (ApiKey::SyncGroup, 0, 5),
@@ -186,6 +188,9 @@ pub async fn handle(core: &Rc<Core>, frame: Bytes, peer_ip: &str) -> Outcome {
         Request::AlterConfigs(r) => Response::AlterConfigs(configs::alter(core, r, version).await),
         Request::IncrementalAlterConfigs(r) => {
             Response::IncrementalAlterConfigs(configs::incremental_alter(core, r, version).await)
+        }
+        Request::ListConfigResources(r) => {
+            Response::ListConfigResources(configs::list_resources(core, &r, version))
         }
         Request::CreatePartitions(r) => {
             Response::CreatePartitions(admin::create_partitions(core, r, version).await)

@@ -716,3 +716,176 @@ def produce_record_errors_timestamp(t, bs):
         t.check(all(err is not None for err, _ in reports), "the whole batch is refused", group=label)
     watermarks(t, bs, ctopic, 1)
 # ---- end of issue 18 item 3 (ck) ----
+
+
+# ---- Issue 18 item 5: admin answers as confluent-kafka sees them (authorized operations, -------
+# group configs, min.insync.replicas' source). Facts: tests/diff/KAFKA-FACTS.md / the helper's
+# notes (admin.md). Kafka 4.4 with no authorizer answers every operation the resource type
+# supports: cluster 8096, topic 3576, group 3400.
+
+def _acl_ops(ops):
+    """AclOperation list as the client returns it: sorted names and the bitfield they came from."""
+    if ops is None:
+        return {"ops": None}
+    return {"ops": sorted(o.name for o in ops), "bits": sum(1 << int(o.value) for o in ops)}
+
+
+def _commit_group(bs, gid, topic):
+    """A classic group that exists only through a committed offset (state Empty)."""
+    c = Consumer({"bootstrap.servers": bs, "group.id": gid, "enable.auto.commit": False})
+    try:
+        c.commit(offsets=[TopicPartition(topic, 0, 0)], asynchronous=False)
+    finally:
+        c.close()
+
+
+@reg("describe_cluster_authorized_ops")
+def describe_cluster_authorized_ops(t, bs):
+    """describe_cluster / describe_topics / describe_consumer_groups with and without
+    include_authorized_operations (DescribeCluster, Metadata v8+, DescribeGroups v3+)."""
+    a = admin(bs)
+    for asked in (True, False):
+        c = a.describe_cluster(include_authorized_operations=asked, request_timeout=15).result(timeout=20)
+        t.rec("describe-cluster", asked=asked, nodes=len(c.nodes), **_acl_ops(c.authorized_operations))
+    topic = t.topic()
+    create(t, bs, topic, partitions=1)
+    for name, asked in ((topic, True), (topic, False), (t.topic("unknown"), True)):
+        try:
+            d = a.describe_topics(TopicCollection([name]), include_authorized_operations=asked,
+                                  request_timeout=15)[name].result(timeout=20)
+            t.rec("describe-topic", topic=name, asked=asked, error=None, **_acl_ops(d.authorized_operations))
+        except KafkaException as e:
+            t.rec("describe-topic", topic=name, asked=asked, **kerr(e))
+    gid = t.topic("group")
+    _commit_group(bs, gid, topic)
+    for name, asked in ((gid, True), (gid, False), (t.topic("no-group"), True)):
+        try:
+            g = a.describe_consumer_groups([name], include_authorized_operations=asked,
+                                           request_timeout=15)[name].result(timeout=20)
+            t.rec("describe-group", group=name, asked=asked, error=None, state=str(g.state),
+                  **_acl_ops(g.authorized_operations))
+        except KafkaException as e:
+            t.rec("describe-group", group=name, asked=asked, **kerr(e))
+
+
+def _describe_group_configs(a, gid):
+    res = ConfigResource(ResourceType.GROUP, gid)
+    cfg = list(a.describe_configs([res], request_timeout=15).values())[0].result(timeout=20)
+    return {k: {"value": v.value, "source": v.source, "default": v.is_default, "read_only": v.is_read_only,
+                "sensitive": v.is_sensitive,
+                "synonyms": [[s.name, s.value, s.source] for s in (v.synonyms or {}).values()]}
+            for k, v in sorted(cfg.items())}
+
+
+def _rec_group_configs(t, a, gid, label, until=None):
+    """Records a group's configs (as "group_configs": normalize.py keeps this whole map, unlike a
+    topic's "configs"). `until(configs)`: poll (bounded), because Kafka acknowledges an
+    (Incremental)AlterConfigs before its DescribeConfigs shows the change."""
+    alive = deadline(10)
+    while True:
+        try:
+            configs = _describe_group_configs(a, gid)
+        except KafkaException as e:
+            t.rec("describe-group-configs", at=label, **kerr(e))
+            return None
+        if until is None or until(configs) or not alive():
+            break
+        time.sleep(0.1)
+    t.rec("describe-group-configs", at=label, group_configs=configs)
+    return configs
+
+
+def _alter_group(t, a, gid, label, entries, validate_only=False):
+    """IncrementalAlterConfigs on a GROUP resource; entries: (name, value, op)."""
+    res = ConfigResource(ResourceType.GROUP, gid, incremental_configs=[
+        ConfigEntry(k, v, incremental_operation=op) for k, v, op in entries])
+    try:
+        list(a.incremental_alter_configs([res], validate_only=validate_only,
+                                         request_timeout=15).values())[0].result(timeout=20)
+        t.rec("alter-group-configs", at=label, error=None)
+    except KafkaException as e:
+        t.rec("alter-group-configs", at=label, **kerr(e))
+
+
+@reg("group_configs")
+def group_configs(t, bs):
+    """DescribeConfigs / IncrementalAlterConfigs / AlterConfigs on GROUP resources (type 32):
+    defaults of an existing and of a never-seen group, SET two, invalid values, DELETE, and the
+    legacy AlterConfigs (replaces the group's whole set)."""
+    a = admin(bs)
+    topic = t.topic()
+    create(t, bs, topic, partitions=1)
+    gid = t.topic("group")
+    _commit_group(bs, gid, topic)
+    _rec_group_configs(t, a, gid, "defaults, existing group")
+    _rec_group_configs(t, a, t.topic("never-seen"), "defaults, group that does not exist")
+    SET, DELETE, APPEND = AlterConfigOpType.SET, AlterConfigOpType.DELETE, AlterConfigOpType.APPEND
+    _alter_group(t, a, gid, "validate only", [("consumer.session.timeout.ms", "60000", SET)], validate_only=True)
+    _alter_group(t, a, gid, "set session and heartbeat",
+                 [("consumer.session.timeout.ms", "50000", SET), ("consumer.heartbeat.interval.ms", "6000", SET)])
+    _rec_group_configs(t, a, gid, "after set", until=lambda c: c["consumer.session.timeout.ms"]["value"] == "50000"
+                       and c["consumer.heartbeat.interval.ms"]["value"] == "6000")
+    for label, entries in (
+            ("session below group.consumer.min.session.timeout.ms", [("consumer.session.timeout.ms", "1000", SET)]),
+            ("session above group.consumer.max.session.timeout.ms", [("consumer.session.timeout.ms", "70000", SET)]),
+            ("heartbeat below group.consumer.min.heartbeat.interval.ms", [("consumer.heartbeat.interval.ms", "1000", SET)]),
+            ("session not a number", [("consumer.session.timeout.ms", "abc", SET)]),
+            ("session negative", [("consumer.session.timeout.ms", "-1", SET)]),
+            ("unknown name", [("no.such.group.config", "1", SET)]),
+            ("append to an int", [("consumer.session.timeout.ms", "1", APPEND)]),
+            ("share.auto.offset.reset invalid", [("share.auto.offset.reset", "sideways", SET)])):
+        _alter_group(t, a, gid, label, entries)
+    _alter_group(t, a, gid, "delete session", [("consumer.session.timeout.ms", None, DELETE)])
+    _rec_group_configs(t, a, gid, "after delete", until=lambda c: c["consumer.session.timeout.ms"]["source"] == 5)
+    # a group that does not exist takes configs too (they live in the metadata log, not the group)
+    other = t.topic("config-only")
+    _alter_group(t, a, other, "set on a group that does not exist", [("consumer.session.timeout.ms", "55000", SET)])
+    _rec_group_configs(t, a, other, "config-only group",
+                       until=lambda c: c["consumer.session.timeout.ms"]["value"] == "55000")
+    # legacy AlterConfigs: the named set replaces the group's overrides (heartbeat goes back to default)
+    res = ConfigResource(ResourceType.GROUP, gid, set_config={"consumer.session.timeout.ms": "46000"})
+    try:
+        list(a.alter_configs([res], request_timeout=15).values())[0].result(timeout=20)
+        t.rec("alter-configs-legacy", error=None)
+    except KafkaException as e:
+        t.rec("alter-configs-legacy", **kerr(e))
+    _rec_group_configs(t, a, gid, "after legacy alter_configs",
+                       until=lambda c: c["consumer.session.timeout.ms"]["value"] == "46000"
+                       and c["consumer.heartbeat.interval.ms"]["source"] == 5)
+
+
+@reg("topic_min_insync_replicas_source")
+def topic_min_insync_replicas_source(t, bs):
+    """min.insync.replicas as DescribeConfigs reports it: Kafka 4.4's controller writes a
+    cluster-level (broker resource "") min.insync.replicas=1 at bootstrap (ELR is on), so a
+    topic without an override reports DYNAMIC_DEFAULT_BROKER_CONFIG (3), not DEFAULT_CONFIG."""
+    a = admin(bs)
+    topic = t.topic()
+    create(t, bs, topic, partitions=1)
+    with_override = t.topic("override")
+    create(t, bs, with_override, partitions=1, config={"min.insync.replicas": "1"})
+    me = str(a.describe_cluster(request_timeout=15).result(timeout=20).nodes[0].id)
+    for label, res in (("topic", ConfigResource(ResourceType.TOPIC, topic)),
+                       ("topic with override", ConfigResource(ResourceType.TOPIC, with_override)),
+                       ("this broker", ConfigResource(ResourceType.BROKER, me))):
+        cfg = list(a.describe_configs([res], request_timeout=15).values())[0].result(timeout=20)
+        v = cfg.get("min.insync.replicas")
+        if v is None:
+            t.rec("min-insync-replicas", at=label, present=False)
+            continue
+        # confluent-kafka keys synonyms by name, so of Kafka's two min.insync.replicas synonyms
+        # (DYNAMIC_DEFAULT_BROKER_CONFIG, DEFAULT_CONFIG) only the last is visible here
+        t.rec("min-insync-replicas", at=label, present=True, value=v.value, source=v.source,
+              default=v.is_default, read_only=v.is_read_only,
+              synonyms=[[s.name, s.value, s.source] for s in (v.synonyms or {}).values()])
+    # with ELR on, Kafka refuses a broker-level (per node) min.insync.replicas: INVALID_CONFIG
+    # (validate only, so a broker that accepts it changes nothing for the scenarios beside this one)
+    for op, value in ((AlterConfigOpType.SET, "2"), (AlterConfigOpType.DELETE, None)):
+        res = ConfigResource(ResourceType.BROKER, me, incremental_configs=[
+            ConfigEntry("min.insync.replicas", value, incremental_operation=op)])
+        try:
+            a.incremental_alter_configs([res], validate_only=True, request_timeout=15)[res].result(timeout=20)
+            t.rec("alter-broker-min-insync-replicas", op=str(op), error=None)
+        except KafkaException as e:
+            t.rec("alter-broker-min-insync-replicas", op=str(op), **kerr(e))
+# ---- end of issue 18 item 5 (ck) ----

@@ -222,3 +222,135 @@ def consumer_groups(t, bs):
     outcome(t, "delete", r, exc)
     r, exc = tool("kafka-consumer-groups", bs, "--describe", "--group", gid)
     outcome(t, "describe-deleted", r, exc)
+
+
+# ---- Issue 18 item 5: kafka-configs on groups, ListConfigResources, min.insync.replicas --------
+# Facts: tests/diff/KAFKA-FACTS.md / the helper's notes (admin.md).
+
+def _configs_until(bs, ent, pred, tries=5):
+    """kafka-configs --describe, again (bounded) until pred(stdout) holds: Kafka acknowledges an
+    alter before its DescribeConfigs shows it."""
+    for _ in range(tries):
+        r, exc = tool("kafka-configs", bs, *ent, "--describe")
+        if r.returncode != 0 or pred(r.stdout):
+            break
+    return r, exc
+
+
+def _lines(text):
+    return [x.rstrip() for x in text.splitlines() if x.strip()]
+
+
+def _error_line(r):
+    """The tool's one-line reason (the last 'Caused by'/exception line), for the transcript; it
+    is recorded as msg, which normalize.py drops (error text is not compared)."""
+    found = [x for x in (r.stdout + r.stderr).splitlines() if "Exception:" in x]
+    return found[-1].split("Exception:", 1)[1].strip() if found else None
+
+
+@reg("group_configs")
+def group_configs(t, bs):
+    """kafka-configs --entity-type groups: describe a group with no configs, --alter --add-config
+    consumer.session.timeout.ms=50000, describe (dynamic and --all), invalid values, delete."""
+    gid = t.topic("group")
+    ent = ["--entity-type", "groups", "--entity-name", gid]
+    r, exc = tool("kafka-configs", bs, *ent, "--describe")
+    outcome(t, "describe-no-configs", r, exc, out=_lines(r.stdout))
+    r, exc = tool("kafka-configs", bs, *ent, "--alter", "--add-config", "consumer.session.timeout.ms=50000")
+    outcome(t, "alter-add", r, exc, out=_lines(r.stdout))
+    r, exc = _configs_until(bs, ent, lambda out: "consumer.session.timeout.ms=50000" in out)
+    cfg, syn = parse_configs(r.stdout)
+    outcome(t, "describe", r, exc, header=_lines(r.stdout)[:1], group_configs=cfg, synonyms=syn)
+    r, exc = tool("kafka-configs", bs, *ent, "--describe", "--all")
+    cfg, syn = parse_configs(r.stdout)
+    outcome(t, "describe-all", r, exc, header=_lines(r.stdout)[:1], group_configs=cfg, synonyms=syn)
+    # (ck.group_configs covers the other invalid values; each tool run here is a JVM start)
+    for name, kv in (("below-min-session", "consumer.session.timeout.ms=1000"),
+                     ("unknown-name", "no.such.group.config=1")):
+        r, exc = tool("kafka-configs", bs, *ent, "--alter", "--add-config", kv)
+        outcome(t, "alter-invalid-" + name, r, exc, msg=_error_line(r))
+    r, exc = tool("kafka-configs", bs, *ent, "--alter", "--add-config",
+                  "consumer.heartbeat.interval.ms=6000,consumer.session.timeout.ms=55000")
+    outcome(t, "alter-add-two", r, exc, out=_lines(r.stdout))
+    r, exc = _configs_until(bs, ent, lambda out: "consumer.session.timeout.ms=55000" in out
+                            and "consumer.heartbeat.interval.ms=6000" in out)
+    cfg, syn = parse_configs(r.stdout)
+    outcome(t, "describe-two", r, exc, group_configs=cfg, synonyms=syn)
+    r, exc = tool("kafka-configs", bs, *ent, "--alter", "--delete-config",
+                  "consumer.session.timeout.ms,consumer.heartbeat.interval.ms")
+    outcome(t, "alter-delete", r, exc, out=_lines(r.stdout))
+    r, exc = _configs_until(bs, ent, lambda out: "consumer." not in out)
+    outcome(t, "describe-after-delete", r, exc, out=_lines(r.stdout))
+
+
+def _config_blocks(text, prefix):
+    """kafka-configs --describe without --entity-name: {entity: [config lines]} for the entities
+    whose name starts with prefix (other scenarios' groups share the broker)."""
+    blocks, cur = {}, None
+    for line in text.splitlines():
+        m = re.match(r"Dynamic configs for [\w-]+ (\S+) are:$", line)
+        if m:
+            cur = m.group(1) if m.group(1).startswith(prefix) else None
+            if cur:
+                blocks[cur] = []
+        elif cur and line.startswith("  "):
+            blocks[cur].append(line.strip())
+    return blocks
+
+
+@reg("list_config_resources")
+def list_config_resources(t, bs):
+    """ListConfigResources (API 74) as kafka-configs uses it: --describe --entity-type
+    client-metrics without a name lists the subscriptions (v1, types [16]); --describe
+    --entity-type groups without a name lists ListGroups' groups plus the groups that have
+    configs (v1, types [32]), so a group that only has configs shows up."""
+    prefix = t.topic()
+    r, exc = tool("kafka-configs", bs, "--describe", "--entity-type", "client-metrics")
+    outcome(t, "client-metrics-none", r, exc, mine=_config_blocks(r.stdout, prefix))
+    sub = t.topic("sub")
+    cm = ["--entity-type", "client-metrics", "--entity-name", sub]
+    # matches no client (client_id), so the clients of scenarios running beside this one are not asked for telemetry
+    r, exc = tool("kafka-configs", bs, *cm, "--alter", "--add-config",
+                  "metrics=[org.apache.kafka.producer.],interval.ms=60000,match=[client_id=diff-matches-no-client]")
+    outcome(t, "client-metrics-add", r, exc, out=_lines(r.stdout))
+    for _ in range(5):
+        r, exc = tool("kafka-configs", bs, "--describe", "--entity-type", "client-metrics")
+        if r.returncode != 0 or sub in r.stdout:
+            break
+    outcome(t, "client-metrics-list", r, exc, mine=_config_blocks(r.stdout, prefix))
+    r, exc = tool("kafka-configs", bs, *cm, "--alter", "--add-config", "interval.ms=10")
+    outcome(t, "client-metrics-invalid-interval", r, exc, msg=_error_line(r))
+    r, exc = tool("kafka-configs", bs, *cm, "--alter", "--delete-config", "metrics,interval.ms,match")
+    outcome(t, "client-metrics-delete", r, exc, out=_lines(r.stdout))
+    r, exc = _configs_until(bs, cm, lambda out: "interval.ms" not in out)
+    outcome(t, "client-metrics-describe-deleted", r, exc, out=_lines(r.stdout))
+    gid = t.topic("config-only-group")
+    r, exc = tool("kafka-configs", bs, "--entity-type", "groups", "--entity-name", gid, "--alter",
+                  "--add-config", "consumer.heartbeat.interval.ms=7000")
+    outcome(t, "group-add", r, exc, out=_lines(r.stdout))
+    for _ in range(5):
+        r, exc = tool("kafka-configs", bs, "--describe", "--entity-type", "groups")
+        if r.returncode != 0 or "consumer.heartbeat.interval.ms=7000" in r.stdout:
+            break
+    outcome(t, "groups-list", r, exc, mine=_config_blocks(r.stdout, prefix))
+
+
+@reg("topic_min_insync_replicas")
+def topic_min_insync_replicas(t, bs):
+    """Where min.insync.replicas comes from, as the tools print it: kafka-topics --describe shows
+    it among a topic's Configs (non-default source), kafka-configs shows the cluster-level
+    (--entity-default) value Kafka 4.4's controller writes at bootstrap, and the topic's synonyms."""
+    topic = t.topic()
+    r, exc = tool("kafka-topics", bs, "--create", "--topic", topic, "--partitions", "1")
+    outcome(t, "create", r, exc)
+    r, exc = tool("kafka-topics", bs, "--describe", "--topic", topic)
+    shown = [d.get("configs") for d in parse_describe(r.stdout) if "PartitionCount" in d]
+    outcome(t, "describe-topic", r, exc, topic_configs_shown=shown)
+    r, exc = tool("kafka-configs", bs, "--describe", "--entity-type", "brokers", "--entity-default")
+    outcome(t, "describe-cluster-default", r, exc,
+            out=[x for x in _lines(r.stdout) if not x.startswith("  ") or "min.insync.replicas" in x])
+    r, exc = tool("kafka-configs", bs, "--describe", "--entity-type", "topics", "--entity-name", topic, "--all")
+    cfg, syn = parse_configs(r.stdout)
+    outcome(t, "describe-topic-all", r, exc, min_insync_replicas=cfg.get("min.insync.replicas"),
+            synonyms=syn.get("min.insync.replicas"))
+# ---- end of issue 18 item 5 (cli) ----
