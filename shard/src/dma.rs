@@ -209,8 +209,18 @@ pub async fn probe_dma_polling(dir: &Path) -> io::Result<()> {
         .map(|m| m.len() >= 4096)
         .unwrap_or(false);
     if !ok {
-        std::fs::write(&path, vec![0x5au8; 4096])?;
-        std::fs::File::open(&path)?.sync_all()?;
+        // Every core probes at start: each writes its own temporary file and renames it into
+        // place, so no core ever opens a probe file another is still writing (an empty first
+        // DmaFile makes glommio's probe wrongly enable polling, and every DMA read of that
+        // core then fails with EOPNOTSUPP).
+        let tmp = dir.join(format!(
+            "{DMA_PROBE_FILE}.{}.{:?}.tmp",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::write(&tmp, vec![0x5au8; 4096])?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
     }
     let f = DmaFile::open(&absolute(&path)?).await.map_err(to_io)?;
     let r = f.read_at_aligned(0, 4096).await.map_err(to_io);
