@@ -1450,12 +1450,13 @@ impl<S: Storage> Partition<S> {
             .await
             .map_err(io_err("sync dir", &inner.dir))?;
         let file = Rc::new(file);
-        let mut st = inner.state.borrow_mut();
-        st.recovery_point = st.recovery_point.max(base);
-        if let Some(seg) = st.segments.get_mut(&base) {
-            seg.file = SegmentFile::Pinned(file.clone());
+        {
+            let mut st = inner.state.borrow_mut();
+            st.recovery_point = st.recovery_point.max(base);
+            if let Some(seg) = st.segments.get_mut(&base) {
+                seg.file = SegmentFile::Pinned(file.clone());
+            }
         }
-        drop(st);
         self.write_meta().await?;
         // Every batch below `base` is durable now (sealed above), so the roll's producer
         // snapshot may say so.

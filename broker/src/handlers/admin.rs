@@ -260,10 +260,8 @@ pub async fn offset_for_leader_epoch(
             };
             match meta {
                 Some(m) if p.partition >= 0 && p.partition < m.partitions => {
-                    if p.current_leader_epoch > LEADER_EPOCH {
-                        r.error_code = code::UNKNOWN_LEADER_EPOCH;
-                    } else if p.current_leader_epoch >= 0 && p.current_leader_epoch < LEADER_EPOCH {
-                        r.error_code = code::FENCED_LEADER_EPOCH;
+                    if let Some(error) = stale_epoch(p.current_leader_epoch, LEADER_EPOCH) {
+                        r.error_code = error;
                     } else if p.leader_epoch == LEADER_EPOCH {
                         slots.push((ti, pi));
                         ops.push(Addressed {
@@ -298,5 +296,18 @@ pub async fn offset_for_leader_epoch(
     OffsetForLeaderEpochResponse {
         topics,
         ..Default::default()
+    }
+}
+
+/// Kafka's check of a request's `current_leader_epoch` (-1: not given) against the partition's
+/// leader epoch: a newer one is UNKNOWN_LEADER_EPOCH (this broker is behind), an older one
+/// FENCED_LEADER_EPOCH (the client is).
+fn stale_epoch(current: i32, leader: i32) -> Option<i16> {
+    if current > leader {
+        Some(code::UNKNOWN_LEADER_EPOCH)
+    } else if current >= 0 && current < leader {
+        Some(code::FENCED_LEADER_EPOCH)
+    } else {
+        None
     }
 }
