@@ -105,13 +105,10 @@ pub async fn run(core: &Rc<Core>, ops: Vec<Addressed>) -> Vec<PartitionOpResult>
                 if owner == core.id {
                     run_local(&core, ops).await
                 } else {
-                    let failures: Vec<PartitionOpResult> = ops
-                        .iter()
-                        .map(|a| failure(&a.op, core_gone(owner)))
-                        .collect();
+                    let failures: Vec<Failure> = ops.iter().map(|a| failure(&a.op)).collect();
                     match core.mesh.call(owner, CoreRequest::Partitions(ops)).await {
                         Ok(CoreReply::Partitions(results)) => results,
-                        _ => failures,
+                        _ => failures.into_iter().map(|f| f(core_gone(owner))).collect(),
                     }
                 }
             }),
@@ -135,17 +132,21 @@ fn core_gone(owner: usize) -> PartError {
     )
 }
 
-/// The result of `op` failing with `e`.
-fn failure(op: &PartitionOp, e: PartError) -> PartitionOpResult {
+/// Builds the result of an op failing with an error.
+type Failure = fn(PartError) -> PartitionOpResult;
+
+/// How `op` fails: kept before the op is handed away, and called only if it does fail, so the
+/// request path builds no error it does not send.
+fn failure(op: &PartitionOp) -> Failure {
     match op {
-        PartitionOp::Append { .. } => PartitionOpResult::Appended(Err(e)),
-        PartitionOp::Read { .. } => PartitionOpResult::Read(Err(e)),
-        PartitionOp::Offsets => PartitionOpResult::Offsets(Err(e)),
-        PartitionOp::OffsetForTimestamp { .. } => PartitionOpResult::OffsetForTimestamp(Err(e)),
-        PartitionOp::WaitForAppend { .. } => PartitionOpResult::Waited,
-        PartitionOp::DeleteRecordsBefore { .. } => PartitionOpResult::DeletedRecords(Err(e)),
-        PartitionOp::Describe => PartitionOpResult::Described(Err(e)),
-        PartitionOp::MaxTimestamp => PartitionOpResult::MaxTimestamp(Err(e)),
+        PartitionOp::Append { .. } => |e| PartitionOpResult::Appended(Err(e)),
+        PartitionOp::Read { .. } => |e| PartitionOpResult::Read(Err(e)),
+        PartitionOp::Offsets => |e| PartitionOpResult::Offsets(Err(e)),
+        PartitionOp::OffsetForTimestamp { .. } => |e| PartitionOpResult::OffsetForTimestamp(Err(e)),
+        PartitionOp::WaitForAppend { .. } => |_| PartitionOpResult::Waited,
+        PartitionOp::DeleteRecordsBefore { .. } => |e| PartitionOpResult::DeletedRecords(Err(e)),
+        PartitionOp::Describe => |e| PartitionOpResult::Described(Err(e)),
+        PartitionOp::MaxTimestamp => |e| PartitionOpResult::MaxTimestamp(Err(e)),
     }
 }
 
@@ -157,14 +158,15 @@ pub async fn run_local(core: &Rc<Core>, ops: Vec<Addressed>) -> Vec<PartitionOpR
         .into_iter()
         .map(|a| {
             let core = Rc::clone(core);
-            let failed = failure(&a.op, core_gone(core.id));
+            let failed = failure(&a.op);
+            let owner = core.id;
             let task = glommio::spawn_local(async move { run_one(&core, a).await }).detach();
-            (task, failed)
+            (task, failed, owner)
         })
         .collect();
     let mut out = Vec::with_capacity(tasks.len());
-    for (task, failed) in tasks {
-        out.push(task.await.unwrap_or(failed));
+    for (task, failed, owner) in tasks {
+        out.push(task.await.unwrap_or_else(|| failed(core_gone(owner))));
     }
     out
 }
@@ -178,7 +180,7 @@ async fn run_one(core: &Rc<Core>, a: Addressed) -> PartitionOpResult {
                 "This server does not host this topic-partition.",
             ),
         };
-        return failure(&a.op, e);
+        return failure(&a.op)(e);
     };
     match a.op {
         PartitionOp::Append { records } => {
