@@ -331,3 +331,42 @@ impl RawConn {
         decode_response(api, version, correlation_id, frame)
     }
 }
+
+static NEXT_CORRELATION: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(1);
+static NEXT_NAME: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// A name no other test (nor an earlier run against the same external broker) uses.
+pub fn uniq(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos();
+    format!(
+        "{prefix}-{}-{}-{}",
+        std::process::id(),
+        nanos % 1_000_000_000_000,
+        NEXT_NAME.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
+/// Sends `req` with a fresh correlation id and decodes the answer.
+pub fn call(
+    c: &mut RawConn,
+    api: sluice_net::ApiKey,
+    v: i16,
+    req: sluice_net::Request,
+) -> sluice_net::Response {
+    let corr = NEXT_CORRELATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    c.call(api, v, corr, &req)
+}
+
+/// The body of a `Response` of the given variant; panics on any other answer.
+#[macro_export]
+macro_rules! expect {
+    ($resp:expr, $variant:ident) => {
+        match $resp {
+            sluice_net::Response::$variant(r) => r,
+            other => panic!("expected {} response, got {other:?}", stringify!($variant)),
+        }
+    };
+}

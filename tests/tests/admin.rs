@@ -7,7 +7,6 @@
 //! (each makes its own groups, topics and subscriptions). Kafka applies a config change a
 //! moment after acknowledging it, so reads after writes poll (`until`).
 
-use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use sluice_net::messages::alter_configs_request::{
@@ -23,8 +22,8 @@ use sluice_net::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use sluice_net::messages::*;
-use sluice_net::{ApiKey, Request, Response};
-use sluice_tests::{Broker, RawConn};
+use sluice_net::{ApiKey, Request};
+use sluice_tests::{Broker, RawConn, call, expect, uniq};
 
 const NONE: i16 = 0;
 const UNKNOWN_SERVER_ERROR: i16 = -1;
@@ -42,39 +41,8 @@ const SET: i8 = 0;
 const DELETE: i8 = 1;
 const APPEND: i8 = 2;
 
-static NEXT_CORRELATION: AtomicI32 = AtomicI32::new(1);
-static NEXT_NAME: AtomicU32 = AtomicU32::new(0);
-
-/// A name no other test (nor an earlier run against the same external broker) uses.
-fn uniq(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos();
-    format!(
-        "{prefix}-{}-{}-{}",
-        std::process::id(),
-        nanos % 1_000_000_000_000,
-        NEXT_NAME.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
 fn start() -> Broker {
     Broker::start(&["--metrics-listen", "off"])
-}
-
-fn call(c: &mut RawConn, api: ApiKey, v: i16, req: Request) -> Response {
-    let corr = NEXT_CORRELATION.fetch_add(1, Ordering::Relaxed);
-    c.call(api, v, corr, &req)
-}
-
-macro_rules! expect {
-    ($resp:expr, $variant:ident) => {
-        match $resp {
-            Response::$variant(r) => r,
-            other => panic!("expected {} response, got {other:?}", stringify!($variant)),
-        }
-    };
 }
 
 /// Polls `f` until it gives `Some`, for at most 15 s.

@@ -9,7 +9,6 @@
 //! into an Empty group waits group.initial.rebalance.delay.ms (0 in `tests/kafka-ref`, Kafka's
 //! default 3 s, sluice's 300 ms); no assertion depends on that delay.
 
-use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -28,8 +27,8 @@ use sluice_net::messages::offset_fetch_request::{
 };
 use sluice_net::messages::sync_group_request::SyncGroupRequestAssignment;
 use sluice_net::messages::*;
-use sluice_net::{ApiKey, Request, Response};
-use sluice_tests::{Broker, RawConn};
+use sluice_net::{ApiKey, Request};
+use sluice_tests::{Broker, RawConn, call, expect, uniq};
 
 // ---------------------------------------------------------------------------------------------
 // Error codes (Kafka's protocol numbers).
@@ -55,37 +54,6 @@ const FENCED_INSTANCE_ID: i16 = 82;
 
 // ---------------------------------------------------------------------------------------------
 // Plumbing.
-
-static NEXT_CORRELATION: AtomicI32 = AtomicI32::new(1);
-static NEXT_NAME: AtomicU32 = AtomicU32::new(0);
-
-/// A name no other test (nor an earlier run against the same external broker) uses.
-fn uniq(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos();
-    format!(
-        "{prefix}-{}-{}-{}",
-        std::process::id(),
-        nanos % 1_000_000_000_000,
-        NEXT_NAME.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn call(c: &mut RawConn, api: ApiKey, v: i16, req: Request) -> Response {
-    let corr = NEXT_CORRELATION.fetch_add(1, Ordering::Relaxed);
-    c.call(api, v, corr, &req)
-}
-
-macro_rules! expect {
-    ($resp:expr, $variant:ident) => {
-        match $resp {
-            Response::$variant(r) => r,
-            other => panic!("expected {} response, got {other:?}", stringify!($variant)),
-        }
-    };
-}
 
 /// A connection with a long read timeout: JoinGroup answers wait for the rebalance.
 fn connect(b: &Broker) -> RawConn {
