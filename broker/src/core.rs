@@ -60,11 +60,9 @@ pub struct Core {
     pub mesh: Rc<Mesh<CoreRequest, CoreReply>>,
     /// Bytes of requests admitted and not yet answered on this core.
     pub budget: Rc<Semaphore>,
-    /// Set when the broker is stopping: connections finish the request in hand and close.
-    pub stopping: Cell<bool>,
-    /// Never holds a permit; closed when the broker stops, which wakes every wait raced with
-    /// [`Core::stopped`] (idle connections, long polls, group joins and syncs) at once.
-    pub stop: Semaphore,
+    /// Set when the broker is stopping: connections finish the request in hand and close,
+    /// and every wait raced with it (idle connections, long polls, group joins and syncs) ends.
+    pub stop: crate::stop::StopSignal,
     /// Requests being handled right now (shutdown waits for zero).
     pub busy: Cell<usize>,
     pub connections: Cell<usize>,
@@ -98,12 +96,6 @@ impl std::fmt::Debug for Core {
 }
 
 impl Core {
-    /// Resolves once the broker is stopping (at once if it already is).
-    pub async fn stopped(&self) {
-        // Only `close` ever ends this wait: nothing signals permits.
-        let _ = self.stop.acquire(1).await;
-    }
-
     /// Answers a request from another core.
     pub async fn serve_peer(self: Rc<Self>, _from: usize, request: CoreRequest) -> CoreReply {
         match request {

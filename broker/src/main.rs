@@ -20,6 +20,7 @@ mod registry;
 mod runtime;
 mod shutdown;
 mod startup;
+mod stop;
 mod topic_config;
 mod tune;
 

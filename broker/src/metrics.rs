@@ -426,7 +426,7 @@ pub fn spawn_server(core: &Rc<Core>, addr: SocketAddr) {
             let Ok(mut stream) = listener.accept().await else {
                 continue;
             };
-            if core.stopping.get() {
+            if core.stop.is_stopping() {
                 return;
             }
             let core = Rc::clone(&core);

@@ -226,7 +226,7 @@ async fn run_one(core: &Rc<Core>, a: Addressed) -> PartitionOpResult {
         PartitionOp::WaitForAppend { after, timeout } => {
             futures_lite::future::or(
                 futures_lite::future::or(p.wait_for_append(after), glommio::timer::sleep(timeout)),
-                core.stopped(),
+                core.stop.stopped(),
             )
             .await;
             PartitionOpResult::Waited

@@ -249,8 +249,7 @@ async fn core_main(
         advertised_host,
         advertised_port,
         mesh,
-        stopping: std::cell::Cell::new(false),
-        stop: Semaphore::new(0),
+        stop: crate::stop::StopSignal::default(),
         busy: std::cell::Cell::new(0),
         connections: std::cell::Cell::new(0),
         connection_tasks: std::cell::RefCell::new(std::collections::HashMap::new()),
@@ -328,7 +327,7 @@ fn spawn_housekeeping(core: &Rc<Core>) {
             let cleaner_backoff = Duration::from_millis(core.config.log_cleaner_backoff_ms);
             loop {
                 glommio::timer::sleep(HOUSEKEEPING_PERIOD).await;
-                if core.stopping.get() {
+                if core.stop.is_stopping() {
                     return;
                 }
                 if let Err(e) = core.shard.flush_due().await {
@@ -400,8 +399,8 @@ fn spawn_connection(core: &Rc<Core>, stream: glommio::net::TcpStream) {
                     crate::handlers::handle(&core, frame, &peer_ip).await
                 }
             },
-            move || stopping_core.stopping.get(),
-            core.stopped(),
+            move || stopping_core.stop.is_stopping(),
+            core.stop.stopped(),
         )
         .await;
         core.connection_tasks.borrow_mut().remove(&id);

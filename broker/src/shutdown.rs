@@ -1,6 +1,6 @@
 //! A core's stop, bounded: what `core_main` does once SIGTERM/SIGINT is seen.
 //!
-//! 1. Stop accepting (the caller drops the listener), set `stopping` and close `Core::stop`,
+//! 1. Stop accepting (the caller drops the listener), call `Core::stop.stop()`,
 //!    which ends every wait raced with [`Core::stopped`]: connections waiting for their next
 //!    request close (idle and half-open ones included), long-poll fetches answer with what they
 //!    have, and JoinGroup/SyncGroup waiters get COORDINATOR_NOT_AVAILABLE, so clients move on.
@@ -111,8 +111,7 @@ pub async fn drain_and_close(core: &Rc<Core>, drained: &Arc<AtomicUsize>) -> any
     let started = Instant::now();
     let timeout = Duration::from_millis(core.config.shutdown_timeout_ms);
     let deadline = started + timeout;
-    core.stopping.set(true);
-    core.stop.close();
+    core.stop.stop();
     tracing::info!(
         core = core.id,
         connections = core.connections.get(),

@@ -376,7 +376,7 @@ async fn wait<T>(core: &Core, r: Reply<T>) -> Option<T> {
         Reply::Now(v) => Some(v),
         Reply::Wait(rx) => {
             futures_lite::future::or(rx.recv(), async {
-                core.stopped().await;
+                core.stop.stopped().await;
                 None
             })
             .await
@@ -1035,7 +1035,7 @@ pub fn spawn_timers(core: &Rc<Core>) {
     glommio::spawn_local(async move {
         loop {
             glommio::timer::sleep(TICK).await;
-            if core.stopping.get() {
+            if core.stop.is_stopping() {
                 return;
             }
             tick(&core);

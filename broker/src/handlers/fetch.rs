@@ -92,7 +92,7 @@ pub async fn handle(core: &Rc<Core>, request: FetchRequest, version: i16) -> Fet
             || errors
             || now >= deadline
             || wanted.is_empty()
-            || core.stopping.get()
+            || core.stop.is_stopping()
         {
             fill(core, &mut responses, &wanted, reads, max_bytes);
             break;
@@ -211,7 +211,7 @@ async fn wait_any(
             },
             glommio::timer::sleep(timeout),
         ),
-        core.stopped(),
+        core.stop.stopped(),
     )
     .await;
 }
