@@ -1,8 +1,9 @@
-//! One core's broker state: its mesh endpoint, memory budget, and connection bookkeeping.
+//! One core's broker state: its services, router, memory budget, and connection bookkeeping.
 //!
 //! A [`Core`] lives on exactly one executor thread for the life of the broker and is shared by
 //! that core's tasks through `Rc`. Nothing here is `Send`; other cores reach it only through
-//! [`crate::mesh::Mesh`] requests.
+//! [`crate::router::Router`] calls, which [`Core::serve`] answers by handing each request to
+//! the service that owns it. Services never import this module: they take narrow inputs.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -11,43 +12,19 @@ use std::rc::Rc;
 use glommio::sync::Semaphore;
 
 use crate::config::BrokerConfig;
-use crate::mesh::Mesh;
+use crate::messages::{CoreReply, CoreRequest};
 use crate::metadata::{TopicTable, shard_for};
-use crate::partitions::{self, Addressed, PartitionOpResult};
+use crate::partitions::LocalPartitions;
 use crate::producer_ids::ProducerIds;
-use crate::registry::{self, TopicChange, TopicChangeError};
+use crate::registry::{Applied, Registry, TopicChange, TopicChangeError};
+use crate::router::{CONTROL_CORE, Router};
 use crate::topic_config::{Inherited, TopicSettings};
 
-/// A request one core sends another.
+/// The node-wide single-writer services, on the control core only ([`CONTROL_CORE`]).
 #[derive(Debug)]
-pub enum CoreRequest {
-    /// Start-up check that the peer's receive loop runs.
-    Ping,
-    /// To core 0: change the topic registry (only core 0 writes it).
-    ChangeTopics(Vec<TopicChange>),
-    /// From core 0: the registry changed; adopt this table (and open or drop partitions).
-    TopicsChanged(TopicTable),
-    /// Operations on partitions this core owns.
-    Partitions(Vec<Addressed>),
-    /// To core 0: a fresh producer id.
-    AllocateProducerId,
-    /// To the core that coordinates a group.
-    Group(crate::groups::GroupCall),
-    /// This core's metrics, for a scrape.
-    Metrics,
-}
-
-/// The answer to a [`CoreRequest`].
-#[derive(Debug)]
-pub enum CoreReply {
-    Pong,
-    /// One result per requested change, in order.
-    TopicsChangedResult(Vec<Result<(), TopicChangeError>>),
-    Ack,
-    Partitions(Vec<PartitionOpResult>),
-    ProducerId(Result<i64, ()>),
-    Group(crate::groups::GroupReply),
-    Metrics(crate::metrics::Snapshot),
+pub struct Control {
+    pub registry: Registry,
+    pub producer_ids: ProducerIds,
 }
 
 /// One core's broker state.
@@ -57,7 +34,8 @@ pub struct Core {
     /// `host:port` this broker puts in Metadata.
     pub advertised_host: String,
     pub advertised_port: i32,
-    pub mesh: Rc<Mesh<CoreRequest, CoreReply>>,
+    /// The way to every core (this one included).
+    pub router: Rc<Router>,
     /// Bytes of requests admitted and not yet answered on this core.
     pub budget: Rc<Semaphore>,
     /// Set when the broker is stopping: connections finish the request in hand and close,
@@ -70,19 +48,18 @@ pub struct Core {
     /// at `shutdown_timeout_ms`.
     pub connection_tasks: RefCell<std::collections::HashMap<u64, glommio::task::JoinHandle<()>>>,
     pub next_connection: Cell<u64>,
-    /// This core's copy of the topic registry (core 0 holds the authoritative one).
+    /// Serial of this core's fetch waits (see `messages::WaitId`).
+    next_wait: Cell<u64>,
+    /// This core's copy of the topic registry (the control core holds the authoritative one).
     pub topics: RefCell<Rc<TopicTable>>,
     /// Kafka cluster id, persisted in the data dir.
     pub cluster_id: String,
     /// The partitions this core owns.
-    pub shard: sluice_shard::Shard,
-    /// Partitions this core owns that failed to open, with the storage error: requests for them
-    /// get KAFKA_STORAGE_ERROR with that text instead of a retriable "not hosted here".
-    pub unopened: RefCell<std::collections::HashMap<(String, i32), String>>,
-    /// Core 0: serializes topic registry changes (a one-permit semaphore).
-    pub registry_serial: Semaphore,
-    /// Core 0 only: the producer id allocator.
-    pub producer_ids: Option<ProducerIds>,
+    pub shard: Rc<sluice_shard::Shard>,
+    /// The partition service over `shard`: what other cores (and this one) ask of it.
+    pub partitions: Rc<LocalPartitions>,
+    /// The registry writer and producer ids: `Some` on the control core only.
+    pub control: Option<Control>,
     /// The consumer groups this core coordinates.
     pub groups: crate::groups::Coordinator,
     /// This core's counters.
@@ -95,20 +72,86 @@ impl std::fmt::Debug for Core {
     }
 }
 
+/// What a core is built from.
+pub struct CoreParts {
+    pub config: BrokerConfig,
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    pub router: Rc<Router>,
+    pub topics: TopicTable,
+    pub cluster_id: String,
+    pub shard: sluice_shard::Shard,
+    pub control: Option<Control>,
+}
+
 impl Core {
-    /// Answers a request from another core.
-    pub async fn serve_peer(self: Rc<Self>, _from: usize, request: CoreRequest) -> CoreReply {
+    /// Builds a core and installs it as its router's local end.
+    pub fn new(parts: CoreParts) -> Rc<Core> {
+        let id = parts.router.me();
+        let shard = Rc::new(parts.shard);
+        let core = Rc::new(Core {
+            id,
+            budget: Rc::new(Semaphore::new(
+                parts.config.core_request_memory_bytes as u64,
+            )),
+            groups: crate::groups::Coordinator::new(&parts.config),
+            config: parts.config,
+            advertised_host: parts.advertised_host,
+            advertised_port: parts.advertised_port,
+            router: Rc::clone(&parts.router),
+            stop: crate::stop::StopSignal::default(),
+            busy: Cell::new(0),
+            connections: Cell::new(0),
+            connection_tasks: RefCell::new(std::collections::HashMap::new()),
+            next_connection: Cell::new(0),
+            next_wait: Cell::new(0),
+            topics: RefCell::new(Rc::new(parts.topics)),
+            cluster_id: parts.cluster_id,
+            partitions: Rc::new(LocalPartitions::new(id, Rc::clone(&shard))),
+            shard,
+            control: parts.control,
+            metrics: crate::metrics::CoreMetrics::default(),
+        });
+        // The router holds the core weakly: the core owns the router.
+        let weak = Rc::downgrade(&core);
+        parts.router.set_local(Rc::new(move |from, request| {
+            let core = weak.upgrade();
+            Box::pin(async move {
+                match core {
+                    Some(core) => core.serve(from, request).await,
+                    None => CoreReply::Ack,
+                }
+            })
+        }));
+        core
+    }
+
+    /// A fresh serial for a fetch wait of this core.
+    pub fn next_wait_serial(&self) -> u64 {
+        let n = self.next_wait.get();
+        self.next_wait.set(n.wrapping_add(1));
+        n
+    }
+
+    /// Answers a request addressed to this core, from another core or (through the router)
+    /// from this one.
+    pub async fn serve(self: Rc<Self>, _from: usize, request: CoreRequest) -> CoreReply {
         match request {
             CoreRequest::Ping => CoreReply::Pong,
             CoreRequest::ChangeTopics(changes) => {
-                CoreReply::TopicsChangedResult(registry::apply(&self, changes).await)
+                CoreReply::TopicsChangedResult(self.apply_topic_changes(changes).await)
             }
             CoreRequest::TopicsChanged(table) => {
                 self.adopt_topics(table).await;
                 CoreReply::Ack
             }
-            CoreRequest::Partitions(ops) => {
-                CoreReply::Partitions(partitions::run_local(&self, ops).await)
+            CoreRequest::Partitions(ops) => CoreReply::Partitions(self.partitions.run(ops).await),
+            CoreRequest::Fetch(fetch) => {
+                CoreReply::Fetched(self.partitions.fetch(fetch, &self.stop).await)
+            }
+            CoreRequest::CancelWait(id) => {
+                self.partitions.cancel_wait(id);
+                CoreReply::Ack
             }
             CoreRequest::AllocateProducerId => {
                 CoreReply::ProducerId(self.allocate_producer_id().await)
@@ -178,7 +221,8 @@ impl Core {
             .filter(|t| table.topics.get(&t.name).is_none_or(|n| n.id != t.id))
             .map(|t| t.name.clone())
             .collect();
-        self.unopened
+        self.partitions
+            .unopened
             .borrow_mut()
             .retain(|(topic, _), _| table.topics.contains_key(topic));
         if !deleted.is_empty() {
@@ -211,7 +255,7 @@ impl Core {
 
     /// Opens every partition of `table` this core owns and has not opened yet.
     pub async fn open_owned_partitions(&self, table: &TopicTable) {
-        let cores = self.mesh.cores();
+        let cores = self.router.cores();
         let inherited = self.inherited(table);
         for t in table.topics.values() {
             let settings = TopicSettings::resolve(&t.configs, &inherited);
@@ -232,11 +276,14 @@ impl Core {
                     .await
                 {
                     Ok(_) => {
-                        self.unopened.borrow_mut().remove(&(t.name.clone(), p));
+                        self.partitions
+                            .unopened
+                            .borrow_mut()
+                            .remove(&(t.name.clone(), p));
                     }
                     Err(e) => {
                         tracing::error!(topic = %t.name, partition = p, error = %e, "cannot open partition");
-                        self.unopened.borrow_mut().insert(
+                        self.partitions.unopened.borrow_mut().insert(
                             (t.name.clone(), p),
                             format!(
                                 "Log for partition {}-{p} is not available on broker {}: {e}",
@@ -249,13 +296,13 @@ impl Core {
         }
     }
 
-    /// A fresh producer id (core 0 only).
+    /// A fresh producer id (the control core only).
     pub async fn allocate_producer_id(&self) -> Result<i64, ()> {
-        let ids = self
-            .producer_ids
+        let control = self
+            .control
             .as_ref()
-            .expect("only core 0 allocates producer ids");
-        ids.allocate().await.map_err(|e| {
+            .expect("only the control core allocates producer ids");
+        control.producer_ids.allocate().await.map_err(|e| {
             tracing::error!(error = %e, "cannot reserve producer ids");
         })
     }
@@ -265,18 +312,74 @@ impl Core {
         Rc::clone(&self.topics.borrow())
     }
 
-    /// Applies topic changes through core 0, from any core.
+    /// Applies topic changes through the control core, from any core.
     pub async fn change_topics(
-        self: &Rc<Self>,
+        &self,
         changes: Vec<TopicChange>,
     ) -> Vec<Result<(), TopicChangeError>> {
-        if self.id == 0 {
-            return registry::apply(self, changes).await;
-        }
         let n = changes.len();
-        match self.mesh.call(0, CoreRequest::ChangeTopics(changes)).await {
+        match self
+            .router
+            .call(CONTROL_CORE, CoreRequest::ChangeTopics(changes))
+            .await
+        {
             Ok(CoreReply::TopicsChangedResult(r)) => r,
             _ => (0..n).map(|_| Err(TopicChangeError::Unavailable)).collect(),
         }
+    }
+
+    /// On the control core: applies and stores `changes`, then publishes the new table to
+    /// every core (this one last) before answering, so every core routes a created topic by
+    /// the time its creator hears back.
+    async fn apply_topic_changes(
+        &self,
+        changes: Vec<TopicChange>,
+    ) -> Vec<Result<(), TopicChangeError>> {
+        let control = self
+            .control
+            .as_ref()
+            .expect("only the control core changes the topic registry");
+        let Applied {
+            results,
+            stored,
+            serial: _serial,
+        } = control
+            .registry
+            .apply(|| (*self.topics()).clone(), changes)
+            .await;
+        // Published while `_serial` is held, so the next batch starts from this table.
+        if let Some(table) = stored {
+            // A core that cannot be reached is a dead core: the runtime stops the broker.
+            self.router
+                .to_peers(|_| CoreRequest::TopicsChanged(table.clone()))
+                .await;
+            self.adopt_topics(table).await;
+        }
+        results
+    }
+
+    /// Every core's metrics snapshot, in core order.
+    pub async fn gather_metrics(&self) -> Vec<crate::metrics::Snapshot> {
+        let mut all = vec![self.metrics_snapshot()];
+        for (_, reply) in self.router.to_peers(|_| CoreRequest::Metrics).await {
+            if let CoreReply::Metrics(s) = reply {
+                all.push(s);
+            }
+        }
+        all.sort_by_key(|s| s.core);
+        all
+    }
+
+    /// This core's metrics now.
+    pub fn metrics_snapshot(&self) -> crate::metrics::Snapshot {
+        let mut s = self.metrics.snapshot(self.id);
+        s.connections_open = self.connections.get() as u64;
+        s.requests_in_flight = self.busy.get() as u64;
+        s.cache_bytes = self.shard.cache_bytes() as u64;
+        s.partitions = self.shard.partitions().len() as u64;
+        s.groups_by_state = self.groups.count_by_state();
+        s.storage = self.shard.stats();
+        s.fetch_waits = self.partitions.parked_waits() as u64;
+        s
     }
 }

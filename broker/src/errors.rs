@@ -1,9 +1,9 @@
 //! Kafka error codes, and the one place where sluice's internal errors become them.
 
 use sluice_net::record_batch::BatchError;
-use sluice_shard::ShardError;
+use sluice_shard::{Offsets, RecordError, ShardError};
 
-use crate::partitions::PartError;
+use crate::messages::PartError;
 use crate::registry::TopicChangeError;
 
 /// Kafka's numeric error codes (the subset sluice answers with), named as in Kafka's `Errors`.
@@ -82,19 +82,87 @@ pub fn topic_change(e: &TopicChangeError) -> (i16, String) {
     (c, e.to_string())
 }
 
-/// The Kafka error for a storage error: the one mapping from `shard` to the wire.
-pub fn shard(e: &ShardError) -> PartError {
-    if let ShardError::RecordErrors { timestamp, errors } = e {
-        let c = if *timestamp {
-            code::INVALID_TIMESTAMP
-        } else {
-            code::INVALID_RECORD
-        };
-        let mut error = PartError::new(c, e.to_string());
-        error.record_errors = errors.clone();
-        return error;
+/// A failed partition op as the Kafka answer carries it.
+#[derive(Debug)]
+pub struct PartAnswer {
+    pub code: i16,
+    pub message: String,
+    /// Refused records of a batch (Produce's `record_errors`): (index in the batch, why). When
+    /// present, `message` is Kafka's custom partition message for them.
+    pub record_errors: Vec<RecordError>,
+    /// The partition's offsets when the storage engine failed (Produce answers the log start
+    /// offset, Fetch the offsets of an out-of-range read); `None` for a partition not here.
+    pub offsets: Option<Offsets>,
+}
+
+impl PartAnswer {
+    /// The log start offset Produce reports with a refused append: every error but a missing
+    /// partition, a too-large or corrupt batch, or a storage error; -1 for those.
+    pub fn produce_log_start_offset(&self) -> i64 {
+        match (self.code, self.offsets) {
+            (code::MESSAGE_TOO_LARGE | code::CORRUPT_MESSAGE | code::KAFKA_STORAGE_ERROR, _)
+            | (_, None) => -1,
+            (_, Some(o)) => o.log_start_offset,
+        }
     }
-    let c = match e {
+}
+
+/// The Kafka answer for a failed partition op: the one mapping from `shard` and the partition
+/// service to the wire, applied at the response edge.
+pub fn part(e: PartError) -> PartAnswer {
+    let (code, message) = match &e {
+        PartError::Storage { error, .. } => (shard_code(error), error.to_string()),
+        PartError::NotHosted => (
+            code::UNKNOWN_TOPIC_OR_PARTITION,
+            "This server does not host this topic-partition.".to_owned(),
+        ),
+        PartError::Unopened(why) => (code::KAFKA_STORAGE_ERROR, why.clone()),
+        PartError::DeleteBeyondHighWatermark {
+            topic,
+            partition,
+            target,
+            high_watermark,
+        } => (
+            code::OFFSET_OUT_OF_RANGE,
+            format!(
+                "Cannot increment the log start offset to {target} of partition \
+                 {topic}-{partition} since it is larger than the high watermark {high_watermark}"
+            ),
+        ),
+        PartError::CoreGone(core) => (
+            code::KAFKA_STORAGE_ERROR,
+            format!("core {core} did not answer"),
+        ),
+    };
+    match e {
+        PartError::Storage { error, offsets } => PartAnswer {
+            code,
+            message,
+            record_errors: match error {
+                ShardError::RecordErrors { errors, .. } => errors,
+                _ => Vec::new(),
+            },
+            offsets: Some(offsets),
+        },
+        _ => PartAnswer {
+            code,
+            message,
+            record_errors: Vec::new(),
+            offsets: None,
+        },
+    }
+}
+
+/// The Kafka error code for a storage error.
+pub fn shard_code(e: &ShardError) -> i16 {
+    match e {
+        ShardError::RecordErrors { timestamp, .. } => {
+            if *timestamp {
+                code::INVALID_TIMESTAMP
+            } else {
+                code::INVALID_RECORD
+            }
+        }
         ShardError::InvalidBatch { source, .. } => match source {
             BatchError::BadCrc { .. }
             | BatchError::Truncated { .. }
@@ -103,7 +171,6 @@ pub fn shard(e: &ShardError) -> PartError {
             _ => code::INVALID_RECORD,
         },
         ShardError::BatchTooLarge { .. } => code::MESSAGE_TOO_LARGE,
-        ShardError::RecordErrors { .. } => unreachable!("answered above"),
         ShardError::DuplicateSequence { .. } => code::DUPLICATE_SEQUENCE_NUMBER,
         ShardError::OutOfOrderSequence { .. } => code::OUT_OF_ORDER_SEQUENCE_NUMBER,
         ShardError::InvalidProducerEpoch { .. } => code::INVALID_PRODUCER_EPOCH,
@@ -116,6 +183,5 @@ pub fn shard(e: &ShardError) -> PartError {
         | ShardError::Corrupt { .. }
         | ShardError::BadMeta { .. }
         | ShardError::Poisoned { .. } => code::KAFKA_STORAGE_ERROR,
-    };
-    PartError::new(c, e.to_string())
+    }
 }

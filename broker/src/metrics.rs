@@ -17,8 +17,6 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-use crate::core::{Core, CoreReply, CoreRequest};
-
 /// Upper bounds (seconds) of the latency histograms: 50 µs … 10 s.
 pub const LATENCY_BOUNDS_S: [f64; 17] = [
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -135,39 +133,35 @@ pub struct Snapshot {
     pub partitions: u64,
     pub groups_by_state: Vec<(String, u64)>,
     pub storage: sluice_shard::ShardStats,
+    /// Fetch long polls parked on this core's partitions right now.
+    pub fetch_waits: u64,
 }
 
-impl Core {
-    /// This core's metrics now.
-    pub fn metrics_snapshot(&self) -> Snapshot {
-        let m = &self.metrics;
+impl CoreMetrics {
+    /// This core's counters now; the caller fills the gauges of other services.
+    pub fn snapshot(&self, core: usize) -> Snapshot {
         Snapshot {
-            core: self.id,
-            requests: m
+            core,
+            requests: self
                 .requests
                 .borrow()
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), v.clone()))
                 .collect(),
-            topics: m
+            topics: self
                 .topics
                 .borrow()
                 .iter()
                 .map(|(k, v)| (k.clone(), *v))
                 .collect(),
-            rejected: m
+            rejected: self
                 .rejected
                 .borrow()
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), *v))
                 .collect(),
-            connections_open: self.connections.get() as u64,
-            connections_accepted: m.connections_accepted.get(),
-            requests_in_flight: self.busy.get() as u64,
-            cache_bytes: self.shard.cache_bytes() as u64,
-            partitions: self.shard.partitions().len() as u64,
-            groups_by_state: self.groups.count_by_state(),
-            storage: self.shard.stats(),
+            connections_accepted: self.connections_accepted.get(),
+            ..Snapshot::default()
         }
     }
 }
@@ -333,7 +327,7 @@ impl Collector for Gathered {
                 Ok(())
             })?;
         }
-        let gauges: [(&str, &str, Scalar); 4] = [
+        let gauges: [(&str, &str, Scalar); 5] = [
             ("sluice_connections_open", "Client connections open.", |s| {
                 s.connections_open
             }),
@@ -341,6 +335,11 @@ impl Collector for Gathered {
                 "sluice_requests_in_flight",
                 "Requests being handled.",
                 |s| s.requests_in_flight,
+            ),
+            (
+                "sluice_fetch_waits",
+                "Fetch long polls parked on the core's partitions.",
+                |s| s.fetch_waits,
             ),
             (
                 "sluice_cache_bytes",
@@ -392,24 +391,17 @@ pub fn encode(snapshots: Vec<Snapshot>) -> String {
     out
 }
 
-/// Every core's snapshot, this core's first.
-pub async fn gather(core: &Rc<Core>) -> Vec<Snapshot> {
-    let mut all = vec![core.metrics_snapshot()];
-    for peer in (0..core.mesh.cores()).filter(|&p| p != core.id) {
-        if let Ok(CoreReply::Metrics(s)) = core.mesh.call(peer, CoreRequest::Metrics).await {
-            all.push(s);
-        }
-    }
-    all.sort_by_key(|s| s.core);
-    all
-}
-
 /// Largest HTTP request head read from a scraper.
 const HTTP_HEAD_MAX: usize = 8192;
 
 /// Serves `GET /metrics` on `addr` until the broker stops (core 0 runs it). A port that cannot
 /// be bound is logged and metrics are off: the broker itself runs on.
-pub fn spawn_server(core: &Rc<Core>, addr: SocketAddr) {
+pub fn spawn_server<F, Fut>(addr: SocketAddr, stop: Rc<dyn Fn() -> bool>, gather: F)
+where
+    F: Fn() -> Fut + 'static,
+    Fut: std::future::Future<Output = Vec<Snapshot>> + 'static,
+{
+    let gather = Rc::new(gather);
     let listener = match glommio::net::TcpListener::bind(addr) {
         Ok(l) => l,
         Err(e) => {
@@ -420,16 +412,15 @@ pub fn spawn_server(core: &Rc<Core>, addr: SocketAddr) {
     let bound = listener.local_addr().unwrap_or(addr);
     println!("sluice: metrics on http://{bound}/metrics");
     tracing::info!(addr = %bound, "serving Prometheus metrics at /metrics");
-    let core = Rc::clone(core);
     glommio::spawn_local(async move {
         loop {
             let Ok(mut stream) = listener.accept().await else {
                 continue;
             };
-            if core.stop.is_stopping() {
+            if stop() {
                 return;
             }
-            let core = Rc::clone(&core);
+            let gather = Rc::clone(&gather);
             glommio::spawn_local(async move {
                 let mut head = Vec::with_capacity(512);
                 let mut buf = [0u8; 1024];
@@ -441,7 +432,7 @@ pub fn spawn_server(core: &Rc<Core>, addr: SocketAddr) {
                 }
                 let line = head.split(|b| *b == b'\r').next().unwrap_or_default();
                 let (status, body) = if line.starts_with(b"GET /metrics ") || line == b"GET /metrics" {
-                    ("200 OK", encode(gather(&core).await))
+                    ("200 OK", encode(gather().await))
                 } else {
                     ("404 Not Found", "only /metrics is served here\n".to_owned())
                 };

@@ -1,259 +1,295 @@
-//! Operations on partitions, routed to the core that owns each one.
+//! The partitions this core owns, as a service: partition ops and fetch's read-or-wait.
 //!
-//! A handler builds a list of [`PartitionOp`]s and calls [`run`]; ops for this core run
-//! directly, ops for other cores go as one mesh message per core (batched, never one message per
-//! partition), and all of them run concurrently. Results come back in the order of the ops.
-//! Errors become Kafka error codes on the owning core (`errors::shard`), so a reply is plain
-//! `Send` data.
+//! [`LocalPartitions`] runs what other cores (and this one, through the router) ask of the
+//! partitions this core owns. It takes the shard and the stop signal, nothing more, and answers
+//! with plain data; failures stay typed ([`PartError`]) until the response edge.
+//!
+//! A fetch's long poll is one [`FetchOnCore`] per owning core: it reads, and when the reads
+//! found too little, parks one wait for an append past what it read on any of its partitions,
+//! its timeout, the broker's stop or a cancel; then it reads again and answers. Nothing stays
+//! parked after it answers, and the asking fetch cancels the waits it no longer needs.
 
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
-use std::time::Duration;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use glommio::channels::local_channel::{self, LocalSender};
 use sluice_net::record_batch::{RecordBatch, TimestampType};
-use sluice_shard::{AppendInfo, Offsets, ReadResult, ShardError};
+use sluice_shard::{AppendInfo, DmaStorage, ReadResult, Shard, ShardError};
 
-use crate::core::{Core, CoreReply, CoreRequest};
-use crate::errors::{self, code};
-use crate::metadata::shard_for;
+use crate::messages::{
+    Addressed, FetchOnCore, FetchRead, PartError, PartitionOp, PartitionOpResult, WaitId,
+};
+use crate::stop::StopSignal;
 
-/// A Kafka error code with its message.
-#[derive(Debug, Clone)]
-pub struct PartError {
-    pub code: i16,
-    pub message: String,
-    /// The partition's log start offset where Kafka reports it with a failed append (every
-    /// error but a missing partition, a too-large or corrupt batch, or a storage error); -1
-    /// otherwise.
-    pub log_start_offset: i64,
-    /// Refused records of a batch (Produce's `record_errors`): (index in the batch, why). When
-    /// present, `message` is Kafka's custom partition message for them.
-    pub record_errors: Vec<sluice_shard::RecordError>,
+type Partition = sluice_shard::Partition<DmaStorage>;
+
+/// This core's partitions and the fetch waits parked on them.
+pub struct LocalPartitions {
+    core: usize,
+    pub shard: Rc<Shard>,
+    /// Partitions this core owns that failed to open, with the storage error: requests for
+    /// them get KAFKA_STORAGE_ERROR with that text instead of a retriable "not hosted here".
+    pub unopened: RefCell<HashMap<(String, i32), String>>,
+    /// Parked fetch waits, by id: a send ends the wait.
+    waits: RefCell<HashMap<WaitId, LocalSender<()>>>,
+    /// Fetch waits parked right now (a gauge).
+    parked: Cell<usize>,
 }
 
-impl PartError {
-    pub fn new(code: i16, message: impl Into<String>) -> PartError {
-        PartError {
-            code,
-            message: message.into(),
-            log_start_offset: -1,
-            record_errors: Vec::new(),
+impl std::fmt::Debug for LocalPartitions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalPartitions")
+            .field("core", &self.core)
+            .finish()
+    }
+}
+
+/// The error for a partition the storage engine failed on, with its offsets now.
+fn storage(p: &Partition, error: ShardError) -> PartError {
+    PartError::Storage {
+        error,
+        offsets: p.offsets(),
+    }
+}
+
+impl LocalPartitions {
+    pub fn new(core: usize, shard: Rc<Shard>) -> LocalPartitions {
+        LocalPartitions {
+            core,
+            shard,
+            unopened: RefCell::new(HashMap::new()),
+            waits: RefCell::new(HashMap::new()),
+            parked: Cell::new(0),
         }
     }
-}
 
-/// What to do to one partition.
-#[derive(Debug)]
-pub enum PartitionOp {
-    /// Append one or more v2 batches (a Produce `records` field).
-    Append { records: Bytes },
-    /// Read committed batches from `offset`, at most about `max_bytes`.
-    Read { offset: i64, max_bytes: usize },
-    /// Log start, high watermark, log end.
-    Offsets,
-    /// First offset whose timestamp is at or after this one.
-    OffsetForTimestamp { timestamp_ms: i64 },
-    /// Wait until the high watermark passes `after` or `timeout` passes.
-    WaitForAppend { after: i64, timeout: Duration },
-    /// DeleteRecords: move the log start offset up to `offset` (-1: the high watermark).
-    DeleteRecordsBefore { offset: i64 },
-    /// Offsets and bytes on disk (DescribeLogDirs).
-    Describe,
-    /// Offset and timestamp of the first record with the largest timestamp (ListOffsets -3).
-    MaxTimestamp,
-}
-
-/// The result of a [`PartitionOp`], in the same variant order.
-#[derive(Debug)]
-pub enum PartitionOpResult {
-    Appended(Result<AppendInfo, PartError>),
-    Read(Result<ReadResult, PartError>),
-    Offsets(Result<Offsets, PartError>),
-    OffsetForTimestamp(Result<Option<(i64, i64)>, PartError>),
-    Waited,
-    DeletedRecords(Result<i64, PartError>),
-    Described(Result<(Offsets, u64), PartError>),
-    MaxTimestamp(Result<Option<(i64, i64)>, PartError>),
-}
-
-/// One op addressed to a partition.
-#[derive(Debug)]
-pub struct Addressed {
-    pub topic: String,
-    pub partition: i32,
-    pub op: PartitionOp,
-}
-
-/// Runs `ops` on their owning cores, concurrently; results in the order of `ops`.
-pub async fn run(core: &Rc<Core>, ops: Vec<Addressed>) -> Vec<PartitionOpResult> {
-    let cores = core.mesh.cores();
-    let n = ops.len();
-    let mut by_core: Vec<Vec<(usize, Addressed)>> = (0..cores).map(|_| Vec::new()).collect();
-    for (i, op) in ops.into_iter().enumerate() {
-        by_core[shard_for(&op.topic, op.partition, cores)].push((i, op));
+    /// Fetch waits parked on this core right now.
+    pub fn parked_waits(&self) -> usize {
+        self.parked.get()
     }
-    let mut tasks = Vec::new();
-    for (owner, batch) in by_core.into_iter().enumerate() {
-        if batch.is_empty() {
-            continue;
-        }
-        let (slots, ops): (Vec<usize>, Vec<Addressed>) = batch.into_iter().unzip();
-        let core = Rc::clone(core);
-        tasks.push((
-            slots,
-            glommio::spawn_local(async move {
-                if owner == core.id {
-                    run_local(&core, ops).await
-                } else {
-                    let failures: Vec<Failure> = ops.iter().map(|a| failure(&a.op)).collect();
-                    match core.mesh.call(owner, CoreRequest::Partitions(ops)).await {
-                        Ok(CoreReply::Partitions(results)) => results,
-                        _ => failures.into_iter().map(|f| f(core_gone(owner))).collect(),
-                    }
-                }
-            }),
-        ));
-    }
-    let mut out: Vec<Option<PartitionOpResult>> = (0..n).map(|_| None).collect();
-    for (slots, task) in tasks {
-        for (slot, result) in slots.into_iter().zip(task.await) {
-            out[slot] = Some(result);
-        }
-    }
-    out.into_iter()
-        .map(|r| r.expect("every op has a result"))
-        .collect()
-}
 
-fn core_gone(owner: usize) -> PartError {
-    PartError::new(
-        code::KAFKA_STORAGE_ERROR,
-        format!("core {owner} did not answer"),
-    )
-}
-
-/// Builds the result of an op failing with an error.
-type Failure = fn(PartError) -> PartitionOpResult;
-
-/// How `op` fails: kept before the op is handed away, and called only if it does fail, so the
-/// request path builds no error it does not send.
-fn failure(op: &PartitionOp) -> Failure {
-    match op {
-        PartitionOp::Append { .. } => |e| PartitionOpResult::Appended(Err(e)),
-        PartitionOp::Read { .. } => |e| PartitionOpResult::Read(Err(e)),
-        PartitionOp::Offsets => |e| PartitionOpResult::Offsets(Err(e)),
-        PartitionOp::OffsetForTimestamp { .. } => |e| PartitionOpResult::OffsetForTimestamp(Err(e)),
-        PartitionOp::WaitForAppend { .. } => |_| PartitionOpResult::Waited,
-        PartitionOp::DeleteRecordsBefore { .. } => |e| PartitionOpResult::DeletedRecords(Err(e)),
-        PartitionOp::Describe => |e| PartitionOpResult::Described(Err(e)),
-        PartitionOp::MaxTimestamp => |e| PartitionOpResult::MaxTimestamp(Err(e)),
-    }
-}
-
-/// Runs ops on partitions this core owns, concurrently. Each op is a detached task, so it runs
-/// to its end even when the request waiting for it is dropped (a connection cancelled by a
-/// bounded shutdown): storage work is never cut off half way.
-pub async fn run_local(core: &Rc<Core>, ops: Vec<Addressed>) -> Vec<PartitionOpResult> {
-    let tasks: Vec<_> = ops
-        .into_iter()
-        .map(|a| {
-            let core = Rc::clone(core);
-            let failed = failure(&a.op);
-            let owner = core.id;
-            let task = glommio::spawn_local(async move { run_one(&core, a).await }).detach();
-            (task, failed, owner)
-        })
-        .collect();
-    let mut out = Vec::with_capacity(tasks.len());
-    for (task, failed, owner) in tasks {
-        out.push(task.await.unwrap_or_else(|| failed(core_gone(owner))));
-    }
-    out
-}
-
-async fn run_one(core: &Rc<Core>, a: Addressed) -> PartitionOpResult {
-    let Some(p) = core.shard.partition(&a.topic, a.partition) else {
-        let e = match core.unopened.borrow().get(&(a.topic.clone(), a.partition)) {
-            Some(why) => PartError::new(code::KAFKA_STORAGE_ERROR, why.clone()),
-            None => PartError::new(
-                code::UNKNOWN_TOPIC_OR_PARTITION,
-                "This server does not host this topic-partition.",
-            ),
-        };
-        return failure(&a.op)(e);
-    };
-    match a.op {
-        PartitionOp::Append { records } => {
-            PartitionOpResult::Appended(match p.append(records).await {
-                Ok(info) => Ok(info),
-                // A retried batch the log already has: Kafka answers success with the offsets the
-                // first attempt got, so the producer moves on without a duplicate.
-                Err(ShardError::DuplicateSequence {
-                    base_offset,
-                    last_offset,
-                    ..
-                }) => Ok(AppendInfo {
-                    base_offset,
-                    last_offset,
-                    log_append_time_ms: -1,
-                    log_start_offset: p.offsets().log_start_offset,
-                }),
-                Err(e) => {
-                    let mut error = errors::shard(&e);
-                    if !matches!(
-                        error.code,
-                        code::MESSAGE_TOO_LARGE | code::CORRUPT_MESSAGE | code::KAFKA_STORAGE_ERROR
-                    ) {
-                        error.log_start_offset = p.offsets().log_start_offset;
-                    }
-                    Err(error)
-                }
-            })
-        }
-        PartitionOp::Read { offset, max_bytes } => PartitionOpResult::Read(
-            p.read(offset, max_bytes)
-                .await
-                .map_err(|e| errors::shard(&e)),
-        ),
-        PartitionOp::Offsets => PartitionOpResult::Offsets(Ok(p.offsets())),
-        PartitionOp::Describe => PartitionOpResult::Described(Ok((p.offsets(), p.size_bytes()))),
-        PartitionOp::MaxTimestamp => PartitionOpResult::MaxTimestamp(max_timestamp(&p).await),
-        PartitionOp::OffsetForTimestamp { timestamp_ms } => PartitionOpResult::OffsetForTimestamp(
-            p.offset_for_timestamp(timestamp_ms)
-                .await
-                .map_err(|e| errors::shard(&e)),
-        ),
-        PartitionOp::WaitForAppend { after, timeout } => {
-            futures_lite::future::or(
-                futures_lite::future::or(p.wait_for_append(after), glommio::timer::sleep(timeout)),
-                core.stop.stopped(),
-            )
-            .await;
-            PartitionOpResult::Waited
-        }
-        PartitionOp::DeleteRecordsBefore { offset } => {
-            let target = if offset == -1 {
-                p.offsets().high_watermark
-            } else {
-                offset
-            };
-            let hw = p.offsets().high_watermark;
-            if target < 0 || target > hw {
-                return PartitionOpResult::DeletedRecords(Err(PartError::new(
-                    code::OFFSET_OUT_OF_RANGE,
-                    format!(
-                        "Cannot increment the log start offset to {target} of partition {}-{} since it is larger than the high watermark {hw}",
-                        a.topic, a.partition
-                    ),
-                )));
+    fn partition(&self, topic: &str, partition: i32) -> Result<Partition, PartError> {
+        self.shard.partition(topic, partition).ok_or_else(|| {
+            match self.unopened.borrow().get(&(topic.to_owned(), partition)) {
+                Some(why) => PartError::Unopened(why.clone()),
+                None => PartError::NotHosted,
             }
-            PartitionOpResult::DeletedRecords(
-                p.delete_records_before(target)
-                    .await
-                    .map_err(|e| errors::shard(&e)),
-            )
+        })
+    }
+
+    /// Runs ops on partitions this core owns, concurrently; results in the order of `ops`.
+    /// Each op is a detached task, so it runs to its end even when the request waiting for it
+    /// is dropped (a connection cancelled by a bounded shutdown): storage work is never cut
+    /// off half way.
+    pub async fn run(self: &Rc<Self>, ops: Vec<Addressed>) -> Vec<PartitionOpResult> {
+        let tasks: Vec<_> = ops
+            .into_iter()
+            .map(|a| {
+                let failed = a.op.failure();
+                let this = Rc::clone(self);
+                let task = glommio::spawn_local(async move { this.run_one(a).await }).detach();
+                (task, failed)
+            })
+            .collect();
+        let mut out = Vec::with_capacity(tasks.len());
+        for (task, failed) in tasks {
+            out.push(
+                task.await
+                    .unwrap_or_else(|| failed(PartError::CoreGone(self.core))),
+            );
+        }
+        out
+    }
+
+    async fn run_one(&self, a: Addressed) -> PartitionOpResult {
+        let p = match self.partition(&a.topic, a.partition) {
+            Ok(p) => p,
+            Err(e) => return a.op.failure()(e),
+        };
+        match a.op {
+            PartitionOp::Append { records } => {
+                PartitionOpResult::Appended(append(&p, records).await)
+            }
+            PartitionOp::Offsets => PartitionOpResult::Offsets(Ok(p.offsets())),
+            PartitionOp::Describe => {
+                PartitionOpResult::Described(Ok((p.offsets(), p.size_bytes())))
+            }
+            PartitionOp::MaxTimestamp => PartitionOpResult::MaxTimestamp(max_timestamp(&p).await),
+            PartitionOp::OffsetForTimestamp { timestamp_ms } => {
+                PartitionOpResult::OffsetForTimestamp(
+                    p.offset_for_timestamp(timestamp_ms)
+                        .await
+                        .map_err(|e| storage(&p, e)),
+                )
+            }
+            PartitionOp::DeleteRecordsBefore { offset } => {
+                PartitionOpResult::DeletedRecords(delete_records(&p, &a.topic, offset).await)
+            }
         }
     }
+
+    /// Fetch's reads on this core, and its wait when they found too little (see the module
+    /// docs). The wait is registered before the first await, so a cancel sent after this
+    /// request always finds it.
+    pub async fn fetch(
+        self: &Rc<Self>,
+        request: FetchOnCore,
+        stop: &StopSignal,
+    ) -> Vec<Result<ReadResult, PartError>> {
+        let Some((id, timeout)) = request.wait else {
+            return self.read_all(&request.reads).await;
+        };
+        let (tx, rx) = local_channel::new_bounded::<()>(1);
+        self.waits.borrow_mut().insert(id, tx);
+        let _registered = Registered {
+            partitions: self,
+            id,
+        };
+        let reads = self.read_all(&request.reads).await;
+        let found: usize = reads
+            .iter()
+            .map(|r| {
+                r.as_ref()
+                    .map_or(0, |rr| rr.batches.iter().map(Bytes::len).sum())
+            })
+            .sum();
+        if found >= request.min_bytes.max(1)
+            || reads.iter().any(Result::is_err)
+            || stop.is_stopping()
+        {
+            return reads;
+        }
+        let waits: Vec<_> = request
+            .reads
+            .iter()
+            .zip(&reads)
+            .filter_map(|(want, read)| {
+                let read = read.as_ref().ok()?;
+                let p = self.shard.partition(&want.topic, want.partition)?;
+                // `wait_for_append(x)` returns once offset x exists: wait for the first offset
+                // this fetch has not seen.
+                let after = read.high_watermark.max(want.offset);
+                Some(Box::pin(async move { p.wait_for_append(after).await })
+                    as Pin<Box<dyn Future<Output = ()>>>)
+            })
+            .collect();
+        self.parked.set(self.parked.get() + 1);
+        futures_lite::future::or(
+            futures_lite::future::or(AnyOf(waits), glommio::timer::sleep(timeout)),
+            futures_lite::future::or(
+                async {
+                    let _ = rx.recv().await;
+                },
+                stop.stopped(),
+            ),
+        )
+        .await;
+        self.parked.set(self.parked.get() - 1);
+        self.read_all(&request.reads).await
+    }
+
+    /// Ends a parked fetch wait (no-op if it has answered already).
+    pub fn cancel_wait(&self, id: WaitId) {
+        if let Some(tx) = self.waits.borrow_mut().remove(&id) {
+            let _ = tx.try_send(());
+        }
+    }
+
+    /// Reads each partition, concurrently; results in the order of `reads`. Reads change
+    /// nothing, so they run in tasks that are cancelled with their caller.
+    async fn read_all(self: &Rc<Self>, reads: &[FetchRead]) -> Vec<Result<ReadResult, PartError>> {
+        if let [one] = reads {
+            return vec![self.read(one).await];
+        }
+        let tasks: Vec<_> = reads
+            .iter()
+            .map(|r| {
+                let this = Rc::clone(self);
+                let r = r.clone();
+                glommio::spawn_local(async move { this.read(&r).await })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            out.push(task.await);
+        }
+        out
+    }
+
+    async fn read(&self, r: &FetchRead) -> Result<ReadResult, PartError> {
+        let p = self.partition(&r.topic, r.partition)?;
+        p.read(r.offset, r.max_bytes)
+            .await
+            .map_err(|e| storage(&p, e))
+    }
+}
+
+/// Removes a fetch wait from the registry however its request ends.
+struct Registered<'a> {
+    partitions: &'a LocalPartitions,
+    id: WaitId,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.partitions.waits.borrow_mut().remove(&self.id);
+    }
+}
+
+/// Resolves when any of its futures does (never, when it has none).
+struct AnyOf(Vec<Pin<Box<dyn Future<Output = ()>>>>);
+
+impl Future for AnyOf {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        for f in &mut self.0 {
+            if f.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+        }
+        Poll::Pending
+    }
+}
+
+async fn append(p: &Partition, records: Bytes) -> Result<AppendInfo, PartError> {
+    match p.append(records).await {
+        Ok(info) => Ok(info),
+        // A retried batch the log already has: Kafka answers success with the offsets the
+        // first attempt got, so the producer moves on without a duplicate.
+        Err(ShardError::DuplicateSequence {
+            base_offset,
+            last_offset,
+            ..
+        }) => Ok(AppendInfo {
+            base_offset,
+            last_offset,
+            log_append_time_ms: -1,
+            log_start_offset: p.offsets().log_start_offset,
+        }),
+        Err(e) => Err(storage(p, e)),
+    }
+}
+
+async fn delete_records(p: &Partition, topic: &str, offset: i64) -> Result<i64, PartError> {
+    let high_watermark = p.offsets().high_watermark;
+    let target = if offset == -1 { high_watermark } else { offset };
+    if target < 0 || target > high_watermark {
+        return Err(PartError::DeleteBeyondHighWatermark {
+            topic: topic.to_owned(),
+            partition: p.partition(),
+            target,
+            high_watermark,
+        });
+    }
+    p.delete_records_before(target)
+        .await
+        .map_err(|e| storage(p, e))
 }
 
 /// Bytes read per step while scanning for the largest timestamp.
@@ -264,16 +300,14 @@ const MAX_TIMESTAMP_READ_BYTES: usize = 1 << 20;
 /// costs a read of the whole log). Within the winning batch the records are walked to find the
 /// first one with that timestamp; a compressed batch answers its base offset, since sluice
 /// does not decompress batches.
-async fn max_timestamp(
-    p: &sluice_shard::Partition<sluice_shard::DmaStorage>,
-) -> Result<Option<(i64, i64)>, PartError> {
+async fn max_timestamp(p: &Partition) -> Result<Option<(i64, i64)>, PartError> {
     let mut offset = p.offsets().log_start_offset;
     let mut best: Option<(i64, Bytes)> = None;
     loop {
         let read = p
             .read(offset, MAX_TIMESTAMP_READ_BYTES)
             .await
-            .map_err(|e| errors::shard(&e))?;
+            .map_err(|error| storage(p, error))?;
         if read.batches.is_empty() {
             break;
         }

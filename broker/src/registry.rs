@@ -1,12 +1,11 @@
-//! Changes to the topic registry. Only core 0 runs [`apply`]: it validates each change against
-//! the current table, persists the new table durably, then sends it to every other core and
-//! waits for each to adopt it, so that when a CreateTopics answer reaches the client, every core
-//! routes the new topic.
+//! Changes to the topic registry. Only the control core runs [`Registry::apply`]: it validates
+//! each change against the current table and persists the new table durably; the caller then
+//! sends it to every core and waits for each to adopt it, so that when a CreateTopics answer
+//! reaches the client, every core routes the new topic.
 
 use std::collections::BTreeMap;
-use std::rc::Rc;
+use std::path::PathBuf;
 
-use crate::core::{Core, CoreRequest};
 use crate::metadata::{self, TopicMeta, TopicTable};
 use crate::{client_metrics, group_config, topic_config};
 
@@ -87,55 +86,88 @@ pub enum TopicChangeError {
     Unavailable,
 }
 
-/// Applies `changes` in order on core 0 and publishes the result. One persisted write and one
-/// broadcast cover the whole batch.
-pub async fn apply(
-    core: &Rc<Core>,
-    changes: Vec<TopicChange>,
-) -> Vec<Result<(), TopicChangeError>> {
-    assert_eq!(core.id, 0, "only core 0 changes the topic registry");
-    // One change at a time: each starts from the table the previous one published, or two
-    // concurrent creates would each store a table without the other's topic (seen in the
-    // differential suite: a created topic vanished, a second create of it succeeded).
-    let Ok(_serial) = core.registry_serial.acquire_permit(1).await else {
-        return changes
-            .iter()
-            .map(|_| Err(TopicChangeError::Unavailable))
-            .collect();
-    };
-    let mut table: TopicTable = (*core.topics()).clone();
-    let mut results = Vec::with_capacity(changes.len());
-    let mut changed = false;
-    for change in changes {
-        let r = apply_one(&mut table, change, &mut changed);
-        results.push(r);
+/// The registry's single writer (on the control core): serializes changes and stores each
+/// new table durably. Publishing the stored table to every core is the caller's job.
+#[derive(Debug)]
+pub struct Registry {
+    /// One change batch at a time: each starts from the table the previous one published, or
+    /// two concurrent creates would each store a table without the other's topic (seen in the
+    /// differential suite: a created topic vanished, a second create of it succeeded).
+    serial: glommio::sync::Semaphore,
+    data_dir: PathBuf,
+}
+
+/// What [`Registry::apply`] did: one result per change, and the new table if it changed and
+/// was stored (to publish while `_serial` is held).
+pub struct Applied<'a> {
+    pub results: Vec<Result<(), TopicChangeError>>,
+    pub stored: Option<TopicTable>,
+    pub serial: Option<glommio::sync::Permit<'a>>,
+}
+
+impl Registry {
+    pub fn new(data_dir: PathBuf) -> Registry {
+        Registry {
+            serial: glommio::sync::Semaphore::new(1),
+            data_dir,
+        }
     }
-    if !changed {
-        return results;
-    }
-    table.version += 1;
-    let dir = core.config.data_dir.clone();
-    let to_store = table.clone();
-    let stored = glommio::executor()
-        .spawn_blocking(move || to_store.store(&dir))
-        .await;
-    if let Err(e) = stored {
-        tracing::error!(error = %e, "topic registry write failed; changes not applied");
-        let msg = e.to_string();
-        return results
+
+    /// Applies `changes` in order to `current()` (read once the previous batch is published)
+    /// and stores the result. One persisted write covers the whole batch.
+    pub async fn apply(
+        &self,
+        current: impl FnOnce() -> TopicTable,
+        changes: Vec<TopicChange>,
+    ) -> Applied<'_> {
+        let Ok(serial) = self.serial.acquire_permit(1).await else {
+            return Applied {
+                results: changes
+                    .iter()
+                    .map(|_| Err(TopicChangeError::Unavailable))
+                    .collect(),
+                stored: None,
+                serial: None,
+            };
+        };
+        let mut table = current();
+        let mut changed = false;
+        let mut results: Vec<_> = changes
             .into_iter()
-            .map(|r| r.and(Err(TopicChangeError::Storage(msg.clone()))))
+            .map(|change| apply_one(&mut table, change, &mut changed))
             .collect();
-    }
-    for peer in (0..core.mesh.cores()).filter(|&p| p != core.id) {
-        // A core that cannot be reached is a dead core: the runtime stops the broker.
-        let _ = core
-            .mesh
-            .call(peer, CoreRequest::TopicsChanged(table.clone()))
+        if !changed {
+            return Applied {
+                results,
+                stored: None,
+                serial: Some(serial),
+            };
+        }
+        table.version += 1;
+        let dir = self.data_dir.clone();
+        let to_store = table.clone();
+        let stored = glommio::executor()
+            .spawn_blocking(move || to_store.store(&dir))
             .await;
+        if let Err(e) = stored {
+            tracing::error!(error = %e, "topic registry write failed; changes not applied");
+            let msg = e.to_string();
+            results = results
+                .into_iter()
+                .map(|r| r.and(Err(TopicChangeError::Storage(msg.clone()))))
+                .collect();
+            return Applied {
+                results,
+                stored: None,
+                serial: Some(serial),
+            };
+        }
+        Applied {
+            results,
+            stored: Some(table),
+            serial: Some(serial),
+        }
     }
-    core.adopt_topics(table).await;
-    results
 }
 
 fn apply_one(

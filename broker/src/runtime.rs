@@ -18,15 +18,17 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use glommio::net::TcpListener;
-use glommio::sync::Semaphore;
 use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::config::BrokerConfig;
 use crate::connection::{self, Limits};
-use crate::core::{Core, CoreReply, CoreRequest};
+use crate::core::{Control, Core, CoreParts};
 use crate::mesh::{self, Mesh};
+use crate::messages::{CoreReply, CoreRequest};
 use crate::metadata::TopicTable;
 use crate::producer_ids::ProducerIds;
+use crate::registry::Registry;
+use crate::router::{CONTROL_CORE, Router};
 use crate::startup;
 
 const STOP_POLL: Duration = Duration::from_millis(50);
@@ -213,7 +215,7 @@ async fn core_main(
         let core = serve_slot.get().cloned();
         async move {
             match core {
-                Some(core) => core.serve_peer(from, request).await,
+                Some(core) => core.serve(from, request).await,
                 None => CoreReply::Pong,
             }
         }
@@ -232,51 +234,48 @@ async fn core_main(
     )
     .await
     .map_err(|e| anyhow::anyhow!("core {id}: {e}"))?;
-    let producer_ids = if id == 0 {
-        Some(
-            ProducerIds::load(&config.data_dir)
+    let control = if id == CONTROL_CORE {
+        Some(Control {
+            registry: Registry::new(config.data_dir.clone()),
+            producer_ids: ProducerIds::load(&config.data_dir)
                 .map_err(|e| anyhow::anyhow!("producer ids: {e}"))?,
-        )
+        })
     } else {
         None
     };
     let (advertised_host, advertised_port) = advertised(&config, addr);
-    let group_config = config.clone();
-    let core = Rc::new(Core {
-        id,
-        budget: Rc::new(Semaphore::new(config.core_request_memory_bytes as u64)),
+    let core = Core::new(CoreParts {
         config,
         advertised_host,
         advertised_port,
-        mesh,
-        stop: crate::stop::StopSignal::default(),
-        busy: std::cell::Cell::new(0),
-        connections: std::cell::Cell::new(0),
-        connection_tasks: std::cell::RefCell::new(std::collections::HashMap::new()),
-        next_connection: std::cell::Cell::new(0),
-        topics: std::cell::RefCell::new(Rc::new(topics)),
+        router: Rc::new(Router::new(mesh)),
+        topics,
         cluster_id,
         shard,
-        unopened: std::cell::RefCell::new(std::collections::HashMap::new()),
-        producer_ids,
-        registry_serial: Semaphore::new(1),
-        groups: crate::groups::Coordinator::new(&group_config),
-        metrics: crate::metrics::CoreMetrics::default(),
+        control,
     });
     let table = core.topics();
     core.open_owned_partitions(&table).await;
     spawn_housekeeping(&core);
     crate::groups::spawn_timers(&core);
-    if id == 0
+    if id == CONTROL_CORE
         && let Ok(addr) = core.config.metrics_listen.parse::<SocketAddr>()
     {
-        crate::metrics::spawn_server(&core, addr);
+        let (stopping, gathering) = (Rc::clone(&core), Rc::clone(&core));
+        crate::metrics::spawn_server(
+            addr,
+            Rc::new(move || stopping.stop.is_stopping()),
+            move || {
+                let core = Rc::clone(&gathering);
+                async move { core.gather_metrics().await }
+            },
+        );
     }
     let _ = slot.set(Rc::clone(&core));
     // Every peer answers before this core accepts clients: a core that cannot reach the others
     // must not take connections it could only half serve.
-    for peer in (0..core.mesh.cores()).filter(|&p| p != id) {
-        core.mesh.call(peer, CoreRequest::Ping).await?;
+    for peer in (0..core.router.cores()).filter(|&p| p != id) {
+        core.router.call(peer, CoreRequest::Ping).await?;
     }
 
     let listener =

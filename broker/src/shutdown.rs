@@ -146,7 +146,7 @@ pub async fn drain_and_close(core: &Rc<Core>, drained: &Arc<AtomicUsize>) -> any
         }
     }
     drained.fetch_add(1, Ordering::SeqCst);
-    let cores = core.mesh.cores();
+    let cores = core.router.cores();
     let barrier = deadline.max(Instant::now()) + Duration::from_secs(5);
     while drained.load(Ordering::SeqCst) < cores && Instant::now() < barrier {
         glommio::timer::sleep(DRAIN_POLL).await;

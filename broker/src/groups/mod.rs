@@ -457,7 +457,7 @@ async fn append(core: &Core, partition: i32, recs: &[(Bytes, Option<Bytes>)]) ->
             }
             Err(e) => {
                 tracing::warn!(partition, error = %e, "append to __consumer_offsets failed");
-                let c = crate::errors::shard(&e).code;
+                let c = crate::errors::shard_code(&e);
                 return Err(match c {
                     code::MESSAGE_TOO_LARGE | code::RECORD_LIST_TOO_LARGE => {
                         code::INVALID_COMMIT_OFFSET_SIZE
@@ -855,7 +855,7 @@ fn owned_partitions(core: &Rc<Core>) -> Vec<i32> {
     let Some(t) = table.topics.get(OFFSETS_TOPIC) else {
         return Vec::new();
     };
-    let cores = core.mesh.cores();
+    let cores = core.router.cores();
     (0..t.partitions)
         .filter(|&p| shard_for(OFFSETS_TOPIC, p, cores) == core.id)
         .collect()

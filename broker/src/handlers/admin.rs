@@ -21,8 +21,8 @@ use sluice_net::messages::{
 };
 
 use crate::core::Core;
-use crate::errors::code;
-use crate::partitions::{self, Addressed, PartitionOp, PartitionOpResult};
+use crate::errors::{self, code};
+use crate::messages::{Addressed, PartitionOp, PartitionOpResult};
 use crate::registry::TopicChange;
 
 /// The only leader epoch a single node has.
@@ -112,11 +112,11 @@ pub async fn delete_records(
             ..Default::default()
         });
     }
-    for ((ti, pi), result) in slots.into_iter().zip(partitions::run(core, ops).await) {
+    for ((ti, pi), result) in slots.into_iter().zip(core.router.partitions(ops).await) {
         let r = &mut topics[ti].partitions[pi];
         match result {
             PartitionOpResult::DeletedRecords(Ok(low)) => r.low_watermark = low,
-            PartitionOpResult::DeletedRecords(Err(e)) => r.error_code = e.code,
+            PartitionOpResult::DeletedRecords(Err(e)) => r.error_code = errors::part(e).code,
             other => unreachable!("delete records answered with {other:?}"),
         }
     }
@@ -185,7 +185,7 @@ pub async fn describe_log_dirs(
         })
         .collect();
     let mut topics: Vec<DescribeLogDirsTopic> = Vec::new();
-    for ((topic, partition), result) in wanted.into_iter().zip(partitions::run(core, ops).await) {
+    for ((topic, partition), result) in wanted.into_iter().zip(core.router.partitions(ops).await) {
         let PartitionOpResult::Described(Ok((_, size))) = result else {
             continue;
         };
@@ -282,14 +282,14 @@ pub async fn offset_for_leader_epoch(
             ..Default::default()
         });
     }
-    for ((ti, pi), result) in slots.into_iter().zip(partitions::run(core, ops).await) {
+    for ((ti, pi), result) in slots.into_iter().zip(core.router.partitions(ops).await) {
         let r = &mut topics[ti].partitions[pi];
         match result {
             PartitionOpResult::Offsets(Ok(o)) => {
                 r.leader_epoch = LEADER_EPOCH;
                 r.end_offset = o.log_end_offset;
             }
-            PartitionOpResult::Offsets(Err(e)) => r.error_code = e.code,
+            PartitionOpResult::Offsets(Err(e)) => r.error_code = errors::part(e).code,
             other => unreachable!("offsets answered with {other:?}"),
         }
     }

@@ -9,15 +9,15 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use glommio::channels::local_channel;
+use glommio::channels::local_channel::{self, LocalSender};
 use sluice_net::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use sluice_net::messages::{FetchRequest, FetchResponse};
 use sluice_net::{BrokerId, Records, TopicName};
 use sluice_shard::ReadResult;
 
 use crate::core::Core;
-use crate::errors::code;
-use crate::partitions::{self, Addressed, PartitionOp, PartitionOpResult};
+use crate::errors::{self, code};
+use crate::messages::{CoreReply, CoreRequest, FetchOnCore, FetchRead, PartError, WaitId};
 
 /// One requested partition that exists here.
 struct Wanted {
@@ -75,30 +75,9 @@ pub async fn handle(core: &Rc<Core>, request: FetchRequest, version: i16) -> Fet
 
     let min_bytes = usize::try_from(request.min_bytes.max(0)).unwrap_or(0);
     let max_bytes = usize::try_from(request.max_bytes.max(0)).unwrap_or(0);
-    let deadline = Instant::now()
-        + Duration::from_millis(u64::try_from(request.max_wait_ms.max(0)).unwrap_or(0));
-    loop {
-        let reads = read_all(core, &wanted).await;
-        let ready: usize = reads
-            .iter()
-            .map(|r| {
-                r.as_ref()
-                    .map_or(0, |rr| rr.batches.iter().map(Bytes::len).sum())
-            })
-            .sum();
-        let errors = reads.iter().any(|r| r.is_err());
-        let now = Instant::now();
-        if ready >= min_bytes
-            || errors
-            || now >= deadline
-            || wanted.is_empty()
-            || core.stop.is_stopping()
-        {
-            fill(core, &mut responses, &wanted, reads, max_bytes);
-            break;
-        }
-        wait_any(core, &wanted, &reads, deadline - now).await;
-    }
+    let max_wait = Duration::from_millis(u64::try_from(request.max_wait_ms.max(0)).unwrap_or(0));
+    let reads = long_poll(core, &wanted, min_bytes, max_wait).await;
+    fill(core, &mut responses, &wanted, reads, max_bytes);
     FetchResponse {
         error_code: code::NONE,
         session_id: 0,
@@ -122,98 +101,190 @@ fn empty_partition(partition: i32) -> PartitionData {
     }
 }
 
-async fn read_all(
-    core: &Rc<Core>,
-    wanted: &[Wanted],
-) -> Vec<Result<ReadResult, (i16, ReadResult)>> {
-    let ops = wanted
-        .iter()
-        .map(|w| Addressed {
-            topic: w.topic.clone(),
-            partition: w.partition,
-            op: PartitionOp::Read {
-                offset: w.offset,
-                max_bytes: w.max_bytes,
-            },
-        })
-        .collect();
-    let mut out = Vec::with_capacity(wanted.len());
-    let results = partitions::run(core, ops).await;
-    // Offsets for out-of-range answers, which must carry the log start and high watermark.
-    let mut need_offsets = Vec::new();
-    for (i, r) in results.into_iter().enumerate() {
-        match r {
-            PartitionOpResult::Read(Ok(rr)) => out.push(Ok(rr)),
-            PartitionOpResult::Read(Err(e)) => {
-                if e.code == code::OFFSET_OUT_OF_RANGE {
-                    need_offsets.push(i);
-                }
-                out.push(Err((e.code, ReadResult::default())));
-            }
-            other => unreachable!("read answered with {other:?}"),
-        }
-    }
-    if !need_offsets.is_empty() {
-        let ops = need_offsets
-            .iter()
-            .map(|&i| Addressed {
-                topic: wanted[i].topic.clone(),
-                partition: wanted[i].partition,
-                op: PartitionOp::Offsets,
-            })
-            .collect();
-        for (&i, r) in need_offsets.iter().zip(partitions::run(core, ops).await) {
-            if let (PartitionOpResult::Offsets(Ok(o)), Err((_, rr))) = (r, &mut out[i]) {
-                rr.high_watermark = o.high_watermark;
-                rr.log_start_offset = o.log_start_offset;
-                rr.log_end_offset = o.log_end_offset;
-            }
-        }
-    }
-    out
+/// The reads of one owning core.
+struct OnCore {
+    owner: usize,
+    /// Indexes into `wanted`.
+    slots: Vec<usize>,
+    /// The wait parked for this core's reads right now, if any.
+    parked: Option<WaitId>,
 }
 
-/// Waits until any wanted partition's high watermark passes what was read, or `timeout`.
-async fn wait_any(
+/// Reads every wanted partition, one read-or-wait per owning core, until the reads found
+/// `min_bytes` (or an error), `max_wait` passes, or the broker stops. A core answers when its
+/// reads find data or its wait ends; a core that answered too little is asked again (it waits
+/// for an append past what it read), and when the fetch is done the waits still parked are
+/// cancelled, so nothing stays behind. Results in the order of `wanted`.
+async fn long_poll(
     core: &Rc<Core>,
     wanted: &[Wanted],
-    reads: &[Result<ReadResult, (i16, ReadResult)>],
-    timeout: Duration,
-) {
-    let (tx, rx) = local_channel::new_bounded::<()>(wanted.len().max(1));
-    let tx = Rc::new(tx);
-    for (w, r) in wanted.iter().zip(reads) {
-        // `wait_for_append(x)` returns once offset x exists (high watermark > x): wait for the
-        // first offset this fetch has not seen. (Waiting for one below it returned at once, so
-        // an idle long poll re-read its partitions in a loop until max_wait_ms: a busy core.)
-        let after = match r {
-            Ok(rr) => rr.high_watermark.max(w.offset),
-            Err(_) => continue,
-        };
-        let op = Addressed {
-            topic: w.topic.clone(),
-            partition: w.partition,
-            op: PartitionOp::WaitForAppend { after, timeout },
-        };
-        let core = Rc::clone(core);
-        let tx = Rc::clone(&tx);
-        glommio::spawn_local(async move {
-            partitions::run(&core, vec![op]).await;
-            let _ = tx.try_send(());
-        })
-        .detach();
+    min_bytes: usize,
+    max_wait: Duration,
+) -> Vec<Result<ReadResult, PartError>> {
+    let deadline = Instant::now() + max_wait;
+    let wait = min_bytes > 0 && !max_wait.is_zero();
+    let mut cores: Vec<OnCore> = Vec::new();
+    for (i, w) in wanted.iter().enumerate() {
+        let owner = core.router.owner(&w.topic, w.partition);
+        match cores.iter_mut().find(|c| c.owner == owner) {
+            Some(c) => c.slots.push(i),
+            None => cores.push(OnCore {
+                owner,
+                slots: vec![i],
+                parked: None,
+            }),
+        }
     }
-    drop(tx);
-    futures_lite::future::or(
-        futures_lite::future::or(
-            async {
-                let _ = rx.recv().await;
-            },
-            glommio::timer::sleep(timeout),
-        ),
-        core.stop.stopped(),
-    )
-    .await;
+    let mut results: Vec<Option<Result<ReadResult, PartError>>> =
+        wanted.iter().map(|_| None).collect();
+    let (tx, rx) = local_channel::new_unbounded();
+    let tx = Rc::new(tx);
+    let mut guard = CancelOnDrop {
+        core: Rc::clone(core),
+        pending: Vec::new(),
+        tasks: Vec::new(),
+    };
+    for g in 0..cores.len() {
+        ask(
+            core,
+            wanted,
+            &mut cores[g],
+            g,
+            min_bytes,
+            wait,
+            deadline,
+            &tx,
+            &mut guard,
+        );
+    }
+    let mut done = false;
+    while cores.iter().any(|c| c.parked.is_some()) {
+        let Some((g, answer)) = rx.recv().await else {
+            break;
+        };
+        let group: &mut OnCore = &mut cores[g];
+        if let Some(id) = group.parked.take() {
+            guard.pending.retain(|&(_, p)| p != id);
+        }
+        for (&slot, r) in group.slots.iter().zip(answer) {
+            results[slot] = Some(r);
+        }
+        if !done {
+            done = enough(&results, min_bytes)
+                || Instant::now() >= deadline
+                || core.stop.is_stopping();
+            if done {
+                // Ask the cores still waiting to answer now, with what they have.
+                for c in cores.iter().filter(|c| c.parked.is_some()) {
+                    cancel(core, c.owner, c.parked);
+                }
+            } else {
+                ask(
+                    core,
+                    wanted,
+                    &mut cores[g],
+                    g,
+                    min_bytes,
+                    wait,
+                    deadline,
+                    &tx,
+                    &mut guard,
+                );
+            }
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or(Err(PartError::CoreGone(core.router.me()))))
+        .collect()
+}
+
+/// Whether the reads so far end the fetch: `min_bytes` found, or an error.
+fn enough(results: &[Option<Result<ReadResult, PartError>>], min_bytes: usize) -> bool {
+    let mut found = 0;
+    for r in results.iter().flatten() {
+        match r {
+            Ok(rr) => found += rr.batches.iter().map(Bytes::len).sum::<usize>(),
+            Err(_) => return true,
+        }
+    }
+    found >= min_bytes
+}
+
+type Answer = (usize, Vec<Result<ReadResult, PartError>>);
+
+/// Sends one core its reads (with a wait until `deadline` when `wait`); the answer arrives on
+/// `tx` tagged with the core's index `g` in the fetch.
+#[allow(clippy::too_many_arguments)]
+fn ask(
+    core: &Rc<Core>,
+    wanted: &[Wanted],
+    on: &mut OnCore,
+    g: usize,
+    min_bytes: usize,
+    wait: bool,
+    deadline: Instant,
+    tx: &Rc<LocalSender<Answer>>,
+    guard: &mut CancelOnDrop,
+) {
+    let id = WaitId {
+        core: core.router.me(),
+        serial: core.next_wait_serial(),
+    };
+    let now = Instant::now();
+    let request = FetchOnCore {
+        reads: on
+            .slots
+            .iter()
+            .map(|&i| FetchRead {
+                topic: wanted[i].topic.clone(),
+                partition: wanted[i].partition,
+                offset: wanted[i].offset,
+                max_bytes: wanted[i].max_bytes,
+            })
+            .collect(),
+        min_bytes,
+        wait: (wait && now < deadline).then(|| (id, deadline - now)),
+    };
+    on.parked = Some(id);
+    let n = request.reads.len();
+    let (router, tx, owner) = (Rc::clone(&core.router), Rc::clone(tx), on.owner);
+    let task = glommio::spawn_local(async move {
+        let answer = match router.call(owner, CoreRequest::Fetch(request)).await {
+            Ok(CoreReply::Fetched(reads)) => reads,
+            _ => (0..n).map(|_| Err(PartError::CoreGone(owner))).collect(),
+        };
+        let _ = tx.try_send((g, answer));
+    });
+    guard.pending.push((owner, id));
+    guard.tasks.push(task);
+}
+
+/// Ends a parked wait on `owner` (a detached one-message task: nothing waits for it).
+fn cancel(core: &Rc<Core>, owner: usize, id: Option<WaitId>) {
+    let Some(id) = id else { return };
+    let router = Rc::clone(&core.router);
+    glommio::spawn_local(async move {
+        let _ = router.call(owner, CoreRequest::CancelWait(id)).await;
+    })
+    .detach();
+}
+
+/// The read-or-wait tasks of a fetch and the waits not answered yet: when the fetch is dropped
+/// before they answer (its connection was cancelled), the tasks are cancelled with it and the
+/// waits they parked on other cores are cancelled too.
+struct CancelOnDrop {
+    core: Rc<Core>,
+    pending: Vec<(usize, WaitId)>,
+    tasks: Vec<glommio::Task<()>>,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        for (owner, id) in self.pending.drain(..) {
+            cancel(&self.core, owner, Some(id));
+        }
+    }
 }
 
 /// Puts read batches into the response, stopping at the request's `max_bytes` (but always
@@ -222,7 +293,7 @@ fn fill(
     core: &Core,
     responses: &mut [FetchableTopicResponse],
     wanted: &[Wanted],
-    reads: Vec<Result<ReadResult, (i16, ReadResult)>>,
+    reads: Vec<Result<ReadResult, PartError>>,
     max_bytes: usize,
 ) {
     let mut total = 0usize;
@@ -230,7 +301,7 @@ fn fill(
         let data = &mut responses[w.topic_index].partitions[w.partition_index];
         let (rr, error) = match r {
             Ok(rr) => (rr, code::NONE),
-            Err((c, rr)) => (rr, c),
+            Err(e) => failed_read(e),
         };
         data.error_code = error;
         data.high_watermark = rr.high_watermark;
@@ -251,6 +322,21 @@ fn fill(
         }
         data.records = Some(chosen.into_iter().collect());
     }
+}
+
+/// What a fetch answers for a failed read: the code, and for an out-of-range offset the
+/// partition's offsets (other errors answer zeroes).
+fn failed_read(e: PartError) -> (ReadResult, i16) {
+    let answer = errors::part(e);
+    let mut rr = ReadResult::default();
+    if answer.code == code::OFFSET_OUT_OF_RANGE
+        && let Some(o) = answer.offsets
+    {
+        rr.high_watermark = o.high_watermark;
+        rr.log_start_offset = o.log_start_offset;
+        rr.log_end_offset = o.log_end_offset;
+    }
+    (rr, answer.code)
 }
 
 /// Records in a stored batch (its header's count; 0 for a short buffer).

@@ -35,11 +35,11 @@ use sluice_net::messages::{
 };
 use sluice_net::{BrokerId, GroupId, StrBytes, TopicName, Uuid};
 
-use crate::core::{Core, CoreReply, CoreRequest};
+use crate::core::Core;
 use crate::errors::code;
 use crate::groups::group::JoinArgs;
 use crate::groups::{self, CommitEntry, FetchedOffset, GroupCall, GroupReply, OFFSETS_TOPIC};
-use crate::metadata::shard_for;
+use crate::messages::{CoreReply, CoreRequest};
 use crate::registry::{TopicChange, TopicChangeError};
 
 /// Kafka's text for INVALID_REQUEST.
@@ -63,7 +63,7 @@ fn locate(core: &Rc<Core>, group: &str) -> Option<(i32, usize)> {
     let table = core.topics();
     let t = table.topics.get(OFFSETS_TOPIC)?;
     let p = groups::partition_for(group, t.partitions);
-    Some((p, shard_for(OFFSETS_TOPIC, p, core.mesh.cores())))
+    Some((p, core.router.owner(OFFSETS_TOPIC, p)))
 }
 
 /// Creates `__consumer_offsets` if it does not exist yet (compacted, 100 MiB segments, as
@@ -101,10 +101,7 @@ async fn ensure_offsets_topic(core: &Rc<Core>) -> Result<(), i16> {
 
 /// Sends `call` to the coordinating core (or runs it here).
 async fn route(core: &Rc<Core>, target: usize, call: GroupCall) -> Option<GroupReply> {
-    if target == core.id {
-        return Some(groups::serve(core, call).await);
-    }
-    match core.mesh.call(target, CoreRequest::Group(call)).await {
+    match core.router.call(target, CoreRequest::Group(call)).await {
         Ok(CoreReply::Group(r)) => Some(r),
         _ => None,
     }
@@ -673,7 +670,7 @@ pub async fn list_groups(
     version: i16,
 ) -> ListGroupsResponse {
     let mut all = Vec::new();
-    for target in 0..core.mesh.cores() {
+    for target in 0..core.router.cores() {
         match route(core, target, GroupCall::List).await {
             Some(GroupReply::Listed(l)) => all.extend(l),
             _ => {

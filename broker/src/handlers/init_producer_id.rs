@@ -1,4 +1,4 @@
-//! InitProducerId for idempotent producers: a fresh producer id at epoch 0 from core 0.
+//! InitProducerId for idempotent producers: a fresh producer id at epoch 0 from the control core.
 //! Transactions are not built: a transactional id gets TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
 //! a fatal error in every client, so a transactional producer fails at once and clearly
 //! instead of retrying forever.
@@ -8,8 +8,10 @@ use std::rc::Rc;
 use sluice_net::ProducerId;
 use sluice_net::messages::{InitProducerIdRequest, InitProducerIdResponse};
 
-use crate::core::{Core, CoreReply, CoreRequest};
+use crate::core::Core;
 use crate::errors::code;
+use crate::messages::{CoreReply, CoreRequest};
+use crate::router::CONTROL_CORE;
 
 pub async fn handle(
     core: &Rc<Core>,
@@ -27,13 +29,13 @@ pub async fn handle(
         r.error_code = code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
         return r;
     }
-    let id = if core.id == 0 {
-        core.allocate_producer_id().await
-    } else {
-        match core.mesh.call(0, CoreRequest::AllocateProducerId).await {
-            Ok(CoreReply::ProducerId(id)) => id,
-            _ => Err(()),
-        }
+    let id = match core
+        .router
+        .call(CONTROL_CORE, CoreRequest::AllocateProducerId)
+        .await
+    {
+        Ok(CoreReply::ProducerId(id)) => id,
+        _ => Err(()),
     };
     match id {
         Ok(id) => {

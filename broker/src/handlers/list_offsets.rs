@@ -14,8 +14,8 @@ use sluice_net::messages::list_offsets_response::{
 use sluice_net::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use crate::core::Core;
-use crate::errors::code;
-use crate::partitions::{self, Addressed, PartitionOp, PartitionOpResult};
+use crate::errors::{self, code};
+use crate::messages::{Addressed, PartitionOp, PartitionOpResult};
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -95,7 +95,7 @@ pub async fn handle(
             ..Default::default()
         });
     }
-    let results = partitions::run(core, ops).await;
+    let results = core.router.partitions(ops).await;
     for ((ti, pi, ts), result) in op_slots.into_iter().zip(results) {
         let r = &mut topics[ti].partitions[pi];
         match result {
@@ -118,7 +118,7 @@ pub async fn handle(
             PartitionOpResult::Offsets(Err(e))
             | PartitionOpResult::OffsetForTimestamp(Err(e))
             | PartitionOpResult::MaxTimestamp(Err(e)) => {
-                r.error_code = e.code;
+                r.error_code = errors::part(e).code;
             }
             other => unreachable!("list offsets answered with {other:?}"),
         }

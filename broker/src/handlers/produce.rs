@@ -13,8 +13,8 @@ use sluice_net::record_batch::{BatchError, Batches};
 use sluice_net::{Records, StrBytes, TopicName};
 
 use crate::core::Core;
-use crate::errors::code;
-use crate::partitions::{self, Addressed, PartError, PartitionOp, PartitionOpResult};
+use crate::errors::{self, PartAnswer, code};
+use crate::messages::{Addressed, PartitionOp, PartitionOpResult};
 
 /// What the connection should do with a produce.
 pub enum Produced {
@@ -42,9 +42,9 @@ fn one_batch_of_magic_2(records: &bytes::Bytes) -> bool {
 /// start offset where Kafka reports one, and for refused records (`record_errors`, v8+) each
 /// record's index and reason with Kafka's partition message. Kafka sends no message for any
 /// other error, so the reason only goes to the debug log.
-fn refused(r: &mut PartitionProduceResponse, e: PartError) {
+fn refused(r: &mut PartitionProduceResponse, e: PartAnswer) {
     r.error_code = e.code;
-    r.log_start_offset = e.log_start_offset;
+    r.log_start_offset = e.produce_log_start_offset();
     if e.record_errors.is_empty() {
         tracing::debug!(code = e.code, reason = %e.message, "produce refused");
         return;
@@ -97,12 +97,9 @@ pub async fn handle(core: &Rc<Core>, request: ProduceRequest, version: i16) -> P
                 ..Default::default()
             };
             let failed = if !acks_valid {
-                Some(PartError::new(
-                    code::INVALID_REQUIRED_ACKS,
-                    "Invalid required acks",
-                ))
+                Some((code::INVALID_REQUIRED_ACKS, "Invalid required acks"))
             } else if meta.is_none_or(|m| p.index < 0 || p.index >= m.partitions) {
-                Some(PartError::new(
+                Some((
                     if version >= 13 {
                         code::UNKNOWN_TOPIC_ID
                     } else {
@@ -112,7 +109,7 @@ pub async fn handle(core: &Rc<Core>, request: ProduceRequest, version: i16) -> P
                 ))
             } else if meta.is_some_and(|m| super::metadata::is_internal(&m.name)) {
                 // Only the coordinator writes its internal topic, as in Kafka.
-                Some(PartError::new(
+                Some((
                     code::INVALID_TOPIC_EXCEPTION,
                     "Cannot append to internal topic",
                 ))
@@ -121,7 +118,7 @@ pub async fn handle(core: &Rc<Core>, request: ProduceRequest, version: i16) -> P
                 .as_ref()
                 .is_some_and(|r| one_batch_of_magic_2(&r.to_bytes()))
             {
-                Some(PartError::new(
+                Some((
                     code::INVALID_RECORD,
                     "a partition's records must be exactly one batch of magic 2",
                 ))
@@ -129,9 +126,9 @@ pub async fn handle(core: &Rc<Core>, request: ProduceRequest, version: i16) -> P
                 None
             };
             match (failed, meta) {
-                (Some(e), _) => {
-                    tracing::debug!(code = e.code, reason = %e.message, "produce refused");
-                    r.error_code = e.code;
+                (Some((error, reason)), _) => {
+                    tracing::debug!(code = error, reason, "produce refused");
+                    r.error_code = error;
                 }
                 (None, Some(m)) => {
                     op_slots.push(slots.len());
@@ -152,7 +149,7 @@ pub async fn handle(core: &Rc<Core>, request: ProduceRequest, version: i16) -> P
             slots.push((ti, r));
         }
     }
-    let results = partitions::run(core, ops).await;
+    let results = core.router.partitions(ops).await;
     let mut any_error = slots.iter().any(|(_, r)| r.error_code != code::NONE);
     for ((slot, result), (topic, bytes)) in op_slots.into_iter().zip(results).zip(op_sizes) {
         let r = &mut slots[slot].1;
@@ -166,7 +163,7 @@ pub async fn handle(core: &Rc<Core>, request: ProduceRequest, version: i16) -> P
             }
             PartitionOpResult::Appended(Err(e)) => {
                 any_error = true;
-                refused(r, e);
+                refused(r, errors::part(e));
             }
             other => unreachable!("append answered with {other:?}"),
         }

@@ -1,0 +1,156 @@
+//! What cores send each other: plain `Send` data, one enum each way.
+//!
+//! Every cross-core call is a [`CoreRequest`] answered by a [`CoreReply`], carried by
+//! [`crate::router::Router`] (which runs a call to this core in place and sends the others over
+//! the mesh). Nothing here holds an `Rc`, a `RefCell` or a DMA buffer, and errors travel typed
+//! ([`PartError`]), to be turned into Kafka codes only at the response edge (`errors.rs`).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use sluice_shard::{AppendInfo, Offsets, ReadResult, ShardError};
+
+use crate::metadata::TopicTable;
+use crate::registry::{TopicChange, TopicChangeError};
+
+/// A request one core sends another (or itself, through the router).
+#[derive(Debug)]
+pub enum CoreRequest {
+    /// Start-up check that the peer's receive loop runs.
+    Ping,
+    /// To the control core: change the topic registry (only that core writes it).
+    ChangeTopics(Vec<TopicChange>),
+    /// From the control core: the registry changed; adopt this table (and open or drop
+    /// partitions).
+    TopicsChanged(TopicTable),
+    /// Operations on partitions the receiving core owns.
+    Partitions(Vec<Addressed>),
+    /// Fetch's read-or-wait on the receiving core's partitions.
+    Fetch(FetchOnCore),
+    /// End a parked [`CoreRequest::Fetch`] wait now (its fetch has answered or was dropped).
+    CancelWait(WaitId),
+    /// To the control core: a fresh producer id.
+    AllocateProducerId,
+    /// To the core that coordinates a group.
+    Group(crate::groups::GroupCall),
+    /// This core's metrics, for a scrape.
+    Metrics,
+}
+
+/// The answer to a [`CoreRequest`].
+#[derive(Debug)]
+pub enum CoreReply {
+    Pong,
+    /// One result per requested change, in order.
+    TopicsChangedResult(Vec<Result<(), TopicChangeError>>),
+    Ack,
+    Partitions(Vec<PartitionOpResult>),
+    /// One result per read of the [`FetchOnCore`], in order.
+    Fetched(Vec<Result<ReadResult, PartError>>),
+    ProducerId(Result<i64, ()>),
+    Group(crate::groups::GroupReply),
+    Metrics(crate::metrics::Snapshot),
+}
+
+/// Why an operation on a partition failed, with the context the Kafka answer needs.
+#[derive(Debug)]
+pub enum PartError {
+    /// The storage engine refused or failed; `offsets` are the partition's at that moment
+    /// (Produce answers the log start offset, Fetch the offsets of an out-of-range read).
+    Storage { error: ShardError, offsets: Offsets },
+    /// No partition of that name and number is hosted by this broker.
+    NotHosted,
+    /// The partition is this broker's but failed to open: why.
+    Unopened(String),
+    /// DeleteRecords past the high watermark.
+    DeleteBeyondHighWatermark {
+        topic: String,
+        partition: i32,
+        target: i64,
+        high_watermark: i64,
+    },
+    /// The owning core did not answer (it is stopping, or gone).
+    CoreGone(usize),
+}
+
+/// What to do to one partition.
+#[derive(Debug)]
+pub enum PartitionOp {
+    /// Append one or more v2 batches (a Produce `records` field).
+    Append { records: Bytes },
+    /// Log start, high watermark, log end.
+    Offsets,
+    /// First offset whose timestamp is at or after this one.
+    OffsetForTimestamp { timestamp_ms: i64 },
+    /// DeleteRecords: move the log start offset up to `offset` (-1: the high watermark).
+    DeleteRecordsBefore { offset: i64 },
+    /// Offsets and bytes on disk (DescribeLogDirs).
+    Describe,
+    /// Offset and timestamp of the first record with the largest timestamp (ListOffsets -3).
+    MaxTimestamp,
+}
+
+/// The result of a [`PartitionOp`], in the same variant order.
+#[derive(Debug)]
+pub enum PartitionOpResult {
+    Appended(Result<AppendInfo, PartError>),
+    Offsets(Result<Offsets, PartError>),
+    OffsetForTimestamp(Result<Option<(i64, i64)>, PartError>),
+    DeletedRecords(Result<i64, PartError>),
+    Described(Result<(Offsets, u64), PartError>),
+    MaxTimestamp(Result<Option<(i64, i64)>, PartError>),
+}
+
+impl PartitionOp {
+    /// How this op fails: kept before the op is handed away, and called only if it does fail,
+    /// so the request path builds no error it does not send.
+    pub fn failure(&self) -> fn(PartError) -> PartitionOpResult {
+        match self {
+            PartitionOp::Append { .. } => |e| PartitionOpResult::Appended(Err(e)),
+            PartitionOp::Offsets => |e| PartitionOpResult::Offsets(Err(e)),
+            PartitionOp::OffsetForTimestamp { .. } => {
+                |e| PartitionOpResult::OffsetForTimestamp(Err(e))
+            }
+            PartitionOp::DeleteRecordsBefore { .. } => {
+                |e| PartitionOpResult::DeletedRecords(Err(e))
+            }
+            PartitionOp::Describe => |e| PartitionOpResult::Described(Err(e)),
+            PartitionOp::MaxTimestamp => |e| PartitionOpResult::MaxTimestamp(Err(e)),
+        }
+    }
+}
+
+/// One op addressed to a partition.
+#[derive(Debug)]
+pub struct Addressed {
+    pub topic: String,
+    pub partition: i32,
+    pub op: PartitionOp,
+}
+
+/// One partition read of a fetch.
+#[derive(Debug, Clone)]
+pub struct FetchRead {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub max_bytes: usize,
+}
+
+/// Names one parked fetch wait: the asking core and its serial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WaitId {
+    pub core: usize,
+    pub serial: u64,
+}
+
+/// A fetch's reads on one core: answered at once when `wait` is `None`, when the reads found
+/// `min_bytes` or an error, or when the broker stops; otherwise the owning core parks one wait
+/// for an append past what it read on any of these partitions, until `wait`'s timeout or a
+/// [`CoreRequest::CancelWait`], then reads again and answers.
+#[derive(Debug)]
+pub struct FetchOnCore {
+    pub reads: Vec<FetchRead>,
+    pub min_bytes: usize,
+    pub wait: Option<(WaitId, Duration)>,
+}
