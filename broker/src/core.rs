@@ -12,8 +12,9 @@ use std::rc::Rc;
 use glommio::sync::Semaphore;
 
 use crate::config::BrokerConfig;
+use crate::image::TopicImage;
 use crate::messages::{CoreReply, CoreRequest};
-use crate::metadata::{TopicTable, shard_for};
+use crate::metadata::TopicTable;
 use crate::partitions::LocalPartitions;
 use crate::producer_ids::ProducerIds;
 use crate::registry::{Applied, Registry, TopicChange, TopicChangeError};
@@ -51,7 +52,7 @@ pub struct Core {
     /// Serial of this core's fetch waits (see `messages::WaitId`).
     next_wait: Cell<u64>,
     /// This core's copy of the topic registry (the control core holds the authoritative one).
-    pub topics: RefCell<Rc<TopicTable>>,
+    pub topics: RefCell<Rc<TopicImage>>,
     /// Kafka cluster id, persisted in the data dir.
     pub cluster_id: String,
     /// The partitions this core owns.
@@ -89,6 +90,8 @@ impl Core {
     pub fn new(parts: CoreParts) -> Rc<Core> {
         let id = parts.router.me();
         let shard = Rc::new(parts.shard);
+        let image =
+            TopicImage::single_node(parts.topics, parts.config.node_id, parts.router.cores());
         let core = Rc::new(Core {
             id,
             budget: Rc::new(Semaphore::new(
@@ -105,7 +108,7 @@ impl Core {
             connection_tasks: RefCell::new(std::collections::HashMap::new()),
             next_connection: Cell::new(0),
             next_wait: Cell::new(0),
-            topics: RefCell::new(Rc::new(parts.topics)),
+            topics: RefCell::new(Rc::new(image)),
             cluster_id: parts.cluster_id,
             partitions: Rc::new(LocalPartitions::new(id, Rc::clone(&shard))),
             shard,
@@ -190,15 +193,15 @@ impl Core {
     /// Older tables (a reordered message) are ignored.
     pub async fn adopt_topics(&self, table: TopicTable) {
         let old = self.topics();
-        if table.version <= old.version {
+        if table.version <= old.version() {
             return;
         }
-        let table = Rc::new(table);
+        let table = Rc::new(self.image_of(table));
         *self.topics.borrow_mut() = Rc::clone(&table);
         for gone in old
-            .topics
+            .topics()
             .values()
-            .filter(|t| table.topics.get(&t.name).is_none_or(|n| n.id != t.id))
+            .filter(|t| table.topics().get(&t.name).is_none_or(|n| n.id != t.id))
         {
             for p in 0..gone.partitions {
                 if self.shard.partition(&gone.name, p).is_some() {
@@ -216,24 +219,27 @@ impl Core {
             }
         }
         let deleted: Vec<String> = old
-            .topics
+            .topics()
             .values()
-            .filter(|t| table.topics.get(&t.name).is_none_or(|n| n.id != t.id))
+            .filter(|t| table.topics().get(&t.name).is_none_or(|n| n.id != t.id))
             .map(|t| t.name.clone())
             .collect();
         self.partitions
             .unopened
             .borrow_mut()
-            .retain(|(topic, _), _| table.topics.contains_key(topic));
+            .retain(|(topic, _), _| table.topics().contains_key(topic));
         if !deleted.is_empty() {
             crate::groups::topics_deleted(self, &deleted).await;
         }
-        let (old_inherited, new_inherited) = (self.inherited(&old), self.inherited(&table));
+        let (old_inherited, new_inherited) = (
+            self.inherited(old.registry()),
+            self.inherited(table.registry()),
+        );
         // Changed configs (the topic's own or the broker-level ones it inherits): reopen this
         // core's partitions of the topic with the new settings
         // (the storage engine takes its settings at open).
-        for t in table.topics.values() {
-            let Some(before) = old.topics.get(&t.name) else {
+        for t in table.topics().values() {
+            let Some(before) = old.topics().get(&t.name) else {
                 continue;
             };
             if before.id != t.id
@@ -254,10 +260,9 @@ impl Core {
     }
 
     /// Opens every partition of `table` this core owns and has not opened yet.
-    pub async fn open_owned_partitions(&self, table: &TopicTable) {
-        let cores = self.router.cores();
-        let inherited = self.inherited(table);
-        for t in table.topics.values() {
+    pub async fn open_owned_partitions(&self, table: &TopicImage) {
+        let inherited = self.inherited(table.registry());
+        for t in table.topics().values() {
             let settings = TopicSettings::resolve(&t.configs, &inherited);
             let mut log_config = settings.log_config();
             if t.name == crate::groups::OFFSETS_TOPIC {
@@ -265,7 +270,7 @@ impl Core {
                 log_config.preallocate_bytes = 1 << 20;
             }
             for p in 0..t.partitions {
-                if shard_for(&t.name, p, cores) != self.id
+                if table.core_for(&t.name, p) != Some(self.id)
                     || self.shard.partition(&t.name, p).is_some()
                 {
                     continue;
@@ -307,8 +312,13 @@ impl Core {
         })
     }
 
-    /// The current topic table (a cheap `Rc` clone; never hold a `RefCell` borrow across await).
-    pub fn topics(&self) -> Rc<TopicTable> {
+    /// The image this node builds from a registry table.
+    pub fn image_of(&self, table: TopicTable) -> TopicImage {
+        TopicImage::single_node(table, self.config.node_id, self.router.cores())
+    }
+
+    /// The current topic image (a cheap `Rc` clone; never hold a `RefCell` borrow across await).
+    pub fn topics(&self) -> Rc<TopicImage> {
         Rc::clone(&self.topics.borrow())
     }
 
@@ -345,7 +355,7 @@ impl Core {
             serial: _serial,
         } = control
             .registry
-            .apply(|| (*self.topics()).clone(), changes)
+            .apply(|| self.topics().registry().clone(), changes)
             .await;
         // Published while `_serial` is held, so the next batch starts from this table.
         if let Some(table) = stored {

@@ -11,6 +11,7 @@ mod errors;
 mod group_config;
 mod groups;
 mod handlers;
+mod image;
 mod mesh;
 mod messages;
 mod metadata;

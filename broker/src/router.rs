@@ -11,9 +11,9 @@ use std::rc::Rc;
 
 use futures_lite::future::BoxedLocal;
 
+use crate::image::TopicImage;
 use crate::mesh::{Mesh, MeshError};
 use crate::messages::{Addressed, CoreReply, CoreRequest, PartError, PartitionOpResult};
-use crate::metadata::shard_for;
 
 /// The core that owns the single-writer services of a node: the topic registry and the
 /// producer id block (the controller shard of the cluster design takes these over).
@@ -69,18 +69,23 @@ impl Router {
         self.mesh.call(core, request).await
     }
 
-    /// The core that owns a partition on this node.
-    pub fn owner(&self, topic: &str, partition: i32) -> usize {
-        shard_for(topic, partition, self.cores())
-    }
-
-    /// Runs `ops` on their owning cores, concurrently, one call per owning core (batched,
-    /// never one message per partition); results in the order of `ops`.
-    pub async fn partitions(self: &Rc<Self>, ops: Vec<Addressed>) -> Vec<PartitionOpResult> {
+    /// Runs `ops` on their owning cores (as `image` places them), concurrently, one call per
+    /// owning core (batched, never one message per partition); an op on a partition this node
+    /// does not host fails with [`PartError::NotHosted`] without a message. Results in the
+    /// order of `ops`.
+    pub async fn partitions(
+        self: &Rc<Self>,
+        image: &TopicImage,
+        ops: Vec<Addressed>,
+    ) -> Vec<PartitionOpResult> {
         let n = ops.len();
+        let mut out: Vec<Option<PartitionOpResult>> = (0..n).map(|_| None).collect();
         let mut by_core: Vec<(usize, Vec<usize>, Vec<Addressed>)> = Vec::new();
         for (i, op) in ops.into_iter().enumerate() {
-            let owner = self.owner(&op.topic, op.partition);
+            let Some(owner) = image.core_for(&op.topic, op.partition) else {
+                out[i] = Some(op.op.failure()(PartError::NotHosted));
+                continue;
+            };
             match by_core.iter_mut().find(|(o, _, _)| *o == owner) {
                 Some((_, slots, ops)) => {
                     slots.push(i);
@@ -106,7 +111,6 @@ impl Router {
                 (slots, task)
             })
             .collect();
-        let mut out: Vec<Option<PartitionOpResult>> = (0..n).map(|_| None).collect();
         for (slots, task) in tasks {
             for (slot, result) in slots.into_iter().zip(task.await) {
                 out[slot] = Some(result);

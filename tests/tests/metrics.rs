@@ -1,75 +1,11 @@
 //! `/metrics` serves Prometheus text that parses, and its counters move with the traffic.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-
 use sluice_net::messages::metadata_request::MetadataRequestTopic;
 use sluice_net::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use sluice_net::messages::{MetadataRequest, ProduceRequest};
 use sluice_net::record_batch::build::{BatchSpec, batch};
 use sluice_net::{ApiKey, Request, Response};
-use sluice_tests::{Broker, RawConn};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-/// GET `path`: (status line, body).
-fn http_get(port: u16, path: &str) -> (String, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("metrics port answers");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("request sent");
-    let mut text = String::new();
-    s.read_to_string(&mut text).expect("response read");
-    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
-    (
-        head.lines().next().unwrap_or("").to_owned(),
-        body.to_owned(),
-    )
-}
-
-/// Parses the text format strictly enough to catch a broken exposition: every sample line is
-/// `name{label="value",...} number` and belongs to a family announced by `# TYPE`.
-fn samples(body: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
-    let mut families = Vec::new();
-    let mut out = Vec::new();
-    for line in body.lines() {
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            families.push(rest.split(' ').next().expect("family name").to_owned());
-            continue;
-        }
-        if line.starts_with('#') || line.is_empty() {
-            continue;
-        }
-        let (series, value) = line.rsplit_once(' ').expect("a value");
-        let value: f64 = value
-            .parse()
-            .unwrap_or_else(|_| panic!("bad value in {line}"));
-        let (name, labels) = match series.split_once('{') {
-            Some((n, l)) => {
-                let l = l.strip_suffix('}').expect("closing brace");
-                let labels = l
-                    .split("\",")
-                    .filter(|kv| !kv.is_empty())
-                    .map(|kv| {
-                        let (k, v) = kv.split_once("=\"").expect("label=\"value\"");
-                        (k.to_owned(), v.trim_end_matches('"').to_owned())
-                    })
-                    .collect();
-                (n.to_owned(), labels)
-            }
-            None => (series.to_owned(), Vec::new()),
-        };
-        assert!(
-            families.iter().any(|f| name.starts_with(f.as_str())),
-            "sample {name} has no # TYPE"
-        );
-        out.push((name, labels, value));
-    }
-    out
-}
+use sluice_tests::{Broker, RawConn, free_port, http_get, metric_samples as samples};
 
 fn sum(samples: &[(String, Vec<(String, String)>, f64)], name: &str, topic: &str) -> f64 {
     samples

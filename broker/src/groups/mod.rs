@@ -548,7 +548,7 @@ async fn ensure_loaded(core: &Rc<Core>, p: i32) -> Result<(), i16> {
     let table = core.topics();
     let stale = forget_topics(
         &core.groups,
-        &|t| !table.topics.contains_key(t),
+        &|t| !table.topics().contains_key(t),
         p,
         offsets_partitions(core),
     );
@@ -690,7 +690,7 @@ async fn commit(
     let mut recs = Vec::new();
     let mut written = Vec::new();
     for (i, e) in offsets.iter().enumerate() {
-        let c = if !has_partition(&table, &e.topic, e.partition) {
+        let c = if !has_partition(table.registry(), &e.topic, e.partition) {
             code::UNKNOWN_TOPIC_OR_PARTITION
         } else if e.metadata.len() > core.groups.metadata_max_bytes {
             code::OFFSET_METADATA_TOO_LARGE
@@ -852,7 +852,7 @@ async fn describe(core: &Rc<Core>, wanted: Vec<(i32, String)>) -> Vec<Described>
 /// The `__consumer_offsets` partitions this core owns (none before the topic exists).
 fn owned_partitions(core: &Rc<Core>) -> Vec<i32> {
     let table = core.topics();
-    let Some(t) = table.topics.get(OFFSETS_TOPIC) else {
+    let Some(t) = table.topics().get(OFFSETS_TOPIC) else {
         return Vec::new();
     };
     let cores = core.router.cores();
@@ -961,7 +961,7 @@ async fn delete_offsets(
         let mut codes = Vec::with_capacity(partitions.len());
         let mut doomed = Vec::new();
         for (t, p) in &partitions {
-            codes.push(if !has_partition(&table, t, *p) {
+            codes.push(if !has_partition(table.registry(), t, *p) {
                 code::UNKNOWN_TOPIC_OR_PARTITION
             } else if subscribed.contains(t) {
                 code::GROUP_SUBSCRIBED_TO_TOPIC
@@ -1051,7 +1051,7 @@ pub fn spawn_timers(core: &Rc<Core>) {
 
 fn offsets_partitions(core: &Core) -> i32 {
     core.topics()
-        .topics
+        .topics()
         .get(OFFSETS_TOPIC)
         .map_or(1, |t| t.partitions)
 }

@@ -25,9 +25,6 @@ use crate::errors::{self, code};
 use crate::messages::{Addressed, PartitionOp, PartitionOpResult};
 use crate::registry::TopicChange;
 
-/// The only leader epoch a single node has.
-const LEADER_EPOCH: i32 = 0;
-
 pub async fn create_partitions(
     core: &Rc<Core>,
     request: CreatePartitionsRequest,
@@ -84,7 +81,7 @@ pub async fn delete_records(
     let mut ops = Vec::new();
     let mut slots = Vec::new();
     for (ti, t) in request.topics.iter().enumerate() {
-        let meta = table.topics.get(t.name.as_str());
+        let meta = table.topics().get(t.name.as_str());
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for (pi, p) in t.partitions.iter().enumerate() {
             let mut r = DeleteRecordsPartitionResult {
@@ -112,7 +109,10 @@ pub async fn delete_records(
             ..Default::default()
         });
     }
-    for ((ti, pi), result) in slots.into_iter().zip(core.router.partitions(ops).await) {
+    for ((ti, pi), result) in slots
+        .into_iter()
+        .zip(core.router.partitions(&core.topics(), ops).await)
+    {
         let r = &mut topics[ti].partitions[pi];
         match result {
             PartitionOpResult::DeletedRecords(Ok(low)) => r.low_watermark = low,
@@ -161,13 +161,13 @@ pub async fn describe_log_dirs(
     let table = core.topics();
     let wanted: Vec<(String, i32)> = match &request.topics {
         None => table
-            .topics
+            .topics()
             .values()
             .flat_map(|t| (0..t.partitions).map(move |p| (t.name.clone(), p)))
             .collect(),
         Some(ts) => ts
             .iter()
-            .filter_map(|t| table.topics.get(t.topic.as_str()).map(|m| (m, t)))
+            .filter_map(|t| table.topics().get(t.topic.as_str()).map(|m| (m, t)))
             .flat_map(|(m, t)| {
                 t.partitions
                     .iter()
@@ -185,7 +185,10 @@ pub async fn describe_log_dirs(
         })
         .collect();
     let mut topics: Vec<DescribeLogDirsTopic> = Vec::new();
-    for ((topic, partition), result) in wanted.into_iter().zip(core.router.partitions(ops).await) {
+    for ((topic, partition), result) in wanted
+        .into_iter()
+        .zip(core.router.partitions(&core.topics(), ops).await)
+    {
         let PartitionOpResult::Described(Ok((_, size))) = result else {
             continue;
         };
@@ -248,7 +251,7 @@ pub async fn offset_for_leader_epoch(
     let mut ops = Vec::new();
     let mut slots = Vec::new();
     for (ti, t) in request.topics.iter().enumerate() {
-        let meta = table.topics.get(t.topic.as_str());
+        let meta = table.topics().get(t.topic.as_str());
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for (pi, p) in t.partitions.iter().enumerate() {
             let mut r = EpochEndOffset {
@@ -258,12 +261,14 @@ pub async fn offset_for_leader_epoch(
                 end_offset: -1,
                 ..Default::default()
             };
-            match meta {
-                Some(m) if p.partition >= 0 && p.partition < m.partitions => {
-                    if let Some(error) = stale_epoch(p.current_leader_epoch, LEADER_EPOCH) {
+            let state = meta.and_then(|m| table.partition(&m.name, p.partition));
+            match (meta, state) {
+                (Some(m), Some(state)) => {
+                    let epoch = state.leader_epoch;
+                    if let Some(error) = stale_epoch(p.current_leader_epoch, epoch) {
                         r.error_code = error;
-                    } else if p.leader_epoch == LEADER_EPOCH {
-                        slots.push((ti, pi));
+                    } else if p.leader_epoch == epoch {
+                        slots.push((ti, pi, epoch));
                         ops.push(Addressed {
                             topic: m.name.clone(),
                             partition: p.partition,
@@ -282,11 +287,14 @@ pub async fn offset_for_leader_epoch(
             ..Default::default()
         });
     }
-    for ((ti, pi), result) in slots.into_iter().zip(core.router.partitions(ops).await) {
+    for ((ti, pi, epoch), result) in slots
+        .into_iter()
+        .zip(core.router.partitions(&core.topics(), ops).await)
+    {
         let r = &mut topics[ti].partitions[pi];
         match result {
             PartitionOpResult::Offsets(Ok(o)) => {
-                r.leader_epoch = LEADER_EPOCH;
+                r.leader_epoch = epoch;
                 r.end_offset = o.log_end_offset;
             }
             PartitionOpResult::Offsets(Err(e)) => r.error_code = errors::part(e).code,

@@ -64,8 +64,9 @@ pub async fn describe(
     request: DescribeConfigsRequest,
     _version: i16,
 ) -> DescribeConfigsResponse {
-    let table = core.topics();
-    let inherited = core.inherited(&table);
+    let image = core.topics();
+    let table = image.registry();
+    let inherited = core.inherited(table);
     let results = request
         .resources
         .iter()
@@ -124,7 +125,7 @@ pub async fn describe(
                         result.error_message = Some(message.into());
                     }
                     Ok(entity) => {
-                        result.configs = describe_broker(core, &table, &entity, &inherited)
+                        result.configs = describe_broker(core, table, &entity, &inherited)
                             .into_iter()
                             .filter(|(n, ..)| wanted(n))
                             .map(|(n, v, source, kind, read_only, layers)| {
@@ -142,7 +143,7 @@ pub async fn describe(
                     }
                 },
                 RESOURCE_GROUP | RESOURCE_CLIENT_METRICS => {
-                    match describe_stored(&table, res.resource_type, res.resource_name.as_str()) {
+                    match describe_stored(table, res.resource_type, res.resource_name.as_str()) {
                         Err(message) => {
                             result.error_code = code::INVALID_REQUEST;
                             result.error_message = Some(message.into());
@@ -620,7 +621,8 @@ pub async fn alter(
     request: AlterConfigsRequest,
     _version: i16,
 ) -> AlterConfigsResponse {
-    let table = core.topics();
+    let image = core.topics();
+    let table = image.registry();
     let mut responses = Vec::with_capacity(request.resources.len());
     let mut changes = Vec::new();
     let mut slots = Vec::new();
@@ -646,7 +648,7 @@ pub async fn alter(
                 })
                 .collect();
             let name = res.resource_name.as_str();
-            let planned = broker_change(core, &table, name, ops, false, request.validate_only);
+            let planned = broker_change(core, table, name, ops, false, request.validate_only);
             if let Some((c, m)) = queue(planned, responses.len(), &mut slots, &mut changes) {
                 r.error_code = c;
                 r.error_message = m.map(Into::into);
@@ -710,7 +712,8 @@ pub async fn incremental_alter(
     request: IncrementalAlterConfigsRequest,
     _version: i16,
 ) -> IncrementalAlterConfigsResponse {
-    let table = core.topics();
+    let image = core.topics();
+    let table = image.registry();
     let mut responses = Vec::with_capacity(request.resources.len());
     let mut changes = Vec::new();
     let mut slots = Vec::new();
@@ -732,7 +735,7 @@ pub async fn incremental_alter(
                 })
                 .collect();
             let name = res.resource_name.as_str();
-            let planned = broker_change(core, &table, name, ops, true, request.validate_only);
+            let planned = broker_change(core, table, name, ops, true, request.validate_only);
             if let Some((c, m)) = queue(planned, responses.len(), &mut slots, &mut changes) {
                 r.error_code = c;
                 r.error_message = m.map(Into::into);
@@ -952,7 +955,8 @@ pub fn list_resources(
             ..Default::default()
         };
     }
-    let table = core.topics();
+    let image = core.topics();
+    let table = image.registry();
     let node = core.config.node_id.to_string();
     let mut config_resources = Vec::new();
     let mut push = |name: &str, resource_type: i8| {

@@ -19,7 +19,7 @@ pub async fn handle(
     version: i16,
 ) -> CreateTopicsResponse {
     let brokers = 1;
-    let inherited = core.inherited(&core.topics());
+    let inherited = core.inherited(core.topics().registry());
     let mut results: Vec<CreatableTopicResult> = Vec::with_capacity(request.topics.len());
     let mut changes = Vec::new();
     let mut pending = Vec::new(); // index into results for each change
@@ -157,7 +157,7 @@ pub async fn handle(
             let r = &mut results[i];
             match outcome {
                 Ok(()) => {
-                    if let Some(t) = table.topics.get(r.name.as_str()) {
+                    if let Some(t) = table.topics().get(r.name.as_str()) {
                         r.topic_id = Uuid(t.id);
                     }
                 }

@@ -20,7 +20,7 @@ pub async fn handle(
     // The id of a topic named in the request (all zeroes when unknown, as Kafka answers).
     let id_of = |name: &TopicName| {
         table
-            .topics
+            .topics()
             .get(name.as_str())
             .map(|m| Uuid(m.id))
             .unwrap_or_default()

@@ -37,7 +37,7 @@ pub async fn handle(core: &Rc<Core>, request: FetchRequest, version: i16) -> Fet
         let meta = if version >= 13 {
             table.by_id(&t.topic_id.0)
         } else {
-            table.topics.get(t.topic.as_str())
+            table.topics().get(t.topic.as_str())
         };
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for (pi, p) in t.partitions.iter().enumerate() {
@@ -124,8 +124,14 @@ async fn long_poll(
     let deadline = Instant::now() + max_wait;
     let wait = min_bytes > 0 && !max_wait.is_zero();
     let mut cores: Vec<OnCore> = Vec::new();
+    let mut results: Vec<Option<Result<ReadResult, PartError>>> =
+        wanted.iter().map(|_| None).collect();
+    let image = core.topics();
     for (i, w) in wanted.iter().enumerate() {
-        let owner = core.router.owner(&w.topic, w.partition);
+        let Some(owner) = image.core_for(&w.topic, w.partition) else {
+            results[i] = Some(Err(PartError::NotHosted));
+            continue;
+        };
         match cores.iter_mut().find(|c| c.owner == owner) {
             Some(c) => c.slots.push(i),
             None => cores.push(OnCore {
@@ -135,8 +141,6 @@ async fn long_poll(
             }),
         }
     }
-    let mut results: Vec<Option<Result<ReadResult, PartError>>> =
-        wanted.iter().map(|_| None).collect();
     let (tx, rx) = local_channel::new_unbounded();
     let tx = Rc::new(tx);
     let mut guard = CancelOnDrop {

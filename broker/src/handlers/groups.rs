@@ -61,15 +61,15 @@ fn opt(s: &Option<StrBytes>) -> Option<String> {
 /// exists.
 fn locate(core: &Rc<Core>, group: &str) -> Option<(i32, usize)> {
     let table = core.topics();
-    let t = table.topics.get(OFFSETS_TOPIC)?;
+    let t = table.topics().get(OFFSETS_TOPIC)?;
     let p = groups::partition_for(group, t.partitions);
-    Some((p, core.router.owner(OFFSETS_TOPIC, p)))
+    Some((p, table.core_for(OFFSETS_TOPIC, p)?))
 }
 
 /// Creates `__consumer_offsets` if it does not exist yet (compacted, 100 MiB segments, as
 /// Kafka's defaults for it).
 async fn ensure_offsets_topic(core: &Rc<Core>) -> Result<(), i16> {
-    if core.topics().topics.contains_key(OFFSETS_TOPIC) {
+    if core.topics().topics().contains_key(OFFSETS_TOPIC) {
         return Ok(());
     }
     let configs = BTreeMap::from([
@@ -621,7 +621,7 @@ pub async fn offset_fetch(
                     if by_id {
                         let table = core.topics();
                         for t in &mut out.topics {
-                            if let Some(m) = table.topics.get(t.name.as_str()) {
+                            if let Some(m) = table.topics().get(t.name.as_str()) {
                                 t.topic_id = Uuid(m.id);
                             }
                         }

@@ -47,7 +47,7 @@ pub async fn handle(
     let mut ops = Vec::new();
     let mut op_slots = Vec::new(); // (topic index, partition index, requested timestamp)
     for (ti, t) in request.topics.iter().enumerate() {
-        let meta = table.topics.get(t.name.as_str());
+        let meta = table.topics().get(t.name.as_str());
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for (pi, p) in t.partitions.iter().enumerate() {
             let mut r = ListOffsetsPartitionResponse {
@@ -78,7 +78,10 @@ pub async fn handle(
                         partitions.push(r);
                         continue;
                     }
-                    op_slots.push((ti, pi, p.timestamp));
+                    let epoch = table
+                        .partition(&m.name, p.partition_index)
+                        .map_or(-1, |s| s.leader_epoch);
+                    op_slots.push((ti, pi, p.timestamp, epoch));
                     ops.push(Addressed {
                         topic: m.name.clone(),
                         partition: p.partition_index,
@@ -95,8 +98,8 @@ pub async fn handle(
             ..Default::default()
         });
     }
-    let results = core.router.partitions(ops).await;
-    for ((ti, pi, ts), result) in op_slots.into_iter().zip(results) {
+    let results = core.router.partitions(&core.topics(), ops).await;
+    for ((ti, pi, ts, epoch), result) in op_slots.into_iter().zip(results) {
         let r = &mut topics[ti].partitions[pi];
         match result {
             PartitionOpResult::Offsets(Ok(o)) => {
@@ -105,14 +108,14 @@ pub async fn handle(
                 } else {
                     o.log_start_offset
                 };
-                r.leader_epoch = 0;
+                r.leader_epoch = epoch;
             }
             PartitionOpResult::OffsetForTimestamp(Ok(found))
             | PartitionOpResult::MaxTimestamp(Ok(found)) => {
                 if let Some((offset, timestamp)) = found {
                     r.offset = offset;
                     r.timestamp = timestamp;
-                    r.leader_epoch = 0;
+                    r.leader_epoch = epoch;
                 }
             }
             PartitionOpResult::Offsets(Err(e))

@@ -15,6 +15,7 @@ use sluice_net::{BrokerId, StrBytes, TopicName, Uuid};
 use super::authorized;
 use crate::core::Core;
 use crate::errors::code;
+use crate::image::TopicImage;
 use crate::metadata::{TopicMeta, topic_name_error};
 use crate::registry::TopicChange;
 
@@ -33,7 +34,7 @@ pub async fn handle(core: &Rc<Core>, request: MetadataRequest, version: i16) -> 
         let missing: Vec<TopicChange> = requested
             .iter()
             .filter_map(|t| t.name.as_ref())
-            .filter(|n| !table.topics.contains_key(n.as_str()) && topic_name_error(n).is_none())
+            .filter(|n| !table.topics().contains_key(n.as_str()) && topic_name_error(n).is_none())
             .map(|n| TopicChange::Create {
                 name: n.to_string(),
                 partitions: core.config.default_partitions,
@@ -48,13 +49,13 @@ pub async fn handle(core: &Rc<Core>, request: MetadataRequest, version: i16) -> 
     }
     let table = core.topics();
     let describe =
-        |t: &TopicMeta| topic_entry(core, t, request.include_topic_authorized_operations);
+        |t: &TopicMeta| topic_entry(&table, t, request.include_topic_authorized_operations);
     let topics = match &request.topics {
-        None => table.topics.values().map(describe).collect(),
+        None => table.topics().values().map(describe).collect(),
         Some(requested) => requested
             .iter()
             .map(|r| match &r.name {
-                Some(name) => match table.topics.get(name.as_str()) {
+                Some(name) => match table.topics().get(name.as_str()) {
                     Some(t) => describe(t),
                     None => missing_topic(
                         request.include_topic_authorized_operations,
@@ -119,23 +120,30 @@ fn missing_topic(
     }
 }
 
-fn topic_entry(core: &Core, t: &TopicMeta, include_ops: bool) -> MetadataResponseTopic {
-    let node = BrokerId(core.config.node_id);
+/// Broker ids as the wire types them.
+fn brokers(ids: &[i32]) -> Vec<BrokerId> {
+    ids.iter().copied().map(BrokerId).collect()
+}
+
+fn topic_entry(image: &TopicImage, t: &TopicMeta, include_ops: bool) -> MetadataResponseTopic {
     MetadataResponseTopic {
         error_code: code::NONE,
         name: Some(t.name.as_str().into()),
         topic_id: Uuid(t.id),
         is_internal: is_internal(&t.name),
         partitions: (0..t.partitions)
-            .map(|p| MetadataResponsePartition {
-                error_code: code::NONE,
-                partition_index: p,
-                leader_id: node,
-                leader_epoch: 0,
-                replica_nodes: vec![node],
-                isr_nodes: vec![node],
-                offline_replicas: Vec::new(),
-                ..Default::default()
+            .filter_map(|p| {
+                let state = image.partition(&t.name, p)?;
+                Some(MetadataResponsePartition {
+                    error_code: code::NONE,
+                    partition_index: p,
+                    leader_id: BrokerId(state.leader),
+                    leader_epoch: state.leader_epoch,
+                    replica_nodes: brokers(&state.replicas),
+                    isr_nodes: brokers(&state.isr),
+                    offline_replicas: Vec::new(),
+                    ..Default::default()
+                })
             })
             .collect(),
         topic_authorized_operations: authorized::when(include_ops, authorized::TOPIC),
@@ -159,9 +167,8 @@ pub fn describe_topic_partitions(
         ..Default::default()
     };
     let table = core.topics();
-    let node = BrokerId(core.config.node_id);
     let mut names: Vec<String> = if request.topics.is_empty() {
-        table.topics.keys().cloned().collect()
+        table.topics().keys().cloned().collect()
     } else {
         request.topics.iter().map(|t| t.name.to_string()).collect()
     };
@@ -183,7 +190,7 @@ pub fn describe_topic_partitions(
         } else {
             0
         };
-        let Some(t) = table.topics.get(&name) else {
+        let Some(t) = table.topics().get(&name) else {
             topics.push(DescribeTopicPartitionsResponseTopic {
                 error_code: code::UNKNOWN_TOPIC_OR_PARTITION,
                 name: Some(name.into()),
@@ -202,14 +209,17 @@ pub fn describe_topic_partitions(
                 next_cursor = Some(cursor_at(&name, p));
                 break;
             }
+            let Some(state) = table.partition(&name, p) else {
+                continue;
+            };
             budget -= 1;
             partitions.push(DescribeTopicPartitionsResponsePartition {
                 error_code: code::NONE,
                 partition_index: p,
-                leader_id: node,
-                leader_epoch: 0,
-                replica_nodes: vec![node],
-                isr_nodes: vec![node],
+                leader_id: BrokerId(state.leader),
+                leader_epoch: state.leader_epoch,
+                replica_nodes: brokers(&state.replicas),
+                isr_nodes: brokers(&state.isr),
                 eligible_leader_replicas: Some(Vec::new()),
                 last_known_elr: Some(Vec::new()),
                 offline_replicas: Vec::new(),

@@ -75,7 +75,7 @@ pub async fn handle(core: &Rc<Core>, request: ProduceRequest, version: i16) -> P
         let meta = if version >= 13 {
             table.by_id(&t.topic_id.0)
         } else {
-            table.topics.get(t.name.as_str())
+            table.topics().get(t.name.as_str())
         };
         topics.push(TopicProduceResponse {
             name: if version >= 13 {
@@ -149,7 +149,7 @@ pub async fn handle(core: &Rc<Core>, request: ProduceRequest, version: i16) -> P
             slots.push((ti, r));
         }
     }
-    let results = core.router.partitions(ops).await;
+    let results = core.router.partitions(&core.topics(), ops).await;
     let mut any_error = slots.iter().any(|(_, r)| r.error_code != code::NONE);
     for ((slot, result), (topic, bytes)) in op_slots.into_iter().zip(results).zip(op_sizes) {
         let r = &mut slots[slot].1;
