@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{anyhow, bail};
 use sluice_net::client::Client;
+use sluice_net::error_code::{ErrorCode, code};
 use sluice_net::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use sluice_net::messages::metadata_request::MetadataRequestTopic;
 use sluice_net::messages::{ListOffsetsRequest, MetadataRequest, MetadataResponse};
@@ -27,33 +28,40 @@ pub(super) fn connect(addr: &str) -> anyhow::Result<Client> {
     Ok(Client::connect(addr, CLIENT_ID, TIMEOUT)?)
 }
 
-/// `Kafka error <code> <NAME>`, the name left out for the codes the CLI does not name.
-pub(super) fn kafka_error(code: i16) -> String {
-    let name = match code {
-        3 => "UNKNOWN_TOPIC_OR_PARTITION",
-        7 => "REQUEST_TIMED_OUT",
-        15 => "COORDINATOR_NOT_AVAILABLE",
-        16 => "NOT_COORDINATOR",
-        25 => "UNKNOWN_MEMBER_ID",
-        27 => "REBALANCE_IN_PROGRESS",
-        36 => "TOPIC_ALREADY_EXISTS",
-        37 => "INVALID_PARTITIONS",
-        40 => "INVALID_CONFIG",
-        68 => "NON_EMPTY_GROUP",
-        69 => "GROUP_ID_NOT_FOUND",
-        _ => "",
-    };
-    format!("Kafka error {code} {name}").trim_end().to_owned()
+/// The error codes the CLI names in its messages (others print as a bare number). Every code
+/// could be named from `ErrorCode` now; the list keeps the output as it was.
+const NAMED: &[i16] = &[
+    code::UNKNOWN_TOPIC_OR_PARTITION,
+    code::REQUEST_TIMED_OUT,
+    code::COORDINATOR_NOT_AVAILABLE,
+    code::NOT_COORDINATOR,
+    code::UNKNOWN_MEMBER_ID,
+    code::REBALANCE_IN_PROGRESS,
+    code::TOPIC_ALREADY_EXISTS,
+    code::INVALID_PARTITIONS,
+    code::INVALID_CONFIG,
+    code::NON_EMPTY_GROUP,
+    code::GROUP_ID_NOT_FOUND,
+];
+
+/// `Kafka error <code> <NAME>`, the name left out for the codes not in [`NAMED`].
+pub(super) fn kafka_error(error_code: i16) -> String {
+    let name = ErrorCode::from_code(error_code)
+        .filter(|_| NAMED.contains(&error_code))
+        .map_or("", ErrorCode::name);
+    format!("Kafka error {error_code} {name}")
+        .trim_end()
+        .to_owned()
 }
 
 /// `Ok` for error code 0; otherwise an error naming `what`, the code and the broker's message.
-pub(super) fn check(code: i16, what: &str, message: Option<&StrBytes>) -> anyhow::Result<()> {
-    if code == 0 {
+pub(super) fn check(error_code: i16, what: &str, message: Option<&StrBytes>) -> anyhow::Result<()> {
+    if error_code == code::NONE {
         return Ok(());
     }
     match message.filter(|m| !m.is_empty()) {
-        Some(m) => bail!("{what}: {} ({})", kafka_error(code), m.as_str()),
-        None => bail!("{what}: {}", kafka_error(code)),
+        Some(m) => bail!("{what}: {} ({})", kafka_error(error_code), m.as_str()),
+        None => bail!("{what}: {}", kafka_error(error_code)),
     }
 }
 
@@ -193,6 +201,8 @@ mod tests {
     fn kafka_error_names_the_codes_it_knows() {
         assert_eq!(kafka_error(36), "Kafka error 36 TOPIC_ALREADY_EXISTS");
         assert_eq!(kafka_error(3), "Kafka error 3 UNKNOWN_TOPIC_OR_PARTITION");
+        assert_eq!(kafka_error(69), "Kafka error 69 GROUP_ID_NOT_FOUND");
+        assert_eq!(kafka_error(29), "Kafka error 29");
         assert_eq!(kafka_error(999), "Kafka error 999");
     }
 

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail};
 use sluice_net::client::Client;
+use sluice_net::error_code::code;
 use sluice_net::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use sluice_net::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
@@ -274,7 +275,7 @@ pub(super) fn coordinator(c: &mut Cluster, group: &str) -> anyhow::Result<Client
         let Response::FindCoordinator(r) = c.bootstrap.call(3, &req)?.1 else {
             bail!("unexpected answer to FindCoordinator");
         };
-        if r.error_code == 0 {
+        if r.error_code == code::NONE {
             return connect(&format!("{}:{}", r.host.as_str(), r.port));
         }
         if Instant::now() > deadline {

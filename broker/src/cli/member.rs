@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use sluice_net::client::Client;
+use sluice_net::error_code::code;
 use sluice_net::messages::join_group_request::JoinGroupRequestProtocol;
 use sluice_net::messages::sync_group_request::SyncGroupRequestAssignment;
 use sluice_net::messages::{
@@ -49,11 +50,11 @@ impl Member {
     pub(super) fn rejoin(&mut self, c: &mut Cluster, topic: &str) -> anyhow::Result<Vec<i32>> {
         loop {
             let j = self.join_group(topic)?;
-            if j.error_code == 79 {
+            if j.error_code == code::MEMBER_ID_REQUIRED {
                 self.member_id = j.member_id.to_string();
                 continue;
             }
-            if j.error_code == 25 {
+            if j.error_code == code::UNKNOWN_MEMBER_ID {
                 self.member_id.clear();
                 continue;
             }
@@ -119,7 +120,7 @@ impl Member {
         let Response::SyncGroup(sy) = self.coord.call(5, &req)?.1 else {
             bail!("unexpected answer to SyncGroup");
         };
-        if sy.error_code == 27 {
+        if sy.error_code == code::REBALANCE_IN_PROGRESS {
             return Ok(None);
         }
         check(sy.error_code, &format!("sync {}", self.group), None)?;
@@ -149,8 +150,10 @@ impl Member {
             bail!("unexpected answer to Heartbeat");
         };
         match h.error_code {
-            0 => Ok(false),
-            22 | 25 | 27 => Ok(true),
+            code::NONE => Ok(false),
+            code::ILLEGAL_GENERATION | code::UNKNOWN_MEMBER_ID | code::REBALANCE_IN_PROGRESS => {
+                Ok(true)
+            }
             e => {
                 check(e, "heartbeat", None)?;
                 Ok(false)
