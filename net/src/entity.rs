@@ -287,7 +287,11 @@ mod tests {
         let t = TopicName::from_static("orders");
         assert_eq!(b.get(t.as_str()), Some(&2));
         assert_eq!(b.get(&*t), Some(&2));
-        assert!(t == "orders" && "orders" == t && t == String::from("orders"));
+        // Both directions of the comparison with `&str`, and with `String`.
+        assert!(t == "orders");
+        assert!("orders" == t);
+        let owned = String::from("orders");
+        assert!(t == owned);
         assert_eq!(t.to_string(), "orders");
         assert_eq!(format!("{t:?}"), "\"orders\"");
     }

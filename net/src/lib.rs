@@ -20,6 +20,10 @@
 //!   [`StrBytes`], deref to `str`, `Borrow<str>`), [`BrokerId`] (`i32`) and [`ProducerId`]
 //!   (`i64`), arrays of them included (`Vec<TopicName>`). Build them with `.into()`; the wire
 //!   bytes are the primitive's.
+//! - [`error_code`]: [`ErrorCode`], every error code of Kafka 4.4.0 with its name and whether it
+//!   is retriable, and the same codes as plain `i16` constants (`error_code::code`) for the
+//!   messages' `error_code` fields; one table, compared with Kafka's `Errors` enum by
+//!   `cargo xtask crosscheck`.
 //!
 //! Versions are checked against Kafka's schema here; which versions the broker advertises and
 //! accepts is the broker's table, derived from what it implements.
@@ -63,6 +67,7 @@
 //! ```
 
 pub mod client;
+pub mod error_code;
 pub mod record_batch;
 
 mod codec;
@@ -80,6 +85,7 @@ pub use codec::{
     DecodeError, DecodeErrorKind, Decoder, Encoder, Records, StrBytes, TaggedField, Uuid,
 };
 pub use entity::{BrokerId, GroupId, ProducerId, TopicName, TransactionalId};
+pub use error_code::ErrorCode;
 pub use frame::{FrameError, read_frame_len, split_frame};
 pub use header::{
     AdvertisedVersions, RequestError, RequestPrefix, api_versions_unsupported_answer,

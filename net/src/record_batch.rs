@@ -567,9 +567,12 @@ pub mod build {
         }
     }
 
+    /// One record to encode: its key and value, each possibly null.
+    pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
     /// Encodes one batch of `(key, value)` records with timestamps
     /// `base_timestamp + i * timestamp_step`.
-    pub fn batch(spec: &BatchSpec, records: &[(Option<&[u8]>, Option<&[u8]>)]) -> Bytes {
+    pub fn batch(spec: &BatchSpec, records: &[KeyValue<'_>]) -> Bytes {
         assert!(!records.is_empty());
         let mut body = BytesMut::new();
         let mut rec = BytesMut::new();

@@ -165,12 +165,15 @@ enum Outcome {
     Exception(&'static Exception),
 }
 
+/// Re-encodes the header of the frame being checked.
+type HeaderEncoder = Box<dyn Fn(&mut Encoder)>;
+
 /// Decodes one frame (header, body) and re-encodes it; `Ok` when the bytes are identical (or
 /// identical up to an [`Exception`]'s trailing bytes).
 fn check(e: &Entry) -> Result<Outcome, String> {
     let key = ApiKey::from_i16(e.api).ok_or_else(|| format!("unknown api key {}", e.api))?;
     let v = e.version;
-    let (rest, encode_header): (Bytes, Box<dyn Fn(&mut Encoder)>) = match e.kind {
+    let (rest, encode_header): (Bytes, HeaderEncoder) = match e.kind {
         Kind::Request => {
             let (k, header, rest) =
                 decode_request_header(e.frame.clone()).map_err(|err| format!("header: {err}"))?;

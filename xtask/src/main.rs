@@ -4,8 +4,9 @@
 //! message schemas (`common/message/*.json`) out of the jar and writes the Rust codec into
 //! `net/src/generated/`. `cargo xtask codegen --check` regenerates into a temporary directory and
 //! fails if the committed files differ. `cargo xtask crosscheck [seeds]` has Kafka's own Java
-//! classes parse and re-serialize random encodings from sluice's encoder. Only these commands
-//! need Java and Maven; `cargo build` never does.
+//! classes parse and re-serialize random encodings from sluice's encoder, and compares `net`'s
+//! error-code table with Kafka's `Errors` enum. Only these commands need Java and Maven;
+//! `cargo build` never does.
 
 mod generate;
 mod schema;
@@ -16,6 +17,10 @@ use std::process::Command;
 
 /// The Kafka release whose schemas are generated; the reference broker runs the same version.
 pub const KAFKA_VERSION: &str = "4.4.0";
+
+/// The slf4j that kafka-clients 4.4.0 declares as its runtime dependency (its pom): Kafka's
+/// `Errors` class logs, so the crosscheck's error-code comparison cannot load it without one.
+const SLF4J_VERSION: &str = "1.7.36";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -103,37 +108,49 @@ fn codegen_in(root: &Path, work: &Path, check: bool) -> Result<()> {
 /// Has Kafka's own Java message classes parse and re-serialize seeded random encodings of every
 /// request, response and header from sluice's encoder (`net/examples/dump_vectors.rs`,
 /// `net/crosscheck/CrossCheck.java`); fails unless Kafka reads every byte and writes the same
-/// bytes back. Needs Maven and Java 17+, like codegen.
+/// bytes back. Then compares `net`'s whole error-code table (`net/examples/dump_error_codes.rs`)
+/// with Kafka's `Errors.values()`: every code on both sides, same name, same retriable flag.
+/// Needs Maven and Java 17+, like codegen.
 fn crosscheck(seeds: u64) -> Result<()> {
     let root = repo_root();
     let work = std::env::temp_dir().join(format!("sluice-crosscheck-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
     let result = (|| {
-        let jar = fetch_jar(&work)?;
-        let vectors = work.join("vectors.txt");
-        let out = Command::new(env!("CARGO"))
-            .current_dir(&root)
-            .args(["run", "-q", "-p", "sluice-net", "--features", "testgen"])
-            .args(["--example", "dump_vectors", "--"])
-            .arg(seeds.to_string())
-            .output()
-            .context("running the dump_vectors example")?;
-        if !out.status.success() {
-            bail!(
-                "dump_vectors failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+        let mut classpath = vec![fetch_jar(&work)?];
+        // slf4j-nop only keeps slf4j from warning that it has no binding.
+        for artifact in ["slf4j-api", "slf4j-nop"] {
+            classpath.push(fetch_artifact(&work, "org.slf4j", artifact, SLF4J_VERSION)?);
         }
-        std::fs::write(&vectors, &out.stdout)?;
+        let vectors = work.join("vectors.txt");
+        let seeds = seeds.to_string();
+        let args = [
+            "--features",
+            "testgen",
+            "--example",
+            "dump_vectors",
+            "--",
+            &seeds,
+        ];
+        std::fs::write(&vectors, run_net_example(&root, &args)?)?;
+        let errors = work.join("errors.txt");
+        std::fs::write(
+            &errors,
+            run_net_example(&root, &["--example", "dump_error_codes"])?,
+        )?;
+        let classpath = std::env::join_paths(&classpath).context("jar paths")?;
         let status = Command::new("java")
             .arg("-cp")
-            .arg(&jar)
+            .arg(classpath)
             .arg(root.join("net/crosscheck/CrossCheck.java"))
             .arg(&vectors)
+            .arg(&errors)
             .status()
             .context("running java (17+ needed for the crosscheck)")?;
         if !status.success() {
-            bail!("Kafka's classes rejected or changed some of sluice's encodings (see above)");
+            bail!(
+                "Kafka's classes rejected or changed some of sluice's encodings, or net's \
+                 error-code table differs from Kafka's Errors (see above)"
+            );
         }
         Ok(())
     })();
@@ -141,22 +158,43 @@ fn crosscheck(seeds: u64) -> Result<()> {
     result
 }
 
+/// Runs one of `sluice-net`'s examples (`args` after `cargo run -q -p sluice-net`) and returns
+/// its standard output.
+fn run_net_example(root: &Path, args: &[&str]) -> Result<Vec<u8>> {
+    let out = Command::new(env!("CARGO"))
+        .current_dir(root)
+        .args(["run", "-q", "-p", "sluice-net"])
+        .args(args)
+        .output()
+        .with_context(|| format!("running sluice-net {args:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "sluice-net {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(out.stdout)
+}
+
 fn fetch_jar(work: &Path) -> Result<PathBuf> {
+    fetch_artifact(work, "org.apache.kafka", "kafka-clients", KAFKA_VERSION)
+}
+
+/// Copies `group:artifact:version`'s jar into `work/jar` with Maven and returns its path.
+fn fetch_artifact(work: &Path, group: &str, artifact: &str, version: &str) -> Result<PathBuf> {
     let dir = work.join("jar");
     std::fs::create_dir_all(&dir)?;
     let status = Command::new("mvn")
         .arg("-q")
         .arg("dependency:copy")
-        .arg(format!(
-            "-Dartifact=org.apache.kafka:kafka-clients:{KAFKA_VERSION}"
-        ))
+        .arg(format!("-Dartifact={group}:{artifact}:{version}"))
         .arg(format!("-DoutputDirectory={}", dir.display()))
         .status()
-        .context("running mvn (Maven is needed only for `cargo xtask codegen`)")?;
+        .context("running mvn (Maven is needed only for `cargo xtask codegen` and `crosscheck`)")?;
     if !status.success() {
-        bail!("mvn dependency:copy failed for kafka-clients {KAFKA_VERSION}");
+        bail!("mvn dependency:copy failed for {group}:{artifact}:{version}");
     }
-    let jar = dir.join(format!("kafka-clients-{KAFKA_VERSION}.jar"));
+    let jar = dir.join(format!("{artifact}-{version}.jar"));
     if !jar.exists() {
         bail!("mvn did not produce {}", jar.display());
     }
