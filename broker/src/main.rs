@@ -7,6 +7,7 @@ mod client_metrics;
 mod config;
 mod connection;
 mod core;
+mod error_code;
 mod errors;
 mod group_config;
 mod groups;
