@@ -113,9 +113,25 @@ impl Core {
             CoreRequest::AllocateProducerId => {
                 CoreReply::ProducerId(self.allocate_producer_id().await)
             }
-            CoreRequest::Group(call) => CoreReply::Group(crate::groups::serve(&self, call).await),
+            CoreRequest::Group(call) => CoreReply::Group(self.serve_group(call).await),
             CoreRequest::Metrics => CoreReply::Metrics(self.metrics_snapshot()),
         }
+    }
+
+    /// Answers a group call on this core (the coordinator of the call's group), with the
+    /// inputs the coordinator takes from the core.
+    pub async fn serve_group(&self, call: crate::groups::GroupCall) -> crate::groups::GroupReply {
+        let topics = self.topics();
+        let cores = self.mesh.cores();
+        let owns = |p: i32| shard_for(crate::groups::OFFSETS_TOPIC, p, cores) == self.id;
+        let inputs = crate::groups::Inputs {
+            shard: &self.shard,
+            topics: &topics,
+            owns: &owns,
+            stop: &self.stop,
+            now_ms: registry::now_ms,
+        };
+        self.groups.serve(&inputs, call).await
     }
 
     /// The broker-level config values topics inherit under `table`'s dynamic broker configs.
@@ -182,7 +198,10 @@ impl Core {
             .borrow_mut()
             .retain(|(topic, _), _| table.topics.contains_key(topic));
         if !deleted.is_empty() {
-            crate::groups::topics_deleted(self, &deleted).await;
+            let now = registry::now_ms();
+            self.groups
+                .topics_deleted(&self.shard, &table, &deleted, now)
+                .await;
         }
         let (old_inherited, new_inherited) = (self.inherited(&old), self.inherited(&table));
         // Changed configs (the topic's own or the broker-level ones it inherits): reopen this

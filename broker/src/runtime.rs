@@ -260,13 +260,13 @@ async fn core_main(
         unopened: std::cell::RefCell::new(std::collections::HashMap::new()),
         producer_ids,
         registry_serial: Semaphore::new(1),
-        groups: crate::groups::Coordinator::new(&group_config),
+        groups: crate::groups::Coordinator::new(&group_config, crate::registry::now_ms()),
         metrics: crate::metrics::CoreMetrics::default(),
     });
     let table = core.topics();
     core.open_owned_partitions(&table).await;
     spawn_housekeeping(&core);
-    crate::groups::spawn_timers(&core);
+    spawn_group_timers(&core);
     if id == 0
         && let Ok(addr) = core.config.metrics_listen.parse::<SocketAddr>()
     {
@@ -304,6 +304,17 @@ async fn core_main(
     futures_lite::future::or(stop_wait, accept_loop).await;
     drop(listener);
     crate::shutdown::drain_and_close(&core, &drained).await
+}
+
+/// Runs this core's group timers (`groups::timers`) until the broker stops.
+fn spawn_group_timers(core: &Rc<Core>) {
+    let core = Rc::clone(core);
+    glommio::spawn_local(async move {
+        let partitions = || crate::groups::offsets_partitions(&core.topics());
+        let (groups, shard, stop) = (&core.groups, &core.shard, &core.stop);
+        crate::groups::timers::run(groups, shard, stop, &partitions, crate::registry::now_ms).await;
+    })
+    .detach();
 }
 
 /// How often retention and interval flushes run.

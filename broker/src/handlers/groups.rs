@@ -102,7 +102,7 @@ async fn ensure_offsets_topic(core: &Rc<Core>) -> Result<(), i16> {
 /// Sends `call` to the coordinating core (or runs it here).
 async fn route(core: &Rc<Core>, target: usize, call: GroupCall) -> Option<GroupReply> {
     if target == core.id {
-        return Some(groups::serve(core, call).await);
+        return Some(core.serve_group(call).await);
     }
     match core.mesh.call(target, CoreRequest::Group(call)).await {
         Ok(CoreReply::Group(r)) => Some(r),
