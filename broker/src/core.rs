@@ -17,7 +17,7 @@ use crate::messages::{CoreReply, CoreRequest};
 use crate::metadata::TopicTable;
 use crate::partitions::LocalPartitions;
 use crate::producer_ids::ProducerIds;
-use crate::registry::{Applied, Registry, TopicChange, TopicChangeError};
+use crate::registry::{self, Applied, Registry, TopicChange, TopicChangeError};
 use crate::router::{CONTROL_CORE, Router};
 use crate::topic_config::{Inherited, TopicSettings};
 
@@ -97,7 +97,7 @@ impl Core {
             budget: Rc::new(Semaphore::new(
                 parts.config.core_request_memory_bytes as u64,
             )),
-            groups: crate::groups::Coordinator::new(&parts.config),
+            groups: crate::groups::Coordinator::new(&parts.config, registry::now_ms()),
             config: parts.config,
             advertised_host: parts.advertised_host,
             advertised_port: parts.advertised_port,
@@ -159,9 +159,24 @@ impl Core {
             CoreRequest::AllocateProducerId => {
                 CoreReply::ProducerId(self.allocate_producer_id().await)
             }
-            CoreRequest::Group(call) => CoreReply::Group(crate::groups::serve(&self, call).await),
+            CoreRequest::Group(call) => CoreReply::Group(self.serve_group(call).await),
             CoreRequest::Metrics => CoreReply::Metrics(self.metrics_snapshot()),
         }
+    }
+
+    /// Answers a group call on this core (the coordinator of the call's group), with the
+    /// inputs the coordinator takes from the core.
+    pub async fn serve_group(&self, call: crate::groups::GroupCall) -> crate::groups::GroupReply {
+        let topics = self.topics();
+        let owns = |p: i32| topics.core_for(crate::groups::OFFSETS_TOPIC, p) == Some(self.id);
+        let inputs = crate::groups::Inputs {
+            shard: &self.shard,
+            topics: topics.registry(),
+            owns: &owns,
+            stop: &self.stop,
+            now_ms: registry::now_ms,
+        };
+        self.groups.serve(&inputs, call).await
     }
 
     /// The broker-level config values topics inherit under `table`'s dynamic broker configs.
@@ -229,7 +244,10 @@ impl Core {
             .borrow_mut()
             .retain(|(topic, _), _| table.topics().contains_key(topic));
         if !deleted.is_empty() {
-            crate::groups::topics_deleted(self, &deleted).await;
+            let now = registry::now_ms();
+            self.groups
+                .topics_deleted(&self.shard, table.registry(), &deleted, now)
+                .await;
         }
         let (old_inherited, new_inherited) = (
             self.inherited(old.registry()),

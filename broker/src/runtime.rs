@@ -257,7 +257,7 @@ async fn core_main(
     let table = core.topics();
     core.open_owned_partitions(&table).await;
     spawn_housekeeping(&core);
-    crate::groups::spawn_timers(&core);
+    spawn_group_timers(&core);
     if id == CONTROL_CORE
         && let Ok(addr) = core.config.metrics_listen.parse::<SocketAddr>()
     {
@@ -303,6 +303,17 @@ async fn core_main(
     futures_lite::future::or(stop_wait, accept_loop).await;
     drop(listener);
     crate::shutdown::drain_and_close(&core, &drained).await
+}
+
+/// Runs this core's group timers (`groups::timers`) until the broker stops.
+fn spawn_group_timers(core: &Rc<Core>) {
+    let core = Rc::clone(core);
+    glommio::spawn_local(async move {
+        let partitions = || crate::groups::offsets_partitions(core.topics().registry());
+        let (groups, shard, stop) = (&core.groups, &core.shard, &core.stop);
+        crate::groups::timers::run(groups, shard, stop, &partitions, crate::registry::now_ms).await;
+    })
+    .detach();
 }
 
 /// How often retention and interval flushes run.

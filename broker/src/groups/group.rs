@@ -16,7 +16,7 @@ use bytes::Bytes;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 
 use super::records::{GroupValue, OffsetValue, StoredMember};
-use crate::errors::code;
+use sluice_net::error_code::code;
 
 /// How long a new member that joined (after MEMBER_ID_REQUIRED or as a v0–3 client) may wait in
 /// a rebalance before it is dropped (Kafka's `NewMemberJoinTimeoutMs`).
@@ -68,7 +68,8 @@ pub struct JoinResult {
 }
 
 impl JoinResult {
-    fn error(error: i16, member_id: &str) -> JoinResult {
+    /// A failed JoinGroup: the code, generation -1, and the member id as sent.
+    pub fn error(error: i16, member_id: &str) -> JoinResult {
         JoinResult {
             error,
             generation: -1,
@@ -88,7 +89,8 @@ pub struct SyncResult {
 }
 
 impl SyncResult {
-    fn error(error: i16) -> SyncResult {
+    /// A failed SyncGroup: the code alone.
+    pub fn error(error: i16) -> SyncResult {
         SyncResult {
             error,
             ..SyncResult::default()
@@ -110,6 +112,20 @@ fn send<T>(tx: LocalSender<T>, value: T) {
     // Capacity one and one value per sender: never full. An error means the request was
     // dropped (its connection closed), and then nobody waits for the answer.
     let _ = tx.try_send(value);
+}
+
+/// A SyncGroup's arguments.
+#[derive(Debug, Clone)]
+pub struct SyncArgs {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub generation: i32,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    /// v5+: both protocol fields must be given.
+    pub require_protocol: bool,
+    /// The leader's assignment: member id → assignment bytes (empty from followers).
+    pub assignments: Vec<(String, Bytes)>,
 }
 
 /// A JoinGroup's arguments.
@@ -807,17 +823,18 @@ impl Group {
     }
 
     /// SyncGroup.
-    pub fn sync(
-        &mut self,
-        member_id: &str,
-        instance_id: Option<&str>,
-        generation: i32,
-        protocol_type: Option<&str>,
-        protocol_name: Option<&str>,
-        require_protocol: bool,
-        assignments: Vec<(String, Bytes)>,
-        now: i64,
-    ) -> Reply<SyncResult> {
+    pub fn sync(&mut self, args: SyncArgs, now: i64) -> Reply<SyncResult> {
+        let SyncArgs {
+            member_id,
+            instance_id,
+            generation,
+            protocol_type,
+            protocol_name,
+            require_protocol,
+            assignments,
+        } = args;
+        let (member_id, instance_id) = (member_id.as_str(), instance_id.as_deref());
+        let (protocol_type, protocol_name) = (protocol_type.as_deref(), protocol_name.as_deref());
         if self.state == State::Dead {
             return Reply::Now(SyncResult::error(code::COORDINATOR_NOT_AVAILABLE));
         }
@@ -1107,6 +1124,24 @@ mod tests {
         }
     }
 
+    /// A SyncGroup without protocol fields (as v0–4 clients send it).
+    fn sync_args(
+        member: &str,
+        instance: Option<&str>,
+        generation: i32,
+        assignments: Vec<(String, Bytes)>,
+    ) -> SyncArgs {
+        SyncArgs {
+            member_id: member.into(),
+            instance_id: instance.map(str::to_owned),
+            generation,
+            protocol_type: None,
+            protocol_name: None,
+            require_protocol: false,
+            assignments,
+        }
+    }
+
     fn ids() -> impl Fn(&str) -> String {
         let n = std::cell::Cell::new(0);
         move |p: &str| {
@@ -1150,13 +1185,12 @@ mod tests {
         assert_eq!(j.members.len(), 1);
         assert_eq!(g.state, State::CompletingRebalance);
         let s = now_value_or_ready(g.sync(
-            &j.member_id,
-            None,
-            1,
-            None,
-            None,
-            false,
-            vec![(j.member_id.clone(), Bytes::from_static(b"a"))],
+            sync_args(
+                &j.member_id,
+                None,
+                1,
+                vec![(j.member_id.clone(), Bytes::from_static(b"a"))],
+            ),
             1,
         ));
         assert_eq!(s.assignment, Bytes::from_static(b"a"));
@@ -1184,7 +1218,7 @@ mod tests {
             panic!()
         };
         let a = ready(&rx).unwrap();
-        now_value_or_ready(g.sync(&a.member_id, None, 1, None, None, false, vec![], 0));
+        now_value_or_ready(g.sync(sync_args(&a.member_id, None, 1, vec![]), 0));
         // b joins: a is told to rejoin by its heartbeat.
         let Reply::Wait(rx_b) = join_one(&mut g, "b", 10, &mk) else {
             panic!()
@@ -1202,18 +1236,17 @@ mod tests {
         assert_eq!(ja.members.len(), 2, "a stays leader");
         assert!(jb.members.is_empty());
         // b syncs first and waits for the leader.
-        let Reply::Wait(sb) = g.sync(&jb.member_id, None, 2, None, None, false, vec![], 40) else {
+        let Reply::Wait(sb) = g.sync(sync_args(&jb.member_id, None, 2, vec![]), 40) else {
             panic!()
         };
         assert!(ready(&sb).is_none());
         now_value_or_ready(g.sync(
-            &ja.member_id,
-            None,
-            2,
-            None,
-            None,
-            false,
-            vec![(jb.member_id.clone(), Bytes::from_static(b"B"))],
+            sync_args(
+                &ja.member_id,
+                None,
+                2,
+                vec![(jb.member_id.clone(), Bytes::from_static(b"B"))],
+            ),
             50,
         ));
         assert_eq!(ready(&sb).unwrap().assignment, Bytes::from_static(b"B"));
@@ -1236,13 +1269,12 @@ mod tests {
         };
         let j = ready(&rx).unwrap();
         now_value_or_ready(g.sync(
-            &j.member_id,
-            Some("i"),
-            1,
-            None,
-            None,
-            false,
-            vec![(j.member_id.clone(), Bytes::from_static(b"x"))],
+            sync_args(
+                &j.member_id,
+                Some("i"),
+                1,
+                vec![(j.member_id.clone(), Bytes::from_static(b"x"))],
+            ),
             0,
         ));
         let r = now_value(g.join(a, &LIMITS, 5, &mk));
@@ -1254,7 +1286,7 @@ mod tests {
             g.heartbeat(&j.member_id, Some("i"), 1, 6),
             code::FENCED_INSTANCE_ID
         );
-        let s = now_value(g.sync(&r.member_id, Some("i"), 1, None, None, false, vec![], 7));
+        let s = now_value(g.sync(sync_args(&r.member_id, Some("i"), 1, vec![]), 7));
         assert_eq!(s.assignment, Bytes::from_static(b"x"));
     }
 
@@ -1271,7 +1303,7 @@ mod tests {
             g.validate_commit(&j.member_id, None, 1, 0),
             Err(code::REBALANCE_IN_PROGRESS)
         );
-        now_value_or_ready(g.sync(&j.member_id, None, 1, None, None, false, vec![], 0));
+        now_value_or_ready(g.sync(sync_args(&j.member_id, None, 1, vec![]), 0));
         assert_eq!(g.validate_commit(&j.member_id, None, 1, 0), Ok(()));
         assert_eq!(
             g.validate_commit(&j.member_id, None, 0, 0),
@@ -1324,13 +1356,12 @@ mod tests {
         };
         let j = ready(&rx).unwrap();
         now_value_or_ready(g.sync(
-            &j.member_id,
-            None,
-            1,
-            None,
-            None,
-            false,
-            vec![(j.member_id.clone(), Bytes::from_static(b"q"))],
+            sync_args(
+                &j.member_id,
+                None,
+                1,
+                vec![(j.member_id.clone(), Bytes::from_static(b"q"))],
+            ),
             0,
         ));
         let mut h = Group::new("g", 0);
@@ -1338,7 +1369,7 @@ mod tests {
         assert_eq!(h.state, State::Stable);
         assert_eq!(h.generation, 1);
         assert_eq!(h.heartbeat(&j.member_id, None, 1, 101), code::NONE);
-        let s = now_value(h.sync(&j.member_id, None, 1, None, None, false, vec![], 102));
+        let s = now_value(h.sync(sync_args(&j.member_id, None, 1, vec![]), 102));
         assert_eq!(s.assignment, Bytes::from_static(b"q"));
     }
 }

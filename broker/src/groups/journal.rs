@@ -1,0 +1,350 @@
+//! The coordinator's journal: records appended to `__consumer_offsets`, and the replay that
+//! rebuilds a partition's groups from them.
+//!
+//! Appends go through the partition's normal log, so [`append`] returns only once the records
+//! are durable (OffsetCommit answers after it). [`spawn_write`] is the fire-and-forget form
+//! for group metadata: tasks start in spawn order and the log orders appends as they start,
+//! so metadata records land in the order their state changes happened.
+//!
+//! [`replay`] reads a partition from its log start and hands each decoded record, with its
+//! offset, to the caller in log order; [`apply_record`] is what the coordinator does with one
+//! (synchronous, so tests drive it without an executor).
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use sluice_net::record_batch::{RecordBatch, build};
+use sluice_shard::{DmaStorage, Partition, Shard, ShardError};
+
+use super::OFFSETS_TOPIC;
+use super::group::{Committed, Group};
+use super::records::Decoded;
+use sluice_net::error_code::code;
+
+/// Largest batch of records one write to `__consumer_offsets` carries (a big commit is split).
+const WRITE_BATCH_BYTES: usize = 512 * 1024;
+
+/// Bytes one replay read asks the log for.
+const REPLAY_READ_BYTES: usize = 1 << 20;
+
+/// One `__consumer_offsets` record: its key, and its value or `None` for a tombstone.
+pub type Record = (Bytes, Option<Bytes>);
+
+/// A [`Record`] as the batch builder takes it.
+type RecordRef<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
+/// Records to append to one `__consumer_offsets` partition, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Write {
+    pub partition: i32,
+    pub records: Vec<Record>,
+}
+
+/// One `__consumer_offsets` partition's log on this core.
+type Log = Partition<DmaStorage>;
+
+/// Appends records durably to partition `partition` of `__consumer_offsets`; the offset of the
+/// first one. `timestamp_ms` goes in each batch's base timestamp.
+pub async fn append(
+    shard: &Shard,
+    partition: i32,
+    recs: &[Record],
+    timestamp_ms: i64,
+) -> Result<i64, i16> {
+    let Some(log) = shard.partition(OFFSETS_TOPIC, partition) else {
+        return Err(code::NOT_COORDINATOR);
+    };
+    append_to(&log, partition, recs, timestamp_ms).await
+}
+
+async fn append_to(
+    log: &Log,
+    partition: i32,
+    recs: &[Record],
+    timestamp_ms: i64,
+) -> Result<i64, i16> {
+    let mut first = None;
+    let mut start = 0;
+    while start < recs.len() {
+        let end = batch_end(recs, start);
+        let refs: Vec<RecordRef<'_>> = recs[start..end]
+            .iter()
+            .map(|(k, v)| (Some(k.as_ref()), v.as_deref()))
+            .collect();
+        let batch = build::batch(
+            &build::BatchSpec {
+                base_timestamp: timestamp_ms,
+                ..build::BatchSpec::default()
+            },
+            &refs,
+        );
+        match log.append(batch).await {
+            Ok(info) => {
+                first.get_or_insert(info.base_offset);
+            }
+            Err(e) => {
+                tracing::warn!(partition, error = %e, "append to __consumer_offsets failed");
+                return Err(append_error(&e));
+            }
+        }
+        start = end;
+    }
+    first.ok_or(code::UNKNOWN_SERVER_ERROR)
+}
+
+/// The end (exclusive) of the batch starting at `start`: at least one record, then records
+/// until the batch reaches [`WRITE_BATCH_BYTES`].
+fn batch_end(recs: &[Record], start: usize) -> usize {
+    let mut end = start;
+    let mut bytes = 0;
+    while end < recs.len() && (end == start || bytes < WRITE_BATCH_BYTES) {
+        bytes += recs[end].0.len() + recs[end].1.as_ref().map_or(0, Bytes::len) + 24;
+        end += 1;
+    }
+    end
+}
+
+/// The coordinator's answer when its log refuses an append: Kafka's coordinator says
+/// INVALID_COMMIT_OFFSET_SIZE for a batch over the size limit (the shard's only "too large"
+/// refusal, MESSAGE_TOO_LARGE on the produce path) and NOT_COORDINATOR for anything else, so
+/// the client looks the coordinator up again.
+fn append_error(e: &ShardError) -> i16 {
+    match e {
+        ShardError::BatchTooLarge { .. } => code::INVALID_COMMIT_OFFSET_SIZE,
+        _ => code::NOT_COORDINATOR,
+    }
+}
+
+/// Appends `write` in the background; a failure is logged (group metadata only: a lost record
+/// costs a rebalance after a crash, never an offset).
+pub fn spawn_write(shard: &Shard, write: Write, timestamp_ms: i64) {
+    let Write { partition, records } = write;
+    let Some(log) = shard.partition(OFFSETS_TOPIC, partition) else {
+        tracing::warn!(
+            partition,
+            error = code::NOT_COORDINATOR,
+            "writing group metadata to __consumer_offsets failed"
+        );
+        return;
+    };
+    glommio::spawn_local(async move {
+        if let Err(e) = append_to(&log, partition, &records, timestamp_ms).await {
+            tracing::warn!(
+                partition,
+                error = e,
+                "writing group metadata to __consumer_offsets failed"
+            );
+        }
+    })
+    .detach();
+}
+
+/// Reads partition `p` of `__consumer_offsets` from its log start to its high watermark and
+/// calls `apply(record, offset)` for each record sluice can read, in log order (between reads,
+/// never across an await). The number of records applied.
+pub async fn replay(
+    shard: &Shard,
+    p: i32,
+    apply: &mut dyn FnMut(Decoded, i64),
+) -> Result<usize, i16> {
+    let Some(log) = shard.partition(OFFSETS_TOPIC, p) else {
+        return Err(code::NOT_COORDINATOR);
+    };
+    let mut next = log.offsets().log_start_offset;
+    let mut applied = 0usize;
+    loop {
+        let read = log.read(next, REPLAY_READ_BYTES).await.map_err(|e| {
+            tracing::error!(partition = p, error = %e, "replaying __consumer_offsets failed");
+            code::COORDINATOR_NOT_AVAILABLE
+        })?;
+        if read.batches.is_empty() {
+            return Ok(applied);
+        }
+        for raw in read.batches {
+            let batch = RecordBatch::new(raw).map_err(|e| {
+                tracing::error!(
+                    partition = p,
+                    error = %e,
+                    "unreadable batch in __consumer_offsets"
+                );
+                code::COORDINATOR_NOT_AVAILABLE
+            })?;
+            next = batch.last_offset() + 1;
+            applied += replay_batch(&batch, p, apply);
+        }
+        glommio::yield_if_needed().await;
+    }
+}
+
+/// Applies the records of one batch; how many were applied.
+fn replay_batch(batch: &RecordBatch, p: i32, apply: &mut dyn FnMut(Decoded, i64)) -> usize {
+    if batch.is_control() {
+        return 0;
+    }
+    let records = match batch.records() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(
+                partition = p,
+                error = %e,
+                "skipping a batch of __consumer_offsets sluice cannot read"
+            );
+            return 0;
+        }
+    };
+    let mut applied = 0;
+    for record in records {
+        let Ok(record) = record else {
+            tracing::warn!(
+                partition = p,
+                "skipping a malformed record in __consumer_offsets"
+            );
+            break;
+        };
+        let at = batch.base_offset() + i64::from(record.offset_delta);
+        match super::records::decode(record.key, record.value) {
+            Ok(d) => {
+                apply(d, at);
+                applied += 1;
+            }
+            Err(e) => {
+                tracing::warn!(partition = p, offset = at, error = %e, "skipping record")
+            }
+        }
+    }
+    applied
+}
+
+/// Applies one replayed record at log offset `at`: an offset commit or its tombstone, a
+/// group's metadata or its tombstone. Records come in log order, so the last one wins.
+pub fn apply_record(groups: &mut HashMap<String, Group>, d: Decoded, at: i64, now: i64) {
+    match d {
+        Decoded::Offset {
+            group,
+            topic,
+            partition,
+            value,
+        } => {
+            let g = groups
+                .entry(group.clone())
+                .or_insert_with(|| Group::new(&group, now));
+            match value {
+                Some(value) => {
+                    g.offsets.insert(
+                        (topic, partition),
+                        Committed {
+                            value,
+                            record_offset: at,
+                        },
+                    );
+                }
+                None => {
+                    g.offsets.remove(&(topic, partition));
+                }
+            }
+        }
+        Decoded::Group { group, value } => match value {
+            Some(v) => groups
+                .entry(group.clone())
+                .or_insert_with(|| Group::new(&group, now))
+                .restore(v, now),
+            None => {
+                groups.remove(&group);
+            }
+        },
+        Decoded::Unknown => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::groups::records::{self, GroupValue, OffsetValue};
+
+    fn offset(group: &str, topic: &str, partition: i32, value: Option<i64>) -> Decoded {
+        Decoded::Offset {
+            group: group.into(),
+            topic: topic.into(),
+            partition,
+            value: value.map(|offset| OffsetValue {
+                offset,
+                leader_epoch: -1,
+                metadata: String::new(),
+                commit_timestamp_ms: 0,
+            }),
+        }
+    }
+
+    /// Replaying applies records in log order: a later commit replaces an earlier one, a
+    /// tombstone removes the offset, and a group tombstone removes the whole group. Driven
+    /// record by record, as `replay` hands them over.
+    #[test]
+    fn replay_applies_records_in_log_order() {
+        let mut groups = HashMap::new();
+        apply_record(&mut groups, offset("g", "t", 0, Some(5)), 10, 0);
+        apply_record(&mut groups, offset("g", "t", 0, Some(7)), 11, 0);
+        apply_record(&mut groups, offset("g", "t", 1, Some(3)), 12, 0);
+        let g = &groups["g"];
+        assert_eq!(g.offsets[&("t".to_owned(), 0)].value.offset, 7);
+        assert_eq!(g.offsets[&("t".to_owned(), 0)].record_offset, 11);
+        assert_eq!(g.offsets.len(), 2);
+
+        apply_record(&mut groups, offset("g", "t", 1, None), 13, 0);
+        assert_eq!(groups["g"].offsets.len(), 1);
+
+        apply_record(
+            &mut groups,
+            Decoded::Group {
+                group: "h".into(),
+                value: Some(GroupValue {
+                    protocol_type: "consumer".into(),
+                    generation: 3,
+                    protocol: None,
+                    leader: None,
+                    current_state_timestamp_ms: 0,
+                    members: Vec::new(),
+                }),
+            },
+            14,
+            0,
+        );
+        assert_eq!(groups["h"].generation, 3);
+        apply_record(
+            &mut groups,
+            Decoded::Group {
+                group: "g".into(),
+                value: None,
+            },
+            15,
+            0,
+        );
+        assert!(!groups.contains_key("g"));
+        apply_record(&mut groups, Decoded::Unknown, 16, 0);
+        assert_eq!(groups.len(), 1);
+    }
+
+    /// A big write is split into batches near `WRITE_BATCH_BYTES`, each with at least one
+    /// record, and together they cover every record once.
+    #[test]
+    fn big_writes_split_into_batches() {
+        let value = Bytes::from(vec![0u8; 100 * 1024]);
+        let recs: Vec<Record> = (0..12)
+            .map(|i| (records::group_key(&format!("g{i}")), Some(value.clone())))
+            .collect();
+        let mut start = 0;
+        let mut batches = 0;
+        while start < recs.len() {
+            let end = batch_end(&recs, start);
+            assert!(end > start);
+            start = end;
+            batches += 1;
+        }
+        assert_eq!(start, recs.len());
+        assert_eq!(batches, 2);
+        let huge = vec![(
+            Bytes::from_static(b"k"),
+            Some(Bytes::from(vec![0u8; 1 << 20])),
+        )];
+        assert_eq!(batch_end(&huge, 0), 1);
+    }
+}
