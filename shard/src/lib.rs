@@ -60,6 +60,7 @@
 //!   bad `partition.meta` or an offset gap between segments is a typed error.
 
 mod cache;
+mod cleaner_checkpoint;
 mod codec;
 mod compact;
 mod config;
@@ -73,6 +74,7 @@ mod meta;
 mod notify;
 mod partition;
 mod producer_state;
+mod segment;
 mod shard;
 mod validate;
 
