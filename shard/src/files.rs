@@ -26,10 +26,10 @@ use crate::io::StorageFile;
 /// when its segment was sealed.
 pub(crate) async fn close_evicted<F: StorageFile>(evicted: Vec<Rc<F>>) {
     for f in evicted {
-        if let Ok(f) = Rc::try_unwrap(f) {
-            if let Err(e) = f.close().await {
-                tracing::warn!(error = %e, "closing a segment file failed");
-            }
+        if let Ok(f) = Rc::try_unwrap(f)
+            && let Err(e) = f.close().await
+        {
+            tracing::warn!(error = %e, "closing a segment file failed");
         }
     }
 }
