@@ -7,7 +7,7 @@ use bytes::{Bytes, BytesMut};
 use sluice_net::record_batch::{self, Batches, RecordBatch};
 
 use super::{AppendInfo, LogState, Partition};
-use crate::cache::CachedBatch;
+use crate::cache::{BatchCache, CachedBatch};
 use crate::config::Durability;
 use crate::error::{Result, ShardError};
 use crate::io::Storage;
@@ -166,74 +166,7 @@ impl<S: Storage> Partition<S> {
         let seq = st.append_seq;
         let mut cache = inner.cache.borrow_mut();
         for b in batches {
-            let base = st.ends.log_end();
-            let last = base + i64::from(b.last_offset_delta());
-            assert!(last >= base, "offset range must not be empty");
-            let size = b.size_bytes() as u64;
-            let mut buf = BytesMut::from(&b.bytes()[..]);
-            record_batch::set_base_offset(&mut buf, base);
-            record_batch::set_partition_leader_epoch(&mut buf, epoch);
-            let max_timestamp = if inner.config.log_append_time {
-                record_batch::set_log_append_time(&mut buf, now);
-                now
-            } else {
-                b.max_timestamp()
-            };
-            let bytes = buf.freeze();
-            let roll = {
-                let (_, active) = st.segments.iter().next_back().expect("a log has a segment");
-                active.size_bytes > 0
-                    && (active.size_bytes + size > inner.config.segment_bytes
-                        || now - active.created_ms >= inner.config.segment_ms
-                        || base - active.base_offset + i64::from(b.last_offset_delta())
-                            > i64::from(u32::MAX)
-                        || active.size_bytes + size > u64::from(u32::MAX))
-            };
-            if roll {
-                // The producer state as of the new segment's base: every batch below it is
-                // recorded, none at or above. Written when the segment's file is created.
-                let snapshot = st.producers.encode_snapshot(base);
-                st.pending_snapshots.push((base, snapshot));
-                st.segments.insert(base, Segment::new(base, now));
-            }
-            if b.producer_id() >= 0 {
-                let first_seq = b.base_sequence();
-                ProducerTable::record(
-                    st.producers.entry_mut(b.producer_id()),
-                    b.producer_epoch(),
-                    ProducerBatch {
-                        first_seq,
-                        last_seq: last_sequence(first_seq, b.last_offset_delta()),
-                        base_offset: base,
-                        last_offset: last,
-                        max_timestamp,
-                    },
-                );
-            }
-            let (&seg_base, active) = st.segments.iter_mut().next_back().expect("segment");
-            assert!(active.next_offset == base, "offsets must be contiguous");
-            let position = active.size_bytes;
-            active.max_timestamp = active.max_timestamp.max(max_timestamp);
-            active.index.on_batch(
-                (base - seg_base) as u32,
-                position as u32,
-                size,
-                active.max_timestamp,
-                inner.config.index_interval_bytes,
-            );
-            active.index_dirty = true;
-            active.size_bytes += size;
-            active.next_offset = last + 1;
-            let cached = CachedBatch {
-                base_offset: base,
-                last_offset: last,
-                bytes,
-            };
-            cache.insert(inner.id, cached.clone());
-            st.unwritten_bytes += size as usize;
-            st.unwritten.push_back(cached);
-            st.unwritten_segment.push_back(seg_base);
-            st.ends.advance_log_end(last + 1);
+            self.append_batch(st, &mut cache, b, epoch, now);
         }
         if let Durability::FlushInterval { .. } = inner.config.durability {
             let end = st.ends.log_end();
@@ -250,5 +183,99 @@ impl<S: Storage> Partition<S> {
             log_start_offset: st.log_start_offset,
         };
         Ok((info, seq))
+    }
+
+    /// Adds one checked batch at the log end, in memory: stamped, in a new segment if the
+    /// active one is due to roll, recorded for its producer, indexed, cached and queued for
+    /// the next flush.
+    fn append_batch(
+        &self,
+        st: &mut LogState<S::File>,
+        cache: &mut BatchCache,
+        b: &RecordBatch,
+        epoch: i32,
+        now: i64,
+    ) {
+        let inner = &*self.inner;
+        let base = st.ends.log_end();
+        let last = base + i64::from(b.last_offset_delta());
+        assert!(last >= base, "offset range must not be empty");
+        let size = b.size_bytes() as u64;
+        let (bytes, max_timestamp) = self.stamp_batch(b, base, epoch, now);
+        if self.roll_due(st, b, base, now) {
+            // The producer state as of the new segment's base: every batch below it is
+            // recorded, none at or above. Written when the segment's file is created.
+            let snapshot = st.producers.encode_snapshot(base);
+            st.pending_snapshots.push((base, snapshot));
+            st.segments.insert(base, Segment::new(base, now));
+        }
+        if b.producer_id() >= 0 {
+            let first_seq = b.base_sequence();
+            ProducerTable::record(
+                st.producers.entry_mut(b.producer_id()),
+                b.producer_epoch(),
+                ProducerBatch {
+                    first_seq,
+                    last_seq: last_sequence(first_seq, b.last_offset_delta()),
+                    base_offset: base,
+                    last_offset: last,
+                    max_timestamp,
+                },
+            );
+        }
+        let (&seg_base, active) = st.segments.iter_mut().next_back().expect("segment");
+        assert!(active.next_offset == base, "offsets must be contiguous");
+        let position = active.size_bytes;
+        active.max_timestamp = active.max_timestamp.max(max_timestamp);
+        active.index.on_batch(
+            (base - seg_base) as u32,
+            position as u32,
+            size,
+            active.max_timestamp,
+            inner.config.index_interval_bytes,
+        );
+        active.index_dirty = true;
+        active.size_bytes += size;
+        active.next_offset = last + 1;
+        let cached = CachedBatch {
+            base_offset: base,
+            last_offset: last,
+            bytes,
+        };
+        cache.insert(inner.id, cached.clone());
+        st.unwritten_bytes += size as usize;
+        st.unwritten.push_back(cached);
+        st.unwritten_segment.push_back(seg_base);
+        st.ends.advance_log_end(last + 1);
+    }
+
+    /// The batch as stored: `baseOffset` and the leader epoch rewritten, and on LogAppendTime
+    /// topics the append time stamped; with its `maxTimestamp`.
+    fn stamp_batch(&self, b: &RecordBatch, base: i64, epoch: i32, now: i64) -> (Bytes, i64) {
+        let mut buf = BytesMut::from(&b.bytes()[..]);
+        record_batch::set_base_offset(&mut buf, base);
+        record_batch::set_partition_leader_epoch(&mut buf, epoch);
+        let max_timestamp = if self.inner.config.log_append_time {
+            record_batch::set_log_append_time(&mut buf, now);
+            now
+        } else {
+            b.max_timestamp()
+        };
+        (buf.freeze(), max_timestamp)
+    }
+
+    /// Whether batch `b`, to be appended at `base`, starts a new segment: the active one is
+    /// not empty and would pass `segment.bytes`, is `segment.ms` old, or its 32-bit relative
+    /// offsets or positions would overflow.
+    fn roll_due(&self, st: &LogState<S::File>, b: &RecordBatch, base: i64, now: i64) -> bool {
+        let config = &self.inner.config;
+        let size = b.size_bytes() as u64;
+        let (_, active) = st.segments.iter().next_back().expect("a log has a segment");
+        active.size_bytes > 0
+            && (active.size_bytes + size > config.segment_bytes
+                || now - active.created_ms >= config.segment_ms
+                || base - active.base_offset + i64::from(b.last_offset_delta())
+                    > i64::from(u32::MAX)
+                || active.size_bytes + size > u64::from(u32::MAX))
     }
 }

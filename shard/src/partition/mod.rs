@@ -246,11 +246,11 @@ impl<S: Storage> Partition<S> {
         };
         let inner = &*self.inner;
         let mut st = inner.state.borrow_mut();
-        if let Some(seg) = st.segments.get_mut(&base) {
-            if matches!(seg.file, SegmentFile::Cached) {
-                inner.files.borrow_mut().remove(inner.id, seg.id);
-                seg.file = SegmentFile::Pinned(f.clone());
-            }
+        if let Some(seg) = st.segments.get_mut(&base)
+            && matches!(seg.file, SegmentFile::Cached)
+        {
+            inner.files.borrow_mut().remove(inner.id, seg.id);
+            seg.file = SegmentFile::Pinned(f.clone());
         }
         Ok(Some(f))
     }

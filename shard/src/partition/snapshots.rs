@@ -88,6 +88,62 @@ impl<S: Storage> Partition<S> {
         scanned: &BTreeMap<i64, Vec<(i64, i16, ProducerBatch)>>,
     ) -> Result<()> {
         let inner = &*self.inner;
+        let loaded = self.newest_snapshot(names).await?;
+        let (from, mut table) = loaded.unwrap_or((i64::MIN, ProducerTable::default()));
+        // Expired producers are not loaded (as Kafka): dropped before the replay, so a later
+        // batch of theirs in the log starts a fresh entry, and again after it.
+        let now = inner.storage.now_ms();
+        let expiration = inner.config.producer_id_expiration_ms;
+        let mut expired = table.expire(now, expiration);
+        // Segments holding offsets at or after `from`, and where in each the replay starts.
+        let segs: Vec<(i64, u64, u64)> = {
+            let st = inner.state.borrow();
+            st.segments
+                .iter()
+                .filter(|(_, s)| s.next_offset > from && s.file.exists() && s.written_bytes > 0)
+                .map(|(&b, s)| {
+                    let rel = (from.max(b) - b).min(i64::from(u32::MAX)) as u32;
+                    (b, u64::from(s.index.position_for(rel)), s.written_bytes)
+                })
+                .collect()
+        };
+        let chunk = inner.shard_config.read_bytes_min.max(1 << 20);
+        for (base, pos, limit) in segs {
+            let read;
+            let batches = match scanned.get(&base) {
+                Some(list) => list,
+                None => {
+                    let Some(file) = self.segment_handle(base).await? else {
+                        continue;
+                    };
+                    let path = segment_file(&inner.dir, base, "log");
+                    read = read_producer_batches(&*file, &path, pos, limit, chunk).await?;
+                    &read
+                }
+            };
+            for &(pid, epoch, b) in batches {
+                if b.base_offset >= from {
+                    table.replay(pid, epoch, b);
+                }
+            }
+        }
+        expired += table.expire(now, expiration);
+        tracing::debug!(
+            partition = ?self,
+            snapshot = from,
+            producers = table.len(),
+            expired,
+            "producer state loaded"
+        );
+        inner.state.borrow_mut().producers = table;
+        Ok(())
+    }
+
+    /// The newest valid producer snapshot at or below the log end, as (offset, table).
+    /// Snapshots above the log end or failing their checks are removed with a warning; an
+    /// unreadable one is skipped.
+    async fn newest_snapshot(&self, names: &[String]) -> Result<Option<(i64, ProducerTable)>> {
+        let inner = &*self.inner;
         let end = inner.state.borrow().ends.log_end();
         let mut offsets: Vec<i64> = names
             .iter()
@@ -146,54 +202,7 @@ impl<S: Storage> Partition<S> {
                 .await
                 .map_err(io_err("sync dir", &inner.dir))?;
         }
-        let (from, mut table) = loaded.unwrap_or((i64::MIN, ProducerTable::default()));
-        // Expired producers are not loaded (as Kafka): dropped before the replay, so a later
-        // batch of theirs in the log starts a fresh entry, and again after it.
-        let now = inner.storage.now_ms();
-        let expiration = inner.config.producer_id_expiration_ms;
-        let mut expired = table.expire(now, expiration);
-        // Segments holding offsets at or after `from`, and where in each the replay starts.
-        let segs: Vec<(i64, u64, u64)> = {
-            let st = inner.state.borrow();
-            st.segments
-                .iter()
-                .filter(|(_, s)| s.next_offset > from && s.file.exists() && s.written_bytes > 0)
-                .map(|(&b, s)| {
-                    let rel = (from.max(b) - b).min(i64::from(u32::MAX)) as u32;
-                    (b, u64::from(s.index.position_for(rel)), s.written_bytes)
-                })
-                .collect()
-        };
-        let chunk = inner.shard_config.read_bytes_min.max(1 << 20);
-        for (base, pos, limit) in segs {
-            let read;
-            let batches = match scanned.get(&base) {
-                Some(list) => list,
-                None => {
-                    let Some(file) = self.segment_handle(base).await? else {
-                        continue;
-                    };
-                    let path = segment_file(&inner.dir, base, "log");
-                    read = read_producer_batches(&*file, &path, pos, limit, chunk).await?;
-                    &read
-                }
-            };
-            for &(pid, epoch, b) in batches {
-                if b.base_offset >= from {
-                    table.replay(pid, epoch, b);
-                }
-            }
-        }
-        expired += table.expire(now, expiration);
-        tracing::debug!(
-            partition = ?self,
-            snapshot = from,
-            producers = table.len(),
-            expired,
-            "producer state loaded"
-        );
-        inner.state.borrow_mut().producers = table;
-        Ok(())
+        Ok(loaded)
     }
 
     /// Writes the producer snapshots taken by rolls at or below `upto`, then prunes.

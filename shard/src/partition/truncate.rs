@@ -18,21 +18,54 @@ impl<S: Storage> Partition<S> {
         let _g = self.inner.io_lock.lock().await;
         let _t = TruncatingGuard::new(self);
         self.flush_locked().await?;
-        let inner = &*self.inner;
-        {
-            let st = inner.state.borrow();
-            if offset < st.log_start_offset || offset > st.ends.log_end() {
-                return Err(ShardError::OffsetOutOfRange {
-                    offset,
-                    log_start_offset: st.log_start_offset,
-                    log_end_offset: st.ends.log_end(),
-                });
-            }
-            if offset == st.ends.log_end() {
-                return Ok(());
-            }
+        if !self.truncation_needed(offset)? {
+            return Ok(());
         }
-        // Remove whole segments after the one that holds `offset`.
+        let keep_base = self.remove_segments_after(offset).await?;
+        // The kept segment is the active one from here on: it holds its file open.
+        let file = self.pin_segment(keep_base).await?;
+        let (cut_pos, new_end) = match &file {
+            None => (0, keep_base),
+            Some(file) => self.find_cut(file, keep_base, offset).await?,
+        };
+        assert!(
+            new_end <= offset,
+            "truncation to {offset} would keep the log up to {new_end}"
+        );
+        if let Some(file) = &file {
+            self.cut_segment_file(file, keep_base, cut_pos).await?;
+        }
+        self.truncate_state(keep_base, cut_pos, new_end);
+        if let Some(file) = &file {
+            self.rescan_cut_segment(file, keep_base, cut_pos, new_end)
+                .await?;
+        }
+        self.write_meta().await?;
+        self.write_cleaner_checkpoint().await?;
+        // Snapshots above the new end describe batches that are gone.
+        self.prune_snapshots(new_end).await?;
+        self.inner.appended.notify_all();
+        Ok(())
+    }
+
+    /// Whether truncating to `offset` removes anything; an error if `offset` is outside
+    /// `[log start, log end]`.
+    fn truncation_needed(&self, offset: i64) -> Result<bool> {
+        let st = self.inner.state.borrow();
+        if offset < st.log_start_offset || offset > st.ends.log_end() {
+            return Err(ShardError::OffsetOutOfRange {
+                offset,
+                log_start_offset: st.log_start_offset,
+                log_end_offset: st.ends.log_end(),
+            });
+        }
+        Ok(offset != st.ends.log_end())
+    }
+
+    /// Removes the whole segments after the one that holds `offset`, newest first; returns
+    /// the base of the kept one.
+    async fn remove_segments_after(&self, offset: i64) -> Result<i64> {
+        let inner = &*self.inner;
         let (keep_base, doomed): (i64, Vec<i64>) = {
             let st = inner.state.borrow();
             let first = *st.segments.keys().next().expect("segment");
@@ -51,127 +84,131 @@ impl<S: Storage> Partition<S> {
             self.remove_segment_files(b).await?;
             inner.state.borrow_mut().segments.remove(&b);
         }
-        // The kept segment is the active one from here on: it holds its file open.
-        let file = self.pin_segment(keep_base).await?;
-        // Find the cut inside the kept segment.
-        let pos0 = {
+        Ok(keep_base)
+    }
+
+    /// Where to cut segment `keep_base` so that no batch whose last offset is at or after
+    /// `offset` stays: (byte position, new log end). A batch is never split.
+    async fn find_cut(&self, file: &S::File, keep_base: i64, offset: i64) -> Result<(u64, i64)> {
+        let inner = &*self.inner;
+        let path = segment_file(&inner.dir, keep_base, "log");
+        let (mut p, size, mut end) = {
             let st = inner.state.borrow();
             let seg = &st.segments[&keep_base];
             let rel = (offset - keep_base).clamp(0, i64::from(u32::MAX)) as u32;
-            u64::from(seg.index.position_for(rel))
+            let pos0 = u64::from(seg.index.position_for(rel));
+            (pos0, seg.size_bytes, seg.next_offset)
         };
+        let mut found = None;
+        while p < size {
+            let hdr = file
+                .read_at(p, record_batch::HEADER_BYTES)
+                .await
+                .map_err(io_err("read", &path))?;
+            let n = peek_batch_size(&hdr)
+                .ok()
+                .flatten()
+                .filter(|&n| hdr.len() == record_batch::HEADER_BYTES && p + n as u64 <= size)
+                .ok_or_else(|| corrupt(&path, p, "bad batch header during truncation"))?;
+            let mut b8 = [0u8; 8];
+            b8.copy_from_slice(&hdr[..8]);
+            let base = i64::from_be_bytes(b8);
+            let mut d4 = [0u8; 4];
+            d4.copy_from_slice(&hdr[23..27]);
+            let last = base + i64::from(i32::from_be_bytes(d4));
+            if last >= offset {
+                found = Some(p);
+                end = base;
+                break;
+            }
+            p += n as u64;
+        }
+        // No batch reaches `offset`: it lies in a compaction gap (or at the end), so the log
+        // ends at `offset` itself.
+        Ok(match found {
+            Some(p) => (p, end),
+            None => (size, end.min(offset)),
+        })
+    }
+
+    /// Cuts segment `keep_base`'s file at `cut_pos` and syncs it; keeps its new tail block.
+    async fn cut_segment_file(&self, file: &S::File, keep_base: i64, cut_pos: u64) -> Result<()> {
+        let inner = &*self.inner;
         let path = segment_file(&inner.dir, keep_base, "log");
-        let (cut_pos, new_end) = match &file {
-            None => (0, keep_base),
-            Some(file) => {
-                let size = inner.state.borrow().segments[&keep_base].size_bytes;
-                let mut p = pos0;
-                let mut found = None;
-                let mut end = inner.state.borrow().segments[&keep_base].next_offset;
-                while p < size {
-                    let hdr = file
-                        .read_at(p, record_batch::HEADER_BYTES)
-                        .await
-                        .map_err(io_err("read", &path))?;
-                    let n = peek_batch_size(&hdr)
-                        .ok()
-                        .flatten()
-                        .filter(|&n| {
-                            hdr.len() == record_batch::HEADER_BYTES && p + n as u64 <= size
-                        })
-                        .ok_or_else(|| corrupt(&path, p, "bad batch header during truncation"))?;
-                    let mut b8 = [0u8; 8];
-                    b8.copy_from_slice(&hdr[..8]);
-                    let base = i64::from_be_bytes(b8);
-                    let mut d4 = [0u8; 4];
-                    d4.copy_from_slice(&hdr[23..27]);
-                    let last = base + i64::from(i32::from_be_bytes(d4));
-                    if last >= offset {
-                        found = Some(p);
-                        end = base;
-                        break;
-                    }
-                    p += n as u64;
-                }
-                // No batch reaches `offset`: it lies in a compaction gap (or at the end), so
-                // the log ends at `offset` itself.
-                (
-                    found.unwrap_or(size),
-                    if found.is_some() {
-                        end
-                    } else {
-                        end.min(offset)
-                    },
-                )
-            }
-        };
-        if let Some(file) = &file {
-            file.truncate(cut_pos)
-                .await
-                .map_err(io_err("truncate", &path))?;
-            let align = file.alignment();
-            let ts = cut_pos / align * align;
-            let tail = file
-                .read_at(ts, (cut_pos - ts) as usize)
-                .await
-                .map_err(io_err("read tail", &path))?;
-            file.fdatasync().await.map_err(io_err("fdatasync", &path))?;
-            let mut st = inner.state.borrow_mut();
-            let seg = st.segments.get_mut(&keep_base).expect("kept segment");
-            seg.tail = tail.to_vec();
-        }
-        {
-            let mut st = inner.state.borrow_mut();
-            let st = &mut *st;
-            let seg = st.segments.get_mut(&keep_base).expect("kept segment");
-            seg.size_bytes = cut_pos;
-            seg.written_bytes = cut_pos;
-            seg.allocated_bytes = cut_pos;
-            seg.next_offset = new_end;
-            seg.index.truncate_at(cut_pos as u32);
-            seg.index_dirty = true;
-            seg.max_timestamp = seg.index.times.last().map_or(-1, |t| t.0);
-            assert!(new_end <= offset);
-            // The one place the ends go back (see `ends.rs`).
-            st.ends.truncate(new_end);
-            st.recovery_point = st.recovery_point.min(keep_base);
-            st.leader_epochs.retain(|e| e.1 < new_end);
-            st.producers.truncate(new_end);
-            st.pending_snapshots.retain(|(o, _)| *o <= new_end);
-            st.cleaner.truncate(new_end);
-            if st.log_start_offset > new_end {
-                st.log_start_offset = new_end;
-            }
-            inner.cache.borrow_mut().truncate(inner.id, new_end);
-        }
-        // Index max timestamp after truncation is approximate; rescan to make it exact.
-        if let Some(file) = &file {
-            let gaps = keep_base < inner.state.borrow().cleaner.cleaned_upto;
-            let scan = scan_segment(
-                &**file,
-                keep_base,
-                cut_pos,
-                inner.config.index_interval_bytes,
-                1 << 20,
-                gaps,
-            )
+        file.truncate(cut_pos)
             .await
-            .map_err(io_err("scan segment", &path))?;
-            let mut st = inner.state.borrow_mut();
-            let seg = st.segments.get_mut(&keep_base).expect("kept segment");
-            assert!(
-                scan.valid_bytes == cut_pos,
-                "truncated segment must scan clean"
-            );
-            assert!(scan.next_offset <= new_end || cut_pos == 0);
-            seg.max_timestamp = scan.max_timestamp;
-            seg.index = scan.index;
+            .map_err(io_err("truncate", &path))?;
+        let align = file.alignment();
+        let ts = cut_pos / align * align;
+        let tail = file
+            .read_at(ts, (cut_pos - ts) as usize)
+            .await
+            .map_err(io_err("read tail", &path))?;
+        file.fdatasync().await.map_err(io_err("fdatasync", &path))?;
+        let mut st = inner.state.borrow_mut();
+        let seg = st.segments.get_mut(&keep_base).expect("kept segment");
+        seg.tail = tail.to_vec();
+        Ok(())
+    }
+
+    /// The log now ends at `new_end` (segment `keep_base` cut at `cut_pos`, durable): the
+    /// ends go back (the one place they may), and everything that described the removed
+    /// batches forgets them.
+    fn truncate_state(&self, keep_base: i64, cut_pos: u64, new_end: i64) {
+        let inner = &*self.inner;
+        let mut st = inner.state.borrow_mut();
+        let st = &mut *st;
+        let seg = st.segments.get_mut(&keep_base).expect("kept segment");
+        seg.size_bytes = cut_pos;
+        seg.written_bytes = cut_pos;
+        seg.allocated_bytes = cut_pos;
+        seg.next_offset = new_end;
+        seg.index.truncate_at(cut_pos as u32);
+        seg.index_dirty = true;
+        seg.max_timestamp = seg.index.times.last().map_or(-1, |t| t.0);
+        st.ends.truncate(new_end);
+        st.recovery_point = st.recovery_point.min(keep_base);
+        st.leader_epochs.retain(|e| e.1 < new_end);
+        st.producers.truncate(new_end);
+        st.pending_snapshots.retain(|(o, _)| *o <= new_end);
+        st.cleaner.truncate(new_end);
+        if st.log_start_offset > new_end {
+            st.log_start_offset = new_end;
         }
-        self.write_meta().await?;
-        self.write_cleaner_checkpoint().await?;
-        // Snapshots above the new end describe batches that are gone.
-        self.prune_snapshots(new_end).await?;
-        inner.appended.notify_all();
+        inner.cache.borrow_mut().truncate(inner.id, new_end);
+    }
+
+    /// The index max timestamp after truncation is approximate; rescans the cut segment to
+    /// make it exact (and its index with it).
+    async fn rescan_cut_segment(
+        &self,
+        file: &S::File,
+        keep_base: i64,
+        cut_pos: u64,
+        new_end: i64,
+    ) -> Result<()> {
+        let inner = &*self.inner;
+        let path = segment_file(&inner.dir, keep_base, "log");
+        let gaps = keep_base < inner.state.borrow().cleaner.cleaned_upto;
+        let scan = scan_segment(
+            file,
+            keep_base,
+            cut_pos,
+            inner.config.index_interval_bytes,
+            1 << 20,
+            gaps,
+        )
+        .await
+        .map_err(io_err("scan segment", &path))?;
+        let mut st = inner.state.borrow_mut();
+        let seg = st.segments.get_mut(&keep_base).expect("kept segment");
+        assert!(
+            scan.valid_bytes == cut_pos,
+            "truncated segment must scan clean"
+        );
+        assert!(scan.next_offset <= new_end || cut_pos == 0);
+        seg.max_timestamp = scan.max_timestamp;
+        seg.index = scan.index;
         Ok(())
     }
 
