@@ -412,6 +412,28 @@ impl Records {
             failed: false,
         }
     }
+
+    /// The same records, each with its whole encoding (length varint included) as a view into
+    /// the section: what a rewriter (log compaction) copies to keep a record byte for byte.
+    pub fn with_encoding(self) -> EncodedRecords {
+        EncodedRecords { records: self }
+    }
+}
+
+/// Iterator over records with their encodings; see [`Records::with_encoding`].
+#[derive(Debug)]
+pub struct EncodedRecords {
+    records: Records,
+}
+
+impl Iterator for EncodedRecords {
+    type Item = Result<(Bytes, Record), BatchError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut encoding = self.records.rest.clone();
+        let record = self.records.next()?;
+        encoding.truncate(encoding.len() - self.records.rest.len());
+        Some(record.map(|r| (encoding, r)))
+    }
 }
 
 fn read_varlong(buf: &mut Bytes) -> Option<i64> {
@@ -758,6 +780,31 @@ mod tests {
         assert_eq!(recs[1].value.as_deref(), Some(&b"value-two"[..]));
         assert_eq!(recs[1].offset_delta, 1);
         assert_eq!(recs[1].timestamp_delta, 1);
+    }
+
+    /// Each record's encoding is exactly its bytes in the section, length varint included,
+    /// and the encodings laid end to end are the section.
+    #[test]
+    fn record_encodings() {
+        let b = RecordBatch::new(two_records()).unwrap();
+        let section = b.bytes().slice(HEADER_BYTES..);
+        let recs: Vec<_> = b
+            .records()
+            .unwrap()
+            .with_encoding()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(recs.len(), 2);
+        let joined: Vec<u8> = recs.iter().flat_map(|(e, _)| e.to_vec()).collect();
+        assert_eq!(joined, section.to_vec());
+        let mut again = Records::from_section(recs[1].0.clone(), 1);
+        assert_eq!(again.next().unwrap().unwrap(), recs[1].1);
+        assert!(again.next().is_none());
+        // A malformed record ends the iteration with its error, as `Records` does.
+        let mut cut = Records::from_section(section.slice(..section.len() - 1), 2).with_encoding();
+        assert!(cut.next().unwrap().is_ok());
+        assert!(cut.next().unwrap().is_err());
+        assert!(cut.next().is_none());
     }
 
     /// A record with a hand-encoded header, and malformed records that must not panic.

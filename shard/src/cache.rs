@@ -98,12 +98,11 @@ impl BatchCache {
             let Some((p, base)) = self.order.pop_front() else {
                 break;
             };
-            if let Some(q) = self.parts.get_mut(&p) {
-                if q.front().is_some_and(|b| b.base_offset == base) {
-                    if let Some(b) = q.pop_front() {
-                        self.bytes -= b.bytes.len();
-                    }
-                }
+            if let Some(q) = self.parts.get_mut(&p)
+                && q.front().is_some_and(|b| b.base_offset == base)
+                && let Some(b) = q.pop_front()
+            {
+                self.bytes -= b.bytes.len();
             }
         }
         if self.order.len() > 4 * self.parts.values().map(VecDeque::len).sum::<usize>() + 1024 {

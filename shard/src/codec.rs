@@ -44,22 +44,36 @@ fn snappy_raw(data: &[u8], budget: usize) -> Result<Vec<u8>, String> {
         .map_err(|e| e.to_string())
 }
 
-/// The records of a batch, compressed or not (decompressing at most `max` bytes), for tools
-/// that read batches (`sluice consume`).
+/// The records of a batch, compressed or not (decompressing at most `max` bytes), parsed by
+/// `sluice_net::record_batch`: for produce validation, compaction and tools that read batches
+/// (`sluice consume`).
 pub fn batch_records(
     batch: &sluice_net::record_batch::RecordBatch,
     max: usize,
 ) -> Result<sluice_net::record_batch::Records, String> {
-    use sluice_net::record_batch::{HEADER_BYTES, Records};
-    let codec = batch.compression().map_err(|e| e.to_string())?;
-    if codec == Compression::None {
-        return batch.records().map_err(|e| e.to_string());
-    }
-    let (plain, _) = decompress(codec, &batch.bytes()[HEADER_BYTES..], max)?;
-    Ok(Records::from_section(
-        bytes::Bytes::from(plain),
+    let (section, _, _) = records_section(batch, max)?;
+    Ok(sluice_net::record_batch::Records::from_section(
+        section,
         usize::try_from(batch.record_count()).unwrap_or(0),
     ))
+}
+
+/// A batch's records section, decompressed (at most `max` bytes) if need be, with the codec
+/// and framing it came in (a view into the batch when it is not compressed).
+pub(crate) fn records_section(
+    batch: &sluice_net::record_batch::RecordBatch,
+    max: usize,
+) -> Result<(bytes::Bytes, Compression, Framing), String> {
+    let codec = batch.compression().map_err(|e| e.to_string())?;
+    let raw = &batch.bytes()[sluice_net::record_batch::HEADER_BYTES..];
+    if codec == Compression::None {
+        let section = batch
+            .bytes()
+            .slice(sluice_net::record_batch::HEADER_BYTES..);
+        return Ok((section, codec, Framing::Plain));
+    }
+    let (plain, framing) = decompress(codec, raw, max)?;
+    Ok((bytes::Bytes::from(plain), codec, framing))
 }
 
 /// Decompresses a batch's records section.

@@ -2,11 +2,20 @@
 //! record with the highest offset; drop tombstones (null values) once they have been in the
 //! cleaned part of the log for `delete_retention_ms`.
 //!
-//! # A pass ([`Partition::compact`])
+//! # Layout of the code
+//! This module is the cleaner itself: the plan ([`plan`]), the offset map, the record filter
+//! and batch rewrite, the cleaned segment's writer and the swap's file steps ([`Cleaner`]).
+//! It sees segments only through `Segment`'s methods and never the partition: the pass is
+//! driven by `Partition::compact` (`partition/compaction.rs`), which hands it files and
+//! decides under its I/O lock whether a swap still applies. Records are parsed by
+//! `sluice_net::record_batch` (the parser the produce path validates with), and the cleaner's
+//! checkpoint lives in `cleaner_checkpoint.rs`.
+//!
+//! # A pass (`Partition::compact`)
 //! 1. Plan (in memory, cheap): the cleanable segments are the closed, sealed ones from the
 //!    start of the log up to the first that is too young (`min_compaction_lag_ms`) or not yet
-//!    durable; never the active one. The dirty part is what lies at or after the cleaner checkpoint's
-//!    `cleaned_upto`. A pass runs when dirty bytes / cleanable bytes reach
+//!    durable; never the active one. The dirty part is what lies at or after the cleaner
+//!    checkpoint's `cleaned_upto`. A pass runs when dirty bytes / cleanable bytes reach
 //!    `min_cleanable_dirty_ratio`, or when the first dirty segment's newest record is older
 //!    than `max_compaction_lag_ms`.
 //! 2. Offset map: the dirty segments are read once; for each key (a 128-bit hash of it) the
@@ -57,24 +66,20 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::Hasher;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
-use sluice_net::record_batch::{self, Compression, RecordBatch, peek_batch_size};
+use sluice_net::record_batch::{self, Compression, RecordBatch, Records, peek_batch_size};
 
+use crate::cleaner_checkpoint::CleanerState;
 use crate::codec::{self, Framing};
+use crate::config::LogConfig;
 use crate::error::{Result, ShardError, io_err};
 use crate::index::SparseIndex;
-use crate::io::{OpenMode, Storage, StorageFile, read_file, write_file_atomic};
-use crate::partition::{Partition, Segment, SegmentFile, segment_file};
+use crate::io::{OpenMode, Storage, StorageFile};
+use crate::segment::{Segment, segment_file};
 
-/// The cleaner's checkpoint file in a partition directory.
-pub(crate) const CHECKPOINT_FILE: &str = "cleaner.checkpoint";
-const CHECKPOINT_MAGIC: &[u8; 4] = b"SLCC";
 const CLEANED_SUFFIX: &str = ".log.cleaned";
 const SWAP_SUFFIX: &str = ".swap";
-/// Regions remembered for tombstone ages; older ones merge (keeping tombstones longer).
-const REGIONS_MAX: usize = 64;
 /// Output bytes gathered before one write of a cleaned segment.
 const WRITE_CHUNK: usize = 1 << 20;
 
@@ -115,142 +120,6 @@ impl CompactionStats {
         self.batches_dropped += o.batches_dropped;
         self.batches_emptied += o.batches_emptied;
         self.batches_opaque += o.batches_opaque;
-    }
-}
-
-/// The cleaner's memory of what it cleaned and when (the checkpoint file's content).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct CleanerState {
-    /// Offsets below this were cleaned at least once; at and above is the dirty part.
-    pub(crate) cleaned_upto: i64,
-    /// `(end, first cleaned at ms)`: offsets below `end` (and at or above the previous
-    /// entry's `end`) were first cleaned then. Both fields increase.
-    pub(crate) regions: Vec<(i64, i64)>,
-}
-
-impl CleanerState {
-    /// When the region holding `offset` was first cleaned; `None` if it is dirty.
-    pub(crate) fn cleaned_at(&self, offset: i64) -> Option<i64> {
-        if offset >= self.cleaned_upto {
-            return None;
-        }
-        let i = self.regions.partition_point(|r| r.0 <= offset);
-        self.regions.get(i).map(|r| r.1)
-    }
-
-    /// Records that everything below `end` is cleaned, the new part at `now_ms`.
-    pub(crate) fn advance(&mut self, end: i64, now_ms: i64, delete_retention_ms: i64) {
-        if end <= self.cleaned_upto {
-            return;
-        }
-        self.cleaned_upto = end;
-        let at = self.regions.last().map_or(now_ms, |r| r.1.max(now_ms));
-        match self.regions.last_mut() {
-            Some(last) if last.1 == at => last.0 = end,
-            _ => self.regions.push((end, at)),
-        }
-        // Regions old enough that their tombstones may all go are merged into one.
-        let expired = self
-            .regions
-            .partition_point(|r| now_ms.saturating_sub(r.1) > delete_retention_ms);
-        if expired > 1 {
-            self.regions.drain(..expired - 1);
-        }
-        while self.regions.len() > REGIONS_MAX {
-            // Its offsets take the next region's (later) time: tombstones stay longer.
-            self.regions.remove(0);
-        }
-    }
-
-    /// Forgets cleaning at or after `offset` (after a truncation).
-    pub(crate) fn truncate(&mut self, offset: i64) {
-        if self.cleaned_upto <= offset {
-            return;
-        }
-        self.cleaned_upto = offset;
-        let i = self.regions.partition_point(|r| r.0 < offset);
-        if i < self.regions.len() {
-            self.regions[i].0 = offset;
-            self.regions.truncate(i + 1);
-        }
-    }
-
-    fn encode(&self) -> Vec<u8> {
-        let mut body = Vec::with_capacity(8 + 16 * self.regions.len());
-        body.extend_from_slice(&self.cleaned_upto.to_be_bytes());
-        for (end, at) in &self.regions {
-            body.extend_from_slice(&end.to_be_bytes());
-            body.extend_from_slice(&at.to_be_bytes());
-        }
-        let mut out = Vec::with_capacity(16 + body.len());
-        out.extend_from_slice(CHECKPOINT_MAGIC);
-        out.extend_from_slice(&(self.regions.len() as u32).to_be_bytes());
-        out.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
-        out.extend_from_slice(&1u32.to_be_bytes());
-        out.extend_from_slice(&body);
-        out
-    }
-
-    fn decode(data: &[u8]) -> Option<Self> {
-        if data.len() < 24 || &data[..4] != CHECKPOINT_MAGIC {
-            return None;
-        }
-        let word = |i: usize| u32::from_be_bytes([data[i], data[i + 1], data[i + 2], data[i + 3]]);
-        let long = |i: usize| {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(&data[i..i + 8]);
-            i64::from_be_bytes(a)
-        };
-        let count = word(4) as usize;
-        if word(12) != 1 || data.len() != 24 + count.checked_mul(16)? {
-            return None;
-        }
-        if crc32c::crc32c(&data[16..]) != word(8) {
-            return None;
-        }
-        let mut s = CleanerState {
-            cleaned_upto: long(16),
-            regions: Vec::with_capacity(count),
-        };
-        for i in 0..count {
-            let r = (long(24 + 16 * i), long(32 + 16 * i));
-            if s.regions.last().is_some_and(|p| r.0 <= p.0 || r.1 < p.1) {
-                return None;
-            }
-            s.regions.push(r);
-        }
-        if s.cleaned_upto < 0 || s.regions.last().is_some_and(|r| r.0 > s.cleaned_upto) {
-            return None;
-        }
-        Some(s)
-    }
-}
-
-/// Reads the cleaner checkpoint of a partition directory. Returns the state and the offset
-/// below which segments may have compaction gaps: `cleaned_upto`, or every offset if the file
-/// exists but is unreadable (then the cleaner starts over, which is always safe).
-pub(crate) async fn load_checkpoint<S: Storage>(
-    storage: &S,
-    dir: &Path,
-    names: &[String],
-) -> (CleanerState, i64) {
-    if !names.iter().any(|n| n == CHECKPOINT_FILE) {
-        return (CleanerState::default(), 0);
-    }
-    let path = dir.join(CHECKPOINT_FILE);
-    match read_file(storage, &path)
-        .await
-        .ok()
-        .and_then(|d| CleanerState::decode(&d))
-    {
-        Some(s) => {
-            let below = s.cleaned_upto;
-            (s, below)
-        }
-        None => {
-            tracing::warn!(path = %path.display(), "unreadable cleaner checkpoint; recleaning");
-            (CleanerState::default(), i64::MAX)
-        }
     }
 }
 
@@ -329,28 +198,14 @@ pub(crate) async fn recover_swap<S: Storage>(storage: &S, dir: &Path) -> Result<
     Ok(())
 }
 
-/// One record's place in an uncompressed batch.
-#[derive(Debug, Clone, Copy)]
+/// One record as the cleaner sees it: its whole encoding (a view into the batch's records
+/// section, copied as is when the record stays) and the fields the filter looks at.
+#[derive(Debug, Clone)]
 struct Rec {
-    /// Byte range of the whole record (its length varint included).
-    start: usize,
-    end: usize,
+    encoding: Bytes,
     offset_delta: i32,
-    key: Option<(usize, usize)>,
+    key: Option<Bytes>,
     tombstone: bool,
-}
-
-fn read_varlong(b: &[u8], pos: &mut usize) -> Option<i64> {
-    let mut raw: u64 = 0;
-    for i in 0..10 {
-        let byte = *b.get(*pos)?;
-        *pos += 1;
-        raw |= u64::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return Some(((raw >> 1) as i64) ^ -((raw & 1) as i64));
-        }
-    }
-    None
 }
 
 /// A batch's records section, decompressed if need be.
@@ -366,66 +221,36 @@ fn decode(b: &RecordBatch, max: usize) -> Option<Decoded> {
     if b.is_control() {
         return None;
     }
-    let codec = b.compression().ok()?;
-    let raw = b.bytes().slice(record_batch::HEADER_BYTES..);
-    if codec == Compression::None {
-        return Some(Decoded {
-            records: raw,
-            codec,
-            framing: Framing::Plain,
-        });
-    }
-    let (records, framing) = codec::decompress(codec, &raw, max).ok()?;
+    let (records, codec, framing) = codec::records_section(b, max).ok()?;
     Some(Decoded {
-        records: Bytes::from(records),
+        records,
         codec,
         framing,
     })
 }
 
-/// The records of a batch's (decompressed) records section with their byte ranges in it;
-/// `None` if any is malformed (such a batch is then kept whole).
-fn parse_records(b: &RecordBatch, bytes: &[u8]) -> Option<Vec<Rec>> {
+/// The records of a batch's (decompressed) records section, parsed by
+/// `sluice_net::record_batch`; `None` if any is malformed or their offset deltas do not
+/// increase within the batch's range (such a batch is then kept whole).
+fn parse_records(b: &RecordBatch, d: &Decoded) -> Option<Vec<Rec>> {
     let count = usize::try_from(b.record_count()).ok()?;
-    let mut out = Vec::with_capacity(count.min(bytes.len() / 7 + 1));
-    let mut pos = 0;
+    let mut out = Vec::with_capacity(count.min(d.records.len() / 7 + 1));
     let mut prev_delta = -1i64;
-    for _ in 0..count {
-        let start = pos;
-        let len = usize::try_from(read_varlong(bytes, &mut pos)?).ok()?;
-        let end = pos.checked_add(len).filter(|&e| e <= bytes.len())?;
-        let body = &bytes[..end];
-        let mut q = pos + 1; // attributes
-        read_varlong(body, &mut q)?; // timestamp delta
-        let delta = read_varlong(body, &mut q)?;
-        if delta <= prev_delta || delta > i64::from(b.last_offset_delta()) {
+    for r in Records::from_section(d.records.clone(), count).with_encoding() {
+        let (encoding, r) = r.ok()?;
+        let delta = i64::from(r.offset_delta);
+        if delta <= prev_delta || r.offset_delta > b.last_offset_delta() {
             return None;
         }
         prev_delta = delta;
-        let klen = read_varlong(body, &mut q)?;
-        let key = if klen == -1 {
-            None
-        } else {
-            let k = usize::try_from(klen).ok()?;
-            let ke = q.checked_add(k).filter(|&e| e <= end)?;
-            let r = (q, ke);
-            q = ke;
-            Some(r)
-        };
-        let vlen = read_varlong(body, &mut q)?;
-        if vlen < -1 || q > end {
-            return None;
-        }
         out.push(Rec {
-            start,
-            end,
-            offset_delta: i32::try_from(delta).ok()?,
-            key,
-            tombstone: vlen == -1,
+            encoding,
+            offset_delta: r.offset_delta,
+            tombstone: r.value.is_none(),
+            key: r.key,
         });
-        pos = end;
     }
-    (pos == bytes.len()).then_some(out)
+    Some(out)
 }
 
 /// A 128-bit digest of a key (two SipHash-1-3 runs with different prefixes); collisions are
@@ -460,10 +285,10 @@ enum Filtered {
 /// fails (the batch is then kept whole).
 fn rebuild(b: &RecordBatch, d: &Decoded, keep: &[Rec]) -> Option<Bytes> {
     let src = b.bytes();
-    let body: usize = keep.iter().map(|r| r.end - r.start).sum();
+    let body: usize = keep.iter().map(|r| r.encoding.len()).sum();
     let mut records = Vec::with_capacity(body);
     for r in keep {
-        records.extend_from_slice(&d.records[r.start..r.end]);
+        records.extend_from_slice(&r.encoding);
     }
     let records = if keep.is_empty() || d.codec == Compression::None {
         records
@@ -487,25 +312,100 @@ fn rebuild(b: &RecordBatch, d: &Decoded, keep: &[Rec]) -> Option<Bytes> {
 
 /// Offsets in the dirty part: the latest offset of each key, the last batch of each producer.
 #[derive(Default)]
-struct OffsetMap {
+pub(crate) struct OffsetMap {
     keys: HashMap<u128, i64>,
     producers: HashMap<i64, i64>,
 }
 
-/// A closed segment taking part in a pass.
-struct Src {
-    base: i64,
-    end: i64,
-    size: u64,
-    max_ts: i64,
-    /// `Segment::id`: the swap refuses to replace a segment that is not this one any more.
-    id: u64,
+impl OffsetMap {
+    /// Records the keys and the producer of one dirty batch.
+    fn add_batch(&mut self, b: &RecordBatch, max_decoded: usize) {
+        if b.producer_id() >= 0 {
+            self.producers.insert(b.producer_id(), b.base_offset());
+        }
+        let Some(d) = decode(b, max_decoded) else {
+            return;
+        };
+        let Some(recs) = parse_records(b, &d) else {
+            return;
+        };
+        for rec in recs {
+            if let Some(k) = &rec.key {
+                let off = b.base_offset() + i64::from(rec.offset_delta);
+                self.keys.insert(key_hash(k), off);
+            }
+        }
+    }
+
+    /// Distinct keys in the map.
+    pub(crate) fn key_count(&self) -> usize {
+        self.keys.len()
+    }
 }
 
-struct Plan {
-    segs: Vec<Src>,
-    dirty_from: usize,
-    cleaner: CleanerState,
+/// A closed segment taking part in a pass.
+#[derive(Debug)]
+pub(crate) struct Src {
+    pub(crate) base: i64,
+    pub(crate) end: i64,
+    pub(crate) size: u64,
+    max_ts: i64,
+    /// `Segment::id`: the swap refuses to replace a segment that is not this one any more.
+    pub(crate) id: u64,
+}
+
+/// What a pass will clean: the cleanable segments, the first dirty one among them, and the
+/// cleaner state the pass started from.
+pub(crate) struct Plan {
+    pub(crate) segs: Vec<Src>,
+    pub(crate) dirty_from: usize,
+    pub(crate) cleaner: CleanerState,
+}
+
+/// Decides whether a pass is due (memory only). `closed` are the log's segments before the
+/// active one, in offset order; `durable_end` the partition's durable end offset.
+pub(crate) fn plan<'a, F: 'a>(
+    closed: impl Iterator<Item = &'a Segment<F>>,
+    durable_end: i64,
+    cleaner: &CleanerState,
+    cfg: &LogConfig,
+    now_ms: i64,
+) -> Option<Plan> {
+    let mut segs = Vec::new();
+    for s in closed {
+        // Fully written and synced (its index files may still be pending: they are
+        // rewritten by the swap anyway).
+        let sealed = s.is_fully_written() && s.next_offset() <= durable_end;
+        let young = cfg.min_compaction_lag_ms > 0
+            && s.max_timestamp() > now_ms.saturating_sub(cfg.min_compaction_lag_ms);
+        if !sealed || !s.has_file() || young {
+            break;
+        }
+        segs.push(Src {
+            base: s.base_offset(),
+            end: s.next_offset(),
+            size: s.size_bytes(),
+            max_ts: s.max_timestamp(),
+            id: s.id(),
+        });
+    }
+    let cu = cleaner.cleaned_upto;
+    let dirty_from = segs.iter().position(|s| s.end > cu)?;
+    let total: u64 = segs.iter().map(|s| s.size).sum();
+    let dirty: u64 = segs[dirty_from..].iter().map(|s| s.size).sum();
+    if dirty == 0 {
+        return None;
+    }
+    let forced = segs[dirty_from].max_ts < now_ms.saturating_sub(cfg.max_compaction_lag_ms);
+    let ratio = dirty as f64 / total as f64;
+    if !forced && ratio < cfg.min_cleanable_dirty_ratio {
+        return None;
+    }
+    Some(Plan {
+        segs,
+        dirty_from,
+        cleaner: cleaner.clone(),
+    })
 }
 
 /// Reads a segment's batches in order, in chunks, checking framing and CRC.
@@ -576,8 +476,9 @@ impl<'a, F: StorageFile> SegReader<'a, F> {
 }
 
 /// Writes a cleaned segment with aligned writes and builds its sparse index.
-struct SegWriter<F: StorageFile> {
+pub(crate) struct SegWriter<F: StorageFile> {
     file: F,
+    path: PathBuf,
     base: i64,
     interval: u64,
     pending: Vec<u8>,
@@ -586,6 +487,14 @@ struct SegWriter<F: StorageFile> {
     size: u64,
     index: SparseIndex,
     max_ts: i64,
+}
+
+/// A cleaned segment, written and synced, ready to be swapped in.
+pub(crate) struct Cleaned<F> {
+    pub(crate) file: F,
+    pub(crate) size: u64,
+    pub(crate) index: SparseIndex,
+    pub(crate) max_timestamp: i64,
 }
 
 impl<F: StorageFile> SegWriter<F> {
@@ -623,17 +532,28 @@ impl<F: StorageFile> SegWriter<F> {
         Ok(())
     }
 
-    async fn finish(mut self) -> std::io::Result<(F, u64, SparseIndex, i64)> {
-        self.write_out(true).await?;
-        self.file.truncate(self.size).await?;
-        self.file.fdatasync().await?;
-        Ok((self.file, self.size, self.index, self.max_ts))
+    /// Writes what is pending, cuts the file to its exact size and syncs it.
+    pub(crate) async fn finish(mut self) -> Result<Cleaned<F>> {
+        let path = self.path.clone();
+        let r: std::io::Result<()> = async {
+            self.write_out(true).await?;
+            self.file.truncate(self.size).await?;
+            self.file.fdatasync().await
+        }
+        .await;
+        r.map_err(io_err("write cleaned segment", &path))?;
+        Ok(Cleaned {
+            file: self.file,
+            size: self.size,
+            index: self.index,
+            max_timestamp: self.max_ts,
+        })
     }
 }
 
 /// Splits `segs` into runs of adjacent segments to merge: sizes adding up to at most
 /// `max_bytes`, offsets and positions fitting the index's 32-bit fields.
-fn groups(segs: &[Src], max_bytes: u64) -> Vec<std::ops::Range<usize>> {
+pub(crate) fn groups(segs: &[Src], max_bytes: u64) -> Vec<std::ops::Range<usize>> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut bytes = 0u64;
@@ -654,476 +574,212 @@ fn groups(segs: &[Src], max_bytes: u64) -> Vec<std::ops::Range<usize>> {
     out
 }
 
-/// Clears the partition's "compacting" flag on every exit path.
-struct Running<'a>(&'a std::cell::Cell<bool>);
-impl Drop for Running<'_> {
-    fn drop(&mut self) {
-        self.0.set(false);
+/// Decides, record by record, what a group's rewrite keeps.
+pub(crate) struct Filter<'a> {
+    pub(crate) map: &'a OffsetMap,
+    /// The cleaner state the pass started from (when each region was first cleaned).
+    pub(crate) cleaner: &'a CleanerState,
+    pub(crate) now_ms: i64,
+    pub(crate) delete_retention_ms: i64,
+    pub(crate) decompressed_max: usize,
+    /// Base offsets of the batches the partition's producer table remembers.
+    pub(crate) remembered: HashSet<i64>,
+}
+
+impl Filter<'_> {
+    fn verdict(&self, off: i64, key: Option<&[u8]>, tombstone: bool) -> Verdict {
+        let Some(k) = key else {
+            return Verdict::Keyless;
+        };
+        if self
+            .map
+            .keys
+            .get(&key_hash(k))
+            .is_some_and(|&latest| off < latest)
+        {
+            return Verdict::Superseded;
+        }
+        let expired = self
+            .cleaner
+            .cleaned_at(off)
+            .is_some_and(|t| self.now_ms.saturating_sub(t) > self.delete_retention_ms);
+        if tombstone && expired {
+            Verdict::Tombstone
+        } else {
+            Verdict::Keep
+        }
+    }
+
+    /// Whether `b`, once emptied, must stay as an empty batch: it may be the last batch of
+    /// its producer id, or the in-memory producer table still remembers it.
+    fn keep_empty(&self, b: &RecordBatch) -> bool {
+        let pid = b.producer_id();
+        pid >= 0
+            && (self.remembered.contains(&b.base_offset())
+                || self
+                    .map
+                    .producers
+                    .get(&pid)
+                    .is_none_or(|&last| b.base_offset() >= last))
+    }
+
+    /// What becomes of batch `b`.
+    fn batch(&self, b: &RecordBatch, stats: &mut CompactionStats) -> Filtered {
+        let keep_empty = self.keep_empty(b);
+        let decoded = decode(b, self.decompressed_max);
+        let recs = decoded.as_ref().and_then(|d| parse_records(b, d));
+        let (Some(d), Some(recs)) = (decoded, recs) else {
+            stats.batches_opaque += 1;
+            return Filtered::Whole;
+        };
+        let mut keep = Vec::with_capacity(recs.len());
+        for rec in &recs {
+            let off = b.base_offset() + i64::from(rec.offset_delta);
+            match self.verdict(off, rec.key.as_deref(), rec.tombstone) {
+                Verdict::Keep => keep.push(rec.clone()),
+                Verdict::Tombstone => {
+                    stats.tombstones_dropped += 1;
+                    stats.records_dropped += 1;
+                }
+                Verdict::Superseded | Verdict::Keyless => stats.records_dropped += 1,
+            }
+        }
+        if keep.len() == recs.len() && (!recs.is_empty() || keep_empty) {
+            return Filtered::Whole;
+        }
+        if keep.is_empty() && !keep_empty {
+            stats.batches_dropped += 1;
+            return Filtered::Dropped;
+        }
+        match rebuild(b, &d, &keep) {
+            Some(bytes) => {
+                if keep.is_empty() {
+                    stats.batches_emptied += 1;
+                }
+                Filtered::Rewritten(bytes)
+            }
+            None => {
+                stats.batches_opaque += 1;
+                Filtered::Whole
+            }
+        }
     }
 }
 
-impl<S: Storage> Partition<S> {
-    /// Whether [`Partition::compact`] would do work now (cheap: memory only).
-    pub fn compaction_due(&self, now_ms: i64) -> bool {
-        self.inner.config.compact && !self.inner.compacting.get() && self.plan(now_ms).is_some()
-    }
+/// The file side of a pass on one partition directory: reading source segments, writing the
+/// cleaned one, and the swap's renames. Knows nothing of the partition's state: the caller
+/// hands it files and decides, under its I/O lock, whether a swap still applies.
+pub(crate) struct Cleaner<'a, S: Storage> {
+    pub(crate) storage: &'a S,
+    pub(crate) dir: &'a Path,
+    /// Bytes read at once from a source segment.
+    pub(crate) chunk: usize,
+    pub(crate) decompressed_max: usize,
+    pub(crate) index_interval_bytes: u64,
+}
 
-    /// Runs one compaction pass if one is due (see the module docs of `compact.rs`): the
-    /// closed segments are rewritten keeping the last record per key; the active segment is
-    /// never touched. Returns what it did (`passes == 0` when nothing was due, the topic is
-    /// not compacted, or another pass is running). Appends and reads go on meanwhile; only
-    /// the file swaps hold the partition's I/O lock. An I/O error during a swap makes the
-    /// partition read-only (`Poisoned`) until it is reopened.
-    pub async fn compact(&self, now_ms: i64) -> Result<crate::CompactionStats> {
-        let inner = &*self.inner;
-        let mut stats = CompactionStats::default();
-        if !inner.config.compact || inner.compacting.get() {
-            return Ok(stats);
-        }
-        self.check_usable()?;
-        inner.compacting.set(true);
-        let _running = Running(&inner.compacting);
-        let Some(mut plan) = self.plan(now_ms) else {
-            return Ok(stats);
-        };
-        stats.passes = 1;
-        let map = self.build_offset_map(&mut plan, &mut stats).await?;
-        for g in groups(&plan.segs, inner.config.segment_bytes) {
-            let swapped = self
-                .clean_group(&plan.segs[g], &plan.cleaner, &map, now_ms, &mut stats)
-                .await?;
-            if !swapped {
-                break;
-            }
-        }
-        Ok(stats)
-    }
-
-    fn plan(&self, now_ms: i64) -> Option<Plan> {
-        let inner = &*self.inner;
-        let cfg = &inner.config;
-        let st = inner.state.borrow();
-        if st.closed || st.poisoned.is_some() {
-            return None;
-        }
-        let active = *st.segments.keys().next_back()?;
-        let mut segs = Vec::new();
-        for (&base, s) in st.segments.range(..active) {
-            // Fully written and synced (its index files may still be pending: they are
-            // rewritten by the swap anyway).
-            let sealed = s.written_bytes == s.size_bytes && s.next_offset <= st.durable_end_offset;
-            let young = cfg.min_compaction_lag_ms > 0
-                && s.max_timestamp > now_ms.saturating_sub(cfg.min_compaction_lag_ms);
-            if !sealed || !s.file.exists() || young {
-                break;
-            }
-            segs.push(Src {
-                base,
-                end: s.next_offset,
-                size: s.size_bytes,
-                max_ts: s.max_timestamp,
-                id: s.id,
-            });
-        }
-        let cu = st.cleaner.cleaned_upto;
-        let dirty_from = segs.iter().position(|s| s.end > cu)?;
-        let total: u64 = segs.iter().map(|s| s.size).sum();
-        let dirty: u64 = segs[dirty_from..].iter().map(|s| s.size).sum();
-        if dirty == 0 {
-            return None;
-        }
-        let forced = segs[dirty_from].max_ts < now_ms.saturating_sub(cfg.max_compaction_lag_ms);
-        let ratio = dirty as f64 / total as f64;
-        if !forced && ratio < cfg.min_cleanable_dirty_ratio {
-            return None;
-        }
-        Some(Plan {
-            segs,
-            dirty_from,
-            cleaner: st.cleaner.clone(),
-        })
-    }
-
-    /// Reads the dirty segments into the offset map; stops (shortening the plan) at the
-    /// segment where the map passes `compaction_keys_max` keys.
-    async fn build_offset_map(
+impl<S: Storage> Cleaner<'_, S> {
+    /// Adds the batches of dirty segment `s` at or above `cleaned_upto` to `map`.
+    pub(crate) async fn map_segment(
         &self,
-        plan: &mut Plan,
+        map: &mut OffsetMap,
+        file: &S::File,
+        s: &Src,
+        cleaned_upto: i64,
         stats: &mut CompactionStats,
-    ) -> Result<OffsetMap> {
-        let inner = &*self.inner;
-        let mut map = OffsetMap::default();
-        let cu = plan.cleaner.cleaned_upto;
-        let chunk = inner.shard_config.read_bytes_min.max(1 << 20);
-        let max_decoded = inner.shard_config.decompressed_batch_bytes_max;
-        let mut end = plan.segs.len();
-        for i in plan.dirty_from..plan.segs.len() {
-            let s = &plan.segs[i];
-            let Some(file) = self.src_file(s).await? else {
-                // Removed underneath (retention, truncation): clean what comes before.
-                end = i;
-                break;
-            };
-            let path = segment_file(&inner.dir, s.base, "log");
-            let mut r = SegReader::new(&*file, path, s.size, chunk);
-            while let Some(b) = r.next().await? {
-                stats.bytes_read += b.size_bytes() as u64;
-                if b.base_offset() < cu {
-                    continue;
-                }
-                if b.producer_id() >= 0 {
-                    map.producers.insert(b.producer_id(), b.base_offset());
-                }
-                let Some(d) = decode(&b, max_decoded) else {
-                    continue;
-                };
-                if let Some(recs) = parse_records(&b, &d.records) {
-                    for rec in recs {
-                        if let Some((ks, ke)) = rec.key {
-                            let off = b.base_offset() + i64::from(rec.offset_delta);
-                            map.keys.insert(key_hash(&d.records[ks..ke]), off);
-                        }
-                    }
-                }
-                inner.storage.yield_if_needed().await;
-            }
-            if map.keys.len() > inner.shard_config.compaction_keys_max {
-                end = i + 1;
-                break;
+    ) -> Result<()> {
+        let path = segment_file(self.dir, s.base, "log");
+        let mut r = SegReader::new(file, path, s.size, self.chunk);
+        while let Some(b) = r.next().await? {
+            stats.bytes_read += b.size_bytes() as u64;
+            if b.base_offset() >= cleaned_upto {
+                map.add_batch(&b, self.decompressed_max);
+                self.storage.yield_if_needed().await;
             }
         }
-        plan.segs.truncate(end);
-        Ok(map)
+        Ok(())
     }
 
-    /// The file of a segment in the plan; `None` if that segment left the log or was
-    /// replaced since the plan was made.
-    async fn src_file(&self, s: &Src) -> Result<Option<Rc<S::File>>> {
-        let Some(f) = self.segment_handle(s.base).await? else {
-            return Ok(None);
-        };
-        let same = self
-            .inner
-            .state
-            .borrow()
-            .segments
-            .get(&s.base)
-            .map(|g| g.id)
-            == Some(s.id);
-        Ok(same.then_some(f))
+    /// The path a group starting at `base` is cleaned into.
+    pub(crate) fn cleaned_path(&self, base: i64) -> PathBuf {
+        self.dir.join(format!("{base:020}{CLEANED_SUFFIX}"))
     }
 
-    /// Cleans one group of segments into a new file and swaps it in. `Ok(false)` if the log
-    /// changed underneath (retention, truncation, close) and the pass should stop.
-    async fn clean_group(
-        &self,
-        group: &[Src],
-        cleaner: &CleanerState,
-        map: &OffsetMap,
-        now_ms: i64,
-        stats: &mut CompactionStats,
-    ) -> Result<bool> {
-        let inner = &*self.inner;
-        let base = group[0].base;
-        let cleaned_path = inner.dir.join(format!("{base:020}{CLEANED_SUFFIX}"));
-        let file = inner
+    /// Creates the cleaned file of a group starting at `base`.
+    pub(crate) async fn create_output(&self, base: i64) -> Result<SegWriter<S::File>> {
+        let path = self.cleaned_path(base);
+        let file = self
             .storage
-            .open(&cleaned_path, OpenMode::CreateTruncate)
+            .open(&path, OpenMode::CreateTruncate)
             .await
-            .map_err(io_err("create cleaned segment", &cleaned_path))?;
-        let mut w = SegWriter {
+            .map_err(io_err("create cleaned segment", &path))?;
+        Ok(SegWriter {
             file,
+            path,
             base,
-            interval: inner.config.index_interval_bytes,
+            interval: self.index_interval_bytes,
             pending: Vec::new(),
             flushed: 0,
             size: 0,
             index: SparseIndex::default(),
             max_ts: -1,
-        };
-        let mut local = CompactionStats::default();
-        let r = self
-            .filter_group(group, cleaner, map, now_ms, &mut w, &mut local)
-            .await;
-        let (changed, done) = match r {
-            Ok(changed) => match w.finish().await {
-                Ok(done) => (changed, done),
-                Err(e) => {
-                    let _ = remove_if_present(&inner.storage, &cleaned_path).await;
-                    return Err(io_err("write cleaned segment", &cleaned_path)(e));
-                }
-            },
-            Err(e) => {
-                drop(w);
-                let _ = remove_if_present(&inner.storage, &cleaned_path).await;
-                return Err(e);
-            }
-        };
-        stats.bytes_read += local.bytes_read;
-        if !changed && group.len() == 1 {
-            // Nothing to gain: leave the segment in place, but count it as cleaned.
-            drop(done);
-            remove_if_present(&inner.storage, &cleaned_path).await?;
-            let end = group[0].end;
-            let _g = inner.io_lock.lock().await;
-            let data = {
-                let mut st = inner.state.borrow_mut();
-                if st.closed || st.poisoned.is_some() || st.cleaner.cleaned_upto >= end {
-                    return Ok(true);
-                }
-                let mut c = st.cleaner.clone();
-                c.advance(end, now_ms, inner.config.delete_retention_ms);
-                let data = c.encode();
-                st.cleaner = c;
-                data
-            };
-            let cp = inner.dir.join(CHECKPOINT_FILE);
-            write_file_atomic(&inner.storage, &cp, &data)
-                .await
-                .map_err(io_err("write cleaner checkpoint", &cp))?;
-            return Ok(true);
-        }
-        let (file, size, index, max_ts) = done;
-        let swapped = self
-            .swap(group, cleaner, file, size, index, max_ts, now_ms)
-            .await?;
-        if swapped {
-            local.bytes_read = 0;
-            stats.add(&local);
-            stats.segments_cleaned += group.len() as u64;
-            stats.segments_written += 1;
-            stats.bytes_written += size;
-            stats.bytes_before += group.iter().map(|s| s.size).sum::<u64>();
-            stats.bytes_after += size;
-        } else {
-            remove_if_present(&inner.storage, &cleaned_path).await?;
-        }
-        Ok(swapped)
+        })
     }
 
-    /// Streams the group's batches through the filter into `w`; true if anything changed.
-    async fn filter_group(
+    /// Removes the cleaned file of a group starting at `base`, if any.
+    pub(crate) async fn discard_output(&self, base: i64) -> Result<()> {
+        remove_if_present(self.storage, &self.cleaned_path(base)).await
+    }
+
+    /// Streams the batches of source segment `s` through `filter` into `w`; true if anything
+    /// changed. The batches' offsets must lie in `s`'s range and increase.
+    pub(crate) async fn filter_segment(
         &self,
-        group: &[Src],
-        cleaner: &CleanerState,
-        map: &OffsetMap,
-        now_ms: i64,
+        filter: &Filter<'_>,
+        file: &S::File,
+        s: &Src,
         w: &mut SegWriter<S::File>,
         stats: &mut CompactionStats,
     ) -> Result<bool> {
-        let inner = &*self.inner;
-        let chunk = inner.shard_config.read_bytes_min.max(1 << 20);
-        let retention = inner.config.delete_retention_ms;
-        let max_decoded = inner.shard_config.decompressed_batch_bytes_max;
-        let remembered: HashSet<i64> = inner.state.borrow().producers.batch_bases().collect();
+        let path = segment_file(self.dir, s.base, "log");
+        let mut r = SegReader::new(file, path.clone(), s.size, self.chunk);
+        let mut expect = s.base;
         let mut changed = false;
-        let verdict = |off: i64, key: Option<&[u8]>, tombstone: bool| -> Verdict {
-            let Some(k) = key else {
-                return Verdict::Keyless;
-            };
-            if map
-                .keys
-                .get(&key_hash(k))
-                .is_some_and(|&latest| off < latest)
-            {
-                return Verdict::Superseded;
+        while let Some(b) = r.next().await? {
+            if b.base_offset() < expect || b.last_offset() >= s.end {
+                return Err(r.corrupt(format!(
+                    "batch offsets {}..={} outside the expected {expect}..{}",
+                    b.base_offset(),
+                    b.last_offset(),
+                    s.end
+                )));
             }
-            let expired = cleaner
-                .cleaned_at(off)
-                .is_some_and(|t| now_ms.saturating_sub(t) > retention);
-            if tombstone && expired {
-                Verdict::Tombstone
-            } else {
-                Verdict::Keep
+            expect = b.last_offset() + 1;
+            stats.bytes_read += b.size_bytes() as u64;
+            match filter.batch(&b, stats) {
+                Filtered::Whole => w.push(&b, b.bytes()),
+                Filtered::Rewritten(bytes) => {
+                    changed = true;
+                    w.push(&b, &bytes);
+                }
+                Filtered::Dropped => changed = true,
             }
-        };
-        for s in group {
-            let Some(file) = self.src_file(s).await? else {
-                // Removed underneath: the swap sees the change and drops this output.
-                continue;
-            };
-            let path = segment_file(&inner.dir, s.base, "log");
-            let mut r = SegReader::new(&*file, path.clone(), s.size, chunk);
-            let mut expect = s.base;
-            while let Some(b) = r.next().await? {
-                if b.base_offset() < expect || b.last_offset() >= s.end {
-                    return Err(r.corrupt(format!(
-                        "batch offsets {}..={} outside the expected {expect}..{}",
-                        b.base_offset(),
-                        b.last_offset(),
-                        s.end
-                    )));
-                }
-                expect = b.last_offset() + 1;
-                stats.bytes_read += b.size_bytes() as u64;
-                let pid = b.producer_id();
-                let keep_empty = pid >= 0
-                    && (remembered.contains(&b.base_offset())
-                        || map
-                            .producers
-                            .get(&pid)
-                            .is_none_or(|&last| b.base_offset() >= last));
-                let decoded = decode(&b, max_decoded);
-                let recs = decoded.as_ref().and_then(|d| parse_records(&b, &d.records));
-                let out = match (decoded, recs) {
-                    (Some(d), Some(recs)) => {
-                        let mut keep = Vec::with_capacity(recs.len());
-                        for rec in &recs {
-                            let off = b.base_offset() + i64::from(rec.offset_delta);
-                            let key = rec.key.map(|(ks, ke)| &d.records[ks..ke]);
-                            match verdict(off, key, rec.tombstone) {
-                                Verdict::Keep => keep.push(*rec),
-                                Verdict::Tombstone => {
-                                    stats.tombstones_dropped += 1;
-                                    stats.records_dropped += 1;
-                                }
-                                Verdict::Superseded | Verdict::Keyless => {
-                                    stats.records_dropped += 1;
-                                }
-                            }
-                        }
-                        if keep.len() == recs.len() && (!recs.is_empty() || keep_empty) {
-                            Filtered::Whole
-                        } else if keep.is_empty() && !keep_empty {
-                            stats.batches_dropped += 1;
-                            Filtered::Dropped
-                        } else {
-                            match rebuild(&b, &d, &keep) {
-                                Some(bytes) => {
-                                    if keep.is_empty() {
-                                        stats.batches_emptied += 1;
-                                    }
-                                    Filtered::Rewritten(bytes)
-                                }
-                                None => {
-                                    stats.batches_opaque += 1;
-                                    Filtered::Whole
-                                }
-                            }
-                        }
-                    }
-                    _ => {
-                        stats.batches_opaque += 1;
-                        Filtered::Whole
-                    }
-                };
-                match out {
-                    Filtered::Whole => w.push(&b, b.bytes()),
-                    Filtered::Rewritten(bytes) => {
-                        changed = true;
-                        w.push(&b, &bytes);
-                    }
-                    Filtered::Dropped => changed = true,
-                }
-                if w.pending.len() >= WRITE_CHUNK {
-                    w.write_out(false)
-                        .await
-                        .map_err(io_err("write cleaned segment", &path))?;
-                }
-                inner.storage.yield_if_needed().await;
+            if w.pending.len() >= WRITE_CHUNK {
+                w.write_out(false)
+                    .await
+                    .map_err(io_err("write cleaned segment", &path))?;
             }
+            self.storage.yield_if_needed().await;
         }
         Ok(changed)
     }
 
-    /// Swaps a cleaned file in for `group` under the I/O lock (see "Crash safety").
-    #[allow(clippy::too_many_arguments)]
-    async fn swap(
-        &self,
-        group: &[Src],
-        cleaner: &CleanerState,
-        file: S::File,
-        size: u64,
-        index: SparseIndex,
-        max_ts: i64,
-        now_ms: i64,
-    ) -> Result<bool> {
-        let inner = &*self.inner;
-        let dir = &inner.dir;
-        let base = group[0].base;
-        let end = group[group.len() - 1].end;
-        let _g = inner.io_lock.lock().await;
-        let new_cleaner = {
-            let st = inner.state.borrow();
-            if st.closed || st.poisoned.is_some() {
-                return Ok(false);
-            }
-            let active = st.segments.keys().next_back().copied().unwrap_or(i64::MIN);
-            let now: Vec<(i64, i64, u64, u64)> = st
-                .segments
-                .range(base..end)
-                .map(|(b, s)| (*b, s.next_offset, s.size_bytes, s.id))
-                .collect();
-            let then: Vec<(i64, i64, u64, u64)> = group
-                .iter()
-                .map(|s| (s.base, s.end, s.size, s.id))
-                .collect();
-            if now != then || end > active {
-                return Ok(false);
-            }
-            // Continue from the state as it is now (a truncation may have lowered it), and
-            // never lower it below what this pass started from.
-            let mut c = st.cleaner.clone();
-            if c.cleaned_upto < cleaner.cleaned_upto.min(base) {
-                return Ok(false);
-            }
-            c.advance(end, now_ms, inner.config.delete_retention_ms);
-            c
-        };
-        let cp = dir.join(CHECKPOINT_FILE);
-        write_file_atomic(&inner.storage, &cp, &new_cleaner.encode())
-            .await
-            .map_err(io_err("write cleaner checkpoint", &cp))?;
-        inner.state.borrow_mut().cleaner = new_cleaner;
-        // The swap renames files over these segments' paths: from here until they leave the
-        // map, readers must use the files they have, never open the paths again.
-        let mut r = Ok(());
-        for s in group {
-            if let Err(e) = self.pin_segment(s.base).await {
-                r = Err(e);
-                break;
-            }
-        }
-        if r.is_ok() {
-            r = self.swap_files(group, base, end).await;
-        }
-        if let Err(e) = r {
-            let mut st = inner.state.borrow_mut();
-            if st.poisoned.is_none() {
-                st.poisoned = Some(e.to_string());
-            }
-            return Err(e);
-        }
-        let file = Rc::new(file);
-        {
-            let mut st = inner.state.borrow_mut();
-            for s in group {
-                if let Some(old) = st.segments.remove(&s.base) {
-                    self.forget_segment_file(&old);
-                }
-            }
-            let mut seg = Segment::new(base, now_ms);
-            // Pinned until sealed below, which hands it to the file cache.
-            seg.file = SegmentFile::Pinned(file.clone());
-            seg.size_bytes = size;
-            seg.written_bytes = size;
-            seg.allocated_bytes = size;
-            seg.next_offset = end;
-            seg.max_timestamp = max_ts;
-            seg.index = index;
-            seg.index_dirty = true;
-            st.segments.insert(base, seg);
-            inner.cache.borrow_mut().remove_before(inner.id, end);
-        }
-        self.seal_segment(&file, base).await?;
-        Ok(true)
-    }
-
-    async fn swap_files(&self, group: &[Src], base: i64, end: i64) -> Result<()> {
-        let inner = &*self.inner;
-        let (storage, dir) = (&inner.storage, &inner.dir);
+    /// Steps 3 to 5 of a swap (see "Crash safety"): the cleaned file of the group `base..end`
+    /// becomes `<base>.log`, and the group's other segments and old index files go.
+    pub(crate) async fn swap_files(&self, group: &[Src], base: i64, end: i64) -> Result<()> {
+        let (storage, dir) = (self.storage, self.dir);
         let sync = || async { storage.sync_dir(dir).await.map_err(io_err("sync dir", dir)) };
-        let cleaned = dir.join(format!("{base:020}{CLEANED_SUFFIX}"));
+        let cleaned = self.cleaned_path(base);
         let swap = swap_name(dir, base, end);
         storage
             .rename(&cleaned, &swap)
@@ -1146,59 +802,12 @@ impl<S: Storage> Partition<S> {
             .map_err(io_err("rename swap segment", &log))?;
         sync().await
     }
-
-    /// Writes `cleaner.checkpoint` if the cleaner has any state (after a truncation).
-    pub(crate) async fn write_cleaner_checkpoint(&self) -> Result<()> {
-        let inner = &*self.inner;
-        let data = {
-            let st = inner.state.borrow();
-            if st.cleaner == CleanerState::default() {
-                return Ok(());
-            }
-            st.cleaner.encode()
-        };
-        let cp = inner.dir.join(CHECKPOINT_FILE);
-        write_file_atomic(&inner.storage, &cp, &data)
-            .await
-            .map_err(io_err("write cleaner checkpoint", &cp))
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use sluice_net::record_batch::build::{BatchSpec, batch};
-
-    /// Tombstone ages follow the regions; old regions merge; truncation lowers the state;
-    /// the file format round-trips and refuses damage.
-    #[test]
-    fn cleaner_state() {
-        let mut c = CleanerState::default();
-        assert_eq!(c.cleaned_at(0), None);
-        c.advance(100, 1_000, 500);
-        c.advance(200, 1_200, 500);
-        assert_eq!(c.cleaned_at(50), Some(1_000));
-        assert_eq!(c.cleaned_at(150), Some(1_200));
-        assert_eq!(c.cleaned_at(200), None);
-        c.advance(300, 2_000, 500);
-        assert_eq!(c.regions, vec![(200, 1_200), (300, 2_000)]);
-        assert_eq!(c.cleaned_at(50), Some(1_200));
-        let e = c.encode();
-        assert_eq!(CleanerState::decode(&e), Some(c.clone()));
-        for i in 0..e.len() {
-            let mut m = e.clone();
-            m[i] ^= 0x20;
-            assert!(CleanerState::decode(&m).is_none(), "{i}");
-            assert!(CleanerState::decode(&e[..i]).is_none());
-        }
-        c.truncate(250);
-        assert_eq!(c.cleaned_upto, 250);
-        assert_eq!(c.regions, vec![(200, 1_200), (250, 2_000)]);
-        for i in 0..100 {
-            c.advance(300 + i, 3_000 + i, 1 << 40);
-        }
-        assert!(c.regions.len() <= REGIONS_MAX);
-    }
 
     /// A rewritten batch keeps its header fields, holds the kept records with their original
     /// deltas, and passes the stored-batch check; keyless records are found.
@@ -1221,10 +830,12 @@ mod tests {
         );
         let b = RecordBatch::new(b).unwrap();
         let d = decode(&b, 1 << 20).unwrap();
-        let recs = parse_records(&b, &d.records).unwrap();
+        let recs = parse_records(&b, &d).unwrap();
         assert_eq!(recs.len(), 4);
         assert!(recs[1].tombstone && !recs[0].tombstone);
-        let out = RecordBatch::new(rebuild(&b, &d, &[recs[1], recs[3]]).unwrap()).unwrap();
+        assert!(recs[2].key.is_none());
+        let keep = [recs[1].clone(), recs[3].clone()];
+        let out = RecordBatch::new(rebuild(&b, &d, &keep).unwrap()).unwrap();
         out.validate_stored().unwrap();
         assert_eq!(out.base_offset(), 40);
         assert_eq!(out.last_offset(), 43);

@@ -72,7 +72,7 @@ impl StorageFile for DmaStorageFile {
     }
     fn alloc_buf(&self, len: usize) -> DmaBuf {
         assert!(
-            len as u64 % self.alignment() == 0,
+            (len as u64).is_multiple_of(self.alignment()),
             "unaligned buffer length {len}"
         );
         // Not zeroed: callers fill every byte they hand to write_at (padding included).
@@ -80,8 +80,11 @@ impl StorageFile for DmaStorageFile {
     }
     async fn write_at(&self, buf: DmaBuf, pos: u64) -> io::Result<()> {
         let align = self.alignment();
-        assert!(pos % align == 0, "unaligned write position {pos}");
-        assert!(buf.len() as u64 % align == 0, "unaligned write length");
+        assert!(pos.is_multiple_of(align), "unaligned write position {pos}");
+        assert!(
+            (buf.len() as u64).is_multiple_of(align),
+            "unaligned write length"
+        );
         let len = buf.len();
         let written = self.file.write_at(buf.0, pos).await.map_err(to_io)?;
         if written != len {

@@ -152,7 +152,7 @@ impl FakeDisk {
                 let mut s = 0u64;
                 while s < bytes.len() as u64 {
                     let e = (s + SECTOR).min(bytes.len() as u64);
-                    if st.next_u64() % 2 == 0 {
+                    if st.next_u64().is_multiple_of(2) {
                         let at = (pos + s) as usize;
                         if data.len() < at + (e - s) as usize {
                             data.resize(at + (e - s) as usize, 0);
@@ -223,13 +223,19 @@ impl StorageFile for FakeFile {
         SECTOR
     }
     fn alloc_buf(&self, len: usize) -> FakeBuf {
-        assert!(len as u64 % SECTOR == 0, "unaligned buffer length {len}");
+        assert!(
+            (len as u64).is_multiple_of(SECTOR),
+            "unaligned buffer length {len}"
+        );
         // Garbage, not zeros: a caller that forgets to fill padding writes visible junk.
         FakeBuf(vec![0xee; len])
     }
     async fn write_at(&self, buf: FakeBuf, pos: u64) -> io::Result<()> {
-        assert!(pos % SECTOR == 0, "unaligned write position {pos}");
-        assert!(buf.len() as u64 % SECTOR == 0, "unaligned write length");
+        assert!(pos.is_multiple_of(SECTOR), "unaligned write position {pos}");
+        assert!(
+            (buf.len() as u64).is_multiple_of(SECTOR),
+            "unaligned write length"
+        );
         if self.disk.state.borrow_mut().eio() {
             return Err(eio());
         }
@@ -306,10 +312,10 @@ impl Storage for FakeDisk {
         if mode != OpenMode::Existing && st.stopped() {
             return Err(eio());
         }
-        if let Some(parent) = path.parent() {
-            if !st.dirs.contains(parent) {
-                return Err(not_found(parent));
-            }
+        if let Some(parent) = path.parent()
+            && !st.dirs.contains(parent)
+        {
+            return Err(not_found(parent));
         }
         let image = match (mode, st.files.get(path)) {
             (OpenMode::Existing, None) => return Err(not_found(path)),
@@ -359,10 +365,10 @@ impl Storage for FakeDisk {
         }
         let mut names = Vec::new();
         for p in st.files.keys().chain(st.dirs.iter()) {
-            if p.parent() == Some(dir) {
-                if let Some(n) = p.file_name().and_then(|n| n.to_str()) {
-                    names.push(n.to_owned());
-                }
+            if p.parent() == Some(dir)
+                && let Some(n) = p.file_name().and_then(|n| n.to_str())
+            {
+                names.push(n.to_owned());
             }
         }
         Ok(names)

@@ -19,6 +19,21 @@
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
+use crate::io::StorageFile;
+
+/// Closes handles the file cache let go of, unless a reader still holds one (then it is
+/// closed when that reader drops it). A failed close loses nothing: the file was synced
+/// when its segment was sealed.
+pub(crate) async fn close_evicted<F: StorageFile>(evicted: Vec<Rc<F>>) {
+    for f in evicted {
+        if let Ok(f) = Rc::try_unwrap(f)
+            && let Err(e) = f.close().await
+        {
+            tracing::warn!(error = %e, "closing a segment file failed");
+        }
+    }
+}
+
 pub(crate) struct FileCache<F> {
     files_max: usize,
     /// Uses so far; the tick of an entry's last use orders eviction.

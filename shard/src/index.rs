@@ -124,10 +124,10 @@ impl SparseIndex {
             let t = i64::from_be_bytes(t);
             let r = u32::from_be_bytes([e[8], e[9], e[10], e[11]]);
             let p = u32::from_be_bytes([e[12], e[13], e[14], e[15]]);
-            if let Some(&(lt, lr, lp)) = idx.times.last() {
-                if t <= lt || r <= lr || p <= lp {
-                    return None;
-                }
+            if let Some(&(lt, lr, lp)) = idx.times.last()
+                && (t <= lt || r <= lr || p <= lp)
+            {
+                return None;
             }
             if u64::from(p) >= segment_bytes || idx.offsets.binary_search(&(r, p)).is_err() {
                 return None;

@@ -51,7 +51,8 @@
 //!   span an `.await`.
 //! - Offsets are contiguous across batches and segments; checked on append and on recovery.
 //! - Every batch is CRC-checked before it is written and again when read from disk.
-//! - The high watermark never passes what is durable (in the default sync mode).
+//! - The high watermark never passes what is durable (in the default sync mode), and no end
+//!   offset moves back except through `truncate_to` (asserted, `partition/ends.rs`).
 //! - Idempotent producers: per producer id, the epoch and last five sequence ranges are
 //!   checked on append (`DuplicateSequence`, `OutOfOrderSequence`, `InvalidProducerEpoch`).
 //!   A producer snapshot at offset N holds every batch below N and none above; none exists
@@ -60,6 +61,7 @@
 //!   bad `partition.meta` or an offset gap between segments is a typed error.
 
 mod cache;
+mod cleaner_checkpoint;
 mod codec;
 mod compact;
 mod config;
@@ -73,6 +75,7 @@ mod meta;
 mod notify;
 mod partition;
 mod producer_state;
+mod segment;
 mod shard;
 mod validate;
 

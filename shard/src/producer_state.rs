@@ -50,6 +50,11 @@ pub(crate) const SNAPSHOT_SUFFIX: &str = ".snapshot";
 const SNAPSHOT_MAGIC: &[u8; 4] = b"SLPS";
 const SNAPSHOT_VERSION: u32 = 2;
 
+/// Sequence of the last record of a batch: sequences wrap from i32::MAX to 0.
+pub(crate) fn last_sequence(first_seq: i32, last_offset_delta: i32) -> i32 {
+    ((i64::from(first_seq) + i64::from(last_offset_delta)) % (i64::from(i32::MAX) + 1)) as i32
+}
+
 /// File name of the snapshot at `offset`.
 pub(crate) fn snapshot_name(offset: i64) -> String {
     format!("{offset:020}{SNAPSHOT_SUFFIX}")

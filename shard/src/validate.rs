@@ -18,7 +18,7 @@
 //! trusted for the upper bound (Kafka decompresses every batch; a client whose header disagrees
 //! with its records is the one case sluice answers differently).
 
-use sluice_net::record_batch::{BatchError, Compression, RecordBatch};
+use sluice_net::record_batch::{BatchError, Compression, Record, RecordBatch};
 
 use crate::error::{RecordError, ShardError};
 
@@ -88,42 +88,11 @@ pub(crate) fn check_records(
         if !may_fail {
             continue;
         }
-        let offset = b.base_offset().wrapping_add(i64::from(r.offset_delta));
-        let timestamp = if log_append_flag {
-            b.max_timestamp()
-        } else {
-            b.base_timestamp().wrapping_add(r.timestamp_delta)
-        };
-        let message = if rules.compact && r.key.is_none() {
-            format!(
-                "Compacted topic cannot accept message without key in topic partition \
-                 {topic}-{partition}"
-            )
-        } else if rules.create_time && timestamp != -1 {
-            if now_ms.wrapping_sub(timestamp) <= rules.before_max_ms
-                && timestamp.wrapping_sub(now_ms) <= rules.after_max_ms
-            {
-                continue;
-            }
-            timestamp_error = true;
-            format!(
-                "Timestamp {timestamp} of message with offset {offset} is out of range. The \
-                 timestamp should be within [{}, {}]",
-                now_ms.wrapping_sub(rules.before_max_ms),
-                now_ms.wrapping_add(rules.after_max_ms)
-            )
-        } else if log_append_flag {
-            timestamp_error = true;
-            format!(
-                "Invalid timestamp type in message DefaultRecord(offset={offset}, \
-                 timestamp={timestamp}, key={} bytes, value={} bytes). Producer should not set \
-                 timestamp type to LogAppendTime.",
-                r.key.as_ref().map_or(0, |k| k.len()),
-                r.value.as_ref().map_or(0, |v| v.len())
-            )
-        } else {
+        let Some((message, timestamp)) = record_error(b, &r, rules, now_ms, topic, partition)
+        else {
             continue;
         };
+        timestamp_error |= timestamp;
         errors.push(RecordError {
             batch_index: i32::try_from(i).unwrap_or(i32::MAX),
             message,
@@ -137,6 +106,57 @@ pub(crate) fn check_records(
             errors,
         })
     }
+}
+
+/// Kafka's text for the first check record `r` of `b` fails, if any, and whether that is a
+/// timestamp check.
+fn record_error(
+    b: &RecordBatch,
+    r: &Record,
+    rules: &Rules,
+    now_ms: i64,
+    topic: &str,
+    partition: i32,
+) -> Option<(String, bool)> {
+    let log_append_flag = b.attributes() & 0x08 != 0;
+    let offset = b.base_offset().wrapping_add(i64::from(r.offset_delta));
+    let timestamp = if log_append_flag {
+        b.max_timestamp()
+    } else {
+        b.base_timestamp().wrapping_add(r.timestamp_delta)
+    };
+    if rules.compact && r.key.is_none() {
+        let message = format!(
+            "Compacted topic cannot accept message without key in topic partition \
+             {topic}-{partition}"
+        );
+        return Some((message, false));
+    }
+    if rules.create_time && timestamp != -1 {
+        if now_ms.wrapping_sub(timestamp) <= rules.before_max_ms
+            && timestamp.wrapping_sub(now_ms) <= rules.after_max_ms
+        {
+            return None;
+        }
+        let message = format!(
+            "Timestamp {timestamp} of message with offset {offset} is out of range. The \
+             timestamp should be within [{}, {}]",
+            now_ms.wrapping_sub(rules.before_max_ms),
+            now_ms.wrapping_add(rules.after_max_ms)
+        );
+        return Some((message, true));
+    }
+    if log_append_flag {
+        let message = format!(
+            "Invalid timestamp type in message DefaultRecord(offset={offset}, \
+             timestamp={timestamp}, key={} bytes, value={} bytes). Producer should not set \
+             timestamp type to LogAppendTime.",
+            r.key.as_ref().map_or(0, |k| k.len()),
+            r.value.as_ref().map_or(0, |v| v.len())
+        );
+        return Some((message, true));
+    }
+    None
 }
 
 #[cfg(test)]

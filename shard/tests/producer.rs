@@ -11,9 +11,8 @@ use sluice_net::record_batch::build::{BatchSpec, batch};
 use sluice_shard::*;
 
 fn pbatch(pid: i64, epoch: i16, seq: i32, count: usize) -> Bytes {
-    let v = vec![7u8; 20];
-    let recs: Vec<(Option<&[u8]>, Option<&[u8]>)> =
-        (0..count).map(|_| (None, Some(&v[..]))).collect();
+    let v = [7u8; 20];
+    let recs: Vec<_> = (0..count).map(|_| (None::<&[u8]>, Some(&v[..]))).collect();
     batch(
         &BatchSpec {
             producer_id: pid,
@@ -291,9 +290,8 @@ fn truncation_removes_snapshots_above_the_new_end() {
 /// An idempotent batch whose records are stamped `ts` (so its `maxTimestamp` is `ts` +
 /// `count` - 1).
 fn pbatch_at(pid: i64, seq: i32, count: usize, ts: i64) -> Bytes {
-    let v = vec![7u8; 20];
-    let recs: Vec<(Option<&[u8]>, Option<&[u8]>)> =
-        (0..count).map(|_| (None, Some(&v[..]))).collect();
+    let v = [7u8; 20];
+    let recs: Vec<_> = (0..count).map(|_| (None::<&[u8]>, Some(&v[..]))).collect();
     batch(
         &BatchSpec {
             producer_id: pid,

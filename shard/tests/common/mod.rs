@@ -16,8 +16,10 @@ pub fn make_batch(tag: u64, count: usize, value_bytes: usize, ts: i64) -> Bytes 
             v
         })
         .collect();
-    let recs: Vec<(Option<&[u8]>, Option<&[u8]>)> =
-        vals.iter().map(|v| (None, Some(v.as_slice()))).collect();
+    let recs: Vec<_> = vals
+        .iter()
+        .map(|v| (None::<&[u8]>, Some(v.as_slice())))
+        .collect();
     batch(
         &BatchSpec {
             base_timestamp: ts,

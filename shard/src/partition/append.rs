@@ -1,0 +1,281 @@
+//! The append path: validating a Produce request's batches, checking idempotent-producer
+//! sequences, assigning offsets and stamping the leader epoch in memory (rolling to a new
+//! segment when the active one is full or old), then waiting for durability per the topic's
+//! `Durability`.
+
+use bytes::{Bytes, BytesMut};
+use sluice_net::record_batch::{self, Batches, RecordBatch};
+
+use super::{AppendInfo, LogState, Partition};
+use crate::cache::{BatchCache, CachedBatch};
+use crate::config::Durability;
+use crate::error::{Result, ShardError};
+use crate::io::Storage;
+use crate::producer_state::{ProducerBatch, ProducerEntry, ProducerTable, SeqCheck, last_sequence};
+use crate::segment::Segment;
+impl<S: Storage> Partition<S> {
+    /// Appends one or more concatenated v2 batches (a Produce `records` field). Every batch is
+    /// validated before anything is written; a bad batch rejects the whole call. Offsets are
+    /// assigned by rewriting `baseOffset`; the current leader epoch is stamped. Returns per
+    /// the partition's [`Durability`] (see [`Partition`]).
+    pub async fn append(&self, records: Bytes) -> Result<AppendInfo> {
+        self.check_usable()?;
+        let config = &self.inner.config;
+        let rules = crate::validate::Rules {
+            compact: config.compact,
+            create_time: !config.log_append_time,
+            before_max_ms: config.timestamp_before_max_ms,
+            after_max_ms: config.timestamp_after_max_ms,
+            decompressed_max: self.inner.shard_config.decompressed_batch_bytes_max,
+        };
+        let now_ms = self.inner.storage.now_ms();
+        let mut batches = Vec::new();
+        for (index, b) in Batches::new(records).enumerate() {
+            let b = b.map_err(|source| ShardError::InvalidBatch { index, source })?;
+            if b.size_bytes() > self.inner.config.batch_bytes_max {
+                return Err(ShardError::BatchTooLarge {
+                    size: b.size_bytes(),
+                    max: self.inner.config.batch_bytes_max,
+                });
+            }
+            b.validate()
+                .map_err(|source| ShardError::InvalidBatch { index, source })?;
+            crate::validate::check_shape(&b, index)?;
+            crate::validate::check_records(
+                &b,
+                index,
+                &rules,
+                now_ms,
+                &self.inner.topic,
+                self.inner.partition,
+            )?;
+            batches.push(b);
+        }
+        if batches.is_empty() {
+            return Err(ShardError::InvalidBatch {
+                index: 0,
+                source: record_batch::BatchError::Truncated {
+                    needed: record_batch::HEADER_BYTES,
+                    available: 0,
+                },
+            });
+        }
+        if let Durability::FlushInterval { .. } = self.inner.config.durability {
+            // Bound memory: wait for room before adding more unwritten bytes.
+            while self.inner.state.borrow().unwritten_bytes
+                > self.inner.shard_config.unflushed_bytes_max
+            {
+                self.flush().await?;
+            }
+        }
+        loop {
+            let seen = self.inner.appended.generation();
+            if !self.inner.state.borrow().truncating {
+                break;
+            }
+            self.inner.appended.wait(seen).await;
+        }
+        self.check_usable()?;
+        let (info, seq) = self.append_in_memory(&batches)?;
+        self.inner.appended.notify_all();
+        match self.inner.config.durability {
+            Durability::SyncEachAppend => self.sync_to(seq).await?,
+            Durability::FlushInterval { .. } => {}
+        }
+        Ok(info)
+    }
+
+    /// Checks idempotent-producer sequences for the whole request without changing anything
+    /// (the caller records the batches one by one as it assigns their offsets).
+    fn check_producers(st: &LogState<S::File>, batches: &[RecordBatch]) -> Result<()> {
+        let mut touched: Vec<(i64, ProducerEntry)> = Vec::new();
+        let mut next = st.ends.log_end();
+        for b in batches {
+            let base = next;
+            next = base + i64::from(b.last_offset_delta()) + 1;
+            let pid = b.producer_id();
+            if pid < 0 {
+                continue;
+            }
+            let epoch = b.producer_epoch();
+            let first_seq = b.base_sequence();
+            let last_seq = last_sequence(first_seq, b.last_offset_delta());
+            let i = match touched.iter().position(|(p, _)| *p == pid) {
+                Some(i) => i,
+                None => {
+                    touched.push((pid, st.producers.get(pid).cloned().unwrap_or_default()));
+                    touched.len() - 1
+                }
+            };
+            let known = st.producers.get(pid).is_some() || !touched[i].1.batches.is_empty();
+            let entry = known.then_some(&touched[i].1);
+            match ProducerTable::check(entry, epoch, first_seq, last_seq) {
+                SeqCheck::Accept => {}
+                SeqCheck::Duplicate {
+                    base_offset,
+                    last_offset,
+                } => {
+                    return Err(ShardError::DuplicateSequence {
+                        producer_id: pid,
+                        base_offset,
+                        last_offset,
+                    });
+                }
+                SeqCheck::OutOfOrder { expected } => {
+                    return Err(ShardError::OutOfOrderSequence {
+                        producer_id: pid,
+                        expected,
+                        received: first_seq,
+                    });
+                }
+                SeqCheck::Fenced { current_epoch } => {
+                    return Err(ShardError::InvalidProducerEpoch {
+                        producer_id: pid,
+                        epoch,
+                        current_epoch,
+                    });
+                }
+            }
+            ProducerTable::record(
+                &mut touched[i].1,
+                epoch,
+                ProducerBatch {
+                    first_seq,
+                    last_seq,
+                    base_offset: base,
+                    last_offset: next - 1,
+                    max_timestamp: b.max_timestamp(),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn append_in_memory(&self, batches: &[RecordBatch]) -> Result<(AppendInfo, u64)> {
+        let inner = &*self.inner;
+        let now = inner.storage.now_ms();
+        let mut st = inner.state.borrow_mut();
+        let st = &mut *st;
+        Self::check_producers(st, batches)?;
+        let base_offset = st.ends.log_end();
+        let epoch = st.leader_epoch;
+        if st.leader_epochs.last().is_none_or(|e| e.0 < epoch) {
+            st.leader_epochs.push((epoch, base_offset));
+        }
+        st.append_seq += 1;
+        let seq = st.append_seq;
+        let mut cache = inner.cache.borrow_mut();
+        for b in batches {
+            self.append_batch(st, &mut cache, b, epoch, now);
+        }
+        if let Durability::FlushInterval { .. } = inner.config.durability {
+            let end = st.ends.log_end();
+            st.ends.advance_high_watermark(end);
+        }
+        let info = AppendInfo {
+            base_offset,
+            last_offset: st.ends.log_end() - 1,
+            log_append_time_ms: if inner.config.log_append_time {
+                now
+            } else {
+                -1
+            },
+            log_start_offset: st.log_start_offset,
+        };
+        Ok((info, seq))
+    }
+
+    /// Adds one checked batch at the log end, in memory: stamped, in a new segment if the
+    /// active one is due to roll, recorded for its producer, indexed, cached and queued for
+    /// the next flush.
+    fn append_batch(
+        &self,
+        st: &mut LogState<S::File>,
+        cache: &mut BatchCache,
+        b: &RecordBatch,
+        epoch: i32,
+        now: i64,
+    ) {
+        let inner = &*self.inner;
+        let base = st.ends.log_end();
+        let last = base + i64::from(b.last_offset_delta());
+        assert!(last >= base, "offset range must not be empty");
+        let size = b.size_bytes() as u64;
+        let (bytes, max_timestamp) = self.stamp_batch(b, base, epoch, now);
+        if self.roll_due(st, b, base, now) {
+            // The producer state as of the new segment's base: every batch below it is
+            // recorded, none at or above. Written when the segment's file is created.
+            let snapshot = st.producers.encode_snapshot(base);
+            st.pending_snapshots.push((base, snapshot));
+            st.segments.insert(base, Segment::new(base, now));
+        }
+        if b.producer_id() >= 0 {
+            let first_seq = b.base_sequence();
+            ProducerTable::record(
+                st.producers.entry_mut(b.producer_id()),
+                b.producer_epoch(),
+                ProducerBatch {
+                    first_seq,
+                    last_seq: last_sequence(first_seq, b.last_offset_delta()),
+                    base_offset: base,
+                    last_offset: last,
+                    max_timestamp,
+                },
+            );
+        }
+        let (&seg_base, active) = st.segments.iter_mut().next_back().expect("segment");
+        assert!(active.next_offset == base, "offsets must be contiguous");
+        let position = active.size_bytes;
+        active.max_timestamp = active.max_timestamp.max(max_timestamp);
+        active.index.on_batch(
+            (base - seg_base) as u32,
+            position as u32,
+            size,
+            active.max_timestamp,
+            inner.config.index_interval_bytes,
+        );
+        active.index_dirty = true;
+        active.size_bytes += size;
+        active.next_offset = last + 1;
+        let cached = CachedBatch {
+            base_offset: base,
+            last_offset: last,
+            bytes,
+        };
+        cache.insert(inner.id, cached.clone());
+        st.unwritten_bytes += size as usize;
+        st.unwritten.push_back(cached);
+        st.unwritten_segment.push_back(seg_base);
+        st.ends.advance_log_end(last + 1);
+    }
+
+    /// The batch as stored: `baseOffset` and the leader epoch rewritten, and on LogAppendTime
+    /// topics the append time stamped; with its `maxTimestamp`.
+    fn stamp_batch(&self, b: &RecordBatch, base: i64, epoch: i32, now: i64) -> (Bytes, i64) {
+        let mut buf = BytesMut::from(&b.bytes()[..]);
+        record_batch::set_base_offset(&mut buf, base);
+        record_batch::set_partition_leader_epoch(&mut buf, epoch);
+        let max_timestamp = if self.inner.config.log_append_time {
+            record_batch::set_log_append_time(&mut buf, now);
+            now
+        } else {
+            b.max_timestamp()
+        };
+        (buf.freeze(), max_timestamp)
+    }
+
+    /// Whether batch `b`, to be appended at `base`, starts a new segment: the active one is
+    /// not empty and would pass `segment.bytes`, is `segment.ms` old, or its 32-bit relative
+    /// offsets or positions would overflow.
+    fn roll_due(&self, st: &LogState<S::File>, b: &RecordBatch, base: i64, now: i64) -> bool {
+        let config = &self.inner.config;
+        let size = b.size_bytes() as u64;
+        let (_, active) = st.segments.iter().next_back().expect("a log has a segment");
+        active.size_bytes > 0
+            && (active.size_bytes + size > config.segment_bytes
+                || now - active.created_ms >= config.segment_ms
+                || base - active.base_offset + i64::from(b.last_offset_delta())
+                    > i64::from(u32::MAX)
+                || active.size_bytes + size > u64::from(u32::MAX))
+    }
+}
