@@ -930,6 +930,15 @@ pub fn e2e_phase(
     Ok((produced, e2e))
 }
 
+/// Prints the first few partition errors of a run to stderr, so a run that counts errors says
+/// which (the count alone does not).
+fn report_error(what: &str, topic: &str, partition: i32, code: i16) {
+    static PRINTED: AtomicU32 = AtomicU32::new(0);
+    if PRINTED.fetch_add(1, Ordering::Relaxed) < 10 {
+        eprintln!("{what} error: topic {topic} partition {partition}: error code {code}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1001,14 +1010,5 @@ mod tests {
     fn partitions_split_round_robin() {
         assert_eq!(split_partitions(5, 2), vec![vec![0, 2, 4], vec![1, 3]]);
         assert_eq!(split_partitions(2, 4), vec![vec![0], vec![1]]);
-    }
-}
-
-/// Prints the first few partition errors of a run to stderr, so a run that counts errors says
-/// which (the count alone does not).
-fn report_error(what: &str, topic: &str, partition: i32, code: i16) {
-    static PRINTED: AtomicU32 = AtomicU32::new(0);
-    if PRINTED.fetch_add(1, Ordering::Relaxed) < 10 {
-        eprintln!("{what} error: topic {topic} partition {partition}: error code {code}");
     }
 }

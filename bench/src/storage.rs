@@ -62,7 +62,7 @@ fn make_batch(batch_bytes: usize) -> Bytes {
     let value = vec![0xabu8; RECORD_BYTES - 8];
     let mut n = (batch_bytes - 61) / RECORD_BYTES;
     loop {
-        let recs: Vec<(Option<&[u8]>, Option<&[u8]>)> = (0..n.max(1))
+        let recs: Vec<sluice_net::record_batch::build::KeyValue<'_>> = (0..n.max(1))
             .map(|_| (None, Some(value.as_slice())))
             .collect();
         let b = batch(&BatchSpec::default(), &recs);
@@ -294,7 +294,7 @@ pub fn run(args: StorageArgs) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&args.dir);
 
     println!(
-        "{:>8} | {:>10} {:>7} {:>7} {:>8} {:>9} | {:>10} {:>7} {:>7} {:>8} {:>9} | {:>5} | {}",
+        "{:>8} | {:>10} {:>7} {:>7} {:>8} {:>9} | {:>10} {:>7} {:>7} {:>8} {:>9} | {:>5} | cpu us/op append/raw",
         "batch",
         "append MB/s",
         "p50us",
@@ -307,7 +307,6 @@ pub fn run(args: StorageArgs) -> anyhow::Result<()> {
         "p99.9us",
         "p99.99us",
         "ratio",
-        "cpu us/op append/raw"
     );
     for r in &rows {
         println!(

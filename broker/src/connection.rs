@@ -182,7 +182,7 @@ async fn fill(
 ) -> Result<(), ReadEnd> {
     while buf.len() < want {
         let need = want - buf.len();
-        buf.reserve(need.max(16 * 1024).min(1024 * 1024));
+        buf.reserve(need.clamp(16 * 1024, 1024 * 1024));
         // Zero only the part about to be read into, not the whole spare capacity.
         let start = buf.len();
         let room = (buf.capacity() - start).min(need.max(64 * 1024));

@@ -256,8 +256,10 @@ mod tests {
     use super::*;
 
     fn sample() -> TopicTable {
-        let mut t = TopicTable::default();
-        t.version = 3;
+        let mut t = TopicTable {
+            version: 3,
+            ..TopicTable::default()
+        };
         t.topics.insert(
             "orders".into(),
             TopicMeta {

@@ -345,7 +345,7 @@ fn spawn_housekeeping(core: &Rc<Core>) {
                 }
                 ticks += 1;
                 // Retention every 5 s.
-                if ticks % 10 == 0
+                if ticks.is_multiple_of(10)
                     && let Err(e) = core.shard.enforce_retention().await
                 {
                     tracing::error!(core = core.id, error = %e, "retention failed");

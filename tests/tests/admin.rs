@@ -41,6 +41,12 @@ const SET: i8 = 0;
 const DELETE: i8 = 1;
 const APPEND: i8 = 2;
 
+/// One incremental config change: (key, operation, value).
+type AlterOp<'a> = (&'a str, i8, Option<&'a str>);
+
+/// An expected answer: error code and message.
+type Expected = (i16, Option<String>);
+
 fn start() -> Broker {
     Broker::start(&["--metrics-listen", "off"])
 }
@@ -518,7 +524,7 @@ fn group_configs_alter() {
     );
     let config = |m: &str| (INVALID_CONFIG, Some(m.to_owned()));
     let request = |m: &str| (INVALID_REQUEST, Some(m.to_owned()));
-    let cases: &[(&[(&str, i8, Option<&str>)], (i16, Option<String>))] = &[
+    let cases: &[(&[AlterOp], Expected)] = &[
         (
             &[("consumer.session.timeout.ms", SET, Some("1000"))],
             config("consumer.session.timeout.ms must be in the range 45000 to 60000 inclusive."),
@@ -832,7 +838,7 @@ fn client_metrics_subscriptions() {
             Some("Client metrics subscription name must not be empty")
         )
     );
-    let refusals: &[(&[(&str, i8, Option<&str>)], i16, &str)] = &[
+    let refusals: &[(&[AlterOp], i16, &str)] = &[
         (
             &[("bogus", SET, Some("1"))],
             INVALID_REQUEST,

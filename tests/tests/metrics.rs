@@ -7,7 +7,7 @@ use sluice_net::record_batch::build::{BatchSpec, batch};
 use sluice_net::{ApiKey, Request, Response};
 use sluice_tests::{Broker, RawConn, free_port, http_get, metric_samples as samples};
 
-fn sum(samples: &[(String, Vec<(String, String)>, f64)], name: &str, topic: &str) -> f64 {
+fn sum(samples: &[sluice_tests::Sample], name: &str, topic: &str) -> f64 {
     samples
         .iter()
         .filter(|(n, l, _)| n == name && l.iter().any(|(k, v)| k == "topic" && v == topic))

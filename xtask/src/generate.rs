@@ -484,7 +484,7 @@ fn gen_struct(out: &mut String, cx: &Ctx, name: &str, fields: &[Field], top: boo
         if let Some(t) = f.tag {
             let _ = write!(about, "; tagged, tag {t}");
         }
-        about.push_str(")");
+        about.push(')');
         if matches!(f.ty, Ty::Records) {
             about.push_str(
                 "\nRecord batches, zero copy. Send `Some(empty)`, not `None`, for no data: \
@@ -551,10 +551,8 @@ fn gen_struct(out: &mut String, cx: &Ctx, name: &str, fields: &[Field], top: boo
     out.push_str(
         "pub fn decode(d: &mut rt::Decoder, version: i16) -> Result<Self, rt::DecodeError> {\n",
     );
-    if top {
-        if let Some(k) = msg.api_key {
-            let _ = writeln!(out, "d.set_context({k}, version);");
-        }
+    if top && let Some(k) = msg.api_key {
+        let _ = writeln!(out, "d.set_context({k}, version);");
     }
     let _ = writeln!(out, "let flexible = {};", cx.flexible_init());
     out.push_str("let mut x = Self::default();\n");

@@ -255,10 +255,10 @@ fn parse_fields(v: &Value, structs: &mut Vec<StructDef>) -> Result<Vec<Field>> {
             None => Range::NONE,
         };
         let tag = f.get("tag").and_then(Value::as_u64).map(|t| t as u32);
-        if let Some(tv) = str_field(f, "taggedVersions") {
-            if Range::parse(tv)? != versions {
-                bail!("field {name}: taggedVersions differ from versions; not supported");
-            }
+        if let Some(tv) = str_field(f, "taggedVersions")
+            && Range::parse(tv)? != versions
+        {
+            bail!("field {name}: taggedVersions differ from versions; not supported");
         }
         let default = f.get("default").map(|d| match d {
             Value::String(s) => s.clone(),

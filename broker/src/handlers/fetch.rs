@@ -148,17 +148,9 @@ async fn long_poll(
         pending: Vec::new(),
         tasks: Vec::new(),
     };
-    for g in 0..cores.len() {
+    for (g, on) in cores.iter_mut().enumerate() {
         ask(
-            core,
-            wanted,
-            &mut cores[g],
-            g,
-            min_bytes,
-            wait,
-            deadline,
-            &tx,
-            &mut guard,
+            core, wanted, on, g, min_bytes, wait, deadline, &tx, &mut guard,
         );
     }
     let mut done = false;

@@ -885,10 +885,8 @@ pub async fn offset_delete(
                             .map(|p| OffsetDeleteResponsePartition {
                                 partition_index: p.partition_index,
                                 error_code: codes.next().unwrap_or(code::UNKNOWN_SERVER_ERROR),
-                                ..Default::default()
                             })
                             .collect(),
-                        ..Default::default()
                     })
                     .collect(),
                 ..Default::default()
