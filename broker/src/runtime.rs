@@ -51,7 +51,7 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<i32> {
     startup::check_io_uring_allowed(std::path::Path::new("/proc/sys/kernel/io_uring_disabled"))?;
     let cores = config.core_count();
     startup::ensure_memlock(
-        startup::memlock_needed(config.io_memory_bytes, cores),
+        crate::tune::memlock_needed(config.io_memory_bytes, cores),
         cores,
     )?;
     let _data_lock = startup::lock_data_dir(&config.data_dir)?;

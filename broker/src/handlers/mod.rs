@@ -90,40 +90,82 @@ fn version_table() -> Vec<ApiVersion> {
 
 /// Handles one request frame (without its size prefix) from a client at `peer_ip`.
 pub async fn handle(core: &Rc<Core>, frame: Bytes, peer_ip: &str) -> Outcome {
+    let (api, version, correlation_id) = match admit(core, &frame) {
+        Ok(admitted) => admitted,
+        Err(outcome) => return outcome,
+    };
+    let (header, request) = match decode(core, api, version, frame) {
+        Ok(decoded) => decoded,
+        Err(outcome) => return outcome,
+    };
+    let started = std::time::Instant::now();
+    let response = match request {
+        Request::Produce(r) => match produce::handle(core, r, version).await {
+            produce::Produced::Respond(r) => Response::Produce(r),
+            produce::Produced::Silent => return Outcome::Silent,
+            produce::Produced::Close(reason) => return Outcome::Close(reason),
+        },
+        Request::Fetch(r) => Response::Fetch(fetch::handle(core, r, version).await),
+        other => match dispatch_group(core, other, version, &header, peer_ip).await {
+            Ok(response) => response,
+            Err(other) => dispatch_admin(core, other, version).await,
+        },
+    };
+    core.metrics.request(api.name(), started.elapsed());
+    Outcome::Respond(encode(api, version, correlation_id, &response))
+}
+
+/// Reads the API key, version and correlation id straight from the frame and refuses what
+/// sluice cannot answer: an unknown API or an unsupported version closes the connection, as
+/// Kafka does; an ApiVersions request of an unknown version gets the KIP-511 answer.
+fn admit(core: &Core, frame: &Bytes) -> Result<(ApiKey, i16, i32), Outcome> {
     if frame.len() < 8 {
-        return Outcome::Close(format!(
+        return Err(Outcome::Close(format!(
             "request of {} bytes is shorter than a header",
             frame.len()
-        ));
+        )));
     }
     let api_raw = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
     let Some(api) = ApiKey::from_i16(api_raw) else {
         core.metrics.rejected("unknown_api");
-        return Outcome::Close(format!("unknown API key {api_raw}"));
+        return Err(Outcome::Close(format!("unknown API key {api_raw}")));
     };
     let Some((lo, hi)) = supported(api) else {
         core.metrics.rejected("unsupported_api");
-        return Outcome::Close(format!("unsupported API {} ({api_raw})", api.name()));
+        return Err(Outcome::Close(format!(
+            "unsupported API {} ({api_raw})",
+            api.name()
+        )));
     };
     if version < lo || version > hi {
         if api == ApiKey::ApiVersions {
-            return kip511_answer(correlation_id);
+            return Err(kip511_answer(correlation_id));
         }
         core.metrics.rejected("unsupported_version");
-        return Outcome::Close(format!(
+        return Err(Outcome::Close(format!(
             "unsupported version {version} of {} (supported {lo}-{hi})",
             api.name()
-        ));
+        )));
     }
+    Ok((api, version, correlation_id))
+}
+
+/// Decodes the header and body with the generated codec; a malformed one closes the connection.
+fn decode(
+    core: &Core,
+    api: ApiKey,
+    version: i16,
+    frame: Bytes,
+) -> Result<(RequestHeader, Request), Outcome> {
     let raw = frame.clone();
     let mut d = Decoder::new(frame);
     let header = match RequestHeader::decode(&mut d, api.request_header_version(version)) {
         Ok(h) => h,
         Err(e) => {
             core.metrics.rejected("malformed");
-            return Outcome::Close(format!("malformed request header: {e}"));
+            return Err(Outcome::Close(format!("malformed request header: {e}")));
         }
     };
     let body = d.into_rest();
@@ -145,22 +187,68 @@ pub async fn handle(core: &Rc<Core>, frame: Bytes, peer_ip: &str) -> Outcome {
         }
         other => other,
     };
-    let request = match decoded {
-        Ok(r) => r,
+    match decoded {
+        Ok(request) => Ok((header, request)),
         Err(e) => {
             tracing::debug!(frame = %hex_prefix(&raw, 512), "malformed request");
             core.metrics.rejected("malformed");
-            return Outcome::Close(format!("malformed {} v{version} request: {e}", api.name()));
+            Err(Outcome::Close(format!(
+                "malformed {} v{version} request: {e}",
+                api.name()
+            )))
         }
-    };
-    let started = std::time::Instant::now();
-    let response = match request {
-        Request::Produce(r) => match produce::handle(core, r, version).await {
-            produce::Produced::Respond(r) => Response::Produce(r),
-            produce::Produced::Silent => return Outcome::Silent,
-            produce::Produced::Close(reason) => return Outcome::Close(reason),
-        },
-        Request::Fetch(r) => Response::Fetch(fetch::handle(core, r, version).await),
+    }
+}
+
+/// Runs a group API's handler; any other request comes back.
+async fn dispatch_group(
+    core: &Rc<Core>,
+    request: Request,
+    version: i16,
+    header: &RequestHeader,
+    peer_ip: &str,
+) -> Result<Response, Request> {
+    Ok(match request {
+        Request::FindCoordinator(r) => {
+            Response::FindCoordinator(groups::find_coordinator(core, r, version).await)
+        }
+        Request::JoinGroup(r) => {
+            let client = groups::Client {
+                client_id: header
+                    .client_id
+                    .as_ref()
+                    .map(|c| c.to_string())
+                    .unwrap_or_default(),
+                host: format!("/{peer_ip}"),
+            };
+            Response::JoinGroup(groups::join_group(core, r, version, &client).await)
+        }
+        Request::SyncGroup(r) => Response::SyncGroup(groups::sync_group(core, r, version).await),
+        Request::Heartbeat(r) => Response::Heartbeat(groups::heartbeat(core, r, version).await),
+        Request::LeaveGroup(r) => Response::LeaveGroup(groups::leave_group(core, r, version).await),
+        Request::OffsetCommit(r) => {
+            Response::OffsetCommit(groups::offset_commit(core, r, version).await)
+        }
+        Request::OffsetFetch(r) => {
+            Response::OffsetFetch(groups::offset_fetch(core, r, version).await)
+        }
+        Request::ListGroups(r) => Response::ListGroups(groups::list_groups(core, r, version).await),
+        Request::DescribeGroups(r) => {
+            Response::DescribeGroups(groups::describe_groups(core, r, version).await)
+        }
+        Request::DeleteGroups(r) => {
+            Response::DeleteGroups(groups::delete_groups(core, r, version).await)
+        }
+        Request::OffsetDelete(r) => {
+            Response::OffsetDelete(groups::offset_delete(core, r, version).await)
+        }
+        other => return Err(other),
+    })
+}
+
+/// Runs the handler of every other advertised API (metadata, topics, configs, admin).
+async fn dispatch_admin(core: &Rc<Core>, request: Request, version: i16) -> Response {
+    match request {
         Request::ListOffsets(r) => {
             Response::ListOffsets(list_offsets::handle(core, r, version).await)
         }
@@ -210,46 +298,11 @@ pub async fn handle(core: &Rc<Core>, frame: Bytes, peer_ip: &str) -> Outcome {
         Request::DescribeTopicPartitions(r) => {
             Response::DescribeTopicPartitions(metadata::describe_topic_partitions(core, &r))
         }
-        Request::FindCoordinator(r) => {
-            Response::FindCoordinator(groups::find_coordinator(core, r, version).await)
-        }
-        Request::JoinGroup(r) => {
-            let client = groups::Client {
-                client_id: header
-                    .client_id
-                    .as_ref()
-                    .map(|c| c.to_string())
-                    .unwrap_or_default(),
-                host: format!("/{peer_ip}"),
-            };
-            Response::JoinGroup(groups::join_group(core, r, version, &client).await)
-        }
-        Request::SyncGroup(r) => Response::SyncGroup(groups::sync_group(core, r, version).await),
-        Request::Heartbeat(r) => Response::Heartbeat(groups::heartbeat(core, r, version).await),
-        Request::LeaveGroup(r) => Response::LeaveGroup(groups::leave_group(core, r, version).await),
-        Request::OffsetCommit(r) => {
-            Response::OffsetCommit(groups::offset_commit(core, r, version).await)
-        }
-        Request::OffsetFetch(r) => {
-            Response::OffsetFetch(groups::offset_fetch(core, r, version).await)
-        }
-        Request::ListGroups(r) => Response::ListGroups(groups::list_groups(core, r, version).await),
-        Request::DescribeGroups(r) => {
-            Response::DescribeGroups(groups::describe_groups(core, r, version).await)
-        }
-        Request::DeleteGroups(r) => {
-            Response::DeleteGroups(groups::delete_groups(core, r, version).await)
-        }
-        Request::OffsetDelete(r) => {
-            Response::OffsetDelete(groups::offset_delete(core, r, version).await)
-        }
         other => {
-            // SUPPORTED lists only APIs with a match arm above; reaching here is a bug.
+            // SUPPORTED lists only APIs with a match arm here or above; reaching here is a bug.
             unreachable!("advertised API without a handler: {:?}", other.api_key())
         }
-    };
-    core.metrics.request(api.name(), started.elapsed());
-    Outcome::Respond(encode(api, version, correlation_id, &response))
+    }
 }
 
 /// Applies topic registry changes through core 0; `refused(slot, code, message)` is called for

@@ -5,6 +5,7 @@
 
 use std::rc::Rc;
 
+use sluice_net::messages::produce_request::PartitionProduceData;
 use sluice_net::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
@@ -14,7 +15,9 @@ use sluice_net::{Records, StrBytes, TopicName};
 
 use crate::core::Core;
 use crate::errors::{self, PartAnswer, code};
+use crate::image::TopicImage;
 use crate::messages::{Addressed, PartitionOp, PartitionOpResult};
+use crate::metadata::TopicMeta;
 
 /// What the connection should do with a produce.
 pub enum Produced {
@@ -61,23 +64,70 @@ fn refused(r: &mut PartitionProduceResponse, e: PartAnswer) {
     r.error_message = Some(StrBytes::from(e.message));
 }
 
+/// A produce request split into the appends to run and the answers known already.
+#[derive(Default)]
+struct Plan {
+    /// One response entry per topic of the request, in order.
+    topics: Vec<TopicProduceResponse>,
+    /// One result slot per partition of the request (topic index, answer), filled now (an
+    /// error) or by its append.
+    slots: Vec<(usize, PartitionProduceResponse)>,
+    /// The appends, with the slot and (topic, bytes) of each, for metrics.
+    ops: Vec<Addressed>,
+    op_slots: Vec<(usize, String, u64)>,
+}
+
 pub async fn handle(core: &Rc<Core>, request: ProduceRequest, version: i16) -> Produced {
-    let table = core.topics();
+    let acks = request.acks;
+    let image = core.topics();
+    let mut plan = plan(&image, request, version);
+    let results = core.router.partitions(&image, plan.ops).await;
+    let mut any_error = plan.slots.iter().any(|(_, r)| r.error_code != code::NONE);
+    for ((slot, topic, bytes), result) in plan.op_slots.into_iter().zip(results) {
+        let r = &mut plan.slots[slot].1;
+        match result {
+            PartitionOpResult::Appended(Ok(info)) => {
+                let records = u64::try_from(info.last_offset - info.base_offset + 1).unwrap_or(0);
+                core.metrics.produced(&topic, bytes, records);
+                r.base_offset = info.base_offset;
+                r.log_append_time_ms = info.log_append_time_ms;
+                r.log_start_offset = info.log_start_offset;
+            }
+            PartitionOpResult::Appended(Err(e)) => {
+                any_error = true;
+                refused(r, errors::part(e));
+            }
+            other => unreachable!("append answered with {other:?}"),
+        }
+    }
+    if acks == 0 {
+        return if any_error {
+            Produced::Close("acks=0 produce failed".into())
+        } else {
+            Produced::Silent
+        };
+    }
+    for (ti, r) in plan.slots {
+        plan.topics[ti].partition_responses.push(r);
+    }
+    Produced::Respond(ProduceResponse {
+        responses: plan.topics,
+        ..Default::default()
+    })
+}
+
+/// Checks each partition of the request against the image and the request's shape: an
+/// append for each one that passes, an answer for each one that does not.
+fn plan(table: &TopicImage, request: ProduceRequest, version: i16) -> Plan {
     let acks_valid = matches!(request.acks, -1..=1);
-    // One result slot per partition of the request, filled now (error) or by an append.
-    let mut slots: Vec<(usize, PartitionProduceResponse)> = Vec::new();
-    let mut topics: Vec<TopicProduceResponse> = Vec::with_capacity(request.topic_data.len());
-    let mut ops = Vec::new();
-    let mut op_slots = Vec::new();
-    // (topic, bytes) of each append, for metrics.
-    let mut op_sizes: Vec<(String, u64)> = Vec::new();
+    let mut plan = Plan::default();
     for (ti, t) in request.topic_data.into_iter().enumerate() {
         let meta = if version >= 13 {
             table.by_id(&t.topic_id.0)
         } else {
             table.topics().get(t.name.as_str())
         };
-        topics.push(TopicProduceResponse {
+        plan.topics.push(TopicProduceResponse {
             name: if version >= 13 {
                 TopicName::default()
             } else {
@@ -96,47 +146,16 @@ pub async fn handle(core: &Rc<Core>, request: ProduceRequest, version: i16) -> P
                 log_start_offset: -1,
                 ..Default::default()
             };
-            let failed = if !acks_valid {
-                Some((code::INVALID_REQUIRED_ACKS, "Invalid required acks"))
-            } else if meta.is_none_or(|m| p.index < 0 || p.index >= m.partitions) {
-                Some((
-                    if version >= 13 {
-                        code::UNKNOWN_TOPIC_ID
-                    } else {
-                        code::UNKNOWN_TOPIC_OR_PARTITION
-                    },
-                    "This server does not host this topic-partition.",
-                ))
-            } else if meta.is_some_and(|m| super::metadata::is_internal(&m.name)) {
-                // Only the coordinator writes its internal topic, as in Kafka.
-                Some((
-                    code::INVALID_TOPIC_EXCEPTION,
-                    "Cannot append to internal topic",
-                ))
-            } else if !p
-                .records
-                .as_ref()
-                .is_some_and(|r| one_batch_of_magic_2(&r.to_bytes()))
-            {
-                Some((
-                    code::INVALID_RECORD,
-                    "a partition's records must be exactly one batch of magic 2",
-                ))
-            } else {
-                None
-            };
-            match (failed, meta) {
+            match (refusal(acks_valid, meta, &p, version), meta) {
                 (Some((error, reason)), _) => {
                     tracing::debug!(code = error, reason, "produce refused");
                     r.error_code = error;
                 }
                 (None, Some(m)) => {
-                    op_slots.push(slots.len());
-                    op_sizes.push((
-                        m.name.clone(),
-                        p.records.as_ref().map_or(0, |r| r.len() as u64),
-                    ));
-                    ops.push(Addressed {
+                    let bytes = p.records.as_ref().map_or(0, |r| r.len() as u64);
+                    plan.op_slots
+                        .push((plan.slots.len(), m.name.clone(), bytes));
+                    plan.ops.push(Addressed {
                         topic: m.name.clone(),
                         partition: p.index,
                         op: PartitionOp::Append {
@@ -144,42 +163,48 @@ pub async fn handle(core: &Rc<Core>, request: ProduceRequest, version: i16) -> P
                         },
                     });
                 }
-                (None, None) => unreachable!("a missing topic is an error above"),
+                (None, None) => unreachable!("a missing topic is refused"),
             }
-            slots.push((ti, r));
+            plan.slots.push((ti, r));
         }
     }
-    let results = core.router.partitions(&core.topics(), ops).await;
-    let mut any_error = slots.iter().any(|(_, r)| r.error_code != code::NONE);
-    for ((slot, result), (topic, bytes)) in op_slots.into_iter().zip(results).zip(op_sizes) {
-        let r = &mut slots[slot].1;
-        match result {
-            PartitionOpResult::Appended(Ok(info)) => {
-                let records = u64::try_from(info.last_offset - info.base_offset + 1).unwrap_or(0);
-                core.metrics.produced(&topic, bytes, records);
-                r.base_offset = info.base_offset;
-                r.log_append_time_ms = info.log_append_time_ms;
-                r.log_start_offset = info.log_start_offset;
-            }
-            PartitionOpResult::Appended(Err(e)) => {
-                any_error = true;
-                refused(r, errors::part(e));
-            }
-            other => unreachable!("append answered with {other:?}"),
-        }
+    plan
+}
+
+/// Why a partition's data is refused before any append, as Kafka answers it; `None` to append.
+fn refusal(
+    acks_valid: bool,
+    meta: Option<&TopicMeta>,
+    p: &PartitionProduceData,
+    version: i16,
+) -> Option<(i16, &'static str)> {
+    if !acks_valid {
+        Some((code::INVALID_REQUIRED_ACKS, "Invalid required acks"))
+    } else if meta.is_none_or(|m| p.index < 0 || p.index >= m.partitions) {
+        Some((
+            if version >= 13 {
+                code::UNKNOWN_TOPIC_ID
+            } else {
+                code::UNKNOWN_TOPIC_OR_PARTITION
+            },
+            "This server does not host this topic-partition.",
+        ))
+    } else if meta.is_some_and(|m| super::metadata::is_internal(&m.name)) {
+        // Only the coordinator writes its internal topic, as in Kafka.
+        Some((
+            code::INVALID_TOPIC_EXCEPTION,
+            "Cannot append to internal topic",
+        ))
+    } else if !p
+        .records
+        .as_ref()
+        .is_some_and(|r| one_batch_of_magic_2(&r.to_bytes()))
+    {
+        Some((
+            code::INVALID_RECORD,
+            "a partition's records must be exactly one batch of magic 2",
+        ))
+    } else {
+        None
     }
-    if request.acks == 0 {
-        return if any_error {
-            Produced::Close("acks=0 produce failed".into())
-        } else {
-            Produced::Silent
-        };
-    }
-    for (ti, r) in slots {
-        topics[ti].partition_responses.push(r);
-    }
-    Produced::Respond(ProduceResponse {
-        responses: topics,
-        ..Default::default()
-    })
 }

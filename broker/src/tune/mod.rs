@@ -159,10 +159,16 @@ impl Target {
         }
     }
 
-    /// Locked memory the broker needs: see `startup::memlock_needed`.
+    /// Locked memory the broker needs: see [`memlock_needed`].
     pub fn memlock_bytes(&self) -> u64 {
-        crate::startup::memlock_needed(self.io_memory_bytes, self.cores)
+        memlock_needed(self.io_memory_bytes, self.cores)
     }
+}
+
+/// Bytes of locked memory glommio needs per executor: `io_memory` registered in three rings,
+/// plus slack for the rings themselves (DESIGN.md, "Measured here").
+pub fn memlock_needed(io_memory_bytes: usize, cores: usize) -> u64 {
+    (3 * io_memory_bytes as u64 + 2 * 1024 * 1024) * cores as u64
 }
 
 /// `dir` made absolute against the working directory. On the real root, the deepest existing
