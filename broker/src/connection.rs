@@ -76,18 +76,7 @@ pub async fn serve<H, Fut, S, Stop>(
     let _ = stream.set_nodelay(true);
     let stream = Rc::new(std::cell::RefCell::new(stream));
     let (tx, rx) = local_channel::new_bounded::<Result<Admitted, ReadEnd>>(limits.inflight_max);
-    let reader_stream = Rc::clone(&stream);
-    let reader = glommio::spawn_local(async move {
-        let mut buf = BytesMut::with_capacity(64 * 1024);
-        loop {
-            let next =
-                read_frame(&reader_stream, &mut buf, &budget, limits.request_bytes_max).await;
-            let end = next.is_err();
-            if tx.send(next).await.is_err() || end {
-                break;
-            }
-        }
-    });
+    let reader = spawn_reader(Rc::clone(&stream), budget, limits, tx);
     let peer = stream
         .borrow()
         .peer_addr()
@@ -108,32 +97,14 @@ pub async fn serve<H, Fut, S, Stop>(
         if stopping() {
             break;
         }
-        let admitted = match next {
-            Ok(admitted) => admitted,
-            Err(ReadEnd::Eof) => break,
-            Err(ReadEnd::TooLarge(size)) => {
-                tracing::info!(%peer, size, "closing connection: request frame above request_bytes_max");
-                break;
-            }
-            Err(ReadEnd::Io(e)) => {
-                tracing::debug!(%peer, error = %e, "connection read failed");
-                break;
-            }
+        let Some(admitted) = admitted(next, &peer) else {
+            break;
         };
-        match handle(admitted.frame.clone()).await {
-            Outcome::Respond(chunks) => {
-                if let Err(e) = write_response(&stream, chunks).await {
-                    tracing::debug!(%peer, error = %e, "connection write failed");
-                    break;
-                }
-            }
-            Outcome::Silent => {}
-            Outcome::Close(reason) => {
-                tracing::info!(%peer, %reason, "closing connection");
-                break;
-            }
-        }
+        let keep_open = answer(&stream, handle(admitted.frame.clone()).await, &peer).await;
         drop(admitted);
+        if !keep_open {
+            break;
+        }
         if stopping() {
             break;
         }
@@ -143,6 +114,60 @@ pub async fn serve<H, Fut, S, Stop>(
     // Take the stream back out of the RefCell only after the reader is gone.
     if let Ok(cell) = Rc::try_unwrap(stream) {
         let _ = cell.into_inner().close().await;
+    }
+}
+
+/// The reader: frames, each admitted against the core's byte budget, into `tx` until the
+/// stream ends or fails (its last item says why).
+fn spawn_reader(
+    stream: Rc<std::cell::RefCell<TcpStream>>,
+    budget: Rc<Semaphore>,
+    limits: Limits,
+    tx: local_channel::LocalSender<Result<Admitted, ReadEnd>>,
+) -> glommio::Task<()> {
+    glommio::spawn_local(async move {
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        loop {
+            let next = read_frame(&stream, &mut buf, &budget, limits.request_bytes_max).await;
+            let end = next.is_err();
+            if tx.send(next).await.is_err() || end {
+                break;
+            }
+        }
+    })
+}
+
+/// The next request, or `None` (logged) when the read ended.
+fn admitted(next: Result<Admitted, ReadEnd>, peer: &str) -> Option<Admitted> {
+    match next {
+        Ok(admitted) => Some(admitted),
+        Err(ReadEnd::Eof) => None,
+        Err(ReadEnd::TooLarge(size)) => {
+            tracing::info!(%peer, size, "closing connection: request frame above request_bytes_max");
+            None
+        }
+        Err(ReadEnd::Io(e)) => {
+            tracing::debug!(%peer, error = %e, "connection read failed");
+            None
+        }
+    }
+}
+
+/// Carries out a request's outcome; whether the connection stays open.
+async fn answer(stream: &Rc<std::cell::RefCell<TcpStream>>, outcome: Outcome, peer: &str) -> bool {
+    match outcome {
+        Outcome::Respond(chunks) => match write_response(stream, chunks).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "connection write failed");
+                false
+            }
+        },
+        Outcome::Silent => true,
+        Outcome::Close(reason) => {
+            tracing::info!(%peer, %reason, "closing connection");
+            false
+        }
     }
 }
 
