@@ -17,6 +17,8 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
+use crate::limits::{METRICS_HEAD_BYTES_MAX, METRICS_READ_BYTES};
+
 /// Upper bounds (seconds) of the latency histograms: 50 µs … 10 s.
 pub const LATENCY_BOUNDS_S: [f64; 17] = [
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -391,9 +393,6 @@ pub fn encode(snapshots: Vec<Snapshot>) -> String {
     out
 }
 
-/// Largest HTTP request head read from a scraper.
-const HTTP_HEAD_MAX: usize = 8192;
-
 /// Serves `GET /metrics` on `addr` until the broker stops (core 0 runs it). A port that cannot
 /// be bound is logged and metrics are off: the broker itself runs on.
 pub fn spawn_server<F, Fut>(addr: SocketAddr, stop: Rc<dyn Fn() -> bool>, gather: F)
@@ -422,9 +421,10 @@ where
             }
             let gather = Rc::clone(&gather);
             glommio::spawn_local(async move {
-                let mut head = Vec::with_capacity(512);
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < HTTP_HEAD_MAX {
+                let mut head = Vec::with_capacity(METRICS_READ_BYTES);
+                let mut buf = [0u8; METRICS_READ_BYTES];
+                let ended = |head: &[u8]| head.windows(4).any(|w| w == b"\r\n\r\n");
+                while !ended(&head) && head.len() < METRICS_HEAD_BYTES_MAX {
                     match stream.read(&mut buf).await {
                         Ok(0) | Err(_) => return,
                         Ok(n) => head.extend_from_slice(&buf[..n]),

@@ -23,6 +23,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use crate::config::BrokerConfig;
 use crate::connection::{self, Limits};
 use crate::core::{Control, Core, CoreParts};
+use crate::limits::{LISTEN_BACKLOG_MAX, MESH_CHANNEL_MAX};
 use crate::mesh::{self, Mesh};
 use crate::messages::{CoreReply, CoreRequest};
 use crate::metadata::TopicTable;
@@ -33,8 +34,6 @@ use crate::startup;
 
 const STOP_POLL: Duration = Duration::from_millis(50);
 const MESH_JOIN_TIMEOUT: Duration = Duration::from_secs(20);
-/// Envelopes queued per core pair before a sender waits.
-const MESH_CHANNEL_MAX: usize = 1024;
 
 /// What each core reports to the main thread.
 enum CoreEvent {
@@ -428,7 +427,7 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(1024)?;
+    socket.listen(LISTEN_BACKLOG_MAX)?;
     // SAFETY: the fd is a listening TCP socket we own and hand over exactly once.
     Ok(unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) })
 }

@@ -215,7 +215,7 @@ fn probe_bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// Bytes of locked memory glommio needs per executor: `io_memory` registered in three rings,
 /// plus slack for the rings themselves (DESIGN.md, "Measured here").
 pub fn memlock_needed(io_memory_bytes: usize, cores: usize) -> u64 {
-    (3 * io_memory_bytes as u64 + 2 * 1024 * 1024) * cores as u64
+    (3 * io_memory_bytes as u64 + crate::limits::MEMLOCK_RING_BYTES) * cores as u64
 }
 
 /// Raises RLIMIT_MEMLOCK to `need` when allowed (root may raise its hard limit too); fails with

@@ -148,7 +148,10 @@ pub async fn handle(core: &Rc<Core>, frame: Bytes, peer_ip: &str) -> Outcome {
     let request = match decoded {
         Ok(r) => r,
         Err(e) => {
-            tracing::debug!(frame = %hex_prefix(&raw, 512), "malformed request");
+            tracing::debug!(
+                frame = %hex_prefix(&raw, crate::limits::MALFORMED_LOG_BYTES_MAX),
+                "malformed request"
+            );
             core.metrics.rejected("malformed");
             return Outcome::Close(format!("malformed {} v{version} request: {e}", api.name()));
         }
