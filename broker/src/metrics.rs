@@ -76,6 +76,7 @@ pub struct CoreMetrics {
     topics: RefCell<BTreeMap<String, TopicIo>>,
     rejected: RefCell<BTreeMap<&'static str, u64>>,
     connections_accepted: Cell<u64>,
+    connections_refused: Cell<u64>,
 }
 
 impl CoreMetrics {
@@ -96,6 +97,13 @@ impl CoreMetrics {
     pub fn connection_accepted(&self) {
         self.connections_accepted
             .set(self.connections_accepted.get() + 1);
+    }
+
+    /// A connection was closed as soon as it was accepted: the core held
+    /// `core_connections_max` connections.
+    pub fn connection_refused(&self) {
+        self.connections_refused
+            .set(self.connections_refused.get() + 1);
     }
 
     fn topic(&self, topic: &str, f: impl FnOnce(&mut TopicIo)) {
@@ -130,6 +138,7 @@ pub struct Snapshot {
     pub rejected: Vec<(String, u64)>,
     pub connections_open: u64,
     pub connections_accepted: u64,
+    pub connections_refused: u64,
     pub requests_in_flight: u64,
     pub cache_bytes: u64,
     pub partitions: u64,
@@ -163,6 +172,7 @@ impl CoreMetrics {
                 .map(|(k, v)| ((*k).to_owned(), *v))
                 .collect(),
             connections_accepted: self.connections_accepted.get(),
+            connections_refused: self.connections_refused.get(),
             ..Snapshot::default()
         }
     }
@@ -304,11 +314,17 @@ impl Collector for Gathered {
                 Ok(())
             },
         )?;
-        let counters: [(&str, &str, Scalar); 3] = [
+        let counters: [(&str, &str, Scalar); 4] = [
             (
                 "sluice_connections_accepted",
                 "Client connections accepted.",
                 |s| s.connections_accepted,
+            ),
+            (
+                "sluice_connections_refused",
+                "Client connections closed as soon as accepted: the core held \
+                 core_connections_max connections.",
+                |s| s.connections_refused,
             ),
             (
                 "sluice_cache_hits",
@@ -471,6 +487,7 @@ mod tests {
                 },
             )],
             connections_open: 3,
+            connections_refused: 2,
             groups_by_state: vec![("Stable".into(), 1)],
             ..Snapshot::default()
         };
@@ -494,6 +511,10 @@ mod tests {
         );
         assert!(
             text.contains(r#"sluice_connections_open{core="1"} 3"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sluice_connections_refused_total{core="1"} 2"#),
             "{text}"
         );
         assert!(
