@@ -1,7 +1,9 @@
 //! Broker configuration: one struct, read from an optional TOML file, then overridden by flags.
 //!
-//! Only `broker` reads config files and the environment. Every memory bound the broker uses is a
-//! field here, in bytes, with its default documented next to it.
+//! Only `broker` reads config files and the environment. Every bound in bytes or counts an
+//! operator may tune is a field here, with its default documented next to it; the fixed ones
+//! (protocol limits, internal buffer sizes) are in `limits.rs`. A renamed setting keeps its old
+//! key as a deprecated alias (`RENAMED`), accepted with a warning.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -33,8 +35,16 @@ pub struct BrokerConfig {
     pub core_request_memory_bytes: usize,
     /// Requests read ahead per connection while an earlier one is processed. 16.
     pub connection_inflight_max: usize,
-    /// Per-core cache of recent batches, in bytes. 256 MiB.
-    pub core_cache_bytes: usize,
+    /// Client connections each core holds open; a core at the limit closes each new connection
+    /// as soon as it is accepted, logging a warning (at most once a second, with the count
+    /// refused) and counting it in `sluice_connections_refused_total`. Each connection is a
+    /// file descriptor, so `RLIMIT_NOFILE` should cover cores x (this +
+    /// `core_open_segment_files_max`) + partitions; start-up raises the soft limit up to the
+    /// hard one and warns when that is short. 8192 (two cores fit under 20,000 descriptors).
+    pub core_connections_max: usize,
+    /// Per-core cache of recent batches, in bytes (the storage engine's
+    /// `ShardConfig::cache_bytes_max`). 256 MiB. Formerly `core_cache_bytes`, still accepted.
+    pub core_cache_bytes_max: usize,
     /// Largest single write a core hands the kernel; bigger flushes are split. 8 MiB.
     pub core_write_bytes_max: usize,
     /// Bytes a core reads from disk at least per fetch that misses its cache. 64 KiB.
@@ -107,7 +117,8 @@ impl Default for BrokerConfig {
             request_bytes_max: 100 * 1024 * 1024,
             core_request_memory_bytes: 256 * 1024 * 1024,
             connection_inflight_max: 16,
-            core_cache_bytes: 256 * 1024 * 1024,
+            core_connections_max: 8192,
+            core_cache_bytes_max: shard.cache_bytes_max,
             core_write_bytes_max: shard.write_bytes_max,
             core_read_bytes_min: shard.read_bytes_min,
             partition_unflushed_bytes_max: shard.unflushed_bytes_max,
@@ -148,11 +159,43 @@ pub enum ConfigError {
     Invalid { key: &'static str, message: String },
 }
 
+/// Settings renamed since they were first accepted: (old key, new key). The old key still works
+/// (with a warning); giving both in one file is an error.
+const RENAMED: &[(&str, &str)] = &[("core_cache_bytes", "core_cache_bytes_max")];
+
+/// The current name of setting `key`, warning when `key` is a deprecated one.
+fn current_name(key: &str) -> &str {
+    match RENAMED.iter().find(|(old, _)| *old == key) {
+        Some((old, new)) => {
+            tracing::warn!("setting `{old}` is deprecated; it is now called `{new}`");
+            new
+        }
+        None => key,
+    }
+}
+
+/// Moves every deprecated key of a config file's `table` to its new name.
+fn rename_deprecated(table: &mut toml::Table, path: &Path) -> Result<(), ConfigError> {
+    for (old, new) in RENAMED {
+        let Some(value) = table.remove(*old) else {
+            continue;
+        };
+        if table.contains_key(*new) {
+            return Err(ConfigError::Parse {
+                path: path.to_owned(),
+                message: format!("`{old}` is the old name of `{new}`; give only `{new}`"),
+            });
+        }
+        table.insert(current_name(old).to_owned(), value);
+    }
+    Ok(())
+}
+
 impl BrokerConfig {
     /// The per-core storage settings these give.
     pub fn shard_config(&self) -> sluice_shard::ShardConfig {
         sluice_shard::ShardConfig {
-            cache_bytes_max: self.core_cache_bytes,
+            cache_bytes_max: self.core_cache_bytes_max,
             write_bytes_max: self.core_write_bytes_max,
             read_bytes_min: self.core_read_bytes_min,
             unflushed_bytes_max: self.partition_unflushed_bytes_max,
@@ -175,11 +218,14 @@ impl BrokerConfig {
                     path: path.to_owned(),
                     source,
                 })?;
-                text.parse()
+                let mut table = text
+                    .parse()
                     .map_err(|e: toml::de::Error| ConfigError::Parse {
                         path: path.to_owned(),
                         message: e.to_string(),
-                    })?
+                    })?;
+                rename_deprecated(&mut table, path)?;
+                table
             }
             None => toml::Table::new(),
         };
@@ -195,7 +241,7 @@ impl BrokerConfig {
                 .ok()
                 .and_then(|mut t| t.remove("v"))
                 .unwrap_or_else(|| toml::Value::String(value.to_owned()));
-            table.insert(key.trim().to_owned(), value);
+            table.insert(current_name(key.trim()).to_owned(), value);
         }
         toml::Value::Table(table)
             .try_into()
@@ -230,6 +276,9 @@ impl BrokerConfig {
         }
         if self.connection_inflight_max == 0 {
             return invalid("connection_inflight_max", "must be at least 1");
+        }
+        if self.core_connections_max == 0 {
+            return invalid("core_connections_max", "must be at least 1");
         }
         if self.metrics_listen != "off" && self.metrics_listen.parse::<SocketAddr>().is_err() {
             return invalid("metrics_listen", "must be host:port (an IP address) or off");
@@ -309,6 +358,42 @@ mod tests {
         assert_eq!(c.listen.port(), 19093);
         assert!(BrokerConfig::from_file_and_settings(None, &["nope=1".into()]).is_err());
         assert!(BrokerConfig::from_file_and_settings(None, &["novalue".into()]).is_err());
+    }
+
+    /// Proves the old name of `core_cache_bytes_max` still works, in a file and as `--set`, that
+    /// a later `--set` of the new name overrides a file's old one, and that one file giving both
+    /// names is refused.
+    #[test]
+    fn deprecated_cache_key_is_accepted() {
+        let c = BrokerConfig::from_file_and_settings(None, &["core_cache_bytes=1024".into()])
+            .expect("old name as --set");
+        assert_eq!(c.core_cache_bytes_max, 1024);
+        assert_eq!(c.shard_config().cache_bytes_max, 1024);
+        let dir = std::env::temp_dir().join(format!("sluice-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("old.toml");
+        std::fs::write(&file, "core_cache_bytes = 2048\n").expect("write");
+        let c = BrokerConfig::from_file_and_settings(Some(&file), &[]).expect("old name in file");
+        assert_eq!(c.core_cache_bytes_max, 2048);
+        let c = BrokerConfig::from_file_and_settings(
+            Some(&file),
+            &["core_cache_bytes_max=4096".into()],
+        )
+        .expect("--set over the file");
+        assert_eq!(c.core_cache_bytes_max, 4096);
+        std::fs::write(&file, "core_cache_bytes = 1\ncore_cache_bytes_max = 2\n").expect("write");
+        assert!(BrokerConfig::from_file_and_settings(Some(&file), &[]).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Proves a connection limit of 0 (no client could ever connect) is refused.
+    #[test]
+    fn zero_connection_limit_is_rejected() {
+        let c = BrokerConfig {
+            core_connections_max: 0,
+            ..BrokerConfig::default()
+        };
+        assert!(c.validate().is_err());
     }
 
     /// Proves an unknown key is an error, not silently ignored (a typo must not go unnoticed).

@@ -24,6 +24,11 @@ use glommio::channels::local_channel;
 use glommio::net::TcpStream;
 use glommio::sync::{Semaphore, StaticPermit};
 
+use crate::limits::{
+    CONNECTION_BUFFER_BYTES, CONNECTION_READ_BYTES_MIN, CONNECTION_RESERVE_BYTES_MAX,
+    CONNECTION_RESERVE_BYTES_MIN, SENDMSG_CHUNKS_MAX,
+};
+
 /// What a handler asks the connection to do with a request.
 #[derive(Debug)]
 pub enum Outcome {
@@ -126,7 +131,7 @@ fn spawn_reader(
     tx: local_channel::LocalSender<Result<Admitted, ReadEnd>>,
 ) -> glommio::Task<()> {
     glommio::spawn_local(async move {
-        let mut buf = BytesMut::with_capacity(64 * 1024);
+        let mut buf = BytesMut::with_capacity(CONNECTION_BUFFER_BYTES);
         loop {
             let next = read_frame(&stream, &mut buf, &budget, limits.request_bytes_max).await;
             let end = next.is_err();
@@ -207,10 +212,10 @@ async fn fill(
 ) -> Result<(), ReadEnd> {
     while buf.len() < want {
         let need = want - buf.len();
-        buf.reserve(need.clamp(16 * 1024, 1024 * 1024));
+        buf.reserve(need.clamp(CONNECTION_RESERVE_BYTES_MIN, CONNECTION_RESERVE_BYTES_MAX));
         // Zero only the part about to be read into, not the whole spare capacity.
         let start = buf.len();
-        let room = (buf.capacity() - start).min(need.max(64 * 1024));
+        let room = (buf.capacity() - start).min(need.max(CONNECTION_READ_BYTES_MIN));
         buf.resize(start + room, 0);
         let n = futures_lite::future::poll_fn(|cx| {
             let mut s = stream.borrow_mut();
@@ -279,13 +284,10 @@ fn advance(queue: &mut VecDeque<Bytes>, mut n: usize) {
     }
 }
 
-/// Chunks per `sendmsg`; the kernel's limit (UIO_MAXIOV) is 1024.
-const IOV_MAX: usize = 512;
-
 fn send_vectored(fd: i32, queue: &VecDeque<Bytes>) -> io::Result<usize> {
     let iov: Vec<libc::iovec> = queue
         .iter()
-        .take(IOV_MAX)
+        .take(SENDMSG_CHUNKS_MAX)
         .map(|b| libc::iovec {
             iov_base: b.as_ptr() as *mut libc::c_void,
             iov_len: b.len(),

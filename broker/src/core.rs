@@ -285,7 +285,7 @@ impl Core {
             let mut log_config = settings.log_config();
             if t.name == crate::groups::OFFSETS_TOPIC {
                 // 50 partitions of small records: do not reserve 64 MiB of disk for each.
-                log_config.preallocate_bytes = 1 << 20;
+                log_config.preallocate_bytes = crate::limits::OFFSETS_PREALLOCATE_BYTES;
             }
             for p in 0..t.partitions {
                 if table.core_for(&t.name, p) != Some(self.id)

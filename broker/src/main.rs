@@ -12,6 +12,7 @@ mod group_config;
 mod groups;
 mod handlers;
 mod image;
+mod limits;
 mod mesh;
 mod messages;
 mod metadata;

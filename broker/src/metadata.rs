@@ -13,8 +13,7 @@ use std::path::{Path, PathBuf};
 
 use rkyv::{Archive, Deserialize, Serialize};
 
-/// Topic name length limit, as Kafka (249 characters).
-pub const TOPIC_NAME_BYTES_MAX: usize = 249;
+use crate::limits::TOPIC_NAME_BYTES_MAX;
 
 /// One topic.
 #[derive(Debug, Clone, PartialEq, Eq, Archive, Serialize, Deserialize)]

@@ -17,6 +17,8 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
+use crate::limits::{METRICS_HEAD_BYTES_MAX, METRICS_READ_BYTES};
+
 /// Upper bounds (seconds) of the latency histograms: 50 µs … 10 s.
 pub const LATENCY_BOUNDS_S: [f64; 17] = [
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -74,6 +76,7 @@ pub struct CoreMetrics {
     topics: RefCell<BTreeMap<String, TopicIo>>,
     rejected: RefCell<BTreeMap<&'static str, u64>>,
     connections_accepted: Cell<u64>,
+    connections_refused: Cell<u64>,
 }
 
 impl CoreMetrics {
@@ -94,6 +97,13 @@ impl CoreMetrics {
     pub fn connection_accepted(&self) {
         self.connections_accepted
             .set(self.connections_accepted.get() + 1);
+    }
+
+    /// A connection was closed as soon as it was accepted: the core held
+    /// `core_connections_max` connections.
+    pub fn connection_refused(&self) {
+        self.connections_refused
+            .set(self.connections_refused.get() + 1);
     }
 
     fn topic(&self, topic: &str, f: impl FnOnce(&mut TopicIo)) {
@@ -128,6 +138,7 @@ pub struct Snapshot {
     pub rejected: Vec<(String, u64)>,
     pub connections_open: u64,
     pub connections_accepted: u64,
+    pub connections_refused: u64,
     pub requests_in_flight: u64,
     pub cache_bytes: u64,
     pub partitions: u64,
@@ -161,6 +172,7 @@ impl CoreMetrics {
                 .map(|(k, v)| ((*k).to_owned(), *v))
                 .collect(),
             connections_accepted: self.connections_accepted.get(),
+            connections_refused: self.connections_refused.get(),
             ..Snapshot::default()
         }
     }
@@ -302,11 +314,17 @@ impl Collector for Gathered {
                 Ok(())
             },
         )?;
-        let counters: [(&str, &str, Scalar); 3] = [
+        let counters: [(&str, &str, Scalar); 4] = [
             (
                 "sluice_connections_accepted",
                 "Client connections accepted.",
                 |s| s.connections_accepted,
+            ),
+            (
+                "sluice_connections_refused",
+                "Client connections closed as soon as accepted: the core held \
+                 core_connections_max connections.",
+                |s| s.connections_refused,
             ),
             (
                 "sluice_cache_hits",
@@ -391,9 +409,6 @@ pub fn encode(snapshots: Vec<Snapshot>) -> String {
     out
 }
 
-/// Largest HTTP request head read from a scraper.
-const HTTP_HEAD_MAX: usize = 8192;
-
 /// Serves `GET /metrics` on `addr` until the broker stops (core 0 runs it). A port that cannot
 /// be bound is logged and metrics are off: the broker itself runs on.
 pub fn spawn_server<F, Fut>(addr: SocketAddr, stop: Rc<dyn Fn() -> bool>, gather: F)
@@ -422,9 +437,10 @@ where
             }
             let gather = Rc::clone(&gather);
             glommio::spawn_local(async move {
-                let mut head = Vec::with_capacity(512);
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < HTTP_HEAD_MAX {
+                let mut head = Vec::with_capacity(METRICS_READ_BYTES);
+                let mut buf = [0u8; METRICS_READ_BYTES];
+                let ended = |head: &[u8]| head.windows(4).any(|w| w == b"\r\n\r\n");
+                while !ended(&head) && head.len() < METRICS_HEAD_BYTES_MAX {
                     match stream.read(&mut buf).await {
                         Ok(0) | Err(_) => return,
                         Ok(n) => head.extend_from_slice(&buf[..n]),
@@ -471,6 +487,7 @@ mod tests {
                 },
             )],
             connections_open: 3,
+            connections_refused: 2,
             groups_by_state: vec![("Stable".into(), 1)],
             ..Snapshot::default()
         };
@@ -494,6 +511,10 @@ mod tests {
         );
         assert!(
             text.contains(r#"sluice_connections_open{core="1"} 3"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sluice_connections_refused_total{core="1"} 2"#),
             "{text}"
         );
         assert!(

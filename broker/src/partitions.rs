@@ -292,9 +292,6 @@ async fn delete_records(p: &Partition, topic: &str, offset: i64) -> Result<i64, 
         .map_err(|e| storage(p, e))
 }
 
-/// Bytes read per step while scanning for the largest timestamp.
-const MAX_TIMESTAMP_READ_BYTES: usize = 1 << 20;
-
 /// The first record holding the partition's largest timestamp, found by reading every batch
 /// header from the log start (the storage engine keeps no per-segment maximum yet, so this
 /// costs a read of the whole log). Within the winning batch the records are walked to find the
@@ -305,7 +302,7 @@ async fn max_timestamp(p: &Partition) -> Result<Option<(i64, i64)>, PartError> {
     let mut best: Option<(i64, Bytes)> = None;
     loop {
         let read = p
-            .read(offset, MAX_TIMESTAMP_READ_BYTES)
+            .read(offset, crate::limits::MAX_TIMESTAMP_READ_BYTES)
             .await
             .map_err(|error| storage(p, error))?;
         if read.batches.is_empty() {

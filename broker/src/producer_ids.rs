@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 
 use glommio::sync::Semaphore;
 
-/// Ids reserved per durable write.
-pub const PRODUCER_ID_BLOCK: i64 = 1000;
+use crate::limits::PRODUCER_ID_BLOCK;
 
 /// Core 0's allocator.
 pub struct ProducerIds {

@@ -15,7 +15,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
@@ -23,6 +23,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use crate::config::BrokerConfig;
 use crate::connection::{self, Limits};
 use crate::core::{Control, Core, CoreParts};
+use crate::limits::{LISTEN_BACKLOG_MAX, MESH_CHANNEL_MAX};
 use crate::mesh::{self, Mesh};
 use crate::messages::{CoreReply, CoreRequest};
 use crate::metadata::TopicTable;
@@ -33,8 +34,6 @@ use crate::startup;
 
 const STOP_POLL: Duration = Duration::from_millis(50);
 const MESH_JOIN_TIMEOUT: Duration = Duration::from_secs(20);
-/// Envelopes queued per core pair before a sender waits.
-const MESH_CHANNEL_MAX: usize = 1024;
 
 /// What each core reports to the main thread.
 enum CoreEvent {
@@ -288,8 +287,12 @@ async fn core_main(
         }
     };
     let accept_loop = async {
+        let mut refusals = Refusals::default();
         loop {
             match listener.accept().await {
+                Ok(stream) if core.connections.get() >= core.config.core_connections_max => {
+                    refuse_connection(&core, stream, &mut refusals);
+                }
                 Ok(stream) => {
                     spawn_connection(&core, stream);
                 }
@@ -378,6 +381,51 @@ fn spawn_housekeeping(core: &Rc<Core>) {
     }
 }
 
+/// How often a core at `core_connections_max` may log that it refuses connections.
+const REFUSAL_WARNING_PERIOD: Duration = Duration::from_secs(1);
+
+/// Rate-limits the warning of a core refusing connections at `core_connections_max`: one line
+/// at most every [`REFUSAL_WARNING_PERIOD`], carrying the count refused since the last one.
+/// Lives in the core's accept loop.
+#[derive(Debug, Default)]
+struct Refusals {
+    /// Refused since the last warning.
+    unlogged: u64,
+    last_warning: Option<Instant>,
+}
+
+impl Refusals {
+    /// Counts one refusal at `now`; the count to log when a warning is due.
+    fn refused(&mut self, now: Instant) -> Option<u64> {
+        self.unlogged += 1;
+        let due = self
+            .last_warning
+            .is_none_or(|last| now.duration_since(last) >= REFUSAL_WARNING_PERIOD);
+        if !due {
+            return None;
+        }
+        self.last_warning = Some(now);
+        Some(std::mem::take(&mut self.unlogged))
+    }
+}
+
+/// Closes a connection just accepted by a core at `core_connections_max` (the client reads
+/// EOF), counts it, and warns at most once a second.
+fn refuse_connection(core: &Rc<Core>, stream: glommio::net::TcpStream, refusals: &mut Refusals) {
+    // Dropping the stream closes its descriptor at once: no task, no read, no buffer.
+    drop(stream);
+    core.metrics.connection_refused();
+    if let Some(refused) = refusals.refused(Instant::now()) {
+        tracing::warn!(
+            core = core.id,
+            open = core.connections.get(),
+            "connection limit reached: this core holds core_connections_max ({}) connections \
+             and closes new ones at once; {refused} refused since the last warning",
+            core.config.core_connections_max
+        );
+    }
+}
+
 fn spawn_connection(core: &Rc<Core>, stream: glommio::net::TcpStream) {
     let limits = Limits {
         request_bytes_max: core.config.request_bytes_max,
@@ -391,9 +439,12 @@ fn spawn_connection(core: &Rc<Core>, stream: glommio::net::TcpStream) {
         .map(|a| a.ip().to_string())
         .unwrap_or_default()
         .into();
+    // Counted from the accept on, not from when the task first runs, so a burst of accepts
+    // cannot pass `core_connections_max`.
+    let open = crate::shutdown::Counted::connection(core);
     let handle = glommio::spawn_local(async move {
         let core = task_core;
-        let _open = crate::shutdown::Counted::connection(&core);
+        let _open = open;
         core.metrics.connection_accepted();
         let handler_core = Rc::clone(&core);
         let stopping_core = Rc::clone(&core);
@@ -428,7 +479,7 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(1024)?;
+    socket.listen(LISTEN_BACKLOG_MAX)?;
     // SAFETY: the fd is a listening TCP socket we own and hand over exactly once.
     Ok(unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) })
 }
@@ -442,4 +493,25 @@ fn advertised(config: &BrokerConfig, bound: SocketAddr) -> (String, i32) {
         return (host.trim_matches(['[', ']']).to_owned(), port);
     }
     (bound.ip().to_string(), i32::from(bound.port()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Proves the refusal warning comes at most once a period and carries every refusal since
+    /// the previous one: the first refusal warns at once, the ones within the period are only
+    /// counted, and the first after it reports them all.
+    #[test]
+    fn refusal_warnings_are_rate_limited_and_count_the_refused() {
+        let start = Instant::now();
+        let mut r = Refusals::default();
+        assert_eq!(r.refused(start), Some(1));
+        for ms in [1, 500, 999] {
+            assert_eq!(r.refused(start + Duration::from_millis(ms)), None);
+        }
+        assert_eq!(r.refused(start + REFUSAL_WARNING_PERIOD), Some(4));
+        assert_eq!(r.refused(start + REFUSAL_WARNING_PERIOD), None);
+        assert_eq!(r.refused(start + 3 * REFUSAL_WARNING_PERIOD), Some(2));
+    }
 }

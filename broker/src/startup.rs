@@ -63,7 +63,57 @@ pub enum StartError {
 /// Runs `sluice tune --check` against this host for `config`: one warning per setting that costs
 /// performance, and an error naming every setting that stops sluice from starting.
 pub fn check_host(config: &BrokerConfig) -> Result<(), StartError> {
-    check_host_at(&tune::Root::new("/"), config)
+    check_host_at(&tune::Root::new("/"), config)?;
+    warn_if_descriptors_short(config);
+    Ok(())
+}
+
+/// File descriptors the broker may hold at its bounds, partitions' active segments aside:
+/// every core at `core_connections_max` connections and `core_open_segment_files_max` closed
+/// segment files.
+fn descriptors_needed(config: &BrokerConfig) -> u64 {
+    let per_core = config
+        .core_connections_max
+        .saturating_add(config.core_open_segment_files_max);
+    (per_core as u64).saturating_mul(config.core_count() as u64)
+}
+
+/// Raises the soft RLIMIT_NOFILE toward what the connection and open-file limits need (up to
+/// the hard limit, which needs no privilege), and warns when even that is short: accepts would
+/// then fail with EMFILE (logged as `accept failed`) instead of being refused cleanly.
+fn warn_if_descriptors_short(config: &BrokerConfig) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return;
+    }
+    let need = descriptors_needed(config);
+    if lim.rlim_cur != libc::RLIM_INFINITY && lim.rlim_cur < need {
+        let raised = libc::rlimit {
+            rlim_cur: if lim.rlim_max == libc::RLIM_INFINITY {
+                need
+            } else {
+                need.min(lim.rlim_max)
+            },
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct we own.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim.rlim_cur = raised.rlim_cur;
+        }
+    }
+    if lim.rlim_cur != libc::RLIM_INFINITY && lim.rlim_cur < need {
+        tracing::warn!(
+            "RLIMIT_NOFILE (soft {}) is below cores x (core_connections_max + \
+             core_open_segment_files_max) = {need}: connections may fail with EMFILE before \
+             core_connections_max refuses them; raise the limit (ulimit -n, LimitNOFILE=) or \
+             lower core_connections_max",
+            lim.rlim_cur
+        );
+    }
 }
 
 /// `check_host` with the host's files read under `root` (a fake tree in tests).
@@ -306,6 +356,24 @@ pub fn check_io_uring_allowed(sysctl_path: &Path) -> Result<(), StartError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Proves the descriptor estimate is cores x (connections + closed segment files), and
+    /// saturates rather than overflowing on absurd settings.
+    #[test]
+    fn descriptors_needed_cover_every_core_at_its_bounds() {
+        let c = BrokerConfig {
+            cores: Some(4),
+            core_connections_max: 10_000,
+            core_open_segment_files_max: 1024,
+            ..BrokerConfig::default()
+        };
+        assert_eq!(descriptors_needed(&c), 4 * 11_024);
+        let huge = BrokerConfig {
+            core_connections_max: usize::MAX,
+            ..c
+        };
+        assert_eq!(descriptors_needed(&huge), u64::MAX);
+    }
 
     /// Proves a second lock on the same data dir is refused and names the holder's pid.
     #[test]

@@ -11,12 +11,11 @@ use std::path::Path;
 
 use crate::error::{Result, io_err};
 use crate::io::{Storage, read_file, write_file_atomic};
+use crate::limits::CLEANER_REGIONS_MAX;
 
 /// The cleaner's checkpoint file in a partition directory.
 pub(crate) const CHECKPOINT_FILE: &str = "cleaner.checkpoint";
 const CHECKPOINT_MAGIC: &[u8; 4] = b"SLCC";
-/// Regions remembered for tombstone ages; older ones merge (keeping tombstones longer).
-const REGIONS_MAX: usize = 64;
 
 /// The cleaner's memory of what it cleaned and when (the checkpoint file's content).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -56,7 +55,7 @@ impl CleanerState {
         if expired > 1 {
             self.regions.drain(..expired - 1);
         }
-        while self.regions.len() > REGIONS_MAX {
+        while self.regions.len() > CLEANER_REGIONS_MAX {
             // Its offsets take the next region's (later) time: tombstones stay longer.
             self.regions.remove(0);
         }
@@ -194,6 +193,6 @@ mod tests {
         for i in 0..100 {
             c.advance(300 + i, 3_000 + i, 1 << 40);
         }
-        assert!(c.regions.len() <= REGIONS_MAX);
+        assert!(c.regions.len() <= CLEANER_REGIONS_MAX);
     }
 }

@@ -9,6 +9,8 @@ use std::io::{Read, Write};
 
 use sluice_net::record_batch::Compression;
 
+use crate::limits::XERIAL_BLOCK_BYTES;
+
 /// How a snappy payload was framed (other codecs have one framing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Framing {
@@ -19,8 +21,6 @@ pub(crate) enum Framing {
 
 const XERIAL_MAGIC: &[u8; 8] = b"\x82SNAPPY\x00";
 const XERIAL_HEADER_BYTES: usize = 16;
-/// snappy-java's default block (uncompressed bytes per block).
-const XERIAL_BLOCK: usize = 32 << 10;
 
 fn read_bounded(mut r: impl Read, max: usize) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
@@ -147,7 +147,7 @@ pub(crate) fn compress(
             out.extend_from_slice(XERIAL_MAGIC);
             out.extend_from_slice(&1i32.to_be_bytes());
             out.extend_from_slice(&1i32.to_be_bytes());
-            for chunk in data.chunks(XERIAL_BLOCK) {
+            for chunk in data.chunks(XERIAL_BLOCK_BYTES) {
                 let block = enc.compress_vec(chunk).map_err(|e| e.to_string())?;
                 out.extend_from_slice(&(block.len() as u32).to_be_bytes());
                 out.extend_from_slice(&block);

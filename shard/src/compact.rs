@@ -76,12 +76,11 @@ use crate::config::LogConfig;
 use crate::error::{Result, ShardError, io_err};
 use crate::index::SparseIndex;
 use crate::io::{OpenMode, Storage, StorageFile};
+use crate::limits::COMPACTION_WRITE_BYTES;
 use crate::segment::{Segment, segment_file};
 
 const CLEANED_SUFFIX: &str = ".log.cleaned";
 const SWAP_SUFFIX: &str = ".swap";
-/// Output bytes gathered before one write of a cleaned segment.
-const WRITE_CHUNK: usize = 1 << 20;
 
 /// What one compaction pass did (summed over partitions by `Shard::compact_due`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -764,7 +763,7 @@ impl<S: Storage> Cleaner<'_, S> {
                 }
                 Filtered::Dropped => changed = true,
             }
-            if w.pending.len() >= WRITE_CHUNK {
+            if w.pending.len() >= COMPACTION_WRITE_BYTES {
                 w.write_out(false)
                     .await
                     .map_err(io_err("write cleaned segment", &path))?;

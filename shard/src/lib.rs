@@ -71,6 +71,7 @@ mod fake;
 mod files;
 mod index;
 mod io;
+mod limits;
 mod meta;
 mod notify;
 mod partition;

@@ -22,7 +22,7 @@
 //! As Kafka does, the table is saved in `<20-digit offset>.snapshot` files: the state after
 //! every batch below that offset. One is written when a segment rolls (at the new segment's
 //! base, once every batch below it is durable) and one on a clean close (at the log end);
-//! the newest [`SNAPSHOTS_KEPT`] are kept. On open the partition loads the newest valid
+//! the newest `limits::SNAPSHOTS_KEPT` are kept. On open the partition loads the newest valid
 //! snapshot at or below the recovered log end and replays the batches from its offset to the
 //! log end, so a producer whose batches are all in older segments, even deleted ones
 //! (retention, delete-records), is still known. A snapshot above the log end (left by a
@@ -42,10 +42,9 @@ use std::collections::{HashMap, VecDeque};
 
 use rkyv::rancor;
 
+use crate::limits::PRODUCER_BATCHES_MAX;
 use crate::meta::{frame_archive, unframe_archive};
 
-/// Snapshot files kept per partition (the newest ones; older ones are deleted).
-pub(crate) const SNAPSHOTS_KEPT: usize = 3;
 pub(crate) const SNAPSHOT_SUFFIX: &str = ".snapshot";
 const SNAPSHOT_MAGIC: &[u8; 4] = b"SLPS";
 const SNAPSHOT_VERSION: u32 = 2;
@@ -87,9 +86,6 @@ pub(crate) struct SnapshotProducer {
     /// first.
     pub(crate) batches: Vec<(i32, i32, i64, i64, i64)>,
 }
-
-/// Batches remembered per producer.
-pub(crate) const PRODUCER_BATCHES_MAX: usize = 5;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ProducerBatch {

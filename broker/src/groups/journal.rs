@@ -19,13 +19,8 @@ use sluice_shard::{DmaStorage, Partition, Shard, ShardError};
 use super::OFFSETS_TOPIC;
 use super::group::{Committed, Group};
 use super::records::Decoded;
+use crate::limits::{OFFSETS_REPLAY_READ_BYTES, OFFSETS_WRITE_BATCH_BYTES};
 use sluice_net::error_code::code;
-
-/// Largest batch of records one write to `__consumer_offsets` carries (a big commit is split).
-const WRITE_BATCH_BYTES: usize = 512 * 1024;
-
-/// Bytes one replay read asks the log for.
-const REPLAY_READ_BYTES: usize = 1 << 20;
 
 /// One `__consumer_offsets` record: its key, and its value or `None` for a tombstone.
 pub type Record = (Bytes, Option<Bytes>);
@@ -93,11 +88,11 @@ async fn append_to(
 }
 
 /// The end (exclusive) of the batch starting at `start`: at least one record, then records
-/// until the batch reaches [`WRITE_BATCH_BYTES`].
+/// until the batch reaches [`OFFSETS_WRITE_BATCH_BYTES`].
 fn batch_end(recs: &[Record], start: usize) -> usize {
     let mut end = start;
     let mut bytes = 0;
-    while end < recs.len() && (end == start || bytes < WRITE_BATCH_BYTES) {
+    while end < recs.len() && (end == start || bytes < OFFSETS_WRITE_BATCH_BYTES) {
         bytes += recs[end].0.len() + recs[end].1.as_ref().map_or(0, Bytes::len) + 24;
         end += 1;
     }
@@ -153,10 +148,13 @@ pub async fn replay(
     let mut next = log.offsets().log_start_offset;
     let mut applied = 0usize;
     loop {
-        let read = log.read(next, REPLAY_READ_BYTES).await.map_err(|e| {
-            tracing::error!(partition = p, error = %e, "replaying __consumer_offsets failed");
-            code::COORDINATOR_NOT_AVAILABLE
-        })?;
+        let read = log
+            .read(next, OFFSETS_REPLAY_READ_BYTES)
+            .await
+            .map_err(|e| {
+                tracing::error!(partition = p, error = %e, "replaying __consumer_offsets failed");
+                code::COORDINATOR_NOT_AVAILABLE
+            })?;
         if read.batches.is_empty() {
             return Ok(applied);
         }
@@ -323,7 +321,7 @@ mod tests {
         assert_eq!(groups.len(), 1);
     }
 
-    /// A big write is split into batches near `WRITE_BATCH_BYTES`, each with at least one
+    /// A big write is split into batches near `OFFSETS_WRITE_BATCH_BYTES`, each with at least one
     /// record, and together they cover every record once.
     #[test]
     fn big_writes_split_into_batches() {

@@ -74,7 +74,10 @@ async fn ensure_offsets_topic(core: &Rc<Core>) -> Result<(), i16> {
     }
     let configs = BTreeMap::from([
         ("cleanup.policy".to_owned(), "compact".to_owned()),
-        ("segment.bytes".to_owned(), (100u64 << 20).to_string()),
+        (
+            "segment.bytes".to_owned(),
+            crate::limits::OFFSETS_SEGMENT_BYTES.to_string(),
+        ),
     ]);
     let change = TopicChange::Create {
         name: OFFSETS_TOPIC.to_owned(),

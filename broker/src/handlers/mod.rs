@@ -190,7 +190,10 @@ fn decode(
     match decoded {
         Ok(request) => Ok((header, request)),
         Err(e) => {
-            tracing::debug!(frame = %hex_prefix(&raw, 512), "malformed request");
+            tracing::debug!(
+                frame = %hex_prefix(&raw, crate::limits::MALFORMED_LOG_BYTES_MAX),
+                "malformed request"
+            );
             core.metrics.rejected("malformed");
             Err(Outcome::Close(format!(
                 "malformed {} v{version} request: {e}",

@@ -26,9 +26,11 @@ const NOFILE_MIN: u64 = 65_536;
 const NOFILE_RECOMMENDED: u64 = 1_048_576;
 /// Largest TCP autotuned buffer wanted: 16 MiB covers 10 Gb/s at 13 ms RTT.
 const TCP_BUFFER_MAX_MIN: u64 = 16 << 20;
-/// glommio listens with a backlog of 1024; `somaxconn` silently caps it.
+/// Each core listens with a backlog of `LISTEN_BACKLOG_MAX` (1024); `somaxconn` silently caps it.
 const SOMAXCONN_MIN: u64 = 1024;
 const SOMAXCONN_RECOMMENDED: u64 = 4096;
+// The least somaxconn the check passes does not cut the backlog each core listens with.
+const _: () = assert!(crate::limits::LISTEN_BACKLOG_MAX as u64 <= SOMAXCONN_MIN);
 const SWAPPINESS_MAX: u64 = 10;
 const AIO_MAX_NR_MIN: u64 = 65_536;
 

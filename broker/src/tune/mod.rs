@@ -168,7 +168,7 @@ impl Target {
 /// Bytes of locked memory glommio needs per executor: `io_memory` registered in three rings,
 /// plus slack for the rings themselves (DESIGN.md, "Measured here").
 pub fn memlock_needed(io_memory_bytes: usize, cores: usize) -> u64 {
-    (3 * io_memory_bytes as u64 + 2 * 1024 * 1024) * cores as u64
+    (3 * io_memory_bytes as u64 + crate::limits::MEMLOCK_RING_BYTES) * cores as u64
 }
 
 /// `dir` made absolute against the working directory. On the real root, the deepest existing

@@ -13,6 +13,7 @@ use crate::compact::{
 };
 use crate::error::Result;
 use crate::io::Storage;
+use crate::limits::SCAN_READ_BYTES;
 use crate::segment::{Segment, SegmentFile};
 
 /// Clears the partition's "compacting" flag on every exit path.
@@ -83,7 +84,7 @@ impl<S: Storage> Partition<S> {
         Cleaner {
             storage: &inner.storage,
             dir: &inner.dir,
-            chunk: inner.shard_config.read_bytes_min.max(1 << 20),
+            chunk: inner.shard_config.read_bytes_min.max(SCAN_READ_BYTES),
             decompressed_max: inner.shard_config.decompressed_batch_bytes_max,
             index_interval_bytes: inner.config.index_interval_bytes,
         }

@@ -21,6 +21,7 @@ use crate::error::{Result, ShardError, io_err};
 use crate::files::{FileCache, close_evicted};
 use crate::index::SparseIndex;
 use crate::io::{OpenMode, Storage, StorageFile, read_file};
+use crate::limits::SCAN_READ_BYTES;
 use crate::meta::{self, META_FILE, PartitionMeta};
 use crate::notify::{AsyncLock, Notify};
 use crate::producer_state::{ProducerBatch, ProducerTable, last_sequence};
@@ -405,7 +406,7 @@ impl<S: Storage> Recovery<'_, S> {
             seg.next_offset = next_offset;
             seg.max_timestamp = max_timestamp;
         } else {
-            let chunk = self.shard_config.read_bytes_min.max(1 << 20);
+            let chunk = self.shard_config.read_bytes_min.max(SCAN_READ_BYTES);
             let interval = self.config.index_interval_bytes;
             let scan = scan_segment(file, base, file_bytes, interval, chunk, gaps)
                 .await

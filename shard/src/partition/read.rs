@@ -12,6 +12,7 @@ use super::{Partition, ReadResult, corrupt};
 use crate::cache::collect_run;
 use crate::error::{Result, ShardError, io_err};
 use crate::io::{Storage, StorageFile};
+use crate::limits::SCAN_READ_BYTES;
 use crate::segment::segment_file;
 
 /// `baseOffset + lastOffsetDelta + 1` of a stored batch (its header was checked).
@@ -349,7 +350,7 @@ impl<S: Storage> Partition<S> {
                 return Ok(TimeSearch::NotHere);
             }
             let path = segment_file(&inner.dir, base, "log");
-            let want = (limit - cursor).min(1 << 20) as usize;
+            let want = (limit - cursor).min(SCAN_READ_BYTES as u64) as usize;
             let data = file
                 .read_at(cursor, want)
                 .await

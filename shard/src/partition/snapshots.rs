@@ -11,8 +11,9 @@ use sluice_net::record_batch::{self, peek_batch_size};
 use super::{Partition, corrupt};
 use crate::error::{Result, io_err};
 use crate::io::{Storage, StorageFile, read_file, write_file_atomic};
+use crate::limits::{SCAN_READ_BYTES, SNAPSHOTS_KEPT};
 use crate::producer_state::{
-    ProducerBatch, ProducerTable, SNAPSHOTS_KEPT, last_sequence, parse_snapshot_name, snapshot_name,
+    ProducerBatch, ProducerTable, last_sequence, parse_snapshot_name, snapshot_name,
 };
 use crate::segment::segment_file;
 
@@ -107,7 +108,7 @@ impl<S: Storage> Partition<S> {
                 })
                 .collect()
         };
-        let chunk = inner.shard_config.read_bytes_min.max(1 << 20);
+        let chunk = inner.shard_config.read_bytes_min.max(SCAN_READ_BYTES);
         for (base, pos, limit) in segs {
             let read;
             let batches = match scanned.get(&base) {

@@ -8,6 +8,7 @@ use super::open::scan_segment;
 use super::{Partition, corrupt};
 use crate::error::{Result, ShardError, io_err};
 use crate::io::{Storage, StorageFile};
+use crate::limits::SCAN_READ_BYTES;
 use crate::segment::segment_file;
 impl<S: Storage> Partition<S> {
     /// Removes every batch whose last offset is at or after `offset` (a batch is never split):
@@ -195,7 +196,7 @@ impl<S: Storage> Partition<S> {
             keep_base,
             cut_pos,
             inner.config.index_interval_bytes,
-            1 << 20,
+            SCAN_READ_BYTES,
             gaps,
         )
         .await
