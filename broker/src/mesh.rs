@@ -35,6 +35,8 @@ pub enum Envelope<Req, Rep> {
 pub enum MeshError {
     #[error("cores did not all join the mesh within {0:?}: a core failed to start")]
     JoinTimeout(Duration),
+    #[error("joining the mesh failed: {0}")]
+    Join(String),
     #[error("core {0} is gone")]
     PeerGone(usize),
 }
@@ -87,7 +89,7 @@ impl<Req: Send + 'static, Rep: Send + 'static> Mesh<Req, Rep> {
             .await;
             match tick {
                 Some(Ok(pair)) => break pair,
-                Some(Err(_)) => return Err(MeshError::JoinTimeout(timeout)),
+                Some(Err(e)) => return Err(MeshError::Join(e.to_string())),
                 None if std::time::Instant::now() >= deadline => {
                     return Err(MeshError::JoinTimeout(timeout));
                 }
