@@ -158,8 +158,13 @@ def acks_0_and_1(t, bs):
         futs = [p.send(topic, value=f"acks{acks}-{i}".encode(), timestamp_ms=TS0 + i) for i in range(50)]
         p.flush(timeout=30)
         offs = [f.get(timeout=20).offset for f in futs]
-        # acks=0: the client never learns the offset (kafka-python reports -1)
-        t.rec("acks", acks=acks, offsets_first_last=[offs[0], offs[-1]])
+        if acks == 0:
+            # The client never learns the offsets: kafka-python makes them up from its own
+            # batching (relative offsets in whatever batches its sender thread cut), which
+            # depends on timing, not on the broker. Record only that every send resolved.
+            t.rec("acks", acks=acks, resolved=len(offs))
+        else:
+            t.rec("acks", acks=acks, offsets_first_last=[offs[0], offs[-1]])
         p.close()
     got, _ = consume_all(bs, topic, 1, 100)
     t.rec("consumed", count=len(got), first=got[0]["value"] if got else None, last=got[-1]["value"] if got else None)
