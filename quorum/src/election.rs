@@ -198,7 +198,7 @@ impl<L: Log> Replica<L> {
             .unwrap_or(preferred.len());
         let rank = u64::try_from(rank.min(3)).unwrap_or(3);
         let backoff = rank * self.config.election_timeout_ms / 2;
-        let jitter = self.rng.below(self.config.election_jitter_ms / 4 + 1);
+        let jitter = self.rng.below(self.config.election_jitter_ms / 4);
         let now = self.now_ms;
         if let Role::Follower(f) = &mut self.role
             && f.leader == from
