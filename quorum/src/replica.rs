@@ -148,6 +148,7 @@ impl<L: Log> Replica<L> {
             }
             Role::Leader(leading) => {
                 leading.check_quorum_at = 0;
+                leading.flush_at = 0;
                 for progress in leading.followers.values_mut() {
                     progress.begin_resend_at = 0;
                 }
@@ -358,6 +359,7 @@ impl<L: Log> Replica<L> {
             followers,
             fetched_since_check: std::collections::BTreeSet::new(),
             check_quorum_at: self.now_ms + self.config.fetch_timeout_ms * 3 / 2,
+            flush_at: self.now_ms + self.config.flush_interval_ms,
         }));
         self.log.append(Entry {
             epoch: self.quorum.epoch,

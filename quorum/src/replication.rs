@@ -43,9 +43,15 @@ impl<L: Log> Replica<L> {
     }
 
     pub(crate) fn tick_leader(&mut self) {
-        self.flush_leader();
-        let majority = self.config.majority();
         let now = self.now_ms;
+        let flush_next = now + self.config.flush_interval_ms;
+        if let Role::Leader(leading) = &mut self.role
+            && now >= leading.flush_at
+        {
+            leading.flush_at = flush_next;
+            self.flush_leader();
+        }
+        let majority = self.config.majority();
         let next_check = now + self.config.fetch_timeout_ms * 3 / 2;
         let Role::Leader(leading) = &mut self.role else {
             return;

@@ -77,6 +77,8 @@ pub struct Leading {
     pub fetched_since_check: BTreeSet<NodeId>,
     /// When to check that a majority still fetches.
     pub check_quorum_at: u64,
+    /// When the next tick flushes the log.
+    pub flush_at: u64,
 }
 
 /// A leader's view of one follower.

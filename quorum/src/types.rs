@@ -99,6 +99,9 @@ pub struct Config {
     pub fetch_interval_ms: u64,
     /// Most entries in one Fetch answer.
     pub fetch_entries_max: usize,
+    /// A leader flushes what it appended at most this often (on `tick`; 0: every tick), the
+    /// window in which a crash tears its writes; Kafka's `linger.ms` for the metadata log.
+    pub flush_interval_ms: u64,
 }
 
 impl Config {
@@ -114,6 +117,7 @@ impl Config {
             request_timeout_ms: 50,
             fetch_interval_ms: 20,
             fetch_entries_max: 64,
+            flush_interval_ms: 0,
         }
     }
 

@@ -394,6 +394,30 @@ fn three_epochs() {
     assert!(report.complete, "the search was cut short: {report:?}");
 }
 
+/// Complete: two epochs, elections only (logs of 1 entry), two timeouts and two messages in
+/// flight, so two candidates can stand in one epoch at once. About 1.5 million states, the
+/// slowest of the three (~35 s in debug); it is the one that catches a voter granting twice.
+#[test]
+fn two_candidates_at_once() {
+    let report = run(Bounds {
+        voters: 3,
+        epoch_max: 2,
+        log_max: 1,
+        in_flight_max: 2,
+        proposals_max: 0,
+        crashes_max: 0,
+        timeouts_max: 2,
+        duplicates: false,
+        resend_on_tick: false,
+    });
+    assert!(
+        report.violation.is_none(),
+        "{}",
+        report.violation.unwrap_or_default()
+    );
+    assert!(report.complete, "the search was cut short: {report:?}");
+}
+
 fn run(bounds: Bounds) -> Report {
     let started = Instant::now();
     let report = search(bounds, env_usize("SLUICE_MODEL_STATES", 3_000_000));

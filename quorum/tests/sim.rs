@@ -20,7 +20,8 @@ use std::time::Instant;
 
 use common::Checker;
 use sluice_quorum::{
-    Config, Effect, Log, MemLog, Message, NodeId, Offset, QuorumState, Replica, Rng, RoleKind,
+    Config, Effect, Log, MemLog, Message, NodeId, Offset, Payload, QuorumState, Replica, Rng,
+    RoleKind,
 };
 
 /// Fault rates for one run, drawn from its seed so the sweep covers calm and stormy networks.
@@ -35,6 +36,8 @@ struct Faults {
     heal_per_mille: u64,
     resign_per_mille: u64,
     propose_per_mille: u64,
+    fetch_entries_max: usize,
+    flush_interval_ms: u64,
 }
 
 impl Faults {
@@ -51,6 +54,8 @@ impl Faults {
             heal_per_mille: pick(rng, &[5, 20]),
             resign_per_mille: pick(rng, &[0, 1, 5]),
             propose_per_mille: pick(rng, &[100, 300, 600]),
+            fetch_entries_max: pick(rng, &[16, 64]) as usize,
+            flush_interval_ms: pick(rng, &[0, 10, 50]),
         }
     }
 }
@@ -145,7 +150,9 @@ impl Sim {
     }
 
     fn start(&mut self, node: &mut Node) {
-        let config = Config::new(node.id, self.voters.clone());
+        let mut config = Config::new(node.id, self.voters.clone());
+        config.fetch_entries_max = self.faults.fetch_entries_max;
+        config.flush_interval_ms = self.faults.flush_interval_ms;
         let seed = mix(mix(self.seed, node.id.0 as u64), node.incarnation);
         let log = std::mem::take(&mut node.disk_log);
         node.replica = Some(Replica::new(config, log, node.disk_state, seed, self.now));
@@ -375,38 +382,52 @@ impl Sim {
             node.restart_at = node.restart_at.min(self.now);
         }
         let start = self.now;
-        let mut target: Option<Offset> = None;
+        // (offset, payload, proposed at): re-proposed when a stale leader took it.
+        let mut target: Option<(Offset, Vec<u8>, u64)> = None;
+        let mut attempts = 0u64;
         while self.now < start + bound_ms {
             self.step(false)?;
-            if target.is_none() {
-                target = self.propose_fresh();
+            if target.as_ref().is_none_or(|t| self.now > t.2 + 1000) {
+                attempts += 1;
+                target = self.propose_fresh(attempts).or(target);
             }
-            if let Some(offset) = target
+            if let Some((offset, payload, _)) = &target
+                && self
+                    .checker
+                    .committed
+                    .get(offset)
+                    .is_some_and(|c| c.entry.payload == Payload::Data(payload.clone()))
                 && self
                     .nodes
                     .iter()
-                    .all(|n| n.replica.is_some() && n.applied > offset)
+                    .all(|n| n.replica.is_some() && n.applied > *offset)
             {
                 return Ok(self.now - start);
             }
         }
         Err(format!(
-            "no progress within {bound_ms} ms after healing (fresh entry at {target:?}, applied {:?})",
+            "no progress within {bound_ms} ms after healing (fresh entry {:?}, applied {:?})",
+            target.map(|t| t.0),
             self.nodes.iter().map(|n| n.applied.0).collect::<Vec<_>>()
         ))
     }
 
-    fn propose_fresh(&mut self) -> Option<Offset> {
+    /// Proposes a fresh entry to the leader of the highest epoch.
+    fn propose_fresh(&mut self, attempt: u64) -> Option<(Offset, Vec<u8>, u64)> {
         let now = self.now;
-        let index = self.nodes.iter().position(|n| {
-            n.replica
-                .as_ref()
-                .is_some_and(|r| r.role() == RoleKind::Leader)
-        })?;
+        let index = (0..self.nodes.len())
+            .filter(|&i| {
+                self.nodes[i]
+                    .replica
+                    .as_ref()
+                    .is_some_and(|r| r.role() == RoleKind::Leader)
+            })
+            .max_by_key(|&i| self.nodes[i].replica.as_ref().map(|r| r.epoch()))?;
+        let payload = format!("fresh {attempt}").into_bytes();
         let replica = self.nodes[index].replica.as_mut()?;
-        let offset = replica.propose(now, b"fresh".to_vec()).ok()?;
+        let offset = replica.propose(now, payload.clone()).ok()?;
         self.carry_out(index).ok()?;
-        Some(offset)
+        Some((offset, payload, now))
     }
 }
 
