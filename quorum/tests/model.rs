@@ -396,8 +396,11 @@ fn three_epochs() {
 
 /// Complete: two epochs, elections only (logs of 1 entry), two timeouts and two messages in
 /// flight, so two candidates can stand in one epoch at once. About 1.5 million states, the
-/// slowest of the three (~35 s in debug); it is the one that catches a voter granting twice.
+/// slowest (~35 s in debug on an idle core, so not in the default run); it is the search that
+/// catches a voter granting two votes in one epoch (the simulator catches that too).
+/// `cargo test -p sluice-quorum --test model -- --ignored two_candidates_at_once`.
 #[test]
+#[ignore]
 fn two_candidates_at_once() {
     let report = run(Bounds {
         voters: 3,
