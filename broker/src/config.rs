@@ -70,7 +70,7 @@ pub struct BrokerConfig {
     pub retention_bytes: i64,
     /// Default `max.message.bytes` (largest record batch accepted). 1 MiB + 12 bytes, as Kafka.
     pub message_bytes_max: i32,
-    /// Where core 0 serves Prometheus metrics at `/metrics`: `host:port`, or `off`.
+    /// Where the control core serves Prometheus metrics at `/metrics`: `host:port`, or `off`.
     /// Default `127.0.0.1:9644`. A port that cannot be bound is logged and the broker runs on.
     pub metrics_listen: String,
     /// How long a SIGTERM/SIGINT stop may take before the connections still busy are closed

@@ -56,7 +56,7 @@ pub const OFFSETS_REPLAY_READ_BYTES: usize = 1 << 20;
 /// timestamp -3).
 pub const MAX_TIMESTAMP_READ_BYTES: usize = 1 << 20;
 
-/// Producer ids core 0 reserves per durable write of its allocator file.
+/// Producer ids the control core reserves per durable write of its allocator file.
 pub const PRODUCER_ID_BLOCK: i64 = 1000;
 
 /// Largest HTTP request head read from a metrics scraper.

@@ -1,7 +1,7 @@
 //! The topic registry: names, ids, partition counts and configs of every topic, and which core
 //! owns each partition.
 //!
-//! Core 0 owns the registry: it alone creates, alters and deletes topics, persists the registry
+//! The control core owns the registry: it alone creates, alters and deletes topics, persists the registry
 //! and sends the new table to every other core, each of which keeps its own copy for routing.
 //! The file is an rkyv archive behind a magic and a CRC-32C, written to a temp file, fsynced,
 //! renamed over the old one, and the directory fsynced; it is read with rkyv's checked access,

@@ -1,5 +1,5 @@
 //! Metrics: each core counts in plain cells of its own (no atomics, no locks on the request
-//! path); a scrape of `/metrics` (served by core 0) gathers every core's [`Snapshot`] over the
+//! path); a scrape of `/metrics` (served by the control core) gathers every core's [`Snapshot`] over the
 //! mesh and encodes them in Prometheus' text format with `prometheus-client`, each series
 //! labelled with its `core`.
 
@@ -409,7 +409,7 @@ pub fn encode(snapshots: Vec<Snapshot>) -> String {
     out
 }
 
-/// Serves `GET /metrics` on `addr` until the broker stops (core 0 runs it). A port that cannot
+/// Serves `GET /metrics` on `addr` until the broker stops (the control core runs it). A port that cannot
 /// be bound is logged and metrics are off: the broker itself runs on.
 pub fn spawn_server<F, Fut>(addr: SocketAddr, stop: Rc<dyn Fn() -> bool>, gather: F)
 where

@@ -1,6 +1,6 @@
 //! Producer ids for idempotent producers, unique across restarts.
 //!
-//! Core 0 hands them out. It reserves them in blocks: before giving out an id past the reserved
+//! The control core hands them out. It reserves them in blocks: before giving out an id past the reserved
 //! end it durably records a new end `PRODUCER_ID_BLOCK` further on, so after a crash it resumes
 //! past every id it may have given out (skipping the unused rest of the block, as Kafka does).
 

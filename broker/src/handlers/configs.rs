@@ -1,7 +1,7 @@
 //! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics, brokers, groups and
 //! client-metrics subscriptions, and ListConfigResources.
 //!
-//! Topic changes and dynamic broker configs go through core 0's registry, which persists them;
+//! Topic changes and dynamic broker configs go through the control core's registry, which persists them;
 //! the owning cores then reopen the partitions whose effective settings changed. As in Kafka,
 //! the broker configs that can change at runtime are the broker-level defaults of topic
 //! configs (`log.retention.ms`, `log.segment.bytes`, `message.max.bytes`,
@@ -12,7 +12,7 @@
 //! custom settings and described with a hidden value, as Kafka does.
 //!
 //! Group configs (type 32, `crate::group_config`) and client-metrics subscriptions (type 16,
-//! `crate::client_metrics`) are stored in the registry too, checked as a whole set on core 0
+//! `crate::client_metrics`) are stored in the registry too, checked as a whole set on the control core
 //! as Kafka's controller checks them, and described with Kafka's sources (GROUP_CONFIG 8,
 //! CLIENT_METRICS_CONFIG 7, else DEFAULT_CONFIG 5); nothing else in sluice reads them.
 //!

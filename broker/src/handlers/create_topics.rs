@@ -1,5 +1,5 @@
 //! CreateTopics: validates names, partition counts, replication factors, assignments and
-//! configs as Kafka does, then creates the valid topics through core 0 in one registry change.
+//! configs as Kafka does, then creates the valid topics through the control core in one registry change.
 
 use std::collections::{BTreeMap, HashSet};
 use std::rc::Rc;

@@ -308,7 +308,7 @@ async fn dispatch_admin(core: &Rc<Core>, request: Request, version: i16) -> Resp
     }
 }
 
-/// Applies topic registry changes through core 0; `refused(slot, code, message)` is called for
+/// Applies topic registry changes through the control core; `refused(slot, code, message)` is called for
 /// each change that was refused, with the slot its response entry has.
 pub async fn apply_topic_changes(
     core: &Rc<Core>,
