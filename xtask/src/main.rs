@@ -6,7 +6,8 @@
 //! fails if the committed files differ. `cargo xtask crosscheck [seeds]` has Kafka's own Java
 //! classes parse and re-serialize random encodings from sluice's encoder, and compares `net`'s
 //! error-code table with Kafka's `Errors` enum. Only these commands need Java and Maven;
-//! `cargo build` never does.
+//! `cargo build` never does. `cargo xtask simulate [--seeds N] [--steps N] [--first N]` runs
+//! the quorum simulator's long sweep in release.
 
 mod generate;
 mod schema;
@@ -40,11 +41,61 @@ fn main() -> Result<()> {
             };
             crosscheck(seeds)
         }
+        Some("simulate") => simulate(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask codegen [--check] | cargo xtask crosscheck [seeds]");
+            eprintln!(
+                "usage: cargo xtask codegen [--check] | cargo xtask crosscheck [seeds] | \
+                 cargo xtask simulate [--seeds N] [--steps N] [--first N]"
+            );
             std::process::exit(2);
         }
     }
+}
+
+/// The quorum simulator's long sweep: `--seeds` seeds (default 10,000) of `--steps` steps
+/// (default 5,000) from seed `--first` (default 1,000, past the fixed CI seeds), in release;
+/// it prints its figures and fails on the first seed that breaks a checker, naming the replay.
+fn simulate(args: &[String]) -> Result<()> {
+    let mut env = vec![
+        ("SLUICE_SIM_SEEDS", "10000".to_owned()),
+        ("SLUICE_SIM_STEPS", "5000".to_owned()),
+        ("SLUICE_SIM_FIRST", "1000".to_owned()),
+    ];
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let key = match flag.as_str() {
+            "--seeds" => "SLUICE_SIM_SEEDS",
+            "--steps" => "SLUICE_SIM_STEPS",
+            "--first" => "SLUICE_SIM_FIRST",
+            other => bail!("unknown simulate flag {other:?}"),
+        };
+        let value = it.next().context("a simulate flag takes a number")?;
+        value
+            .parse::<u64>()
+            .context("a simulate flag takes a number")?;
+        if let Some(slot) = env.iter_mut().find(|(k, _)| *k == key) {
+            slot.1 = value.clone();
+        }
+    }
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(repo_root())
+        .args([
+            "test",
+            "-p",
+            "sluice-quorum",
+            "--release",
+            "--test",
+            "sim",
+            "long_run",
+        ])
+        .args(["--", "--ignored", "--nocapture"])
+        .envs(env)
+        .status()
+        .context("run cargo test")?;
+    if !status.success() {
+        bail!("the simulator found a violation (or failed to build): see above");
+    }
+    Ok(())
 }
 
 fn repo_root() -> PathBuf {
