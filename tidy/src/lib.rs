@@ -129,6 +129,25 @@ pub fn check(manifest_dir: &str, rules: &Rules<'_>) -> Vec<String> {
     problems
 }
 
+/// Panics with every broken rule, one per line: a crate's tidy test calls this.
+pub fn assert_tidy(manifest_dir: &str, rules: &Rules<'_>) {
+    let problems = check(manifest_dir, rules);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Panics with every import loop, one per line: a crate's tidy test calls this.
+pub fn assert_no_import_loops(manifest_dir: &str) {
+    let shown: Vec<String> = import_loops(manifest_dir)
+        .iter()
+        .map(|l| l.join(" -> "))
+        .collect();
+    assert!(
+        shown.is_empty(),
+        "files that use each other in a loop:\n{}",
+        shown.join("\n")
+    );
+}
+
 /// The loops in the graph of which source file uses which, each as the files around it
 /// (empty: no loop). A module folder's files are nodes of their own.
 pub fn import_loops(manifest_dir: &str) -> Vec<Vec<String>> {
