@@ -435,3 +435,31 @@ pub fn metric_samples(body: &str) -> Vec<Sample> {
     }
     out
 }
+
+/// Appends `records` (one v2 batch) to partition 0 of `topic` with acks=all (Produce v9):
+/// the partition's error code and base offset.
+pub fn produce(conn: &mut RawConn, topic: &str, records: bytes::Bytes) -> (i16, i64) {
+    let req = sluice_net::Request::Produce(sluice_net::messages::ProduceRequest {
+        acks: -1,
+        timeout_ms: 5000,
+        topic_data: vec![sluice_net::messages::produce_request::TopicProduceData {
+            name: topic.into(),
+            partition_data: vec![
+                sluice_net::messages::produce_request::PartitionProduceData {
+                    index: 0,
+                    records: Some(records.into()),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    match conn.call(sluice_net::ApiKey::Produce, 9, 5, &req) {
+        sluice_net::Response::Produce(r) => {
+            let p = &r.responses[0].partition_responses[0];
+            (p.error_code, p.base_offset)
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}

@@ -7,13 +7,12 @@ use std::time::{Duration, Instant};
 
 use sluice_net::messages::create_topics_request::CreatableTopic;
 use sluice_net::messages::fetch_request::{FetchPartition, FetchTopic};
-use sluice_net::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use sluice_net::messages::{CreateTopicsRequest, FetchRequest, ProduceRequest};
+use sluice_net::messages::{CreateTopicsRequest, FetchRequest};
 use sluice_net::record_batch::build::{BatchSpec, batch};
 use sluice_net::{ApiKey, Request, Response};
 use sluice_tests::{
     Broker, RawConn, call, decode_response, encode_request, expect, free_port, http_get,
-    metric_samples,
+    metric_samples, produce,
 };
 
 /// Long-polling consumers.
@@ -114,29 +113,11 @@ fn answered_long_polls_leave_no_wait_parked() {
     );
 
     let records = batch(&BatchSpec::default(), &[(Some(b"k"), Some(b"woken"))]);
-    let produced = expect!(
-        call(
-            &mut admin,
-            ApiKey::Produce,
-            9,
-            Request::Produce(ProduceRequest {
-                acks: -1,
-                timeout_ms: 5000,
-                topic_data: vec![TopicProduceData {
-                    name: topic.into(),
-                    partition_data: vec![PartitionProduceData {
-                        index: 0,
-                        records: Some(records.into()),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }],
-                ..Default::default()
-            })
-        ),
-        Produce
+    assert_eq!(
+        produce(&mut admin, topic, records).0,
+        0,
+        "the record is appended"
     );
-    assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
 
     for c in &mut consumers {
         let frame = c.recv_frame().expect("the long poll answered");

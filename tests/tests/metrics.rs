@@ -1,11 +1,10 @@
 //! `/metrics` serves Prometheus text that parses, and its counters move with the traffic.
 
+use sluice_net::messages::MetadataRequest;
 use sluice_net::messages::metadata_request::MetadataRequestTopic;
-use sluice_net::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use sluice_net::messages::{MetadataRequest, ProduceRequest};
 use sluice_net::record_batch::build::{BatchSpec, batch};
 use sluice_net::{ApiKey, Request, Response};
-use sluice_tests::{Broker, RawConn, free_port, http_get, metric_samples as samples};
+use sluice_tests::{Broker, RawConn, free_port, http_get, metric_samples as samples, produce};
 
 fn sum(samples: &[sluice_tests::Sample], name: &str, topic: &str) -> f64 {
     samples
@@ -48,24 +47,7 @@ fn metrics_parse_and_move_after_a_produce() {
         ],
     );
     let bytes = records.len() as f64;
-    let req = Request::Produce(ProduceRequest {
-        acks: -1,
-        timeout_ms: 5000,
-        topic_data: vec![TopicProduceData {
-            name: topic.into(),
-            partition_data: vec![PartitionProduceData {
-                index: 0,
-                records: Some(records.into()),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-        ..Default::default()
-    });
-    match c.call(ApiKey::Produce, 9, 2, &req) {
-        Response::Produce(r) => assert_eq!(r.responses[0].partition_responses[0].error_code, 0),
-        other => panic!("unexpected {other:?}"),
-    }
+    assert_eq!(produce(&mut c, topic, records).0, 0);
     let (status, after) = http_get(port, "/metrics");
     assert!(status.contains("200"), "{status}");
     assert!(after.trim_end().ends_with("# EOF"), "ends with # EOF");

@@ -9,7 +9,7 @@ use sluice_net::messages::produce_request::{PartitionProduceData, TopicProduceDa
 use sluice_net::messages::{ApiVersionsRequest, MetadataRequest, ProduceRequest};
 use sluice_net::record_batch::build::{BatchSpec, batch};
 use sluice_net::{ApiKey, BrokerId, Request, Response};
-use sluice_tests::{Broker, RawConn};
+use sluice_tests::{Broker, RawConn, produce};
 
 /// A well-behaved ApiVersions v3 exchange; panics if the broker does not answer properly.
 fn assert_serving(broker: &Broker) {
@@ -27,30 +27,6 @@ fn assert_serving(broker: &Broker) {
                     .iter()
                     .any(|k| k.api_key == ApiKey::Produce.key())
             );
-        }
-        other => panic!("unexpected {other:?}"),
-    }
-}
-
-fn produce(conn: &mut RawConn, topic: &str, records: bytes::Bytes) -> (i16, i64) {
-    let req = Request::Produce(ProduceRequest {
-        acks: -1,
-        timeout_ms: 5000,
-        topic_data: vec![TopicProduceData {
-            name: topic.into(),
-            partition_data: vec![PartitionProduceData {
-                index: 0,
-                records: Some(records.into()),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-        ..Default::default()
-    });
-    match conn.call(ApiKey::Produce, 9, 5, &req) {
-        Response::Produce(r) => {
-            let p = &r.responses[0].partition_responses[0];
-            (p.error_code, p.base_offset)
         }
         other => panic!("unexpected {other:?}"),
     }
