@@ -879,7 +879,135 @@ fn gen_mod(msgs: &[Message], apis: &[Api]) -> String {
         }
         out.push_str("}\n}\n}\n\n");
     }
+    gen_metadata_records(&mut out, msgs);
     out
+}
+
+/// `MetadataRecordType` (a metadata record's `apiKey`, with its versions) and `MetadataRecord`
+/// (any metadata record body), as Kafka's `MetadataRecordType` enum. The frame around a record
+/// in the log (frame version, key and version varints) is hand-written in `net`.
+fn gen_metadata_records(out: &mut String, msgs: &[Message]) {
+    let mut recs: Vec<MetaRec<'_>> = msgs
+        .iter()
+        .filter(|m| m.kind == Kind::Metadata)
+        .filter_map(|m| {
+            let variant = m.name.strip_suffix("Record").unwrap_or(&m.name).to_string();
+            m.api_key.map(|key| MetaRec {
+                msg: m,
+                key,
+                variant,
+            })
+        })
+        .collect();
+    recs.sort_by_key(|r| r.key);
+    gen_metadata_type(out, &recs);
+    gen_metadata_enum(out, &recs);
+}
+
+/// One metadata record schema: its message, key and enum variant name.
+struct MetaRec<'a> {
+    msg: &'a Message,
+    key: i16,
+    variant: String,
+}
+
+fn gen_metadata_type(out: &mut String, recs: &[MetaRec<'_>]) {
+    out.push_str(
+        "/// A metadata-log record type (Kafka's `MetadataRecordType`): the record's `apiKey`.\n\
+         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]\n#[repr(i16)]\n\
+         pub enum MetadataRecordType {\n",
+    );
+    for r in recs {
+        let _ = writeln!(
+            out,
+            "/// `{}` (key {}).\n{} = {},",
+            r.msg.name, r.key, r.variant, r.key
+        );
+    }
+    out.push_str(
+        "}\n\nimpl MetadataRecordType {\n\
+         /// Every metadata record type, in key order.\n\
+         pub const ALL: &[MetadataRecordType] = &[",
+    );
+    for r in recs {
+        let _ = write!(out, "MetadataRecordType::{}, ", r.variant);
+    }
+    out.push_str(
+        "];\n\n/// The type with key `key`, if there is one.\n\
+         pub fn from_i16(key: i16) -> Option<MetadataRecordType> {\nmatch key {\n",
+    );
+    for r in recs {
+        let _ = writeln!(out, "{} => Some(MetadataRecordType::{}),", r.key, r.variant);
+    }
+    out.push_str(
+        "_ => None,\n}\n}\n\n/// The wire key.\npub fn key(self) -> i16 { self as i16 }\n\n\
+         /// The versions the schema defines.\n\
+         pub fn valid_versions(self) -> std::ops::RangeInclusive<i16> {\nmatch self {\n",
+    );
+    for r in recs {
+        let (lo, hi) = (r.msg.valid.lo, r.msg.valid.hi);
+        let _ = writeln!(out, "MetadataRecordType::{} => {lo}..={hi},", r.variant);
+    }
+    out.push_str("}\n}\n}\n\n");
+}
+
+fn gen_metadata_enum(out: &mut String, recs: &[MetaRec<'_>]) {
+    out.push_str(
+        "/// Any metadata record body, by type.\n#[derive(Debug, Clone, PartialEq)]\n\
+         #[allow(clippy::large_enum_variant)]\npub enum MetadataRecord {\n",
+    );
+    for r in recs {
+        let _ = writeln!(out, "/// `{}`.\n{}({}),", r.msg.name, r.variant, r.msg.name);
+    }
+    out.push_str(
+        "}\n\nimpl MetadataRecord {\n\
+         /// Decodes a record body of type `ty` at `version` from `d` (which may hold more).\n\
+         pub fn decode(ty: MetadataRecordType, version: i16, d: &mut rt::Decoder) \
+         -> Result<MetadataRecord, rt::DecodeError> {\n\
+         if !ty.valid_versions().contains(&version) {\n\
+         return Err(d.error(rt::DecodeErrorKind::UnsupportedVersion));\n}\n\
+         Ok(match ty {\n",
+    );
+    for r in recs {
+        let (v, name) = (&r.variant, &r.msg.name);
+        let _ = writeln!(
+            out,
+            "MetadataRecordType::{v} => MetadataRecord::{v}({name}::decode(d, version)?),"
+        );
+    }
+    out.push_str(
+        "})\n}\n\n/// Encodes this body at `version`.\n\
+         pub fn encode(&self, e: &mut rt::Encoder, version: i16) {\nmatch self {\n",
+    );
+    for r in recs {
+        let _ = writeln!(
+            out,
+            "MetadataRecord::{}(m) => m.encode(e, version),",
+            r.variant
+        );
+    }
+    out.push_str(
+        "}\n}\n\n/// This record's type.\npub fn record_type(&self) -> MetadataRecordType {\n\
+         match self {\n",
+    );
+    for r in recs {
+        let v = &r.variant;
+        let _ = writeln!(out, "MetadataRecord::{v}(_) => MetadataRecordType::{v},");
+    }
+    out.push_str(
+        "}\n}\n\n/// A random record of `ty` valid at `version`, for round-trip tests.\n\
+         #[cfg(feature = \"testgen\")]\n\
+         pub fn random(ty: MetadataRecordType, version: i16, r: &mut rt::Rng) -> MetadataRecord {\n\
+         match ty {\n",
+    );
+    for r in recs {
+        let (v, name) = (&r.variant, &r.msg.name);
+        let _ = writeln!(
+            out,
+            "MetadataRecordType::{v} => MetadataRecord::{v}({name}::random(r, version)),"
+        );
+    }
+    out.push_str("}\n}\n}\n\n");
 }
 
 fn flex_test(f: Range) -> String {

@@ -115,8 +115,7 @@ fn codegen(check: bool) -> Result<()> {
 }
 
 fn codegen_in(root: &Path, work: &Path, check: bool) -> Result<()> {
-    let jar = fetch_jar(work)?;
-    let schemas = read_schemas(&jar, work)?;
+    let schemas = read_schemas(work)?;
     let files = generate::generate(&schemas)?;
     let target = root.join("net/src/generated");
     let out = if check {
@@ -252,23 +251,37 @@ fn fetch_artifact(work: &Path, group: &str, artifact: &str, version: &str) -> Re
     Ok(jar)
 }
 
-/// Returns (file name, contents) of every generated schema, sorted by file name.
-fn read_schemas(jar: &Path, work: &Path) -> Result<Vec<(String, String)>> {
-    let dir = work.join("schemas");
+/// Returns (file name, contents) of every generated schema, sorted by file name: the
+/// requests, responses and headers and KRaft's control records of kafka-clients
+/// (`common/message`), and the metadata-log records of kafka-metadata (`common/metadata`).
+fn read_schemas(work: &Path) -> Result<Vec<(String, String)>> {
+    let clients = fetch_jar(work)?;
+    let metadata = fetch_artifact(work, "org.apache.kafka", "kafka-metadata", KAFKA_VERSION)?;
+    let mut out = Vec::new();
+    for (jar, dir) in [(&clients, "common/message"), (&metadata, "common/metadata")] {
+        out.extend(read_schema_dir(jar, dir, work)?);
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The wanted schemas in `dir` of `jar`.
+fn read_schema_dir(jar: &Path, dir: &str, work: &Path) -> Result<Vec<(String, String)>> {
+    let into = work.join("schemas");
     let status = Command::new("unzip")
         .arg("-q")
         .arg("-o")
         .arg(jar)
-        .arg("common/message/*.json")
+        .arg(format!("{dir}/*.json"))
         .arg("-d")
-        .arg(&dir)
+        .arg(&into)
         .status()
         .context("running unzip")?;
     if !status.success() {
         bail!("unzip of {} failed", jar.display());
     }
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir.join("common/message"))? {
+    for entry in std::fs::read_dir(into.join(dir))? {
         let path = entry?.path();
         let name = path
             .file_name()
@@ -280,9 +293,8 @@ fn read_schemas(jar: &Path, work: &Path) -> Result<Vec<(String, String)>> {
             out.push((name, text));
         }
     }
-    out.sort();
     if out.is_empty() {
-        bail!("no request/response schemas found in {}", jar.display());
+        bail!("no wanted schemas in {dir} of {}", jar.display());
     }
     Ok(out)
 }

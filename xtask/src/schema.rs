@@ -180,7 +180,22 @@ pub enum Kind {
     Request,
     Response,
     Header,
+    /// A metadata-log record (`common/metadata/*.json` of kafka-metadata), keyed by `apiKey`.
+    Metadata,
+    /// A KRaft control or snapshot record (`common/message/*.json`, type "data").
+    Data,
 }
+
+/// The "data" schemas that KRaft writes into the metadata log: its control records (leader
+/// change, snapshot header and footer, voters, kraft.version). Other "data" schemas are not
+/// generated.
+pub const KRAFT_DATA: &[&str] = &[
+    "LeaderChangeMessage",
+    "SnapshotHeaderRecord",
+    "SnapshotFooterRecord",
+    "VotersRecord",
+    "KRaftVersionRecord",
+];
 
 #[derive(Debug, Clone)]
 pub struct Message {
@@ -318,6 +333,8 @@ pub fn parse_message(src: &str) -> Result<Message> {
         Some("request") => Kind::Request,
         Some("response") => Kind::Response,
         Some("header") => Kind::Header,
+        Some("metadata") => Kind::Metadata,
+        Some("data") => Kind::Data,
         other => bail!("{name}: message type {other:?} not generated"),
     };
     let api_key = v.get("apiKey").and_then(Value::as_i64).map(|k| k as i16);
@@ -354,10 +371,11 @@ pub fn parse_message(src: &str) -> Result<Message> {
 /// Only request, response and header schemas are generated.
 pub fn is_wanted(src: &str) -> Result<bool> {
     let v: Value = serde_json::from_str(&strip_comments(src))?;
-    let wanted = matches!(
-        str_field(&v, "type"),
-        Some("request" | "response" | "header")
-    );
+    let wanted = match str_field(&v, "type") {
+        Some("request" | "response" | "header" | "metadata") => true,
+        Some("data") => str_field(&v, "name").is_some_and(|n| KRAFT_DATA.contains(&n)),
+        _ => false,
+    };
     let removed = str_field(&v, "validVersions") == Some("none");
     Ok(wanted && !removed)
 }

@@ -15,6 +15,8 @@ pub(crate) mod rt {
 /// The Kafka release these messages were generated from.
 pub const KAFKA_VERSION: &str = "4.4.0";
 
+pub mod abort_transaction_record;
+pub mod access_control_entry_record;
 pub mod add_offsets_to_txn_request;
 pub mod add_offsets_to_txn_response;
 pub mod add_partitions_to_txn_request;
@@ -43,10 +45,15 @@ pub mod assign_replicas_to_dirs_request;
 pub mod assign_replicas_to_dirs_response;
 pub mod begin_quorum_epoch_request;
 pub mod begin_quorum_epoch_response;
+pub mod begin_transaction_record;
 pub mod broker_heartbeat_request;
 pub mod broker_heartbeat_response;
+pub mod broker_registration_change_record;
 pub mod broker_registration_request;
 pub mod broker_registration_response;
+pub mod clear_elr_record;
+pub mod client_quota_record;
+pub mod config_record;
 pub mod consumer_group_describe_request;
 pub mod consumer_group_describe_response;
 pub mod consumer_group_heartbeat_request;
@@ -61,6 +68,7 @@ pub mod create_partitions_request;
 pub mod create_partitions_response;
 pub mod create_topics_request;
 pub mod create_topics_response;
+pub mod delegation_token_record;
 pub mod delete_acls_request;
 pub mod delete_acls_response;
 pub mod delete_groups_request;
@@ -103,12 +111,15 @@ pub mod elect_leaders_request;
 pub mod elect_leaders_response;
 pub mod end_quorum_epoch_request;
 pub mod end_quorum_epoch_response;
+pub mod end_transaction_record;
 pub mod end_txn_request;
 pub mod end_txn_response;
 pub mod envelope_request;
 pub mod envelope_response;
 pub mod expire_delegation_token_request;
 pub mod expire_delegation_token_response;
+pub mod feature_level_record;
+pub mod fence_broker_record;
 pub mod fetch_request;
 pub mod fetch_response;
 pub mod fetch_snapshot_request;
@@ -127,6 +138,8 @@ pub mod initialize_share_group_state_request;
 pub mod initialize_share_group_state_response;
 pub mod join_group_request;
 pub mod join_group_response;
+pub mod k_raft_version_record;
+pub mod leader_change_message;
 pub mod leave_group_request;
 pub mod leave_group_response;
 pub mod list_config_resources_request;
@@ -141,6 +154,7 @@ pub mod list_transactions_request;
 pub mod list_transactions_response;
 pub mod metadata_request;
 pub mod metadata_response;
+pub mod no_op_record;
 pub mod offset_commit_request;
 pub mod offset_commit_response;
 pub mod offset_delete_request;
@@ -149,16 +163,25 @@ pub mod offset_fetch_request;
 pub mod offset_fetch_response;
 pub mod offset_for_leader_epoch_request;
 pub mod offset_for_leader_epoch_response;
+pub mod partition_change_record;
+pub mod partition_record;
 pub mod produce_request;
 pub mod produce_response;
+pub mod producer_ids_record;
 pub mod push_telemetry_request;
 pub mod push_telemetry_response;
 pub mod read_share_group_state_request;
 pub mod read_share_group_state_response;
 pub mod read_share_group_state_summary_request;
 pub mod read_share_group_state_summary_response;
+pub mod register_broker_record;
+pub mod register_controller_record;
+pub mod remove_access_control_entry_record;
+pub mod remove_delegation_token_record;
 pub mod remove_raft_voter_request;
 pub mod remove_raft_voter_response;
+pub mod remove_topic_record;
+pub mod remove_user_scram_credential_record;
 pub mod renew_delegation_token_request;
 pub mod renew_delegation_token_response;
 pub mod request_header;
@@ -175,6 +198,8 @@ pub mod share_group_describe_request;
 pub mod share_group_describe_response;
 pub mod share_group_heartbeat_request;
 pub mod share_group_heartbeat_response;
+pub mod snapshot_footer_record;
+pub mod snapshot_header_record;
 pub mod streams_group_describe_request;
 pub mod streams_group_describe_response;
 pub mod streams_group_heartbeat_request;
@@ -183,23 +208,32 @@ pub mod streams_group_topology_description_update_request;
 pub mod streams_group_topology_description_update_response;
 pub mod sync_group_request;
 pub mod sync_group_response;
+pub mod topic_record;
 pub mod txn_offset_commit_request;
 pub mod txn_offset_commit_response;
+pub mod unfence_broker_record;
+pub mod unregister_broker_record;
 pub mod unregister_broker_request;
 pub mod unregister_broker_response;
+pub mod unregister_controller_record;
 pub mod unregister_controller_request;
 pub mod unregister_controller_response;
 pub mod update_features_request;
 pub mod update_features_response;
 pub mod update_raft_voter_request;
 pub mod update_raft_voter_response;
+pub mod user_scram_credential_record;
 pub mod vote_request;
 pub mod vote_response;
+pub mod voters_record;
 pub mod write_share_group_state_request;
 pub mod write_share_group_state_response;
 pub mod write_txn_markers_request;
 pub mod write_txn_markers_response;
+pub mod zk_migration_state_record;
 
+pub use abort_transaction_record::AbortTransactionRecord;
+pub use access_control_entry_record::AccessControlEntryRecord;
 pub use add_offsets_to_txn_request::AddOffsetsToTxnRequest;
 pub use add_offsets_to_txn_response::AddOffsetsToTxnResponse;
 pub use add_partitions_to_txn_request::AddPartitionsToTxnRequest;
@@ -228,10 +262,15 @@ pub use assign_replicas_to_dirs_request::AssignReplicasToDirsRequest;
 pub use assign_replicas_to_dirs_response::AssignReplicasToDirsResponse;
 pub use begin_quorum_epoch_request::BeginQuorumEpochRequest;
 pub use begin_quorum_epoch_response::BeginQuorumEpochResponse;
+pub use begin_transaction_record::BeginTransactionRecord;
 pub use broker_heartbeat_request::BrokerHeartbeatRequest;
 pub use broker_heartbeat_response::BrokerHeartbeatResponse;
+pub use broker_registration_change_record::BrokerRegistrationChangeRecord;
 pub use broker_registration_request::BrokerRegistrationRequest;
 pub use broker_registration_response::BrokerRegistrationResponse;
+pub use clear_elr_record::ClearElrRecord;
+pub use client_quota_record::ClientQuotaRecord;
+pub use config_record::ConfigRecord;
 pub use consumer_group_describe_request::ConsumerGroupDescribeRequest;
 pub use consumer_group_describe_response::ConsumerGroupDescribeResponse;
 pub use consumer_group_heartbeat_request::ConsumerGroupHeartbeatRequest;
@@ -246,6 +285,7 @@ pub use create_partitions_request::CreatePartitionsRequest;
 pub use create_partitions_response::CreatePartitionsResponse;
 pub use create_topics_request::CreateTopicsRequest;
 pub use create_topics_response::CreateTopicsResponse;
+pub use delegation_token_record::DelegationTokenRecord;
 pub use delete_acls_request::DeleteAclsRequest;
 pub use delete_acls_response::DeleteAclsResponse;
 pub use delete_groups_request::DeleteGroupsRequest;
@@ -288,12 +328,15 @@ pub use elect_leaders_request::ElectLeadersRequest;
 pub use elect_leaders_response::ElectLeadersResponse;
 pub use end_quorum_epoch_request::EndQuorumEpochRequest;
 pub use end_quorum_epoch_response::EndQuorumEpochResponse;
+pub use end_transaction_record::EndTransactionRecord;
 pub use end_txn_request::EndTxnRequest;
 pub use end_txn_response::EndTxnResponse;
 pub use envelope_request::EnvelopeRequest;
 pub use envelope_response::EnvelopeResponse;
 pub use expire_delegation_token_request::ExpireDelegationTokenRequest;
 pub use expire_delegation_token_response::ExpireDelegationTokenResponse;
+pub use feature_level_record::FeatureLevelRecord;
+pub use fence_broker_record::FenceBrokerRecord;
 pub use fetch_request::FetchRequest;
 pub use fetch_response::FetchResponse;
 pub use fetch_snapshot_request::FetchSnapshotRequest;
@@ -312,6 +355,8 @@ pub use initialize_share_group_state_request::InitializeShareGroupStateRequest;
 pub use initialize_share_group_state_response::InitializeShareGroupStateResponse;
 pub use join_group_request::JoinGroupRequest;
 pub use join_group_response::JoinGroupResponse;
+pub use k_raft_version_record::KRaftVersionRecord;
+pub use leader_change_message::LeaderChangeMessage;
 pub use leave_group_request::LeaveGroupRequest;
 pub use leave_group_response::LeaveGroupResponse;
 pub use list_config_resources_request::ListConfigResourcesRequest;
@@ -326,6 +371,7 @@ pub use list_transactions_request::ListTransactionsRequest;
 pub use list_transactions_response::ListTransactionsResponse;
 pub use metadata_request::MetadataRequest;
 pub use metadata_response::MetadataResponse;
+pub use no_op_record::NoOpRecord;
 pub use offset_commit_request::OffsetCommitRequest;
 pub use offset_commit_response::OffsetCommitResponse;
 pub use offset_delete_request::OffsetDeleteRequest;
@@ -334,16 +380,25 @@ pub use offset_fetch_request::OffsetFetchRequest;
 pub use offset_fetch_response::OffsetFetchResponse;
 pub use offset_for_leader_epoch_request::OffsetForLeaderEpochRequest;
 pub use offset_for_leader_epoch_response::OffsetForLeaderEpochResponse;
+pub use partition_change_record::PartitionChangeRecord;
+pub use partition_record::PartitionRecord;
 pub use produce_request::ProduceRequest;
 pub use produce_response::ProduceResponse;
+pub use producer_ids_record::ProducerIdsRecord;
 pub use push_telemetry_request::PushTelemetryRequest;
 pub use push_telemetry_response::PushTelemetryResponse;
 pub use read_share_group_state_request::ReadShareGroupStateRequest;
 pub use read_share_group_state_response::ReadShareGroupStateResponse;
 pub use read_share_group_state_summary_request::ReadShareGroupStateSummaryRequest;
 pub use read_share_group_state_summary_response::ReadShareGroupStateSummaryResponse;
+pub use register_broker_record::RegisterBrokerRecord;
+pub use register_controller_record::RegisterControllerRecord;
+pub use remove_access_control_entry_record::RemoveAccessControlEntryRecord;
+pub use remove_delegation_token_record::RemoveDelegationTokenRecord;
 pub use remove_raft_voter_request::RemoveRaftVoterRequest;
 pub use remove_raft_voter_response::RemoveRaftVoterResponse;
+pub use remove_topic_record::RemoveTopicRecord;
+pub use remove_user_scram_credential_record::RemoveUserScramCredentialRecord;
 pub use renew_delegation_token_request::RenewDelegationTokenRequest;
 pub use renew_delegation_token_response::RenewDelegationTokenResponse;
 pub use request_header::RequestHeader;
@@ -360,6 +415,8 @@ pub use share_group_describe_request::ShareGroupDescribeRequest;
 pub use share_group_describe_response::ShareGroupDescribeResponse;
 pub use share_group_heartbeat_request::ShareGroupHeartbeatRequest;
 pub use share_group_heartbeat_response::ShareGroupHeartbeatResponse;
+pub use snapshot_footer_record::SnapshotFooterRecord;
+pub use snapshot_header_record::SnapshotHeaderRecord;
 pub use streams_group_describe_request::StreamsGroupDescribeRequest;
 pub use streams_group_describe_response::StreamsGroupDescribeResponse;
 pub use streams_group_heartbeat_request::StreamsGroupHeartbeatRequest;
@@ -368,22 +425,29 @@ pub use streams_group_topology_description_update_request::StreamsGroupTopologyD
 pub use streams_group_topology_description_update_response::StreamsGroupTopologyDescriptionUpdateResponse;
 pub use sync_group_request::SyncGroupRequest;
 pub use sync_group_response::SyncGroupResponse;
+pub use topic_record::TopicRecord;
 pub use txn_offset_commit_request::TxnOffsetCommitRequest;
 pub use txn_offset_commit_response::TxnOffsetCommitResponse;
+pub use unfence_broker_record::UnfenceBrokerRecord;
+pub use unregister_broker_record::UnregisterBrokerRecord;
 pub use unregister_broker_request::UnregisterBrokerRequest;
 pub use unregister_broker_response::UnregisterBrokerResponse;
+pub use unregister_controller_record::UnregisterControllerRecord;
 pub use unregister_controller_request::UnregisterControllerRequest;
 pub use unregister_controller_response::UnregisterControllerResponse;
 pub use update_features_request::UpdateFeaturesRequest;
 pub use update_features_response::UpdateFeaturesResponse;
 pub use update_raft_voter_request::UpdateRaftVoterRequest;
 pub use update_raft_voter_response::UpdateRaftVoterResponse;
+pub use user_scram_credential_record::UserScramCredentialRecord;
 pub use vote_request::VoteRequest;
 pub use vote_response::VoteResponse;
+pub use voters_record::VotersRecord;
 pub use write_share_group_state_request::WriteShareGroupStateRequest;
 pub use write_share_group_state_response::WriteShareGroupStateResponse;
 pub use write_txn_markers_request::WriteTxnMarkersRequest;
 pub use write_txn_markers_response::WriteTxnMarkersResponse;
+pub use zk_migration_state_record::ZkMigrationStateRecord;
 
 /// A Kafka API key, with the version range its schema defines (which is not the range
 /// the broker advertises: that comes from what the broker implements).
@@ -2975,6 +3039,487 @@ impl Response {
             }
             ApiKey::UnregisterController => {
                 Response::UnregisterController(UnregisterControllerResponse::random(r, version))
+            }
+        }
+    }
+}
+
+/// A metadata-log record type (Kafka's `MetadataRecordType`): the record's `apiKey`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(i16)]
+pub enum MetadataRecordType {
+    /// `RegisterBrokerRecord` (key 0).
+    RegisterBroker = 0,
+    /// `UnregisterBrokerRecord` (key 1).
+    UnregisterBroker = 1,
+    /// `TopicRecord` (key 2).
+    Topic = 2,
+    /// `PartitionRecord` (key 3).
+    Partition = 3,
+    /// `ConfigRecord` (key 4).
+    Config = 4,
+    /// `PartitionChangeRecord` (key 5).
+    PartitionChange = 5,
+    /// `FenceBrokerRecord` (key 7).
+    FenceBroker = 7,
+    /// `UnfenceBrokerRecord` (key 8).
+    UnfenceBroker = 8,
+    /// `RemoveTopicRecord` (key 9).
+    RemoveTopic = 9,
+    /// `DelegationTokenRecord` (key 10).
+    DelegationToken = 10,
+    /// `UserScramCredentialRecord` (key 11).
+    UserScramCredential = 11,
+    /// `FeatureLevelRecord` (key 12).
+    FeatureLevel = 12,
+    /// `ClientQuotaRecord` (key 14).
+    ClientQuota = 14,
+    /// `ProducerIdsRecord` (key 15).
+    ProducerIds = 15,
+    /// `BrokerRegistrationChangeRecord` (key 17).
+    BrokerRegistrationChange = 17,
+    /// `AccessControlEntryRecord` (key 18).
+    AccessControlEntry = 18,
+    /// `RemoveAccessControlEntryRecord` (key 19).
+    RemoveAccessControlEntry = 19,
+    /// `NoOpRecord` (key 20).
+    NoOp = 20,
+    /// `ZkMigrationStateRecord` (key 21).
+    ZkMigrationState = 21,
+    /// `RemoveUserScramCredentialRecord` (key 22).
+    RemoveUserScramCredential = 22,
+    /// `BeginTransactionRecord` (key 23).
+    BeginTransaction = 23,
+    /// `EndTransactionRecord` (key 24).
+    EndTransaction = 24,
+    /// `AbortTransactionRecord` (key 25).
+    AbortTransaction = 25,
+    /// `RemoveDelegationTokenRecord` (key 26).
+    RemoveDelegationToken = 26,
+    /// `RegisterControllerRecord` (key 27).
+    RegisterController = 27,
+    /// `ClearElrRecord` (key 28).
+    ClearElr = 28,
+    /// `UnregisterControllerRecord` (key 29).
+    UnregisterController = 29,
+}
+
+impl MetadataRecordType {
+    /// Every metadata record type, in key order.
+    pub const ALL: &[MetadataRecordType] = &[
+        MetadataRecordType::RegisterBroker,
+        MetadataRecordType::UnregisterBroker,
+        MetadataRecordType::Topic,
+        MetadataRecordType::Partition,
+        MetadataRecordType::Config,
+        MetadataRecordType::PartitionChange,
+        MetadataRecordType::FenceBroker,
+        MetadataRecordType::UnfenceBroker,
+        MetadataRecordType::RemoveTopic,
+        MetadataRecordType::DelegationToken,
+        MetadataRecordType::UserScramCredential,
+        MetadataRecordType::FeatureLevel,
+        MetadataRecordType::ClientQuota,
+        MetadataRecordType::ProducerIds,
+        MetadataRecordType::BrokerRegistrationChange,
+        MetadataRecordType::AccessControlEntry,
+        MetadataRecordType::RemoveAccessControlEntry,
+        MetadataRecordType::NoOp,
+        MetadataRecordType::ZkMigrationState,
+        MetadataRecordType::RemoveUserScramCredential,
+        MetadataRecordType::BeginTransaction,
+        MetadataRecordType::EndTransaction,
+        MetadataRecordType::AbortTransaction,
+        MetadataRecordType::RemoveDelegationToken,
+        MetadataRecordType::RegisterController,
+        MetadataRecordType::ClearElr,
+        MetadataRecordType::UnregisterController,
+    ];
+
+    /// The type with key `key`, if there is one.
+    pub fn from_i16(key: i16) -> Option<MetadataRecordType> {
+        match key {
+            0 => Some(MetadataRecordType::RegisterBroker),
+            1 => Some(MetadataRecordType::UnregisterBroker),
+            2 => Some(MetadataRecordType::Topic),
+            3 => Some(MetadataRecordType::Partition),
+            4 => Some(MetadataRecordType::Config),
+            5 => Some(MetadataRecordType::PartitionChange),
+            7 => Some(MetadataRecordType::FenceBroker),
+            8 => Some(MetadataRecordType::UnfenceBroker),
+            9 => Some(MetadataRecordType::RemoveTopic),
+            10 => Some(MetadataRecordType::DelegationToken),
+            11 => Some(MetadataRecordType::UserScramCredential),
+            12 => Some(MetadataRecordType::FeatureLevel),
+            14 => Some(MetadataRecordType::ClientQuota),
+            15 => Some(MetadataRecordType::ProducerIds),
+            17 => Some(MetadataRecordType::BrokerRegistrationChange),
+            18 => Some(MetadataRecordType::AccessControlEntry),
+            19 => Some(MetadataRecordType::RemoveAccessControlEntry),
+            20 => Some(MetadataRecordType::NoOp),
+            21 => Some(MetadataRecordType::ZkMigrationState),
+            22 => Some(MetadataRecordType::RemoveUserScramCredential),
+            23 => Some(MetadataRecordType::BeginTransaction),
+            24 => Some(MetadataRecordType::EndTransaction),
+            25 => Some(MetadataRecordType::AbortTransaction),
+            26 => Some(MetadataRecordType::RemoveDelegationToken),
+            27 => Some(MetadataRecordType::RegisterController),
+            28 => Some(MetadataRecordType::ClearElr),
+            29 => Some(MetadataRecordType::UnregisterController),
+            _ => None,
+        }
+    }
+
+    /// The wire key.
+    pub fn key(self) -> i16 {
+        self as i16
+    }
+
+    /// The versions the schema defines.
+    pub fn valid_versions(self) -> std::ops::RangeInclusive<i16> {
+        match self {
+            MetadataRecordType::RegisterBroker => 0..=4,
+            MetadataRecordType::UnregisterBroker => 0..=0,
+            MetadataRecordType::Topic => 0..=0,
+            MetadataRecordType::Partition => 0..=2,
+            MetadataRecordType::Config => 0..=0,
+            MetadataRecordType::PartitionChange => 0..=2,
+            MetadataRecordType::FenceBroker => 0..=0,
+            MetadataRecordType::UnfenceBroker => 0..=0,
+            MetadataRecordType::RemoveTopic => 0..=0,
+            MetadataRecordType::DelegationToken => 0..=0,
+            MetadataRecordType::UserScramCredential => 0..=0,
+            MetadataRecordType::FeatureLevel => 0..=0,
+            MetadataRecordType::ClientQuota => 0..=0,
+            MetadataRecordType::ProducerIds => 0..=0,
+            MetadataRecordType::BrokerRegistrationChange => 0..=3,
+            MetadataRecordType::AccessControlEntry => 0..=0,
+            MetadataRecordType::RemoveAccessControlEntry => 0..=0,
+            MetadataRecordType::NoOp => 0..=0,
+            MetadataRecordType::ZkMigrationState => 0..=0,
+            MetadataRecordType::RemoveUserScramCredential => 0..=0,
+            MetadataRecordType::BeginTransaction => 0..=0,
+            MetadataRecordType::EndTransaction => 0..=0,
+            MetadataRecordType::AbortTransaction => 0..=0,
+            MetadataRecordType::RemoveDelegationToken => 0..=0,
+            MetadataRecordType::RegisterController => 0..=0,
+            MetadataRecordType::ClearElr => 0..=0,
+            MetadataRecordType::UnregisterController => 0..=0,
+        }
+    }
+}
+
+/// Any metadata record body, by type.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)]
+pub enum MetadataRecord {
+    /// `RegisterBrokerRecord`.
+    RegisterBroker(RegisterBrokerRecord),
+    /// `UnregisterBrokerRecord`.
+    UnregisterBroker(UnregisterBrokerRecord),
+    /// `TopicRecord`.
+    Topic(TopicRecord),
+    /// `PartitionRecord`.
+    Partition(PartitionRecord),
+    /// `ConfigRecord`.
+    Config(ConfigRecord),
+    /// `PartitionChangeRecord`.
+    PartitionChange(PartitionChangeRecord),
+    /// `FenceBrokerRecord`.
+    FenceBroker(FenceBrokerRecord),
+    /// `UnfenceBrokerRecord`.
+    UnfenceBroker(UnfenceBrokerRecord),
+    /// `RemoveTopicRecord`.
+    RemoveTopic(RemoveTopicRecord),
+    /// `DelegationTokenRecord`.
+    DelegationToken(DelegationTokenRecord),
+    /// `UserScramCredentialRecord`.
+    UserScramCredential(UserScramCredentialRecord),
+    /// `FeatureLevelRecord`.
+    FeatureLevel(FeatureLevelRecord),
+    /// `ClientQuotaRecord`.
+    ClientQuota(ClientQuotaRecord),
+    /// `ProducerIdsRecord`.
+    ProducerIds(ProducerIdsRecord),
+    /// `BrokerRegistrationChangeRecord`.
+    BrokerRegistrationChange(BrokerRegistrationChangeRecord),
+    /// `AccessControlEntryRecord`.
+    AccessControlEntry(AccessControlEntryRecord),
+    /// `RemoveAccessControlEntryRecord`.
+    RemoveAccessControlEntry(RemoveAccessControlEntryRecord),
+    /// `NoOpRecord`.
+    NoOp(NoOpRecord),
+    /// `ZkMigrationStateRecord`.
+    ZkMigrationState(ZkMigrationStateRecord),
+    /// `RemoveUserScramCredentialRecord`.
+    RemoveUserScramCredential(RemoveUserScramCredentialRecord),
+    /// `BeginTransactionRecord`.
+    BeginTransaction(BeginTransactionRecord),
+    /// `EndTransactionRecord`.
+    EndTransaction(EndTransactionRecord),
+    /// `AbortTransactionRecord`.
+    AbortTransaction(AbortTransactionRecord),
+    /// `RemoveDelegationTokenRecord`.
+    RemoveDelegationToken(RemoveDelegationTokenRecord),
+    /// `RegisterControllerRecord`.
+    RegisterController(RegisterControllerRecord),
+    /// `ClearElrRecord`.
+    ClearElr(ClearElrRecord),
+    /// `UnregisterControllerRecord`.
+    UnregisterController(UnregisterControllerRecord),
+}
+
+impl MetadataRecord {
+    /// Decodes a record body of type `ty` at `version` from `d` (which may hold more).
+    pub fn decode(
+        ty: MetadataRecordType,
+        version: i16,
+        d: &mut rt::Decoder,
+    ) -> Result<MetadataRecord, rt::DecodeError> {
+        if !ty.valid_versions().contains(&version) {
+            return Err(d.error(rt::DecodeErrorKind::UnsupportedVersion));
+        }
+        Ok(match ty {
+            MetadataRecordType::RegisterBroker => {
+                MetadataRecord::RegisterBroker(RegisterBrokerRecord::decode(d, version)?)
+            }
+            MetadataRecordType::UnregisterBroker => {
+                MetadataRecord::UnregisterBroker(UnregisterBrokerRecord::decode(d, version)?)
+            }
+            MetadataRecordType::Topic => MetadataRecord::Topic(TopicRecord::decode(d, version)?),
+            MetadataRecordType::Partition => {
+                MetadataRecord::Partition(PartitionRecord::decode(d, version)?)
+            }
+            MetadataRecordType::Config => MetadataRecord::Config(ConfigRecord::decode(d, version)?),
+            MetadataRecordType::PartitionChange => {
+                MetadataRecord::PartitionChange(PartitionChangeRecord::decode(d, version)?)
+            }
+            MetadataRecordType::FenceBroker => {
+                MetadataRecord::FenceBroker(FenceBrokerRecord::decode(d, version)?)
+            }
+            MetadataRecordType::UnfenceBroker => {
+                MetadataRecord::UnfenceBroker(UnfenceBrokerRecord::decode(d, version)?)
+            }
+            MetadataRecordType::RemoveTopic => {
+                MetadataRecord::RemoveTopic(RemoveTopicRecord::decode(d, version)?)
+            }
+            MetadataRecordType::DelegationToken => {
+                MetadataRecord::DelegationToken(DelegationTokenRecord::decode(d, version)?)
+            }
+            MetadataRecordType::UserScramCredential => {
+                MetadataRecord::UserScramCredential(UserScramCredentialRecord::decode(d, version)?)
+            }
+            MetadataRecordType::FeatureLevel => {
+                MetadataRecord::FeatureLevel(FeatureLevelRecord::decode(d, version)?)
+            }
+            MetadataRecordType::ClientQuota => {
+                MetadataRecord::ClientQuota(ClientQuotaRecord::decode(d, version)?)
+            }
+            MetadataRecordType::ProducerIds => {
+                MetadataRecord::ProducerIds(ProducerIdsRecord::decode(d, version)?)
+            }
+            MetadataRecordType::BrokerRegistrationChange => {
+                MetadataRecord::BrokerRegistrationChange(BrokerRegistrationChangeRecord::decode(
+                    d, version,
+                )?)
+            }
+            MetadataRecordType::AccessControlEntry => {
+                MetadataRecord::AccessControlEntry(AccessControlEntryRecord::decode(d, version)?)
+            }
+            MetadataRecordType::RemoveAccessControlEntry => {
+                MetadataRecord::RemoveAccessControlEntry(RemoveAccessControlEntryRecord::decode(
+                    d, version,
+                )?)
+            }
+            MetadataRecordType::NoOp => MetadataRecord::NoOp(NoOpRecord::decode(d, version)?),
+            MetadataRecordType::ZkMigrationState => {
+                MetadataRecord::ZkMigrationState(ZkMigrationStateRecord::decode(d, version)?)
+            }
+            MetadataRecordType::RemoveUserScramCredential => {
+                MetadataRecord::RemoveUserScramCredential(RemoveUserScramCredentialRecord::decode(
+                    d, version,
+                )?)
+            }
+            MetadataRecordType::BeginTransaction => {
+                MetadataRecord::BeginTransaction(BeginTransactionRecord::decode(d, version)?)
+            }
+            MetadataRecordType::EndTransaction => {
+                MetadataRecord::EndTransaction(EndTransactionRecord::decode(d, version)?)
+            }
+            MetadataRecordType::AbortTransaction => {
+                MetadataRecord::AbortTransaction(AbortTransactionRecord::decode(d, version)?)
+            }
+            MetadataRecordType::RemoveDelegationToken => MetadataRecord::RemoveDelegationToken(
+                RemoveDelegationTokenRecord::decode(d, version)?,
+            ),
+            MetadataRecordType::RegisterController => {
+                MetadataRecord::RegisterController(RegisterControllerRecord::decode(d, version)?)
+            }
+            MetadataRecordType::ClearElr => {
+                MetadataRecord::ClearElr(ClearElrRecord::decode(d, version)?)
+            }
+            MetadataRecordType::UnregisterController => MetadataRecord::UnregisterController(
+                UnregisterControllerRecord::decode(d, version)?,
+            ),
+        })
+    }
+
+    /// Encodes this body at `version`.
+    pub fn encode(&self, e: &mut rt::Encoder, version: i16) {
+        match self {
+            MetadataRecord::RegisterBroker(m) => m.encode(e, version),
+            MetadataRecord::UnregisterBroker(m) => m.encode(e, version),
+            MetadataRecord::Topic(m) => m.encode(e, version),
+            MetadataRecord::Partition(m) => m.encode(e, version),
+            MetadataRecord::Config(m) => m.encode(e, version),
+            MetadataRecord::PartitionChange(m) => m.encode(e, version),
+            MetadataRecord::FenceBroker(m) => m.encode(e, version),
+            MetadataRecord::UnfenceBroker(m) => m.encode(e, version),
+            MetadataRecord::RemoveTopic(m) => m.encode(e, version),
+            MetadataRecord::DelegationToken(m) => m.encode(e, version),
+            MetadataRecord::UserScramCredential(m) => m.encode(e, version),
+            MetadataRecord::FeatureLevel(m) => m.encode(e, version),
+            MetadataRecord::ClientQuota(m) => m.encode(e, version),
+            MetadataRecord::ProducerIds(m) => m.encode(e, version),
+            MetadataRecord::BrokerRegistrationChange(m) => m.encode(e, version),
+            MetadataRecord::AccessControlEntry(m) => m.encode(e, version),
+            MetadataRecord::RemoveAccessControlEntry(m) => m.encode(e, version),
+            MetadataRecord::NoOp(m) => m.encode(e, version),
+            MetadataRecord::ZkMigrationState(m) => m.encode(e, version),
+            MetadataRecord::RemoveUserScramCredential(m) => m.encode(e, version),
+            MetadataRecord::BeginTransaction(m) => m.encode(e, version),
+            MetadataRecord::EndTransaction(m) => m.encode(e, version),
+            MetadataRecord::AbortTransaction(m) => m.encode(e, version),
+            MetadataRecord::RemoveDelegationToken(m) => m.encode(e, version),
+            MetadataRecord::RegisterController(m) => m.encode(e, version),
+            MetadataRecord::ClearElr(m) => m.encode(e, version),
+            MetadataRecord::UnregisterController(m) => m.encode(e, version),
+        }
+    }
+
+    /// This record's type.
+    pub fn record_type(&self) -> MetadataRecordType {
+        match self {
+            MetadataRecord::RegisterBroker(_) => MetadataRecordType::RegisterBroker,
+            MetadataRecord::UnregisterBroker(_) => MetadataRecordType::UnregisterBroker,
+            MetadataRecord::Topic(_) => MetadataRecordType::Topic,
+            MetadataRecord::Partition(_) => MetadataRecordType::Partition,
+            MetadataRecord::Config(_) => MetadataRecordType::Config,
+            MetadataRecord::PartitionChange(_) => MetadataRecordType::PartitionChange,
+            MetadataRecord::FenceBroker(_) => MetadataRecordType::FenceBroker,
+            MetadataRecord::UnfenceBroker(_) => MetadataRecordType::UnfenceBroker,
+            MetadataRecord::RemoveTopic(_) => MetadataRecordType::RemoveTopic,
+            MetadataRecord::DelegationToken(_) => MetadataRecordType::DelegationToken,
+            MetadataRecord::UserScramCredential(_) => MetadataRecordType::UserScramCredential,
+            MetadataRecord::FeatureLevel(_) => MetadataRecordType::FeatureLevel,
+            MetadataRecord::ClientQuota(_) => MetadataRecordType::ClientQuota,
+            MetadataRecord::ProducerIds(_) => MetadataRecordType::ProducerIds,
+            MetadataRecord::BrokerRegistrationChange(_) => {
+                MetadataRecordType::BrokerRegistrationChange
+            }
+            MetadataRecord::AccessControlEntry(_) => MetadataRecordType::AccessControlEntry,
+            MetadataRecord::RemoveAccessControlEntry(_) => {
+                MetadataRecordType::RemoveAccessControlEntry
+            }
+            MetadataRecord::NoOp(_) => MetadataRecordType::NoOp,
+            MetadataRecord::ZkMigrationState(_) => MetadataRecordType::ZkMigrationState,
+            MetadataRecord::RemoveUserScramCredential(_) => {
+                MetadataRecordType::RemoveUserScramCredential
+            }
+            MetadataRecord::BeginTransaction(_) => MetadataRecordType::BeginTransaction,
+            MetadataRecord::EndTransaction(_) => MetadataRecordType::EndTransaction,
+            MetadataRecord::AbortTransaction(_) => MetadataRecordType::AbortTransaction,
+            MetadataRecord::RemoveDelegationToken(_) => MetadataRecordType::RemoveDelegationToken,
+            MetadataRecord::RegisterController(_) => MetadataRecordType::RegisterController,
+            MetadataRecord::ClearElr(_) => MetadataRecordType::ClearElr,
+            MetadataRecord::UnregisterController(_) => MetadataRecordType::UnregisterController,
+        }
+    }
+
+    /// A random record of `ty` valid at `version`, for round-trip tests.
+    #[cfg(feature = "testgen")]
+    pub fn random(ty: MetadataRecordType, version: i16, r: &mut rt::Rng) -> MetadataRecord {
+        match ty {
+            MetadataRecordType::RegisterBroker => {
+                MetadataRecord::RegisterBroker(RegisterBrokerRecord::random(r, version))
+            }
+            MetadataRecordType::UnregisterBroker => {
+                MetadataRecord::UnregisterBroker(UnregisterBrokerRecord::random(r, version))
+            }
+            MetadataRecordType::Topic => MetadataRecord::Topic(TopicRecord::random(r, version)),
+            MetadataRecordType::Partition => {
+                MetadataRecord::Partition(PartitionRecord::random(r, version))
+            }
+            MetadataRecordType::Config => MetadataRecord::Config(ConfigRecord::random(r, version)),
+            MetadataRecordType::PartitionChange => {
+                MetadataRecord::PartitionChange(PartitionChangeRecord::random(r, version))
+            }
+            MetadataRecordType::FenceBroker => {
+                MetadataRecord::FenceBroker(FenceBrokerRecord::random(r, version))
+            }
+            MetadataRecordType::UnfenceBroker => {
+                MetadataRecord::UnfenceBroker(UnfenceBrokerRecord::random(r, version))
+            }
+            MetadataRecordType::RemoveTopic => {
+                MetadataRecord::RemoveTopic(RemoveTopicRecord::random(r, version))
+            }
+            MetadataRecordType::DelegationToken => {
+                MetadataRecord::DelegationToken(DelegationTokenRecord::random(r, version))
+            }
+            MetadataRecordType::UserScramCredential => {
+                MetadataRecord::UserScramCredential(UserScramCredentialRecord::random(r, version))
+            }
+            MetadataRecordType::FeatureLevel => {
+                MetadataRecord::FeatureLevel(FeatureLevelRecord::random(r, version))
+            }
+            MetadataRecordType::ClientQuota => {
+                MetadataRecord::ClientQuota(ClientQuotaRecord::random(r, version))
+            }
+            MetadataRecordType::ProducerIds => {
+                MetadataRecord::ProducerIds(ProducerIdsRecord::random(r, version))
+            }
+            MetadataRecordType::BrokerRegistrationChange => {
+                MetadataRecord::BrokerRegistrationChange(BrokerRegistrationChangeRecord::random(
+                    r, version,
+                ))
+            }
+            MetadataRecordType::AccessControlEntry => {
+                MetadataRecord::AccessControlEntry(AccessControlEntryRecord::random(r, version))
+            }
+            MetadataRecordType::RemoveAccessControlEntry => {
+                MetadataRecord::RemoveAccessControlEntry(RemoveAccessControlEntryRecord::random(
+                    r, version,
+                ))
+            }
+            MetadataRecordType::NoOp => MetadataRecord::NoOp(NoOpRecord::random(r, version)),
+            MetadataRecordType::ZkMigrationState => {
+                MetadataRecord::ZkMigrationState(ZkMigrationStateRecord::random(r, version))
+            }
+            MetadataRecordType::RemoveUserScramCredential => {
+                MetadataRecord::RemoveUserScramCredential(RemoveUserScramCredentialRecord::random(
+                    r, version,
+                ))
+            }
+            MetadataRecordType::BeginTransaction => {
+                MetadataRecord::BeginTransaction(BeginTransactionRecord::random(r, version))
+            }
+            MetadataRecordType::EndTransaction => {
+                MetadataRecord::EndTransaction(EndTransactionRecord::random(r, version))
+            }
+            MetadataRecordType::AbortTransaction => {
+                MetadataRecord::AbortTransaction(AbortTransactionRecord::random(r, version))
+            }
+            MetadataRecordType::RemoveDelegationToken => MetadataRecord::RemoveDelegationToken(
+                RemoveDelegationTokenRecord::random(r, version),
+            ),
+            MetadataRecordType::RegisterController => {
+                MetadataRecord::RegisterController(RegisterControllerRecord::random(r, version))
+            }
+            MetadataRecordType::ClearElr => {
+                MetadataRecord::ClearElr(ClearElrRecord::random(r, version))
+            }
+            MetadataRecordType::UnregisterController => {
+                MetadataRecord::UnregisterController(UnregisterControllerRecord::random(r, version))
             }
         }
     }
