@@ -8,3 +8,6 @@
 //!   features, producer-id blocks; immutable and versioned by the offset it reflects.
 //! - The controller decides (registrations, heartbeats and fencing, topic placement, producer
 //!   id blocks) by proposing records; it does no I/O: time and requests are passed in.
+
+pub mod batch;
+pub mod wire;
