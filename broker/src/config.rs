@@ -22,8 +22,23 @@ pub struct BrokerConfig {
     pub data_dir: PathBuf,
     /// Executors (one per core). Default: every available core.
     pub cores: Option<usize>,
-    /// Node id this broker reports in Metadata. Default 0.
+    /// Node id this broker reports in Metadata (Kafka's `node.id`). Default 0.
     pub node_id: i32,
+    /// Kafka's `process.roles`: `broker,controller` (the default), `broker` or `controller`.
+    /// Matters only with `controller_voters`.
+    pub process_roles: String,
+    /// Kafka's `controller.quorum.voters`: `id@host:port,...`, every voter of the controller
+    /// quorum with its controller address. Empty (the default): a single-node broker, no
+    /// controller quorum.
+    pub controller_voters: String,
+    /// Where this node's controller accepts the other voters (and `kafka-metadata-quorum
+    /// --bootstrap-controller`); required when this node is a voter. Default: its address in
+    /// `controller_voters`.
+    pub controller_listen: Option<SocketAddr>,
+    /// The cluster id every node of a cluster shares; requests carrying another are refused
+    /// (INCONSISTENT_CLUSTER_ID). Default for a cluster: derived from `controller_voters`, so
+    /// nodes started with the same voters agree without a format step.
+    pub cluster_id: Option<String>,
     /// Partitions of an auto-created topic. Default 1.
     pub default_partitions: i32,
     /// Create a topic on first Metadata/Produce for it. Default on.
@@ -112,6 +127,10 @@ impl Default for BrokerConfig {
             data_dir: PathBuf::from("./sluice-data"),
             cores: None,
             node_id: 0,
+            process_roles: "broker,controller".to_owned(),
+            controller_voters: String::new(),
+            controller_listen: None,
+            cluster_id: None,
             default_partitions: 1,
             auto_create_topics: true,
             request_bytes_max: 100 * 1024 * 1024,
@@ -143,6 +162,58 @@ impl Default for BrokerConfig {
             log_cleaner_backoff_ms: 15_000,
         }
     }
+}
+
+/// The checked cluster settings of a node that is part of a controller quorum's cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// Serves clients (Kafka's broker role).
+    pub broker: bool,
+    /// Is a voter of the controller quorum (Kafka's controller role).
+    pub controller: bool,
+    /// Every voter with its controller address, in the order given.
+    pub voters: Vec<(i32, SocketAddr)>,
+    /// Where this node's controller listens (a voter's own address by default).
+    pub controller_listen: Option<SocketAddr>,
+    pub cluster_id: String,
+}
+
+/// Parses `id@host:port,...`: ids distinct and non-negative, addresses IP:port.
+fn parse_voters(text: &str) -> Result<Vec<(i32, SocketAddr)>, String> {
+    let mut voters: Vec<(i32, SocketAddr)> = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let Some((id, addr)) = item.split_once('@') else {
+            return Err(format!("`{item}` is not id@host:port"));
+        };
+        let id: i32 = id
+            .parse()
+            .ok()
+            .filter(|id| *id >= 0)
+            .ok_or_else(|| format!("`{id}` is not a node id"))?;
+        let addr: SocketAddr = addr
+            .parse()
+            .map_err(|_| format!("`{addr}` is not an IP address and port"))?;
+        if voters.iter().any(|(v, _)| *v == id) {
+            return Err(format!("node {id} is listed twice"));
+        }
+        voters.push((id, addr));
+    }
+    Ok(voters)
+}
+
+/// A cluster id derived from the voters (Kafka's 22-character form), so every node started
+/// with the same voters agrees on it without a format step.
+fn cluster_id_of(voters: &[(i32, SocketAddr)]) -> String {
+    let text: Vec<String> = voters.iter().map(|(id, a)| format!("{id}@{a}")).collect();
+    let text = text.join(",");
+    // Four CRC32Cs of the text under different prefixes: a stable 128-bit fingerprint (not a
+    // secret; a cluster id only tells clusters apart).
+    let mut raw = [0u8; 16];
+    for (i, part) in raw.chunks_mut(4).enumerate() {
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&[i as u8]), text.as_bytes());
+        part.copy_from_slice(&crc.to_be_bytes());
+    }
+    crate::metadata::id_text(raw)
 }
 
 /// A configuration that cannot be used, with what to change.
@@ -313,7 +384,50 @@ impl BrokerConfig {
         if self.message_bytes_max < 0 {
             return invalid("message_bytes_max", "must not be negative");
         }
-        Ok(())
+        self.cluster().map(|_| ())
+    }
+
+    /// The cluster settings, checked: `None` for a single-node broker (no voters).
+    pub fn cluster(&self) -> Result<Option<ClusterSettings>, ConfigError> {
+        let invalid = |key, message: String| Err(ConfigError::Invalid { key, message });
+        let roles = match self.process_roles.replace(' ', "").as_str() {
+            "broker,controller" | "controller,broker" => (true, true),
+            "broker" => (true, false),
+            "controller" => (false, true),
+            other => {
+                return invalid(
+                    "process_roles",
+                    format!("`{other}`: must be broker, controller or broker,controller"),
+                );
+            }
+        };
+        if self.controller_voters.trim().is_empty() {
+            return Ok(None);
+        }
+        let voters = match parse_voters(&self.controller_voters) {
+            Ok(voters) => voters,
+            Err(message) => return invalid("controller_voters", message),
+        };
+        let mine = voters.iter().find(|(id, _)| *id == self.node_id).map(|v| v.1);
+        let controller_listen = self.controller_listen.or(mine);
+        if roles.1 && mine.is_none() {
+            let message = format!("node {} has the controller role but is not a voter", self.node_id);
+            return invalid("controller_voters", message);
+        }
+        if self.node_id < 0 {
+            return invalid("node_id", "must not be negative in a cluster".to_owned());
+        }
+        let cluster_id = self
+            .cluster_id
+            .clone()
+            .unwrap_or_else(|| cluster_id_of(&voters));
+        Ok(Some(ClusterSettings {
+            broker: roles.0,
+            controller: roles.1,
+            voters,
+            controller_listen,
+            cluster_id,
+        }))
     }
 
     /// Number of executors: `cores` or every core this process may run on.

@@ -6,6 +6,7 @@ mod cli;
 mod client_metrics;
 mod config;
 mod connection;
+mod controller;
 mod core;
 mod errors;
 mod group_config;
@@ -178,6 +179,21 @@ struct StartArgs {
     /// Where `/metrics` (Prometheus text) is served: host:port, or `off`.
     #[arg(long)]
     metrics_listen: Option<String>,
+    /// This node's id (Kafka's node.id).
+    #[arg(long)]
+    node_id: Option<i32>,
+    /// broker,controller (default), broker or controller (Kafka's process.roles).
+    #[arg(long)]
+    process_roles: Option<String>,
+    /// Every controller voter: id@host:port,... (Kafka's controller.quorum.voters).
+    #[arg(long)]
+    controller_voters: Option<String>,
+    /// Where this node's controller listens (default: its address in --controller-voters).
+    #[arg(long)]
+    controller_listen: Option<SocketAddr>,
+    /// The cluster id all nodes share (default: derived from --controller-voters).
+    #[arg(long)]
+    cluster_id: Option<String>,
     /// Any BrokerConfig setting as `key=value` (TOML value; a bare word is a string), applied
     /// after the file and before the other flags; repeatable. E.g.
     /// `--set group_initial_rebalance_delay_ms=0`.
@@ -193,6 +209,21 @@ impl StartArgs {
         }
         if let Some(v) = self.listen {
             c.listen = v;
+        }
+        if let Some(v) = self.node_id {
+            c.node_id = v;
+        }
+        if let Some(v) = self.process_roles {
+            c.process_roles = v;
+        }
+        if let Some(v) = self.controller_voters {
+            c.controller_voters = v;
+        }
+        if let Some(v) = self.controller_listen {
+            c.controller_listen = Some(v);
+        }
+        if let Some(v) = self.cluster_id {
+            c.cluster_id = Some(v);
         }
         if let Some(v) = self.advertise {
             c.advertise = Some(v);

@@ -240,6 +240,19 @@ pub fn topic_name_error(name: &str) -> Option<&'static str> {
 }
 
 /// A fresh random topic id (UUID v4 layout), never all zeroes.
+/// A 16-byte id as Kafka prints one (`Uuid.toString`): 22 characters of URL-safe base64.
+pub fn id_text(raw: [u8; 16]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut bits: u128 = u128::from_be_bytes(raw);
+    // 22 base64 digits cover 132 bits; the first digit holds the top 2 bits of 128.
+    let mut digits = [0u8; 22];
+    for d in digits.iter_mut().rev() {
+        *d = ALPHABET[(bits & 63) as usize];
+        bits >>= 6;
+    }
+    digits.iter().map(|&b| b as char).collect()
+}
+
 pub fn new_topic_id() -> [u8; 16] {
     let mut id = [0u8; 16];
     // SAFETY: getrandom writes at most `len` bytes into the buffer we own.

@@ -61,13 +61,18 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<i32> {
         // first start on.
         topics.store(&config.data_dir)?;
     }
-    let cluster_id = startup::cluster_id(&config.data_dir)?;
+    let cluster = config.cluster()?;
+    let cluster_id = match &cluster {
+        Some(c) => c.cluster_id.clone(),
+        None => startup::cluster_id(&config.data_dir)?,
+    };
 
     let stop = Arc::new(AtomicBool::new(false));
     let drained = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&stop))?;
     }
+    let controller = start_controller(&config, cluster.as_ref(), &stop)?;
 
     let cpus: Vec<usize> = core_affinity::get_core_ids()
         .map(|ids| ids.into_iter().map(|c| c.id).collect())
@@ -177,8 +182,38 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<i32> {
     for handle in threads {
         let _ = handle.join();
     }
+    if let Some(handle) = controller {
+        stop.store(true, Ordering::Relaxed);
+        match handle.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("sluice: the controller failed: {e:#}"),
+            Err(e) => eprintln!("sluice: the controller thread failed: {e}"),
+        }
+    }
     tracing::info!("stopped");
     Ok(0)
+}
+
+/// Starts the controller shard when this node is a voter of a controller quorum.
+fn start_controller(
+    config: &BrokerConfig,
+    cluster: Option<&crate::config::ClusterSettings>,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<Option<glommio::ExecutorJoinHandle<anyhow::Result<()>>>> {
+    let Some(cluster) = cluster.filter(|c| c.controller) else {
+        return Ok(None);
+    };
+    let Some(listen) = cluster.controller_listen else {
+        anyhow::bail!("a controller needs controller_listen");
+    };
+    let settings = crate::controller::ControllerSettings {
+        node_id: config.node_id,
+        voters: cluster.voters.clone(),
+        listen,
+        cluster_id: cluster.cluster_id.clone(),
+        data_dir: config.data_dir.clone(),
+    };
+    crate::controller::spawn(settings, Arc::clone(stop)).map(Some)
 }
 
 /// What a core starts from.

@@ -314,17 +314,7 @@ pub fn cluster_id(data_dir: &Path) -> Result<String, StartError> {
         }
     }
     std::fs::create_dir_all(path.parent().expect("has parent")).map_err(err)?;
-    let raw = crate::metadata::new_topic_id();
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut bits: u128 = u128::from_be_bytes(raw);
-    let mut id = String::with_capacity(22);
-    // 22 base64 digits cover 132 bits; the first digit holds the top 2 bits of 128.
-    let mut digits = [0u8; 22];
-    for d in digits.iter_mut().rev() {
-        *d = ALPHABET[(bits & 63) as usize];
-        bits >>= 6;
-    }
-    id.extend(digits.iter().map(|&b| b as char));
+    let id = crate::metadata::id_text(crate::metadata::new_topic_id());
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, &id).map_err(err)?;
     std::fs::File::open(&tmp)

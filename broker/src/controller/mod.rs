@@ -1,0 +1,199 @@
+//! The controller shard (issue 20): a separate, lightweight executor, not one of the data
+//! cores, that is this node's voter in the KRaft controller quorum.
+//!
+//! It owns the quorum replica (`sluice-quorum`) and its log, listens on the controller address
+//! (`--controller-listen`) for the other voters' Vote, BeginQuorumEpoch, EndQuorumEpoch and
+//! Fetch requests and for DescribeQuorum, and keeps one outbound connection per other voter
+//! ([`peer`]). A 10 ms tick drives the replica's timers. Its thread is not pinned: it does
+//! little work and must not steal a data core's CPU.
+//!
+//! Not here yet (issue 20, later slices): the metadata log on disk, the metadata image and
+//! the controller's decisions, publishing the image to the data cores, broker registration
+//! and heartbeats.
+
+mod node;
+mod peer;
+mod serve;
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use glommio::channels::local_channel;
+use glommio::net::TcpListener;
+use glommio::sync::Semaphore;
+use glommio::{LocalExecutorBuilder, Placement};
+use sluice_controller::wire::Wire;
+use sluice_quorum::{Config, Log, MemLog, NodeId, QuorumState, Replica};
+
+use crate::connection::{self, Limits};
+use crate::stop::StopSignal;
+use node::Node;
+use peer::PeerTask;
+use serve::Served;
+
+/// How often the replica's timers are driven.
+const TICK: Duration = Duration::from_millis(10);
+/// Requests queued for one peer before more are dropped.
+const PEER_QUEUE_MAX: usize = 64;
+/// Bytes of requests the controller listener holds at once (quorum requests are small).
+const REQUEST_MEMORY_BYTES: usize = 64 * 1024 * 1024;
+/// Largest request frame the controller listener reads.
+const REQUEST_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// A peer's answer that takes longer closes its connection.
+const PEER_TIMEOUT: Duration = Duration::from_millis(500);
+/// glommio's registered I/O memory for the controller executor.
+const IO_MEMORY_BYTES: usize = 1024 * 1024;
+
+/// Who this controller is and who the other voters are.
+#[derive(Debug, Clone)]
+pub struct ControllerSettings {
+    pub node_id: i32,
+    /// Every voter (this node included): id and controller address.
+    pub voters: Vec<(i32, SocketAddr)>,
+    pub listen: SocketAddr,
+    pub cluster_id: String,
+    pub data_dir: PathBuf,
+}
+
+/// Starts the controller shard on its own thread. It runs until `stop` is set.
+pub fn spawn(
+    settings: ControllerSettings,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<glommio::ExecutorJoinHandle<anyhow::Result<()>>> {
+    LocalExecutorBuilder::new(Placement::Unbound)
+        .name("sluice-controller")
+        .io_memory(IO_MEMORY_BYTES)
+        .preempt_timer(Duration::from_millis(1))
+        .spawn(move || async move { run(settings, stop).await })
+        .map_err(|e| anyhow::anyhow!("cannot start the controller executor: {e}"))
+}
+
+async fn run(settings: ControllerSettings, stop_flag: Arc<AtomicBool>) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let clock: Rc<dyn Fn() -> u64> =
+        Rc::new(move || u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX));
+    let me = NodeId(settings.node_id);
+    let voters: Vec<NodeId> = settings.voters.iter().map(|&(id, _)| NodeId(id)).collect();
+    let config = Config::new(me, voters.clone());
+    let seed = u64::from(settings.node_id.unsigned_abs()) ^ seed_from_time();
+    let replica = Replica::new(config, MemLog::new(), QuorumState::default(), seed, clock());
+    let node = Rc::new(RefCell::new(Node::new(replica, Box::new(|_| Ok(())))));
+    let wire = Rc::new(Wire {
+        cluster_id: settings.cluster_id.clone(),
+        me,
+        voters,
+    });
+    let stop = Rc::new(StopSignal::default());
+    let listener = TcpListener::bind(settings.listen)
+        .map_err(|e| anyhow::anyhow!("controller listen {}: {e}", settings.listen))?;
+    tracing::info!(
+        node = me.0,
+        listen = %settings.listen,
+        data_dir = %settings.data_dir.display(),
+        "controller shard started"
+    );
+    start_peers(&settings, &node, &wire, &clock, &stop);
+    glommio::spawn_local(tick(
+        Rc::clone(&node),
+        Rc::clone(&clock),
+        Rc::clone(&stop),
+        stop_flag,
+    ))
+    .detach();
+    accept(listener, Served { node, wire, clock }, &stop).await;
+    Ok(())
+}
+
+/// One peer task per other voter.
+fn start_peers<L: Log + 'static>(
+    settings: &ControllerSettings,
+    node: &Rc<RefCell<Node<L>>>,
+    wire: &Rc<Wire>,
+    clock: &Rc<dyn Fn() -> u64>,
+    stop: &Rc<StopSignal>,
+) {
+    for &(id, addr) in settings.voters.iter().filter(|(id, _)| *id != settings.node_id) {
+        let (tx, rx) = local_channel::new_bounded(PEER_QUEUE_MAX);
+        node.borrow_mut().peers.insert(NodeId(id), tx);
+        let task = PeerTask {
+            node: Rc::clone(node),
+            wire: Rc::clone(wire),
+            to: NodeId(id),
+            addr,
+            timeout: PEER_TIMEOUT,
+            clock: Rc::clone(clock),
+            stop: Rc::clone(stop),
+        };
+        glommio::spawn_local(task.run(rx)).detach();
+    }
+}
+
+/// Drives the replica's timers until the process stops.
+async fn tick<L: Log>(
+    node: Rc<RefCell<Node<L>>>,
+    clock: Rc<dyn Fn() -> u64>,
+    stop: Rc<StopSignal>,
+    stop_flag: Arc<AtomicBool>,
+) {
+    while !stop.is_stopping() {
+        glommio::timer::sleep(TICK).await;
+        if stop_flag.load(Ordering::Relaxed) {
+            stop.stop();
+            break;
+        }
+        if let Err(e) = node.borrow_mut().tick(clock()) {
+            tracing::error!(error = %e, "cannot persist the quorum state; stopping");
+            stop.stop();
+        }
+    }
+}
+
+/// Accepts controller connections until the shard stops.
+async fn accept<L: Log + 'static>(listener: TcpListener, served: Served<L>, stop: &Rc<StopSignal>) {
+    let served = Rc::new(served);
+    let budget = Rc::new(Semaphore::new(REQUEST_MEMORY_BYTES as u64));
+    let limits = Limits {
+        request_bytes_max: REQUEST_BYTES_MAX,
+        inflight_max: 4,
+    };
+    loop {
+        let next = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            stop.stopped().await;
+            None
+        })
+        .await;
+        let Some(accepted) = next else { break };
+        let Ok(stream) = accepted else { continue };
+        let served = Rc::clone(&served);
+        let (stopping, stopped) = (Rc::clone(stop), Rc::clone(stop));
+        let budget = Rc::clone(&budget);
+        glommio::spawn_local(async move {
+            let handle = move |frame| {
+                let outcome = served.handle(frame);
+                async move { outcome }
+            };
+            connection::serve(
+                stream,
+                budget,
+                limits,
+                handle,
+                move || stopping.is_stopping(),
+                async move { stopped.stopped().await },
+            )
+            .await;
+        })
+        .detach();
+    }
+}
+
+/// Entropy for election timeouts, so restarted nodes do not repeat their timeouts.
+fn seed_from_time() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
