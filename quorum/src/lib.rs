@@ -1,4 +1,4 @@
-//! `sluice-quorum`: one voter of a KRaft controller quorum (Kafka's KIP-595 Raft, with KIP-996
+//! `sluice-quorum`: one replica (a voter, or a non-voting observer) of a KRaft controller quorum (Kafka's KIP-595 Raft, with KIP-996
 //! pre-vote) as a sans-IO state machine, the consensus core of issue 20.
 //!
 //! A `Replica` is a plain struct on one thread. The caller passes time in (`tick`, and the
@@ -12,9 +12,11 @@
 //! Followers pull with Fetch and truncate on `DivergingEpoch`; the leader moves the high
 //! watermark when a majority holds an entry of its epoch; a new leader announces itself with
 //! BeginQuorumEpoch and a resigning one with EndQuorumEpoch; a leader that a majority stops
-//! fetching from resigns (check quorum).
+//! fetching from resigns (check quorum). Observers (a `Config::id` not among the voters,
+//! Kafka's broker-only nodes) ask a random voter who leads, follow that leader with Fetch like a
+//! follower and learn the high watermark from it; they never vote, stand, nor count.
 //!
-//! Not here yet: snapshots (KIP-630), voter changes (KIP-853), observers, mapping `Message`
+//! Not here yet: snapshots (KIP-630), voter changes (KIP-853), mapping `Message`
 //! onto Kafka's wire types, and a disk-backed `Log`.
 //!
 //! Verified by `tests/sim.rs` (a seeded simulator with loss, delay, reordering, duplication,

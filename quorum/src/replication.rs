@@ -53,9 +53,13 @@ impl<L: Log> Replica<L> {
         }
         let majority = self.config.majority();
         let next_check = now + self.config.fetch_timeout_ms * 3 / 2;
+        let session_ms = self.config.observer_session_timeout_ms;
         let Role::Leader(leading) = &mut self.role else {
             return;
         };
+        leading
+            .observers
+            .retain(|_, p| p.last_fetch_ms.is_some_and(|at| at + session_ms > now));
         if now >= leading.check_quorum_at {
             // Check quorum: a leader a majority no longer fetches from steps aside, so a
             // partitioned leader does not keep refusing pre-votes on its side.
@@ -83,7 +87,7 @@ impl<L: Log> Replica<L> {
         let mut ends: Vec<Offset> = leading
             .followers
             .values()
-            .map(|p| p.end.unwrap_or_default())
+            .map(|p| p.fetch.end.unwrap_or_default())
             .collect();
         ends.push(self.log.flushed_end());
         ends.sort_by(|a, b| b.cmp(a));
@@ -151,7 +155,10 @@ impl<L: Log> Replica<L> {
         last_fetched_epoch: Epoch,
         response: &mut FetchResponse,
     ) {
-        if let Role::Leader(leading) = &mut self.role {
+        let voter = self.config.is_voter(from);
+        if let Role::Leader(leading) = &mut self.role
+            && voter
+        {
             leading.fetched_since_check.insert(from);
         }
         // Kafka's `validateOffsetAndEpoch`: the position is on our log when our log has the
@@ -164,12 +171,7 @@ impl<L: Log> Replica<L> {
             response.diverging = Some(ours);
             return;
         }
-        if let Role::Leader(leading) = &mut self.role
-            && let Some(progress) = leading.followers.get_mut(&from)
-        {
-            progress.end = Some(fetch_offset);
-            progress.knows_leader = true;
-        }
+        self.record_fetch(from, fetch_offset);
         self.update_high_watermark();
         response.high_watermark = self.high_watermark;
         let mut offset = fetch_offset;
@@ -179,6 +181,21 @@ impl<L: Log> Replica<L> {
             };
             response.entries.push(entry.clone());
             offset = offset.next();
+        }
+    }
+
+    /// The leader notes a valid Fetch: a voter's in `followers`, an observer's in `observers`.
+    fn record_fetch(&mut self, from: NodeId, fetch_offset: Offset) {
+        let (now, leader_end) = (self.now_ms, self.log.flushed_end());
+        let Role::Leader(leading) = &mut self.role else {
+            return;
+        };
+        if let Some(progress) = leading.followers.get_mut(&from) {
+            progress.fetch.record(now, fetch_offset, leader_end);
+            progress.knows_leader = true;
+        } else {
+            let progress = leading.observers.entry(from).or_default();
+            progress.record(now, fetch_offset, leader_end);
         }
     }
 

@@ -1,4 +1,5 @@
-//! A seeded deterministic simulator for the quorum: N replicas (3 or 5) on `MemLog`s, a
+//! A seeded deterministic simulator for the quorum: N voters (3 or 5) and 0 to 2 observers
+//! (non-voting replicas, Kafka's brokers) on `MemLog`s, a
 //! simulated clock, a network that loses, delays (so reorders), duplicates and cuts links, node
 //! crashes and restarts (a crash keeps the persisted quorum state and the flushed log plus any
 //! prefix of the unflushed entries, i.e. torn writes; it may also strike halfway through the
@@ -6,7 +7,8 @@
 //!
 //! After every step the checker (`common::Checker`) verifies one leader per epoch and that
 //! committed entries are never lost or changed; every node's applied entries are compared with
-//! the committed record as they are applied. At the end the network heals and every node comes
+//! the committed record as they are applied, and no observer's high watermark may pass the
+//! highest one any voter reported (observers follow commits, never make them). At the end the network heals and every node comes
 //! back: a leader must be elected and a fresh proposal applied by every node within a bound.
 //!
 //! `cargo test -p sluice-quorum --test sim` runs the fixed seeds; `SLUICE_SIM_SEEDS=N`
@@ -93,6 +95,8 @@ struct Sim {
     now: u64,
     nodes: Vec<Node>,
     voters: Vec<NodeId>,
+    /// The highest high watermark any voter has reported: no observer may go past it.
+    voter_high_watermark: Offset,
     /// In flight: (deliver at, sequence) -> (from, to, message).
     network: BTreeMap<(u64, u64), (NodeId, NodeId, Message)>,
     sequence: u64,
@@ -113,12 +117,16 @@ impl Sim {
         let mut rng = Rng::new(seed);
         let faults = Faults::draw(&mut rng);
         let voters: Vec<NodeId> = (1..=node_count as i32).map(NodeId).collect();
+        let observer_count = rng.below(3) as i32;
+        let observers = (1..=observer_count).map(|i| NodeId(node_count as i32 + i));
+        let ids: Vec<NodeId> = voters.iter().copied().chain(observers).collect();
         let mut sim = Sim {
             seed,
             rng,
             now: 0,
             nodes: Vec::new(),
             voters: voters.clone(),
+            voter_high_watermark: Offset(0),
             network: BTreeMap::new(),
             sequence: 0,
             cut: BTreeSet::new(),
@@ -127,7 +135,7 @@ impl Sim {
             stats: Stats::default(),
             trace: traced.then(Vec::new),
         };
-        for &id in &voters {
+        for &id in &ids {
             let mut node = Node {
                 id,
                 replica: None,
@@ -206,6 +214,7 @@ impl Sim {
     /// The node applies entries up to its new high watermark; each is checked against the
     /// committed record, and each new commit against every live leader.
     fn apply(&mut self, index: usize, high_watermark: Offset) -> Result<(), String> {
+        self.check_observer_commit(index, high_watermark)?;
         let node = &mut self.nodes[index];
         let Some(replica) = &node.replica else {
             return Ok(());
@@ -238,6 +247,26 @@ impl Sim {
         Ok(())
     }
 
+    /// Voters raise the committed mark; an observer's high watermark must stay within it.
+    fn check_observer_commit(
+        &mut self,
+        index: usize,
+        high_watermark: Offset,
+    ) -> Result<(), String> {
+        let id = self.nodes[index].id;
+        if self.voters.contains(&id) {
+            self.voter_high_watermark = self.voter_high_watermark.max(high_watermark);
+            return Ok(());
+        }
+        if high_watermark > self.voter_high_watermark {
+            return Err(format!(
+                "observer {} has high watermark {} past every voter's ({})",
+                id.0, high_watermark.0, self.voter_high_watermark.0
+            ));
+        }
+        Ok(())
+    }
+
     fn crash(&mut self, index: usize) {
         let Some(replica) = self.nodes[index].replica.take() else {
             return;
@@ -259,7 +288,7 @@ impl Sim {
                 break;
             }
             let (from, to, message) = entry.remove();
-            let index = self.voters.iter().position(|&v| v == to).unwrap_or(0);
+            let index = self.nodes.iter().position(|n| n.id == to).unwrap_or(0);
             if self.cut.contains(&(from, to)) || self.nodes[index].replica.is_none() {
                 self.stats.dropped += 1;
                 continue;
@@ -312,8 +341,8 @@ impl Sim {
             self.crash(index);
         }
         if self.chance(self.faults.cut_per_mille) {
-            let a = self.voters[self.rng.below(n) as usize];
-            let b = self.voters[self.rng.below(n) as usize];
+            let a = self.nodes[self.rng.below(n) as usize].id;
+            let b = self.nodes[self.rng.below(n) as usize].id;
             self.cut.insert((a, b));
             if self.chance(500) {
                 self.cut.insert((b, a));
