@@ -14,7 +14,9 @@
 //! BeginQuorumEpoch and a resigning one with EndQuorumEpoch; a leader that a majority stops
 //! fetching from resigns (check quorum). Observers (a `Config::id` not among the voters,
 //! Kafka's broker-only nodes) ask a random voter who leads, follow that leader with Fetch like a
-//! follower and learn the high watermark from it; they never vote, stand, nor count.
+//! follower and learn the high watermark from it; they never vote, stand, nor count. A leader
+//! reports every voter's and observer's log end, last fetch and last caught-up time for
+//! DescribeQuorum (`Replica::describe`).
 //!
 //! Not here yet: snapshots (KIP-630), voter changes (KIP-853), mapping `Message`
 //! onto Kafka's wire types, and a disk-backed `Log`.
@@ -24,6 +26,7 @@
 //! configurations), both checking one leader per epoch and that committed entries are never
 //! lost or changed.
 
+mod describe;
 mod election;
 mod log;
 mod message;
@@ -33,6 +36,7 @@ mod rng;
 mod state;
 mod types;
 
+pub use describe::{QuorumDescription, ReplicaDescription};
 pub use log::{Log, MemLog};
 pub use message::{FetchError, FetchResponse, Message};
 pub use replica::{Effect, NotLeader, Replica};

@@ -160,6 +160,14 @@ fn observer_follows_the_leader_and_applies_the_same_prefix() {
     }
     let roles: Vec<&str> = cluster.observer_roles.iter().map(String::as_str).collect();
     assert_eq!(roles, ["Follower", "Unattached"]);
+    let described = cluster.node(leader).describe().expect("leads");
+    let observers: Vec<(i32, Option<Offset>)> = described
+        .observers
+        .iter()
+        .map(|r| (r.id.0, r.log_end_offset))
+        .collect();
+    assert_eq!(observers, [(4, Some(cluster.node(leader).log().end()))]);
+    assert_eq!(described.voters.len(), 3);
 }
 
 /// A Vote (standard or pre-vote) sent to an observer is refused, and the observer never
