@@ -19,7 +19,7 @@ use crate::log::Log;
 use crate::message::Message;
 use crate::rng::Rng;
 use crate::state::{Election, FollowerProgress, Following, Leading, Role, RoleKind};
-use crate::types::{Config, Entry, Epoch, NodeId, Offset, Payload, QuorumState};
+use crate::types::{Config, Entry, Epoch, NodeId, Offset, OffsetAndEpoch, Payload, QuorumState};
 
 /// What the caller must do, in order.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -30,6 +30,11 @@ pub enum Effect {
     Send { to: NodeId, message: Message },
     /// Entries below this offset are committed: apply them in order.
     HighWatermark(Offset),
+    /// Reset the state machine from the log's snapshot with this id (`Log::snapshot`): it
+    /// holds everything below `id.offset`, which is committed; apply entries from there as
+    /// later high watermarks pass them. Comes first after a restart from a log with a
+    /// snapshot, and after a snapshot fetched from the leader is installed.
+    LoadSnapshot(OffsetAndEpoch),
 }
 
 /// A proposal reached a replica that does not lead.
@@ -41,8 +46,9 @@ pub struct NotLeader {
 }
 
 /// One replica of the metadata log: a voter, or an observer (`Config::id` not among
-/// `Config::voters`, Kafka's broker-only node). Lives on the controller shard's executor; single-threaded, no I/O: the caller
-/// owns the clock, the network and the quorum-state file, and passes the log in.
+/// `Config::voters`, Kafka's broker-only node). Lives on the controller shard's executor;
+/// single-threaded, no I/O: the caller owns the clock, the network and the quorum-state file,
+/// and passes the log in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Replica<L> {
     pub(crate) config: Config,
@@ -85,6 +91,11 @@ impl<L: Log> Replica<L> {
                 election_at: replica.unattached_deadline(),
             },
         };
+        if let Some(id) = replica.log.snapshot().map(|s| s.id) {
+            // A snapshot is only ever taken or installed at a committed offset.
+            replica.high_watermark = id.offset;
+            replica.effects.push(Effect::LoadSnapshot(id));
+        }
         replica
     }
 
@@ -104,11 +115,14 @@ impl<L: Log> Replica<L> {
         }
     }
 
-    /// A message from replica `from` arrived. Fetch is taken from any replica (voters and
-    /// observers); everything else only from voters.
+    /// A message from replica `from` arrived. Fetch and FetchSnapshot are taken from any
+    /// replica (voters and observers); everything else only from voters.
     pub fn receive(&mut self, now_ms: u64, from: NodeId, message: Message) {
         self.advance(now_ms);
-        let fetch = matches!(message, Message::Fetch { .. });
+        let fetch = matches!(
+            message,
+            Message::Fetch { .. } | Message::FetchSnapshot { .. }
+        );
         if from == self.config.id || !(fetch || self.config.is_voter(from)) {
             return;
         }
@@ -138,6 +152,12 @@ impl<L: Log> Replica<L> {
                 last_fetched_epoch,
             } => self.on_fetch(from, epoch, fetch_offset, last_fetched_epoch),
             Message::FetchResponse(response) => self.on_fetch_response(from, response),
+            Message::FetchSnapshot { epoch, snapshot } => {
+                self.on_fetch_snapshot(from, epoch, snapshot)
+            }
+            Message::FetchSnapshotResponse(response) => {
+                self.on_fetch_snapshot_response(from, response)
+            }
         }
     }
 
@@ -275,6 +295,7 @@ impl<L: Log> Replica<L> {
             fetched: false,
             fetch_sent_at: None,
             next_fetch_at: self.now_ms,
+            fetching_snapshot: None,
         }
     }
 

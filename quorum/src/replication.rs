@@ -2,7 +2,8 @@
 //! epoch; the leader answers with entries, or with `DivergingEpoch` when that position is not
 //! on its log, and the follower truncates with its own epoch lookup and fetches again. The
 //! leader moves the high watermark to the largest offset a majority of voters hold durably,
-//! once that includes an entry of its own epoch.
+//! once that includes an entry of its own epoch. A position below the leader's log start is
+//! answered with its snapshot's id instead (KIP-630, `snapshot.rs`).
 //!
 //! What must stay true: a follower appends only an answer to its current position (log end and
 //! last epoch echoed back) from the leader of its current epoch, and flushes before it fetches
@@ -110,10 +111,13 @@ impl<L: Log> Replica<L> {
         };
         f.fetch_sent_at = Some(now);
         let leader = f.leader;
-        let message = Message::Fetch {
-            epoch,
-            fetch_offset: position.offset,
-            last_fetched_epoch: position.epoch,
+        let message = match f.fetching_snapshot {
+            Some(snapshot) => Message::FetchSnapshot { epoch, snapshot },
+            None => Message::Fetch {
+                epoch,
+                fetch_offset: position.offset,
+                last_fetched_epoch: position.epoch,
+            },
         };
         self.send(leader, message);
     }
@@ -133,6 +137,7 @@ impl<L: Log> Replica<L> {
             last_fetched_epoch,
             high_watermark: self.high_watermark,
             diverging: None,
+            snapshot: None,
             entries: Vec::new(),
         };
         if epoch < self.quorum.epoch {
@@ -161,6 +166,10 @@ impl<L: Log> Replica<L> {
         {
             leading.fetched_since_check.insert(from);
         }
+        if let Some(snapshot) = self.snapshot_for(fetch_offset, last_fetched_epoch) {
+            response.snapshot = Some(snapshot);
+            return;
+        }
         // Kafka's `validateOffsetAndEpoch`: the position is on our log when our log has the
         // fetched epoch and that epoch reaches at least the fetch offset.
         let ours = self.log.end_offset_for_epoch(last_fetched_epoch);
@@ -182,6 +191,27 @@ impl<L: Log> Replica<L> {
             response.entries.push(entry.clone());
             offset = offset.next();
         }
+    }
+
+    /// Kafka's snapshot cases of `validateOffsetAndEpoch`, for a log that dropped a prefix:
+    /// the follower needs the latest snapshot when it fetches below the log start, at the log
+    /// start with another epoch, or with an epoch older than the start's (whose end this log no
+    /// longer knows).
+    fn snapshot_for(
+        &self,
+        fetch_offset: Offset,
+        last_fetched_epoch: Epoch,
+    ) -> Option<OffsetAndEpoch> {
+        let start = self.log.start();
+        if start.offset.0 == 0 {
+            return None;
+        }
+        let needed = fetch_offset < start.offset
+            || (fetch_offset == start.offset && last_fetched_epoch != start.epoch)
+            || last_fetched_epoch < start.epoch;
+        let snapshot = self.log.snapshot().map(|s| s.id);
+        assert!(snapshot.is_some(), "a log start past 0 without a snapshot");
+        snapshot.filter(|_| needed)
     }
 
     /// The leader notes a valid Fetch: a voter's in `followers`, an observer's in `observers`.
@@ -219,6 +249,11 @@ impl<L: Log> Replica<L> {
         }
         f.fetched = true;
         f.fetch_timeout_at = self.now_ms + self.config.fetch_timeout_ms;
+        f.fetching_snapshot = response.snapshot;
+        if response.snapshot.is_some() {
+            self.send_fetch();
+            return;
+        }
         if let Some(diverging) = response.diverging {
             self.truncate_diverging(diverging);
             self.send_fetch();

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::types::{NodeId, Offset};
+use crate::types::{NodeId, Offset, OffsetAndEpoch};
 
 /// Which role a replica is in, without its data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -112,6 +112,9 @@ pub struct Following {
     pub fetch_sent_at: Option<u64>,
     /// When to send the next Fetch when none is outstanding.
     pub next_fetch_at: u64,
+    /// The leader answered with this snapshot id (KIP-630): FetchSnapshot it, instead of
+    /// Fetch, until it is installed or refused.
+    pub fetching_snapshot: Option<OffsetAndEpoch>,
 }
 
 /// A leader's record of one replica's fetches in its epoch (voter or observer), for the high

@@ -67,6 +67,17 @@ pub struct Entry {
     pub payload: Payload,
 }
 
+/// A snapshot of the state machine above (KIP-630): its state after applying every entry
+/// below `id.offset`, whose last entry had epoch `id.epoch`. Taken only at a committed offset;
+/// the bytes are opaque here (the controller's metadata image, later).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Snapshot {
+    /// Kafka's snapshot id: end offset and epoch.
+    pub id: OffsetAndEpoch,
+    /// The state, as the caller wrote it.
+    pub data: Vec<u8>,
+}
+
 /// What survives a restart besides the log (Kafka's `quorum-state` file): it is written before
 /// any message that depends on it is sent (a granted vote, a BeginQuorumEpoch, a Fetch to a
 /// new leader), so a node never votes twice in an epoch nor forgets an epoch it acted in.

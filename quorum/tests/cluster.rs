@@ -8,7 +8,8 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use sluice_quorum::{
-    Config, Effect, Log, MemLog, Message, NodeId, Offset, QuorumState, Replica, RoleKind,
+    Config, Effect, Log, MemLog, Message, NodeId, Offset, OffsetAndEpoch, QuorumState, Replica,
+    RoleKind, SnapshotError,
 };
 
 /// A lossless cluster of voters and observers on `MemLog`s.
@@ -21,6 +22,8 @@ struct Cluster {
     high_watermarks: BTreeMap<NodeId, Offset>,
     /// Roles seen on observers, over the whole run.
     observer_roles: BTreeSet<String>,
+    /// Each node's `Effect::LoadSnapshot`s, in order.
+    loads: BTreeMap<NodeId, Vec<OffsetAndEpoch>>,
 }
 
 impl Cluster {
@@ -45,6 +48,7 @@ impl Cluster {
             queue: VecDeque::new(),
             high_watermarks: BTreeMap::new(),
             observer_roles: BTreeSet::new(),
+            loads: BTreeMap::new(),
         }
     }
 
@@ -66,7 +70,10 @@ impl Cluster {
                 Effect::HighWatermark(offset) => {
                     self.high_watermarks.insert(id, offset);
                 }
-                _ => {}
+                Effect::LoadSnapshot(snapshot) => {
+                    self.loads.entry(id).or_default().push(snapshot);
+                }
+                Effect::Persist(_) => {}
             }
         }
     }
@@ -253,4 +260,105 @@ fn observer_moves_to_the_next_leader() {
     cluster.run(300);
     assert_eq!(cluster.node(4).leader(), Some(NodeId(second)));
     assert!(cluster.high_watermark(4) > offset);
+}
+
+/// Every voter snapshots at its high watermark and drops its log below it.
+fn snapshot_voters(cluster: &mut Cluster, voters: &[i32]) -> Offset {
+    let mut start = Offset(0);
+    for &id in voters {
+        let replica = cluster.node_mut(id);
+        let offset = replica.high_watermark();
+        let data = format!("state below {}", offset.0).into_bytes();
+        replica.snapshot_taken(offset, data).expect("committed");
+        start = replica.delete_before_snapshot();
+        assert_eq!(start, offset);
+    }
+    start
+}
+
+/// A node that was down while the voters dropped their logs below a snapshot catches up by
+/// FetchSnapshot: it installs the leader's snapshot (its log now starts there, and it is told
+/// to load it), then fetches the entries after it. Shown for an observer and for a voter.
+#[test]
+fn a_lagging_replica_catches_up_through_the_snapshot() {
+    let mut cluster = Cluster::new(&[1, 2, 3], &[4]);
+    cluster.run(1000);
+    let leader = cluster.leader().expect("a leader");
+    let lagging = [1, 2, 3]
+        .into_iter()
+        .find(|&id| id != leader)
+        .expect("a follower");
+    cluster.down.insert(NodeId(4));
+    cluster.down.insert(NodeId(lagging));
+    for i in 0..30u8 {
+        cluster.propose(&[i]);
+        cluster.run(2);
+    }
+    cluster.run(100);
+    let up: Vec<i32> = [1, 2, 3].into_iter().filter(|&id| id != lagging).collect();
+    let start = snapshot_voters(&mut cluster, &up);
+    assert!(start.0 > 30);
+    let after = cluster.propose(b"after the snapshot");
+    cluster.down.clear();
+    cluster.run(500);
+    let snapshot = cluster.node(leader).log().snapshot().map(|s| s.id);
+    for id in [4, lagging] {
+        let replica = cluster.node(id);
+        assert_eq!(
+            cluster.loads.get(&NodeId(id)).map(Vec::as_slice),
+            snapshot.as_ref().map(std::slice::from_ref)
+        );
+        assert_eq!(replica.log().start().offset, start);
+        assert_eq!(
+            replica.log().snapshot(),
+            cluster.node(leader).log().snapshot()
+        );
+        assert!(
+            cluster.high_watermark(id) > after,
+            "node {id} applied past the snapshot"
+        );
+        assert_eq!(
+            replica.log().entry(after),
+            cluster.node(leader).log().entry(after)
+        );
+    }
+}
+
+/// A snapshot is refused past the high watermark or not past the latest one; a restart from a
+/// log with a snapshot tells the caller to load it first, with the high watermark at its end.
+#[test]
+fn snapshot_rules_and_restart() {
+    let mut cluster = Cluster::new(&[1, 2, 3], &[]);
+    cluster.run(1000);
+    let leader = cluster.leader().expect("a leader");
+    cluster.propose(b"one");
+    cluster.run(50);
+    let replica = cluster.node_mut(leader);
+    let high_watermark = replica.high_watermark();
+    let past = high_watermark.next();
+    assert_eq!(
+        replica.snapshot_taken(past, Vec::new()),
+        Err(SnapshotError::NotCommitted {
+            offset: past,
+            high_watermark
+        })
+    );
+    let id = replica
+        .snapshot_taken(high_watermark, b"s".to_vec())
+        .expect("committed");
+    assert_eq!(
+        replica.snapshot_taken(high_watermark, Vec::new()),
+        Err(SnapshotError::NotNewer {
+            offset: high_watermark,
+            latest: high_watermark
+        })
+    );
+    let log = replica.log().clone();
+    let config = Config::new(NodeId(leader), vec![NodeId(1), NodeId(2), NodeId(3)]);
+    let mut restarted = Replica::new(config, log, replica.quorum_state(), 1, cluster.now);
+    assert_eq!(
+        restarted.drain_effects().first(),
+        Some(&Effect::LoadSnapshot(id))
+    );
+    assert_eq!(restarted.high_watermark(), high_watermark);
 }

@@ -1,15 +1,20 @@
 //! A seeded deterministic simulator for the quorum: N voters (3 or 5) and 0 to 2 observers
-//! (non-voting replicas, Kafka's brokers) on `MemLog`s, a
-//! simulated clock, a network that loses, delays (so reorders), duplicates and cuts links, node
-//! crashes and restarts (a crash keeps the persisted quorum state and the flushed log plus any
-//! prefix of the unflushed entries, i.e. torn writes; it may also strike halfway through the
-//! effects of one input), graceful resignations, and a client proposing to whoever leads.
+//! (non-voting replicas, Kafka's brokers) on `MemLog`s, a simulated clock, a network that
+//! loses, delays (so reorders), duplicates and cuts links, node crashes and restarts (a crash
+//! keeps the persisted quorum state and the flushed log plus any prefix of the unflushed
+//! entries, i.e. torn writes; it may also strike halfway through the effects of one input),
+//! graceful resignations, a client proposing to whoever leads, and snapshots (KIP-630) taken at
+//! random nodes' applied offsets, half the time followed by dropping the log below them, so
+//! lagging or restarted nodes catch up through FetchSnapshot. Each node runs a model state
+//! machine, a running hash of the entries it applied; a snapshot holds that hash.
 //!
 //! After every step the checker (`common::Checker`) verifies one leader per epoch and that
 //! committed entries are never lost or changed; every node's applied entries are compared with
-//! the committed record as they are applied, and no observer's high watermark may pass the
-//! highest one any voter reported (observers follow commits, never make them). At the end the network heals and every node comes
-//! back: a leader must be elected and a fresh proposal applied by every node within a bound.
+//! the committed record as they are applied; every node's state at an offset (from entries or
+//! from a snapshot) must equal every other's there; and no observer's high watermark may pass
+//! the highest one any voter reported (observers follow commits, never make them). At the end
+//! the network heals and every node comes back: a leader must be elected and a fresh proposal
+//! applied by every node within a bound.
 //!
 //! `cargo test -p sluice-quorum --test sim` runs the fixed seeds; `SLUICE_SIM_SEEDS=N`
 //! (and `SLUICE_SIM_STEPS`, `SLUICE_SIM_FIRST`) runs a longer sweep in `long_run` (ignored);
@@ -17,13 +22,15 @@
 
 mod common;
 
+use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
 use std::time::Instant;
 
 use common::Checker;
 use sluice_quorum::{
-    Config, Effect, Log, MemLog, Message, NodeId, Offset, Payload, QuorumState, Replica, Rng,
-    RoleKind,
+    Config, Effect, Entry, Log, MemLog, Message, NodeId, Offset, Payload, QuorumState, Replica,
+    Rng, RoleKind,
 };
 
 /// Fault rates for one run, drawn from its seed so the sweep covers calm and stormy networks.
@@ -38,6 +45,7 @@ struct Faults {
     heal_per_mille: u64,
     resign_per_mille: u64,
     propose_per_mille: u64,
+    snapshot_per_mille: u64,
     fetch_entries_max: usize,
     flush_interval_ms: u64,
 }
@@ -56,6 +64,7 @@ impl Faults {
             heal_per_mille: pick(rng, &[5, 20]),
             resign_per_mille: pick(rng, &[0, 1, 5]),
             propose_per_mille: pick(rng, &[100, 300, 600]),
+            snapshot_per_mille: pick(rng, &[0, 5, 20, 60]),
             fetch_entries_max: pick(rng, &[16, 64]) as usize,
             flush_interval_ms: pick(rng, &[0, 10, 50]),
         }
@@ -70,8 +79,11 @@ struct Node {
     disk_state: QuorumState,
     /// The log a crashed node left (while down).
     disk_log: MemLog,
-    /// Entries this incarnation has applied (a restart applies again from offset 0).
+    /// Entries this incarnation has applied (a restart applies again from offset 0, or from
+    /// its snapshot).
     applied: Offset,
+    /// The model state machine: a running hash of every entry below `applied`.
+    state: u64,
     restart_at: u64,
     incarnation: u64,
 }
@@ -85,6 +97,11 @@ struct Stats {
     committed: usize,
     proposals: u64,
     crashes: u64,
+    /// Snapshots taken, and loaded (on restart or installed from the leader).
+    snapshots: u64,
+    snapshot_loads: u64,
+    /// Snapshots sent whole in a FetchSnapshot answer.
+    snapshot_transfers: u64,
     delivered: u64,
     dropped: u64,
 }
@@ -142,6 +159,7 @@ impl Sim {
                 disk_state: QuorumState::default(),
                 disk_log: MemLog::new(),
                 applied: Offset(0),
+                state: 0,
                 restart_at: 0,
                 incarnation: 0,
             };
@@ -165,6 +183,7 @@ impl Sim {
         let log = std::mem::take(&mut node.disk_log);
         node.replica = Some(Replica::new(config, log, node.disk_state, seed, self.now));
         node.applied = Offset(0);
+        node.state = 0;
         node.incarnation += 1;
     }
 
@@ -188,6 +207,7 @@ impl Sim {
                 Effect::Persist(state) => self.nodes[index].disk_state = state,
                 Effect::Send { to, message } => self.send(from, to, message),
                 Effect::HighWatermark(high_watermark) => self.apply(index, high_watermark)?,
+                Effect::LoadSnapshot(id) => self.load_snapshot(index, id.offset)?,
             }
         }
         Ok(())
@@ -236,6 +256,8 @@ impl Sim {
                 fresh.push(node.applied);
             }
             node.applied = node.applied.next();
+            node.state = next_state(node.state, entry);
+            self.checker.state_at(node.id, node.applied, node.state)?;
         }
         for offset in fresh {
             for other in &self.nodes {
@@ -245,6 +267,53 @@ impl Sim {
             }
         }
         Ok(())
+    }
+
+    /// The node resets its state machine from its log's snapshot, which must hold the same
+    /// state every node had at that offset.
+    fn load_snapshot(&mut self, index: usize, offset: Offset) -> Result<(), String> {
+        let node = &mut self.nodes[index];
+        let Some(snapshot) = node.replica.as_ref().and_then(|r| r.log().snapshot()) else {
+            return Err(format!("node {} loads a snapshot it lacks", node.id.0));
+        };
+        let bytes: [u8; 8] = snapshot
+            .data
+            .as_slice()
+            .try_into()
+            .map_err(|_| "snapshot size")?;
+        if snapshot.id.offset != offset {
+            return Err(format!(
+                "node {} loads {:?}, not {offset:?}",
+                node.id.0, snapshot.id
+            ));
+        }
+        node.state = u64::from_be_bytes(bytes);
+        node.applied = offset;
+        self.stats.snapshot_loads += 1;
+        self.checker.state_at(node.id, offset, node.state)
+    }
+
+    /// A random live node snapshots its state at its applied offset, and half the time drops
+    /// its log below it.
+    fn take_snapshot(&mut self) {
+        let index = self.rng.below(self.nodes.len() as u64) as usize;
+        let drop_prefix = self.chance(500);
+        let node = &mut self.nodes[index];
+        let Some(replica) = &mut node.replica else {
+            return;
+        };
+        let data = node.state.to_be_bytes().to_vec();
+        if replica.snapshot_taken(node.applied, data).is_err() {
+            return;
+        }
+        self.stats.snapshots += 1;
+        let start = if drop_prefix {
+            replica.delete_before_snapshot()
+        } else {
+            replica.log().start().offset
+        };
+        let (id, applied) = (node.id.0, node.applied.0);
+        self.note(|| format!("snapshot node {id} at {applied}, log start {}", start.0));
     }
 
     /// Voters raise the committed mark; an observer's high watermark must stay within it.
@@ -294,6 +363,11 @@ impl Sim {
                 continue;
             }
             self.note(|| format!("{} -> {}: {:?}", from.0, to.0, message));
+            if let Message::FetchSnapshotResponse(r) = &message
+                && r.error.is_none()
+            {
+                self.stats.snapshot_transfers += 1;
+            }
             let now = self.now;
             if let Some(replica) = &mut self.nodes[index].replica {
                 replica.receive(now, from, message);
@@ -352,6 +426,9 @@ impl Sim {
         if self.chance(self.faults.heal_per_mille) {
             self.cut.clear();
             self.note(|| "heal".to_string());
+        }
+        if self.chance(self.faults.snapshot_per_mille) {
+            self.take_snapshot();
         }
         if self.chance(self.faults.resign_per_mille) {
             let now = self.now;
@@ -464,6 +541,13 @@ impl Sim {
     }
 }
 
+/// The model state machine's step: the state after applying `entry`.
+fn next_state(state: u64, entry: &Entry) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    (state, entry).hash(&mut hasher);
+    hasher.finish()
+}
+
 fn placeholder() -> Node {
     Node {
         id: NodeId(0),
@@ -471,6 +555,7 @@ fn placeholder() -> Node {
         disk_state: QuorumState::default(),
         disk_log: MemLog::new(),
         applied: Offset(0),
+        state: 0,
         restart_at: 0,
         incarnation: 0,
     }
@@ -532,6 +617,9 @@ fn sweep(first: u64, count: u64, steps: u64) -> Stats {
                 total.committed += stats.committed;
                 total.proposals += stats.proposals;
                 total.crashes += stats.crashes;
+                total.snapshots += stats.snapshots;
+                total.snapshot_loads += stats.snapshot_loads;
+                total.snapshot_transfers += stats.snapshot_transfers;
                 total.delivered += stats.delivered;
                 total.dropped += stats.dropped;
             }
