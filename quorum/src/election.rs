@@ -70,8 +70,12 @@ impl<L: Log> Replica<L> {
         self.send(from, message);
     }
 
-    /// KIP-996: grant unless this node is in touch with a live leader.
+    /// KIP-996: grant unless this node is in touch with a live leader (an observer never
+    /// grants).
     fn can_grant_pre_vote(&self) -> bool {
+        if self.config.is_observer() {
+            return false;
+        }
         match &self.role {
             Role::Leader(_) => false,
             Role::Follower(f) => !f.fetched,
@@ -79,9 +83,10 @@ impl<L: Log> Replica<L> {
         }
     }
 
-    /// One vote per epoch, and none once the epoch's leader is known.
+    /// One vote per epoch, and none once the epoch's leader is known (nor ever by an
+    /// observer).
     fn can_grant_vote(&self, candidate: NodeId) -> bool {
-        if self.quorum.leader.is_some() {
+        if self.quorum.leader.is_some() || self.config.is_observer() {
             return false;
         }
         match self.role.kind() {
@@ -216,7 +221,7 @@ impl<L: Log> Replica<L> {
         let mut ranked: Vec<(NodeId, i64)> = leading
             .followers
             .iter()
-            .map(|(&v, p)| (v, p.end.map_or(-1, |o| o.0)))
+            .map(|(&v, p)| (v, p.fetch.end.map_or(-1, |o| o.0)))
             .collect();
         ranked.sort_by_key(|&(v, end)| (std::cmp::Reverse(end), v));
         ranked.into_iter().map(|(v, _)| v).collect()

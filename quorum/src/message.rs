@@ -1,7 +1,8 @@
-//! The messages voters exchange, as plain data mirroring the fields of Kafka's Vote,
-//! BeginQuorumEpoch, EndQuorumEpoch and Fetch (KIP-595, KIP-996's `PreVote` flag), one
-//! partition each. A later slice maps them onto `sluice-net`'s generated messages; the sender
-//! is passed beside the message (`Replica::receive`), as Kafka's replica id is.
+//! The messages replicas exchange, as plain data mirroring the fields of Kafka's Vote,
+//! BeginQuorumEpoch, EndQuorumEpoch, Fetch (KIP-595, KIP-996's `PreVote` flag) and
+//! FetchSnapshot (KIP-630, in one chunk), one partition each. A later slice maps them onto
+//! `sluice-net`'s generated messages; the sender is passed beside the message
+//! (`Replica::receive`), as Kafka's replica id is.
 
 use crate::types::{Entry, Epoch, NodeId, Offset, OffsetAndEpoch};
 
@@ -45,6 +46,14 @@ pub enum Message {
     },
     /// Kafka's FetchResponse for the metadata partition.
     FetchResponse(FetchResponse),
+    /// Kafka's FetchSnapshot (KIP-630) for the snapshot a FetchResponse named, whole (one
+    /// chunk: metadata snapshots are small).
+    FetchSnapshot {
+        epoch: Epoch,
+        snapshot: OffsetAndEpoch,
+    },
+    /// Kafka's FetchSnapshotResponse.
+    FetchSnapshotResponse(FetchSnapshotResponse),
 }
 
 /// Why a Fetch was refused.
@@ -56,6 +65,9 @@ pub enum FetchError {
     UnknownLeaderEpoch,
     /// The receiver does not lead the epoch (`NOT_LEADER_OR_FOLLOWER`).
     NotLeader,
+    /// The leader no longer holds the snapshot asked for (`SNAPSHOT_NOT_FOUND`): fetch again
+    /// to learn its latest.
+    SnapshotNotFound,
 }
 
 /// A Fetch answer. It echoes the request's position so the follower can tell an answer to its
@@ -72,6 +84,22 @@ pub struct FetchResponse {
     /// Set when the follower's position is not on the leader's log (`DivergingEpoch`): the
     /// largest leader epoch at most `last_fetched_epoch` and where it ends.
     pub diverging: Option<OffsetAndEpoch>,
-    /// Entries from `fetch_offset` on (empty when diverging or on error).
+    /// Set when the follower's position is below the leader's log start, or its epoch history
+    /// there unknown (`SnapshotId`): fetch this snapshot first.
+    pub snapshot: Option<OffsetAndEpoch>,
+    /// Entries from `fetch_offset` on (empty when diverging, on a snapshot, or on error).
     pub entries: Vec<Entry>,
+}
+
+/// A FetchSnapshot answer: the whole snapshot, or an error.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FetchSnapshotResponse {
+    /// The responder's epoch and the leader it knows (`CurrentLeader`).
+    pub epoch: Epoch,
+    pub leader: Option<NodeId>,
+    pub error: Option<FetchError>,
+    /// The snapshot asked for.
+    pub snapshot: OffsetAndEpoch,
+    /// Its bytes (empty on error).
+    pub data: Vec<u8>,
 }

@@ -1,4 +1,5 @@
-//! `Replica`: one voter of a KRaft quorum as a sans-IO state machine. Inputs are `tick`,
+//! `Replica`: one replica of a KRaft quorum (a voter, or an observer: a replica whose id is
+//! not among the voters) as a sans-IO state machine. Inputs are `tick`,
 //! `receive`, `propose` and `resign`, each with the caller's clock; outputs are `Effect`s
 //! (persist the quorum state, send a message, a new high watermark), drained by the caller
 //! and carried out in order. The log is the one thing called directly, through `Log`.
@@ -8,7 +9,8 @@
 //! forget in a crash; only a leader has unflushed entries (every other role flushes before it
 //! fetches, votes or stands), and a leader counts only its flushed end towards the high
 //! watermark; a node that restarts as the leader of its persisted epoch resigns it, so no
-//! `(offset, epoch)` is ever written twice with different contents.
+//! `(offset, epoch)` is ever written twice with different contents. An observer is only ever
+//! Unattached or Follower: it never votes, never stands, and the leader never counts it.
 //!
 //! Role changes live here; vote and quorum-epoch handling in `election.rs`; Fetch, the high
 //! watermark and proposals in `replication.rs`.
@@ -17,7 +19,7 @@ use crate::log::Log;
 use crate::message::Message;
 use crate::rng::Rng;
 use crate::state::{Election, FollowerProgress, Following, Leading, Role, RoleKind};
-use crate::types::{Config, Entry, Epoch, NodeId, Offset, Payload, QuorumState};
+use crate::types::{Config, Entry, Epoch, NodeId, Offset, OffsetAndEpoch, Payload, QuorumState};
 
 /// What the caller must do, in order.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -28,6 +30,11 @@ pub enum Effect {
     Send { to: NodeId, message: Message },
     /// Entries below this offset are committed: apply them in order.
     HighWatermark(Offset),
+    /// Reset the state machine from the log's snapshot with this id (`Log::snapshot`): it
+    /// holds everything below `id.offset`, which is committed; apply entries from there as
+    /// later high watermarks pass them. Comes first after a restart from a log with a
+    /// snapshot, and after a snapshot fetched from the leader is installed.
+    LoadSnapshot(OffsetAndEpoch),
 }
 
 /// A proposal reached a replica that does not lead.
@@ -38,8 +45,10 @@ pub struct NotLeader {
     pub leader: Option<NodeId>,
 }
 
-/// One voter. Lives on the controller shard's executor; single-threaded, no I/O: the caller
-/// owns the clock, the network and the quorum-state file, and passes the log in.
+/// One replica of the metadata log: a voter, or an observer (`Config::id` not among
+/// `Config::voters`, Kafka's broker-only node). Lives on the controller shard's executor;
+/// single-threaded, no I/O: the caller owns the clock, the network and the quorum-state file,
+/// and passes the log in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Replica<L> {
     pub(crate) config: Config,
@@ -56,9 +65,12 @@ pub struct Replica<L> {
 
 impl<L: Log> Replica<L> {
     /// A replica starting (or restarting) at `now_ms` from its persisted quorum state and its
-    /// log. `seed` drives its election timeouts.
+    /// log. `seed` drives its election timeouts (and an observer's choice of voter to ask).
     pub fn new(config: Config, log: L, persisted: QuorumState, seed: u64, now_ms: u64) -> Self {
-        assert!(config.is_voter(config.id), "the replica must be a voter");
+        assert!(
+            !config.is_observer() || persisted.leader != Some(config.id),
+            "an observer never leads"
+        );
         let mut replica = Replica {
             config,
             log,
@@ -76,9 +88,14 @@ impl<L: Log> Replica<L> {
             },
             Some(leader) => Role::Follower(replica.following(leader)),
             None => Role::Unattached {
-                election_at: replica.election_deadline(),
+                election_at: replica.unattached_deadline(),
             },
         };
+        if let Some(id) = replica.log.snapshot().map(|s| s.id) {
+            // A snapshot is only ever taken or installed at a committed offset.
+            replica.high_watermark = id.offset;
+            replica.effects.push(Effect::LoadSnapshot(id));
+        }
         replica
     }
 
@@ -86,6 +103,7 @@ impl<L: Log> Replica<L> {
     pub fn tick(&mut self, now_ms: u64) {
         self.advance(now_ms);
         match self.role.kind() {
+            RoleKind::Unattached if self.config.is_observer() => self.tick_observer(),
             RoleKind::Unattached | RoleKind::Resigned => {
                 if self.now_ms >= self.election_at() {
                     self.become_prospective();
@@ -97,10 +115,15 @@ impl<L: Log> Replica<L> {
         }
     }
 
-    /// A message from voter `from` arrived.
+    /// A message from replica `from` arrived. Fetch and FetchSnapshot are taken from any
+    /// replica (voters and observers); everything else only from voters.
     pub fn receive(&mut self, now_ms: u64, from: NodeId, message: Message) {
         self.advance(now_ms);
-        if !self.config.is_voter(from) || from == self.config.id {
+        let fetch = matches!(
+            message,
+            Message::Fetch { .. } | Message::FetchSnapshot { .. }
+        );
+        if from == self.config.id || !(fetch || self.config.is_voter(from)) {
             return;
         }
         match message {
@@ -129,6 +152,12 @@ impl<L: Log> Replica<L> {
                 last_fetched_epoch,
             } => self.on_fetch(from, epoch, fetch_offset, last_fetched_epoch),
             Message::FetchResponse(response) => self.on_fetch_response(from, response),
+            Message::FetchSnapshot { epoch, snapshot } => {
+                self.on_fetch_snapshot(from, epoch, snapshot)
+            }
+            Message::FetchSnapshotResponse(response) => {
+                self.on_fetch_snapshot_response(from, response)
+            }
         }
     }
 
@@ -160,14 +189,22 @@ impl<L: Log> Replica<L> {
         }
     }
 
+    /// This replica's id.
     pub fn id(&self) -> NodeId {
         self.config.id
     }
 
+    /// Whether this replica is an observer (not a voter).
+    pub fn is_observer(&self) -> bool {
+        self.config.is_observer()
+    }
+
+    /// The role it is in.
     pub fn role(&self) -> RoleKind {
         self.role.kind()
     }
 
+    /// The current epoch.
     pub fn epoch(&self) -> Epoch {
         self.quorum.epoch
     }
@@ -177,14 +214,17 @@ impl<L: Log> Replica<L> {
         self.quorum.leader
     }
 
+    /// The quorum state as last pushed in `Effect::Persist`.
     pub fn quorum_state(&self) -> QuorumState {
         self.quorum
     }
 
+    /// Entries below this offset are committed (as far as this replica knows).
     pub fn high_watermark(&self) -> Offset {
         self.high_watermark
     }
 
+    /// The log, to read entries below the high watermark.
     pub fn log(&self) -> &L {
         &self.log
     }
@@ -197,6 +237,16 @@ impl<L: Log> Replica<L> {
     pub(crate) fn election_deadline(&mut self) -> u64 {
         let jitter = self.rng.below(self.config.election_jitter_ms);
         self.now_ms + self.config.election_timeout_ms + jitter
+    }
+
+    /// When an Unattached replica acts: a voter's randomized election deadline; at once for an
+    /// observer, which asks a voter for the leader.
+    fn unattached_deadline(&mut self) -> u64 {
+        if self.config.is_observer() {
+            self.now_ms
+        } else {
+            self.election_deadline()
+        }
     }
 
     fn election_at(&self) -> u64 {
@@ -245,13 +295,14 @@ impl<L: Log> Replica<L> {
             fetched: false,
             fetch_sent_at: None,
             next_fetch_at: self.now_ms,
+            fetching_snapshot: None,
         }
     }
 
     /// No leader known in `epoch` (a higher one, or the current one with a vote cast).
     pub(crate) fn become_unattached(&mut self, epoch: Epoch, voted_for: Option<NodeId>) {
         assert!(epoch >= self.quorum.epoch, "epochs never go back");
-        let election_at = self.election_deadline();
+        let election_at = self.unattached_deadline();
         self.set_role(Role::Unattached { election_at });
         self.set_quorum(QuorumState {
             epoch,
@@ -299,6 +350,7 @@ impl<L: Log> Replica<L> {
 
     /// KIP-996: ask for pre-votes in the current epoch, voting for itself.
     pub(crate) fn become_prospective(&mut self) {
+        assert!(!self.config.is_observer(), "an observer never stands");
         let election = self.new_election();
         self.set_role(Role::Prospective(election));
         self.log.flush();
@@ -357,6 +409,7 @@ impl<L: Log> Replica<L> {
         self.set_role(Role::Leader(Leading {
             epoch_start,
             followers,
+            observers: std::collections::BTreeMap::new(),
             fetched_since_check: std::collections::BTreeSet::new(),
             check_quorum_at: self.now_ms + self.config.fetch_timeout_ms * 3 / 2,
             flush_at: self.now_ms + self.config.flush_interval_ms,
@@ -407,12 +460,40 @@ impl<L: Log> Replica<L> {
         }
     }
 
+    /// An observer without a leader asks a random voter (Kafka's bootstrap voters) with a
+    /// Fetch; the answer names the leader it knows, which `observe_epoch` then follows.
+    fn tick_observer(&mut self) {
+        let Role::Unattached { election_at } = &mut self.role else {
+            return;
+        };
+        if self.now_ms < *election_at {
+            return;
+        }
+        *election_at = self.now_ms + self.config.request_timeout_ms;
+        let voter_count = u64::try_from(self.config.voters.len()).unwrap_or(0);
+        let index = usize::try_from(self.rng.below(voter_count)).unwrap_or(0);
+        if let Some(&voter) = self.config.voters.get(index) {
+            let position = self.log.end_and_epoch();
+            let message = Message::Fetch {
+                epoch: self.quorum.epoch,
+                fetch_offset: position.offset,
+                last_fetched_epoch: position.epoch,
+            };
+            self.send(voter, message);
+        }
+    }
+
     fn tick_follower(&mut self) {
         let Role::Follower(f) = &self.role else {
             return;
         };
         if self.now_ms >= f.fetch_timeout_at {
-            self.become_prospective();
+            if self.config.is_observer() {
+                // Kafka's observers go back to asking the voters who leads.
+                self.become_unattached(self.quorum.epoch, None);
+            } else {
+                self.become_prospective();
+            }
             return;
         }
         let due = match f.fetch_sent_at {

@@ -2,7 +2,8 @@
 //! epoch; the leader answers with entries, or with `DivergingEpoch` when that position is not
 //! on its log, and the follower truncates with its own epoch lookup and fetches again. The
 //! leader moves the high watermark to the largest offset a majority of voters hold durably,
-//! once that includes an entry of its own epoch.
+//! once that includes an entry of its own epoch. A position below the leader's log start is
+//! answered with its snapshot's id instead (KIP-630, `snapshot.rs`).
 //!
 //! What must stay true: a follower appends only an answer to its current position (log end and
 //! last epoch echoed back) from the leader of its current epoch, and flushes before it fetches
@@ -53,9 +54,13 @@ impl<L: Log> Replica<L> {
         }
         let majority = self.config.majority();
         let next_check = now + self.config.fetch_timeout_ms * 3 / 2;
+        let session_ms = self.config.observer_session_timeout_ms;
         let Role::Leader(leading) = &mut self.role else {
             return;
         };
+        leading
+            .observers
+            .retain(|_, p| p.last_fetch_ms.is_some_and(|at| at + session_ms > now));
         if now >= leading.check_quorum_at {
             // Check quorum: a leader a majority no longer fetches from steps aside, so a
             // partitioned leader does not keep refusing pre-votes on its side.
@@ -83,7 +88,7 @@ impl<L: Log> Replica<L> {
         let mut ends: Vec<Offset> = leading
             .followers
             .values()
-            .map(|p| p.end.unwrap_or_default())
+            .map(|p| p.fetch.end.unwrap_or_default())
             .collect();
         ends.push(self.log.flushed_end());
         ends.sort_by(|a, b| b.cmp(a));
@@ -106,10 +111,13 @@ impl<L: Log> Replica<L> {
         };
         f.fetch_sent_at = Some(now);
         let leader = f.leader;
-        let message = Message::Fetch {
-            epoch,
-            fetch_offset: position.offset,
-            last_fetched_epoch: position.epoch,
+        let message = match f.fetching_snapshot {
+            Some(snapshot) => Message::FetchSnapshot { epoch, snapshot },
+            None => Message::Fetch {
+                epoch,
+                fetch_offset: position.offset,
+                last_fetched_epoch: position.epoch,
+            },
         };
         self.send(leader, message);
     }
@@ -129,6 +137,7 @@ impl<L: Log> Replica<L> {
             last_fetched_epoch,
             high_watermark: self.high_watermark,
             diverging: None,
+            snapshot: None,
             entries: Vec::new(),
         };
         if epoch < self.quorum.epoch {
@@ -151,8 +160,15 @@ impl<L: Log> Replica<L> {
         last_fetched_epoch: Epoch,
         response: &mut FetchResponse,
     ) {
-        if let Role::Leader(leading) = &mut self.role {
+        let voter = self.config.is_voter(from);
+        if let Role::Leader(leading) = &mut self.role
+            && voter
+        {
             leading.fetched_since_check.insert(from);
+        }
+        if let Some(snapshot) = self.snapshot_for(fetch_offset, last_fetched_epoch) {
+            response.snapshot = Some(snapshot);
+            return;
         }
         // Kafka's `validateOffsetAndEpoch`: the position is on our log when our log has the
         // fetched epoch and that epoch reaches at least the fetch offset.
@@ -164,12 +180,7 @@ impl<L: Log> Replica<L> {
             response.diverging = Some(ours);
             return;
         }
-        if let Role::Leader(leading) = &mut self.role
-            && let Some(progress) = leading.followers.get_mut(&from)
-        {
-            progress.end = Some(fetch_offset);
-            progress.knows_leader = true;
-        }
+        self.record_fetch(from, fetch_offset);
         self.update_high_watermark();
         response.high_watermark = self.high_watermark;
         let mut offset = fetch_offset;
@@ -179,6 +190,42 @@ impl<L: Log> Replica<L> {
             };
             response.entries.push(entry.clone());
             offset = offset.next();
+        }
+    }
+
+    /// Kafka's snapshot cases of `validateOffsetAndEpoch`, for a log that dropped a prefix:
+    /// the follower needs the latest snapshot when it fetches below the log start, at the log
+    /// start with another epoch, or with an epoch older than the start's (whose end this log no
+    /// longer knows).
+    fn snapshot_for(
+        &self,
+        fetch_offset: Offset,
+        last_fetched_epoch: Epoch,
+    ) -> Option<OffsetAndEpoch> {
+        let start = self.log.start();
+        if start.offset.0 == 0 {
+            return None;
+        }
+        let needed = fetch_offset < start.offset
+            || (fetch_offset == start.offset && last_fetched_epoch != start.epoch)
+            || last_fetched_epoch < start.epoch;
+        let snapshot = self.log.snapshot().map(|s| s.id);
+        assert!(snapshot.is_some(), "a log start past 0 without a snapshot");
+        snapshot.filter(|_| needed)
+    }
+
+    /// The leader notes a valid Fetch: a voter's in `followers`, an observer's in `observers`.
+    fn record_fetch(&mut self, from: NodeId, fetch_offset: Offset) {
+        let (now, leader_end) = (self.now_ms, self.log.flushed_end());
+        let Role::Leader(leading) = &mut self.role else {
+            return;
+        };
+        if let Some(progress) = leading.followers.get_mut(&from) {
+            progress.fetch.record(now, fetch_offset, leader_end);
+            progress.knows_leader = true;
+        } else {
+            let progress = leading.observers.entry(from).or_default();
+            progress.record(now, fetch_offset, leader_end);
         }
     }
 
@@ -202,6 +249,11 @@ impl<L: Log> Replica<L> {
         }
         f.fetched = true;
         f.fetch_timeout_at = self.now_ms + self.config.fetch_timeout_ms;
+        f.fetching_snapshot = response.snapshot;
+        if response.snapshot.is_some() {
+            self.send_fetch();
+            return;
+        }
         if let Some(diverging) = response.diverging {
             self.truncate_diverging(diverging);
             self.send_fetch();

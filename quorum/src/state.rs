@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::types::{NodeId, Offset};
+use crate::types::{NodeId, Offset, OffsetAndEpoch};
 
 /// Which role a replica is in, without its data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -23,8 +23,9 @@ pub enum RoleKind {
 /// A role with its timers and bookkeeping.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Role {
-    /// Knows no leader in its epoch (and may have voted in it); starts a pre-vote when
-    /// `election_at` passes.
+    /// Knows no leader in its epoch (and may have voted in it); a voter starts a pre-vote when
+    /// `election_at` passes, an observer asks a random voter for the leader then (a Fetch, as
+    /// Kafka's observers do) and again every request timeout.
     Unattached {
         election_at: u64,
     },
@@ -73,6 +74,10 @@ pub struct Leading {
     pub epoch_start: Offset,
     /// Every other voter's state.
     pub followers: BTreeMap<NodeId, FollowerProgress>,
+    /// Every non-voter that fetched in this epoch (Kafka's observers), forgotten after
+    /// `Config::observer_session_timeout_ms` without a fetch. They never count towards the
+    /// high watermark nor check quorum.
+    pub observers: BTreeMap<NodeId, FetchProgress>,
     /// Voters that fetched since the last check-quorum time.
     pub fetched_since_check: BTreeSet<NodeId>,
     /// When to check that a majority still fetches.
@@ -81,12 +86,12 @@ pub struct Leading {
     pub flush_at: u64,
 }
 
-/// A leader's view of one follower.
+/// A leader's view of one voter.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct FollowerProgress {
-    /// The follower's log end at its last valid Fetch in this epoch (durable on the follower:
-    /// followers flush before they fetch).
-    pub end: Option<Offset>,
+    /// Where its valid Fetches reached (its log end is durable on the follower: followers flush
+    /// before they fetch).
+    pub fetch: FetchProgress,
     /// It answered BeginQuorumEpoch or fetched: stop announcing.
     pub knows_leader: bool,
     /// When to send BeginQuorumEpoch again.
@@ -107,4 +112,41 @@ pub struct Following {
     pub fetch_sent_at: Option<u64>,
     /// When to send the next Fetch when none is outstanding.
     pub next_fetch_at: u64,
+    /// The leader answered with this snapshot id (KIP-630): FetchSnapshot it, instead of
+    /// Fetch, until it is installed or refused.
+    pub fetching_snapshot: Option<OffsetAndEpoch>,
+}
+
+/// A leader's record of one replica's fetches in its epoch (voter or observer), for the high
+/// watermark and for DescribeQuorum (Kafka's `LeaderState.ReplicaState`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct FetchProgress {
+    /// The replica's log end at its last valid Fetch (`LogEndOffset`).
+    pub end: Option<Offset>,
+    /// When that Fetch arrived (`LastFetchTimestamp`).
+    pub last_fetch_ms: Option<u64>,
+    /// The latest time at which the leader's log end was at most the replica's latest fetch
+    /// offset (`LastCaughtUpTimestamp`).
+    pub last_caught_up_ms: Option<u64>,
+    /// The leader's log end when the previous Fetch arrived.
+    pub leader_end_at_last_fetch: Offset,
+}
+
+impl FetchProgress {
+    /// A valid Fetch at `fetch_offset` arrived at `now_ms` while the leader's log ended at
+    /// `leader_end`. Caught up now if it reaches `leader_end`; else caught up as of the previous
+    /// fetch if it reaches where the leader's log ended then (Kafka's rule).
+    pub fn record(&mut self, now_ms: u64, fetch_offset: Offset, leader_end: Offset) {
+        if fetch_offset >= leader_end {
+            self.last_caught_up_ms = Some(now_ms);
+        } else if let Some(previous) = self.last_fetch_ms
+            && fetch_offset >= self.leader_end_at_last_fetch
+        {
+            self.last_caught_up_ms =
+                Some(self.last_caught_up_ms.map_or(previous, |c| c.max(previous)));
+        }
+        self.end = Some(fetch_offset);
+        self.last_fetch_ms = Some(now_ms);
+        self.leader_end_at_last_fetch = leader_end;
+    }
 }

@@ -5,7 +5,7 @@
 //! 0 (no leader yet) and every leader's entries carry the epoch it was elected in, so
 //! `(offset, epoch)` names one entry on every node (Raft's log matching).
 
-/// A voter's id (Kafka's replica id, `node.id`).
+/// A replica's id (Kafka's replica id, `node.id`): a voter's or an observer's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NodeId(pub i32);
 
@@ -67,6 +67,17 @@ pub struct Entry {
     pub payload: Payload,
 }
 
+/// A snapshot of the state machine above (KIP-630): its state after applying every entry
+/// below `id.offset`, whose last entry had epoch `id.epoch`. Taken only at a committed offset;
+/// the bytes are opaque here (the controller's metadata image, later).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Snapshot {
+    /// Kafka's snapshot id: end offset and epoch.
+    pub id: OffsetAndEpoch,
+    /// The state, as the caller wrote it.
+    pub data: Vec<u8>,
+}
+
 /// What survives a restart besides the log (Kafka's `quorum-state` file): it is written before
 /// any message that depends on it is sent (a granted vote, a BeginQuorumEpoch, a Fetch to a
 /// new leader), so a node never votes twice in an epoch nor forgets an epoch it acted in.
@@ -80,9 +91,10 @@ pub struct QuorumState {
 /// Timeouts and bounds (Kafka's `controller.quorum.*` settings).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Config {
-    /// This node.
+    /// This node: a voter when it is in `voters`, else an observer (Kafka's broker-only
+    /// replica), which follows the log but never votes nor stands.
     pub id: NodeId,
-    /// Every voter, this node included (static: no voter changes in this slice).
+    /// Every voter (static: no voter changes in this slice).
     pub voters: Vec<NodeId>,
     /// A follower that has not fetched from its leader this long starts a pre-vote; a leader
     /// that has not been fetched from by a majority for this long resigns (check quorum).
@@ -102,6 +114,10 @@ pub struct Config {
     /// A leader flushes what it appended at most this often (on `tick`; 0: every tick), the
     /// window in which a crash tears its writes; Kafka's `linger.ms` for the metadata log.
     pub flush_interval_ms: u64,
+    /// A leader forgets an observer that has not fetched this long (Kafka's observer session,
+    /// 5 minutes there, scaled down tenfold here), so the observers it tracks stay bounded by
+    /// the live ones.
+    pub observer_session_timeout_ms: u64,
 }
 
 impl Config {
@@ -118,6 +134,7 @@ impl Config {
             fetch_interval_ms: 20,
             fetch_entries_max: 64,
             flush_interval_ms: 0,
+            observer_session_timeout_ms: 30_000,
         }
     }
 
@@ -129,5 +146,10 @@ impl Config {
     /// Is `node` a voter?
     pub fn is_voter(&self, node: NodeId) -> bool {
         self.voters.contains(&node)
+    }
+
+    /// Is this node an observer (not a voter)?
+    pub fn is_observer(&self) -> bool {
+        !self.is_voter(self.id)
     }
 }

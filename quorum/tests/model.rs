@@ -237,6 +237,7 @@ fn carry_out(s: &mut State, index: usize, bounds: &Bounds) -> Result<(), String>
                 }
             }
             Effect::HighWatermark(high_watermark) => apply(s, index, high_watermark)?,
+            Effect::LoadSnapshot(id) => return Err(format!("no snapshot is taken here: {id:?}")),
         }
     }
     Ok(())

@@ -1,13 +1,20 @@
-//! A seeded deterministic simulator for the quorum: N replicas (3 or 5) on `MemLog`s, a
-//! simulated clock, a network that loses, delays (so reorders), duplicates and cuts links, node
-//! crashes and restarts (a crash keeps the persisted quorum state and the flushed log plus any
-//! prefix of the unflushed entries, i.e. torn writes; it may also strike halfway through the
-//! effects of one input), graceful resignations, and a client proposing to whoever leads.
+//! A seeded deterministic simulator for the quorum: N voters (3 or 5) and 0 to 2 observers
+//! (non-voting replicas, Kafka's brokers) on `MemLog`s, a simulated clock, a network that
+//! loses, delays (so reorders), duplicates and cuts links, node crashes and restarts (a crash
+//! keeps the persisted quorum state and the flushed log plus any prefix of the unflushed
+//! entries, i.e. torn writes; it may also strike halfway through the effects of one input),
+//! graceful resignations, a client proposing to whoever leads, and snapshots (KIP-630) taken at
+//! random nodes' applied offsets, half the time followed by dropping the log below them, so
+//! lagging or restarted nodes catch up through FetchSnapshot. Each node runs a model state
+//! machine, a running hash of the entries it applied; a snapshot holds that hash.
 //!
 //! After every step the checker (`common::Checker`) verifies one leader per epoch and that
 //! committed entries are never lost or changed; every node's applied entries are compared with
-//! the committed record as they are applied. At the end the network heals and every node comes
-//! back: a leader must be elected and a fresh proposal applied by every node within a bound.
+//! the committed record as they are applied; every node's state at an offset (from entries or
+//! from a snapshot) must equal every other's there; and no observer's high watermark may pass
+//! the highest one any voter reported (observers follow commits, never make them). At the end
+//! the network heals and every node comes back: a leader must be elected and a fresh proposal
+//! applied by every node within a bound.
 //!
 //! `cargo test -p sluice-quorum --test sim` runs the fixed seeds; `SLUICE_SIM_SEEDS=N`
 //! (and `SLUICE_SIM_STEPS`, `SLUICE_SIM_FIRST`) runs a longer sweep in `long_run` (ignored);
@@ -15,13 +22,15 @@
 
 mod common;
 
+use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
 use std::time::Instant;
 
 use common::Checker;
 use sluice_quorum::{
-    Config, Effect, Log, MemLog, Message, NodeId, Offset, Payload, QuorumState, Replica, Rng,
-    RoleKind,
+    Config, Effect, Entry, Log, MemLog, Message, NodeId, Offset, Payload, QuorumState, Replica,
+    Rng, RoleKind,
 };
 
 /// Fault rates for one run, drawn from its seed so the sweep covers calm and stormy networks.
@@ -36,6 +45,7 @@ struct Faults {
     heal_per_mille: u64,
     resign_per_mille: u64,
     propose_per_mille: u64,
+    snapshot_per_mille: u64,
     fetch_entries_max: usize,
     flush_interval_ms: u64,
 }
@@ -54,6 +64,7 @@ impl Faults {
             heal_per_mille: pick(rng, &[5, 20]),
             resign_per_mille: pick(rng, &[0, 1, 5]),
             propose_per_mille: pick(rng, &[100, 300, 600]),
+            snapshot_per_mille: pick(rng, &[0, 5, 20, 60]),
             fetch_entries_max: pick(rng, &[16, 64]) as usize,
             flush_interval_ms: pick(rng, &[0, 10, 50]),
         }
@@ -68,8 +79,11 @@ struct Node {
     disk_state: QuorumState,
     /// The log a crashed node left (while down).
     disk_log: MemLog,
-    /// Entries this incarnation has applied (a restart applies again from offset 0).
+    /// Entries this incarnation has applied (a restart applies again from offset 0, or from
+    /// its snapshot).
     applied: Offset,
+    /// The model state machine: a running hash of every entry below `applied`.
+    state: u64,
     restart_at: u64,
     incarnation: u64,
 }
@@ -83,6 +97,11 @@ struct Stats {
     committed: usize,
     proposals: u64,
     crashes: u64,
+    /// Snapshots taken, and loaded (on restart or installed from the leader).
+    snapshots: u64,
+    snapshot_loads: u64,
+    /// Snapshots sent whole in a FetchSnapshot answer.
+    snapshot_transfers: u64,
     delivered: u64,
     dropped: u64,
 }
@@ -93,6 +112,8 @@ struct Sim {
     now: u64,
     nodes: Vec<Node>,
     voters: Vec<NodeId>,
+    /// The highest high watermark any voter has reported: no observer may go past it.
+    voter_high_watermark: Offset,
     /// In flight: (deliver at, sequence) -> (from, to, message).
     network: BTreeMap<(u64, u64), (NodeId, NodeId, Message)>,
     sequence: u64,
@@ -113,12 +134,16 @@ impl Sim {
         let mut rng = Rng::new(seed);
         let faults = Faults::draw(&mut rng);
         let voters: Vec<NodeId> = (1..=node_count as i32).map(NodeId).collect();
+        let observer_count = rng.below(3) as i32;
+        let observers = (1..=observer_count).map(|i| NodeId(node_count as i32 + i));
+        let ids: Vec<NodeId> = voters.iter().copied().chain(observers).collect();
         let mut sim = Sim {
             seed,
             rng,
             now: 0,
             nodes: Vec::new(),
             voters: voters.clone(),
+            voter_high_watermark: Offset(0),
             network: BTreeMap::new(),
             sequence: 0,
             cut: BTreeSet::new(),
@@ -127,13 +152,14 @@ impl Sim {
             stats: Stats::default(),
             trace: traced.then(Vec::new),
         };
-        for &id in &voters {
+        for &id in &ids {
             let mut node = Node {
                 id,
                 replica: None,
                 disk_state: QuorumState::default(),
                 disk_log: MemLog::new(),
                 applied: Offset(0),
+                state: 0,
                 restart_at: 0,
                 incarnation: 0,
             };
@@ -157,6 +183,7 @@ impl Sim {
         let log = std::mem::take(&mut node.disk_log);
         node.replica = Some(Replica::new(config, log, node.disk_state, seed, self.now));
         node.applied = Offset(0);
+        node.state = 0;
         node.incarnation += 1;
     }
 
@@ -180,6 +207,7 @@ impl Sim {
                 Effect::Persist(state) => self.nodes[index].disk_state = state,
                 Effect::Send { to, message } => self.send(from, to, message),
                 Effect::HighWatermark(high_watermark) => self.apply(index, high_watermark)?,
+                Effect::LoadSnapshot(id) => self.load_snapshot(index, id.offset)?,
             }
         }
         Ok(())
@@ -206,6 +234,7 @@ impl Sim {
     /// The node applies entries up to its new high watermark; each is checked against the
     /// committed record, and each new commit against every live leader.
     fn apply(&mut self, index: usize, high_watermark: Offset) -> Result<(), String> {
+        self.check_observer_commit(index, high_watermark)?;
         let node = &mut self.nodes[index];
         let Some(replica) = &node.replica else {
             return Ok(());
@@ -227,6 +256,8 @@ impl Sim {
                 fresh.push(node.applied);
             }
             node.applied = node.applied.next();
+            node.state = next_state(node.state, entry);
+            self.checker.state_at(node.id, node.applied, node.state)?;
         }
         for offset in fresh {
             for other in &self.nodes {
@@ -234,6 +265,73 @@ impl Sim {
                     self.checker.leader_holds(replica, offset)?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// The node resets its state machine from its log's snapshot, which must hold the same
+    /// state every node had at that offset.
+    fn load_snapshot(&mut self, index: usize, offset: Offset) -> Result<(), String> {
+        let node = &mut self.nodes[index];
+        let Some(snapshot) = node.replica.as_ref().and_then(|r| r.log().snapshot()) else {
+            return Err(format!("node {} loads a snapshot it lacks", node.id.0));
+        };
+        let bytes: [u8; 8] = snapshot
+            .data
+            .as_slice()
+            .try_into()
+            .map_err(|_| "snapshot size")?;
+        if snapshot.id.offset != offset {
+            return Err(format!(
+                "node {} loads {:?}, not {offset:?}",
+                node.id.0, snapshot.id
+            ));
+        }
+        node.state = u64::from_be_bytes(bytes);
+        node.applied = offset;
+        self.stats.snapshot_loads += 1;
+        self.checker.state_at(node.id, offset, node.state)
+    }
+
+    /// A random live node snapshots its state at its applied offset, and half the time drops
+    /// its log below it.
+    fn take_snapshot(&mut self) {
+        let index = self.rng.below(self.nodes.len() as u64) as usize;
+        let drop_prefix = self.chance(500);
+        let node = &mut self.nodes[index];
+        let Some(replica) = &mut node.replica else {
+            return;
+        };
+        let data = node.state.to_be_bytes().to_vec();
+        if replica.snapshot_taken(node.applied, data).is_err() {
+            return;
+        }
+        self.stats.snapshots += 1;
+        let start = if drop_prefix {
+            replica.delete_before_snapshot()
+        } else {
+            replica.log().start().offset
+        };
+        let (id, applied) = (node.id.0, node.applied.0);
+        self.note(|| format!("snapshot node {id} at {applied}, log start {}", start.0));
+    }
+
+    /// Voters raise the committed mark; an observer's high watermark must stay within it.
+    fn check_observer_commit(
+        &mut self,
+        index: usize,
+        high_watermark: Offset,
+    ) -> Result<(), String> {
+        let id = self.nodes[index].id;
+        if self.voters.contains(&id) {
+            self.voter_high_watermark = self.voter_high_watermark.max(high_watermark);
+            return Ok(());
+        }
+        if high_watermark > self.voter_high_watermark {
+            return Err(format!(
+                "observer {} has high watermark {} past every voter's ({})",
+                id.0, high_watermark.0, self.voter_high_watermark.0
+            ));
         }
         Ok(())
     }
@@ -259,12 +357,17 @@ impl Sim {
                 break;
             }
             let (from, to, message) = entry.remove();
-            let index = self.voters.iter().position(|&v| v == to).unwrap_or(0);
+            let index = self.nodes.iter().position(|n| n.id == to).unwrap_or(0);
             if self.cut.contains(&(from, to)) || self.nodes[index].replica.is_none() {
                 self.stats.dropped += 1;
                 continue;
             }
             self.note(|| format!("{} -> {}: {:?}", from.0, to.0, message));
+            if let Message::FetchSnapshotResponse(r) = &message
+                && r.error.is_none()
+            {
+                self.stats.snapshot_transfers += 1;
+            }
             let now = self.now;
             if let Some(replica) = &mut self.nodes[index].replica {
                 replica.receive(now, from, message);
@@ -312,8 +415,8 @@ impl Sim {
             self.crash(index);
         }
         if self.chance(self.faults.cut_per_mille) {
-            let a = self.voters[self.rng.below(n) as usize];
-            let b = self.voters[self.rng.below(n) as usize];
+            let a = self.nodes[self.rng.below(n) as usize].id;
+            let b = self.nodes[self.rng.below(n) as usize].id;
             self.cut.insert((a, b));
             if self.chance(500) {
                 self.cut.insert((b, a));
@@ -323,6 +426,9 @@ impl Sim {
         if self.chance(self.faults.heal_per_mille) {
             self.cut.clear();
             self.note(|| "heal".to_string());
+        }
+        if self.chance(self.faults.snapshot_per_mille) {
+            self.take_snapshot();
         }
         if self.chance(self.faults.resign_per_mille) {
             let now = self.now;
@@ -435,6 +541,13 @@ impl Sim {
     }
 }
 
+/// The model state machine's step: the state after applying `entry`.
+fn next_state(state: u64, entry: &Entry) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    (state, entry).hash(&mut hasher);
+    hasher.finish()
+}
+
 fn placeholder() -> Node {
     Node {
         id: NodeId(0),
@@ -442,6 +555,7 @@ fn placeholder() -> Node {
         disk_state: QuorumState::default(),
         disk_log: MemLog::new(),
         applied: Offset(0),
+        state: 0,
         restart_at: 0,
         incarnation: 0,
     }
@@ -503,6 +617,9 @@ fn sweep(first: u64, count: u64, steps: u64) -> Stats {
                 total.committed += stats.committed;
                 total.proposals += stats.proposals;
                 total.crashes += stats.crashes;
+                total.snapshots += stats.snapshots;
+                total.snapshot_loads += stats.snapshot_loads;
+                total.snapshot_transfers += stats.snapshot_transfers;
                 total.delivered += stats.delivered;
                 total.dropped += stats.dropped;
             }
