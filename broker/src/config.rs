@@ -408,10 +408,16 @@ impl BrokerConfig {
             Ok(voters) => voters,
             Err(message) => return invalid("controller_voters", message),
         };
-        let mine = voters.iter().find(|(id, _)| *id == self.node_id).map(|v| v.1);
+        let mine = voters
+            .iter()
+            .find(|(id, _)| *id == self.node_id)
+            .map(|v| v.1);
         let controller_listen = self.controller_listen.or(mine);
         if roles.1 && mine.is_none() {
-            let message = format!("node {} has the controller role but is not a voter", self.node_id);
+            let message = format!(
+                "node {} has the controller role but is not a voter",
+                self.node_id
+            );
             return invalid("controller_voters", message);
         }
         if self.node_id < 0 {

@@ -12,15 +12,16 @@ use bytes::Bytes;
 use sluice_net::error_code::code;
 use sluice_net::messages::{
     BeginQuorumEpochRequest, BeginQuorumEpochResponse, EndQuorumEpochRequest,
-    EndQuorumEpochResponse, FetchRequest, FetchResponse, VoteRequest, VoteResponse,
-    begin_quorum_epoch_request as bqe_req, begin_quorum_epoch_response as bqe_resp,
-    end_quorum_epoch_request as eqe_req, fetch_request as fetch_req, fetch_response as fetch_resp,
-    vote_request as vote_req, vote_response as vote_resp,
+    EndQuorumEpochResponse, FetchRequest, FetchResponse, FetchSnapshotRequest,
+    FetchSnapshotResponse, VoteRequest, VoteResponse, begin_quorum_epoch_request as bqe_req,
+    begin_quorum_epoch_response as bqe_resp, end_quorum_epoch_request as eqe_req,
+    fetch_request as fetch_req, fetch_response as fetch_resp, fetch_snapshot_request as snap_req,
+    fetch_snapshot_response as snap_resp, vote_request as vote_req, vote_response as vote_resp,
 };
 use sluice_net::{ApiKey, BrokerId, Records, Request, Response, Uuid};
 use sluice_quorum::{
-    Entry, Epoch, FetchError, FetchResponse as QuorumFetchResponse, Message, NodeId, Offset,
-    OffsetAndEpoch,
+    Entry, Epoch, FetchError, FetchResponse as QuorumFetchResponse,
+    FetchSnapshotResponse as QuorumSnapshotResponse, Message, NodeId, Offset, OffsetAndEpoch,
 };
 
 use crate::batch::{decode_entries, encode_entry};
@@ -35,6 +36,7 @@ pub const VOTE_VERSION: i16 = 2;
 pub const BEGIN_QUORUM_EPOCH_VERSION: i16 = 1;
 pub const END_QUORUM_EPOCH_VERSION: i16 = 1;
 pub const FETCH_VERSION: i16 = 17;
+pub const FETCH_SNAPSHOT_VERSION: i16 = 1;
 
 /// Bytes a Fetch asks for at most (Kafka's default for the metadata log, 8 MiB).
 const FETCH_BYTES_MAX: i32 = 8 * 1024 * 1024;
@@ -99,7 +101,35 @@ impl Wire {
                 FETCH_VERSION,
                 self.fetch(*epoch, *fetch_offset, *last_fetched_epoch),
             ),
+            Message::FetchSnapshot { epoch, snapshot } => (
+                FETCH_SNAPSHOT_VERSION,
+                self.fetch_snapshot(*epoch, *snapshot),
+            ),
             _ => return None,
+        })
+    }
+
+    fn fetch_snapshot(&self, epoch: Epoch, snapshot: OffsetAndEpoch) -> Request {
+        Request::FetchSnapshot(FetchSnapshotRequest {
+            cluster_id: Some(self.cluster_id.as_str().into()),
+            replica_id: BrokerId(self.me.0),
+            max_bytes: i32::MAX,
+            topics: vec![snap_req::TopicSnapshot {
+                name: METADATA_TOPIC.into(),
+                partitions: vec![snap_req::PartitionSnapshot {
+                    partition: 0,
+                    current_leader_epoch: epoch.0,
+                    snapshot_id: snap_req::SnapshotId {
+                        end_offset: snapshot.offset.0,
+                        epoch: snapshot.epoch.0,
+                        ..Default::default()
+                    },
+                    position: 0,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
         })
     }
 
@@ -186,6 +216,7 @@ impl Wire {
             Request::BeginQuorumEpoch(r) => &r.cluster_id,
             Request::EndQuorumEpoch(r) => &r.cluster_id,
             Request::Fetch(r) => &r.cluster_id,
+            Request::FetchSnapshot(r) => &r.cluster_id,
             _ => return Err(Refusal::NotQuorum),
         };
         if cluster
@@ -238,6 +269,19 @@ impl Wire {
                 ))
             }
             Request::Fetch(r) => fetch_message(r).ok_or(bad),
+            Request::FetchSnapshot(r) => {
+                let p = one(&r.topics, |t| &t.partitions).ok_or(bad)?;
+                Ok((
+                    NodeId(r.replica_id.0),
+                    Message::FetchSnapshot {
+                        epoch: Epoch(p.current_leader_epoch),
+                        snapshot: OffsetAndEpoch {
+                            offset: Offset(p.snapshot_id.end_offset),
+                            epoch: Epoch(p.snapshot_id.epoch),
+                        },
+                    },
+                ))
+            }
             _ => Err(Refusal::NotQuorum),
         }
     }
@@ -284,6 +328,9 @@ impl Wire {
             (ApiKey::Fetch, Message::FetchResponse(f)) => {
                 Response::Fetch(self.fetch_response(f, now_ms))
             }
+            (ApiKey::FetchSnapshot, Message::FetchSnapshotResponse(f)) => {
+                Response::FetchSnapshot(snapshot_response(f))
+            }
             _ => return None,
         })
     }
@@ -319,6 +366,13 @@ impl Wire {
                 leader_epoch: f.epoch.0,
                 ..Default::default()
             },
+            snapshot_id: f
+                .snapshot
+                .map_or_else(Default::default, |s| fetch_resp::SnapshotId {
+                    end_offset: s.offset.0,
+                    epoch: s.epoch.0,
+                    ..Default::default()
+                }),
             records: Some(records),
             ..Default::default()
         };
@@ -365,6 +419,7 @@ impl Wire {
                 },
                 Response::Fetch(r),
             ) => fetch_answer(*fetch_offset, *last_fetched_epoch, r),
+            (Message::FetchSnapshot { .. }, Response::FetchSnapshot(r)) => snapshot_answer(r),
             _ => None,
         }
     }
@@ -394,7 +449,78 @@ fn fetch_error_code(e: FetchError) -> i16 {
         FetchError::FencedLeaderEpoch => code::FENCED_LEADER_EPOCH,
         FetchError::UnknownLeaderEpoch => code::UNKNOWN_LEADER_EPOCH,
         FetchError::NotLeader => code::NOT_LEADER_OR_FOLLOWER,
+        FetchError::SnapshotNotFound => code::SNAPSHOT_NOT_FOUND,
     }
+}
+
+fn fetch_error(error_code: i16) -> Result<Option<FetchError>, ()> {
+    Ok(match error_code {
+        code::NONE => None,
+        code::FENCED_LEADER_EPOCH => Some(FetchError::FencedLeaderEpoch),
+        code::UNKNOWN_LEADER_EPOCH => Some(FetchError::UnknownLeaderEpoch),
+        code::NOT_LEADER_OR_FOLLOWER => Some(FetchError::NotLeader),
+        code::SNAPSHOT_NOT_FOUND => Some(FetchError::SnapshotNotFound),
+        _ => return Err(()),
+    })
+}
+
+fn snapshot_response(f: &QuorumSnapshotResponse) -> FetchSnapshotResponse {
+    let mut records = Records::new();
+    if !f.data.is_empty() {
+        records.push(Bytes::from(f.data.clone()));
+    }
+    FetchSnapshotResponse {
+        topics: vec![snap_resp::TopicSnapshot {
+            name: METADATA_TOPIC.into(),
+            partitions: vec![snap_resp::PartitionSnapshot {
+                index: 0,
+                error_code: f.error.map_or(code::NONE, fetch_error_code),
+                snapshot_id: snap_resp::SnapshotId {
+                    end_offset: f.snapshot.offset.0,
+                    epoch: f.snapshot.epoch.0,
+                    ..Default::default()
+                },
+                current_leader: snap_resp::LeaderIdAndEpoch {
+                    leader_id: leader_id(f.leader),
+                    leader_epoch: f.epoch.0,
+                    ..Default::default()
+                },
+                size: f.data.len() as i64,
+                position: 0,
+                unaligned_records: Some(records),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// A FetchSnapshot answer as the quorum message; only whole snapshots (position 0, size =
+/// bytes) are taken: this quorum sends them in one chunk.
+fn snapshot_answer(r: FetchSnapshotResponse) -> Option<Message> {
+    if r.error_code != code::NONE {
+        return None;
+    }
+    let p = one(&r.topics, |t| &t.partitions)?;
+    let error = fetch_error(p.error_code).ok()?;
+    let data = p
+        .unaligned_records
+        .as_ref()
+        .map_or_else(Vec::new, |r| r.to_bytes().to_vec());
+    if error.is_none() && (p.position != 0 || p.size != data.len() as i64) {
+        return None;
+    }
+    Some(Message::FetchSnapshotResponse(QuorumSnapshotResponse {
+        epoch: Epoch(p.current_leader.leader_epoch),
+        leader: node(p.current_leader.leader_id),
+        error,
+        snapshot: OffsetAndEpoch {
+            offset: Offset(p.snapshot_id.end_offset),
+            epoch: Epoch(p.snapshot_id.epoch),
+        },
+        data,
+    }))
 }
 
 fn fetch_message(r: &FetchRequest) -> Option<(NodeId, Message)> {
@@ -423,13 +549,7 @@ fn fetch_answer(
         return None;
     }
     let p = one(&r.responses, |t| &t.partitions)?;
-    let error = match p.error_code {
-        code::NONE => None,
-        code::FENCED_LEADER_EPOCH => Some(FetchError::FencedLeaderEpoch),
-        code::UNKNOWN_LEADER_EPOCH => Some(FetchError::UnknownLeaderEpoch),
-        code::NOT_LEADER_OR_FOLLOWER => Some(FetchError::NotLeader),
-        _ => return None,
-    };
+    let error = fetch_error(p.error_code).ok()?;
     let diverging = (p.diverging_epoch.epoch >= 0 && p.diverging_epoch.end_offset >= 0).then_some(
         OffsetAndEpoch {
             offset: Offset(p.diverging_epoch.end_offset),
@@ -453,6 +573,12 @@ fn fetch_answer(
         last_fetched_epoch,
         high_watermark: Offset(p.high_watermark),
         diverging,
+        snapshot: (p.snapshot_id.end_offset >= 0 && p.snapshot_id.epoch >= 0).then_some(
+            OffsetAndEpoch {
+                offset: Offset(p.snapshot_id.end_offset),
+                epoch: Epoch(p.snapshot_id.epoch),
+            },
+        ),
         entries,
     }))
 }
@@ -504,6 +630,13 @@ mod tests {
                 fetch_offset: Offset(7),
                 last_fetched_epoch: Epoch(2),
             },
+            Message::FetchSnapshot {
+                epoch: Epoch(4),
+                snapshot: OffsetAndEpoch {
+                    offset: Offset(40),
+                    epoch: Epoch(3),
+                },
+            },
         ]
     }
 
@@ -533,6 +666,7 @@ mod tests {
             last_fetched_epoch: Epoch(2),
             high_watermark: Offset(8),
             diverging: None,
+            snapshot: None,
             entries: vec![
                 Entry {
                     epoch: Epoch(4),
@@ -553,6 +687,26 @@ mod tests {
             entries: Vec::new(),
             ..fetch.clone()
         };
+        let snapshot = OffsetAndEpoch {
+            offset: Offset(40),
+            epoch: Epoch(3),
+        };
+        let below_start = QuorumFetchResponse {
+            snapshot: Some(snapshot),
+            entries: Vec::new(),
+            ..fetch.clone()
+        };
+        let fetch_snapshot = Message::FetchSnapshot {
+            epoch: Epoch(4),
+            snapshot,
+        };
+        let snapshot_answer = QuorumSnapshotResponse {
+            epoch: Epoch(4),
+            leader: Some(NodeId(1)),
+            error: None,
+            snapshot,
+            data: vec![9; 100],
+        };
         let cases = [
             (
                 requests()[0].clone(),
@@ -572,6 +726,11 @@ mod tests {
             ),
             (requests()[3].clone(), Message::FetchResponse(fetch)),
             (requests()[3].clone(), Message::FetchResponse(diverged)),
+            (requests()[3].clone(), Message::FetchResponse(below_start)),
+            (
+                fetch_snapshot,
+                Message::FetchSnapshotResponse(snapshot_answer),
+            ),
         ];
         for (sent, answer) in cases {
             let (version, request) = asker.request(NodeId(1), &sent).unwrap();

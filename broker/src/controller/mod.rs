@@ -105,7 +105,13 @@ async fn run(settings: ControllerSettings, stop_flag: Arc<AtomicBool>) -> anyhow
         stop_flag,
     ))
     .detach();
-    accept(listener, Served { node, wire, clock }, &stop).await;
+    let served = Served {
+        node,
+        wire,
+        clock,
+        endpoints: settings.voters.clone(),
+    };
+    accept(listener, served, &stop).await;
     Ok(())
 }
 
@@ -117,7 +123,11 @@ fn start_peers<L: Log + 'static>(
     clock: &Rc<dyn Fn() -> u64>,
     stop: &Rc<StopSignal>,
 ) {
-    for &(id, addr) in settings.voters.iter().filter(|(id, _)| *id != settings.node_id) {
+    for &(id, addr) in settings
+        .voters
+        .iter()
+        .filter(|(id, _)| *id != settings.node_id)
+    {
         let (tx, rx) = local_channel::new_bounded(PEER_QUEUE_MAX);
         node.borrow_mut().peers.insert(NodeId(id), tx);
         let task = PeerTask {

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use glommio::channels::local_channel::LocalSender;
 use sluice_net::ApiKey;
-use sluice_quorum::{Effect, Log, Message, NodeId, Offset, QuorumState, Replica};
+use sluice_quorum::{Effect, Epoch, Log, Message, NodeId, Offset, QuorumState, Replica, RoleKind};
 
 /// What persists the quorum state (the `quorum-state` file); it must be durable when it
 /// returns, since a vote may leave right after.
@@ -27,6 +27,8 @@ pub struct Node<L: Log> {
     pub applied: Offset,
     /// Requests dropped because a peer's queue was full (the protocol resends).
     pub dropped: u64,
+    /// The role, epoch and leader last logged.
+    seen: (RoleKind, Epoch, Option<NodeId>),
 }
 
 impl<L: Log> Node<L> {
@@ -38,6 +40,7 @@ impl<L: Log> Node<L> {
             persist,
             applied: Offset(0),
             dropped: 0,
+            seen: (RoleKind::Unattached, Epoch(-1), None),
         }
     }
 
@@ -78,9 +81,27 @@ impl<L: Log> Node<L> {
                     self.send(to, message);
                 }
                 Effect::HighWatermark(hw) => self.applied = self.applied.max(hw),
+                Effect::LoadSnapshot(id) => self.applied = id.offset,
             }
         }
+        self.log_changes();
         Ok(answer)
+    }
+
+    /// Logs a change of role, epoch or leader (elections are rare and worth a line each).
+    fn log_changes(&mut self) {
+        let r = &self.replica;
+        let now = (r.role(), r.epoch(), r.leader());
+        if now != self.seen {
+            self.seen = now;
+            tracing::info!(
+                node = r.id().0,
+                role = ?now.0,
+                epoch = now.1.0,
+                leader = now.2.map_or(-1, |n| n.0),
+                "controller quorum"
+            );
+        }
     }
 
     /// Queues a request for `to`; an answer-kind message with no inbound request to go with is
@@ -102,8 +123,12 @@ fn answers(api: ApiKey, message: &Message) -> bool {
     matches!(
         (api, message),
         (ApiKey::Vote, Message::VoteResponse { .. })
-            | (ApiKey::BeginQuorumEpoch, Message::BeginQuorumEpochResponse { .. })
+            | (
+                ApiKey::BeginQuorumEpoch,
+                Message::BeginQuorumEpochResponse { .. }
+            )
             | (ApiKey::Fetch, Message::FetchResponse(_))
+            | (ApiKey::FetchSnapshot, Message::FetchSnapshotResponse(_))
     )
 }
 
@@ -114,5 +139,6 @@ fn is_answer(message: &Message) -> bool {
         Message::VoteResponse { .. }
             | Message::BeginQuorumEpochResponse { .. }
             | Message::FetchResponse(_)
+            | Message::FetchSnapshotResponse(_)
     )
 }

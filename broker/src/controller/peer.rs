@@ -103,11 +103,9 @@ impl<L: Log + 'static> PeerTask<L> {
         .encode(&mut e, api.request_header_version(version));
         request.encode(&mut e, version);
         stream.write_all(&e.finish_contiguous()).await?;
-        let body = glommio::timer::timeout(self.timeout, async {
-            Ok(read_frame(stream).await)
-        })
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer"))??;
+        let body = glommio::timer::timeout(self.timeout, async { Ok(read_frame(stream).await) })
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer"))??;
         let mut d = Decoder::new(body);
         let header = ResponseHeader::decode(&mut d, api.response_header_version(version))
             .map_err(invalid)?;

@@ -4,6 +4,7 @@
 //! Kafka's controller listener does for APIs it does not serve.
 
 use std::cell::RefCell;
+use std::net::SocketAddr;
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -11,11 +12,12 @@ use sluice_controller::wire::{METADATA_TOPIC, Refusal, Wire};
 use sluice_net::error_code::code;
 use sluice_net::messages::api_versions_response::ApiVersion;
 use sluice_net::messages::{
-    ApiVersionsResponse, BeginQuorumEpochResponse, DescribeQuorumResponse, FetchResponse,
-    VoteResponse, describe_quorum_response as dq,
+    ApiVersionsResponse, BeginQuorumEpochResponse, DescribeClusterResponse, DescribeQuorumResponse,
+    FetchResponse, FetchSnapshotResponse, VoteResponse,
+    describe_cluster_response::DescribeClusterBroker, describe_quorum_response as dq,
 };
 use sluice_net::{ApiKey, BrokerId, Request, Response, decode_request, response_frame};
-use sluice_quorum::{Log, RoleKind};
+use sluice_quorum::{Log, ReplicaDescription};
 
 use super::node::Node;
 use crate::connection::Outcome;
@@ -23,18 +25,27 @@ use crate::connection::Outcome;
 /// The APIs the controller listener answers, with the versions it accepts.
 const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Fetch, 13, 17),
-    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::ApiVersions, 0, 5),
     (ApiKey::Vote, 0, 2),
     (ApiKey::BeginQuorumEpoch, 0, 1),
     (ApiKey::EndQuorumEpoch, 0, 1),
     (ApiKey::DescribeQuorum, 0, 2),
+    (ApiKey::FetchSnapshot, 0, 1),
+    (ApiKey::DescribeCluster, 1, 2),
 ];
+
+/// The listener name controllers advertise (Kafka's default `CONTROLLER`).
+const LISTENER: &str = "CONTROLLER";
+/// DescribeCluster's endpoint type for controllers (KIP-919).
+const CONTROLLER_ENDPOINTS: i8 = 2;
 
 /// What a controller connection needs.
 pub struct Served<L: Log> {
     pub node: Rc<RefCell<Node<L>>>,
     pub wire: Rc<Wire>,
     pub clock: Rc<dyn Fn() -> u64>,
+    /// Every voter's controller address.
+    pub endpoints: Vec<(i32, SocketAddr)>,
 }
 
 impl<L: Log> Served<L> {
@@ -57,9 +68,10 @@ impl<L: Log> Served<L> {
         let response = match &request {
             Request::ApiVersions(_) => Ok(api_versions()),
             Request::DescribeQuorum(_) => Ok(self.describe_quorum()),
-            Request::EndQuorumEpoch(_) => self.quorum(api, &request).map(|_| {
-                sluice_controller::wire::Wire::end_quorum_epoch_response()
-            }),
+            Request::DescribeCluster(r) => Ok(self.describe_cluster(r.endpoint_type)),
+            Request::EndQuorumEpoch(_) => self
+                .quorum(api, &request)
+                .map(|_| sluice_controller::wire::Wire::end_quorum_epoch_response()),
             _ => self
                 .quorum(api, &request)
                 .and_then(|answer| answer.ok_or(code::UNKNOWN_SERVER_ERROR)),
@@ -68,12 +80,9 @@ impl<L: Log> Served<L> {
             Ok(response) => response,
             Err(error) => refusal(api, error),
         };
-        Outcome::Respond(response_frame(
-            api,
-            version,
-            header.correlation_id,
-            |e| response.encode(e, version),
-        ))
+        Outcome::Respond(response_frame(api, version, header.correlation_id, |e| {
+            response.encode(e, version)
+        }))
     }
 
     /// Hands a quorum request to the node; its answer, if the replica gave one.
@@ -96,23 +105,31 @@ impl<L: Log> Served<L> {
         Ok(answer.and_then(|m| self.wire.response(api, &m, now_ms)))
     }
 
-    /// The quorum as this node sees it. Only the leader knows the voters' positions; a
-    /// non-leader answers NOT_LEADER_OR_FOLLOWER, as Kafka's does.
+    /// The quorum as the leader sees it (KIP-595's DescribeQuorum; v2 adds the voters'
+    /// endpoints). A non-leader answers NOT_LEADER_OR_FOLLOWER, as Kafka's does.
     fn describe_quorum(&self) -> Response {
-        let node = self.node.borrow();
-        let replica = &node.replica;
-        if replica.role() != RoleKind::Leader {
+        let Some(d) = self.node.borrow().replica.describe() else {
             return refusal(ApiKey::DescribeQuorum, code::NOT_LEADER_OR_FOLLOWER);
-        }
-        let voters = self
-            .wire
-            .voters
+        };
+        let now = (self.clock)();
+        let state = |r: &ReplicaDescription| dq::ReplicaState {
+            replica_id: BrokerId(r.id.0),
+            log_end_offset: r.log_end_offset.map_or(-1, |o| o.0),
+            last_fetch_timestamp: r.last_fetch_ms.map_or(-1, |t| wall_ms(now, t)),
+            last_caught_up_timestamp: r.last_caught_up_ms.map_or(-1, |t| wall_ms(now, t)),
+            ..Default::default()
+        };
+        let nodes = self
+            .endpoints
             .iter()
-            .map(|v| dq::ReplicaState {
-                replica_id: BrokerId(v.0),
-                log_end_offset: -1,
-                last_fetch_timestamp: -1,
-                last_caught_up_timestamp: -1,
+            .map(|(id, addr)| dq::Node {
+                node_id: BrokerId(*id),
+                listeners: vec![dq::Listener {
+                    name: LISTENER.into(),
+                    host: addr.ip().to_string().into(),
+                    port: addr.port(),
+                    ..Default::default()
+                }],
                 ..Default::default()
             })
             .collect();
@@ -121,17 +138,59 @@ impl<L: Log> Served<L> {
                 topic_name: METADATA_TOPIC.into(),
                 partitions: vec![dq::PartitionData {
                     partition_index: 0,
-                    leader_id: BrokerId(replica.id().0),
-                    leader_epoch: replica.epoch().0,
-                    high_watermark: replica.high_watermark().0,
-                    current_voters: voters,
+                    leader_id: BrokerId(d.leader.0),
+                    leader_epoch: d.epoch.0,
+                    high_watermark: d.high_watermark.0,
+                    current_voters: d.voters.iter().map(state).collect(),
+                    observers: d.observers.iter().map(state).collect(),
                     ..Default::default()
                 }],
                 ..Default::default()
             }],
+            nodes,
             ..Default::default()
         })
     }
+
+    /// The controllers, for a client bootstrapped with `--bootstrap-controller` (KIP-919): the
+    /// voters with their controller addresses and the active controller (-1 while none is
+    /// known). Asked for brokers, a controller answers MISMATCHED_ENDPOINT_TYPE.
+    fn describe_cluster(&self, endpoint_type: i8) -> Response {
+        if endpoint_type != CONTROLLER_ENDPOINTS {
+            return Response::DescribeCluster(DescribeClusterResponse {
+                error_code: code::MISMATCHED_ENDPOINT_TYPE,
+                error_message: Some("The request was sent to an endpoint of type CONTROLLER, but we wanted an endpoint of type BROKER".into()),
+                endpoint_type: CONTROLLER_ENDPOINTS,
+                ..Default::default()
+            });
+        }
+        let leader = self.node.borrow().replica.leader().map_or(-1, |n| n.0);
+        Response::DescribeCluster(DescribeClusterResponse {
+            endpoint_type: CONTROLLER_ENDPOINTS,
+            cluster_id: self.wire.cluster_id.as_str().into(),
+            controller_id: BrokerId(leader),
+            brokers: self
+                .endpoints
+                .iter()
+                .map(|(id, addr)| DescribeClusterBroker {
+                    broker_id: BrokerId(*id),
+                    host: addr.ip().to_string().into(),
+                    port: i32::from(addr.port()),
+                    ..Default::default()
+                })
+                .collect(),
+            cluster_authorized_operations: i32::MIN,
+            ..Default::default()
+        })
+    }
+}
+
+/// Wall-clock milliseconds of shard-clock time `at_ms`, given the shard clock reads `now_ms`.
+fn wall_ms(now_ms: u64, at_ms: u64) -> i64 {
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    wall - i64::try_from(now_ms.saturating_sub(at_ms)).unwrap_or(0)
 }
 
 fn api_versions() -> Response {
@@ -165,6 +224,10 @@ fn refusal(api: ApiKey, error: i16) -> Response {
             ..Default::default()
         }),
         ApiKey::DescribeQuorum => Response::DescribeQuorum(DescribeQuorumResponse {
+            error_code: error,
+            ..Default::default()
+        }),
+        ApiKey::FetchSnapshot => Response::FetchSnapshot(FetchSnapshotResponse {
             error_code: error,
             ..Default::default()
         }),
