@@ -700,7 +700,8 @@ mod tests {
     /// every entry before it, reports the bytes cut, and a second open finds nothing to cut.
     #[test]
     fn torn_tail_is_truncated_at_open() {
-        let tails: [fn(&[u8]) -> Vec<u8>; 4] = [
+        type Tail = fn(&[u8]) -> Vec<u8>;
+        let tails: [Tail; 4] = [
             |_| vec![0xAB; 37],
             |whole| whole[..whole.len() / 2].to_vec(),
             |_| vec![0, 0, 0, 0, 0, 0, 0, 0, 0, 0],

@@ -7,9 +7,11 @@
 //! classes parse and re-serialize random encodings from sluice's encoder, and compares `net`'s
 //! error-code table with Kafka's `Errors` enum. Only these commands need Java and Maven;
 //! `cargo build` never does. `cargo xtask simulate [--seeds N] [--steps N] [--first N]` runs
-//! the quorum simulator's long sweep in release.
+//! the quorum simulator's long sweep in release. `cargo xtask metalog` has Kafka's
+//! `kafka-dump-log` read a metadata log sluice wrote, and sluice read one Kafka wrote.
 
 mod generate;
+mod metalog;
 mod schema;
 
 use anyhow::{Context, Result, bail};
@@ -42,10 +44,11 @@ fn main() -> Result<()> {
             crosscheck(seeds)
         }
         Some("simulate") => simulate(&args[1..]),
+        Some("metalog") => metalog::metalog(&repo_root()),
         _ => {
             eprintln!(
                 "usage: cargo xtask codegen [--check] | cargo xtask crosscheck [seeds] | \
-                 cargo xtask simulate [--seeds N] [--steps N] [--first N]"
+                 cargo xtask simulate [--seeds N] [--steps N] [--first N] | cargo xtask metalog"
             );
             std::process::exit(2);
         }
