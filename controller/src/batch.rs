@@ -7,20 +7,20 @@
 //! plain batch whose record value is the entry's bytes (a framed metadata record). Reading
 //! accepts batches of several records too (Kafka writes those), each record one entry.
 
-use bytes::Bytes;
-use sluice_net::messages::LeaderChangeMessage;
-use sluice_net::messages::leader_change_message::Voter;
+use bytes::{Bytes, BytesMut};
+use sluice_net::messages::leader_change_message::{LeaderChangeMessage, Voter};
 use sluice_net::record_batch::build::{BatchSpec, batch};
-use sluice_net::record_batch::{Batches, RecordBatch, set_partition_leader_epoch};
+use sluice_net::record_batch::{Batches, Compression, RecordBatch, set_partition_leader_epoch};
 use sluice_net::{Decoder, Encoder};
 use sluice_quorum::{Entry, Epoch, NodeId, Offset, Payload};
 
-/// The control bit of a batch's attributes.
-const CONTROL: i16 = 0x20;
-/// Kafka's control record type of a leader change.
-const LEADER_CHANGE: i16 = 2;
-/// The `LeaderChangeMessage` version written.
+/// Kafka's control record key version and the LEADER_CHANGE control type.
+const CONTROL_KEY_VERSION: i16 = 0;
+const CONTROL_TYPE_LEADER_CHANGE: i16 = 2;
+/// The `LeaderChangeMessage` schema version Kafka 4.4 writes into the log.
 const LEADER_CHANGE_VERSION: i16 = 0;
+/// Record batch attribute bit: control batch.
+const ATTRIBUTE_CONTROL: i16 = 0x20;
 
 /// Why batches could not be read as entries.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,34 +29,39 @@ pub enum BatchError {
     Batch(String),
     #[error("batch at offset {found} where offset {expected} was due")]
     Gap { expected: i64, found: i64 },
-    #[error("control record at offset {0} is not a leader change")]
-    Control(i64),
 }
 
 /// The batch holding `entry` at `offset`; `voters` fill a leader change's voter list.
 pub fn encode_entry(offset: Offset, entry: &Entry, voters: &[NodeId], now_ms: i64) -> Bytes {
-    let spec = |attributes| BatchSpec {
+    let mut spec = BatchSpec {
         base_offset: offset.0,
         base_timestamp: now_ms,
-        attributes,
         ..BatchSpec::default()
     };
     let bytes = match &entry.payload {
-        Payload::Data(value) => batch(&spec(0), &[(None, Some(value))]),
         Payload::LeaderChange { leader } => {
-            let key = control_key(LEADER_CHANGE);
+            spec.attributes = ATTRIBUTE_CONTROL;
+            let key = control_key(CONTROL_TYPE_LEADER_CHANGE);
             let value = leader_change_value(*leader, voters);
-            batch(&spec(CONTROL), &[(Some(&key), Some(&value))])
+            batch(&spec, &[(Some(&key[..]), Some(&value[..]))])
         }
+        Payload::Data(value) => batch(&spec, &[(None, Some(&value[..]))]),
     };
-    let mut bytes = bytes.to_vec();
+    let mut bytes = BytesMut::from(&bytes[..]);
     set_partition_leader_epoch(&mut bytes, entry.epoch.0);
-    Bytes::from(bytes)
+    let bytes = bytes.freeze();
+    // The batch about to be written or sent reads back as the entry.
+    debug_assert_eq!(
+        RecordBatch::new(bytes.clone())
+            .ok()
+            .and_then(|b| batch_payloads(&b).ok()),
+        Some(vec![entry.payload.clone()])
+    );
+    bytes
 }
 
 /// Every entry in `bytes` (whole batches), from `first` on, with its offset. Fails on a gap
-/// between offsets, a damaged batch or a control record other than a leader change (Kafka's
-/// snapshot and voters control records are not written by this log).
+/// between offsets or a batch [`batch_payloads`] refuses.
 pub fn decode_entries(bytes: Bytes, first: Offset) -> Result<Vec<(Offset, Entry)>, BatchError> {
     let mut out = Vec::new();
     let mut next = first.0;
@@ -71,47 +76,71 @@ pub fn decode_entries(bytes: Bytes, first: Offset) -> Result<Vec<(Offset, Entry)
                 found: batch.base_offset(),
             });
         }
-        next = batch_entries(&batch, &mut out)?;
+        let epoch = Epoch(batch.partition_leader_epoch());
+        for payload in batch_payloads(&batch).map_err(BatchError::Batch)? {
+            out.push((Offset(next), Entry { epoch, payload }));
+            next += 1;
+        }
     }
     Ok(out)
 }
 
-/// Pushes the entries of one batch; the offset after it.
-fn batch_entries(batch: &RecordBatch, out: &mut Vec<(Offset, Entry)>) -> Result<i64, BatchError> {
-    let epoch = Epoch(batch.partition_leader_epoch());
-    let records = batch
-        .records()
-        .map_err(|e| BatchError::Batch(e.to_string()))?;
-    for record in records {
-        let record = record.map_err(|e| BatchError::Batch(e.to_string()))?;
-        let offset = batch.base_offset() + i64::from(record.offset_delta);
-        let payload = if batch.is_control() {
-            leader_change(record.key, record.value).ok_or(BatchError::Control(offset))?
-        } else {
-            Payload::Data(record.value.map(|v| v.to_vec()).unwrap_or_default())
-        };
-        out.push((Offset(offset), Entry { epoch, payload }));
+/// The payloads of a valid (CRC-checked) batch, one per record: uncompressed, offset deltas
+/// 0, 1, ..., values present, control records only leader changes. `Err` says why not.
+pub fn batch_payloads(batch: &RecordBatch) -> Result<Vec<Payload>, String> {
+    if batch.compression().map_err(|e| e.to_string())? != Compression::None {
+        return Err("compressed batches are not read (Kafka's metadata log writes none)".into());
     }
-    Ok(batch.last_offset() + 1)
+    let mut out = Vec::new();
+    for (index, record) in batch.records().map_err(|e| e.to_string())?.enumerate() {
+        let record = record.map_err(|e| e.to_string())?;
+        if i64::from(record.offset_delta) != index as i64 {
+            return Err(format!(
+                "record {index} has offset delta {}",
+                record.offset_delta
+            ));
+        }
+        let value = record
+            .value
+            .ok_or_else(|| format!("record {index} has a null value"))?;
+        let payload = if batch.is_control() {
+            control_payload(record.key.as_deref(), value)?
+        } else {
+            Payload::Data(value.to_vec())
+        };
+        out.push(payload);
+    }
+    if out.len() as i64 != i64::from(batch.last_offset_delta()) + 1 {
+        return Err(format!(
+            "{} records but last offset delta {}",
+            out.len(),
+            batch.last_offset_delta()
+        ));
+    }
+    Ok(out)
 }
 
-/// Kafka's control record key: version 0, then the type.
-fn control_key(ty: i16) -> [u8; 4] {
+/// Kafka's control record key: version, then type, both int16.
+fn control_key(control_type: i16) -> [u8; 4] {
     let mut key = [0u8; 4];
-    key[2..].copy_from_slice(&ty.to_be_bytes());
+    key[..2].copy_from_slice(&CONTROL_KEY_VERSION.to_be_bytes());
+    key[2..].copy_from_slice(&control_type.to_be_bytes());
     key
 }
 
+/// A `LeaderChangeMessage` v0 body, as Kafka puts it in a control record's value (no
+/// version prefix). The granting voters list only the leader, which surely voted for itself
+/// (the replica does not report who else did).
 fn leader_change_value(leader: NodeId, voters: &[NodeId]) -> Bytes {
-    let voter = |id: &NodeId| Voter {
-        voter_id: id.0,
+    let voter = |id: i32| Voter {
+        voter_id: id,
         ..Voter::default()
     };
     let message = LeaderChangeMessage {
         version: LEADER_CHANGE_VERSION,
         leader_id: leader.0.into(),
-        voters: voters.iter().map(voter).collect(),
-        granting_voters: Vec::new(),
+        voters: voters.iter().map(|v| voter(v.0)).collect(),
+        granting_voters: vec![voter(leader.0)],
         ..LeaderChangeMessage::default()
     };
     let mut e = Encoder::new();
@@ -119,16 +148,23 @@ fn leader_change_value(leader: NodeId, voters: &[NodeId]) -> Bytes {
     e.finish_contiguous()
 }
 
-/// The leader change a control record holds, if it is one.
-fn leader_change(key: Option<Bytes>, value: Option<Bytes>) -> Option<Payload> {
-    let key = key?;
-    if key.len() < 4 || i16::from_be_bytes([key[2], key[3]]) != LEADER_CHANGE {
-        return None;
+/// A control record as an entry: only LeaderChange has one.
+fn control_payload(key: Option<&[u8]>, value: Bytes) -> Result<Payload, String> {
+    let key = key
+        .filter(|k| k.len() >= 4)
+        .ok_or("control record key too short")?;
+    let control_type = i16::from_be_bytes([key[2], key[3]]);
+    if control_type != CONTROL_TYPE_LEADER_CHANGE {
+        return Err(format!(
+            "control record type {control_type} is not LeaderChange (2); snapshots and voter \
+             changes are not supported yet"
+        ));
     }
-    let mut d = Decoder::new(value?);
-    let message = LeaderChangeMessage::decode(&mut d, LEADER_CHANGE_VERSION).ok()?;
-    Some(Payload::LeaderChange {
-        leader: NodeId(message.leader_id.into()),
+    let mut d = Decoder::new(value);
+    let message = LeaderChangeMessage::decode(&mut d, LEADER_CHANGE_VERSION)
+        .map_err(|e| format!("LeaderChangeMessage: {e}"))?;
+    Ok(Payload::LeaderChange {
+        leader: NodeId(message.leader_id.0),
     })
 }
 

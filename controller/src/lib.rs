@@ -8,6 +8,18 @@
 //!   features, producer-id blocks; immutable and versioned by the offset it reflects.
 //! - The controller decides (registrations, heartbeats and fencing, topic placement, producer
 //!   id blocks) by proposing records; it does no I/O: time and requests are passed in.
+//!
+//! Files here: `log_file` (the metadata log, `FileLog`, in Kafka's `__cluster_metadata-0`
+//! layout) and `quorum_state_file` (Kafka's `quorum-state` JSON), both blocking `std::fs` on
+//! the controller's own thread; `storage_error` (their one error type).
+
+mod log_file;
+mod quorum_state_file;
+mod storage_error;
+
+pub use log_file::{FileLog, FileLogConfig, METADATA_LOG_DIR, Recovery, SEGMENT_BYTES_MAX_DEFAULT};
+pub use quorum_state_file::{QUORUM_STATE_FILE, QuorumStateFile};
+pub use storage_error::StorageError;
 
 pub mod batch;
 pub mod wire;

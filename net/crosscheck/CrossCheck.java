@@ -2,14 +2,19 @@
 //
 // Messages: reads lines "<MessageName> <version> <hex>" (from net/examples/dump_vectors.rs),
 // parses each with org.apache.kafka.common.message.<MessageName>Data, requires every byte to be
-// consumed, re-serializes, and requires the bytes to be identical.
+// consumed, re-serializes, and requires the bytes to be identical. Lines
+// "MetadataRecord:<Type> <version> <hex>" are metadata-log record values (the frame
+// MetadataRecordSerde writes): Kafka's org.apache.kafka.metadata.MetadataRecordSerde reads each
+// (every byte, the right <Type>Record class and version) and must write the same bytes back.
 // Error codes: reads lines "<code> <NAME> <retriable>" (from net/examples/dump_error_codes.rs,
 // net's whole ErrorCode table) and compares them with org.apache.kafka.common.protocol.Errors:
 // every code on both sides, with the same name and the same retriable flag (Kafka: the error's
 // exception is a RetriableException).
 // Run by `cargo xtask crosscheck`:
-//   java -cp kafka-clients-4.4.0.jar:slf4j-api.jar CrossCheck.java vectors.txt errors.txt
-// (Java 17+, single-file source launch; the jar is the one codegen reads its schemas from, and
+//   java -cp kafka-clients-4.4.0.jar:kafka-metadata-4.4.0.jar:kafka-server-common-4.4.0.jar:\
+//     slf4j-api.jar CrossCheck.java vectors.txt errors.txt
+// (Java 17+, single-file source launch; kafka-clients and kafka-metadata are the jars codegen
+// reads its schemas from, MetadataRecordSerde's base class is in kafka-server-common, and
 // Errors needs slf4j-api, a runtime dependency of kafka-clients.)
 
 import java.nio.ByteBuffer;
@@ -25,6 +30,8 @@ import org.apache.kafka.common.protocol.ByteBufferAccessor;
 import org.apache.kafka.common.protocol.Message;
 import org.apache.kafka.common.protocol.ObjectSerializationCache;
 import org.apache.kafka.common.protocol.Readable;
+import org.apache.kafka.metadata.MetadataRecordSerde;
+import org.apache.kafka.server.common.ApiMessageAndVersion;
 
 public class CrossCheck {
     public static void main(String[] args) throws Exception {
@@ -43,6 +50,10 @@ public class CrossCheck {
             byte[] input = parts.length > 2 ? HexFormat.of().parseHex(parts[2]) : new byte[0];
             checked++;
             try {
+                if (name.startsWith("MetadataRecord:")) {
+                    checkMetadataRecord(name.substring("MetadataRecord:".length()), version, input);
+                    continue;
+                }
                 Class<?> type = Class.forName("org.apache.kafka.common.message." + name + "Data");
                 ByteBufferAccessor reader = new ByteBufferAccessor(ByteBuffer.wrap(input));
                 Message message = (Message) type.getConstructor(Readable.class, short.class)
@@ -69,6 +80,26 @@ public class CrossCheck {
         }
         System.out.println("crosscheck: " + checked + " encodings, " + failed + " rejected or changed by Kafka");
         return failed == 0;
+    }
+
+    static void checkMetadataRecord(String type, short version, byte[] input) {
+        ByteBufferAccessor reader = new ByteBufferAccessor(ByteBuffer.wrap(input));
+        ApiMessageAndVersion record = MetadataRecordSerde.INSTANCE.read(reader, input.length);
+        if (reader.remaining() != 0) {
+            throw new IllegalStateException(reader.remaining() + " bytes left unread");
+        }
+        String kafkaType = record.message().getClass().getSimpleName();
+        if (!kafkaType.equals(type + "Record") || record.version() != version) {
+            throw new IllegalStateException("read as " + kafkaType + " v" + record.version());
+        }
+        ObjectSerializationCache cache = new ObjectSerializationCache();
+        ByteBuffer buffer = ByteBuffer.allocate(MetadataRecordSerde.INSTANCE.recordSize(record, cache));
+        MetadataRecordSerde.INSTANCE.write(record, cache, new ByteBufferAccessor(buffer));
+        if (buffer.remaining() != 0 || !Arrays.equals(input, buffer.array())) {
+            throw new IllegalStateException("re-serialized differently:\n  sluice "
+                    + HexFormat.of().formatHex(input) + "\n  kafka  "
+                    + HexFormat.of().formatHex(buffer.array()));
+        }
     }
 
     static boolean checkErrors(Path table) throws Exception {

@@ -540,7 +540,11 @@ fn gen_struct(out: &mut String, cx: &Ctx, name: &str, fields: &[Field], top: boo
     }
 
     let regular: Vec<&Field> = fields.iter().filter(|f| f.tag.is_none()).collect();
-    let tagged: Vec<&Field> = fields.iter().filter(|f| f.tag.is_some()).collect();
+    // Tagged fields go on the wire in ascending tag order, as Kafka writes them, whatever
+    // order the schema declares them in (PartitionChangeRecord declares tag 8 before 6 and 7;
+    // found by the MetadataRecordSerde crosscheck).
+    let mut tagged: Vec<&Field> = fields.iter().filter(|f| f.tag.is_some()).collect();
+    tagged.sort_by_key(|f| f.tag);
     let present = |f: &Field| !cx.field_present(f).is_empty();
 
     // Decode.

@@ -7,9 +7,11 @@
 //! classes parse and re-serialize random encodings from sluice's encoder, and compares `net`'s
 //! error-code table with Kafka's `Errors` enum. Only these commands need Java and Maven;
 //! `cargo build` never does. `cargo xtask simulate [--seeds N] [--steps N] [--first N]` runs
-//! the quorum simulator's long sweep in release.
+//! the quorum simulator's long sweep in release. `cargo xtask metalog` has Kafka's
+//! `kafka-dump-log` read a metadata log sluice wrote, and sluice read one Kafka wrote.
 
 mod generate;
+mod metalog;
 mod schema;
 
 use anyhow::{Context, Result, bail};
@@ -42,10 +44,11 @@ fn main() -> Result<()> {
             crosscheck(seeds)
         }
         Some("simulate") => simulate(&args[1..]),
+        Some("metalog") => metalog::metalog(&repo_root()),
         _ => {
             eprintln!(
                 "usage: cargo xtask codegen [--check] | cargo xtask crosscheck [seeds] | \
-                 cargo xtask simulate [--seeds N] [--steps N] [--first N]"
+                 cargo xtask simulate [--seeds N] [--steps N] [--first N] | cargo xtask metalog"
             );
             std::process::exit(2);
         }
@@ -156,8 +159,9 @@ fn codegen_in(root: &Path, work: &Path, check: bool) -> Result<()> {
 }
 
 /// Has Kafka's own Java message classes parse and re-serialize seeded random encodings of every
-/// request, response and header from sluice's encoder (`net/examples/dump_vectors.rs`,
-/// `net/crosscheck/CrossCheck.java`); fails unless Kafka reads every byte and writes the same
+/// request, response and header, and (through Kafka's `MetadataRecordSerde`) of every
+/// metadata-log record type at every version, from sluice's encoder
+/// (`net/examples/dump_vectors.rs`, `net/crosscheck/CrossCheck.java`); fails unless Kafka reads every byte and writes the same
 /// bytes back. Then compares `net`'s whole error-code table (`net/examples/dump_error_codes.rs`)
 /// with Kafka's `Errors.values()`: every code on both sides, same name, same retriable flag.
 /// Needs Maven and Java 17+, like codegen.
@@ -167,6 +171,16 @@ fn crosscheck(seeds: u64) -> Result<()> {
     std::fs::create_dir_all(&work)?;
     let result = (|| {
         let mut classpath = vec![fetch_jar(&work)?];
+        // MetadataRecordSerde (kafka-metadata) and its base class and ApiMessageAndVersion
+        // (kafka-server-common), for the metadata-record vectors.
+        for artifact in ["kafka-metadata", "kafka-server-common"] {
+            classpath.push(fetch_artifact(
+                &work,
+                "org.apache.kafka",
+                artifact,
+                KAFKA_VERSION,
+            )?);
+        }
         // slf4j-nop only keeps slf4j from warning that it has no binding.
         for artifact in ["slf4j-api", "slf4j-nop"] {
             classpath.push(fetch_artifact(&work, "org.slf4j", artifact, SLF4J_VERSION)?);

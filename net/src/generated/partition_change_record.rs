@@ -107,11 +107,6 @@ impl PartitionChangeRecord {
                     x.leader_recovery_state = d.i8()?;
                     Ok(true)
                 }
-                8 if version >= 1 => {
-                    d.at("PartitionChangeRecord.directories");
-                    x.directories = d.nullable_array(flexible, 16, |d| Ok(d.uuid()?))?;
-                    Ok(true)
-                }
                 6 if version >= 2 => {
                     d.at("PartitionChangeRecord.eligible_leader_replicas");
                     x.eligible_leader_replicas =
@@ -122,6 +117,11 @@ impl PartitionChangeRecord {
                     d.at("PartitionChangeRecord.last_known_elr");
                     x.last_known_elr =
                         d.nullable_array(flexible, 4, |d| Ok(rt::BrokerId(d.i32()?)))?;
+                    Ok(true)
+                }
+                8 if version >= 1 => {
+                    d.at("PartitionChangeRecord.directories");
+                    x.directories = d.nullable_array(flexible, 16, |d| Ok(d.uuid()?))?;
                     Ok(true)
                 }
                 _ => Ok(false),
@@ -162,15 +162,15 @@ impl PartitionChangeRecord {
             if t5 {
                 n += 1;
             }
-            let t6 = (version >= 1) && self.directories != None;
+            let t6 = (version >= 2) && self.eligible_leader_replicas != None;
             if t6 {
                 n += 1;
             }
-            let t7 = (version >= 2) && self.eligible_leader_replicas != None;
+            let t7 = (version >= 2) && self.last_known_elr != None;
             if t7 {
                 n += 1;
             }
-            let t8 = (version >= 2) && self.last_known_elr != None;
+            let t8 = (version >= 1) && self.directories != None;
             if t8 {
                 n += 1;
             }
@@ -221,14 +221,6 @@ impl PartitionChangeRecord {
                 });
             }
             if t6 {
-                e.tagged_field(8, |e| {
-                    e.nullable_array_len((&self.directories).as_ref().map(Vec::len), flexible);
-                    for it in (&self.directories).iter().flatten() {
-                        e.uuid(it);
-                    }
-                });
-            }
-            if t7 {
                 e.tagged_field(6, |e| {
                     e.nullable_array_len(
                         (&self.eligible_leader_replicas).as_ref().map(Vec::len),
@@ -239,11 +231,19 @@ impl PartitionChangeRecord {
                     }
                 });
             }
-            if t8 {
+            if t7 {
                 e.tagged_field(7, |e| {
                     e.nullable_array_len((&self.last_known_elr).as_ref().map(Vec::len), flexible);
                     for it in (&self.last_known_elr).iter().flatten() {
                         e.i32(it.0);
+                    }
+                });
+            }
+            if t8 {
+                e.tagged_field(8, |e| {
+                    e.nullable_array_len((&self.directories).as_ref().map(Vec::len), flexible);
+                    for it in (&self.directories).iter().flatten() {
+                        e.uuid(it);
                     }
                 });
             }
