@@ -8,3 +8,11 @@
 //!   features, producer-id blocks; immutable and versioned by the offset it reflects.
 //! - The controller decides (registrations, heartbeats and fencing, topic placement, producer
 //!   id blocks) by proposing records; it does no I/O: time and requests are passed in.
+
+pub mod bootstrap;
+pub mod controller;
+pub mod image;
+
+pub use bootstrap::{LegacyTopic, bootstrap_records, legacy_topic_records};
+pub use controller::{Controller, ControllerConfig, Proposal};
+pub use image::{BrokerRegistration, ImageError, MetadataImage, PartitionRegistration, TopicImage};
