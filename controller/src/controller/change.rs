@@ -17,11 +17,14 @@ use sluice_net::metadata_record::VersionedRecord;
 
 const NO_LEADER: i32 = -1;
 
-/// What the election may use: `remove` never leads, `add` may lead although still fenced.
+/// What the election may use: `remove` never leads and leaves the ISR, `add` may lead
+/// although still fenced, `unclean` (a broker that restarted without a clean shutdown, with
+/// ELR on) also leaves the ELR. -1 for none.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Election {
     pub remove: i32,
     pub add: i32,
+    pub unclean: i32,
 }
 
 impl Controller {
@@ -53,6 +56,7 @@ impl Controller {
                     target_isr,
                     elr_enabled: elr,
                     min_isr,
+                    unclean: election.unclean,
                 };
                 if let Some(mut record) = change.build(acceptable) {
                     record.topic_id = topic.id;
@@ -89,6 +93,7 @@ struct Change<'a> {
     target_isr: Vec<i32>,
     elr_enabled: bool,
     min_isr: usize,
+    unclean: i32,
 }
 
 impl Change<'_> {
@@ -148,7 +153,8 @@ impl Change<'_> {
         candidates.sort_unstable();
         candidates.dedup();
         candidates.retain(|r| !self.target_isr.contains(r));
-        let elr = candidates.clone();
+        let mut elr = candidates.clone();
+        elr.retain(|&r| r != self.unclean);
         let mut last_known: Vec<i32> = candidates
             .into_iter()
             .chain(p.last_known_elr.clone())

@@ -56,12 +56,15 @@ impl Controller {
         };
         let id = record.broker_id.get();
         let broker_epoch = record.broker_epoch;
-        let new_incarnation = self
-            .image
-            .broker(id)
-            .is_none_or(|b| b.incarnation_id != record.incarnation_id);
+        let previous = self.image.broker(id);
+        let new_incarnation = previous.is_none_or(|b| b.incarnation_id != record.incarnation_id);
+        let mut records = Vec::new();
+        if let Some(b) = previous.filter(|_| new_incarnation) {
+            let clean = request.previous_broker_epoch == b.epoch;
+            records = self.shutdown_records(id, clean);
+        }
         let version = REGISTER_BROKER_RECORD_VERSION;
-        let records = vec![versioned(version, MetadataRecord::RegisterBroker(record))];
+        records.push(versioned(version, MetadataRecord::RegisterBroker(record)));
         if new_incarnation {
             self.sessions.insert(id, Session::fresh(now_ms));
         } else if let Some(session) = self.sessions.get_mut(&id) {
@@ -310,6 +313,7 @@ impl Controller {
                 let election = Election {
                     remove: -1,
                     add: id,
+                    unclean: -1,
                 };
                 records.extend(self.leader_and_isr_updates(election, |p| p.leader == -1));
                 records
@@ -326,6 +330,7 @@ impl Controller {
                 let election = Election {
                     remove: id,
                     add: -1,
+                    unclean: -1,
                 };
                 records.extend(self.leader_and_isr_updates(election, |p| p.isr.contains(&id)));
                 records
@@ -333,11 +338,27 @@ impl Controller {
         }
     }
 
+    /// Kafka's `handleBrokerShutdown`, written before a new incarnation's registration: the
+    /// old incarnation leaves every ISR and leadership; after an unclean shutdown (the new
+    /// incarnation does not present the old epoch) with ELR on it also leaves every ELR.
+    /// Kafka makes this two passes over the same state; one pass here has the same result.
+    fn shutdown_records(&self, id: i32, clean: bool) -> Vec<VersionedRecord> {
+        let elr = self.image.feature_level(crate::image::ELR_VERSION) >= 1;
+        let unclean = if elr && !clean { id } else { -1 };
+        let election = Election {
+            remove: id,
+            add: -1,
+            unclean,
+        };
+        self.leader_and_isr_updates(election, |p| p.isr.contains(&id) || p.elr.contains(&id))
+    }
+
     /// Kafka's `handleBrokerFenced`: leadership and ISR membership move away, then the fence.
     fn fence_records(&self, id: i32, epoch: i64) -> Vec<VersionedRecord> {
         let election = Election {
             remove: id,
             add: -1,
+            unclean: -1,
         };
         let mut records = self.leader_and_isr_updates(election, |p| p.isr.contains(&id));
         records.push(registration_change(id, epoch, 1, 0));
