@@ -101,7 +101,7 @@ impl Cluster {
         let epochs: Vec<i64> = ids.iter().map(|&id| self.register(now, id, 1).1).collect();
         for (&id, &epoch) in ids.iter().zip(&epochs) {
             let offset = self.log.len() as i64;
-            assert_eq!(self.heartbeat(now, id, epoch, offset).2, false);
+            assert!(!self.heartbeat(now, id, epoch, offset).2);
         }
         epochs
     }
@@ -274,7 +274,7 @@ fn session_expiry_fences_and_partitions_come_back() {
         }
     }
     let offset = c.log.len() as i64;
-    assert_eq!(c.heartbeat(TIMEOUT + 2, 1, epochs[0], offset).2, false);
+    assert!(!c.heartbeat(TIMEOUT + 2, 1, epochs[0], offset).2);
     for p in c.partitions("t") {
         let expected_epoch = if p.replicas == [1] { 2 } else { 0 };
         assert_eq!(p.leader, p.replicas[0]);
