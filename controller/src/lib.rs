@@ -11,7 +11,9 @@
 //!
 //! Files here: `log_file` (the metadata log, `FileLog`, in Kafka's `__cluster_metadata-0`
 //! layout) and `quorum_state_file` (Kafka's `quorum-state` JSON), both blocking `std::fs` on
-//! the controller's own thread; `storage_error` (their one error type).
+//! the controller's own thread; `storage_error` (their one error type); `batch` (an entry as a
+//! record batch) and `wire` (the quorum's messages as Kafka requests); `image`, `controller`
+//! and `bootstrap` (the state and the decisions, sans-IO).
 
 mod log_file;
 mod quorum_state_file;
@@ -23,3 +25,11 @@ pub use storage_error::StorageError;
 
 pub mod batch;
 pub mod wire;
+
+pub mod bootstrap;
+pub mod controller;
+pub mod image;
+
+pub use bootstrap::{LegacyTopic, bootstrap_records, legacy_topic_records};
+pub use controller::{Controller, ControllerConfig, Proposal};
+pub use image::{BrokerRegistration, ImageError, MetadataImage, PartitionRegistration, TopicImage};
