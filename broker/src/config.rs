@@ -98,6 +98,19 @@ pub struct BrokerConfig {
     pub offsets_retention_check_interval_ms: i64,
     /// `offset.metadata.max.bytes`: longer commit metadata gets OFFSET_METADATA_TOO_LARGE. 4096.
     pub offset_metadata_max_bytes: usize,
+    /// `max.incremental.fetch.session.cache.slots`: incremental fetch sessions (KIP-227) the
+    /// broker keeps, split evenly over the cores (each core keeps the sessions of its own
+    /// connections); 0 keeps none, so every client sends full fetches. 1000, as Kafka.
+    pub fetch_session_cache_slots: usize,
+    /// `min.incremental.fetch.session.eviction.ms`: a session unused this long may be evicted
+    /// for a new one, and a session younger than this is never evicted for a larger one.
+    /// 120 s, as Kafka.
+    pub fetch_session_eviction_ms: u64,
+    /// Memory each core may spend on its fetch sessions, counted per session and per partition
+    /// (`limits::FETCH_SESSION_BYTES`, `limits::FETCH_SESSION_PARTITION_BYTES`, plus topic
+    /// names); a session that does not fit evicts others by the slot rules or is not opened.
+    /// 64 MiB (about 290,000 partitions kept).
+    pub core_fetch_session_bytes_max: usize,
     /// `log.cleaner.backoff.ms`: how often each core looks for compacted partitions with a
     /// compaction pass due. Checked on the 500 ms housekeeping tick. Kafka's default, 15 s.
     pub log_cleaner_backoff_ms: u64,
@@ -141,6 +154,9 @@ impl Default for BrokerConfig {
             offsets_retention_check_interval_ms: 600_000,
             offset_metadata_max_bytes: 4096,
             log_cleaner_backoff_ms: 15_000,
+            fetch_session_cache_slots: 1000,
+            fetch_session_eviction_ms: 120_000,
+            core_fetch_session_bytes_max: 64 << 20,
         }
     }
 }
@@ -309,6 +325,12 @@ impl BrokerConfig {
         }
         if self.compaction_keys_max == 0 {
             return invalid("compaction_keys_max", "must be at least 1");
+        }
+        if self.fetch_session_eviction_ms > i64::MAX as u64 {
+            return invalid(
+                "fetch_session_eviction_ms",
+                "must fit a signed 64-bit number",
+            );
         }
         if self.message_bytes_max < 0 {
             return invalid("message_bytes_max", "must not be negative");

@@ -8,6 +8,7 @@ mod config;
 mod connection;
 mod core;
 mod errors;
+mod fetch_sessions;
 mod group_config;
 mod groups;
 mod handlers;
