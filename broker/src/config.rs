@@ -408,6 +408,20 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Proves the fetch session settings default to Kafka's (1000 slots, 120 s) and that 0 slots
+    /// (no sessions at all) is a valid setting.
+    #[test]
+    fn fetch_session_defaults_are_kafkas() {
+        let c = BrokerConfig::default();
+        assert_eq!(c.fetch_session_cache_slots, 1000);
+        assert_eq!(c.fetch_session_eviction_ms, 120_000);
+        let none =
+            BrokerConfig::from_file_and_settings(None, &["fetch_session_cache_slots=0".into()])
+                .expect("valid settings");
+        assert_eq!(none.fetch_session_cache_slots, 0);
+        none.validate().expect("no sessions is valid");
+    }
+
     /// Proves a connection limit of 0 (no client could ever connect) is refused.
     #[test]
     fn zero_connection_limit_is_rejected() {

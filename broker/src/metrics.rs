@@ -516,6 +516,11 @@ mod tests {
             connections_open: 3,
             connections_refused: 2,
             groups_by_state: vec![("Stable".into(), 1)],
+            fetch_sessions: crate::fetch_sessions::SessionStats {
+                sessions: 4,
+                incremental_fetches: 9,
+                ..Default::default()
+            },
             ..Snapshot::default()
         };
         let text = encode(vec![s]);
@@ -546,6 +551,14 @@ mod tests {
         );
         assert!(
             text.contains(r#"sluice_consumer_groups{core="1",state="Stable"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sluice_fetch_sessions{core="1"} 4"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sluice_incremental_fetches_total{core="1"} 9"#),
             "{text}"
         );
         assert!(text.trim_end().ends_with("# EOF"), "{text}");
