@@ -113,6 +113,19 @@ pub struct BrokerConfig {
     pub offsets_retention_check_interval_ms: i64,
     /// `offset.metadata.max.bytes`: longer commit metadata gets OFFSET_METADATA_TOO_LARGE. 4096.
     pub offset_metadata_max_bytes: usize,
+    /// `max.incremental.fetch.session.cache.slots`: incremental fetch sessions (KIP-227) the
+    /// broker keeps, split evenly over the cores (each core keeps the sessions of its own
+    /// connections); 0 keeps none, so every client sends full fetches. 1000, as Kafka.
+    pub fetch_session_cache_slots: usize,
+    /// `min.incremental.fetch.session.eviction.ms`: a session unused this long may be evicted
+    /// for a new one, and a session younger than this is never evicted for a larger one.
+    /// 120 s, as Kafka.
+    pub fetch_session_eviction_ms: u64,
+    /// Memory each core may spend on its fetch sessions, counted per session and per partition
+    /// (`limits::FETCH_SESSION_BYTES`, `limits::FETCH_SESSION_PARTITION_BYTES`, plus topic
+    /// names); a session that does not fit evicts others by the slot rules or is not opened.
+    /// 64 MiB (about 290,000 partitions kept).
+    pub core_fetch_session_bytes_max: usize,
     /// `log.cleaner.backoff.ms`: how often each core looks for compacted partitions with a
     /// compaction pass due. Checked on the 500 ms housekeeping tick. Kafka's default, 15 s.
     pub log_cleaner_backoff_ms: u64,
@@ -160,6 +173,9 @@ impl Default for BrokerConfig {
             offsets_retention_check_interval_ms: 600_000,
             offset_metadata_max_bytes: 4096,
             log_cleaner_backoff_ms: 15_000,
+            fetch_session_cache_slots: 1000,
+            fetch_session_eviction_ms: 120_000,
+            core_fetch_session_bytes_max: 64 << 20,
         }
     }
 }
@@ -381,6 +397,12 @@ impl BrokerConfig {
         if self.compaction_keys_max == 0 {
             return invalid("compaction_keys_max", "must be at least 1");
         }
+        if self.fetch_session_eviction_ms > i64::MAX as u64 {
+            return invalid(
+                "fetch_session_eviction_ms",
+                "must fit a signed 64-bit number",
+            );
+        }
         if self.message_bytes_max < 0 {
             return invalid("message_bytes_max", "must not be negative");
         }
@@ -504,6 +526,20 @@ mod tests {
         std::fs::write(&file, "core_cache_bytes = 1\ncore_cache_bytes_max = 2\n").expect("write");
         assert!(BrokerConfig::from_file_and_settings(Some(&file), &[]).is_err());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Proves the fetch session settings default to Kafka's (1000 slots, 120 s) and that 0 slots
+    /// (no sessions at all) is a valid setting.
+    #[test]
+    fn fetch_session_defaults_are_kafkas() {
+        let c = BrokerConfig::default();
+        assert_eq!(c.fetch_session_cache_slots, 1000);
+        assert_eq!(c.fetch_session_eviction_ms, 120_000);
+        let none =
+            BrokerConfig::from_file_and_settings(None, &["fetch_session_cache_slots=0".into()])
+                .expect("valid settings");
+        assert_eq!(none.fetch_session_cache_slots, 0);
+        none.validate().expect("no sessions is valid");
     }
 
     /// Proves a connection limit of 0 (no client could ever connect) is refused.

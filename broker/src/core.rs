@@ -12,6 +12,7 @@ use std::rc::Rc;
 use glommio::sync::Semaphore;
 
 use crate::config::BrokerConfig;
+use crate::fetch_sessions::{CacheBounds, FetchSessionCache};
 use crate::image::TopicImage;
 use crate::messages::{CoreReply, CoreRequest};
 use crate::metadata::TopicTable;
@@ -65,6 +66,8 @@ pub struct Core {
     pub groups: crate::groups::Coordinator,
     /// This core's counters.
     pub metrics: crate::metrics::CoreMetrics,
+    /// The fetch sessions (KIP-227) of this core's connections; never borrowed across an await.
+    pub fetch_sessions: RefCell<FetchSessionCache>,
 }
 
 impl std::fmt::Debug for Core {
@@ -92,8 +95,20 @@ impl Core {
         let shard = Rc::new(parts.shard);
         let image =
             TopicImage::single_node(parts.topics, parts.config.node_id, parts.router.cores());
+        let cores = parts.router.cores();
+        let c = &parts.config;
+        let session_bounds = CacheBounds {
+            slots: crate::limits::fetch_session_slots_of_core(
+                c.fetch_session_cache_slots,
+                cores,
+                id,
+            ),
+            bytes_max: c.core_fetch_session_bytes_max,
+            eviction_ms: i64::try_from(c.fetch_session_eviction_ms).unwrap_or(i64::MAX),
+        };
         let core = Rc::new(Core {
             id,
+            fetch_sessions: RefCell::new(FetchSessionCache::new(session_bounds, id, cores)),
             budget: Rc::new(Semaphore::new(
                 parts.config.core_request_memory_bytes as u64,
             )),
@@ -408,6 +423,7 @@ impl Core {
         s.groups_by_state = self.groups.count_by_state();
         s.storage = self.shard.stats();
         s.fetch_waits = self.partitions.parked_waits() as u64;
+        s.fetch_sessions = self.fetch_sessions.borrow().stats();
         s
     }
 }

@@ -69,6 +69,23 @@ pub const METRICS_READ_BYTES: usize = 1024;
 /// (see `startup::memlock_needed`).
 pub const MEMLOCK_RING_BYTES: u64 = 2 << 20;
 
+/// Bytes a fetch session is counted for besides its partitions: the session itself, its `Rc`
+/// cell and its entry in the core's cache (`fetch_sessions.rs` asserts the struct fits).
+pub const FETCH_SESSION_BYTES: usize = 512;
+
+/// Bytes each partition of a fetch session is counted for, besides its topic name: its entries in
+/// the session's hash map (about 80 bytes, at most 8/7 of it with the table's spare slots) and
+/// order map (about 48 bytes, up to twice that in half-full B-tree nodes), rounded up
+/// (`fetch_sessions.rs` asserts the entries fit).
+pub const FETCH_SESSION_PARTITION_BYTES: usize = 224;
+
+/// The fetch session slots of core `core` out of `slots` for the whole broker: an even split,
+/// the remainder going to the first cores, so the cores' slots add up to `slots` exactly.
+pub const fn fetch_session_slots_of_core(slots: usize, cores: usize, core: usize) -> usize {
+    let cores = if cores == 0 { 1 } else { cores };
+    slots / cores + if core < slots % cores { 1 } else { 0 }
+}
+
 const _: () = assert!(CONNECTION_RESERVE_BYTES_MIN <= CONNECTION_RESERVE_BYTES_MAX);
 // The first read of a connection fits the buffer it starts with.
 const _: () = assert!(CONNECTION_READ_BYTES_MIN <= CONNECTION_BUFFER_BYTES);
@@ -80,3 +97,15 @@ const _: () = assert!(OFFSETS_PREALLOCATE_BYTES <= OFFSETS_SEGMENT_BYTES);
 const _: () = assert!(OFFSETS_WRITE_BATCH_BYTES <= OFFSETS_REPLAY_READ_BYTES);
 const _: () = assert!(OFFSETS_WRITE_BATCH_BYTES as u64 <= OFFSETS_SEGMENT_BYTES);
 const _: () = assert!(METRICS_READ_BYTES <= METRICS_HEAD_BYTES_MAX);
+// Kafka's 1000 slots over two cores: 500 each, all of them used.
+const _: () = assert!(
+    fetch_session_slots_of_core(1000, 2, 0) + fetch_session_slots_of_core(1000, 2, 1) == 1000
+);
+const _: () = assert!(
+    fetch_session_slots_of_core(1000, 3, 0)
+        + fetch_session_slots_of_core(1000, 3, 1)
+        + fetch_session_slots_of_core(1000, 3, 2)
+        == 1000
+);
+// A session's fixed part costs more than one partition: the bytes bound counts both.
+const _: () = assert!(FETCH_SESSION_PARTITION_BYTES < FETCH_SESSION_BYTES);

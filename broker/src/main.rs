@@ -9,6 +9,7 @@ mod connection;
 mod controller;
 mod core;
 mod errors;
+mod fetch_sessions;
 mod group_config;
 mod groups;
 mod handlers;

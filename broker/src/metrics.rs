@@ -146,6 +146,8 @@ pub struct Snapshot {
     pub storage: sluice_shard::ShardStats,
     /// Fetch long polls parked on this core's partitions right now.
     pub fetch_waits: u64,
+    /// This core's fetch sessions (KIP-227).
+    pub fetch_sessions: crate::fetch_sessions::SessionStats,
 }
 
 impl CoreMetrics {
@@ -314,7 +316,17 @@ impl Collector for Gathered {
                 Ok(())
             },
         )?;
-        let counters: [(&str, &str, Scalar); 4] = [
+        let counters: [(&str, &str, Scalar); 6] = [
+            (
+                "sluice_fetch_session_evictions",
+                "Fetch sessions evicted for new ones (or grown past core_fetch_session_bytes_max).",
+                |s| s.fetch_sessions.evictions,
+            ),
+            (
+                "sluice_incremental_fetches",
+                "Incremental fetches served through a fetch session (KIP-227).",
+                |s| s.fetch_sessions.incremental_fetches,
+            ),
             (
                 "sluice_connections_accepted",
                 "Client connections accepted.",
@@ -345,7 +357,22 @@ impl Collector for Gathered {
                 Ok(())
             })?;
         }
-        let gauges: [(&str, &str, Scalar); 5] = [
+        let gauges: [(&str, &str, Scalar); 8] = [
+            (
+                "sluice_fetch_sessions",
+                "Incremental fetch sessions (KIP-227) the core keeps for its connections.",
+                |s| s.fetch_sessions.sessions,
+            ),
+            (
+                "sluice_fetch_session_partitions",
+                "Partitions kept in the core's fetch sessions.",
+                |s| s.fetch_sessions.partitions,
+            ),
+            (
+                "sluice_fetch_session_bytes",
+                "Memory counted for the core's fetch sessions.",
+                |s| s.fetch_sessions.bytes,
+            ),
             ("sluice_connections_open", "Client connections open.", |s| {
                 s.connections_open
             }),
@@ -489,6 +516,11 @@ mod tests {
             connections_open: 3,
             connections_refused: 2,
             groups_by_state: vec![("Stable".into(), 1)],
+            fetch_sessions: crate::fetch_sessions::SessionStats {
+                sessions: 4,
+                incremental_fetches: 9,
+                ..Default::default()
+            },
             ..Snapshot::default()
         };
         let text = encode(vec![s]);
@@ -519,6 +551,14 @@ mod tests {
         );
         assert!(
             text.contains(r#"sluice_consumer_groups{core="1",state="Stable"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sluice_fetch_sessions{core="1"} 4"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sluice_incremental_fetches_total{core="1"} 9"#),
             "{text}"
         );
         assert!(text.trim_end().ends_with("# EOF"), "{text}");

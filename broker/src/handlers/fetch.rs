@@ -2,9 +2,15 @@
 //! polls: when fewer than `min_bytes` are ready it waits for an append to any of the requested
 //! partitions (woken by the append, not by polling) or for `max_wait_ms`.
 //!
-//! Fetch sessions (KIP-227) are not kept: every answer has session id 0, which tells the client
-//! that no session was created, so it keeps sending full fetch requests.
+//! Fetch sessions (KIP-227, `fetch_sessions.rs`): epoch -1 answers the requested partitions
+//! without a session; epoch 0 answers them and opens a session of them (its id in the answer, or
+//! 0 when the core's cache has no room); an incremental fetch reads every partition of its
+//! session, after the request's additions, updates and forgotten partitions, and answers only
+//! the partitions with news. A session error is a top-level error code with no partition, sent
+//! at once. The long poll is the same in every case: an incremental fetch with nothing new waits
+//! for an append to any partition of its session.
 
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -12,17 +18,29 @@ use bytes::Bytes;
 use glommio::channels::local_channel::{self, LocalSender};
 use sluice_net::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use sluice_net::messages::{FetchRequest, FetchResponse};
-use sluice_net::{BrokerId, Records, TopicName};
+use sluice_net::{BrokerId, Records, TopicName, Uuid};
 use sluice_shard::ReadResult;
 
 use crate::core::Core;
 use crate::errors::{self, code};
+use crate::fetch_sessions::{
+    Answered, CachedPartition, FetchContext, INVALID_SESSION_ID, PartitionKey, Requested,
+    SessionRequest, TopicKey,
+};
+use crate::image::TopicImage;
 use crate::messages::{CoreReply, CoreRequest, FetchOnCore, FetchRead, PartError, WaitId};
 
-/// One requested partition that exists here.
+/// One partition of the answer, in answer order.
+struct Slot {
+    key: PartitionKey,
+    requested: Requested,
+    data: PartitionData,
+}
+
+/// One partition to read, that exists here.
 struct Wanted {
-    topic_index: usize,
-    partition_index: usize,
+    /// Index into the answer's slots.
+    slot: usize,
     topic: String,
     partition: i32,
     offset: i64,
@@ -30,60 +48,230 @@ struct Wanted {
 }
 
 pub async fn handle(core: &Rc<Core>, request: FetchRequest, version: i16) -> FetchResponse {
-    let table = core.topics();
-    let mut responses: Vec<FetchableTopicResponse> = Vec::with_capacity(request.topics.len());
-    let mut wanted = Vec::new();
-    for (ti, t) in request.topics.iter().enumerate() {
-        let meta = if version >= 13 {
-            table.by_id(&t.topic_id.0)
-        } else {
-            table.topics().get(t.topic.as_str())
-        };
-        let mut partitions = Vec::with_capacity(t.partitions.len());
-        for (pi, p) in t.partitions.iter().enumerate() {
-            let mut data = empty_partition(p.partition);
-            match meta {
-                Some(m) if p.partition >= 0 && p.partition < m.partitions => wanted.push(Wanted {
-                    topic_index: ti,
-                    partition_index: pi,
-                    topic: m.name.clone(),
-                    partition: p.partition,
-                    offset: p.fetch_offset,
-                    max_bytes: usize::try_from(p.partition_max_bytes.max(0)).unwrap_or(0),
-                }),
-                _ => {
-                    data.error_code = if version >= 13 {
-                        code::UNKNOWN_TOPIC_ID
-                    } else {
-                        code::UNKNOWN_TOPIC_OR_PARTITION
-                    }
-                }
-            }
-            partitions.push(data);
-        }
-        responses.push(FetchableTopicResponse {
-            topic: if version >= 13 {
-                TopicName::default()
-            } else {
-                t.topic.clone()
-            },
-            topic_id: t.topic_id,
-            partitions,
-            ..Default::default()
-        });
-    }
-
+    let uses_topic_ids = version >= 13;
+    let requested = requested(&request, uses_topic_ids);
+    let forgotten = forgotten(&request, uses_topic_ids);
+    let context = core.fetch_sessions.borrow_mut().new_context(
+        crate::registry::now_ms(),
+        &SessionRequest {
+            session_id: request.session_id,
+            epoch: request.session_epoch,
+            uses_topic_ids,
+            requested: &requested,
+            forgotten: &forgotten,
+        },
+    );
+    let list = match &context {
+        FetchContext::Error(error) => return session_error(*error, INVALID_SESSION_ID),
+        FetchContext::Sessionless | FetchContext::Full => requested,
+        FetchContext::Incremental { session, .. } => session
+            .borrow()
+            .partitions()
+            .into_iter()
+            .map(|(key, p)| {
+                let requested = Requested {
+                    fetch_offset: p.fetch_offset,
+                    max_bytes: p.max_bytes,
+                };
+                (key, requested)
+            })
+            .collect(),
+    };
+    let (mut slots, wanted) = resolve(&core.topics(), list, uses_topic_ids);
     let min_bytes = usize::try_from(request.min_bytes.max(0)).unwrap_or(0);
     let max_bytes = usize::try_from(request.max_bytes.max(0)).unwrap_or(0);
     let max_wait = Duration::from_millis(u64::try_from(request.max_wait_ms.max(0)).unwrap_or(0));
     let reads = long_poll(core, &wanted, min_bytes, max_wait).await;
-    fill(core, &mut responses, &wanted, reads, max_bytes);
+    fill(core, &mut slots, &wanted, reads, max_bytes);
+    answer(core, context, slots, uses_topic_ids)
+}
+
+/// The request's partitions in order, each once (a repeated partition keeps its first place and
+/// takes the last values, as Kafka's map of them does).
+fn requested(request: &FetchRequest, uses_topic_ids: bool) -> Vec<(PartitionKey, Requested)> {
+    let mut out: Vec<(PartitionKey, Requested)> = Vec::new();
+    let mut seen: HashMap<PartitionKey, usize> = HashMap::new();
+    for t in &request.topics {
+        let topic = topic_key(uses_topic_ids, &t.topic_id, t.topic.as_str());
+        for p in &t.partitions {
+            let key = PartitionKey {
+                topic: topic.clone(),
+                partition: p.partition,
+            };
+            let want = Requested {
+                fetch_offset: p.fetch_offset,
+                max_bytes: p.partition_max_bytes,
+            };
+            match seen.get(&key) {
+                Some(&i) => out[i].1 = want,
+                None => {
+                    seen.insert(key.clone(), out.len());
+                    out.push((key, want));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The partitions the request drops from its session (`forgotten_topics_data`, Fetch v7+).
+fn forgotten(request: &FetchRequest, uses_topic_ids: bool) -> Vec<PartitionKey> {
+    request
+        .forgotten_topics_data
+        .iter()
+        .flat_map(|t| {
+            let topic = topic_key(uses_topic_ids, &t.topic_id, t.topic.as_str());
+            t.partitions.iter().map(move |&partition| PartitionKey {
+                topic: topic.clone(),
+                partition,
+            })
+        })
+        .collect()
+}
+
+fn topic_key(uses_topic_ids: bool, id: &Uuid, name: &str) -> TopicKey {
+    if uses_topic_ids {
+        TopicKey::Id(id.0)
+    } else {
+        TopicKey::Name(name.to_owned())
+    }
+}
+
+/// The answer's slots for `list`, and the reads of the partitions that exist here. A topic
+/// unknown here answers UNKNOWN_TOPIC_ID by id (v13+), UNKNOWN_TOPIC_OR_PARTITION by name; a
+/// partition a known topic does not have answers UNKNOWN_TOPIC_OR_PARTITION, as in Kafka.
+fn resolve(
+    image: &TopicImage,
+    list: Vec<(PartitionKey, Requested)>,
+    uses_topic_ids: bool,
+) -> (Vec<Slot>, Vec<Wanted>) {
+    let mut slots = Vec::with_capacity(list.len());
+    let mut wanted = Vec::with_capacity(list.len());
+    for (key, requested) in list {
+        let meta = match &key.topic {
+            TopicKey::Id(id) => image.by_id(id),
+            TopicKey::Name(name) => image.topics().get(name.as_str()),
+        };
+        let mut data = empty_partition(key.partition);
+        match meta {
+            Some(m) if key.partition >= 0 && key.partition < m.partitions => {
+                wanted.push(Wanted {
+                    slot: slots.len(),
+                    topic: m.name.clone(),
+                    partition: key.partition,
+                    offset: requested.fetch_offset,
+                    max_bytes: usize::try_from(requested.max_bytes.max(0)).unwrap_or(0),
+                });
+            }
+            Some(_) => data.error_code = code::UNKNOWN_TOPIC_OR_PARTITION,
+            None if uses_topic_ids => data.error_code = code::UNKNOWN_TOPIC_ID,
+            None => data.error_code = code::UNKNOWN_TOPIC_OR_PARTITION,
+        }
+        slots.push(Slot {
+            key,
+            requested,
+            data,
+        });
+    }
+    (slots, wanted)
+}
+
+/// The response for a fetch whose reads are in `slots`, by its session context: every slot
+/// without a session or when opening one, only the slots with news for an incremental fetch.
+fn answer(
+    core: &Core,
+    context: FetchContext,
+    slots: Vec<Slot>,
+    uses_topic_ids: bool,
+) -> FetchResponse {
+    let (session_id, slots) = match context {
+        FetchContext::Error(error) => return session_error(error, INVALID_SESSION_ID),
+        FetchContext::Sessionless => (INVALID_SESSION_ID, slots),
+        FetchContext::Full => {
+            let cached = slots
+                .iter()
+                .map(|s| {
+                    (
+                        s.key.clone(),
+                        CachedPartition::new(s.requested, &answered(s)),
+                    )
+                })
+                .collect();
+            // Kafka privileges a follower's session; sluice has no followers yet.
+            let privileged = false;
+            let id = core.fetch_sessions.borrow_mut().maybe_create(
+                crate::registry::now_ms(),
+                privileged,
+                uses_topic_ids,
+                cached,
+            );
+            (id, slots)
+        }
+        FetchContext::Incremental { session, epoch } => {
+            let mut session = session.borrow_mut();
+            if session.epoch() != epoch {
+                // Another fetch of this session came in while this one waited.
+                return session_error(code::INVALID_FETCH_SESSION_EPOCH, session.id);
+            }
+            let news = slots
+                .into_iter()
+                .filter(|s| session.answer(&s.key, &answered(s)))
+                .collect();
+            (session.id, news)
+        }
+    };
     FetchResponse {
         error_code: code::NONE,
-        session_id: 0,
-        responses,
+        session_id,
+        responses: by_topic(slots, uses_topic_ids),
         ..Default::default()
     }
+}
+
+/// What a slot's answer says, as a session compares it.
+fn answered(s: &Slot) -> Answered {
+    Answered {
+        has_records: s.data.records.as_ref().is_some_and(|r| !r.is_empty()),
+        high_watermark: s.data.high_watermark,
+        log_start_offset: s.data.log_start_offset,
+        error_code: s.data.error_code,
+        preferred_read_replica: s.data.preferred_read_replica.0,
+    }
+}
+
+/// A top-level session error: no partition at all, as Kafka answers it.
+fn session_error(error: i16, session_id: i32) -> FetchResponse {
+    FetchResponse {
+        error_code: error,
+        session_id,
+        ..Default::default()
+    }
+}
+
+/// Slots grouped into topics: consecutive slots of one topic share an entry, as Kafka builds
+/// its response from its ordered map of partitions.
+fn by_topic(slots: Vec<Slot>, uses_topic_ids: bool) -> Vec<FetchableTopicResponse> {
+    let mut out: Vec<FetchableTopicResponse> = Vec::new();
+    let mut last: Option<TopicKey> = None;
+    for s in slots {
+        if last.as_ref() != Some(&s.key.topic) {
+            let (topic, topic_id) = match &s.key.topic {
+                TopicKey::Id(id) => (TopicName::default(), Uuid(*id)),
+                TopicKey::Name(name) => (TopicName::from(name.as_str()), Uuid::default()),
+            };
+            debug_assert_eq!(uses_topic_ids, matches!(s.key.topic, TopicKey::Id(_)));
+            out.push(FetchableTopicResponse {
+                topic,
+                topic_id,
+                ..Default::default()
+            });
+            last = Some(s.key.topic.clone());
+        }
+        if let Some(t) = out.last_mut() {
+            t.partitions.push(s.data);
+        }
+    }
+    out
 }
 
 fn empty_partition(partition: i32) -> PartitionData {
@@ -283,18 +471,18 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// Puts read batches into the response, stopping at the request's `max_bytes` (but always
+/// Puts read batches into the slots, stopping at the request's `max_bytes` (but always
 /// including the first batch found, as Kafka does, so a large batch cannot stall a consumer).
 fn fill(
     core: &Core,
-    responses: &mut [FetchableTopicResponse],
+    slots: &mut [Slot],
     wanted: &[Wanted],
     reads: Vec<Result<ReadResult, PartError>>,
     max_bytes: usize,
 ) {
     let mut total = 0usize;
     for (w, r) in wanted.iter().zip(reads) {
-        let data = &mut responses[w.topic_index].partitions[w.partition_index];
+        let data = &mut slots[w.slot].data;
         let (rr, error) = match r {
             Ok(rr) => (rr, code::NONE),
             Err(e) => failed_read(e),
