@@ -229,6 +229,13 @@ impl<L: Log> Replica<L> {
         &self.log
     }
 
+    /// The log, for its own settings (a disk log's clock for batch timestamps). Appending,
+    /// truncating or flushing through it would break the replica's view: only the replica
+    /// does those.
+    pub fn log_mut(&mut self) -> &mut L {
+        &mut self.log
+    }
+
     fn advance(&mut self, now_ms: u64) {
         self.now_ms = self.now_ms.max(now_ms);
     }

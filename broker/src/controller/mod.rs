@@ -7,9 +7,13 @@
 //! ([`peer`]). A 10 ms tick drives the replica's timers. Its thread is not pinned: it does
 //! little work and must not steal a data core's CPU.
 //!
-//! Not here yet (issue 20, later slices): the metadata log on disk, the metadata image and
-//! the controller's decisions, publishing the image to the data cores, broker registration
-//! and heartbeats.
+//! The metadata log is a `FileLog` in `<data-dir>/__cluster_metadata-0` (Kafka's layout and
+//! record format) and the quorum state Kafka's `quorum-state` file beside it, both written
+//! with blocking calls on this thread, never on a data core.
+//!
+//! Not here yet (issue 20, later slices): running the controller's decisions
+//! (`sluice_controller::Controller`) on the leader, applying committed records to the metadata
+//! image and publishing it to the data cores, broker registration and heartbeats, snapshots.
 
 mod node;
 mod peer;
@@ -28,11 +32,12 @@ use glommio::net::TcpListener;
 use glommio::sync::Semaphore;
 use glommio::{LocalExecutorBuilder, Placement};
 use sluice_controller::wire::Wire;
-use sluice_quorum::{Config, Log, MemLog, NodeId, QuorumState, Replica};
+use sluice_controller::{FileLog, FileLogConfig, QuorumStateFile};
+use sluice_quorum::{Config, Log, NodeId, Replica};
 
 use crate::connection::{self, Limits};
 use crate::stop::StopSignal;
-use node::Node;
+use node::{Node, Persist, Stamped};
 use peer::PeerTask;
 use serve::Served;
 
@@ -81,8 +86,26 @@ async fn run(settings: ControllerSettings, stop_flag: Arc<AtomicBool>) -> anyhow
     let voters: Vec<NodeId> = settings.voters.iter().map(|&(id, _)| NodeId(id)).collect();
     let config = Config::new(me, voters.clone());
     let seed = u64::from(settings.node_id.unsigned_abs()) ^ seed_from_time();
-    let replica = Replica::new(config, MemLog::new(), QuorumState::default(), seed, clock());
-    let node = Rc::new(RefCell::new(Node::new(replica, Box::new(|_| Ok(())))));
+    let dir = FileLog::dir_in(&settings.data_dir);
+    let log = FileLog::open(&dir, FileLogConfig::new(voters.clone()))?;
+    let recovery = log.recovery();
+    if recovery.truncated_bytes > 0 {
+        tracing::warn!(?recovery, "metadata log: a torn tail was cut at open");
+    }
+    let state_file = QuorumStateFile::new(&dir, voters.clone());
+    let persisted = state_file.read()?.unwrap_or_default();
+    tracing::info!(
+        epoch = persisted.epoch.0,
+        log_end = log.end().0,
+        "metadata log opened"
+    );
+    let replica = Replica::new(config, log, persisted, seed, clock());
+    let persist: Persist = Box::new(move |state| {
+        state_file
+            .write(state)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    });
+    let node = Rc::new(RefCell::new(Node::new(replica, persist)));
     let wire = Rc::new(Wire {
         cluster_id: settings.cluster_id.clone(),
         me,
@@ -116,7 +139,7 @@ async fn run(settings: ControllerSettings, stop_flag: Arc<AtomicBool>) -> anyhow
 }
 
 /// One peer task per other voter.
-fn start_peers<L: Log + 'static>(
+fn start_peers<L: Log + Stamped + 'static>(
     settings: &ControllerSettings,
     node: &Rc<RefCell<Node<L>>>,
     wire: &Rc<Wire>,
@@ -144,7 +167,7 @@ fn start_peers<L: Log + 'static>(
 }
 
 /// Drives the replica's timers until the process stops.
-async fn tick<L: Log>(
+async fn tick<L: Log + Stamped>(
     node: Rc<RefCell<Node<L>>>,
     clock: Rc<dyn Fn() -> u64>,
     stop: Rc<StopSignal>,
@@ -164,7 +187,7 @@ async fn tick<L: Log>(
 }
 
 /// Accepts controller connections until the shard stops.
-async fn accept<L: Log + 'static>(listener: TcpListener, served: Served<L>, stop: &Rc<StopSignal>) {
+async fn accept<L: Log + Stamped + 'static>(listener: TcpListener, served: Served<L>, stop: &Rc<StopSignal>) {
     let served = Rc::new(served);
     let budget = Rc::new(Semaphore::new(REQUEST_MEMORY_BYTES as u64));
     let limits = Limits {

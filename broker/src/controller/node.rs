@@ -17,6 +17,18 @@ use sluice_quorum::{Effect, Epoch, Log, Message, NodeId, Offset, QuorumState, Re
 /// returns, since a vote may leave right after.
 pub type Persist = Box<dyn FnMut(&QuorumState) -> std::io::Result<()>>;
 
+/// A log that stamps its batches with wall-clock time (Kafka's CreateTime), set before each
+/// input since the replica passes only its own monotonic clock.
+pub trait Stamped {
+    fn set_now_ms(&mut self, now_ms: i64);
+}
+
+impl Stamped for sluice_controller::FileLog {
+    fn set_now_ms(&mut self, now_ms: i64) {
+        sluice_controller::FileLog::set_now_ms(self, now_ms);
+    }
+}
+
 /// One voter of the controller quorum, with its outbound queues.
 pub struct Node<L: Log> {
     pub replica: Replica<L>,
@@ -31,7 +43,7 @@ pub struct Node<L: Log> {
     seen: (RoleKind, Epoch, Option<NodeId>),
 }
 
-impl<L: Log> Node<L> {
+impl<L: Log + Stamped> Node<L> {
     /// A node around `replica`; `persist` writes the quorum state.
     pub fn new(replica: Replica<L>, persist: Persist) -> Node<L> {
         Node {
@@ -46,6 +58,7 @@ impl<L: Log> Node<L> {
 
     /// Advances the clock; carries out what it causes.
     pub fn tick(&mut self, now_ms: u64) -> std::io::Result<()> {
+        self.set_log_clock();
         self.replica.tick(now_ms);
         self.carry_out(None).map(|_| ())
     }
@@ -59,6 +72,7 @@ impl<L: Log> Node<L> {
         message: Message,
         api: Option<ApiKey>,
     ) -> std::io::Result<Option<Message>> {
+        self.set_log_clock();
         self.replica.receive(now_ms, from, message);
         self.carry_out(api.map(|api| (from, api)))
     }
@@ -86,6 +100,13 @@ impl<L: Log> Node<L> {
         }
         self.log_changes();
         Ok(answer)
+    }
+
+    fn set_log_clock(&mut self) {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        self.replica.log_mut().set_now_ms(wall);
     }
 
     /// Logs a change of role, epoch or leader (elections are rare and worth a line each).

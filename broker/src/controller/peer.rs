@@ -20,7 +20,7 @@ use sluice_controller::wire::Wire;
 use sluice_net::{Decoder, Encoder, RequestHeader, Response, ResponseHeader};
 use sluice_quorum::{Log, Message, NodeId};
 
-use super::node::Node;
+use super::node::{Node, Stamped};
 use crate::stop::StopSignal;
 
 /// After a failed connect, requests are dropped without dialling for this long.
@@ -39,7 +39,7 @@ pub struct PeerTask<L: Log> {
     pub stop: Rc<StopSignal>,
 }
 
-impl<L: Log + 'static> PeerTask<L> {
+impl<L: Log + Stamped + 'static> PeerTask<L> {
     /// Sends queued requests until the shard stops.
     pub async fn run(self, queue: LocalReceiver<Message>) {
         let mut stream: Option<TcpStream> = None;

@@ -19,7 +19,7 @@ use sluice_net::messages::{
 use sluice_net::{ApiKey, BrokerId, Request, Response, decode_request, response_frame};
 use sluice_quorum::{Log, ReplicaDescription};
 
-use super::node::Node;
+use super::node::{Node, Stamped};
 use crate::connection::Outcome;
 
 /// The APIs the controller listener answers, with the versions it accepts.
@@ -48,7 +48,7 @@ pub struct Served<L: Log> {
     pub endpoints: Vec<(i32, SocketAddr)>,
 }
 
-impl<L: Log> Served<L> {
+impl<L: Log + Stamped> Served<L> {
     /// Answers one request frame.
     pub fn handle(&self, frame: Bytes) -> Outcome {
         let (header, request) = match decode_request(frame) {
