@@ -187,7 +187,11 @@ async fn tick<L: Log + Stamped>(
 }
 
 /// Accepts controller connections until the shard stops.
-async fn accept<L: Log + Stamped + 'static>(listener: TcpListener, served: Served<L>, stop: &Rc<StopSignal>) {
+async fn accept<L: Log + Stamped + 'static>(
+    listener: TcpListener,
+    served: Served<L>,
+    stop: &Rc<StopSignal>,
+) {
     let served = Rc::new(served);
     let budget = Rc::new(Semaphore::new(REQUEST_MEMORY_BYTES as u64));
     let limits = Limits {

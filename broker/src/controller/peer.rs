@@ -74,7 +74,8 @@ impl<L: Log + Stamped + 'static> PeerTask<L> {
                 Ok(Some(answer)) => self.deliver(answer),
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::debug!(peer = self.to.0, error = %e, "controller peer connection lost");
+                    let peer = self.to.0;
+                    tracing::debug!(peer, error = %e, "controller peer connection lost");
                     stream = None;
                 }
             }

@@ -36,6 +36,8 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
 
 /// The listener name controllers advertise (Kafka's default `CONTROLLER`).
 const LISTENER: &str = "CONTROLLER";
+/// The answer to a DescribeCluster for broker endpoints sent to a controller.
+const WRONG_ENDPOINT_TYPE: &str = "The request was sent to an endpoint of type CONTROLLER, but we wanted an endpoint of type BROKER";
 /// DescribeCluster's endpoint type for controllers (KIP-919).
 const CONTROLLER_ENDPOINTS: i8 = 2;
 
@@ -159,7 +161,7 @@ impl<L: Log + Stamped> Served<L> {
         if endpoint_type != CONTROLLER_ENDPOINTS {
             return Response::DescribeCluster(DescribeClusterResponse {
                 error_code: code::MISMATCHED_ENDPOINT_TYPE,
-                error_message: Some("The request was sent to an endpoint of type CONTROLLER, but we wanted an endpoint of type BROKER".into()),
+                error_message: Some(WRONG_ENDPOINT_TYPE.into()),
                 endpoint_type: CONTROLLER_ENDPOINTS,
                 ..Default::default()
             });

@@ -1,0 +1,182 @@
+//! Three real `sluice` processes form a KRaft controller quorum on loopback (issue 20): one
+//! leader, found and described over Kafka's own DescribeQuorum and DescribeCluster on the
+//! controller listeners; kill -9 of the leader elects another in a later epoch; the killed node
+//! restarts from its `__cluster_metadata-0` files and catches up as a follower.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use sluice_net::client::Client;
+use sluice_net::error_code::code;
+use sluice_net::messages::{
+    DescribeClusterRequest, DescribeQuorumRequest, describe_quorum_request as dq,
+};
+use sluice_net::{Request, Response};
+use sluice_tests::{Broker, free_port};
+
+/// What a leader reports: its id, epoch, high watermark and each voter's log end.
+#[derive(Debug, Clone, PartialEq)]
+struct Quorum {
+    leader: i32,
+    epoch: i32,
+    high_watermark: i64,
+    voters: Vec<(i32, i64)>,
+}
+
+/// DescribeQuorum to one controller: `Some` from the leader, `None` from a non-leader (which
+/// answers NOT_LEADER_OR_FOLLOWER) or a node that does not answer.
+fn describe(controller: SocketAddr) -> Option<Quorum> {
+    let mut client =
+        Client::connect(&controller.to_string(), "test", Duration::from_secs(2)).ok()?;
+    let request = Request::DescribeQuorum(DescribeQuorumRequest {
+        topics: vec![dq::TopicData {
+            topic_name: "__cluster_metadata".into(),
+            partitions: vec![dq::PartitionData {
+                partition_index: 0,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let (_, Response::DescribeQuorum(r)) = client.call(2, &request).ok()? else {
+        return None;
+    };
+    if r.error_code == code::NOT_LEADER_OR_FOLLOWER {
+        return None;
+    }
+    assert_eq!(r.error_code, code::NONE, "{r:?}");
+    let p = &r.topics[0].partitions[0];
+    Some(Quorum {
+        leader: p.leader_id.0,
+        epoch: p.leader_epoch,
+        high_watermark: p.high_watermark,
+        voters: p
+            .current_voters
+            .iter()
+            .map(|v| (v.replica_id.0, v.log_end_offset))
+            .collect(),
+    })
+}
+
+/// The active controller a node names in DescribeCluster (controller endpoints, KIP-919).
+fn named_controller(controller: SocketAddr) -> Option<i32> {
+    let mut client =
+        Client::connect(&controller.to_string(), "test", Duration::from_secs(2)).ok()?;
+    let request = Request::DescribeCluster(DescribeClusterRequest {
+        endpoint_type: 2,
+        ..Default::default()
+    });
+    let (_, Response::DescribeCluster(r)) = client.call(2, &request).ok()? else {
+        return None;
+    };
+    assert_eq!(r.brokers.len(), 3, "every voter listed: {r:?}");
+    (r.controller_id.0 >= 0).then_some(r.controller_id.0)
+}
+
+/// Polls until `found` gives a value, for at most `within`.
+fn wait_for<T>(within: Duration, what: &str, mut found: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = found() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The one leader among `controllers` (every other answers NOT_LEADER_OR_FOLLOWER), with all
+/// voters caught up to its high watermark.
+fn settled_leader(controllers: &[(i32, SocketAddr)], alive: &[i32]) -> Quorum {
+    wait_for(Duration::from_secs(20), "one caught-up leader", || {
+        let leaders: Vec<Quorum> = controllers
+            .iter()
+            .filter(|(id, _)| alive.contains(id))
+            .filter_map(|(_, addr)| describe(*addr))
+            .collect();
+        match leaders.as_slice() {
+            [q] if q
+                .voters
+                .iter()
+                .filter(|(id, _)| alive.contains(id))
+                .all(|(_, end)| *end == q.high_watermark && *end > 0) =>
+            {
+                Some(q.clone())
+            }
+            _ => None,
+        }
+    })
+}
+
+#[test]
+fn three_nodes_elect_fail_over_and_rejoin() {
+    let ids = [1, 2, 3];
+    let controllers: Vec<(i32, SocketAddr)> = ids
+        .iter()
+        .map(|&id| (id, SocketAddr::from(([127, 0, 0, 1], free_port()))))
+        .collect();
+    let voters: Vec<String> = controllers
+        .iter()
+        .map(|(id, a)| format!("{id}@{a}"))
+        .collect();
+    let voters = voters.join(",");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut nodes: Vec<Broker> = ids
+        .iter()
+        .map(|id| {
+            let node_id = id.to_string();
+            let args = [
+                "--node-id",
+                node_id.as_str(),
+                "--controller-voters",
+                voters.as_str(),
+                "--cores",
+                "1",
+                "--metrics-listen",
+                "off",
+            ];
+            let dir = tmp.path().join(format!("node-{id}"));
+            Broker::start_in(&dir, "127.0.0.1:0".parse().expect("addr"), &args)
+        })
+        .collect();
+
+    let first = settled_leader(&controllers, &ids);
+    assert_eq!(first.voters.len(), 3, "{first:?}");
+    assert!(first.epoch >= 1);
+    for (_, addr) in &controllers {
+        let named = wait_for(Duration::from_secs(10), "a named controller", || {
+            named_controller(*addr)
+        });
+        assert_eq!(named, first.leader, "every node names the leader");
+    }
+
+    // kill -9 the leader: another is elected in a later epoch.
+    let killed = first.leader;
+    nodes[(killed - 1) as usize].kill();
+    let alive: Vec<i32> = ids.iter().copied().filter(|&id| id != killed).collect();
+    let second = settled_leader(&controllers, &alive);
+    assert_ne!(second.leader, killed);
+    assert!(second.epoch > first.epoch, "{first:?} then {second:?}");
+    assert!(
+        second.high_watermark > first.high_watermark,
+        "a new leader's entry committed"
+    );
+
+    // The killed node restarts from its files and catches up as a follower.
+    nodes[(killed - 1) as usize].restart_after_kill();
+    let third = settled_leader(&controllers, &ids);
+    assert!(third.epoch >= second.epoch);
+    assert!(
+        third
+            .voters
+            .iter()
+            .all(|(_, end)| *end == third.high_watermark)
+    );
+    let quorum_state = tmp
+        .path()
+        .join(format!("node-{killed}"))
+        .join("__cluster_metadata-0/quorum-state");
+    let text = std::fs::read_to_string(&quorum_state).expect("quorum-state file");
+    assert!(text.contains("\"leaderEpoch\""), "Kafka's layout: {text}");
+}
