@@ -37,7 +37,10 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
 /// The listener name controllers advertise (Kafka's default `CONTROLLER`).
 const LISTENER: &str = "CONTROLLER";
 /// The answer to a DescribeCluster for broker endpoints sent to a controller.
-const WRONG_ENDPOINT_TYPE: &str = "The request was sent to an endpoint of type CONTROLLER, but we wanted an endpoint of type BROKER";
+const WRONG_ENDPOINT_TYPE: &str = concat!(
+    "The request was sent to an endpoint of type CONTROLLER, ",
+    "but we wanted an endpoint of type BROKER"
+);
 /// DescribeCluster's endpoint type for controllers (KIP-919).
 const CONTROLLER_ENDPOINTS: i8 = 2;
 
