@@ -1,7 +1,8 @@
 //! Three real `sluice` processes form a KRaft controller quorum on loopback (issue 20): one
 //! leader, found and described over Kafka's own DescribeQuorum and DescribeCluster on the
 //! controller listeners; kill -9 of the leader elects another in a later epoch; the killed node
-//! restarts from its `__cluster_metadata-0` files and catches up as a follower.
+//! restarts from its `__cluster_metadata-0` files and catches up as a follower. The first
+//! active controller writes Kafka's bootstrap records.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -144,6 +145,11 @@ fn three_nodes_elect_fail_over_and_rejoin() {
     let first = settled_leader(&controllers, &ids);
     assert_eq!(first.voters.len(), 3, "{first:?}");
     assert!(first.epoch >= 1);
+    // The leader change, then Kafka 4.4's nine bootstrap records (metadata.version and the
+    // other features, the cluster's min.insync.replicas, in a metadata transaction).
+    let first = wait_for(Duration::from_secs(10), "the bootstrap records", || {
+        describe(controllers[(first.leader - 1) as usize].1).filter(|q| q.high_watermark >= 10)
+    });
     for (_, addr) in &controllers {
         let named = wait_for(Duration::from_secs(10), "a named controller", || {
             named_controller(*addr)

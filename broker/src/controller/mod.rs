@@ -32,7 +32,7 @@ use glommio::net::TcpListener;
 use glommio::sync::Semaphore;
 use glommio::{LocalExecutorBuilder, Placement};
 use sluice_controller::wire::Wire;
-use sluice_controller::{FileLog, FileLogConfig, QuorumStateFile};
+use sluice_controller::{ControllerConfig, FileLog, FileLogConfig, QuorumStateFile};
 use sluice_quorum::{Config, Log, NodeId, Replica};
 
 use crate::connection::{self, Limits};
@@ -105,7 +105,12 @@ async fn run(settings: ControllerSettings, stop_flag: Arc<AtomicBool>) -> anyhow
             .write(state)
             .map_err(|e| std::io::Error::other(e.to_string()))
     });
-    let node = Rc::new(RefCell::new(Node::new(replica, persist)));
+    let controller_config = ControllerConfig {
+        cluster_id: settings.cluster_id.clone(),
+        ..ControllerConfig::default()
+    };
+    let node = Node::new(replica, persist, controller_config, seed);
+    let node = Rc::new(RefCell::new(node));
     let wire = Rc::new(Wire {
         cluster_id: settings.cluster_id.clone(),
         me,

@@ -9,9 +9,14 @@
 
 use std::collections::HashMap;
 
+use bytes::Bytes;
 use glommio::channels::local_channel::LocalSender;
+use sluice_controller::{Controller, ControllerConfig, MetadataImage};
 use sluice_net::ApiKey;
-use sluice_quorum::{Effect, Epoch, Log, Message, NodeId, Offset, QuorumState, Replica, RoleKind};
+use sluice_net::metadata_record::VersionedRecord;
+use sluice_quorum::{
+    Effect, Epoch, Log, Message, NodeId, Offset, Payload, QuorumState, Replica, RoleKind,
+};
 
 /// What persists the quorum state (the `quorum-state` file); it must be durable when it
 /// returns, since a vote may leave right after.
@@ -41,12 +46,33 @@ pub struct Node<L: Log> {
     pub dropped: u64,
     /// The role, epoch and leader last logged.
     seen: (RoleKind, Epoch, Option<NodeId>),
+    /// What the committed records built, up to `image_end`.
+    pub image: MetadataImage,
+    /// The next log offset to apply to the image.
+    image_end: Offset,
+    /// The active controller's decisions, while this node leads and has applied everything
+    /// committed before its epoch.
+    pub controller: Option<Controller>,
+    controller_config: ControllerConfig,
+    seed: u64,
+    now_ms: u64,
 }
 
 impl<L: Log + Stamped> Node<L> {
     /// A node around `replica`; `persist` writes the quorum state.
-    pub fn new(replica: Replica<L>, persist: Persist) -> Node<L> {
+    pub fn new(
+        replica: Replica<L>,
+        persist: Persist,
+        controller_config: ControllerConfig,
+        seed: u64,
+    ) -> Node<L> {
         Node {
+            image: MetadataImage::empty(),
+            image_end: Offset(0),
+            controller: None,
+            controller_config,
+            seed,
+            now_ms: 0,
             replica,
             peers: HashMap::new(),
             persist,
@@ -58,6 +84,7 @@ impl<L: Log + Stamped> Node<L> {
 
     /// Advances the clock; carries out what it causes.
     pub fn tick(&mut self, now_ms: u64) -> std::io::Result<()> {
+        self.now_ms = now_ms;
         self.set_log_clock();
         self.replica.tick(now_ms);
         self.carry_out(None).map(|_| ())
@@ -72,6 +99,7 @@ impl<L: Log + Stamped> Node<L> {
         message: Message,
         api: Option<ApiKey>,
     ) -> std::io::Result<Option<Message>> {
+        self.now_ms = now_ms;
         self.set_log_clock();
         self.replica.receive(now_ms, from, message);
         self.carry_out(api.map(|api| (from, api)))
@@ -99,7 +127,77 @@ impl<L: Log + Stamped> Node<L> {
             }
         }
         self.log_changes();
+        self.apply_committed();
+        self.lead();
         Ok(answer)
+    }
+
+    /// Applies the newly committed records to the image, in log order. A record the image
+    /// refuses is logged and skipped: the log is the truth, and every node skips the same one.
+    fn apply_committed(&mut self) {
+        while self.image_end < self.applied {
+            let offset = self.image_end;
+            self.image_end = offset.next();
+            let Some(entry) = self.replica.log().entry(offset) else {
+                continue;
+            };
+            let Payload::Data(bytes) = &entry.payload else {
+                continue;
+            };
+            let epoch = entry.epoch.0;
+            match VersionedRecord::decode(Bytes::from(bytes.clone())) {
+                Ok(record) => {
+                    if let Err(e) = self.image.apply(offset.0, epoch, &record) {
+                        tracing::warn!(offset = offset.0, error = ?e, "metadata record not applied");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(offset = offset.0, error = %e, "undecodable metadata record")
+                }
+            }
+        }
+    }
+
+    /// Starts or ends this node's term as active controller. A new leader becomes active once
+    /// everything in its log is committed and applied (its own LeaderChange included), so its
+    /// decisions start from every earlier epoch's records; it then writes the bootstrap records
+    /// if the log has none.
+    fn lead(&mut self) {
+        if self.replica.role() != RoleKind::Leader {
+            self.controller = None;
+            return;
+        }
+        let end = self.replica.log().end();
+        if self.controller.is_some() || self.image_end < end {
+            return;
+        }
+        let now = self.replica_now();
+        let mut controller = Controller::activate(
+            self.controller_config.clone(),
+            self.image.clone(),
+            self.replica.epoch().0,
+            end.0,
+            now,
+            self.seed ^ end.0 as u64,
+        );
+        tracing::info!(
+            epoch = self.replica.epoch().0,
+            at = end.0,
+            "active controller"
+        );
+        if let Some(bootstrap) = controller.bootstrap_if_empty() {
+            for record in &bootstrap.records {
+                if self.replica.propose(now, record.encode().to_vec()).is_err() {
+                    return;
+                }
+            }
+        }
+        self.controller = Some(controller);
+    }
+
+    /// The replica's clock as last given.
+    fn replica_now(&self) -> u64 {
+        self.now_ms
     }
 
     fn set_log_clock(&mut self) {
