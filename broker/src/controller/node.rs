@@ -144,15 +144,15 @@ impl<L: Log + Stamped> Node<L> {
             let Payload::Data(bytes) = &entry.payload else {
                 continue;
             };
-            let epoch = entry.epoch.0;
+            let (at, epoch) = (offset.0, entry.epoch.0);
             match VersionedRecord::decode(Bytes::from(bytes.clone())) {
                 Ok(record) => {
-                    if let Err(e) = self.image.apply(offset.0, epoch, &record) {
-                        tracing::warn!(offset = offset.0, error = ?e, "metadata record not applied");
+                    if let Err(e) = self.image.apply(at, epoch, &record) {
+                        tracing::warn!(offset = at, error = ?e, "metadata record not applied");
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(offset = offset.0, error = %e, "undecodable metadata record")
+                    tracing::warn!(offset = at, error = %e, "undecodable metadata record")
                 }
             }
         }
