@@ -39,6 +39,15 @@ pub struct BrokerConfig {
     /// (INCONSISTENT_CLUSTER_ID). Default for a cluster: derived from `controller_voters`, so
     /// nodes started with the same voters agree without a format step.
     pub cluster_id: Option<String>,
+    /// `broker.heartbeat.interval.ms`: how often a broker heartbeats to the active controller.
+    /// 500 ms (Kafka: 2 s).
+    pub broker_heartbeat_interval_ms: u64,
+    /// `broker.session.timeout.ms`: a broker the active controller has not heard from for this
+    /// long is fenced (leaves Metadata; its partitions go offline). 3 s (Kafka: 9 s): six missed
+    /// heartbeats, so a dead broker is out within about 3 s, while a heartbeat delayed by a
+    /// loaded core (a long GC is not a risk here; a stalled executor is, for at most its 1 ms
+    /// preemption slices) has five more chances. Must exceed the heartbeat interval.
+    pub broker_session_timeout_ms: u64,
     /// Partitions of an auto-created topic. Default 1.
     pub default_partitions: i32,
     /// Create a topic on first Metadata/Produce for it. Default on.
@@ -144,6 +153,8 @@ impl Default for BrokerConfig {
             controller_voters: String::new(),
             controller_listen: None,
             cluster_id: None,
+            broker_heartbeat_interval_ms: 500,
+            broker_session_timeout_ms: 3000,
             default_partitions: 1,
             auto_create_topics: true,
             request_bytes_max: 100 * 1024 * 1024,
@@ -444,6 +455,10 @@ impl BrokerConfig {
         }
         if self.node_id < 0 {
             return invalid("node_id", "must not be negative in a cluster".to_owned());
+        }
+        if self.broker_session_timeout_ms <= self.broker_heartbeat_interval_ms {
+            let message = "must exceed broker_heartbeat_interval_ms".to_owned();
+            return invalid("broker_session_timeout_ms", message);
         }
         let cluster_id = self
             .cluster_id

@@ -72,7 +72,7 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<i32> {
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&stop))?;
     }
-    let controller = start_controller(&config, cluster.as_ref(), &stop)?;
+    let controller = start_controller(&config, cluster.as_ref(), addr, &stop)?;
 
     let cpus: Vec<usize> = core_affinity::get_core_ids()
         .map(|ids| ids.into_iter().map(|c| c.id).collect())
@@ -198,6 +198,7 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<i32> {
 fn start_controller(
     config: &BrokerConfig,
     cluster: Option<&crate::config::ClusterSettings>,
+    bound: SocketAddr,
     stop: &Arc<AtomicBool>,
 ) -> anyhow::Result<Option<glommio::ExecutorJoinHandle<anyhow::Result<()>>>> {
     let Some(cluster) = cluster.filter(|c| c.controller) else {
@@ -212,6 +213,12 @@ fn start_controller(
         listen,
         cluster_id: cluster.cluster_id.clone(),
         data_dir: config.data_dir.clone(),
+        broker_listener: cluster.broker.then(|| {
+            let (host, port) = advertised(config, bound);
+            (host, u16::try_from(port).unwrap_or(0))
+        }),
+        heartbeat_interval_ms: config.broker_heartbeat_interval_ms,
+        session_timeout_ms: config.broker_session_timeout_ms,
     };
     crate::controller::spawn(settings, Arc::clone(stop)).map(Some)
 }

@@ -3,15 +3,24 @@
 //! controller listeners; kill -9 of the leader elects another in a later epoch; the killed node
 //! restarts from its `__cluster_metadata-0` files and catches up as a follower. The first
 //! active controller writes Kafka's bootstrap records.
+//!
+//! Brokers register and heartbeat: each node's metadata log (read from its Kafka-format
+//! segment) shows every broker registered and unfenced; kill -9 of a broker fences it within
+//! its session timeout; restarted, it registers a new incarnation and is unfenced again.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use sluice_net::client::Client;
 use sluice_net::error_code::code;
+use sluice_net::messages::MetadataRecord;
 use sluice_net::messages::{
     DescribeClusterRequest, DescribeQuorumRequest, describe_quorum_request as dq,
 };
+use sluice_net::metadata_record::VersionedRecord;
+use sluice_net::record_batch::Batches;
 use sluice_net::{Request, Response};
 use sluice_tests::{Broker, free_port};
 
@@ -110,10 +119,9 @@ fn settled_leader(controllers: &[(i32, SocketAddr)], alive: &[i32]) -> Quorum {
     })
 }
 
-#[test]
-fn three_nodes_elect_fail_over_and_rejoin() {
-    let ids = [1, 2, 3];
-    let controllers: Vec<(i32, SocketAddr)> = ids
+/// Three combined nodes (broker and controller) on free ports, in `tmp`.
+fn start_cluster(tmp: &Path) -> (Vec<(i32, SocketAddr)>, Vec<Broker>) {
+    let controllers: Vec<(i32, SocketAddr)> = [1, 2, 3]
         .iter()
         .map(|&id| (id, SocketAddr::from(([127, 0, 0, 1], free_port()))))
         .collect();
@@ -122,10 +130,9 @@ fn three_nodes_elect_fail_over_and_rejoin() {
         .map(|(id, a)| format!("{id}@{a}"))
         .collect();
     let voters = voters.join(",");
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let mut nodes: Vec<Broker> = ids
+    let nodes = controllers
         .iter()
-        .map(|id| {
+        .map(|(id, _)| {
             let node_id = id.to_string();
             let args = [
                 "--node-id",
@@ -137,10 +144,101 @@ fn three_nodes_elect_fail_over_and_rejoin() {
                 "--metrics-listen",
                 "off",
             ];
-            let dir = tmp.path().join(format!("node-{id}"));
+            let dir = tmp.join(format!("node-{id}"));
             Broker::start_in(&dir, "127.0.0.1:0".parse().expect("addr"), &args)
         })
         .collect();
+    (controllers, nodes)
+}
+
+/// The metadata records in a node's log so far (a live segment: reading stops at a batch
+/// still being written).
+fn metadata_records(node_dir: &Path) -> Vec<MetadataRecord> {
+    let segment = node_dir.join("__cluster_metadata-0/00000000000000000000.log");
+    let Ok(bytes) = std::fs::read(&segment) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for batch in Batches::new(bytes::Bytes::from(bytes)) {
+        let Ok(batch) = batch else { break };
+        let Ok(payloads) = sluice_controller::batch::batch_payloads(&batch) else {
+            break;
+        };
+        for payload in payloads {
+            if let sluice_quorum::Payload::Data(value) = payload {
+                let record = VersionedRecord::decode(bytes::Bytes::from(value)).expect("record");
+                out.push(record.record);
+            }
+        }
+    }
+    out
+}
+
+/// Per broker: (registrations seen, fenced now), from the log.
+fn broker_states(records: &[MetadataRecord]) -> BTreeMap<i32, (usize, bool)> {
+    let mut out = BTreeMap::new();
+    for record in records {
+        match record {
+            MetadataRecord::RegisterBroker(r) => {
+                let e = out.entry(r.broker_id.0).or_insert((0, true));
+                *e = (e.0 + 1, r.fenced);
+            }
+            MetadataRecord::BrokerRegistrationChange(r) if r.fenced != 0 => {
+                let e = out.entry(r.broker_id.0).or_insert((0, true));
+                e.1 = r.fenced == 1;
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn brokers_register_are_fenced_when_killed_and_come_back() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (controllers, mut nodes) = start_cluster(tmp.path());
+    let first = settled_leader(&controllers, &[1, 2, 3]);
+    let victim = if first.leader == 3 { 2 } else { 3 };
+    let log_dir = tmp.path().join(format!("node-{}", first.leader));
+    let states = || broker_states(&metadata_records(&log_dir));
+    wait_for(Duration::from_secs(15), "three unfenced brokers", || {
+        let s = states();
+        (s.len() == 3 && s.values().all(|&(n, fenced)| n == 1 && !fenced)).then_some(())
+    });
+
+    let killed_at = Instant::now();
+    nodes[(victim - 1) as usize].kill();
+    wait_for(Duration::from_secs(10), "the killed broker fenced", || {
+        states().get(&victim).is_some_and(|s| s.1).then_some(())
+    });
+    let fenced_after = killed_at.elapsed();
+    eprintln!("broker {victim} fenced {fenced_after:?} after kill -9 (session timeout 3 s)");
+    assert!(fenced_after < Duration::from_secs(6), "{fenced_after:?}");
+    assert!(
+        states()
+            .iter()
+            .filter(|(id, _)| **id != victim)
+            .all(|(_, s)| !s.1)
+    );
+
+    nodes[(victim - 1) as usize].restart_after_kill();
+    wait_for(
+        Duration::from_secs(15),
+        "the restarted broker unfenced",
+        || {
+            let s = states();
+            s.get(&victim)
+                .is_some_and(|&(n, fenced)| n == 2 && !fenced)
+                .then_some(())
+        },
+    );
+}
+
+#[test]
+fn three_nodes_elect_fail_over_and_rejoin() {
+    let ids = [1, 2, 3];
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (controllers, mut nodes) = start_cluster(tmp.path());
 
     let first = settled_leader(&controllers, &ids);
     assert_eq!(first.voters.len(), 3, "{first:?}");

@@ -15,6 +15,8 @@
 //! (`sluice_controller::Controller`) on the leader, applying committed records to the metadata
 //! image and publishing it to the data cores, broker registration and heartbeats, snapshots.
 
+mod client;
+mod lifecycle;
 mod node;
 mod peer;
 mod serve;
@@ -33,6 +35,7 @@ use glommio::sync::Semaphore;
 use glommio::{LocalExecutorBuilder, Placement};
 use sluice_controller::wire::Wire;
 use sluice_controller::{ControllerConfig, FileLog, FileLogConfig, QuorumStateFile};
+use sluice_net::Uuid;
 use sluice_quorum::{Config, Log, NodeId, Replica};
 
 use crate::connection::{self, Limits};
@@ -63,6 +66,12 @@ pub struct ControllerSettings {
     pub listen: SocketAddr,
     pub cluster_id: String,
     pub data_dir: PathBuf,
+    /// The client listener's advertised host and port when this node is also a broker: it
+    /// then registers with the active controller and heartbeats.
+    pub broker_listener: Option<(String, u16)>,
+    /// `broker.heartbeat.interval.ms` and `broker.session.timeout.ms`.
+    pub heartbeat_interval_ms: u64,
+    pub session_timeout_ms: u64,
 }
 
 /// Starts the controller shard on its own thread. It runs until `stop` is set.
@@ -82,50 +91,23 @@ async fn run(settings: ControllerSettings, stop_flag: Arc<AtomicBool>) -> anyhow
     let start = Instant::now();
     let clock: Rc<dyn Fn() -> u64> =
         Rc::new(move || u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX));
-    let me = NodeId(settings.node_id);
-    let voters: Vec<NodeId> = settings.voters.iter().map(|&(id, _)| NodeId(id)).collect();
-    let config = Config::new(me, voters.clone());
-    let seed = u64::from(settings.node_id.unsigned_abs()) ^ seed_from_time();
-    let dir = FileLog::dir_in(&settings.data_dir);
-    let log = FileLog::open(&dir, FileLogConfig::new(voters.clone()))?;
-    let recovery = log.recovery();
-    if recovery.truncated_bytes > 0 {
-        tracing::warn!(?recovery, "metadata log: a torn tail was cut at open");
-    }
-    let state_file = QuorumStateFile::new(&dir, voters.clone());
-    let persisted = state_file.read()?.unwrap_or_default();
-    tracing::info!(
-        epoch = persisted.epoch.0,
-        log_end = log.end().0,
-        "metadata log opened"
-    );
-    let replica = Replica::new(config, log, persisted, seed, clock());
-    let persist: Persist = Box::new(move |state| {
-        state_file
-            .write(state)
-            .map_err(|e| std::io::Error::other(e.to_string()))
-    });
-    let controller_config = ControllerConfig {
-        cluster_id: settings.cluster_id.clone(),
-        ..ControllerConfig::default()
-    };
-    let node = Node::new(replica, persist, controller_config, seed);
-    let node = Rc::new(RefCell::new(node));
+    let node = Rc::new(RefCell::new(open_node(&settings, clock())?));
     let wire = Rc::new(Wire {
         cluster_id: settings.cluster_id.clone(),
-        me,
-        voters,
+        me: NodeId(settings.node_id),
+        voters: settings.voters.iter().map(|&(id, _)| NodeId(id)).collect(),
     });
     let stop = Rc::new(StopSignal::default());
     let listener = TcpListener::bind(settings.listen)
         .map_err(|e| anyhow::anyhow!("controller listen {}: {e}", settings.listen))?;
     tracing::info!(
-        node = me.0,
+        node = settings.node_id,
         listen = %settings.listen,
         data_dir = %settings.data_dir.display(),
         "controller shard started"
     );
     start_peers(&settings, &node, &wire, &clock, &stop);
+    start_lifecycle(&settings, &node, &stop);
     glommio::spawn_local(tick(
         Rc::clone(&node),
         Rc::clone(&clock),
@@ -141,6 +123,66 @@ async fn run(settings: ControllerSettings, stop_flag: Arc<AtomicBool>) -> anyhow
     };
     accept(listener, served, &stop).await;
     Ok(())
+}
+
+/// The quorum node from the files in the data dir: the metadata log, the quorum state.
+fn open_node(settings: &ControllerSettings, now_ms: u64) -> anyhow::Result<Node<FileLog>> {
+    let voters: Vec<NodeId> = settings.voters.iter().map(|&(id, _)| NodeId(id)).collect();
+    let config = Config::new(NodeId(settings.node_id), voters.clone());
+    let seed = u64::from(settings.node_id.unsigned_abs()) ^ seed_from_time();
+    let dir = FileLog::dir_in(&settings.data_dir);
+    let log = FileLog::open(&dir, FileLogConfig::new(voters.clone()))?;
+    let recovery = log.recovery();
+    if recovery.truncated_bytes > 0 {
+        tracing::warn!(?recovery, "metadata log: a torn tail was cut at open");
+    }
+    let state_file = QuorumStateFile::new(&dir, voters);
+    let persisted = state_file.read()?.unwrap_or_default();
+    tracing::info!(
+        epoch = persisted.epoch.0,
+        log_end = log.end().0,
+        "metadata log opened"
+    );
+    let replica = Replica::new(config, log, persisted, seed, now_ms);
+    let persist: Persist = Box::new(move |state| {
+        state_file
+            .write(state)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    });
+    let controller_config = ControllerConfig {
+        cluster_id: settings.cluster_id.clone(),
+        session_timeout_ms: settings.session_timeout_ms,
+        ..ControllerConfig::default()
+    };
+    Ok(Node::new(replica, persist, controller_config, seed))
+}
+
+/// When this node is also a broker: its registration and heartbeats.
+fn start_lifecycle<L: Log + Stamped + 'static>(
+    settings: &ControllerSettings,
+    node: &Rc<RefCell<Node<L>>>,
+    stop: &Rc<StopSignal>,
+) {
+    let Some((host, port)) = settings.broker_listener.clone() else {
+        return;
+    };
+    let me = lifecycle::Identity {
+        broker_id: settings.node_id,
+        cluster_id: settings.cluster_id.clone(),
+        host,
+        port,
+        incarnation: Uuid(crate::metadata::new_topic_id()),
+        log_dir: log_dir_id(settings),
+    };
+    let task = lifecycle::Lifecycle {
+        node: Rc::clone(node),
+        me,
+        controllers: settings.voters.iter().copied().collect(),
+        heartbeat: Duration::from_millis(settings.heartbeat_interval_ms),
+        timeout: PEER_TIMEOUT * 2,
+        stop: Rc::clone(stop),
+    };
+    glommio::spawn_local(task.run()).detach();
 }
 
 /// One peer task per other voter.
@@ -216,8 +258,8 @@ async fn accept<L: Log + Stamped + 'static>(
         let budget = Rc::clone(&budget);
         glommio::spawn_local(async move {
             let handle = move |frame| {
-                let outcome = served.handle(frame);
-                async move { outcome }
+                let served = Rc::clone(&served);
+                async move { served.handle(frame).await }
             };
             connection::serve(
                 stream,
@@ -231,6 +273,24 @@ async fn accept<L: Log + Stamped + 'static>(
         })
         .detach();
     }
+}
+
+/// This broker's log directory id, stable across restarts of the same data dir and distinct
+/// per node (Kafka keeps a random one in `meta.properties`; ids below 100 are reserved).
+fn log_dir_id(settings: &ControllerSettings) -> Uuid {
+    let text = format!(
+        "{}:{}:{}",
+        settings.cluster_id,
+        settings.node_id,
+        settings.data_dir.display()
+    );
+    let mut raw = [0u8; 16];
+    for (i, part) in raw.chunks_mut(4).enumerate() {
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&[i as u8, 0xd1]), text.as_bytes());
+        part.copy_from_slice(&crc.to_be_bytes());
+    }
+    raw[0] |= 0x80;
+    Uuid(raw)
 }
 
 /// Entropy for election timeouts, so restarted nodes do not repeat their timeouts.

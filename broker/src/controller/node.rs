@@ -10,8 +10,8 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use glommio::channels::local_channel::LocalSender;
-use sluice_controller::{Controller, ControllerConfig, MetadataImage};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use sluice_controller::{Controller, ControllerConfig, MetadataImage, Proposal};
 use sluice_net::ApiKey;
 use sluice_net::metadata_record::VersionedRecord;
 use sluice_quorum::{
@@ -56,6 +56,9 @@ pub struct Node<L: Log> {
     controller_config: ControllerConfig,
     seed: u64,
     now_ms: u64,
+    /// Answers waiting for their records to commit: (offset that must commit, whom to tell).
+    /// Dropped (closing each receiver) when this node stops being the active controller.
+    waits: Vec<(i64, LocalSender<()>)>,
 }
 
 impl<L: Log + Stamped> Node<L> {
@@ -73,6 +76,7 @@ impl<L: Log + Stamped> Node<L> {
             controller_config,
             seed,
             now_ms: 0,
+            waits: Vec::new(),
             replica,
             peers: HashMap::new(),
             persist,
@@ -87,7 +91,60 @@ impl<L: Log + Stamped> Node<L> {
         self.now_ms = now_ms;
         self.set_log_clock();
         self.replica.tick(now_ms);
+        self.carry_out(None)?;
+        // Sessions expire on the active controller's clock: fence the silent brokers.
+        if let Some(controller) = self.controller.as_mut() {
+            let fenced = controller.tick(now_ms);
+            if !fenced.reply.is_empty() {
+                tracing::info!(brokers = ?fenced.reply, "fencing brokers whose session expired");
+            }
+            self.propose_records(&fenced.records);
+        }
         self.carry_out(None).map(|_| ())
+    }
+
+    /// Proposes a decision's records in order and returns what resolves once they (or, with
+    /// none, everything proposed before) are committed; `None`, or a receiver that closes,
+    /// when this node is not or stops being the active controller.
+    pub fn propose<T>(&mut self, proposal: &Proposal<T>) -> Option<LocalReceiver<()>> {
+        if !self.propose_records(&proposal.records) {
+            return None;
+        }
+        let (tx, rx) = local_channel::new_bounded(1);
+        self.waits.push((proposal.commit_offset(), tx));
+        if let Err(e) = self.carry_out(None) {
+            tracing::error!(error = %e, "cannot persist the quorum state");
+        }
+        self.release_waits();
+        Some(rx)
+    }
+
+    /// Appends records to the leader's log; false (and no longer active) if it does not lead.
+    fn propose_records(&mut self, records: &[VersionedRecord]) -> bool {
+        for record in records {
+            if self
+                .replica
+                .propose(self.now_ms, record.encode().to_vec())
+                .is_err()
+            {
+                self.controller = None;
+                self.waits.clear();
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Tells the answers whose records are now committed.
+    fn release_waits(&mut self) {
+        let applied = self.applied.0;
+        self.waits.retain(|(offset, tx)| {
+            let done = *offset < applied;
+            if done {
+                let _ = tx.try_send(());
+            }
+            !done
+        });
     }
 
     /// Delivers `message` from `from`. When it came as a request of `api` on an inbound
@@ -129,6 +186,7 @@ impl<L: Log + Stamped> Node<L> {
         self.log_changes();
         self.apply_committed();
         self.lead();
+        self.release_waits();
         Ok(answer)
     }
 
@@ -165,6 +223,7 @@ impl<L: Log + Stamped> Node<L> {
     fn lead(&mut self) {
         if self.replica.role() != RoleKind::Leader {
             self.controller = None;
+            self.waits.clear();
             return;
         }
         let end = self.replica.log().end();

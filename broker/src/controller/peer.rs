@@ -12,21 +12,17 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::channels::local_channel::LocalReceiver;
 use glommio::net::TcpStream;
 use sluice_controller::wire::Wire;
-use sluice_net::{Decoder, Encoder, RequestHeader, Response, ResponseHeader};
 use sluice_quorum::{Log, Message, NodeId};
 
+use super::client;
 use super::node::{Node, Stamped};
 use crate::stop::StopSignal;
 
 /// After a failed connect, requests are dropped without dialling for this long.
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
-/// Largest answer accepted from a peer (a Fetch answer holds at most 8 MiB of records).
-const ANSWER_BYTES_MAX: usize = 16 * 1024 * 1024;
 
 /// What a peer task needs besides its queue.
 pub struct PeerTask<L: Log> {
@@ -92,28 +88,16 @@ impl<L: Log + Stamped + 'static> PeerTask<L> {
         let Some((version, request)) = self.wire.request(self.to, message) else {
             return Ok(None);
         };
-        let api = request.api_key();
-        let mut e = Encoder::framed();
-        RequestHeader {
-            request_api_key: api.key(),
-            request_api_version: version,
-            correlation_id: correlation,
-            client_id: Some(format!("sluice-controller-{}", self.wire.me.0).into()),
-            ..RequestHeader::default()
-        }
-        .encode(&mut e, api.request_header_version(version));
-        request.encode(&mut e, version);
-        stream.write_all(&e.finish_contiguous()).await?;
-        let body = glommio::timer::timeout(self.timeout, async { Ok(read_frame(stream).await) })
-            .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer"))??;
-        let mut d = Decoder::new(body);
-        let header = ResponseHeader::decode(&mut d, api.response_header_version(version))
-            .map_err(invalid)?;
-        if header.correlation_id != correlation {
-            return Err(invalid("answer to another request"));
-        }
-        let response = Response::decode(api, version, d.into_rest()).map_err(invalid)?;
+        let client_id = format!("sluice-controller-{}", self.wire.me.0);
+        let response = client::call(
+            stream,
+            correlation,
+            &client_id,
+            version,
+            &request,
+            self.timeout,
+        )
+        .await?;
         Ok(self.wire.from_response(message, response))
     }
 
@@ -125,21 +109,4 @@ impl<L: Log + Stamped + 'static> PeerTask<L> {
             self.stop.stop();
         }
     }
-}
-
-/// Reads one whole frame body (without its 4-byte size).
-async fn read_frame(stream: &mut TcpStream) -> std::io::Result<Bytes> {
-    let mut size = [0u8; 4];
-    stream.read_exact(&mut size).await?;
-    let size = u32::from_be_bytes(size) as usize;
-    if size > ANSWER_BYTES_MAX {
-        return Err(invalid("answer too large"));
-    }
-    let mut body = BytesMut::zeroed(size);
-    stream.read_exact(&mut body).await?;
-    Ok(body.freeze())
-}
-
-fn invalid(e: impl ToString) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
 }

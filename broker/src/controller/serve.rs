@@ -1,6 +1,8 @@
 //! The controller listener's requests: ApiVersions, the quorum's own (Vote, BeginQuorumEpoch,
 //! EndQuorumEpoch, Fetch of `__cluster_metadata-0`) and DescribeQuorum, which
-//! `kafka-metadata-quorum --bootstrap-controller` sends. Anything else closes the connection, as
+//! `kafka-metadata-quorum --bootstrap-controller` sends, and the brokers' BrokerRegistration
+//! and BrokerHeartbeat, decided by the active controller and answered once their records
+//! commit. Anything else closes the connection, as
 //! Kafka's controller listener does for APIs it does not serve.
 
 use std::cell::RefCell;
@@ -9,12 +11,14 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use sluice_controller::wire::{METADATA_TOPIC, Refusal, Wire};
+use sluice_controller::{Controller, Proposal};
 use sluice_net::error_code::code;
 use sluice_net::messages::api_versions_response::ApiVersion;
 use sluice_net::messages::{
-    ApiVersionsResponse, BeginQuorumEpochResponse, DescribeClusterResponse, DescribeQuorumResponse,
-    FetchResponse, FetchSnapshotResponse, VoteResponse,
-    describe_cluster_response::DescribeClusterBroker, describe_quorum_response as dq,
+    ApiVersionsResponse, BeginQuorumEpochResponse, BrokerHeartbeatResponse,
+    BrokerRegistrationResponse, DescribeClusterResponse, DescribeQuorumResponse, FetchResponse,
+    FetchSnapshotResponse, VoteResponse, describe_cluster_response::DescribeClusterBroker,
+    describe_quorum_response as dq,
 };
 use sluice_net::{ApiKey, BrokerId, Request, Response, decode_request, response_frame};
 use sluice_quorum::{Log, ReplicaDescription};
@@ -32,6 +36,8 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeQuorum, 0, 2),
     (ApiKey::FetchSnapshot, 0, 1),
     (ApiKey::DescribeCluster, 1, 2),
+    (ApiKey::BrokerRegistration, 0, 4),
+    (ApiKey::BrokerHeartbeat, 0, 2),
 ];
 
 /// The listener name controllers advertise (Kafka's default `CONTROLLER`).
@@ -55,7 +61,7 @@ pub struct Served<L: Log> {
 
 impl<L: Log + Stamped> Served<L> {
     /// Answers one request frame.
-    pub fn handle(&self, frame: Bytes) -> Outcome {
+    pub async fn handle(&self, frame: Bytes) -> Outcome {
         let (header, request) = match decode_request(frame) {
             Ok(decoded) => decoded,
             Err(e) => return Outcome::Close(format!("controller listener: {e}")),
@@ -74,6 +80,20 @@ impl<L: Log + Stamped> Served<L> {
             Request::ApiVersions(_) => Ok(api_versions()),
             Request::DescribeQuorum(_) => Ok(self.describe_quorum()),
             Request::DescribeCluster(r) => Ok(self.describe_cluster(r.endpoint_type)),
+            Request::BrokerRegistration(r) => Ok(self
+                .decide(
+                    api,
+                    |c, now| c.register_broker(now, r),
+                    Response::BrokerRegistration,
+                )
+                .await),
+            Request::BrokerHeartbeat(r) => Ok(self
+                .decide(
+                    api,
+                    |c, now| c.broker_heartbeat(now, r),
+                    Response::BrokerHeartbeat,
+                )
+                .await),
             Request::EndQuorumEpoch(_) => self
                 .quorum(api, &request)
                 .map(|_| sluice_controller::wire::Wire::end_quorum_epoch_response()),
@@ -88,6 +108,30 @@ impl<L: Log + Stamped> Served<L> {
         Outcome::Respond(response_frame(api, version, header.correlation_id, |e| {
             response.encode(e, version)
         }))
+    }
+
+    /// A decision of the active controller: its records are proposed, and its answer sent once
+    /// they are committed. NOT_CONTROLLER when this node is not (or stops being) the active
+    /// controller, so the broker looks for the new one.
+    async fn decide<T>(
+        &self,
+        api: ApiKey,
+        decide: impl FnOnce(&mut Controller, u64) -> Proposal<T>,
+        wrap: impl FnOnce(T) -> Response,
+    ) -> Response {
+        let now = (self.clock)();
+        let (committed, reply) = {
+            let mut node = self.node.borrow_mut();
+            let Some(controller) = node.controller.as_mut() else {
+                return refusal(api, code::NOT_CONTROLLER);
+            };
+            let proposal = decide(controller, now);
+            (node.propose(&proposal), proposal.reply)
+        };
+        match committed {
+            Some(rx) if rx.recv().await.is_some() => wrap(reply),
+            _ => refusal(api, code::NOT_CONTROLLER),
+        }
     }
 
     /// Hands a quorum request to the node; its answer, if the replica gave one.
@@ -234,6 +278,16 @@ fn refusal(api: ApiKey, error: i16) -> Response {
         }),
         ApiKey::FetchSnapshot => Response::FetchSnapshot(FetchSnapshotResponse {
             error_code: error,
+            ..Default::default()
+        }),
+        ApiKey::BrokerRegistration => Response::BrokerRegistration(BrokerRegistrationResponse {
+            error_code: error,
+            broker_epoch: -1,
+            ..Default::default()
+        }),
+        ApiKey::BrokerHeartbeat => Response::BrokerHeartbeat(BrokerHeartbeatResponse {
+            error_code: error,
+            is_fenced: true,
             ..Default::default()
         }),
         _ => sluice_controller::wire::Wire::end_quorum_epoch_response(),
