@@ -48,6 +48,9 @@ enum CoreEvent {
 pub fn run(config: BrokerConfig) -> anyhow::Result<i32> {
     config.validate()?;
     startup::check_io_uring_allowed(std::path::Path::new("/proc/sys/kernel/io_uring_disabled"))?;
+    if let Some(cluster) = config.cluster()?.filter(|c| !c.broker) {
+        return run_controller_only(&config, &cluster);
+    }
     let cores = config.core_count();
     startup::ensure_memlock(
         crate::tune::memlock_needed(config.io_memory_bytes, cores),
@@ -201,11 +204,13 @@ fn start_controller(
     bound: SocketAddr,
     stop: &Arc<AtomicBool>,
 ) -> anyhow::Result<Option<glommio::ExecutorJoinHandle<anyhow::Result<()>>>> {
-    let Some(cluster) = cluster.filter(|c| c.controller) else {
+    let Some(cluster) = cluster else {
         return Ok(None);
     };
-    let Some(listen) = cluster.controller_listen else {
-        anyhow::bail!("a controller needs controller_listen");
+    let listen = match (cluster.controller, cluster.controller_listen) {
+        (true, Some(listen)) => Some(listen),
+        (true, None) => anyhow::bail!("a controller needs controller_listen"),
+        (false, _) => None,
     };
     let settings = crate::controller::ControllerSettings {
         node_id: config.node_id,
@@ -221,6 +226,42 @@ fn start_controller(
         session_timeout_ms: config.broker_session_timeout_ms,
     };
     crate::controller::spawn(settings, Arc::clone(stop)).map(Some)
+}
+
+/// A node with the controller role only (Kafka's `process.roles=controller`): the controller
+/// shard and no data cores, until SIGTERM/SIGINT.
+fn run_controller_only(
+    config: &BrokerConfig,
+    cluster: &crate::config::ClusterSettings,
+) -> anyhow::Result<i32> {
+    let _data_lock = startup::lock_data_dir(&config.data_dir)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))?;
+    }
+    let unused = SocketAddr::from(([127, 0, 0, 1], 0));
+    let Some(handle) = start_controller(config, Some(cluster), unused, &stop)? else {
+        return Ok(1);
+    };
+    println!(
+        "sluice: listening on {} (controller {} only, data dir {})",
+        cluster
+            .controller_listen
+            .map_or_else(String::new, |a| a.to_string()),
+        config.node_id,
+        config.data_dir.display()
+    );
+    match handle.join() {
+        Ok(Ok(())) => Ok(0),
+        Ok(Err(e)) => {
+            eprintln!("sluice: the controller failed: {e:#}");
+            Ok(1)
+        }
+        Err(e) => {
+            eprintln!("sluice: the controller thread failed: {e}");
+            Ok(1)
+        }
+    }
 }
 
 /// What a core starts from.

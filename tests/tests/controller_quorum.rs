@@ -24,13 +24,15 @@ use sluice_net::record_batch::Batches;
 use sluice_net::{Request, Response};
 use sluice_tests::{Broker, free_port};
 
-/// What a leader reports: its id, epoch, high watermark and each voter's log end.
+/// What a leader reports: its id, epoch, high watermark and each voter's and observer's log
+/// end.
 #[derive(Debug, Clone, PartialEq)]
 struct Quorum {
     leader: i32,
     epoch: i32,
     high_watermark: i64,
     voters: Vec<(i32, i64)>,
+    observers: Vec<(i32, i64)>,
 }
 
 /// DescribeQuorum to one controller: `Some` from the leader, `None` from a non-leader (which
@@ -63,6 +65,11 @@ fn describe(controller: SocketAddr) -> Option<Quorum> {
         high_watermark: p.high_watermark,
         voters: p
             .current_voters
+            .iter()
+            .map(|v| (v.replica_id.0, v.log_end_offset))
+            .collect(),
+        observers: p
+            .observers
             .iter()
             .map(|v| (v.replica_id.0, v.log_end_offset))
             .collect(),
@@ -121,6 +128,11 @@ fn settled_leader(controllers: &[(i32, SocketAddr)], alive: &[i32]) -> Quorum {
 
 /// Three combined nodes (broker and controller) on free ports, in `tmp`.
 fn start_cluster(tmp: &Path) -> (Vec<(i32, SocketAddr)>, Vec<Broker>) {
+    start_nodes(tmp, "broker,controller")
+}
+
+/// Three voters with `roles`, on free ports, in `tmp`.
+fn start_nodes(tmp: &Path, roles: &str) -> (Vec<(i32, SocketAddr)>, Vec<Broker>) {
     let controllers: Vec<(i32, SocketAddr)> = [1, 2, 3]
         .iter()
         .map(|&id| (id, SocketAddr::from(([127, 0, 0, 1], free_port()))))
@@ -139,6 +151,8 @@ fn start_cluster(tmp: &Path) -> (Vec<(i32, SocketAddr)>, Vec<Broker>) {
                 node_id.as_str(),
                 "--controller-voters",
                 voters.as_str(),
+                "--process-roles",
+                roles,
                 "--cores",
                 "1",
                 "--metrics-listen",
@@ -149,6 +163,48 @@ fn start_cluster(tmp: &Path) -> (Vec<(i32, SocketAddr)>, Vec<Broker>) {
         })
         .collect();
     (controllers, nodes)
+}
+
+/// `--process-roles controller` on three nodes and `broker` on a fourth: the broker's replica
+/// is an observer of the metadata log (listed by DescribeQuorum, never a voter), and it
+/// registers and is unfenced like any broker.
+#[test]
+fn controller_only_voters_and_a_broker_only_observer() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (controllers, _voters) = start_nodes(tmp.path(), "controller");
+    let voters: Vec<String> = controllers
+        .iter()
+        .map(|(id, a)| format!("{id}@{a}"))
+        .collect();
+    let voters = voters.join(",");
+    let args = [
+        "--node-id",
+        "4",
+        "--process-roles",
+        "broker",
+        "--controller-voters",
+        voters.as_str(),
+        "--cores",
+        "1",
+        "--metrics-listen",
+        "off",
+    ];
+    let _broker = Broker::start_in(
+        &tmp.path().join("node-4"),
+        "127.0.0.1:0".parse().expect("addr"),
+        &args,
+    );
+    let leader = settled_leader(&controllers, &[1, 2, 3]);
+    let with_observer = wait_for(Duration::from_secs(15), "the observer caught up", || {
+        describe(controllers[(leader.leader - 1) as usize].1)
+            .filter(|q| q.observers.len() == 1 && q.observers[0] == (4, q.high_watermark))
+    });
+    assert_eq!(with_observer.voters.len(), 3, "{with_observer:?}");
+    let log_dir = tmp.path().join(format!("node-{}", leader.leader));
+    wait_for(Duration::from_secs(15), "broker 4 unfenced", || {
+        let s = broker_states(&metadata_records(&log_dir));
+        (s.len() == 1 && s.get(&4) == Some(&(1, false))).then_some(())
+    });
 }
 
 /// The metadata records in a node's log so far (a live segment: reading stops at a batch

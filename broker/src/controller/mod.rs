@@ -1,5 +1,6 @@
 //! The controller shard (issue 20): a separate, lightweight executor, not one of the data
-//! cores, that is this node's voter in the KRaft controller quorum.
+//! cores, that is this node's voter in the KRaft controller quorum, or on a broker-only node
+//! (`--process-roles broker`) an observer that fetches the metadata log from the voters.
 //!
 //! It owns the quorum replica (`sluice-quorum`) and its log, listens on the controller address
 //! (`--controller-listen`) for the other voters' Vote, BeginQuorumEpoch, EndQuorumEpoch and
@@ -63,7 +64,9 @@ pub struct ControllerSettings {
     pub node_id: i32,
     /// Every voter (this node included): id and controller address.
     pub voters: Vec<(i32, SocketAddr)>,
-    pub listen: SocketAddr,
+    /// The controller listener of a voter; `None` for a broker-only node, whose replica is an
+    /// observer that only fetches the metadata log.
+    pub listen: Option<SocketAddr>,
     pub cluster_id: String,
     pub data_dir: PathBuf,
     /// The client listener's advertised host and port when this node is also a broker: it
@@ -98,11 +101,16 @@ async fn run(settings: ControllerSettings, stop_flag: Arc<AtomicBool>) -> anyhow
         voters: settings.voters.iter().map(|&(id, _)| NodeId(id)).collect(),
     });
     let stop = Rc::new(StopSignal::default());
-    let listener = TcpListener::bind(settings.listen)
-        .map_err(|e| anyhow::anyhow!("controller listen {}: {e}", settings.listen))?;
+    let listener = match settings.listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .map_err(|e| anyhow::anyhow!("controller listen {addr}: {e}"))?,
+        ),
+        None => None,
+    };
     tracing::info!(
         node = settings.node_id,
-        listen = %settings.listen,
+        listen = ?settings.listen,
         data_dir = %settings.data_dir.display(),
         "controller shard started"
     );
@@ -121,7 +129,11 @@ async fn run(settings: ControllerSettings, stop_flag: Arc<AtomicBool>) -> anyhow
         clock,
         endpoints: settings.voters.clone(),
     };
-    accept(listener, served, &stop).await;
+    match listener {
+        Some(listener) => accept(listener, served, &stop).await,
+        // An observer serves nothing: it runs until the process stops.
+        None => stop.stopped().await,
+    }
     Ok(())
 }
 
