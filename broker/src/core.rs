@@ -68,6 +68,10 @@ pub struct Core {
     pub metrics: crate::metrics::CoreMetrics,
     /// The fetch sessions (KIP-227) of this core's connections; never borrowed across an await.
     pub fetch_sessions: RefCell<FetchSessionCache>,
+    /// The cluster's metadata image as the controller shard last published it (a cluster
+    /// node only). Read by nothing on the request path yet: Metadata still answers from the
+    /// local topic image; the next slice of issue 20 answers from this one.
+    pub metadata: RefCell<Option<sluice_controller::MetadataImage>>,
 }
 
 impl std::fmt::Debug for Core {
@@ -109,6 +113,7 @@ impl Core {
         let core = Rc::new(Core {
             id,
             fetch_sessions: RefCell::new(FetchSessionCache::new(session_bounds, id, cores)),
+            metadata: RefCell::new(None),
             budget: Rc::new(Semaphore::new(
                 parts.config.core_request_memory_bytes as u64,
             )),
@@ -176,6 +181,10 @@ impl Core {
             }
             CoreRequest::Group(call) => CoreReply::Group(self.serve_group(call).await),
             CoreRequest::Metrics => CoreReply::Metrics(self.metrics_snapshot()),
+            CoreRequest::MetadataImage(image) => {
+                self.adopt_metadata(image);
+                CoreReply::Ack
+            }
         }
     }
 
@@ -424,6 +433,19 @@ impl Core {
         s.storage = self.shard.stats();
         s.fetch_waits = self.partitions.parked_waits() as u64;
         s.fetch_sessions = self.fetch_sessions.borrow().stats();
+        s.metadata_end = self
+            .metadata
+            .borrow()
+            .as_ref()
+            .map_or(0, |m| u64::try_from(m.offset() + 1).unwrap_or(0));
         s
+    }
+
+    /// Keeps `image` if it is newer than the one this core has (messages may be reordered).
+    pub fn adopt_metadata(&self, image: sluice_controller::MetadataImage) {
+        let mut current = self.metadata.borrow_mut();
+        if current.as_ref().is_none_or(|m| m.offset() < image.offset()) {
+            *current = Some(image);
+        }
     }
 }

@@ -35,6 +35,8 @@ pub enum CoreRequest {
     Group(crate::groups::GroupCall),
     /// This core's metrics, for a scrape.
     Metrics,
+    /// From the control core: the controller shard published a newer metadata image.
+    MetadataImage(sluice_controller::MetadataImage),
 }
 
 /// The answer to a [`CoreRequest`].

@@ -148,6 +148,9 @@ pub struct Snapshot {
     pub fetch_waits: u64,
     /// This core's fetch sessions (KIP-227).
     pub fetch_sessions: crate::fetch_sessions::SessionStats,
+    /// The offset after the last metadata record in this core's image (0: none; a
+    /// single-node broker has none).
+    pub metadata_end: u64,
 }
 
 impl CoreMetrics {
@@ -357,7 +360,7 @@ impl Collector for Gathered {
                 Ok(())
             })?;
         }
-        let gauges: [(&str, &str, Scalar); 8] = [
+        let gauges: [(&str, &str, Scalar); 9] = [
             (
                 "sluice_fetch_sessions",
                 "Incremental fetch sessions (KIP-227) the core keeps for its connections.",
@@ -385,6 +388,11 @@ impl Collector for Gathered {
                 "sluice_fetch_waits",
                 "Fetch long polls parked on the core's partitions.",
                 |s| s.fetch_waits,
+            ),
+            (
+                "sluice_metadata_end",
+                "Offset after the last metadata record in the core's image (0: none).",
+                |s| s.metadata_end,
             ),
             (
                 "sluice_cache_bytes",

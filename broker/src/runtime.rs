@@ -17,8 +17,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use glommio::channels::shared_channel::{SharedReceiver, SharedSender};
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
+use sluice_controller::MetadataImage;
 
 use crate::config::BrokerConfig;
 use crate::connection::{self, Limits};
@@ -34,6 +36,8 @@ use crate::startup;
 
 const STOP_POLL: Duration = Duration::from_millis(50);
 const MESH_JOIN_TIMEOUT: Duration = Duration::from_secs(20);
+/// Metadata images waiting for the control core; when full, the shard sends a later one.
+const METADATA_IMAGES_QUEUED: usize = 4;
 
 /// What each core reports to the main thread.
 enum CoreEvent {
@@ -75,7 +79,12 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<i32> {
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&stop))?;
     }
-    let controller = start_controller(&config, cluster.as_ref(), addr, &stop)?;
+    // The controller shard publishes each new metadata image to the control core, which hands
+    // it to every core over the mesh.
+    let (images_tx, images_rx) =
+        glommio::channels::shared_channel::new_bounded::<MetadataImage>(METADATA_IMAGES_QUEUED);
+    let controller = start_controller(&config, cluster.as_ref(), addr, Some(images_tx), &stop)?;
+    let mut images_rx = controller.is_some().then_some(images_rx);
 
     let cpus: Vec<usize> = core_affinity::get_core_ids()
         .map(|ids| ids.into_iter().map(|c| c.id).collect())
@@ -96,6 +105,11 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<i32> {
         let events = events.clone();
         let topics = topics.clone();
         let cluster_id = cluster_id.clone();
+        let images = if id == CONTROL_CORE {
+            images_rx.take()
+        } else {
+            None
+        };
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("sluice-core-{id}"))
             .io_memory(config.io_memory_bytes)
@@ -111,6 +125,7 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<i32> {
                     addr,
                     topics,
                     cluster_id,
+                    images,
                 };
                 let result = core_main(boot, mesh_builder, stop, drained, events.clone()).await;
                 let _ = events.send(match result {
@@ -202,6 +217,7 @@ fn start_controller(
     config: &BrokerConfig,
     cluster: Option<&crate::config::ClusterSettings>,
     bound: SocketAddr,
+    images: Option<SharedSender<MetadataImage>>,
     stop: &Arc<AtomicBool>,
 ) -> anyhow::Result<Option<glommio::ExecutorJoinHandle<anyhow::Result<()>>>> {
     let Some(cluster) = cluster else {
@@ -225,7 +241,7 @@ fn start_controller(
         heartbeat_interval_ms: config.broker_heartbeat_interval_ms,
         session_timeout_ms: config.broker_session_timeout_ms,
     };
-    crate::controller::spawn(settings, Arc::clone(stop)).map(Some)
+    crate::controller::spawn(settings, images, Arc::clone(stop)).map(Some)
 }
 
 /// A node with the controller role only (Kafka's `process.roles=controller`): the controller
@@ -240,7 +256,7 @@ fn run_controller_only(
         signal_hook::flag::register(signal, Arc::clone(&stop))?;
     }
     let unused = SocketAddr::from(([127, 0, 0, 1], 0));
-    let Some(handle) = start_controller(config, Some(cluster), unused, &stop)? else {
+    let Some(handle) = start_controller(config, Some(cluster), unused, None, &stop)? else {
         return Ok(1);
     };
     println!(
@@ -264,6 +280,24 @@ fn run_controller_only(
     }
 }
 
+/// On the control core: every metadata image the controller shard publishes goes to every
+/// core of this node (this one in place), in order.
+fn spawn_image_fanout(core: &Rc<Core>, images: SharedReceiver<MetadataImage>) {
+    let core = Rc::clone(core);
+    glommio::spawn_local(async move {
+        let images = images.connect().await;
+        while let Some(image) = images.recv().await {
+            for peer in 0..core.router.cores() {
+                let request = CoreRequest::MetadataImage(image.clone());
+                if let Err(e) = core.router.call(peer, request).await {
+                    tracing::warn!(core = peer, error = %e, "metadata image not delivered");
+                }
+            }
+        }
+    })
+    .detach();
+}
+
 /// What a core starts from.
 struct Boot {
     id: usize,
@@ -271,6 +305,8 @@ struct Boot {
     addr: SocketAddr,
     topics: TopicTable,
     cluster_id: String,
+    /// On the control core of a cluster node: the controller shard's metadata images.
+    images: Option<SharedReceiver<MetadataImage>>,
 }
 
 async fn core_main(
@@ -289,6 +325,7 @@ async fn core_main(
         addr,
         topics,
         cluster_id,
+        images,
     } = boot;
     // The core is shared with the mesh's serve closure, which exists before the core does.
     let slot: Rc<std::cell::OnceCell<Rc<Core>>> = Rc::new(std::cell::OnceCell::new());
@@ -340,6 +377,9 @@ async fn core_main(
     core.open_owned_partitions(&table).await;
     spawn_housekeeping(&core);
     spawn_group_timers(&core);
+    if let Some(images) = images {
+        spawn_image_fanout(&core, images);
+    }
     if id == CONTROL_CORE
         && let Ok(addr) = core.config.metrics_listen.parse::<SocketAddr>()
     {

@@ -6,7 +6,8 @@
 //!
 //! Brokers register and heartbeat: each node's metadata log (read from its Kafka-format
 //! segment) shows every broker registered and unfenced; kill -9 of a broker fences it within
-//! its session timeout; restarted, it registers a new incarnation and is unfenced again.
+//! its session timeout; restarted, it registers a new incarnation and is unfenced again. The
+//! image those records build reaches every data core.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -22,7 +23,7 @@ use sluice_net::messages::{
 use sluice_net::metadata_record::VersionedRecord;
 use sluice_net::record_batch::Batches;
 use sluice_net::{Request, Response};
-use sluice_tests::{Broker, free_port};
+use sluice_tests::{Broker, free_port, http_get, metric_samples};
 
 /// What a leader reports: its id, epoch, high watermark and each voter's and observer's log
 /// end.
@@ -128,11 +129,16 @@ fn settled_leader(controllers: &[(i32, SocketAddr)], alive: &[i32]) -> Quorum {
 
 /// Three combined nodes (broker and controller) on free ports, in `tmp`.
 fn start_cluster(tmp: &Path) -> (Vec<(i32, SocketAddr)>, Vec<Broker>) {
-    start_nodes(tmp, "broker,controller")
+    start_nodes(tmp, "broker,controller", None)
 }
 
-/// Three voters with `roles`, on free ports, in `tmp`.
-fn start_nodes(tmp: &Path, roles: &str) -> (Vec<(i32, SocketAddr)>, Vec<Broker>) {
+/// Three voters with `roles`, on free ports, in `tmp`, each on one core without metrics, but
+/// node 1 with two cores and `/metrics` on `metrics_port` if given.
+fn start_nodes(
+    tmp: &Path,
+    roles: &str,
+    metrics_port: Option<u16>,
+) -> (Vec<(i32, SocketAddr)>, Vec<Broker>) {
     let controllers: Vec<(i32, SocketAddr)> = [1, 2, 3]
         .iter()
         .map(|&id| (id, SocketAddr::from(([127, 0, 0, 1], free_port()))))
@@ -146,6 +152,10 @@ fn start_nodes(tmp: &Path, roles: &str) -> (Vec<(i32, SocketAddr)>, Vec<Broker>)
         .iter()
         .map(|(id, _)| {
             let node_id = id.to_string();
+            let (cores, metrics) = match metrics_port {
+                Some(port) if *id == 1 => ("2".to_owned(), format!("127.0.0.1:{port}")),
+                _ => ("1".to_owned(), "off".to_owned()),
+            };
             let args = [
                 "--node-id",
                 node_id.as_str(),
@@ -154,9 +164,9 @@ fn start_nodes(tmp: &Path, roles: &str) -> (Vec<(i32, SocketAddr)>, Vec<Broker>)
                 "--process-roles",
                 roles,
                 "--cores",
-                "1",
+                cores.as_str(),
                 "--metrics-listen",
-                "off",
+                metrics.as_str(),
             ];
             let dir = tmp.join(format!("node-{id}"));
             Broker::start_in(&dir, "127.0.0.1:0".parse().expect("addr"), &args)
@@ -171,7 +181,7 @@ fn start_nodes(tmp: &Path, roles: &str) -> (Vec<(i32, SocketAddr)>, Vec<Broker>)
 #[test]
 fn controller_only_voters_and_a_broker_only_observer() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let (controllers, _voters) = start_nodes(tmp.path(), "controller");
+    let (controllers, _voters) = start_nodes(tmp.path(), "controller", None);
     let voters: Vec<String> = controllers
         .iter()
         .map(|(id, a)| format!("{id}@{a}"))
@@ -247,6 +257,37 @@ fn broker_states(records: &[MetadataRecord]) -> BTreeMap<i32, (usize, bool)> {
         }
     }
     out
+}
+
+/// Every core of a node gets the metadata image the controller shard builds: each core's
+/// `sluice_metadata_end` reaches the quorum's high watermark, and follows it when brokers
+/// register.
+#[test]
+fn the_metadata_image_reaches_every_core() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let (controllers, _nodes) = start_nodes(tmp.path(), "broker,controller", Some(port));
+    let leader = settled_leader(&controllers, &[1, 2, 3]);
+    let log_dir = tmp.path().join(format!("node-{}", leader.leader));
+    wait_for(Duration::from_secs(15), "three unfenced brokers", || {
+        let s = broker_states(&metadata_records(&log_dir));
+        (s.len() == 3 && s.values().all(|&(_, fenced)| !fenced)).then_some(())
+    });
+    let settled = settled_leader(&controllers, &[1, 2, 3]);
+    wait_for(
+        Duration::from_secs(10),
+        "every core at the high watermark",
+        || {
+            let (_, body) = http_get(port, "/metrics");
+            let ends: Vec<f64> = metric_samples(&body)
+                .into_iter()
+                .filter(|(name, _, _)| name == "sluice_metadata_end")
+                .map(|(_, _, v)| v)
+                .collect();
+            (ends.len() == 2 && ends.iter().all(|&e| e >= settled.high_watermark as f64))
+                .then_some(())
+        },
+    );
 }
 
 #[test]

@@ -8,6 +8,10 @@
 //! ([`peer`]). A 10 ms tick drives the replica's timers. Its thread is not pinned: it does
 //! little work and must not steal a data core's CPU.
 //!
+//! Each time committed records change the image, the shard publishes it to the control core
+//! (a cross-executor channel), which hands it to every data core over the mesh: the cores read
+//! an immutable image and never wait on the shard.
+//!
 //! The metadata log is a `FileLog` in `<data-dir>/__cluster_metadata-0` (Kafka's layout and
 //! record format) and the quorum state Kafka's `quorum-state` file beside it, both written
 //! with blocking calls on this thread, never on a data core.
@@ -31,11 +35,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use glommio::channels::local_channel;
+use glommio::channels::shared_channel::SharedSender;
 use glommio::net::TcpListener;
 use glommio::sync::Semaphore;
 use glommio::{LocalExecutorBuilder, Placement};
 use sluice_controller::wire::Wire;
-use sluice_controller::{ControllerConfig, FileLog, FileLogConfig, QuorumStateFile};
+use sluice_controller::{ControllerConfig, FileLog, FileLogConfig, MetadataImage, QuorumStateFile};
 use sluice_net::Uuid;
 use sluice_quorum::{Config, Log, NodeId, Replica};
 
@@ -80,21 +85,38 @@ pub struct ControllerSettings {
 /// Starts the controller shard on its own thread. It runs until `stop` is set.
 pub fn spawn(
     settings: ControllerSettings,
+    images: Option<SharedSender<MetadataImage>>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<glommio::ExecutorJoinHandle<anyhow::Result<()>>> {
     LocalExecutorBuilder::new(Placement::Unbound)
         .name("sluice-controller")
         .io_memory(IO_MEMORY_BYTES)
         .preempt_timer(Duration::from_millis(1))
-        .spawn(move || async move { run(settings, stop).await })
+        .spawn(move || async move { run(settings, images, stop).await })
         .map_err(|e| anyhow::anyhow!("cannot start the controller executor: {e}"))
 }
 
-async fn run(settings: ControllerSettings, stop_flag: Arc<AtomicBool>) -> anyhow::Result<()> {
+async fn run(
+    settings: ControllerSettings,
+    images: Option<SharedSender<MetadataImage>>,
+    stop_flag: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
     let start = Instant::now();
     let clock: Rc<dyn Fn() -> u64> =
         Rc::new(move || u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX));
     let node = Rc::new(RefCell::new(open_node(&settings, clock())?));
+    if let Some(images) = images {
+        // Connecting waits for the control core's end; in its own task, so the quorum runs
+        // meanwhile (and its 10 ms tick keeps this executor polling the connection).
+        let node = Rc::clone(&node);
+        glommio::spawn_local(async move {
+            let connected = images.connect().await;
+            let mut node = node.borrow_mut();
+            node.publish = Some(connected);
+            node.unpublished = true;
+        })
+        .detach();
+    }
     let wire = Rc::new(Wire {
         cluster_id: settings.cluster_id.clone(),
         me: NodeId(settings.node_id),

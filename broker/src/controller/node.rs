@@ -11,6 +11,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use glommio::channels::shared_channel::ConnectedSender;
 use sluice_controller::{Controller, ControllerConfig, MetadataImage, Proposal};
 use sluice_net::ApiKey;
 use sluice_net::metadata_record::VersionedRecord;
@@ -59,6 +60,10 @@ pub struct Node<L: Log> {
     /// Answers waiting for their records to commit: (offset that must commit, whom to tell).
     /// Dropped (closing each receiver) when this node stops being the active controller.
     waits: Vec<(i64, LocalSender<()>)>,
+    /// Where new images go (to the control core of this node's data cores), if anywhere.
+    pub publish: Option<ConnectedSender<MetadataImage>>,
+    /// The image changed since it was last published.
+    pub unpublished: bool,
 }
 
 impl<L: Log + Stamped> Node<L> {
@@ -77,6 +82,8 @@ impl<L: Log + Stamped> Node<L> {
             seed,
             now_ms: 0,
             waits: Vec::new(),
+            publish: None,
+            unpublished: false,
             replica,
             peers: HashMap::new(),
             persist,
@@ -187,7 +194,20 @@ impl<L: Log + Stamped> Node<L> {
         self.apply_committed();
         self.lead();
         self.release_waits();
+        self.publish_image();
         Ok(answer)
+    }
+
+    /// Sends the image to the data cores if it changed; a full queue keeps it for the next
+    /// input (every later image includes this one's records).
+    fn publish_image(&mut self) {
+        if !self.unpublished {
+            return;
+        }
+        match &self.publish {
+            Some(tx) => self.unpublished = tx.try_send(self.image.clone()).is_err(),
+            None => self.unpublished = false,
+        }
     }
 
     /// Applies the newly committed records to the image, in log order. A record the image
@@ -202,6 +222,7 @@ impl<L: Log + Stamped> Node<L> {
             let Payload::Data(bytes) = &entry.payload else {
                 continue;
             };
+            self.unpublished = true;
             let (at, epoch) = (offset.0, entry.epoch.0);
             match VersionedRecord::decode(Bytes::from(bytes.clone())) {
                 Ok(record) => {
