@@ -240,6 +240,8 @@ fn start_controller(
         }),
         heartbeat_interval_ms: config.broker_heartbeat_interval_ms,
         session_timeout_ms: config.broker_session_timeout_ms,
+        quorum_fetch_timeout_ms: config.controller_quorum_fetch_timeout_ms,
+        quorum_election_timeout_ms: config.controller_quorum_election_timeout_ms,
     };
     crate::controller::spawn(settings, images, Arc::clone(stop)).map(Some)
 }

@@ -37,7 +37,8 @@ struct Quorum {
 }
 
 /// DescribeQuorum to one controller: `Some` from the leader, `None` from a non-leader (which
-/// answers NOT_LEADER_OR_FOLLOWER) or a node that does not answer.
+/// answers NOT_LEADER_OR_FOLLOWER on the partition, as Kafka does) or a node that does not
+/// answer.
 fn describe(controller: SocketAddr) -> Option<Quorum> {
     let mut client =
         Client::connect(&controller.to_string(), "test", Duration::from_secs(2)).ok()?;
@@ -55,11 +56,12 @@ fn describe(controller: SocketAddr) -> Option<Quorum> {
     let (_, Response::DescribeQuorum(r)) = client.call(2, &request).ok()? else {
         return None;
     };
-    if r.error_code == code::NOT_LEADER_OR_FOLLOWER {
-        return None;
-    }
     assert_eq!(r.error_code, code::NONE, "{r:?}");
     let p = &r.topics[0].partitions[0];
+    if p.error_code == code::NOT_LEADER_OR_FOLLOWER {
+        return None;
+    }
+    assert_eq!(p.error_code, code::NONE, "{r:?}");
     Some(Quorum {
         leader: p.leader_id.0,
         epoch: p.leader_epoch,

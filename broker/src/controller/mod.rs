@@ -80,6 +80,9 @@ pub struct ControllerSettings {
     /// `broker.heartbeat.interval.ms` and `broker.session.timeout.ms`.
     pub heartbeat_interval_ms: u64,
     pub session_timeout_ms: u64,
+    /// `controller.quorum.fetch.timeout.ms` and `controller.quorum.election.timeout.ms`.
+    pub quorum_fetch_timeout_ms: u64,
+    pub quorum_election_timeout_ms: u64,
 }
 
 /// Starts the controller shard on its own thread. It runs until `stop` is set.
@@ -162,7 +165,10 @@ async fn run(
 /// The quorum node from the files in the data dir: the metadata log, the quorum state.
 fn open_node(settings: &ControllerSettings, now_ms: u64) -> anyhow::Result<Node<FileLog>> {
     let voters: Vec<NodeId> = settings.voters.iter().map(|&(id, _)| NodeId(id)).collect();
-    let config = Config::new(NodeId(settings.node_id), voters.clone());
+    let mut config = Config::new(NodeId(settings.node_id), voters.clone());
+    config.fetch_timeout_ms = settings.quorum_fetch_timeout_ms;
+    config.election_timeout_ms = settings.quorum_election_timeout_ms;
+    config.election_jitter_ms = settings.quorum_election_timeout_ms;
     let seed = u64::from(settings.node_id.unsigned_abs()) ^ seed_from_time();
     let dir = FileLog::dir_in(&settings.data_dir);
     let log = FileLog::open(&dir, FileLogConfig::new(voters.clone()))?;

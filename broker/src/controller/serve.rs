@@ -155,10 +155,23 @@ impl<L: Log + Stamped> Served<L> {
     }
 
     /// The quorum as the leader sees it (KIP-595's DescribeQuorum; v2 adds the voters'
-    /// endpoints). A non-leader answers NOT_LEADER_OR_FOLLOWER, as Kafka's does.
+    /// endpoints). A non-leader answers NOT_LEADER_OR_FOLLOWER on the partition, as Kafka's
+    /// does.
     fn describe_quorum(&self) -> Response {
         let Some(d) = self.node.borrow().replica.describe() else {
-            return refusal(ApiKey::DescribeQuorum, code::NOT_LEADER_OR_FOLLOWER);
+            // As Kafka: no top-level error, the partition's says this node does not lead.
+            return Response::DescribeQuorum(DescribeQuorumResponse {
+                topics: vec![dq::TopicData {
+                    topic_name: METADATA_TOPIC.into(),
+                    partitions: vec![dq::PartitionData {
+                        partition_index: 0,
+                        error_code: code::NOT_LEADER_OR_FOLLOWER,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
         };
         let now = (self.clock)();
         let state = |r: &ReplicaDescription| dq::ReplicaState {
