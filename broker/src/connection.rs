@@ -29,6 +29,21 @@ use crate::limits::{
     CONNECTION_RESERVE_BYTES_MIN, SENDMSG_CHUNKS_MAX,
 };
 
+/// A listener only this process holds: without SO_REUSEPORT (which glommio's `bind` sets),
+/// so a second process given the same address fails to bind instead of silently sharing the
+/// port. For the metrics and controller listeners; client ports are shared by the cores on
+/// purpose.
+pub fn listen_exclusive(addr: std::net::SocketAddr) -> io::Result<glommio::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(crate::limits::LISTEN_BACKLOG_MAX)?;
+    // SAFETY: the fd is a listening TCP socket we own and hand over exactly once.
+    Ok(unsafe { glommio::net::TcpListener::from_raw_fd(socket.into_raw_fd()) })
+}
+
 /// What a handler asks the connection to do with a request.
 #[derive(Debug)]
 pub enum Outcome {

@@ -452,7 +452,7 @@ where
     Fut: std::future::Future<Output = Vec<Snapshot>> + 'static,
 {
     let gather = Rc::new(gather);
-    let listener = match glommio::net::TcpListener::bind(addr) {
+    let listener = match crate::connection::listen_exclusive(addr) {
         Ok(l) => l,
         Err(e) => {
             tracing::warn!(%addr, error = %e, "cannot serve metrics on this address; metrics are off");

@@ -128,7 +128,7 @@ async fn run(
     let stop = Rc::new(StopSignal::default());
     let listener = match settings.listen {
         Some(addr) => Some(
-            TcpListener::bind(addr)
+            connection::listen_exclusive(addr)
                 .map_err(|e| anyhow::anyhow!("controller listen {addr}: {e}"))?,
         ),
         None => None,
