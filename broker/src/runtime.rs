@@ -29,7 +29,7 @@ use crate::limits::{LISTEN_BACKLOG_MAX, MESH_CHANNEL_MAX};
 use crate::mesh::{self, Mesh};
 use crate::messages::{CoreReply, CoreRequest};
 use crate::metadata::TopicTable;
-use crate::producer_ids::ProducerIds;
+use crate::producer_ids::{Block, ControllerBlocks, ProducerIds};
 use crate::registry::Registry;
 use crate::router::{CONTROL_CORE, Router};
 use crate::startup;
@@ -83,8 +83,16 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<i32> {
     // it to every core over the mesh.
     let (images_tx, images_rx) =
         glommio::channels::shared_channel::new_bounded::<MetadataImage>(METADATA_IMAGES_QUEUED);
-    let controller = start_controller(&config, cluster.as_ref(), addr, Some(images_tx), &stop)?;
+    // And the control core asks it for producer-id blocks from the active controller.
+    let (block_asks, asked) = glommio::channels::shared_channel::new_bounded::<()>(1);
+    let (answer_blocks, block_answers) = glommio::channels::shared_channel::new_bounded(1);
+    let shard_ends = ShardEnds {
+        images: images_tx,
+        blocks: (asked, answer_blocks),
+    };
+    let controller = start_controller(&config, cluster.as_ref(), addr, Some(shard_ends), &stop)?;
     let mut images_rx = controller.is_some().then_some(images_rx);
+    let mut blocks = controller.is_some().then_some((block_asks, block_answers));
 
     let cpus: Vec<usize> = core_affinity::get_core_ids()
         .map(|ids| ids.into_iter().map(|c| c.id).collect())
@@ -105,10 +113,10 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<i32> {
         let events = events.clone();
         let topics = topics.clone();
         let cluster_id = cluster_id.clone();
-        let images = if id == CONTROL_CORE {
-            images_rx.take()
+        let (images, blocks) = if id == CONTROL_CORE {
+            (images_rx.take(), blocks.take())
         } else {
-            None
+            (None, None)
         };
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("sluice-core-{id}"))
@@ -126,6 +134,7 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<i32> {
                     topics,
                     cluster_id,
                     images,
+                    blocks,
                 };
                 let result = core_main(boot, mesh_builder, stop, drained, events.clone()).await;
                 let _ = events.send(match result {
@@ -217,7 +226,7 @@ fn start_controller(
     config: &BrokerConfig,
     cluster: Option<&crate::config::ClusterSettings>,
     bound: SocketAddr,
-    images: Option<SharedSender<MetadataImage>>,
+    ends: Option<ShardEnds>,
     stop: &Arc<AtomicBool>,
 ) -> anyhow::Result<Option<glommio::ExecutorJoinHandle<anyhow::Result<()>>>> {
     let Some(cluster) = cluster else {
@@ -242,6 +251,15 @@ fn start_controller(
         session_timeout_ms: config.broker_session_timeout_ms,
         quorum_fetch_timeout_ms: config.controller_quorum_fetch_timeout_ms,
         quorum_election_timeout_ms: config.controller_quorum_election_timeout_ms,
+        producer_blocks: None,
+    };
+    let (images, blocks) = match ends {
+        Some(ends) if cluster.broker => (Some(ends.images), Some(ends.blocks)),
+        _ => (None, None),
+    };
+    let settings = crate::controller::ControllerSettings {
+        producer_blocks: blocks,
+        ..settings
     };
     crate::controller::spawn(settings, images, Arc::clone(stop)).map(Some)
 }
@@ -309,6 +327,14 @@ struct Boot {
     cluster_id: String,
     /// On the control core of a cluster node: the controller shard's metadata images.
     images: Option<SharedReceiver<MetadataImage>>,
+    /// On the control core of a cluster node: producer-id blocks, asked of the shard.
+    blocks: Option<(SharedSender<()>, SharedReceiver<Block>)>,
+}
+
+/// The controller shard's ends of its channels to the control core.
+struct ShardEnds {
+    images: SharedSender<MetadataImage>,
+    blocks: (SharedReceiver<()>, SharedSender<Block>),
 }
 
 async fn core_main(
@@ -328,6 +354,7 @@ async fn core_main(
         topics,
         cluster_id,
         images,
+        blocks,
     } = boot;
     // The core is shared with the mesh's serve closure, which exists before the core does.
     let slot: Rc<std::cell::OnceCell<Rc<Core>>> = Rc::new(std::cell::OnceCell::new());
@@ -356,10 +383,16 @@ async fn core_main(
     .await
     .map_err(|e| anyhow::anyhow!("core {id}: {e}"))?;
     let control = if id == CONTROL_CORE {
+        let producer_ids = match blocks {
+            Some((asks, answers)) => {
+                ProducerIds::from_controller(ControllerBlocks::new(asks, answers))
+            }
+            None => ProducerIds::load(&config.data_dir)
+                .map_err(|e| anyhow::anyhow!("producer ids: {e}"))?,
+        };
         Some(Control {
             registry: Registry::new(config.data_dir.clone()),
-            producer_ids: ProducerIds::load(&config.data_dir)
-                .map_err(|e| anyhow::anyhow!("producer ids: {e}"))?,
+            producer_ids,
         })
     } else {
         None

@@ -7,7 +7,8 @@
 //! Brokers register and heartbeat: each node's metadata log (read from its Kafka-format
 //! segment) shows every broker registered and unfenced; kill -9 of a broker fences it within
 //! its session timeout; restarted, it registers a new incarnation and is unfenced again. The
-//! image those records build reaches every data core.
+//! image those records build reaches every data core, and producer ids come from the
+//! controller in blocks.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -18,7 +19,8 @@ use sluice_net::client::Client;
 use sluice_net::error_code::code;
 use sluice_net::messages::MetadataRecord;
 use sluice_net::messages::{
-    DescribeClusterRequest, DescribeQuorumRequest, describe_quorum_request as dq,
+    DescribeClusterRequest, DescribeQuorumRequest, InitProducerIdRequest,
+    describe_quorum_request as dq,
 };
 use sluice_net::metadata_record::VersionedRecord;
 use sluice_net::record_batch::Batches;
@@ -290,6 +292,55 @@ fn the_metadata_image_reaches_every_core() {
                 .then_some(())
         },
     );
+}
+
+/// A fresh producer id from one broker.
+fn init_producer_id(broker: &Broker) -> i64 {
+    let mut client = Client::connect(&broker.bootstrap(), "test", Duration::from_secs(5))
+        .expect("connect to the broker");
+    let request = Request::InitProducerId(InitProducerIdRequest {
+        transactional_id: None,
+        transaction_timeout_ms: 60_000,
+        ..Default::default()
+    });
+    let (_, Response::InitProducerId(r)) = client.call(4, &request).expect("InitProducerId") else {
+        panic!("not an InitProducerId answer");
+    };
+    assert_eq!(r.error_code, code::NONE, "{r:?}");
+    r.producer_id.into()
+}
+
+/// Producer ids come from the active controller in blocks of 1,000 (AllocateProducerIds): each
+/// broker gets its own block, recorded in the metadata log, so no two brokers hand out the
+/// same id, and a broker's ids follow one another within its block.
+#[test]
+fn producer_id_blocks_come_from_the_controller() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (controllers, nodes) = start_cluster(tmp.path());
+    let leader = settled_leader(&controllers, &[1, 2, 3]);
+    let log_dir = tmp.path().join(format!("node-{}", leader.leader));
+    wait_for(Duration::from_secs(15), "three unfenced brokers", || {
+        let s = broker_states(&metadata_records(&log_dir));
+        (s.len() == 3 && s.values().all(|&(_, fenced)| !fenced)).then_some(())
+    });
+    let mut firsts = Vec::new();
+    for node in &nodes {
+        let first = init_producer_id(node);
+        assert_eq!(
+            init_producer_id(node),
+            first + 1,
+            "the next id of the same block"
+        );
+        firsts.push(first / 1000);
+    }
+    firsts.sort_unstable();
+    firsts.dedup();
+    assert_eq!(firsts.len(), 3, "three different blocks: {firsts:?}");
+    let blocks = metadata_records(&log_dir)
+        .into_iter()
+        .filter(|r| matches!(r, MetadataRecord::ProducerIds(_)))
+        .count();
+    assert_eq!(blocks, 3, "one ProducerIdsRecord per block");
 }
 
 #[test]

@@ -9,7 +9,7 @@
 //! next beat. A stale broker epoch (the controller fenced and forgot this incarnation's
 //! session, or a new incarnation replaced it) makes it register again.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -56,13 +56,61 @@ pub struct Lifecycle<L: Log> {
     pub heartbeat: Duration,
     pub timeout: Duration,
     pub stop: Rc<StopSignal>,
+    /// This incarnation's broker epoch once registered, shared with the producer-id blocks.
+    pub epoch: Rc<Cell<Option<i64>>>,
 }
 
-/// The open connection to the active controller.
-struct Link {
+/// An open connection to the active controller.
+pub struct Link {
     controller: i32,
     stream: TcpStream,
     correlation: i32,
+}
+
+impl Link {
+    /// Sends `request` at `version` as broker `broker_id` and reads the answer.
+    pub async fn call(
+        &mut self,
+        broker_id: i32,
+        version: i16,
+        request: Request,
+        timeout: Duration,
+    ) -> std::io::Result<Response> {
+        self.correlation = self.correlation.wrapping_add(1);
+        let client_id = format!("sluice-broker-{broker_id}");
+        client::call(
+            &mut self.stream,
+            self.correlation,
+            &client_id,
+            version,
+            &request,
+            timeout,
+        )
+        .await
+    }
+}
+
+/// The link to `leader` (the active controller), opened (again) if needed.
+pub async fn connect<'a>(
+    link: &'a mut Option<Link>,
+    leader: NodeId,
+    controllers: &HashMap<i32, SocketAddr>,
+    timeout: Duration,
+) -> Option<&'a mut Link> {
+    if link.as_ref().is_some_and(|l| l.controller != leader.0) {
+        *link = None;
+    }
+    if link.is_none() {
+        let addr = *controllers.get(&leader.0)?;
+        let stream = TcpStream::connect_timeout(addr, timeout).await.ok()?;
+        let _ = stream.set_nodelay(true);
+        *link = Some(Link {
+            controller: leader.0,
+            stream,
+            correlation: 0,
+        });
+    }
+    link.as_mut()
 }
 
 impl<L: Log + Stamped + 'static> Lifecycle<L> {
@@ -90,6 +138,7 @@ impl<L: Log + Stamped + 'static> Lifecycle<L> {
                     }
                 }),
             };
+            self.epoch.set(epoch);
             if let Err(e) = result {
                 tracing::debug!(error = %e, "controller link lost");
                 link = None;

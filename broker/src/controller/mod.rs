@@ -24,9 +24,10 @@ mod client;
 mod lifecycle;
 mod node;
 mod peer;
+mod producer_blocks;
 mod serve;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -35,7 +36,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use glommio::channels::local_channel;
-use glommio::channels::shared_channel::SharedSender;
+use glommio::channels::shared_channel::{SharedReceiver, SharedSender};
 use glommio::net::TcpListener;
 use glommio::sync::Semaphore;
 use glommio::{LocalExecutorBuilder, Placement};
@@ -45,6 +46,7 @@ use sluice_net::Uuid;
 use sluice_quorum::{Config, Log, NodeId, Replica};
 
 use crate::connection::{self, Limits};
+use crate::producer_ids::Block;
 use crate::stop::StopSignal;
 use node::{Node, Persist, Stamped};
 use peer::PeerTask;
@@ -64,7 +66,7 @@ const PEER_TIMEOUT: Duration = Duration::from_millis(500);
 const IO_MEMORY_BYTES: usize = 1024 * 1024;
 
 /// Who this controller is and who the other voters are.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ControllerSettings {
     pub node_id: i32,
     /// Every voter (this node included): id and controller address.
@@ -80,6 +82,8 @@ pub struct ControllerSettings {
     /// `broker.heartbeat.interval.ms` and `broker.session.timeout.ms`.
     pub heartbeat_interval_ms: u64,
     pub session_timeout_ms: u64,
+    /// On a broker: the control core's producer-id block requests, and where the blocks go.
+    pub producer_blocks: Option<(SharedReceiver<()>, SharedSender<Block>)>,
     /// `controller.quorum.fetch.timeout.ms` and `controller.quorum.election.timeout.ms`.
     pub quorum_fetch_timeout_ms: u64,
     pub quorum_election_timeout_ms: u64,
@@ -100,7 +104,7 @@ pub fn spawn(
 }
 
 async fn run(
-    settings: ControllerSettings,
+    mut settings: ControllerSettings,
     images: Option<SharedSender<MetadataImage>>,
     stop_flag: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
@@ -140,7 +144,7 @@ async fn run(
         "controller shard started"
     );
     start_peers(&settings, &node, &wire, &clock, &stop);
-    start_lifecycle(&settings, &node, &stop);
+    start_lifecycle(&mut settings, &node, &stop);
     glommio::spawn_local(tick(
         Rc::clone(&node),
         Rc::clone(&clock),
@@ -199,10 +203,21 @@ fn open_node(settings: &ControllerSettings, now_ms: u64) -> anyhow::Result<Node<
 
 /// When this node is also a broker: its registration and heartbeats.
 fn start_lifecycle<L: Log + Stamped + 'static>(
-    settings: &ControllerSettings,
+    settings: &mut ControllerSettings,
     node: &Rc<RefCell<Node<L>>>,
     stop: &Rc<StopSignal>,
 ) {
+    let epoch = Rc::new(Cell::new(None));
+    if let Some((requests, replies)) = settings.producer_blocks.take() {
+        let blocks = producer_blocks::ProducerBlocks {
+            node: Rc::clone(node),
+            broker_id: settings.node_id,
+            epoch: Rc::clone(&epoch),
+            controllers: settings.voters.iter().copied().collect(),
+            timeout: PEER_TIMEOUT * 2,
+        };
+        glommio::spawn_local(blocks.run(requests, replies)).detach();
+    }
     let Some((host, port)) = settings.broker_listener.clone() else {
         return;
     };
@@ -221,6 +236,7 @@ fn start_lifecycle<L: Log + Stamped + 'static>(
         heartbeat: Duration::from_millis(settings.heartbeat_interval_ms),
         timeout: PEER_TIMEOUT * 2,
         stop: Rc::clone(stop),
+        epoch,
     };
     glommio::spawn_local(task.run()).detach();
 }

@@ -1,9 +1,9 @@
 //! The controller listener's requests: ApiVersions, the quorum's own (Vote, BeginQuorumEpoch,
 //! EndQuorumEpoch, Fetch of `__cluster_metadata-0`) and DescribeQuorum, which
-//! `kafka-metadata-quorum --bootstrap-controller` sends, and the brokers' BrokerRegistration
-//! and BrokerHeartbeat, decided by the active controller and answered once their records
-//! commit. Anything else closes the connection, as
-//! Kafka's controller listener does for APIs it does not serve.
+//! `kafka-metadata-quorum --bootstrap-controller` sends, and the brokers' BrokerRegistration,
+//! BrokerHeartbeat and AllocateProducerIds, decided by the active controller and answered once
+//! their records commit. Anything else closes the connection, as Kafka's controller listener
+//! does for APIs it does not serve.
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -15,10 +15,10 @@ use sluice_controller::{Controller, Proposal};
 use sluice_net::error_code::code;
 use sluice_net::messages::api_versions_response::ApiVersion;
 use sluice_net::messages::{
-    ApiVersionsResponse, BeginQuorumEpochResponse, BrokerHeartbeatResponse,
-    BrokerRegistrationResponse, DescribeClusterResponse, DescribeQuorumResponse, FetchResponse,
-    FetchSnapshotResponse, VoteResponse, describe_cluster_response::DescribeClusterBroker,
-    describe_quorum_response as dq,
+    AllocateProducerIdsResponse, ApiVersionsResponse, BeginQuorumEpochResponse,
+    BrokerHeartbeatResponse, BrokerRegistrationResponse, DescribeClusterResponse,
+    DescribeQuorumResponse, FetchResponse, FetchSnapshotResponse, VoteResponse,
+    describe_cluster_response::DescribeClusterBroker, describe_quorum_response as dq,
 };
 use sluice_net::{ApiKey, BrokerId, Request, Response, decode_request, response_frame};
 use sluice_quorum::{Log, ReplicaDescription};
@@ -38,6 +38,7 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeCluster, 1, 2),
     (ApiKey::BrokerRegistration, 0, 4),
     (ApiKey::BrokerHeartbeat, 0, 2),
+    (ApiKey::AllocateProducerIds, 0, 0),
 ];
 
 /// The listener name controllers advertise (Kafka's default `CONTROLLER`).
@@ -92,6 +93,13 @@ impl<L: Log + Stamped> Served<L> {
                     api,
                     |c, now| c.broker_heartbeat(now, r),
                     Response::BrokerHeartbeat,
+                )
+                .await),
+            Request::AllocateProducerIds(r) => Ok(self
+                .decide(
+                    api,
+                    |c, _| c.allocate_producer_ids(r),
+                    Response::AllocateProducerIds,
                 )
                 .await),
             Request::EndQuorumEpoch(_) => self
@@ -301,6 +309,11 @@ fn refusal(api: ApiKey, error: i16) -> Response {
         ApiKey::BrokerHeartbeat => Response::BrokerHeartbeat(BrokerHeartbeatResponse {
             error_code: error,
             is_fenced: true,
+            ..Default::default()
+        }),
+        ApiKey::AllocateProducerIds => Response::AllocateProducerIds(AllocateProducerIdsResponse {
+            error_code: error,
+            producer_id_start: (-1).into(),
             ..Default::default()
         }),
         _ => sluice_controller::wire::Wire::end_quorum_epoch_response(),
