@@ -60,7 +60,7 @@ def node_props(node_id, bport, cport, voters, log_dir, replication=1, min_isr=1)
     """server.properties of one combined broker+controller node. voters: Kafka's
     controller.quorum.voters ("1@127.0.0.1:C1,..."). replication/min_isr apply to the internal
     topics (offsets, transactions, share-group state) and to topics created without a factor."""
-    return {
+    props = {
         "process.roles": "broker,controller",
         "node.id": str(node_id),
         "controller.quorum.voters": voters,
@@ -72,7 +72,6 @@ def node_props(node_id, bport, cport, voters, log_dir, replication=1, min_isr=1)
         "log.dirs": log_dir,
         "num.partitions": "1",
         "default.replication.factor": str(replication),
-        "min.insync.replicas": str(min_isr),
         "offsets.topic.replication.factor": str(replication),
         "offsets.topic.num.partitions": "1",
         "transaction.state.log.replication.factor": str(replication),
@@ -84,6 +83,11 @@ def node_props(node_id, bport, cport, voters, log_dir, replication=1, min_isr=1)
         "num.network.threads": "2",
         "num.io.threads": "4",
     }
+    # Only when it differs from Kafka's default (1): written at all, it becomes a
+    # STATIC_BROKER_CONFIG synonym that the single-node differential scenarios would see.
+    if min_isr != 1:
+        props["min.insync.replicas"] = str(min_isr)
+    return props
 
 
 def apply_sets(props, sets, who):
