@@ -242,15 +242,7 @@ fn parse_voters(text: &str) -> Result<Vec<(i32, SocketAddr)>, String> {
 /// with the same voters agrees on it without a format step.
 fn cluster_id_of(voters: &[(i32, SocketAddr)]) -> String {
     let text: Vec<String> = voters.iter().map(|(id, a)| format!("{id}@{a}")).collect();
-    let text = text.join(",");
-    // Four CRC32Cs of the text under different prefixes: a stable 128-bit fingerprint (not a
-    // secret; a cluster id only tells clusters apart).
-    let mut raw = [0u8; 16];
-    for (i, part) in raw.chunks_mut(4).enumerate() {
-        let crc = crc32c::crc32c_append(crc32c::crc32c(&[i as u8]), text.as_bytes());
-        part.copy_from_slice(&crc.to_be_bytes());
-    }
-    crate::metadata::id_text(raw)
+    crate::metadata::id_text(crate::metadata::fingerprint(&[], &text.join(",")))
 }
 
 /// A configuration that cannot be used, with what to change.
@@ -502,6 +494,15 @@ impl BrokerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The cluster id derived from the voters is stable (what nodes started before derived)
+    /// and changes with them.
+    #[test]
+    fn cluster_id_follows_the_voters() {
+        let voters = parse_voters("1@127.0.0.1:19101,2@127.0.0.1:19102,3@127.0.0.1:19103").unwrap();
+        assert_eq!(cluster_id_of(&voters), "AC093HCD5rbhcIsJUd5QY8");
+        assert_ne!(cluster_id_of(&voters[..2]), cluster_id_of(&voters));
+    }
 
     /// Proves the defaults are self-consistent and a partial TOML file keeps the other defaults.
     #[test]

@@ -253,6 +253,18 @@ pub fn id_text(raw: [u8; 16]) -> String {
     digits.iter().map(|&b| b as char).collect()
 }
 
+/// A stable 128-bit fingerprint of `text` (not a secret: derived ids only tell things apart):
+/// four CRC32Cs of it, the `i`-th seeded with `[i]` followed by `salt`.
+pub fn fingerprint(salt: &[u8], text: &str) -> [u8; 16] {
+    let mut raw = [0u8; 16];
+    for (i, part) in raw.chunks_mut(4).enumerate() {
+        let seed = crc32c::crc32c_append(crc32c::crc32c(&[i as u8]), salt);
+        let crc = crc32c::crc32c_append(seed, text.as_bytes());
+        part.copy_from_slice(&crc.to_be_bytes());
+    }
+    raw
+}
+
 pub fn new_topic_id() -> [u8; 16] {
     let mut id = [0u8; 16];
     // SAFETY: getrandom writes at most `len` bytes into the buffer we own.

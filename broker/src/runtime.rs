@@ -52,8 +52,9 @@ enum CoreEvent {
 pub fn run(config: BrokerConfig) -> anyhow::Result<i32> {
     config.validate()?;
     startup::check_io_uring_allowed(std::path::Path::new("/proc/sys/kernel/io_uring_disabled"))?;
-    if let Some(cluster) = config.cluster()?.filter(|c| !c.broker) {
-        return run_controller_only(&config, &cluster);
+    let cluster = config.cluster()?;
+    if let Some(cluster) = cluster.as_ref().filter(|c| !c.broker) {
+        return run_controller_only(&config, cluster);
     }
     let cores = config.core_count();
     startup::ensure_memlock(
@@ -68,7 +69,6 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<i32> {
         // first start on.
         topics.store(&config.data_dir)?;
     }
-    let cluster = config.cluster()?;
     let cluster_id = match &cluster {
         Some(c) => c.cluster_id.clone(),
         None => startup::cluster_id(&config.data_dir)?,

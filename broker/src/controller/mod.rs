@@ -340,11 +340,7 @@ fn log_dir_id(settings: &ControllerSettings) -> Uuid {
         settings.node_id,
         settings.data_dir.display()
     );
-    let mut raw = [0u8; 16];
-    for (i, part) in raw.chunks_mut(4).enumerate() {
-        let crc = crc32c::crc32c_append(crc32c::crc32c(&[i as u8, 0xd1]), text.as_bytes());
-        part.copy_from_slice(&crc.to_be_bytes());
-    }
+    let mut raw = crate::metadata::fingerprint(&[0xd1], &text);
     raw[0] |= 0x80;
     Uuid(raw)
 }

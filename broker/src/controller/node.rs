@@ -251,7 +251,7 @@ impl<L: Log + Stamped> Node<L> {
         if self.controller.is_some() || self.image_end < end {
             return;
         }
-        let now = self.replica_now();
+        let now = self.now_ms;
         let mut controller = Controller::activate(
             self.controller_config.clone(),
             self.image.clone(),
@@ -275,16 +275,8 @@ impl<L: Log + Stamped> Node<L> {
         self.controller = Some(controller);
     }
 
-    /// The replica's clock as last given.
-    fn replica_now(&self) -> u64 {
-        self.now_ms
-    }
-
     fn set_log_clock(&mut self) {
-        let wall = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        self.replica.log_mut().set_now_ms(wall);
+        self.replica.log_mut().set_now_ms(crate::registry::now_ms());
     }
 
     /// Logs a change of role, epoch or leader (elections are rare and worth a line each).

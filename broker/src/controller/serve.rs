@@ -257,10 +257,7 @@ impl<L: Log + Stamped> Served<L> {
 
 /// Wall-clock milliseconds of shard-clock time `at_ms`, given the shard clock reads `now_ms`.
 fn wall_ms(now_ms: u64, at_ms: u64) -> i64 {
-    let wall = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    wall - i64::try_from(now_ms.saturating_sub(at_ms)).unwrap_or(0)
+    crate::registry::now_ms() - i64::try_from(now_ms.saturating_sub(at_ms)).unwrap_or(0)
 }
 
 fn api_versions() -> Response {
