@@ -423,6 +423,12 @@ impl BrokerConfig {
     }
 
     /// The cluster settings, checked: `None` for a single-node broker (no voters).
+    /// Whether this node is part of a cluster (a controller quorum is configured): topics and
+    /// brokers then come from the controller's metadata image.
+    pub fn is_cluster(&self) -> bool {
+        !self.controller_voters.trim().is_empty()
+    }
+
     pub fn cluster(&self) -> Result<Option<ClusterSettings>, ConfigError> {
         let invalid = |key, message: String| Err(ConfigError::Invalid { key, message });
         let roles = match self.process_roles.replace(' ', "").as_str() {

@@ -27,6 +27,8 @@ use crate::topic_config::{Inherited, TopicSettings};
 pub struct Control {
     pub registry: Registry,
     pub producer_ids: ProducerIds,
+    /// On a cluster node: the way to the active controller, through the controller shard.
+    pub controller: Option<Rc<crate::forward::ControllerLink>>,
 }
 
 /// One core's broker state.
@@ -69,9 +71,11 @@ pub struct Core {
     /// The fetch sessions (KIP-227) of this core's connections; never borrowed across an await.
     pub fetch_sessions: RefCell<FetchSessionCache>,
     /// The cluster's metadata image as the controller shard last published it (a cluster
-    /// node only). Read by nothing on the request path yet: Metadata still answers from the
-    /// local topic image; the next slice of issue 20 answers from this one.
+    /// node only); the topic image is built from it.
     pub metadata: RefCell<Option<sluice_controller::MetadataImage>>,
+    /// Held while a new topic image is brought in (partitions opened, closed, deleted), so
+    /// two adoptions never open the same partition at once.
+    adopting: Semaphore,
 }
 
 impl std::fmt::Debug for Core {
@@ -97,8 +101,13 @@ impl Core {
     pub fn new(parts: CoreParts) -> Rc<Core> {
         let id = parts.router.me();
         let shard = Rc::new(parts.shard);
-        let image =
-            TopicImage::single_node(parts.topics, parts.config.node_id, parts.router.cores());
+        let (node, cores) = (parts.config.node_id, parts.router.cores());
+        let image = if parts.config.is_cluster() {
+            let empty = sluice_controller::MetadataImage::empty();
+            TopicImage::clustered(parts.topics, &empty, node, cores)
+        } else {
+            TopicImage::single_node(parts.topics, node, cores)
+        };
         let cores = parts.router.cores();
         let c = &parts.config;
         let session_bounds = CacheBounds {
@@ -114,6 +123,7 @@ impl Core {
             id,
             fetch_sessions: RefCell::new(FetchSessionCache::new(session_bounds, id, cores)),
             metadata: RefCell::new(None),
+            adopting: Semaphore::new(1),
             budget: Rc::new(Semaphore::new(
                 parts.config.core_request_memory_bytes as u64,
             )),
@@ -182,8 +192,12 @@ impl Core {
             CoreRequest::Group(call) => CoreReply::Group(self.serve_group(call).await),
             CoreRequest::Metrics => CoreReply::Metrics(self.metrics_snapshot()),
             CoreRequest::MetadataImage(image) => {
-                self.adopt_metadata(image);
+                self.adopt_metadata(image).await;
                 CoreReply::Ack
+            }
+            CoreRequest::Forward(request) => {
+                use crate::cluster_topics::Cluster as _;
+                CoreReply::Forwarded(self.forward(*request).await)
             }
         }
     }
@@ -231,11 +245,42 @@ impl Core {
     /// where new) the partitions this core owns, closes and deletes those of deleted topics.
     /// Older tables (a reordered message) are ignored.
     pub async fn adopt_topics(&self, table: TopicTable) {
+        let Ok(_turn) = self.adopting.acquire_permit(1).await else {
+            return;
+        };
         let old = self.topics();
         if table.version <= old.version() {
             return;
         }
-        let table = Rc::new(self.image_of(table));
+        self.adopt_image(old, Rc::new(self.image_of(table))).await;
+    }
+
+    /// Keeps `image` if it is newer than the one this core has (messages may be reordered)
+    /// and, on a cluster node, brings in the topic image built from it.
+    pub async fn adopt_metadata(&self, image: sluice_controller::MetadataImage) {
+        let Ok(_turn) = self.adopting.acquire_permit(1).await else {
+            return;
+        };
+        {
+            let mut current = self.metadata.borrow_mut();
+            if current
+                .as_ref()
+                .is_some_and(|m| m.offset() >= image.offset())
+            {
+                return;
+            }
+            *current = Some(image);
+        }
+        if self.config.is_cluster() {
+            let old = self.topics();
+            let new = self.image_of(old.registry().clone());
+            self.adopt_image(old, Rc::new(new)).await;
+        }
+    }
+
+    /// Installs `table` in place of `old` and brings the shard in line with it (the caller
+    /// holds `adopting`).
+    async fn adopt_image(&self, old: Rc<TopicImage>, table: Rc<TopicImage>) {
         *self.topics.borrow_mut() = Rc::clone(&table);
         for gone in old
             .topics()
@@ -312,7 +357,7 @@ impl Core {
                 log_config.preallocate_bytes = crate::limits::OFFSETS_PREALLOCATE_BYTES;
             }
             for p in 0..t.partitions {
-                if table.core_for(&t.name, p) != Some(self.id)
+                if table.replica_core_for(&t.name, p) != Some(self.id)
                     || self.shard.partition(&t.name, p).is_some()
                 {
                     continue;
@@ -354,9 +399,46 @@ impl Core {
         })
     }
 
-    /// The image this node builds from a registry table.
+    /// The image this node builds from a registry table (and, on a cluster node, the
+    /// metadata image it has).
     pub fn image_of(&self, table: TopicTable) -> TopicImage {
-        TopicImage::single_node(table, self.config.node_id, self.router.cores())
+        let (node, cores) = (self.config.node_id, self.router.cores());
+        if !self.config.is_cluster() {
+            return TopicImage::single_node(table, node, cores);
+        }
+        match self.metadata.borrow().as_ref() {
+            Some(m) => TopicImage::clustered(table, m, node, cores),
+            None => TopicImage::clustered(
+                table,
+                &sluice_controller::MetadataImage::empty(),
+                node,
+                cores,
+            ),
+        }
+    }
+
+    /// The brokers Metadata and DescribeCluster list: the live ones on a cluster node (by
+    /// id), this broker alone otherwise.
+    pub fn brokers(&self, image: &TopicImage) -> Vec<crate::image::BrokerEndpoint> {
+        match image.cluster() {
+            Some(c) => c.live.values().cloned().collect(),
+            None => vec![crate::image::BrokerEndpoint {
+                id: self.config.node_id,
+                host: self.advertised_host.clone(),
+                port: self.advertised_port,
+                rack: None,
+            }],
+        }
+    }
+
+    /// The id Metadata and DescribeCluster give as the controller. Clients cannot reach a
+    /// KRaft controller, so Kafka names a live broker there (a random one; here the lowest
+    /// id, so that answers do not flap); -1 when none is live.
+    pub fn controller_id(&self, image: &TopicImage) -> i32 {
+        match image.cluster() {
+            Some(c) => c.live.keys().next().copied().unwrap_or(-1),
+            None => self.config.node_id,
+        }
     }
 
     /// The current topic image (a cheap `Rc` clone; never hold a `RefCell` borrow across await).
@@ -369,6 +451,9 @@ impl Core {
         &self,
         changes: Vec<TopicChange>,
     ) -> Vec<Result<(), TopicChangeError>> {
+        if self.config.is_cluster() && changes.iter().all(is_topic_change) {
+            return crate::cluster_topics::change(self, changes).await;
+        }
         let n = changes.len();
         match self
             .router
@@ -440,12 +525,53 @@ impl Core {
             .map_or(0, |m| u64::try_from(m.offset() + 1).unwrap_or(0));
         s
     }
+}
 
-    /// Keeps `image` if it is newer than the one this core has (messages may be reordered).
-    pub fn adopt_metadata(&self, image: sluice_controller::MetadataImage) {
-        let mut current = self.metadata.borrow_mut();
-        if current.as_ref().is_none_or(|m| m.offset() < image.offset()) {
-            *current = Some(image);
+/// Whether `change` is about topics (decided by the controller on a cluster node) rather
+/// than this node's stored configs.
+fn is_topic_change(change: &TopicChange) -> bool {
+    !matches!(
+        change,
+        TopicChange::AlterBrokerConfigs { .. } | TopicChange::AlterStoredConfigs { .. }
+    )
+}
+
+impl crate::cluster_topics::Cluster for Core {
+    /// Sends `request` to the active controller (a cluster node), through the control core.
+    async fn forward(&self, request: sluice_net::Request) -> crate::forward::Forwarded {
+        if let Some(control) = &self.control {
+            return match &control.controller {
+                Some(link) => link.call(request).await,
+                None => Err(()),
+            };
+        }
+        match self
+            .router
+            .call(CONTROL_CORE, CoreRequest::Forward(Box::new(request)))
+            .await
+        {
+            Ok(CoreReply::Forwarded(answer)) => answer,
+            _ => Err(()),
+        }
+    }
+
+    /// Waits until this core's topic image satisfies `done`, for at most `timeout`; whether
+    /// it did. (A forwarded change is committed before the controller answers; this core
+    /// sees it a moment later, when the image reaches it.)
+    async fn await_image(
+        &self,
+        done: impl Fn(&TopicImage) -> bool,
+        timeout: std::time::Duration,
+    ) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if done(&self.topics()) {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline || self.stop.is_stopping() {
+                return false;
+            }
+            glommio::timer::sleep(crate::limits::IMAGE_POLL).await;
         }
     }
 }

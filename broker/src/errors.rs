@@ -22,6 +22,7 @@ pub fn topic_change(e: &TopicChangeError) -> (i16, String) {
         TopicChangeError::InvalidRequest(_) => code::INVALID_REQUEST,
         TopicChangeError::Storage(_) => code::KAFKA_STORAGE_ERROR,
         TopicChangeError::Unavailable => code::REQUEST_TIMED_OUT,
+        TopicChangeError::Controller { code, .. } => *code,
     };
     (c, e.to_string())
 }
@@ -59,6 +60,19 @@ pub fn part(e: PartError) -> PartAnswer {
         PartError::NotHosted => (
             code::UNKNOWN_TOPIC_OR_PARTITION,
             "This server does not host this topic-partition.".to_owned(),
+        ),
+        PartError::NotLeader => (
+            code::NOT_LEADER_OR_FOLLOWER,
+            "For requests intended only for the leader, this error indicates that the broker is \
+             not the current leader. For requests intended for any replica, this error indicates \
+             that the broker is not a replica of the topic partition."
+                .to_owned(),
+        ),
+        PartError::NoLeader => (
+            code::LEADER_NOT_AVAILABLE,
+            "There is no leader for this topic-partition as we are in the middle of a leadership \
+             election."
+                .to_owned(),
         ),
         PartError::Unopened(why) => (code::KAFKA_STORAGE_ERROR, why.clone()),
         PartError::DeleteBeyondHighWatermark {

@@ -7,11 +7,39 @@
 //! epochs from here only, and [`TopicImage::core_for`] is the one answer to "which core of this
 //! node owns this partition", including "none: not hosted here".
 //!
+//! On a cluster node the topics, their configs and placements, and the live brokers come from
+//! the controller's metadata image instead ([`TopicImage::clustered`]); the node's own
+//! registry then holds only what is still per node (dynamic broker, group and client-metrics
+//! configs).
+//!
 //! A core swaps in a new image whole (`Rc`) and never mutates one.
 
 use std::collections::{BTreeMap, HashMap};
 
+use sluice_controller::MetadataImage;
+use sluice_controller::image::RESOURCE_TOPIC;
+
+use crate::messages::PartError;
 use crate::metadata::{TopicMeta, TopicTable, shard_for};
+
+/// The listener whose endpoint brokers register and Metadata answers with.
+pub const CLIENT_LISTENER: &str = "PLAINTEXT";
+
+/// A live broker's client endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerEndpoint {
+    pub id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+}
+
+/// What only a cluster node's image has: the live brokers.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterView {
+    /// Registered, unfenced brokers by id: the ones Metadata lists.
+    pub live: BTreeMap<i32, BrokerEndpoint>,
+}
 
 /// Where one partition lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +64,8 @@ pub struct TopicImage {
     node: i32,
     /// Cores of this broker: a hosted partition's core is `shard_for` over them.
     cores: usize,
+    /// `Some` on a cluster node.
+    cluster: Option<ClusterView>,
 }
 
 impl TopicImage {
@@ -68,6 +98,114 @@ impl TopicImage {
             by_id,
             node,
             cores,
+            cluster: None,
+        }
+    }
+
+    /// The image of a cluster node: topics, configs, placements and live brokers from the
+    /// controller's `metadata`; the per-node stored configs (and the version that orders
+    /// them) from `registry`, whose own topics are ignored.
+    pub fn clustered(
+        mut registry: TopicTable,
+        metadata: &MetadataImage,
+        node: i32,
+        cores: usize,
+    ) -> TopicImage {
+        assert!(cores > 0, "a broker has at least one core");
+        let mut partitions = HashMap::new();
+        registry.topics = BTreeMap::new();
+        for t in metadata.topics().values() {
+            let states: Vec<PartitionState> = t
+                .partitions
+                .values()
+                .map(|p| PartitionState {
+                    replicas: p.replicas.clone(),
+                    leader: p.leader,
+                    leader_epoch: p.leader_epoch,
+                    isr: p.isr.clone(),
+                })
+                .collect();
+            let configs = metadata
+                .configs()
+                .iter()
+                .find(|(r, _)| r.resource_type == RESOURCE_TOPIC && r.name == t.name)
+                .map(|(_, c)| c.as_ref().clone())
+                .unwrap_or_default();
+            let meta = TopicMeta {
+                name: t.name.clone(),
+                id: t.id.0,
+                partitions: i32::try_from(states.len()).unwrap_or(i32::MAX),
+                configs,
+                created_ms: 0,
+            };
+            registry.topics.insert(t.name.clone(), meta);
+            partitions.insert(t.name.clone(), states);
+        }
+        let by_id = registry
+            .topics
+            .values()
+            .map(|t| (t.id, t.name.clone()))
+            .collect();
+        let live = metadata
+            .brokers()
+            .values()
+            .filter(|b| !b.fenced)
+            .filter_map(|b| {
+                let e = b
+                    .endpoints
+                    .iter()
+                    .find(|e| e.name == CLIENT_LISTENER)
+                    .or(b.endpoints.first())?;
+                let endpoint = BrokerEndpoint {
+                    id: b.id,
+                    host: e.host.clone(),
+                    port: i32::from(e.port),
+                    rack: b.rack.clone(),
+                };
+                Some((b.id, endpoint))
+            })
+            .collect();
+        TopicImage {
+            registry,
+            partitions,
+            by_id,
+            node,
+            cores,
+            cluster: Some(ClusterView { live }),
+        }
+    }
+
+    /// The cluster's live brokers; `None` on a single-node broker.
+    pub fn cluster(&self) -> Option<&ClusterView> {
+        self.cluster.as_ref()
+    }
+
+    /// Whether `broker` is live (a single-node broker: only itself).
+    pub fn is_live(&self, broker: i32) -> bool {
+        match &self.cluster {
+            Some(c) => c.live.contains_key(&broker),
+            None => broker == self.node,
+        }
+    }
+
+    /// Replicas of a partition whose broker is not live (Metadata's `offline_replicas`).
+    pub fn offline_replicas(&self, state: &PartitionState) -> Vec<i32> {
+        state
+            .replicas
+            .iter()
+            .copied()
+            .filter(|&b| !self.is_live(b))
+            .collect()
+    }
+
+    /// Why this broker does not serve `partition` of `topic` to clients: it leads it
+    /// elsewhere (NOT_LEADER_OR_FOLLOWER, with the leader), it has no leader
+    /// (LEADER_NOT_AVAILABLE), or it does not exist.
+    pub fn not_served(&self, topic: &str, partition: i32) -> PartError {
+        match self.partition(topic, partition) {
+            None => PartError::NotHosted,
+            Some(s) if s.leader < 0 => PartError::NoLeader,
+            Some(_) => PartError::NotLeader,
         }
     }
 
@@ -100,9 +238,17 @@ impl TopicImage {
         self.partitions.get(topic)?.get(i)
     }
 
-    /// The core of this broker that owns `partition` of `topic`, or `None` when this broker
-    /// holds no replica of it (or it does not exist).
+    /// The core of this broker that serves `partition` of `topic` to clients, or `None` when
+    /// this broker does not lead it (or it does not exist). Until followers exist (issue 21)
+    /// only the leader serves.
     pub fn core_for(&self, topic: &str, partition: i32) -> Option<usize> {
+        (self.partition(topic, partition)?.leader == self.node)
+            .then(|| shard_for(topic, partition, self.cores))
+    }
+
+    /// The core of this broker that holds a replica of `partition` of `topic` (its files are
+    /// opened there even while it does not lead), or `None`.
+    pub fn replica_core_for(&self, topic: &str, partition: i32) -> Option<usize> {
         self.partition(topic, partition)?
             .replicas
             .contains(&self.node)

@@ -86,6 +86,12 @@ pub const fn fetch_session_slots_of_core(slots: usize, cores: usize, core: usize
     slots / cores + if core < slots % cores { 1 } else { 0 }
 }
 
+/// How often a handler looks at its core's topic image while waiting for a change the
+/// controller committed to reach it (it does within a few milliseconds on loopback).
+pub const IMAGE_POLL: std::time::Duration = std::time::Duration::from_millis(5);
+/// How long a handler waits for that (beyond it, the client gets its answer anyway).
+pub const IMAGE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 const _: () = assert!(CONNECTION_RESERVE_BYTES_MIN <= CONNECTION_RESERVE_BYTES_MAX);
 // The first read of a connection fits the buffer it starts with.
 const _: () = assert!(CONNECTION_READ_BYTES_MIN <= CONNECTION_BUFFER_BYTES);

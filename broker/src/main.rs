@@ -4,12 +4,14 @@
 
 mod cli;
 mod client_metrics;
+mod cluster_topics;
 mod config;
 mod connection;
 mod controller;
 mod core;
 mod errors;
 mod fetch_sessions;
+mod forward;
 mod group_config;
 mod groups;
 mod handlers;

@@ -37,6 +37,8 @@ pub enum CoreRequest {
     Metrics,
     /// From the control core: the controller shard published a newer metadata image.
     MetadataImage(sluice_controller::MetadataImage),
+    /// To the control core of a cluster node: send this request to the active controller.
+    Forward(Box<sluice_net::Request>),
 }
 
 /// The answer to a [`CoreRequest`].
@@ -46,6 +48,8 @@ pub enum CoreReply {
     /// One result per requested change, in order.
     TopicsChangedResult(Vec<Result<(), TopicChangeError>>),
     Ack,
+    /// The active controller's answer to a [`CoreRequest::Forward`].
+    Forwarded(crate::forward::Forwarded),
     Partitions(Vec<PartitionOpResult>),
     /// One result per read of the [`FetchOnCore`], in order.
     Fetched(Vec<Result<ReadResult, PartError>>),
@@ -60,8 +64,12 @@ pub enum PartError {
     /// The storage engine refused or failed; `offsets` are the partition's at that moment
     /// (Produce answers the log start offset, Fetch the offsets of an out-of-range read).
     Storage { error: ShardError, offsets: Offsets },
-    /// No partition of that name and number is hosted by this broker.
+    /// No partition of that name and number exists (as far as this broker's image knows).
     NotHosted,
+    /// Another broker leads the partition (a cluster node): the client should ask it.
+    NotLeader,
+    /// The partition has no leader now: its only replicas are fenced (a cluster node).
+    NoLeader,
     /// The partition is this broker's but failed to open: why.
     Unopened(String),
     /// DeleteRecords past the high watermark.

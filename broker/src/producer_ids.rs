@@ -5,65 +5,30 @@
 //! past every id it may have given out (skipping the unused rest of the block, as Kafka does).
 //!
 //! On a cluster node the blocks come from the active controller instead (Kafka's
-//! AllocateProducerIds, asked by the controller shard over [`ControllerBlocks`]): the
+//! AllocateProducerIds, forwarded through the controller shard over [`ControllerLink`]): the
 //! controller commits each block to the metadata log before handing it out, so no two brokers,
 //! and no broker before and after a restart, ever give out the same id.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 
-use glommio::channels::shared_channel::{
-    ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender,
-};
+use std::rc::Rc;
+
 use glommio::sync::Semaphore;
+use sluice_net::error_code::code;
+use sluice_net::messages::AllocateProducerIdsRequest;
+use sluice_net::{Request, Response};
+
+use crate::forward::ControllerLink;
 
 use crate::limits::PRODUCER_ID_BLOCK;
-
-/// A block of producer ids from the controller: (first id, how many), or why not.
-pub type Block = Result<(i64, i32), ()>;
-
-/// The control core's end of the block requests to the controller shard.
-pub struct ControllerBlocks {
-    unconnected: RefCell<Option<(SharedSender<()>, SharedReceiver<Block>)>>,
-    connected: RefCell<Option<(ConnectedSender<()>, ConnectedReceiver<Block>)>>,
-}
-
-impl ControllerBlocks {
-    /// Over these channels (connected on first use, on the control core).
-    pub fn new(requests: SharedSender<()>, replies: SharedReceiver<Block>) -> ControllerBlocks {
-        ControllerBlocks {
-            unconnected: RefCell::new(Some((requests, replies))),
-            connected: RefCell::new(None),
-        }
-    }
-
-    /// The next block (callers are serialized by [`ProducerIds`]'s write permit).
-    async fn next_block(&self) -> Block {
-        let pending = self.unconnected.borrow_mut().take();
-        if let Some((requests, replies)) = pending {
-            let requests = requests.connect().await;
-            let replies = replies.connect().await;
-            *self.connected.borrow_mut() = Some((requests, replies));
-        }
-        let link = self.connected.borrow_mut().take();
-        let Some((requests, replies)) = link else {
-            return Err(());
-        };
-        let block = match requests.send(()).await {
-            Ok(()) => replies.recv().await.unwrap_or(Err(())),
-            Err(_) => Err(()),
-        };
-        *self.connected.borrow_mut() = Some((requests, replies));
-        block
-    }
-}
 
 /// Where blocks come from.
 enum Source {
     /// This node's own file (a single-node broker).
     File(PathBuf),
     /// The active controller (a cluster node).
-    Controller(ControllerBlocks),
+    Controller(Rc<ControllerLink>),
 }
 
 /// Core 0's allocator.
@@ -108,11 +73,11 @@ impl ProducerIds {
     }
 
     /// An allocator whose blocks come from the active controller.
-    pub fn from_controller(blocks: ControllerBlocks) -> ProducerIds {
+    pub fn from_controller(link: Rc<ControllerLink>) -> ProducerIds {
         ProducerIds {
             next: Cell::new(0),
             reserved_end: Cell::new(0),
-            source: Source::Controller(blocks),
+            source: Source::Controller(link),
             write: Semaphore::new(1),
         }
     }
@@ -135,8 +100,8 @@ impl ProducerIds {
                         .await?;
                     self.reserved_end.set(end);
                 }
-                Source::Controller(blocks) => {
-                    let (start, len) = blocks.next_block().await.map_err(|()| {
+                Source::Controller(link) => {
+                    let (start, len) = next_block(link).await.ok_or_else(|| {
                         std::io::Error::other("no producer id block from the controller")
                     })?;
                     id = start;
@@ -146,6 +111,18 @@ impl ProducerIds {
         }
         self.next.set(id + 1);
         Ok(id)
+    }
+}
+
+/// A block from the active controller: (first id, how many). The shard fills in this
+/// broker's id and epoch.
+async fn next_block(link: &ControllerLink) -> Option<(i64, i32)> {
+    let request = Request::AllocateProducerIds(AllocateProducerIdsRequest::default());
+    match link.call(request).await {
+        Ok(Response::AllocateProducerIds(r)) if r.error_code == code::NONE => {
+            Some((r.producer_id_start.into(), r.producer_id_len))
+        }
+        _ => None,
     }
 }
 

@@ -84,6 +84,9 @@ pub enum TopicChangeError {
     Storage(String),
     #[error("the controller core is unavailable")]
     Unavailable,
+    /// The cluster's active controller refused the change, with Kafka's code and message.
+    #[error("{message}")]
+    Controller { code: i16, message: String },
 }
 
 /// The registry's single writer (on the control core): serializes changes and stores each

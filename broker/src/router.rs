@@ -71,8 +71,8 @@ impl Router {
 
     /// Runs `ops` on their owning cores (as `image` places them), concurrently, one call per
     /// owning core (batched, never one message per partition); an op on a partition this node
-    /// does not host fails with [`PartError::NotHosted`] without a message. Results in the
-    /// order of `ops`.
+    /// does not serve fails without a message, with [`TopicImage::not_served`]'s reason.
+    /// Results in the order of `ops`.
     pub async fn partitions(
         self: &Rc<Self>,
         image: &TopicImage,
@@ -83,7 +83,7 @@ impl Router {
         let mut by_core: Vec<(usize, Vec<usize>, Vec<Addressed>)> = Vec::new();
         for (i, op) in ops.into_iter().enumerate() {
             let Some(owner) = image.core_for(&op.topic, op.partition) else {
-                out[i] = Some(op.op.failure()(PartError::NotHosted));
+                out[i] = Some(op.op.failure()(image.not_served(&op.topic, op.partition)));
                 continue;
             };
             match by_core.iter_mut().find(|(o, _, _)| *o == owner) {

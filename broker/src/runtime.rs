@@ -21,15 +21,17 @@ use glommio::channels::shared_channel::{SharedReceiver, SharedSender};
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 use sluice_controller::MetadataImage;
+use sluice_net::Request;
 
 use crate::config::BrokerConfig;
 use crate::connection::{self, Limits};
 use crate::core::{Control, Core, CoreParts};
+use crate::forward::{ControllerLink, Forwarded};
 use crate::limits::{LISTEN_BACKLOG_MAX, MESH_CHANNEL_MAX};
 use crate::mesh::{self, Mesh};
 use crate::messages::{CoreReply, CoreRequest};
 use crate::metadata::TopicTable;
-use crate::producer_ids::{Block, ControllerBlocks, ProducerIds};
+use crate::producer_ids::ProducerIds;
 use crate::registry::Registry;
 use crate::router::{CONTROL_CORE, Router};
 use crate::startup;
@@ -83,16 +85,16 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<i32> {
     // it to every core over the mesh.
     let (images_tx, images_rx) =
         glommio::channels::shared_channel::new_bounded::<MetadataImage>(METADATA_IMAGES_QUEUED);
-    // And the control core asks it for producer-id blocks from the active controller.
-    let (block_asks, asked) = glommio::channels::shared_channel::new_bounded::<()>(1);
-    let (answer_blocks, block_answers) = glommio::channels::shared_channel::new_bounded(1);
+    // And the control core forwards requests through it to the active controller.
+    let (forward_tx, forward_rx) = glommio::channels::shared_channel::new_bounded(1);
+    let (answers_tx, answers_rx) = glommio::channels::shared_channel::new_bounded(1);
     let shard_ends = ShardEnds {
         images: images_tx,
-        blocks: (asked, answer_blocks),
+        forwarded: (forward_rx, answers_tx),
     };
     let controller = start_controller(&config, cluster.as_ref(), addr, Some(shard_ends), &stop)?;
     let mut images_rx = controller.is_some().then_some(images_rx);
-    let mut blocks = controller.is_some().then_some((block_asks, block_answers));
+    let mut forwarded = controller.is_some().then_some((forward_tx, answers_rx));
 
     let cpus: Vec<usize> = core_affinity::get_core_ids()
         .map(|ids| ids.into_iter().map(|c| c.id).collect())
@@ -113,8 +115,8 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<i32> {
         let events = events.clone();
         let topics = topics.clone();
         let cluster_id = cluster_id.clone();
-        let (images, blocks) = if id == CONTROL_CORE {
-            (images_rx.take(), blocks.take())
+        let (images, forwarded) = if id == CONTROL_CORE {
+            (images_rx.take(), forwarded.take())
         } else {
             (None, None)
         };
@@ -134,7 +136,7 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<i32> {
                     topics,
                     cluster_id,
                     images,
-                    blocks,
+                    forwarded,
                 };
                 let result = core_main(boot, mesh_builder, stop, drained, events.clone()).await;
                 let _ = events.send(match result {
@@ -251,14 +253,14 @@ fn start_controller(
         session_timeout_ms: config.broker_session_timeout_ms,
         quorum_fetch_timeout_ms: config.controller_quorum_fetch_timeout_ms,
         quorum_election_timeout_ms: config.controller_quorum_election_timeout_ms,
-        producer_blocks: None,
+        forwarded: None,
     };
-    let (images, blocks) = match ends {
-        Some(ends) if cluster.broker => (Some(ends.images), Some(ends.blocks)),
+    let (images, forwarded) = match ends {
+        Some(ends) if cluster.broker => (Some(ends.images), Some(ends.forwarded)),
         _ => (None, None),
     };
     let settings = crate::controller::ControllerSettings {
-        producer_blocks: blocks,
+        forwarded,
         ..settings
     };
     crate::controller::spawn(settings, images, Arc::clone(stop)).map(Some)
@@ -327,14 +329,15 @@ struct Boot {
     cluster_id: String,
     /// On the control core of a cluster node: the controller shard's metadata images.
     images: Option<SharedReceiver<MetadataImage>>,
-    /// On the control core of a cluster node: producer-id blocks, asked of the shard.
-    blocks: Option<(SharedSender<()>, SharedReceiver<Block>)>,
+    /// On the control core of a cluster node: requests forwarded through the shard to the
+    /// active controller.
+    forwarded: Option<(SharedSender<Request>, SharedReceiver<Forwarded>)>,
 }
 
 /// The controller shard's ends of its channels to the control core.
 struct ShardEnds {
     images: SharedSender<MetadataImage>,
-    blocks: (SharedReceiver<()>, SharedSender<Block>),
+    forwarded: (SharedReceiver<Request>, SharedSender<Forwarded>),
 }
 
 async fn core_main(
@@ -354,7 +357,7 @@ async fn core_main(
         topics,
         cluster_id,
         images,
-        blocks,
+        forwarded,
     } = boot;
     // The core is shared with the mesh's serve closure, which exists before the core does.
     let slot: Rc<std::cell::OnceCell<Rc<Core>>> = Rc::new(std::cell::OnceCell::new());
@@ -383,16 +386,17 @@ async fn core_main(
     .await
     .map_err(|e| anyhow::anyhow!("core {id}: {e}"))?;
     let control = if id == CONTROL_CORE {
-        let producer_ids = match blocks {
-            Some((asks, answers)) => {
-                ProducerIds::from_controller(ControllerBlocks::new(asks, answers))
-            }
+        let controller =
+            forwarded.map(|(requests, answers)| Rc::new(ControllerLink::new(requests, answers)));
+        let producer_ids = match &controller {
+            Some(link) => ProducerIds::from_controller(Rc::clone(link)),
             None => ProducerIds::load(&config.data_dir)
                 .map_err(|e| anyhow::anyhow!("producer ids: {e}"))?,
         };
         Some(Control {
             registry: Registry::new(config.data_dir.clone()),
             producer_ids,
+            controller,
         })
     } else {
         None

@@ -21,10 +21,10 @@
 //! image and publishing it to the data cores, broker registration and heartbeats, snapshots.
 
 mod client;
+mod forward;
 mod lifecycle;
 mod node;
 mod peer;
-mod producer_blocks;
 mod serve;
 
 use std::cell::{Cell, RefCell};
@@ -46,7 +46,7 @@ use sluice_net::Uuid;
 use sluice_quorum::{Config, Log, NodeId, Replica};
 
 use crate::connection::{self, Limits};
-use crate::producer_ids::Block;
+use crate::forward::Forwarded;
 use crate::stop::StopSignal;
 use node::{Node, Persist, Stamped};
 use peer::PeerTask;
@@ -82,8 +82,9 @@ pub struct ControllerSettings {
     /// `broker.heartbeat.interval.ms` and `broker.session.timeout.ms`.
     pub heartbeat_interval_ms: u64,
     pub session_timeout_ms: u64,
-    /// On a broker: the control core's producer-id block requests, and where the blocks go.
-    pub producer_blocks: Option<(SharedReceiver<()>, SharedSender<Block>)>,
+    /// On a broker: the requests the control core forwards to the active controller, and
+    /// where the answers go.
+    pub forwarded: Option<(SharedReceiver<sluice_net::Request>, SharedSender<Forwarded>)>,
     /// `controller.quorum.fetch.timeout.ms` and `controller.quorum.election.timeout.ms`.
     pub quorum_fetch_timeout_ms: u64,
     pub quorum_election_timeout_ms: u64,
@@ -208,15 +209,15 @@ fn start_lifecycle<L: Log + Stamped + 'static>(
     stop: &Rc<StopSignal>,
 ) {
     let epoch = Rc::new(Cell::new(None));
-    if let Some((requests, replies)) = settings.producer_blocks.take() {
-        let blocks = producer_blocks::ProducerBlocks {
+    if let Some((requests, replies)) = settings.forwarded.take() {
+        let forwarder = forward::Forwarder {
             node: Rc::clone(node),
             broker_id: settings.node_id,
             epoch: Rc::clone(&epoch),
             controllers: settings.voters.iter().copied().collect(),
             timeout: PEER_TIMEOUT * 2,
         };
-        glommio::spawn_local(blocks.run(requests, replies)).detach();
+        glommio::spawn_local(forwarder.run(requests, replies)).detach();
     }
     let Some((host, port)) = settings.broker_listener.clone() else {
         return;

@@ -39,6 +39,9 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::BrokerRegistration, 0, 4),
     (ApiKey::BrokerHeartbeat, 0, 2),
     (ApiKey::AllocateProducerIds, 0, 0),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DeleteTopics, 1, 6),
 ];
 
 /// The listener name controllers advertise (Kafka's default `CONTROLLER`).
@@ -102,6 +105,19 @@ impl<L: Log + Stamped> Served<L> {
                     Response::AllocateProducerIds,
                 )
                 .await),
+            Request::CreateTopics(r) => Ok(self
+                .decide_for(&request, |c, _| c.create_topics(r), Response::CreateTopics)
+                .await),
+            Request::CreatePartitions(r) => Ok(self
+                .decide_for(
+                    &request,
+                    |c, _| c.create_partitions(r),
+                    Response::CreatePartitions,
+                )
+                .await),
+            Request::DeleteTopics(r) => Ok(self
+                .decide_for(&request, |c, _| c.delete_topics(r), Response::DeleteTopics)
+                .await),
             Request::EndQuorumEpoch(_) => self
                 .quorum(api, &request)
                 .map(|_| sluice_controller::wire::Wire::end_quorum_epoch_response()),
@@ -127,18 +143,39 @@ impl<L: Log + Stamped> Served<L> {
         decide: impl FnOnce(&mut Controller, u64) -> Proposal<T>,
         wrap: impl FnOnce(T) -> Response,
     ) -> Response {
+        self.decide_or(|error| refusal(api, error), decide, wrap)
+            .await
+    }
+
+    /// [`Served::decide`] for a request whose refusal is per topic (a forwarded topic change).
+    async fn decide_for<T>(
+        &self,
+        request: &Request,
+        decide: impl FnOnce(&mut Controller, u64) -> Proposal<T>,
+        wrap: impl FnOnce(T) -> Response,
+    ) -> Response {
+        self.decide_or(|error| topics_refusal(request, error), decide, wrap)
+            .await
+    }
+
+    async fn decide_or<T>(
+        &self,
+        refuse: impl Fn(i16) -> Response,
+        decide: impl FnOnce(&mut Controller, u64) -> Proposal<T>,
+        wrap: impl FnOnce(T) -> Response,
+    ) -> Response {
         let now = (self.clock)();
         let (committed, reply) = {
             let mut node = self.node.borrow_mut();
             let Some(controller) = node.controller.as_mut() else {
-                return refusal(api, code::NOT_CONTROLLER);
+                return refuse(code::NOT_CONTROLLER);
             };
             let proposal = decide(controller, now);
             (node.propose(&proposal), proposal.reply)
         };
         match committed {
             Some(rx) if rx.recv().await.is_some() => wrap(reply),
-            _ => refusal(api, code::NOT_CONTROLLER),
+            _ => refuse(code::NOT_CONTROLLER),
         }
     }
 
@@ -273,6 +310,66 @@ fn api_versions() -> Response {
             .collect(),
         ..ApiVersionsResponse::default()
     })
+}
+
+/// The answer to a topic change this node cannot decide: `error` on every topic named.
+fn topics_refusal(request: &Request, error: i16) -> Response {
+    use sluice_net::messages::DeleteTopicsResponse;
+    use sluice_net::messages::create_partitions_response::CreatePartitionsTopicResult;
+    use sluice_net::messages::create_topics_response::CreatableTopicResult;
+    use sluice_net::messages::delete_topics_response::DeletableTopicResult;
+    use sluice_net::messages::{CreatePartitionsResponse, CreateTopicsResponse};
+    // Kafka's text for NOT_CONTROLLER, the one refusal this listener gives a topic change.
+    let message = (error == code::NOT_CONTROLLER).then(|| {
+        sluice_net::StrBytes::from("This is not the correct controller for this cluster.")
+    });
+    match request {
+        Request::CreateTopics(r) => Response::CreateTopics(CreateTopicsResponse {
+            topics: r
+                .topics
+                .iter()
+                .map(|t| CreatableTopicResult {
+                    name: t.name.clone(),
+                    error_code: error,
+                    error_message: message.clone(),
+                    num_partitions: -1,
+                    replication_factor: -1,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }),
+        Request::CreatePartitions(r) => Response::CreatePartitions(CreatePartitionsResponse {
+            results: r
+                .topics
+                .iter()
+                .map(|t| CreatePartitionsTopicResult {
+                    name: t.name.clone(),
+                    error_code: error,
+                    error_message: message.clone(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }),
+        Request::DeleteTopics(r) => {
+            let names = r.topic_names.iter().cloned().map(Some);
+            let named = r.topics.iter().map(|t| t.name.clone());
+            Response::DeleteTopics(DeleteTopicsResponse {
+                responses: names
+                    .chain(named)
+                    .map(|name| DeletableTopicResult {
+                        name,
+                        error_code: error,
+                        error_message: message.clone(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            })
+        }
+        other => refusal(other.api_key(), error),
+    }
 }
 
 /// A response of `api` carrying only a top-level error.

@@ -40,11 +40,16 @@ pub async fn create_partitions(
             error_message: None,
             ..Default::default()
         };
-        let bad_assignment = t.assignments.as_ref().is_some_and(|a| {
-            a.iter().any(|x| {
-                x.broker_ids.is_empty() || x.broker_ids.iter().any(|&b| b != core.config.node_id)
-            })
-        });
+        // On a cluster the controller checks assignments (and, until it takes them, the
+        // placement is its own).
+        let single = !core.config.is_cluster();
+        let bad_assignment = single
+            && t.assignments.as_ref().is_some_and(|a| {
+                a.iter().any(|x| {
+                    x.broker_ids.is_empty()
+                        || x.broker_ids.iter().any(|&b| b != core.config.node_id)
+                })
+            });
         if bad_assignment {
             r.error_code = code::INVALID_REPLICA_ASSIGNMENT;
             r.error_message = Some(
@@ -131,20 +136,25 @@ pub fn describe_cluster(
     request: &DescribeClusterRequest,
     _version: i16,
 ) -> DescribeClusterResponse {
+    let image = core.topics();
     DescribeClusterResponse {
         error_code: code::NONE,
         error_message: None,
         endpoint_type: request.endpoint_type,
         cluster_id: core.cluster_id.as_str().into(),
-        controller_id: core.config.node_id.into(),
-        brokers: vec![DescribeClusterBroker {
-            broker_id: core.config.node_id.into(),
-            host: core.advertised_host.as_str().into(),
-            port: core.advertised_port,
-            rack: None,
-            is_fenced: false,
-            ..Default::default()
-        }],
+        controller_id: core.controller_id(&image).into(),
+        brokers: core
+            .brokers(&image)
+            .into_iter()
+            .map(|b| DescribeClusterBroker {
+                broker_id: b.id.into(),
+                host: b.host.into(),
+                port: b.port,
+                rack: b.rack.map(Into::into),
+                is_fenced: false,
+                ..Default::default()
+            })
+            .collect(),
         cluster_authorized_operations: super::authorized::when(
             request.include_cluster_authorized_operations,
             super::authorized::CLUSTER,

@@ -18,6 +18,9 @@ pub async fn handle(
     request: CreateTopicsRequest,
     version: i16,
 ) -> CreateTopicsResponse {
+    if core.config.is_cluster() {
+        return crate::cluster_topics::create_topics(core.as_ref(), request).await;
+    }
     let brokers = 1;
     let inherited = core.inherited(core.topics().registry());
     let mut results: Vec<CreatableTopicResult> = Vec::with_capacity(request.topics.len());

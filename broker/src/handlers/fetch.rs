@@ -317,7 +317,7 @@ async fn long_poll(
     let image = core.topics();
     for (i, w) in wanted.iter().enumerate() {
         let Some(owner) = image.core_for(&w.topic, w.partition) else {
-            results[i] = Some(Err(PartError::NotHosted));
+            results[i] = Some(Err(image.not_served(&w.topic, w.partition)));
             continue;
         };
         match cores.iter_mut().find(|c| c.owner == owner) {

@@ -57,13 +57,34 @@ fn opt(s: &Option<StrBytes>) -> Option<String> {
     s.as_ref().map(|s| s.to_string())
 }
 
-/// The `__consumer_offsets` partition of `group` and the core that owns it, if the topic
-/// exists.
-fn locate(core: &Rc<Core>, group: &str) -> Option<(i32, usize)> {
+/// The `__consumer_offsets` partition of `group` and the core of this broker that owns it:
+/// COORDINATOR_NOT_AVAILABLE while the topic does not exist or the partition has no leader,
+/// NOT_COORDINATOR when another broker leads it.
+fn locate(core: &Rc<Core>, group: &str) -> Result<(i32, usize), i16> {
     let table = core.topics();
+    let t = table
+        .topics()
+        .get(OFFSETS_TOPIC)
+        .ok_or(code::COORDINATOR_NOT_AVAILABLE)?;
+    let p = groups::partition_for(group, t.partitions);
+    match table.core_for(OFFSETS_TOPIC, p) {
+        Some(owner) => Ok((p, owner)),
+        None if coordinator_of(core, &table, group).is_some() => Err(code::NOT_COORDINATOR),
+        None => Err(code::COORDINATOR_NOT_AVAILABLE),
+    }
+}
+
+/// The live broker that coordinates `group` (the leader of its `__consumer_offsets`
+/// partition), if there is one.
+fn coordinator_of(
+    core: &Rc<Core>,
+    table: &crate::image::TopicImage,
+    group: &str,
+) -> Option<crate::image::BrokerEndpoint> {
     let t = table.topics().get(OFFSETS_TOPIC)?;
     let p = groups::partition_for(group, t.partitions);
-    Some((p, table.core_for(OFFSETS_TOPIC, p)?))
+    let leader = table.partition(OFFSETS_TOPIC, p)?.leader;
+    core.brokers(table).into_iter().find(|b| b.id == leader)
 }
 
 /// Creates `__consumer_offsets` if it does not exist yet (compacted, 100 MiB segments, as
@@ -115,7 +136,7 @@ async fn coordinator(core: &Rc<Core>, group: &str, create: bool) -> Result<(i32,
     if create {
         ensure_offsets_topic(core).await?;
     }
-    locate(core, group).ok_or(code::COORDINATOR_NOT_AVAILABLE)
+    locate(core, group)
 }
 
 pub async fn find_coordinator(
@@ -130,25 +151,26 @@ pub async fn find_coordinator(
     };
     let mut coordinators = Vec::with_capacity(keys.len());
     for key in keys {
-        let error = match request.key_type {
+        let (error, found) = match request.key_type {
             // Transactions are not built: a fatal answer, as InitProducerId gives.
-            1 => code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+            1 => (code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED, None),
             0 => match ensure_offsets_topic(core).await {
-                Ok(()) => code::NONE,
-                Err(e) => e,
+                Ok(()) => match coordinator_of(core, &core.topics(), key.as_str()) {
+                    Some(b) => (code::NONE, Some(b)),
+                    None => (code::COORDINATOR_NOT_AVAILABLE, None),
+                },
+                Err(e) => (e, None),
             },
-            _ => code::INVALID_REQUEST,
+            _ => (code::INVALID_REQUEST, None),
         };
         let ok = error == code::NONE;
         coordinators.push(Coordinator {
             key,
-            node_id: BrokerId(if ok { core.config.node_id } else { -1 }),
-            host: if ok {
-                core.advertised_host.as_str().into()
-            } else {
-                StrBytes::default()
-            },
-            port: if ok { core.advertised_port } else { -1 },
+            node_id: BrokerId(found.as_ref().map_or(-1, |b| b.id)),
+            host: found
+                .as_ref()
+                .map_or_else(StrBytes::default, |b| b.host.as_str().into()),
+            port: found.as_ref().map_or(-1, |b| b.port),
             error_code: error,
             // Kafka: "NONE" on success in v1-3 and "" in every v4+ entry.
             error_message: Some(if version >= 4 {
@@ -277,8 +299,14 @@ pub async fn sync_group(
         };
     }
     let reply = match locate(core, &group) {
-        None => None,
-        Some((partition, target)) => {
+        Err(code::NOT_COORDINATOR) => {
+            return SyncGroupResponse {
+                error_code: code::NOT_COORDINATOR,
+                ..Default::default()
+            };
+        }
+        Err(_) => None,
+        Ok((partition, target)) => {
             route(
                 core,
                 target,
@@ -324,8 +352,9 @@ pub async fn heartbeat(
     let group = request.group_id.to_string();
     let error = match locate(core, &group) {
         _ if group.is_empty() => code::INVALID_GROUP_ID,
-        None => code::UNKNOWN_MEMBER_ID,
-        Some((partition, target)) => match route(
+        Err(code::NOT_COORDINATOR) => code::NOT_COORDINATOR,
+        Err(_) => code::UNKNOWN_MEMBER_ID,
+        Ok((partition, target)) => match route(
             core,
             target,
             GroupCall::Heartbeat {
@@ -365,8 +394,9 @@ pub async fn leave_group(
     let group = request.group_id.to_string();
     let outcome = match locate(core, &group) {
         _ if group.is_empty() => Err(code::INVALID_GROUP_ID),
-        None => Ok(vec![code::UNKNOWN_MEMBER_ID; members.len()]),
-        Some((partition, target)) => match route(
+        Err(code::NOT_COORDINATOR) => Err(code::NOT_COORDINATOR),
+        Err(_) => Ok(vec![code::UNKNOWN_MEMBER_ID; members.len()]),
+        Ok((partition, target)) => match route(
             core,
             target,
             GroupCall::Leave {
@@ -533,8 +563,10 @@ async fn fetch_group(
             })
             .collect()
     };
-    let Some((partition, target)) = locate(core, &group) else {
-        return Ok(unknown(topics));
+    let (partition, target) = match locate(core, &group) {
+        Ok(found) => found,
+        Err(code::NOT_COORDINATOR) => return Err(code::NOT_COORDINATOR),
+        Err(_) => return Ok(unknown(topics)),
     };
     match route(
         core,
@@ -718,7 +750,7 @@ pub async fn list_groups(
 fn by_core(core: &Rc<Core>, names: &[GroupId]) -> BTreeMap<usize, Vec<(usize, i32, String)>> {
     let mut per: BTreeMap<usize, Vec<(usize, i32, String)>> = BTreeMap::new();
     for (i, n) in names.iter().enumerate() {
-        if let Some((p, target)) = locate(core, n) {
+        if let Ok((p, target)) = locate(core, n) {
             per.entry(target).or_default().push((i, p, n.to_string()));
         }
     }
@@ -853,8 +885,9 @@ pub async fn offset_delete(
         .collect();
     let outcome = match locate(core, &group) {
         _ if group.is_empty() => Err(code::INVALID_GROUP_ID),
-        None => Err(code::GROUP_ID_NOT_FOUND),
-        Some((partition, target)) => match route(
+        Err(code::NOT_COORDINATOR) => Err(code::NOT_COORDINATOR),
+        Err(_) => Err(code::GROUP_ID_NOT_FOUND),
+        Ok((partition, target)) => match route(
             core,
             target,
             GroupCall::DeleteOffsets {

@@ -1,5 +1,6 @@
 //! Metadata: this broker, and every requested topic with its partitions (auto-creating missing
-//! topics when allowed). On one node every partition's leader, replica and ISR is this broker.
+//! topics when allowed). On one node every partition's leader, replica and ISR is this broker;
+//! on a cluster node the brokers and placements come from the controller's metadata image.
 
 use std::rc::Rc;
 
@@ -15,7 +16,7 @@ use sluice_net::{BrokerId, StrBytes, TopicName, Uuid};
 use super::authorized;
 use crate::core::Core;
 use crate::errors::code;
-use crate::image::TopicImage;
+use crate::image::{PartitionState, TopicImage};
 use crate::metadata::{TopicMeta, topic_name_error};
 use crate::registry::TopicChange;
 
@@ -50,6 +51,7 @@ pub async fn handle(core: &Rc<Core>, request: MetadataRequest, version: i16) -> 
     let table = core.topics();
     let describe =
         |t: &TopicMeta| topic_entry(&table, t, request.include_topic_authorized_operations);
+    let brokers = listed_brokers(core, &table);
     let topics = match &request.topics {
         None => table.topics().values().map(describe).collect(),
         Some(requested) => requested
@@ -81,15 +83,9 @@ pub async fn handle(core: &Rc<Core>, request: MetadataRequest, version: i16) -> 
             .collect(),
     };
     MetadataResponse {
-        brokers: vec![MetadataResponseBroker {
-            node_id: core.config.node_id.into(),
-            host: StrBytes::from(core.advertised_host.as_str()),
-            port: core.advertised_port,
-            rack: None,
-            ..Default::default()
-        }],
+        brokers,
         cluster_id: Some(StrBytes::from(core.cluster_id.as_str())),
-        controller_id: core.config.node_id.into(),
+        controller_id: core.controller_id(&table).into(),
         topics,
         // Only v8-10 carry the field (the codec leaves it out of other versions); librdkafka's
         // describe_cluster asks through it.
@@ -99,6 +95,20 @@ pub async fn handle(core: &Rc<Core>, request: MetadataRequest, version: i16) -> 
         ),
         ..Default::default()
     }
+}
+
+/// The brokers a Metadata answer lists.
+fn listed_brokers(core: &Core, table: &TopicImage) -> Vec<MetadataResponseBroker> {
+    core.brokers(table)
+        .into_iter()
+        .map(|b| MetadataResponseBroker {
+            node_id: b.id.into(),
+            host: b.host.into(),
+            port: b.port,
+            rack: b.rack.map(Into::into),
+            ..Default::default()
+        })
+        .collect()
 }
 
 /// An unknown topic's entry. With no authorizer Kafka reports every topic operation as allowed
@@ -120,6 +130,16 @@ fn missing_topic(
     }
 }
 
+/// A partition's error in Metadata: LEADER_NOT_AVAILABLE while it has no leader (its only
+/// replicas fenced), as Kafka answers.
+fn partition_error(state: &PartitionState) -> i16 {
+    if state.leader < 0 {
+        code::LEADER_NOT_AVAILABLE
+    } else {
+        code::NONE
+    }
+}
+
 /// Broker ids as the wire types them.
 fn brokers(ids: &[i32]) -> Vec<BrokerId> {
     ids.iter().copied().map(BrokerId).collect()
@@ -135,13 +155,13 @@ fn topic_entry(image: &TopicImage, t: &TopicMeta, include_ops: bool) -> Metadata
             .filter_map(|p| {
                 let state = image.partition(&t.name, p)?;
                 Some(MetadataResponsePartition {
-                    error_code: code::NONE,
+                    error_code: partition_error(state),
                     partition_index: p,
                     leader_id: BrokerId(state.leader),
                     leader_epoch: state.leader_epoch,
                     replica_nodes: brokers(&state.replicas),
                     isr_nodes: brokers(&state.isr),
-                    offline_replicas: Vec::new(),
+                    offline_replicas: brokers(&image.offline_replicas(state)),
                     ..Default::default()
                 })
             })
@@ -214,7 +234,7 @@ pub fn describe_topic_partitions(
             };
             budget -= 1;
             partitions.push(DescribeTopicPartitionsResponsePartition {
-                error_code: code::NONE,
+                error_code: partition_error(state),
                 partition_index: p,
                 leader_id: BrokerId(state.leader),
                 leader_epoch: state.leader_epoch,
@@ -222,7 +242,7 @@ pub fn describe_topic_partitions(
                 isr_nodes: brokers(&state.isr),
                 eligible_leader_replicas: Some(Vec::new()),
                 last_known_elr: Some(Vec::new()),
-                offline_replicas: Vec::new(),
+                offline_replicas: brokers(&table.offline_replicas(state)),
                 ..Default::default()
             });
         }

@@ -97,74 +97,117 @@ struct Change<'a> {
 }
 
 impl Change<'_> {
-    /// The record, or `None` when nothing changes.
+    /// The record, or `None` when nothing changes. Kafka's order: the target ELR, the
+    /// election, the ELR fields, the ISR, then the last known leader (Kafka's default
+    /// "last known leader in balanced recovery" mode, in which `last_known_elr` holds the
+    /// partition's last leader while it has none).
     fn build(mut self, acceptable: impl Fn(i32) -> bool) -> Option<PartitionChangeRecord> {
         let p = self.partition;
-        let (mut target_elr, mut target_lkelr) = self.target_elr();
+        let mut target_elr = self.target_elr();
         let mut record = PartitionChangeRecord::default();
-        let valid = |r: i32, isr: &[i32], elr: &[i32]| {
-            (isr.contains(&r) || (isr.is_empty() && elr.contains(&r))) && acceptable(r)
-        };
-        let elected = if valid(p.leader, &self.target_isr, &target_elr) {
-            p.leader
-        } else {
-            let found = p.replicas.iter().copied();
-            let mut found = found.filter(|&r| valid(r, &self.target_isr, &target_elr));
-            found.next().unwrap_or(NO_LEADER)
-        };
+        let (elected, unclean) = self.elect(&target_elr, &acceptable);
         if elected != p.leader {
             if target_elr.contains(&elected) {
                 self.target_isr = vec![elected];
                 target_elr.retain(|&r| r != elected);
             }
             record.leader = elected.into();
+            if unclean {
+                // The last known leader comes back with whatever its log holds: it alone is
+                // in sync, and its log is marked as recovering (Kafka's unclean election).
+                record.isr = Some(brokers(&[elected]));
+                if p.leader_recovery_state != LEADER_RECOVERING {
+                    record.leader_recovery_state = LEADER_RECOVERING;
+                }
+            }
         }
-        if !self.elr_enabled {
+        if record.isr.is_some() || !self.elr_enabled {
             target_elr.clear();
-            target_lkelr.clear();
         }
         if target_elr != p.elr {
             record.eligible_leader_replicas = Some(brokers(&target_elr));
         }
-        if target_lkelr != p.last_known_elr {
-            record.last_known_elr = Some(brokers(&target_lkelr));
-        }
         let isr_may_change = !self.target_isr.is_empty() || self.elr_enabled;
-        if isr_may_change && self.target_isr != p.isr {
+        if record.isr.is_none() && isr_may_change && self.target_isr != p.isr {
             record.isr = Some(brokers(&self.target_isr));
+        }
+        if self.elr_enabled {
+            record.last_known_elr = last_known_leader(p, &record);
         }
         let unchanged = record.leader.get() == -2
             && record.isr.is_none()
             && record.eligible_leader_replicas.is_none()
-            && record.last_known_elr.is_none();
+            && record.last_known_elr.is_none()
+            && record.leader_recovery_state == -1;
         (!unchanged).then_some(record)
     }
 
-    /// KIP-966: below min ISR, the old ISR members leaving it become eligible leaders.
-    fn target_elr(&self) -> (Vec<i32>, Vec<i32>) {
+    /// The leader to have, and whether it is an unclean choice: the current leader if still
+    /// valid, else the first valid replica (in the ISR, or in the ELR when the ISR is empty),
+    /// else (ISR and ELR empty, ELR on) the last known leader once it is acceptable again.
+    fn elect(&self, target_elr: &[i32], acceptable: &impl Fn(i32) -> bool) -> (i32, bool) {
+        let p = self.partition;
+        let isr = &self.target_isr;
+        let valid = |r: i32| {
+            (isr.contains(&r) || (isr.is_empty() && target_elr.contains(&r))) && acceptable(r)
+        };
+        if valid(p.leader) {
+            return (p.leader, false);
+        }
+        if let Some(r) = p.replicas.iter().copied().find(|&r| valid(r)) {
+            return (r, false);
+        }
+        match p.last_known_elr.as_slice() {
+            [last]
+                if self.elr_enabled
+                    && isr.is_empty()
+                    && target_elr.is_empty()
+                    && acceptable(*last) =>
+            {
+                (*last, true)
+            }
+            _ => (NO_LEADER, false),
+        }
+    }
+    /// KIP-966: below min ISR, the old ISR members leaving it become eligible leaders (but
+    /// not a replica whose broker shut down uncleanly).
+    fn target_elr(&self) -> Vec<i32> {
         let p = self.partition;
         if !self.elr_enabled {
-            return (p.elr.clone(), p.last_known_elr.clone());
+            return p.elr.clone();
         }
         if self.target_isr.len() >= self.min_isr {
-            return (Vec::new(), Vec::new());
+            return Vec::new();
         }
-        let mut candidates: Vec<i32> = p.elr.iter().chain(&p.isr).copied().collect();
-        candidates.sort_unstable();
-        candidates.dedup();
-        candidates.retain(|r| !self.target_isr.contains(r));
-        let mut elr = candidates.clone();
-        elr.retain(|&r| r != self.unclean);
-        let mut last_known: Vec<i32> = candidates
-            .into_iter()
-            .chain(p.last_known_elr.clone())
-            .collect();
-        last_known.sort_unstable();
-        last_known.dedup();
-        last_known.retain(|r| !self.target_isr.contains(r) && !elr.contains(r));
-        (elr, last_known)
+        let mut elr: Vec<i32> = p.elr.iter().chain(&p.isr).copied().collect();
+        elr.sort_unstable();
+        elr.dedup();
+        elr.retain(|r| !self.target_isr.contains(r) && *r != self.unclean);
+        elr
     }
 }
+
+/// Kafka's `maybeUpdateLastKnownLeader`: when the ISR becomes empty the partition's leader is
+/// remembered (once); when it has or keeps a leader the memory is cleared.
+fn last_known_leader(
+    p: &PartitionRegistration,
+    record: &PartitionChangeRecord,
+) -> Option<Vec<sluice_net::BrokerId>> {
+    let new_leader = record.leader.get();
+    let isr_emptied = record.isr.as_ref().is_some_and(Vec::is_empty);
+    if isr_emptied && p.last_known_elr != [p.leader] {
+        Some(brokers(&[p.leader]))
+    } else if (new_leader >= 0 || (p.leader != NO_LEADER && new_leader != NO_LEADER))
+        && !p.last_known_elr.is_empty()
+    {
+        Some(Vec::new())
+    } else {
+        None
+    }
+}
+
+/// `LeaderRecoveryState.RECOVERING`: the leader was elected uncleanly.
+const LEADER_RECOVERING: i8 = 1;
 
 fn brokers(ids: &[i32]) -> Vec<sluice_net::BrokerId> {
     ids.iter().map(|&b| b.into()).collect()

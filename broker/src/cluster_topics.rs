@@ -1,0 +1,255 @@
+//! Topic changes on a cluster node: the active controller decides them. A change a handler
+//! asks for (a create, an added partition count, a delete) becomes the Kafka request a broker
+//! forwards to the controller (CreateTopics, CreatePartitions, DeleteTopics); the controller
+//! commits its records before it answers; the answer is then held until this core's topic
+//! image shows the change, so the client that hears "created" can produce to the topic
+//! through this broker at once.
+//!
+//! Topic config changes (AlterConfigs on a topic) are not forwarded yet: they are refused on a
+//! cluster rather than applied to one node only.
+
+use std::collections::BTreeMap;
+
+use sluice_net::error_code::code;
+use sluice_net::messages::create_partitions_request::CreatePartitionsTopic;
+use sluice_net::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use sluice_net::messages::delete_topics_request::DeleteTopicState;
+use sluice_net::messages::{
+    CreatePartitionsRequest, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
+};
+use sluice_net::{Request, Response, StrBytes, Uuid};
+
+use crate::forward::Forwarded;
+use crate::image::TopicImage;
+use crate::limits::IMAGE_WAIT;
+use crate::registry::{TopicChange, TopicChangeError};
+
+/// What these steps need of a core: the way to the active controller, and a wait on the
+/// core's topic image.
+pub trait Cluster {
+    /// Sends `request` to the active controller.
+    async fn forward(&self, request: Request) -> Forwarded;
+    /// Waits until the topic image satisfies `done` (at most `timeout`); whether it did.
+    async fn await_image(
+        &self,
+        done: impl Fn(&TopicImage) -> bool,
+        timeout: std::time::Duration,
+    ) -> bool;
+}
+
+/// How long the controller may take over one forwarded change (Kafka's request timeout).
+const CONTROLLER_TIMEOUT_MS: i32 = 30_000;
+
+/// What a topic has to look like in the image for a change to have reached this core.
+enum Awaited {
+    Created { name: String, id: Uuid },
+    Partitions { name: String, at_least: i32 },
+    Deleted { name: String },
+    Nothing,
+}
+
+/// Applies `changes` through the active controller, one forwarded request each, in order.
+pub async fn change(
+    core: &impl Cluster,
+    changes: Vec<TopicChange>,
+) -> Vec<Result<(), TopicChangeError>> {
+    let mut out = Vec::with_capacity(changes.len());
+    for change in changes {
+        out.push(change_one(core, change).await);
+    }
+    out
+}
+
+async fn change_one(core: &impl Cluster, change: TopicChange) -> Result<(), TopicChangeError> {
+    let mut total_wanted = 0;
+    let (request, name) = match change {
+        TopicChange::Create {
+            name,
+            partitions,
+            configs,
+            dry_run,
+        } => (create_request(&name, partitions, &configs, dry_run), name),
+        TopicChange::AddPartitions {
+            name,
+            total,
+            dry_run,
+        } => (
+            {
+                total_wanted = if dry_run { 0 } else { total };
+                Request::CreatePartitions(CreatePartitionsRequest {
+                    topics: vec![CreatePartitionsTopic {
+                        name: name.as_str().into(),
+                        count: total,
+                        assignments: None,
+                        ..Default::default()
+                    }],
+                    timeout_ms: CONTROLLER_TIMEOUT_MS,
+                    validate_only: dry_run,
+                    ..Default::default()
+                })
+            },
+            name,
+        ),
+        TopicChange::Delete { name } => (
+            Request::DeleteTopics(DeleteTopicsRequest {
+                topics: vec![DeleteTopicState {
+                    name: Some(name.as_str().into()),
+                    topic_id: Uuid::default(),
+                    ..Default::default()
+                }],
+                timeout_ms: CONTROLLER_TIMEOUT_MS,
+                ..Default::default()
+            }),
+            name,
+        ),
+        _ => {
+            return Err(TopicChangeError::InvalidRequest(
+                "Changing topic configs is not supported on a sluice cluster yet.".to_owned(),
+            ));
+        }
+    };
+    let answer = core
+        .forward(request)
+        .await
+        .map_err(|()| TopicChangeError::Unavailable)?;
+    let awaited = outcome(&answer, name, total_wanted)?;
+    wait_for(core, &awaited).await;
+    Ok(())
+}
+
+/// A CreateTopics request for one topic with the controller's default replication factor.
+fn create_request(
+    name: &str,
+    partitions: i32,
+    configs: &BTreeMap<String, String>,
+    dry_run: bool,
+) -> Request {
+    Request::CreateTopics(CreateTopicsRequest {
+        topics: vec![CreatableTopic {
+            name: name.into(),
+            num_partitions: partitions,
+            replication_factor: -1,
+            configs: configs
+                .iter()
+                .map(|(k, v)| CreatableTopicConfig {
+                    name: k.as_str().into(),
+                    value: Some(v.as_str().into()),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }],
+        timeout_ms: CONTROLLER_TIMEOUT_MS,
+        validate_only: dry_run,
+        ..Default::default()
+    })
+}
+
+/// The change's result from the controller's answer, and what to wait for.
+fn outcome(answer: &Response, name: String, total: i32) -> Result<Awaited, TopicChangeError> {
+    let refused = |c: i16, m: &Option<StrBytes>| TopicChangeError::Controller {
+        code: c,
+        message: m.as_ref().map(|m| m.to_string()).unwrap_or_default(),
+    };
+    match answer {
+        Response::CreateTopics(r) => {
+            let t = r.topics.first().ok_or(TopicChangeError::Unavailable)?;
+            match t.error_code {
+                code::NONE if t.topic_id == Uuid::default() => Ok(Awaited::Nothing),
+                code::NONE => Ok(Awaited::Created {
+                    name,
+                    id: t.topic_id,
+                }),
+                code::TOPIC_ALREADY_EXISTS => Err(TopicChangeError::AlreadyExists(name)),
+                c => Err(refused(c, &t.error_message)),
+            }
+        }
+        Response::CreatePartitions(r) => {
+            let t = r.results.first().ok_or(TopicChangeError::Unavailable)?;
+            match t.error_code {
+                code::NONE => Ok(Awaited::Partitions {
+                    name,
+                    at_least: total,
+                }),
+                c => Err(refused(c, &t.error_message)),
+            }
+        }
+        Response::DeleteTopics(r) => {
+            let t = r.responses.first().ok_or(TopicChangeError::Unavailable)?;
+            match t.error_code {
+                code::NONE => Ok(Awaited::Deleted { name }),
+                code::UNKNOWN_TOPIC_OR_PARTITION => Err(TopicChangeError::UnknownTopic(name)),
+                c => Err(refused(c, &t.error_message)),
+            }
+        }
+        _ => Err(TopicChangeError::Unavailable),
+    }
+}
+
+/// Holds the answer until this core's image shows `awaited` (or [`IMAGE_WAIT`] passes).
+async fn wait_for(core: &impl Cluster, awaited: &Awaited) {
+    let seen = core
+        .await_image(
+            |image| match awaited {
+                Awaited::Created { name, id } => {
+                    image.topics().get(name).is_some_and(|t| t.id == id.0)
+                }
+                Awaited::Partitions { name, at_least } => image
+                    .topics()
+                    .get(name)
+                    .is_some_and(|t| t.partitions >= *at_least),
+                Awaited::Deleted { name } => !image.topics().contains_key(name),
+                Awaited::Nothing => true,
+            },
+            IMAGE_WAIT,
+        )
+        .await;
+    if !seen {
+        tracing::warn!("a committed topic change did not reach this core's image in time");
+    }
+}
+
+/// CreateTopics on a cluster node: the whole request goes to the active controller (which
+/// validates and places it as Kafka's does), and the answer waits until every created topic
+/// is in this core's image.
+pub async fn create_topics(
+    core: &impl Cluster,
+    request: CreateTopicsRequest,
+) -> CreateTopicsResponse {
+    let validate_only = request.validate_only;
+    let names: Vec<_> = request.topics.iter().map(|t| t.name.clone()).collect();
+    match core.forward(Request::CreateTopics(request)).await {
+        Ok(Response::CreateTopics(r)) => {
+            if !validate_only {
+                for t in r.topics.iter().filter(|t| t.error_code == code::NONE) {
+                    let awaited = Awaited::Created {
+                        name: t.name.to_string(),
+                        id: t.topic_id,
+                    };
+                    wait_for(core, &awaited).await;
+                }
+            }
+            r
+        }
+        _ => unavailable(names),
+    }
+}
+
+/// Every topic answered REQUEST_TIMED_OUT: no controller could be reached.
+fn unavailable(names: Vec<sluice_net::TopicName>) -> CreateTopicsResponse {
+    use sluice_net::messages::create_topics_response::CreatableTopicResult;
+    CreateTopicsResponse {
+        topics: names
+            .into_iter()
+            .map(|name| CreatableTopicResult {
+                name,
+                error_code: code::REQUEST_TIMED_OUT,
+                error_message: Some("No active controller answered in time.".into()),
+                num_partitions: -1,
+                replication_factor: -1,
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}

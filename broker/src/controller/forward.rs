@@ -1,0 +1,125 @@
+//! Requests the control core forwards to the active controller (Kafka's broker-to-controller
+//! channel): AllocateProducerIds for producer-id blocks, and on a cluster CreateTopics,
+//! CreatePartitions and DeleteTopics, which only the active controller decides. This task
+//! finds the active controller (the quorum leader this node's replica knows), sends the
+//! request, and tries again while there is none, the link fails, or the answer is
+//! NOT_CONTROLLER (an election under way). The active controller commits the request's
+//! records before it answers.
+//!
+//! A broker not registered yet, or a controller that cannot be reached for [`TRIES`] rounds,
+//! answers the control core with `Err(())`; the handler then answers a retriable error.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use glommio::channels::shared_channel::{SharedReceiver, SharedSender};
+use sluice_net::error_code::code;
+use sluice_net::{ApiKey, BrokerId, Request, Response};
+use sluice_quorum::Log;
+
+use super::lifecycle::{Link, connect};
+use super::node::{Node, Stamped};
+use crate::forward::Forwarded;
+
+/// Rounds per request before the control core is told no (a new controller is elected well
+/// within them).
+const TRIES: usize = 40;
+/// Between rounds.
+const RETRY: Duration = Duration::from_millis(100);
+
+/// The task answering the control core's forwarded requests.
+pub struct Forwarder<L: Log> {
+    pub node: Rc<RefCell<Node<L>>>,
+    pub broker_id: i32,
+    pub epoch: Rc<Cell<Option<i64>>>,
+    pub controllers: HashMap<i32, SocketAddr>,
+    pub timeout: Duration,
+}
+
+impl<L: Log + Stamped + 'static> Forwarder<L> {
+    /// Answers each request until the control core's end closes.
+    pub async fn run(self, requests: SharedReceiver<Request>, replies: SharedSender<Forwarded>) {
+        let requests = requests.connect().await;
+        let replies = replies.connect().await;
+        let mut link = None;
+        while let Some(request) = requests.recv().await {
+            let answer = self.forward(&mut link, request).await;
+            if replies.send(answer).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn forward(&self, link: &mut Option<Link>, request: Request) -> Forwarded {
+        let api = request.api_key();
+        for _ in 0..TRIES {
+            if let Some(answer) = self.try_once(link, &request).await {
+                return Ok(answer);
+            }
+            glommio::timer::sleep(RETRY).await;
+        }
+        tracing::warn!(?api, "no active controller answered a forwarded request");
+        Err(())
+    }
+
+    /// One try at the active controller; `None` to try again.
+    async fn try_once(&self, link: &mut Option<Link>, request: &Request) -> Option<Response> {
+        let mut request = request.clone();
+        if let Request::AllocateProducerIds(r) = &mut request {
+            let Some(epoch) = self.epoch.get() else {
+                tracing::debug!("producer id block: not registered yet");
+                return None;
+            };
+            r.broker_id = BrokerId(self.broker_id);
+            r.broker_epoch = epoch;
+        }
+        let version = version_of(request.api_key())?;
+        let leader = self.node.borrow().replica.leader()?;
+        let l = connect(link, leader, &self.controllers, self.timeout).await?;
+        match l.call(self.broker_id, version, request, self.timeout).await {
+            Ok(answer) if !retriable(&answer) => {
+                if let Response::AllocateProducerIds(r) = &answer {
+                    let (start, len) = (i64::from(r.producer_id_start), r.producer_id_len);
+                    tracing::info!(broker = self.broker_id, start, len, "producer id block");
+                }
+                Some(answer)
+            }
+            Ok(other) => {
+                tracing::debug!(answer = ?other, "controller not ready; trying again");
+                None
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "controller link lost; trying again");
+                *link = None;
+                None
+            }
+        }
+    }
+}
+
+/// The version each forwarded API is sent at (the newest the controller listener serves).
+fn version_of(api: ApiKey) -> Option<i16> {
+    match api {
+        ApiKey::AllocateProducerIds => Some(0),
+        ApiKey::CreateTopics => Some(7),
+        ApiKey::CreatePartitions => Some(3),
+        ApiKey::DeleteTopics => Some(6),
+        _ => None,
+    }
+}
+
+/// Whether an answer says "not the active controller" (or, for a producer-id block, any
+/// error): the request goes again, to the controller the quorum elects.
+fn retriable(answer: &Response) -> bool {
+    let not_controller = |c: i16| c == code::NOT_CONTROLLER;
+    match answer {
+        Response::AllocateProducerIds(r) => r.error_code != code::NONE,
+        Response::CreateTopics(r) => r.topics.iter().any(|t| not_controller(t.error_code)),
+        Response::CreatePartitions(r) => r.results.iter().any(|t| not_controller(t.error_code)),
+        Response::DeleteTopics(r) => r.responses.iter().any(|t| not_controller(t.error_code)),
+        _ => false,
+    }
+}

@@ -1,0 +1,60 @@
+//! The control core's end of the requests it forwards to the active controller through the
+//! controller shard (Kafka's broker-to-controller channel): producer-id blocks
+//! (AllocateProducerIds) and, on a cluster, the topic changes a broker does not decide itself
+//! (CreateTopics, CreatePartitions, DeleteTopics). One request is in flight at a time; the
+//! shard finds the active controller, retries across an election, and answers with the
+//! controller's response or `Err(())` when none could be had.
+
+use std::cell::RefCell;
+
+use glommio::channels::shared_channel::{
+    ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender,
+};
+use glommio::sync::Semaphore;
+use sluice_net::{Request, Response};
+
+/// The controller's answer to one forwarded request, or why there is none.
+pub type Forwarded = Result<Response, ()>;
+
+/// The request and answer channels, connected on first use (on the control core).
+pub struct ControllerLink {
+    unconnected: RefCell<Option<(SharedSender<Request>, SharedReceiver<Forwarded>)>>,
+    connected: RefCell<Option<(ConnectedSender<Request>, ConnectedReceiver<Forwarded>)>>,
+    one_at_a_time: Semaphore,
+}
+
+impl std::fmt::Debug for ControllerLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControllerLink").finish_non_exhaustive()
+    }
+}
+
+impl ControllerLink {
+    /// Over these channels, whose other ends the controller shard holds.
+    pub fn new(requests: SharedSender<Request>, replies: SharedReceiver<Forwarded>) -> Self {
+        ControllerLink {
+            unconnected: RefCell::new(Some((requests, replies))),
+            connected: RefCell::new(None),
+            one_at_a_time: Semaphore::new(1),
+        }
+    }
+
+    /// Sends `request` to the active controller and waits for its answer.
+    pub async fn call(&self, request: Request) -> Forwarded {
+        let _turn = self.one_at_a_time.acquire_permit(1).await.map_err(|_| ())?;
+        let pending = self.unconnected.borrow_mut().take();
+        if let Some((requests, replies)) = pending {
+            let requests = requests.connect().await;
+            let replies = replies.connect().await;
+            *self.connected.borrow_mut() = Some((requests, replies));
+        }
+        let link = self.connected.borrow_mut().take();
+        let (requests, replies) = link.ok_or(())?;
+        let answer = match requests.send(request).await {
+            Ok(()) => replies.recv().await.unwrap_or(Err(())),
+            Err(_) => Err(()),
+        };
+        *self.connected.borrow_mut() = Some((requests, replies));
+        answer
+    }
+}
