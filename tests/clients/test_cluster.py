@@ -1,0 +1,262 @@
+"""A 3-node sluice cluster (issue 20): three real `sluice` processes, each a broker and a KRaft
+controller voter, on free loopback ports, driven by unmodified clients through any broker's
+address: confluent-kafka (librdkafka), kcat and Kafka's own Java CLI tools.
+
+- A topic of 12 partitions (replication factor 1) created through one broker is placed on all
+  three, every broker lists all three brokers and the same leaders; a replication factor above
+  the live brokers is refused with INVALID_REPLICATION_FACTOR, as Kafka answers.
+- Records produced with acks=all through each broker's address alone (the client finds the
+  leaders from Metadata) are all consumed through another broker, by a consumer group whose
+  coordinator may be any broker; groups' coordinators are spread over the brokers.
+- kill -9 of a broker: within its session timeout it leaves Metadata and its partitions are
+  reported leaderless (LEADER_NOT_AVAILABLE); restarted, it is listed again, leads its
+  partitions again and every acknowledged record is still there.
+"""
+import os
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from conftest import ROOT, Broker
+
+KAFKA_TOOL = os.path.join(ROOT, "tests", "kafka-ref", "kafka-tool")
+# The broker session timeout the nodes run with (sluice's default, 3 s) and a margin for a
+# loaded CI machine.
+SESSION_S = 3.0
+FENCE_WITHIN_S = SESSION_S + 7.0
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Cluster:
+    """Three broker+controller nodes; `nodes[i]` is node id i+1."""
+
+    def __init__(self, root):
+        ports = [free_port() for _ in range(3)]
+        voters = ",".join(f"{i + 1}@127.0.0.1:{p}" for i, p in enumerate(ports))
+        self.nodes = []
+        for i in range(3):
+            args = ["--node-id", str(i + 1), "--controller-voters", voters, "--cores", "2",
+                    "--metrics-listen", f"127.0.0.1:{free_port()}"]
+            self.nodes.append(Broker(os.path.join(root, f"node{i + 1}"), args=args))
+
+    def bootstrap(self, i):
+        return self.nodes[i].bootstrap
+
+    def all_bootstrap(self):
+        return ",".join(n.bootstrap for n in self.nodes)
+
+    def stop(self):
+        for n in self.nodes:
+            if n.proc.poll() is None:
+                n.kill()
+
+
+@pytest.fixture
+def cluster():
+    if os.environ.get("KAFKA_BOOTSTRAP"):
+        pytest.skip("starts its own sluice cluster")
+    with tempfile.TemporaryDirectory(prefix="sluice-cluster-") as d:
+        c = Cluster(d)
+        try:
+            wait_for(lambda: len(brokers(c.bootstrap(0))) == 3, 30, "three live brokers")
+            yield c
+        finally:
+            c.stop()
+
+
+def wait_for(check, timeout, what):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except KafkaException as e:
+            last = e
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+def metadata(bootstrap, topic=None):
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    return admin.list_topics(topic=topic, timeout=10)
+
+
+def brokers(bootstrap):
+    return sorted(metadata(bootstrap).brokers)
+
+
+def leaders(bootstrap, topic):
+    t = metadata(bootstrap, topic).topics[topic]
+    return {p: (m.leader, m.error.code() if m.error else 0) for p, m in t.partitions.items()}
+
+
+def create(bootstrap, topic, partitions, rf=1):
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics([NewTopic(topic, partitions, rf)], operation_timeout=30)
+    futures[topic].result(timeout=60)
+
+
+def produce(bootstrap, topic, records):
+    """acks=all; returns the (partition, offset) of each acknowledged record."""
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5,
+                  "enable.idempotence": True, "message.timeout.ms": 30000})
+    acked = []
+
+    def done(err, msg):
+        assert err is None, err
+        acked.append((msg.partition(), msg.offset()))
+    for k, v in records:
+        p.produce(topic, key=k, value=v, on_delivery=done)
+    assert p.flush(60) == 0
+    return acked
+
+
+def consume_group(bootstrap, topic, group, expected, timeout=60):
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([topic])
+    got = []
+    deadline = time.time() + timeout
+    try:
+        while len(got) < expected and time.time() < deadline:
+            m = c.poll(0.5)
+            if m is None or m.error():
+                continue
+            got.append((m.key(), m.value()))
+        c.commit(asynchronous=False)
+    finally:
+        c.close()
+    return got
+
+
+def test_topics_spread_over_the_brokers_and_clients_use_any_address(cluster):
+    topic = f"spread-{uuid.uuid4().hex[:8]}"
+    create(cluster.bootstrap(1), topic, 12)
+    wanted = leaders(cluster.bootstrap(0), topic)
+    assert sorted(wanted) == list(range(12))
+    per_broker = {}
+    for _, (leader, error) in wanted.items():
+        assert error == 0
+        per_broker[leader] = per_broker.get(leader, 0) + 1
+    assert sorted(per_broker) == [1, 2, 3], per_broker
+    assert sorted(per_broker.values()) == [4, 4, 4], per_broker
+    for i in range(3):
+        assert brokers(cluster.bootstrap(i)) == [1, 2, 3]
+        assert wait_for(lambda: leaders(cluster.bootstrap(i), topic) == wanted, 10,
+                        f"broker {i + 1} agrees on the leaders")
+
+    # A replication factor above the live brokers: Kafka's INVALID_REPLICATION_FACTOR (38).
+    with pytest.raises(KafkaException) as e:
+        create(cluster.bootstrap(2), f"rf4-{uuid.uuid4().hex[:8]}", 3, rf=4)
+    assert e.value.args[0].code() == 38, e.value
+
+    records = []
+    for i in range(3):
+        batch = [(f"b{i}-k{n}".encode(), f"v{n}".encode()) for n in range(200)]
+        acked = produce(cluster.bootstrap(i), topic, batch)
+        assert len(acked) == len(batch)
+        records += batch
+    assert len({p for p, _ in produce(cluster.bootstrap(0), topic, records[:60])}) > 1
+    got = consume_group(cluster.bootstrap(2), topic, f"g-{topic}", len(records) + 60)
+    assert sorted(got) == sorted(records + records[:60])
+
+
+def test_group_coordinators_spread_and_any_broker_answers(cluster):
+    topic = f"groups-{uuid.uuid4().hex[:8]}"
+    create(cluster.bootstrap(0), topic, 6)
+    records = [(f"k{n}".encode(), f"v{n}".encode()) for n in range(60)]
+    produce(cluster.all_bootstrap(), topic, records)
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap(0)})
+    coordinators = set()
+    for g in range(6):
+        group = f"g{g}-{topic}"
+        # Each group joins through a different broker's address.
+        got = consume_group(cluster.bootstrap(g % 3), topic, group, len(records))
+        assert sorted(got) == sorted(records)
+        described = admin.describe_consumer_groups([group])[group].result(timeout=30)
+        coordinators.add(described.coordinator.id)
+    assert len(coordinators) >= 2, coordinators
+
+
+def kafka_tool(*args, input=None, timeout=120):
+    return subprocess.run([KAFKA_TOOL, *args], input=input, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(ROOT, "tests", "kafka-ref", ".cache", "libs")),
+                    reason="Kafka's tools are not installed (tests/kafka-ref/install)")
+def test_kafka_cli_and_kcat_through_different_brokers(cluster):
+    topic = f"cli-{uuid.uuid4().hex[:8]}"
+    r = kafka_tool("kafka-topics", "--bootstrap-server", cluster.bootstrap(2), "--create",
+                   "--topic", topic, "--partitions", "6")
+    assert r.returncode == 0, r.stderr
+    r = kafka_tool("kafka-topics", "--bootstrap-server", cluster.bootstrap(0), "--describe",
+                   "--topic", topic)
+    assert r.returncode == 0, r.stderr
+    described = [line for line in r.stdout.splitlines() if "Partition:" in line]
+    assert len(described) == 6
+    assert {line.split("Leader: ")[1].split()[0] for line in described} == {"1", "2", "3"}
+    lines = "".join(f"java-{n}\n" for n in range(30))
+    r = kafka_tool("kafka-console-producer", "--bootstrap-server", cluster.bootstrap(1),
+                   "--topic", topic, "--producer-property", "acks=all", input=lines)
+    assert r.returncode == 0, r.stderr
+    kcat = subprocess.run(["kcat", "-b", cluster.bootstrap(2), "-P", "-t", topic, "-K:"],
+                          input="".join(f"k{n}:kcat-{n}\n" for n in range(30)),
+                          capture_output=True, text=True, timeout=60)
+    assert kcat.returncode == 0, kcat.stderr
+    out = subprocess.run(["kcat", "-b", cluster.bootstrap(0), "-C", "-t", topic, "-o",
+                          "beginning", "-e", "-q"], capture_output=True, text=True, timeout=60)
+    assert sorted(out.stdout.split()) == sorted(
+        [f"java-{n}" for n in range(30)] + [f"kcat-{n}" for n in range(30)])
+    r = kafka_tool("kafka-console-consumer", "--bootstrap-server", cluster.bootstrap(1),
+                   "--topic", topic, "--group", f"cli-{topic}", "--from-beginning",
+                   "--max-messages", "60", "--timeout-ms", "60000")
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.split()) == 60
+    r = kafka_tool("kafka-consumer-groups", "--bootstrap-server", cluster.bootstrap(2),
+                   "--describe", "--group", f"cli-{topic}")
+    assert r.returncode == 0, r.stderr
+    lags = [line.split() for line in r.stdout.splitlines() if line.startswith(f"cli-{topic}")]
+    assert len(lags) == 6 and all(row[5] == "0" for row in lags), r.stdout
+
+
+def test_killed_broker_is_fenced_and_comes_back_with_its_data(cluster):
+    topic = f"fence-{uuid.uuid4().hex[:8]}"
+    create(cluster.bootstrap(0), topic, 6)
+    records = [(f"k{n}".encode(), f"v{n}".encode()) for n in range(300)]
+    acked = produce(cluster.all_bootstrap(), topic, records)
+    victim_id = 3
+    on_victim = {p for p, (leader, _) in leaders(cluster.bootstrap(0), topic).items()
+                 if leader == victim_id}
+    assert on_victim
+    victim = cluster.nodes[victim_id - 1]
+    killed = time.time()
+    victim.kill()
+    wait_for(lambda: brokers(cluster.bootstrap(0)) == [1, 2], FENCE_WITHIN_S,
+             "the killed broker to leave Metadata")
+    fenced_after = time.time() - killed
+    now = leaders(cluster.bootstrap(1), topic)
+    for p in on_victim:
+        assert now[p] == (-1, 5), now          # LEADER_NOT_AVAILABLE
+    for p in set(now) - on_victim:
+        assert now[p][0] in (1, 2) and now[p][1] == 0, now
+    victim.restart()
+    wait_for(lambda: brokers(cluster.bootstrap(0)) == [1, 2, 3], 30, "the broker back")
+    wait_for(lambda: all(leaders(cluster.bootstrap(0), topic)[p] == (victim_id, 0)
+                         for p in on_victim), 30, "its partitions led again")
+    got = consume_group(cluster.bootstrap(2), topic, f"g-{topic}", len(records))
+    assert sorted(got) == sorted(records), f"{len(got)} of {len(acked)} acknowledged records"
+    print(f"fenced {fenced_after:.1f} s after kill -9 (session {SESSION_S} s)")
