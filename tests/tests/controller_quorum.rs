@@ -81,6 +81,50 @@ fn describe(controller: SocketAddr) -> Option<Quorum> {
     })
 }
 
+/// CreateTopics of `name` with `partitions` (replication factor 1) through a broker; its error.
+fn create_topic(broker: &str, name: &str, partitions: i32) -> i16 {
+    use sluice_net::messages::{CreateTopicsRequest, create_topics_request::CreatableTopic};
+    let mut client = Client::connect(broker, "test", Duration::from_secs(5)).expect("connect");
+    let request = Request::CreateTopics(CreateTopicsRequest {
+        topics: vec![CreatableTopic {
+            name: name.into(),
+            num_partitions: partitions,
+            replication_factor: 1,
+            ..Default::default()
+        }],
+        timeout_ms: 30_000,
+        ..Default::default()
+    });
+    match client.call(7, &request) {
+        Ok((_, Response::CreateTopics(r))) => r.topics[0].error_code,
+        other => panic!("CreateTopics: {other:?}"),
+    }
+}
+
+/// A broker's Metadata answer for `topic`.
+fn metadata_of(broker: &str, topic: &str) -> Option<sluice_net::messages::MetadataResponse> {
+    use sluice_net::messages::{MetadataRequest, metadata_request::MetadataRequestTopic};
+    let mut client = Client::connect(broker, "test", Duration::from_secs(5)).ok()?;
+    let request = Request::Metadata(MetadataRequest {
+        topics: Some(vec![MetadataRequestTopic {
+            name: Some(topic.into()),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    });
+    match client.call(12, &request).ok()? {
+        (_, Response::Metadata(r)) => Some(r),
+        _ => None,
+    }
+}
+
+/// How many partitions a broker's Metadata gives `topic`, if it knows it.
+fn partition_count(broker: &str, topic: &str) -> Option<usize> {
+    let r = metadata_of(broker, topic)?;
+    let t = r.topics.first()?;
+    (t.error_code == code::NONE).then_some(t.partitions.len())
+}
+
 /// The active controller a node names in DescribeCluster (controller endpoints, KIP-919).
 fn named_controller(controller: SocketAddr) -> Option<i32> {
     let mut client =
@@ -405,10 +449,32 @@ fn three_nodes_elect_fail_over_and_rejoin() {
         assert_eq!(named, first.leader, "every node names the leader");
     }
 
-    // kill -9 the leader: another is elected in a later epoch.
+    wait_for(Duration::from_secs(15), "three live brokers", || {
+        let r = metadata_of(&nodes[0].bootstrap(), "none")?;
+        (r.brokers.len() == 3).then_some(())
+    });
+    // kill -9 the leader: a CreateTopics sent at once to a surviving broker succeeds (the
+    // broker forwards it to whichever controller the quorum elects), and another leader is
+    // elected in a later epoch.
     let killed = first.leader;
     nodes[(killed - 1) as usize].kill();
     let alive: Vec<i32> = ids.iter().copied().filter(|&id| id != killed).collect();
+    let survivor = &nodes[(alive[0] - 1) as usize];
+    let started = Instant::now();
+    assert_eq!(
+        create_topic(&survivor.bootstrap(), "after-failover", 3),
+        code::NONE
+    );
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "CreateTopics took {took:?}");
+    for id in &alive {
+        let b = nodes[(*id - 1) as usize].bootstrap();
+        assert_eq!(
+            partition_count(&b, "after-failover"),
+            Some(3),
+            "broker {id} routes it"
+        );
+    }
     let second = settled_leader(&controllers, &alive);
     assert_ne!(second.leader, killed);
     assert!(second.epoch > first.epoch, "{first:?} then {second:?}");
