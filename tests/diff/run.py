@@ -4,10 +4,12 @@ against sluice, each on a fresh data dir, and compares what the clients observed
 
   python3 tests/diff/run.py [--targets kafka,sluice] [--allow-missing-sluice] [--only GLOB ...]
                             [--jobs N] [--timeout S] [--out DIR] [--strict] [--list]
+  python3 tests/diff/run.py --targets kafka3,sluice3 ...   (3-node clusters, replication factor 1)
 
 One Kafka and one sluice per run; scenarios share them on topics of their own. Transcripts
 (JSON lines) go to --out (default tests/diff/.out/latest/{kafka,sluice}/SCENARIO.jsonl).
-Normalization: normalize.py. Deliberate or not-yet-built differences: known-differences.toml.
+Normalization: normalize.py. Deliberate or not-yet-built differences: known-differences.toml
+(and known-differences-cluster.toml for sluice3).
 Exit status 0 when every scenario passes on Kafka and, on sluice, matches Kafka or is listed as a
 known difference. sluice not starting fails the run, unless --allow-missing-sluice.
 """
@@ -46,6 +48,8 @@ def _load_start_module():
 
 
 KSTART = _load_start_module()
+sys.path.insert(0, KREF)
+import kref  # noqa: E402  (tests/kafka-ref/kref.py: free ports, the Metadata probe)
 
 
 def log(msg):
@@ -172,6 +176,124 @@ class SluiceTarget:
         return self.logfile
 
 
+# The 3-node targets. Each side is three combined broker+controller nodes (ids 1..3) on loopback,
+# with replication factor 1 everywhere: sluice's cluster has no replication yet (issue 21), so the
+# reference is configured the same (start-cluster's own defaults are RF 3 / min ISR 2).
+CLUSTER_NODES = 3
+KAFKA_CLUSTER_SETS = ["default.replication.factor=1", "offsets.topic.replication.factor=1",
+                      "min.insync.replicas=1", "transaction.state.log.replication.factor=1",
+                      "transaction.state.log.min.isr=1"]
+
+
+class KafkaClusterTarget:
+    """kafka3: tests/kafka-ref/start-cluster (three JVMs), stopped with stop-cluster."""
+    cluster = True
+
+    def __init__(self, workdir, name="kafka3"):
+        self.name = name
+        self.dir = os.path.join(workdir, name)
+
+    def start(self):
+        r = subprocess.run([os.path.join(KREF, "install")], capture_output=True, text=True, timeout=600)
+        if r.returncode != 0:
+            raise Unavailable(f"tests/kafka-ref/install failed: {r.stderr.strip()}")
+        sets = [x for kv in KAFKA_CLUSTER_SETS for x in ("--set", kv)]
+        r = subprocess.run([os.path.join(KREF, "start-cluster"), "--dir", self.dir, *sets],
+                           capture_output=True, text=True, timeout=300)
+        if r.returncode != 0:
+            self.stop()   # a node that started stays up when another one failed
+            raise Unavailable(f"tests/kafka-ref/start-cluster failed: {r.stderr.strip()[-2000:]}")
+        log(f"diff: {r.stderr.strip().splitlines()[-1]}")
+        self.bootstrap = r.stdout.strip().splitlines()[0]   # 127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3
+        return self.bootstrap
+
+    def stop(self):
+        if os.path.isdir(self.dir):
+            subprocess.run([os.path.join(KREF, "stop-cluster"), self.dir], timeout=120)
+
+    def logs(self):
+        return [(os.path.join(self.dir, f"node{i}", "server.log"), f"broker-node{i}.log")
+                for i in range(1, CLUSTER_NODES + 1)]
+
+
+def sluice_cluster_commands(binary, datadir, ports, cports, mports):
+    """The `sluice start` command line of each node of a loopback cluster (node ids 1..n)."""
+    voters = ",".join(f"{i}@127.0.0.1:{c}" for i, c in enumerate(cports, 1))
+    return [[binary, "start", "--node-id", str(i), "--controller-voters", voters,
+             "--listen", f"127.0.0.1:{p}", "--metrics-listen", f"127.0.0.1:{m}",
+             "--data-dir", os.path.join(datadir, f"node{i}")]
+            for i, (p, m) in enumerate(zip(ports, mports), 1)]
+
+
+class SluiceClusterTarget:
+    """sluice3: three `sluice start --node-id N --controller-voters ...` processes, ready when
+    every broker's Metadata lists all three; stopped with SIGTERM by PID (SIGKILL after 30 s)."""
+    name = "sluice3"
+    cluster = True
+    READY_S = 60
+
+    def __init__(self, workdir, binary):
+        self.dir = os.path.join(workdir, "sluice3")
+        self.binary = binary
+        self.procs = []
+
+    def start(self):
+        if not os.path.isfile(self.binary) or not os.access(self.binary, os.X_OK):
+            raise Unavailable(f"no sluice binary at {self.binary} (build it with "
+                              f"`cargo build --release`, or set SLUICE_BIN)")
+        os.makedirs(self.dir, exist_ok=True)
+        n = CLUSTER_NODES
+        ports = kref.free_ports(3 * n)
+        self.ports, cports, mports = ports[:n], ports[n:2 * n], ports[2 * n:]
+        self.bootstrap = ",".join(f"127.0.0.1:{p}" for p in self.ports)
+        self.logfiles = [os.path.join(self.dir, f"sluice-node{i}.log") for i in range(1, n + 1)]
+        for cmd, lf in zip(sluice_cluster_commands(self.binary, self.dir, self.ports, cports, mports), self.logfiles):
+            with open(lf, "w") as out:
+                self.procs.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
+                                                   stderr=subprocess.STDOUT, start_new_session=True))
+        end = time.monotonic() + self.READY_S
+        last = "no answer"
+        while time.monotonic() < end:
+            for i, (p, lf) in enumerate(zip(self.procs, self.logfiles), 1):
+                if p.poll() is not None:
+                    rc = p.returncode
+                    self.stop()
+                    raise Unavailable(f"sluice node {i} exited with status {rc} before the cluster formed: "
+                                      f"{open(lf).read().strip()[-500:] or '(no output)'}")
+            try:
+                counts = [KSTART.metadata_brokers(port) for port in self.ports]
+                if all(c >= n for c in counts):
+                    return self.bootstrap
+                last = f"Metadata listed {counts} brokers"
+            except (OSError, ConnectionError, Exception) as e:  # noqa: BLE001 - any failure: retry
+                last = f"{type(e).__name__}: {e}"
+            time.sleep(0.2)
+        self.stop()
+        raise Unavailable(f"the sluice cluster did not list {n} brokers in every broker's Metadata within "
+                          f"{self.READY_S} s ({last}); node 1's output: "
+                          f"{open(self.logfiles[0]).read().strip()[-500:] or '(none)'}")
+
+    def stop(self):
+        for p in self.procs:   # all at once, as stop-cluster does for the reference
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        for i, p in enumerate(self.procs, 1):
+            try:
+                rc = p.wait(timeout=max(0.1, deadline - time.monotonic()))
+                if rc != 0:
+                    log(f"warning: sluice node {i} exited with status {rc} after SIGTERM; its output is "
+                        f"kept as broker-node{i}.log beside the sluice3 transcripts")
+            except subprocess.TimeoutExpired:
+                log(f"warning: sluice node {i} still running 30 s after SIGTERM; killing pid {p.pid}")
+                p.kill()
+                p.wait(timeout=10)
+        self.procs = []
+
+    def logs(self):
+        return [(lf, f"broker-node{i}.log") for i, lf in enumerate(self.logfiles, 1)]
+
+
 # ---------------------------------------------------------------- running scenarios
 
 def run_python_scenario(sid, bootstrap, outdir, timeout, until=None):
@@ -221,33 +343,33 @@ def first_difference(a, b):
     return None
 
 
-def field_diff(x, y, prefix="", other="sluice"):
+def field_diff(x, y, prefix="", other="sluice", ref="kafka"):
     out = []
     if isinstance(x, dict) and isinstance(y, dict):
         for k in sorted(set(x) | set(y)):
             if x.get(k, "<absent>") != y.get(k, "<absent>"):
-                out += field_diff(x.get(k, "<absent>"), y.get(k, "<absent>"), f"{prefix}{k}.", other)
+                out += field_diff(x.get(k, "<absent>"), y.get(k, "<absent>"), f"{prefix}{k}.", other, ref)
         return out
     if isinstance(x, list) and isinstance(y, list) and len(x) == len(y):
         for i, (p, q) in enumerate(zip(x, y)):
             if p != q:
-                out += field_diff(p, q, f"{prefix}[{i}].", other)
+                out += field_diff(p, q, f"{prefix}[{i}].", other, ref)
         return out
-    return [f"{prefix.rstrip('.') or '(line)'}: kafka {json.dumps(x)[:300]}  {other} {json.dumps(y)[:300]}"]
+    return [f"{prefix.rstrip('.') or '(line)'}: {ref} {json.dumps(x)[:300]}  {other} {json.dumps(y)[:300]}"]
 
 
-def describe_difference(sid, ka, sl, i, kpath, spath, sstatus, other="sluice"):
+def describe_difference(sid, ka, sl, i, kpath, spath, sstatus, other="sluice", ref="kafka"):
     k = ka[i] if i < len(ka) else None
     s = sl[i] if i < len(sl) else None
     msg = [f"  {sid}: first difference at transcript line {i + 1} ({other} status: {sstatus})"]
     if k is None:
-        msg.append(f"    kafka  transcript ended; {other} has more: {json.dumps(s)[:500]}")
+        msg.append(f"    {ref}  transcript ended; {other} has more: {json.dumps(s)[:500]}")
     elif s is None:
-        msg.append(f"    {other} transcript ends here; kafka next: {json.dumps(k)[:500]}")
+        msg.append(f"    {other} transcript ends here; {ref} next: {json.dumps(k)[:500]}")
     else:
-        msg.append(f"    kafka : {json.dumps(k)[:500]}")
+        msg.append(f"    {ref + ':':7} {json.dumps(k)[:500]}")
         msg.append(f"    {other + ':':7} {json.dumps(s)[:500]}")
-        for d in field_diff(k, s, other=other)[:6]:
+        for d in field_diff(k, s, other=other, ref=ref)[:6]:
             msg.append(f"      {d}")
     if i > 0:
         msg.append(f"    (last line both agree on: {json.dumps(ka[i - 1])[:300]})")
@@ -255,22 +377,93 @@ def describe_difference(sid, ka, sl, i, kpath, spath, sstatus, other="sluice"):
     return "\n".join(msg)
 
 
-def load_known():
-    path = os.path.join(HERE, "known-differences.toml")
+KNOWN_FILE = "known-differences.toml"
+KNOWN_CLUSTER_FILE = "known-differences-cluster.toml"
+
+
+def _read_known(name):
+    path = os.path.join(HERE, name)
     with open(path, "rb") as f:
         data = tomllib.load(f)
-    known = data.get("known", [])
+    return path, data.get("known", [])
+
+
+def load_known():
+    """The single-node list (sluice against kafka): [{scenario, reason, file}]."""
+    path, known = _read_known(KNOWN_FILE)
     for k in known:
         if not k.get("scenario") or not k.get("reason"):
             raise SystemExit(f"{path}: every [[known]] needs scenario and reason: {k}")
+        k["file"] = KNOWN_FILE
     return known
 
 
-def known_reason(known, sid):
+def load_known_cluster(single=None):
+    """The cluster list (sluice3 against kafka3): known-differences-cluster.toml's entries, each
+    with its own reason, or `single_node = true` to reuse the entry of known-differences.toml
+    with the same scenario (and its reason) where the reason holds on a cluster too."""
+    path, known = _read_known(KNOWN_CLUSTER_FILE)
+    single = load_known() if single is None else single
+    by_scenario = {k["scenario"]: k for k in single}
+    out = []
+    for k in known:
+        if not k.get("scenario"):
+            raise SystemExit(f"{path}: every [[known]] needs a scenario: {k}")
+        if k.get("single_node"):
+            if k.get("reason"):
+                raise SystemExit(f"{path}: {k['scenario']}: single_node = true takes the reason of "
+                                 f"{KNOWN_FILE}; give no reason of its own")
+            if k["scenario"] not in by_scenario:
+                raise SystemExit(f"{path}: {k['scenario']}: single_node = true but {KNOWN_FILE} "
+                                 f"has no entry with that scenario")
+            k = dict(k, reason=by_scenario[k["scenario"]]["reason"])
+        elif not k.get("reason"):
+            raise SystemExit(f"{path}: every [[known]] needs a reason (or single_node = true): {k}")
+        out.append(dict(k, file=KNOWN_CLUSTER_FILE))
+    return out
+
+
+def known_entry(known, sid):
     for k in known:
         if fnmatch.fnmatchcase(sid, k["scenario"]):
-            return k["reason"]
+            return k
     return None
+
+
+def known_reason(known, sid):
+    k = known_entry(known, sid)
+    return k["reason"] if k else None
+
+
+# Target names: the reference (Apache Kafka) and the side compared with it.
+REFERENCES = ("kafka", "kafka3")
+COMPARED = {"sluice": "kafka", "kafka2": "kafka", "sluice3": "kafka3"}   # compared side -> its reference
+SLUICES = ("sluice", "sluice3")
+
+
+def pick_targets(targets):
+    """Checks a --targets list and returns (reference or None, compared side or None)."""
+    for t in targets:
+        if t not in REFERENCES and t not in COMPARED:
+            raise SystemExit(f"unknown target {t} (kafka, sluice, or kafka2: a second Kafka compared "
+                             f"in sluice's place, to check that scenarios are deterministic; kafka3 and "
+                             f"sluice3: 3-node clusters)")
+    if len(targets) != len(set(targets)):
+        raise SystemExit(f"--targets: a target is named twice: {','.join(targets)}")
+    refs = [t for t in targets if t in REFERENCES]
+    others = [t for t in targets if t in COMPARED]
+    if len(others) > 1:
+        raise SystemExit(f"--targets: {' and '.join(others)} all take the compared side; pick one")
+    if len(refs) > 1:
+        raise SystemExit("--targets: kafka and kafka3 are both references; compare single-node and "
+                         "cluster targets in separate runs")
+    ref = refs[0] if refs else None
+    other = others[0] if others else None
+    if ref and other and COMPARED[other] != ref:
+        raise SystemExit(f"--targets: {other} is compared with {COMPARED[other]}, not {ref}")
+    if ref is None and other is not None:
+        ref = None   # the compared side alone: it must run every scenario to its end
+    return ref, other
 
 
 def client_of(sid):
@@ -278,20 +471,23 @@ def client_of(sid):
     return common.CLIENT_LABELS.get(prefix, prefix)
 
 
-def verdicts(ids, targets, results, unavailable, known, out, other, strict=False):
-    """Compares the transcripts under `out` and decides each scenario. Returns
+def verdicts(ids, targets, results, unavailable, known, out, other, strict=False, ref=None):
+    """Compares the transcripts under `out` and decides each scenario. `ref` is the reference
+    target ("kafka" or "kafka3"; by default the one `other` is compared with). Returns
     (failures: list of report texts, counts: client -> numbers, passed, failed, skipped)."""
+    if ref is None:
+        ref = COMPARED.get(other, "kafka")
     failures = []
     counts = {}   # client -> dict
-    kres = results.get("kafka", {})
+    kres = results.get(ref, {})
     sres = results.get(other, {})
     passed = failed = skipped = 0
     for sid in ids:
         c = counts.setdefault(client_of(sid), {"run": 0, "kafka_ok": 0, "matched": 0, "known": 0,
                                                "differ": 0, "fixed": 0})
         c["run"] += 1
-        if "kafka" in targets:
-            if "kafka" in unavailable:
+        if ref in targets:
+            if ref in unavailable:
                 failed += 1
             elif kres.get(sid) == "ok":
                 c["kafka_ok"] += 1
@@ -299,30 +495,33 @@ def verdicts(ids, targets, results, unavailable, known, out, other, strict=False
             else:
                 failed += 1
                 if kres.get(sid) == "not-run":
-                    failures.append(f"  {sid}: not run on Kafka: the --budget was spent")
+                    failures.append(f"  {sid}: not run on {ref}: the --budget was spent")
                 else:
                     errfile = sid if sid in common.REGISTRY else sid.split(".", 1)[0]   # batch clients: one file
-                    failures.append(f"  {sid}: fails on Apache Kafka itself ({kres.get(sid)}); see "
-                                    f"{os.path.join(out, 'kafka', errfile + '.stderr')} — fix the scenario")
+                    failures.append(f"  {sid}: fails on Apache Kafka itself ({ref}: {kres.get(sid)}); see "
+                                    f"{os.path.join(out, ref, errfile + '.stderr')} — fix the scenario")
         if other is None:
             continue
         if other in unavailable:
             skipped += 1
             continue
-        reason = known_reason(known, sid) if other == "sluice" else None
+        entry = known_entry(known, sid) if other in SLUICES else None
+        reason = entry and entry["reason"]
         spath = os.path.join(out, other, f"{sid}.jsonl")
-        sl = [normalize.normalize_line(x) for x in read_transcript(spath)]
-        if "kafka" in results:
-            kpath = os.path.join(out, "kafka", f"{sid}.jsonl")
-            ka = [normalize.normalize_line(x) for x in read_transcript(kpath)]
+        cluster = other in ("sluice3",)
+        sl = [normalize.normalize_line(x, cluster=cluster) for x in read_transcript(spath)]
+        if ref in results:
+            kpath = os.path.join(out, ref, f"{sid}.jsonl")
+            ka = [normalize.normalize_line(x, cluster=cluster) for x in read_transcript(kpath)]
             i = first_difference(ka, sl)
             same = i is None and sres.get(sid) == "ok"
         else:   # sluice alone: it must at least run every scenario to its end
-            i, same, kpath, ka = None, sres.get(sid) == "ok", "(kafka not run)", []
+            i, same, kpath, ka = None, sres.get(sid) == "ok", f"({ref} not run)", []
         if same:
             if reason:
                 c["fixed"] += 1
-                msg = f"  {sid}: listed as a known difference but now matches Kafka: remove it from known-differences.toml"
+                msg = (f"  {sid}: listed as a known difference but now matches {ref}: remove it from "
+                       f"{entry.get('file', KNOWN_FILE)}")
                 log("note:" + msg[1:])
                 if strict:
                     failures.append(msg)
@@ -338,7 +537,7 @@ def verdicts(ids, targets, results, unavailable, known, out, other, strict=False
             failed += 1
             if i is None:
                 i = min(len(ka), len(sl))
-            failures.append(describe_difference(sid, ka, sl, i, kpath, spath, sres.get(sid), other))
+            failures.append(describe_difference(sid, ka, sl, i, kpath, spath, sres.get(sid), other, ref))
 
     return failures, counts, passed, failed, skipped
 

@@ -27,7 +27,7 @@ func kgoErr(err error) M {
 func kclient(bs string, opts ...kgo.Opt) *kgo.Client {
 	// No RecordDeliveryTimeout: franz-go measures it from each record's own Timestamp, and the
 	// scenarios use explicit timestamps from 2001; every produce is bounded by its context instead.
-	base := []kgo.Opt{kgo.SeedBrokers(bs), kgo.RequestTimeoutOverhead(10 * time.Second),
+	base := []kgo.Opt{kgo.SeedBrokers(seeds(bs)...), kgo.RequestTimeoutOverhead(10 * time.Second),
 		kgo.RetryTimeout(15 * time.Second)}
 	cl, err := kgo.NewClient(append(base, opts...)...)
 	if err != nil {

@@ -1,6 +1,6 @@
 // Go scenarios of sluice's differential suite (tests/diff): franz-go (kgo, kadm) and IBM/sarama.
 // Same transcript conventions as tests/diff/common.py.
-// Usage: diffgo BOOTSTRAP OUTDIR SCENARIO...   prints "RESULT id status seconds" per scenario.
+// Usage: diffgo BOOTSTRAP OUTDIR SCENARIO...   (BOOTSTRAP may list brokers, comma-separated) prints "RESULT id status seconds" per scenario.
 package main
 
 import (
@@ -67,6 +67,10 @@ func ctx(seconds int) (context.Context, context.CancelFunc) {
 var scenarios = map[string]func(t *T, bs string){}
 
 func scenario(name string, fn func(t *T, bs string)) { scenarios["go."+name] = fn }
+
+// seeds splits BOOTSTRAP ("host:port" or, for a cluster target, "h1:p1,h2:p2,h3:p3"): neither
+// franz-go's SeedBrokers nor sarama splits a comma-separated string itself.
+func seeds(bs string) []string { return strings.Split(bs, ",") }
 
 func sortedKeys[V any](m map[int32]V) []int32 {
 	ks := make([]int32, 0, len(m))

@@ -47,7 +47,7 @@ func init() {
 	scenario("sarama_produce_consume_admin", func(t *T, bs string) {
 		topic := t.topic("")
 		cfg := sConfig()
-		adm, err := sarama.NewClusterAdmin([]string{bs}, cfg)
+		adm, err := sarama.NewClusterAdmin(seeds(bs), cfg)
 		if err != nil {
 			panic(err)
 		}
@@ -67,7 +67,7 @@ func init() {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		p, err := sarama.NewSyncProducer([]string{bs}, cfg)
+		p, err := sarama.NewSyncProducer(seeds(bs), cfg)
 		if err != nil {
 			panic(err)
 		}
@@ -78,7 +78,7 @@ func init() {
 			t.rec("send", merge(M{"i": i, "partition": part, "offset": off}, sErr(err)))
 		}
 		p.Close()
-		cl, err := sarama.NewClient([]string{bs}, cfg)
+		cl, err := sarama.NewClient(seeds(bs), cfg)
 		if err != nil {
 			panic(err)
 		}

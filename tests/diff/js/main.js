@@ -50,7 +50,7 @@ function err(e) {
 
 function client(bs) {
   return new Kafka({
-    clientId: 'diff-js', brokers: [bs], logLevel: logLevel.NOTHING,
+    clientId: 'diff-js', brokers: bs.split(','), logLevel: logLevel.NOTHING,
     connectionTimeout: 10000, requestTimeout: 30000, retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 2000 },
   });
 }

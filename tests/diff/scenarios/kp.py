@@ -504,8 +504,8 @@ def _re_batch(recs, base_ts=None, base_offset=0, attributes=0, max_ts=None, offs
 
 
 class _ReConn:
-    def __init__(self, bs):
-        host, port = bs.rsplit(":", 1)
+    def __init__(self, addr):
+        host, port = addr
         self.s = _re_socket.create_connection((host, int(port)), timeout=20)
         self.corr = 0
 
@@ -531,25 +531,46 @@ class _ReConn:
 
 class _ReRaw:
     """Sends Produce requests (by topic name: v3..v12, the versions both brokers advertise) and
-    records the decoded partition answers; a connection the broker closes is recorded too."""
+    records the decoded partition answers; a connection the broker closes is recorded too.
+    Each partition's records go to its leader (as a client does; on a cluster the partitions of
+    one case may lead on different brokers: one request per leader, the answers merged by
+    partition). On a single broker that is one request, as before."""
 
-    def __init__(self, t, bs):
-        self.t, self.bs, self.conn = t, bs, _ReConn(bs)
+    def __init__(self, t, a):
+        self.t, self.a = t, a
+        self.conns = {}     # (host, port) -> _ReConn
+        self.leaders = {}   # (topic, partition) -> (host, port)
+
+    def _leader(self, topic, partition):
+        if (topic, partition) not in self.leaders:
+            brokers = {b["broker_id"]: (b["host"], b["port"]) for b in self.a.describe_cluster()["brokers"]}
+            for d in self.a.describe_topics([topic]):
+                for p in d["partitions"]:
+                    self.leaders[(topic, p["partition_index"])] = brokers[p["leader_id"]]
+        return self.leaders[(topic, partition)]
 
     def produce(self, case, topic, parts, version=12):
         TD = _ReProduceRequest.TopicProduceData
         PD = TD.PartitionProduceData
-        try:
-            req = _ReProduceRequest(transactional_id=None, acks=-1, timeout_ms=10000,
-                                    topic_data=[TD(name=topic, partition_data=[PD(index=p, records=b) for p, b in parts])])
-            resp = self.conn.call(req, version, _ReProduceResponse)
-        except Exception as e:  # noqa: BLE001  (what the broker did is the observation)
-            self.t.rec("produce-raw", case=case, version=version, exception=type(e).__name__)
-            self.conn.close()
-            self.conn = _ReConn(self.bs)
-            return
+        by_leader = {}
+        for p, b in parts:
+            by_leader.setdefault(self._leader(topic, p), []).append((p, b))
+        resps = []
+        for addr, lparts in by_leader.items():
+            try:
+                if addr not in self.conns:
+                    self.conns[addr] = _ReConn(addr)
+                req = _ReProduceRequest(transactional_id=None, acks=-1, timeout_ms=10000,
+                                        topic_data=[TD(name=topic, partition_data=[PD(index=p, records=b) for p, b in lparts])])
+                resps.append(self.conns[addr].call(req, version, _ReProduceResponse))
+            except Exception as e:  # noqa: BLE001  (what the broker did is the observation)
+                self.t.rec("produce-raw", case=case, version=version, exception=type(e).__name__)
+                c = self.conns.pop(addr, None)
+                if c is not None:
+                    c.close()
+                return
         out = []
-        for tr in resp.responses:
+        for tr in (tr for resp in resps for tr in resp.responses):
             for p in tr.partition_responses:
                 d = {"partition": p.index, "error_code": p.error_code, "base_offset": p.base_offset,
                      "log_append_time_ms": p.log_append_time_ms}
@@ -562,7 +583,8 @@ class _ReRaw:
         self.t.rec("produce-raw", case=case, version=version, partitions=sorted(out, key=lambda d: d["partition"]))
 
     def close(self):
-        self.conn.close()
+        for c in self.conns.values():
+            c.close()
 
 
 def _re_offsets(t, a, base, topics):
@@ -585,7 +607,7 @@ def produce_record_errors_raw(t, bs):
     create(a, both, 1, dict(limits, **{"cleanup.policy": "compact"}))
     create(a, lat, 1, {"message.timestamp.type": "LogAppendTime"})
     create(a, plain, 1)
-    raw = _ReRaw(t, bs)
+    raw = _ReRaw(t, a)
     now = int(time.time() * 1000)
     keyless_mix = [(b"k0", b"v0", now), (None, b"v1", now), (b"k2", b"v2", now), (None, b"v3", now),
                    (None, b"v4", now), (b"", b"v5-empty-key", now)]
@@ -638,7 +660,7 @@ def produce_batch_errors_raw(t, bs):
     cmp_topic, small = t.topic("compacted"), t.topic("small")
     create(a, cmp_topic, 1, {"cleanup.policy": "compact"})
     create(a, small, 1, {"cleanup.policy": "compact", "max.message.bytes": "200"})
-    raw = _ReRaw(t, bs)
+    raw = _ReRaw(t, a)
     now = int(time.time() * 1000)
     good = _re_batch([(b"k0", b"v0", now)])
     raw.produce("two-batches-both-keyed", cmp_topic, [(0, good + _re_batch([(b"k1", b"v1", now)], base_offset=1))])
