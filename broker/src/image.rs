@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use sluice_controller::MetadataImage;
-use sluice_controller::image::RESOURCE_TOPIC;
+use sluice_controller::image::{ConfigResource, RESOURCE_TOPIC};
 
 use crate::messages::PartError;
 use crate::metadata::{TopicMeta, TopicTable, shard_for};
@@ -125,11 +125,14 @@ impl TopicImage {
                     isr: p.isr.clone(),
                 })
                 .collect();
+            let resource = ConfigResource {
+                resource_type: RESOURCE_TOPIC,
+                name: t.name.clone(),
+            };
             let configs = metadata
                 .configs()
-                .iter()
-                .find(|(r, _)| r.resource_type == RESOURCE_TOPIC && r.name == t.name)
-                .map(|(_, c)| c.as_ref().clone())
+                .get(&resource)
+                .map(|c| c.as_ref().clone())
                 .unwrap_or_default();
             let meta = TopicMeta {
                 name: t.name.clone(),

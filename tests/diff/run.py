@@ -461,9 +461,7 @@ def pick_targets(targets):
     other = others[0] if others else None
     if ref and other and COMPARED[other] != ref:
         raise SystemExit(f"--targets: {other} is compared with {COMPARED[other]}, not {ref}")
-    if ref is None and other is not None:
-        ref = None   # the compared side alone: it must run every scenario to its end
-    return ref, other
+    return ref, other   # ref None: the compared side alone, it must run every scenario to its end
 
 
 def client_of(sid):
@@ -574,22 +572,20 @@ def main():
         log("diff: no scenario matches --only")
         return 2
     targets = [t.strip() for t in a.targets.split(",") if t.strip()]
-    for t in targets:
-        if t not in ("kafka", "sluice", "kafka2"):
-            raise SystemExit(f"unknown target {t} (kafka, sluice, or kafka2: a second Kafka compared "
-                             f"in sluice's place, to check that scenarios are deterministic)")
-    if "sluice" in targets and "kafka2" in targets:
-        raise SystemExit("--targets: sluice and kafka2 both take the compared side; pick one")
-    known = load_known()
+    ref, other = pick_targets(targets)
+    known = load_known_cluster() if other == "sluice3" else load_known()
+    known_files = sorted({k["file"] for k in known}) or [KNOWN_FILE]
 
-    if os.path.exists(a.out):
-        shutil.rmtree(a.out)
-    os.makedirs(a.out)
+    # Only the directories of this run's targets are replaced, so a cluster run keeps the
+    # single-node transcripts of the last `kafka,sluice` run beside its own (and the other way).
+    for tname in targets:
+        shutil.rmtree(os.path.join(a.out, tname), ignore_errors=True)
+    os.makedirs(a.out, exist_ok=True)
     workdir = tempfile.mkdtemp(prefix="sluice-diff-")
     sluice_bin = os.path.abspath(os.environ.get("SLUICE_BIN", os.path.join(ROOT, "target", "release", "sluice")))
     objs = {"kafka": KafkaTarget(workdir, capture=a.capture and os.path.abspath(a.capture)), "kafka2": KafkaTarget(workdir, "kafka2"),
-            "sluice": SluiceTarget(workdir, sluice_bin)}
-    other = "sluice" if "sluice" in targets else "kafka2" if "kafka2" in targets else None
+            "sluice": SluiceTarget(workdir, sluice_bin),
+            "kafka3": KafkaClusterTarget(workdir), "sluice3": SluiceClusterTarget(workdir, sluice_bin)}
 
     py_ids = [s for s in ids if s in common.REGISTRY]
     batch_ids = {}
@@ -615,7 +611,7 @@ def main():
             except Unavailable as e:
                 unavailable[tname] = str(e)
                 log(f"diff: target {tname} unavailable: {e}")
-                if tname == "kafka":
+                if tname in REFERENCES:
                     log("diff: without the reference there is nothing to compare against; stopping")
                     return 1
                 continue
@@ -634,20 +630,22 @@ def main():
                     r = f.result()
                     for sid, status, secs in (r if isinstance(r, list) else [r]):
                         res[sid] = status
-                        log(f"  {tname:6} {status:7} {secs:5.1f}s {sid}")
+                        log(f"  {tname:7} {status:7} {secs:5.1f}s {sid}")
             tgt.stop()
             started.remove(tgt)
-            try:   # keep the broker's log with the transcripts (its data dir is deleted below)
-                shutil.copy(tgt.logs(), os.path.join(outdir, "broker.log"))
-            except OSError:
-                pass
+            logs = tgt.logs()   # keep the brokers' logs with the transcripts (the data dirs are deleted below)
+            for src, name in ([(logs, "broker.log")] if isinstance(logs, str) else logs):
+                try:
+                    shutil.copy(src, os.path.join(outdir, name))
+                except OSError:
+                    pass
     finally:
         for tgt in started:
             tgt.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
     failures, counts, passed, failed, skipped = verdicts(ids, targets, results, unavailable, known,
-                                                         a.out, other, a.strict)
+                                                         a.out, other, a.strict, ref=ref)
     if failures:
         log("\nFAILURES")
         for f in failures:
@@ -655,8 +653,8 @@ def main():
     log("\nsummary (per client):")
     for client, c in sorted(counts.items()):
         parts = [f"{client}: {c['run']} scenarios"]
-        if "kafka" in targets:
-            parts.append(f"kafka passed {c['kafka_ok']}/{c['run']}" if "kafka" not in unavailable else "kafka unavailable")
+        if ref:
+            parts.append(f"{ref} passed {c['kafka_ok']}/{c['run']}" if ref not in unavailable else f"{ref} unavailable")
         if other:
             if other in unavailable:
                 parts.append(f"{other} unavailable")
@@ -666,16 +664,18 @@ def main():
         log("  " + "; ".join(parts))
     for tname, why in unavailable.items():
         log(f"  {tname} unavailable: {why.splitlines()[0][:300]}")
-    log(f"  known-differences.toml entries: {len(known)}; transcripts in {a.out}; "
+    log(f"  {' + '.join(known_files)} entries: {len(known)}; transcripts in {a.out}; "
         f"wall time {time.monotonic() - t_run:.0f}s")
     rc = 1 if failed else 0
-    if "kafka" in unavailable or "kafka2" in unavailable:
+    if any(t in unavailable for t in ("kafka", "kafka2", "kafka3")):
         rc = 1
-    if "sluice" in unavailable:
+    for sname in SLUICES:
+        if sname not in unavailable:
+            continue
         if a.allow_missing_sluice:
-            log("diff: sluice did not start; accepted because of --allow-missing-sluice")
+            log(f"diff: {sname} did not start; accepted because of --allow-missing-sluice")
         else:
-            log("diff: sluice did not start (use --allow-missing-sluice to accept that)")
+            log(f"diff: {sname} did not start (use --allow-missing-sluice to accept that)")
             rc = 1
     log(f"diff: {passed} passed, {failed} failed, {skipped} skipped")
     return rc
