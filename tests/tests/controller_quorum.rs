@@ -500,3 +500,100 @@ fn three_nodes_elect_fail_over_and_rejoin() {
     let text = std::fs::read_to_string(&quorum_state).expect("quorum-state file");
     assert!(text.contains("\"leaderEpoch\""), "Kafka's layout: {text}");
 }
+
+/// A Produce or Fetch sent to a broker that does not lead the partition gets
+/// NOT_LEADER_OR_FOLLOWER with the current leader and its epoch, and the leader's endpoint
+/// (KIP-951: Produce v10+, Fetch v12+ and v16+ for endpoints); the leader itself accepts it.
+#[test]
+fn a_broker_that_does_not_lead_names_the_leader() {
+    use sluice_net::messages::{FetchRequest, ProduceRequest, fetch_request, produce_request};
+    use sluice_net::record_batch::build::{BatchSpec, batch};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (_controllers, nodes) = start_cluster(tmp.path());
+    wait_for(Duration::from_secs(15), "three live brokers", || {
+        let r = metadata_of(&nodes[0].bootstrap(), "none")?;
+        (r.brokers.len() == 3).then_some(())
+    });
+    assert_eq!(create_topic(&nodes[0].bootstrap(), "led", 3), code::NONE);
+    let md = metadata_of(&nodes[1].bootstrap(), "led").expect("metadata");
+    let p0 = &md.topics[0]
+        .partitions
+        .iter()
+        .find(|p| p.partition_index == 0)
+        .expect("p0");
+    let (leader, epoch) = (p0.leader_id.0, p0.leader_epoch);
+    let port_of = |id: i32| {
+        md.brokers
+            .iter()
+            .find(|b| b.node_id.0 == id)
+            .map(|b| b.port)
+    };
+    let other = nodes
+        .iter()
+        .map(|n| n.bootstrap())
+        .find(|a| Some(i32::from(a.parse::<SocketAddr>().expect("addr").port())) != port_of(leader))
+        .expect("a broker that does not lead partition 0");
+    let produce = Request::Produce(ProduceRequest {
+        acks: -1,
+        timeout_ms: 5000,
+        topic_data: vec![produce_request::TopicProduceData {
+            name: "led".into(),
+            partition_data: vec![produce_request::PartitionProduceData {
+                index: 0,
+                records: Some(batch(&BatchSpec::default(), &[(None, Some(b"x"))]).into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let mut client = Client::connect(&other, "test", Duration::from_secs(5)).expect("connect");
+    let Ok((_, Response::Produce(r))) = client.call(11, &produce) else {
+        panic!("no Produce answer");
+    };
+    let p = &r.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, code::NOT_LEADER_OR_FOLLOWER, "{r:?}");
+    assert_eq!(
+        (p.current_leader.leader_id.0, p.current_leader.leader_epoch),
+        (leader, epoch)
+    );
+    assert_eq!(r.node_endpoints.len(), 1, "{r:?}");
+    assert_eq!(Some(r.node_endpoints[0].port), port_of(leader));
+    let fetch = Request::Fetch(FetchRequest {
+        max_wait_ms: 0,
+        max_bytes: 1 << 20,
+        session_epoch: -1,
+        topics: vec![fetch_request::FetchTopic {
+            topic: "led".into(),
+            partitions: vec![fetch_request::FetchPartition {
+                partition: 0,
+                partition_max_bytes: 1 << 20,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let Ok((_, Response::Fetch(f))) = client.call(12, &fetch) else {
+        panic!("no Fetch answer");
+    };
+    let fp = &f.responses[0].partitions[0];
+    assert_eq!(fp.error_code, code::NOT_LEADER_OR_FOLLOWER, "{f:?}");
+    assert_eq!(
+        (
+            fp.current_leader.leader_id.0,
+            fp.current_leader.leader_epoch
+        ),
+        (leader, epoch)
+    );
+    let leader_addr = format!("127.0.0.1:{}", port_of(leader).expect("leader port"));
+    let mut at_leader = Client::connect(&leader_addr, "test", Duration::from_secs(5)).expect("c");
+    let Ok((_, Response::Produce(r))) = at_leader.call(11, &produce) else {
+        panic!("no Produce answer from the leader");
+    };
+    assert_eq!(
+        r.responses[0].partition_responses[0].error_code,
+        code::NONE,
+        "{r:?}"
+    );
+}

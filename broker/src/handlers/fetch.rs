@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use glommio::channels::local_channel::{self, LocalSender};
-use sluice_net::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use sluice_net::messages::fetch_response::{self, FetchableTopicResponse, PartitionData};
 use sluice_net::messages::{FetchRequest, FetchResponse};
 use sluice_net::{BrokerId, Records, TopicName, Uuid};
 use sluice_shard::ReadResult;
@@ -220,12 +220,50 @@ fn answer(
             (session.id, news)
         }
     };
+    let mut slots = slots;
+    let node_endpoints = name_leaders(core, &mut slots);
     FetchResponse {
         error_code: code::NONE,
         session_id,
         responses: by_topic(slots, uses_topic_ids),
+        node_endpoints,
         ..Default::default()
     }
+}
+
+/// KIP-951: each NOT_LEADER_OR_FOLLOWER partition gets the current leader and epoch, and the
+/// answer the endpoints of the leaders named.
+fn name_leaders(core: &Core, slots: &mut [Slot]) -> Vec<fetch_response::NodeEndpoint> {
+    use sluice_net::messages::fetch_response::LeaderIdAndEpoch;
+    let image = core.topics();
+    let mut leaders = super::leaders::Leaders::new(&image);
+    for s in slots.iter_mut() {
+        if s.data.error_code != code::NOT_LEADER_OR_FOLLOWER {
+            continue;
+        }
+        let name = match &s.key.topic {
+            TopicKey::Name(name) => name.clone(),
+            TopicKey::Id(id) => leaders.name_of(id).unwrap_or_default(),
+        };
+        if let Some((leader, epoch)) = leaders.of(&name, s.key.partition) {
+            s.data.current_leader = LeaderIdAndEpoch {
+                leader_id: BrokerId(leader),
+                leader_epoch: epoch,
+                ..Default::default()
+            };
+        }
+    }
+    leaders
+        .endpoints(core)
+        .into_iter()
+        .map(|b| fetch_response::NodeEndpoint {
+            node_id: BrokerId(b.id),
+            host: b.host.into(),
+            port: b.port,
+            rack: b.rack.map(Into::into),
+            ..Default::default()
+        })
+        .collect()
 }
 
 /// What a slot's answer says, as a session compares it.

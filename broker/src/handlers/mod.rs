@@ -18,6 +18,7 @@ mod delete_topics;
 mod fetch;
 mod groups;
 mod init_producer_id;
+mod leaders;
 mod list_offsets;
 mod metadata;
 mod produce;

@@ -7,11 +7,12 @@ use std::rc::Rc;
 
 use sluice_net::messages::produce_request::PartitionProduceData;
 use sluice_net::messages::produce_response::{
-    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse,
+    TopicProduceResponse,
 };
 use sluice_net::messages::{ProduceRequest, ProduceResponse};
 use sluice_net::record_batch::{BatchError, Batches};
-use sluice_net::{Records, StrBytes, TopicName};
+use sluice_net::{BrokerId, Records, StrBytes, TopicName};
 
 use crate::core::Core;
 use crate::errors::{self, PartAnswer, code};
@@ -110,10 +111,52 @@ pub async fn handle(core: &Rc<Core>, request: ProduceRequest, version: i16) -> P
     for (ti, r) in plan.slots {
         plan.topics[ti].partition_responses.push(r);
     }
+    let node_endpoints = name_leaders(core, &image, &mut plan.topics);
     Produced::Respond(ProduceResponse {
         responses: plan.topics,
+        node_endpoints,
         ..Default::default()
     })
+}
+
+/// KIP-951: each NOT_LEADER_OR_FOLLOWER partition gets the current leader and epoch, and the
+/// answer the endpoints of the leaders named.
+fn name_leaders(
+    core: &Core,
+    image: &TopicImage,
+    topics: &mut [TopicProduceResponse],
+) -> Vec<NodeEndpoint> {
+    let mut leaders = super::leaders::Leaders::new(image);
+    for t in topics.iter_mut() {
+        let name = if t.name.is_empty() {
+            leaders.name_of(&t.topic_id.0).unwrap_or_default()
+        } else {
+            t.name.to_string()
+        };
+        for p in &mut t.partition_responses {
+            if p.error_code != code::NOT_LEADER_OR_FOLLOWER {
+                continue;
+            }
+            if let Some((leader, epoch)) = leaders.of(&name, p.index) {
+                p.current_leader = LeaderIdAndEpoch {
+                    leader_id: BrokerId(leader),
+                    leader_epoch: epoch,
+                    ..Default::default()
+                };
+            }
+        }
+    }
+    leaders
+        .endpoints(core)
+        .into_iter()
+        .map(|b| NodeEndpoint {
+            node_id: BrokerId(b.id),
+            host: b.host.into(),
+            port: b.port,
+            rack: b.rack.map(Into::into),
+            ..Default::default()
+        })
+        .collect()
 }
 
 /// Checks each partition of the request against the image and the request's shape: an

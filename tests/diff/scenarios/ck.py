@@ -176,7 +176,7 @@ def auto_create_on_produce(t, bs):
     p = producer(bs)
     reports = produce_all(p, t, topic, [{"value": b"first", "timestamp": TS0}])
     rec_reports(t, reports)
-    describe_topic(t, bs, topic, "auto-created by produce")
+    describe_topic(t, bs, topic, "auto-created by produce", settle=has_partitions(1))
     got, errors = consume_all(bs, topic, 1, 1)
     for r in got:
         t.rec("record", **r)
@@ -293,8 +293,29 @@ def describe_configs(t, bs, topic, label, until=None):
     t.rec("describe-configs", at=label, configs=configs)
 
 
-def describe_topic(t, bs, topic, label):
-    d = describe(admin(bs), topic)
+def has_partitions(n):
+    """settle= of describe_topic: the topic is listed with n partitions, each with a leader."""
+    return lambda d: not isinstance(d, dict) and len(d.partitions) == n and all(
+        p.leader is not None and p.leader.id >= 0 for p in d.partitions)
+
+
+def is_gone(d):
+    """settle= of describe_topic: the topic is not listed (an error answer)."""
+    return isinstance(d, dict)
+
+
+def describe_topic(t, bs, topic, label, settle=None, seconds=15):
+    """Records AdminClient.describe_topics of one topic. settle: on a cluster each broker learns a
+    change from the metadata log at its own pace, so right after a create (or delete) a broker
+    other than the one that answered may still show the old state for a moment (Kafka and sluice
+    alike); then ask again, for at most `seconds`, until settle(answer) holds, and record the last
+    answer. On a single broker the first answer already settles."""
+    a = admin(bs)
+    d = describe(a, topic)
+    alive = deadline(seconds)
+    while settle is not None and not settle(d) and alive():
+        time.sleep(0.2)
+        d = describe(a, topic)
     if isinstance(d, dict):
         t.rec("describe-topic", at=label, topic=topic, **d)
         return
@@ -326,7 +347,7 @@ def admin_topics_configs(t, bs):
     vtopic = t.topic("validate-only")
     a.create_topics([NewTopic(vtopic, 4, 1)], validate_only=True, request_timeout=15)[vtopic].result(timeout=20)
     t.rec("validate-only", topic=vtopic, exists=exists(a, vtopic))
-    describe_topic(t, bs, topic, "created")
+    describe_topic(t, bs, topic, "created", settle=has_partitions(2))
     describe_configs(t, bs, topic, "created")
     # full AlterConfigs replaces the whole set: the settings not named go back to defaults
     res = ConfigResource(ResourceType.TOPIC, topic, set_config={"retention.bytes": "1048576"})
@@ -361,14 +382,14 @@ def admin_topics_configs(t, bs):
         except KafkaException as e:
             t.rec("create-partitions", total=n, **kerr(e))
     wait_metadata(bs, topic, 4)
-    describe_topic(t, bs, topic, "after create_partitions")
+    describe_topic(t, bs, topic, "after create_partitions", settle=has_partitions(4))
     # delete, then it is gone
     a.delete_topics([topic], operation_timeout=15, request_timeout=15)[topic].result(timeout=20)
     t.rec("deleted", topic=topic)
     alive = deadline(15)
     while alive() and exists(a, topic):
         time.sleep(0.2)
-    describe_topic(t, bs, topic, "after delete")
+    describe_topic(t, bs, topic, "after delete", settle=is_gone)
     describe_configs(t, bs, topic, "after delete")
     try:
         a.delete_topics([topic], request_timeout=15)[topic].result(timeout=20)
@@ -443,7 +464,7 @@ def errors_create_topics(t, bs):
         except ValueError as e:   # librdkafka validates some arguments itself
             t.rec("create", name=name[:60], partitions=parts, rf=rf, error="client-side ValueError", msg=str(e))
     wait_metadata(bs, t.topic("defaults"), 1)
-    describe_topic(t, bs, t.topic("defaults"), "created with -1/-1 (broker defaults)")
+    describe_topic(t, bs, t.topic("defaults"), "created with -1/-1 (broker defaults)", settle=has_partitions(1))
     # a config the broker rejects at creation
     name = t.topic("bad-config")
     try:
@@ -505,7 +526,7 @@ def metadata_auto_create(t, bs):
     a = admin(bs)
     a.list_topics(topic=topic, timeout=10)   # its first answer may or may not list the topic yet: not recorded
     wait_metadata(bs, topic, 1)
-    describe_topic(t, bs, topic, "after auto-create")
+    describe_topic(t, bs, topic, "after auto-create", settle=has_partitions(1))
 
 
 @reg("group_subscribe_commit")

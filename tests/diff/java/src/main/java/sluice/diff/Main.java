@@ -569,14 +569,15 @@ public final class Main {
             List<Object> nodes = new ArrayList<>();
             for (Node n : dc.nodes().get()) nodes.add(Map.of("node_id", n.id(), "host", n.host(), "port", n.port(), "rack", String.valueOf(n.rack())));
             t.rec("describe-cluster", "cluster_id", dc.clusterId().get(), "controller", dc.controller().get().id(), "nodes_detail", nodes);
-            int node = dc.nodes().get().iterator().next().id();
+            List<Integer> nodeIds = new ArrayList<>();   // every broker (placement on a cluster is the broker's choice)
+            for (Node n : dc.nodes().get()) nodeIds.add(n.id());
             int ndirs = 0;
             List<Object> mine = new ArrayList<>();
             long end = System.nanoTime() + 10_000_000_000L;
             while (true) {   // a new partition's replica may show up in DescribeLogDirs a moment later
                 ndirs = 0;
                 mine.clear();
-                Map<Integer, Map<String, LogDirDescription>> dirs = a.describeLogDirs(List.of(node)).allDescriptions().get(20, TimeUnit.SECONDS);
+                Map<Integer, Map<String, LogDirDescription>> dirs = a.describeLogDirs(nodeIds).allDescriptions().get(20, TimeUnit.SECONDS);
                 List<Object> dirInfo = new ArrayList<>();
                 for (Map<String, LogDirDescription> m : dirs.values()) {
                     for (LogDirDescription d : m.values()) {

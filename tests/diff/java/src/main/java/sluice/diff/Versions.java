@@ -60,9 +60,10 @@ final class Versions {
     // ------------------------------------------------------------------ a bare NetworkClient
 
     /**
-     * A kafka-clients NetworkClient connected to the bootstrap broker: it negotiates ApiVersions
-     * exactly as producers, consumers and admin clients do (newest request version first, the
-     * broker's own range after an UNSUPPORTED_VERSION answer) and keeps the result as NodeApiVersions.
+     * A kafka-clients NetworkClient connected to one broker (`at`, a node of DescribeCluster's answer;
+     * on a cluster target the bootstrap lists several): it negotiates ApiVersions exactly as
+     * producers, consumers and admin clients do (newest request version first, the broker's own
+     * range after an UNSUPPORTED_VERSION answer) and keeps the result as NodeApiVersions.
      */
     static final class Probe implements AutoCloseable {
         final Metrics metrics = new Metrics();
@@ -70,9 +71,9 @@ final class Versions {
         final NetworkClient client;
         final Node node;
 
-        Probe(String bs) throws Exception {
-            int colon = bs.lastIndexOf(':');
-            node = new Node(-1, bs.substring(0, colon), Integer.parseInt(bs.substring(colon + 1)));
+        Probe(Node at) throws Exception {
+            String bs = at.host() + ":" + at.port();
+            node = new Node(-1, at.host(), at.port());
             LogContext lc = new LogContext("[diff-versions] ");
             AdminClientConfig cfg = new AdminClientConfig(Map.of("bootstrap.servers", bs));
             Selector selector = new Selector(30_000L, metrics, Time.SYSTEM, "diff-versions",
@@ -102,6 +103,19 @@ final class Versions {
         }
     }
 
+    /** The first node of DescribeCluster's answer (the only one on a single broker). */
+    static Node firstNode(Admin a) throws Exception {
+        return a.describeCluster().nodes().get(20, TimeUnit.SECONDS).iterator().next();
+    }
+
+    /** Every broker's id: DescribeLogDirs asks each of them (one on a single broker), so which
+     *  broker holds which partition (placement, on a cluster) does not show in the transcript. */
+    static List<Integer> allNodeIds(Admin a) throws Exception {
+        List<Integer> ids = new ArrayList<>();
+        for (Node n : a.describeCluster().nodes().get(20, TimeUnit.SECONDS)) ids.add(n.id());
+        return ids;
+    }
+
     static void recNegotiated(T t, String label, NodeApiVersions v, ApiKeys... keys) {
         Map<String, Object> m = new TreeMap<>();
         for (ApiKeys k : keys) m.put(k.name, v.latestUsableVersion(k));
@@ -117,13 +131,14 @@ final class Versions {
      */
     static void apiVersionsMax(T t, String bs) throws Exception {
         String clusterId;
-        int nodeId;
+        Node at;
         try (Admin a = admin(bs)) {
             DescribeClusterResult dc = a.describeCluster();
             clusterId = dc.clusterId().get(20, TimeUnit.SECONDS);
-            nodeId = dc.nodes().get(20, TimeUnit.SECONDS).iterator().next().id();
+            at = dc.nodes().get(20, TimeUnit.SECONDS).iterator().next();
         }
-        try (Probe p = new Probe(bs)) {
+        int nodeId = at.id();   // the probe talks to that node, so its id is the "right node id"
+        try (Probe p = new Probe(at)) {
             NodeApiVersions v = p.versions();
             t.check(v != null, "ApiVersions negotiated");
             for (ApiKeys k : RAISED) {
@@ -202,7 +217,7 @@ final class Versions {
         String topic = t.topic("");
         try (Admin a = admin(bs)) {
             create(a, topic, 2, KEEP);
-            try (Probe p = new Probe(bs)) {
+            try (Probe p = new Probe(firstNode(a))) {
                 recNegotiated(t, "client-broker", p.versions(), ApiKeys.PRODUCE, ApiKeys.FETCH, ApiKeys.OFFSET_COMMIT, ApiKeys.OFFSET_FETCH);
             }
             List<Future<RecordMetadata>> fs = new ArrayList<>();
@@ -277,14 +292,14 @@ final class Versions {
             try (KafkaProducer<byte[], byte[]> p = producer(bs)) {
                 for (int i = 0; i < 3; i++) recMeta(t, i, p.send(new ProducerRecord<>(topic, 0, TS0 + i, null, b("d" + i))));
             }
-            int node = a.describeCluster().nodes().get(20, TimeUnit.SECONDS).iterator().next().id();
-            try (Probe p = new Probe(bs)) {
+            List<Integer> nodes = allNodeIds(a);
+            try (Probe p = new Probe(firstNode(a))) {
                 recNegotiated(t, "client-broker", p.versions(), ApiKeys.DESCRIBE_LOG_DIRS);
             }
             long end = System.nanoTime() + 10_000_000_000L;
             while (true) {
                 List<Object> dirs = new ArrayList<>(), mine = new ArrayList<>();
-                Map<Integer, Map<String, LogDirDescription>> all = a.describeLogDirs(List.of(node)).allDescriptions().get(20, TimeUnit.SECONDS);
+                Map<Integer, Map<String, LogDirDescription>> all = a.describeLogDirs(nodes).allDescriptions().get(20, TimeUnit.SECONDS);
                 for (Map<String, LogDirDescription> m : all.values()) {
                     for (Map.Entry<String, LogDirDescription> de : m.entrySet()) {
                         LogDirDescription d = de.getValue();
