@@ -36,6 +36,10 @@ pub struct ControllerConfig {
     pub default_replication_factor: i16,
     /// `min.insync.replicas`, the cluster default written at bootstrap (KIP-966 needs it).
     pub min_insync_replicas: i32,
+    /// The topics of a single-node data dir this node ran on before it joined a cluster, and
+    /// its broker id: written right after the bootstrap records when this controller is the
+    /// one that bootstraps the log, so they become the cluster's first topics.
+    pub legacy_topics: Option<(i32, Vec<crate::LegacyTopic>)>,
 }
 
 impl Default for ControllerConfig {
@@ -46,6 +50,7 @@ impl Default for ControllerConfig {
             default_num_partitions: 1,
             default_replication_factor: 1,
             min_insync_replicas: 1,
+            legacy_topics: None,
         }
     }
 }
@@ -121,13 +126,17 @@ impl Controller {
         }
     }
 
-    /// The records a controller writes first on an empty log (Kafka's bootstrap records), as a
-    /// proposal; `None` once the log holds a `metadata.version`.
+    /// The records a controller writes first on an empty log (Kafka's bootstrap records, then
+    /// any legacy topics of its config), as a proposal; `None` once the log holds a
+    /// `metadata.version`.
     pub fn bootstrap_if_empty(&mut self) -> Option<Proposal<()>> {
         if self.image.metadata_version().is_some() {
             return None;
         }
-        let records = crate::bootstrap::bootstrap_records(self.config.min_insync_replicas);
+        let mut records = crate::bootstrap::bootstrap_records(self.config.min_insync_replicas);
+        if let Some((broker, topics)) = &self.config.legacy_topics {
+            records.extend(crate::bootstrap::legacy_topic_records(topics, *broker));
+        }
         Some(self.propose(records, ()))
     }
 

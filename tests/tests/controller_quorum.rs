@@ -597,3 +597,51 @@ fn a_broker_that_does_not_lead_names_the_leader() {
         "{r:?}"
     );
 }
+
+/// A data dir a single-node broker wrote joins a cluster unchanged: started as the only voter
+/// of a quorum of one, the node bootstraps the metadata log and its topics become the first
+/// metadata records (same topic ids), placed on it; it leads them again once unfenced, and
+/// the records it held are still there (the next append continues their offsets).
+#[test]
+fn a_single_node_data_dir_becomes_the_first_topics_of_a_cluster() {
+    use sluice_net::record_batch::build::{BatchSpec, batch};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("node-1");
+    let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    let mut alone = Broker::start_in(&dir, any, &["--cores", "1"]);
+    assert_eq!(create_topic(&alone.bootstrap(), "kept", 2), code::NONE);
+    let id_before = metadata_of(&alone.bootstrap(), "kept")
+        .expect("metadata")
+        .topics[0]
+        .topic_id;
+    let mut conn = sluice_tests::RawConn::connect(alone.bootstrap().parse().expect("addr"));
+    let record = || batch(&BatchSpec::default(), &[(None, Some(b"v".as_slice()))]);
+    for expected in 0..3 {
+        assert_eq!(
+            sluice_tests::produce(&mut conn, "kept", record()),
+            (0, expected)
+        );
+    }
+    drop(conn);
+    assert!(alone.stop().success());
+
+    let voters = format!("1@127.0.0.1:{}", free_port());
+    let args = [
+        "--cores",
+        "1",
+        "--node-id",
+        "1",
+        "--controller-voters",
+        voters.as_str(),
+    ];
+    let node = Broker::start_in(&dir, any, &args);
+    let topic = wait_for(Duration::from_secs(20), "the imported topic led", || {
+        let r = metadata_of(&node.bootstrap(), "kept")?;
+        let t = r.topics.first()?.clone();
+        (t.error_code == code::NONE && t.partitions.iter().all(|p| p.leader_id.0 == 1)).then_some(t)
+    });
+    assert_eq!(topic.topic_id, id_before, "the topic keeps its id");
+    assert_eq!(topic.partitions.len(), 2);
+    let mut conn = sluice_tests::RawConn::connect(node.bootstrap().parse().expect("addr"));
+    assert_eq!(sluice_tests::produce(&mut conn, "kept", record()), (0, 3));
+}

@@ -197,9 +197,46 @@ fn open_node(settings: &ControllerSettings, now_ms: u64) -> anyhow::Result<Node<
     let controller_config = ControllerConfig {
         cluster_id: settings.cluster_id.clone(),
         session_timeout_ms: settings.session_timeout_ms,
+        legacy_topics: legacy_topics(settings)?,
         ..ControllerConfig::default()
     };
     Ok(Node::new(replica, persist, controller_config, seed))
+}
+
+/// The topics of the single-node registry in this node's data dir (a broker that ran alone
+/// before it joined the cluster): imported into the metadata log, placed on this broker, if
+/// this node is the controller that bootstraps it. `None` for a controller-only node or an
+/// empty registry.
+fn legacy_topics(
+    settings: &ControllerSettings,
+) -> anyhow::Result<Option<(i32, Vec<sluice_controller::LegacyTopic>)>> {
+    if settings.broker_listener.is_none() {
+        return Ok(None);
+    }
+    let table = crate::metadata::TopicTable::load(&settings.data_dir)?;
+    if table.topics.is_empty() {
+        return Ok(None);
+    }
+    let topics: Vec<_> = table
+        .topics
+        .values()
+        .map(|t| sluice_controller::LegacyTopic {
+            name: t.name.clone(),
+            id: Uuid(t.id),
+            partition_count: t.partitions,
+            configs: t
+                .configs
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        })
+        .collect();
+    tracing::info!(
+        topics = topics.len(),
+        "this data dir has single-node topics: they become the cluster's first topics if this \
+         node bootstraps the metadata log"
+    );
+    Ok(Some((settings.node_id, topics)))
 }
 
 /// When this node is also a broker: its registration and heartbeats.
