@@ -13,7 +13,7 @@ use crate::image::{ImageError, MetadataImage};
 use bytes::Bytes;
 use sluice_net::messages::{SnapshotFooterRecord, SnapshotHeaderRecord};
 use sluice_net::metadata_record::VersionedRecord;
-use sluice_net::record_batch::build::{BatchSpec, batch};
+use sluice_net::record_batch::build::{BatchSpec, KeyValue, batch};
 use sluice_net::record_batch::{Batches, Compression, RecordBatch, set_partition_leader_epoch};
 use sluice_net::{Decoder, Encoder};
 use sluice_quorum::{OffsetAndEpoch, Snapshot};
@@ -50,7 +50,7 @@ pub fn encode_snapshot(
 ) -> Vec<u8> {
     let mut out = Vec::new();
     let mut offset = 0i64;
-    let mut push = |attributes: i16, records: &[(Option<&[u8]>, Option<&[u8]>)]| {
+    let mut push = |attributes: i16, records: &[KeyValue<'_>]| {
         let spec = BatchSpec {
             base_offset: offset,
             base_timestamp: last_timestamp_ms,
