@@ -13,8 +13,9 @@
 //! the replica's clock). `Payload::LeaderChange` is a control batch (attribute bit 5) whose
 //! record has Kafka's control key (version 0, type 2) and a `LeaderChangeMessage` v0 value
 //! (leader, the voters given at open, and as granting voters the leader alone: it surely voted
-//! for itself, the replica does not report who else did, and Kafka only displays the field). `Payload::Data(bytes)` is a record
-//! whose value is those bytes (the caller frames a `VersionedRecord`; not interpreted here).
+//! for itself, the replica does not report who else did, and Kafka only displays the field).
+//! `Payload::Data(bytes)` is a record whose value is those bytes (the caller frames a
+//! `VersionedRecord`; not interpreted here).
 //!
 //! Reading accepts more than it writes: a batch of several records (as Kafka writes them)
 //! becomes several entries at consecutive offsets, so offsets stay Kafka's offsets.

@@ -112,7 +112,10 @@ fn files(node_dir: &Path) -> (Vec<(i64, i32)>, Vec<i64>) {
             .strip_suffix(".checkpoint")
             .and_then(|s| s.split_once('-'))
         {
-            checkpoints.push((offset.parse().expect("offset"), epoch.parse().expect("epoch")));
+            checkpoints.push((
+                offset.parse().expect("offset"),
+                epoch.parse().expect("epoch"),
+            ));
         } else if let Some(base) = name.strip_suffix(".log") {
             segments.push(base.parse().expect("base offset"));
         }
@@ -175,7 +178,10 @@ fn a_restarted_node_catches_up_from_a_snapshot() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (controllers, mut nodes) = start_nodes(tmp.path());
     let (leader, _) = settled(&controllers, &[1, 2, 3]);
-    let victim = [1, 2, 3].into_iter().find(|&id| id != leader).expect("a follower");
+    let victim = [1, 2, 3]
+        .into_iter()
+        .find(|&id| id != leader)
+        .expect("a follower");
     let survivor = [1, 2, 3]
         .into_iter()
         .find(|&id| id != leader && id != victim)
@@ -183,6 +189,10 @@ fn a_restarted_node_catches_up_from_a_snapshot() {
     let (_, victim_end) = settled(&controllers, &[1, 2, 3]);
     nodes[(victim - 1) as usize].kill();
     let through = nodes[(survivor - 1) as usize].bootstrap();
+    // Brokers register once the quorum has a leader: until then there is no broker to place on.
+    wait_for(Duration::from_secs(20), "a broker to place on", || {
+        (create_topic(&through, "first") == code::NONE).then_some(())
+    });
     for i in 0..TOPICS {
         let name = format!("snap-{i}");
         assert_eq!(create_topic(&through, &name), code::NONE, "{name}");
@@ -190,8 +200,14 @@ fn a_restarted_node_catches_up_from_a_snapshot() {
     let (leader, hw) = settled(&controllers, &[leader, survivor]);
     let leader_dir = tmp.path().join(format!("node-{leader}"));
     let (checkpoints, _) = files(&leader_dir);
-    let latest = checkpoints.last().copied().expect("the leader took a snapshot");
-    assert!(latest.0 > victim_end, "snapshot {latest:?} past the victim's end {victim_end}");
+    let latest = checkpoints
+        .last()
+        .copied()
+        .expect("the leader took a snapshot");
+    assert!(
+        latest.0 > victim_end,
+        "snapshot {latest:?} past the victim's end {victim_end}"
+    );
     eprintln!("leader {leader}: checkpoints {checkpoints:?}, high watermark {hw}");
 
     // The victim restarts behind the leader's log start: it installs a snapshot.
