@@ -20,9 +20,11 @@ const SNAPSHOT_BYTES: &str = "metadata_log_max_record_bytes_between_snapshots=20
 /// Topics created while the victim is down.
 const TOPICS: usize = 40;
 
-/// DescribeQuorum to one controller: `(leader, high watermark, voters' log ends)` from the
-/// leader, `None` elsewhere.
-fn describe(controller: SocketAddr) -> Option<(i32, i64, Vec<(i32, i64)>)> {
+/// A leader's view: its id, its high watermark and each voter's (id, log end).
+type QuorumView = (i32, i64, Vec<(i32, i64)>);
+
+/// DescribeQuorum to one controller: the leader's view from the leader, `None` elsewhere.
+fn describe(controller: SocketAddr) -> Option<QuorumView> {
     let mut client =
         Client::connect(&controller.to_string(), "test", Duration::from_secs(2)).ok()?;
     let request = Request::DescribeQuorum(DescribeQuorumRequest {
