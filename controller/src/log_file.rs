@@ -47,9 +47,9 @@ use std::path::{Path, PathBuf};
 pub const METADATA_LOG_DIR: &str = "__cluster_metadata-0";
 
 /// Default segment size. Kafka's `metadata.log.segment.bytes` defaults to 1 GiB, sized for a
-/// log that snapshots delete from. Here nothing deletes segments yet, so the size only sets how
-/// much one file holds and how finely a future snapshot can free space: 1 MiB is about ten
-/// thousand metadata records, small enough to delete in steps and to rescan quickly.
+/// log that snapshots delete from. Here the size sets how finely a snapshot frees space (only
+/// whole segments below it are deleted): 1 MiB is about ten thousand metadata records, small
+/// enough to delete in steps and to rescan quickly.
 pub const SEGMENT_BYTES_MAX_DEFAULT: u64 = 1 << 20;
 
 /// What `FileLog::open` needs besides the directory.
