@@ -56,6 +56,10 @@ pub struct BrokerConfig {
     /// `controller.quorum.election.timeout.ms`: the base of each election round's timeout (a
     /// random amount up to the same again is added). 100 ms (Kafka: 1 s).
     pub controller_quorum_election_timeout_ms: u64,
+    /// `metadata.log.max.record.bytes.between.snapshots`: the controller snapshots its metadata
+    /// image once this many bytes of records were committed since the last snapshot, and drops
+    /// the log below it. 20 MiB, as Kafka.
+    pub metadata_log_max_record_bytes_between_snapshots: u64,
     /// Partitions of an auto-created topic. Default 1.
     pub default_partitions: i32,
     /// Create a topic on first Metadata/Produce for it. Default on.
@@ -165,6 +169,7 @@ impl Default for BrokerConfig {
             broker_session_timeout_ms: 3000,
             controller_quorum_fetch_timeout_ms: 200,
             controller_quorum_election_timeout_ms: 100,
+            metadata_log_max_record_bytes_between_snapshots: 20 * 1024 * 1024,
             default_partitions: 1,
             auto_create_topics: true,
             request_bytes_max: 100 * 1024 * 1024,
@@ -469,6 +474,10 @@ impl BrokerConfig {
         {
             let message = "must exceed controller_quorum_election_timeout_ms (> 0)".to_owned();
             return invalid("controller_quorum_fetch_timeout_ms", message);
+        }
+        if self.metadata_log_max_record_bytes_between_snapshots == 0 {
+            let key = "metadata_log_max_record_bytes_between_snapshots";
+            return invalid(key, "must be positive".to_owned());
         }
         if self.broker_session_timeout_ms <= self.broker_heartbeat_interval_ms {
             let message = "must exceed broker_heartbeat_interval_ms".to_owned();

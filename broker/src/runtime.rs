@@ -252,6 +252,7 @@ fn start_controller(
         heartbeat_interval_ms: config.broker_heartbeat_interval_ms,
         session_timeout_ms: config.broker_session_timeout_ms,
         quorum_fetch_timeout_ms: config.controller_quorum_fetch_timeout_ms,
+        snapshot_bytes_max: config.metadata_log_max_record_bytes_between_snapshots,
         quorum_election_timeout_ms: config.controller_quorum_election_timeout_ms,
         forwarded: None,
     };

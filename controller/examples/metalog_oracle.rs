@@ -11,16 +11,22 @@
 //! entry with `VersionedRecord::decode`, and prints `<offset> <TYPE_NAME> <version>` or
 //! `<offset> LeaderChange <leader>`, to be compared with Kafka's own dump of the same files.
 //!
-//! Usage: `cargo run -p sluice-controller --example metalog_oracle -- write|read DIR`.
+//! `checkpoint DIR`: applies the realistic records to an image, writes them to a `FileLog` in
+//! DIR and stores a snapshot of the image there (a `.checkpoint` file, as the controller
+//! shard does). Prints one expectation per snapshot record, `<offset> <json>` (offset 0 is
+//! the snapshot header, so the records start at 1).
+//!
+//! Usage: `cargo run -p sluice-controller --example metalog_oracle -- write|read|checkpoint DIR`.
 
 use bytes::Bytes;
 use serde_json::{Value, json};
-use sluice_controller::{FileLog, FileLogConfig};
+use sluice_controller::snapshot::encode_snapshot;
+use sluice_controller::{FileLog, FileLogConfig, MetadataImage};
 use sluice_net::Uuid;
 use sluice_net::messages::*;
 use sluice_net::metadata_record::VersionedRecord;
 use sluice_net::{Rng, StrBytes};
-use sluice_quorum::{Entry, Epoch, Log, NodeId, Offset, Payload};
+use sluice_quorum::{Entry, Epoch, Log, NodeId, Offset, Payload, Snapshot};
 use std::path::Path;
 
 fn main() {
@@ -28,8 +34,9 @@ fn main() {
     match (args.first().map(String::as_str), args.get(1)) {
         (Some("write"), Some(dir)) => write(Path::new(dir)),
         (Some("read"), Some(dir)) => read(Path::new(dir)),
+        (Some("checkpoint"), Some(dir)) => checkpoint(Path::new(dir)),
         _ => {
-            eprintln!("usage: metalog_oracle write|read DIR");
+            eprintln!("usage: metalog_oracle write|read|checkpoint DIR");
             std::process::exit(2);
         }
     }
@@ -254,5 +261,41 @@ fn read(dir: &Path) {
                 println!("{offset} {name} {}", record.version);
             }
         }
+    }
+}
+
+fn checkpoint(dir: &Path) {
+    let voters = vec![NodeId(1), NodeId(2), NodeId(3)];
+    let mut log = FileLog::open(dir, FileLogConfig::new(voters)).expect("open the log");
+    log.set_now_ms(1_764_000_000_000);
+    let mut image = MetadataImage::empty();
+    for (offset, (record, _)) in (0..).zip(realistic()) {
+        let ty = record.record_type();
+        let version = *ty.valid_versions().end();
+        let record = VersionedRecord { version, record };
+        // The removals are left out so the snapshot has a topic and a broker; records that
+        // contradict the image so far are skipped, as the controller shard does.
+        let removal = matches!(
+            record.record,
+            MetadataRecord::UnregisterBroker(_) | MetadataRecord::RemoveTopic(_)
+        );
+        if !removal {
+            let _ = image.apply(offset, 4, &record);
+        }
+        log.append(Entry {
+            epoch: Epoch(4),
+            payload: Payload::Data(record.encode().to_vec()),
+        });
+    }
+    log.flush();
+    let id = log.end_and_epoch();
+    let data = encode_snapshot(&image, id, 1_764_000_000_000);
+    log.store_snapshot(Snapshot { id, data });
+    for (offset, record) in (1..).zip(image.records()) {
+        let ty = kafka_type_name(record.record.record_type());
+        println!(
+            "{offset} {}",
+            json!({"type": ty, "version": record.version})
+        );
     }
 }

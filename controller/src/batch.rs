@@ -20,7 +20,7 @@ const CONTROL_TYPE_LEADER_CHANGE: i16 = 2;
 /// The `LeaderChangeMessage` schema version Kafka 4.4 writes into the log.
 const LEADER_CHANGE_VERSION: i16 = 0;
 /// Record batch attribute bit: control batch.
-const ATTRIBUTE_CONTROL: i16 = 0x20;
+pub(crate) const ATTRIBUTE_CONTROL: i16 = 0x20;
 
 /// Why batches could not be read as entries.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -121,7 +121,7 @@ pub fn batch_payloads(batch: &RecordBatch) -> Result<Vec<Payload>, String> {
 }
 
 /// Kafka's control record key: version, then type, both int16.
-fn control_key(control_type: i16) -> [u8; 4] {
+pub(crate) fn control_key(control_type: i16) -> [u8; 4] {
     let mut key = [0u8; 4];
     key[..2].copy_from_slice(&CONTROL_KEY_VERSION.to_be_bytes());
     key[2..].copy_from_slice(&control_type.to_be_bytes());

@@ -15,6 +15,7 @@
 //! `offset`.
 
 mod partition;
+mod records;
 
 pub use partition::PartitionRegistration;
 

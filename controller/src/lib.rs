@@ -10,10 +10,11 @@
 //!   id blocks) by proposing records; it does no I/O: time and requests are passed in.
 //!
 //! Files here: `log_file` (the metadata log, `FileLog`, in Kafka's `__cluster_metadata-0`
-//! layout) and `quorum_state_file` (Kafka's `quorum-state` JSON), both blocking `std::fs` on
-//! the controller's own thread; `storage_error` (their one error type); `batch` (an entry as a
-//! record batch) and `wire` (the quorum's messages as Kafka requests); `image`, `controller`
-//! and `bootstrap` (the state and the decisions, sans-IO).
+//! layout, with its `.checkpoint` snapshot files) and `quorum_state_file` (Kafka's
+//! `quorum-state` JSON), both blocking `std::fs` on the controller's own thread;
+//! `storage_error` (their one error type); `batch` (an entry as a record batch), `snapshot`
+//! (the image as a KRaft snapshot's batches) and `wire` (the quorum's messages as Kafka
+//! requests); `image`, `controller` and `bootstrap` (the state and the decisions, sans-IO).
 
 mod log_file;
 mod quorum_state_file;
@@ -24,6 +25,7 @@ pub use quorum_state_file::{QUORUM_STATE_FILE, QuorumStateFile};
 pub use storage_error::StorageError;
 
 pub mod batch;
+pub mod snapshot;
 pub mod wire;
 
 pub mod bootstrap;

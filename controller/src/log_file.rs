@@ -13,15 +13,25 @@
 //! the replica's clock). `Payload::LeaderChange` is a control batch (attribute bit 5) whose
 //! record has Kafka's control key (version 0, type 2) and a `LeaderChangeMessage` v0 value
 //! (leader, the voters given at open, and as granting voters the leader alone: it surely voted
-//! for itself, the replica does not report who else did, and Kafka only displays the field). `Payload::Data(bytes)` is a record
-//! whose value is those bytes (the caller frames a `VersionedRecord`; not interpreted here).
+//! for itself, the replica does not report who else did, and Kafka only displays the field).
+//! `Payload::Data(bytes)` is a record whose value is those bytes (the caller frames a
+//! `VersionedRecord`; not interpreted here).
 //!
 //! Reading accepts more than it writes: a batch of several records (as Kafka writes them)
 //! becomes several entries at consecutive offsets, so offsets stay Kafka's offsets.
 //!
-//! Invariants, asserted or checked at open: entries are contiguous from offset 0 (no
-//! snapshots yet); epochs never decrease; each segment's name is the base offset of its first
-//! batch; `locations.len()` (the flushed entries) `<= entries.len()`.
+//! Snapshots (KIP-630): `{end_offset:020}-{epoch:010}.checkpoint` files next to the segments,
+//! each the bytes of `Snapshot::data` (record batches from a header to a footer, see
+//! `crate::snapshot`), written to a `.part` file, fsynced, renamed and the directory fsynced.
+//! At open the newest checkpoint that validates is the snapshot and the log start (older or
+//! torn ones are ignored; `.part` leftovers deleted); entries below it are not kept, and a log
+//! that ends below it (a crash during `install_snapshot`) is dropped. `truncate_prefix` deletes
+//! the segments wholly below the new start and the older checkpoints.
+//!
+//! Invariants, asserted or checked at open: entries are contiguous from the log start (the
+//! latest snapshot's end offset, or 0); epochs never decrease; each segment's name is the base
+//! offset of its first batch; the first segment starts at or below the log start;
+//! `locations.len()` (the flushed entries) `<= entries.len()`.
 
 use crate::batch::{batch_payloads, encode_entry};
 use crate::storage_error::StorageError;
@@ -37,9 +47,9 @@ use std::path::{Path, PathBuf};
 pub const METADATA_LOG_DIR: &str = "__cluster_metadata-0";
 
 /// Default segment size. Kafka's `metadata.log.segment.bytes` defaults to 1 GiB, sized for a
-/// log that snapshots delete from. Here nothing deletes segments yet, so the size only sets how
-/// much one file holds and how finely a future snapshot can free space: 1 MiB is about ten
-/// thousand metadata records, small enough to delete in steps and to rescan quickly.
+/// log that snapshots delete from. Here the size sets how finely a snapshot frees space (only
+/// whole segments below it are deleted): 1 MiB is about ten thousand metadata records, small
+/// enough to delete in steps and to rescan quickly.
 pub const SEGMENT_BYTES_MAX_DEFAULT: u64 = 1 << 20;
 
 /// What `FileLog::open` needs besides the directory.
@@ -70,6 +80,8 @@ pub struct Recovery {
     pub truncated_bytes: u64,
     /// Segments after the torn one that were deleted (Kafka's recovery does the same).
     pub deleted_segments: usize,
+    /// Checkpoint files that did not validate (torn or foreign) and were skipped.
+    pub ignored_snapshots: usize,
 }
 
 /// Where a flushed entry's batch starts.
@@ -101,23 +113,24 @@ struct Segment {
 /// methods panics: after a failed fsync the page cache state is unknown, so the process must
 /// restart and recover from the files (the `try_` methods return the error instead).
 ///
-/// Memory: every entry since offset 0 stays in memory (about the log's size on disk plus ~40
-/// bytes per entry). A metadata log is small (a record per topic, partition, broker change),
-/// but until snapshots let old segments go, it grows without bound with the log.
+/// Memory: every entry since the log start stays in memory (about the log's size on disk plus
+/// ~40 bytes per entry), and the latest snapshot's bytes; snapshots bound both.
 #[derive(Debug)]
 pub struct FileLog {
     dir: PathBuf,
     config: FileLogConfig,
     now_ms: i64,
+    /// The log start: the offset of `entries[0]`, with the epoch of the entry before it.
+    start: OffsetAndEpoch,
+    /// At open only: the offset the next scanned batch must have.
+    scan_next: i64,
     entries: Vec<Entry>,
     /// The batch position of each flushed entry; its length is the flushed end.
     locations: Vec<Location>,
     /// Never empty after `open`; the last one is the active segment.
     segments: Vec<Segment>,
     recovery: Recovery,
-    /// The latest snapshot the replica handed over. Held in memory only: the controller shard
-    /// takes no snapshots yet, so nothing calls `store_snapshot` (snapshot files, Kafka's
-    /// `.checkpoint`, are a later slice).
+    /// The latest snapshot, also in its `.checkpoint` file.
     snapshot: Option<Snapshot>,
 }
 
@@ -141,24 +154,137 @@ impl FileLog {
             dir: dir.to_path_buf(),
             config,
             now_ms: 0,
+            start: OffsetAndEpoch::default(),
+            scan_next: 0,
             entries: Vec::new(),
             locations: Vec::new(),
             segments: Vec::new(),
             recovery: Recovery::default(),
             snapshot: None,
         };
+        log.load_snapshot()?;
         let paths = segment_paths(dir)?;
+        log.scan_next = paths.first().map_or(log.start.offset.0, |(base, _)| {
+            (*base).min(log.start.offset.0)
+        });
         for (index, (base_offset, path)) in paths.iter().enumerate() {
             if !log.recover_segment(*base_offset, path)? {
                 log.delete_segments_after(&paths[index + 1..])?;
                 break;
             }
         }
+        if log.scan_next < log.start.offset.0 {
+            // The segments end below the snapshot (a crash inside `install_snapshot`): the
+            // snapshot stands for all of them.
+            log.drop_all_segments()?;
+        }
         if log.segments.is_empty() {
-            log.roll(0)?;
+            log.roll(log.start.offset.0)?;
         }
         assert_eq!(log.locations.len(), log.entries.len());
         Ok(log)
+    }
+
+    /// Makes the newest checkpoint file that validates the snapshot and the log start.
+    fn load_snapshot(&mut self) -> Result<(), StorageError> {
+        for (id, path) in checkpoint_paths(&self.dir)?.into_iter().rev() {
+            let bytes = std::fs::read(&path).map_err(StorageError::io("read checkpoint", &path))?;
+            if crate::snapshot::validate(&bytes).is_err() {
+                self.recovery.ignored_snapshots += 1;
+                continue;
+            }
+            self.start = id;
+            self.snapshot = Some(Snapshot { id, data: bytes });
+            break;
+        }
+        Ok(())
+    }
+
+    /// Writes `snapshot`'s checkpoint file durably: a `.part` file, fsync, rename, fsync the
+    /// directory.
+    fn write_checkpoint(&self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        let path = self.dir.join(checkpoint_name(snapshot.id));
+        let part = path.with_extension("checkpoint.part");
+        let io = |op| StorageError::io(op, &part);
+        let file = File::create(&part).map_err(io("create checkpoint"))?;
+        file.write_all_at(&snapshot.data, 0).map_err(io("write"))?;
+        file.sync_all().map_err(io("fsync"))?;
+        std::fs::rename(&part, &path).map_err(StorageError::io("rename checkpoint", &path))?;
+        sync_dir(&self.dir)
+    }
+
+    /// Deletes the checkpoint files of snapshots older than the latest.
+    fn delete_older_checkpoints(&self) -> Result<(), StorageError> {
+        let latest = self.snapshot.as_ref().map_or(Offset(0), |s| s.id.offset);
+        let mut deleted = false;
+        for (id, path) in checkpoint_paths(&self.dir)? {
+            if id.offset < latest {
+                remove_file(&path)?;
+                deleted = true;
+            }
+        }
+        if deleted {
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes every segment and forgets every entry (the snapshot stands for them).
+    fn drop_all_segments(&mut self) -> Result<(), StorageError> {
+        for segment in self.segments.drain(..) {
+            remove_file(&segment.path)?;
+        }
+        sync_dir(&self.dir)?;
+        self.entries.clear();
+        self.locations.clear();
+        Ok(())
+    }
+
+    /// `Log::truncate_prefix`, returning the I/O error instead of panicking.
+    pub fn try_truncate_prefix(&mut self, start: Offset) -> Result<(), StorageError> {
+        let covered = self.snapshot.as_ref().map_or(Offset(0), |s| s.id.offset);
+        assert!(start <= covered, "entries dropped that no snapshot holds");
+        assert!(
+            start <= self.flushed_end(),
+            "a log start past the durable log"
+        );
+        let Some(new_start) = self.offset_and_epoch(start) else {
+            panic!("a log start below the current one");
+        };
+        let dropped = self.index_of(start).unwrap_or(0);
+        self.entries.drain(..dropped);
+        self.locations.drain(..dropped);
+        self.start = new_start;
+        // Whole segments wholly below the start go: those the next one starts at or below it.
+        let gone = (1..self.segments.len())
+            .take_while(|&i| self.segments[i].base_offset <= start.0)
+            .count();
+        for segment in self.segments.drain(..gone) {
+            remove_file(&segment.path)?;
+        }
+        for location in &mut self.locations {
+            location.segment -= gone;
+        }
+        if gone > 0 {
+            sync_dir(&self.dir)?;
+        }
+        self.delete_older_checkpoints()
+    }
+
+    /// `Log::install_snapshot`, returning the I/O error instead of panicking. The checkpoint
+    /// is durable before any segment goes, so a crash in between reopens at the snapshot.
+    pub fn try_install_snapshot(&mut self, snapshot: Snapshot) -> Result<(), StorageError> {
+        self.write_checkpoint(&snapshot)?;
+        self.drop_all_segments()?;
+        self.start = snapshot.id;
+        self.snapshot = Some(snapshot);
+        self.roll(self.start.offset.0)?;
+        self.delete_older_checkpoints()
+    }
+
+    /// The index into `entries` of `offset`, if it is at or past the start.
+    fn index_of(&self, offset: Offset) -> Option<usize> {
+        usize::try_from(offset.0 - self.start.offset.0).ok()
     }
 
     /// Sets the time stamped on batches written by later flushes (ms since the epoch).
@@ -188,7 +314,7 @@ impl FileLog {
         let mut pending = Vec::new();
         let mut pending_locations = Vec::new();
         for index in first..self.entries.len() {
-            let offset = Offset::from_index(index).0;
+            let offset = self.start.offset.0 + Offset::from_index(index).0;
             let encoded = encode_entry(
                 Offset(offset),
                 &self.entries[index],
@@ -218,8 +344,10 @@ impl FileLog {
     /// rewrites the kept records as one-record batches; a crash between the two loses them,
     /// which is why sluice itself writes one record per batch.
     pub fn try_truncate_to(&mut self, end: Offset) -> Result<(), StorageError> {
-        assert!(end.0 >= 0, "truncation to a negative offset");
-        let end = end.index().min(self.entries.len());
+        let Some(end) = self.index_of(end) else {
+            panic!("truncation below the log start");
+        };
+        let end = end.min(self.entries.len());
         if end >= self.locations.len() {
             self.entries.truncate(end);
             return Ok(());
@@ -313,7 +441,7 @@ impl FileLog {
     /// Reads one segment into the entries. Returns false if it ended at a torn or invalid
     /// batch (the file is truncated there and the scan must stop).
     fn recover_segment(&mut self, base_offset: i64, path: &Path) -> Result<bool, StorageError> {
-        let expected = Offset::from_index(self.entries.len()).0;
+        let expected = self.scan_next;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -369,7 +497,7 @@ impl FileLog {
         position: u64,
         segment: usize,
     ) -> Result<(), StorageError> {
-        let expected = Offset::from_index(self.entries.len()).0;
+        let expected = self.scan_next;
         if batch.base_offset() != expected {
             return Err(StorageError::OffsetGap {
                 path: path.to_path_buf(),
@@ -380,7 +508,9 @@ impl FileLog {
         }
         let epoch = Epoch(batch.partition_leader_epoch());
         let previous = self.last_epoch();
-        if epoch < previous {
+        // Entries below the log start (under the snapshot) are read past, not kept.
+        let kept = batch.last_offset() >= self.start.offset.0;
+        if kept && epoch < previous {
             return Err(StorageError::EpochDecreased {
                 path: path.to_path_buf(),
                 offset: expected,
@@ -394,8 +524,11 @@ impl FileLog {
             what,
         })?;
         for payload in payloads {
-            self.entries.push(Entry { epoch, payload });
-            self.locations.push(Location { segment, position });
+            if self.scan_next >= self.start.offset.0 {
+                self.entries.push(Entry { epoch, payload });
+                self.locations.push(Location { segment, position });
+            }
+            self.scan_next += 1;
         }
         Ok(())
     }
@@ -416,46 +549,59 @@ impl FileLog {
 }
 
 impl Log for FileLog {
-    /// Always offset 0: this log keeps every entry (see `truncate_prefix`).
     fn start(&self) -> OffsetAndEpoch {
-        OffsetAndEpoch::default()
+        self.start
     }
 
     fn snapshot(&self) -> Option<&Snapshot> {
         self.snapshot.as_ref()
     }
 
+    /// Durable when it returns (the checkpoint file is written, fsynced and renamed).
     fn store_snapshot(&mut self, snapshot: Snapshot) {
+        let id = snapshot.id;
+        assert!(
+            id.offset <= self.flushed_end(),
+            "a snapshot past the durable log"
+        );
+        assert_eq!(
+            self.offset_and_epoch(id.offset),
+            Some(id),
+            "a snapshot off the log"
+        );
+        let previous = self.snapshot.as_ref().map_or(Offset(0), |s| s.id.offset);
+        assert!(id.offset > previous, "snapshots only move forward");
+        if let Err(e) = self.write_checkpoint(&snapshot) {
+            panic!("metadata snapshot write failed, restart to recover from the files: {e}");
+        }
         self.snapshot = Some(snapshot);
     }
 
-    /// Keeps the prefix: entries below a snapshot are still served from the log, which is
-    /// correct but bounds nothing. Deleting segments below the snapshot comes with snapshot
-    /// files.
-    fn truncate_prefix(&mut self, _start: Offset) {}
+    /// Deletes the segments wholly below `start` and the older checkpoints, durably.
+    fn truncate_prefix(&mut self, start: Offset) {
+        if let Err(e) = self.try_truncate_prefix(start) {
+            panic!("metadata log prefix deletion failed, restart to recover from the files: {e}");
+        }
+    }
 
-    /// A leader sends a snapshot only to a follower behind its log start, and no sluice log
-    /// drops its prefix yet (`truncate_prefix`), so only a foreign leader could get here.
+    /// Writes the checkpoint, then deletes every segment and starts an empty one at the
+    /// snapshot's end offset, durably.
     fn install_snapshot(&mut self, snapshot: Snapshot) {
-        panic!(
-            "installing a fetched snapshot ({:?}) is not supported by this metadata log yet",
-            snapshot.id
-        );
+        if let Err(e) = self.try_install_snapshot(snapshot) {
+            panic!("metadata snapshot install failed, restart to recover from the files: {e}");
+        }
     }
 
     fn end(&self) -> Offset {
-        Offset::from_index(self.entries.len())
+        Offset(self.start.offset.0 + Offset::from_index(self.entries.len()).0)
     }
 
     fn flushed_end(&self) -> Offset {
-        Offset::from_index(self.locations.len())
+        Offset(self.start.offset.0 + Offset::from_index(self.locations.len()).0)
     }
 
     fn entry(&self, offset: Offset) -> Option<&Entry> {
-        if offset.0 < 0 {
-            return None;
-        }
-        self.entries.get(offset.index())
+        self.entries.get(self.index_of(offset)?)
     }
 
     fn append(&mut self, entry: Entry) {
@@ -482,6 +628,44 @@ impl Log for FileLog {
 /// `{base_offset:020}.log`.
 fn segment_name(base_offset: i64) -> String {
     format!("{base_offset:020}.log")
+}
+
+/// `{end_offset:020}-{epoch:010}.checkpoint` (Kafka's snapshot file name).
+fn checkpoint_name(id: OffsetAndEpoch) -> String {
+    format!("{:020}-{:010}.checkpoint", id.offset.0, id.epoch.0)
+}
+
+/// The checkpoint files in `dir` with their ids, oldest first; deletes `.part` leftovers of
+/// a write a crash interrupted. Names that do not parse are left alone.
+fn checkpoint_paths(dir: &Path) -> Result<Vec<(OffsetAndEpoch, PathBuf)>, StorageError> {
+    let mut out = Vec::new();
+    let listing = std::fs::read_dir(dir).map_err(StorageError::io("list", dir))?;
+    for item in listing {
+        let path = item.map_err(StorageError::io("list", dir))?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if name.ends_with(".checkpoint.part") {
+            remove_file(&path)?;
+            continue;
+        }
+        let Some((offset, epoch)) = name
+            .strip_suffix(".checkpoint")
+            .and_then(|stem| stem.split_once('-'))
+        else {
+            continue;
+        };
+        let (Ok(offset), Ok(epoch)) = (offset.parse::<i64>(), epoch.parse::<i32>()) else {
+            continue;
+        };
+        let id = OffsetAndEpoch {
+            offset: Offset(offset),
+            epoch: Epoch(epoch),
+        };
+        out.push((id, path));
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// The segments in `dir`, sorted by base offset. Other files (Kafka's indexes, checkpoints,
@@ -746,6 +930,179 @@ mod tests {
         );
     }
 
+    fn snapshot_at(log: &FileLog, offset: i64) -> Snapshot {
+        let id = log.offset_and_epoch(Offset(offset)).unwrap();
+        let data = crate::snapshot::encode_snapshot(&crate::MetadataImage::empty(), id, 9);
+        Snapshot { id, data }
+    }
+
+    fn checkpoint_files(dir: &Path) -> Vec<OffsetAndEpoch> {
+        checkpoint_paths(dir)
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    /// A stored snapshot is a checkpoint file that a reopen loads: the log then starts at
+    /// its id and holds the entries after it.
+    #[test]
+    fn snapshot_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let wrote = written(dir.path(), 40, SEGMENT_BYTES_MAX_DEFAULT);
+        let mut log = FileLog::open(dir.path(), config(SEGMENT_BYTES_MAX_DEFAULT)).unwrap();
+        let snapshot = snapshot_at(&log, 20);
+        log.store_snapshot(snapshot.clone());
+        assert_eq!(log.start(), OffsetAndEpoch::default());
+        drop(log);
+        assert_eq!(checkpoint_files(dir.path()), vec![snapshot.id]);
+        let name = checkpoint_name(snapshot.id);
+        assert_eq!(
+            name,
+            format!("00000000000000000020-{:010}.checkpoint", wrote[19].epoch.0)
+        );
+        let log = FileLog::open(dir.path(), config(SEGMENT_BYTES_MAX_DEFAULT)).unwrap();
+        assert_eq!(log.snapshot(), Some(&snapshot));
+        assert_eq!(log.start(), snapshot.id);
+        assert_eq!(log.end(), Offset(40));
+        assert_eq!(log.entry(Offset(19)), None);
+        let kept: Vec<Entry> = (20..40)
+            .map(|o| log.entry(Offset(o)).unwrap().clone())
+            .collect();
+        assert_eq!(kept, wrote[20..]);
+        assert_eq!(log.recovery(), Recovery::default());
+    }
+
+    /// `truncate_prefix` deletes the segments wholly below the new start and the older
+    /// checkpoints; the rest reads back after a reopen, and appends go on.
+    #[test]
+    fn truncate_prefix_removes_old_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let wrote = written(dir.path(), 600, 2_000);
+        let before = segment_files(dir.path()).len();
+        let mut log = FileLog::open(dir.path(), config(2_000)).unwrap();
+        log.store_snapshot(snapshot_at(&log, 100));
+        let snapshot = snapshot_at(&log, 300);
+        log.store_snapshot(snapshot.clone());
+        assert_eq!(checkpoint_files(dir.path()).len(), 2);
+        log.truncate_prefix(Offset(300));
+        assert_eq!(log.start(), snapshot.id);
+        assert_eq!(checkpoint_files(dir.path()), vec![snapshot.id]);
+        let bases: Vec<i64> = segment_paths(dir.path())
+            .unwrap()
+            .iter()
+            .map(|(b, _)| *b)
+            .collect();
+        assert!(
+            bases.len() < before / 2 + 2,
+            "{} of {before} segments left",
+            bases.len()
+        );
+        assert!(bases[0] <= 300 && bases[1] > 300, "{bases:?}");
+        log.append(data(90, 1, 3));
+        log.flush();
+        log.truncate_to(Offset(550));
+        drop(log);
+        let log = FileLog::open(dir.path(), config(2_000)).unwrap();
+        assert_eq!(log.start(), snapshot.id);
+        let kept: Vec<Entry> = (300..550)
+            .map(|o| log.entry(Offset(o)).unwrap().clone())
+            .collect();
+        assert_eq!(kept, wrote[300..550]);
+        assert_eq!(log.end(), Offset(550));
+        assert_eq!(log.recovery(), Recovery::default());
+    }
+
+    /// A torn checkpoint (cut short, or a flipped byte) is ignored at open: the previous
+    /// snapshot is used, or with none the whole log; a `.part` leftover is deleted.
+    #[test]
+    fn torn_checkpoint_is_ignored() {
+        for with_previous in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let wrote = written(dir.path(), 40, SEGMENT_BYTES_MAX_DEFAULT);
+            let mut log = FileLog::open(dir.path(), config(SEGMENT_BYTES_MAX_DEFAULT)).unwrap();
+            let first = snapshot_at(&log, 10);
+            if with_previous {
+                log.store_snapshot(first.clone());
+            }
+            let torn = snapshot_at(&log, 30);
+            drop(log);
+            let half = &torn.data[..torn.data.len() - 5];
+            std::fs::write(dir.path().join(checkpoint_name(torn.id)), half).unwrap();
+            let mut flipped = snapshot_at(&FileLog::open(dir.path(), config(1 << 20)).unwrap(), 35);
+            let middle = flipped.data.len() / 2;
+            flipped.data[middle] ^= 1;
+            std::fs::write(dir.path().join(checkpoint_name(flipped.id)), &flipped.data).unwrap();
+            std::fs::write(dir.path().join("x.checkpoint.part"), b"partial").unwrap();
+            let log = FileLog::open(dir.path(), config(SEGMENT_BYTES_MAX_DEFAULT)).unwrap();
+            assert_eq!(log.recovery().ignored_snapshots, 2);
+            assert!(!dir.path().join("x.checkpoint.part").exists());
+            let (start, snapshot) = if with_previous {
+                (first.id, Some(&first))
+            } else {
+                (OffsetAndEpoch::default(), None)
+            };
+            assert_eq!(log.start(), start);
+            assert_eq!(log.snapshot(), snapshot);
+            let kept: Vec<Entry> = (start.offset.0..40)
+                .map(|o| log.entry(Offset(o)).unwrap().clone())
+                .collect();
+            assert_eq!(kept, wrote[start.offset.index()..]);
+        }
+    }
+
+    /// Installing a fetched snapshot replaces the log: one empty segment at its end offset;
+    /// after a reopen the log starts there and keeps what was appended after it.
+    #[test]
+    fn install_snapshot_then_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        written(dir.path(), 30, 1_000);
+        let mut log = FileLog::open(dir.path(), config(1_000)).unwrap();
+        let id = OffsetAndEpoch {
+            offset: Offset(500),
+            epoch: Epoch(40),
+        };
+        let image = crate::MetadataImage::empty();
+        let snapshot = Snapshot {
+            id,
+            data: crate::snapshot::encode_snapshot(&image, id, 3),
+        };
+        log.install_snapshot(snapshot.clone());
+        assert_eq!((log.start(), log.end()), (id, Offset(500)));
+        assert_eq!(segment_files(dir.path()).len(), 1);
+        log.append(leader_change(41, 2));
+        log.append(data(41, 7, 7));
+        log.flush();
+        drop(log);
+        let log = FileLog::open(dir.path(), config(1_000)).unwrap();
+        assert_eq!(log.start(), id);
+        assert_eq!(log.snapshot(), Some(&snapshot));
+        assert_eq!(log.end(), Offset(502));
+        assert_eq!(log.entry(Offset(501)), Some(&data(41, 7, 7)));
+        assert_eq!(
+            segment_files(dir.path())[0].file_name().unwrap(),
+            segment_name(500).as_str()
+        );
+    }
+
+    /// A crash inside `install_snapshot` after the checkpoint was written leaves segments that
+    /// end below it: open drops them and starts at the snapshot.
+    #[test]
+    fn checkpoint_past_the_log_drops_the_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        written(dir.path(), 30, 1_000);
+        let id = OffsetAndEpoch {
+            offset: Offset(90),
+            epoch: Epoch(9),
+        };
+        let data = crate::snapshot::encode_snapshot(&crate::MetadataImage::empty(), id, 3);
+        std::fs::write(dir.path().join(checkpoint_name(id)), data).unwrap();
+        let log = FileLog::open(dir.path(), config(1_000)).unwrap();
+        assert_eq!((log.start(), log.end()), (id, Offset(90)));
+        assert_eq!(segment_paths(dir.path()).unwrap().len(), 1);
+        assert_eq!(segment_paths(dir.path()).unwrap()[0].0, 90);
+    }
+
     /// The bytes of a LeaderChange batch are Kafka's: a control batch, key version 0 type 2,
     /// a 19-byte LeaderChangeMessage v0 for one voter (what Kafka 4.4 itself wrote).
     #[test]
@@ -754,6 +1111,8 @@ mod tests {
             dir: PathBuf::new(),
             config: config(1),
             now_ms: 5,
+            start: OffsetAndEpoch::default(),
+            scan_next: 0,
             entries: Vec::new(),
             locations: Vec::new(),
             segments: Vec::new(),

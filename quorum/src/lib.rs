@@ -27,9 +27,12 @@
 //! chunk), installs it as its new log start and is told to load it (`Effect::LoadSnapshot`, also
 //! the first effect after a restart from a log with a snapshot).
 //!
+//! Elsewhere: the mapping of `Message` onto Kafka's wire types and the disk-backed `Log`
+//! (`sluice_controller::FileLog`, snapshots as Kafka `.checkpoint` files) live in
+//! `sluice-controller`, which keeps this crate sans-IO.
+//!
 //! Not here yet: voter changes (KIP-853), chunked snapshot transfer (one message carries the
-//! whole snapshot; fine for a metadata image of a few MB, not beyond), mapping `Message` onto
-//! Kafka's wire types, a disk-backed `Log` (snapshot files included), Kafka's long-poll Fetch,
+//! whole snapshot; fine for a metadata image of a few MB, not beyond), Kafka's long-poll Fetch,
 //! and observers and snapshots in the exhaustive model check (the simulator covers both).
 //!
 //! Verified by `tests/sim.rs` (a seeded simulator with loss, delay, reordering, duplication,

@@ -11,6 +11,10 @@
 //!    `__cluster_metadata-0` segments, and its list of (offset, type, version) must equal the
 //!    one Kafka's own dump of the same files prints.
 //!
+//! 3. sluice snapshots, Kafka reads: `metalog_oracle checkpoint` stores a snapshot of an image
+//!    as a `.checkpoint` file; `kafka-dump-log --cluster-metadata-decoder` must dump it
+//!    without error (header, records, footer), each record with the expected type and version.
+//!
 //! Needs Java 17+ and Maven (`tests/kafka-ref/install`), like `crosscheck`.
 
 use anyhow::{Context, Result, bail};
@@ -26,6 +30,7 @@ pub fn metalog(root: &Path) -> Result<()> {
     let result = (|| {
         run(root, &root.join("tests/kafka-ref/install"), &[])?;
         sluice_writes_kafka_reads(root, &work)?;
+        sluice_snapshots_kafka_reads(root, &work)?;
         kafka_writes_sluice_reads(root, &work)
     })();
     let _ = std::fs::remove_dir_all(&work);
@@ -35,7 +40,29 @@ pub fn metalog(root: &Path) -> Result<()> {
 fn sluice_writes_kafka_reads(root: &Path, work: &Path) -> Result<()> {
     let dir = work.join("sluice");
     let expected = example(root, "write", &dir)?;
-    let dumped = dump(root, &dir)?;
+    let dumped = dump(root, &dir, "log")?;
+    compare(&expected, &dumped, "FileLog's segment")?;
+    println!(
+        "metalog: Kafka's kafka-dump-log decoded all {} records sluice wrote",
+        dumped.len()
+    );
+    Ok(())
+}
+
+fn sluice_snapshots_kafka_reads(root: &Path, work: &Path) -> Result<()> {
+    let dir = work.join("snapshot");
+    let expected = example(root, "checkpoint", &dir)?;
+    let dumped = dump(root, &dir, "checkpoint")?;
+    compare(&expected, &dumped, "FileLog's checkpoint")?;
+    println!(
+        "metalog: Kafka's kafka-dump-log decoded the snapshot sluice wrote ({} records)",
+        dumped.len()
+    );
+    Ok(())
+}
+
+/// Checks each `<offset> <json>` expectation against Kafka's dump, and that it has no more.
+fn compare(expected: &str, dumped: &BTreeMap<i64, Value>, what: &str) -> Result<()> {
     let mut problems = Vec::new();
     let mut count = 0;
     for line in expected.lines() {
@@ -54,13 +81,11 @@ fn sluice_writes_kafka_reads(root: &Path, work: &Path) -> Result<()> {
     }
     if dumped.len() != count || !problems.is_empty() {
         bail!(
-            "kafka-dump-log disagrees with FileLog's segment ({} records dumped, {count} \
-             matched):\n{}",
+            "kafka-dump-log disagrees with {what} ({} records dumped, {count} matched):\n{}",
             dumped.len(),
             problems.join("\n")
         );
     }
-    println!("metalog: Kafka's kafka-dump-log decoded all {count} records sluice wrote");
     Ok(())
 }
 
@@ -108,7 +133,7 @@ fn kafka_writes_sluice_reads(root: &Path, work: &Path) -> Result<()> {
             std::fs::copy(&path, copy.join(path.file_name().context("file name")?))?;
         }
     }
-    let dumped = dump(root, &copy)?;
+    let dumped = dump(root, &copy, "log")?;
     let read = example(root, "read", &copy)?;
     let theirs: Vec<String> = dumped.iter().map(|(o, v)| summary(*o, v)).collect();
     let ours: Vec<&str> = read.lines().collect();
@@ -175,14 +200,15 @@ fn example(root: &Path, mode: &str, dir: &Path) -> Result<String> {
     Ok(String::from_utf8(out.stdout)?)
 }
 
-/// Kafka's `kafka-dump-log --cluster-metadata-decoder` over every `.log` in `dir`: each
-/// record's decoded JSON by offset (a LeaderChange as `{"LeaderChange": ..}`). Fails if the
-/// tool fails, prints an error, or calls a batch invalid.
-fn dump(root: &Path, dir: &Path) -> Result<BTreeMap<i64, Value>> {
+/// Kafka's `kafka-dump-log --cluster-metadata-decoder` over every `.{ext}` file in `dir`: each
+/// record's decoded JSON by offset (a LeaderChange as `{"LeaderChange": ..}`; a snapshot's
+/// header and footer are left out). Fails if the tool fails, prints an error, or calls a
+/// batch invalid.
+fn dump(root: &Path, dir: &Path, ext: &str) -> Result<BTreeMap<i64, Value>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .map(|e| e.map(|e| e.path()))
         .collect::<Result<_, _>>()?;
-    files.retain(|p| p.extension().is_some_and(|e| e == "log"));
+    files.retain(|p| p.extension().is_some_and(|e| e == ext));
     files.sort();
     let mut args = vec![
         "kafka-dump-log".to_owned(),
@@ -222,6 +248,8 @@ fn dump(root: &Path, dir: &Path) -> Result<BTreeMap<i64, Value>> {
             .with_context(|| format!("offset in {line}"))?;
         let value = if let Some((_, json)) = line.split_once(" payload: ") {
             serde_json::from_str(json)?
+        } else if line.contains(" SnapshotHeader {") || line.contains(" SnapshotFooter {") {
+            continue;
         } else if let Some((_, json)) = line.split_once(" LeaderChange: ") {
             serde_json::json!({ "LeaderChange": serde_json::from_str::<Value>(json)? })
         } else {

@@ -15,10 +15,13 @@
 //! The metadata log is a `FileLog` in `<data-dir>/__cluster_metadata-0` (Kafka's layout and
 //! record format) and the quorum state Kafka's `quorum-state` file beside it, both written
 //! with blocking calls on this thread, never on a data core.
+//! Every `snapshot_bytes_max` bytes of committed records the node snapshots its image into a
+//! `.checkpoint` file there and deletes the segments below it (`node`), so the log's size and
+//! the replay at start-up stay bounded.
 //!
 //! Not here yet (issue 20, later slices): running the controller's decisions
 //! (`sluice_controller::Controller`) on the leader, applying committed records to the metadata
-//! image and publishing it to the data cores, broker registration and heartbeats, snapshots.
+//! image and publishing it to the data cores, broker registration and heartbeats.
 
 mod client;
 mod forward;
@@ -64,6 +67,12 @@ const REQUEST_BYTES_MAX: usize = 16 * 1024 * 1024;
 const PEER_TIMEOUT: Duration = Duration::from_millis(500);
 /// glommio's registered I/O memory for the controller executor.
 const IO_MEMORY_BYTES: usize = 1024 * 1024;
+/// Committed metadata record bytes between two snapshots, unless configured
+/// (`metadata_log_max_record_bytes_between_snapshots`): Kafka's default for
+/// `metadata.log.max.record.bytes.between.snapshots`, 20 MiB. A snapshot is the image's size
+/// (a few hundred bytes per partition), so the log kept stays within about this much plus
+/// a segment, and a restart replays at most this much after loading the snapshot.
+pub const SNAPSHOT_BYTES_MAX_DEFAULT: u64 = 20 * 1024 * 1024;
 
 /// Who this controller is and who the other voters are.
 #[derive(Debug)]
@@ -88,6 +97,8 @@ pub struct ControllerSettings {
     /// `controller.quorum.fetch.timeout.ms` and `controller.quorum.election.timeout.ms`.
     pub quorum_fetch_timeout_ms: u64,
     pub quorum_election_timeout_ms: u64,
+    /// Committed record bytes between two metadata snapshots.
+    pub snapshot_bytes_max: u64,
 }
 
 /// Starts the controller shard on its own thread. It runs until `stop` is set.
@@ -178,13 +189,17 @@ fn open_node(settings: &ControllerSettings, now_ms: u64) -> anyhow::Result<Node<
     let dir = FileLog::dir_in(&settings.data_dir);
     let log = FileLog::open(&dir, FileLogConfig::new(voters.clone()))?;
     let recovery = log.recovery();
-    if recovery.truncated_bytes > 0 {
-        tracing::warn!(?recovery, "metadata log: a torn tail was cut at open");
+    if recovery.truncated_bytes > 0 || recovery.ignored_snapshots > 0 {
+        tracing::warn!(
+            ?recovery,
+            "metadata log: a torn tail or snapshot was cut at open"
+        );
     }
     let state_file = QuorumStateFile::new(&dir, voters);
     let persisted = state_file.read()?.unwrap_or_default();
     tracing::info!(
         epoch = persisted.epoch.0,
+        log_start = log.start().offset.0,
         log_end = log.end().0,
         "metadata log opened"
     );
@@ -200,7 +215,9 @@ fn open_node(settings: &ControllerSettings, now_ms: u64) -> anyhow::Result<Node<
         legacy_topics: legacy_topics(settings)?,
         ..ControllerConfig::default()
     };
-    Ok(Node::new(replica, persist, controller_config, seed))
+    let mut node = Node::new(replica, persist, controller_config, seed);
+    node.snapshot_bytes_max = settings.snapshot_bytes_max;
+    Ok(node)
 }
 
 /// The topics of the single-node registry in this node's data dir (a broker that ran alone

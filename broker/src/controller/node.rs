@@ -6,17 +6,27 @@
 //! it causes are carried out at once and in order: the quorum state is written (before any
 //! message that depends on it leaves), requests go to the peers' queues, and the answer to the
 //! inbound request, if any, is handed back to the connection that brought it.
+//!
+//! Snapshots (KIP-630): once the committed metadata records applied since the last snapshot
+//! pass `snapshot_bytes_max` bytes, the node snapshots its image at the applied offset
+//! (`sluice_controller::snapshot::encode_snapshot`), hands it to the replica
+//! (`Replica::snapshot_taken`, which has the log keep it as a `.checkpoint` file) and drops
+//! the log below it (`Replica::delete_before_snapshot`). `Effect::LoadSnapshot` (at start-up
+//! from the newest checkpoint, or after a follower installs one fetched from the leader)
+//! replaces the image with the snapshot's; the entries after it are applied as usual.
 
 use std::collections::HashMap;
 
 use bytes::Bytes;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::channels::shared_channel::ConnectedSender;
+use sluice_controller::snapshot::{encode_snapshot, load_image};
 use sluice_controller::{Controller, ControllerConfig, MetadataImage, Proposal};
 use sluice_net::ApiKey;
 use sluice_net::metadata_record::VersionedRecord;
 use sluice_quorum::{
-    Effect, Epoch, Log, Message, NodeId, Offset, Payload, QuorumState, Replica, RoleKind,
+    Effect, Epoch, Log, Message, NodeId, Offset, OffsetAndEpoch, Payload, QuorumState, Replica,
+    RoleKind,
 };
 
 /// What persists the quorum state (the `quorum-state` file); it must be durable when it
@@ -64,6 +74,11 @@ pub struct Node<L: Log> {
     pub publish: Option<ConnectedSender<MetadataImage>>,
     /// The image changed since it was last published.
     pub unpublished: bool,
+    /// A snapshot is taken once the records applied since the last one pass this many bytes
+    /// (Kafka's `metadata.log.max.record.bytes.between.snapshots`).
+    pub snapshot_bytes_max: u64,
+    /// Bytes of the records applied to the image since the last snapshot (or start-up).
+    bytes_since_snapshot: u64,
 }
 
 impl<L: Log + Stamped> Node<L> {
@@ -84,6 +99,8 @@ impl<L: Log + Stamped> Node<L> {
             waits: Vec::new(),
             publish: None,
             unpublished: false,
+            snapshot_bytes_max: super::SNAPSHOT_BYTES_MAX_DEFAULT,
+            bytes_since_snapshot: 0,
             replica,
             peers: HashMap::new(),
             persist,
@@ -187,15 +204,72 @@ impl<L: Log + Stamped> Node<L> {
                     self.send(to, message);
                 }
                 Effect::HighWatermark(hw) => self.applied = self.applied.max(hw),
-                Effect::LoadSnapshot(id) => self.applied = id.offset,
+                Effect::LoadSnapshot(id) => self.load_snapshot(id),
             }
         }
         self.log_changes();
         self.apply_committed();
+        self.maybe_snapshot();
         self.lead();
         self.release_waits();
         self.publish_image();
         Ok(answer)
+    }
+
+    /// Replaces the image with the log's snapshot `id` (everything below `id.offset`). A
+    /// snapshot that does not load is a bug or a corrupt file that passed its CRCs: the node
+    /// cannot know its state, so it stops.
+    fn load_snapshot(&mut self, id: OffsetAndEpoch) {
+        let Some(snapshot) = self.replica.log().snapshot().filter(|s| s.id == id) else {
+            panic!("the replica asked to load snapshot {id:?}, which its log does not hold");
+        };
+        let image = match load_image(snapshot) {
+            Ok(image) => image,
+            Err(e) => panic!("metadata snapshot {id:?} does not load: {e}"),
+        };
+        tracing::info!(
+            end_offset = id.offset.0,
+            epoch = id.epoch.0,
+            brokers = image.brokers().len(),
+            topics = image.topics().len(),
+            "metadata image loaded from a snapshot"
+        );
+        self.image = image;
+        self.image_end = id.offset;
+        self.applied = self.applied.max(id.offset);
+        self.bytes_since_snapshot = 0;
+        self.unpublished = true;
+        // An active controller decided from the image it had; a new one starts from this.
+        self.controller = None;
+        self.waits.clear();
+    }
+
+    /// Snapshots the image once enough records were applied since the last snapshot, then
+    /// drops the log below it.
+    fn maybe_snapshot(&mut self) {
+        if self.bytes_since_snapshot < self.snapshot_bytes_max {
+            return;
+        }
+        let offset = self.image_end;
+        let Some(id) = self.replica.log().offset_and_epoch(offset) else {
+            return;
+        };
+        let data = encode_snapshot(&self.image, id, crate::registry::now_ms());
+        let size = data.len();
+        match self.replica.snapshot_taken(offset, data) {
+            Ok(id) => {
+                self.bytes_since_snapshot = 0;
+                let start = self.replica.delete_before_snapshot();
+                tracing::info!(
+                    end_offset = id.offset.0,
+                    epoch = id.epoch.0,
+                    bytes = size,
+                    log_start = start.0,
+                    "metadata snapshot taken"
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, "metadata snapshot not taken"),
+        }
     }
 
     /// Sends the image to the data cores if it changed; a full queue keeps it for the next
@@ -223,6 +297,7 @@ impl<L: Log + Stamped> Node<L> {
                 continue;
             };
             self.unpublished = true;
+            self.bytes_since_snapshot += bytes.len() as u64;
             let (at, epoch) = (offset.0, entry.epoch.0);
             match VersionedRecord::decode(Bytes::from(bytes.clone())) {
                 Ok(record) => {

@@ -663,3 +663,53 @@ fn check_invariants(c: &Cluster, seed: u64) {
         }
     }
 }
+
+/// A snapshot of the committed image (its records, as the snapshot's batches) rebuilds it
+/// exactly after random operations, except each broker's `registered_offset` (the snapshot's
+/// last offset, see `image::records`) and the image's offset and epoch (the snapshot id's).
+#[test]
+fn snapshot_records_rebuild_the_image() {
+    for seed in 0..20u64 {
+        let mut rng = Rng::new(seed);
+        let mut c = Cluster::new(seed);
+        let mut epochs: BTreeMap<i32, i64> = BTreeMap::new();
+        let mut now = 0;
+        for step in 0..200 {
+            now += rng.below(2_000);
+            random_step(&mut c, &mut rng, &mut epochs, now, step);
+            if step % 50 == 49 {
+                check_snapshot(&c.committed, c.log.len() as i64, seed);
+            }
+        }
+    }
+}
+
+fn check_snapshot(image: &MetadataImage, end: i64, seed: u64) {
+    let id = sluice_quorum::OffsetAndEpoch {
+        offset: sluice_quorum::Offset(end),
+        epoch: sluice_quorum::Epoch(3),
+    };
+    let data = crate::snapshot::encode_snapshot(image, id, 1_000);
+    let snapshot = sluice_quorum::Snapshot { id, data };
+    let loaded = crate::snapshot::load_image(&snapshot).unwrap();
+    assert_eq!(
+        (loaded.offset(), loaded.epoch()),
+        (end - 1, 3),
+        "seed {seed}"
+    );
+    assert_eq!(loaded.features(), image.features(), "seed {seed}");
+    assert_eq!(loaded.topics(), image.topics(), "seed {seed}");
+    assert_eq!(loaded.configs(), image.configs(), "seed {seed}");
+    assert_eq!(
+        loaded.next_producer_id(),
+        image.next_producer_id(),
+        "seed {seed}"
+    );
+    assert_eq!(loaded.brokers().len(), image.brokers().len(), "seed {seed}");
+    for (id, broker) in image.brokers() {
+        let mut expected = broker.as_ref().clone();
+        expected.registered_offset = end - 1;
+        assert_eq!(loaded.broker(*id), Some(&expected), "seed {seed}");
+    }
+    assert!(image.topics().values().any(|t| !t.partitions.is_empty()) || end < 20);
+}
