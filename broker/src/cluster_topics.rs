@@ -5,8 +5,9 @@
 //! image shows the change, so the client that hears "created" can produce to the topic
 //! through this broker at once.
 //!
-//! Topic config changes (AlterConfigs on a topic) are not forwarded yet: they are refused on a
-//! cluster rather than applied to one node only.
+//! Config changes (AlterConfigs and IncrementalAlterConfigs on a topic, a broker, a group or a
+//! client-metrics subscription) are not forwarded yet: they are refused on a cluster rather
+//! than applied to one node only.
 
 use std::collections::BTreeMap;
 
@@ -104,7 +105,7 @@ async fn change_one(core: &impl Cluster, change: TopicChange) -> Result<(), Topi
         ),
         _ => {
             return Err(TopicChangeError::InvalidRequest(
-                "Changing topic configs is not supported on a sluice cluster yet.".to_owned(),
+                "Changing configs is not supported on a sluice cluster yet.".to_owned(),
             ));
         }
     };
@@ -191,9 +192,11 @@ async fn wait_for(core: &impl Cluster, awaited: &Awaited) {
     let seen = core
         .await_image(
             |image| match awaited {
-                Awaited::Created { name, id } => {
-                    image.topics().get(name).is_some_and(|t| t.id == id.0)
-                }
+                // A zero id: a create settled after a retry, whose answer has no id.
+                Awaited::Created { name, id } => image
+                    .topics()
+                    .get(name)
+                    .is_some_and(|t| *id == Uuid::default() || t.id == id.0),
                 Awaited::Partitions { name, at_least } => image
                     .topics()
                     .get(name)

@@ -451,7 +451,7 @@ impl Core {
         &self,
         changes: Vec<TopicChange>,
     ) -> Vec<Result<(), TopicChangeError>> {
-        if self.config.is_cluster() && changes.iter().all(is_topic_change) {
+        if self.config.is_cluster() {
             return crate::cluster_topics::change(self, changes).await;
         }
         let n = changes.len();
@@ -525,15 +525,6 @@ impl Core {
             .map_or(0, |m| u64::try_from(m.offset() + 1).unwrap_or(0));
         s
     }
-}
-
-/// Whether `change` is about topics (decided by the controller on a cluster node) rather
-/// than this node's stored configs.
-fn is_topic_change(change: &TopicChange) -> bool {
-    !matches!(
-        change,
-        TopicChange::AlterBrokerConfigs { .. } | TopicChange::AlterStoredConfigs { .. }
-    )
 }
 
 impl crate::cluster_topics::Cluster for Core {

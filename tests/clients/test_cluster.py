@@ -69,7 +69,7 @@ def cluster():
     with tempfile.TemporaryDirectory(prefix="sluice-cluster-") as d:
         c = Cluster(d)
         try:
-            wait_for(lambda: len(brokers(c.bootstrap(0))) == 3, 30, "three live brokers")
+            wait_for(lambda: len(brokers(c.bootstrap(0))) == 3, 60, "three live brokers")
             yield c
         finally:
             c.stop()
@@ -248,9 +248,13 @@ def test_killed_broker_is_fenced_and_comes_back_with_its_data(cluster):
     wait_for(lambda: brokers(cluster.bootstrap(0)) == [1, 2], FENCE_WITHIN_S,
              "the killed broker to leave Metadata")
     fenced_after = time.time() - killed
-    now = leaders(cluster.bootstrap(1), topic)
-    for p in on_victim:
-        assert now[p] == (-1, 5), now          # LEADER_NOT_AVAILABLE
+
+    def victim_offline():
+        # Each broker sees the fencing when the metadata log reaches it: ask another one.
+        now = leaders(cluster.bootstrap(1), topic)
+        # (-1, 5): no leader, LEADER_NOT_AVAILABLE.
+        return now if all(now[p] == (-1, 5) for p in on_victim) else None
+    now = wait_for(victim_offline, 10, "its partitions leaderless on another broker")
     for p in set(now) - on_victim:
         assert now[p][0] in (1, 2) and now[p][1] == 0, now
     victim.restart()

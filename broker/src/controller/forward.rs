@@ -55,9 +55,12 @@ impl<L: Log + Stamped + 'static> Forwarder<L> {
 
     async fn forward(&self, link: &mut Option<Link>, request: Request) -> Forwarded {
         let api = request.api_key();
+        let mut sent_before = false;
         for _ in 0..TRIES {
-            if let Some(answer) = self.try_once(link, &request).await {
-                return Ok(answer);
+            match self.try_once(link, &request).await {
+                Ok(answer) if sent_before => return Ok(settle_retry(answer)),
+                Ok(answer) => return Ok(answer),
+                Err(sent) => sent_before |= sent,
             }
             glommio::timer::sleep(RETRY).await;
         }
@@ -65,39 +68,69 @@ impl<L: Log + Stamped + 'static> Forwarder<L> {
         Err(())
     }
 
-    /// One try at the active controller; `None` to try again.
-    async fn try_once(&self, link: &mut Option<Link>, request: &Request) -> Option<Response> {
+    /// One try at the active controller: its answer, or whether the request may have reached
+    /// one (it was sent, and the answer was NOT_CONTROLLER or did not come) before trying again.
+    async fn try_once(&self, link: &mut Option<Link>, request: &Request) -> Result<Response, bool> {
         let mut request = request.clone();
         if let Request::AllocateProducerIds(r) = &mut request {
             let Some(epoch) = self.epoch.get() else {
                 tracing::debug!("producer id block: not registered yet");
-                return None;
+                return Err(false);
             };
             r.broker_id = BrokerId(self.broker_id);
             r.broker_epoch = epoch;
         }
-        let version = version_of(request.api_key())?;
-        let leader = self.node.borrow().replica.leader()?;
-        let l = connect(link, leader, &self.controllers, self.timeout).await?;
+        let version = version_of(request.api_key()).ok_or(false)?;
+        let leader = self.node.borrow().replica.leader().ok_or(false)?;
+        let l = connect(link, leader, &self.controllers, self.timeout)
+            .await
+            .ok_or(false)?;
         match l.call(self.broker_id, version, request, self.timeout).await {
             Ok(answer) if !retriable(&answer) => {
                 if let Response::AllocateProducerIds(r) = &answer {
                     let (start, len) = (i64::from(r.producer_id_start), r.producer_id_len);
                     tracing::info!(broker = self.broker_id, start, len, "producer id block");
                 }
-                Some(answer)
+                Ok(answer)
             }
             Ok(other) => {
                 tracing::debug!(answer = ?other, "controller not ready; trying again");
-                None
+                Err(true)
             }
             Err(e) => {
                 tracing::debug!(error = %e, "controller link lost; trying again");
                 *link = None;
-                None
+                Err(true)
             }
         }
     }
+}
+
+/// The answer to a request sent again after an earlier send may have been committed (a
+/// controller that lost its quorum answers NOT_CONTROLLER, yet the records it had written may
+/// be committed by the next one): a create that finds its topic already there, or a delete
+/// that finds it gone, did what was asked, so it is answered as done.
+fn settle_retry(mut answer: Response) -> Response {
+    match &mut answer {
+        Response::CreateTopics(r) => {
+            for t in r.topics.iter_mut() {
+                if t.error_code == code::TOPIC_ALREADY_EXISTS {
+                    t.error_code = code::NONE;
+                    t.error_message = None;
+                }
+            }
+        }
+        Response::DeleteTopics(r) => {
+            for t in r.responses.iter_mut() {
+                if t.error_code == code::UNKNOWN_TOPIC_OR_PARTITION {
+                    t.error_code = code::NONE;
+                    t.error_message = None;
+                }
+            }
+        }
+        _ => {}
+    }
+    answer
 }
 
 /// The version each forwarded API is sent at (the newest the controller listener serves).

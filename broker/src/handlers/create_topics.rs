@@ -19,7 +19,7 @@ pub async fn handle(
     version: i16,
 ) -> CreateTopicsResponse {
     if core.config.is_cluster() {
-        return crate::cluster_topics::create_topics(core.as_ref(), request).await;
+        return on_cluster(core, request, version).await;
     }
     let brokers = 1;
     let inherited = core.inherited(core.topics().registry());
@@ -179,6 +179,70 @@ pub async fn handle(
         topics: results,
         ..Default::default()
     }
+}
+
+/// CreateTopics on a cluster node: config values are checked here (the controller takes them
+/// as given), the rest goes to the active controller, and each created topic's answer carries
+/// every config with its source (v5+), as on one node. Answers keep the request's order.
+async fn on_cluster(
+    core: &Rc<Core>,
+    mut request: CreateTopicsRequest,
+    version: i16,
+) -> CreateTopicsResponse {
+    let order: Vec<String> = request.topics.iter().map(|t| t.name.to_string()).collect();
+    let given: BTreeMap<String, BTreeMap<String, String>> = request
+        .topics
+        .iter()
+        .map(|t| {
+            let configs = t.configs.iter().filter_map(|c| {
+                let value = c.value.as_ref()?;
+                Some((c.name.to_string(), value.to_string()))
+            });
+            (t.name.to_string(), configs.collect())
+        })
+        .collect();
+    let mut refused = Vec::new();
+    request.topics.retain(|t| match config_error(t) {
+        None => true,
+        Some(message) => {
+            refused.push(CreatableTopicResult {
+                name: t.name.clone(),
+                error_code: code::INVALID_CONFIG,
+                error_message: Some(StrBytes::from(message)),
+                num_partitions: -1,
+                replication_factor: -1,
+                ..Default::default()
+            });
+            false
+        }
+    });
+    let mut response = if request.topics.is_empty() {
+        CreateTopicsResponse::default()
+    } else {
+        crate::cluster_topics::create_topics(core.as_ref(), request).await
+    };
+    let inherited = core.inherited(core.topics().registry());
+    for r in &mut response.topics {
+        if version >= 5 && r.error_code == code::NONE {
+            let overrides = given.get(r.name.as_str()).cloned().unwrap_or_default();
+            r.configs = Some(described_configs(&overrides, &inherited));
+        }
+    }
+    response.topics.extend(refused);
+    let at = |name: &str| order.iter().position(|n| n == name).unwrap_or(usize::MAX);
+    response.topics.sort_by_key(|r| at(r.name.as_str()));
+    response
+}
+
+/// Why a topic's configs are refused (a null value, or one Kafka's checks refuse), if they are.
+fn config_error(t: &sluice_net::messages::create_topics_request::CreatableTopic) -> Option<String> {
+    t.configs.iter().find_map(|c| match &c.value {
+        None => Some(format!(
+            "Null value not supported for topic configs: {}",
+            c.name
+        )),
+        Some(v) => topic_config::validate(c.name.as_str(), v.as_str()).err(),
+    })
 }
 
 /// Every topic config with its effective value and source (the broker-level values it would
