@@ -145,8 +145,9 @@ def consume_group(bootstrap, topic, group, expected, timeout=60):
 def test_topics_spread_over_the_brokers_and_clients_use_any_address(cluster):
     topic = f"spread-{uuid.uuid4().hex[:8]}"
     create(cluster.bootstrap(1), topic, 12)
-    wanted = leaders(cluster.bootstrap(0), topic)
-    assert sorted(wanted) == list(range(12))
+    # Another broker has the topic once the metadata log reaches it.
+    wanted = wait_for(lambda: (lambda ls: ls if sorted(ls) == list(range(12)) else None)(
+        leaders(cluster.bootstrap(0), topic)), 10, "the topic on broker 1")
     per_broker = {}
     for _, (leader, error) in wanted.items():
         assert error == 0

@@ -467,13 +467,14 @@ fn three_nodes_elect_fail_over_and_rejoin() {
     );
     let took = started.elapsed();
     assert!(took < Duration::from_secs(10), "CreateTopics took {took:?}");
+    // The broker asked has it at once; the other when the metadata log reaches it.
+    let asked = survivor.bootstrap();
+    assert_eq!(partition_count(&asked, "after-failover"), Some(3));
     for id in &alive {
         let b = nodes[(*id - 1) as usize].bootstrap();
-        assert_eq!(
-            partition_count(&b, "after-failover"),
-            Some(3),
-            "broker {id} routes it"
-        );
+        wait_for(Duration::from_secs(10), "every survivor routes it", || {
+            (partition_count(&b, "after-failover") == Some(3)).then_some(())
+        });
     }
     let second = settled_leader(&controllers, &alive);
     assert_ne!(second.leader, killed);
@@ -515,7 +516,11 @@ fn a_broker_that_does_not_lead_names_the_leader() {
         (r.brokers.len() == 3).then_some(())
     });
     assert_eq!(create_topic(&nodes[0].bootstrap(), "led", 3), code::NONE);
-    let md = metadata_of(&nodes[1].bootstrap(), "led").expect("metadata");
+    // Another broker learns of the topic when the metadata log reaches it.
+    let md = wait_for(Duration::from_secs(10), "broker 2 knows the topic", || {
+        let md = metadata_of(&nodes[1].bootstrap(), "led")?;
+        (md.topics.first()?.partitions.len() == 3).then_some(md)
+    });
     let p0 = &md.topics[0]
         .partitions
         .iter()
@@ -588,13 +593,16 @@ fn a_broker_that_does_not_lead_names_the_leader() {
     );
     let leader_addr = format!("127.0.0.1:{}", port_of(leader).expect("leader port"));
     let mut at_leader = Client::connect(&leader_addr, "test", Duration::from_secs(5)).expect("c");
-    let Ok((_, Response::Produce(r))) = at_leader.call(11, &produce) else {
-        panic!("no Produce answer from the leader");
-    };
-    assert_eq!(
-        r.responses[0].partition_responses[0].error_code,
-        code::NONE,
-        "{r:?}"
+    // The leader accepts it once the topic has reached its own image.
+    wait_for(
+        Duration::from_secs(10),
+        "the leader to accept the produce",
+        || {
+            let Ok((_, Response::Produce(r))) = at_leader.call(11, &produce) else {
+                panic!("no Produce answer from the leader");
+            };
+            (r.responses[0].partition_responses[0].error_code == code::NONE).then_some(())
+        },
     );
 }
 
