@@ -5,9 +5,10 @@
 //! image shows the change, so the client that hears "created" can produce to the topic
 //! through this broker at once.
 //!
-//! Config changes (AlterConfigs and IncrementalAlterConfigs on a topic, a broker, a group or a
-//! client-metrics subscription) are not forwarded yet: they are refused on a cluster rather
-//! than applied to one node only.
+//! A topic's config change (AlterConfigs, IncrementalAlterConfigs) is worked out and checked
+//! here and goes to the controller as an IncrementalAlterConfigs of SETs and DELETEs. Broker,
+//! group and client-metrics config changes are not forwarded yet: they are refused on a
+//! cluster rather than applied to one node only.
 
 use std::collections::BTreeMap;
 
@@ -28,6 +29,8 @@ use crate::registry::{TopicChange, TopicChangeError};
 /// What these steps need of a core: the way to the active controller, and a wait on the
 /// core's topic image.
 pub trait Cluster {
+    /// The core's current topic image.
+    fn image(&self) -> std::rc::Rc<TopicImage>;
     /// Sends `request` to the active controller.
     async fn forward(&self, request: Request) -> Forwarded;
     /// Waits until the topic image satisfies `done` (at most `timeout`); whether it did.
@@ -43,9 +46,21 @@ const CONTROLLER_TIMEOUT_MS: i32 = 30_000;
 
 /// What a topic has to look like in the image for a change to have reached this core.
 enum Awaited {
-    Created { name: String, id: Uuid },
-    Partitions { name: String, at_least: i32 },
-    Deleted { name: String },
+    Created {
+        name: String,
+        id: Uuid,
+    },
+    Partitions {
+        name: String,
+        at_least: i32,
+    },
+    Deleted {
+        name: String,
+    },
+    Configs {
+        name: String,
+        configs: BTreeMap<String, String>,
+    },
     Nothing,
 }
 
@@ -103,6 +118,12 @@ async fn change_one(core: &impl Cluster, change: TopicChange) -> Result<(), Topi
             }),
             name,
         ),
+        TopicChange::AlterConfigs {
+            name,
+            set,
+            incremental,
+            dry_run,
+        } => return alter_configs(core, name, set, incremental, dry_run).await,
         _ => {
             return Err(TopicChangeError::InvalidRequest(
                 "Changing configs is not supported on a sluice cluster yet.".to_owned(),
@@ -116,6 +137,114 @@ async fn change_one(core: &impl Cluster, change: TopicChange) -> Result<(), Topi
     let awaited = outcome(&answer, name, total_wanted)?;
     wait_for(core, &awaited).await;
     Ok(())
+}
+
+/// A topic's config change: the resulting overrides are worked out and checked here, as on
+/// one node (the current ones from the image; `incremental == false` replaces them all), and
+/// the difference goes to the active controller as SET and DELETE operations.
+async fn alter_configs(
+    core: &impl Cluster,
+    name: String,
+    set: Vec<(String, Option<String>)>,
+    incremental: bool,
+    dry_run: bool,
+) -> Result<(), TopicChangeError> {
+    use sluice_net::messages::IncrementalAlterConfigsRequest;
+    use sluice_net::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    let current = match core.image().topics().get(&name) {
+        Some(t) => t.configs.clone(),
+        None => return Err(TopicChangeError::UnknownTopic(name)),
+    };
+    let next = target_configs(&current, set, incremental)?;
+    let keys: std::collections::BTreeSet<&String> = current.keys().chain(next.keys()).collect();
+    let ops: Vec<AlterableConfig> = keys
+        .into_iter()
+        .filter(|k| current.get(*k) != next.get(*k))
+        .map(|k| AlterableConfig {
+            name: k.as_str().into(),
+            config_operation: if next.contains_key(k) { 0 } else { 1 },
+            value: next.get(k).map(|v| v.as_str().into()),
+            ..Default::default()
+        })
+        .collect();
+    if ops.is_empty() {
+        return Ok(());
+    }
+    let request = Request::IncrementalAlterConfigs(IncrementalAlterConfigsRequest {
+        resources: vec![AlterConfigsResource {
+            resource_type: sluice_controller::image::RESOURCE_TOPIC,
+            resource_name: name.as_str().into(),
+            configs: ops,
+            ..Default::default()
+        }],
+        validate_only: dry_run,
+        ..Default::default()
+    });
+    let answer = core
+        .forward(request)
+        .await
+        .map_err(|()| TopicChangeError::Unavailable)?;
+    let Response::IncrementalAlterConfigs(r) = answer else {
+        return Err(TopicChangeError::Unavailable);
+    };
+    let result = r.responses.first().ok_or(TopicChangeError::Unavailable)?;
+    match result.error_code {
+        code::NONE => {}
+        code::UNKNOWN_TOPIC_OR_PARTITION => return Err(TopicChangeError::UnknownTopic(name)),
+        c => {
+            return Err(TopicChangeError::Controller {
+                code: c,
+                message: result
+                    .error_message
+                    .as_ref()
+                    .map(|m| m.to_string())
+                    .unwrap_or_default(),
+            });
+        }
+    }
+    if !dry_run {
+        wait_for(
+            core,
+            &Awaited::Configs {
+                name,
+                configs: next,
+            },
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// The overrides after `set` (`None` deletes a key), each checked as Kafka checks it.
+fn target_configs(
+    current: &BTreeMap<String, String>,
+    set: Vec<(String, Option<String>)>,
+    incremental: bool,
+) -> Result<BTreeMap<String, String>, TopicChangeError> {
+    let mut next = if incremental {
+        current.clone()
+    } else {
+        BTreeMap::new()
+    };
+    for (k, v) in set {
+        match v {
+            Some(v) => {
+                crate::topic_config::validate(&k, &v).map_err(TopicChangeError::InvalidConfig)?;
+                next.insert(k, v);
+            }
+            None => {
+                if crate::topic_config::def(&k).is_none() {
+                    return Err(TopicChangeError::InvalidConfig(format!(
+                        "Unknown topic config name: {k}"
+                    )));
+                }
+                next.remove(&k);
+            }
+        }
+    }
+    Ok(next)
 }
 
 /// A CreateTopics request for one topic with the controller's default replication factor.
@@ -202,6 +331,10 @@ async fn wait_for(core: &impl Cluster, awaited: &Awaited) {
                     .get(name)
                     .is_some_and(|t| t.partitions >= *at_least),
                 Awaited::Deleted { name } => !image.topics().contains_key(name),
+                Awaited::Configs { name, configs } => image
+                    .topics()
+                    .get(name)
+                    .is_none_or(|t| t.configs == *configs),
                 Awaited::Nothing => true,
             },
             IMAGE_WAIT,

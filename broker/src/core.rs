@@ -528,6 +528,10 @@ impl Core {
 }
 
 impl crate::cluster_topics::Cluster for Core {
+    fn image(&self) -> Rc<TopicImage> {
+        self.topics()
+    }
+
     /// Sends `request` to the active controller (a cluster node), through the control core.
     async fn forward(&self, request: sluice_net::Request) -> crate::forward::Forwarded {
         if let Some(control) = &self.control {

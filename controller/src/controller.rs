@@ -14,6 +14,7 @@
 
 mod change;
 mod cluster;
+mod configs;
 mod placement;
 mod producer_ids;
 mod topics;

@@ -1,6 +1,7 @@
 //! Requests the control core forwards to the active controller (Kafka's broker-to-controller
 //! channel): AllocateProducerIds for producer-id blocks, and on a cluster CreateTopics,
-//! CreatePartitions and DeleteTopics, which only the active controller decides. This task
+//! CreatePartitions, DeleteTopics and topic IncrementalAlterConfigs, which only the active
+//! controller decides. This task
 //! finds the active controller (the quorum leader this node's replica knows), sends the
 //! request, and tries again while there is none, the link fails, or the answer is
 //! NOT_CONTROLLER (an election under way). The active controller commits the request's
@@ -140,6 +141,7 @@ fn version_of(api: ApiKey) -> Option<i16> {
         ApiKey::CreateTopics => Some(7),
         ApiKey::CreatePartitions => Some(3),
         ApiKey::DeleteTopics => Some(6),
+        ApiKey::IncrementalAlterConfigs => Some(1),
         _ => None,
     }
 }
@@ -153,6 +155,9 @@ fn retriable(answer: &Response) -> bool {
         Response::CreateTopics(r) => r.topics.iter().any(|t| not_controller(t.error_code)),
         Response::CreatePartitions(r) => r.results.iter().any(|t| not_controller(t.error_code)),
         Response::DeleteTopics(r) => r.responses.iter().any(|t| not_controller(t.error_code)),
+        Response::IncrementalAlterConfigs(r) => {
+            r.responses.iter().any(|t| not_controller(t.error_code))
+        }
         _ => false,
     }
 }

@@ -42,6 +42,7 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
 ];
 
 /// The listener name controllers advertise (Kafka's default `CONTROLLER`).
@@ -117,6 +118,13 @@ impl<L: Log + Stamped> Served<L> {
                 .await),
             Request::DeleteTopics(r) => Ok(self
                 .decide_for(&request, |c, _| c.delete_topics(r), Response::DeleteTopics)
+                .await),
+            Request::IncrementalAlterConfigs(r) => Ok(self
+                .decide_for(
+                    &request,
+                    |c, _| c.incremental_alter_configs(r),
+                    Response::IncrementalAlterConfigs,
+                )
                 .await),
             Request::EndQuorumEpoch(_) => self
                 .quorum(api, &request)
@@ -362,6 +370,24 @@ fn topics_refusal(request: &Request, error: i16) -> Response {
                         name,
                         error_code: error,
                         error_message: message.clone(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            })
+        }
+        Request::IncrementalAlterConfigs(r) => {
+            use sluice_net::messages::IncrementalAlterConfigsResponse;
+            use sluice_net::messages::incremental_alter_configs_response as iac;
+            Response::IncrementalAlterConfigs(IncrementalAlterConfigsResponse {
+                responses: r
+                    .resources
+                    .iter()
+                    .map(|x| iac::AlterConfigsResourceResponse {
+                        error_code: error,
+                        error_message: message.clone(),
+                        resource_type: x.resource_type,
+                        resource_name: x.resource_name.clone(),
                         ..Default::default()
                     })
                     .collect(),

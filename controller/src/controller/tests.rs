@@ -713,3 +713,52 @@ fn check_snapshot(image: &MetadataImage, end: i64, seed: u64) {
     }
     assert!(image.topics().values().any(|t| !t.partitions.is_empty()) || end < 20);
 }
+
+/// A forwarded IncrementalAlterConfigs on a topic: SET and DELETE become ConfigRecords the
+/// image applies; validate-only writes nothing; an unknown topic and a non-topic resource are
+/// refused per resource.
+#[test]
+fn topic_config_changes_become_config_records() {
+    use sluice_net::messages::IncrementalAlterConfigsRequest;
+    use sluice_net::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    let mut c = Cluster::new(1);
+    c.live_brokers(0, &[1]);
+    assert_eq!(c.create("t", 1, 1).0, 0);
+    let op = |name: &str, operation: i8, value: Option<&str>| AlterableConfig {
+        name: name.into(),
+        config_operation: operation,
+        value: value.map(Into::into),
+        ..Default::default()
+    };
+    let resource = |kind: i8, name: &str, configs: Vec<AlterableConfig>| AlterConfigsResource {
+        resource_type: kind,
+        resource_name: name.into(),
+        configs,
+        ..Default::default()
+    };
+    let request = |validate_only: bool, resources| IncrementalAlterConfigsRequest {
+        resources,
+        validate_only,
+        ..Default::default()
+    };
+    let value = |c: &Cluster, key: &str| c.committed.config(2, "t", key).map(str::to_owned);
+    let set = vec![resource(2, "t", vec![op("retention.ms", 0, Some("1000"))])];
+    let before = c.log.len();
+    let r = run!(c, incremental_alter_configs(&request(true, set.clone())));
+    assert_eq!(r.responses[0].error_code, 0);
+    assert_eq!(c.log.len(), before, "validate-only writes nothing");
+    run!(c, incremental_alter_configs(&request(false, set)));
+    assert_eq!(value(&c, "retention.ms").as_deref(), Some("1000"));
+    let delete = vec![resource(2, "t", vec![op("retention.ms", 1, None)])];
+    run!(c, incremental_alter_configs(&request(false, delete)));
+    assert_eq!(value(&c, "retention.ms"), None);
+    let refused = vec![
+        resource(2, "missing", vec![op("retention.ms", 0, Some("1"))]),
+        resource(4, "", vec![op("log.retention.ms", 0, Some("1"))]),
+    ];
+    let r = run!(c, incremental_alter_configs(&request(false, refused)));
+    let codes: Vec<i16> = r.responses.iter().map(|x| x.error_code).collect();
+    assert_eq!(codes, vec![3, 42]);
+}
