@@ -342,6 +342,8 @@ async fn wait_for(core: &impl Cluster, awaited: &Awaited) {
         .await;
     if !seen {
         tracing::warn!("a committed topic change did not reach this core's image in time");
+    } else if !matches!(awaited, Awaited::Nothing) {
+        glommio::timer::sleep(crate::limits::IMAGE_PROPAGATION_GRACE).await;
     }
 }
 

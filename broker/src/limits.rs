@@ -89,6 +89,12 @@ pub const fn fetch_session_slots_of_core(slots: usize, cores: usize, core: usize
 /// How often a handler looks at its core's topic image while waiting for a change the
 /// controller committed to reach it (it does within a few milliseconds on loopback).
 pub const IMAGE_POLL: std::time::Duration = std::time::Duration::from_millis(5);
+/// After a committed topic change reached the answering broker's image, how much longer the
+/// answer waits so that the other brokers have it too: they learn a commit on their next
+/// metadata fetch, at most one fetch interval (20 ms) and one controller tick (10 ms) after
+/// this broker did (no long-poll fetch yet). Without it a client that asked another broker at
+/// once could get UNKNOWN_TOPIC_OR_PARTITION (seen in the cluster diff run with kcat -L).
+pub const IMAGE_PROPAGATION_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
 /// How long a handler waits for that (beyond it, the client gets its answer anyway).
 pub const IMAGE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
