@@ -87,11 +87,7 @@ impl TopicImage {
                 (t.name.clone(), vec![one; count])
             })
             .collect();
-        let by_id = registry
-            .topics
-            .values()
-            .map(|t| (t.id, t.name.clone()))
-            .collect();
+        let by_id = ids_of(&registry);
         TopicImage {
             registry,
             partitions,
@@ -144,11 +140,7 @@ impl TopicImage {
             registry.topics.insert(t.name.clone(), meta);
             partitions.insert(t.name.clone(), states);
         }
-        let by_id = registry
-            .topics
-            .values()
-            .map(|t| (t.id, t.name.clone()))
-            .collect();
+        let by_id = ids_of(&registry);
         let live = metadata
             .brokers()
             .values()
@@ -257,6 +249,15 @@ impl TopicImage {
             .contains(&self.node)
             .then(|| shard_for(topic, partition, self.cores))
     }
+}
+
+/// Topic names by topic id.
+fn ids_of(registry: &TopicTable) -> HashMap<[u8; 16], String> {
+    registry
+        .topics
+        .values()
+        .map(|t| (t.id, t.name.clone()))
+        .collect()
 }
 
 #[cfg(test)]

@@ -463,3 +463,62 @@ pub fn produce(conn: &mut RawConn, topic: &str, records: bytes::Bytes) -> (i16, 
         other => panic!("unexpected {other:?}"),
     }
 }
+
+/// Polls until `found` gives a value, for at most `within`.
+pub fn wait_for<T>(within: Duration, what: &str, mut found: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = found() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// CreateTopics of `name` with `partitions` (replication factor 1) through a broker; its error.
+pub fn create_topic(broker: &str, name: &str, partitions: i32) -> i16 {
+    use sluice_net::messages::{CreateTopicsRequest, create_topics_request::CreatableTopic};
+    let mut client = sluice_net::client::Client::connect(broker, "test", Duration::from_secs(5))
+        .expect("connect");
+    let request = sluice_net::Request::CreateTopics(CreateTopicsRequest {
+        topics: vec![CreatableTopic {
+            name: name.into(),
+            num_partitions: partitions,
+            replication_factor: 1,
+            ..Default::default()
+        }],
+        timeout_ms: 30_000,
+        ..Default::default()
+    });
+    match client.call(7, &request) {
+        Ok((_, sluice_net::Response::CreateTopics(r))) => r.topics[0].error_code,
+        other => panic!("CreateTopics: {other:?}"),
+    }
+}
+
+/// A broker's Metadata answer for `topic`.
+pub fn metadata_of(broker: &str, topic: &str) -> Option<sluice_net::messages::MetadataResponse> {
+    use sluice_net::messages::{MetadataRequest, metadata_request::MetadataRequestTopic};
+    let mut client =
+        sluice_net::client::Client::connect(broker, "test", Duration::from_secs(5)).ok()?;
+    let request = sluice_net::Request::Metadata(MetadataRequest {
+        topics: Some(vec![MetadataRequestTopic {
+            name: Some(topic.into()),
+            ..Default::default()
+        }]),
+        allow_auto_topic_creation: false,
+        ..Default::default()
+    });
+    match client.call(12, &request).ok()? {
+        (_, sluice_net::Response::Metadata(r)) => Some(r),
+        _ => None,
+    }
+}
+
+/// How many partitions a broker's Metadata gives `topic`, if it knows it.
+pub fn partition_count(broker: &str, topic: &str) -> Option<usize> {
+    let r = metadata_of(broker, topic)?;
+    let t = r.topics.first()?;
+    (t.error_code == sluice_net::error_code::code::NONE).then_some(t.partitions.len())
+}

@@ -25,7 +25,10 @@ use sluice_net::messages::{
 use sluice_net::metadata_record::VersionedRecord;
 use sluice_net::record_batch::Batches;
 use sluice_net::{Request, Response};
-use sluice_tests::{Broker, free_port, http_get, metric_samples};
+use sluice_tests::{
+    Broker, create_topic, free_port, http_get, metadata_of, metric_samples, partition_count,
+    wait_for,
+};
 
 /// What a leader reports: its id, epoch, high watermark and each voter's and observer's log
 /// end.
@@ -81,50 +84,6 @@ fn describe(controller: SocketAddr) -> Option<Quorum> {
     })
 }
 
-/// CreateTopics of `name` with `partitions` (replication factor 1) through a broker; its error.
-fn create_topic(broker: &str, name: &str, partitions: i32) -> i16 {
-    use sluice_net::messages::{CreateTopicsRequest, create_topics_request::CreatableTopic};
-    let mut client = Client::connect(broker, "test", Duration::from_secs(5)).expect("connect");
-    let request = Request::CreateTopics(CreateTopicsRequest {
-        topics: vec![CreatableTopic {
-            name: name.into(),
-            num_partitions: partitions,
-            replication_factor: 1,
-            ..Default::default()
-        }],
-        timeout_ms: 30_000,
-        ..Default::default()
-    });
-    match client.call(7, &request) {
-        Ok((_, Response::CreateTopics(r))) => r.topics[0].error_code,
-        other => panic!("CreateTopics: {other:?}"),
-    }
-}
-
-/// A broker's Metadata answer for `topic`.
-fn metadata_of(broker: &str, topic: &str) -> Option<sluice_net::messages::MetadataResponse> {
-    use sluice_net::messages::{MetadataRequest, metadata_request::MetadataRequestTopic};
-    let mut client = Client::connect(broker, "test", Duration::from_secs(5)).ok()?;
-    let request = Request::Metadata(MetadataRequest {
-        topics: Some(vec![MetadataRequestTopic {
-            name: Some(topic.into()),
-            ..Default::default()
-        }]),
-        ..Default::default()
-    });
-    match client.call(12, &request).ok()? {
-        (_, Response::Metadata(r)) => Some(r),
-        _ => None,
-    }
-}
-
-/// How many partitions a broker's Metadata gives `topic`, if it knows it.
-fn partition_count(broker: &str, topic: &str) -> Option<usize> {
-    let r = metadata_of(broker, topic)?;
-    let t = r.topics.first()?;
-    (t.error_code == code::NONE).then_some(t.partitions.len())
-}
-
 /// The active controller a node names in DescribeCluster (controller endpoints, KIP-919).
 fn named_controller(controller: SocketAddr) -> Option<i32> {
     let mut client =
@@ -138,18 +97,6 @@ fn named_controller(controller: SocketAddr) -> Option<i32> {
     };
     assert_eq!(r.brokers.len(), 3, "every voter listed: {r:?}");
     (r.controller_id.0 >= 0).then_some(r.controller_id.0)
-}
-
-/// Polls until `found` gives a value, for at most `within`.
-fn wait_for<T>(within: Duration, what: &str, mut found: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = found() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// The one leader among `controllers` (every other answers NOT_LEADER_OR_FOLLOWER), with all

@@ -8,13 +8,13 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sluice_net::client::Client;
 use sluice_net::error_code::code;
 use sluice_net::messages::{DescribeQuorumRequest, describe_quorum_request as dq};
 use sluice_net::{Request, Response};
-use sluice_tests::{Broker, free_port};
+use sluice_tests::{Broker, free_port, partition_count, wait_for};
 
 /// Snapshot bound for the test: a few topics' records.
 const SNAPSHOT_BYTES: &str = "metadata_log_max_record_bytes_between_snapshots=2000";
@@ -54,62 +54,15 @@ fn describe(controller: SocketAddr) -> Option<QuorumView> {
     Some((p.leader_id.0, p.high_watermark, voters))
 }
 
-fn wait_for<T>(within: Duration, what: &str, mut found: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = found() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// CreateTopics of `name` (2 partitions, replication factor 1) through a broker; its error,
 /// with TOPIC_ALREADY_EXISTS counted as NONE: on this shared test machine a stalled controller
-/// can lose its leadership (200 ms fetch timeout), and the forwarding broker then retries a
+/// can lose its leadership (its quorum fetch timeout), and the forwarding broker then retries a
 /// CreateTopics the old leader had already committed.
 fn create_topic(broker: &str, name: &str) -> i16 {
-    use sluice_net::messages::{CreateTopicsRequest, create_topics_request::CreatableTopic};
-    let mut client = Client::connect(broker, "test", Duration::from_secs(5)).expect("connect");
-    let request = Request::CreateTopics(CreateTopicsRequest {
-        topics: vec![CreatableTopic {
-            name: name.into(),
-            num_partitions: 2,
-            replication_factor: 1,
-            ..Default::default()
-        }],
-        timeout_ms: 30_000,
-        ..Default::default()
-    });
-    match client.call(7, &request) {
-        Ok((_, Response::CreateTopics(r)))
-            if r.topics[0].error_code == code::TOPIC_ALREADY_EXISTS =>
-        {
-            code::NONE
-        }
-        Ok((_, Response::CreateTopics(r))) => r.topics[0].error_code,
-        other => panic!("CreateTopics: {other:?}"),
+    match sluice_tests::create_topic(broker, name, 2) {
+        code::TOPIC_ALREADY_EXISTS => code::NONE,
+        other => other,
     }
-}
-
-/// How many partitions a broker's Metadata gives `topic`, if it knows it.
-fn partition_count(broker: &str, topic: &str) -> Option<usize> {
-    use sluice_net::messages::{MetadataRequest, metadata_request::MetadataRequestTopic};
-    let mut client = Client::connect(broker, "test", Duration::from_secs(5)).ok()?;
-    let request = Request::Metadata(MetadataRequest {
-        topics: Some(vec![MetadataRequestTopic {
-            name: Some(topic.into()),
-            ..Default::default()
-        }]),
-        allow_auto_topic_creation: false,
-        ..Default::default()
-    });
-    let (_, Response::Metadata(r)) = client.call(12, &request).ok()? else {
-        return None;
-    };
-    let t = r.topics.first()?;
-    (t.error_code == code::NONE).then_some(t.partitions.len())
 }
 
 /// The `(end offset, epoch)` of each `.checkpoint` file and the base offset of each `.log`
