@@ -48,6 +48,110 @@ enum CoreEvent {
     Listening,
     Stopped(usize),
     Failed(usize, String),
+    /// The core's executor thread has ended (sent from a drop guard, so also when the executor
+    /// could not be built or the core panicked).
+    Gone(usize),
+}
+
+/// How often a core whose executor could not be built is started (glommio builds the executor
+/// inside the new thread and only returns the error from `join`).
+const CORE_START_ATTEMPTS: u32 = 3;
+const CORE_START_RETRY: Duration = Duration::from_millis(200);
+
+/// The control core's ends of the controller shard's channels (images in, forwarded requests
+/// out and their answers in).
+type ControlEnds = (
+    SharedReceiver<MetadataImage>,
+    (SharedSender<Request>, SharedReceiver<Forwarded>),
+);
+
+/// Everything a core's executor is started from, kept so that a core whose executor could not
+/// be built can be started again.
+struct CoreSpawner {
+    config: BrokerConfig,
+    addr: SocketAddr,
+    mesh_builder: glommio::channels::channel_mesh::MeshBuilder<
+        mesh::Envelope<CoreRequest, CoreReply>,
+        glommio::channels::channel_mesh::Full,
+    >,
+    stop: Arc<AtomicBool>,
+    drained: Arc<std::sync::atomic::AtomicUsize>,
+    events: mpsc::Sender<CoreEvent>,
+    topics: TopicTable,
+    cluster_id: String,
+    /// Taken by the control core once its executor runs; still here if it could not be built.
+    control_ends: Arc<std::sync::Mutex<Option<ControlEnds>>>,
+}
+
+/// Reports [`CoreEvent::Gone`] when the executor thread lets go of the core's start-up closure.
+struct GoneGuard {
+    id: usize,
+    events: mpsc::Sender<CoreEvent>,
+}
+
+impl Drop for GoneGuard {
+    fn drop(&mut self) {
+        let _ = self.events.send(CoreEvent::Gone(self.id));
+    }
+}
+
+impl CoreSpawner {
+    /// Starts core `id`'s pinned executor.
+    fn spawn(&self, id: usize) -> anyhow::Result<glommio::ExecutorJoinHandle<()>> {
+        let cpus: Vec<usize> = core_affinity::get_core_ids()
+            .map(|ids| ids.into_iter().map(|c| c.id).collect())
+            .unwrap_or_default();
+        let placement = if cpus.is_empty() {
+            Placement::Unbound
+        } else {
+            Placement::Fixed(cpus[id % cpus.len()])
+        };
+        let config = self.config.clone();
+        let addr = self.addr;
+        let mesh_builder = self.mesh_builder.clone();
+        let stop = Arc::clone(&self.stop);
+        let drained = Arc::clone(&self.drained);
+        let events = self.events.clone();
+        let guard = GoneGuard {
+            id,
+            events: self.events.clone(),
+        };
+        let topics = self.topics.clone();
+        let cluster_id = self.cluster_id.clone();
+        let control_ends = Arc::clone(&self.control_ends);
+        LocalExecutorBuilder::new(placement)
+            .name(&format!("sluice-core-{id}"))
+            .io_memory(config.io_memory_bytes)
+            // The default 100 ms preemption timer let a 5 ms timer fire 100-300 ms late behind
+            // CPU-heavy work (DESIGN.md, "Measured here").
+            .preempt_timer(Duration::from_millis(1))
+            .spawn(move || async move {
+                let _guard = guard;
+                // SAFETY: pthread_self has no preconditions.
+                let _ = events.send(CoreEvent::Thread(id, unsafe { libc::pthread_self() }));
+                let ends = if id == CONTROL_CORE {
+                    control_ends.lock().ok().and_then(|mut ends| ends.take())
+                } else {
+                    None
+                };
+                let (images, forwarded) = ends.unzip();
+                let boot = Boot {
+                    id,
+                    config,
+                    addr,
+                    topics,
+                    cluster_id,
+                    images,
+                    forwarded,
+                };
+                let result = core_main(boot, mesh_builder, stop, drained, events.clone()).await;
+                let _ = events.send(match result {
+                    Ok(()) => CoreEvent::Stopped(id),
+                    Err(e) => CoreEvent::Failed(id, format!("{e:#}")),
+                });
+            })
+            .map_err(|e| anyhow::anyhow!("cannot start executor for core {id}: {e}"))
+    }
 }
 
 /// Runs the broker until SIGTERM/SIGINT. Returns the process exit code.
@@ -93,61 +197,26 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<i32> {
         forwarded: (forward_rx, answers_tx),
     };
     let controller = start_controller(&config, cluster.as_ref(), addr, Some(shard_ends), &stop)?;
-    let mut images_rx = controller.is_some().then_some(images_rx);
-    let mut forwarded = controller.is_some().then_some((forward_tx, answers_rx));
+    let images_rx = controller.is_some().then_some(images_rx);
+    let forwarded = controller.is_some().then_some((forward_tx, answers_rx));
 
-    let cpus: Vec<usize> = core_affinity::get_core_ids()
-        .map(|ids| ids.into_iter().map(|c| c.id).collect())
-        .unwrap_or_default();
-    let mesh_builder = mesh::builder::<CoreRequest, CoreReply>(cores, MESH_CHANNEL_MAX);
     let (events, inbox) = mpsc::channel::<CoreEvent>();
+    let spawner = CoreSpawner {
+        config: config.clone(),
+        addr,
+        mesh_builder: mesh::builder::<CoreRequest, CoreReply>(cores, MESH_CHANNEL_MAX),
+        stop: Arc::clone(&stop),
+        drained: Arc::clone(&drained),
+        events,
+        topics,
+        cluster_id,
+        control_ends: Arc::new(std::sync::Mutex::new(images_rx.zip(forwarded))),
+    };
     let mut threads = Vec::with_capacity(cores);
     for id in 0..cores {
-        let placement = if cpus.is_empty() {
-            Placement::Unbound
-        } else {
-            Placement::Fixed(cpus[id % cpus.len()])
-        };
-        let config = config.clone();
-        let mesh_builder = mesh_builder.clone();
-        let stop = Arc::clone(&stop);
-        let drained = Arc::clone(&drained);
-        let events = events.clone();
-        let topics = topics.clone();
-        let cluster_id = cluster_id.clone();
-        let (images, forwarded) = if id == CONTROL_CORE {
-            (images_rx.take(), forwarded.take())
-        } else {
-            (None, None)
-        };
-        let handle = LocalExecutorBuilder::new(placement)
-            .name(&format!("sluice-core-{id}"))
-            .io_memory(config.io_memory_bytes)
-            // The default 100 ms preemption timer let a 5 ms timer fire 100-300 ms late behind
-            // CPU-heavy work (DESIGN.md, "Measured here").
-            .preempt_timer(Duration::from_millis(1))
-            .spawn(move || async move {
-                // SAFETY: pthread_self has no preconditions.
-                let _ = events.send(CoreEvent::Thread(id, unsafe { libc::pthread_self() }));
-                let boot = Boot {
-                    id,
-                    config,
-                    addr,
-                    topics,
-                    cluster_id,
-                    images,
-                    forwarded,
-                };
-                let result = core_main(boot, mesh_builder, stop, drained, events.clone()).await;
-                let _ = events.send(match result {
-                    Ok(()) => CoreEvent::Stopped(id),
-                    Err(e) => CoreEvent::Failed(id, format!("{e:#}")),
-                });
-            })
-            .map_err(|e| anyhow::anyhow!("cannot start executor for core {id}: {e}"))?;
-        threads.push(handle);
+        threads.push(Some(spawner.spawn(id)?));
     }
-    drop(events);
+    let mut attempts = vec![1; cores];
 
     crate::shutdown::install_kick_handler()?;
     let mut listening = 0;
@@ -201,6 +270,24 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<i32> {
                 eprintln!("sluice: core {id} failed: {message}");
                 return Ok(1);
             }
+            Ok(CoreEvent::Gone(id)) if !stopped[id] => {
+                let error = match threads[id].take().map(|handle| handle.join()) {
+                    Some(Err(e)) => e.to_string(),
+                    _ => "it ended without reporting".to_string(),
+                };
+                // An executor that could not be built (its thread ended before the core ran)
+                // is tried again: the other cores wait for it at the mesh join.
+                if threads_of[id].is_none() && attempts[id] < CORE_START_ATTEMPTS {
+                    eprintln!("sluice: core {id} could not start ({error}); trying again");
+                    std::thread::sleep(CORE_START_RETRY);
+                    attempts[id] += 1;
+                    threads[id] = Some(spawner.spawn(id)?);
+                    continue;
+                }
+                eprintln!("sluice: core {id} failed: {error}");
+                return Ok(1);
+            }
+            Ok(CoreEvent::Gone(_)) => {}
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 eprintln!("sluice: a core ended without reporting (panic?)");
@@ -208,7 +295,7 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<i32> {
             }
         }
     }
-    for handle in threads {
+    for handle in threads.into_iter().flatten() {
         let _ = handle.join();
     }
     if let Some(handle) = controller {
