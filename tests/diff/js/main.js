@@ -155,11 +155,22 @@ async function describe(t, admin, topic, label, until) {
   }
 }
 
-async function metadata(t, admin, topic, label) {
+// Metadata of `topic`; with `until`, asked again (every 100 ms, at most 10 s) until `until(topic)`
+// holds: on a cluster a change is committed by the controller before every broker has it, so
+// Kafka too can answer the old metadata right after CreatePartitions.
+async function metadata(t, admin, topic, label, until) {
+  const end = Date.now() + 10000;
   try {
-    const md = await admin.fetchTopicMetadata({ topics: [topic] });
-    for (const x of md.topics) {
-      t.rec('metadata', { at: label, name: x.name, partitions: x.partitions.sort((a, b) => a.partitionId - b.partitionId).map((p) => ({ id: p.partitionId, error_code: p.partitionErrorCode, leader: p.leader, replicas: p.replicas, isr: p.isr })) });
+    for (;;) {
+      const md = await admin.fetchTopicMetadata({ topics: [topic] });
+      if (until && !md.topics.every(until) && Date.now() < end) {
+        await new Promise((r) => setTimeout(r, 100));
+        continue;
+      }
+      for (const x of md.topics) {
+        t.rec('metadata', { at: label, name: x.name, partitions: x.partitions.sort((a, b) => a.partitionId - b.partitionId).map((p) => ({ id: p.partitionId, error_code: p.partitionErrorCode, leader: p.leader, replicas: p.replicas, isr: p.isr })) });
+      }
+      return;
     }
   } catch (e) { t.rec('metadata', { at: label, ...err(e) }); }
 }
@@ -188,7 +199,7 @@ scenario('admin_topics_configs', async (t, bs) => {
         t.rec('create-partitions', { count, error: null });
       } catch (e) { t.rec('create-partitions', { count, ...err(e) }); }
     }
-    await metadata(t, admin, topic, 'after create partitions');
+    await metadata(t, admin, topic, 'after create partitions', (x) => x.partitions.length === 4);
     await admin.deleteTopics({ topics: [topic] });
     t.rec('deleted');
     try {
