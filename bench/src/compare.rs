@@ -12,19 +12,31 @@
 //! MB/s; produce p99.99 at half rate over raw fdatasync p99.99 at the write size nearest the
 //! workload's batch size. Broker throughput counts record values (payload) only, so a ratio
 //! of 1.0 would mean the broker's framing and batch headers cost nothing.
+//!
+//! With `--peer kafka` the same phases also run against the reference Kafka of
+//! `tests/kafka-ref` (defaults, and with `log.flush.interval.messages=1`), one table of
+//! sluice/Kafka ratios: see `peer.rs`. This file holds what both modes share (arguments, cores,
+//! raw limits) and the one-broker mode.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
+use serde::Serialize;
 use serde_json::json;
 
-use crate::load::{self, Pinning, StartAt};
-use crate::raw;
+use crate::broker::{self, Running};
+use crate::load::{self, PhaseResult, Pinning, StartAt};
+use crate::raw::{self, DiskResult, LoopbackResult};
 use crate::report;
-use crate::workload::WorkloadArgs;
+use crate::workload::{Workload, WorkloadArgs};
+
+/// The broker `--peer` compares sluice with.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// Apache Kafka 4.4 from tests/kafka-ref: with its defaults, then with
+    /// log.flush.interval.messages=1 (an fsync per append).
+    Kafka,
+}
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct CompareArgs {
@@ -32,11 +44,26 @@ pub struct CompareArgs {
     #[arg(long, default_value_t = 10.0)]
     pub seconds: f64,
     /// Measure this already-running Kafka-API broker instead of starting sluice.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "peer")]
     pub bootstrap: Option<String>,
     /// Name of the broker in the output (default: sluice, or the bootstrap).
     #[arg(long)]
     pub label: Option<String>,
+    /// Also start this broker (twice: defaults, then an fsync per append) and run the same
+    /// phases against it; prints one table of sluice/peer ratios.
+    #[arg(long, value_enum)]
+    pub peer: Option<Peer>,
+    /// The tests/kafka-ref directory for --peer kafka (default: found above this binary or
+    /// the current directory).
+    #[arg(long)]
+    pub kafka_ref: Option<PathBuf>,
+    /// Records/s of the end-to-end phase of --peer (producer send time to consumer receipt).
+    #[arg(long, default_value_t = 20_000.0)]
+    pub e2e_rate: f64,
+    /// With --peer: seconds of produce at --e2e-rate to a separate topic after each broker
+    /// start, before anything is measured (a fresh JVM runs interpreted code at first); 0: none.
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup: f64,
     /// Cores for the started sluice (default: half the machine's when it has 4 or more, so
     /// clients get the other half; else all, shared with the clients).
     #[arg(long)]
@@ -49,228 +76,268 @@ pub struct CompareArgs {
     pub sluice_bin: Option<PathBuf>,
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// HdrHistogram percentile text of the half-rate produce latency.
+    /// HdrHistogram percentile text of the half-rate produce latency (sluice's, with --peer).
     #[arg(long)]
     pub hgrm: Option<PathBuf>,
-    /// SVG latency percentile plot of the broker phases.
+    /// SVG latency percentile plot of the broker phases (with --peer: every broker's
+    /// constant-rate produce and end-to-end curves).
     #[arg(long)]
     pub plot: Option<PathBuf>,
     #[command(flatten)]
     pub workload: WorkloadArgs,
 }
 
-/// A sluice started for the run; stopped by PID (SIGTERM, then SIGKILL) when dropped.
-struct Started {
-    child: Child,
-    dir: PathBuf,
-    addr: String,
+/// How the run uses the machine's cores: the started broker gets the first `broker` CPUs,
+/// the client threads are pinned to the rest (not pinned when the broker has them all).
+#[derive(Debug, Clone)]
+pub struct Cores {
+    pub machine: usize,
+    /// `None`: an external broker (`--bootstrap`), not ours to place.
+    pub broker: Option<usize>,
+    pub broker_cpus: Vec<usize>,
+    pub pin: Pinning,
+    pub client: usize,
 }
 
-impl Started {
-    fn start(
-        bin: &std::path::Path,
-        parent: &std::path::Path,
-        cores: usize,
-    ) -> anyhow::Result<Started> {
-        if !bin.exists() {
-            bail!(
-                "no sluice binary at {} (build it: cargo build --release --bins, or pass --sluice-bin / --bootstrap)",
-                bin.display()
-            );
-        }
-        let dir = parent.join(format!("sluice-bench-broker-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let mut child = Command::new(bin)
-            .arg("start")
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .arg("--cores")
-            .arg(cores.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("spawn {}", bin.display()))?;
-        let stdout = child.stdout.take().context("broker stdout")?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("sluice: listening on ") {
-                    let _ = tx.send(
-                        rest.split_whitespace()
-                            .next()
-                            .unwrap_or_default()
-                            .to_owned(),
-                    );
-                }
-            }
+impl Cores {
+    pub fn of(a: &CompareArgs) -> Cores {
+        let cpus = report::cpus();
+        let n = cpus.len().max(1);
+        let broker = a.bootstrap.is_none().then(|| {
+            a.broker_cores
+                .unwrap_or(if n >= 4 { n / 2 } else { n })
+                .clamp(1, n)
         });
-        let mut s = Started {
-            child,
-            dir,
-            addr: String::new(),
+        // The broker pins its executors to the first `broker` CPUs; clients get the rest.
+        let (broker_cpus, pin) = match broker {
+            Some(b) if b < cpus.len() => (
+                cpus[..b].to_vec(),
+                Pinning {
+                    cpus: cpus[b..].to_vec(),
+                },
+            ),
+            _ => (Vec::new(), Pinning::default()),
         };
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(a) => s.addr = a,
-            Err(_) => bail!("sluice did not report listening within 30 s"),
-        }
-        Ok(s)
-    }
-}
-
-impl Drop for Started {
-    fn drop(&mut self) {
-        let pid = self.child.id() as libc::pid_t;
-        // SAFETY: kill on our own child's PID, which we have not reaped yet.
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-pub fn run(a: CompareArgs) -> anyhow::Result<()> {
-    let w = a.workload.resolve()?;
-    let cpus = report::cpus();
-    let n = cpus.len().max(1);
-    let external = a.bootstrap.is_some();
-    let broker_cores = if external {
-        0
-    } else {
-        a.broker_cores
-            .unwrap_or(if n >= 4 { n / 2 } else { n })
-            .clamp(1, n)
-    };
-    // The broker pins its executors to the first `broker_cores` CPUs; clients get the rest.
-    let pin = if !external && broker_cores < n {
-        Pinning {
-            cpus: cpus[broker_cores..].to_vec(),
-        }
-    } else {
-        Pinning::default()
-    };
-    let client_cores = if pin.cpus.is_empty() {
-        n
-    } else {
-        pin.cpus.len()
-    };
-    let cores_line = format!(
-        "cores: machine {n}, broker {}, client {client_cores} ({})",
-        if external {
-            "external (not pinned by us)".to_owned()
+        let client = if pin.cpus.is_empty() {
+            n
         } else {
-            broker_cores.to_string()
-        },
-        pin.describe()
-    );
-    println!("{cores_line}");
+            pin.cpus.len()
+        };
+        Cores {
+            machine: n,
+            broker,
+            broker_cpus,
+            pin,
+            client,
+        }
+    }
 
-    let disk = raw::disk(&a.dir, a.seconds, *cpus.last().unwrap_or(&0))?;
+    pub fn line(&self) -> String {
+        let broker = self
+            .broker
+            .map_or("external (not pinned by us)".to_owned(), |b| b.to_string());
+        format!(
+            "cores: machine {}, broker {broker}, client {} ({})",
+            self.machine,
+            self.client,
+            self.pin.describe()
+        )
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        json!({
+            "machine": self.machine,
+            "broker": self.broker,
+            "client": self.client,
+            "client_pinned_cpus": self.pin.cpus,
+        })
+    }
+}
+
+/// The raw limits broker figures are divided by.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Raw {
+    /// O_DIRECT write + fdatasync of 1 MiB, MB/s.
+    pub fsync_write_mb_s: f64,
+    /// fdatasync p99.99 at the write size nearest the workload's batch, µs.
+    pub fsync_p99_99_us: u64,
+    /// That write size.
+    pub fsync_ref_bytes: usize,
+    pub loopback_mb_s: f64,
+}
+
+impl Raw {
+    pub fn of(disk: &DiskResult, lo: &LoopbackResult, batch_bytes: usize) -> Raw {
+        let reference = disk.fsync_near(batch_bytes);
+        Raw {
+            fsync_write_mb_s: disk.fsync_at(1 << 20).map_or(0.0, |r| r.mb_s),
+            fsync_p99_99_us: reference.map_or(0, |r| r.latency.p99_99_us),
+            fsync_ref_bytes: reference.map_or(0, |r| r.bytes),
+            loopback_mb_s: lo.mb_s,
+        }
+    }
+}
+
+/// Disk (on `--dir`, on the last CPU), then loopback; both printed.
+pub fn raw_limits(a: &CompareArgs) -> anyhow::Result<(DiskResult, LoopbackResult)> {
+    let cpu = *report::cpus().last().unwrap_or(&0);
+    let disk = raw::disk(&a.dir, a.seconds, cpu)?;
     disk.print();
     let lo = raw::loopback(a.seconds / 2.0)?;
     lo.print();
+    Ok((disk, lo))
+}
 
-    let started = if external {
-        None
-    } else {
-        let bin = match &a.sluice_bin {
-            Some(b) => b.clone(),
-            None => std::env::current_exe()?.with_file_name("sluice"),
-        };
-        Some(Started::start(&bin, &a.dir, broker_cores)?)
+/// The `sluice` binary to start: `--sluice-bin`, else the one next to this binary.
+pub fn sluice_bin(a: &CompareArgs) -> anyhow::Result<PathBuf> {
+    match &a.sluice_bin {
+        Some(b) => Ok(b.clone()),
+        None => Ok(std::env::current_exe()?.with_file_name("sluice")),
+    }
+}
+
+/// Writes `text()` to `path` when one was asked for.
+pub fn write_out(
+    path: Option<&PathBuf>,
+    text: impl FnOnce() -> anyhow::Result<String>,
+) -> anyhow::Result<()> {
+    if let Some(path) = path {
+        std::fs::write(path, text()?).with_context(|| format!("write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+pub fn describe(w: &Workload) -> String {
+    format!(
+        "workload {} ({} partitions, {}p/{}c, {} B records, acks {})",
+        w.name, w.partitions, w.producers, w.consumers, w.record_bytes, w.acks
+    )
+}
+
+/// One broker's three phases: max produce, hot consume, produce at half the max rate.
+struct Single {
+    produced: PhaseResult,
+    consumed: PhaseResult,
+    paced: PhaseResult,
+    half_rate: f64,
+}
+
+fn measure(
+    addr: std::net::SocketAddr,
+    topic: &str,
+    w: &Workload,
+    seconds: f64,
+    pin: &Pinning,
+) -> anyhow::Result<Single> {
+    let produced = load::produce_phase(addr, topic, w, seconds, None, pin)?;
+    let consumed = load::consume_phase(addr, topic, w, seconds, StartAt::Earliest, true, pin)?;
+    let half_rate = (produced.records_s / 2.0).max(1.0);
+    let paced = load::produce_phase(addr, topic, w, seconds, Some(half_rate), pin)?;
+    Ok(Single {
+        produced,
+        consumed,
+        paced,
+        half_rate,
+    })
+}
+
+/// The one-broker mode: raw limits, then sluice (started here) or `--bootstrap`.
+pub fn run(a: CompareArgs) -> anyhow::Result<()> {
+    let w = a.workload.resolve()?;
+    let cores = Cores::of(&a);
+    println!("{}", cores.line());
+    let (disk, lo) = raw_limits(&a)?;
+    let started = match (&a.bootstrap, cores.broker) {
+        (None, Some(n)) => Some(Running::Sluice(broker::Sluice::start(
+            &sluice_bin(&a)?,
+            &a.dir,
+            n,
+        )?)),
+        _ => None,
     };
     let bootstrap = match (&a.bootstrap, &started) {
         (Some(b), _) => b.clone(),
-        (None, Some(s)) => s.addr.clone(),
-        (None, None) => unreachable!("started when no bootstrap"),
+        (None, Some(s)) => s.addr().to_owned(),
+        (None, None) => anyhow::bail!("no broker: neither --bootstrap nor a started sluice"),
     };
-    let label = a.label.clone().unwrap_or_else(|| {
-        if external {
-            bootstrap.clone()
-        } else {
-            "sluice".to_owned()
-        }
+    let label = a.label.clone().unwrap_or_else(|| match &a.bootstrap {
+        Some(b) => b.clone(),
+        None => "sluice".to_owned(),
     });
     let addr = crate::kafka::resolve(&bootstrap)?;
     let topic = a.workload.topic();
     crate::kafka::create_topic(addr, &topic, w.partitions, &[])?;
     println!(
-        "broker {label} at {bootstrap}, topic {topic}, workload {} ({} partitions, {}p/{}c, {} B records, acks {})",
-        w.name, w.partitions, w.producers, w.consumers, w.record_bytes, w.acks
+        "broker {label} at {bootstrap}, topic {topic}, {}",
+        describe(&w)
     );
-
-    let produced = load::produce_phase(addr, &topic, &w, a.seconds, None, &pin)?;
-    let consumed = load::consume_phase(addr, &topic, &w, a.seconds, StartAt::Earliest, true, &pin)?;
-    let half_rate = (produced.records_s / 2.0).max(1.0);
-    let paced = load::produce_phase(addr, &topic, &w, a.seconds, Some(half_rate), &pin)?;
+    let s = measure(addr, &topic, &w, a.seconds, &cores.pin)?;
     drop(started);
 
-    let raw_fsync_1m = disk.fsync_at(1 << 20).map_or(0.0, |r| r.mb_s);
-    let reference = disk.fsync_near(w.batch_bytes).cloned();
-    let raw_p9999 = reference.as_ref().map_or(0, |r| r.latency.p99_99_us);
-    let produce_ratio = produced.mb_s / raw_fsync_1m.max(1e-9);
-    let consume_ratio = consumed.mb_s / lo.mb_s.max(1e-9);
-    let latency_ratio = paced.latency.p99_99_us as f64 / raw_p9999.max(1) as f64;
-
+    let raw = Raw::of(&disk, &lo, w.batch_bytes);
     println!();
     load::print_table_header();
-    for p in [&produced, &consumed, &paced] {
+    for p in [&s.produced, &s.consumed, &s.paced] {
         p.print();
     }
+    print_ratios(&s, &raw);
+    println!("{}", cores.line());
+
+    write_out(a.hgrm.as_ref(), || {
+        Ok(s.paced
+            .histogram
+            .as_ref()
+            .map(crate::stats::hgrm)
+            .unwrap_or_default())
+    })?;
+    let j = single_json(&a, &w, &cores, (&label, &bootstrap), &s, (&disk, &lo, &raw));
+    write_out(a.json.as_ref(), || Ok(serde_json::to_string_pretty(&j)?))?;
+    write_out(a.plot.as_ref(), || {
+        Ok(crate::plot::svg(&crate::plot::series_of(&j, &label)))
+    })
+}
+
+fn print_ratios(s: &Single, raw: &Raw) {
+    let produce_ratio = s.produced.mb_s / raw.fsync_write_mb_s.max(1e-9);
+    let consume_ratio = s.consumed.mb_s / raw.loopback_mb_s.max(1e-9);
+    let latency_ratio = s.paced.latency.p99_99_us as f64 / raw.fsync_p99_99_us.max(1) as f64;
     println!();
     println!("ratios to this machine's raw limits, measured in the same run:");
     println!(
-        "  produce  {:>8.1} MB/s / raw write+fdatasync 1 MiB {:>8.1} MB/s = {produce_ratio:.2}  (goal >= 0.6)",
-        produced.mb_s, raw_fsync_1m
+        "  produce  {:>8.1} MB/s / raw write+fdatasync 1 MiB {:>8.1} MB/s = {produce_ratio:.2}  \
+         (goal >= 0.6)",
+        s.produced.mb_s, raw.fsync_write_mb_s
     );
     println!(
         "  consume  {:>8.1} MB/s / loopback {:>8.1} MB/s = {consume_ratio:.2}  (goal >= 0.7)",
-        consumed.mb_s, lo.mb_s
+        s.consumed.mb_s, raw.loopback_mb_s
     );
     println!(
-        "  produce p99.99 at half max rate {:.3} ms / raw fdatasync p99.99 at {} KiB {:.3} ms = {latency_ratio:.2}  (goal <= 3)",
-        paced.latency.p99_99_us as f64 / 1000.0,
-        reference.as_ref().map_or(0, |r| r.bytes >> 10),
-        raw_p9999 as f64 / 1000.0
+        "  produce p99.99 at half max rate {:.3} ms / raw fdatasync p99.99 at {} KiB {:.3} ms \
+         = {latency_ratio:.2}  (goal <= 3)",
+        s.paced.latency.p99_99_us as f64 / 1000.0,
+        raw.fsync_ref_bytes >> 10,
+        raw.fsync_p99_99_us as f64 / 1000.0
     );
-    println!("{cores_line}");
+}
 
-    let phases = vec![produced.clone(), consumed.clone(), paced.clone()];
-    if let Some(path) = &a.hgrm
-        && let Some(h) = &paced.histogram
-    {
-        std::fs::write(path, crate::stats::hgrm(h))
-            .with_context(|| format!("write {}", path.display()))?;
-    }
-    let j = json!({
+fn single_json(
+    a: &CompareArgs,
+    w: &Workload,
+    cores: &Cores,
+    (label, bootstrap): (&str, &str),
+    s: &Single,
+    (disk, lo, raw): (&DiskResult, &LoopbackResult, &Raw),
+) -> serde_json::Value {
+    let (produced, consumed, paced) = (&s.produced, &s.consumed, &s.paced);
+    json!({
         "command": "compare",
         "broker": label,
         "bootstrap": bootstrap,
         "date": report::date_utc(),
         "commit": report::commit(),
         "machine": report::machine(),
-        "cores": {
-            "machine": n,
-            "broker": if external { serde_json::Value::Null } else { json!(broker_cores) },
-            "client": client_cores,
-            "client_pinned_cpus": pin.cpus,
-        },
+        "cores": cores.json(),
         "seconds": a.seconds,
         "workload": w,
         "produce_mb_s": produced.mb_s,
@@ -279,7 +346,7 @@ pub fn run(a: CompareArgs) -> anyhow::Result<()> {
         "produce_max_rate_p99_99_us": produced.latency.p99_99_us,
         "consume_mb_s": consumed.mb_s,
         "consume_records_s": consumed.records_s,
-        "produce_half_rate_records_s": half_rate,
+        "produce_half_rate_records_s": s.half_rate,
         "produce_p50_us": paced.latency.p50_us,
         "produce_p90_us": paced.latency.p90_us,
         "produce_p99_us": paced.latency.p99_us,
@@ -287,28 +354,19 @@ pub fn run(a: CompareArgs) -> anyhow::Result<()> {
         "produce_p99_99_us": paced.latency.p99_99_us,
         "produce_max_us": paced.latency.max_us,
         "errors": produced.errors + consumed.errors + paced.errors,
-        "raw_fsync_write_mb_s": raw_fsync_1m,
+        "raw_fsync_write_mb_s": raw.fsync_write_mb_s,
         "raw_seq_write_mb_s": disk.seq_write_mb_s,
         "raw_read_mb_s": disk.read_mb_s,
-        "raw_fsync_p99_99_us": raw_p9999,
-        "raw_fsync_ref_bytes": reference.as_ref().map_or(0, |r| r.bytes),
+        "raw_fsync_p99_99_us": raw.fsync_p99_99_us,
+        "raw_fsync_ref_bytes": raw.fsync_ref_bytes,
         "loopback_mb_s": lo.mb_s,
         "loopback_rtt_p99_99_us": lo.rtt_p99_99_us,
-        "produce_ratio": produce_ratio,
-        "consume_ratio": consume_ratio,
-        "produce_p99_99_ratio": latency_ratio,
+        "produce_ratio": produced.mb_s / raw.fsync_write_mb_s.max(1e-9),
+        "consume_ratio": consumed.mb_s / raw.loopback_mb_s.max(1e-9),
+        "produce_p99_99_ratio":
+            paced.latency.p99_99_us as f64 / raw.fsync_p99_99_us.max(1) as f64,
         "disk": disk,
         "loopback": lo,
-        "phases": phases,
-    });
-    if let Some(path) = &a.json {
-        std::fs::write(path, serde_json::to_string_pretty(&j)?)
-            .with_context(|| format!("write {}", path.display()))?;
-    }
-    if let Some(path) = &a.plot {
-        let series = crate::plot::series_of(&j, &label);
-        std::fs::write(path, crate::plot::svg(&series))
-            .with_context(|| format!("write {}", path.display()))?;
-    }
-    Ok(())
+        "phases": [produced, consumed, paced],
+    })
 }

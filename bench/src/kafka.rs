@@ -5,7 +5,7 @@
 //! Pipelining is the caller's: a [`Conn`] can be split with [`Conn::try_clone`] into a writer
 //! that sends many requests and a reader that collects their answers, so a producer keeps many
 //! requests in flight on one connection. Admin helpers (create a topic, wait for its leaders,
-//! list offsets) are plain request/answer calls.
+//! wait until it takes writes, list offsets) are plain request/answer calls.
 //!
 //! Versions are fixed ones that both sluice and Apache Kafka 4.4 accept and that still address
 //! topics by name: Produce v9, Fetch v12, Metadata v12, ListOffsets v7, CreateTopics v7.
@@ -27,6 +27,7 @@ use sluice_net::messages::{
     CreateTopicsRequest, FetchRequest, FetchResponse, ListOffsetsRequest, MetadataRequest,
     ProduceRequest, ProduceResponse,
 };
+use sluice_net::record_batch::build::{BatchSpec, KeyValue, batch};
 use sluice_net::{ApiKey, Decoder, Encoder, Request, RequestHeader, Response, ResponseHeader};
 
 pub const PRODUCE_VERSION: i16 = 9;
@@ -324,6 +325,39 @@ pub fn create_topic(
             bail!("topic {topic}: partitions have no leader after 30 s");
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Produces one record with a null value to every partition of `topic` (acks all), again
+/// every 100 ms until an answer has no partition error, for at most 30 s. Metadata can show a
+/// leader before the broker takes writes: Kafka answers NOT_LEADER_OR_FOLLOWER for a moment
+/// after a create, until its broker has applied the new leadership; a measured phase should
+/// not start before that. The probe records carry no value bytes.
+pub fn wait_writable(addr: SocketAddr, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    let mut c = Conn::connect(addr)?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let record: [KeyValue<'_>; 1] = [(None, None)];
+    loop {
+        let spec = BatchSpec {
+            base_timestamp: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+            ..BatchSpec::default()
+        };
+        let batches = (0..partitions)
+            .map(|p| (p, batch(&spec, &record)))
+            .collect();
+        let req = produce_request(topic, -1, batches);
+        let Response::Produce(r) = c.call(PRODUCE_VERSION, &req)? else {
+            bail!("Produce: unexpected answer");
+        };
+        if produce_errors(&r) == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("topic {topic}: partitions still refuse writes after 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

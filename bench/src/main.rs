@@ -5,14 +5,18 @@
 //!   `kafka.rs` and the actors in `load.rs`; workloads in `workload.rs`; constant rate with
 //!   coordinated-omission correction in `rate.rs`; histograms and reports in `stats.rs`.
 //! - `disk`, `loopback`: the machine's raw limits (`raw.rs`).
-//! - `compare`: raw limits and a broker's figures in one run, as ratios (`compare.rs`).
+//! - `compare`: raw limits and a broker's figures in one run, as ratios (`compare.rs`); with
+//!   `--peer kafka` also the reference Kafka, defaults and fsync per append, and one table of
+//!   sluice/Kafka ratios (`peer.rs`); brokers it starts itself are in `broker.rs`.
 //! - `plot`: SVG latency-by-percentile plot of JSON reports (`plot.rs`).
 //! - `storage`: the shard's append and cold-read throughput on one pinned core, next to this
 //!   machine's raw O_DIRECT limit for the same I/O pattern (`storage.rs`).
 
+mod broker;
 mod compare;
 mod kafka;
 mod load;
+mod peer;
 mod plot;
 mod rate;
 mod raw;
@@ -51,7 +55,8 @@ enum Command {
     Disk(raw::DiskArgs),
     /// Raw TCP loopback bandwidth and round-trip latency between two pinned threads.
     Loopback(raw::LoopbackArgs),
-    /// Disk, loopback, then the workload against a broker, as ratios of the raw limits.
+    /// Disk, loopback, then the workload against a broker, as ratios of the raw limits; with
+    /// --peer kafka against sluice and Kafka, as one table of ratios.
     Compare(compare::CompareArgs),
     /// SVG latency percentile plot from JSON reports.
     Plot(plot::PlotArgs),
@@ -181,6 +186,7 @@ fn main() -> anyhow::Result<()> {
             l.print();
             write_json(a.json.as_ref(), &l)
         }
+        Command::Compare(a) if a.peer.is_some() => peer::run(a),
         Command::Compare(a) => compare::run(a),
         Command::Plot(a) => plot::run(&a),
         Command::Storage(args) => storage::run(args),
