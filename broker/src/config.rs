@@ -83,10 +83,12 @@ pub struct BrokerConfig {
     /// hard one and warns when that is short. 8192 (two cores fit under 20,000 descriptors).
     pub core_connections_max: usize,
     /// Per-core cache of recent batches, in bytes (the storage engine's
-    /// `ShardConfig::cache_bytes_max`). Default: a quarter of the machine's memory shared by the
-    /// cores, at least 256 MiB each ([`default_core_cache_bytes`]). Formerly `core_cache_bytes`,
-    /// still accepted.
-    pub core_cache_bytes_max: Option<usize>,
+    /// `ShardConfig::cache_bytes_max`). 256 MiB. Formerly `core_cache_bytes`, still accepted.
+    /// A larger cache serves hot consumers from memory (3 GiB per core doubled a hot consume
+    /// here), but once such a cache was full, produce at 200,000 records/s collapsed to a few
+    /// thousand records/s with the broker idle (bench/profiles/README.md): not the default until
+    /// that is understood.
+    pub core_cache_bytes_max: usize,
     /// Largest single write a core hands the kernel; bigger flushes are split. 8 MiB.
     pub core_write_bytes_max: usize,
     /// Bytes a core reads from disk at least per fetch that misses its cache. 64 KiB.
@@ -182,7 +184,7 @@ impl Default for BrokerConfig {
             core_request_memory_bytes: 256 * 1024 * 1024,
             connection_inflight_max: 16,
             core_connections_max: 8192,
-            core_cache_bytes_max: None,
+            core_cache_bytes_max: shard.cache_bytes_max,
             core_write_bytes_max: shard.write_bytes_max,
             core_read_bytes_min: shard.read_bytes_min,
             partition_unflushed_bytes_max: shard.unflushed_bytes_max,
@@ -302,43 +304,11 @@ fn rename_deprecated(table: &mut toml::Table, path: &Path) -> Result<(), ConfigE
     Ok(())
 }
 
-/// Share of the machine's memory the batch caches of all cores take by default.
-const CACHE_SHARE_OF_MEMORY: u64 = 4;
-/// Smallest default batch cache per core.
-const CACHE_BYTES_MIN: u64 = 256 << 20;
-
-/// The default per-core batch cache: a quarter of `memory` over `cores`, at least 256 MiB.
-///
-/// Kafka serves recent data from the kernel's page cache, which takes whatever memory is free;
-/// sluice bypasses the page cache (direct I/O), so its own cache has to be of that order for
-/// consumers reading what was produced in the last seconds to be served from memory. Measured
-/// (bench/profiles, 2 cores): a hot consume of ~2 GB served from disk ran at ~570 MB/s with the
-/// copy out of the direct-I/O buffer at 16% of the broker's time, and from the cache at
-/// ~1,260 MB/s. A quarter leaves the rest to the clients, the kernel and the other processes.
-pub fn default_core_cache_bytes(memory: u64, cores: usize) -> usize {
-    let share = memory / CACHE_SHARE_OF_MEMORY / cores.max(1) as u64;
-    usize::try_from(share.max(CACHE_BYTES_MIN)).unwrap_or(usize::MAX)
-}
-
-/// Physical memory of the machine in bytes (0 when unknown).
-fn physical_memory() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let (pages, page) = unsafe {
-        (
-            libc::sysconf(libc::_SC_PHYS_PAGES),
-            libc::sysconf(libc::_SC_PAGESIZE),
-        )
-    };
-    u64::try_from(pages).unwrap_or(0) * u64::try_from(page).unwrap_or(0)
-}
-
 impl BrokerConfig {
     /// The per-core storage settings these give.
     pub fn shard_config(&self) -> sluice_shard::ShardConfig {
         sluice_shard::ShardConfig {
-            cache_bytes_max: self
-                .core_cache_bytes_max
-                .unwrap_or_else(|| default_core_cache_bytes(physical_memory(), self.core_count())),
+            cache_bytes_max: self.core_cache_bytes_max,
             write_bytes_max: self.core_write_bytes_max,
             read_bytes_min: self.core_read_bytes_min,
             unflushed_bytes_max: self.partition_unflushed_bytes_max,
@@ -587,15 +557,6 @@ mod tests {
         assert!(BrokerConfig::from_file_and_settings(None, &["novalue".into()]).is_err());
     }
 
-    #[test]
-    fn default_cache_is_a_quarter_of_memory_over_the_cores() {
-        let gib = 1usize << 30;
-        assert_eq!(default_core_cache_bytes(24 << 30, 2), 3 * gib);
-        assert_eq!(default_core_cache_bytes(256 << 30, 64), gib);
-        assert_eq!(default_core_cache_bytes(2 << 30, 8), 256 << 20);
-        assert_eq!(default_core_cache_bytes(0, 0), 256 << 20);
-    }
-
     /// Proves the old name of `core_cache_bytes_max` still works, in a file and as `--set`, that
     /// a later `--set` of the new name overrides a file's old one, and that one file giving both
     /// names is refused.
@@ -603,20 +564,20 @@ mod tests {
     fn deprecated_cache_key_is_accepted() {
         let c = BrokerConfig::from_file_and_settings(None, &["core_cache_bytes=1024".into()])
             .expect("old name as --set");
-        assert_eq!(c.core_cache_bytes_max, Some(1024));
+        assert_eq!(c.core_cache_bytes_max, 1024);
         assert_eq!(c.shard_config().cache_bytes_max, 1024);
         let dir = std::env::temp_dir().join(format!("sluice-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let file = dir.join("old.toml");
         std::fs::write(&file, "core_cache_bytes = 2048\n").expect("write");
         let c = BrokerConfig::from_file_and_settings(Some(&file), &[]).expect("old name in file");
-        assert_eq!(c.core_cache_bytes_max, Some(2048));
+        assert_eq!(c.core_cache_bytes_max, 2048);
         let c = BrokerConfig::from_file_and_settings(
             Some(&file),
             &["core_cache_bytes_max=4096".into()],
         )
         .expect("--set over the file");
-        assert_eq!(c.core_cache_bytes_max, Some(4096));
+        assert_eq!(c.core_cache_bytes_max, 4096);
         std::fs::write(&file, "core_cache_bytes = 1\ncore_cache_bytes_max = 2\n").expect("write");
         assert!(BrokerConfig::from_file_and_settings(Some(&file), &[]).is_err());
         let _ = std::fs::remove_dir_all(&dir);
