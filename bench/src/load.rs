@@ -13,6 +13,7 @@
 //! assigned partition in each fetch, every batch CRC-checked and every record parsed, as a real
 //! consumer does. Throughput counts record value bytes (payload), as Kafka's perf tools do.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::atomic::{AtomicU32, AtomicUsize};
@@ -151,38 +152,41 @@ struct InFlight {
     payload_bytes: u64,
 }
 
+/// A partition's records waiting to be sent. Queues, so that taking a batch off the front
+/// costs the batch, not the backlog behind it.
 #[derive(Default)]
 struct Pending {
     /// Concatenated values, `record_bytes` each.
+    values: VecDeque<u8>,
+    keys: VecDeque<[u8; 8]>,
+    times_ns: VecDeque<u64>,
+    first_ns: u64,
+}
+
+/// Records taken off a partition's queue for one request.
+struct Batch {
     values: Vec<u8>,
     keys: Vec<[u8; 8]>,
     times_ns: Vec<u64>,
-    first_ns: u64,
 }
 
 /// Takes at most `max_records` of a partition's pending records as one batch, as a client
 /// never builds a batch above its batch size; the rest waits for a later request. (At a fixed
 /// rate, records due after a stall pile up in the pending batches: sent whole, they once made a
-/// batch over `max.message.bytes` and got MESSAGE_TOO_LARGE.)
-fn take_batch(pending: &mut Pending, max_records: usize, record_bytes: usize) -> Pending {
-    if pending.times_ns.len() <= max_records {
-        let capacity = pending.values.capacity();
-        let whole = std::mem::take(pending);
-        pending.values = Vec::with_capacity(capacity);
-        return whole;
-    }
-    let times_ns = pending.times_ns.split_off(max_records);
-    let rest = Pending {
-        values: pending.values.split_off(max_records * record_bytes),
-        keys: if pending.keys.len() > max_records {
-            pending.keys.split_off(max_records)
-        } else {
-            Vec::new()
-        },
-        first_ns: times_ns[0],
-        times_ns,
+/// batch over `max.message.bytes` and got MESSAGE_TOO_LARGE. Taken with `split_off`, each batch
+/// copied the whole backlog behind it, so a backlog of a second at 200,000 records/s made the
+/// producer send ~1,000 records/s and never catch up: the bench, not the broker, collapsed.)
+fn take_batch(pending: &mut Pending, max_records: usize, record_bytes: usize) -> Batch {
+    let n = pending.times_ns.len().min(max_records);
+    let batch = Batch {
+        values: pending.values.drain(..n * record_bytes).collect(),
+        keys: pending.keys.drain(..n.min(pending.keys.len())).collect(),
+        times_ns: pending.times_ns.drain(..n).collect(),
     };
-    std::mem::replace(pending, rest)
+    if let Some(&first) = pending.times_ns.front() {
+        pending.first_ns = first;
+    }
+    batch
 }
 
 #[derive(Debug, Default)]
@@ -317,7 +321,7 @@ fn producer(spec: ProducerSpec) -> anyhow::Result<ProducerOut> {
             key_state ^= key_state << 17;
             let key = (key_state % keys.max(1)).to_be_bytes();
             let p = partition_for_key(&key, partitions) as usize;
-            pending[p].keys.push(key);
+            pending[p].keys.push_back(key);
             p
         } else {
             let p = sticky as usize;
@@ -330,9 +334,9 @@ fn producer(spec: ProducerSpec) -> anyhow::Result<ProducerOut> {
         if b.times_ns.is_empty() {
             b.first_ns = t;
         }
-        b.times_ns.push(t);
-        b.values.extend_from_slice(&t.to_le_bytes());
-        b.values.extend_from_slice(&template[8..]);
+        b.times_ns.push_back(t);
+        b.values.extend(&t.to_le_bytes());
+        b.values.extend(&template[8..]);
         p
     };
 
@@ -343,8 +347,16 @@ fn producer(spec: ProducerSpec) -> anyhow::Result<ProducerOut> {
         }
         match schedule.as_mut() {
             Some(s) => {
-                while let Some(t) = s.take_due(now) {
+                // Records due are made only while the client's buffer has room (as the Java
+                // client's send blocks at buffer.memory); the rest keep their intended send
+                // times in the schedule, so their wait still counts in the latency. Made
+                // unbounded, a producer that fell behind spent its CPU growing its queues and
+                // fell further behind.
+                let mut bytes = pending_bytes(&pending);
+                while bytes < buffer_max {
+                    let Some(t) = s.take_due(now) else { break };
                     add(&mut pending, t);
+                    bytes += record_bytes;
                 }
             }
             None => {
@@ -369,9 +381,9 @@ fn producer(spec: ProducerSpec) -> anyhow::Result<ProducerOut> {
                 .as_ref()
                 .map_or(now + 1_000_000, Schedule::peek)
                 .min(end_ns);
-            if next > now {
-                std::thread::park_timeout(Duration::from_nanos((next - now).min(1_000_000)));
-            }
+            // Records already due wait for an answer too (nothing can be sent before one).
+            let wait = if next > now { next - now } else { 1_000_000 };
+            std::thread::park_timeout(Duration::from_nanos(wait.min(1_000_000)));
             continue;
         }
         let mut ready: Vec<usize> = (0..pending.len())
@@ -950,9 +962,9 @@ mod tests {
     fn take_batch_caps_records_per_batch() {
         let mut p = Pending::default();
         for t in 0..10u64 {
-            p.times_ns.push(100 + t);
-            p.values.extend_from_slice(&[t as u8; 4]);
-            p.keys.push(t.to_be_bytes());
+            p.times_ns.push_back(100 + t);
+            p.values.extend(&[t as u8; 4]);
+            p.keys.push_back(t.to_be_bytes());
         }
         p.first_ns = 100;
         let first = take_batch(&mut p, 4, 4);

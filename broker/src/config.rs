@@ -85,9 +85,9 @@ pub struct BrokerConfig {
     /// Per-core cache of recent batches, in bytes (the storage engine's
     /// `ShardConfig::cache_bytes_max`). 256 MiB. Formerly `core_cache_bytes`, still accepted.
     /// A larger cache serves hot consumers from memory (3 GiB per core doubled a hot consume
-    /// here), but once such a cache was full, produce at 200,000 records/s collapsed to a few
-    /// thousand records/s with the broker idle (bench/profiles/README.md): not the default until
-    /// that is understood.
+    /// here), but with such a cache filled, the broker acked ~90,000 of 200,000 records/s
+    /// offered where 256 MiB kept up (bench/profiles/README.md): not the default until the
+    /// cost of a multi-GB cache is found.
     pub core_cache_bytes_max: usize,
     /// Largest single write a core hands the kernel; bigger flushes are split. 8 MiB.
     pub core_write_bytes_max: usize,
