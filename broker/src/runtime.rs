@@ -156,6 +156,7 @@ impl CoreSpawner {
 
 /// Runs the broker until SIGTERM/SIGINT. Returns the process exit code.
 pub fn run(config: BrokerConfig) -> anyhow::Result<i32> {
+    startup::keep_freed_memory();
     config.validate()?;
     startup::check_io_uring_allowed(std::path::Path::new("/proc/sys/kernel/io_uring_disabled"))?;
     let cluster = config.cluster()?;
