@@ -65,15 +65,18 @@ type ControlEnds = (
     (SharedSender<Request>, SharedReceiver<Forwarded>),
 );
 
+/// The builder of the mesh every core joins.
+type CoreMesh = glommio::channels::channel_mesh::MeshBuilder<
+    mesh::Envelope<CoreRequest, CoreReply>,
+    glommio::channels::channel_mesh::Full,
+>;
+
 /// Everything a core's executor is started from, kept so that a core whose executor could not
 /// be built can be started again.
 struct CoreSpawner {
     config: BrokerConfig,
     addr: SocketAddr,
-    mesh_builder: glommio::channels::channel_mesh::MeshBuilder<
-        mesh::Envelope<CoreRequest, CoreReply>,
-        glommio::channels::channel_mesh::Full,
-    >,
+    mesh_builder: CoreMesh,
     stop: Arc<AtomicBool>,
     drained: Arc<std::sync::atomic::AtomicUsize>,
     events: mpsc::Sender<CoreEvent>,
@@ -431,10 +434,7 @@ struct ShardEnds {
 
 async fn core_main(
     boot: Boot,
-    mesh_builder: glommio::channels::channel_mesh::MeshBuilder<
-        mesh::Envelope<CoreRequest, CoreReply>,
-        glommio::channels::channel_mesh::Full,
-    >,
+    mesh_builder: CoreMesh,
     stop: Arc<AtomicBool>,
     drained: Arc<std::sync::atomic::AtomicUsize>,
     events: mpsc::Sender<CoreEvent>,
