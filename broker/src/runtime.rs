@@ -74,6 +74,8 @@ type CoreMesh = glommio::channels::channel_mesh::MeshBuilder<
 /// Everything a core's executor is started from, kept so that a core whose executor could not
 /// be built can be started again.
 struct CoreSpawner {
+    /// The CPUs this process may run on; core `id` is pinned to the `id`-th (none: unpinned).
+    cpus: Vec<usize>,
     config: BrokerConfig,
     addr: SocketAddr,
     mesh_builder: CoreMesh,
@@ -101,13 +103,10 @@ impl Drop for GoneGuard {
 impl CoreSpawner {
     /// Starts core `id`'s pinned executor.
     fn spawn(&self, id: usize) -> anyhow::Result<glommio::ExecutorJoinHandle<()>> {
-        let cpus: Vec<usize> = core_affinity::get_core_ids()
-            .map(|ids| ids.into_iter().map(|c| c.id).collect())
-            .unwrap_or_default();
-        let placement = if cpus.is_empty() {
+        let placement = if self.cpus.is_empty() {
             Placement::Unbound
         } else {
-            Placement::Fixed(cpus[id % cpus.len()])
+            Placement::Fixed(self.cpus[id % self.cpus.len()])
         };
         let config = self.config.clone();
         let addr = self.addr;
@@ -206,6 +205,9 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<i32> {
 
     let (events, inbox) = mpsc::channel::<CoreEvent>();
     let spawner = CoreSpawner {
+        cpus: core_affinity::get_core_ids()
+            .map(|ids| ids.into_iter().map(|c| c.id).collect())
+            .unwrap_or_default(),
         config: config.clone(),
         addr,
         mesh_builder: mesh::builder::<CoreRequest, CoreReply>(cores, MESH_CHANNEL_MAX),
