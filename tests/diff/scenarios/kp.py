@@ -103,6 +103,15 @@ def offsets(t, a, topic, partitions, label="offsets"):
         t.rec(label, partition=tp.partition, low=lo[tp].offset, high=hi[tp].offset)
 
 
+def wait_end(a, tp, want, seconds=15):
+    more = deadline(seconds)
+    while more():
+        if a.list_partition_offsets({tp: OffsetSpec.LATEST})[tp].offset >= want:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"end offset of {tp} never reached {want}")
+
+
 @reg("produce_consume_keyed")
 def produce_consume_keyed(t, bs):
     a = admin(bs)
@@ -163,6 +172,9 @@ def acks_0_and_1(t, bs):
             # batching (relative offsets in whatever batches its sender thread cut), which
             # depends on timing, not on the broker. Record only that every send resolved.
             t.rec("acks", acks=acks, resolved=len(offs))
+            # Those requests may still be in flight on this producer's connection when the next
+            # producer connects; neither broker orders requests across connections.
+            wait_end(a, TopicPartition(topic, 0), 50)
         else:
             t.rec("acks", acks=acks, offsets_first_last=[offs[0], offs[-1]])
         p.close()
