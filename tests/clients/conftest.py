@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -22,6 +23,10 @@ import time
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Free loopback ports below the ephemeral range, so no outgoing connection takes one between
+# the test picking it and the broker binding it (the picker is shared with tests/kafka-ref).
+sys.path.insert(0, os.path.join(ROOT, "tests", "kafka-ref"))
+from kref import free_port  # noqa: E402,F401
 
 
 def sluice_bin():

@@ -13,7 +13,6 @@ address: confluent-kafka (librdkafka), kcat and Kafka's own Java CLI tools.
   partitions again and every acknowledged record is still there.
 """
 import os
-import socket
 import subprocess
 import tempfile
 import time
@@ -23,19 +22,13 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import ROOT, Broker
+from conftest import ROOT, Broker, free_port
 
 KAFKA_TOOL = os.path.join(ROOT, "tests", "kafka-ref", "kafka-tool")
 # The broker session timeout the nodes run with (sluice's default, 3 s) and a margin for a
 # loaded CI machine.
 SESSION_S = 3.0
 FENCE_WITHIN_S = SESSION_S + 7.0
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Cluster:

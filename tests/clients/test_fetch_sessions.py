@@ -9,7 +9,6 @@ epoch -1), so it cannot show this; the Java consumer and franz-go do, like kafka
 sluice only: the check reads sluice's own metrics, so the test skips with KAFKA_BOOTSTRAP.
 """
 import os
-import socket
 import tempfile
 import time
 import urllib.request
@@ -20,7 +19,7 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import Broker
+from conftest import Broker, free_port
 
 with warnings.catch_warnings():          # kafka-python loads its schemas with deprecated importlib calls
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -28,12 +27,6 @@ with warnings.catch_warnings():          # kafka-python loads its schemas with d
     from kafka import TopicPartition as KTP
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")   # kafka-python's importlib use
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def metric_sum(port, name):

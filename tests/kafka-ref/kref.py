@@ -1,7 +1,7 @@
 """Shared pieces of tests/kafka-ref/start (one node) and start-cluster (three nodes): free ports,
 the Metadata probe, server.properties, kafka-storage format and the broker launch.
 Only the Python standard library is used."""
-import base64, os, socket, struct, subprocess, sys, time, uuid
+import base64, os, random, socket, struct, subprocess, sys, time, uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LIBS = os.path.join(HERE, ".cache", "libs")
@@ -16,13 +16,27 @@ def require_installed(who):
         sys.exit(f"{who}: {LIBS} is missing: run tests/kafka-ref/install first")
 
 
+_GIVEN = set()
+
+
 def free_port(taken=()):
-    while True:
+    """A free loopback port from 20000..32000, below Linux's ephemeral range (32768..60999):
+    a port bind(:0) hands out may also go to the next outgoing connection, which then holds it
+    when the broker binds it (EADDRINUSE under load). Each port is handed out once per process;
+    random picks keep concurrent processes apart."""
+    rng = random.Random()
+    for _ in range(12000):
+        p = rng.randrange(20000, 32000)
+        if p in taken or p in _GIVEN:
+            continue
         with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            p = s.getsockname()[1]
-        if p not in taken:
-            return p
+            try:
+                s.bind(("127.0.0.1", p))
+            except OSError:
+                continue
+        _GIVEN.add(p)
+        return p
+    raise RuntimeError("no free port in 20000..32000")
 
 
 def free_ports(n):

@@ -375,11 +375,41 @@ macro_rules! expect {
 pub type Sample = (String, Vec<(String, String)>, f64);
 
 /// A free loopback port (for a listener the test passes to the broker).
+///
+/// The port comes from 20000..32000, below Linux's ephemeral range (32768..60999 by default):
+/// a port the kernel hands out for `bind(:0)` is also one it may give the next outgoing
+/// connection, and under load a cluster test's outgoing connections took a port between the
+/// test picking it and the broker binding it (EADDRINUSE). Each port is handed out once per
+/// test process; random starting points keep concurrent test processes apart.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let given = given.get_or_insert_with(HashSet::new);
+    let mut x = seed();
+    for _ in 0..SPAN {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        let port = u16::try_from(FIRST + x % SPAN).expect("port below 32000");
+        if !given.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{}", FIRST + SPAN)
+}
+
+/// A seed that differs between processes and calls (pid and clock), never zero.
+fn seed() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    (nanos ^ std::process::id().rotate_left(16)) | 1
 }
 
 /// GET `path`: (status line, body).
@@ -472,6 +502,28 @@ pub fn wait_for<T>(within: Duration, what: &str, mut found: impl FnMut() -> Opti
             return v;
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Polls `probe` until `done` holds for what it saw, for at most `within`; the failure names
+/// `what` and shows the last thing seen.
+pub fn wait_for_state<S: std::fmt::Debug>(
+    within: Duration,
+    what: &str,
+    mut probe: impl FnMut() -> S,
+    done: impl Fn(&S) -> bool,
+) -> S {
+    let deadline = Instant::now() + within;
+    loop {
+        let seen = probe();
+        if done(&seen) {
+            return seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; last seen: {seen:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -27,7 +27,7 @@ use sluice_net::record_batch::Batches;
 use sluice_net::{Request, Response};
 use sluice_tests::{
     Broker, create_topic, free_port, http_get, metadata_of, metric_samples, partition_count,
-    wait_for,
+    wait_for, wait_for_state,
 };
 
 /// What a leader reports: its id, epoch, high watermark and each voter's and observer's log
@@ -102,24 +102,26 @@ fn named_controller(controller: SocketAddr) -> Option<i32> {
 /// The one leader among `controllers` (every other answers NOT_LEADER_OR_FOLLOWER), with all
 /// voters caught up to its high watermark.
 fn settled_leader(controllers: &[(i32, SocketAddr)], alive: &[i32]) -> Quorum {
-    wait_for(Duration::from_secs(20), "one caught-up leader", || {
-        let leaders: Vec<Quorum> = controllers
-            .iter()
-            .filter(|(id, _)| alive.contains(id))
-            .filter_map(|(_, addr)| describe(*addr))
-            .collect();
-        match leaders.as_slice() {
-            [q] if q
+    let leaders = wait_for_state(
+        Duration::from_secs(20),
+        "one caught-up leader (the leaders' DescribeQuorum)",
+        || -> Vec<Quorum> {
+            controllers
+                .iter()
+                .filter(|(id, _)| alive.contains(id))
+                .filter_map(|(_, addr)| describe(*addr))
+                .collect()
+        },
+        |leaders| match leaders.as_slice() {
+            [q] => q
                 .voters
                 .iter()
                 .filter(|(id, _)| alive.contains(id))
-                .all(|(_, end)| *end == q.high_watermark && *end > 0) =>
-            {
-                Some(q.clone())
-            }
-            _ => None,
-        }
-    })
+                .all(|(_, end)| *end == q.high_watermark && *end > 0),
+            _ => false,
+        },
+    );
+    leaders[0].clone()
 }
 
 /// Three combined nodes (broker and controller) on free ports, in `tmp`.
@@ -206,10 +208,12 @@ fn controller_only_voters_and_a_broker_only_observer() {
     });
     assert_eq!(with_observer.voters.len(), 3, "{with_observer:?}");
     let log_dir = tmp.path().join(format!("node-{}", leader.leader));
-    wait_for(Duration::from_secs(15), "broker 4 unfenced", || {
-        let s = broker_states(&metadata_records(&log_dir));
-        (s.len() == 1 && s.get(&4) == Some(&(1, false))).then_some(())
-    });
+    wait_for_state(
+        Duration::from_secs(15),
+        "broker 4 unfenced (registrations, fenced)",
+        || broker_states(&metadata_records(&log_dir)),
+        |s| s.len() == 1 && s.get(&4) == Some(&(1, false)),
+    );
 }
 
 /// The metadata records in a node's log so far (a live segment: reading stops at a batch
@@ -342,10 +346,12 @@ fn brokers_register_are_fenced_when_killed_and_come_back() {
     let victim = if first.leader == 3 { 2 } else { 3 };
     let log_dir = tmp.path().join(format!("node-{}", first.leader));
     let states = || broker_states(&metadata_records(&log_dir));
-    wait_for(Duration::from_secs(15), "three unfenced brokers", || {
-        let s = states();
-        (s.len() == 3 && s.values().all(|&(n, fenced)| n == 1 && !fenced)).then_some(())
-    });
+    wait_for_state(
+        Duration::from_secs(15),
+        "three unfenced brokers (registrations, fenced)",
+        states,
+        |s| s.len() == 3 && s.values().all(|&(n, fenced)| n == 1 && !fenced),
+    );
 
     let killed_at = Instant::now();
     nodes[(victim - 1) as usize].kill();
