@@ -36,6 +36,8 @@ pub struct PartitionLeader {
     pub(crate) followers: BTreeMap<ReplicaId, FollowerProgress>,
     pub(crate) waiting: WaitingProduces,
     pub(crate) effects: Vec<Effect>,
+    /// When to send the AlterPartition in flight again, while no answer came.
+    pub(crate) alter_partition_retry_at: Option<u64>,
 }
 
 impl PartitionLeader {
@@ -79,6 +81,7 @@ impl PartitionLeader {
             followers,
             waiting,
             effects: Vec::new(),
+            alter_partition_retry_at: None,
         };
         leader.maybe_increment_high_watermark(now_ms, log);
         leader
@@ -198,9 +201,11 @@ impl PartitionLeader {
     }
 
     /// Time passes: followers that lag too long leave the ISR (an AlterPartition), the high
-    /// watermark follows a sync of the leader's log, waiting produces time out. Call after
+    /// watermark follows a sync of the leader's log, waiting produces time out, an unanswered
+    /// AlterPartition is sent again. Call after
     /// every sync of the log and at least every `replica_lag_time_max_ms / 2`.
     pub fn tick<L: Log>(&mut self, now_ms: u64, log: &L) {
+        self.maybe_resend_alter_partition(now_ms);
         self.maybe_shrink_isr(now_ms, log);
         self.maybe_increment_high_watermark(now_ms, log);
         self.waiting.expire(now_ms, &mut self.effects);

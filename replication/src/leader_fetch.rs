@@ -92,7 +92,7 @@ impl PartitionLeader {
             leader_end,
             request.replica_epoch,
         );
-        self.maybe_expand_isr(request.replica_id);
+        self.maybe_expand_isr(now_ms, request.replica_id);
         if previous_end != Some(request.fetch_offset) {
             self.maybe_increment_high_watermark(now_ms, log);
         }

@@ -20,7 +20,7 @@ impl PartitionLeader {
     /// After a follower's fetch: propose it for the ISR when it is in sync (Kafka's
     /// `isFollowerInSync`: its log end at least the high watermark and the leader epoch's start)
     /// and eligible (its broker epoch known from a Fetch, KIP-903).
-    pub(crate) fn maybe_expand_isr(&mut self, follower: ReplicaId) {
+    pub(crate) fn maybe_expand_isr(&mut self, now_ms: u64, follower: ReplicaId) {
         if self.isr.in_flight().is_some() || self.isr.isr().contains(&follower) {
             return;
         }
@@ -37,7 +37,7 @@ impl PartitionLeader {
         let mut proposed = committed.clone();
         proposed.push(follower);
         let sent = self.alter_partition_request(proposed);
-        self.effects.push(Effect::AlterPartition(sent.clone()));
+        self.send_alter_partition(sent.clone(), now_ms);
         self.isr = IsrState::PendingExpand {
             committed,
             new_member: follower,
@@ -67,8 +67,26 @@ impl PartitionLeader {
             return;
         }
         let sent = self.alter_partition_request(keep);
-        self.effects.push(Effect::AlterPartition(sent.clone()));
+        self.send_alter_partition(sent.clone(), now_ms);
         self.isr = IsrState::PendingShrink { committed, sent };
+    }
+
+    fn send_alter_partition(&mut self, request: AlterPartitionRequest, now_ms: u64) {
+        self.alter_partition_retry_at = Some(now_ms + self.config.alter_partition_retry_ms);
+        self.effects.push(Effect::AlterPartition(request));
+    }
+
+    /// Sends the AlterPartition in flight again when unanswered for
+    /// `alter_partition_retry_ms` (a lost request or answer; the controller refuses a repeat
+    /// of one it applied with INVALID_UPDATE_VERSION, and the metadata then commits it).
+    pub(crate) fn maybe_resend_alter_partition(&mut self, now_ms: u64) {
+        let due = self.alter_partition_retry_at.is_some_and(|at| now_ms >= at);
+        if let Some(request) = self.isr.in_flight()
+            && due
+        {
+            let request = request.clone();
+            self.send_alter_partition(request, now_ms);
+        }
     }
 
     /// An AlterPartition for `isr`, with each member's broker epoch as last seen (None when no
@@ -110,6 +128,7 @@ impl PartitionLeader {
         if self.isr.in_flight() != Some(&answer.request) {
             return;
         }
+        self.alter_partition_retry_at = None;
         match &answer.result {
             Ok(state) => {
                 if state.leader_epoch != self.leader_epoch

@@ -102,6 +102,9 @@ pub struct Config {
     pub fetch_backoff_ms: u64,
     /// A Fetch without an answer this long is sent again.
     pub fetch_timeout_ms: u64,
+    /// An AlterPartition without an answer this long is sent again (Kafka's
+    /// `AlterPartitionManager` retries until the controller answers).
+    pub alter_partition_retry_ms: u64,
 }
 
 impl Config {
@@ -116,6 +119,7 @@ impl Config {
             waiting_produces_max: 1024,
             fetch_backoff_ms: 5,
             fetch_timeout_ms: 50,
+            alter_partition_retry_ms: 100,
         }
     }
 }

@@ -623,3 +623,27 @@ fn replica_role_changes() {
     let refused = r.append(T0, batch(1), Acks::Leader);
     assert_eq!(refused, Err(ProduceError::NotLeaderOrFollower));
 }
+
+/// An AlterPartition without an answer is sent again after `alter_partition_retry_ms`
+/// (Kafka's `AlterPartitionManager` retries); once answered with an error that leaves it in
+/// flight (INVALID_UPDATE_VERSION), it is not: the metadata will bring the newer state.
+#[test]
+fn alter_partition_resent_until_answered() {
+    let mut log = MemLog::new();
+    let mut l = leader(&mut log, 1, &[1, 2], 1);
+    l.tick(T0 + LAG + 1, &log);
+    let first = alter_requests(&l.drain_effects());
+    assert_eq!(first, vec![ids(&[1])]);
+    l.tick(T0 + LAG + 50, &log);
+    assert!(alter_requests(&l.drain_effects()).is_empty(), "not yet");
+    l.tick(T0 + LAG + 101, &log);
+    assert_eq!(alter_requests(&l.drain_effects()), first, "sent again");
+    let request = l.alter_partition_in_flight().cloned().expect("in flight");
+    let answer = AlterPartitionAnswer {
+        request,
+        result: Err(AlterPartitionError::InvalidUpdateVersion),
+    };
+    l.handle_alter_partition_answer(T0 + LAG + 102, &log, &answer);
+    l.tick(T0 + LAG + 1000, &log);
+    assert!(alter_requests(&l.drain_effects()).is_empty());
+}
