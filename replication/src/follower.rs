@@ -25,8 +25,8 @@ pub struct PartitionFollower {
     leader: Option<ReplicaId>,
     leader_epoch: Epoch,
     high_watermark: Offset,
-    /// The fetch offset and send time of the Fetch in flight.
-    in_flight: Option<(Offset, u64)>,
+    /// The Fetch in flight: its position (fetch offset, last fetched epoch) and send time.
+    in_flight: Option<(Offset, Option<Epoch>, u64)>,
     next_fetch_ms: u64,
     /// Told FENCED_LEADER_EPOCH: no Fetch until the metadata brings a newer leader epoch.
     fenced: bool,
@@ -93,19 +93,20 @@ impl PartitionFollower {
     pub fn poll_fetch<L: Log>(&mut self, now_ms: u64, log: &mut L) -> Option<FetchRequest> {
         let timed_out = self
             .in_flight
-            .is_none_or(|(_, sent)| now_ms >= sent + self.config.fetch_timeout_ms);
+            .is_none_or(|(_, _, sent)| now_ms >= sent + self.config.fetch_timeout_ms);
         if self.fenced || self.leader.is_none() || !timed_out || now_ms < self.next_fetch_ms {
             return None;
         }
         log.sync();
         let fetch_offset = log.log_end();
-        self.in_flight = Some((fetch_offset, now_ms));
+        let last_fetched_epoch = log.epochs().latest_epoch();
+        self.in_flight = Some((fetch_offset, last_fetched_epoch, now_ms));
         Some(FetchRequest {
             replica_id: self.config.replica_id,
             replica_epoch: self.config.broker_epoch,
             current_leader_epoch: self.leader_epoch,
             fetch_offset,
-            last_fetched_epoch: log.epochs().latest_epoch(),
+            last_fetched_epoch,
             log_start_offset: log.log_start(),
         })
     }
@@ -117,9 +118,14 @@ impl PartitionFollower {
         log: &mut L,
         response: FetchResponse<L::Batch>,
     ) -> FetchOutcome {
-        let current = self.in_flight.map(|(offset, _)| offset) == Some(response.fetch_offset)
-            && response.current_leader_epoch == self.leader_epoch
-            && response.fetch_offset == log.log_end();
+        // The position must be the one in flight and still this log's: a duplicate or late
+        // answer to an earlier Fetch at the same offset but another last epoch (the log was
+        // truncated and refilled since) would otherwise truncate again, below what the
+        // follower has learned is committed (found by the simulator, seed 199).
+        let position = (response.fetch_offset, response.last_fetched_epoch);
+        let current = self.in_flight.map(|(o, e, _)| (o, e)) == Some(position)
+            && position == (log.log_end(), log.epochs().latest_epoch())
+            && response.current_leader_epoch == self.leader_epoch;
         if !current {
             return FetchOutcome::Ignored;
         }

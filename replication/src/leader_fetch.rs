@@ -24,6 +24,7 @@ impl PartitionLeader {
         let mut response = FetchResponse {
             current_leader_epoch: request.current_leader_epoch,
             fetch_offset: request.fetch_offset,
+            last_fetched_epoch: request.last_fetched_epoch,
             error: None,
             high_watermark: self.high_watermark,
             log_start_offset: log.log_start(),

@@ -40,12 +40,15 @@ pub enum FetchError {
     OffsetOutOfRange,
 }
 
-/// The leader's answer to a Fetch. `current_leader_epoch` and `fetch_offset` echo the request,
-/// so the follower drops answers to requests it no longer waits for.
+/// The leader's answer to a Fetch. `current_leader_epoch`, `fetch_offset` and
+/// `last_fetched_epoch` echo the request, so the follower drops answers to requests it no
+/// longer waits for (Kafka's wire answer does not carry them: the broker fills them in from
+/// the request it matched by correlation id).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct FetchResponse<B> {
     pub current_leader_epoch: Epoch,
     pub fetch_offset: Offset,
+    pub last_fetched_epoch: Option<Epoch>,
     pub error: Option<FetchError>,
     pub high_watermark: Offset,
     pub log_start_offset: Offset,

@@ -169,6 +169,7 @@ impl<L: Log> PartitionReplica<L> {
         FetchResponse {
             current_leader_epoch: request.current_leader_epoch,
             fetch_offset: request.fetch_offset,
+            last_fetched_epoch: request.last_fetched_epoch,
             error: Some(error),
             high_watermark: Offset(-1),
             log_start_offset: self.log.log_start(),

@@ -178,15 +178,12 @@ fn follower(log: &MemLog, epoch: i32, high_watermark: i64) -> PartitionFollower 
     )
 }
 
-fn diverging_answer(
-    fetch_offset: i64,
-    epoch: i32,
-    end: i64,
-    leader_epoch: i32,
-) -> FetchResponse<MemBatch> {
+/// The leader's `DivergingEpoch` answer to `request`.
+fn diverging_answer(request: &FetchRequest, epoch: i32, end: i64) -> FetchResponse<MemBatch> {
     FetchResponse {
-        current_leader_epoch: Epoch(leader_epoch),
-        fetch_offset: Offset(fetch_offset),
+        current_leader_epoch: request.current_leader_epoch,
+        fetch_offset: request.fetch_offset,
+        last_fetched_epoch: request.last_fetched_epoch,
         error: None,
         high_watermark: Offset(0),
         log_start_offset: Offset(0),
@@ -211,20 +208,51 @@ fn follower_truncates_like_kafka() {
         (request.fetch_offset, request.last_fetched_epoch),
         (Offset(9), Some(Epoch(2)))
     );
-    let outcome = f.handle_fetch_response(T0, &mut log, diverging_answer(9, 2, 6, 5));
+    let outcome = f.handle_fetch_response(T0, &mut log, diverging_answer(&request, 2, 6));
     assert_eq!(outcome, FetchOutcome::Truncated { to: Offset(6) });
     assert_eq!(log.log_end(), Offset(6));
     // Lacks epoch 2: epoch 1 at 0..4, epoch 3 at 4..8; the leader's epoch 2 ends at 6.
     let mut log = log_of(&[(1, 4), (3, 4)]);
     let mut f = follower(&log, 5, 0);
-    f.poll_fetch(T0, &mut log).expect("a fetch");
-    let outcome = f.handle_fetch_response(T0, &mut log, diverging_answer(8, 2, 6, 5));
+    let request = f.poll_fetch(T0, &mut log).expect("a fetch");
+    let outcome = f.handle_fetch_response(T0, &mut log, diverging_answer(&request, 2, 6));
     assert_eq!(outcome, FetchOutcome::Truncated { to: Offset(4) });
     let request = f.poll_fetch(T0, &mut log).expect("fetch again at once");
     assert_eq!(
         (request.fetch_offset, request.last_fetched_epoch),
         (Offset(4), Some(Epoch(1)))
     );
+}
+
+/// A late duplicate of an answer to an earlier Fetch at the same offset, but from before the
+/// log was truncated and refilled (another last epoch), is ignored: applied, it would
+/// truncate again (the simulator's seed 199 found this, with a high watermark learned in
+/// between).
+#[test]
+fn follower_ignores_a_stale_answer_at_the_same_offset() {
+    let mut log = log_of(&[(1, 4), (2, 5)]);
+    let mut f = follower(&log, 5, 0);
+    let first = f.poll_fetch(T0, &mut log).expect("a fetch");
+    let stale = diverging_answer(&first, 2, 6);
+    f.handle_fetch_response(T0, &mut log, stale.clone());
+    let refill = f.poll_fetch(T0, &mut log).expect("a fetch");
+    let mut records = diverging_answer(&refill, 0, 0);
+    records.diverging_epoch = None;
+    records.high_watermark = Offset(9);
+    records.batches = vec![MemBatch {
+        base_offset: Offset(6),
+        epoch: Epoch(5),
+        records: vec![vec![6], vec![7], vec![8]],
+    }];
+    f.handle_fetch_response(T0, &mut log, records);
+    assert_eq!((log.log_end(), f.high_watermark()), (Offset(9), Offset(9)));
+    let again = f.poll_fetch(T0, &mut log).expect("a fetch");
+    assert_eq!(again.fetch_offset, first.fetch_offset);
+    assert_eq!(
+        f.handle_fetch_response(T0, &mut log, stale),
+        FetchOutcome::Ignored
+    );
+    assert_eq!(log.log_end(), Offset(9));
 }
 
 /// Truncation below the high watermark the follower has learned is a bug (no unclean
@@ -234,8 +262,8 @@ fn follower_truncates_like_kafka() {
 fn follower_never_truncates_below_its_high_watermark() {
     let mut log = log_of(&[(1, 4), (2, 5)]);
     let mut f = follower(&log, 5, 8);
-    f.poll_fetch(T0, &mut log).expect("a fetch");
-    f.handle_fetch_response(T0, &mut log, diverging_answer(9, 2, 6, 5));
+    let request = f.poll_fetch(T0, &mut log).expect("a fetch");
+    f.handle_fetch_response(T0, &mut log, diverging_answer(&request, 2, 6));
 }
 
 /// The follower appends the leader's batches as they are, learns min(leader's high watermark,
@@ -285,7 +313,7 @@ fn follower_fenced_waits_for_metadata() {
     let mut log = log_of(&[(1, 2)]);
     let mut f = follower(&log, 2, 0);
     let request = f.poll_fetch(T0, &mut log).expect("a fetch");
-    let mut response = diverging_answer(request.fetch_offset.0, 1, 0, 2);
+    let mut response = diverging_answer(&request, 1, 0);
     response.diverging_epoch = None;
     response.error = Some(FetchError::FencedLeaderEpoch);
     assert_eq!(
@@ -301,8 +329,8 @@ fn follower_fenced_waits_for_metadata() {
 fn follower_behind_leader_log_start_starts_afresh() {
     let mut log = log_of(&[(1, 2)]);
     let mut f = follower(&log, 2, 0);
-    f.poll_fetch(T0, &mut log).expect("a fetch");
-    let mut response = diverging_answer(2, 1, 0, 2);
+    let request = f.poll_fetch(T0, &mut log).expect("a fetch");
+    let mut response = diverging_answer(&request, 1, 0);
     response.diverging_epoch = None;
     response.error = Some(FetchError::OffsetOutOfRange);
     response.log_start_offset = Offset(40);

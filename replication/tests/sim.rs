@@ -639,12 +639,20 @@ impl Sim {
         node.alive = false;
         node.metadata.clear();
         node.restart_at = self.now + self.faults.session_ms + self.rng.below(300);
-        let fence_at = self.now + self.faults.session_ms;
+        let fence_at = self.session_end();
         if let Some(registration) = self.brokers.get_mut(&id) {
             registration.fence_at = Some(registration.fence_at.unwrap_or(fence_at));
         }
         self.stats.crashes += 1;
         self.note(|| format!("crash broker {}", id.0));
+    }
+
+    /// When a broker's session lapses, from now: heartbeats come at their own pace, so two
+    /// brokers that stop in one order may be fenced in the other (and a crashed follower may
+    /// still be elected before its own fencing).
+    fn session_end(&mut self) -> u64 {
+        let session_ms = self.faults.session_ms;
+        self.now + session_ms / 2 + self.rng.below(session_ms * 3 / 2)
     }
 
     /// Restarts a crashed broker once the controller has fenced its old incarnation (KRaft
@@ -680,7 +688,7 @@ impl Sim {
             let id = self.nodes[self.rng.below(n) as usize].id;
             if self.isolated.insert(id) {
                 self.stats.isolations += 1;
-                let fence_at = self.now + self.faults.session_ms;
+                let fence_at = self.session_end();
                 if let Some(registration) = self.brokers.get_mut(&id) {
                     registration.fence_at = Some(registration.fence_at.unwrap_or(fence_at));
                 }
