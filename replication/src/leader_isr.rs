@@ -155,16 +155,27 @@ impl PartitionLeader {
         }
     }
 
-    /// A newer partition state of the same leader epoch reached this leader through the
-    /// metadata (the controller changed the ISR itself, e.g. fencing a broker, or committed
-    /// this leader's AlterPartition): it replaces the ISR, in flight or not. An older
-    /// partition epoch is ignored (Kafka's `makeLeader` skips it).
+    /// A partition state of the same leader epoch reached this leader through the metadata
+    /// (the controller changed the ISR itself, e.g. fencing a broker, or committed this
+    /// leader's AlterPartition). A newer partition epoch replaces the ISR, in flight or not
+    /// (the controller will refuse a request based on an older one). An older one is ignored
+    /// (Kafka's `makeLeader` skips it), and so is the current one while an AlterPartition
+    /// based on it is in flight: the controller may still apply that request, so the maximal
+    /// ISR it implies must keep holding the high watermark back. (Kafka's `makeLeader` resets
+    /// to the committed ISR here. The simulator's seed 26, run with the min-ISR freeze of the
+    /// high watermark mutated away, showed the harm: the state that had answered the leader's
+    /// shrink arrived late, wiped the expansion in flight, the high watermark passed the
+    /// joining follower's log end, and the controller then added that follower, which was
+    /// elected and lost committed records.)
     pub fn update_partition_state<L: Log>(&mut self, now_ms: u64, log: &L, state: &LeaderAndIsr) {
         assert_eq!(
             state.leader_epoch, self.leader_epoch,
             "a state of another leader epoch"
         );
         if state.partition_epoch < self.partition_epoch {
+            return;
+        }
+        if state.partition_epoch == self.partition_epoch && self.isr.in_flight().is_some() {
             return;
         }
         self.set_replicas(state, now_ms);

@@ -675,3 +675,30 @@ fn alter_partition_resent_until_answered() {
     l.tick(T0 + LAG + 1000, &log);
     assert!(alter_requests(&l.drain_effects()).is_empty());
 }
+
+/// The partition state the leader already holds, arriving again through the metadata while an
+/// AlterPartition based on it is in flight, keeps the expansion in flight: the controller may
+/// still apply it, so the high watermark must keep waiting for the joining follower (found
+/// by the simulator: wiping it let the high watermark pass a follower the controller then
+/// added to the ISR and elected).
+#[test]
+fn same_partition_epoch_keeps_the_alter_partition_in_flight() {
+    let mut log = MemLog::new();
+    let mut l = leader(&mut log, 1, &[1, 2], 1);
+    append_synced(&mut l, &mut log, T0, 4);
+    l.handle_fetch(T0 + 1, &log, &fetch(2, 1, 4, Some(1)));
+    assert_eq!(l.high_watermark(), Offset(4));
+    l.handle_fetch(T0 + 1, &log, &fetch(3, 1, 4, Some(1)));
+    assert_eq!(l.maximal_isr(), ids(&[1, 2, 3]), "3 joining");
+    l.update_partition_state(T0 + 2, &log, &state(1, 1, 0, &[1, 2]));
+    assert_eq!(l.maximal_isr(), ids(&[1, 2, 3]), "still joining");
+    append_synced(&mut l, &mut log, T0 + LAG + 10, 2);
+    l.handle_fetch(T0 + LAG + 10, &log, &fetch(2, 1, 6, Some(1)));
+    assert_eq!(l.high_watermark(), Offset(4), "waits for 3");
+    l.update_partition_state(T0 + LAG + 11, &log, &state(1, 1, 1, &[1, 2]));
+    assert_eq!(
+        l.maximal_isr(),
+        ids(&[1, 2]),
+        "a newer partition epoch replaces it"
+    );
+}

@@ -507,6 +507,15 @@ impl Sim {
         let Some(replica) = self.nodes[index].replicas[p].as_mut() else {
             return Ok(());
         };
+        if let Some(trace) = &mut self.trace {
+            trace.push(format!(
+                "{:>8} {} -> {} {}",
+                now - T0,
+                from.0,
+                to.0,
+                brief(&message)
+            ));
+        }
         match message {
             Message::Fetch(_, request) => {
                 let response = replica.handle_fetch(now, &request);
@@ -540,7 +549,15 @@ impl Sim {
                     self.stats.alter_partitions += 1;
                     self.send(id, CONTROLLER, Message::AlterPartition(p, request));
                 }
-                Effect::HighWatermark(_) => {}
+                Effect::HighWatermark(offset) => {
+                    let dbg = format!(
+                        "{:?}",
+                        self.nodes[index].replicas[p]
+                            .as_ref()
+                            .and_then(|r| r.leader())
+                    );
+                    self.note(|| format!("broker {} p{p} high watermark {} {dbg}", id.0, offset.0));
+                }
                 Effect::ProduceDone {
                     token,
                     base_offset,
@@ -910,6 +927,28 @@ impl Sim {
             self.carry_out(index, p, Vec::new())?;
         }
         Ok(())
+    }
+}
+
+/// A message in a trace line.
+fn brief(message: &Message) -> String {
+    match message {
+        Message::Fetch(p, r) => format!(
+            "p{p} Fetch e{} at {} last {:?}",
+            r.current_leader_epoch.0, r.fetch_offset.0, r.last_fetched_epoch
+        ),
+        Message::FetchResponse(p, r) => format!(
+            "p{p} FetchResponse e{} at {}: {:?} diverging {:?} hw {} batches to {:?}",
+            r.current_leader_epoch.0,
+            r.fetch_offset.0,
+            r.error,
+            r.diverging_epoch,
+            r.high_watermark.0,
+            r.batches
+                .last()
+                .map(|b| b.base_offset.0 + b.records.len() as i64)
+        ),
+        other => format!("{other:?}"),
     }
 }
 
