@@ -2,8 +2,9 @@
 //! the `ReplicaFetcherThread`): one Fetch in flight to the leader of the current leader epoch,
 //! from the log end with the last record's epoch; an answer's batches are appended as they are
 //! (the leader's offsets and epochs kept); the high watermark is learned as the smaller of the
-//! leader's and the own log end; a `DivergingEpoch` answer truncates the log where it leaves
-//! the leader's, as Kafka's fetcher does.
+//! leader's and the own log end, and the log start follows the leader's (up to the high
+//! watermark); a `DivergingEpoch` answer truncates the log where it leaves the leader's, as
+//! Kafka's fetcher does.
 //!
 //! The follower syncs its log before each Fetch, so the fetch offset the leader counts toward
 //! the high watermark is durable here (sluice's fdatasync default; Kafka counts what is in the
@@ -143,6 +144,11 @@ impl PartitionFollower {
         }
         let learned = response.high_watermark.min(log.log_end());
         self.high_watermark = self.high_watermark.max(learned);
+        // Kafka's follower follows the leader's log start (retention, DeleteRecords), never
+        // past its own high watermark.
+        if response.log_start_offset <= self.high_watermark {
+            log.advance_log_start(response.log_start_offset);
+        }
         if batches == 0 {
             self.next_fetch_ms = now_ms + self.config.fetch_backoff_ms;
         }

@@ -66,6 +66,16 @@ impl IsrState {
         }
     }
 
+    /// The AlterPartition in flight, to send again.
+    pub(crate) fn in_flight_mut(&mut self) -> Option<&mut AlterPartitionRequest> {
+        match self {
+            IsrState::Committed { .. } => None,
+            IsrState::PendingExpand { sent, .. } | IsrState::PendingShrink { sent, .. } => {
+                Some(sent)
+            }
+        }
+    }
+
     /// Back to the last committed ISR (the controller said it applied nothing).
     pub(crate) fn revert(&mut self) {
         *self = IsrState::committed(self.isr().to_vec());
@@ -87,6 +97,7 @@ mod tests {
             leader_epoch: Epoch(1),
             partition_epoch: PartitionEpoch(0),
             new_isr: Vec::new(),
+            attempt: 1,
         }
     }
 

@@ -80,10 +80,15 @@ impl PartitionLeader {
     /// `alter_partition_retry_ms` (a lost request or answer; the controller refuses a repeat
     /// of one it applied with INVALID_UPDATE_VERSION, and the metadata then commits it).
     pub(crate) fn maybe_resend_alter_partition(&mut self, now_ms: u64) {
-        let due = self.alter_partition_retry_at.is_some_and(|at| now_ms >= at);
-        if let Some(request) = self.isr.in_flight()
-            && due
-        {
+        if self.alter_partition_retry_at.is_some_and(|at| now_ms >= at) {
+            self.resend_alter_partition(now_ms);
+        }
+    }
+
+    /// Sends the AlterPartition in flight again, as a new attempt.
+    fn resend_alter_partition(&mut self, now_ms: u64) {
+        if let Some(request) = self.isr.in_flight_mut() {
+            request.attempt += 1;
             let request = request.clone();
             self.send_alter_partition(request, now_ms);
         }
@@ -109,11 +114,13 @@ impl PartitionLeader {
             leader_epoch: self.leader_epoch,
             partition_epoch: self.partition_epoch,
             new_isr,
+            attempt: 1,
         }
     }
 
     /// The controller answered an AlterPartition (Kafka's `handleAlterPartitionUpdate` and
-    /// `handleAlterPartitionError`). An answer to a request no longer in flight is ignored, as
+    /// `handleAlterPartitionError`). An answer to anything but the latest send of the request in
+    /// flight is ignored, as
     /// is an accepted state of another leader epoch or an older partition epoch (the metadata
     /// will bring the truth). INELIGIBLE_REPLICA and OPERATION_NOT_ATTEMPTED go back to the
     /// committed ISR (the controller applied nothing); NOT_CONTROLLER sends the request
@@ -147,10 +154,7 @@ impl PartitionLeader {
             ) => {
                 self.isr.revert();
             }
-            Err(AlterPartitionError::NotController) => {
-                self.effects
-                    .push(Effect::AlterPartition(answer.request.clone()));
-            }
+            Err(AlterPartitionError::NotController) => self.resend_alter_partition(now_ms),
             Err(_) => {}
         }
     }

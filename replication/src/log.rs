@@ -57,6 +57,10 @@ pub trait Log {
     fn truncate_to(&mut self, end: Offset);
     /// Drops everything and starts the log empty at `start` (Kafka's `truncateFullyAndStartAt`).
     fn truncate_fully_and_start_at(&mut self, start: Offset);
+    /// Drops the records below `start` (at most the log end), moving the log start there
+    /// (Kafka's `maybeIncrementLogStartOffset`: retention and DeleteRecords on a leader, and a
+    /// follower following its leader's log start). Durable when it returns.
+    fn advance_log_start(&mut self, start: Offset);
     /// Up to `batches_max` batches from `offset` on; the first one may start before `offset`
     /// when `offset` is inside it (a `Log` may also cut it there, as `MemLog` does).
     fn read_from(&self, offset: Offset, batches_max: usize) -> Vec<Self::Batch>;
@@ -158,15 +162,6 @@ impl MemLog {
         log
     }
 
-    /// Deletes whole batches below `offset` (retention, DeleteRecords), moving the log start.
-    pub fn delete_before(&mut self, offset: Offset) {
-        let offset = offset.min(self.durable_end);
-        self.batches.retain(|b| b.next_offset() > offset);
-        let start = self.batches.first().map_or(offset, |b| b.base_offset);
-        self.start = self.start.max(start);
-        self.epochs.truncate_from_start(self.start);
-    }
-
     fn batch_index(&self, offset: Offset) -> Option<usize> {
         let index = self.batches.partition_point(|b| b.next_offset() <= offset);
         (index < self.batches.len() && self.batches[index].base_offset <= offset).then_some(index)
@@ -236,6 +231,19 @@ impl Log for MemLog {
         self.start = start;
         self.durable_end = start;
         self.epochs.clear();
+    }
+    fn advance_log_start(&mut self, start: Offset) {
+        let start = start.min(self.log_end());
+        if start <= self.start {
+            return;
+        }
+        self.batches.retain(|b| b.next_offset() > start);
+        if let Some(first) = self.batches.first_mut() {
+            *first = first.cut_at(start);
+        }
+        self.start = start;
+        self.durable_end = self.durable_end.max(start);
+        self.epochs.truncate_from_start(start);
     }
     fn read_from(&self, offset: Offset, batches_max: usize) -> Vec<MemBatch> {
         let Some(first) = self.batch_index(offset) else {
@@ -314,17 +322,24 @@ mod tests {
         assert_eq!(log.crash(5).log_end(), Offset(4));
     }
 
-    /// Deleting below an offset moves the log start to a batch boundary and rewrites the
+    /// Moving the log start drops the records below it (cutting a batch) and rewrites the
     /// first epoch entry; a full truncation empties the cache.
     #[test]
-    fn delete_before_and_truncate_fully() {
+    fn advance_log_start_and_truncate_fully() {
         let mut log = MemLog::new();
         log.append_as_leader(Epoch(1), batch(&["a", "b"]));
-        log.append_as_leader(Epoch(3), batch(&["c"]));
+        log.append_as_leader(Epoch(3), batch(&["c", "d"]));
         log.sync();
-        log.delete_before(Offset(2));
-        assert_eq!(log.log_start(), Offset(2));
+        log.advance_log_start(Offset(1));
+        assert_eq!(
+            (log.log_start(), log.record(Offset(1))),
+            (Offset(1), Some((Epoch(1), "b".as_bytes())))
+        );
+        assert_eq!(log.record(Offset(0)), None);
+        log.advance_log_start(Offset(3));
+        assert_eq!(log.log_start(), Offset(3));
         assert_eq!(log.epochs().entries().len(), 1);
+        assert_eq!(log.epochs().epoch_for(Offset(3)), Some(Epoch(3)));
         log.truncate_fully_and_start_at(Offset(10));
         assert_eq!((log.log_start(), log.log_end()), (Offset(10), Offset(10)));
         assert_eq!(log.epochs().latest_epoch(), None);

@@ -74,6 +74,14 @@ pub struct AlterPartitionRequest {
     pub leader_epoch: Epoch,
     pub partition_epoch: PartitionEpoch,
     pub new_isr: Vec<IsrMember>,
+    /// Which send of this change it is (1, then 2, ... as it is sent again). Not on Kafka's
+    /// wire: the broker keeps it beside the correlation id of the request it sent. The leader
+    /// acts only on the answer to its latest send, which is safe over an ordered channel
+    /// (TCP), where the controller has handled every earlier send by then: acting on an
+    /// earlier send's INELIGIBLE_REPLICA while a later send could still be applied would
+    /// drop a member from the maximal ISR that the controller then adds (found by the
+    /// simulator, seed 107, with answers reordered).
+    pub attempt: u32,
 }
 
 /// The controller's refusals of an AlterPartition (Kafka's error codes of the same names).

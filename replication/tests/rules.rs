@@ -135,7 +135,7 @@ fn fetch_out_of_range() {
         Some(Offset(6))
     );
     assert_eq!(error(&mut l, &log, fetch(2, 3, 6, Some(9))), out_of_range);
-    log.delete_before(Offset(3));
+    log.advance_log_start(Offset(3));
     assert_eq!(error(&mut l, &log, fetch(2, 3, 1, Some(1))), out_of_range);
     assert_eq!(error(&mut l, &log, fetch(2, 3, 1, None)), out_of_range);
 }
@@ -701,4 +701,62 @@ fn same_partition_epoch_keeps_the_alter_partition_in_flight() {
         ids(&[1, 2]),
         "a newer partition epoch replaces it"
     );
+}
+
+/// The follower's log start follows the leader's (Kafka's `maybeIncrementLogStartOffset` on a
+/// follower), but never past the high watermark it has learned.
+#[test]
+fn follower_follows_leader_log_start() {
+    let mut leader_log = log_of(&[(1, 6)]);
+    let mut log = log_of(&[(1, 4)]);
+    let mut l = leader(&mut leader_log, 2, &[1, 2], 1);
+    let mut f = follower(&log, 2, 0);
+    leader_log.advance_log_start(Offset(3));
+    let request = f.poll_fetch(T0, &mut log).expect("a fetch");
+    let mut response = l.handle_fetch(T0, &leader_log, &request);
+    response.high_watermark = Offset(2);
+    f.handle_fetch_response(T0, &mut log, response);
+    assert_eq!(
+        log.log_start(),
+        Offset(0),
+        "3 is past the high watermark (2)"
+    );
+    let request = f.poll_fetch(T0 + 10, &mut log).expect("a fetch");
+    let mut response = l.handle_fetch(T0 + 10, &leader_log, &request);
+    response.high_watermark = Offset(6);
+    f.handle_fetch_response(T0 + 10, &mut log, response);
+    assert_eq!((log.log_start(), log.log_end()), (Offset(3), Offset(6)));
+}
+
+/// Only the answer to the latest send of an AlterPartition counts: INELIGIBLE_REPLICA for an
+/// earlier send, arriving after the request was sent again, does not revert the expansion
+/// (the later send may still be applied; found by the simulator, seed 107).
+#[test]
+fn alter_partition_answer_to_an_earlier_send_is_ignored() {
+    let mut log = MemLog::new();
+    let mut l = leader(&mut log, 1, &[1], 1);
+    append_synced(&mut l, &mut log, T0, 2);
+    l.handle_fetch(T0 + 1, &log, &fetch(2, 1, 2, Some(1)));
+    let first = l
+        .alter_partition_in_flight()
+        .cloned()
+        .expect("an expansion");
+    l.tick(T0 + 200, &log);
+    let second = l
+        .alter_partition_in_flight()
+        .cloned()
+        .expect("still in flight");
+    assert_eq!((first.attempt, second.attempt), (1, 2));
+    let answer = |request| AlterPartitionAnswer {
+        request,
+        result: Err(AlterPartitionError::IneligibleReplica),
+    };
+    l.handle_alter_partition_answer(T0 + 201, &log, &answer(first));
+    assert_eq!(
+        l.maximal_isr(),
+        ids(&[1, 2]),
+        "an earlier send's answer: ignored"
+    );
+    l.handle_alter_partition_answer(T0 + 202, &log, &answer(second));
+    assert_eq!(l.maximal_isr(), ids(&[1]));
 }

@@ -14,12 +14,14 @@
 //! fenced member or one of another broker epoch). Partition states reach brokers in order,
 //! after a delay, never lost (the metadata log), but not while a broker is isolated.
 //!
-//! Faults: the network between brokers (Fetch, AlterPartition and their answers) loses,
-//! delays (so reorders) and duplicates messages, and cuts links one way; brokers crash
+//! Faults: the network loses, delays and duplicates messages; between brokers (Fetch and its
+//! answers) it also reorders them and cuts links one way, while each broker's link with the
+//! controller (AlterPartition and its answers) keeps its order, as a TCP connection does; brokers crash
 //! (each log keeps its durable prefix and any prefix of the batches after it: torn writes)
 //! and restart with a new broker epoch; brokers are isolated from the controller and come
-//! back. Leaders sync their logs at a per-seed interval (group commit); followers sync before
-//! each Fetch. Producers send acks=all batches to whichever broker thinks it leads (a stale
+//! back; leaders' logs lose their oldest records to retention (up to the high watermark).
+//! Leaders sync their logs at a per-seed interval (group commit); followers sync before each
+//! Fetch. Producers send acks=all batches to whichever broker thinks it leads (a stale
 //! leader too) and record what was acknowledged.
 //!
 //! After every step the checker (`common::Checker`) verifies: nothing below any replica's
@@ -47,8 +49,8 @@ use std::time::Instant;
 use common::{Checker, agree_below_high_watermarks};
 use sluice_replication::{
     Acks, AlterPartitionAnswer, AlterPartitionError, AlterPartitionRequest, BrokerEpoch, Config,
-    Effect, FetchOutcome, FetchRequest, FetchResponse, LeaderAndIsr, Log, MemBatch, MemLog, Offset,
-    PartitionEpoch, PartitionReplica, ProduceToken, ReplicaId, Rng, Role,
+    Effect, FetchError, FetchOutcome, FetchRequest, FetchResponse, LeaderAndIsr, Log, MemBatch,
+    MemLog, Offset, PartitionEpoch, PartitionReplica, ProduceToken, ReplicaId, Rng, Role,
 };
 
 /// The controller's address on the simulated network.
@@ -68,6 +70,7 @@ struct Faults {
     cut_per_mille: u64,
     heal_per_mille: u64,
     move_leader_per_mille: u64,
+    retention_per_mille: u64,
     produce_per_mille: u64,
     sync_interval_ms: u64,
     session_ms: u64,
@@ -87,6 +90,7 @@ impl Faults {
             cut_per_mille: pick(&[0, 3, 10]),
             heal_per_mille: pick(&[5, 20]),
             move_leader_per_mille: pick(&[0, 2, 10]),
+            retention_per_mille: pick(&[0, 0, 5, 20]),
             produce_per_mille: pick(&[100, 300, 600]),
             sync_interval_ms: pick(&[0, 5, 30]),
             session_ms: pick(&[60, 150, 300]),
@@ -145,6 +149,8 @@ struct Stats {
     cuts: u64,
     leader_moves: u64,
     truncations: u64,
+    out_of_range: u64,
+    retentions: u64,
     alter_partitions: u64,
     alter_refused: u64,
     delivered: u64,
@@ -163,6 +169,9 @@ struct Sim {
     sequence: u64,
     cut: BTreeSet<(ReplicaId, ReplicaId)>,
     isolated: BTreeSet<ReplicaId>,
+    /// The last delivery time on each link to or from the controller, which is ordered (a
+    /// TCP connection: lossy, but never reordered).
+    ordered: BTreeMap<(ReplicaId, ReplicaId), u64>,
     /// Waiting acks=all produces: token -> (partition, records).
     pending: BTreeMap<u64, (usize, Vec<Vec<u8>>)>,
     next_token: u64,
@@ -194,6 +203,7 @@ impl Sim {
             sequence: 0,
             cut: BTreeSet::new(),
             isolated: BTreeSet::new(),
+            ordered: BTreeMap::new(),
             pending: BTreeMap::new(),
             next_token: 0,
             checker: Checker::new(partition_count),
@@ -434,7 +444,12 @@ impl Sim {
                 self.stats.dropped += 1;
                 continue;
             }
-            let at = self.now + 1 + self.rng.below(self.faults.delay_ms_max);
+            let mut at = self.now + 1 + self.rng.below(self.faults.delay_ms_max);
+            if from == CONTROLLER || to == CONTROLLER {
+                let last = self.ordered.entry((from, to)).or_default();
+                at = at.max(*last);
+                *last = at;
+            }
             self.sequence += 1;
             self.network
                 .insert((at, self.sequence), (from, to, message.clone()));
@@ -523,9 +538,15 @@ impl Sim {
             }
             Message::FetchResponse(_, response) => {
                 let outcome = replica.handle_fetch_response(now, response);
-                if let FetchOutcome::Truncated { to: at } = outcome {
-                    self.stats.truncations += 1;
-                    self.note(|| format!("broker {} p{p} truncates to {}", to.0, at.0));
+                match outcome {
+                    FetchOutcome::Truncated { to: at } => {
+                        self.stats.truncations += 1;
+                        self.note(|| format!("broker {} p{p} truncates to {}", to.0, at.0));
+                    }
+                    FetchOutcome::Failed(FetchError::OffsetOutOfRange) => {
+                        self.stats.out_of_range += 1;
+                    }
+                    _ => {}
                 }
             }
             Message::AlterPartitionAnswer(_, answer) => {
@@ -726,6 +747,29 @@ impl Sim {
             let p = self.rng.below(self.partitions.len() as u64) as usize;
             self.move_leader(p);
         }
+        if self.rng.chance(self.faults.retention_per_mille) {
+            self.retention();
+        }
+    }
+
+    /// Retention (or DeleteRecords) on a leader: its log start moves up to at most its high
+    /// watermark; followers follow it, and one whose log ends below it starts afresh there.
+    fn retention(&mut self) {
+        let p = self.rng.below(self.partitions.len() as u64) as usize;
+        let index = self.rng.below(self.nodes.len() as u64) as usize;
+        let Some(replica) = self.nodes[index].replicas[p].as_mut() else {
+            return;
+        };
+        if replica.leader().is_none() {
+            return;
+        }
+        let start = replica.log().log_start();
+        let span = (replica.high_watermark().0 - start.0).max(0) as u64;
+        let to = Offset(start.0 + self.rng.below(span + 1) as i64);
+        replica.log_mut().advance_log_start(to);
+        self.stats.retentions += 1;
+        let id = self.nodes[index].id.0;
+        self.note(|| format!("retention on {id} p{p}: log start {}", to.0));
     }
 
     /// Links come back; isolated brokers reach the controller again and are unfenced.
@@ -1029,6 +1073,8 @@ fn add(total: &mut Stats, s: &Stats) {
     total.cuts += s.cuts;
     total.leader_moves += s.leader_moves;
     total.truncations += s.truncations;
+    total.out_of_range += s.out_of_range;
+    total.retentions += s.retentions;
     total.alter_partitions += s.alter_partitions;
     total.alter_refused += s.alter_refused;
     total.delivered += s.delivered;
@@ -1045,7 +1091,7 @@ fn env(name: &str, default: u64) -> u64 {
 /// The fixed seeds: every fault, checked after every step, in well under a minute.
 #[test]
 fn fixed_seeds() {
-    let total = sweep(0, 200, 3000);
+    let total = sweep(0, 1000, 3000);
     // The faults really happened (a run without them proves little).
     assert!(total.crashes > 0 && total.isolations > 0 && total.truncations > 0);
     assert!(total.acked_records > 0 && total.leader_epochs > 60);

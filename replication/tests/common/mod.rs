@@ -9,15 +9,16 @@
 //!   smaller of their high watermarks; `agree_below_high_watermarks` also compares pairs
 //!   directly);
 //! - nothing committed is ever lost: a leader of an epoch at least the one a record was
-//!   committed in holds it (checked when a replica is first seen leading an epoch, when a
-//!   record is committed, and in full every so often);
+//!   committed in holds it, unless it is below the leader's log start (deleted by retention)
+//!   (checked when a replica is first seen leading an epoch, when a record is committed, and
+//!   in full every so often);
 //! - every acknowledged record is committed, with the same offset, epoch and bytes;
 //! - at most one leader per (partition, leader epoch), over the whole run;
 //! - a leader's high watermark never moves backwards within its leader epoch.
 
 use std::collections::BTreeMap;
 
-use sluice_replication::{Epoch, MemLog, Offset, PartitionReplica, ReplicaId};
+use sluice_replication::{Epoch, Log, MemLog, Offset, PartitionReplica, ReplicaId};
 
 /// A committed record: its batch's epoch and bytes, and the leader epoch of the replica that
 /// first showed it below its high watermark.
@@ -66,6 +67,8 @@ impl Checker {
         let high_watermark = replica.high_watermark();
         let epoch = replica.leader_epoch().unwrap_or_default();
         let mut fresh = Vec::new();
+        // Below the log start, records are deleted (retention), not lost.
+        *checked = (*checked).max(replica.log().log_start());
         while *checked < high_watermark {
             let offset = *checked;
             let Some((record_epoch, bytes)) = replica.log().record(offset) else {
@@ -179,7 +182,7 @@ impl Checker {
         let Some(c) = self.partitions[partition].committed.get(&offset) else {
             return Ok(());
         };
-        if epoch < c.committed_in {
+        if epoch < c.committed_in || offset < replica.log().log_start() {
             return Ok(());
         }
         match replica.log().record(offset) {
@@ -261,7 +264,7 @@ pub fn agree_below_high_watermarks(
     for (i, (a, ra)) in replicas.iter().enumerate() {
         for (b, rb) in &replicas[i + 1..] {
             let below = ra.high_watermark().min(rb.high_watermark());
-            let mut offset = Offset(0);
+            let mut offset = ra.log().log_start().max(rb.log().log_start());
             while offset < below {
                 let (x, y) = (ra.log().record(offset), rb.log().record(offset));
                 if x != y {
