@@ -12,11 +12,13 @@
 //!   in the ISR, never backwards, not while the ISR is below `min.insync.replicas`), proposes
 //!   ISR shrinks and expansions to the controller as AlterPartition requests with Kafka's
 //!   partition epochs and broker epochs (KIP-903), and answers acks=all produces once the
-//!   high watermark passes them (NOT_ENOUGH_REPLICAS before appending,
-//!   NOT_ENOUGH_REPLICAS_AFTER_APPEND, REQUEST_TIMED_OUT).
+//!   high watermark passes them (NOT_ENOUGH_REPLICAS before appending, REQUEST_TIMED_OUT;
+//!   NOT_ENOUGH_REPLICAS_AFTER_APPEND through `check_enough_replicas_reach_offset`, for a
+//!   broker purgatory re-checking a produce to several partitions, the only way Kafka still
+//!   reaches it now that the high watermark stops under `min.insync.replicas`).
 //! - `PartitionFollower` fetches from its log end with the epoch of its last record, appends
-//!   what the leader sends as it is, learns the high watermark, and truncates on
-//!   `DivergingEpoch` exactly as Kafka's fetcher does.
+//!   what the leader sends as it is, learns the high watermark, follows the leader's log
+//!   start, and truncates on `DivergingEpoch` exactly as Kafka's fetcher does.
 //! - `LeaderEpochCache` answers OffsetForLeaderEpoch.
 //!
 //! Nothing here does I/O, reads a clock or starts a thread: the caller passes `now_ms` in,
@@ -24,6 +26,17 @@
 //! sluice's fdatasync default: the leader counts its own log toward the high watermark up to
 //! its durable end, and a follower syncs before each Fetch, so an acknowledged record is on
 //! the disk of every ISR member.
+//!
+//! Where this differs from Kafka, on purpose: the leader counts its own log only up to its
+//! durable end and followers sync before each Fetch (above); a partition state with the
+//! partition epoch an in-flight AlterPartition is based on does not reset that request (Kafka's
+//! `makeLeader` does, which lost committed records in the simulator); an AlterPartition
+//! carries an attempt number and only the answer to the latest send counts (Kafka gets the same
+//! from its one ordered connection); a Fetch answer echoes the follower's position (the broker
+//! fills it in from the request it matched). As in Kafka, the high watermark may advance over
+//! records of earlier leader epochs (what waits for the current epoch is ListOffsets,
+//! `PartitionLeader::offsets_available`, and ISR expansion), and OffsetForLeaderEpoch for an
+//! epoch older than the cache's first answers that epoch with the first entry's start offset.
 //!
 //! Not here: the unclean election path (a follower whose log end is past its leader's only
 //! retries), reassignment (adding/removing replicas, beyond accepting a new replica set),
@@ -34,8 +47,8 @@
 //! Verified by unit tests per rule (`src/*`, `tests/rules.rs`) and by `tests/sim.rs`, a seeded
 //! deterministic simulator: 3 to 5 brokers, one to three partitions, an in-memory controller
 //! electing from the ISR, a network that loses, delays, reorders and duplicates, crashes that
-//! keep only each log's durable prefix (torn), isolations from the controller, and acks=all
-//! producers; its checkers are listed in its module doc. `cargo test -p sluice-replication`
+//! keep only each log's durable prefix (torn), isolations from the controller, retention, and
+//! acks=all producers; its checkers are listed in its module doc. `cargo test -p sluice-replication`
 //! runs the fixed seeds; `SEEDS=1000 cargo test -p sluice-replication --release --test sim
 //! long_run -- --ignored --nocapture` sweeps more (`FIRST`, `STEPS` too); `SEED=n cargo test
 //! -p sluice-replication --test sim replay -- --ignored --nocapture` replays one with its trace.
