@@ -53,8 +53,8 @@ enum CoreEvent {
     Gone(usize),
 }
 
-/// How often a core whose executor could not be built is started (glommio builds the executor
-/// inside the new thread and only returns the error from `join`).
+/// How often a core whose executor could not be built is started (the executor is built inside
+/// the core's new thread, which ends with the error; the main thread learns it from `join`).
 const CORE_START_ATTEMPTS: u32 = 3;
 const CORE_START_RETRY: Duration = Duration::from_millis(200);
 
@@ -64,6 +64,9 @@ type ControlEnds = (
     SharedReceiver<MetadataImage>,
     (SharedSender<Request>, SharedReceiver<Forwarded>),
 );
+
+/// A core's thread; it ends with the executor's build error, if it could not be built.
+type CoreThread = std::thread::JoinHandle<Result<(), String>>;
 
 /// The builder of the mesh every core joins.
 type CoreMesh = glommio::channels::channel_mesh::MeshBuilder<
@@ -102,7 +105,7 @@ impl Drop for GoneGuard {
 
 impl CoreSpawner {
     /// Starts core `id`'s pinned executor.
-    fn spawn(&self, id: usize) -> anyhow::Result<glommio::ExecutorJoinHandle<()>> {
+    fn spawn(&self, id: usize) -> anyhow::Result<CoreThread> {
         let placement = if self.cpus.is_empty() {
             Placement::Unbound
         } else {
@@ -121,38 +124,49 @@ impl CoreSpawner {
         let topics = self.topics.clone();
         let cluster_id = self.cluster_id.clone();
         let control_ends = Arc::clone(&self.control_ends);
-        LocalExecutorBuilder::new(placement)
-            .name(&format!("sluice-core-{id}"))
+        let builder = LocalExecutorBuilder::new(placement)
             .io_memory(config.io_memory_bytes)
             // The default 100 ms preemption timer let a 5 ms timer fire 100-300 ms late behind
             // CPU-heavy work (DESIGN.md, "Measured here").
-            .preempt_timer(Duration::from_millis(1))
-            .spawn(move || async move {
+            .preempt_timer(Duration::from_millis(1));
+        // Our own thread rather than `LocalExecutorBuilder::spawn`, which calls the future's
+        // maker only inside the executor's first poll: the main thread must learn the thread
+        // before that, because glommio can sleep before its first poll (a preemption already
+        // pending when its run loop starts, under load) with no timer to end the sleep; the
+        // main thread's kicks (`shutdown::kick`) end it, if it knows whom to kick.
+        let thread = std::thread::Builder::new()
+            .name(format!("sluice-core-{id}"))
+            .spawn(move || -> Result<(), String> {
                 let _guard = guard;
+                let executor = builder.make().map_err(|e| e.to_string())?;
                 // SAFETY: pthread_self has no preconditions.
                 let _ = events.send(CoreEvent::Thread(id, unsafe { libc::pthread_self() }));
-                let ends = if id == CONTROL_CORE {
-                    control_ends.lock().ok().and_then(|mut ends| ends.take())
-                } else {
-                    None
-                };
-                let (images, forwarded) = ends.unzip();
-                let boot = Boot {
-                    id,
-                    config,
-                    addr,
-                    topics,
-                    cluster_id,
-                    images,
-                    forwarded,
-                };
-                let result = core_main(boot, mesh_builder, stop, drained, events.clone()).await;
-                let _ = events.send(match result {
-                    Ok(()) => CoreEvent::Stopped(id),
-                    Err(e) => CoreEvent::Failed(id, format!("{e:#}")),
+                executor.run(async move {
+                    let ends = if id == CONTROL_CORE {
+                        control_ends.lock().ok().and_then(|mut ends| ends.take())
+                    } else {
+                        None
+                    };
+                    let (images, forwarded) = ends.unzip();
+                    let boot = Boot {
+                        id,
+                        config,
+                        addr,
+                        topics,
+                        cluster_id,
+                        images,
+                        forwarded,
+                    };
+                    let result = core_main(boot, mesh_builder, stop, drained, events.clone()).await;
+                    let _ = events.send(match result {
+                        Ok(()) => CoreEvent::Stopped(id),
+                        Err(e) => CoreEvent::Failed(id, format!("{e:#}")),
+                    });
                 });
+                Ok(())
             })
-            .map_err(|e| anyhow::anyhow!("cannot start executor for core {id}: {e}"))
+            .map_err(|e| anyhow::anyhow!("cannot start the thread of core {id}: {e}"))?;
+        Ok(thread)
     }
 }
 
@@ -278,7 +292,8 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<i32> {
             }
             Ok(CoreEvent::Gone(id)) if !stopped[id] => {
                 let error = match threads[id].take().map(|handle| handle.join()) {
-                    Some(Err(e)) => e.to_string(),
+                    Some(Ok(Err(e))) => e,
+                    Some(Err(_)) => "it panicked".to_string(),
                     _ => "it ended without reporting".to_string(),
                 };
                 // An executor that could not be built (its thread ended before the core ran)
@@ -309,7 +324,7 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<i32> {
         match handle.join() {
             Ok(Ok(())) => {}
             Ok(Err(e)) => eprintln!("sluice: the controller failed: {e:#}"),
-            Err(e) => eprintln!("sluice: the controller thread failed: {e}"),
+            Err(_) => eprintln!("sluice: the controller thread panicked"),
         }
     }
     tracing::info!("stopped");
@@ -323,7 +338,7 @@ fn start_controller(
     bound: SocketAddr,
     ends: Option<ShardEnds>,
     stop: &Arc<AtomicBool>,
-) -> anyhow::Result<Option<glommio::ExecutorJoinHandle<anyhow::Result<()>>>> {
+) -> anyhow::Result<Option<crate::controller::ControllerThread>> {
     let Some(cluster) = cluster else {
         return Ok(None);
     };
@@ -389,8 +404,8 @@ fn run_controller_only(
             eprintln!("sluice: the controller failed: {e:#}");
             Ok(1)
         }
-        Err(e) => {
-            eprintln!("sluice: the controller thread failed: {e}");
+        Err(_) => {
+            eprintln!("sluice: the controller thread panicked");
             Ok(1)
         }
     }

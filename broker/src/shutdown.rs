@@ -24,7 +24,10 @@
 //! asleep in `io_uring_enter` gets EINTR, which glommio takes as a wake-up and runs its queues
 //! again. A kick costs an idle core one wake-up; core threads make no blocking call a signal
 //! could cut short (file I/O on local disks is not interruptible; sockets go through the
-//! reactor).
+//! reactor). The same sleep can come before an executor's first poll: a core thread reports
+//! itself to the main thread before its executor runs (`runtime::CoreSpawner`), because one
+//! node in about 600 started under load slept there, unkicked, for minutes; the controller
+//! shard's thread is kicked by a [`Kicker`] of its own.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -67,6 +70,46 @@ pub fn kick(thread: libc::pthread_t) {
     // answers ESRCH); the signal's handler is installed by `install_kick_handler`.
     unsafe {
         libc::pthread_kill(thread, KICK_SIGNAL);
+    }
+}
+
+/// Kicks one executor thread every [`KICK_PERIOD`] from a thread of its own, for as long as it
+/// lives (for the controller shard, which the main thread's loop does not kick). Made on the
+/// executor's thread before the executor runs; dropped there when it has run, and the drop
+/// waits for the kicking thread, so no kick reaches the thread after that.
+pub struct Kicker {
+    done: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Kicker {
+    /// Starts kicking the calling thread. `install_kick_handler` must have run.
+    pub fn start_for_this_thread() -> std::io::Result<Self> {
+        // SAFETY: pthread_self has no preconditions.
+        let target = unsafe { libc::pthread_self() };
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&done);
+        let thread = std::thread::Builder::new()
+            .name("sluice-kicker".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    kick(target);
+                    std::thread::sleep(KICK_PERIOD);
+                }
+            })?;
+        Ok(Self {
+            done,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Kicker {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 

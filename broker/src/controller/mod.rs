@@ -101,18 +101,31 @@ pub struct ControllerSettings {
     pub snapshot_bytes_max: u64,
 }
 
-/// Starts the controller shard on its own thread. It runs until `stop` is set.
+/// The controller shard's thread; it ends with what the shard ended with.
+pub type ControllerThread = std::thread::JoinHandle<anyhow::Result<()>>;
+
+/// Starts the controller shard on its own thread. It runs until `stop` is set. The thread is
+/// kicked (`shutdown::Kicker`) for as long as the executor runs: glommio can sleep with a
+/// preemption pending and no timer armed (see `shutdown`), before its first poll as well.
 pub fn spawn(
     settings: ControllerSettings,
     images: Option<SharedSender<MetadataImage>>,
     stop: Arc<AtomicBool>,
-) -> anyhow::Result<glommio::ExecutorJoinHandle<anyhow::Result<()>>> {
-    LocalExecutorBuilder::new(Placement::Unbound)
-        .name("sluice-controller")
+) -> anyhow::Result<ControllerThread> {
+    crate::shutdown::install_kick_handler()?;
+    let builder = LocalExecutorBuilder::new(Placement::Unbound)
         .io_memory(IO_MEMORY_BYTES)
-        .preempt_timer(Duration::from_millis(1))
-        .spawn(move || async move { run(settings, images, stop).await })
-        .map_err(|e| anyhow::anyhow!("cannot start the controller executor: {e}"))
+        .preempt_timer(Duration::from_millis(1));
+    std::thread::Builder::new()
+        .name("sluice-controller".into())
+        .spawn(move || {
+            let executor = builder
+                .make()
+                .map_err(|e| anyhow::anyhow!("cannot build the controller executor: {e}"))?;
+            let _kicks = crate::shutdown::Kicker::start_for_this_thread()?;
+            executor.run(run(settings, images, stop))
+        })
+        .map_err(|e| anyhow::anyhow!("cannot start the controller thread: {e}"))
 }
 
 async fn run(
