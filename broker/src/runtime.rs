@@ -134,11 +134,16 @@ impl CoreSpawner {
         // before that, because glommio can sleep before its first poll (a preemption already
         // pending when its run loop starts, under load) with no timer to end the sleep; the
         // main thread's kicks (`shutdown::kick`) end it, if it knows whom to kick.
+        // glommio numbers executors as they are built, and the mesh orders its peers by that
+        // number: core `id` must be built before core `id + 1`, so this waits for the build.
+        let (built_tx, built_rx) = mpsc::sync_channel::<()>(1);
         let thread = std::thread::Builder::new()
             .name(format!("sluice-core-{id}"))
             .spawn(move || -> Result<(), String> {
                 let _guard = guard;
-                let executor = builder.make().map_err(|e| e.to_string())?;
+                let executor = builder.make().map_err(|e| e.to_string());
+                let _ = built_tx.send(());
+                let executor = executor?;
                 // SAFETY: pthread_self has no preconditions.
                 let _ = events.send(CoreEvent::Thread(id, unsafe { libc::pthread_self() }));
                 executor.run(async move {
@@ -166,6 +171,8 @@ impl CoreSpawner {
                 Ok(())
             })
             .map_err(|e| anyhow::anyhow!("cannot start the thread of core {id}: {e}"))?;
+        // Err only if the thread ended without building (it panicked): the supervisor sees that.
+        let _ = built_rx.recv();
         Ok(thread)
     }
 }
