@@ -48,6 +48,13 @@ pub struct BrokerConfig {
     /// loaded core (a long GC is not a risk here; a stalled executor is, for at most its 1 ms
     /// preemption slices) has five more chances. Must exceed the heartbeat interval.
     pub broker_session_timeout_ms: u64,
+    /// `replica.lag.time.max.ms`: a follower that has not caught up with its leader's log end
+    /// for this long leaves the ISR (the leader's AlterPartition), so acks=all stops waiting
+    /// for it. 10 s (Kafka: 30 s): a follower cut off from its leader but not from the
+    /// controller stalls acks=all for this long, and a dead broker is fenced by its session
+    /// (3 s) first anyway. Must exceed the session timeout, so a broker that dies is fenced
+    /// (and its partitions elect from the ISR) rather than shrunk out of every ISR.
+    pub replica_lag_time_max_ms: u64,
     /// `controller.quorum.fetch.timeout.ms`: a voter that has not heard from its leader this
     /// long starts a (pre-)vote, and a leader that a majority has not fetched from this long
     /// resigns. 1 s (Kafka: 2 s), so a dead leader is replaced in about 1 s. 200 ms replaced
@@ -175,6 +182,7 @@ impl Default for BrokerConfig {
             cluster_id: None,
             broker_heartbeat_interval_ms: 500,
             broker_session_timeout_ms: 3000,
+            replica_lag_time_max_ms: 10_000,
             controller_quorum_fetch_timeout_ms: 1000,
             controller_quorum_election_timeout_ms: 500,
             metadata_log_max_record_bytes_between_snapshots: 20 * 1024 * 1024,
@@ -490,6 +498,10 @@ impl BrokerConfig {
         if self.broker_session_timeout_ms <= self.broker_heartbeat_interval_ms {
             let message = "must exceed broker_heartbeat_interval_ms".to_owned();
             return invalid("broker_session_timeout_ms", message);
+        }
+        if self.replica_lag_time_max_ms <= self.broker_session_timeout_ms {
+            let message = "must exceed broker_session_timeout_ms".to_owned();
+            return invalid("replica_lag_time_max_ms", message);
         }
         let cluster_id = self
             .cluster_id

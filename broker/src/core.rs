@@ -140,7 +140,11 @@ impl Core {
             next_wait: Cell::new(0),
             topics: RefCell::new(Rc::new(image)),
             cluster_id: parts.cluster_id,
-            partitions: Rc::new(LocalPartitions::new(id, Rc::clone(&shard))),
+            partitions: Rc::new(LocalPartitions::new(
+                id,
+                node,
+                Rc::clone(&shard),
+            )),
             shard,
             control: parts.control,
             metrics: crate::metrics::CoreMetrics::default(),
@@ -344,6 +348,28 @@ impl Core {
             }
         }
         self.open_owned_partitions(&table).await;
+        self.apply_replication(&table);
+    }
+
+    /// Brings every partition this core hosts in line with its leader, epoch and ISR in
+    /// `table` (see `replication.rs`), and forgets the ones it no longer hosts.
+    fn apply_replication(&self, table: &TopicImage) {
+        let replication = &self.partitions.replication;
+        replication.retain(|t, p| table.replica_core_for(t, p) == Some(self.id));
+        let inherited = self.inherited(table.registry());
+        for t in table.topics().values() {
+            let min_isr = TopicSettings::resolve(&t.configs, &inherited).min_insync_replicas;
+            for p in 0..t.partitions {
+                if table.replica_core_for(&t.name, p) != Some(self.id) {
+                    continue;
+                }
+                if let (Some(part), Some(state)) =
+                    (self.shard.partition(&t.name, p), table.partition(&t.name, p))
+                {
+                    replication.apply(&part, t.id, state, min_isr, crate::replication::now_ms());
+                }
+            }
+        }
     }
 
     /// Opens every partition of `table` this core owns and has not opened yet.

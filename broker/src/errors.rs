@@ -91,8 +91,31 @@ pub fn part(e: PartError) -> PartAnswer {
             code::KAFKA_STORAGE_ERROR,
             format!("core {core} did not answer"),
         ),
+        PartError::Diverging { .. } => (code::NONE, String::new()),
+        PartError::NotEnoughReplicas {
+            topic,
+            partition,
+            isr,
+            min_isr,
+        } => (
+            code::NOT_ENOUGH_REPLICAS,
+            format!(
+                "The size of the current ISR {isr} is insufficient to satisfy the min.isr \
+                 requirement of {min_isr} for partition {topic}-{partition}"
+            ),
+        ),
+        PartError::TimedOut => (
+            code::REQUEST_TIMED_OUT,
+            "The request timed out waiting for the in-sync replicas.".to_owned(),
+        ),
     };
     match e {
+        PartError::Diverging { offsets, .. } => PartAnswer {
+            code,
+            message,
+            record_errors: Vec::new(),
+            offsets: Some(offsets),
+        },
         PartError::Storage { error, offsets } => PartAnswer {
             code,
             message,
@@ -136,10 +159,25 @@ pub fn shard_code(e: &ShardError) -> i16 {
         ShardError::UnknownPartition { .. } | ShardError::Closed { .. } => {
             code::NOT_LEADER_OR_FOLLOWER
         }
-        ShardError::PartitionExists { .. } => code::UNKNOWN_SERVER_ERROR,
+        ShardError::PartitionExists { .. } | ShardError::NotContiguous { .. } => {
+            code::UNKNOWN_SERVER_ERROR
+        }
         ShardError::Io { .. }
         | ShardError::Corrupt { .. }
         | ShardError::BadMeta { .. }
         | ShardError::Poisoned { .. } => code::KAFKA_STORAGE_ERROR,
+    }
+}
+
+/// Kafka's check of a request's `current_leader_epoch` (-1: not given) against the partition's
+/// leader epoch: a newer one is UNKNOWN_LEADER_EPOCH (this broker is behind), an older one
+/// FENCED_LEADER_EPOCH (the client is).
+pub fn stale_epoch(current: i32, leader: i32) -> Option<i16> {
+    if current > leader {
+        Some(code::UNKNOWN_LEADER_EPOCH)
+    } else if current >= 0 && current < leader {
+        Some(code::FENCED_LEADER_EPOCH)
+    } else {
+        None
     }
 }

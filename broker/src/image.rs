@@ -39,6 +39,8 @@ pub struct BrokerEndpoint {
 pub struct ClusterView {
     /// Registered, unfenced brokers by id: the ones Metadata lists.
     pub live: BTreeMap<i32, BrokerEndpoint>,
+    /// Every registered broker's epoch (AlterPartition names each ISR member's, KIP-903).
+    pub epochs: BTreeMap<i32, i64>,
 }
 
 /// Where one partition lives.
@@ -52,6 +54,9 @@ pub struct PartitionState {
     pub leader_epoch: i32,
     /// Replicas caught up with the leader (the leader included).
     pub isr: Vec<i32>,
+    /// Bumped on every change of the partition's state (AlterPartition names the one it
+    /// changes).
+    pub partition_epoch: i32,
 }
 
 /// Every topic and partition as this broker knows them, at one registry version.
@@ -82,6 +87,7 @@ impl TopicImage {
                     leader: node,
                     leader_epoch: 0,
                     isr: vec![node],
+                    partition_epoch: 0,
                 };
                 let count = usize::try_from(t.partitions).unwrap_or(0);
                 (t.name.clone(), vec![one; count])
@@ -119,6 +125,7 @@ impl TopicImage {
                     leader: p.leader,
                     leader_epoch: p.leader_epoch,
                     isr: p.isr.clone(),
+                    partition_epoch: p.partition_epoch,
                 })
                 .collect();
             let resource = ConfigResource {
@@ -166,7 +173,10 @@ impl TopicImage {
             by_id,
             node,
             cores,
-            cluster: Some(ClusterView { live }),
+            cluster: Some(ClusterView {
+                live,
+                epochs: metadata.brokers().values().map(|b| (b.id, b.epoch)).collect(),
+            }),
         }
     }
 
@@ -310,6 +320,7 @@ mod tests {
                 leader: 2,
                 leader_epoch: 4,
                 isr: vec![2, 3],
+                partition_epoch: 6,
             };
         }
         assert!(image.core_for("a", 0).is_some());

@@ -81,13 +81,35 @@ pub enum PartError {
     },
     /// The owning core did not answer (it is stopping, or gone).
     CoreGone(usize),
+    /// A follower's Fetch whose log left the leader's: its last fetched epoch ends at
+    /// `end_offset` in the leader's log (`epoch` the largest at or below it there). Answered
+    /// as Fetch's `diverging_epoch`, with no error.
+    Diverging {
+        epoch: i32,
+        end_offset: i64,
+        offsets: Offsets,
+    },
+    /// acks=all: the in-sync replicas are fewer than `min.insync.replicas`, nothing appended.
+    NotEnoughReplicas {
+        topic: String,
+        partition: i32,
+        isr: usize,
+        min_isr: usize,
+    },
+    /// acks=all: appended, but the high watermark did not reach the batch in the request's
+    /// timeout.
+    TimedOut,
 }
 
 /// What to do to one partition.
 #[derive(Debug)]
 pub enum PartitionOp {
-    /// Append one or more v2 batches (a Produce `records` field).
-    Append { records: Bytes },
+    /// Append one or more v2 batches (a Produce `records` field); with acks=all, answer once
+    /// the high watermark passes them or after the timeout.
+    Append {
+        records: Bytes,
+        acks_all: Option<std::time::Duration>,
+    },
     /// Log start, high watermark, log end.
     Offsets,
     /// First offset whose timestamp is at or after this one.
@@ -145,6 +167,15 @@ pub struct FetchRead {
     pub partition: i32,
     pub offset: i64,
     pub max_bytes: usize,
+    /// A follower's read: up to the log end, after the divergence check.
+    pub replica: Option<ReplicaRead>,
+}
+
+/// Who reads for a follower, and the epoch of its log's last batch (-1: none or not given).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaRead {
+    pub replica: i32,
+    pub last_fetched_epoch: i32,
 }
 
 /// Names one parked fetch wait: the asking core and its serial.

@@ -15,6 +15,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use glommio::channels::local_channel::{self, LocalSender};
@@ -22,8 +23,10 @@ use sluice_net::record_batch::{RecordBatch, TimestampType};
 use sluice_shard::{AppendInfo, DmaStorage, ReadResult, Shard, ShardError};
 
 use crate::messages::{
-    Addressed, FetchOnCore, FetchRead, PartError, PartitionOp, PartitionOpResult, WaitId,
+    Addressed, FetchOnCore, FetchRead, PartError, PartitionOp, PartitionOpResult, ReplicaRead,
+    WaitId,
 };
+use crate::replication::Replication;
 use crate::stop::StopSignal;
 
 type Partition = sluice_shard::Partition<DmaStorage>;
@@ -39,6 +42,8 @@ pub struct LocalPartitions {
     waits: RefCell<HashMap<WaitId, LocalSender<()>>>,
     /// Fetch waits parked right now (a gauge).
     parked: Cell<usize>,
+    /// Leaders' and followers' replication state of this core's partitions.
+    pub replication: Replication,
 }
 
 impl std::fmt::Debug for LocalPartitions {
@@ -58,13 +63,14 @@ fn storage(p: &Partition, error: ShardError) -> PartError {
 }
 
 impl LocalPartitions {
-    pub fn new(core: usize, shard: Rc<Shard>) -> LocalPartitions {
+    pub fn new(core: usize, node: i32, shard: Rc<Shard>) -> LocalPartitions {
         LocalPartitions {
             core,
             shard,
             unopened: RefCell::new(HashMap::new()),
             waits: RefCell::new(HashMap::new()),
             parked: Cell::new(0),
+            replication: Replication::new(node),
         }
     }
 
@@ -112,8 +118,8 @@ impl LocalPartitions {
             Err(e) => return a.op.failure()(e),
         };
         match a.op {
-            PartitionOp::Append { records } => {
-                PartitionOpResult::Appended(append(&p, records).await)
+            PartitionOp::Append { records, acks_all } => {
+                PartitionOpResult::Appended(self.append(&p, records, acks_all).await)
             }
             PartitionOp::Offsets => PartitionOpResult::Offsets(Ok(p.offsets())),
             PartitionOp::Describe => {
@@ -172,10 +178,15 @@ impl LocalPartitions {
                 let read = read.as_ref().ok()?;
                 let p = self.shard.partition(&want.topic, want.partition)?;
                 // `wait_for_append(x)` returns once offset x exists: wait for the first offset
-                // this fetch has not seen.
-                let after = read.high_watermark.max(want.offset);
-                Some(Box::pin(async move { p.wait_for_append(after).await })
-                    as Pin<Box<dyn Future<Output = ()>>>)
+                // this fetch has not seen (a follower reads to the log end).
+                Some(if want.replica.is_some() {
+                    let after = read.log_end_offset.max(want.offset);
+                    Box::pin(async move { p.wait_for_log_end(after).await })
+                        as Pin<Box<dyn Future<Output = ()>>>
+                } else {
+                    let after = read.high_watermark.max(want.offset);
+                    Box::pin(async move { p.wait_for_append(after).await })
+                })
             })
             .collect();
         self.parked.set(self.parked.get() + 1);
@@ -223,9 +234,105 @@ impl LocalPartitions {
 
     async fn read(&self, r: &FetchRead) -> Result<ReadResult, PartError> {
         let p = self.partition(&r.topic, r.partition)?;
-        p.read(r.offset, r.max_bytes)
+        let Some(replica) = r.replica else {
+            return p
+                .read(r.offset, r.max_bytes)
+                .await
+                .map_err(|e| storage(&p, e));
+        };
+        self.follower_read(&p, r.offset, r.max_bytes, replica)
             .await
-            .map_err(|e| storage(&p, e))
+    }
+
+    /// A follower's Fetch of `p` at `offset` (its log end), which this broker leads, as
+    /// Kafka's leader answers it: `Diverging` when the follower's last fetched epoch ends
+    /// before `offset` in this log (or is not in it), else its position is recorded (moving
+    /// the high watermark) and the batches from `offset` up to the log end are read.
+    async fn follower_read(
+        &self,
+        p: &Partition,
+        offset: i64,
+        max_bytes: usize,
+        replica: ReplicaRead,
+    ) -> Result<ReadResult, PartError> {
+        if replica.last_fetched_epoch >= 0
+            && let Some((epoch, end_offset)) = p.end_offset_for_epoch(replica.last_fetched_epoch)
+            && (epoch != replica.last_fetched_epoch || end_offset < offset)
+        {
+            return Err(PartError::Diverging {
+                epoch,
+                end_offset,
+                offsets: p.offsets(),
+            });
+        }
+        let offsets = p.offsets();
+        if offset < offsets.log_start_offset || offset > offsets.log_end_offset {
+            return Err(storage(
+                p,
+                ShardError::OffsetOutOfRange {
+                    offset,
+                    log_start_offset: offsets.log_start_offset,
+                    log_end_offset: offsets.log_end_offset,
+                },
+            ));
+        }
+        self.replication
+            .follower_fetched(p, replica.replica, offset, crate::replication::now_ms())
+            .map_err(|_| PartError::NotLeader)?;
+        p.read_to_log_end(offset, max_bytes)
+            .await
+            .map_err(|e| storage(p, e))
+    }
+
+    /// Appends a produce to `p`; with acks=all, refuses it first when the ISR is below
+    /// `min.insync.replicas` (NOT_ENOUGH_REPLICAS) and answers once the high watermark passes
+    /// it, or REQUEST_TIMED_OUT after `acks_all` (the request's timeout).
+    async fn append(
+        &self,
+        p: &Partition,
+        records: Bytes,
+        acks_all: Option<Duration>,
+    ) -> Result<AppendInfo, PartError> {
+        let Some(timeout) = acks_all else {
+            return append(p, records).await;
+        };
+        if let Some((isr, min_isr)) = self.replication.isr_of(p.topic(), p.partition())
+            && isr < min_isr
+        {
+            return Err(PartError::NotEnoughReplicas {
+                topic: p.topic().to_owned(),
+                partition: p.partition(),
+                isr,
+                min_isr,
+            });
+        }
+        let epoch = self.replication.epoch_of(p.topic(), p.partition());
+        let info = append(p, records).await?;
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let woken = futures_lite::future::or(
+                async {
+                    p.wait_for_append(info.last_offset).await;
+                    true
+                },
+                async {
+                    glommio::timer::sleep(left).await;
+                    false
+                },
+            )
+            .await;
+            if p.offsets().high_watermark > info.last_offset {
+                return Ok(info);
+            }
+            // Woken without the high watermark: leadership moved, or the partition closed.
+            if !p.is_open() || self.replication.epoch_of(p.topic(), p.partition()) != epoch {
+                return Err(PartError::NotLeader);
+            }
+            if !woken {
+                return Err(PartError::TimedOut);
+            }
+        }
     }
 }
 

@@ -529,6 +529,10 @@ async fn core_main(
     core.open_owned_partitions(&table).await;
     spawn_housekeeping(&core);
     spawn_group_timers(&core);
+    if core.config.is_cluster() {
+        glommio::spawn_local(crate::fetcher::run(Rc::clone(&core))).detach();
+        glommio::spawn_local(crate::isr::run(Rc::clone(&core))).detach();
+    }
     if let Some(images) = images {
         spawn_image_fanout(&core, images);
     }

@@ -469,6 +469,9 @@ pub struct TopicSettings {
     pub min_compaction_lag_ms: i64,
     pub max_compaction_lag_ms: i64,
     pub min_cleanable_dirty_ratio: f64,
+    /// acks=all needs this many in-sync replicas (and a replicated partition's high watermark
+    /// waits for them).
+    pub min_insync_replicas: i32,
 }
 
 impl TopicSettings {
@@ -506,6 +509,7 @@ impl TopicSettings {
                 .trim()
                 .parse::<f64>()
                 .unwrap_or(0.5),
+            min_insync_replicas: i32::try_from(long("min.insync.replicas")).unwrap_or(1),
         }
     }
 }

@@ -104,6 +104,18 @@ pub enum ShardError {
     PartitionExists { topic: String, partition: i32 },
     #[error("partition {topic}-{partition} is closed")]
     Closed { topic: String, partition: i32 },
+    /// A follower was sent a batch that does not start at its log end (a gap, as a compacted
+    /// leader log has, or an overlap): it refuses it rather than leave a hole.
+    #[error(
+        "replicated batch at offset {base_offset} does not continue the log of \
+         {topic}-{partition}, which ends at {log_end}"
+    )]
+    NotContiguous {
+        topic: String,
+        partition: i32,
+        base_offset: i64,
+        log_end: i64,
+    },
 }
 
 pub type Result<T, E = ShardError> = std::result::Result<T, E>;

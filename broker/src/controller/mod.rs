@@ -23,7 +23,7 @@
 //! (`sluice_controller::Controller`) on the leader, applying committed records to the metadata
 //! image and publishing it to the data cores, broker registration and heartbeats.
 
-mod client;
+pub(crate) mod client;
 mod forward;
 mod lifecycle;
 mod node;

@@ -275,7 +275,7 @@ pub async fn offset_for_leader_epoch(
             match (meta, state) {
                 (Some(m), Some(state)) => {
                     let epoch = state.leader_epoch;
-                    if let Some(error) = stale_epoch(p.current_leader_epoch, epoch) {
+                    if let Some(error) = errors::stale_epoch(p.current_leader_epoch, epoch) {
                         r.error_code = error;
                     } else if p.leader_epoch == epoch {
                         slots.push((ti, pi, epoch));
@@ -317,15 +317,3 @@ pub async fn offset_for_leader_epoch(
     }
 }
 
-/// Kafka's check of a request's `current_leader_epoch` (-1: not given) against the partition's
-/// leader epoch: a newer one is UNKNOWN_LEADER_EPOCH (this broker is behind), an older one
-/// FENCED_LEADER_EPOCH (the client is).
-fn stale_epoch(current: i32, leader: i32) -> Option<i16> {
-    if current > leader {
-        Some(code::UNKNOWN_LEADER_EPOCH)
-    } else if current >= 0 && current < leader {
-        Some(code::FENCED_LEADER_EPOCH)
-    } else {
-        None
-    }
-}

@@ -28,7 +28,9 @@ use crate::fetch_sessions::{
     SessionRequest, TopicKey,
 };
 use crate::image::TopicImage;
-use crate::messages::{CoreReply, CoreRequest, FetchOnCore, FetchRead, PartError, WaitId};
+use crate::messages::{
+    CoreReply, CoreRequest, FetchOnCore, FetchRead, PartError, ReplicaRead, WaitId,
+};
 
 /// One partition of the answer, in answer order.
 struct Slot {
@@ -45,6 +47,60 @@ struct Wanted {
     partition: i32,
     offset: i64,
     max_bytes: usize,
+    /// A follower's read (Fetch with a replica id).
+    replica: Option<ReplicaRead>,
+}
+
+/// The fetching follower's broker id (ReplicaState from v15, `replica_id` before), or `None`
+/// for a consumer.
+fn replica_of(request: &FetchRequest, version: i16) -> Option<i32> {
+    let id = if version >= 15 {
+        request.replica_state.replica_id.0
+    } else {
+        request.replica_id.0
+    };
+    (id >= 0).then_some(id)
+}
+
+/// A follower's Fetch: each partition's leader epoch is checked against the image as Kafka's
+/// leader does (FENCED_LEADER_EPOCH for an older one, UNKNOWN_LEADER_EPOCH for a newer one),
+/// and the reads that pass carry the follower's id and last fetched epoch.
+fn follower_reads(
+    image: &TopicImage,
+    request: &FetchRequest,
+    replica: i32,
+    slots: &mut [Slot],
+    wanted: &mut Vec<Wanted>,
+) {
+    let mut epochs: HashMap<(String, i32), (i32, i32)> = HashMap::new();
+    for t in &request.topics {
+        let name = match image.by_id(&t.topic_id.0) {
+            Some(m) => m.name.clone(),
+            None => t.topic.to_string(),
+        };
+        for p in &t.partitions {
+            let e = (p.current_leader_epoch, p.last_fetched_epoch);
+            epochs.insert((name.clone(), p.partition), e);
+        }
+    }
+    wanted.retain_mut(|w| {
+        let (current, last_fetched) = epochs
+            .get(&(w.topic.clone(), w.partition))
+            .copied()
+            .unwrap_or((-1, -1));
+        let leader_epoch = image
+            .partition(&w.topic, w.partition)
+            .map_or(-1, |s| s.leader_epoch);
+        if let Some(error) = errors::stale_epoch(current, leader_epoch) {
+            slots[w.slot].data.error_code = error;
+            return false;
+        }
+        w.replica = Some(ReplicaRead {
+            replica,
+            last_fetched_epoch: last_fetched,
+        });
+        true
+    });
 }
 
 pub async fn handle(core: &Rc<Core>, request: FetchRequest, version: i16) -> FetchResponse {
@@ -77,13 +133,18 @@ pub async fn handle(core: &Rc<Core>, request: FetchRequest, version: i16) -> Fet
             })
             .collect(),
     };
-    let (mut slots, wanted) = resolve(&core.topics(), list, uses_topic_ids);
+    let image = core.topics();
+    let (mut slots, mut wanted) = resolve(&image, list, uses_topic_ids);
+    let replica = replica_of(&request, version);
+    if let Some(replica) = replica {
+        follower_reads(&image, &request, replica, &mut slots, &mut wanted);
+    }
     let min_bytes = usize::try_from(request.min_bytes.max(0)).unwrap_or(0);
     let max_bytes = usize::try_from(request.max_bytes.max(0)).unwrap_or(0);
     let max_wait = Duration::from_millis(u64::try_from(request.max_wait_ms.max(0)).unwrap_or(0));
     let reads = long_poll(core, &wanted, min_bytes, max_wait).await;
     fill(core, &mut slots, &wanted, reads, max_bytes);
-    answer(core, context, slots, uses_topic_ids)
+    answer(core, context, slots, uses_topic_ids, replica.is_some())
 }
 
 /// The request's partitions in order, each once (a repeated partition keeps its first place and
@@ -161,6 +222,7 @@ fn resolve(
                     partition: key.partition,
                     offset: requested.fetch_offset,
                     max_bytes: usize::try_from(requested.max_bytes.max(0)).unwrap_or(0),
+                    replica: None,
                 });
             }
             Some(_) => data.error_code = code::UNKNOWN_TOPIC_OR_PARTITION,
@@ -183,6 +245,7 @@ fn answer(
     context: FetchContext,
     slots: Vec<Slot>,
     uses_topic_ids: bool,
+    privileged: bool,
 ) -> FetchResponse {
     let (session_id, slots) = match context {
         FetchContext::Error(error) => return session_error(error, INVALID_SESSION_ID),
@@ -197,8 +260,7 @@ fn answer(
                     )
                 })
                 .collect();
-            // Kafka privileges a follower's session; sluice has no followers yet.
-            let privileged = false;
+            // Kafka privileges a follower's session.
             let id = core.fetch_sessions.borrow_mut().maybe_create(
                 crate::registry::now_ms(),
                 privileged,
@@ -463,6 +525,7 @@ fn ask(
                 partition: wanted[i].partition,
                 offset: wanted[i].offset,
                 max_bytes: wanted[i].max_bytes,
+                replica: wanted[i].replica,
             })
             .collect(),
         min_bytes,
@@ -523,6 +586,24 @@ fn fill(
         let data = &mut slots[w.slot].data;
         let (rr, error) = match r {
             Ok(rr) => (rr, code::NONE),
+            Err(PartError::Diverging {
+                epoch,
+                end_offset,
+                offsets,
+            }) => {
+                data.diverging_epoch = fetch_response::EpochEndOffset {
+                    epoch,
+                    end_offset,
+                    ..Default::default()
+                };
+                let rr = ReadResult {
+                    high_watermark: offsets.high_watermark,
+                    log_start_offset: offsets.log_start_offset,
+                    log_end_offset: offsets.log_end_offset,
+                    ..ReadResult::default()
+                };
+                (rr, code::NONE)
+            }
             Err(e) => failed_read(e),
         };
         data.error_code = error;

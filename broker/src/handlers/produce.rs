@@ -81,7 +81,12 @@ struct Plan {
 pub async fn handle(core: &Rc<Core>, request: ProduceRequest, version: i16) -> Produced {
     let acks = request.acks;
     let image = core.topics();
-    let mut plan = plan(&image, request, version);
+    // On a cluster acks=all waits for the in-sync replicas (a single node's high watermark is
+    // its durable end, reached when the append returns).
+    let acks_all = (acks == -1 && image.cluster().is_some()).then(|| {
+        std::time::Duration::from_millis(u64::try_from(request.timeout_ms.max(0)).unwrap_or(0))
+    });
+    let mut plan = plan(&image, request, version, acks_all);
     let results = core.router.partitions(&image, plan.ops).await;
     let mut any_error = plan.slots.iter().any(|(_, r)| r.error_code != code::NONE);
     for ((slot, topic, bytes), result) in plan.op_slots.into_iter().zip(results) {
@@ -161,7 +166,12 @@ fn name_leaders(
 
 /// Checks each partition of the request against the image and the request's shape: an
 /// append for each one that passes, an answer for each one that does not.
-fn plan(table: &TopicImage, request: ProduceRequest, version: i16) -> Plan {
+fn plan(
+    table: &TopicImage,
+    request: ProduceRequest,
+    version: i16,
+    acks_all: Option<std::time::Duration>,
+) -> Plan {
     let acks_valid = matches!(request.acks, -1..=1);
     let mut plan = Plan::default();
     for (ti, t) in request.topic_data.into_iter().enumerate() {
@@ -203,6 +213,7 @@ fn plan(table: &TopicImage, request: ProduceRequest, version: i16) -> Plan {
                         partition: p.index,
                         op: PartitionOp::Append {
                             records: p.records.map(Records::into_bytes).unwrap_or_default(),
+                            acks_all,
                         },
                     });
                 }

@@ -68,16 +68,13 @@ impl<S: Storage> Partition<S> {
                 self.flush().await?;
             }
         }
-        loop {
-            let seen = self.inner.appended.generation();
-            if !self.inner.state.borrow().truncating {
-                break;
-            }
-            self.inner.appended.wait(seen).await;
-        }
+        self.wait_while_truncating().await;
         self.check_usable()?;
-        let (info, seq) = self.append_in_memory(&batches)?;
+        let (info, seq, new_epoch) = self.append_in_memory(&batches)?;
         self.inner.appended.notify_all();
+        if new_epoch {
+            self.save_leader_epochs().await?;
+        }
         match self.inner.config.durability {
             Durability::SyncEachAppend => self.sync_to(seq).await?,
             Durability::FlushInterval { .. } => {}
@@ -151,7 +148,9 @@ impl<S: Storage> Partition<S> {
         Ok(())
     }
 
-    fn append_in_memory(&self, batches: &[RecordBatch]) -> Result<(AppendInfo, u64)> {
+    /// Appends checked batches in memory at the log end; with the append's number and whether
+    /// it opened a new leader epoch in the cache.
+    fn append_in_memory(&self, batches: &[RecordBatch]) -> Result<(AppendInfo, u64, bool)> {
         let inner = &*self.inner;
         let now = inner.storage.now_ms();
         let mut st = inner.state.borrow_mut();
@@ -159,18 +158,19 @@ impl<S: Storage> Partition<S> {
         Self::check_producers(st, batches)?;
         let base_offset = st.ends.log_end();
         let epoch = st.leader_epoch;
-        if st.leader_epochs.last().is_none_or(|e| e.0 < epoch) {
+        let new_epoch = st.leader_epochs.last().is_none_or(|e| e.0 < epoch);
+        if new_epoch {
             st.leader_epochs.push((epoch, base_offset));
         }
         st.append_seq += 1;
         let seq = st.append_seq;
         let mut cache = inner.cache.borrow_mut();
         for b in batches {
-            self.append_batch(st, &mut cache, b, epoch, now);
+            let (bytes, max_timestamp) = self.stamp_batch(b, st.ends.log_end(), epoch, now);
+            self.append_batch(st, &mut cache, b, bytes, max_timestamp, now);
         }
         if let Durability::FlushInterval { .. } = inner.config.durability {
-            let end = st.ends.log_end();
-            st.ends.advance_high_watermark(end);
+            st.advance_high_watermark_within_bound(st.ends.log_end());
         }
         let info = AppendInfo {
             base_offset,
@@ -182,18 +182,19 @@ impl<S: Storage> Partition<S> {
             },
             log_start_offset: st.log_start_offset,
         };
-        Ok((info, seq))
+        Ok((info, seq, new_epoch))
     }
 
-    /// Adds one checked batch at the log end, in memory: stamped, in a new segment if the
-    /// active one is due to roll, recorded for its producer, indexed, cached and queued for
-    /// the next flush.
-    fn append_batch(
+    /// Adds one checked batch at the log end, in memory, as `bytes` (the batch as stored,
+    /// with its `max_timestamp`): in a new segment if the active one is due to roll, recorded
+    /// for its producer, indexed, cached and queued for the next flush.
+    pub(super) fn append_batch(
         &self,
         st: &mut LogState<S::File>,
         cache: &mut BatchCache,
         b: &RecordBatch,
-        epoch: i32,
+        bytes: Bytes,
+        max_timestamp: i64,
         now: i64,
     ) {
         let inner = &*self.inner;
@@ -201,7 +202,6 @@ impl<S: Storage> Partition<S> {
         let last = base + i64::from(b.last_offset_delta());
         assert!(last >= base, "offset range must not be empty");
         let size = b.size_bytes() as u64;
-        let (bytes, max_timestamp) = self.stamp_batch(b, base, epoch, now);
         if self.roll_due(st, b, base, now) {
             // The producer state as of the new segment's base: every batch below it is
             // recorded, none at or above. Written when the segment's file is created.

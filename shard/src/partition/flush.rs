@@ -245,7 +245,7 @@ impl<S: Storage> Partition<S> {
             Durability::SyncEachAppend => st.ends.durable_end(),
             Durability::FlushInterval { .. } => st.ends.log_end(),
         };
-        st.ends.advance_high_watermark(committed);
+        st.advance_high_watermark_within_bound(committed);
         st.last_flush_ms = inner.storage.now_ms();
     }
 }

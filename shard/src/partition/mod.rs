@@ -9,7 +9,8 @@
 //! One file per concern, each an `impl Partition` block: `open.rs` (open and recovery),
 //! `append.rs`, `flush.rs` (group commit), `roll.rs` (new segments, sealing, close),
 //! `read.rs`, `truncate.rs` (truncation, delete-records), `retention.rs`, `snapshots.rs`
-//! (producer snapshots) and `compaction.rs` (drives `crate::compact`). This file holds the
+//! (producer snapshots), `replica.rs` (follower appends and the replication bound of the high
+//! watermark) and `compaction.rs` (drives `crate::compact`). This file holds the
 //! handle, the state and the small accessors.
 
 use std::cell::RefCell;
@@ -37,6 +38,7 @@ mod ends;
 mod flush;
 mod open;
 mod read;
+mod replica;
 mod retention;
 mod roll;
 mod snapshots;
@@ -93,6 +95,10 @@ pub(crate) struct LogState<F> {
     recovery_point: i64,
     leader_epochs: Vec<(i32, i64)>,
     leader_epoch: i32,
+    /// The most the high watermark may reach from this log alone: `i64::MAX` for a log with
+    /// no other replica; on a replicated partition the smallest log end of the other in-sync
+    /// replicas (a leader) or the leader's high watermark (a follower), set by the broker.
+    hw_bound: i64,
     pub(crate) producers: ProducerTable,
     /// Producer snapshots taken when a segment rolled in memory, as (offset, file bytes);
     /// written when that segment's file is created, once everything below is durable.
@@ -102,6 +108,17 @@ pub(crate) struct LogState<F> {
     last_flush_ms: i64,
     /// What compaction has cleaned (persisted in `cleaner.checkpoint`).
     pub(crate) cleaner: CleanerState,
+}
+
+impl<F> LogState<F> {
+    /// Moves the high watermark up to `committed` (what this log's own durability allows),
+    /// no further than the replication bound; never back.
+    pub(crate) fn advance_high_watermark_within_bound(&mut self, committed: i64) {
+        let to = committed.min(self.hw_bound);
+        if to > self.ends.high_watermark() {
+            self.ends.advance_high_watermark(to);
+        }
+    }
 }
 
 pub(crate) struct PartitionInner<S: Storage> {
@@ -287,6 +304,13 @@ impl<S: Storage> Partition<S> {
         let mut st = self.inner.state.borrow_mut();
         assert!(epoch >= st.leader_epoch, "leader epoch went backwards");
         st.leader_epoch = epoch;
+    }
+
+    /// Raises the leader epoch stamped into batches appended from now on to `epoch` (a
+    /// partition this broker now leads); a lower or equal one changes nothing.
+    pub fn raise_leader_epoch(&self, epoch: i32) {
+        let mut st = self.inner.state.borrow_mut();
+        st.leader_epoch = st.leader_epoch.max(epoch);
     }
 
     /// The leader epoch cache: (epoch, first offset of that epoch), increasing.

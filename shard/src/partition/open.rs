@@ -315,6 +315,7 @@ fn initial_state<F>(
         recovery_point,
         leader_epochs,
         leader_epoch,
+        hw_bound: i64::MAX,
         producers: ProducerTable::default(),
         pending_snapshots: Vec::new(),
         poisoned: None,

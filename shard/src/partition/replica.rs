@@ -1,0 +1,215 @@
+//! What replication (issue 21) asks of a partition's log: appending a leader's batches on a
+//! follower byte for byte (offsets, timestamps and leader epochs as the leader wrote them),
+//! bounding the high watermark by the other replicas, waiting on the log end (a leader's
+//! long-polling followers), and the leader epoch cache's end offset for an epoch
+//! (OffsetForLeaderEpoch and a follower Fetch's divergence check).
+
+use bytes::Bytes;
+use sluice_net::record_batch::{Batches, RecordBatch};
+
+use super::{AppendInfo, Partition};
+use crate::config::Durability;
+use crate::error::{Result, ShardError};
+use crate::io::Storage;
+
+impl<S: Storage> Partition<S> {
+    /// Appends batches a leader sent (a follower's Fetch answer) as they are: each must be
+    /// whole and pass its CRC, and the first one not already held must start at the log end;
+    /// batches wholly below the log end (a repeated answer) are skipped. Producer state is
+    /// recorded without sequence checks (the leader made them), so a new leader still detects
+    /// duplicates, and each new leader epoch enters
+    /// the epoch cache, saved before the batches are synced. Returns per the partition's
+    /// durability, with the offsets appended, or `None` when nothing was new.
+    pub async fn append_replicated(&self, records: Bytes) -> Result<Option<AppendInfo>> {
+        self.check_usable()?;
+        let mut batches = Vec::new();
+        for (index, b) in Batches::new(records).enumerate() {
+            let b = b.map_err(|source| ShardError::InvalidBatch { index, source })?;
+            b.validate()
+                .map_err(|source| ShardError::InvalidBatch { index, source })?;
+            batches.push(b);
+        }
+        self.wait_while_truncating().await;
+        self.check_usable()?;
+        let Some((info, seq, new_epoch)) = self.replicate_in_memory(&batches)? else {
+            return Ok(None);
+        };
+        self.inner.appended.notify_all();
+        if new_epoch {
+            self.save_leader_epochs().await?;
+        }
+        if let Durability::SyncEachAppend = self.inner.config.durability {
+            self.sync_to(seq).await?;
+        }
+        Ok(Some(info))
+    }
+
+    /// Waits while a truncation runs (appends may not interleave with one).
+    pub(super) async fn wait_while_truncating(&self) {
+        loop {
+            let seen = self.inner.appended.generation();
+            if !self.inner.state.borrow().truncating {
+                return;
+            }
+            self.inner.appended.wait(seen).await;
+        }
+    }
+
+    fn replicate_in_memory(
+        &self,
+        batches: &[RecordBatch],
+    ) -> Result<Option<(AppendInfo, u64, bool)>> {
+        let inner = &*self.inner;
+        let now = inner.storage.now_ms();
+        let mut st = inner.state.borrow_mut();
+        let st = &mut *st;
+        let log_end = st.ends.log_end();
+        let fresh: Vec<&RecordBatch> = batches
+            .iter()
+            .filter(|b| b.last_offset() >= log_end)
+            .collect();
+        let Some(first) = fresh.first() else {
+            return Ok(None);
+        };
+        let mut expected = log_end;
+        for b in &fresh {
+            if b.base_offset() != expected {
+                return Err(ShardError::NotContiguous {
+                    topic: inner.topic.clone(),
+                    partition: inner.partition,
+                    base_offset: b.base_offset(),
+                    log_end: expected,
+                });
+            }
+            expected = b.last_offset() + 1;
+        }
+        let base_offset = first.base_offset();
+        let mut new_epoch = false;
+        st.append_seq += 1;
+        let seq = st.append_seq;
+        let mut cache = inner.cache.borrow_mut();
+        for b in fresh {
+            let epoch = b.partition_leader_epoch();
+            if st.leader_epochs.last().is_none_or(|e| e.0 < epoch) {
+                st.leader_epochs.push((epoch, b.base_offset()));
+                st.leader_epoch = st.leader_epoch.max(epoch);
+                new_epoch = true;
+            }
+            self.append_batch(st, &mut cache, b, b.bytes().clone(), b.max_timestamp(), now);
+        }
+        if let Durability::FlushInterval { .. } = inner.config.durability {
+            st.advance_high_watermark_within_bound(st.ends.log_end());
+        }
+        let info = AppendInfo {
+            base_offset,
+            last_offset: st.ends.log_end() - 1,
+            log_append_time_ms: -1,
+            log_start_offset: st.log_start_offset,
+        };
+        Ok(Some((info, seq, new_epoch)))
+    }
+
+    /// Saves the leader epoch cache (with the partition's other metadata) under the I/O lock:
+    /// a read checks every batch's epoch against the cache, so a new epoch must be on disk
+    /// before batches of it are.
+    /// A failure poisons the partition, as a failed write does: the batches of the new epoch
+    /// are in memory and must not become durable (and acknowledged) with a later append.
+    pub(super) async fn save_leader_epochs(&self) -> Result<()> {
+        let _io = self.inner.io_lock.lock().await;
+        let saved = self.write_meta().await;
+        if let Err(e) = &saved {
+            self.inner.state.borrow_mut().poisoned = Some(e.to_string());
+            self.inner.synced.notify_all();
+        }
+        saved
+    }
+
+    /// Sets the replication bound of the high watermark (see `LogState::hw_bound`): on a
+    /// leader the smallest log end of the other in-sync replicas, on a follower the leader's
+    /// high watermark, `i64::MAX` with no other replica. The high watermark moves up to what
+    /// the bound and this log's durability allow at once; it never moves back.
+    pub fn set_high_watermark_bound(&self, bound: i64) {
+        let moved = {
+            let mut st = self.inner.state.borrow_mut();
+            st.hw_bound = bound;
+            let committed = match self.inner.config.durability {
+                Durability::SyncEachAppend => st.ends.durable_end(),
+                Durability::FlushInterval { .. } => st.ends.log_end(),
+            };
+            let before = st.ends.high_watermark();
+            st.advance_high_watermark_within_bound(committed);
+            st.ends.high_watermark() != before
+        };
+        if moved {
+            self.inner.appended.notify_all();
+        }
+    }
+
+    /// Wakes every task waiting on this partition's ends (a leader that lost its leadership
+    /// ends its produces waiting for the high watermark).
+    pub fn wake_waiters(&self) {
+        self.inner.appended.notify_all();
+    }
+
+    /// Whether the partition is open and usable (not closed, not failed).
+    pub fn is_open(&self) -> bool {
+        self.check_usable().is_ok()
+    }
+
+    /// Waits until the log end moves past `after_offset` (or the partition closes or fails):
+    /// a leader's long poll for its followers, which read past the high watermark.
+    pub async fn wait_for_log_end(&self, after_offset: i64) {
+        loop {
+            let seen = self.inner.appended.generation();
+            {
+                let st = self.inner.state.borrow();
+                if st.ends.log_end() > after_offset || st.closed || st.poisoned.is_some() {
+                    return;
+                }
+            }
+            self.inner.appended.wait(seen).await;
+        }
+    }
+
+    /// Kafka's `endOffsetFor`: the largest epoch at or below `epoch` in the leader epoch
+    /// cache, with its end offset (the next epoch's start, or the log end for the last one).
+    /// An epoch below the cache's first answers `(epoch, first start)`, as Kafka's cache
+    /// does; an empty cache or a negative epoch `None` (UNDEFINED_EPOCH).
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        let st = self.inner.state.borrow();
+        end_offset_for_epoch(&st.leader_epochs, st.ends.log_end(), epoch)
+    }
+}
+
+/// See [`Partition::end_offset_for_epoch`].
+fn end_offset_for_epoch(cache: &[(i32, i64)], log_end: i64, epoch: i32) -> Option<(i32, i64)> {
+    if epoch < 0 {
+        return None;
+    }
+    let first = cache.first()?;
+    if epoch < first.0 {
+        return Some((epoch, first.1));
+    }
+    let i = cache.partition_point(|e| e.0 <= epoch);
+    let found = cache[i - 1].0;
+    let end = cache.get(i).map_or(log_end, |next| next.1);
+    Some((found, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::end_offset_for_epoch;
+
+    #[test]
+    fn end_offset_for_an_epoch_is_the_next_epochs_start() {
+        let cache = [(1, 0), (3, 10), (4, 25)];
+        assert_eq!(end_offset_for_epoch(&cache, 40, 1), Some((1, 10)));
+        assert_eq!(end_offset_for_epoch(&cache, 40, 2), Some((1, 10)));
+        assert_eq!(end_offset_for_epoch(&cache, 40, 3), Some((3, 25)));
+        assert_eq!(end_offset_for_epoch(&cache, 40, 4), Some((4, 40)));
+        assert_eq!(end_offset_for_epoch(&cache, 40, 9), Some((4, 40)));
+        assert_eq!(end_offset_for_epoch(&cache, 40, 0), Some((0, 0)));
+        assert_eq!(end_offset_for_epoch(&cache, 40, -1), None);
+        assert_eq!(end_offset_for_epoch(&[], 40, 2), None);
+    }
+}
