@@ -1,9 +1,10 @@
 //! The control core's end of the requests it forwards to the active controller through the
 //! controller shard (Kafka's broker-to-controller channel): producer-id blocks
-//! (AllocateProducerIds) and, on a cluster, the topic changes a broker does not decide itself
-//! (CreateTopics, CreatePartitions, DeleteTopics). One request is in flight at a time; the
-//! shard finds the active controller, retries across an election, and answers with the
-//! controller's response or `Err(())` when none could be had.
+//! (AllocateProducerIds), a partition leader's ISR changes (AlterPartition, stamped with this
+//! broker's id and epoch by the shard) and, on a cluster, the topic changes a broker does not
+//! decide itself (CreateTopics, CreatePartitions, DeleteTopics). One request is in flight at a
+//! time; the shard finds the active controller, retries across an election, and answers with
+//! the controller's response or `Err(())` when none could be had.
 
 use std::cell::RefCell;
 

@@ -12,6 +12,7 @@
 //! Heartbeat sessions live here only, never in the log (Kafka's `BrokerHeartbeatManager`): a
 //! new active controller starts every registered broker's session afresh at activation.
 
+mod alter_partition;
 mod change;
 mod cluster;
 mod configs;

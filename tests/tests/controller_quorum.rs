@@ -606,3 +606,165 @@ fn a_single_node_data_dir_becomes_the_first_topics_of_a_cluster() {
     let mut conn = sluice_tests::RawConn::connect(node.bootstrap().parse().expect("addr"));
     assert_eq!(sluice_tests::produce(&mut conn, "kept", record()), (0, 3));
 }
+
+/// One partition as the log has it so far: topic id, replicas, leader, leader epoch, partition
+/// epoch and ISR (its `PartitionRecord`, then each `PartitionChangeRecord` applied).
+#[derive(Debug, Clone, PartialEq)]
+struct PartitionState {
+    topic_id: sluice_net::Uuid,
+    replicas: Vec<i32>,
+    leader: i32,
+    leader_epoch: i32,
+    partition_epoch: i32,
+    isr: Vec<i32>,
+}
+
+fn partition_state(records: &[MetadataRecord], topic: &str) -> Option<PartitionState> {
+    let ids = |v: &[sluice_net::BrokerId]| v.iter().map(|b| b.0).collect::<Vec<i32>>();
+    let topic_id = records.iter().find_map(|r| match r {
+        MetadataRecord::Topic(t) if t.name.as_str() == topic => Some(t.topic_id),
+        _ => None,
+    })?;
+    let mut state = None;
+    for record in records {
+        match record {
+            MetadataRecord::Partition(p) if p.topic_id == topic_id && p.partition_id == 0 => {
+                state = Some(PartitionState {
+                    topic_id,
+                    replicas: ids(&p.replicas),
+                    leader: p.leader.0,
+                    leader_epoch: p.leader_epoch,
+                    partition_epoch: p.partition_epoch,
+                    isr: p.isr.clone(),
+                });
+            }
+            MetadataRecord::PartitionChange(c) if c.topic_id == topic_id => {
+                let s = state.as_mut()?;
+                if let Some(isr) = &c.isr {
+                    s.isr = ids(isr);
+                }
+                if c.leader.0 != -2 {
+                    s.leader = c.leader.0;
+                    s.leader_epoch += 1;
+                }
+                s.partition_epoch += 1;
+            }
+            _ => {}
+        }
+    }
+    state
+}
+
+/// Each broker's epoch (the offset of its latest registration), from the log.
+fn broker_epochs(records: &[MetadataRecord]) -> BTreeMap<i32, i64> {
+    let registrations = records.iter().filter_map(|r| match r {
+        MetadataRecord::RegisterBroker(b) => Some((b.broker_id.0, b.broker_epoch)),
+        _ => None,
+    });
+    registrations.collect()
+}
+
+/// AlterPartition, a partition leader's ISR change (KIP-497, broker epochs of KIP-903), on the
+/// controller listener: a controller that is not the active one answers NOT_CONTROLLER; the
+/// active one answers once its PartitionChangeRecord is committed, with the new ISR and the
+/// partition epoch bumped, and the record is in the log.
+#[test]
+fn alter_partition_is_decided_by_the_active_controller() {
+    use sluice_net::messages::alter_partition_request as ap;
+    use sluice_net::messages::{
+        AlterPartitionRequest, CreateTopicsRequest, create_topics_request::CreatableTopic,
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (controllers, nodes) = start_cluster(tmp.path());
+    let quorum = settled_leader(&controllers, &[1, 2, 3]);
+    let log_dir = tmp.path().join(format!("node-{}", quorum.leader));
+    wait_for(Duration::from_secs(15), "three unfenced brokers", || {
+        let s = broker_states(&metadata_records(&log_dir));
+        (s.len() == 3 && s.values().all(|&(_, fenced)| !fenced)).then_some(())
+    });
+    let mut client = Client::connect(&nodes[0].bootstrap(), "test", Duration::from_secs(5))
+        .expect("connect to a broker");
+    let create = Request::CreateTopics(CreateTopicsRequest {
+        topics: vec![CreatableTopic {
+            name: "isr".into(),
+            num_partitions: 1,
+            replication_factor: 3,
+            ..Default::default()
+        }],
+        timeout_ms: 30_000,
+        ..Default::default()
+    });
+    let (_, answer) = client.call(7, &create).expect("CreateTopics");
+    assert!(matches!(&answer, Response::CreateTopics(r) if r.topics[0].error_code == 0));
+    let before = wait_for(Duration::from_secs(15), "the partition in the log", || {
+        partition_state(&metadata_records(&log_dir), "isr").filter(|p| p.leader >= 0)
+    });
+    let epochs = broker_epochs(&metadata_records(&log_dir));
+    let follower = before
+        .replicas
+        .iter()
+        .copied()
+        .find(|&r| r != before.leader);
+    let follower = follower.expect("three replicas");
+    let member = |b: i32| ap::BrokerState {
+        broker_id: b.into(),
+        broker_epoch: epochs[&b],
+        ..Default::default()
+    };
+    let request = Request::AlterPartition(AlterPartitionRequest {
+        broker_id: before.leader.into(),
+        broker_epoch: epochs[&before.leader],
+        topics: vec![ap::TopicData {
+            topic_id: before.topic_id,
+            partitions: vec![ap::PartitionData {
+                partition_index: 0,
+                leader_epoch: before.leader_epoch,
+                partition_epoch: before.partition_epoch,
+                new_isr_with_epochs: vec![member(before.leader), member(follower)],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let call = |addr: SocketAddr| {
+        let mut c = Client::connect(&addr.to_string(), "test", Duration::from_secs(5)).ok()?;
+        match c.call(3, &request).ok()? {
+            (_, Response::AlterPartition(r)) => Some(r),
+            other => panic!("not an AlterPartition answer: {other:?}"),
+        }
+    };
+    let (_, other) = *controllers
+        .iter()
+        .find(|(id, _)| *id != quorum.leader)
+        .expect("3");
+    let refused = call(other).expect("an answer");
+    assert_eq!(refused.error_code, code::NOT_CONTROLLER, "{refused:?}");
+    let active = controllers
+        .iter()
+        .find(|(id, _)| *id == quorum.leader)
+        .expect("leader");
+    let r = wait_for(
+        Duration::from_secs(10),
+        "the active controller's answer",
+        || call(active.1).filter(|r| r.error_code != code::NOT_CONTROLLER),
+    );
+    assert_eq!(r.error_code, code::NONE, "{r:?}");
+    let p = &r.topics[0].partitions[0];
+    assert_eq!(p.error_code, code::NONE, "{r:?}");
+    let isr: Vec<i32> = p.isr.iter().map(|b| b.0).collect();
+    assert_eq!(isr, vec![before.leader, follower]);
+    assert_eq!(
+        (p.leader_id.0, p.leader_epoch, p.partition_epoch),
+        (
+            before.leader,
+            before.leader_epoch,
+            before.partition_epoch + 1
+        )
+    );
+    let after = partition_state(&metadata_records(&log_dir), "isr").expect("partition");
+    assert_eq!(
+        (after.isr, after.partition_epoch),
+        (isr, before.partition_epoch + 1)
+    );
+}

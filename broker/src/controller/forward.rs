@@ -1,7 +1,7 @@
 //! Requests the control core forwards to the active controller (Kafka's broker-to-controller
-//! channel): AllocateProducerIds for producer-id blocks, and on a cluster CreateTopics,
-//! CreatePartitions, DeleteTopics and topic IncrementalAlterConfigs, which only the active
-//! controller decides. This task
+//! channel): AllocateProducerIds for producer-id blocks, AlterPartition for a partition
+//! leader's ISR changes, and on a cluster CreateTopics, CreatePartitions, DeleteTopics and
+//! topic IncrementalAlterConfigs, which only the active controller decides. This task
 //! finds the active controller (the quorum leader this node's replica knows), sends the
 //! request, and tries again while there is none, the link fails, or the answer is
 //! NOT_CONTROLLER (an election under way). The active controller commits the request's
@@ -73,15 +73,7 @@ impl<L: Log + Stamped + 'static> Forwarder<L> {
     /// one (it was sent, and the answer was NOT_CONTROLLER or did not come) before trying again.
     async fn try_once(&self, link: &mut Option<Link>, request: &Request) -> Result<Response, bool> {
         let mut request = request.clone();
-        if let Request::AllocateProducerIds(r) = &mut request {
-            let Some(epoch) = self.epoch.get() else {
-                tracing::debug!("producer id block: not registered yet");
-                return Err(false);
-            };
-            r.broker_id = BrokerId(self.broker_id);
-            r.broker_epoch = epoch;
-        }
-        let version = version_of(request.api_key()).ok_or(false)?;
+        let version = stamp(&mut request, self.broker_id, self.epoch.get()).ok_or(false)?;
         let leader = self.node.borrow().replica.leader().ok_or(false)?;
         let l = connect(link, leader, &self.controllers, self.timeout)
             .await
@@ -134,10 +126,32 @@ fn settle_retry(mut answer: Response) -> Response {
     answer
 }
 
+/// Makes `request` ready to send: a request that speaks for this broker (AllocateProducerIds,
+/// AlterPartition) gets its id and current epoch, as Kafka's broker fills them in when it
+/// sends. The version to send it at, or `None` when it cannot go (not registered yet, or an
+/// API this channel does not carry).
+fn stamp(request: &mut Request, broker_id: i32, epoch: Option<i64>) -> Option<i16> {
+    let ids = match request {
+        Request::AllocateProducerIds(r) => Some((&mut r.broker_id, &mut r.broker_epoch)),
+        Request::AlterPartition(r) => Some((&mut r.broker_id, &mut r.broker_epoch)),
+        _ => None,
+    };
+    if let Some((id, broker_epoch)) = ids {
+        let Some(epoch) = epoch else {
+            tracing::debug!(api = ?request.api_key(), "not registered yet");
+            return None;
+        };
+        *id = BrokerId(broker_id);
+        *broker_epoch = epoch;
+    }
+    version_of(request.api_key())
+}
+
 /// The version each forwarded API is sent at (the newest the controller listener serves).
 fn version_of(api: ApiKey) -> Option<i16> {
     match api {
         ApiKey::AllocateProducerIds => Some(0),
+        ApiKey::AlterPartition => Some(3),
         ApiKey::CreateTopics => Some(7),
         ApiKey::CreatePartitions => Some(3),
         ApiKey::DeleteTopics => Some(6),
@@ -146,12 +160,15 @@ fn version_of(api: ApiKey) -> Option<i16> {
     }
 }
 
-/// Whether an answer says "not the active controller" (or, for a producer-id block, any
-/// error): the request goes again, to the controller the quorum elects.
+/// Whether an answer says "not the active controller" (or, for a producer-id block or an
+/// AlterPartition, any top-level error, as Kafka's `AlterPartitionManager` retries them): the
+/// request goes again, to the controller the quorum elects. An AlterPartition's partition
+/// errors are its sender's to handle.
 fn retriable(answer: &Response) -> bool {
     let not_controller = |c: i16| c == code::NOT_CONTROLLER;
     match answer {
         Response::AllocateProducerIds(r) => r.error_code != code::NONE,
+        Response::AlterPartition(r) => r.error_code != code::NONE,
         Response::CreateTopics(r) => r.topics.iter().any(|t| not_controller(t.error_code)),
         Response::CreatePartitions(r) => r.results.iter().any(|t| not_controller(t.error_code)),
         Response::DeleteTopics(r) => r.responses.iter().any(|t| not_controller(t.error_code)),
@@ -159,5 +176,62 @@ fn retriable(answer: &Response) -> bool {
             r.responses.iter().any(|t| not_controller(t.error_code))
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_net::messages::{AlterPartitionRequest, AlterPartitionResponse, MetadataRequest};
+
+    /// An AlterPartition goes at version 3 with this broker's id and current epoch, and waits
+    /// (is not sent) until the broker is registered; an API the channel does not carry never
+    /// goes.
+    #[test]
+    fn alter_partition_is_stamped_with_this_broker() {
+        let mut request = Request::AlterPartition(AlterPartitionRequest {
+            broker_id: BrokerId(9),
+            broker_epoch: 1,
+            ..Default::default()
+        });
+        assert_eq!(stamp(&mut request, 2, None), None);
+        assert_eq!(stamp(&mut request, 2, Some(41)), Some(3));
+        let Request::AlterPartition(r) = &request else {
+            panic!("not an AlterPartition");
+        };
+        assert_eq!((r.broker_id, r.broker_epoch), (BrokerId(2), 41));
+        let version = version_of(ApiKey::AlterPartition).unwrap();
+        assert!(
+            (2..=3).contains(&version),
+            "the controller listener serves 2..=3"
+        );
+        let mut other = Request::Metadata(MetadataRequest::default());
+        assert_eq!(stamp(&mut other, 2, Some(41)), None);
+    }
+
+    /// A top-level error (NOT_CONTROLLER from a controller that is not, or no longer, the
+    /// active one) sends the request again; partition errors are the leader's.
+    #[test]
+    fn alter_partition_retries_top_level_errors_only() {
+        use sluice_net::messages::alter_partition_response::{PartitionData, TopicData};
+        let answer = |top: i16, partition: i16| {
+            Response::AlterPartition(AlterPartitionResponse {
+                error_code: top,
+                topics: vec![TopicData {
+                    partitions: vec![PartitionData {
+                        error_code: partition,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+        };
+        assert!(retriable(&answer(code::NOT_CONTROLLER, 0)));
+        assert!(!retriable(&answer(code::NONE, code::NOT_CONTROLLER)));
+        assert!(!retriable(&answer(
+            code::NONE,
+            code::INVALID_UPDATE_VERSION
+        )));
     }
 }

@@ -1,9 +1,9 @@
 //! The controller listener's requests: ApiVersions, the quorum's own (Vote, BeginQuorumEpoch,
 //! EndQuorumEpoch, Fetch of `__cluster_metadata-0`) and DescribeQuorum, which
 //! `kafka-metadata-quorum --bootstrap-controller` sends, and the brokers' BrokerRegistration,
-//! BrokerHeartbeat and AllocateProducerIds, decided by the active controller and answered once
-//! their records commit. Anything else closes the connection, as Kafka's controller listener
-//! does for APIs it does not serve.
+//! BrokerHeartbeat, AllocateProducerIds and AlterPartition (a leader's ISR change), decided by
+//! the active controller and answered once their records commit. Anything else closes the
+//! connection, as Kafka's controller listener does for APIs it does not serve.
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -15,10 +15,10 @@ use sluice_controller::{Controller, Proposal};
 use sluice_net::error_code::code;
 use sluice_net::messages::api_versions_response::ApiVersion;
 use sluice_net::messages::{
-    AllocateProducerIdsResponse, ApiVersionsResponse, BeginQuorumEpochResponse,
-    BrokerHeartbeatResponse, BrokerRegistrationResponse, DescribeClusterResponse,
-    DescribeQuorumResponse, FetchResponse, FetchSnapshotResponse, VoteResponse,
-    describe_cluster_response::DescribeClusterBroker, describe_quorum_response as dq,
+    AllocateProducerIdsResponse, AlterPartitionResponse, ApiVersionsResponse,
+    BeginQuorumEpochResponse, BrokerHeartbeatResponse, BrokerRegistrationResponse,
+    DescribeClusterResponse, DescribeQuorumResponse, FetchResponse, FetchSnapshotResponse,
+    VoteResponse, describe_cluster_response::DescribeClusterBroker, describe_quorum_response as dq,
 };
 use sluice_net::{ApiKey, BrokerId, Request, Response, decode_request, response_frame};
 use sluice_quorum::{Log, ReplicaDescription};
@@ -39,6 +39,7 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::BrokerRegistration, 0, 4),
     (ApiKey::BrokerHeartbeat, 0, 2),
     (ApiKey::AllocateProducerIds, 0, 0),
+    (ApiKey::AlterPartition, 2, 3),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DeleteTopics, 1, 6),
@@ -85,53 +86,15 @@ impl<L: Log + Stamped> Served<L> {
             Request::ApiVersions(_) => Ok(api_versions()),
             Request::DescribeQuorum(_) => Ok(self.describe_quorum()),
             Request::DescribeCluster(r) => Ok(self.describe_cluster(r.endpoint_type)),
-            Request::BrokerRegistration(r) => Ok(self
-                .decide(
-                    api,
-                    |c, now| c.register_broker(now, r),
-                    Response::BrokerRegistration,
-                )
-                .await),
-            Request::BrokerHeartbeat(r) => Ok(self
-                .decide(
-                    api,
-                    |c, now| c.broker_heartbeat(now, r),
-                    Response::BrokerHeartbeat,
-                )
-                .await),
-            Request::AllocateProducerIds(r) => Ok(self
-                .decide(
-                    api,
-                    |c, _| c.allocate_producer_ids(r),
-                    Response::AllocateProducerIds,
-                )
-                .await),
-            Request::CreateTopics(r) => Ok(self
-                .decide_for(&request, |c, _| c.create_topics(r), Response::CreateTopics)
-                .await),
-            Request::CreatePartitions(r) => Ok(self
-                .decide_for(
-                    &request,
-                    |c, _| c.create_partitions(r),
-                    Response::CreatePartitions,
-                )
-                .await),
-            Request::DeleteTopics(r) => Ok(self
-                .decide_for(&request, |c, _| c.delete_topics(r), Response::DeleteTopics)
-                .await),
-            Request::IncrementalAlterConfigs(r) => Ok(self
-                .decide_for(
-                    &request,
-                    |c, _| c.incremental_alter_configs(r),
-                    Response::IncrementalAlterConfigs,
-                )
-                .await),
             Request::EndQuorumEpoch(_) => self
                 .quorum(api, &request)
                 .map(|_| sluice_controller::wire::Wire::end_quorum_epoch_response()),
-            _ => self
-                .quorum(api, &request)
-                .and_then(|answer| answer.ok_or(code::UNKNOWN_SERVER_ERROR)),
+            _ => match self.decision(version, &request).await {
+                Some(response) => Ok(response),
+                None => self
+                    .quorum(api, &request)
+                    .and_then(|answer| answer.ok_or(code::UNKNOWN_SERVER_ERROR)),
+            },
         };
         let response = match response {
             Ok(response) => response,
@@ -140,6 +103,72 @@ impl<L: Log + Stamped> Served<L> {
         Outcome::Respond(response_frame(api, version, header.correlation_id, |e| {
             response.encode(e, version)
         }))
+    }
+
+    /// A request the active controller decides (a broker's, or a forwarded topic change):
+    /// its answer once committed; `None` for any other request.
+    async fn decision(&self, version: i16, request: &Request) -> Option<Response> {
+        let api = request.api_key();
+        let response = match request {
+            Request::BrokerRegistration(r) => {
+                self.decide(
+                    api,
+                    |c, now| c.register_broker(now, r),
+                    Response::BrokerRegistration,
+                )
+                .await
+            }
+            Request::BrokerHeartbeat(r) => {
+                self.decide(
+                    api,
+                    |c, now| c.broker_heartbeat(now, r),
+                    Response::BrokerHeartbeat,
+                )
+                .await
+            }
+            Request::AllocateProducerIds(r) => {
+                self.decide(
+                    api,
+                    |c, _| c.allocate_producer_ids(r),
+                    Response::AllocateProducerIds,
+                )
+                .await
+            }
+            Request::AlterPartition(r) => {
+                self.decide(
+                    api,
+                    |c, _| c.alter_partition(version, r),
+                    Response::AlterPartition,
+                )
+                .await
+            }
+            Request::CreateTopics(r) => {
+                self.decide_for(request, |c, _| c.create_topics(r), Response::CreateTopics)
+                    .await
+            }
+            Request::CreatePartitions(r) => {
+                self.decide_for(
+                    request,
+                    |c, _| c.create_partitions(r),
+                    Response::CreatePartitions,
+                )
+                .await
+            }
+            Request::DeleteTopics(r) => {
+                self.decide_for(request, |c, _| c.delete_topics(r), Response::DeleteTopics)
+                    .await
+            }
+            Request::IncrementalAlterConfigs(r) => {
+                self.decide_for(
+                    request,
+                    |c, _| c.incremental_alter_configs(r),
+                    Response::IncrementalAlterConfigs,
+                )
+                .await
+            }
+            _ => return None,
+        };
+        Some(response)
     }
 
     /// A decision of the active controller: its records are proposed, and its answer sent once
@@ -434,6 +463,10 @@ fn refusal(api: ApiKey, error: i16) -> Response {
         ApiKey::AllocateProducerIds => Response::AllocateProducerIds(AllocateProducerIdsResponse {
             error_code: error,
             producer_id_start: (-1).into(),
+            ..Default::default()
+        }),
+        ApiKey::AlterPartition => Response::AlterPartition(AlterPartitionResponse {
+            error_code: error,
             ..Default::default()
         }),
         _ => sluice_controller::wire::Wire::end_quorum_epoch_response(),

@@ -57,6 +57,7 @@ impl Controller {
                     elr_enabled: elr,
                     min_isr,
                     unclean: election.unclean,
+                    recovery: partition.leader_recovery_state,
                 };
                 if let Some(mut record) = change.build(acceptable) {
                     record.topic_id = topic.id;
@@ -77,7 +78,7 @@ impl Controller {
     }
 
     /// The topic's `min.insync.replicas`, else the cluster's, else the controller's.
-    fn min_isr(&self, topic: &TopicImage) -> usize {
+    pub(super) fn min_isr(&self, topic: &TopicImage) -> usize {
         let key = "min.insync.replicas";
         let topic_level = self.image.config(RESOURCE_TOPIC, &topic.name, key);
         let value = topic_level.or_else(|| self.image.config(RESOURCE_BROKER, "", key));
@@ -88,20 +89,26 @@ impl Controller {
 }
 
 /// One partition's change being built (the part of `PartitionChangeBuilder` used here).
-struct Change<'a> {
-    partition: &'a PartitionRegistration,
-    target_isr: Vec<i32>,
-    elr_enabled: bool,
-    min_isr: usize,
-    unclean: i32,
+pub(super) struct Change<'a> {
+    pub partition: &'a PartitionRegistration,
+    pub target_isr: Vec<i32>,
+    pub elr_enabled: bool,
+    pub min_isr: usize,
+    /// A replica whose broker shut down uncleanly (never an ELR member), or -1.
+    pub unclean: i32,
+    /// The leader recovery state to have (the partition's own to keep it).
+    pub recovery: i8,
 }
 
 impl Change<'_> {
     /// The record, or `None` when nothing changes. Kafka's order: the target ELR, the
     /// election, the ELR fields, the ISR, then the last known leader (Kafka's default
     /// "last known leader in balanced recovery" mode, in which `last_known_elr` holds the
-    /// partition's last leader while it has none).
-    fn build(mut self, acceptable: impl Fn(i32) -> bool) -> Option<PartitionChangeRecord> {
+    /// partition's last leader while it has none), then the target leader recovery state.
+    pub(super) fn build(
+        mut self,
+        acceptable: impl Fn(i32) -> bool,
+    ) -> Option<PartitionChangeRecord> {
         let p = self.partition;
         let mut target_elr = self.target_elr();
         let mut record = PartitionChangeRecord::default();
@@ -133,6 +140,9 @@ impl Change<'_> {
         }
         if self.elr_enabled {
             record.last_known_elr = last_known_leader(p, &record);
+        }
+        if self.recovery != p.leader_recovery_state {
+            record.leader_recovery_state = self.recovery;
         }
         let unchanged = record.leader.get() == -2
             && record.isr.is_none()

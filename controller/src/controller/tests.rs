@@ -762,3 +762,5 @@ fn topic_config_changes_become_config_records() {
     let codes: Vec<i16> = r.responses.iter().map(|x| x.error_code).collect();
     assert_eq!(codes, vec![3, 42]);
 }
+
+mod alter_partition;
