@@ -660,7 +660,8 @@ fn high_watermark_waits_for_followers() {
     assert_eq!(
         alone.map(|(error, _)| error),
         Some(code::NOT_ENOUGH_REPLICAS),
-        "{alone:?}"
+        "acks=all with leader {} alone in the ISR, below min.insync.replicas=2: {alone:?}",
+        p.leader
     );
 
     signal(&nodes[(a - 1) as usize], libc::SIGCONT);
