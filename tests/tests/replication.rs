@@ -1,0 +1,678 @@
+//! ISR replication (issue 21) end to end on real `sluice` processes: topics with replication
+//! factor 3 and `min.insync.replicas=2` on clusters of combined broker and controller nodes.
+//!
+//! - followers end up with the leader's log byte for byte (the logical content of the `.log`
+//!   segments in each node's data dir, offsets and leader epochs included);
+//! - an acks=all record acknowledged before or after kill -9 of the leader is read back once, at
+//!   its acknowledged offset, from the leader elected out of the ISR; the killed node restarts,
+//!   truncates what it held beyond the new leader's log and catches up to the same bytes;
+//! - the high watermark waits for every ISR member: with a follower stopped (SIGSTOP) but still
+//!   in the ISR an acks=all produce times out and the high watermark stays put; once the
+//!   controller fences it the ISR of two (>= min.insync.replicas) answers acks=all again; with
+//!   the leader alone in the ISR acks=all is refused with NOT_ENOUGH_REPLICAS.
+//!
+//! Every process is started on free ports and stopped (SIGKILL, by its PID) when its `Broker`
+//! drops; SIGSTOP and SIGCONT go to a PID too, never to a name.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use sluice_net::client::Client;
+use sluice_net::error_code::code;
+use sluice_net::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use sluice_net::messages::{
+    CreateTopicsRequest, FetchRequest, ListOffsetsRequest, ProduceRequest, fetch_request,
+    list_offsets_request, produce_request,
+};
+use sluice_net::record_batch::Batches;
+use sluice_net::record_batch::build::{BatchSpec, KeyValue, batch};
+use sluice_net::{Request, Response};
+use sluice_tests::{Broker, free_port, metadata_of, wait_for, wait_for_state};
+
+/// Connect timeout of every client here; reads wait four times as long (`Client::connect`).
+const CONNECT: Duration = Duration::from_secs(5);
+
+/// Nodes `1..=n`, each a broker and a controller voter, on one core without metrics, in
+/// `tmp/node-{id}`; `extra` is given to every node.
+fn start_cluster(tmp: &Path, n: i32, extra: &[&str]) -> Vec<Broker> {
+    let voters: Vec<String> = (1..=n)
+        .map(|id| format!("{id}@127.0.0.1:{}", free_port()))
+        .collect();
+    let voters = voters.join(",");
+    let nodes: Vec<Broker> = (1..=n)
+        .map(|id| {
+            let node_id = id.to_string();
+            let mut args = vec![
+                "--node-id",
+                node_id.as_str(),
+                "--controller-voters",
+                voters.as_str(),
+                "--process-roles",
+                "broker,controller",
+                "--cores",
+                "1",
+                "--metrics-listen",
+                "off",
+            ];
+            args.extend_from_slice(extra);
+            let dir = tmp.join(format!("node-{id}"));
+            Broker::start_in(&dir, "127.0.0.1:0".parse().expect("addr"), &args)
+        })
+        .collect();
+    let first = nodes[0].bootstrap();
+    wait_for_state(
+        Duration::from_secs(30),
+        "every broker registered and unfenced (Metadata's brokers)",
+        || metadata_of(&first, "none").map(|r| r.brokers.len()),
+        |seen| *seen == Some(n as usize),
+    );
+    nodes
+}
+
+/// The broker address of node `id`.
+fn addr_of(nodes: &[Broker], id: i32) -> String {
+    nodes[usize::try_from(id - 1).expect("node ids start at 1")].bootstrap()
+}
+
+/// CreateTopics of `topic` with `partitions`, replication factor 3 and min.insync.replicas=2.
+fn create_replicated(broker: &str, topic: &str, partitions: i32) {
+    let mut client = Client::connect(broker, "test", CONNECT).expect("connect");
+    let request = Request::CreateTopics(CreateTopicsRequest {
+        topics: vec![CreatableTopic {
+            name: topic.into(),
+            num_partitions: partitions,
+            replication_factor: 3,
+            configs: vec![CreatableTopicConfig {
+                name: "min.insync.replicas".into(),
+                value: Some("2".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        timeout_ms: 30_000,
+        ..Default::default()
+    });
+    let Ok((_, Response::CreateTopics(r))) = client.call(7, &request) else {
+        panic!("no CreateTopics answer");
+    };
+    assert_eq!(r.topics[0].error_code, code::NONE, "{r:?}");
+}
+
+/// One partition as a broker's Metadata shows it (replicas and ISR sorted).
+#[derive(Debug, Clone, PartialEq)]
+struct Placement {
+    leader: i32,
+    epoch: i32,
+    replicas: Vec<i32>,
+    isr: Vec<i32>,
+}
+
+impl Placement {
+    /// The replicas other than the leader.
+    fn followers(&self) -> Vec<i32> {
+        let leader = self.leader;
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|&r| r != leader)
+            .collect()
+    }
+}
+
+/// Each partition of `topic` as `broker` sees it; empty if it does not answer or know the topic.
+/// Never ask a SIGSTOPped node: it accepts the connection and then answers nothing.
+fn placements(broker: &str, topic: &str) -> BTreeMap<i32, Placement> {
+    let Some(r) = metadata_of(broker, topic) else {
+        return BTreeMap::new();
+    };
+    let Some(t) = r.topics.first().filter(|t| t.error_code == code::NONE) else {
+        return BTreeMap::new();
+    };
+    let sorted = |ids: &[sluice_net::BrokerId]| {
+        let mut v: Vec<i32> = ids.iter().map(|b| b.0).collect();
+        v.sort_unstable();
+        v
+    };
+    t.partitions
+        .iter()
+        .map(|p| {
+            let placement = Placement {
+                leader: p.leader_id.0,
+                epoch: p.leader_epoch,
+                replicas: sorted(&p.replica_nodes),
+                isr: sorted(&p.isr_nodes),
+            };
+            (p.partition_index, placement)
+        })
+        .collect()
+}
+
+/// Waits until every node of `live` shows the same `partitions` partitions of `topic`, each
+/// with a leader and its three replicas all in the ISR; that view.
+fn wait_in_sync(
+    nodes: &[Broker],
+    live: &[i32],
+    topic: &str,
+    partitions: usize,
+) -> BTreeMap<i32, Placement> {
+    let views = wait_for_state(
+        Duration::from_secs(45),
+        &format!("{topic}: a leader and the full ISR on every partition, as every live node sees"),
+        || -> Vec<BTreeMap<i32, Placement>> {
+            live.iter()
+                .map(|&id| placements(&addr_of(nodes, id), topic))
+                .collect()
+        },
+        |views| {
+            views.iter().all(|v| v == &views[0])
+                && views[0].len() == partitions
+                && views[0]
+                    .values()
+                    .all(|p| p.leader > 0 && p.replicas.len() == 3 && p.isr == p.replicas)
+        },
+    );
+    views[0].clone()
+}
+
+/// Produce of one batch holding `values` to `topic`-`partition` on `broker` with `acks` and
+/// `timeout_ms`: the partition's (error code, base offset); `None` without an answer (the broker
+/// is down or did not answer within the client's read timeout, 20 s).
+fn produce(
+    broker: &str,
+    topic: &str,
+    partition: i32,
+    (acks, timeout_ms): (i16, i32),
+    values: &[&[u8]],
+) -> Option<(i16, i64)> {
+    let records: Vec<KeyValue<'_>> = values.iter().map(|v| (None, Some(*v))).collect();
+    let request = Request::Produce(ProduceRequest {
+        acks,
+        timeout_ms,
+        topic_data: vec![produce_request::TopicProduceData {
+            name: topic.into(),
+            partition_data: vec![produce_request::PartitionProduceData {
+                index: partition,
+                records: Some(batch(&BatchSpec::default(), &records).into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let mut client = Client::connect(broker, "test", CONNECT).ok()?;
+    let (_, Response::Produce(r)) = client.call(11, &request).ok()? else {
+        panic!("not a Produce answer");
+    };
+    let p = &r.responses[0].partition_responses[0];
+    Some((p.error_code, p.base_offset))
+}
+
+/// ListOffsets LATEST as a consumer (replica id -1, read uncommitted): the high watermark.
+fn high_watermark(broker: &str, topic: &str, partition: i32) -> i64 {
+    let mut client = Client::connect(broker, "test", CONNECT).expect("connect");
+    let request = Request::ListOffsets(ListOffsetsRequest {
+        replica_id: sluice_net::BrokerId(-1),
+        topics: vec![list_offsets_request::ListOffsetsTopic {
+            name: topic.into(),
+            partitions: vec![list_offsets_request::ListOffsetsPartition {
+                partition_index: partition,
+                timestamp: -1,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let Ok((_, Response::ListOffsets(r))) = client.call(7, &request) else {
+        panic!("no ListOffsets answer");
+    };
+    let p = &r.topics[0].partitions[0];
+    assert_eq!(p.error_code, code::NONE, "{r:?}");
+    p.offset
+}
+
+/// Every record of `topic`-`partition` a consumer reads from `broker`, from offset 0 up to the
+/// high watermark: (offset, value).
+fn read_all(broker: &str, topic: &str, partition: i32) -> Vec<(i64, Vec<u8>)> {
+    let mut client = Client::connect(broker, "test", CONNECT).expect("connect");
+    let mut out = Vec::new();
+    let mut next = 0;
+    loop {
+        let request = Request::Fetch(FetchRequest {
+            max_wait_ms: 0,
+            max_bytes: 1 << 20,
+            session_epoch: -1,
+            topics: vec![fetch_request::FetchTopic {
+                topic: topic.into(),
+                partitions: vec![fetch_request::FetchPartition {
+                    partition,
+                    fetch_offset: next,
+                    partition_max_bytes: 1 << 20,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        let Ok((_, Response::Fetch(f))) = client.call(12, &request) else {
+            panic!("no Fetch answer");
+        };
+        let p = &f.responses[0].partitions[0];
+        assert_eq!(p.error_code, code::NONE, "fetch at {next}: {f:?}");
+        let before = next;
+        let records = p.records.as_ref().map(|r| r.to_bytes()).unwrap_or_default();
+        for batch in Batches::new(records) {
+            let Ok(batch) = batch else { break };
+            for record in batch.records().expect("uncompressed") {
+                let record = record.expect("a whole record");
+                let offset = batch.base_offset() + i64::from(record.offset_delta);
+                if offset >= next && offset < p.high_watermark {
+                    out.push((offset, record.value.map(|v| v.to_vec()).unwrap_or_default()));
+                    next = offset + 1;
+                }
+            }
+        }
+        if next >= p.high_watermark {
+            return out;
+        }
+        assert!(next > before, "no progress reading at {next}: {p:?}");
+    }
+}
+
+/// The directory `name` somewhere under `root` (a partition's, `<topic>-<partition>`).
+fn find_dir(root: &Path, name: &str, depth: u32) -> Option<PathBuf> {
+    let entries = std::fs::read_dir(root).ok()?;
+    let dirs: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    if let Some(d) = dirs
+        .iter()
+        .find(|d| d.file_name().is_some_and(|n| n == name))
+    {
+        return Some(d.clone());
+    }
+    if depth == 0 {
+        return None;
+    }
+    dirs.iter().find_map(|d| find_dir(d, name, depth - 1))
+}
+
+/// The logical content of one replica's log of `topic`-`partition` in a node's data dir, and
+/// its next offset: the batches of its `.log` segments in offset order. A segment file may be
+/// longer than its batches (fallocate steps, zero padding to the direct-I/O block:
+/// `shard/src/segment.rs`), and a live one may be mid-write, so each file is read up to the
+/// first bytes that are not a whole, CRC-valid batch continuing the offsets. No directory yet
+/// is an empty log.
+fn replica_log(node_dir: &Path, topic: &str, partition: i32) -> (Vec<u8>, i64) {
+    let Some(dir) = find_dir(node_dir, &format!("{topic}-{partition}"), 2) else {
+        return (Vec::new(), 0);
+    };
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    segments.retain(|p| p.extension().is_some_and(|e| e == "log"));
+    segments.sort();
+    let (mut bytes, mut next) = (Vec::new(), None);
+    for segment in segments {
+        let Ok(content) = std::fs::read(&segment) else {
+            continue;
+        };
+        for batch in Batches::new(Bytes::from(content)) {
+            let Ok(batch) = batch else { break };
+            let continues = next.is_none_or(|n| batch.base_offset() == n);
+            if batch.validate_stored().is_err() || !continues {
+                break;
+            }
+            bytes.extend_from_slice(batch.bytes());
+            next = Some(batch.last_offset() + 1);
+        }
+    }
+    (bytes, next.unwrap_or(0))
+}
+
+/// One replica's log as a probe saw it: (node, next offset, logical bytes, same bytes as the
+/// leader's).
+type ReplicaView = (i32, i64, usize, bool);
+
+/// Waits (at most `within`) until, for each partition, every node of `replicas` holds exactly
+/// the bytes of the leader's log and that log reaches at least `min_end`.
+fn wait_replicas_equal(
+    tmp: &Path,
+    topic: &str,
+    replicas: &BTreeMap<i32, (i32, Vec<i32>)>,
+    min_end: i64,
+    within: Duration,
+) {
+    wait_for_state(
+        within,
+        &format!(
+            "{topic}: every replica's log byte-identical to its leader's, ending at {min_end} or \
+             later (partition: (node, next offset, bytes, same as the leader's))"
+        ),
+        || -> BTreeMap<i32, Vec<ReplicaView>> {
+            replicas
+                .iter()
+                .map(|(&partition, (leader, nodes))| {
+                    let log =
+                        |id: i32| replica_log(&tmp.join(format!("node-{id}")), topic, partition);
+                    let (leader_bytes, _) = log(*leader);
+                    let views = nodes
+                        .iter()
+                        .map(|&id| {
+                            let (bytes, end) = log(id);
+                            (id, end, bytes.len(), bytes == leader_bytes)
+                        })
+                        .collect();
+                    (partition, views)
+                })
+                .collect()
+        },
+        |seen| {
+            seen.values()
+                .flatten()
+                .all(|&(_, end, _, same)| same && end >= min_end)
+        },
+    );
+}
+
+/// Each partition's leader and all its replicas, for [`wait_replicas_equal`].
+fn all_replicas(placements: &BTreeMap<i32, Placement>) -> BTreeMap<i32, (i32, Vec<i32>)> {
+    placements
+        .iter()
+        .map(|(&p, pl)| (p, (pl.leader, pl.replicas.clone())))
+        .collect()
+}
+
+/// N acks=all batches to each of several partitions: every follower's log ends up
+/// byte-identical to its leader's (offsets, leader epochs, CRCs: the leader's batches as they
+/// are, not re-encoded), and a consumer reads them all back from the leader.
+#[test]
+fn followers_hold_the_leaders_bytes() {
+    const PARTITIONS: i32 = 4;
+    const BATCHES: i64 = 5;
+    const PER_BATCH: i64 = 3;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let nodes = start_cluster(tmp.path(), 3, &[]);
+    create_replicated(&nodes[0].bootstrap(), "mirrored", PARTITIONS);
+    let placed = wait_in_sync(&nodes, &[1, 2, 3], "mirrored", PARTITIONS as usize);
+    for (&partition, p) in &placed {
+        let leader = addr_of(&nodes, p.leader);
+        for b in 0..BATCHES {
+            let values: Vec<String> = (0..PER_BATCH)
+                .map(|i| format!("p{partition}-b{b}-r{i}"))
+                .collect();
+            let values: Vec<&[u8]> = values.iter().map(|v| v.as_bytes()).collect();
+            let answer = produce(&leader, "mirrored", partition, (-1, 10_000), &values);
+            assert_eq!(
+                answer,
+                Some((code::NONE, b * PER_BATCH)),
+                "partition {partition} {p:?}"
+            );
+        }
+    }
+    wait_replicas_equal(
+        tmp.path(),
+        "mirrored",
+        &all_replicas(&placed),
+        BATCHES * PER_BATCH,
+        Duration::from_secs(30),
+    );
+    for (&partition, p) in &placed {
+        let read = read_all(&addr_of(&nodes, p.leader), "mirrored", partition);
+        assert_eq!(read.len() as i64, BATCHES * PER_BATCH, "{read:?}");
+        assert_eq!(read[0].1, format!("p{partition}-b0-r0").into_bytes());
+    }
+}
+
+/// What the producer of [`acks_all_survives_leader_kill`] shares with the test: every
+/// acknowledged (offset, value), and when to stop.
+#[derive(Default)]
+struct Producer {
+    acked: Mutex<Vec<(i64, String)>>,
+    stop: AtomicBool,
+}
+
+impl Producer {
+    fn acked(&self) -> Vec<(i64, String)> {
+        self.acked.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// The current leader of `topic`-0 per the first of `brokers` that answers Metadata: its
+/// address.
+fn leader_address(brokers: &[String], topic: &str) -> Option<String> {
+    brokers.iter().find_map(|b| {
+        let r = metadata_of(b, topic)?;
+        let p = r.topics.first()?.partitions.first()?;
+        let leader = r.brokers.iter().find(|n| n.node_id == p.leader_id)?;
+        Some(format!("{}:{}", leader.host, leader.port))
+    })
+}
+
+/// Produces one fresh value per attempt (a retried value could land twice), acks=all, to the
+/// leader of `topic`-0 until told to stop, recording what is acknowledged; an error or no
+/// answer is retried after 100 ms against the leader Metadata names then. The error codes
+/// seen, for the test to check.
+fn produce_until_stopped(brokers: &[String], topic: &str, shared: &Producer) -> Vec<i16> {
+    let mut errors = Vec::new();
+    let mut attempt = 0u64;
+    while !shared.stop.load(Ordering::Relaxed) {
+        let value = format!("value-{attempt:06}");
+        attempt += 1;
+        let answer = leader_address(brokers, topic)
+            .and_then(|leader| produce(&leader, topic, 0, (-1, 5000), &[value.as_bytes()]));
+        match answer {
+            Some((code::NONE, offset)) => shared
+                .acked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((offset, value)),
+            Some((error, _)) => {
+                errors.push(error);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            None => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+    errors
+}
+
+/// Every acknowledged value is in `log` exactly once, at its acknowledged offset.
+fn check_acknowledged(log: &[(i64, Vec<u8>)], acked: &[(i64, String)]) {
+    let at: BTreeMap<i64, String> = log
+        .iter()
+        .map(|(o, v)| (*o, String::from_utf8_lossy(v).into_owned()))
+        .collect();
+    for (offset, value) in acked {
+        assert_eq!(
+            at.get(offset),
+            Some(value),
+            "acknowledged {value} at offset {offset}; the new leader's log (offset: value) up \
+             to its high watermark: {at:?}"
+        );
+        let times = at.values().filter(|v| *v == value).count();
+        assert_eq!(
+            times, 1,
+            "acknowledged {value} is in the log {times} times: {at:?}"
+        );
+    }
+}
+
+/// acks=all records acknowledged before and after kill -9 of the partition leader are all
+/// read back from the leader the controller elects out of the ISR, each once at its offset;
+/// the killed node restarts, truncates where its log diverged and catches up byte for byte.
+#[test]
+fn acks_all_survives_leader_kill() {
+    const BEFORE: usize = 20;
+    const AFTER: usize = 20;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut nodes = start_cluster(tmp.path(), 3, &[]);
+    create_replicated(&nodes[0].bootstrap(), "survive", 1);
+    let first = wait_in_sync(&nodes, &[1, 2, 3], "survive", 1)[&0].clone();
+    let brokers: Vec<String> = nodes.iter().map(Broker::bootstrap).collect();
+    let shared = Arc::new(Producer::default());
+    let producer = {
+        let shared = Arc::clone(&shared);
+        std::thread::spawn(move || produce_until_stopped(&brokers, "survive", &shared))
+    };
+    wait_for(
+        Duration::from_secs(30),
+        "records acknowledged before the kill",
+        || (shared.acked().len() >= BEFORE).then_some(()),
+    );
+    let killed = first.leader;
+    nodes[(killed - 1) as usize].kill();
+    let at_kill = shared.acked().len();
+    eprintln!("killed leader {killed} after {at_kill} acknowledged records");
+    let enough = wait_for_state(
+        Duration::from_secs(60),
+        "records acknowledged after the kill (acknowledged so far)",
+        || shared.acked().len(),
+        |n| *n >= at_kill + AFTER,
+    );
+    shared.stop.store(true, Ordering::Relaxed);
+    let errors = producer.join().expect("the producer thread");
+    eprintln!("{enough} acknowledged; errors retried: {errors:?}");
+    let retriable = [
+        code::LEADER_NOT_AVAILABLE,
+        code::NOT_LEADER_OR_FOLLOWER,
+        code::REQUEST_TIMED_OUT,
+        code::NOT_ENOUGH_REPLICAS,
+        code::NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+    ];
+    assert!(errors.iter().all(|e| retriable.contains(e)), "{errors:?}");
+    let survivor = addr_of(&nodes, if killed == 1 { 2 } else { 1 });
+    let now = wait_for_state(
+        Duration::from_secs(30),
+        "a new leader of survive-0",
+        || placements(&survivor, "survive").get(&0).cloned(),
+        |p| {
+            p.as_ref()
+                .is_some_and(|p| p.leader > 0 && p.leader != killed)
+        },
+    )
+    .expect("placement");
+    assert!(now.epoch > first.epoch, "{first:?} then {now:?}");
+    let acked = shared.acked();
+    check_acknowledged(
+        &read_all(&addr_of(&nodes, now.leader), "survive", 0),
+        &acked,
+    );
+
+    nodes[(killed - 1) as usize].restart_after_kill();
+    let healed = wait_in_sync(&nodes, &[1, 2, 3], "survive", 1);
+    let end = acked.iter().map(|(o, _)| o + 1).max().unwrap_or(0);
+    wait_replicas_equal(
+        tmp.path(),
+        "survive",
+        &all_replicas(&healed),
+        end,
+        Duration::from_secs(30),
+    );
+}
+
+/// SIGSTOP or SIGCONT to one process we started (by its PID).
+fn signal(node: &Broker, sig: i32) {
+    let pid = i32::try_from(node.pid()).expect("pid");
+    // SAFETY: kill(2) with the PID of a child we spawned and a valid signal number.
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
+}
+
+/// Waits until the leader's Metadata shows `isr` as the ISR of `topic`-0.
+fn wait_isr(leader: &str, topic: &str, isr: &[i32], what: &str) {
+    let mut isr = isr.to_vec();
+    isr.sort_unstable();
+    wait_for_state(
+        Duration::from_secs(30),
+        what,
+        || placements(leader, topic).get(&0).cloned(),
+        |p| p.as_ref().is_some_and(|p| p.isr == isr),
+    );
+}
+
+/// The high watermark waits for every ISR member, and min.insync.replicas guards acks=all.
+///
+/// Five combined nodes, not three: the test takes both followers of the partition away, and
+/// with three controller voters two of them gone would leave no quorum, so no controller to
+/// fence the followers or shrink the ISR; five voters keep a quorum of three whichever two are
+/// stopped. The followers are stopped with SIGSTOP, not killed: a stopped broker stops fetching
+/// and heartbeating but keeps its sockets, so it stays registered and in the ISR until its
+/// session (6 s here, to leave room for the first check) runs out, which is the window in which
+/// the high watermark must wait. SIGCONT at the end: both unfenced, they catch up and rejoin.
+#[test]
+fn high_watermark_waits_for_followers() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let session = ["--set", "broker_session_timeout_ms=6000"];
+    let nodes = start_cluster(tmp.path(), 5, &session);
+    create_replicated(&nodes[0].bootstrap(), "hw", 1);
+    let placed = wait_in_sync(&nodes, &[1, 2, 3, 4, 5], "hw", 1);
+    let p = placed[&0].clone();
+    let (a, b) = (p.followers()[0], p.followers()[1]);
+    let leader = addr_of(&nodes, p.leader);
+    let acks_all = |value: &[u8], timeout_ms| produce(&leader, "hw", 0, (-1, timeout_ms), &[value]);
+    assert_eq!(acks_all(b"three in sync", 10_000), Some((code::NONE, 0)));
+
+    // Follower a stopped but still in the ISR: its log end cannot pass offset 1, so neither can
+    // the high watermark, and acks=all times out (the record stays in the leader's log).
+    signal(&nodes[(a - 1) as usize], libc::SIGSTOP);
+    let answer = acks_all(b"waits for a", 1000);
+    let isr_then = placements(&leader, "hw").get(&0).map(|p| p.isr.clone());
+    assert!(
+        isr_then.as_ref().is_some_and(|isr| isr.contains(&a)),
+        "the test's premise: stopped follower {a} still in the ISR when the answer came: \
+         {isr_then:?}"
+    );
+    assert_eq!(
+        answer.map(|(error, _)| error),
+        Some(code::REQUEST_TIMED_OUT),
+        "acks=all with follower {a} stopped but in the ISR {isr_then:?}: {answer:?}"
+    );
+    assert_eq!(
+        high_watermark(&leader, "hw", 0),
+        1,
+        "the high watermark waits for {a}"
+    );
+
+    // The controller fences a: the ISR of two (= min.insync.replicas) moves the high watermark
+    // past the waiting record and answers acks=all again.
+    let two = [p.leader, b];
+    wait_isr(
+        &leader,
+        "hw",
+        &two,
+        "stopped follower fenced and out of the ISR",
+    );
+    assert_eq!(acks_all(b"two in sync", 10_000), Some((code::NONE, 2)));
+    assert_eq!(high_watermark(&leader, "hw", 0), 3);
+    let pair = BTreeMap::from([(0, (p.leader, vec![p.leader, b]))]);
+    wait_replicas_equal(tmp.path(), "hw", &pair, 3, Duration::from_secs(15));
+
+    // b stopped too: the leader alone in the ISR, below min.insync.replicas=2.
+    signal(&nodes[(b - 1) as usize], libc::SIGSTOP);
+    wait_isr(&leader, "hw", &[p.leader], "the leader alone in the ISR");
+    let alone = acks_all(b"alone", 10_000);
+    assert_eq!(
+        alone.map(|(error, _)| error),
+        Some(code::NOT_ENOUGH_REPLICAS),
+        "acks=all with leader {} alone in the ISR, below min.insync.replicas=2: {alone:?}",
+        p.leader
+    );
+
+    signal(&nodes[(a - 1) as usize], libc::SIGCONT);
+    signal(&nodes[(b - 1) as usize], libc::SIGCONT);
+    let healed = wait_in_sync(&nodes, &[1, 2, 3, 4, 5], "hw", 1);
+    assert_eq!(healed[&0].leader, p.leader, "{healed:?}");
+    wait_replicas_equal(
+        tmp.path(),
+        "hw",
+        &all_replicas(&healed),
+        3,
+        Duration::from_secs(30),
+    );
+}
