@@ -140,11 +140,7 @@ impl Core {
             next_wait: Cell::new(0),
             topics: RefCell::new(Rc::new(image)),
             cluster_id: parts.cluster_id,
-            partitions: Rc::new(LocalPartitions::new(
-                id,
-                node,
-                Rc::clone(&shard),
-            )),
+            partitions: Rc::new(LocalPartitions::new(id, node, Rc::clone(&shard))),
             shard,
             control: parts.control,
             metrics: crate::metrics::CoreMetrics::default(),
@@ -363,9 +359,10 @@ impl Core {
                 if table.replica_core_for(&t.name, p) != Some(self.id) {
                     continue;
                 }
-                if let (Some(part), Some(state)) =
-                    (self.shard.partition(&t.name, p), table.partition(&t.name, p))
-                {
+                if let (Some(part), Some(state)) = (
+                    self.shard.partition(&t.name, p),
+                    table.partition(&t.name, p),
+                ) {
                     replication.apply(&part, t.id, state, min_isr, crate::replication::now_ms());
                 }
             }

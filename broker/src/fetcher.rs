@@ -152,11 +152,12 @@ async fn session(core: &Rc<Core>, leader: i32) {
 async fn connect(host: &str, port: i32) -> Option<TcpStream> {
     let port = u16::try_from(port).ok()?;
     let addr = (host, port).to_socket_addrs().ok()?.next()?;
-    let connected =
-        glommio::timer::timeout(Duration::from_secs(2), async { Ok(TcpStream::connect(addr).await) })
-            .await
-            .ok()?
-            .ok()?;
+    let connected = glommio::timer::timeout(Duration::from_secs(2), async {
+        Ok(TcpStream::connect(addr).await)
+    })
+    .await
+    .ok()?
+    .ok()?;
     let _ = connected.set_nodelay(true);
     Some(connected)
 }
@@ -239,8 +240,12 @@ async fn apply(
 /// One partition's answer: truncate on divergence, else append and learn the high watermark.
 async fn apply_partition(core: &Core, p: &Partition, data: PartitionData) -> bool {
     if data.error_code != code::NONE {
-        tracing::debug!(topic = p.topic(), partition = p.partition(), code = data.error_code,
-            "replica fetch refused");
+        tracing::debug!(
+            topic = p.topic(),
+            partition = p.partition(),
+            code = data.error_code,
+            "replica fetch refused"
+        );
         return false;
     }
     let diverging = &data.diverging_epoch;
@@ -248,9 +253,17 @@ async fn apply_partition(core: &Core, p: &Partition, data: PartitionData) -> boo
         let own_end = p
             .end_offset_for_epoch(diverging.epoch)
             .map_or(diverging.end_offset, |(_, end)| end);
-        let target = diverging.end_offset.min(own_end).min(p.offsets().log_end_offset);
-        tracing::info!(topic = p.topic(), partition = p.partition(), target,
-            epoch = diverging.epoch, "truncating a replica where it left the leader's log");
+        let target = diverging
+            .end_offset
+            .min(own_end)
+            .min(p.offsets().log_end_offset);
+        tracing::info!(
+            topic = p.topic(),
+            partition = p.partition(),
+            target,
+            epoch = diverging.epoch,
+            "truncating a replica where it left the leader's log"
+        );
         if let Err(e) = p.truncate_to(target).await {
             tracing::warn!(topic = p.topic(), partition = p.partition(), error = %e,
                 "replica truncation failed");

@@ -175,7 +175,11 @@ impl TopicImage {
             cores,
             cluster: Some(ClusterView {
                 live,
-                epochs: metadata.brokers().values().map(|b| (b.id, b.epoch)).collect(),
+                epochs: metadata
+                    .brokers()
+                    .values()
+                    .map(|b| (b.id, b.epoch))
+                    .collect(),
             }),
         }
     }

@@ -12,8 +12,8 @@ use sluice_net::messages::AlterPartitionRequest;
 use sluice_net::messages::alter_partition_request::{BrokerState, PartitionData, TopicData};
 use sluice_net::{BrokerId, Request, Response, Uuid};
 
-use crate::core::Core;
 use crate::cluster_topics::Cluster;
+use crate::core::Core;
 use crate::errors::code;
 use crate::replication::{IsrChange, now_ms};
 
@@ -27,14 +27,11 @@ pub async fn run(core: Rc<Core>) {
         return;
     };
     while !core.stop.is_stopping() {
-        let woken = futures_lite::future::or(
-            async { expansions.recv().await },
-            async {
-                futures_lite::future::or(glommio::timer::sleep(CHECK_PERIOD), core.stop.stopped())
-                    .await;
-                None
-            },
-        )
+        let woken = futures_lite::future::or(async { expansions.recv().await }, async {
+            futures_lite::future::or(glommio::timer::sleep(CHECK_PERIOD), core.stop.stopped())
+                .await;
+            None
+        })
         .await;
         let mut changes: Vec<IsrChange> = woken.into_iter().collect();
         let lag_max = core.config.replica_lag_time_max_ms;
@@ -51,7 +48,10 @@ pub async fn run(core: Rc<Core>) {
 /// Sends one change; whether the controller accepted it.
 async fn send(core: &Core, change: &IsrChange) -> bool {
     let image = core.topics();
-    let epochs = image.cluster().map(|c| c.epochs.clone()).unwrap_or_default();
+    let epochs = image
+        .cluster()
+        .map(|c| c.epochs.clone())
+        .unwrap_or_default();
     let broker_epoch = epochs.get(&core.config.node_id).copied().unwrap_or(-1);
     let request = AlterPartitionRequest {
         broker_id: BrokerId(core.config.node_id),
@@ -78,7 +78,7 @@ async fn send(core: &Core, change: &IsrChange) -> bool {
         }],
         ..Default::default()
     };
-    tracing::info!(topic = %change.topic, partition = change.partition,
+    tracing::debug!(topic = %change.topic, partition = change.partition,
         isr = ?change.new_isr, "proposing an ISR change");
     let answer = core.forward(Request::AlterPartition(request)).await;
     let error = match &answer {
@@ -92,8 +92,13 @@ async fn send(core: &Core, change: &IsrChange) -> bool {
             .unwrap_or(code::UNKNOWN_SERVER_ERROR),
         _ => code::UNKNOWN_SERVER_ERROR,
     };
-    if error != code::NONE {
-        tracing::info!(topic = %change.topic, partition = change.partition, error,
+    if error == code::NONE {
+        tracing::info!(topic = %change.topic, partition = change.partition,
+            isr = ?change.new_isr, "ISR changed");
+    } else {
+        // INELIGIBLE_REPLICA until a restarted follower is unfenced: proposed again on its
+        // next Fetch.
+        tracing::debug!(topic = %change.topic, partition = change.partition, error,
             "ISR change refused");
     }
     error == code::NONE

@@ -240,8 +240,7 @@ impl LocalPartitions {
                 .await
                 .map_err(|e| storage(&p, e));
         };
-        self.follower_read(&p, r.offset, r.max_bytes, replica)
-            .await
+        self.follower_read(&p, r.offset, r.max_bytes, replica).await
     }
 
     /// A follower's Fetch of `p` at `offset` (its log end), which this broker leads, as

@@ -316,4 +316,3 @@ pub async fn offset_for_leader_epoch(
         ..Default::default()
     }
 }
-
