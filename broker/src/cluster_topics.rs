@@ -84,7 +84,15 @@ async fn change_one(core: &impl Cluster, change: TopicChange) -> Result<(), Topi
             partitions,
             configs,
             dry_run,
-        } => (create_request(&name, partitions, &configs, dry_run), name),
+        } => {
+            let replicas = if name == crate::groups::OFFSETS_TOPIC {
+                offsets_replication(&core.image())
+            } else {
+                -1
+            };
+            let request = create_request(&name, partitions, replicas, &configs, dry_run);
+            (request, name)
+        }
         TopicChange::AddPartitions {
             name,
             total,
@@ -247,10 +255,22 @@ fn target_configs(
     Ok(next)
 }
 
-/// A CreateTopics request for one topic with the controller's default replication factor.
+/// `__consumer_offsets`'s replication factor: Kafka's `offsets.topic.replication.factor` (3),
+/// or every live broker when fewer are up (Kafka refuses to create it then; a smaller test
+/// cluster would have no coordinator at all).
+fn offsets_replication(image: &TopicImage) -> i16 {
+    let live = image.cluster().map_or(1, |c| c.live.len());
+    i16::try_from(live.clamp(1, OFFSETS_REPLICATION_FACTOR)).unwrap_or(1)
+}
+
+const OFFSETS_REPLICATION_FACTOR: usize = 3;
+
+/// A CreateTopics request for one topic with `replication_factor` replicas (-1: the
+/// controller's default).
 fn create_request(
     name: &str,
     partitions: i32,
+    replication_factor: i16,
     configs: &BTreeMap<String, String>,
     dry_run: bool,
 ) -> Request {
@@ -258,7 +278,7 @@ fn create_request(
         topics: vec![CreatableTopic {
             name: name.into(),
             num_partitions: partitions,
-            replication_factor: -1,
+            replication_factor,
             configs: configs
                 .iter()
                 .map(|(k, v)| CreatableTopicConfig {

@@ -345,6 +345,9 @@ impl Core {
         }
         self.open_owned_partitions(&table).await;
         self.apply_replication(&table);
+        let owns = |p: i32| table.core_for(crate::groups::OFFSETS_TOPIC, p) == Some(self.id);
+        let partitions = crate::groups::offsets_partitions(table.registry());
+        self.groups.unload(&owns, partitions);
     }
 
     /// Brings every partition this core hosts in line with its leader, epoch and ISR in

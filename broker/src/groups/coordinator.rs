@@ -129,6 +129,28 @@ impl Coordinator {
         }
     }
 
+    /// Forgets the `__consumer_offsets` partitions loaded here that this core no longer leads
+    /// (their leadership moved: another broker's coordinator replays them) and their groups;
+    /// requests waiting on those groups get COORDINATOR_NOT_AVAILABLE and look again. A
+    /// partition led here again later is replayed afresh, with what it followed meanwhile.
+    pub fn unload(&self, owns: &dyn Fn(i32) -> bool, offsets_partitions: i32) {
+        let gone: Vec<i32> = self
+            .loaded
+            .borrow()
+            .iter()
+            .copied()
+            .filter(|&p| !owns(p))
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        self.loaded.borrow_mut().retain(|p| !gone.contains(p));
+        self.groups.borrow_mut().retain(|id, _| {
+            !gone.contains(&super::partition_for(id, offsets_partitions))
+        });
+        tracing::info!(partitions = ?gone, "unloaded __consumer_offsets partitions led elsewhere now");
+    }
+
     /// Groups by state name, for metrics.
     pub fn count_by_state(&self) -> Vec<(String, u64)> {
         let mut by: BTreeMap<&'static str, u64> = BTreeMap::new();

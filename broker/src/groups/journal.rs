@@ -84,7 +84,36 @@ async fn append_to(
         }
         start = end;
     }
-    first.ok_or(code::UNKNOWN_SERVER_ERROR)
+    let first = first.ok_or(code::UNKNOWN_SERVER_ERROR)?;
+    committed(log).await?;
+    Ok(first)
+}
+
+/// How long a write waits for the other in-sync replicas of its `__consumer_offsets`
+/// partition (Kafka's `offsets.commit.timeout.ms`).
+const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Waits until everything appended to `log` is below its high watermark: on one node at once
+/// (durable is committed), on a cluster once the in-sync replicas have it (acks=all, as
+/// Kafka's coordinator writes); REQUEST_TIMED_OUT after [`COMMIT_TIMEOUT`].
+async fn committed(log: &Log) -> Result<(), i16> {
+    let end = log.offsets().log_end_offset;
+    let waited = futures_lite::future::or(
+        async {
+            log.wait_for_append(end - 1).await;
+            true
+        },
+        async {
+            glommio::timer::sleep(COMMIT_TIMEOUT).await;
+            false
+        },
+    )
+    .await;
+    if waited && log.offsets().high_watermark >= end {
+        Ok(())
+    } else {
+        Err(code::REQUEST_TIMED_OUT)
+    }
 }
 
 /// The end (exclusive) of the batch starting at `start`: at least one record, then records
@@ -134,7 +163,9 @@ pub fn spawn_write(shard: &Shard, write: Write, timestamp_ms: i64) {
     .detach();
 }
 
-/// Reads partition `p` of `__consumer_offsets` from its log start to its high watermark and
+/// Reads partition `p` of `__consumer_offsets` from its log start to its log end (as Kafka's
+/// loader: a new leader's high watermark may still be below commits its predecessor
+/// acknowledged) and
 /// calls `apply(record, offset)` for each record sluice can read, in log order (between reads,
 /// never across an await). The number of records applied.
 pub async fn replay(
@@ -149,7 +180,7 @@ pub async fn replay(
     let mut applied = 0usize;
     loop {
         let read = log
-            .read(next, OFFSETS_REPLAY_READ_BYTES)
+            .read_to_log_end(next, OFFSETS_REPLAY_READ_BYTES)
             .await
             .map_err(|e| {
                 tracing::error!(partition = p, error = %e, "replaying __consumer_offsets failed");
