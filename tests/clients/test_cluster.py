@@ -11,6 +11,8 @@ address: confluent-kafka (librdkafka), kcat and Kafka's own Java CLI tools.
 - kill -9 of a broker: within its session timeout it leaves Metadata and its partitions are
   reported leaderless (LEADER_NOT_AVAILABLE); restarted, it is listed again, leads its
   partitions again and every acknowledged record is still there.
+- Issue 21: `__consumer_offsets` has 3 replicas, so a group's committed offsets survive kill -9
+  of its coordinator's broker and are answered by the new coordinator on a survivor.
 """
 import os
 import subprocess
@@ -19,7 +21,7 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from conftest import ROOT, Broker, free_port
@@ -258,3 +260,36 @@ def test_killed_broker_is_fenced_and_comes_back_with_its_data(cluster):
     got = consume_group(cluster.bootstrap(2), topic, f"g-{topic}", len(records))
     assert sorted(got) == sorted(records), f"{len(got)} of {len(acked)} acknowledged records"
     print(f"fenced {fenced_after:.1f} s after kill -9 (session {SESSION_S} s)")
+
+
+def test_committed_offsets_survive_the_coordinators_kill(cluster):
+    """__consumer_offsets has 3 replicas: kill -9 of the group coordinator's broker moves the
+    coordinator to a survivor, which replays the partition and still has every commit."""
+    topic = f"coord-{uuid.uuid4().hex[:8]}"
+    create(cluster.bootstrap(0), topic, 3, rf=3)
+    records = [(f"k{n}".encode(), f"v{n}".encode()) for n in range(90)]
+    acked = produce(cluster.all_bootstrap(), topic, records)
+    group = f"g-{topic}"
+    assert len(consume_group(cluster.bootstrap(0), topic, group, len(records))) == len(records)
+    ends = {p: max(o for q, o in acked if q == p) + 1 for p in {q for q, _ in acked}}
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap(0)})
+    coordinator = admin.describe_consumer_groups([group])[group].result(timeout=30).coordinator.id
+    victim = cluster.nodes[coordinator - 1]
+    victim.kill()
+    survivors = ",".join(n.bootstrap for n in cluster.nodes if n is not victim)
+
+    def committed():
+        c = Consumer({"bootstrap.servers": survivors, "group.id": group,
+                      "enable.auto.commit": False})
+        try:
+            got = c.committed([TopicPartition(topic, p) for p in ends], timeout=5)
+            return {t.partition: t.offset for t in got}
+        finally:
+            c.close()
+    seen = wait_for(lambda: (lambda got: got if got == ends else None)(committed()),
+                    FENCE_WITHIN_S + 20, f"the committed offsets {ends} through the survivors")
+    # The client must outlive its future (a dropped AdminClient never completes it).
+    after = AdminClient({"bootstrap.servers": survivors})
+    moved = after.describe_consumer_groups([group])[group].result(timeout=30).coordinator.id
+    assert moved != coordinator, (moved, coordinator)
+    assert seen == ends
