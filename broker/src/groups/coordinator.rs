@@ -145,9 +145,9 @@ impl Coordinator {
             return;
         }
         self.loaded.borrow_mut().retain(|p| !gone.contains(p));
-        self.groups.borrow_mut().retain(|id, _| {
-            !gone.contains(&super::partition_for(id, offsets_partitions))
-        });
+        self.groups
+            .borrow_mut()
+            .retain(|id, _| !gone.contains(&super::partition_for(id, offsets_partitions)));
         tracing::info!(partitions = ?gone, "unloaded __consumer_offsets partitions led elsewhere now");
     }
 
