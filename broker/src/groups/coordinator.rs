@@ -148,7 +148,7 @@ impl Coordinator {
         self.groups
             .borrow_mut()
             .retain(|id, _| !gone.contains(&super::partition_for(id, offsets_partitions)));
-        tracing::info!(partitions = ?gone, "unloaded __consumer_offsets partitions led elsewhere now");
+        tracing::info!(partitions = ?gone, "unloaded __consumer_offsets partitions led elsewhere");
     }
 
     /// Groups by state name, for metrics.
