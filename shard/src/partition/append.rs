@@ -170,7 +170,7 @@ impl<S: Storage> Partition<S> {
             self.append_batch(st, &mut cache, b, bytes, max_timestamp, now);
         }
         if let Durability::FlushInterval { .. } = inner.config.durability {
-            st.advance_high_watermark_within_bound(st.ends.log_end());
+            st.advance_committed(&inner.config.durability);
         }
         let info = AppendInfo {
             base_offset,

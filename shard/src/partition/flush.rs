@@ -241,11 +241,7 @@ impl<S: Storage> Partition<S> {
         let written = st.ends.written_end();
         st.ends.advance_durable_end(written);
         st.durable_seq = st.durable_seq.max(covered_seq);
-        let committed = match inner.config.durability {
-            Durability::SyncEachAppend => st.ends.durable_end(),
-            Durability::FlushInterval { .. } => st.ends.log_end(),
-        };
-        st.advance_high_watermark_within_bound(committed);
+        st.advance_committed(&inner.config.durability);
         st.last_flush_ms = inner.storage.now_ms();
     }
 }

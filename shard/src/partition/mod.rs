@@ -22,7 +22,7 @@ use bytes::Bytes;
 
 use crate::cache::{BatchCache, CachedBatch};
 use crate::cleaner_checkpoint::CleanerState;
-use crate::config::{LogConfig, ShardConfig};
+use crate::config::{Durability, LogConfig, ShardConfig};
 use crate::error::{Result, ShardError, io_err};
 use crate::files::{FileCache, close_evicted};
 use crate::io::{OpenMode, Storage, write_file_atomic};
@@ -111,13 +111,23 @@ pub(crate) struct LogState<F> {
 }
 
 impl<F> LogState<F> {
-    /// Moves the high watermark up to `committed` (what this log's own durability allows),
-    /// no further than the replication bound; never back.
-    pub(crate) fn advance_high_watermark_within_bound(&mut self, committed: i64) {
+    /// Moves the high watermark up to what this log's own `durability` commits (its durable
+    /// end, or with `FlushInterval` its log end), no further than the replication bound;
+    /// never back.
+    pub(crate) fn advance_committed(&mut self, durability: &Durability) {
+        let committed = match durability {
+            Durability::SyncEachAppend => self.ends.durable_end(),
+            Durability::FlushInterval { .. } => self.ends.log_end(),
+        };
         let to = committed.min(self.hw_bound);
         if to > self.ends.high_watermark() {
             self.ends.advance_high_watermark(to);
         }
+    }
+
+    /// Not closed and not failed.
+    fn usable(&self) -> bool {
+        !self.closed && self.poisoned.is_none()
     }
 }
 
@@ -338,13 +348,17 @@ impl<S: Storage> Partition<S> {
     /// Waits until the high watermark moves past `after_offset` (or the partition closes or
     /// fails). Returns at once if it already has. No polling: woken by appends and syncs.
     pub async fn wait_for_append(&self, after_offset: i64) {
+        self.wait_until(|st| st.ends.high_watermark() > after_offset || !st.usable())
+            .await;
+    }
+
+    /// Waits until `done` holds of the state, checked again whenever the high watermark or
+    /// log end moves, the partition closes or fails, or waiters are woken. No polling.
+    pub(crate) async fn wait_until(&self, done: impl Fn(&LogState<S::File>) -> bool) {
         loop {
             let seen = self.inner.appended.generation();
-            {
-                let st = self.inner.state.borrow();
-                if st.ends.high_watermark() > after_offset || st.closed || st.poisoned.is_some() {
-                    return;
-                }
+            if done(&self.inner.state.borrow()) {
+                return;
             }
             self.inner.appended.wait(seen).await;
         }

@@ -46,13 +46,7 @@ impl<S: Storage> Partition<S> {
 
     /// Waits while a truncation runs (appends may not interleave with one).
     pub(super) async fn wait_while_truncating(&self) {
-        loop {
-            let seen = self.inner.appended.generation();
-            if !self.inner.state.borrow().truncating {
-                return;
-            }
-            self.inner.appended.wait(seen).await;
-        }
+        self.wait_until(|st| !st.truncating).await;
     }
 
     fn replicate_in_memory(
@@ -98,7 +92,7 @@ impl<S: Storage> Partition<S> {
             self.append_batch(st, &mut cache, b, b.bytes().clone(), b.max_timestamp(), now);
         }
         if let Durability::FlushInterval { .. } = inner.config.durability {
-            st.advance_high_watermark_within_bound(st.ends.log_end());
+            st.advance_committed(&inner.config.durability);
         }
         let info = AppendInfo {
             base_offset,
@@ -132,12 +126,8 @@ impl<S: Storage> Partition<S> {
         let moved = {
             let mut st = self.inner.state.borrow_mut();
             st.hw_bound = bound;
-            let committed = match self.inner.config.durability {
-                Durability::SyncEachAppend => st.ends.durable_end(),
-                Durability::FlushInterval { .. } => st.ends.log_end(),
-            };
             let before = st.ends.high_watermark();
-            st.advance_high_watermark_within_bound(committed);
+            st.advance_committed(&self.inner.config.durability);
             st.ends.high_watermark() != before
         };
         if moved {
@@ -159,16 +149,8 @@ impl<S: Storage> Partition<S> {
     /// Waits until the log end moves past `after_offset` (or the partition closes or fails):
     /// a leader's long poll for its followers, which read past the high watermark.
     pub async fn wait_for_log_end(&self, after_offset: i64) {
-        loop {
-            let seen = self.inner.appended.generation();
-            {
-                let st = self.inner.state.borrow();
-                if st.ends.log_end() > after_offset || st.closed || st.poisoned.is_some() {
-                    return;
-                }
-            }
-            self.inner.appended.wait(seen).await;
-        }
+        self.wait_until(|st| st.ends.log_end() > after_offset || !st.usable())
+            .await;
     }
 
     /// Kafka's `endOffsetFor`: the largest epoch at or below `epoch` in the leader epoch
