@@ -129,6 +129,12 @@ pub struct BrokerConfig {
     /// connections close, long-poll fetches answer and group waits end at once on the signal,
     /// so a stop normally takes far less. 10 s.
     pub shutdown_timeout_ms: u64,
+    /// On a cluster broker, how long SIGTERM/SIGINT waits for the controlled shutdown (Kafka's
+    /// KRaft broker: leaderships move to other in-sync replicas and the broker leaves every
+    /// ISR before it stops serving) before the stop above starts anyway. It normally takes
+    /// about a second; a broker that cannot reach a controller for a whole session stops at
+    /// once (it is fenced by then). 15 s.
+    pub controlled_shutdown_timeout_ms: u64,
     /// `group.initial.rebalance.delay.ms`: how long the first rebalance of an empty group waits
     /// for more members (extended while members keep arriving, up to the rebalance timeout).
     /// 300 ms, lower than Kafka's 3 s, so a lone new consumer gets its partitions fast.
@@ -206,6 +212,7 @@ impl Default for BrokerConfig {
             message_bytes_max: 1024 * 1024 + 12,
             metrics_listen: "127.0.0.1:9644".to_owned(),
             shutdown_timeout_ms: 10_000,
+            controlled_shutdown_timeout_ms: 15_000,
             group_initial_rebalance_delay_ms: 300,
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,

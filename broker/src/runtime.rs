@@ -205,10 +205,14 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<i32> {
     };
 
     let stop = Arc::new(AtomicBool::new(false));
+    // The signal, and the stop it leads to: on a cluster broker only once the controlled
+    // shutdown is over (`Leaving`), meanwhile every core serves as before.
+    let signalled = Arc::new(AtomicBool::new(false));
     let drained = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))?;
+        signal_hook::flag::register(signal, Arc::clone(&signalled))?;
     }
+    let leaving = Arc::new(crate::stop::Leaving::default());
     // The controller shard publishes each new metadata image to the control core, which hands
     // it to every core over the mesh.
     let (images_tx, images_rx) =
@@ -220,7 +224,9 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<i32> {
         images: images_tx,
         forwarded: (forward_rx, answers_tx),
     };
-    let controller = start_controller(&config, cluster.as_ref(), addr, Some(shard_ends), &stop)?;
+    let ends = Some((shard_ends, Arc::clone(&leaving)));
+    let controller = start_controller(&config, cluster.as_ref(), addr, ends, &stop)?;
+    let leaving = controller.is_some().then_some(leaving);
     let images_rx = controller.is_some().then_some(images_rx);
     let forwarded = controller.is_some().then_some((forward_tx, answers_rx));
 
@@ -250,7 +256,16 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<i32> {
     let mut threads_of: Vec<Option<libc::pthread_t>> = vec![None; cores];
     let mut stopped = vec![false; cores];
     let mut give_up: Option<std::time::Instant> = None;
+    let mut leave_by: Option<Instant> = None;
     while stopped.iter().any(|s| !s) {
+        if signalled.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
+            let leave_by = *leave_by.get_or_insert_with(|| {
+                Instant::now() + Duration::from_millis(config.controlled_shutdown_timeout_ms)
+            });
+            if !still_leaving(leaving.as_deref(), leave_by) {
+                stop.store(true, Ordering::Relaxed);
+            }
+        }
         if give_up.is_none() && stop.load(Ordering::Relaxed) {
             give_up = Some(
                 std::time::Instant::now()
@@ -338,12 +353,35 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// Whether a cluster broker's controlled shutdown still holds the stop (asking for it first):
+/// until the lifecycle task releases it, or `leave_by`. `None`: not a cluster broker.
+fn still_leaving(leaving: Option<&crate::stop::Leaving>, leave_by: Instant) -> bool {
+    let Some(leaving) = leaving else {
+        return false;
+    };
+    if !leaving.is_requested() {
+        leaving.request();
+        println!("sluice: controlled shutdown: moving leaderships to other replicas");
+        tracing::info!("controlled shutdown requested");
+    }
+    if leaving.is_released() {
+        return false;
+    }
+    if Instant::now() >= leave_by {
+        tracing::warn!(
+            "controlled shutdown: not released within controlled_shutdown_timeout_ms; stopping"
+        );
+        return false;
+    }
+    true
+}
+
 /// Starts the controller shard when this node is a voter of a controller quorum.
 fn start_controller(
     config: &BrokerConfig,
     cluster: Option<&crate::config::ClusterSettings>,
     bound: SocketAddr,
-    ends: Option<ShardEnds>,
+    ends: Option<(ShardEnds, Arc<crate::stop::Leaving>)>,
     stop: &Arc<AtomicBool>,
 ) -> anyhow::Result<Option<crate::controller::ControllerThread>> {
     let Some(cluster) = cluster else {
@@ -370,13 +408,17 @@ fn start_controller(
         snapshot_bytes_max: config.metadata_log_max_record_bytes_between_snapshots,
         quorum_election_timeout_ms: config.controller_quorum_election_timeout_ms,
         forwarded: None,
+        leaving: Arc::default(),
     };
-    let (images, forwarded) = match ends {
-        Some(ends) if cluster.broker => (Some(ends.images), Some(ends.forwarded)),
-        _ => (None, None),
+    let (images, forwarded, leaving) = match ends {
+        Some((ends, leaving)) if cluster.broker => {
+            (Some(ends.images), Some(ends.forwarded), leaving)
+        }
+        _ => (None, None, Arc::default()),
     };
     let settings = crate::controller::ControllerSettings {
         forwarded,
+        leaving,
         ..settings
     };
     crate::controller::spawn(settings, images, Arc::clone(stop)).map(Some)

@@ -42,3 +42,40 @@ impl StopSignal {
         let _ = self.gate.acquire(1).await;
     }
 }
+
+/// A broker's controlled shutdown (Kafka's `beginControlledShutdown`), shared by the main
+/// thread and the controller shard's lifecycle task. On SIGTERM/SIGINT the main thread asks
+/// for it and keeps every core serving; the lifecycle task then heartbeats `want_shut_down`,
+/// the active controller moves this broker's leaderships to other in-sync replicas and takes
+/// it out of every ISR, and answers `should_shut_down` once the other brokers have seen that;
+/// the task then releases the broker and the main thread starts the stop proper. The main
+/// thread stops anyway once `controlled_shutdown_timeout_ms` has passed.
+#[derive(Debug, Default)]
+pub struct Leaving {
+    requested: std::sync::atomic::AtomicBool,
+    released: std::sync::atomic::AtomicBool,
+}
+
+impl Leaving {
+    /// Asks for the controlled shutdown (from the main thread, on the signal).
+    pub fn request(&self) {
+        self.requested
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn is_requested(&self) -> bool {
+        self.requested.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Nothing holds the stop any longer: the controller answered `should_shut_down`, or this
+    /// broker has nothing a controller could move (never registered, or no controller heard
+    /// from for a whole session, after which it has been fenced anyway).
+    pub fn release(&self) {
+        self.released
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn is_released(&self) -> bool {
+        self.released.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}

@@ -9,7 +9,10 @@
 //! - the high watermark waits for every ISR member: with a follower stopped (SIGSTOP) but still
 //!   in the ISR an acks=all produce times out and the high watermark stays put; once the
 //!   controller fences it the ISR of two (>= min.insync.replicas) answers acks=all again; with
-//!   the leader alone in the ISR acks=all is refused with NOT_ENOUGH_REPLICAS.
+//!   the leader alone in the ISR acks=all is refused with NOT_ENOUGH_REPLICAS;
+//! - SIGTERM of a leader is a controlled shutdown: its leadership moves to another in-sync
+//!   replica and it leaves the ISR while it still runs, producers see at most
+//!   NOT_LEADER_OR_FOLLOWER, nothing acknowledged is lost, and it rejoins after a restart.
 //!
 //! Every process is started on free ports and stopped (SIGKILL, by its PID) when its `Broker`
 //! drops; SIGSTOP and SIGCONT go to a PID too, never to a name.
@@ -575,6 +578,74 @@ fn acks_all_survives_leader_kill() {
         end,
         Duration::from_secs(30),
     );
+}
+
+/// SIGTERM of a partition's leader under acks=all load is a controlled shutdown: while the
+/// process still runs, another in-sync replica leads the partition and the leaving broker is
+/// out of the ISR (the controller moved them on its `want_shut_down` heartbeats); it then exits
+/// 0. The producer sees no error but NOT_LEADER_OR_FOLLOWER (no timeout, no NOT_ENOUGH_REPLICAS),
+/// every acknowledged record is on the new leader once, and the restarted node rejoins the ISR.
+#[test]
+fn sigterm_moves_leadership_before_the_broker_exits() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut nodes = start_cluster(tmp.path(), 3, &[]);
+    create_replicated(&nodes[0].bootstrap(), "leave", 1);
+    let first = wait_in_sync(&nodes, &[1, 2, 3], "leave", 1)[&0].clone();
+    let brokers: Vec<String> = nodes.iter().map(Broker::bootstrap).collect();
+    let shared = Arc::new(Producer::default());
+    let producer = {
+        let shared = Arc::clone(&shared);
+        std::thread::spawn(move || produce_until_stopped(&brokers, "leave", &shared))
+    };
+    wait_for(
+        Duration::from_secs(30),
+        "records acknowledged before the SIGTERM",
+        || (shared.acked().len() >= 20).then_some(()),
+    );
+    let leaving = first.leader;
+    let survivor = addr_of(&nodes, if leaving == 1 { 2 } else { 1 });
+    signal(&nodes[(leaving - 1) as usize], libc::SIGTERM);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let moved = loop {
+        let seen = placements(&survivor, "leave").get(&0).cloned();
+        let running = nodes[(leaving - 1) as usize].is_running();
+        if let Some(p) = seen.clone().filter(|p| p.leader > 0 && p.leader != leaving) {
+            assert!(!p.isr.contains(&leaving), "{p:?}");
+            assert!(running, "moved only after the exit? {p:?}");
+            break p;
+        }
+        assert!(
+            running,
+            "node {leaving} exited while still leading leave-0: {seen:?}"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no new leader: {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(moved.epoch > first.epoch, "{first:?} then {moved:?}");
+    let status = nodes[(leaving - 1) as usize].stop();
+    assert!(status.success(), "exit status after SIGTERM: {status:?}");
+    let at_exit = shared.acked().len();
+    wait_for(
+        Duration::from_secs(30),
+        "records acknowledged by the new leader",
+        || (shared.acked().len() >= at_exit + 20).then_some(()),
+    );
+    shared.stop.store(true, Ordering::Relaxed);
+    let errors = producer.join().expect("the producer thread");
+    eprintln!("{} acknowledged; errors: {errors:?}", shared.acked().len());
+    assert!(
+        errors.iter().all(|&e| e == code::NOT_LEADER_OR_FOLLOWER),
+        "{errors:?}"
+    );
+    check_acknowledged(
+        &read_all(&addr_of(&nodes, moved.leader), "leave", 0),
+        &shared.acked(),
+    );
+    nodes[(leaving - 1) as usize].restart_after_kill();
+    wait_in_sync(&nodes, &[1, 2, 3], "leave", 1);
 }
 
 /// SIGSTOP or SIGCONT to one process we started (by its PID).

@@ -8,12 +8,19 @@
 //! answered NOT_CONTROLLER, or a connection that fails, sends the broker looking again on the
 //! next beat. A stale broker epoch (the controller fenced and forgot this incarnation's
 //! session, or a new incarnation replaced it) makes it register again.
+//!
+//! On SIGTERM/SIGINT (a [`Leaving`] request from the main thread) the heartbeats carry
+//! `want_shut_down`, every [`LEAVING_BEAT`]: the controller moves this broker's leaderships to
+//! other in-sync replicas and takes it out of every ISR, then answers `should_shut_down`, which
+//! releases the stop. A broker that never registered, or has not heard from a controller for a
+//! whole session (it is fenced by now, its leaderships already moved), releases it at once.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use glommio::net::TcpStream;
 use sluice_controller::bootstrap::{BOOTSTRAP_FEATURES, METADATA_VERSION_LEVEL};
@@ -26,13 +33,15 @@ use sluice_quorum::{Log, NodeId};
 
 use super::client;
 use super::node::{Node, Stamped};
-use crate::stop::StopSignal;
+use crate::stop::{Leaving, StopSignal};
 
 /// The lowest `metadata.version` a sluice broker reads (Kafka 4.x's minimum, 3.3-IV3).
 const METADATA_VERSION_MIN: i16 = 7;
 /// Versions sent.
 const REGISTRATION_VERSION: i16 = 4;
 const HEARTBEAT_VERSION: i16 = 1;
+/// How often a broker in controlled shutdown heartbeats (at most; its normal interval if less).
+const LEAVING_BEAT: Duration = Duration::from_millis(100);
 
 /// Who this broker is, as it registers.
 pub struct Identity {
@@ -54,8 +63,12 @@ pub struct Lifecycle<L: Log> {
     /// Every controller's address, by node id.
     pub controllers: HashMap<i32, SocketAddr>,
     pub heartbeat: Duration,
+    /// `broker.session.timeout.ms`: how long the controller keeps a silent broker unfenced.
+    pub session: Duration,
     pub timeout: Duration,
     pub stop: Rc<StopSignal>,
+    /// The controlled shutdown the main thread may ask for.
+    pub leaving: Arc<Leaving>,
     /// This incarnation's broker epoch once registered, shared with the producer-id blocks.
     pub epoch: Rc<Cell<Option<i64>>>,
 }
@@ -119,8 +132,24 @@ impl<L: Log + Stamped + 'static> Lifecycle<L> {
         let mut epoch: Option<i64> = None;
         let mut fenced = true;
         let mut link: Option<Link> = None;
+        let mut heard = Instant::now();
         while !self.stop.is_stopping() {
-            glommio::timer::sleep(self.heartbeat).await;
+            let leaving = self.leaving.is_requested() && !self.leaving.is_released();
+            let pause = if leaving {
+                self.heartbeat.min(LEAVING_BEAT)
+            } else {
+                self.heartbeat
+            };
+            glommio::timer::sleep(pause).await;
+            if leaving && (epoch.is_none() || heard.elapsed() > self.session) {
+                let registered = epoch.is_some();
+                tracing::info!(
+                    registered,
+                    "controlled shutdown: no controller to ask; stopping"
+                );
+                self.leaving.release();
+                continue;
+            }
             let Some(leader) = self.node.borrow().replica.leader() else {
                 continue;
             };
@@ -130,11 +159,19 @@ impl<L: Log + Stamped + 'static> Lifecycle<L> {
             let result = match epoch {
                 None => self.register(l).await.map(|e| {
                     tracing::info!(broker = self.me.broker_id, epoch = e, "registered");
+                    heard = Instant::now();
                     epoch = Some(e);
                 }),
-                Some(e) => self.beat(l, e, &mut fenced).await.map(|stale| {
-                    if stale {
-                        epoch = None;
+                Some(e) => self.beat(l, e, &mut fenced).await.map(|beat| match beat {
+                    Beat::Stale => epoch = None,
+                    Beat::Answered => heard = Instant::now(),
+                    Beat::Released => {
+                        tracing::info!(
+                            broker = self.me.broker_id,
+                            "controlled shutdown: the controller moved this broker's \
+                             leaderships away; stopping"
+                        );
+                        self.leaving.release();
                     }
                 }),
             };
@@ -198,13 +235,15 @@ impl<L: Log + Stamped + 'static> Lifecycle<L> {
         }
     }
 
-    /// One heartbeat; whether the epoch is stale (register again).
-    async fn beat(&self, link: &mut Link, epoch: i64, fenced: &mut bool) -> std::io::Result<bool> {
+    /// One heartbeat, with `want_shut_down` once the controlled shutdown is asked for.
+    async fn beat(&self, link: &mut Link, epoch: i64, fenced: &mut bool) -> std::io::Result<Beat> {
         let offset = self.node.borrow().image.offset();
+        let leaving = self.leaving.is_requested();
         let request = Request::BrokerHeartbeat(BrokerHeartbeatRequest {
             broker_id: BrokerId(self.me.broker_id),
             broker_epoch: epoch,
             current_metadata_offset: offset,
+            want_shut_down: leaving,
             ..Default::default()
         });
         match self.call(link, HEARTBEAT_VERSION, request).await? {
@@ -214,9 +253,15 @@ impl<L: Log + Stamped + 'static> Lifecycle<L> {
                     let state = if r.is_fenced { "fenced" } else { "unfenced" };
                     tracing::info!(broker = self.me.broker_id, epoch, state, "broker");
                 }
-                Ok(false)
+                if leaving && r.should_shut_down {
+                    Ok(Beat::Released)
+                } else {
+                    Ok(Beat::Answered)
+                }
             }
-            Response::BrokerHeartbeat(r) if r.error_code == code::STALE_BROKER_EPOCH => Ok(true),
+            Response::BrokerHeartbeat(r) if r.error_code == code::STALE_BROKER_EPOCH => {
+                Ok(Beat::Stale)
+            }
             Response::BrokerHeartbeat(r) => Err(refused("heartbeat", r.error_code)),
             _ => Err(refused("heartbeat", code::UNKNOWN_SERVER_ERROR)),
         }
@@ -257,6 +302,15 @@ impl<L: Log + Stamped + 'static> Lifecycle<L> {
             ..Default::default()
         }
     }
+}
+
+/// What a heartbeat's answer means for the lifecycle.
+enum Beat {
+    /// The controller no longer knows this broker epoch: register again.
+    Stale,
+    Answered,
+    /// The controlled shutdown asked for may proceed.
+    Released,
 }
 
 fn refused(what: &str, error: i16) -> std::io::Error {

@@ -99,6 +99,8 @@ pub struct ControllerSettings {
     pub quorum_election_timeout_ms: u64,
     /// Committed record bytes between two metadata snapshots.
     pub snapshot_bytes_max: u64,
+    /// A broker's controlled shutdown, asked for by the main thread (unused without a broker).
+    pub leaving: Arc<crate::stop::Leaving>,
 }
 
 /// The controller shard's thread; it ends with what the shard ended with.
@@ -302,8 +304,10 @@ fn start_lifecycle<L: Log + Stamped + 'static>(
         me,
         controllers: settings.voters.iter().copied().collect(),
         heartbeat: Duration::from_millis(settings.heartbeat_interval_ms),
+        session: Duration::from_millis(settings.session_timeout_ms),
         timeout: PEER_TIMEOUT * 2,
         stop: Rc::clone(stop),
+        leaving: Arc::clone(&settings.leaving),
         epoch,
     };
     glommio::spawn_local(task.run()).detach();
