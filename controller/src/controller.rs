@@ -16,6 +16,7 @@ mod alter_partition;
 mod change;
 mod cluster;
 mod configs;
+mod elect_leaders;
 mod placement;
 mod producer_ids;
 mod topics;
@@ -42,6 +43,11 @@ pub struct ControllerConfig {
     /// its broker id: written right after the bootstrap records when this controller is the
     /// one that bootstraps the log, so they become the cluster's first topics.
     pub legacy_topics: Option<(i32, Vec<crate::LegacyTopic>)>,
+    /// `auto.leader.rebalance.enable`: [`Controller::rebalance_leaders`] elects preferred
+    /// leaders every `leader_imbalance_check_interval_ms`.
+    pub auto_leader_rebalance: bool,
+    /// `leader.imbalance.check.interval.seconds`, in milliseconds.
+    pub leader_imbalance_check_interval_ms: u64,
 }
 
 impl Default for ControllerConfig {
@@ -53,6 +59,8 @@ impl Default for ControllerConfig {
             default_replication_factor: 1,
             min_insync_replicas: 1,
             legacy_topics: None,
+            auto_leader_rebalance: true,
+            leader_imbalance_check_interval_ms: 300_000,
         }
     }
 }
@@ -94,6 +102,8 @@ pub struct Controller {
     epoch: i32,
     sessions: BTreeMap<i32, Session>,
     rng: Rng,
+    /// When the next leader rebalance is due (Kafka's `electPreferred` periodic task).
+    next_rebalance_ms: u64,
 }
 
 impl Controller {
@@ -118,6 +128,7 @@ impl Controller {
             .keys()
             .map(|&id| (id, Session::fresh(now_ms)))
             .collect();
+        let next_rebalance_ms = now_ms.saturating_add(config.leader_imbalance_check_interval_ms);
         Controller {
             config,
             image: committed,
@@ -125,6 +136,7 @@ impl Controller {
             epoch,
             sessions,
             rng: Rng::new(seed),
+            next_rebalance_ms,
         }
     }
 

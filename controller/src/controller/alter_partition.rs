@@ -25,7 +25,7 @@
 //! UNKNOWN_SERVER_ERROR and a controller failover), refuses the request as a whole with
 //! UNKNOWN_SERVER_ERROR, with no failover.
 
-use super::change::Change;
+use super::change::{Change, LeaderElection};
 use super::{Controller, Proposal, versioned};
 use crate::bootstrap::PARTITION_CHANGE_RECORD_VERSION;
 use crate::image::{ELR_VERSION, PartitionRegistration, TopicImage};
@@ -133,6 +133,7 @@ impl Controller {
             min_isr: self.min_isr(topic),
             unclean: -1,
             recovery: data.leader_recovery_state,
+            election: LeaderElection::Online,
         };
         let Some(mut record) = change.build(|r| self.is_active(r)) else {
             return (state(index, partition), None);

@@ -1,11 +1,16 @@
-//! Leader and ISR changes when a broker is fenced, unfenced or shuts down (Kafka's
-//! `ReplicationControlManager.generateLeaderAndIsrUpdates` over `PartitionChangeBuilder`).
+//! Leader and ISR changes (Kafka's `PartitionChangeBuilder`), and those of a broker that is
+//! fenced, unfenced or shuts down (Kafka's
+//! `ReplicationControlManager.generateLeaderAndIsrUpdates`).
 //!
-//! Only the clean ("online") election is here, with KIP-966's eligible leader replicas when the
-//! `eligible.leader.replicas.version` feature is on (Kafka 4.4's default): no reassignment, no
-//! unclean or preferred election, no last-known-leader recovery. Without ELR a partition never
-//! loses its last ISR member (so a fenced RF-1 partition keeps ISR [b], leader -1); with ELR
-//! the ISR may become empty and the member moves to the ELR, from which it is elected back.
+//! The election has Kafka's three modes ([`LeaderElection`]): online (keep the partition led;
+//! the only one brokers' state changes and AlterPartition use), preferred (the first replica of
+//! the assignment if it can lead: ElectLeaders and the leader rebalance) and unclean (any live
+//! replica when no clean choice is left: ElectLeaders). With KIP-966's eligible leader replicas
+//! when the `eligible.leader.replicas.version` feature is on (Kafka 4.4's default); no
+//! reassignment. Without ELR a partition never loses its last ISR member (so a fenced RF-1
+//! partition keeps ISR [b], leader -1); with ELR the ISR may become empty and the member moves
+//! to the ELR, from which it is elected back; once both are empty the last known leader is
+//! elected back (uncleanly) when it returns.
 
 use super::{Controller, versioned};
 use crate::bootstrap::PARTITION_CHANGE_RECORD_VERSION;
@@ -58,6 +63,7 @@ impl Controller {
                     min_isr,
                     unclean: election.unclean,
                     recovery: partition.leader_recovery_state,
+                    election: LeaderElection::Online,
                 };
                 if let Some(mut record) = change.build(acceptable) {
                     record.topic_id = topic.id;
@@ -88,6 +94,18 @@ impl Controller {
     }
 }
 
+/// Kafka's `PartitionChangeBuilder.Election`: which leader a change aims for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LeaderElection {
+    /// Keep the partition led: the current leader while valid, else the first valid replica.
+    Online,
+    /// The first replica of the assignment if valid, else as `Online`.
+    Preferred,
+    /// As `Online`; then, with no valid replica and no last known leader to take back, the
+    /// first acceptable replica, uncleanly (it alone in the ISR, its log recovering).
+    Unclean,
+}
+
 /// One partition's change being built (the part of `PartitionChangeBuilder` used here).
 pub(super) struct Change<'a> {
     pub partition: &'a PartitionRegistration,
@@ -98,6 +116,8 @@ pub(super) struct Change<'a> {
     pub unclean: i32,
     /// The leader recovery state to have (the partition's own to keep it).
     pub recovery: i8,
+    /// The election's mode.
+    pub election: LeaderElection,
 }
 
 impl Change<'_> {
@@ -152,15 +172,23 @@ impl Change<'_> {
         (!unchanged).then_some(record)
     }
 
-    /// The leader to have, and whether it is an unclean choice: the current leader if still
-    /// valid, else the first valid replica (in the ISR, or in the ELR when the ISR is empty),
-    /// else (ISR and ELR empty, ELR on) the last known leader once it is acceptable again.
+    /// The leader to have, and whether it is an unclean choice (Kafka's `electPreferredLeader`
+    /// and `electAnyLeader`): for a preferred election the first replica if valid; then the
+    /// current leader if still valid, else the first valid replica (in the ISR, or in the ELR
+    /// when the ISR is empty), else (ISR and ELR empty, ELR on) the last known leader once it
+    /// is acceptable again; for an unclean election last the first acceptable replica.
     fn elect(&self, target_elr: &[i32], acceptable: &impl Fn(i32) -> bool) -> (i32, bool) {
         let p = self.partition;
         let isr = &self.target_isr;
         let valid = |r: i32| {
             (isr.contains(&r) || (isr.is_empty() && target_elr.contains(&r))) && acceptable(r)
         };
+        let preferred = p.replicas.first().copied();
+        if self.election == LeaderElection::Preferred
+            && let Some(r) = preferred.filter(|&r| valid(r))
+        {
+            return (r, false);
+        }
         if valid(p.leader) {
             return (p.leader, false);
         }
@@ -174,11 +202,18 @@ impl Change<'_> {
                     && target_elr.is_empty()
                     && acceptable(*last) =>
             {
-                (*last, true)
+                return (*last, true);
             }
-            _ => (NO_LEADER, false),
+            _ => {}
         }
+        if self.election == LeaderElection::Unclean
+            && let Some(r) = p.replicas.iter().copied().find(|&r| acceptable(r))
+        {
+            return (r, true);
+        }
+        (NO_LEADER, false)
     }
+
     /// KIP-966: below min ISR, the old ISR members leaving it become eligible leaders (but
     /// not a replica whose broker shut down uncleanly).
     fn target_elr(&self) -> Vec<i32> {

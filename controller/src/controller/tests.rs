@@ -764,3 +764,4 @@ fn topic_config_changes_become_config_records() {
 }
 
 mod alter_partition;
+mod elect_leaders;
