@@ -135,6 +135,14 @@ pub struct BrokerConfig {
     /// about a second; a broker that cannot reach a controller for a whole session stops at
     /// once (it is fenced by then). 15 s.
     pub controlled_shutdown_timeout_ms: u64,
+    /// `auto.leader.rebalance.enable`: the active controller makes each partition's preferred
+    /// replica (the first of its assignment) its leader again, when it is in the ISR, every
+    /// `leader_imbalance_check_interval_ms` (at most 1,000 elections a round, as Kafka 4.4's
+    /// controller). Leadership moves away from a broker that stops or fails; this brings it
+    /// back once the broker has caught up. On, as Kafka.
+    pub auto_leader_rebalance_enable: bool,
+    /// `leader.imbalance.check.interval.seconds`, in milliseconds: 300 s, as Kafka.
+    pub leader_imbalance_check_interval_ms: u64,
     /// `group.initial.rebalance.delay.ms`: how long the first rebalance of an empty group waits
     /// for more members (extended while members keep arriving, up to the rebalance timeout).
     /// 300 ms, lower than Kafka's 3 s, so a lone new consumer gets its partitions fast.
@@ -213,6 +221,8 @@ impl Default for BrokerConfig {
             metrics_listen: "127.0.0.1:9644".to_owned(),
             shutdown_timeout_ms: 10_000,
             controlled_shutdown_timeout_ms: 15_000,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_ms: 300_000,
             group_initial_rebalance_delay_ms: 300,
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,
@@ -413,6 +423,9 @@ impl BrokerConfig {
         }
         if self.shutdown_timeout_ms == 0 {
             return invalid("shutdown_timeout_ms", "must be at least 1");
+        }
+        if self.leader_imbalance_check_interval_ms == 0 {
+            return invalid("leader_imbalance_check_interval_ms", "must be at least 1");
         }
         if self.offsets_topic_partitions < 1 {
             return invalid("offsets_topic_partitions", "must be at least 1");

@@ -408,6 +408,8 @@ fn start_controller(
         snapshot_bytes_max: config.metadata_log_max_record_bytes_between_snapshots,
         quorum_election_timeout_ms: config.controller_quorum_election_timeout_ms,
         forwarded: None,
+        auto_leader_rebalance: config.auto_leader_rebalance_enable,
+        leader_imbalance_check_interval_ms: config.leader_imbalance_check_interval_ms,
         leaving: Arc::default(),
     };
     let (images, forwarded, leaving) = match ends {

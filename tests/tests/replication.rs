@@ -12,7 +12,9 @@
 //!   the leader alone in the ISR acks=all is refused with NOT_ENOUGH_REPLICAS;
 //! - SIGTERM of a leader is a controlled shutdown: its leadership moves to another in-sync
 //!   replica and it leaves the ISR while it still runs, producers see at most
-//!   NOT_LEADER_OR_FOLLOWER, nothing acknowledged is lost, and it rejoins after a restart.
+//!   NOT_LEADER_OR_FOLLOWER, nothing acknowledged is lost, and it rejoins after a restart;
+//! - the preferred replica leads again after it is back in the ISR: on ElectLeaders, and on its
+//!   own with the automatic leader rebalance.
 //!
 //! Every process is started on free ports and stopped (SIGKILL, by its PID) when its `Broker`
 //! drops; SIGSTOP and SIGCONT go to a PID too, never to a name.
@@ -216,6 +218,11 @@ fn produce(
 
 /// ListOffsets LATEST as a consumer (replica id -1, read uncommitted): the high watermark.
 fn high_watermark(broker: &str, topic: &str, partition: i32) -> i64 {
+    list_offset(broker, topic, partition, -1)
+}
+
+/// ListOffsets for `timestamp` (-1 latest, -2 earliest) as a consumer.
+fn list_offset(broker: &str, topic: &str, partition: i32, timestamp: i64) -> i64 {
     let mut client = Client::connect(broker, "test", CONNECT).expect("connect");
     let request = Request::ListOffsets(ListOffsetsRequest {
         replica_id: sluice_net::BrokerId(-1),
@@ -223,7 +230,7 @@ fn high_watermark(broker: &str, topic: &str, partition: i32) -> i64 {
             name: topic.into(),
             partitions: vec![list_offsets_request::ListOffsetsPartition {
                 partition_index: partition,
-                timestamp: -1,
+                timestamp,
                 ..Default::default()
             }],
             ..Default::default()
@@ -241,9 +248,14 @@ fn high_watermark(broker: &str, topic: &str, partition: i32) -> i64 {
 /// Every record of `topic`-`partition` a consumer reads from `broker`, from offset 0 up to the
 /// high watermark: (offset, value).
 fn read_all(broker: &str, topic: &str, partition: i32) -> Vec<(i64, Vec<u8>)> {
+    read_from(broker, topic, partition, 0)
+}
+
+/// [`read_all`] from offset `from`.
+fn read_from(broker: &str, topic: &str, partition: i32, from: i64) -> Vec<(i64, Vec<u8>)> {
     let mut client = Client::connect(broker, "test", CONNECT).expect("connect");
     let mut out = Vec::new();
-    let mut next = 0;
+    let mut next = from;
     loop {
         let request = Request::Fetch(FetchRequest {
             max_wait_ms: 0,
@@ -646,6 +658,96 @@ fn sigterm_moves_leadership_before_the_broker_exits() {
     );
     nodes[(leaving - 1) as usize].restart_after_kill();
     wait_in_sync(&nodes, &[1, 2, 3], "leave", 1);
+}
+
+/// ElectLeaders (preferred) for `topic`-`partition` on `broker`: the partition's error code.
+fn elect_preferred(broker: &str, topic: &str, partition: i32) -> i16 {
+    use sluice_net::messages::{ElectLeadersRequest, elect_leaders_request as el};
+    let mut client = Client::connect(broker, "test", CONNECT).expect("connect");
+    let request = Request::ElectLeaders(ElectLeadersRequest {
+        election_type: 0,
+        topic_partitions: Some(vec![el::TopicPartitions {
+            topic: topic.into(),
+            partitions: vec![partition],
+            ..Default::default()
+        }]),
+        timeout_ms: 10_000,
+        ..Default::default()
+    });
+    let Ok((_, Response::ElectLeaders(r))) = client.call(2, &request) else {
+        panic!("no ElectLeaders answer");
+    };
+    assert_eq!(r.error_code, code::NONE, "{r:?}");
+    r.replica_election_results[0].partition_result[0].error_code
+}
+
+/// Kills the leader of `topic`-0 (its preferred replica, the first of the assignment, as the
+/// controller places a new topic's leader), waits for another leader, restarts it and waits
+/// until it is back in the ISR: the preferred replica, now a follower.
+fn move_leadership_away(nodes: &mut [Broker], topic: &str) -> i32 {
+    let preferred = wait_in_sync(nodes, &[1, 2, 3], topic, 1)[&0].leader;
+    nodes[(preferred - 1) as usize].kill();
+    let other = addr_of(nodes, if preferred == 1 { 2 } else { 1 });
+    wait_for_state(
+        Duration::from_secs(30),
+        "another leader",
+        || placements(&other, topic).get(&0).cloned(),
+        |p| {
+            p.as_ref()
+                .is_some_and(|p| p.leader > 0 && p.leader != preferred)
+        },
+    );
+    nodes[(preferred - 1) as usize].restart_after_kill();
+    wait_in_sync(nodes, &[1, 2, 3], topic, 1);
+    preferred
+}
+
+/// Preferred-leader election (ElectLeaders, `kafka-leader-election --election-type
+/// preferred`): after its broker restarts and rejoins the ISR, the preferred replica leads
+/// again when asked; asked again, the election is not needed. Auto rebalance is off here.
+#[test]
+fn preferred_leader_election_moves_leadership_back() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let off = ["--set", "auto_leader_rebalance_enable=false"];
+    let mut nodes = start_cluster(tmp.path(), 3, &off);
+    create_replicated(&nodes[0].bootstrap(), "prefer", 1);
+    let preferred = move_leadership_away(&mut nodes, "prefer");
+    let any = nodes[0].bootstrap();
+    let before = placements(&any, "prefer")[&0].clone();
+    assert_ne!(before.leader, preferred, "no election yet: {before:?}");
+    assert_eq!(elect_preferred(&any, "prefer", 0), code::NONE);
+    wait_for_state(
+        Duration::from_secs(30),
+        "the preferred replica leading",
+        || placements(&any, "prefer").get(&0).cloned(),
+        |p| p.as_ref().is_some_and(|p| p.leader == preferred),
+    );
+    assert_eq!(
+        elect_preferred(&any, "prefer", 0),
+        code::ELECTION_NOT_NEEDED
+    );
+    assert_eq!(
+        elect_preferred(&any, "nope", 0),
+        code::UNKNOWN_TOPIC_OR_PARTITION
+    );
+}
+
+/// `auto_leader_rebalance_enable` (on by default; every second here): the preferred replica
+/// leads again on its own once back in the ISR.
+#[test]
+fn auto_leader_rebalance_moves_leadership_back() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let fast = ["--set", "leader_imbalance_check_interval_ms=1000"];
+    let mut nodes = start_cluster(tmp.path(), 3, &fast);
+    create_replicated(&nodes[0].bootstrap(), "rebalance", 1);
+    let preferred = move_leadership_away(&mut nodes, "rebalance");
+    let any = nodes[0].bootstrap();
+    wait_for_state(
+        Duration::from_secs(30),
+        "the preferred replica leading again",
+        || placements(&any, "rebalance").get(&0).cloned(),
+        |p| p.as_ref().is_some_and(|p| p.leader == preferred),
+    );
 }
 
 /// SIGSTOP or SIGCONT to one process we started (by its PID).

@@ -99,6 +99,9 @@ pub struct ControllerSettings {
     pub quorum_election_timeout_ms: u64,
     /// Committed record bytes between two metadata snapshots.
     pub snapshot_bytes_max: u64,
+    /// `auto_leader_rebalance_enable` and `leader_imbalance_check_interval_ms`.
+    pub auto_leader_rebalance: bool,
+    pub leader_imbalance_check_interval_ms: u64,
     /// A broker's controlled shutdown, asked for by the main thread (unused without a broker).
     pub leaving: Arc<crate::stop::Leaving>,
 }
@@ -228,6 +231,8 @@ fn open_node(settings: &ControllerSettings, now_ms: u64) -> anyhow::Result<Node<
         cluster_id: settings.cluster_id.clone(),
         session_timeout_ms: settings.session_timeout_ms,
         legacy_topics: legacy_topics(settings)?,
+        auto_leader_rebalance: settings.auto_leader_rebalance,
+        leader_imbalance_check_interval_ms: settings.leader_imbalance_check_interval_ms,
         ..ControllerConfig::default()
     };
     let mut node = Node::new(replica, persist, controller_config, seed);

@@ -122,7 +122,17 @@ impl<L: Log + Stamped> Node<L> {
             if !fenced.reply.is_empty() {
                 tracing::info!(brokers = ?fenced.reply, "fencing brokers whose session expired");
             }
-            self.propose_records(&fenced.records);
+            if self.propose_records(&fenced.records)
+                && let Some(controller) = self.controller.as_mut()
+            {
+                // Kafka's periodic `electPreferred`: empty until due.
+                let rebalance = controller.rebalance_leaders(now_ms);
+                if rebalance.reply > 0 {
+                    let elected = rebalance.reply;
+                    tracing::info!(elected, "leader rebalance: preferred replicas lead again");
+                }
+                self.propose_records(&rebalance.records);
+            }
         }
         self.carry_out(None).map(|_| ())
     }

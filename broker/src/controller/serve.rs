@@ -17,8 +17,9 @@ use sluice_net::messages::api_versions_response::ApiVersion;
 use sluice_net::messages::{
     AllocateProducerIdsResponse, AlterPartitionResponse, ApiVersionsResponse,
     BeginQuorumEpochResponse, BrokerHeartbeatResponse, BrokerRegistrationResponse,
-    DescribeClusterResponse, DescribeQuorumResponse, FetchResponse, FetchSnapshotResponse,
-    VoteResponse, describe_cluster_response::DescribeClusterBroker, describe_quorum_response as dq,
+    DescribeClusterResponse, DescribeQuorumResponse, ElectLeadersResponse, FetchResponse,
+    FetchSnapshotResponse, VoteResponse, describe_cluster_response::DescribeClusterBroker,
+    describe_quorum_response as dq,
 };
 use sluice_net::{ApiKey, BrokerId, Request, Response, decode_request, response_frame};
 use sluice_quorum::{Log, ReplicaDescription};
@@ -44,6 +45,7 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::ElectLeaders, 0, 2),
 ];
 
 /// The listener name controllers advertise (Kafka's default `CONTROLLER`).
@@ -165,6 +167,10 @@ impl<L: Log + Stamped> Served<L> {
                     Response::IncrementalAlterConfigs,
                 )
                 .await
+            }
+            Request::ElectLeaders(r) => {
+                self.decide(api, |c, _| c.elect_leaders(r), Response::ElectLeaders)
+                    .await
             }
             _ => return None,
         };
@@ -466,6 +472,10 @@ fn refusal(api: ApiKey, error: i16) -> Response {
             ..Default::default()
         }),
         ApiKey::AlterPartition => Response::AlterPartition(AlterPartitionResponse {
+            error_code: error,
+            ..Default::default()
+        }),
+        ApiKey::ElectLeaders => Response::ElectLeaders(ElectLeadersResponse {
             error_code: error,
             ..Default::default()
         }),

@@ -15,6 +15,7 @@ mod authorized;
 mod configs;
 mod create_topics;
 mod delete_topics;
+mod elect_leaders;
 mod fetch;
 mod groups;
 mod init_producer_id;
@@ -67,6 +68,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 6),
     (ApiKey::DeleteGroups, 0, 3),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::ElectLeaders, 0, 2),
 ];
 
 /// The advertised version range of `api`, if sluice implements it.
@@ -293,6 +295,7 @@ async fn dispatch_admin(core: &Rc<Core>, request: Request, version: i16) -> Resp
         Request::DescribeCluster(r) => {
             Response::DescribeCluster(admin::describe_cluster(core, &r, version))
         }
+        Request::ElectLeaders(r) => Response::ElectLeaders(elect_leaders::handle(core, r).await),
         Request::DescribeLogDirs(r) => {
             Response::DescribeLogDirs(admin::describe_log_dirs(core, r, version).await)
         }

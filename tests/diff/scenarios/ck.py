@@ -1,7 +1,8 @@
 """Scenarios driven by confluent-kafka (Python over librdkafka)."""
 import time
 
-from confluent_kafka import (Consumer, TopicCollection, KafkaError, KafkaException, Producer, TopicPartition,
+from confluent_kafka import (Consumer, ElectionType, TopicCollection, KafkaError, KafkaException, Producer,
+                             TopicPartition,
                              TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME, TIMESTAMP_NOT_AVAILABLE)
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
                                    NewPartitions, NewTopic, OffsetSpec, ResourceType)
@@ -920,3 +921,30 @@ def topic_min_insync_replicas_source(t, bs):
         except KafkaException as e:
             t.rec("alter-broker-min-insync-replicas", op=str(op), **kerr(e))
 # ---- end of issue 18 item 5 (ck) ----
+
+
+@reg("elect_leaders")
+def elect_leaders(t, bs):
+    """ElectLeaders (kafka-leader-election) for partitions whose leader is already the preferred
+    replica (ELECTION_NOT_NEEDED), an unknown topic, an unknown partition and every partition
+    (null: only what was elected is listed), preferred and unclean."""
+    a = admin(bs)
+    topic = t.topic()
+    create(t, bs, topic, partitions=2)
+    asks = (("known", [TopicPartition(topic, 0), TopicPartition(topic, 1)]),
+            ("unknown-topic", [TopicPartition(t.topic("nope"), 0)]),
+            ("unknown-partition", [TopicPartition(topic, 7)]),
+            ("all", None))
+    for kind in (ElectionType.PREFERRED, ElectionType.UNCLEAN):
+        for label, partitions in asks:
+            try:
+                r = a.elect_leaders(kind, partitions).result(timeout=20)
+            except KafkaException as e:
+                t.rec("elect", type=kind.name, ask=label, **kerr(e))
+                continue
+            # "all" on a shared cluster lists other scenarios' partitions elected at that moment
+            # (none, when every leader is preferred already): keep only this scenario's topics.
+            results = {f"{tp.topic}-{tp.partition}": (kerr(err) if err else None)
+                       for tp, err in sorted(r.items(), key=lambda kv: (kv[0].topic, kv[0].partition))
+                       if tp.topic.startswith(topic)}
+            t.rec("elect", type=kind.name, ask=label, results=results)
