@@ -288,16 +288,17 @@ impl Core {
             .filter(|t| table.topics().get(&t.name).is_none_or(|n| n.id != t.id))
         {
             for p in 0..gone.partitions {
-                if self.shard.partition(&gone.name, p).is_some() {
-                    if let Err(e) = self.shard.close_partition(&gone.name, p).await {
-                        tracing::warn!(topic = %gone.name, partition = p, error = %e, "closing a deleted partition failed");
-                    }
-                    let dir = self.config.data_dir.join(format!("{}-{p}", gone.name));
-                    let removed = glommio::executor()
-                        .spawn_blocking(move || std::fs::remove_dir_all(&dir))
-                        .await;
-                    if let Err(e) = removed {
-                        tracing::warn!(topic = %gone.name, partition = p, error = %e, "removing a deleted partition's files failed");
+                self.remove_replica(&gone.name, p, "deleted").await;
+            }
+        }
+        // A replica moved off this broker (a reassignment): its log goes, as Kafka's broker
+        // deletes the log of a partition it no longer hosts.
+        if table.cluster().is_some() {
+            for t in table.topics().values() {
+                for p in 0..t.partitions {
+                    let placed = table.partition(&t.name, p).is_some();
+                    if placed && table.replica_core_for(&t.name, p) != Some(self.id) {
+                        self.remove_replica(&t.name, p, "moved away").await;
                     }
                 }
             }
@@ -348,6 +349,24 @@ impl Core {
         let owns = |p: i32| table.core_for(crate::groups::OFFSETS_TOPIC, p) == Some(self.id);
         let partitions = crate::groups::offsets_partitions(table.registry());
         self.groups.unload(&owns, partitions);
+    }
+
+    /// Closes this core's replica of `topic`-`partition`, if it has one, and deletes its files.
+    async fn remove_replica(&self, topic: &str, partition: i32, why: &str) {
+        if self.shard.partition(topic, partition).is_none() {
+            return;
+        }
+        tracing::info!(topic, partition, why, "removing a partition replica");
+        if let Err(e) = self.shard.close_partition(topic, partition).await {
+            tracing::warn!(topic, partition, error = %e, "closing a removed partition failed");
+        }
+        let dir = self.config.data_dir.join(format!("{topic}-{partition}"));
+        let removed = glommio::executor()
+            .spawn_blocking(move || std::fs::remove_dir_all(&dir))
+            .await;
+        if let Err(e) = removed {
+            tracing::warn!(topic, partition, error = %e, "removing a partition's files failed");
+        }
     }
 
     /// Brings every partition this core hosts in line with its leader, epoch and ISR in
