@@ -23,15 +23,19 @@
 //! Memory lock: glommio registers its I/O buffers; a process needs RLIMIT_MEMLOCK of at least
 //! 3 x `io_memory` per executor (tests and the bench raise it with setrlimit as root).
 //!
-//! Not done yet: an append path for
-//! followers that keeps the leader's offsets and epochs, transactions.
+//! Replication (the broker drives it): `append_replicated` keeps a leader's offsets and
+//! epochs, `truncate_to` cuts a diverged tail, `truncate_fully_and_start_at` restarts a log
+//! that fell below the leader's log start, `delete_records_before` follows the leader's log
+//! start. Not done yet: transactions.
 //!
 //! # On disk
 //! `<dir>/<topic>-<partition>/` holds `<20-digit base offset>.log` (batches byte for byte),
 //! `.index` and `.timeindex` (sparse, written when a segment is sealed), and `partition.meta`
 //! (log start offset, recovery point, leader epoch cache; rkyv + CRC-32C). Compacted partitions
 //! also have `cleaner.checkpoint` (what was cleaned and when; offset gaps are accepted below
-//! it), and briefly `<base>.log.cleaned` / `<base>.<end>.swap` during a swap.
+//! it), and briefly `<base>.log.cleaned` / `<base>.<end>.swap` during a swap, or
+//! `reset.offset` during `truncate_fully_and_start_at` (an open that finds it finishes the
+//! reset; see `log_reset.rs`).
 //! `<20-digit offset>.snapshot` files hold the idempotent-producer table as of that offset
 //! (written at each segment roll and on clean close, newest three kept; see
 //! `producer_state.rs`), so producer state outlives the segments that held its batches.
@@ -52,7 +56,8 @@
 //! - Offsets are contiguous across batches and segments; checked on append and on recovery.
 //! - Every batch is CRC-checked before it is written and again when read from disk.
 //! - The high watermark never passes what is durable (in the default sync mode), and no end
-//!   offset moves back except through `truncate_to` (asserted, `partition/ends.rs`).
+//!   offset moves back except through `truncate_to` and `truncate_fully_and_start_at`
+//!   (asserted, `partition/ends.rs`).
 //! - Idempotent producers: per producer id, the epoch and last five sequence ranges are
 //!   checked on append (`DuplicateSequence`, `OutOfOrderSequence`, `InvalidProducerEpoch`).
 //!   A producer snapshot at offset N holds every batch below N and none above; none exists
@@ -72,6 +77,7 @@ mod files;
 mod index;
 mod io;
 mod limits;
+mod log_reset;
 mod meta;
 mod notify;
 mod partition;

@@ -1,6 +1,6 @@
-//! Model-based test: seeded random operations (append, read, roll, truncate, retention,
-//! delete-records, close-and-reopen, crash-and-reopen) run against a real `Partition` and a
-//! plain in-memory model; the two are compared after every step.
+//! Model-based test: seeded random operations (append, read, roll, truncate, full reset,
+//! retention, delete-records, close-and-reopen, crash-and-reopen) run against a real
+//! `Partition` and a plain in-memory model; the two are compared after every step.
 //!
 //! Replay a failure with `SLUICE_MODEL_SEED=<seed> cargo test -p sluice-shard --test model`.
 //! Every run prints its seed first; the harness shows it when the test fails.
@@ -58,6 +58,11 @@ impl Model {
             out.push(b.bytes.clone());
         }
         out
+    }
+    fn reset(&mut self, offset: i64) {
+        self.batches.clear();
+        self.log_start = offset;
+        self.leo = offset;
     }
     fn truncate(&mut self, offset: i64) {
         if let Some(i) = self.batches.iter().position(|b| b.last >= offset) {
@@ -166,11 +171,18 @@ async fn run<S: Storage>(env: Env<S>, seed: u64, steps: usize) -> Vec<String> {
                 p.roll().await.expect(&ctx);
                 trace.push("roll".into());
             }
-            75..=79 => {
+            75..=78 => {
                 let offset = rng.range(model.log_start, model.leo);
                 p.truncate_to(offset).await.expect(&ctx);
                 model.truncate(offset);
                 trace.push(format!("truncate {offset} -> {}", model.leo));
+            }
+            79 => {
+                // Below the log start, inside the log, or past its end.
+                let offset = rng.range((model.log_start - 20).max(0), model.leo + 50);
+                p.truncate_fully_and_start_at(offset).await.expect(&ctx);
+                model.reset(offset);
+                trace.push(format!("reset {offset}"));
             }
             80..=83 => {
                 if let Some(f) = &env.fake {
@@ -246,11 +258,10 @@ async fn run<S: Storage>(env: Env<S>, seed: u64, steps: usize) -> Vec<String> {
         if !interval_mode {
             assert_eq!(o.high_watermark, o.log_end_offset, "{ctx}: sync mode hw");
         }
-        // Between truncations the offsets never go back.
-        if !trace
-            .last()
-            .is_some_and(|t| t.starts_with("truncate") || t.starts_with("crash"))
-        {
+        // Between truncations (and resets) the offsets never go back.
+        if !trace.last().is_some_and(|t| {
+            t.starts_with("truncate") || t.starts_with("crash") || t.starts_with("reset")
+        }) {
             assert!(o.high_watermark >= last_hw, "{ctx}: hw went back");
             assert!(o.log_end_offset >= last_leo, "{ctx}: leo went back");
         }

@@ -176,7 +176,7 @@ impl<S: Storage> Partition<S> {
             // Nothing to gain: leave the segment in place, but count it as cleaned.
             drop(cleaned);
             self.cleaner().discard_output(base).await?;
-            self.mark_cleaned(group[0].end, now_ms).await?;
+            self.mark_cleaned(&group[0], now_ms).await?;
             return Ok(true);
         }
         let size = cleaned.size;
@@ -215,18 +215,24 @@ impl<S: Storage> Partition<S> {
         Ok(changed)
     }
 
-    /// Records that the log below `end` is cleaned without rewriting it (a lone segment the
-    /// filter would leave as it is).
-    async fn mark_cleaned(&self, end: i64, now_ms: i64) -> Result<()> {
+    /// Records that the log below `s.end` is cleaned without rewriting it (a lone segment the
+    /// filter would leave as it is), unless segment `s` changed since the plan (a truncation
+    /// cut it, a reset dropped the log): then the offsets below `s.end` are not what was read.
+    async fn mark_cleaned(&self, s: &Src, now_ms: i64) -> Result<()> {
         let inner = &*self.inner;
         let _g = inner.io_lock.lock().await;
         let c = {
             let mut st = inner.state.borrow_mut();
-            if st.closed || st.poisoned.is_some() || st.cleaner.cleaned_upto >= end {
+            let unchanged = st
+                .segments
+                .get(&s.base)
+                .is_some_and(|g| (g.id, g.next_offset, g.size_bytes) == (s.id, s.end, s.size));
+            if st.closed || st.poisoned.is_some() || !unchanged || st.cleaner.cleaned_upto >= s.end
+            {
                 return Ok(());
             }
             st.cleaner
-                .advance(end, now_ms, inner.config.delete_retention_ms);
+                .advance(s.end, now_ms, inner.config.delete_retention_ms);
             st.cleaner.clone()
         };
         cleaner_checkpoint::save(&inner.storage, &inner.dir, &c).await

@@ -5,7 +5,9 @@
 //! - `high_watermark <= log_end`, and with `Durability::SyncEachAppend` (the default)
 //!   `high_watermark <= durable_end`: nothing is served as committed before it is on disk;
 //! - no end moves backwards, except through [`LogEnds::truncate`], which only
-//!   `Partition::truncate_to` calls: the one sanctioned way back.
+//!   `Partition::truncate_to` calls, and [`LogEnds::reset`], which only
+//!   `Partition::truncate_fully_and_start_at` calls (the whole log replaced by an empty one
+//!   at any offset, forward or back): the two sanctioned ways back.
 
 /// The four end offsets of one partition's log (in its `LogState`, on its core).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +117,17 @@ impl LogEnds {
         self.check();
     }
 
+    /// The other sanctioned move (`Partition::truncate_fully_and_start_at`, once the old log
+    /// is gone and the new empty one is being put in its place): every end goes to `offset`,
+    /// forward or back.
+    pub(crate) fn reset(&mut self, offset: i64) {
+        self.log_end = offset;
+        self.written_end = offset;
+        self.durable_end = offset;
+        self.high_watermark = offset;
+        self.check();
+    }
+
     /// The order of the ends (see the module docs).
     fn check(&self) {
         assert!(
@@ -189,6 +202,27 @@ mod tests {
         e.advance_log_end(5);
         e.advance_high_watermark(5);
         assert_eq!((e.high_watermark(), e.durable_end()), (5, 0));
+    }
+
+    /// A reset moves every end to one offset, forward or back, and they move on from there.
+    #[test]
+    fn reset_moves_every_end_anywhere() {
+        let mut e = LogEnds::recovered(10, true);
+        e.advance_log_end(12);
+        e.reset(100);
+        let all = |e: &LogEnds| {
+            (
+                e.log_end(),
+                e.written_end(),
+                e.durable_end(),
+                e.high_watermark(),
+            )
+        };
+        assert_eq!(all(&e), (100, 100, 100, 100));
+        e.reset(3);
+        assert_eq!(all(&e), (3, 3, 3, 3));
+        e.advance_log_end(4);
+        assert_eq!(all(&e), (4, 3, 3, 3));
     }
 
     #[test]

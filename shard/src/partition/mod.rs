@@ -8,10 +8,10 @@
 //!
 //! One file per concern, each an `impl Partition` block: `open.rs` (open and recovery),
 //! `append.rs`, `flush.rs` (group commit), `roll.rs` (new segments, sealing, close),
-//! `read.rs`, `truncate.rs` (truncation, delete-records), `retention.rs`, `snapshots.rs`
-//! (producer snapshots), `replica.rs` (follower appends and the replication bound of the high
-//! watermark) and `compaction.rs` (drives `crate::compact`). This file holds the
-//! handle, the state and the small accessors.
+//! `read.rs`, `truncate.rs` (truncation, full reset, delete-records), `retention.rs`,
+//! `snapshots.rs` (producer snapshots), `replica.rs` (follower appends and the replication
+//! bound of the high watermark) and `compaction.rs` (drives `crate::compact`). This file
+//! holds the handle, the state and the small accessors.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
@@ -88,7 +88,8 @@ pub(crate) struct LogState<F> {
     unwritten: VecDeque<CachedBatch>,
     unwritten_segment: VecDeque<i64>,
     unwritten_bytes: usize,
-    /// Set while `truncate_to` runs; appends wait for it to clear.
+    /// Set while `truncate_to` or `truncate_fully_and_start_at` runs; appends wait for it to
+    /// clear.
     truncating: bool,
     append_seq: u64,
     durable_seq: u64,

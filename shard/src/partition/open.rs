@@ -1,7 +1,9 @@
-//! Opening a partition: finishing an interrupted compaction swap, reading `partition.meta` and
-//! the cleaner checkpoint, then recovering each segment (trusted closed segments by their
-//! index files, the rest by a framing and CRC scan that truncates a torn tail) and checking
-//! that the segments are contiguous. Opening never panics on file content.
+//! Opening a partition: finishing an interrupted compaction swap, then an interrupted log
+//! reset (`log_reset.rs`: the old log's files go, an empty log at the marker's offset stays),
+//! reading `partition.meta` and the cleaner checkpoint, then recovering each segment (trusted
+//! closed segments by their index files, the rest by a framing and CRC scan that truncates a
+//! torn tail) and checking that the segments are contiguous. Opening never panics on file
+//! content.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
@@ -22,6 +24,7 @@ use crate::files::{FileCache, close_evicted};
 use crate::index::SparseIndex;
 use crate::io::{OpenMode, Storage, StorageFile, read_file};
 use crate::limits::SCAN_READ_BYTES;
+use crate::log_reset;
 use crate::meta::{self, META_FILE, PartitionMeta};
 use crate::notify::{AsyncLock, Notify};
 use crate::producer_state::{ProducerBatch, ProducerTable, last_sequence};
@@ -161,6 +164,8 @@ impl<S: Storage> Partition<S> {
         // Finish a compaction swap a crash interrupted (or drop its unfinished output) before
         // looking at the segments.
         compact::recover_swap(&storage, &dir).await?;
+        // Then finish a log reset a crash interrupted: it drops whatever segments are left.
+        log_reset::finish_interrupted(&storage, &dir).await?;
         let names = storage
             .list_dir(&dir)
             .await

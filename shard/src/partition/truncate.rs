@@ -1,15 +1,23 @@
-//! Moving the log's ends: `truncate_to` (the one sanctioned way for the log end and the high
-//! watermark to go back) and `delete_records_before` (the log start forward), with the
-//! removal of whole segments they share with retention.
+//! Moving the log's ends: `truncate_to` (the log end and the high watermark back to a
+//! batch boundary), `truncate_fully_and_start_at` (the whole log replaced by an empty one at
+//! any offset, Kafka's `truncateFullyAndStartAt`: a follower that fell below the leader's log
+//! start) and `delete_records_before` (the log start forward, also how a follower follows the
+//! leader's log start), with the removal of whole segments they share with retention.
+
+use std::collections::BTreeMap;
 
 use sluice_net::record_batch::{self, peek_batch_size};
 
 use super::open::scan_segment;
 use super::{Partition, corrupt};
+use crate::cleaner_checkpoint::CleanerState;
 use crate::error::{Result, ShardError, io_err};
+use crate::files::close_evicted;
 use crate::io::{Storage, StorageFile};
 use crate::limits::SCAN_READ_BYTES;
-use crate::segment::segment_file;
+use crate::log_reset;
+use crate::producer_state::ProducerTable;
+use crate::segment::{Segment, SegmentFile, segment_file};
 impl<S: Storage> Partition<S> {
     /// Removes every batch whose last offset is at or after `offset` (a batch is never split):
     /// afterwards the log end offset is the base of the first removed batch, or `offset` if it
@@ -47,6 +55,92 @@ impl<S: Storage> Partition<S> {
         self.prune_snapshots(new_end).await?;
         self.inner.appended.notify_all();
         Ok(())
+    }
+
+    /// Kafka's `UnifiedLog.truncateFullyAndStartAt`: drops the whole log and starts it again,
+    /// empty, at `offset`: above the log end (a follower whose log ends below the leader's log
+    /// start, answered OFFSET_OUT_OF_RANGE) or at or below it. Afterwards log start, log end
+    /// and high watermark are all `offset` (whatever the replication bound: a leader's log
+    /// start is at most its high watermark); the leader epoch cache is empty (and saved so),
+    /// idempotent producers, their snapshots and the cleaner's state are forgotten, the
+    /// recovery point is `offset`, and the first append (leader or replicated) lands at
+    /// `offset`. Appends wait meanwhile; waiters are woken. Durable when it returns.
+    ///
+    /// Crash safety (`log_reset.rs`): a marker naming `offset` is made durable before anything
+    /// is removed and removed last, and an open that finds it finishes the reset, so a crash
+    /// at any point opens as the old log, whole, or as the new one. An I/O error poisons the
+    /// partition; reopening it likewise finds one or the other.
+    pub async fn truncate_fully_and_start_at(&self, offset: i64) -> Result<()> {
+        self.check_usable()?;
+        if offset < 0 {
+            let st = self.inner.state.borrow();
+            return Err(ShardError::OffsetOutOfRange {
+                offset,
+                log_start_offset: st.log_start_offset,
+                log_end_offset: st.ends.log_end(),
+            });
+        }
+        let _g = self.inner.io_lock.lock().await;
+        let _t = TruncatingGuard::new(self);
+        // Closed while this waited for the lock?
+        self.check_usable()?;
+        // Appends in flight are acknowledged by their sync: they are written, then dropped.
+        self.flush_locked().await?;
+        let r = self.reset_locked(offset).await;
+        if let Err(e) = &r {
+            let mut st = self.inner.state.borrow_mut();
+            if st.poisoned.is_none() {
+                st.poisoned = Some(e.to_string());
+            }
+        }
+        self.inner.synced.notify_all();
+        r
+    }
+
+    /// The reset's steps on disk, in their crash-safe order; the state is the new log's from
+    /// the moment the marker is durable.
+    async fn reset_locked(&self, offset: i64) -> Result<()> {
+        let inner = &*self.inner;
+        log_reset::write_marker(&inner.storage, &inner.dir, offset).await?;
+        let old = self.reset_state(offset);
+        let mut pinned = Vec::new();
+        for seg in old.into_values() {
+            self.forget_segment_file(&seg);
+            if let SegmentFile::Pinned(f) = seg.file {
+                pinned.push(f);
+            }
+        }
+        close_evicted(pinned).await;
+        log_reset::remove_log_files(&inner.storage, &inner.dir).await?;
+        // Creates `<offset>.log` (directory synced) and writes the meta: log start and
+        // recovery point `offset`, no leader epochs.
+        self.open_new_segment(offset).await?;
+        log_reset::remove_marker(&inner.storage, &inner.dir).await
+    }
+
+    /// The state of an empty log at `offset` (one empty segment, every end, the log start and
+    /// the recovery point at `offset`, nothing remembered of the old log); returns the old
+    /// segments. Called flushed, under the I/O lock, with appends held off.
+    fn reset_state(&self, offset: i64) -> BTreeMap<i64, Segment<S::File>> {
+        let inner = &*self.inner;
+        let now = inner.storage.now_ms();
+        let mut st = inner.state.borrow_mut();
+        let st = &mut *st;
+        assert!(
+            st.unwritten.is_empty(),
+            "a reset starts with everything written"
+        );
+        let fresh = BTreeMap::from([(offset, Segment::new(offset, now))]);
+        let old = std::mem::replace(&mut st.segments, fresh);
+        st.ends.reset(offset);
+        st.log_start_offset = offset;
+        st.recovery_point = offset;
+        st.leader_epochs.clear();
+        st.producers = ProducerTable::default();
+        st.pending_snapshots.clear();
+        st.cleaner = CleanerState::default();
+        inner.cache.borrow_mut().remove_partition(inner.id);
+        old
     }
 
     /// Whether truncating to `offset` removes anything; an error if `offset` is outside
@@ -232,12 +326,28 @@ impl<S: Storage> Partition<S> {
 
     /// Moves the log start offset to `offset` (capped at the high watermark) and deletes the
     /// segments wholly below it. Returns the new log start offset; durable when it returns.
+    ///
+    /// A follower follows the leader's log start with it (Kafka's
+    /// `maybeIncrementLogStartOffset`, same cap): after appending a Fetch answer's batches and
+    /// bounding the high watermark by the answer's, it passes the answer's `log_start_offset`.
+    /// The leader's log start is at most the leader's high watermark, so it is at most this
+    /// replica's as soon as the replica holds the leader's log up to there; if it does not
+    /// (the leader deleted past what this replica holds) the answer is `OffsetOutOfRange`,
+    /// and the next Fetch is out of range too: that is `truncate_fully_and_start_at`'s case.
+    /// An offset at or below the log start changes nothing and touches no file (a follower
+    /// passes one with every answer).
     pub async fn delete_records_before(&self, offset: i64) -> Result<i64> {
         self.check_usable()?;
         let _g = self.inner.io_lock.lock().await;
+        {
+            let st = self.inner.state.borrow();
+            if (0..=st.log_start_offset).contains(&offset) {
+                return Ok(st.log_start_offset);
+            }
+        }
         self.flush_locked().await?;
         let inner = &*self.inner;
-        let new_start = {
+        let (old_start, new_start) = {
             let mut st = inner.state.borrow_mut();
             if offset < 0 || offset > st.ends.high_watermark() {
                 return Err(ShardError::OffsetOutOfRange {
@@ -246,10 +356,16 @@ impl<S: Storage> Partition<S> {
                     log_end_offset: st.ends.high_watermark(),
                 });
             }
-            st.log_start_offset = st.log_start_offset.max(offset);
-            st.log_start_offset
+            let old = st.log_start_offset;
+            st.log_start_offset = old.max(offset);
+            (old, st.log_start_offset)
         };
-        self.write_meta().await?;
+        if let Err(e) = self.write_meta().await {
+            // Not durable: the log start stays where the disk has it, so a later call that
+            // finds nothing to move does not answer for an offset that was never saved.
+            inner.state.borrow_mut().log_start_offset = old_start;
+            return Err(e);
+        }
         self.remove_segments_below(new_start).await?;
         inner.cache.borrow_mut().remove_before(inner.id, new_start);
         Ok(new_start)
@@ -277,7 +393,8 @@ impl<S: Storage> Partition<S> {
     }
 }
 
-/// Holds appends off while a truncation rewrites the log end; clears on every exit path.
+/// Holds appends off while a truncation or a reset rewrites the log end; clears (and wakes
+/// the waiters) on every exit path.
 struct TruncatingGuard<'a, S: Storage> {
     p: &'a Partition<S>,
 }
