@@ -19,7 +19,10 @@ mod configs;
 mod elect_leaders;
 mod placement;
 mod producer_ids;
+mod reassignments;
 mod topics;
+
+pub use reassignments::list_partition_reassignments;
 
 use crate::image::MetadataImage;
 use sluice_net::metadata_record::VersionedRecord;

@@ -18,14 +18,21 @@
 //! bumps the partition epoch when it applies it. The answer is the partition's state after the
 //! change; a request that changes nothing writes no record and gets the current state.
 //!
+//! An ISR expansion that lets an ongoing reassignment complete (`reassignments.rs`; the rule is
+//! `change.rs`'s) completes it in the same record: the assignment becomes the target, the
+//! removed replicas leave the ISR, and the leader epoch is bumped (the record names the leader).
+//! When that moves leadership away from the sender (it was a removed replica), the record is
+//! written all the same and the sender gets NEW_LEADER_ELECTED instead of the state (Kafka's
+//! answer at versions above 1), so it fetches the new metadata; otherwise it gets the state after
+//! the change, its new leader epoch included.
+//!
 //! Versions 2 and 3 (the ones Kafka 4.4 serves): version 2 names the new ISR by broker id only,
-//! taken as broker epoch -1 (not checked). Not here: reassignments (completing one through an
-//! ISR change, which is how Kafka's NEW_LEADER_ELECTED arises; the check is kept) and log
-//! directories. A leader recovery state outside 0 and 1, where Kafka's controller throws (an
-//! UNKNOWN_SERVER_ERROR and a controller failover), refuses the request as a whole with
-//! UNKNOWN_SERVER_ERROR, with no failover.
+//! taken as broker epoch -1 (not checked). Not here: log directories, and a topic's
+//! `unclean.leader.election.enable` (Kafka's election then is unclean). A leader recovery state
+//! outside 0 and 1, where Kafka's controller throws (an UNKNOWN_SERVER_ERROR and a controller
+//! failover), refuses the request as a whole with UNKNOWN_SERVER_ERROR, with no failover.
 
-use super::change::{Change, LeaderElection};
+use super::change::{Assignment, Change, LeaderElection};
 use super::{Controller, Proposal, versioned};
 use crate::bootstrap::PARTITION_CHANGE_RECORD_VERSION;
 use crate::image::{ELR_VERSION, PartitionRegistration, TopicImage};
@@ -134,6 +141,7 @@ impl Controller {
             unclean: -1,
             recovery: data.leader_recovery_state,
             election: LeaderElection::Online,
+            assignment: Assignment::of(partition),
         };
         let Some(mut record) = change.build(|r| self.is_active(r)) else {
             return (state(index, partition), None);

@@ -1,26 +1,45 @@
-//! Leader and ISR changes (Kafka's `PartitionChangeBuilder`), and those of a broker that is
-//! fenced, unfenced or shuts down (Kafka's
+//! Leader, ISR and assignment changes (Kafka's `PartitionChangeBuilder`), and those of a broker
+//! that is fenced, unfenced or shuts down (Kafka's
 //! `ReplicationControlManager.generateLeaderAndIsrUpdates`).
 //!
 //! The election has Kafka's three modes ([`LeaderElection`]): online (keep the partition led;
 //! the only one brokers' state changes and AlterPartition use), preferred (the first replica of
 //! the assignment if it can lead: ElectLeaders and the leader rebalance) and unclean (any live
 //! replica when no clean choice is left: ElectLeaders). With KIP-966's eligible leader replicas
-//! when the `eligible.leader.replicas.version` feature is on (Kafka 4.4's default); no
-//! reassignment. Without ELR a partition never loses its last ISR member (so a fenced RF-1
-//! partition keeps ISR [b], leader -1); with ELR the ISR may become empty and the member moves
-//! to the ELR, from which it is elected back; once both are empty the last known leader is
-//! elected back (uncleanly) when it returns.
+//! when the `eligible.leader.replicas.version` feature is on (Kafka 4.4's default). Without ELR
+//! a partition never loses its last ISR member (so a fenced RF-1 partition keeps ISR [b], leader
+//! -1); with ELR the ISR may become empty and the member moves to the ELR, from which it is
+//! elected back; once both are empty the last known leader is elected back (uncleanly) when it
+//! returns.
+//!
+//! Reassignments (KIP-455, `reassignments.rs`): a change aims for an [`Assignment`] (replicas,
+//! adding, removing; the partition's own unless a reassignment starts or is cancelled), and
+//! every change, whoever builds it, first completes an ongoing reassignment the target ISR
+//! allows (Kafka 4.4's `PartitionReassignmentReplicas.maybeCompleteReassignment`, as KAFKA-19975
+//! left it: a replica kept by the reassignment need not be in sync unless it shrinks): the ISR
+//! without the removing replicas is not empty and holds every adding replica, the replicas
+//! without the removing ones are not empty, and, when fewer replicas are added than removed,
+//! that ISR holds every remaining replica. Completing makes the assignment the replicas without
+//! the removing ones (their directories kept), clears adding and removing, and takes the
+//! removing replicas out of the ISR. The election walks the target assignment's replicas in
+//! order (a removing replica still in the ISR may lead until the reassignment completes; then
+//! a leader outside the new ISR is replaced). A change whose replicas drop one of the
+//! partition's bumps the leader epoch even when the leader stays (the record names it). The
+//! record carries the replicas, adding, removing and directories that differ from the
+//! partition's (a replica new to the partition gets the directory the caller gives it).
 
 use super::{Controller, versioned};
 use crate::bootstrap::PARTITION_CHANGE_RECORD_VERSION;
 use crate::image::{
     ELR_VERSION, PartitionRegistration, RESOURCE_BROKER, RESOURCE_TOPIC, TopicImage,
 };
+use sluice_net::Uuid;
 use sluice_net::messages::{MetadataRecord, PartitionChangeRecord};
 use sluice_net::metadata_record::VersionedRecord;
 
 const NO_LEADER: i32 = -1;
+/// A `PartitionChangeRecord` leader meaning "unchanged".
+const NO_LEADER_CHANGE: i32 = -2;
 
 /// What the election may use: `remove` never leads and leaves the ISR, `add` may lead
 /// although still fenced, `unclean` (a broker that restarted without a clean shutdown, with
@@ -64,6 +83,7 @@ impl Controller {
                     unclean: election.unclean,
                     recovery: partition.leader_recovery_state,
                     election: LeaderElection::Online,
+                    assignment: Assignment::of(partition),
                 };
                 if let Some(mut record) = change.build(acceptable) {
                     record.topic_id = topic.id;
@@ -118,18 +138,87 @@ pub(super) struct Change<'a> {
     pub recovery: i8,
     /// The election's mode.
     pub election: LeaderElection,
+    /// The assignment to have (`Assignment::of` the partition to keep it).
+    pub assignment: Assignment,
+}
+
+/// A partition's assignment: Kafka's target replicas, adding and removing replicas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Assignment {
+    /// Replicas in preferred order.
+    pub replicas: Vec<i32>,
+    /// The log directory of each replica, in the order of `replicas`.
+    pub directories: Vec<Uuid>,
+    /// Replicas a reassignment adds.
+    pub adding: Vec<i32>,
+    /// Replicas a reassignment removes.
+    pub removing: Vec<i32>,
+}
+
+impl Assignment {
+    /// The partition's own assignment.
+    pub(super) fn of(p: &PartitionRegistration) -> Assignment {
+        Assignment {
+            replicas: p.replicas.clone(),
+            directories: p.directories.clone(),
+            adding: p.adding_replicas.clone(),
+            removing: p.removing_replicas.clone(),
+        }
+    }
+
+    /// Kafka 4.4's `PartitionReassignmentReplicas.maybeCompleteReassignment`: the completed
+    /// assignment and ISR, when a reassignment is in progress and `isr` allows completing it.
+    fn completed(&self, isr: &[i32]) -> Option<(Assignment, Vec<i32>)> {
+        if self.adding.is_empty() && self.removing.is_empty() {
+            return None;
+        }
+        let kept = |r: &i32| !self.removing.contains(r);
+        let new_isr: Vec<i32> = isr.iter().copied().filter(kept).collect();
+        let (replicas, directories): (Vec<i32>, Vec<Uuid>) = self
+            .replicas
+            .iter()
+            .zip(
+                self.directories
+                    .iter()
+                    .chain(std::iter::repeat(&Uuid::ZERO)),
+            )
+            .filter(|(r, _)| kept(r))
+            .unzip();
+        if new_isr.is_empty() || replicas.is_empty() {
+            return None;
+        }
+        let in_isr = |r: &i32| new_isr.contains(r);
+        if !self.adding.iter().all(in_isr) {
+            return None;
+        }
+        if self.adding.len() < self.removing.len() && !replicas.iter().all(in_isr) {
+            return None;
+        }
+        let assignment = Assignment {
+            replicas,
+            directories,
+            adding: Vec::new(),
+            removing: Vec::new(),
+        };
+        Some((assignment, new_isr))
+    }
 }
 
 impl Change<'_> {
-    /// The record, or `None` when nothing changes. Kafka's order: the target ELR, the
-    /// election, the ELR fields, the ISR, then the last known leader (Kafka's default
-    /// "last known leader in balanced recovery" mode, in which `last_known_elr` holds the
-    /// partition's last leader while it has none), then the target leader recovery state.
+    /// The record, or `None` when nothing changes. Kafka's order: complete a reassignment the
+    /// target ISR allows, the target ELR, the election, a leader epoch bump when replicas
+    /// leave, the ELR fields, the ISR, then the last known leader (Kafka's default "last known
+    /// leader in balanced recovery" mode, in which `last_known_elr` holds the partition's last
+    /// leader while it has none), the assignment, then the target leader recovery state.
     pub(super) fn build(
         mut self,
         acceptable: impl Fn(i32) -> bool,
     ) -> Option<PartitionChangeRecord> {
         let p = self.partition;
+        if let Some((assignment, isr)) = self.assignment.completed(&self.target_isr) {
+            self.assignment = assignment;
+            self.target_isr = isr;
+        }
         let mut target_elr = self.target_elr();
         let mut record = PartitionChangeRecord::default();
         let (elected, unclean) = self.elect(&target_elr, &acceptable);
@@ -148,6 +237,13 @@ impl Change<'_> {
                 }
             }
         }
+        let replicas_leave = p
+            .replicas
+            .iter()
+            .any(|r| !self.assignment.replicas.contains(r));
+        if record.leader.get() == NO_LEADER_CHANGE && replicas_leave {
+            record.leader = p.leader.into();
+        }
         if record.isr.is_some() || !self.elr_enabled {
             target_elr.clear();
         }
@@ -161,29 +257,46 @@ impl Change<'_> {
         if self.elr_enabled {
             record.last_known_elr = last_known_leader(p, &record);
         }
+        self.assignment_changes(&mut record);
         if self.recovery != p.leader_recovery_state {
             record.leader_recovery_state = self.recovery;
         }
-        let unchanged = record.leader.get() == -2
-            && record.isr.is_none()
-            && record.eligible_leader_replicas.is_none()
-            && record.last_known_elr.is_none()
-            && record.leader_recovery_state == -1;
-        (!unchanged).then_some(record)
+        (!is_no_op(&record)).then_some(record)
+    }
+
+    /// Kafka's `setAssignmentChanges`: the assignment's fields that differ from the partition's.
+    fn assignment_changes(&self, record: &mut PartitionChangeRecord) {
+        let (p, a) = (self.partition, &self.assignment);
+        if !a.replicas.is_empty() {
+            if a.directories != p.directories {
+                record.directories = Some(a.directories.clone());
+            }
+            if a.replicas != p.replicas {
+                record.replicas = Some(brokers(&a.replicas));
+            }
+        }
+        if a.removing != p.removing_replicas {
+            record.removing_replicas = Some(brokers(&a.removing));
+        }
+        if a.adding != p.adding_replicas {
+            record.adding_replicas = Some(brokers(&a.adding));
+        }
     }
 
     /// The leader to have, and whether it is an unclean choice (Kafka's `electPreferredLeader`
-    /// and `electAnyLeader`): for a preferred election the first replica if valid; then the
-    /// current leader if still valid, else the first valid replica (in the ISR, or in the ELR
-    /// when the ISR is empty), else (ISR and ELR empty, ELR on) the last known leader once it
-    /// is acceptable again; for an unclean election last the first acceptable replica.
+    /// and `electAnyLeader`), over the target assignment's replicas in order: for a preferred
+    /// election the first replica if valid; then the current leader if still valid, else the
+    /// first valid replica (in the ISR, or in the ELR when the ISR is empty), else (ISR and ELR
+    /// empty, ELR on) the last known leader once it is acceptable again; for an unclean
+    /// election last the first acceptable replica.
     fn elect(&self, target_elr: &[i32], acceptable: &impl Fn(i32) -> bool) -> (i32, bool) {
         let p = self.partition;
         let isr = &self.target_isr;
+        let replicas = &self.assignment.replicas;
         let valid = |r: i32| {
             (isr.contains(&r) || (isr.is_empty() && target_elr.contains(&r))) && acceptable(r)
         };
-        let preferred = p.replicas.first().copied();
+        let preferred = replicas.first().copied();
         if self.election == LeaderElection::Preferred
             && let Some(r) = preferred.filter(|&r| valid(r))
         {
@@ -192,7 +305,7 @@ impl Change<'_> {
         if valid(p.leader) {
             return (p.leader, false);
         }
-        if let Some(r) = p.replicas.iter().copied().find(|&r| valid(r)) {
+        if let Some(r) = replicas.iter().copied().find(|&r| valid(r)) {
             return (r, false);
         }
         match p.last_known_elr.as_slice() {
@@ -207,7 +320,7 @@ impl Change<'_> {
             _ => {}
         }
         if self.election == LeaderElection::Unclean
-            && let Some(r) = p.replicas.iter().copied().find(|&r| acceptable(r))
+            && let Some(r) = replicas.iter().copied().find(|&r| acceptable(r))
         {
             return (r, true);
         }
@@ -230,6 +343,19 @@ impl Change<'_> {
         elr.retain(|r| !self.target_isr.contains(r) && *r != self.unclean);
         elr
     }
+}
+
+/// Kafka's `changeRecordIsNoOp`.
+fn is_no_op(record: &PartitionChangeRecord) -> bool {
+    record.leader.get() == NO_LEADER_CHANGE
+        && record.isr.is_none()
+        && record.eligible_leader_replicas.is_none()
+        && record.last_known_elr.is_none()
+        && record.replicas.is_none()
+        && record.removing_replicas.is_none()
+        && record.adding_replicas.is_none()
+        && record.leader_recovery_state == -1
+        && record.directories.is_none()
 }
 
 /// Kafka's `maybeUpdateLastKnownLeader`: when the ISR becomes empty the partition's leader is

@@ -39,7 +39,7 @@
 //! by topic id, then index (Kafka's hash-set order is unspecified), topics by name for a null
 //! list.
 
-use super::change::{Change, LeaderElection};
+use super::change::{Assignment, Change, LeaderElection};
 use super::{Controller, Proposal, versioned};
 use crate::bootstrap::PARTITION_CHANGE_RECORD_VERSION;
 use crate::image::{ELR_VERSION, PartitionRegistration, TopicImage};
@@ -244,6 +244,7 @@ impl Controller {
             unclean: -1,
             recovery: partition.leader_recovery_state,
             election,
+            assignment: Assignment::of(partition),
         };
         let mut record = change.build(|r| self.is_active(r))?;
         record.topic_id = topic.id;

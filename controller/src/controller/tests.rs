@@ -592,11 +592,13 @@ fn legacy_topics_become_records() {
     assert_eq!(c.committed.config(2, "old", "retention.ms"), Some("1000"));
 }
 
-/// Random requests and ticks, committed in order: every leader is a replica in the ISR (or
-/// -1), no fenced broker leads, broker epochs only grow, and replaying the log gives the
-/// same image.
+/// Random requests and ticks (reassignments and leaders' ISR expansions included), committed
+/// in order: replicas are distinct, each with a directory; the ISR, adding and removing are
+/// replicas; every leader is a replica in the ISR (or -1), no fenced broker leads, broker epochs
+/// only grow, and replaying the log gives the same image.
 #[test]
 fn random_operations_keep_invariants() {
+    let mut reassignments = [0; 2];
     for seed in 0..30u64 {
         let mut rng = Rng::new(seed);
         let mut c = Cluster::new(seed);
@@ -608,7 +610,18 @@ fn random_operations_keep_invariants() {
             check_invariants(&c, seed);
         }
         c.failover(now, seed + 1);
+        for record in &c.log {
+            if let MetadataRecord::PartitionChange(r) = &record.record {
+                let adding = r.adding_replicas.as_ref().map(Vec::is_empty);
+                reassignments[0] += usize::from(adding == Some(false));
+                reassignments[1] += usize::from(adding == Some(true));
+            }
+        }
     }
+    assert!(
+        reassignments.iter().all(|&n| n >= 10),
+        "started, ended: {reassignments:?}"
+    );
 }
 
 fn random_step(
@@ -619,7 +632,9 @@ fn random_step(
     step: u32,
 ) {
     let id = rng.below(4) as i32 + 1;
-    match rng.below(6) {
+    match rng.below(7) {
+        6 if rng.below(2) == 0 => random_reassignment(c, rng),
+        6 => random_isr_expansion(c, rng),
         0 => {
             let (code, epoch) = c.register(now, id, rng.below(2) as u8 + 1);
             if code == 0 {
@@ -650,9 +665,117 @@ fn random_step(
     }
 }
 
+/// A random partition of a random topic, if any.
+fn random_partition<'a>(
+    c: &'a Cluster,
+    rng: &mut Rng,
+) -> Option<(&'a str, i32, &'a PartitionRegistration)> {
+    let topics: Vec<_> = c.committed.topics().values().collect();
+    let topic = topics.get(rng.below(topics.len().max(1) as u64) as usize)?;
+    let partitions: Vec<_> = topic.partitions.iter().collect();
+    let &(&index, p) = partitions.get(rng.below(partitions.len().max(1) as u64) as usize)?;
+    Some((&*topic.name, index, p))
+}
+
+/// Reassigns a random partition to 1 to 3 random brokers of 1 to 5 (5 never registers), or
+/// cancels its reassignment.
+fn random_reassignment(c: &mut Cluster, rng: &mut Rng) {
+    use sluice_net::messages::AlterPartitionReassignmentsRequest;
+    use sluice_net::messages::alter_partition_reassignments_request as reassign;
+    let Some((name, index, _)) = random_partition(c, rng) else {
+        return;
+    };
+    let replicas = (rng.below(4) != 0).then(|| {
+        let mut brokers: Vec<i32> = Vec::new();
+        for _ in 0..=rng.below(3) {
+            let b = rng.below(5) as i32 + 1;
+            if !brokers.contains(&b) || rng.below(10) == 0 {
+                brokers.push(b);
+            }
+        }
+        brokers.into_iter().map(Into::into).collect()
+    });
+    let req = AlterPartitionReassignmentsRequest {
+        allow_replication_factor_change: rng.below(4) != 0,
+        topics: vec![reassign::ReassignableTopic {
+            name: name.into(),
+            partitions: vec![reassign::ReassignablePartition {
+                partition_index: index,
+                replicas,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    run!(c, alter_partition_reassignments(&req));
+}
+
+/// A random led partition's leader adds one of its live replicas outside the ISR (a follower
+/// caught up, the leader's log recovered; AlterPartition v3 with the registered broker epochs).
+fn random_isr_expansion(c: &mut Cluster, rng: &mut Rng) {
+    use sluice_net::messages::AlterPartitionRequest;
+    use sluice_net::messages::alter_partition_request::{BrokerState, PartitionData, TopicData};
+    let image = &c.committed;
+    let live = |b: &i32| {
+        image
+            .broker(*b)
+            .is_some_and(|b| !b.fenced && !b.in_controlled_shutdown)
+    };
+    let mut candidates = Vec::new();
+    for t in image.topics().values() {
+        for (&index, p) in t.partitions.iter().filter(|(_, p)| p.leader >= 0) {
+            let outside = p.replicas.iter().filter(|r| !p.isr.contains(r) && live(r));
+            candidates.extend(outside.map(|&r| (t.id, index, p, r)));
+        }
+    }
+    let Some(&(topic_id, index, p, joining)) =
+        candidates.get(rng.below(candidates.len().max(1) as u64) as usize)
+    else {
+        return;
+    };
+    let epoch = |b: i32| image.broker(b).map_or(-1, |b| b.epoch);
+    let member = |&b: &i32| BrokerState {
+        broker_id: b.into(),
+        broker_epoch: epoch(b),
+        ..Default::default()
+    };
+    let isr: Vec<i32> = p.isr.iter().copied().chain([joining]).collect();
+    let req = AlterPartitionRequest {
+        broker_id: p.leader.into(),
+        broker_epoch: epoch(p.leader),
+        topics: vec![TopicData {
+            topic_id,
+            partitions: vec![PartitionData {
+                partition_index: index,
+                leader_epoch: p.leader_epoch,
+                partition_epoch: p.partition_epoch,
+                new_isr_with_epochs: isr.iter().map(member).collect(),
+                leader_recovery_state: 0,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let reply = run!(c, alter_partition(3, &req));
+    let code = reply.topics[0].partitions[0].error_code;
+    let new_leader = ErrorCode::NEW_LEADER_ELECTED.code();
+    assert!(code == 0 || code == new_leader, "{reply:?}");
+}
+
 fn check_invariants(c: &Cluster, seed: u64) {
     for t in c.committed.topics().values() {
         for p in t.partitions.values() {
+            let mut unique = p.replicas.clone();
+            unique.sort_unstable();
+            unique.dedup();
+            assert_eq!(unique.len(), p.replicas.len(), "seed {seed}: {p:?}");
+            assert_eq!(p.directories.len(), p.replicas.len(), "seed {seed}: {p:?}");
+            let all_replicas = |v: &[i32]| v.iter().all(|r| p.replicas.contains(r));
+            assert!(all_replicas(&p.isr), "seed {seed}: {p:?}");
+            assert!(all_replicas(&p.adding_replicas), "seed {seed}: {p:?}");
+            assert!(all_replicas(&p.removing_replicas), "seed {seed}: {p:?}");
             if p.leader == -1 {
                 continue;
             }
@@ -674,13 +797,20 @@ fn snapshot_records_rebuild_the_image() {
         let mut c = Cluster::new(seed);
         let mut epochs: BTreeMap<i32, i64> = BTreeMap::new();
         let mut now = 0;
+        let mut with_partitions = 0;
         for step in 0..200 {
             now += rng.below(2_000);
             random_step(&mut c, &mut rng, &mut epochs, now, step);
             if step % 50 == 49 {
                 check_snapshot(&c.committed, c.log.len() as i64, seed);
+                let mut topics = c.committed.topics().values();
+                with_partitions += usize::from(topics.any(|t| !t.partitions.is_empty()));
             }
         }
+        assert!(
+            with_partitions >= 2,
+            "seed {seed}: too few partitions checked"
+        );
     }
 }
 
@@ -711,7 +841,6 @@ fn check_snapshot(image: &MetadataImage, end: i64, seed: u64) {
         expected.registered_offset = end - 1;
         assert_eq!(loaded.broker(*id), Some(&expected), "seed {seed}");
     }
-    assert!(image.topics().values().any(|t| !t.partitions.is_empty()) || end < 20);
 }
 
 /// A forwarded IncrementalAlterConfigs on a topic: SET and DELETE become ConfigRecords the
@@ -765,3 +894,4 @@ fn topic_config_changes_become_config_records() {
 
 mod alter_partition;
 mod elect_leaders;
+mod reassignments;

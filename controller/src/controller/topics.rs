@@ -22,7 +22,7 @@ use sluice_net::metadata_record::VersionedRecord;
 use sluice_net::{ErrorCode, Uuid};
 
 /// A per-topic failure: Kafka's `ApiError`.
-type ApiError = (ErrorCode, String);
+pub(super) type ApiError = (ErrorCode, String);
 
 /// Kafka's longest topic name.
 const TOPIC_NAME_LENGTH_MAX: usize = 249;
@@ -146,7 +146,7 @@ impl Controller {
     }
 
     /// Kafka's `defaultDir`: the broker's only log dir, else UNASSIGNED (zero).
-    fn default_dir(&self, broker: i32) -> Uuid {
+    pub(super) fn default_dir(&self, broker: i32) -> Uuid {
         match self.image.broker(broker).map(|b| b.log_dirs.as_slice()) {
             Some([only]) => *only,
             _ => Uuid::ZERO,
@@ -243,12 +243,31 @@ impl Controller {
         Ok(parts.into_values().collect())
     }
 
-    /// Kafka's `validateManualPartitionAssignment`, plus the "all fenced" check.
+    /// Kafka's `validateManualPartitionAssignment`, plus the "all fenced" check of a new
+    /// partition.
     fn validate_manual(
         &self,
         replicas: &[i32],
         rf: Option<usize>,
         index: i32,
+    ) -> Result<(), ApiError> {
+        self.check_manual_assignment(replicas, rf)?;
+        if !replicas.iter().any(|&b| self.is_active(b)) {
+            let message = format!(
+                "All brokers specified in the manual partition assignment for partition {index} \
+                 are fenced or in controlled shutdown."
+            );
+            return Err((ErrorCode::INVALID_REPLICA_ASSIGNMENT, message));
+        }
+        Ok(())
+    }
+
+    /// Kafka's `validateManualPartitionAssignment`: not empty, every broker registered, none
+    /// twice (in ascending order of broker id), `rf` replicas when given.
+    pub(super) fn check_manual_assignment(
+        &self,
+        replicas: &[i32],
+        rf: Option<usize>,
     ) -> Result<(), ApiError> {
         let invalid = |m: String| Err((ErrorCode::INVALID_REPLICA_ASSIGNMENT, m));
         if replicas.is_empty() {
@@ -276,12 +295,6 @@ impl Controller {
                 "The manual partition assignment includes a partition with {} replica(s), but \
                  this is not consistent with previous partitions, which have {rf} replica(s).",
                 sorted.len()
-            ));
-        }
-        if !replicas.iter().any(|&b| self.is_active(b)) {
-            return invalid(format!(
-                "All brokers specified in the manual partition assignment for partition {index} \
-                 are fenced or in controlled shutdown."
             ));
         }
         Ok(())

@@ -58,6 +58,12 @@ impl PartitionRegistration {
         }
     }
 
+    /// The log directory of replica `broker`; `None` if it is not a replica.
+    pub fn directory(&self, broker: i32) -> Option<Uuid> {
+        let index = self.replicas.iter().position(|&r| r == broker)?;
+        Some(self.directories.get(index).copied().unwrap_or(Uuid::ZERO))
+    }
+
     /// Whether the partition has no leader.
     pub fn is_offline(&self) -> bool {
         self.leader == NO_LEADER
