@@ -132,6 +132,26 @@ async fn change_one(core: &impl Cluster, change: TopicChange) -> Result<(), Topi
             incremental,
             dry_run,
         } => return alter_configs(core, name, set, incremental, dry_run).await,
+        // Deleting dynamic broker configs that are not set changes nothing, so it is answered
+        // as done (as Kafka does): `kafka-reassign-partitions --verify` clears the replication
+        // throttles of every broker that way.
+        TopicChange::AlterBrokerConfigs {
+            entity,
+            set,
+            incremental: true,
+            ..
+        } if set.iter().all(|(key, value)| {
+            value.is_none()
+                && core
+                    .image()
+                    .registry()
+                    .broker_configs
+                    .get(&entity)
+                    .is_none_or(|c| !c.contains_key(key))
+        }) =>
+        {
+            return Ok(());
+        }
         _ => {
             return Err(TopicChangeError::InvalidRequest(
                 "Changing configs is not supported on a sluice cluster yet.".to_owned(),

@@ -4,7 +4,9 @@
 //! batches are appended as the leader wrote them (`Partition::append_replicated`, synced
 //! before the next Fetch reports the new log end, so the leader counts only what is on this
 //! disk); a `DivergingEpoch` truncates the log where it left the leader's, as Kafka's fetcher
-//! does; the leader's high watermark bounds this replica's (`replication.rs`).
+//! does; the leader's high watermark bounds this replica's (`replication.rs`), and its log
+//! start moves this replica's forward. A replica whose log end the leader no longer has
+//! (OFFSET_OUT_OF_RANGE below the leader's log start) starts empty at the leader's log start.
 //!
 //! [`run`] watches the core's image and starts a session per leader; a session ends when
 //! this core follows nothing of that leader any more. Errors (no connection, a leader that
@@ -237,8 +239,12 @@ async fn apply(
     clean
 }
 
-/// One partition's answer: truncate on divergence, else append and learn the high watermark.
+/// One partition's answer: truncate on divergence, else append and learn the high watermark
+/// and the log start.
 async fn apply_partition(core: &Core, p: &Partition, data: PartitionData) -> bool {
+    if data.error_code == code::OFFSET_OUT_OF_RANGE {
+        return out_of_range(p, data.log_start_offset).await;
+    }
     if data.error_code != code::NONE {
         tracing::debug!(
             topic = p.topic(),
@@ -281,5 +287,52 @@ async fn apply_partition(core: &Core, p: &Partition, data: PartitionData) -> boo
     core.partitions
         .replication
         .leader_high_watermark(p, data.high_watermark.min(p.offsets().log_end_offset));
+    follow_log_start(p, data.log_start_offset).await;
+    true
+}
+
+/// The leader's log start moved past this replica's (DeleteRecords, retention): the records
+/// below it go here too, as far as this replica's high watermark (Kafka's follower
+/// `maybeIncrementLogStartOffset`).
+async fn follow_log_start(p: &Partition, leader_start: i64) {
+    let offsets = p.offsets();
+    let to = leader_start.min(offsets.high_watermark);
+    if to <= offsets.log_start_offset {
+        return;
+    }
+    if let Err(e) = p.delete_records_before(to).await {
+        tracing::warn!(topic = p.topic(), partition = p.partition(), error = %e,
+            "moving a replica's log start failed");
+    }
+}
+
+/// OFFSET_OUT_OF_RANGE for this replica's log end. When the leader's log starts above it
+/// (the leader deleted what this replica still lacks while it was away), the replica drops
+/// its whole log and starts empty at the leader's log start, as Kafka's fetcher does
+/// (`truncateFullyAndStartAt`); the next Fetch goes from there. `false`: pause first.
+async fn out_of_range(p: &Partition, leader_start: i64) -> bool {
+    let end = p.offsets().log_end_offset;
+    if leader_start <= end {
+        tracing::debug!(
+            topic = p.topic(),
+            partition = p.partition(),
+            end,
+            leader_start,
+            "replica fetch out of range"
+        );
+        return false;
+    }
+    tracing::info!(
+        topic = p.topic(),
+        partition = p.partition(),
+        end,
+        leader_start,
+        "the leader's log starts past this replica's end: starting it empty there"
+    );
+    if let Err(e) = p.truncate_fully_and_start_at(leader_start).await {
+        tracing::warn!(topic = p.topic(), partition = p.partition(), error = %e,
+            "resetting a replica's log failed");
+        return false;
+    }
     true
 }

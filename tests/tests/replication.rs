@@ -14,7 +14,11 @@
 //!   replica and it leaves the ISR while it still runs, producers see at most
 //!   NOT_LEADER_OR_FOLLOWER, nothing acknowledged is lost, and it rejoins after a restart;
 //! - the preferred replica leads again after it is back in the ISR: on ElectLeaders, and on its
-//!   own with the automatic leader rebalance.
+//!   own with the automatic leader rebalance;
+//! - a reassignment moves a replica to a broker added later, which catches up; the old broker
+//!   deletes its copy;
+//! - a replica that fell below the leader's log start (DeleteRecords while it was down) starts
+//!   over at the leader's log start.
 //!
 //! Every process is started on free ports and stopped (SIGKILL, by its PID) when its `Broker`
 //! drops; SIGSTOP and SIGCONT go to a PID too, never to a name.
@@ -44,38 +48,50 @@ const CONNECT: Duration = Duration::from_secs(5);
 /// Nodes `1..=n`, each a broker and a controller voter, on one core without metrics, in
 /// `tmp/node-{id}`; `extra` is given to every node.
 fn start_cluster(tmp: &Path, n: i32, extra: &[&str]) -> Vec<Broker> {
+    start_cluster_with_voters(tmp, n, extra).0
+}
+
+/// [`start_cluster`], and the `--controller-voters` it gave the nodes.
+fn start_cluster_with_voters(tmp: &Path, n: i32, extra: &[&str]) -> (Vec<Broker>, String) {
     let voters: Vec<String> = (1..=n)
         .map(|id| format!("{id}@127.0.0.1:{}", free_port()))
         .collect();
     let voters = voters.join(",");
     let nodes: Vec<Broker> = (1..=n)
-        .map(|id| {
-            let node_id = id.to_string();
-            let mut args = vec![
-                "--node-id",
-                node_id.as_str(),
-                "--controller-voters",
-                voters.as_str(),
-                "--process-roles",
-                "broker,controller",
-                "--cores",
-                "1",
-                "--metrics-listen",
-                "off",
-            ];
-            args.extend_from_slice(extra);
-            let dir = tmp.join(format!("node-{id}"));
-            Broker::start_in(&dir, "127.0.0.1:0".parse().expect("addr"), &args)
-        })
+        .map(|id| start_node(tmp, id, &voters, "broker,controller", extra))
         .collect();
-    let first = nodes[0].bootstrap();
+    wait_brokers(&nodes[0].bootstrap(), n as usize);
+    (nodes, voters)
+}
+
+/// Node `id` in `tmp/node-{id}` with `roles`, on one core without metrics.
+fn start_node(tmp: &Path, id: i32, voters: &str, roles: &str, extra: &[&str]) -> Broker {
+    let node_id = id.to_string();
+    let mut args = vec![
+        "--node-id",
+        node_id.as_str(),
+        "--controller-voters",
+        voters,
+        "--process-roles",
+        roles,
+        "--cores",
+        "1",
+        "--metrics-listen",
+        "off",
+    ];
+    args.extend_from_slice(extra);
+    let dir = tmp.join(format!("node-{id}"));
+    Broker::start_in(&dir, "127.0.0.1:0".parse().expect("addr"), &args)
+}
+
+/// Waits until `broker`'s Metadata lists `n` brokers (registered and unfenced).
+fn wait_brokers(broker: &str, n: usize) {
     wait_for_state(
         Duration::from_secs(30),
         "every broker registered and unfenced (Metadata's brokers)",
-        || metadata_of(&first, "none").map(|r| r.brokers.len()),
-        |seen| *seen == Some(n as usize),
+        || metadata_of(broker, "none").map(|r| r.brokers.len()),
+        |seen| *seen == Some(n),
     );
-    nodes
 }
 
 /// The broker address of node `id`.
@@ -660,6 +676,132 @@ fn sigterm_moves_leadership_before_the_broker_exits() {
     wait_in_sync(&nodes, &[1, 2, 3], "leave", 1);
 }
 
+/// DeleteRecords of `topic`-`partition` below `offset` on `broker`: the new log start.
+fn delete_records(broker: &str, topic: &str, partition: i32, offset: i64) -> i64 {
+    use sluice_net::messages::{DeleteRecordsRequest, delete_records_request as dr};
+    let mut client = Client::connect(broker, "test", CONNECT).expect("connect");
+    let request = Request::DeleteRecords(DeleteRecordsRequest {
+        topics: vec![dr::DeleteRecordsTopic {
+            name: topic.into(),
+            partitions: vec![dr::DeleteRecordsPartition {
+                partition_index: partition,
+                offset,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        timeout_ms: 10_000,
+        ..Default::default()
+    });
+    let Ok((_, Response::DeleteRecords(r))) = client.call(2, &request) else {
+        panic!("no DeleteRecords answer");
+    };
+    let p = &r.topics[0].partitions[0];
+    assert_eq!(p.error_code, code::NONE, "{r:?}");
+    p.low_watermark
+}
+
+/// `count` acks=all records `{prefix}-{i}` to the leader of `topic`-0, each retried until
+/// acknowledged: (offset, value) of each.
+fn produce_acked(leader: &str, topic: &str, prefix: &str, count: usize) -> Vec<(i64, String)> {
+    (0..count)
+        .map(|i| {
+            let value = format!("{prefix}-{i:03}");
+            let offset =
+                wait_for(
+                    Duration::from_secs(30),
+                    "an acknowledged record",
+                    || match produce(leader, topic, 0, (-1, 5000), &[value.as_bytes()]) {
+                        Some((code::NONE, offset)) => Some(offset),
+                        _ => None,
+                    },
+                );
+            (offset, value)
+        })
+        .collect()
+}
+
+/// A replica that was down while the leader deleted records (DeleteRecords) past its log end
+/// gets OFFSET_OUT_OF_RANGE when it fetches again: it drops its log, starts empty at the
+/// leader's log start and rejoins the ISR. The replica that stayed moved its log start with
+/// the leader's. Whichever of the two the controller elects when the leader is then killed,
+/// the log starts where the deletion left it and holds every record acknowledged after it.
+#[test]
+fn a_replica_behind_the_leaders_log_start_starts_over_there() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut nodes = start_cluster(tmp.path(), 3, &[]);
+    create_replicated(&nodes[0].bootstrap(), "behind", 1);
+    let first = wait_in_sync(&nodes, &[1, 2, 3], "behind", 1)[&0].clone();
+    let leader = addr_of(&nodes, first.leader);
+    let away = first.followers()[0];
+    let stayed = first.followers()[1];
+    produce_acked(&leader, "behind", "early", 5);
+    nodes[(away - 1) as usize].kill();
+    wait_isr(
+        &leader,
+        "behind",
+        &[first.leader, stayed],
+        "the killed replica out of the ISR",
+    );
+    let deleted = produce_acked(&leader, "behind", "gone", 20);
+    let start = deleted.last().expect("records").0 + 1;
+    wait_for(
+        Duration::from_secs(10),
+        "the high watermark past them",
+        || (high_watermark(&leader, "behind", 0) >= start).then_some(()),
+    );
+    assert_eq!(delete_records(&leader, "behind", 0, start), start);
+    let kept = produce_acked(&leader, "behind", "kept", 10);
+    nodes[(away - 1) as usize].restart_after_kill();
+    wait_in_sync(&nodes, &[1, 2, 3], "behind", 1);
+    let end = kept.last().expect("records").0 + 1;
+    wait_replicas_caught_up(tmp.path(), &[away, stayed], end);
+
+    nodes[(first.leader - 1) as usize].kill();
+    let survivor = addr_of(&nodes, away);
+    let now = wait_for_state(
+        Duration::from_secs(30),
+        "a new leader of behind-0",
+        || placements(&survivor, "behind").get(&0).cloned(),
+        |p| {
+            p.as_ref()
+                .is_some_and(|p| p.leader > 0 && p.leader != first.leader)
+        },
+    )
+    .expect("placement");
+    let new_leader = addr_of(&nodes, now.leader);
+    eprintln!(
+        "new leader {} (the replica that was away: {away})",
+        now.leader
+    );
+    wait_for(
+        Duration::from_secs(30),
+        "the new leader's high watermark",
+        || (high_watermark(&new_leader, "behind", 0) >= end).then_some(()),
+    );
+    assert_eq!(list_offset(&new_leader, "behind", 0, -2), start);
+    let read: Vec<(i64, String)> = read_from(&new_leader, "behind", 0, start)
+        .into_iter()
+        .map(|(o, v)| (o, String::from_utf8_lossy(&v).into_owned()))
+        .collect();
+    assert_eq!(read, kept);
+}
+
+/// Waits until the logs of `replicas` in their data dirs reach `end`.
+fn wait_replicas_caught_up(root: &Path, replicas: &[i32], end: i64) {
+    wait_for_state(
+        Duration::from_secs(30),
+        "the replicas' log ends",
+        || -> Vec<i64> {
+            replicas
+                .iter()
+                .map(|id| replica_log(&root.join(format!("node-{id}")), "behind", 0).1)
+                .collect()
+        },
+        |ends| ends.iter().all(|&e| e >= end),
+    );
+}
+
 /// ElectLeaders (preferred) for `topic`-`partition` on `broker`: the partition's error code.
 fn elect_preferred(broker: &str, topic: &str, partition: i32) -> i16 {
     use sluice_net::messages::{ElectLeadersRequest, elect_leaders_request as el};
@@ -748,6 +890,96 @@ fn auto_leader_rebalance_moves_leadership_back() {
         || placements(&any, "rebalance").get(&0).cloned(),
         |p| p.as_ref().is_some_and(|p| p.leader == preferred),
     );
+}
+
+/// AlterPartitionReassignments of `topic`-0 to `target` on `broker`: the partition's error.
+fn reassign(broker: &str, topic: &str, target: &[i32]) -> i16 {
+    use sluice_net::messages::{
+        AlterPartitionReassignmentsRequest, alter_partition_reassignments_request as ar,
+    };
+    let mut client = Client::connect(broker, "test", CONNECT).expect("connect");
+    let request = Request::AlterPartitionReassignments(AlterPartitionReassignmentsRequest {
+        timeout_ms: 10_000,
+        allow_replication_factor_change: true,
+        topics: vec![ar::ReassignableTopic {
+            name: topic.into(),
+            partitions: vec![ar::ReassignablePartition {
+                partition_index: 0,
+                replicas: Some(target.iter().map(|&b| b.into()).collect()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let Ok((_, Response::AlterPartitionReassignments(r))) = client.call(1, &request) else {
+        panic!("no AlterPartitionReassignments answer");
+    };
+    assert_eq!(r.error_code, code::NONE, "{r:?}");
+    r.responses[0].partitions[0].error_code
+}
+
+/// The partitions ListPartitionReassignments shows in progress on `broker`.
+fn reassignments_in_progress(broker: &str) -> usize {
+    use sluice_net::messages::ListPartitionReassignmentsRequest;
+    let mut client = Client::connect(broker, "test", CONNECT).expect("connect");
+    let request = Request::ListPartitionReassignments(ListPartitionReassignmentsRequest {
+        timeout_ms: 10_000,
+        topics: None,
+        ..Default::default()
+    });
+    let Ok((_, Response::ListPartitionReassignments(r))) = client.call(0, &request) else {
+        panic!("no ListPartitionReassignments answer");
+    };
+    assert_eq!(r.error_code, code::NONE, "{r:?}");
+    r.topics.iter().map(|t| t.partitions.len()).sum()
+}
+
+/// `kafka-reassign-partitions` onto a broker added to the cluster: the partition's replicas
+/// move from its leader's broker to the new one (AlterPartitionReassignments); the new replica
+/// fetches the whole log, the controller completes the reassignment once it is in the ISR
+/// (another leader, the old one out of the replicas), the old broker deletes its copy, and
+/// every replica, the new one included, holds the leader's bytes.
+#[test]
+fn reassignment_moves_a_replica_to_a_new_broker() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (mut nodes, voters) = start_cluster_with_voters(tmp.path(), 3, &[]);
+    create_replicated(&nodes[0].bootstrap(), "move", 1);
+    let first = wait_in_sync(&nodes, &[1, 2, 3], "move", 1)[&0].clone();
+    let early = produce_acked(&addr_of(&nodes, first.leader), "move", "early", 20);
+    nodes.push(start_node(tmp.path(), 4, &voters, "broker", &[]));
+    let any = nodes[0].bootstrap();
+    wait_brokers(&any, 4);
+    let mut target = first.followers();
+    target.insert(0, 4);
+    assert_eq!(reassign(&any, "move", &target), code::NONE);
+    let mut sorted = target.clone();
+    sorted.sort_unstable();
+    let done = wait_for_state(
+        Duration::from_secs(45),
+        "the reassignment complete (replicas and ISR the target)",
+        || placements(&any, "move").get(&0).cloned(),
+        |p| {
+            p.as_ref()
+                .is_some_and(|p| p.replicas == sorted && p.isr == sorted)
+        },
+    )
+    .expect("placement");
+    assert_ne!(done.leader, first.leader, "{done:?}");
+    assert!(done.epoch > first.epoch, "{first:?} then {done:?}");
+    assert_eq!(reassignments_in_progress(&any), 0);
+    let old = tmp.path().join(format!("node-{}", first.leader));
+    wait_for(Duration::from_secs(30), "the old replica deleted", || {
+        find_dir(&old, "move-0", 2).is_none().then_some(())
+    });
+    let late = produce_acked(&addr_of(&nodes, done.leader), "move", "late", 10);
+    let end = late.last().expect("records").0 + 1;
+    let mut replicas = BTreeMap::new();
+    replicas.insert(0, (done.leader, target.clone()));
+    wait_replicas_equal(tmp.path(), "move", &replicas, end, Duration::from_secs(30));
+    let read = read_all(&addr_of(&nodes, done.leader), "move", 0);
+    let acked: Vec<(i64, String)> = early.into_iter().chain(late).collect();
+    check_acknowledged(&read, &acked);
 }
 
 /// SIGSTOP or SIGCONT to one process we started (by its PID).

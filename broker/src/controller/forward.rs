@@ -1,7 +1,8 @@
 //! Requests the control core forwards to the active controller (Kafka's broker-to-controller
 //! channel): AllocateProducerIds for producer-id blocks, AlterPartition for a partition
 //! leader's ISR changes, and on a cluster CreateTopics, CreatePartitions, DeleteTopics and
-//! topic IncrementalAlterConfigs and ElectLeaders, which only the active controller decides. This task
+//! topic IncrementalAlterConfigs, ElectLeaders and partition reassignments, which only the
+//! active controller decides. This task
 //! finds the active controller (the quorum leader this node's replica knows), sends the
 //! request, and tries again while there is none, the link fails, or the answer is
 //! NOT_CONTROLLER (an election under way). The active controller commits the request's
@@ -157,6 +158,8 @@ fn version_of(api: ApiKey) -> Option<i16> {
         ApiKey::DeleteTopics => Some(6),
         ApiKey::IncrementalAlterConfigs => Some(1),
         ApiKey::ElectLeaders => Some(2),
+        ApiKey::AlterPartitionReassignments => Some(1),
+        ApiKey::ListPartitionReassignments => Some(0),
         _ => None,
     }
 }
@@ -177,6 +180,8 @@ fn retriable(answer: &Response) -> bool {
             r.responses.iter().any(|t| not_controller(t.error_code))
         }
         Response::ElectLeaders(r) => not_controller(r.error_code),
+        Response::AlterPartitionReassignments(r) => not_controller(r.error_code),
+        Response::ListPartitionReassignments(r) => not_controller(r.error_code),
         _ => false,
     }
 }

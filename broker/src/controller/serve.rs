@@ -15,11 +15,11 @@ use sluice_controller::{Controller, Proposal};
 use sluice_net::error_code::code;
 use sluice_net::messages::api_versions_response::ApiVersion;
 use sluice_net::messages::{
-    AllocateProducerIdsResponse, AlterPartitionResponse, ApiVersionsResponse,
-    BeginQuorumEpochResponse, BrokerHeartbeatResponse, BrokerRegistrationResponse,
-    DescribeClusterResponse, DescribeQuorumResponse, ElectLeadersResponse, FetchResponse,
-    FetchSnapshotResponse, VoteResponse, describe_cluster_response::DescribeClusterBroker,
-    describe_quorum_response as dq,
+    AllocateProducerIdsResponse, AlterPartitionReassignmentsResponse, AlterPartitionResponse,
+    ApiVersionsResponse, BeginQuorumEpochResponse, BrokerHeartbeatResponse,
+    BrokerRegistrationResponse, DescribeClusterResponse, DescribeQuorumResponse,
+    ElectLeadersResponse, FetchResponse, FetchSnapshotResponse, ListPartitionReassignmentsResponse,
+    VoteResponse, describe_cluster_response::DescribeClusterBroker, describe_quorum_response as dq,
 };
 use sluice_net::{ApiKey, BrokerId, Request, Response, decode_request, response_frame};
 use sluice_quorum::{Log, ReplicaDescription};
@@ -46,6 +46,8 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::AlterPartitionReassignments, 0, 1),
+    (ApiKey::ListPartitionReassignments, 0, 0),
 ];
 
 /// The listener name controllers advertise (Kafka's default `CONTROLLER`).
@@ -170,6 +172,25 @@ impl<L: Log + Stamped> Served<L> {
             }
             Request::ElectLeaders(r) => {
                 self.decide(api, |c, _| c.elect_leaders(r), Response::ElectLeaders)
+                    .await
+            }
+            Request::AlterPartitionReassignments(r) => {
+                self.decide(
+                    api,
+                    |c, _| c.alter_partition_reassignments(r),
+                    Response::AlterPartitionReassignments,
+                )
+                .await
+            }
+            // Answered from the speculative image once everything proposed is committed, so
+            // it is the committed state, as Kafka answers it.
+            Request::ListPartitionReassignments(r) => {
+                let list = |c: &mut Controller, _| Proposal {
+                    first_offset: c.next_offset(),
+                    records: Vec::new(),
+                    reply: c.list_partition_reassignments(r),
+                };
+                self.decide(api, list, Response::ListPartitionReassignments)
                     .await
             }
             _ => return None,
@@ -479,6 +500,18 @@ fn refusal(api: ApiKey, error: i16) -> Response {
             error_code: error,
             ..Default::default()
         }),
+        ApiKey::AlterPartitionReassignments => {
+            Response::AlterPartitionReassignments(AlterPartitionReassignmentsResponse {
+                error_code: error,
+                ..Default::default()
+            })
+        }
+        ApiKey::ListPartitionReassignments => {
+            Response::ListPartitionReassignments(ListPartitionReassignmentsResponse {
+                error_code: error,
+                ..Default::default()
+            })
+        }
         _ => sluice_controller::wire::Wire::end_quorum_epoch_response(),
     }
 }

@@ -23,6 +23,7 @@ mod leaders;
 mod list_offsets;
 mod metadata;
 mod produce;
+mod reassignments;
 
 use std::rc::Rc;
 
@@ -69,6 +70,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteGroups, 0, 3),
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::AlterPartitionReassignments, 0, 1),
+    (ApiKey::ListPartitionReassignments, 0, 0),
 ];
 
 /// The advertised version range of `api`, if sluice implements it.
@@ -296,6 +299,12 @@ async fn dispatch_admin(core: &Rc<Core>, request: Request, version: i16) -> Resp
             Response::DescribeCluster(admin::describe_cluster(core, &r, version))
         }
         Request::ElectLeaders(r) => Response::ElectLeaders(elect_leaders::handle(core, r).await),
+        Request::AlterPartitionReassignments(r) => {
+            Response::AlterPartitionReassignments(reassignments::alter(core, r).await)
+        }
+        Request::ListPartitionReassignments(r) => {
+            Response::ListPartitionReassignments(reassignments::list(core, r).await)
+        }
         Request::DescribeLogDirs(r) => {
             Response::DescribeLogDirs(admin::describe_log_dirs(core, r, version).await)
         }
