@@ -307,6 +307,7 @@ impl LocalPartitions {
         }
         let epoch = self.replication.epoch_of(p.topic(), p.partition());
         let info = append(p, records).await?;
+        let stamped = p.leader_epochs().last().map_or(-1, |e| e.0);
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -321,12 +322,22 @@ impl LocalPartitions {
                 },
             )
             .await;
-            if p.offsets().high_watermark > info.last_offset {
-                return Ok(info);
-            }
-            // Woken without the high watermark: leadership moved, or the partition closed.
+            // Leadership moved, or the partition closed: checked before the high watermark,
+            // which may now be another leader's (this replica may have truncated the record
+            // where its log left the new leader's and fetched other records there).
             if !p.is_open() || self.replication.epoch_of(p.topic(), p.partition()) != epoch {
                 return Err(PartError::NotLeader);
+            }
+            if p.offsets().high_watermark > info.last_offset {
+                // And the record is still this log's, in the epoch it was written in.
+                let kept = p
+                    .end_offset_for_epoch(stamped)
+                    .is_some_and(|(e, end)| e == stamped && end > info.last_offset);
+                return if kept {
+                    Ok(info)
+                } else {
+                    Err(PartError::NotLeader)
+                };
             }
             if !woken {
                 return Err(PartError::TimedOut);
