@@ -17,6 +17,15 @@
 //! `tests/kafka-ref` (defaults, and with `log.flush.interval.messages=1`), one table of
 //! sluice/Kafka ratios: see `peer.rs`. This file holds what both modes share (arguments, cores,
 //! raw limits) and the one-broker mode.
+//!
+//! With `--cluster N` (N = 3 for the workload) each broker is a cluster: sluice as N
+//! combined broker+controller nodes (README "Run a cluster"), Kafka as `tests/kafka-ref`'s
+//! `start-cluster`; the topic gets replication factor min(N, 3) (or `--replication-factor`) and
+//! min.insync.replicas=2, and the load goes to each partition's leader. sluice pins each data
+//! core to a CPU of its process's affinity mask (the first ones), so the nodes are started
+//! under `taskset` on CPUs taken in turn from the brokers' share (`Cores::nodes`): on this
+//! 2-core machine node 1 on CPU 0, node 2 on CPU 1, node 3 on CPU 0; left alone, all three
+//! would pin their core to CPU 0. Kafka's JVMs pin nothing; they get the same share.
 
 use std::path::PathBuf;
 
@@ -25,6 +34,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::broker::{self, Running};
+use crate::kafka::{self, Bootstrap};
 use crate::load::{self, PhaseResult, Pinning, StartAt};
 use crate::raw::{self, DiskResult, LoopbackResult};
 use crate::report;
@@ -65,9 +75,15 @@ pub struct CompareArgs {
     #[arg(long, default_value_t = 2.0)]
     pub warmup: f64,
     /// Cores for the started sluice (default: half the machine's when it has 4 or more, so
-    /// clients get the other half; else all, shared with the clients).
+    /// clients get the other half; else all, shared with the clients). With --cluster: for all
+    /// its nodes together, split between them (each node at least 1).
     #[arg(long)]
     pub broker_cores: Option<usize>,
+    /// Start clusters of this many nodes instead of single brokers (sluice, and Kafka with
+    /// --peer kafka: 3 nodes); the topic gets replication factor min(N, 3) and, with 3 replicas,
+    /// min.insync.replicas=2.
+    #[arg(long, conflicts_with = "bootstrap", value_parser = clap::value_parser!(u16).range(1..))]
+    pub cluster: Option<u16>,
     /// Directory on the disk under test: raw disk scratch files and the started broker's data.
     #[arg(long, default_value = "/var/tmp")]
     pub dir: PathBuf,
@@ -95,8 +111,22 @@ pub struct Cores {
     /// `None`: an external broker (`--bootstrap`), not ours to place.
     pub broker: Option<usize>,
     pub broker_cpus: Vec<usize>,
+    /// With `--cluster`: each sluice node's CPUs (its `taskset` list; `--cores` is their count).
+    pub nodes: Vec<Vec<usize>>,
     pub pin: Pinning,
     pub client: usize,
+}
+
+/// Splits `cpus` between `nodes` nodes: each gets `max(1, cpus / nodes)` of them, taken in turn
+/// (wrapping), so that with fewer CPUs than nodes they share them round-robin.
+pub fn node_cpus(cpus: &[usize], nodes: usize) -> Vec<Vec<usize>> {
+    if cpus.is_empty() {
+        return vec![Vec::new(); nodes];
+    }
+    let per = (cpus.len() / nodes.max(1)).max(1);
+    (0..nodes)
+        .map(|i| (0..per).map(|j| cpus[(i * per + j) % cpus.len()]).collect())
+        .collect()
 }
 
 impl Cores {
@@ -123,10 +153,15 @@ impl Cores {
         } else {
             pin.cpus.len()
         };
+        let nodes = match (a.cluster, broker) {
+            (Some(k), Some(b)) => node_cpus(&cpus[..b.min(cpus.len())], usize::from(k)),
+            _ => Vec::new(),
+        };
         Cores {
             machine: n,
             broker,
             broker_cpus,
+            nodes,
             pin,
             client,
         }
@@ -136,12 +171,26 @@ impl Cores {
         let broker = self
             .broker
             .map_or("external (not pinned by us)".to_owned(), |b| b.to_string());
-        format!(
+        let mut line = format!(
             "cores: machine {}, broker {broker}, client {} ({})",
             self.machine,
             self.client,
             self.pin.describe()
-        )
+        );
+        if !self.nodes.is_empty() {
+            let nodes: Vec<String> = (self.nodes.iter().enumerate())
+                .map(|(i, c)| format!("node {} --cores {} on cpus {c:?}", i + 1, c.len()))
+                .collect();
+            let kafka = match self.broker_cpus.as_slice() {
+                [] => "not pinned".to_owned(),
+                c => format!("under taskset -c {c:?}"),
+            };
+            line.push_str(&format!(
+                "; sluice cluster: {} (taskset); Kafka cluster JVMs: {kafka}",
+                nodes.join(", ")
+            ));
+        }
+        line
     }
 
     pub fn json(&self) -> serde_json::Value {
@@ -150,6 +199,7 @@ impl Cores {
             "broker": self.broker,
             "client": self.client,
             "client_pinned_cpus": self.pin.cpus,
+            "cluster_node_cpus": self.nodes,
         })
     }
 }
@@ -207,10 +257,31 @@ pub fn write_out(
     Ok(())
 }
 
+/// The workload of the run: `--workload` and its overrides; with `--cluster N` and no
+/// `--replication-factor`, replication factor min(N, 3).
+pub fn workload(a: &CompareArgs) -> anyhow::Result<Workload> {
+    let mut w = a.workload.resolve()?;
+    if let (Some(n), None) = (a.cluster, a.workload.replication_factor) {
+        w.replication_factor = n.min(3) as i16;
+    }
+    Ok(w)
+}
+
 pub fn describe(w: &Workload) -> String {
+    let min_isr = if w.replication_factor >= 3 {
+        ", min.insync.replicas 2"
+    } else {
+        ""
+    };
     format!(
-        "workload {} ({} partitions, {}p/{}c, {} B records, acks {})",
-        w.name, w.partitions, w.producers, w.consumers, w.record_bytes, w.acks
+        "workload {} ({} partitions, RF {}{min_isr}, {}p/{}c, {} B records, acks {})",
+        w.name,
+        w.partitions,
+        w.replication_factor,
+        w.producers,
+        w.consumers,
+        w.record_bytes,
+        w.acks
     )
 }
 
@@ -223,16 +294,16 @@ struct Single {
 }
 
 fn measure(
-    addr: std::net::SocketAddr,
+    boot: &Bootstrap,
     topic: &str,
     w: &Workload,
     seconds: f64,
     pin: &Pinning,
 ) -> anyhow::Result<Single> {
-    let produced = load::produce_phase(addr, topic, w, seconds, None, pin)?;
-    let consumed = load::consume_phase(addr, topic, w, seconds, StartAt::Earliest, true, pin)?;
+    let produced = load::produce_phase(boot, topic, w, seconds, None, pin)?;
+    let consumed = load::consume_phase(boot, topic, w, seconds, StartAt::Earliest, true, pin)?;
     let half_rate = (produced.records_s / 2.0).max(1.0);
-    let paced = load::produce_phase(addr, topic, w, seconds, Some(half_rate), pin)?;
+    let paced = load::produce_phase(boot, topic, w, seconds, Some(half_rate), pin)?;
     Ok(Single {
         produced,
         consumed,
@@ -241,18 +312,27 @@ fn measure(
     })
 }
 
-/// The one-broker mode: raw limits, then sluice (started here) or `--bootstrap`.
+/// Starts the sluice of the run: a single broker on `cores.broker` cores, or with `--cluster`
+/// a cluster of `cores.nodes`.
+pub fn start_sluice(a: &CompareArgs, cores: &Cores) -> anyhow::Result<Running> {
+    let bin = sluice_bin(a)?;
+    Ok(if cores.nodes.is_empty() {
+        let n = cores.broker.unwrap_or(1);
+        Running::Sluice(broker::Sluice::start(&bin, &a.dir, n)?)
+    } else {
+        Running::SluiceCluster(broker::SluiceCluster::start(&bin, &a.dir, &cores.nodes)?)
+    })
+}
+
+/// The one-broker mode: raw limits, then sluice (started here, a cluster with `--cluster`) or
+/// `--bootstrap`.
 pub fn run(a: CompareArgs) -> anyhow::Result<()> {
-    let w = a.workload.resolve()?;
+    let w = workload(&a)?;
     let cores = Cores::of(&a);
     println!("{}", cores.line());
     let (disk, lo) = raw_limits(&a)?;
     let started = match (&a.bootstrap, cores.broker) {
-        (None, Some(n)) => Some(Running::Sluice(broker::Sluice::start(
-            &sluice_bin(&a)?,
-            &a.dir,
-            n,
-        )?)),
+        (None, Some(_)) => Some(start_sluice(&a, &cores)?),
         _ => None,
     };
     let bootstrap = match (&a.bootstrap, &started) {
@@ -262,16 +342,20 @@ pub fn run(a: CompareArgs) -> anyhow::Result<()> {
     };
     let label = a.label.clone().unwrap_or_else(|| match &a.bootstrap {
         Some(b) => b.clone(),
-        None => "sluice".to_owned(),
+        None => match a.cluster {
+            Some(n) => format!("sluice ({n}-node cluster)"),
+            None => "sluice".to_owned(),
+        },
     });
-    let addr = crate::kafka::resolve(&bootstrap)?;
+    let boot = Bootstrap::parse(&bootstrap)?;
     let topic = a.workload.topic();
-    crate::kafka::create_topic(addr, &topic, w.partitions, &[])?;
+    kafka::create_topic(&boot, &topic, w.partitions, w.replication_factor)?;
+    kafka::wait_writable(&boot, &topic, w.partitions)?;
     println!(
         "broker {label} at {bootstrap}, topic {topic}, {}",
         describe(&w)
     );
-    let s = measure(addr, &topic, &w, a.seconds, &cores.pin)?;
+    let s = measure(&boot, &topic, &w, a.seconds, &cores.pin)?;
     drop(started);
 
     let raw = Raw::of(&disk, &lo, w.batch_bytes);
@@ -369,4 +453,22 @@ fn single_json(
         "loopback": lo,
         "phases": [produced, consumed, paced],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Nodes take the brokers' CPUs in turn: three nodes on two CPUs share them round-robin
+    /// (node 3 back on the first), and with enough CPUs each node gets its own share.
+    #[test]
+    fn node_cpus_in_turn() {
+        assert_eq!(node_cpus(&[0, 1], 3), vec![vec![0], vec![1], vec![0]]);
+        assert_eq!(node_cpus(&[0, 1, 2, 3], 3), vec![vec![0], vec![1], vec![2]]);
+        assert_eq!(
+            node_cpus(&[2, 3, 4, 5, 6, 7], 3),
+            vec![vec![2, 3], vec![4, 5], vec![6, 7]]
+        );
+        assert_eq!(node_cpus(&[5], 2), vec![vec![5], vec![5]]);
+    }
 }

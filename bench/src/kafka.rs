@@ -9,9 +9,16 @@
 //!
 //! Versions are fixed ones that both sluice and Apache Kafka 4.4 accept and that still address
 //! topics by name: Produce v9, Fetch v12, Metadata v12, ListOffsets v7, CreateTopics v7.
-//! One broker is assumed (every partition's leader is the bootstrap broker): both brokers this
-//! tool compares run as one node here.
+//!
+//! Clusters: `--bootstrap` is a list ([`Bootstrap`]); Metadata from any of them gives each
+//! partition's leader and each broker's address ([`Leaders`]), and produce, fetch and list
+//! offsets go to the leader of their partitions, one connection per leader broker, as Kafka's
+//! clients do. A leader change within a phase is not followed: NOT_LEADER_OR_FOLLOWER fails the
+//! phase with the leader a fresh Metadata names ([`leader_moved`]); the next phase asks
+//! Metadata again. Every socket read and write gives up after [`IO_TIMEOUT`], so a broker that
+//! stops answering fails the phase instead of hanging it.
 
+use std::collections::BTreeMap;
 use std::io::{IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
@@ -25,10 +32,12 @@ use sluice_net::messages::metadata_request::MetadataRequestTopic;
 use sluice_net::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use sluice_net::messages::{
     CreateTopicsRequest, FetchRequest, FetchResponse, ListOffsetsRequest, MetadataRequest,
-    ProduceRequest, ProduceResponse,
+    MetadataResponse, ProduceRequest, ProduceResponse,
 };
 use sluice_net::record_batch::build::{BatchSpec, KeyValue, batch};
-use sluice_net::{ApiKey, Decoder, Encoder, Request, RequestHeader, Response, ResponseHeader};
+use sluice_net::{
+    ApiKey, Decoder, Encoder, ErrorCode, Request, RequestHeader, Response, ResponseHeader,
+};
 
 pub const PRODUCE_VERSION: i16 = 9;
 pub const FETCH_VERSION: i16 = 12;
@@ -39,8 +48,10 @@ const CREATE_TOPICS_VERSION: i16 = 7;
 const RESPONSE_BYTES_MAX: usize = 256 << 20;
 const CLIENT_ID: &str = "sluice-bench";
 
-/// Kafka error code TOPIC_ALREADY_EXISTS.
-const TOPIC_ALREADY_EXISTS: i16 = 36;
+/// Longest wait for a socket read or write: past it the phase fails ("no answer from ...")
+/// rather than hang. Above the produce request's 30 s timeout, after which a broker answers
+/// REQUEST_TIMED_OUT itself.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Resolves `host:port` to its first address.
 pub fn resolve(bootstrap: &str) -> anyhow::Result<SocketAddr> {
@@ -51,13 +62,56 @@ pub fn resolve(bootstrap: &str) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("{bootstrap}: no address"))
 }
 
-/// One connection to the broker. Lives on one thread (or two, after `try_clone`: one writes,
+/// The brokers a run starts from: `host:port[,host:port...]`, as Kafka's `bootstrap.servers`.
+#[derive(Debug, Clone)]
+pub struct Bootstrap {
+    pub addrs: Vec<SocketAddr>,
+    text: String,
+}
+
+impl Bootstrap {
+    pub fn parse(list: &str) -> anyhow::Result<Bootstrap> {
+        let addrs = list
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(resolve)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        anyhow::ensure!(!addrs.is_empty(), "--bootstrap {list:?}: no address");
+        Ok(Bootstrap {
+            addrs,
+            text: list.to_owned(),
+        })
+    }
+
+    /// A connection to the first bootstrap broker that takes one.
+    pub fn connect(&self) -> anyhow::Result<Conn> {
+        let mut failed = Vec::new();
+        for &a in &self.addrs {
+            match Conn::connect(a) {
+                Ok(c) => return Ok(c),
+                Err(e) => failed.push(format!("{e:#}")),
+            }
+        }
+        bail!("no bootstrap broker answers: {}", failed.join("; "))
+    }
+}
+
+impl std::fmt::Display for Bootstrap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// One connection to a broker. Lives on one thread (or two, after `try_clone`: one writes,
 /// one reads).
 #[derive(Debug)]
 pub struct Conn {
     stream: TcpStream,
     buf: BytesMut,
     next_correlation_id: i32,
+    /// The broker's address.
+    pub addr: SocketAddr,
 }
 
 impl Conn {
@@ -65,10 +119,13 @@ impl Conn {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
             .with_context(|| format!("connect to {addr}"))?;
         stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(IO_TIMEOUT))?;
+        stream.set_write_timeout(Some(IO_TIMEOUT))?;
         Ok(Conn {
             stream,
             buf: BytesMut::with_capacity(1 << 20),
             next_correlation_id: 1,
+            addr,
         })
     }
 
@@ -78,6 +135,7 @@ impl Conn {
             stream: self.stream.try_clone()?,
             buf: BytesMut::with_capacity(1 << 20),
             next_correlation_id: 1,
+            addr: self.addr,
         })
     }
 
@@ -86,7 +144,8 @@ impl Conn {
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
         let chunks = encode_request(version, correlation_id, request);
-        write_all_vectored(&mut self.stream, &chunks)?;
+        write_all_vectored(&mut self.stream, &chunks)
+            .map_err(|e| timed_out(e, self.addr, "write to"))?;
         Ok(correlation_id)
     }
 
@@ -109,12 +168,15 @@ impl Conn {
             let n = unsafe {
                 let spare =
                     std::slice::from_raw_parts_mut(self.buf.as_mut_ptr().add(len), cap - len);
-                let n = self.stream.read(spare)?;
+                let n = self
+                    .stream
+                    .read(spare)
+                    .map_err(|e| timed_out(e.into(), self.addr, "read from"))?;
                 self.buf.set_len(len + n);
                 n
             };
             if n == 0 {
-                bail!("broker closed the connection");
+                bail!("broker {} closed the connection", self.addr);
             }
         }
     }
@@ -134,6 +196,24 @@ impl Conn {
     pub fn call(&mut self, version: i16, request: &Request) -> anyhow::Result<Response> {
         let id = self.send(version, request)?;
         self.recv(request.api_key(), version, id)
+    }
+}
+
+/// A socket error, said plainly when it is [`IO_TIMEOUT`] running out.
+fn timed_out(e: anyhow::Error, addr: SocketAddr, what: &str) -> anyhow::Error {
+    let timeout = e.downcast_ref::<std::io::Error>().is_some_and(|io| {
+        matches!(
+            io.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        )
+    });
+    if timeout {
+        anyhow::anyhow!(
+            "{what} broker {addr}: no progress within {} s",
+            IO_TIMEOUT.as_secs()
+        )
+    } else {
+        e.context(format!("{what} broker {addr}"))
     }
 }
 
@@ -260,20 +340,201 @@ pub fn expect_fetch(r: Response) -> anyhow::Result<FetchResponse> {
     }
 }
 
-/// Creates `topic` with `partitions` partitions (replication 1); an existing topic is fine.
-/// Then waits until Metadata shows a leader for every partition.
+/// Kafka's NOT_LEADER_OR_FOLLOWER: the broker asked does not lead that partition (any more).
+pub const NOT_LEADER_OR_FOLLOWER: i16 = ErrorCode::NOT_LEADER_OR_FOLLOWER.code();
+
+/// An error code as Kafka names it, e.g. `NOT_ENOUGH_REPLICAS (19)`.
+pub fn error_name(code: i16) -> String {
+    ErrorCode::from_code(code).map_or(format!("error {code}"), |e| e.to_string())
+}
+
+fn metadata_request(topic: Option<&str>) -> Request {
+    Request::Metadata(MetadataRequest {
+        topics: topic.map(|t| {
+            vec![MetadataRequestTopic {
+                name: Some(t.into()),
+                ..Default::default()
+            }]
+        }),
+        allow_auto_topic_creation: false,
+        ..Default::default()
+    })
+}
+
+/// Metadata of `topic` (`None`: of the brokers only).
+pub fn metadata(c: &mut Conn, topic: Option<&str>) -> anyhow::Result<MetadataResponse> {
+    match c.call(METADATA_VERSION, &metadata_request(topic))? {
+        Response::Metadata(m) => Ok(m),
+        other => bail!("expected a Metadata answer, got {:?}", other.api_key()),
+    }
+}
+
+/// Where a topic's partitions are led, from one Metadata answer: each partition's leader and
+/// each broker's address (as the brokers advertise it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leaders {
+    /// Node id to address, every broker of the answer.
+    pub brokers: BTreeMap<i32, SocketAddr>,
+    /// Partition to its leader's node id, every partition of the topic.
+    pub leader: BTreeMap<i32, i32>,
+}
+
+impl Leaders {
+    /// Reads `topic`'s leaders out of a Metadata answer; an error unless every one of its
+    /// `partitions` partitions has a leader among the answer's brokers.
+    pub fn from_metadata(
+        m: &MetadataResponse,
+        topic: &str,
+        partitions: i32,
+    ) -> anyhow::Result<Leaders> {
+        let mut brokers = BTreeMap::new();
+        for b in &m.brokers {
+            let (host, port) = (b.host.as_str(), b.port);
+            let addr = (host, u16::try_from(port)?)
+                .to_socket_addrs()
+                .with_context(|| format!("broker {}: resolve {host}:{port}", b.node_id))?
+                .next()
+                .with_context(|| format!("broker {}: {host}:{port} has no address", b.node_id))?;
+            brokers.insert(b.node_id.get(), addr);
+        }
+        let t = m
+            .topics
+            .iter()
+            .find(|t| t.name.as_deref() == Some(topic))
+            .with_context(|| format!("Metadata has no topic {topic}"))?;
+        anyhow::ensure!(
+            t.error_code == 0,
+            "Metadata of {topic}: {}",
+            error_name(t.error_code)
+        );
+        let mut leader = BTreeMap::new();
+        for p in &t.partitions {
+            let (index, id) = (p.partition_index, p.leader_id.get());
+            anyhow::ensure!(
+                p.error_code == 0,
+                "{topic}-{index}: {}",
+                error_name(p.error_code)
+            );
+            anyhow::ensure!(id >= 0, "{topic}-{index} has no leader");
+            anyhow::ensure!(
+                brokers.contains_key(&id),
+                "{topic}-{index}: leader {id} is not among the brokers of the answer"
+            );
+            leader.insert(index, id);
+        }
+        anyhow::ensure!(
+            leader.len() == partitions as usize
+                && leader.keys().all(|p| (0..partitions).contains(p)),
+            "{topic}: Metadata lists partitions {:?}, {partitions} expected",
+            leader.keys().collect::<Vec<_>>()
+        );
+        Ok(Leaders { brokers, leader })
+    }
+
+    /// Asks a bootstrap broker.
+    pub fn fetch(boot: &Bootstrap, topic: &str, partitions: i32) -> anyhow::Result<Leaders> {
+        let mut c = boot.connect()?;
+        let m = metadata(&mut c, Some(topic))?;
+        Leaders::from_metadata(&m, topic, partitions)
+            .with_context(|| format!("Metadata from {}", c.addr))
+    }
+
+    /// `partitions` grouped by leader, in node id order: (node id, its address, its partitions
+    /// in the order given). A partition without a leader here is left out.
+    pub fn by_broker(&self, partitions: &[i32]) -> Vec<(i32, SocketAddr, Vec<i32>)> {
+        let mut groups: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+        for p in partitions {
+            if let Some(&id) = self.leader.get(p) {
+                groups.entry(id).or_default().push(*p);
+            }
+        }
+        groups
+            .into_iter()
+            .filter_map(|(id, ps)| Some((id, *self.brokers.get(&id)?, ps)))
+            .collect()
+    }
+}
+
+/// The error a phase fails with when `from` answers NOT_LEADER_OR_FOLLOWER for `partition`:
+/// names the leader a fresh Metadata gives for it.
+pub fn leader_moved(
+    boot: &Bootstrap,
+    topic: &str,
+    partition: i32,
+    from: SocketAddr,
+) -> anyhow::Error {
+    let now = boot
+        .connect()
+        .and_then(|mut c| metadata(&mut c, Some(topic)))
+        .map(|m| {
+            let leader = m
+                .topics
+                .iter()
+                .filter(|t| t.name.as_deref() == Some(topic))
+                .flat_map(|t| &t.partitions)
+                .find(|p| p.partition_index == partition)
+                .map_or(-1, |p| p.leader_id.get());
+            match m.brokers.iter().find(|b| b.node_id == leader) {
+                Some(b) => format!("broker {leader} at {}:{}", b.host.as_str(), b.port),
+                None => format!("no live leader (leader id {leader})"),
+            }
+        })
+        .unwrap_or_else(|e| format!("nothing (Metadata failed: {e:#})"));
+    anyhow::anyhow!(
+        "{topic}-{partition}: NOT_LEADER_OR_FOLLOWER from {from}; Metadata now names {now} as its \
+         leader. The leader changed during the phase; the bench routes by the leaders Metadata \
+         named when the phase started and does not follow a change within a phase: phase failed"
+    )
+}
+
+/// Waits (up to `within`) until every bootstrap broker answers Metadata listing at least `n`
+/// brokers: a cluster's nodes have registered.
+pub fn wait_brokers(boot: &Bootstrap, n: usize, within: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    loop {
+        let counts: Vec<anyhow::Result<usize>> = boot
+            .addrs
+            .iter()
+            .map(|&a| Ok(metadata(&mut Conn::connect(a)?, None)?.brokers.len()))
+            .collect();
+        if counts.iter().all(|c| matches!(c, Ok(k) if *k >= n)) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let seen: Vec<String> = counts
+                .iter()
+                .map(|c| match c {
+                    Ok(k) => k.to_string(),
+                    Err(e) => format!("{e:#}"),
+                })
+                .collect();
+            bail!("{boot}: {n} brokers not in Metadata within {within:?} (saw {seen:?})");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Creates `topic` with `partitions` partitions and `replication` replicas, with
+/// min.insync.replicas=2 when there are 3 replicas or more (the cluster workload: RF 3, acks=all
+/// waits for the ISR, and 2 of them must be in it); an existing topic is fine. Then waits until
+/// Metadata shows a leader and a full ISR for every partition.
 pub fn create_topic(
-    addr: SocketAddr,
+    boot: &Bootstrap,
     topic: &str,
     partitions: i32,
-    configs: &[(&str, &str)],
+    replication: i16,
 ) -> anyhow::Result<()> {
-    let mut c = Conn::connect(addr)?;
+    let mut c = boot.connect()?;
+    let configs: &[(&str, &str)] = if replication >= 3 {
+        &[("min.insync.replicas", "2")]
+    } else {
+        &[]
+    };
     let req = Request::CreateTopics(CreateTopicsRequest {
         topics: vec![CreatableTopic {
             name: topic.into(),
             num_partitions: partitions,
-            replication_factor: 1,
+            replication_factor: replication,
             configs: configs
                 .iter()
                 .map(|(k, v)| CreatableTopicConfig {
@@ -291,78 +552,104 @@ pub fn create_topic(
         bail!("CreateTopics: unexpected answer");
     };
     for t in &r.topics {
-        if t.error_code != 0 && t.error_code != TOPIC_ALREADY_EXISTS {
+        if t.error_code != 0 && t.error_code != ErrorCode::TOPIC_ALREADY_EXISTS.code() {
             bail!(
-                "CreateTopics {topic}: error {} {:?}",
-                t.error_code,
+                "CreateTopics {topic}: {} {:?}",
+                error_name(t.error_code),
                 t.error_message.as_ref().map(|m| m.as_str().to_owned())
             );
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let req = Request::Metadata(MetadataRequest {
-            topics: Some(vec![MetadataRequestTopic {
-                name: Some(topic.into()),
-                ..Default::default()
-            }]),
-            allow_auto_topic_creation: false,
-            ..Default::default()
+        let m = metadata(&mut c, Some(topic))?;
+        let ready = m.topics.iter().any(|t| {
+            t.error_code == 0
+                && t.partitions.len() == partitions as usize
+                && t.partitions.iter().all(|p| {
+                    p.error_code == 0
+                        && p.leader_id >= 0
+                        && p.isr_nodes.len() >= replication.max(1) as usize
+                })
         });
-        if let Response::Metadata(m) = c.call(METADATA_VERSION, &req)? {
-            let ready = m.topics.iter().any(|t| {
-                t.error_code == 0
-                    && t.partitions.len() == partitions as usize
-                    && t.partitions
-                        .iter()
-                        .all(|p| p.error_code == 0 && p.leader_id >= 0)
-            });
-            if ready {
-                return Ok(());
-            }
+        if ready {
+            return Ok(());
         }
         if Instant::now() > deadline {
-            bail!("topic {topic}: partitions have no leader after 30 s");
+            bail!("topic {topic}: not every partition has a leader and a full ISR after 60 s");
         }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
-/// Produces one record with a null value to every partition of `topic` (acks all), again
-/// every 100 ms until an answer has no partition error, for at most 30 s. Metadata can show a
-/// leader before the broker takes writes: Kafka answers NOT_LEADER_OR_FOLLOWER for a moment
-/// after a create, until its broker has applied the new leadership; a measured phase should
-/// not start before that. The probe records carry no value bytes.
-pub fn wait_writable(addr: SocketAddr, topic: &str, partitions: i32) -> anyhow::Result<()> {
-    let mut c = Conn::connect(addr)?;
+/// Produces one record with a null value to every partition of `topic` (acks all), at each
+/// partition's leader, again every 100 ms until no answer has a partition error, for at most
+/// 30 s. Metadata can show a leader before the broker takes writes: Kafka answers
+/// NOT_LEADER_OR_FOLLOWER for a moment after a create, until its broker has applied the new
+/// leadership; a measured phase should not start before that. The probe records carry no
+/// value bytes.
+pub fn wait_writable(boot: &Bootstrap, topic: &str, partitions: i32) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
-    let record: [KeyValue<'_>; 1] = [(None, None)];
     loop {
+        let last = match probe_writes(boot, topic, partitions) {
+            Ok(errors) if errors.is_empty() => return Ok(()),
+            Ok(errors) => errors.join(", "),
+            Err(e) => format!("{e:#}"),
+        };
+        if Instant::now() > deadline {
+            bail!("topic {topic}: partitions still refuse writes after 30 s ({last})");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// One probe record to every partition at its leader; the partition errors of the answers.
+fn probe_writes(boot: &Bootstrap, topic: &str, partitions: i32) -> anyhow::Result<Vec<String>> {
+    let leaders = Leaders::fetch(boot, topic, partitions)?;
+    let all: Vec<i32> = (0..partitions).collect();
+    let record: [KeyValue<'_>; 1] = [(None, None)];
+    let mut errors = Vec::new();
+    for (_, addr, parts) in leaders.by_broker(&all) {
         let spec = BatchSpec {
             base_timestamp: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as i64),
             ..BatchSpec::default()
         };
-        let batches = (0..partitions)
-            .map(|p| (p, batch(&spec, &record)))
-            .collect();
+        let batches = parts.iter().map(|&p| (p, batch(&spec, &record))).collect();
         let req = produce_request(topic, -1, batches);
-        let Response::Produce(r) = c.call(PRODUCE_VERSION, &req)? else {
+        let Response::Produce(r) = Conn::connect(addr)?.call(PRODUCE_VERSION, &req)? else {
             bail!("Produce: unexpected answer");
         };
-        if produce_errors(&r) == 0 {
-            return Ok(());
+        let failed = r.responses.iter().flat_map(|t| &t.partition_responses);
+        for p in failed.filter(|p| p.error_code != 0) {
+            errors.push(format!("{topic}-{}: {}", p.index, error_name(p.error_code)));
         }
-        if Instant::now() > deadline {
-            bail!("topic {topic}: partitions still refuse writes after 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
     }
+    Ok(errors)
 }
 
-/// Earliest (-2) or latest (-1) offsets of `partitions` of `topic`.
+/// Earliest (-2) or latest (-1) offsets of `partitions` of `topic`, each asked of its leader.
 pub fn list_offsets(
+    leaders: &Leaders,
+    topic: &str,
+    partitions: &[i32],
+    timestamp: i64,
+) -> anyhow::Result<Vec<(i32, i64)>> {
+    let mut out = Vec::new();
+    for (_, addr, parts) in leaders.by_broker(partitions) {
+        out.extend(list_offsets_at(
+            &mut Conn::connect(addr)?,
+            topic,
+            &parts,
+            timestamp,
+        )?);
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+fn list_offsets_at(
     conn: &mut Conn,
     topic: &str,
     partitions: &[i32],
@@ -391,15 +678,15 @@ pub fn list_offsets(
         for p in &t.partitions {
             if p.error_code != 0 {
                 bail!(
-                    "ListOffsets {topic}-{}: error {}",
+                    "ListOffsets {topic}-{} at {}: {}",
                     p.partition_index,
-                    p.error_code
+                    conn.addr,
+                    error_name(p.error_code)
                 );
             }
             out.push((p.partition_index, p.offset));
         }
     }
-    out.sort_unstable();
     Ok(out)
 }
 
@@ -469,5 +756,82 @@ mod tests {
             .map(|p| (p.partition, p.fetch_offset))
             .collect();
         assert_eq!(parts, vec![(0, 5), (1, 7)]);
+    }
+
+    fn fake_metadata(leaders: &[i32]) -> MetadataResponse {
+        use sluice_net::messages::metadata_response::{
+            MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+        };
+        MetadataResponse {
+            brokers: (1..=3)
+                .map(|id| MetadataResponseBroker {
+                    node_id: id.into(),
+                    host: "127.0.0.1".into(),
+                    port: 9090 + id,
+                    ..Default::default()
+                })
+                .collect(),
+            topics: vec![MetadataResponseTopic {
+                name: Some("t".into()),
+                partitions: (leaders.iter().enumerate())
+                    .map(|(p, &l)| MetadataResponsePartition {
+                        partition_index: p as i32,
+                        leader_id: l.into(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    /// A Metadata answer of a 3-node cluster gives each partition's leader and address, and
+    /// the partitions group by leader (node id order), keeping the order they were given in.
+    #[test]
+    fn leaders_from_a_cluster_metadata_answer() {
+        let m = fake_metadata(&[2, 3, 1, 2, 2]);
+        let l = Leaders::from_metadata(&m, "t", 5).unwrap();
+        let at = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        assert_eq!(l.brokers.get(&3), Some(&at(9093)));
+        assert_eq!(
+            l.by_broker(&[4, 0, 1, 2, 3]),
+            vec![
+                (1, at(9091), vec![2]),
+                (2, at(9092), vec![4, 0, 3]),
+                (3, at(9093), vec![1]),
+            ]
+        );
+        assert_eq!(l.by_broker(&[1]), vec![(3, at(9093), vec![1])]);
+        // One broker: every partition on it, as the single-node runs have it.
+        let one = Leaders::from_metadata(&fake_metadata(&[1, 1]), "t", 2).unwrap();
+        assert_eq!(one.by_broker(&[0, 1]), vec![(1, at(9091), vec![0, 1])]);
+    }
+
+    /// No leader, a leader that is not among the brokers, a partition count other than the
+    /// workload's, or another topic: an error naming it, never a guess.
+    #[test]
+    fn leaders_refuse_an_incomplete_answer() {
+        let err = |m: &MetadataResponse, topic: &str, n: i32| {
+            format!("{:#}", Leaders::from_metadata(m, topic, n).unwrap_err())
+        };
+        assert!(err(&fake_metadata(&[1, -1]), "t", 2).contains("t-1 has no leader"));
+        assert!(err(&fake_metadata(&[1, 7]), "t", 2).contains("leader 7 is not among"));
+        assert!(err(&fake_metadata(&[1, 2]), "t", 3).contains("3 expected"));
+        assert!(err(&fake_metadata(&[1]), "u", 1).contains("no topic u"));
+        let mut m = fake_metadata(&[1]);
+        m.topics[0].partitions[0].error_code = NOT_LEADER_OR_FOLLOWER;
+        assert!(err(&m, "t", 1).contains("NOT_LEADER_OR_FOLLOWER (6)"));
+    }
+
+    /// A comma-separated bootstrap list keeps every address, in order.
+    #[test]
+    fn bootstrap_lists() {
+        let b = Bootstrap::parse("127.0.0.1:1, 127.0.0.1:2,127.0.0.1:3").unwrap();
+        assert_eq!(
+            b.addrs.iter().map(SocketAddr::port).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+        assert!(Bootstrap::parse(" , ").is_err());
     }
 }

@@ -1,23 +1,32 @@
 //! The actors: producers and consumers on plain threads with blocking sockets, and the phases
 //! that run them (produce, consume, end to end) with a live progress line.
 //!
-//! Producer: one connection, one writer thread that makes records, batches them per partition
-//! (sticky round-robin, or murmur2 of a key as the Java client places keys) and writes produce
-//! requests, and one reader thread that matches answers to requests in order and records
-//! latencies. At most `in_flight` requests are unanswered per connection; a full window blocks
-//! the writer, and in constant-rate mode the records it could not send on time carry that wait
-//! in their latency (see `rate.rs`). Every record's value starts with its intended send time
-//! (CLOCK_MONOTONIC ns, little-endian), so a consumer on this machine measures end to end.
+//! Every phase first asks Metadata where the topic's partitions are led (`kafka::Leaders`) and
+//! sends each partition's requests to its leader, one connection per leader broker, as Kafka's
+//! clients do: one broker for a single node, the three of a cluster. A leader that moves during
+//! the phase fails it (NOT_LEADER_OR_FOLLOWER: `kafka::leader_moved`); it is not followed.
 //!
-//! Consumer: one connection, one fetch in flight (as Kafka's consumer per broker), every
-//! assigned partition in each fetch, every batch CRC-checked and every record parsed, as a real
-//! consumer does. Throughput counts record value bytes (payload), as Kafka's perf tools do.
+//! Producer: one writer thread that makes records, batches them per partition (sticky
+//! round-robin, or murmur2 of a key as the Java client places keys) and writes produce requests
+//! to each partition's leader; per leader, one connection and one reader thread that matches
+//! answers to requests in order and records latencies. At most `in_flight` requests are
+//! unanswered per connection; a full window holds that leader's batches, and in constant-rate
+//! mode the records that could not be sent on time carry that wait in their latency (see
+//! `rate.rs`). Every record's value starts with its intended send time (CLOCK_MONOTONIC ns,
+//! little-endian), so a consumer on this machine measures end to end.
+//!
+//! Consumer: per leader of its partitions, a thread with one connection and one fetch in flight
+//! (as Kafka's consumer per broker), every assigned partition of that leader in each fetch,
+//! every batch CRC-checked and every record parsed, as a real consumer does. Throughput counts
+//! record value bytes (payload), as Kafka's perf tools do.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::atomic::{AtomicU32, AtomicUsize};
-use std::sync::mpsc::channel;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -28,7 +37,7 @@ use sluice_net::record_batch::Batches;
 use sluice_net::record_batch::build::{BatchSpec, batch};
 use sluice_net::{ApiKey, Response};
 
-use crate::kafka::{self, Conn};
+use crate::kafka::{self, Bootstrap, Conn, Leaders};
 use crate::rate::{Schedule, corrected_latency_ns};
 use crate::stats::{self, Live, Percentiles, Recorder};
 use crate::workload::Workload;
@@ -198,9 +207,43 @@ struct ProducerOut {
     last_ack: Option<Instant>,
 }
 
+impl ProducerOut {
+    /// Adds another connection's counts and latencies to these.
+    fn merge(&mut self, o: ProducerOut) {
+        match (&mut self.h, o.h) {
+            (Some(h), Some(oh)) => {
+                h.add(&oh).ok();
+            }
+            (h @ None, oh) => *h = oh,
+            _ => {}
+        }
+        self.records += o.records;
+        self.bytes += o.bytes;
+        self.errors += o.errors;
+        self.last_ack = self.last_ack.max(o.last_ack);
+    }
+}
+
+/// Where a phase sends each partition's requests: the leaders Metadata named at its start, and
+/// the bootstrap brokers to ask again when one answers NOT_LEADER_OR_FOLLOWER.
+#[derive(Debug, Clone)]
+struct Route {
+    boot: Bootstrap,
+    leaders: Arc<Leaders>,
+}
+
+impl Route {
+    fn fetch(boot: &Bootstrap, topic: &str, partitions: i32) -> anyhow::Result<Route> {
+        Ok(Route {
+            boot: boot.clone(),
+            leaders: Arc::new(Leaders::fetch(boot, topic, partitions)?),
+        })
+    }
+}
+
 struct ProducerSpec {
     id: usize,
-    addr: std::net::SocketAddr,
+    route: Route,
     topic: String,
     w: Workload,
     /// Records per second for this producer; `None` is as fast as the window allows.
@@ -209,227 +252,419 @@ struct ProducerSpec {
     live: Arc<Live>,
 }
 
-fn producer(spec: ProducerSpec) -> anyhow::Result<ProducerOut> {
-    let ProducerSpec {
-        id,
-        addr,
-        topic,
-        w,
-        rate,
-        end,
-        live,
-    } = spec;
-    let partitions = w.partitions;
-    let record_bytes = w.record_bytes.max(8);
-    let mut conn = Conn::connect(addr)?;
-    let acks = w.acks;
-    // The window: requests written and not yet answered. The reader lowers it and wakes the
-    // writer; while it is full the writer keeps batching (as the Java client does), so the
-    // next request carries every partition's ready batch.
-    let (tx, rx) = channel::<InFlight>();
-    let in_flight = Arc::new(AtomicUsize::new(0));
-    let writer = std::thread::current();
-    let reader = if acks == 0 {
-        drop(rx);
-        None
-    } else {
-        let mut rconn = conn.try_clone()?;
-        let live = live.clone();
-        let in_flight = in_flight.clone();
-        Some(std::thread::spawn(
-            move || -> anyhow::Result<ProducerOut> {
-                let mut rec = Recorder::default();
-                let mut all = stats::histogram();
-                let mut out = ProducerOut::default();
-                let mut expected_id = 1i32;
-                while let Ok(f) = rx.recv() {
-                    let frame = rconn.recv_frame()?;
-                    let done = mono_ns();
-                    in_flight.fetch_sub(1, Ordering::Release);
-                    writer.unpark();
-                    let r = kafka::decode_response(
-                        ApiKey::Produce,
-                        kafka::PRODUCE_VERSION,
-                        expected_id,
-                        frame,
-                    )?;
-                    expected_id = expected_id.wrapping_add(1);
-                    let Response::Produce(p) = r else {
-                        bail!("not a produce answer")
-                    };
-                    let errors = kafka::produce_errors(&p);
-                    if errors > 0 {
-                        for (t, q) in p
-                            .responses
-                            .iter()
-                            .flat_map(|t| t.partition_responses.iter().map(move |q| (t, q)))
-                            .filter(|(_, q)| q.error_code != 0)
-                        {
-                            report_error("produce", &t.name, q.index, q.error_code);
-                        }
-                        out.errors += errors;
-                        live.errors.fetch_add(errors, Ordering::Relaxed);
-                        continue;
-                    }
-                    for t in &f.times_ns {
-                        let us = corrected_latency_ns(*t, done) / 1000;
-                        rec.record_us(us);
-                        all.saturating_record(us.max(1));
-                    }
-                    out.records += f.times_ns.len() as u64;
-                    out.bytes += f.payload_bytes;
-                    live.add(f.times_ns.len() as u64, f.payload_bytes);
-                    rec.maybe_flush(&live);
-                }
-                rec.flush(&live);
-                out.last_ack = Some(Instant::now());
-                out.h = Some(all);
-                Ok(out)
-            },
-        ))
-    };
+/// A producer's connection to one leader broker: its own window of unanswered requests and,
+/// unless acks is 0, its own reader thread, as Kafka's producer keeps a connection and an
+/// in-flight window per broker.
+struct Link {
+    conn: Conn,
+    in_flight: Arc<AtomicUsize>,
+    /// To the reader, each request written, in order; `None` with acks 0 (no answers).
+    tx: Option<Sender<InFlight>>,
+    reader: Option<JoinHandle<anyhow::Result<ProducerOut>>>,
+}
 
-    // A value template that does not compress: an xorshift stream, fixed per producer.
-    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ (id as u64 + 1);
-    let template: Vec<u8> = (0..record_bytes)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
+impl Link {
+    /// Connects to `addr` and starts the reader of its answers (the caller is the writer it
+    /// wakes).
+    fn connect(
+        addr: SocketAddr,
+        spec: &ProducerSpec,
+        failed: &Arc<AtomicBool>,
+    ) -> anyhow::Result<Link> {
+        let conn = Conn::connect(addr)?;
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        if spec.w.acks == 0 {
+            return Ok(Link {
+                conn,
+                in_flight,
+                tx: None,
+                reader: None,
+            });
+        }
+        let (tx, rx) = channel::<InFlight>();
+        let r = ReaderSpec {
+            conn: conn.try_clone()?,
+            rx,
+            in_flight: in_flight.clone(),
+            writer: std::thread::current(),
+            live: spec.live.clone(),
+            failed: failed.clone(),
+            boot: spec.route.boot.clone(),
+        };
+        let reader = std::thread::spawn(move || read_answers(r));
+        Ok(Link {
+            conn,
+            in_flight,
+            tx: Some(tx),
+            reader: Some(reader),
         })
-        .collect();
-    let records_per_batch = (w.batch_bytes / (record_bytes + 24)).max(1);
-    let linger_ns = (w.linger_ms * 1e6) as u64;
-    let mut pending: Vec<Pending> = (0..partitions).map(|_| Pending::default()).collect();
-    let buffer_max = (partitions as usize * w.batch_bytes).min(32 << 20);
-    let pending_bytes = |pending: &[Pending]| pending.iter().map(|b| b.values.len()).sum::<usize>();
-    let mut sticky = (id as i32) % partitions;
-    let mut key_state = 0x2545_f491_4f6c_dd1du64 ^ ((id as u64) << 32);
-    let mut schedule = rate.map(|r| Schedule::new(mono_ns(), r));
-    let mut acks0 = (
-        Recorder::default(),
-        stats::histogram(),
-        ProducerOut::default(),
-    );
-    let end_ns = mono_ns() + end.saturating_duration_since(Instant::now()).as_nanos() as u64;
+    }
 
-    let mut add = |pending: &mut Vec<Pending>, t: u64| -> usize {
-        let p = if let Some(keys) = w.keys {
-            key_state ^= key_state << 13;
-            key_state ^= key_state >> 7;
-            key_state ^= key_state << 17;
-            let key = (key_state % keys.max(1)).to_be_bytes();
+    /// Whether another request may be written: fewer than `window` unanswered.
+    fn open(&self, window: usize) -> bool {
+        self.tx.is_none() || self.in_flight.load(Ordering::Acquire) < window
+    }
+}
+
+/// What a link's reader works with.
+struct ReaderSpec {
+    conn: Conn,
+    rx: Receiver<InFlight>,
+    in_flight: Arc<AtomicUsize>,
+    writer: std::thread::Thread,
+    live: Arc<Live>,
+    /// Set when this reader fails, so that the writer stops at once.
+    failed: Arc<AtomicBool>,
+    boot: Bootstrap,
+}
+
+/// Matches a link's answers to its requests in order and records each record's latency. A
+/// NOT_LEADER_OR_FOLLOWER fails it with the leader a fresh Metadata names
+/// (`kafka::leader_moved`); any failure also stops the producer's writer.
+fn read_answers(r: ReaderSpec) -> anyhow::Result<ProducerOut> {
+    let (failed, writer) = (r.failed.clone(), r.writer.clone());
+    let out = read_loop(r);
+    if out.is_err() {
+        failed.store(true, Ordering::Release);
+        writer.unpark();
+    }
+    out
+}
+
+fn read_loop(r: ReaderSpec) -> anyhow::Result<ProducerOut> {
+    let ReaderSpec {
+        mut conn,
+        rx,
+        in_flight,
+        writer,
+        live,
+        boot,
+        ..
+    } = r;
+    let mut rec = Recorder::default();
+    let mut all = stats::histogram();
+    let mut out = ProducerOut::default();
+    let mut expected_id = 1i32;
+    while let Ok(f) = rx.recv() {
+        let frame = conn.recv_frame()?;
+        let done = mono_ns();
+        in_flight.fetch_sub(1, Ordering::Release);
+        writer.unpark();
+        let v = kafka::PRODUCE_VERSION;
+        let r = kafka::decode_response(ApiKey::Produce, v, expected_id, frame)?;
+        expected_id = expected_id.wrapping_add(1);
+        let Response::Produce(p) = r else {
+            bail!("not a produce answer")
+        };
+        let errors = kafka::produce_errors(&p);
+        if errors > 0 {
+            for (t, q) in p
+                .responses
+                .iter()
+                .flat_map(|t| t.partition_responses.iter().map(move |q| (t, q)))
+                .filter(|(_, q)| q.error_code != 0)
+            {
+                if q.error_code == kafka::NOT_LEADER_OR_FOLLOWER {
+                    return Err(kafka::leader_moved(&boot, &t.name, q.index, conn.addr));
+                }
+                report_error("produce", &t.name, q.index, q.error_code);
+            }
+            out.errors += errors;
+            live.errors.fetch_add(errors, Ordering::Relaxed);
+            continue;
+        }
+        for t in &f.times_ns {
+            let us = corrected_latency_ns(*t, done) / 1000;
+            rec.record_us(us);
+            all.saturating_record(us.max(1));
+        }
+        out.records += f.times_ns.len() as u64;
+        out.bytes += f.payload_bytes;
+        live.add(f.times_ns.len() as u64, f.payload_bytes);
+        rec.maybe_flush(&live);
+    }
+    rec.flush(&live);
+    out.last_ack = Some(Instant::now());
+    out.h = Some(all);
+    Ok(out)
+}
+
+/// One connection per leader broker of the topic; and, for each partition, its leader's link.
+fn connect_links(
+    spec: &ProducerSpec,
+    failed: &Arc<AtomicBool>,
+) -> anyhow::Result<(Vec<Link>, Vec<usize>)> {
+    let all: Vec<i32> = (0..spec.w.partitions).collect();
+    let groups = spec.route.leaders.by_broker(&all);
+    let routed: usize = groups.iter().map(|(_, _, ps)| ps.len()).sum();
+    anyhow::ensure!(
+        routed == all.len(),
+        "{}: {} of {} partitions have a leader",
+        spec.topic,
+        routed,
+        all.len()
+    );
+    let mut link_of = vec![0; all.len()];
+    let mut links = Vec::with_capacity(groups.len());
+    for (i, (_, addr, parts)) in groups.into_iter().enumerate() {
+        for p in parts {
+            link_of[p as usize] = i;
+        }
+        links.push(Link::connect(addr, spec, failed)?);
+    }
+    Ok((links, link_of))
+}
+
+/// A producer's writer: makes records, batches them per partition, and writes each leader's
+/// ready batches to that leader's link.
+struct Writer {
+    topic: String,
+    w: Workload,
+    record_bytes: usize,
+    records_per_batch: usize,
+    linger_ns: u64,
+    /// Bytes of pending values the writer holds at most (the client's buffer).
+    buffer_max: usize,
+    /// A value that does not compress; each record's first 8 bytes are its send time.
+    template: Vec<u8>,
+    pending: Vec<Pending>,
+    sticky: i32,
+    key_state: u64,
+    links: Vec<Link>,
+    /// Partition to the link of its leader.
+    link_of: Vec<usize>,
+    /// With acks 0 the writer records the latencies (there is no answer).
+    acks0: (Recorder, Histogram<u64>, ProducerOut),
+    live: Arc<Live>,
+}
+
+impl Writer {
+    fn new(spec: ProducerSpec, failed: &Arc<AtomicBool>) -> anyhow::Result<Writer> {
+        let (links, link_of) = connect_links(&spec, failed)?;
+        let ProducerSpec {
+            id, topic, w, live, ..
+        } = spec;
+        let record_bytes = w.record_bytes.max(8);
+        // A value template that does not compress: an xorshift stream, fixed per producer.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ (id as u64 + 1);
+        let template: Vec<u8> = (0..record_bytes)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        Ok(Writer {
+            record_bytes,
+            records_per_batch: (w.batch_bytes / (record_bytes + 24)).max(1),
+            linger_ns: (w.linger_ms * 1e6) as u64,
+            buffer_max: (w.partitions as usize * w.batch_bytes).min(32 << 20),
+            template,
+            pending: (0..w.partitions).map(|_| Pending::default()).collect(),
+            sticky: (id as i32) % w.partitions,
+            key_state: 0x2545_f491_4f6c_dd1du64 ^ ((id as u64) << 32),
+            links,
+            link_of,
+            acks0: (
+                Recorder::default(),
+                stats::histogram(),
+                ProducerOut::default(),
+            ),
+            topic,
+            w,
+            live,
+        })
+    }
+
+    /// Adds one record sent at `t` to its partition's pending batch; returns the partition.
+    fn add(&mut self, t: u64) -> usize {
+        let partitions = self.w.partitions;
+        let p = if let Some(keys) = self.w.keys {
+            self.key_state ^= self.key_state << 13;
+            self.key_state ^= self.key_state >> 7;
+            self.key_state ^= self.key_state << 17;
+            let key = (self.key_state % keys.max(1)).to_be_bytes();
             let p = partition_for_key(&key, partitions) as usize;
-            pending[p].keys.push_back(key);
+            self.pending[p].keys.push_back(key);
             p
         } else {
-            let p = sticky as usize;
-            if pending[p].times_ns.len() + 1 >= records_per_batch {
-                sticky = (sticky + 1) % partitions;
+            let p = self.sticky as usize;
+            if self.pending[p].times_ns.len() + 1 >= self.records_per_batch {
+                self.sticky = (self.sticky + 1) % partitions;
             }
             p
         };
-        let b = &mut pending[p];
+        let b = &mut self.pending[p];
         if b.times_ns.is_empty() {
             b.first_ns = t;
         }
         b.times_ns.push_back(t);
         b.values.extend(&t.to_le_bytes());
-        b.values.extend(&template[8..]);
+        b.values.extend(&self.template[8..]);
         p
-    };
+    }
 
-    loop {
-        let now = mono_ns();
-        if now >= end_ns {
-            break;
-        }
-        match schedule.as_mut() {
+    fn pending_bytes(&self) -> usize {
+        self.pending.iter().map(|b| b.values.len()).sum()
+    }
+
+    fn fill(&mut self, schedule: Option<&mut Schedule>, now: u64) {
+        let mut bytes = self.pending_bytes();
+        match schedule {
             Some(s) => {
                 // Records due are made only while the client's buffer has room (as the Java
                 // client's send blocks at buffer.memory); the rest keep their intended send
                 // times in the schedule, so their wait still counts in the latency. Made
                 // unbounded, a producer that fell behind spent its CPU growing its queues and
                 // fell further behind.
-                let mut bytes = pending_bytes(&pending);
-                while bytes < buffer_max {
+                while bytes < self.buffer_max {
                     let Some(t) = s.take_due(now) else { break };
-                    add(&mut pending, t);
-                    bytes += record_bytes;
+                    self.add(t);
+                    bytes += self.record_bytes;
                 }
             }
             None => {
-                // As fast as possible: make records until a batch is full, and while the
-                // window is closed keep filling the other partitions' batches, at most one
-                // full batch per partition (the client's buffer).
+                // As fast as possible: make records until a batch is full and its leader's
+                // window is open, and while windows are closed keep filling the other
+                // partitions' batches, up to the client's buffer.
                 let mut any_full = false;
-                let mut bytes = pending_bytes(&pending);
-                while !any_full && bytes < buffer_max {
-                    bytes += record_bytes;
-                    let p = add(&mut pending, mono_ns());
-                    any_full = pending[p].times_ns.len() >= records_per_batch
-                        && (acks == 0 || in_flight.load(Ordering::Acquire) < w.in_flight);
+                while !any_full && bytes < self.buffer_max {
+                    bytes += self.record_bytes;
+                    let p = self.add(mono_ns());
+                    any_full = self.pending[p].times_ns.len() >= self.records_per_batch
+                        && self.links[self.link_of[p]].open(self.w.in_flight);
                 }
             }
         }
-        let now = mono_ns();
-        let window_open = acks == 0 || in_flight.load(Ordering::Acquire) < w.in_flight;
-        if !window_open {
-            // Wait for an answer (the reader unparks us), or for the next record to be due.
-            let next = schedule
-                .as_ref()
-                .map_or(now + 1_000_000, Schedule::peek)
-                .min(end_ns);
-            // Records already due wait for an answer too (nothing can be sent before one).
-            let wait = if next > now { next - now } else { 1_000_000 };
-            std::thread::park_timeout(Duration::from_nanos(wait.min(1_000_000)));
-            continue;
-        }
-        let mut ready: Vec<usize> = (0..pending.len())
-            .filter(|&p| {
-                let b = &pending[p];
-                !b.times_ns.is_empty()
-                    && (b.times_ns.len() >= records_per_batch || b.first_ns + linger_ns <= now)
-            })
-            .collect();
-        if ready.is_empty() {
-            // Nothing to send: sleep to the next record's time or the first linger deadline.
-            let next_linger = pending
-                .iter()
-                .filter(|b| !b.times_ns.is_empty())
-                .map(|b| b.first_ns + linger_ns)
-                .min()
-                .unwrap_or(u64::MAX);
-            let next = schedule
-                .as_ref()
-                .map_or(u64::MAX, Schedule::peek)
-                .min(next_linger)
-                .min(end_ns);
-            if next > now {
-                std::thread::sleep(Duration::from_nanos((next - now).min(1_000_000)));
+    }
+
+    /// Partitions with a batch to send (full, or lingered long enough) whose leader's window is
+    /// open; and whether another such batch waits for a closed window.
+    fn ready(&self, now: u64) -> (Vec<usize>, bool) {
+        let mut ready = Vec::new();
+        let mut blocked = false;
+        for (p, b) in self.pending.iter().enumerate() {
+            let due = !b.times_ns.is_empty()
+                && (b.times_ns.len() >= self.records_per_batch
+                    || b.first_ns + self.linger_ns <= now);
+            if !due {
+                continue;
             }
-            continue;
+            if self.links[self.link_of[p]].open(self.w.in_flight) {
+                ready.push(p);
+            } else {
+                blocked = true;
+            }
         }
-        // At most 1 MiB of batches per request, as Kafka's max.request.size.
+        (ready, blocked)
+    }
+
+    /// Nothing to send: sleeps to the next record's time or the first linger deadline on an
+    /// open window (at most 1 ms); when a batch waits for a window, parks instead, so that an
+    /// answer (the reader unparks the writer) ends the wait.
+    fn wait(&self, schedule: Option<&Schedule>, now: u64, end_ns: u64, blocked: bool) {
+        let next_linger = self
+            .pending
+            .iter()
+            .enumerate()
+            .filter(|(p, b)| {
+                !b.times_ns.is_empty() && self.links[self.link_of[*p]].open(self.w.in_flight)
+            })
+            .map(|(_, b)| b.first_ns + self.linger_ns)
+            .min()
+            .unwrap_or(u64::MAX);
+        let next = schedule
+            .map_or(u64::MAX, Schedule::peek)
+            .min(next_linger)
+            .min(end_ns);
+        let wait = Duration::from_nanos(next.saturating_sub(now).min(1_000_000));
+        if blocked {
+            // Records already due wait for an answer too (nothing can be sent before one).
+            let wait = if wait.is_zero() {
+                Duration::from_millis(1)
+            } else {
+                wait
+            };
+            std::thread::park_timeout(wait);
+        } else if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
+    }
+
+    /// Writes the ready batches, one request per leader; false when a reader has failed (the
+    /// error comes out of `finish`).
+    fn send(&mut self, ready: Vec<usize>) -> anyhow::Result<bool> {
+        let mut by_link: Vec<Vec<usize>> = vec![Vec::new(); self.links.len()];
+        for p in ready {
+            by_link[self.link_of[p]].push(p);
+        }
+        for (link, parts) in by_link.into_iter().enumerate() {
+            if !parts.is_empty() && !self.send_to(link, parts)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// One produce request of `ready`'s batches (at most 1 MiB of them, as Kafka's
+    /// max.request.size; the rest wait) to one leader.
+    fn send_to(&mut self, link: usize, mut ready: Vec<usize>) -> anyhow::Result<bool> {
         let mut request_bytes = 0;
-        let batch_max = records_per_batch * record_bytes;
+        let batch_max = self.records_per_batch * self.record_bytes;
         ready.retain(|&p| {
-            let size = pending[p].values.len().min(batch_max);
+            let size = self.pending[p].values.len().min(batch_max);
             let fits = request_bytes == 0 || request_bytes + size <= 1 << 20;
             if fits {
                 request_bytes += size;
             }
             fits
         });
-        let mut batches = Vec::with_capacity(ready.len());
+        let (batches, times, payload) = self.take(&ready);
+        let req = kafka::produce_request(&self.topic, self.w.acks, batches);
+        let l = &mut self.links[link];
+        let Some(tx) = &l.tx else {
+            l.conn.send(kafka::PRODUCE_VERSION, &req)?;
+            let done = mono_ns();
+            let (rec, all, out) = &mut self.acks0;
+            for t in &times {
+                let us = corrected_latency_ns(*t, done) / 1000;
+                rec.record_us(us);
+                all.saturating_record(us.max(1));
+            }
+            out.records += times.len() as u64;
+            out.bytes += payload;
+            self.live.add(times.len() as u64, payload);
+            rec.maybe_flush(&self.live);
+            return Ok(true);
+        };
+        l.in_flight.fetch_add(1, Ordering::AcqRel);
+        let f = InFlight {
+            times_ns: times,
+            payload_bytes: payload,
+        };
+        if tx.send(f).is_err() {
+            return Ok(false);
+        }
+        l.conn.send(kafka::PRODUCE_VERSION, &req)?;
+        Ok(true)
+    }
+
+    /// Takes a batch off each of `partitions`: the encoded batches, their records' intended
+    /// send times, their value bytes.
+    fn take(&mut self, partitions: &[usize]) -> (Vec<(i32, Bytes)>, Vec<u64>, u64) {
+        let mut batches = Vec::with_capacity(partitions.len());
         let mut times = Vec::new();
         let mut payload = 0u64;
-        for p in ready {
-            let b = take_batch(&mut pending[p], records_per_batch, record_bytes);
+        for &p in partitions {
+            let b = take_batch(
+                &mut self.pending[p],
+                self.records_per_batch,
+                self.record_bytes,
+            );
             let recs: Vec<KeyValue<'_>> = b
                 .values
-                .chunks_exact(record_bytes)
+                .chunks_exact(self.record_bytes)
                 .enumerate()
                 .map(|(i, v)| (b.keys.get(i).map(|k| &k[..]), Some(v)))
                 .collect();
@@ -441,47 +676,64 @@ fn producer(spec: ProducerSpec) -> anyhow::Result<ProducerOut> {
             payload += b.values.len() as u64;
             times.extend_from_slice(&b.times_ns);
         }
-        let req = kafka::produce_request(&topic, acks, batches);
-        if acks == 0 {
-            conn.send(kafka::PRODUCE_VERSION, &req)?;
-            let done = mono_ns();
-            let (rec, all, out) = &mut acks0;
-            for t in &times {
-                let us = corrected_latency_ns(*t, done) / 1000;
-                rec.record_us(us);
-                all.saturating_record(us.max(1));
+        (batches, times, payload)
+    }
+
+    /// Closes the windows, waits for every reader and adds up what they counted.
+    fn finish(self) -> anyhow::Result<ProducerOut> {
+        let mut out = ProducerOut::default();
+        let mut failure = None;
+        for l in self.links {
+            drop(l.tx);
+            let Some(reader) = l.reader else { continue };
+            let joined = reader
+                .join()
+                .map_err(|_| anyhow::anyhow!("producer reader panicked"))
+                .and_then(|r| r);
+            match joined {
+                Ok(o) => out.merge(o),
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
             }
-            out.records += times.len() as u64;
-            out.bytes += payload;
-            live.add(times.len() as u64, payload);
-            rec.maybe_flush(&live);
-        } else {
-            in_flight.fetch_add(1, Ordering::AcqRel);
-            if tx
-                .send(InFlight {
-                    times_ns: times,
-                    payload_bytes: payload,
-                })
-                .is_err()
-            {
-                break; // the reader failed; its error is reported below
-            }
-            conn.send(kafka::PRODUCE_VERSION, &req)?;
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if self.w.acks == 0 {
+            let (mut rec, all, mut o) = self.acks0;
+            rec.flush(&self.live);
+            o.h = Some(all);
+            o.last_ack = Some(Instant::now());
+            out.merge(o);
+        }
+        Ok(out)
+    }
+}
+
+fn producer(spec: ProducerSpec) -> anyhow::Result<ProducerOut> {
+    let failed = Arc::new(AtomicBool::new(false));
+    let (rate, end) = (spec.rate, spec.end);
+    let mut wr = Writer::new(spec, &failed)?;
+    let mut schedule = rate.map(|r| Schedule::new(mono_ns(), r));
+    let end_ns = mono_ns() + end.saturating_duration_since(Instant::now()).as_nanos() as u64;
+    loop {
+        let now = mono_ns();
+        if now >= end_ns || failed.load(Ordering::Acquire) {
+            break;
+        }
+        wr.fill(schedule.as_mut(), now);
+        let now = mono_ns();
+        let (ready, blocked) = wr.ready(now);
+        if ready.is_empty() {
+            wr.wait(schedule.as_ref(), now, end_ns, blocked);
+            continue;
+        }
+        if !wr.send(ready)? {
+            break;
         }
     }
-    drop(tx);
-    match reader {
-        Some(r) => r
-            .join()
-            .map_err(|_| anyhow::anyhow!("producer reader panicked"))?,
-        None => {
-            let (mut rec, all, mut out) = acks0;
-            rec.flush(&live);
-            out.h = Some(all);
-            out.last_ack = Some(Instant::now());
-            Ok(out)
-        }
-    }
+    wr.finish()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -491,7 +743,10 @@ pub enum StartAt {
 }
 
 struct ConsumerSpec {
-    addr: std::net::SocketAddr,
+    /// The leader of `partitions`.
+    addr: SocketAddr,
+    /// Asked again when the leader answers NOT_LEADER_OR_FOLLOWER, for the error.
+    boot: Bootstrap,
     topic: String,
     partitions: Vec<i32>,
     /// Start offsets per partition.
@@ -538,6 +793,15 @@ fn consumer(spec: ConsumerSpec) -> anyhow::Result<ConsumerOut> {
         let mut got_any = false;
         for t in &f.responses {
             for p in &t.partitions {
+                if p.error_code == kafka::NOT_LEADER_OR_FOLLOWER {
+                    let at = conn.addr;
+                    return Err(kafka::leader_moved(
+                        &spec.boot,
+                        &t.topic,
+                        p.partition_index,
+                        at,
+                    ));
+                }
                 if p.error_code != 0 {
                     report_error("fetch", &t.topic, p.partition_index, p.error_code);
                     errors += 1;
@@ -668,13 +932,14 @@ fn split_partitions(partitions: i32, consumers: usize) -> Vec<Vec<i32>> {
 
 /// Runs the producers for `seconds` at `rate` records/s in total (`None`: max throughput).
 pub fn produce_phase(
-    addr: std::net::SocketAddr,
+    boot: &Bootstrap,
     topic: &str,
     w: &Workload,
     seconds: f64,
     rate: Option<f64>,
     pin: &Pinning,
 ) -> anyhow::Result<PhaseResult> {
+    let route = Route::fetch(boot, topic, w.partitions)?;
     let live = Arc::new(Live::default());
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(seconds);
@@ -682,7 +947,7 @@ pub fn produce_phase(
         .map(|id| {
             let spec = ProducerSpec {
                 id,
-                addr,
+                route: route.clone(),
                 topic: topic.to_owned(),
                 w: w.clone(),
                 rate: rate.map(|r| r / w.producers.max(1) as f64),
@@ -696,7 +961,10 @@ pub fn produce_phase(
             })
         })
         .collect();
-    progress(start, end, &[("produce", &live)], &|| false);
+    // Until the end, or until every producer is done (one that failed ends the phase early).
+    progress(start, end, &[("produce", &live)], &|| {
+        handles.iter().all(JoinHandle::is_finished)
+    });
     let mut h = stats::histogram();
     let (mut records, mut bytes, mut errors) = (0, 0, 0);
     let mut last = start;
@@ -731,7 +999,7 @@ pub fn produce_phase(
 /// offsets seen at the start are reached (a hot read of what was just produced), else at
 /// `seconds`.
 pub fn consume_phase(
-    addr: std::net::SocketAddr,
+    boot: &Bootstrap,
     topic: &str,
     w: &Workload,
     seconds: f64,
@@ -740,15 +1008,15 @@ pub fn consume_phase(
     pin: &Pinning,
 ) -> anyhow::Result<PhaseResult> {
     let all: Vec<i32> = (0..w.partitions).collect();
-    let mut c = Conn::connect(addr)?;
+    let route = Route::fetch(boot, topic, w.partitions)?;
     let ts = if start_at == StartAt::Earliest {
         -2
     } else {
         -1
     };
-    let start_offsets = kafka::list_offsets(&mut c, topic, &all, ts)?;
+    let start_offsets = kafka::list_offsets(&route.leaders, topic, &all, ts)?;
     let end_offsets = if catch_up {
-        Some(kafka::list_offsets(&mut c, topic, &all, -1)?)
+        Some(kafka::list_offsets(&route.leaders, topic, &all, -1)?)
     } else {
         None
     };
@@ -756,7 +1024,7 @@ pub fn consume_phase(
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(seconds);
     let handles = spawn_consumers(
-        addr,
+        &route,
         topic,
         w,
         &start_offsets,
@@ -795,9 +1063,11 @@ pub fn consume_phase(
 
 type ConsumerHandle = std::thread::JoinHandle<anyhow::Result<ConsumerOut>>;
 
+/// Each consumer's partitions (round-robin over `w.consumers`), and for each consumer a thread
+/// per leader of its partitions.
 #[allow(clippy::too_many_arguments)]
 fn spawn_consumers(
-    addr: std::net::SocketAddr,
+    route: &Route,
     topic: &str,
     w: &Workload,
     start_offsets: &[(i32, i64)],
@@ -810,9 +1080,17 @@ fn spawn_consumers(
     split_partitions(w.partitions, w.consumers)
         .into_iter()
         .enumerate()
-        .map(|(i, parts)| {
+        .flat_map(|(i, parts)| {
+            route
+                .leaders
+                .by_broker(&parts)
+                .into_iter()
+                .map(move |(_, addr, parts)| (i, addr, parts))
+        })
+        .map(|(i, addr, parts)| {
             let spec = ConsumerSpec {
                 addr,
+                boot: route.boot.clone(),
                 topic: topic.to_owned(),
                 start: start_offsets
                     .iter()
@@ -866,7 +1144,7 @@ fn join_consumers(
 /// Producers and consumers together; latency is from each record's intended send time to its
 /// receipt by a consumer. Consumers start at the latest offsets, then producers start.
 pub fn e2e_phase(
-    addr: std::net::SocketAddr,
+    boot: &Bootstrap,
     topic: &str,
     w: &Workload,
     seconds: f64,
@@ -874,14 +1152,14 @@ pub fn e2e_phase(
     pin: &Pinning,
 ) -> anyhow::Result<(PhaseResult, PhaseResult)> {
     let all: Vec<i32> = (0..w.partitions).collect();
-    let mut c = Conn::connect(addr)?;
-    let start_offsets = kafka::list_offsets(&mut c, topic, &all, -1)?;
+    let route = Route::fetch(boot, topic, w.partitions)?;
+    let start_offsets = kafka::list_offsets(&route.leaders, topic, &all, -1)?;
     let clive = Arc::new(Live::default());
     let start = Instant::now();
     // Consumers run a little longer to drain what the producers sent last.
     let cend = start + Duration::from_secs_f64(seconds + 1.0);
     let handles = spawn_consumers(
-        addr,
+        &route,
         topic,
         w,
         &start_offsets,
@@ -897,7 +1175,7 @@ pub fn e2e_phase(
         .map(|id| {
             let spec = ProducerSpec {
                 id,
-                addr,
+                route: route.clone(),
                 topic: topic.to_owned(),
                 w: w.clone(),
                 rate: rate.map(|r| r / w.producers.max(1) as f64),
@@ -1022,5 +1300,197 @@ mod tests {
     fn partitions_split_round_robin() {
         assert_eq!(split_partitions(5, 2), vec![vec![0, 2, 4], vec![1, 3]]);
         assert_eq!(split_partitions(2, 4), vec![vec![0], vec![1]]);
+    }
+
+    /// A fake cluster on loopback for routing tests: `n` brokers (ids 1..=n), each answering
+    /// Metadata with all of them and partition p led by broker (p + epoch) % n + 1, and Produce
+    /// by noting (broker, partition) and answering NOT_LEADER_OR_FOLLOWER for a partition it
+    /// does not lead at the current epoch. After `move_after` produce requests in all the epoch
+    /// goes up by one: every leader moves.
+    struct Fake {
+        addrs: Vec<SocketAddr>,
+        got: Arc<std::sync::Mutex<Vec<(i32, i32)>>>,
+    }
+
+    struct FakeState {
+        n: i32,
+        addrs: Vec<SocketAddr>,
+        epoch: AtomicUsize,
+        requests: AtomicUsize,
+        move_after: usize,
+        got: Arc<std::sync::Mutex<Vec<(i32, i32)>>>,
+    }
+
+    impl FakeState {
+        fn leader(&self, p: i32) -> i32 {
+            (p + self.epoch.load(Ordering::SeqCst) as i32) % self.n + 1
+        }
+    }
+
+    impl Fake {
+        fn start(n: usize, move_after: usize) -> Fake {
+            let listeners: Vec<std::net::TcpListener> = (0..n)
+                .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+                .collect();
+            let addrs: Vec<SocketAddr> =
+                listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+            let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let state = Arc::new(FakeState {
+                n: n as i32,
+                addrs: addrs.clone(),
+                epoch: AtomicUsize::new(0),
+                requests: AtomicUsize::new(0),
+                move_after,
+                got: got.clone(),
+            });
+            for (i, l) in listeners.into_iter().enumerate() {
+                let state = state.clone();
+                std::thread::spawn(move || {
+                    for s in l.incoming() {
+                        let state = state.clone();
+                        let s = s.unwrap();
+                        std::thread::spawn(move || serve(&state, i as i32 + 1, s));
+                    }
+                });
+            }
+            Fake { addrs, got }
+        }
+    }
+
+    /// One connection of fake broker `id`: answers until the client closes it.
+    fn serve(state: &FakeState, id: i32, mut s: std::net::TcpStream) {
+        use sluice_net::messages::metadata_response::{
+            MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+        };
+        use sluice_net::messages::produce_response::{
+            PartitionProduceResponse, TopicProduceResponse,
+        };
+        use sluice_net::messages::{MetadataResponse, ProduceResponse};
+        use std::io::{Read, Write};
+        loop {
+            let mut len = [0u8; 4];
+            if s.read_exact(&mut len).is_err() {
+                return;
+            }
+            let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+            s.read_exact(&mut body).unwrap();
+            let (h, req) = sluice_net::decode_request(Bytes::from(body)).unwrap();
+            let (v, cid) = (h.request_api_version, h.correlation_id);
+            let chunks = match req {
+                sluice_net::Request::Metadata(m) => {
+                    let topic = m.topics.unwrap()[0].name.clone().unwrap();
+                    let partitions = (0..6)
+                        .map(|p| MetadataResponsePartition {
+                            partition_index: p,
+                            leader_id: state.leader(p).into(),
+                            isr_nodes: (1..=state.n).map(Into::into).collect(),
+                            ..Default::default()
+                        })
+                        .collect();
+                    let r = MetadataResponse {
+                        brokers: (state.addrs.iter().enumerate())
+                            .map(|(i, a)| MetadataResponseBroker {
+                                node_id: (i as i32 + 1).into(),
+                                host: "127.0.0.1".into(),
+                                port: i32::from(a.port()),
+                                ..Default::default()
+                            })
+                            .collect(),
+                        topics: vec![MetadataResponseTopic {
+                            name: Some(topic),
+                            partitions,
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    };
+                    sluice_net::response_frame(ApiKey::Metadata, v, cid, |e| r.encode(e, v))
+                }
+                sluice_net::Request::Produce(p) => {
+                    let responses = (p.topic_data.iter())
+                        .map(|t| TopicProduceResponse {
+                            name: t.name.clone(),
+                            partition_responses: (t.partition_data.iter())
+                                .map(|d| {
+                                    let leads = state.leader(d.index) == id;
+                                    if leads {
+                                        state.got.lock().unwrap().push((id, d.index));
+                                    }
+                                    PartitionProduceResponse {
+                                        index: d.index,
+                                        error_code: if leads { 0 } else { 6 },
+                                        ..Default::default()
+                                    }
+                                })
+                                .collect(),
+                            ..Default::default()
+                        })
+                        .collect();
+                    if state.requests.fetch_add(1, Ordering::SeqCst) + 1 == state.move_after {
+                        state.epoch.fetch_add(1, Ordering::SeqCst);
+                    }
+                    let r = ProduceResponse {
+                        responses,
+                        ..Default::default()
+                    };
+                    sluice_net::response_frame(ApiKey::Produce, v, cid, |e| r.encode(e, v))
+                }
+                other => panic!("fake broker: unexpected {:?}", other.api_key()),
+            };
+            for c in chunks {
+                s.write_all(&c).unwrap();
+            }
+        }
+    }
+
+    fn six_partitions() -> Workload {
+        let mut w = Workload::named("max-rate-1-topic-16-partitions-1kb").unwrap();
+        w.partitions = 6;
+        w.linger_ms = 1.0;
+        w
+    }
+
+    /// Bootstrapped from one broker of three, a producer learns the others from Metadata and
+    /// sends every partition's batches to its leader only (a broker answers
+    /// NOT_LEADER_OR_FOLLOWER for the others, which would fail the phase); every broker and
+    /// every partition gets some.
+    #[test]
+    fn produce_goes_to_each_partitions_leader() {
+        let fake = Fake::start(3, usize::MAX);
+        let boot = Bootstrap::parse(&fake.addrs[1].to_string()).unwrap();
+        let w = six_partitions();
+        let r = produce_phase(&boot, "t", &w, 0.5, None, &Pinning::default()).unwrap();
+        assert!(r.records > 0, "{r:?}");
+        assert_eq!(r.errors, 0);
+        let got = fake.got.lock().unwrap();
+        let brokers: std::collections::BTreeSet<i32> = got.iter().map(|g| g.0).collect();
+        let partitions: std::collections::BTreeSet<i32> = got.iter().map(|g| g.1).collect();
+        assert_eq!(brokers.into_iter().collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(
+            partitions.into_iter().collect::<Vec<_>>(),
+            (0..6).collect::<Vec<_>>()
+        );
+        assert!(got.iter().all(|&(b, p)| p % 3 + 1 == b), "{got:?}");
+    }
+
+    /// Leaders that move in the middle of a phase fail it soon, not at its end, with an error
+    /// that names NOT_LEADER_OR_FOLLOWER and the leader a fresh Metadata gives.
+    #[test]
+    fn a_leader_change_fails_the_phase_with_the_new_leader() {
+        let fake = Fake::start(3, 20);
+        let boot = Bootstrap::parse(&fake.addrs[0].to_string()).unwrap();
+        let w = six_partitions();
+        let t = Instant::now();
+        let e = produce_phase(&boot, "t", &w, 20.0, None, &Pinning::default()).unwrap_err();
+        let msg = format!("{e:#}");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "took {:?}",
+            t.elapsed()
+        );
+        assert!(
+            msg.contains("NOT_LEADER_OR_FOLLOWER from 127.0.0.1:"),
+            "{msg}"
+        );
+        assert!(msg.contains("Metadata now names broker "), "{msg}");
     }
 }

@@ -7,7 +7,9 @@
 //! - `disk`, `loopback`: the machine's raw limits (`raw.rs`).
 //! - `compare`: raw limits and a broker's figures in one run, as ratios (`compare.rs`); with
 //!   `--peer kafka` also the reference Kafka, defaults and fsync per append, and one table of
-//!   sluice/Kafka ratios (`peer.rs`); brokers it starts itself are in `broker.rs`.
+//!   sluice/Kafka ratios (`peer.rs`); brokers it starts itself are in `broker.rs`. With
+//!   `--cluster 3` it starts 3-node clusters instead (sluice's, and Kafka's `start-cluster`)
+//!   and the topic has replication factor 3 and min.insync.replicas=2.
 //! - `plot`: SVG latency-by-percentile plot of JSON reports (`plot.rs`).
 //! - `storage`: the shard's append and cold-read throughput on one pinned core, next to this
 //!   machine's raw O_DIRECT limit for the same I/O pattern (`storage.rs`).
@@ -66,6 +68,7 @@ enum Command {
 
 #[derive(clap::Args, Debug, Clone)]
 struct LoadArgs {
+    /// Bootstrap brokers, `host:port[,host:port...]`; requests go to each partition's leader.
     #[arg(long, default_value = "127.0.0.1:9092")]
     bootstrap: String,
     #[arg(long, default_value_t = 10.0)]
@@ -92,7 +95,7 @@ struct LoadArgs {
 fn run_load(kind: &str, a: &LoadArgs) -> anyhow::Result<()> {
     let w = a.workload.resolve()?;
     let topic = a.workload.topic();
-    let addr = kafka::resolve(&a.bootstrap)?;
+    let boot = kafka::Bootstrap::parse(&a.bootstrap)?;
     let pin = Pinning {
         cpus: a.client_cpus.clone(),
     };
@@ -100,13 +103,14 @@ fn run_load(kind: &str, a: &LoadArgs) -> anyhow::Result<()> {
     let cores_line = format!("cores: machine {n}, client {}", pin.describe());
     println!("{cores_line}");
     if !a.no_create {
-        kafka::create_topic(addr, &topic, w.partitions, &[])?;
+        kafka::create_topic(&boot, &topic, w.partitions, w.replication_factor)?;
     }
     println!(
-        "{kind} on {} topic {topic}: workload {} ({} partitions, {}p/{}c, {} B records, acks {}, rate {})",
+        "{kind} on {} topic {topic}: workload {} ({} partitions, RF {}, {}p/{}c, {} B records, acks {}, rate {})",
         a.bootstrap,
         w.name,
         w.partitions,
+        w.replication_factor,
         w.producers,
         w.consumers,
         w.record_bytes,
@@ -115,13 +119,13 @@ fn run_load(kind: &str, a: &LoadArgs) -> anyhow::Result<()> {
     );
     let phases = match kind {
         "produce" => vec![load::produce_phase(
-            addr, &topic, &w, a.seconds, w.rate, &pin,
+            &boot, &topic, &w, a.seconds, w.rate, &pin,
         )?],
         "consume" => vec![load::consume_phase(
-            addr, &topic, &w, a.seconds, a.from, false, &pin,
+            &boot, &topic, &w, a.seconds, a.from, false, &pin,
         )?],
         _ => {
-            let (p, e) = load::e2e_phase(addr, &topic, &w, a.seconds, w.rate, &pin)?;
+            let (p, e) = load::e2e_phase(&boot, &topic, &w, a.seconds, w.rate, &pin)?;
             vec![p, e]
         }
     };

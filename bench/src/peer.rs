@@ -10,7 +10,9 @@
 //! 3. the common rate: half the slowest broker's max records/s;
 //! 4. paced pass, one broker at a time, each started afresh: produce at the common rate (the
 //!    p99.99 compared like for like), end to end at `--e2e-rate` (20,000/s: send time written
-//!    in each record, read back by a consumer tailing the log), and, for a broker whose own
+//!    in each record, read back by a consumer tailing the log; at the common rate instead when
+//!    that is lower, as a rate some broker cannot sustain measures its backlog, not its
+//!    latency), and, for a broker whose own
 //!    half max rate is more than 5 % above the common one, produce at that rate too (the
 //!    one-broker mode's latency figure); stop.
 //!
@@ -27,8 +29,14 @@
 //! its figures are left out; the others still run. Brokers are stopped when their handle
 //! drops; a run killed by a signal leaves one running: stop it by hand with
 //! `tests/kafka-ref/stop DIR --rm` (DIR: `--dir`/sluice-bench-kafka*-PID) or kill the sluice.
+//!
+//! With `--cluster 3` every broker above is a 3-node cluster started afresh for each pass
+//! (sluice's nodes as `broker::SluiceCluster`, Kafka's by `tests/kafka-ref/start-cluster` with
+//! its defaults, the second Kafka with `--set log.flush.interval.messages=1` on every node), the
+//! topic has replication factor 3 and min.insync.replicas=2, acks=all waits for the ISR, and
+//! the load goes to each partition's leader. Stop a leftover Kafka cluster with
+//! `tests/kafka-ref/stop-cluster DIR --rm`.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -36,7 +44,7 @@ use serde_json::json;
 
 use crate::broker::{self, Running};
 use crate::compare::{self, CompareArgs, Cores, Raw};
-use crate::kafka;
+use crate::kafka::{self, Bootstrap};
 use crate::load::{self, PhaseResult, StartAt};
 use crate::plot::Series;
 use crate::report;
@@ -84,6 +92,8 @@ const E2E_P99_GOAL_MS: Goal = Goal::AtMost(5.0);
 struct Spec {
     label: &'static str,
     durability: &'static str,
+    /// What an acks=all answer means when it runs as a cluster.
+    cluster_durability: &'static str,
     /// `None`: sluice; else Kafka with these `--set` server.properties overrides.
     kafka_sets: Option<&'static [&'static str]>,
     goals: Goals,
@@ -93,6 +103,7 @@ const SPECS: [Spec; 3] = [
     Spec {
         label: "sluice",
         durability: "fdatasync before the ack (group commit)",
+        cluster_durability: "acks=all answered once every ISR member fdatasync'ed the records",
         kafka_sets: None,
         goals: Goals {
             produce: None,
@@ -103,6 +114,7 @@ const SPECS: [Spec; 3] = [
     Spec {
         label: "kafka",
         durability: "Kafka 4.4 defaults: acked from the page cache",
+        cluster_durability: "Kafka 4.4 defaults: acks=all answered from the ISR's page cache",
         kafka_sets: Some(&[]),
         goals: Goals {
             produce: Some(Goal::AtLeast(1.0)),
@@ -113,6 +125,7 @@ const SPECS: [Spec; 3] = [
     Spec {
         label: "kafka-flush1",
         durability: "Kafka 4.4, log.flush.interval.messages=1: fsync per append",
+        cluster_durability: "Kafka 4.4, log.flush.interval.messages=1 on every node",
         kafka_sets: Some(&["log.flush.interval.messages=1"]),
         goals: Goals {
             produce: Some(Goal::AtLeast(2.0)),
@@ -128,7 +141,10 @@ pub struct Figures {
     pub label: String,
     pub produce_mb_s: Option<f64>,
     pub consume_mb_s: Option<f64>,
-    /// Produce p99.99 at the common rate, µs.
+    /// Produce p50, p99, p99.9 and p99.99 at the common rate, µs.
+    pub paced_p50_us: Option<u64>,
+    pub paced_p99_us: Option<u64>,
+    pub paced_p99_9_us: Option<u64>,
     pub paced_p99_99_us: Option<u64>,
     /// End-to-end p99 at the e2e rate, µs.
     pub e2e_p99_us: Option<u64>,
@@ -233,6 +249,11 @@ pub fn rows(brokers: &[(Figures, Goals)], raw: &Raw, rate: Option<f64>, e2e_rate
     let produce: Vec<_> = col(|b| b.produce_mb_s);
     let consume: Vec<_> = col(|b| b.consume_mb_s);
     let p99_99: Vec<_> = col(|b| b.paced_p99_99_us.map(ms));
+    let lower: [(&str, Vec<_>); 3] = [
+        ("p50", col(|b| b.paced_p50_us.map(ms))),
+        ("p99", col(|b| b.paced_p99_us.map(ms))),
+        ("p99.9", col(|b| b.paced_p99_9_us.map(ms))),
+    ];
     let e2e: Vec<_> = col(|b| b.e2e_p99_us.map(ms));
     let mut out = Vec::new();
     versus(&mut out, brokers, "produce MB/s", &produce, |g| g.produce);
@@ -258,6 +279,15 @@ pub fn rows(brokers: &[(Figures, Goals)], raw: &Raw, rate: Option<f64>, e2e_rate
         None,
     ));
     let at = rate.map_or("-".to_owned(), |r| format!("{r:.0}/s"));
+    for (q, values) in &lower {
+        versus(
+            &mut out,
+            brokers,
+            &format!("produce {q} ms at {at}"),
+            values,
+            |_| None,
+        );
+    }
     let what = format!("produce p99.99 ms at {at}");
     versus(&mut out, brokers, &what, &p99_99, |g| g.p99_99);
     out.push(Row::ratio(
@@ -318,6 +348,8 @@ pub fn table(labels: &[&str], rows: &[Row]) -> String {
 
 /// What the run needs for every broker.
 struct Ctx {
+    /// Nodes per broker: 1, or `--cluster`.
+    nodes: u16,
     seconds: f64,
     e2e_rate: f64,
     warmup: f64,
@@ -325,49 +357,56 @@ struct Ctx {
     topic: String,
     dir: PathBuf,
     cores: Cores,
-    sluice_bin: PathBuf,
     kref: PathBuf,
+    /// For starting sluice (`compare::start_sluice`).
+    args: CompareArgs,
 }
 
 impl Ctx {
     /// Starts the broker on a fresh data dir, creates the topic and waits until every
     /// partition takes writes, then warms the broker up (not measured).
-    fn start(&self, spec: &Spec) -> anyhow::Result<(Running, SocketAddr)> {
+    fn start(&self, spec: &Spec) -> anyhow::Result<(Running, Bootstrap)> {
         let running = match spec.kafka_sets {
-            None => Running::Sluice(broker::Sluice::start(
-                &self.sluice_bin,
-                &self.dir,
-                self.cores.broker.unwrap_or(1),
-            )?),
+            None => compare::start_sluice(&self.args, &self.cores)?,
             Some(sets) => Running::Kafka(broker::Kafka::start(
                 &self.kref,
                 &self.dir,
                 spec.label,
                 sets,
                 &self.cores.broker_cpus,
+                usize::from(self.nodes),
             )?),
         };
-        let addr = kafka::resolve(running.addr())?;
+        let boot = Bootstrap::parse(running.addr())?;
         println!(
             "== {} at {} ({}), topic {}",
             spec.label,
             running.addr(),
-            spec.durability,
+            self.durability(spec),
             self.topic
         );
-        self.ready(addr, &self.topic)?;
+        self.ready(&boot, &self.topic)?;
         if self.warmup > 0.0 {
             let topic = format!("{}-warmup", self.topic);
-            self.ready(addr, &topic)?;
+            self.ready(&boot, &topic)?;
             let rate = Some(self.e2e_rate);
-            load::produce_phase(addr, &topic, &self.w, self.warmup, rate, &self.cores.pin)?;
+            load::produce_phase(&boot, &topic, &self.w, self.warmup, rate, &self.cores.pin)?;
         }
-        Ok((running, addr))
+        Ok((running, boot))
     }
 
-    fn ready(&self, addr: SocketAddr, topic: &str) -> anyhow::Result<()> {
-        kafka::create_topic(addr, topic, self.w.partitions, &[])?;
-        kafka::wait_writable(addr, topic, self.w.partitions)
+    fn ready(&self, boot: &Bootstrap, topic: &str) -> anyhow::Result<()> {
+        let (partitions, rf) = (self.w.partitions, self.w.replication_factor);
+        kafka::create_topic(boot, topic, partitions, rf)?;
+        kafka::wait_writable(boot, topic, partitions)
+    }
+
+    fn durability(&self, spec: &Spec) -> &'static str {
+        if self.nodes > 1 {
+            spec.cluster_durability
+        } else {
+            spec.durability
+        }
     }
 }
 
@@ -403,6 +442,9 @@ impl Measured {
             label: label.to_owned(),
             produce_mb_s: self.max.as_ref().map(|p| p.mb_s),
             consume_mb_s: self.consume.as_ref().map(|p| p.mb_s),
+            paced_p50_us: self.paced.as_ref().map(|p| p.latency.p50_us),
+            paced_p99_us: self.paced.as_ref().map(|p| p.latency.p99_us),
+            paced_p99_9_us: self.paced.as_ref().map(|p| p.latency.p99_9_us),
             paced_p99_99_us: self.paced.as_ref().map(|p| p.latency.p99_99_us),
             e2e_p99_us: self.e2e.as_ref().map(|p| p.latency.p99_us),
         }
@@ -420,12 +462,12 @@ fn named(mut p: PhaseResult, name: &str) -> PhaseResult {
 
 /// Start, max-rate produce, hot consume, stop.
 fn max_pass(ctx: &Ctx, spec: &Spec, m: &mut Measured) -> anyhow::Result<()> {
-    let (running, addr) = ctx.start(spec)?;
+    let (running, boot) = ctx.start(spec)?;
     let (w, pin) = (&ctx.w, &ctx.cores.pin);
-    let p = load::produce_phase(addr, &ctx.topic, w, ctx.seconds, None, pin)?;
+    let p = load::produce_phase(&boot, &ctx.topic, w, ctx.seconds, None, pin)?;
     m.max = Some(named(p, "produce"));
     let c = load::consume_phase(
-        addr,
+        &boot,
         &ctx.topic,
         w,
         ctx.seconds,
@@ -441,15 +483,15 @@ fn max_pass(ctx: &Ctx, spec: &Spec, m: &mut Measured) -> anyhow::Result<()> {
 /// Start, produce at the common rate, end to end, produce at the broker's own half rate when
 /// that differs, stop.
 fn paced_pass(ctx: &Ctx, spec: &Spec, rate: f64, m: &mut Measured) -> anyhow::Result<()> {
-    let (running, addr) = ctx.start(spec)?;
+    let (running, boot) = ctx.start(spec)?;
     let (w, pin) = (&ctx.w, &ctx.cores.pin);
-    let p = load::produce_phase(addr, &ctx.topic, w, ctx.seconds, Some(rate), pin)?;
+    let p = load::produce_phase(&boot, &ctx.topic, w, ctx.seconds, Some(rate), pin)?;
     m.paced = Some(named(p, "paced"));
-    let (p, e) = load::e2e_phase(addr, &ctx.topic, w, ctx.seconds, Some(ctx.e2e_rate), pin)?;
+    let (p, e) = load::e2e_phase(&boot, &ctx.topic, w, ctx.seconds, Some(ctx.e2e_rate), pin)?;
     m.e2e_produce = Some(named(p, "e2e-prod"));
     m.e2e = Some(named(e, "e2e"));
     if let Some(own) = m.max.as_ref().and_then(|p| own_rate(p.records_s, rate)) {
-        let p = load::produce_phase(addr, &ctx.topic, w, ctx.seconds, Some(own), pin)?;
+        let p = load::produce_phase(&boot, &ctx.topic, w, ctx.seconds, Some(own), pin)?;
         m.own = Some(named(p, "paced-own"));
     }
     drop(running);
@@ -465,15 +507,16 @@ fn attempt(spec: &Spec, m: &mut Measured, pass: impl FnOnce(&mut Measured) -> an
 }
 
 pub fn run(a: CompareArgs) -> anyhow::Result<()> {
-    let w = a.workload.resolve()?;
+    let w = compare::workload(&a)?;
     let cores = Cores::of(&a);
-    let ctx = Ctx {
+    let mut ctx = Ctx {
+        nodes: a.cluster.unwrap_or(1),
+        args: a.clone(),
         seconds: a.seconds,
         e2e_rate: a.e2e_rate,
         warmup: a.warmup,
         topic: a.workload.topic(),
         dir: a.dir.clone(),
-        sluice_bin: compare::sluice_bin(&a)?,
         kref: broker::find_kafka_ref(a.kafka_ref.as_deref())?,
         w,
         cores,
@@ -484,6 +527,12 @@ pub fn run(a: CompareArgs) -> anyhow::Result<()> {
         compare::describe(&ctx.w),
         ctx.kref.display()
     );
+    if ctx.nodes > 1 {
+        println!(
+            "every broker is a {}-node cluster (combined broker+controller nodes)",
+            ctx.nodes
+        );
+    }
     let (disk, lo) = compare::raw_limits(&a)?;
     let mut all: Vec<Measured> = SPECS.iter().map(|_| Measured::default()).collect();
     for (spec, m) in SPECS.iter().zip(&mut all) {
@@ -497,6 +546,13 @@ pub fn run(a: CompareArgs) -> anyhow::Result<()> {
     match rate {
         Some(r) => println!("common rate for the latency phases: {r:.0} records/s"),
         None => eprintln!("no broker has a max rate: latency phases skipped"),
+    }
+    if let Some(r) = rate.filter(|r| *r < ctx.e2e_rate) {
+        println!(
+            "end to end at the common rate too: --e2e-rate {:.0} is above it",
+            ctx.e2e_rate
+        );
+        ctx.e2e_rate = r;
     }
     for (spec, m) in SPECS.iter().zip(&mut all) {
         if let Some(r) = rate {
@@ -527,7 +583,7 @@ pub fn run(a: CompareArgs) -> anyhow::Result<()> {
 fn print_all(ctx: &Ctx, all: &[Measured], rows: &[Row]) {
     println!();
     for (spec, m) in SPECS.iter().zip(all) {
-        println!("{} ({}):", spec.label, spec.durability);
+        println!("{} ({}):", spec.label, ctx.durability(spec));
         load::print_table_header();
         for p in m.phases() {
             p.print();
@@ -601,7 +657,7 @@ impl Report<'_> {
             .map(|(s, m)| {
                 json!({
                     "label": s.label,
-                    "durability": s.durability,
+                    "durability": self.ctx.durability(s),
                     "kafka_settings": s.kafka_sets,
                     "figures": m.figures(s.label),
                     "max_records_s": m.max.as_ref().map(|p| p.records_s),
@@ -620,6 +676,7 @@ impl Report<'_> {
             "machine": report::machine(),
             "cores": self.ctx.cores.json(),
             "seconds": self.ctx.seconds,
+            "cluster_nodes": self.ctx.nodes,
             "workload": self.ctx.w,
             "topic": self.ctx.topic,
             "common_rate_records_s": self.rate,
@@ -643,6 +700,9 @@ mod tests {
             label: label.into(),
             produce_mb_s: Some(produce),
             consume_mb_s: Some(consume),
+            paced_p50_us: Some(p99_99_us / 10),
+            paced_p99_us: Some(p99_99_us / 4),
+            paced_p99_9_us: Some(p99_99_us / 2),
             paced_p99_99_us: Some(p99_99_us),
             e2e_p99_us: Some(3_000),
         }
@@ -740,7 +800,15 @@ mod tests {
             (r.ratio, r.goal, r.met),
             (Some(0.2), Some(Goal::AtMost(0.33)), Some(true))
         );
-        assert_eq!(rows.len(), 10);
+        let r = rows
+            .iter()
+            .find(|r| r.figure == "produce p99.9 ms at 12345/s, sluice / kafka")
+            .expect("p99.9 row");
+        assert_eq!((r.ratio, r.goal, r.met), (Some(0.2), None, None));
+        assert_eq!(r.values, vec![Some(10.0), Some(50.0), None]);
+        let r = find("produce p50 ms at 12345/s, sluice / kafka-flush1");
+        assert_eq!((r.ratio, r.values[0]), (None, Some(2.0)));
+        assert_eq!(rows.len(), 16);
     }
 
     /// The text table has a header with every broker and one line per row, "-" for what is

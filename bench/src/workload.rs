@@ -31,6 +31,9 @@ pub struct Workload {
     pub keys: Option<u64>,
     /// Records per second over all producers; `None` is max throughput.
     pub rate: Option<f64>,
+    /// Replicas of each partition when the bench creates the topic; with 3 or more the topic
+    /// gets min.insync.replicas=2 (`kafka::create_topic`).
+    pub replication_factor: i16,
 }
 
 pub const NAMES: [&str; 4] = [
@@ -54,6 +57,7 @@ impl Workload {
             in_flight: 8,
             keys: None,
             rate: Some(20_000.0),
+            replication_factor: 1,
         };
         let w = match name {
             "1-topic-16-partitions-1kb" => base,
@@ -115,6 +119,10 @@ pub struct WorkloadArgs {
     /// 0 means max throughput.
     #[arg(long)]
     pub rate: Option<f64>,
+    /// Replicas per partition of the topic the bench creates (default 1; `compare --cluster N`:
+    /// min(N, 3)); 3 or more also sets the topic's min.insync.replicas=2.
+    #[arg(long)]
+    pub replication_factor: Option<i16>,
 }
 
 impl WorkloadArgs {
@@ -158,6 +166,10 @@ impl WorkloadArgs {
         }
         if let Some(r) = self.rate {
             w.rate = (r > 0.0).then_some(r);
+        }
+        if let Some(n) = self.replication_factor {
+            anyhow::ensure!(n >= 1, "--replication-factor must be at least 1");
+            w.replication_factor = n;
         }
         Ok(w)
     }
@@ -204,12 +216,14 @@ mod tests {
             in_flight: None,
             keys: Some(10),
             rate: Some(0.0),
+            replication_factor: Some(3),
         };
         let w = a.resolve().unwrap();
         assert_eq!(
             (w.partitions, w.record_bytes, w.acks, w.keys, w.rate),
             (3, 100, 1, Some(10), None)
         );
+        assert_eq!(w.replication_factor, 3);
         assert!(Workload::named("nope").is_err());
     }
 }

@@ -3,6 +3,9 @@
 //! field the issue names, with sane values: non-zero throughputs and raw limits, ratios that
 //! match their parts, percentiles ordered from p50 to max, the core counts, commit and date.
 //! Takes about 15 s (disk 2 s, loopback 1 s, three 2-second broker phases, start and stop).
+//! Then the same against a 3-node sluice cluster (`--cluster 3`): the topic has replication
+//! factor 3, every node runs on its own CPU list, the load reaches every partition's leader
+//! with no error. About 20 s more.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -14,8 +17,15 @@ fn sluice_bin(bench: &std::path::Path) -> PathBuf {
     bench.with_file_name("sluice")
 }
 
-#[test]
-fn compare_two_seconds_writes_every_field() {
+/// One compare at a time: each measures the machine, and two at once would measure each other.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs `sluice-bench compare --seconds 2` with `extra` arguments; its JSON report and what it
+/// printed.
+fn compare(extra: &[&str]) -> (serde_json::Value, std::process::Output) {
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let bench = PathBuf::from(env!("CARGO_BIN_EXE_sluice-bench"));
     let sluice = sluice_bin(&bench);
     assert!(
@@ -32,6 +42,7 @@ fn compare_two_seconds_writes_every_field() {
         .arg(&sluice)
         .arg("--dir")
         .arg(std::env::var("SLUICE_BENCH_DIR").unwrap_or_else(|_| "/var/tmp".into()))
+        .args(extra)
         .output()
         .expect("run sluice-bench");
     assert!(
@@ -40,9 +51,14 @@ fn compare_two_seconds_writes_every_field() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let j: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("json written"))
-            .expect("valid json");
+    let j = serde_json::from_str(&std::fs::read_to_string(&json).expect("json written"))
+        .expect("valid json");
+    (j, out)
+}
+
+#[test]
+fn compare_two_seconds_writes_every_field() {
+    let (j, out) = compare(&[]);
     let num = |k: &str| {
         j[k].as_f64()
             .unwrap_or_else(|| panic!("{k} missing or not a number in {j:#}"))
@@ -116,4 +132,31 @@ fn compare_two_seconds_writes_every_field() {
     assert!(!j["commit"].as_str().expect("commit").is_empty());
     let date = j["date"].as_str().expect("date");
     assert_eq!(date.len(), 10, "{date}");
+}
+
+#[test]
+fn compare_against_a_three_node_cluster() {
+    let (j, out) = compare(&["--cluster", "3"]);
+    let printed = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(j["workload"]["replication_factor"], 3, "{printed}");
+    let nodes = j["cores"]["cluster_node_cpus"]
+        .as_array()
+        .expect("node cpus");
+    assert_eq!(nodes.len(), 3, "{printed}");
+    assert!(
+        nodes
+            .iter()
+            .all(|n| n.as_array().is_some_and(|c| !c.is_empty()))
+    );
+    assert_eq!(j["errors"], 0, "{printed}");
+    let bootstrap = j["bootstrap"].as_str().expect("bootstrap");
+    assert_eq!(bootstrap.split(',').count(), 3, "{bootstrap}");
+    for k in ["produce_mb_s", "consume_mb_s", "produce_p99_99_us"] {
+        assert!(j[k].as_f64().is_some_and(|v| v > 0.0), "{k}: {printed}");
+    }
+    assert!(printed.contains("RF 3, min.insync.replicas 2"), "{printed}");
 }
