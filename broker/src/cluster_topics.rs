@@ -140,18 +140,7 @@ async fn change_one(core: &impl Cluster, change: TopicChange) -> Result<(), Topi
             set,
             incremental: true,
             ..
-        } if set.iter().all(|(key, value)| {
-            value.is_none()
-                && core
-                    .image()
-                    .registry()
-                    .broker_configs
-                    .get(&entity)
-                    .is_none_or(|c| !c.contains_key(key))
-        }) =>
-        {
-            return Ok(());
-        }
+        } if deletes_nothing_set(core, &entity, &set) => return Ok(()),
         _ => {
             return Err(TopicChangeError::InvalidRequest(
                 "Changing configs is not supported on a sluice cluster yet.".to_owned(),
@@ -165,6 +154,18 @@ async fn change_one(core: &impl Cluster, change: TopicChange) -> Result<(), Topi
     let awaited = outcome(&answer, name, total_wanted)?;
     wait_for(core, &awaited).await;
     Ok(())
+}
+
+/// Whether every operation deletes a dynamic broker config of `entity` that is not set.
+fn deletes_nothing_set(
+    core: &impl Cluster,
+    entity: &str,
+    set: &[(String, Option<String>)],
+) -> bool {
+    let image = core.image();
+    let current = image.registry().broker_configs.get(entity);
+    set.iter()
+        .all(|(key, value)| value.is_none() && current.is_none_or(|c| !c.contains_key(key)))
 }
 
 /// A topic's config change: the resulting overrides are worked out and checked here, as on

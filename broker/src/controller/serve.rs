@@ -174,6 +174,15 @@ impl<L: Log + Stamped> Served<L> {
                 self.decide(api, |c, _| c.elect_leaders(r), Response::ElectLeaders)
                     .await
             }
+            _ => return self.reassignment(request).await,
+        };
+        Some(response)
+    }
+
+    /// AlterPartitionReassignments and ListPartitionReassignments; `None` for other requests.
+    async fn reassignment(&self, request: &Request) -> Option<Response> {
+        let api = request.api_key();
+        let response = match request {
             Request::AlterPartitionReassignments(r) => {
                 self.decide(
                     api,
