@@ -574,3 +574,56 @@ pub fn partition_count(broker: &str, topic: &str) -> Option<usize> {
     let t = r.topics.first()?;
     (t.error_code == sluice_net::error_code::code::NONE).then_some(t.partitions.len())
 }
+
+/// The directory `name` somewhere under `root` (a partition's, `<topic>-<partition>`).
+pub fn find_dir(root: &std::path::Path, name: &str, depth: u32) -> Option<std::path::PathBuf> {
+    let entries = std::fs::read_dir(root).ok()?;
+    let dirs: Vec<std::path::PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    if let Some(d) = dirs
+        .iter()
+        .find(|d| d.file_name().is_some_and(|n| n == name))
+    {
+        return Some(d.clone());
+    }
+    if depth == 0 {
+        return None;
+    }
+    dirs.iter().find_map(|d| find_dir(d, name, depth - 1))
+}
+
+/// The logical content of one replica's log of `topic`-`partition` in a node's data dir, and
+/// its next offset: the batches of its `.log` segments in offset order. A segment file may be
+/// longer than its batches (fallocate steps, zero padding to the direct-I/O block:
+/// `shard/src/segment.rs`), and a live one may be mid-write, so each file is read up to the
+/// first bytes that are not a whole, CRC-valid batch continuing the offsets. No directory yet
+/// is an empty log.
+pub fn replica_log(node_dir: &std::path::Path, topic: &str, partition: i32) -> (Vec<u8>, i64) {
+    let Some(dir) = find_dir(node_dir, &format!("{topic}-{partition}"), 2) else {
+        return (Vec::new(), 0);
+    };
+    let mut segments: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    segments.retain(|p| p.extension().is_some_and(|e| e == "log"));
+    segments.sort();
+    let (mut bytes, mut next) = (Vec::new(), None);
+    for segment in segments {
+        let Ok(content) = std::fs::read(&segment) else {
+            continue;
+        };
+        for batch in sluice_net::record_batch::Batches::new(bytes::Bytes::from(content)) {
+            let Ok(batch) = batch else { break };
+            let continues = next.is_none_or(|n| batch.base_offset() == n);
+            if batch.validate_stored().is_err() || !continues {
+                break;
+            }
+            bytes.extend_from_slice(batch.bytes());
+            next = Some(batch.last_offset() + 1);
+        }
+    }
+    (bytes, next.unwrap_or(0))
+}

@@ -66,7 +66,7 @@ use sluice_net::messages::{
 use sluice_net::record_batch::Batches;
 use sluice_net::record_batch::build::{BatchSpec, KeyValue, batch};
 use sluice_net::{Request, Response};
-use sluice_tests::{metadata_of, sluice_bin, wait_for_state};
+use sluice_tests::{metadata_of, replica_log, sluice_bin, wait_for_state};
 
 /// The topic, one partition.
 const TOPIC: &str = "split";
@@ -1106,55 +1106,4 @@ fn check_acknowledged(log: &[(i64, Vec<u8>)], acked: &[(i64, String)]) {
         let n = times.get(value.as_str()).copied().unwrap_or(0);
         assert_eq!(n, 1, "acknowledged {value} is in the log {n} times");
     }
-}
-
-/// The directory `name` somewhere under `root` (a partition's, `<topic>-<partition>`).
-fn find_dir(root: &Path, name: &str, depth: u32) -> Option<PathBuf> {
-    let entries = std::fs::read_dir(root).ok()?;
-    let dirs: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    if let Some(d) = dirs
-        .iter()
-        .find(|d| d.file_name().is_some_and(|n| n == name))
-    {
-        return Some(d.clone());
-    }
-    if depth == 0 {
-        return None;
-    }
-    dirs.iter().find_map(|d| find_dir(d, name, depth - 1))
-}
-
-/// The logical content of one replica's log of `topic`-`partition` in a node's data dir, and
-/// its next offset: the batches of its `.log` segments in offset order, each file read up to
-/// the first bytes that are not a whole, CRC-valid batch continuing the offsets (a segment may
-/// be longer than its batches, and a live one mid-write; see `replication.rs`).
-fn replica_log(node_dir: &Path, topic: &str, partition: i32) -> (Vec<u8>, i64) {
-    let Some(dir) = find_dir(node_dir, &format!("{topic}-{partition}"), 2) else {
-        return (Vec::new(), 0);
-    };
-    let mut segments: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).collect())
-        .unwrap_or_default();
-    segments.retain(|p| p.extension().is_some_and(|e| e == "log"));
-    segments.sort();
-    let (mut bytes, mut next) = (Vec::new(), None);
-    for segment in segments {
-        let Ok(content) = std::fs::read(&segment) else {
-            continue;
-        };
-        for batch in Batches::new(Bytes::from(content)) {
-            let Ok(batch) = batch else { break };
-            let continues = next.is_none_or(|n| batch.base_offset() == n);
-            if batch.validate_stored().is_err() || !continues {
-                break;
-            }
-            bytes.extend_from_slice(batch.bytes());
-            next = Some(batch.last_offset() + 1);
-        }
-    }
-    (bytes, next.unwrap_or(0))
 }

@@ -24,12 +24,11 @@
 //! drops; SIGSTOP and SIGCONT go to a PID too, never to a name.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use sluice_net::client::Client;
 use sluice_net::error_code::code;
 use sluice_net::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
@@ -40,7 +39,9 @@ use sluice_net::messages::{
 use sluice_net::record_batch::Batches;
 use sluice_net::record_batch::build::{BatchSpec, KeyValue, batch};
 use sluice_net::{Request, Response};
-use sluice_tests::{Broker, free_port, metadata_of, wait_for, wait_for_state};
+use sluice_tests::{
+    Broker, find_dir, free_port, metadata_of, replica_log, wait_for, wait_for_state,
+};
 
 /// Connect timeout of every client here; reads wait four times as long (`Client::connect`).
 const CONNECT: Duration = Duration::from_secs(5);
@@ -312,59 +313,6 @@ fn read_from(broker: &str, topic: &str, partition: i32, from: i64) -> Vec<(i64, 
         }
         assert!(next > before, "no progress reading at {next}: {p:?}");
     }
-}
-
-/// The directory `name` somewhere under `root` (a partition's, `<topic>-<partition>`).
-fn find_dir(root: &Path, name: &str, depth: u32) -> Option<PathBuf> {
-    let entries = std::fs::read_dir(root).ok()?;
-    let dirs: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    if let Some(d) = dirs
-        .iter()
-        .find(|d| d.file_name().is_some_and(|n| n == name))
-    {
-        return Some(d.clone());
-    }
-    if depth == 0 {
-        return None;
-    }
-    dirs.iter().find_map(|d| find_dir(d, name, depth - 1))
-}
-
-/// The logical content of one replica's log of `topic`-`partition` in a node's data dir, and
-/// its next offset: the batches of its `.log` segments in offset order. A segment file may be
-/// longer than its batches (fallocate steps, zero padding to the direct-I/O block:
-/// `shard/src/segment.rs`), and a live one may be mid-write, so each file is read up to the
-/// first bytes that are not a whole, CRC-valid batch continuing the offsets. No directory yet
-/// is an empty log.
-fn replica_log(node_dir: &Path, topic: &str, partition: i32) -> (Vec<u8>, i64) {
-    let Some(dir) = find_dir(node_dir, &format!("{topic}-{partition}"), 2) else {
-        return (Vec::new(), 0);
-    };
-    let mut segments: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).collect())
-        .unwrap_or_default();
-    segments.retain(|p| p.extension().is_some_and(|e| e == "log"));
-    segments.sort();
-    let (mut bytes, mut next) = (Vec::new(), None);
-    for segment in segments {
-        let Ok(content) = std::fs::read(&segment) else {
-            continue;
-        };
-        for batch in Batches::new(Bytes::from(content)) {
-            let Ok(batch) = batch else { break };
-            let continues = next.is_none_or(|n| batch.base_offset() == n);
-            if batch.validate_stored().is_err() || !continues {
-                break;
-            }
-            bytes.extend_from_slice(batch.bytes());
-            next = Some(batch.last_offset() + 1);
-        }
-    }
-    (bytes, next.unwrap_or(0))
 }
 
 /// One replica's log as a probe saw it: (node, next offset, logical bytes, same bytes as the
