@@ -545,6 +545,9 @@ async fn core_main(
     let control = if id == CONTROL_CORE {
         let controller =
             forwarded.map(|(requests, answers)| Rc::new(ControllerLink::new(requests, answers)));
+        if let Some(link) = &controller {
+            link.connect_in_background();
+        }
         let producer_ids = match &controller {
             Some(link) => ProducerIds::from_controller(Rc::clone(link)),
             None => ProducerIds::load(&config.data_dir)
