@@ -220,14 +220,18 @@ async fn apply(
         return false;
     }
     let mut clean = true;
+    // A set, not a scan of `parts` per answered partition: with thousands of partitions per
+    // leader the scan made each answer quadratic (most of a core at 10,000 replicas).
+    let asked: HashSet<(&str, i32)> = parts
+        .iter()
+        .map(|f| (f.topic.as_str(), f.partition))
+        .collect();
     for t in response.responses {
         let Some(meta) = image.by_id(&t.topic_id.0) else {
             continue;
         };
         for data in t.partitions {
-            let known = parts
-                .iter()
-                .any(|f| f.topic == meta.name && f.partition == data.partition_index);
+            let known = asked.contains(&(meta.name.as_str(), data.partition_index));
             let Some(p) = core.shard.partition(&meta.name, data.partition_index) else {
                 continue;
             };

@@ -188,15 +188,17 @@ impl<S: Storage> Partition<S> {
         buf[at..].fill(0);
     }
 
-    /// Grows segment `seg_base`'s file by `preallocate_bytes` steps when a write would end
-    /// past what is allocated.
+    /// Grows segment `seg_base`'s file when a write would end past what is allocated: by
+    /// [`preallocate_step`], so a segment's allocation doubles from a small start up to steps
+    /// of `preallocate_bytes`.
     async fn preallocate(&self, file: &Rc<S::File>, seg_base: i64, write_end: u64) -> Result<()> {
         let inner = &*self.inner;
         let allocated = inner.state.borrow().segments[&seg_base].allocated_bytes;
         if write_end <= allocated {
             return Ok(());
         }
-        let target = (allocated + inner.config.preallocate_bytes).max(write_end);
+        let step = preallocate_step(allocated, inner.config.preallocate_bytes);
+        let target = (allocated + step).max(write_end);
         let path = segment_file(&inner.dir, seg_base, "log");
         file.allocate(target)
             .await
@@ -253,4 +255,42 @@ struct WritePlan<F> {
     count: usize,
     bytes: usize,
     file: Option<Rc<F>>,
+}
+
+/// The first fallocate step of a segment file; each next one doubles what is allocated, up to
+/// `preallocate_bytes` a step.
+pub(crate) const PREALLOCATE_FIRST_STEP: u64 = 128 << 10;
+
+/// How much a segment file with `allocated` bytes grows by next: as much again as it has,
+/// between [`PREALLOCATE_FIRST_STEP`] and `max_step`. A fixed 64 MiB first step reserved 64 MiB
+/// of disk for every partition written to at all: 1,000 partitions receiving a few records
+/// each on three replicas filled 60 GB. Doubling costs a segment about ten fallocates (each
+/// makes the next fdatasync write metadata) before its steps reach `max_step`.
+pub(crate) fn preallocate_step(allocated: u64, max_step: u64) -> u64 {
+    allocated.clamp(PREALLOCATE_FIRST_STEP.min(max_step), max_step.max(1))
+}
+
+#[cfg(test)]
+mod preallocate_tests {
+    use super::*;
+
+    #[test]
+    fn steps_double_from_the_first_up_to_the_configured_step() {
+        let max = 64 << 20;
+        let mut allocated = 0;
+        let mut steps = Vec::new();
+        while allocated < 256 << 20 {
+            let step = preallocate_step(allocated, max);
+            steps.push(step);
+            allocated += step;
+        }
+        assert_eq!(steps[0], 128 << 10);
+        assert_eq!(steps[1], 128 << 10);
+        assert_eq!(steps[2], 256 << 10);
+        assert!(steps.windows(2).all(|w| w[1] >= w[0] && w[1] <= max));
+        assert_eq!(*steps.last().expect("steps"), max);
+        // A configured step below the first one is used as is (tests use 4 KiB).
+        assert_eq!(preallocate_step(0, 4096), 4096);
+        assert_eq!(preallocate_step(1 << 20, 4096), 4096);
+    }
 }
