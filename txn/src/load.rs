@@ -173,10 +173,10 @@ impl Coordinator {
     /// An unload for an epoch older than the one held is ignored.
     pub fn unload(&mut self, partition: i32, coordinator_epoch: Option<i32>) {
         let held = self.owned.get(&partition).map(|o| o.coordinator_epoch);
-        if let (Some(held), Some(asked)) = (held, coordinator_epoch) {
-            if held > asked {
-                return;
-            }
+        if let (Some(held), Some(asked)) = (held, coordinator_epoch)
+            && held > asked
+        {
+            return;
         }
         self.owned.remove(&partition);
         self.drop_partition(partition);
