@@ -33,72 +33,18 @@ use sluice_net::client::Client;
 use sluice_net::error_code::code;
 use sluice_net::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use sluice_net::messages::{
-    CreateTopicsRequest, FetchRequest, ListOffsetsRequest, ProduceRequest, fetch_request,
-    list_offsets_request, produce_request,
+    CreateTopicsRequest, FetchRequest, ListOffsetsRequest, fetch_request, list_offsets_request,
 };
 use sluice_net::record_batch::Batches;
-use sluice_net::record_batch::build::{BatchSpec, KeyValue, batch};
 use sluice_net::{Request, Response};
-use sluice_tests::{
-    Broker, find_dir, free_port, metadata_of, replica_log, wait_for, wait_for_state,
+use sluice_tests::cluster::{
+    NodeArgs, Placement, addr_of, placements, produce_request, start_cluster,
+    start_cluster_with_voters, start_node, wait_brokers,
 };
+use sluice_tests::{Broker, find_dir, metadata_of, replica_log, wait_for, wait_for_state};
 
 /// Connect timeout of every client here; reads wait four times as long (`Client::connect`).
 const CONNECT: Duration = Duration::from_secs(5);
-
-/// Nodes `1..=n`, each a broker and a controller voter, on one core without metrics, in
-/// `tmp/node-{id}`; `extra` is given to every node.
-fn start_cluster(tmp: &Path, n: i32, extra: &[&str]) -> Vec<Broker> {
-    start_cluster_with_voters(tmp, n, extra).0
-}
-
-/// [`start_cluster`], and the `--controller-voters` it gave the nodes.
-fn start_cluster_with_voters(tmp: &Path, n: i32, extra: &[&str]) -> (Vec<Broker>, String) {
-    let voters: Vec<String> = (1..=n)
-        .map(|id| format!("{id}@127.0.0.1:{}", free_port()))
-        .collect();
-    let voters = voters.join(",");
-    let nodes: Vec<Broker> = (1..=n)
-        .map(|id| start_node(tmp, id, &voters, "broker,controller", extra))
-        .collect();
-    wait_brokers(&nodes[0].bootstrap(), n as usize);
-    (nodes, voters)
-}
-
-/// Node `id` in `tmp/node-{id}` with `roles`, on one core without metrics.
-fn start_node(tmp: &Path, id: i32, voters: &str, roles: &str, extra: &[&str]) -> Broker {
-    let node_id = id.to_string();
-    let mut args = vec![
-        "--node-id",
-        node_id.as_str(),
-        "--controller-voters",
-        voters,
-        "--process-roles",
-        roles,
-        "--cores",
-        "1",
-        "--metrics-listen",
-        "off",
-    ];
-    args.extend_from_slice(extra);
-    let dir = tmp.join(format!("node-{id}"));
-    Broker::start_in(&dir, "127.0.0.1:0".parse().expect("addr"), &args)
-}
-
-/// Waits until `broker`'s Metadata lists `n` brokers (registered and unfenced).
-fn wait_brokers(broker: &str, n: usize) {
-    wait_for_state(
-        Duration::from_secs(30),
-        "every broker registered and unfenced (Metadata's brokers)",
-        || metadata_of(broker, "none").map(|r| r.brokers.len()),
-        |seen| *seen == Some(n),
-    );
-}
-
-/// The broker address of node `id`.
-fn addr_of(nodes: &[Broker], id: i32) -> String {
-    nodes[usize::try_from(id - 1).expect("node ids start at 1")].bootstrap()
-}
 
 /// CreateTopics of `topic` with `partitions`, replication factor 3 and min.insync.replicas=2.
 fn create_replicated(broker: &str, topic: &str, partitions: i32) {
@@ -122,55 +68,6 @@ fn create_replicated(broker: &str, topic: &str, partitions: i32) {
         panic!("no CreateTopics answer");
     };
     assert_eq!(r.topics[0].error_code, code::NONE, "{r:?}");
-}
-
-/// One partition as a broker's Metadata shows it (replicas and ISR sorted).
-#[derive(Debug, Clone, PartialEq)]
-struct Placement {
-    leader: i32,
-    epoch: i32,
-    replicas: Vec<i32>,
-    isr: Vec<i32>,
-}
-
-impl Placement {
-    /// The replicas other than the leader.
-    fn followers(&self) -> Vec<i32> {
-        let leader = self.leader;
-        self.replicas
-            .iter()
-            .copied()
-            .filter(|&r| r != leader)
-            .collect()
-    }
-}
-
-/// Each partition of `topic` as `broker` sees it; empty if it does not answer or know the topic.
-/// Never ask a SIGSTOPped node: it accepts the connection and then answers nothing.
-fn placements(broker: &str, topic: &str) -> BTreeMap<i32, Placement> {
-    let Some(r) = metadata_of(broker, topic) else {
-        return BTreeMap::new();
-    };
-    let Some(t) = r.topics.first().filter(|t| t.error_code == code::NONE) else {
-        return BTreeMap::new();
-    };
-    let sorted = |ids: &[sluice_net::BrokerId]| {
-        let mut v: Vec<i32> = ids.iter().map(|b| b.0).collect();
-        v.sort_unstable();
-        v
-    };
-    t.partitions
-        .iter()
-        .map(|p| {
-            let placement = Placement {
-                leader: p.leader_id.0,
-                epoch: p.leader_epoch,
-                replicas: sorted(&p.replica_nodes),
-                isr: sorted(&p.isr_nodes),
-            };
-            (p.partition_index, placement)
-        })
-        .collect()
 }
 
 /// Waits until every node of `live` shows the same `partitions` partitions of `topic`, each
@@ -207,24 +104,10 @@ fn produce(
     broker: &str,
     topic: &str,
     partition: i32,
-    (acks, timeout_ms): (i16, i32),
+    acks_timeout: (i16, i32),
     values: &[&[u8]],
 ) -> Option<(i16, i64)> {
-    let records: Vec<KeyValue<'_>> = values.iter().map(|v| (None, Some(*v))).collect();
-    let request = Request::Produce(ProduceRequest {
-        acks,
-        timeout_ms,
-        topic_data: vec![produce_request::TopicProduceData {
-            name: topic.into(),
-            partition_data: vec![produce_request::PartitionProduceData {
-                index: partition,
-                records: Some(batch(&BatchSpec::default(), &records).into()),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-        ..Default::default()
-    });
+    let request = produce_request(topic, partition, acks_timeout, values);
     let mut client = Client::connect(broker, "test", CONNECT).ok()?;
     let (_, Response::Produce(r)) = client.call(11, &request).ok()? else {
         panic!("not a Produce answer");
@@ -895,7 +778,7 @@ fn reassignment_moves_a_replica_to_a_new_broker() {
     create_replicated(&nodes[0].bootstrap(), "move", 1);
     let first = wait_in_sync(&nodes, &[1, 2, 3], "move", 1)[&0].clone();
     let early = produce_acked(&addr_of(&nodes, first.leader), "move", "early", 20);
-    nodes.push(start_node(tmp.path(), 4, &voters, "broker", &[]));
+    nodes.push(start_node(tmp.path(), 4, &voters, &NodeArgs::new("broker")));
     let any = nodes[0].bootstrap();
     wait_brokers(&any, 4);
     let mut target = first.followers();
