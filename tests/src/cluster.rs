@@ -56,7 +56,8 @@ impl Voters {
 }
 
 /// How a node runs besides its id and the voters: its roles, cores, `/metrics` listener and
-/// any further flags; [`NodeArgs::new`] gives one core and no metrics.
+/// any further flags, and whether its log is kept in a file; [`NodeArgs::new`] gives one core,
+/// no metrics, and the log on the test's stderr only.
 #[derive(Debug, Clone, Copy)]
 pub struct NodeArgs<'a> {
     pub roles: &'a str,
@@ -64,6 +65,8 @@ pub struct NodeArgs<'a> {
     /// `/metrics` on this loopback port; `None`: `--metrics-listen off`.
     pub metrics_port: Option<u16>,
     pub extra: &'a [&'a str],
+    /// Also appends the node's stderr (its log) to this file ([`Broker::start_logged`]).
+    pub stderr_log: Option<&'a Path>,
 }
 
 impl<'a> NodeArgs<'a> {
@@ -74,6 +77,7 @@ impl<'a> NodeArgs<'a> {
             cores: 1,
             metrics_port: None,
             extra: &[],
+            stderr_log: None,
         }
     }
 }
@@ -105,7 +109,7 @@ pub fn start_node(tmp: &Path, id: i32, voters: &Voters, args: &NodeArgs<'_>) -> 
     ];
     all.extend_from_slice(args.extra);
     let listen = "127.0.0.1:0".parse().expect("a socket address");
-    Broker::start_in(&node_dir(tmp, id), listen, &all)
+    Broker::start_logged(&node_dir(tmp, id), listen, &all, args.stderr_log)
 }
 
 /// Starts every voter of `voters`, node `id` with `args(id)`; they are returned in id order.
