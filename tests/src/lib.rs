@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod cluster;
+
 /// Where the `sluice` binary under test is.
 pub fn sluice_bin() -> PathBuf {
     if let Ok(p) = std::env::var("SLUICE_BIN") {
@@ -48,6 +50,8 @@ pub struct Broker {
     extra_args: Vec<String>,
     /// Started by someone else (`SLUICE_TEST_BOOTSTRAP`): never spawned, never killed.
     external: bool,
+    /// The file its stderr is also appended to, by every start (see [`Broker::start_logged`]).
+    stderr_log: Option<PathBuf>,
 }
 
 /// The bootstrap of an already-running broker to test instead of spawning one
@@ -80,6 +84,7 @@ impl Broker {
                 _tmp: None,
                 extra_args: extra_args.iter().map(|s| (*s).to_owned()).collect(),
                 external: true,
+                stderr_log: None,
             };
         }
         let tmp = tempfile::Builder::new()
@@ -94,6 +99,17 @@ impl Broker {
 
     /// Starts a broker on `listen` with `data_dir` (which may hold data from an earlier run).
     pub fn start_in(data_dir: &Path, listen: SocketAddr, extra_args: &[&str]) -> Broker {
+        Broker::start_logged(data_dir, listen, extra_args, None)
+    }
+
+    /// [`Broker::start_in`], and with `stderr_log` every line the broker writes to stderr (its
+    /// log) is also appended to that file, for the test to search; restarts append too.
+    pub fn start_logged(
+        data_dir: &Path,
+        listen: SocketAddr,
+        extra_args: &[&str],
+        stderr_log: Option<&Path>,
+    ) -> Broker {
         let extra_args: Vec<String> = extra_args.iter().map(|s| (*s).to_owned()).collect();
         let mut child = Command::new(sluice_bin())
             .arg("start")
@@ -103,9 +119,16 @@ impl Broker {
             .arg(data_dir)
             .args(&extra_args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(if stderr_log.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            })
             .spawn()
             .expect("spawn sluice");
+        if let Some(path) = stderr_log {
+            tee_stderr(&mut child, path);
+        }
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -145,6 +168,7 @@ impl Broker {
             _tmp: None,
             extra_args,
             external: false,
+            stderr_log: stderr_log.map(Path::to_owned),
         }
     }
 
@@ -203,7 +227,8 @@ impl Broker {
         self.not_external("restart_after_kill");
         self.kill();
         let args: Vec<&str> = self.extra_args.iter().map(String::as_str).collect();
-        let next = Broker::start_in(&self.data_dir, self.addr, &args);
+        let log = self.stderr_log.clone();
+        let next = Broker::start_logged(&self.data_dir, self.addr, &args, log.as_deref());
         self.child = next.child_take();
     }
 
@@ -221,6 +246,24 @@ impl Broker {
             None => false,
         }
     }
+}
+
+/// Copies `child`'s piped stderr, line by line, to the test's stderr (shown when a test fails)
+/// and to the end of the file `path`.
+fn tee_stderr(child: &mut Child, path: &Path) {
+    let stderr = child.stderr.take().expect("piped stderr");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            eprintln!("{line}");
+            let _ = writeln!(file, "{line}");
+        }
+    });
 }
 
 impl Drop for Broker {

@@ -25,6 +25,10 @@ use sluice_net::messages::{
 use sluice_net::metadata_record::VersionedRecord;
 use sluice_net::record_batch::Batches;
 use sluice_net::{Request, Response};
+use sluice_tests::cluster::{
+    COMBINED, NodeArgs, Voters, addr_of, node_dir, placements, produce_request,
+    start_cluster_with_voters, start_node, start_voters,
+};
 use sluice_tests::{
     Broker, create_topic, free_port, http_get, metadata_of, metric_samples, partition_count,
     wait_for, wait_for_state,
@@ -124,52 +128,11 @@ fn settled_leader(controllers: &[(i32, SocketAddr)], alive: &[i32]) -> Quorum {
     leaders[0].clone()
 }
 
-/// Three combined nodes (broker and controller) on free ports, in `tmp`.
+/// Three combined nodes (broker and controller), every broker registered and unfenced: the
+/// voters' controller listeners and the nodes.
 fn start_cluster(tmp: &Path) -> (Vec<(i32, SocketAddr)>, Vec<Broker>) {
-    start_nodes(tmp, "broker,controller", None)
-}
-
-/// Three voters with `roles`, on free ports, in `tmp`, each on one core without metrics, but
-/// node 1 with two cores and `/metrics` on `metrics_port` if given.
-fn start_nodes(
-    tmp: &Path,
-    roles: &str,
-    metrics_port: Option<u16>,
-) -> (Vec<(i32, SocketAddr)>, Vec<Broker>) {
-    let controllers: Vec<(i32, SocketAddr)> = [1, 2, 3]
-        .iter()
-        .map(|&id| (id, SocketAddr::from(([127, 0, 0, 1], free_port()))))
-        .collect();
-    let voters: Vec<String> = controllers
-        .iter()
-        .map(|(id, a)| format!("{id}@{a}"))
-        .collect();
-    let voters = voters.join(",");
-    let nodes = controllers
-        .iter()
-        .map(|(id, _)| {
-            let node_id = id.to_string();
-            let (cores, metrics) = match metrics_port {
-                Some(port) if *id == 1 => ("2".to_owned(), format!("127.0.0.1:{port}")),
-                _ => ("1".to_owned(), "off".to_owned()),
-            };
-            let args = [
-                "--node-id",
-                node_id.as_str(),
-                "--controller-voters",
-                voters.as_str(),
-                "--process-roles",
-                roles,
-                "--cores",
-                cores.as_str(),
-                "--metrics-listen",
-                metrics.as_str(),
-            ];
-            let dir = tmp.join(format!("node-{id}"));
-            Broker::start_in(&dir, "127.0.0.1:0".parse().expect("addr"), &args)
-        })
-        .collect();
-    (controllers, nodes)
+    let (nodes, voters) = start_cluster_with_voters(tmp, 3, &[]);
+    (voters.listeners().to_vec(), nodes)
 }
 
 /// `--process-roles controller` on three nodes and `broker` on a fourth: the broker's replica
@@ -178,30 +141,11 @@ fn start_nodes(
 #[test]
 fn controller_only_voters_and_a_broker_only_observer() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let (controllers, _voters) = start_nodes(tmp.path(), "controller", None);
-    let voters: Vec<String> = controllers
-        .iter()
-        .map(|(id, a)| format!("{id}@{a}"))
-        .collect();
-    let voters = voters.join(",");
-    let args = [
-        "--node-id",
-        "4",
-        "--process-roles",
-        "broker",
-        "--controller-voters",
-        voters.as_str(),
-        "--cores",
-        "1",
-        "--metrics-listen",
-        "off",
-    ];
-    let _broker = Broker::start_in(
-        &tmp.path().join("node-4"),
-        "127.0.0.1:0".parse().expect("addr"),
-        &args,
-    );
-    let leader = settled_leader(&controllers, &[1, 2, 3]);
+    let voters = Voters::new(3);
+    let controllers = voters.listeners();
+    let _nodes = start_voters(tmp.path(), &voters, |_| NodeArgs::new("controller"));
+    let _broker = start_node(tmp.path(), 4, &voters, &NodeArgs::new("broker"));
+    let leader = settled_leader(controllers, &[1, 2, 3]);
     let with_observer = wait_for(Duration::from_secs(15), "the observer caught up", || {
         describe(controllers[(leader.leader - 1) as usize].1)
             .filter(|q| q.observers.len() == 1 && q.observers[0] == (4, q.high_watermark))
@@ -265,14 +209,21 @@ fn broker_states(records: &[MetadataRecord]) -> BTreeMap<i32, (usize, bool)> {
 fn the_metadata_image_reaches_every_core() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let port = free_port();
-    let (controllers, _nodes) = start_nodes(tmp.path(), "broker,controller", Some(port));
-    let leader = settled_leader(&controllers, &[1, 2, 3]);
+    let voters = Voters::new(3);
+    let controllers = voters.listeners();
+    // Node 1 on two cores, with `/metrics`.
+    let _nodes = start_voters(tmp.path(), &voters, |id| NodeArgs {
+        cores: if id == 1 { 2 } else { 1 },
+        metrics_port: (id == 1).then_some(port),
+        ..NodeArgs::new(COMBINED)
+    });
+    let leader = settled_leader(controllers, &[1, 2, 3]);
     let log_dir = tmp.path().join(format!("node-{}", leader.leader));
     wait_for(Duration::from_secs(15), "three unfenced brokers", || {
         let s = broker_states(&metadata_records(&log_dir));
         (s.len() == 3 && s.values().all(|&(_, fenced)| !fenced)).then_some(())
     });
-    let settled = settled_leader(&controllers, &[1, 2, 3]);
+    let settled = settled_leader(controllers, &[1, 2, 3]);
     wait_for(
         Duration::from_secs(10),
         "every core at the high watermark",
@@ -402,10 +353,6 @@ fn three_nodes_elect_fail_over_and_rejoin() {
         assert_eq!(named, first.leader, "every node names the leader");
     }
 
-    wait_for(Duration::from_secs(15), "three live brokers", || {
-        let r = metadata_of(&nodes[0].bootstrap(), "none")?;
-        (r.brokers.len() == 3).then_some(())
-    });
     // kill -9 the leader: a CreateTopics sent at once to a surviving broker succeeds (the
     // broker forwards it to whichever controller the quorum elects), and another leader is
     // elected in a later epoch.
@@ -460,51 +407,19 @@ fn three_nodes_elect_fail_over_and_rejoin() {
 /// (KIP-951: Produce v10+, Fetch v12+ and v16+ for endpoints); the leader itself accepts it.
 #[test]
 fn a_broker_that_does_not_lead_names_the_leader() {
-    use sluice_net::messages::{FetchRequest, ProduceRequest, fetch_request, produce_request};
-    use sluice_net::record_batch::build::{BatchSpec, batch};
+    use sluice_net::messages::{FetchRequest, fetch_request};
     let tmp = tempfile::tempdir().expect("tempdir");
     let (_controllers, nodes) = start_cluster(tmp.path());
-    wait_for(Duration::from_secs(15), "three live brokers", || {
-        let r = metadata_of(&nodes[0].bootstrap(), "none")?;
-        (r.brokers.len() == 3).then_some(())
-    });
     assert_eq!(create_topic(&nodes[0].bootstrap(), "led", 3), code::NONE);
     // Another broker learns of the topic when the metadata log reaches it.
-    let md = wait_for(Duration::from_secs(10), "broker 2 knows the topic", || {
-        let md = metadata_of(&nodes[1].bootstrap(), "led")?;
-        (md.topics.first()?.partitions.len() == 3).then_some(md)
+    let placed = wait_for(Duration::from_secs(10), "broker 2 knows the topic", || {
+        let placed = placements(&nodes[1].bootstrap(), "led");
+        (placed.len() == 3).then_some(placed)
     });
-    let p0 = &md.topics[0]
-        .partitions
-        .iter()
-        .find(|p| p.partition_index == 0)
-        .expect("p0");
-    let (leader, epoch) = (p0.leader_id.0, p0.leader_epoch);
-    let port_of = |id: i32| {
-        md.brokers
-            .iter()
-            .find(|b| b.node_id.0 == id)
-            .map(|b| b.port)
-    };
-    let other = nodes
-        .iter()
-        .map(|n| n.bootstrap())
-        .find(|a| Some(i32::from(a.parse::<SocketAddr>().expect("addr").port())) != port_of(leader))
-        .expect("a broker that does not lead partition 0");
-    let produce = Request::Produce(ProduceRequest {
-        acks: -1,
-        timeout_ms: 5000,
-        topic_data: vec![produce_request::TopicProduceData {
-            name: "led".into(),
-            partition_data: vec![produce_request::PartitionProduceData {
-                index: 0,
-                records: Some(batch(&BatchSpec::default(), &[(None, Some(b"x"))]).into()),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-        ..Default::default()
-    });
+    let (leader, epoch) = (placed[&0].leader, placed[&0].epoch);
+    let leader_port = i32::from(nodes[(leader - 1) as usize].addr.port());
+    let other = addr_of(&nodes, if leader == 1 { 2 } else { 1 });
+    let produce = produce_request("led", 0, (-1, 5000), &[b"x"]);
     let mut client = Client::connect(&other, "test", Duration::from_secs(5)).expect("connect");
     let Ok((_, Response::Produce(r))) = client.call(11, &produce) else {
         panic!("no Produce answer");
@@ -516,7 +431,7 @@ fn a_broker_that_does_not_lead_names_the_leader() {
         (leader, epoch)
     );
     assert_eq!(r.node_endpoints.len(), 1, "{r:?}");
-    assert_eq!(Some(r.node_endpoints[0].port), port_of(leader));
+    assert_eq!(r.node_endpoints[0].port, leader_port);
     let fetch = Request::Fetch(FetchRequest {
         max_wait_ms: 0,
         max_bytes: 1 << 20,
@@ -544,7 +459,7 @@ fn a_broker_that_does_not_lead_names_the_leader() {
         ),
         (leader, epoch)
     );
-    let leader_addr = format!("127.0.0.1:{}", port_of(leader).expect("leader port"));
+    let leader_addr = addr_of(&nodes, leader);
     let mut at_leader = Client::connect(&leader_addr, "test", Duration::from_secs(5)).expect("c");
     // The leader accepts it once the topic has reached its own image.
     wait_for(
@@ -567,7 +482,7 @@ fn a_broker_that_does_not_lead_names_the_leader() {
 fn a_single_node_data_dir_becomes_the_first_topics_of_a_cluster() {
     use sluice_net::record_batch::build::{BatchSpec, batch};
     let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path().join("node-1");
+    let dir = node_dir(tmp.path(), 1);
     let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
     let mut alone = Broker::start_in(&dir, any, &["--cores", "1"]);
     assert_eq!(create_topic(&alone.bootstrap(), "kept", 2), code::NONE);
@@ -586,16 +501,7 @@ fn a_single_node_data_dir_becomes_the_first_topics_of_a_cluster() {
     drop(conn);
     assert!(alone.stop().success());
 
-    let voters = format!("1@127.0.0.1:{}", free_port());
-    let args = [
-        "--cores",
-        "1",
-        "--node-id",
-        "1",
-        "--controller-voters",
-        voters.as_str(),
-    ];
-    let node = Broker::start_in(&dir, any, &args);
+    let node = start_node(tmp.path(), 1, &Voters::new(1), &NodeArgs::new(COMBINED));
     let topic = wait_for(Duration::from_secs(20), "the imported topic led", || {
         let r = metadata_of(&node.bootstrap(), "kept")?;
         let t = r.topics.first()?.clone();

@@ -18,7 +18,11 @@
 //! - a reassignment moves a replica to a broker added later, which catches up; the old broker
 //!   deletes its copy;
 //! - a replica that fell below the leader's log start (DeleteRecords while it was down) starts
-//!   over at the leader's log start.
+//!   over at the leader's log start;
+//! - a follower killed while acks=all producers write, and its active segments then torn at the
+//!   tail as a crash can leave them (cut mid-batch, a last sector of zeros or of garbage),
+//!   restarts, cuts the torn batch, catches up from the leader and rejoins the ISR, while the
+//!   other two replicas acknowledge throughout.
 //!
 //! Every process is started on free ports and stopped (SIGKILL, by its PID) when its `Broker`
 //! drops; SIGSTOP and SIGCONT go to a PID too, never to a name.
@@ -27,94 +31,75 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sluice_net::client::Client;
 use sluice_net::error_code::code;
-use sluice_net::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use sluice_net::messages::create_topics_request::{
+    CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
+};
 use sluice_net::messages::{
-    CreateTopicsRequest, FetchRequest, ListOffsetsRequest, ProduceRequest, fetch_request,
-    list_offsets_request, produce_request,
+    CreateTopicsRequest, FetchRequest, ListOffsetsRequest, fetch_request, list_offsets_request,
 };
 use sluice_net::record_batch::Batches;
-use sluice_net::record_batch::build::{BatchSpec, KeyValue, batch};
 use sluice_net::{Request, Response};
-use sluice_tests::{
-    Broker, find_dir, free_port, metadata_of, replica_log, wait_for, wait_for_state,
+use sluice_tests::cluster::{
+    COMBINED, NodeArgs, Placement, Voters, addr_of, node_dir, placements, produce_request,
+    start_cluster, start_cluster_with_voters, start_node, start_voters, wait_brokers,
 };
+use sluice_tests::{Broker, find_dir, metadata_of, replica_log, wait_for, wait_for_state};
 
 /// Connect timeout of every client here; reads wait four times as long (`Client::connect`).
 const CONNECT: Duration = Duration::from_secs(5);
 
-/// Nodes `1..=n`, each a broker and a controller voter, on one core without metrics, in
-/// `tmp/node-{id}`; `extra` is given to every node.
-fn start_cluster(tmp: &Path, n: i32, extra: &[&str]) -> Vec<Broker> {
-    start_cluster_with_voters(tmp, n, extra).0
-}
-
-/// [`start_cluster`], and the `--controller-voters` it gave the nodes.
-fn start_cluster_with_voters(tmp: &Path, n: i32, extra: &[&str]) -> (Vec<Broker>, String) {
-    let voters: Vec<String> = (1..=n)
-        .map(|id| format!("{id}@127.0.0.1:{}", free_port()))
-        .collect();
-    let voters = voters.join(",");
-    let nodes: Vec<Broker> = (1..=n)
-        .map(|id| start_node(tmp, id, &voters, "broker,controller", extra))
-        .collect();
-    wait_brokers(&nodes[0].bootstrap(), n as usize);
-    (nodes, voters)
-}
-
-/// Node `id` in `tmp/node-{id}` with `roles`, on one core without metrics.
-fn start_node(tmp: &Path, id: i32, voters: &str, roles: &str, extra: &[&str]) -> Broker {
-    let node_id = id.to_string();
-    let mut args = vec![
-        "--node-id",
-        node_id.as_str(),
-        "--controller-voters",
-        voters,
-        "--process-roles",
-        roles,
-        "--cores",
-        "1",
-        "--metrics-listen",
-        "off",
-    ];
-    args.extend_from_slice(extra);
-    let dir = tmp.join(format!("node-{id}"));
-    Broker::start_in(&dir, "127.0.0.1:0".parse().expect("addr"), &args)
-}
-
-/// Waits until `broker`'s Metadata lists `n` brokers (registered and unfenced).
-fn wait_brokers(broker: &str, n: usize) {
-    wait_for_state(
-        Duration::from_secs(30),
-        "every broker registered and unfenced (Metadata's brokers)",
-        || metadata_of(broker, "none").map(|r| r.brokers.len()),
-        |seen| *seen == Some(n),
-    );
-}
-
-/// The broker address of node `id`.
-fn addr_of(nodes: &[Broker], id: i32) -> String {
-    nodes[usize::try_from(id - 1).expect("node ids start at 1")].bootstrap()
-}
-
 /// CreateTopics of `topic` with `partitions`, replication factor 3 and min.insync.replicas=2.
 fn create_replicated(broker: &str, topic: &str, partitions: i32) {
-    let mut client = Client::connect(broker, "test", CONNECT).expect("connect");
-    let request = Request::CreateTopics(CreateTopicsRequest {
-        topics: vec![CreatableTopic {
+    create(
+        broker,
+        CreatableTopic {
             name: topic.into(),
             num_partitions: partitions,
             replication_factor: 3,
-            configs: vec![CreatableTopicConfig {
-                name: "min.insync.replicas".into(),
-                value: Some("2".into()),
-                ..Default::default()
-            }],
             ..Default::default()
-        }],
+        },
+        &[],
+    );
+}
+
+/// CreateTopics of `topic` with one partition per entry of `replicas` (its replicas, the first
+/// one its leader), min.insync.replicas=2 and `configs`.
+fn create_placed(broker: &str, topic: &str, replicas: &[[i32; 3]], configs: &[(&str, &str)]) {
+    let assignments = (0..)
+        .zip(replicas)
+        .map(|(partition, ids)| CreatableReplicaAssignment {
+            partition_index: partition,
+            broker_ids: ids.iter().map(|&id| id.into()).collect(),
+            ..Default::default()
+        })
+        .collect();
+    let topic = CreatableTopic {
+        name: topic.into(),
+        num_partitions: -1,
+        replication_factor: -1,
+        assignments,
+        ..Default::default()
+    };
+    create(broker, topic, configs);
+}
+
+/// CreateTopics of `topic` with min.insync.replicas=2 and `configs` added; asserts success.
+fn create(broker: &str, mut topic: CreatableTopic, configs: &[(&str, &str)]) {
+    let configs = [("min.insync.replicas", "2")].iter().chain(configs);
+    topic.configs = configs
+        .map(|&(name, value)| CreatableTopicConfig {
+            name: name.into(),
+            value: Some(value.into()),
+            ..Default::default()
+        })
+        .collect();
+    let mut client = Client::connect(broker, "test", CONNECT).expect("connect");
+    let request = Request::CreateTopics(CreateTopicsRequest {
+        topics: vec![topic],
         timeout_ms: 30_000,
         ..Default::default()
     });
@@ -122,55 +107,6 @@ fn create_replicated(broker: &str, topic: &str, partitions: i32) {
         panic!("no CreateTopics answer");
     };
     assert_eq!(r.topics[0].error_code, code::NONE, "{r:?}");
-}
-
-/// One partition as a broker's Metadata shows it (replicas and ISR sorted).
-#[derive(Debug, Clone, PartialEq)]
-struct Placement {
-    leader: i32,
-    epoch: i32,
-    replicas: Vec<i32>,
-    isr: Vec<i32>,
-}
-
-impl Placement {
-    /// The replicas other than the leader.
-    fn followers(&self) -> Vec<i32> {
-        let leader = self.leader;
-        self.replicas
-            .iter()
-            .copied()
-            .filter(|&r| r != leader)
-            .collect()
-    }
-}
-
-/// Each partition of `topic` as `broker` sees it; empty if it does not answer or know the topic.
-/// Never ask a SIGSTOPped node: it accepts the connection and then answers nothing.
-fn placements(broker: &str, topic: &str) -> BTreeMap<i32, Placement> {
-    let Some(r) = metadata_of(broker, topic) else {
-        return BTreeMap::new();
-    };
-    let Some(t) = r.topics.first().filter(|t| t.error_code == code::NONE) else {
-        return BTreeMap::new();
-    };
-    let sorted = |ids: &[sluice_net::BrokerId]| {
-        let mut v: Vec<i32> = ids.iter().map(|b| b.0).collect();
-        v.sort_unstable();
-        v
-    };
-    t.partitions
-        .iter()
-        .map(|p| {
-            let placement = Placement {
-                leader: p.leader_id.0,
-                epoch: p.leader_epoch,
-                replicas: sorted(&p.replica_nodes),
-                isr: sorted(&p.isr_nodes),
-            };
-            (p.partition_index, placement)
-        })
-        .collect()
 }
 
 /// Waits until every node of `live` shows the same `partitions` partitions of `topic`, each
@@ -207,24 +143,10 @@ fn produce(
     broker: &str,
     topic: &str,
     partition: i32,
-    (acks, timeout_ms): (i16, i32),
+    acks_timeout: (i16, i32),
     values: &[&[u8]],
 ) -> Option<(i16, i64)> {
-    let records: Vec<KeyValue<'_>> = values.iter().map(|v| (None, Some(*v))).collect();
-    let request = Request::Produce(ProduceRequest {
-        acks,
-        timeout_ms,
-        topic_data: vec![produce_request::TopicProduceData {
-            name: topic.into(),
-            partition_data: vec![produce_request::PartitionProduceData {
-                index: partition,
-                records: Some(batch(&BatchSpec::default(), &records).into()),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-        ..Default::default()
-    });
+    let request = produce_request(topic, partition, acks_timeout, values);
     let mut client = Client::connect(broker, "test", CONNECT).ok()?;
     let (_, Response::Produce(r)) = client.call(11, &request).ok()? else {
         panic!("not a Produce answer");
@@ -409,11 +331,15 @@ fn followers_hold_the_leaders_bytes() {
     }
 }
 
-/// What the producer of [`acks_all_survives_leader_kill`] shares with the test: every
-/// acknowledged (offset, value), and when to stop.
+/// What a producer thread ([`produce_until_stopped`]) shares with the test: what to write
+/// (to partition `partition`, values padded to at least `value_bytes`), every acknowledged
+/// (offset, value) and when it was acknowledged, and when to stop.
 #[derive(Default)]
 struct Producer {
+    partition: i32,
+    value_bytes: usize,
     acked: Mutex<Vec<(i64, String)>>,
+    acked_at: Mutex<Vec<Instant>>,
     stop: AtomicBool,
 }
 
@@ -421,37 +347,54 @@ impl Producer {
     fn acked(&self) -> Vec<(i64, String)> {
         self.acked.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+
+    /// The longest time without an acknowledgment between the first and the last one.
+    fn longest_gap(&self) -> Duration {
+        let at = self.acked_at.lock().unwrap_or_else(|e| e.into_inner());
+        at.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default()
+    }
 }
 
-/// The current leader of `topic`-0 per the first of `brokers` that answers Metadata: its
-/// address.
-fn leader_address(brokers: &[String], topic: &str) -> Option<String> {
+/// The current leader of `topic`-`partition` per the first of `brokers` that answers
+/// Metadata: its address.
+fn leader_address(brokers: &[String], topic: &str, partition: i32) -> Option<String> {
     brokers.iter().find_map(|b| {
         let r = metadata_of(b, topic)?;
-        let p = r.topics.first()?.partitions.first()?;
+        let t = r.topics.first()?;
+        let p = t
+            .partitions
+            .iter()
+            .find(|p| p.partition_index == partition)?;
         let leader = r.brokers.iter().find(|n| n.node_id == p.leader_id)?;
         Some(format!("{}:{}", leader.host, leader.port))
     })
 }
 
 /// Produces one fresh value per attempt (a retried value could land twice), acks=all, to the
-/// leader of `topic`-0 until told to stop, recording what is acknowledged; an error or no
-/// answer is retried after 100 ms against the leader Metadata names then. The error codes
-/// seen, for the test to check.
+/// leader of `topic`-`shared.partition` until told to stop, recording what is acknowledged;
+/// an error or no answer is retried after 100 ms against the leader Metadata names then. The
+/// error codes seen, for the test to check.
 fn produce_until_stopped(brokers: &[String], topic: &str, shared: &Producer) -> Vec<i16> {
     let mut errors = Vec::new();
     let mut attempt = 0u64;
+    let partition = shared.partition;
     while !shared.stop.load(Ordering::Relaxed) {
-        let value = format!("value-{attempt:06}");
+        let mut value = format!("value-{attempt:06}");
+        if value.len() < shared.value_bytes {
+            value.push('-');
+            let pad = shared.value_bytes - value.len();
+            value.extend(std::iter::repeat_n('x', pad));
+        }
         attempt += 1;
-        let answer = leader_address(brokers, topic)
-            .and_then(|leader| produce(&leader, topic, 0, (-1, 5000), &[value.as_bytes()]));
+        let answer = leader_address(brokers, topic, partition)
+            .and_then(|leader| produce(&leader, topic, partition, (-1, 5000), &[value.as_bytes()]));
         match answer {
-            Some((code::NONE, offset)) => shared
-                .acked
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((offset, value)),
+            Some((code::NONE, offset)) => {
+                let mut acked = shared.acked.lock().unwrap_or_else(|e| e.into_inner());
+                acked.push((offset, value));
+                let mut at = shared.acked_at.lock().unwrap_or_else(|e| e.into_inner());
+                at.push(Instant::now());
+            }
             Some((error, _)) => {
                 errors.push(error);
                 std::thread::sleep(Duration::from_millis(100));
@@ -895,7 +838,7 @@ fn reassignment_moves_a_replica_to_a_new_broker() {
     create_replicated(&nodes[0].bootstrap(), "move", 1);
     let first = wait_in_sync(&nodes, &[1, 2, 3], "move", 1)[&0].clone();
     let early = produce_acked(&addr_of(&nodes, first.leader), "move", "early", 20);
-    nodes.push(start_node(tmp.path(), 4, &voters, "broker", &[]));
+    nodes.push(start_node(tmp.path(), 4, &voters, &NodeArgs::new("broker")));
     let any = nodes[0].bootstrap();
     wait_brokers(&any, 4);
     let mut target = first.followers();
@@ -1028,4 +971,365 @@ fn high_watermark_waits_for_followers() {
         3,
         Duration::from_secs(30),
     );
+}
+
+/// How a crash leaves the last batch of a follower's active segment: one way for each
+/// partition of [`a_follower_torn_at_the_tail_truncates_and_catches_up`]'s topic.
+///
+/// The shard writes segments with O_DIRECT in whole blocks (the partial tail block rewritten,
+/// zero-padded, with each write) into a file preallocated in steps (blocks not yet written read
+/// as zeros), and seals a segment (exact size, synced, its `.index` and `.timeindex` written
+/// to a temporary file and renamed) before it creates the next one. So only the newest, active
+/// segment can end torn, and it has no index files yet: recovery loads the sealed segments by
+/// their index files and scans the active one, checking each batch's framing and CRC.
+#[derive(Debug, Clone, Copy)]
+enum Tear {
+    /// The file ends in the middle of the batch.
+    Cut,
+    /// The batch's last sector never reached the disk: it reads as zeros.
+    Zeros,
+    /// The batch's last sector holds other bytes (old or random content).
+    Garbage,
+}
+
+/// The disk's sector (its logical block, the direct-I/O alignment): a torn write loses whole
+/// sectors.
+const SECTOR: usize = 512;
+
+/// The newest `.log` segment of `topic`-`partition` in a node's data dir.
+fn newest_segment(node_dir: &Path, topic: &str, partition: i32) -> std::path::PathBuf {
+    let dir = find_dir(node_dir, &format!("{topic}-{partition}"), 2).expect("partition dir");
+    let mut logs: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .expect("list the partition dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    logs.sort();
+    logs.pop().expect("a segment")
+}
+
+/// The segments of `topic`-`partition` in a node's data dir that have their index files (the
+/// sealed ones).
+fn indexed_segments(node_dir: &Path, topic: &str, partition: i32) -> usize {
+    let Some(dir) = find_dir(node_dir, &format!("{topic}-{partition}"), 2) else {
+        return 0;
+    };
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "index"))
+            .count()
+    })
+}
+
+/// Where a segment's last batch is: its first byte, one past its last byte, its base offset.
+type LastBatch = (usize, usize, i64);
+
+/// The last whole, CRC-valid batch of a segment file's bytes read from the start (each batch
+/// continuing the offsets): its first byte, one past its last byte, and its base offset.
+fn last_batch(segment: &[u8]) -> Option<LastBatch> {
+    let (mut pos, mut last, mut next) = (0, None, None);
+    for batch in Batches::new(bytes::Bytes::copy_from_slice(segment)) {
+        let Ok(batch) = batch else { break };
+        let continues = next.is_none_or(|n| batch.base_offset() == n);
+        if batch.validate_stored().is_err() || !continues {
+            break;
+        }
+        last = Some((pos, pos + batch.size_bytes(), batch.base_offset()));
+        pos += batch.size_bytes();
+        next = Some(batch.last_offset() + 1);
+    }
+    last
+}
+
+/// The newest segment of `topic`-`partition` in a node's data dir, its bytes, and its last
+/// batch (see [`last_batch`]) if it is the active segment: it has no index files yet and its
+/// file is longer than its batches (the padding and preallocation sealing cuts off). `None`
+/// while it holds no batch, or while a roll has sealed it but not yet created the next file.
+fn active_segment(
+    node_dir: &Path,
+    topic: &str,
+    partition: i32,
+) -> Option<(std::path::PathBuf, Vec<u8>, LastBatch)> {
+    let path = newest_segment(node_dir, topic, partition);
+    if path.with_extension("index").exists() {
+        return None;
+    }
+    let content = std::fs::read(&path).ok()?;
+    let last = last_batch(&content).filter(|&(_, end, _)| end < content.len())?;
+    Some((path, content, last))
+}
+
+/// Tears the last whole batch of `topic`-`partition`'s active segment in a node's data dir as
+/// `tear` says: the batch's base offset, where recovery must end that log.
+fn tear_last_batch(node_dir: &Path, topic: &str, partition: i32, tear: Tear) -> i64 {
+    use std::os::unix::fs::FileExt;
+    let (path, content, (start, end, base)) = active_segment(node_dir, topic, partition)
+        .unwrap_or_else(|| panic!("partition {partition}: no active segment with a batch"));
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open the segment");
+    // The sector holding the batch's last byte; the batch's header (offset, length) before it.
+    let sector = (end - 1) / SECTOR * SECTOR;
+    assert!(sector >= start + 12, "batch {start}..{end} in one sector");
+    let torn_sector = |fill: &dyn Fn(usize) -> u8| -> Vec<u8> {
+        (sector..content.len().min(sector + SECTOR))
+            .map(fill)
+            .collect()
+    };
+    match tear {
+        Tear::Cut => file.set_len(((start + end) / 2) as u64).expect("truncate"),
+        Tear::Zeros => file
+            .write_all_at(&torn_sector(&|_| 0), sector as u64)
+            .expect("write zeros"),
+        Tear::Garbage => file
+            .write_all_at(&torn_sector(&|i| (i * 131 + 7) as u8 | 1), sector as u64)
+            .expect("write garbage"),
+    }
+    file.sync_all().expect("sync the segment");
+    eprintln!(
+        "{tear:?}: {}: the batch at offset {base} (bytes {start}..{end}) torn",
+        path.display()
+    );
+    base
+}
+
+/// Kills `node` (SIGKILL) at a moment when each of `partitions` of `topic` in its data dir
+/// `dir` has an active segment holding a whole batch ([`active_segment`]): stopped first
+/// (SIGSTOP) and looked at, and if one has none (a crash in the middle of a roll leaves nothing
+/// that can be torn) run on (SIGCONT) for a moment and looked at again.
+fn kill_holding_batches(node: &mut Broker, dir: &Path, topic: &str, partitions: i32) {
+    for _ in 0..100 {
+        signal(node, libc::SIGSTOP);
+        let ready = (0..partitions).all(|p| active_segment(dir, topic, p).is_some());
+        if ready {
+            node.kill();
+            return;
+        }
+        eprintln!("a partition without an active segment holding a batch: once more");
+        signal(node, libc::SIGCONT);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no moment found when every active segment of {topic} held a batch");
+}
+
+/// The lines of a node's log (its stderr file) after byte `from` that report recovery cutting
+/// a torn batch, without ANSI colours.
+fn torn_batch_lines(log: &Path, from: usize) -> Vec<String> {
+    let text = std::fs::read(log).unwrap_or_default();
+    let text = String::from_utf8_lossy(text.get(from..).unwrap_or_default()).into_owned();
+    text.lines()
+        .map(without_colours)
+        .filter(|l| l.contains("truncating a torn batch at the end of the log"))
+        .collect()
+}
+
+/// `line` without ANSI escape sequences (`ESC [ ... m`).
+fn without_colours(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|&c| c == 'm');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Waits (at most 60 s) until each producer has `more` acknowledgments beyond its count in
+/// `since`; their counts then.
+fn wait_acks(producers: &[Arc<Producer>], since: &[usize], more: usize, what: &str) -> Vec<usize> {
+    wait_for_state(
+        Duration::from_secs(60),
+        &format!("{more} more records acknowledged on each partition {what} (counts)"),
+        || -> Vec<usize> { producers.iter().map(|p| p.acked().len()).collect() },
+        |counts| counts.iter().zip(since).all(|(n, s)| *n >= s + more),
+    )
+}
+
+/// A producer thread's shared state, and the thread (its answer: the errors it saw).
+type ProducerThread = (Arc<Producer>, std::thread::JoinHandle<Vec<i16>>);
+
+/// Starts a producer thread ([`produce_until_stopped`]) on each partition of `topic`, with
+/// values of `value_bytes`.
+fn start_producers(
+    brokers: &[String],
+    topic: &'static str,
+    partitions: i32,
+    value_bytes: usize,
+) -> Vec<ProducerThread> {
+    (0..partitions)
+        .map(|partition| {
+            let shared = Arc::new(Producer {
+                partition,
+                value_bytes,
+                ..Default::default()
+            });
+            let (brokers, mine) = (brokers.to_vec(), Arc::clone(&shared));
+            let thread = std::thread::spawn(move || produce_until_stopped(&brokers, topic, &mine));
+            (shared, thread)
+        })
+        .collect()
+}
+
+/// A follower's disk torn at the tail (issue 21): kill -9 of a follower while acks=all
+/// producers write steadily, then, before it restarts, the last batch of each partition's
+/// active segment torn as a crash can leave it ([`Tear`]: the file cut in the middle of the
+/// batch, its last sector zeros, its last sector garbage; one way per partition). Segments roll
+/// every 2 s, so the follower also has sealed segments with index files for recovery to load.
+///
+/// The restarted follower must start, log that recovery cut the torn batch at its base offset
+/// (so the test cannot pass without a tear recovered), fetch from there, catch up and rejoin
+/// the ISR; the leader and the other follower (min.insync.replicas=2) acknowledge throughout;
+/// every acknowledged record is read back once from the leader at its offset; and the three
+/// replicas' logs end up byte-identical.
+#[test]
+fn a_follower_torn_at_the_tail_truncates_and_catches_up() {
+    const TOPIC: &str = "torn";
+    const TEARS: [Tear; 3] = [Tear::Cut, Tear::Zeros, Tear::Garbage];
+    let (leader, victim) = (1, 3);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let logs: Vec<std::path::PathBuf> = (1..=3)
+        .map(|id| tmp.path().join(format!("node-{id}.stderr")))
+        .collect();
+    let voters = Voters::new(3);
+    let mut nodes = start_voters(tmp.path(), &voters, |id| NodeArgs {
+        stderr_log: Some(&logs[(id - 1) as usize]),
+        ..NodeArgs::new(COMBINED)
+    });
+    wait_brokers(&nodes[0].bootstrap(), 3);
+    // Node 1 leads every partition; node 3 follows each.
+    let replicas = [[1, 3, 2], [1, 2, 3], [1, 3, 2]];
+    // A new segment every 2 s; no retention, as the test's records have timestamp 0 (1970).
+    let configs = [("segment.ms", "2000"), ("retention.ms", "-1")];
+    create_placed(&addr_of(&nodes, leader), TOPIC, &replicas, &configs);
+    let placed = wait_in_sync(&nodes, &[1, 2, 3], TOPIC, 3);
+    assert!(placed.values().all(|p| p.leader == leader), "{placed:?}");
+    let brokers: Vec<String> = nodes.iter().map(Broker::bootstrap).collect();
+    // Values of 1500 bytes: each batch spans several sectors, so one can be torn in the middle.
+    let producers = start_producers(&brokers, TOPIC, 3, 1500);
+    let shared: Vec<Arc<Producer>> = producers.iter().map(|(p, _)| Arc::clone(p)).collect();
+    let dir = node_dir(tmp.path(), victim);
+    wait_for(
+        Duration::from_secs(60),
+        "sealed segments on the follower",
+        || {
+            (0..3)
+                .all(|p| indexed_segments(&dir, TOPIC, p) >= 2)
+                .then_some(())
+        },
+    );
+    let before = wait_acks(&shared, &[0; 3], 20, "before the kill");
+
+    kill_holding_batches(&mut nodes[(victim - 1) as usize], &dir, TOPIC, 3);
+    let torn: Vec<i64> = (0..3)
+        .map(|p| {
+            let (_, end) = replica_log(&dir, TOPIC, p);
+            let base = tear_last_batch(&dir, TOPIC, p, TEARS[p as usize]);
+            let after = replica_log(&dir, TOPIC, p).1;
+            eprintln!("partition {p}: the follower's log ended at {end}, torn at {base}");
+            assert_eq!(
+                after, base,
+                "partition {p}: the log as read here after the tear"
+            );
+            base
+        })
+        .collect();
+    wait_for(
+        Duration::from_secs(30),
+        "the follower out of the ISR",
+        || {
+            let now = placements(&addr_of(&nodes, leader), TOPIC);
+            (now.len() == 3 && now.values().all(|p| !p.isr.contains(&victim))).then_some(())
+        },
+    );
+    let down = wait_acks(&shared, &before, 20, "while the follower is down");
+
+    let log = &logs[(victim - 1) as usize];
+    let log_from = std::fs::metadata(log).map_or(0, |m| m.len() as usize);
+    nodes[(victim - 1) as usize].restart_after_kill();
+    check_torn_batches_cut(log, log_from, TOPIC, &torn);
+    let healed = wait_in_sync(&nodes, &[1, 2, 3], TOPIC, 3);
+    assert!(healed.values().all(|p| p.leader == leader), "{healed:?}");
+    wait_acks(&shared, &down, 20, "after the follower is back in the ISR");
+    finish_torn(tmp.path(), &nodes, (TOPIC, producers), &healed);
+}
+
+/// Waits until the node's log (after byte `from`) reports recovery cutting a torn batch of
+/// each partition of `topic`, the log then ending at the torn batch's base offset, `torn[p]`.
+fn check_torn_batches_cut(log: &Path, from: usize, topic: &str, torn: &[i64]) {
+    let lines = wait_for_state(
+        Duration::from_secs(30),
+        "recovery logging the torn batch it cut on each partition (lines so far)",
+        || torn_batch_lines(log, from),
+        |lines| {
+            (0..torn.len()).all(|p| lines.iter().any(|l| l.contains(&format!("/{topic}-{p}/"))))
+        },
+    );
+    for (p, base) in torn.iter().enumerate() {
+        let line = lines
+            .iter()
+            .find(|l| l.contains(&format!("/{topic}-{p}/")))
+            .expect("a line");
+        eprintln!("recovery of partition {p}: {line}");
+        assert!(
+            line.contains(&format!(" next_offset={base} ")),
+            "partition {p} torn at offset {base}, recovered otherwise: {line}"
+        );
+    }
+}
+
+/// The end of [`a_follower_torn_at_the_tail_truncates_and_catches_up`]: the producers stop
+/// (having seen no error but timeouts, and no long gap), every acknowledged record is on the
+/// leader once at its offset, and every replica holds the leader's bytes.
+fn finish_torn(
+    tmp: &Path,
+    nodes: &[Broker],
+    (topic, producers): (&str, Vec<ProducerThread>),
+    placed: &BTreeMap<i32, Placement>,
+) {
+    for (shared, _) in &producers {
+        shared.stop.store(true, Ordering::Relaxed);
+    }
+    let mut ends = Vec::new();
+    for (shared, thread) in producers {
+        let errors = thread.join().expect("a producer thread");
+        let (partition, gap) = (shared.partition, shared.longest_gap());
+        let acked = shared.acked();
+        eprintln!(
+            "partition {partition}: {} acknowledged, longest gap {gap:?}, errors {errors:?}",
+            acked.len()
+        );
+        assert!(
+            errors.iter().all(|&e| e == code::REQUEST_TIMED_OUT),
+            "{errors:?}"
+        );
+        assert!(gap < Duration::from_secs(20), "{gap:?} without an ack");
+        let leader = addr_of(nodes, placed[&partition].leader);
+        check_acknowledged(&read_all(&leader, topic, partition), &acked);
+        ends.push(acked.iter().map(|(o, _)| o + 1).max().unwrap_or(0));
+    }
+    let min_end = ends.into_iter().min().unwrap_or(0);
+    wait_replicas_equal(
+        tmp,
+        topic,
+        &all_replicas(placed),
+        min_end,
+        Duration::from_secs(30),
+    );
+    // Identical up to the high watermark: it reaches the end of the logs compared.
+    for (&partition, p) in placed {
+        let (_, end) = replica_log(&node_dir(tmp, p.leader), topic, partition);
+        let leader = addr_of(nodes, p.leader);
+        wait_for_state(
+            Duration::from_secs(10),
+            &format!("{topic}-{partition}: the high watermark at the log end, {end}"),
+            || high_watermark(&leader, topic, partition),
+            |hw| *hw == end,
+        );
+    }
 }

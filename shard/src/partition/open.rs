@@ -330,6 +330,17 @@ fn initial_state<F>(
     }
 }
 
+/// Whether something that is not padding follows the last valid batch of the active segment,
+/// at `valid` of its `file_bytes`: a batch header (a torn or corrupt batch, which recovery
+/// cuts) rather than the zeros the file holds past its batches (the direct-I/O block's
+/// padding, preallocation). Only for the log line; a failed read says no.
+async fn batch_starts_at<F: StorageFile>(file: &F, valid: u64, file_bytes: u64) -> bool {
+    let len = (file_bytes - valid).min(record_batch::LOG_OVERHEAD_BYTES as u64) as usize;
+    file.read_at(valid, len)
+        .await
+        .is_ok_and(|head| head.iter().any(|&b| b != 0))
+}
+
 /// Idempotent-producer batches of the segments recovery scanned, by segment base, so the
 /// producer-state replay need not read those again.
 type Scanned = BTreeMap<i64, Vec<(i64, i16, ProducerBatch)>>;
@@ -424,6 +435,14 @@ impl<S: Storage> Recovery<'_, S> {
                         valid = scan.valid_bytes,
                         file_bytes,
                         "closed segment has a corrupt tail"
+                    );
+                } else if batch_starts_at(file, scan.valid_bytes, file_bytes).await {
+                    tracing::warn!(
+                        path = %path.display(),
+                        valid = scan.valid_bytes,
+                        next_offset = scan.next_offset,
+                        file_bytes,
+                        "truncating a torn batch at the end of the log"
                     );
                 }
                 file.truncate(scan.valid_bytes)
