@@ -452,7 +452,8 @@ impl Core {
             return TopicImage::single_node(table, node, cores);
         }
         match self.metadata.borrow().as_ref() {
-            Some(m) => TopicImage::clustered(table, m, node, cores),
+            Some(m) if registered_now(m, node) => TopicImage::clustered(table, m, node, cores),
+            Some(m) => TopicImage::clustered(table, m, node, cores).not_leading(node),
             None => TopicImage::clustered(
                 table,
                 &sluice_controller::MetadataImage::empty(),
@@ -614,4 +615,12 @@ impl crate::cluster_topics::Cluster for Core {
             glommio::timer::sleep(crate::limits::IMAGE_POLL).await;
         }
     }
+}
+
+/// Whether `metadata` shows this process (its incarnation) registered as broker `node` and
+/// unfenced: only then does the broker lead what the metadata says it leads.
+fn registered_now(metadata: &sluice_controller::MetadataImage, node: i32) -> bool {
+    metadata
+        .broker(node)
+        .is_some_and(|b| !b.fenced && b.incarnation_id.0 == crate::metadata::incarnation())
 }

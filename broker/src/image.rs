@@ -242,6 +242,21 @@ impl TopicImage {
     }
 
     /// One partition's placement; `None` for an unknown topic or partition.
+    /// This image with no partition led by `node`: what a broker acts on until the metadata
+    /// shows its current process registered and unfenced. The metadata it stored before a
+    /// crash still names it leader in the old epoch; leading from it before the controller
+    /// moved those leaderships away (a new incarnation's registration does) let a restarted
+    /// leader append different records at offsets its followers already held from the same
+    /// epoch, and acknowledge them (found by tests/tests/jepsen.rs).
+    pub fn not_leading(mut self, node: i32) -> TopicImage {
+        for states in self.partitions.values_mut() {
+            for state in states.iter_mut().filter(|s| s.leader == node) {
+                state.leader = -1;
+            }
+        }
+        self
+    }
+
     pub fn partition(&self, topic: &str, partition: i32) -> Option<&PartitionState> {
         let i = usize::try_from(partition).ok()?;
         self.partitions.get(topic)?.get(i)

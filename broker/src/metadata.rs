@@ -265,6 +265,12 @@ pub fn fingerprint(salt: &[u8], text: &str) -> [u8; 16] {
     raw
 }
 
+/// This process's broker incarnation id (BrokerRegistration), made once per process start.
+pub fn incarnation() -> [u8; 16] {
+    static INCARNATION: std::sync::OnceLock<[u8; 16]> = std::sync::OnceLock::new();
+    *INCARNATION.get_or_init(new_topic_id)
+}
+
 pub fn new_topic_id() -> [u8; 16] {
     let mut id = [0u8; 16];
     // SAFETY: getrandom writes at most `len` bytes into the buffer we own.

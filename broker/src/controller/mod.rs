@@ -301,7 +301,7 @@ fn start_lifecycle<L: Log + Stamped + 'static>(
         cluster_id: settings.cluster_id.clone(),
         host,
         port,
-        incarnation: Uuid(crate::metadata::new_topic_id()),
+        incarnation: Uuid(crate::metadata::incarnation()),
         log_dir: log_dir_id(settings),
     };
     let task = lifecycle::Lifecycle {
