@@ -879,15 +879,41 @@ pub fn wait_logs_identical(
     read_all(&leader_addr, topic, partition)
 }
 
-/// What [`check_acknowledged`] found wrong, one line per record (with the log around it).
+/// An acknowledged record [`check_acknowledged`] found wrong.
+#[derive(Debug, Clone)]
+pub struct AckFinding {
+    /// The acknowledged offset and value.
+    pub offset: i64,
+    pub value: Vec<u8>,
+    /// Where the log has the value.
+    pub found: Vec<i64>,
+    /// The log around the acknowledged offset: (offset, value).
+    pub around: Vec<(i64, String)>,
+}
+
+impl std::fmt::Display for AckFinding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "acknowledged {} at offset {}; in the log at {:?}; the log around {}: {:?}",
+            String::from_utf8_lossy(&self.value),
+            self.offset,
+            self.found,
+            self.offset,
+            self.around
+        )
+    }
+}
+
+/// What [`check_acknowledged`] found wrong.
 #[derive(Debug, Default)]
 pub struct AckFindings {
     /// Acknowledged records in no place of the log.
-    pub lost: Vec<String>,
+    pub lost: Vec<AckFinding>,
     /// Acknowledged records in the log, but not at their acknowledged offset.
-    pub misplaced: Vec<String>,
+    pub misplaced: Vec<AckFinding>,
     /// Acknowledged records in the log more than once.
-    pub repeated: Vec<String>,
+    pub repeated: Vec<AckFinding>,
 }
 
 impl AckFindings {
@@ -896,8 +922,8 @@ impl AckFindings {
         self.lost.is_empty() && self.misplaced.is_empty() && self.repeated.is_empty()
     }
 
-    /// Every finding, one per line.
-    pub fn report(&self) -> String {
+    /// Every finding, one per line: what, then the record.
+    pub fn lines(&self) -> Vec<String> {
         let mut lines = Vec::new();
         for (what, list) in [
             ("lost", &self.lost),
@@ -906,7 +932,12 @@ impl AckFindings {
         ] {
             lines.extend(list.iter().map(|l| format!("{what}: {l}")));
         }
-        lines.join("\n")
+        lines
+    }
+
+    /// Every finding, one per line.
+    pub fn report(&self) -> String {
+        self.lines().join("\n")
     }
 }
 
@@ -920,26 +951,29 @@ pub fn check_acknowledged(log: &[LogRecord], acked: &[(i64, Vec<u8>)]) -> AckFin
     }
     let mut findings = AckFindings::default();
     for (offset, value) in acked {
-        let around: Vec<(i64, String)> = at_offset
-            .range(offset - 3..offset + 4)
-            .map(|(o, r)| (*o, r.text()))
-            .collect();
-        let text = String::from_utf8_lossy(value);
         let found = offsets_of
             .get(value.as_slice())
             .cloned()
             .unwrap_or_default();
-        let line = format!(
-            "acknowledged {text} at offset {offset}; in the log at {found:?}; the log around \
-             {offset}: {around:?}"
-        );
-        if found.is_empty() {
-            findings.lost.push(line);
+        let list = if found.is_empty() {
+            &mut findings.lost
         } else if !found.contains(offset) {
-            findings.misplaced.push(line);
+            &mut findings.misplaced
         } else if found.len() > 1 {
-            findings.repeated.push(line);
-        }
+            &mut findings.repeated
+        } else {
+            continue;
+        };
+        let around = at_offset
+            .range(offset - 3..offset + 4)
+            .map(|(o, r)| (*o, r.text()))
+            .collect();
+        list.push(AckFinding {
+            offset: *offset,
+            value: value.clone(),
+            found,
+            around,
+        });
     }
     findings
 }
