@@ -751,6 +751,8 @@ pub fn high_watermark(broker: &str, topic: &str, partition: i32) -> Option<i64> 
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogRecord {
     pub offset: i64,
+    /// The batch's partition leader epoch: the epoch of the leader that appended it.
+    pub leader_epoch: i32,
     /// -1 for a record of a non-idempotent producer.
     pub producer_id: i64,
     pub producer_epoch: i16,
@@ -786,6 +788,7 @@ pub fn log_records(bytes: Bytes, from: i64, below: i64) -> Vec<LogRecord> {
             };
             out.push(LogRecord {
                 offset,
+                leader_epoch: batch.partition_leader_epoch(),
                 producer_id: batch.producer_id(),
                 producer_epoch: batch.producer_epoch(),
                 sequence,
@@ -836,9 +839,56 @@ pub fn read_all(broker: &str, topic: &str, partition: i32) -> Vec<LogRecord> {
     }
 }
 
+/// A partition's replicas as [`logs_identical_within`] saw them last.
+#[derive(Debug, Clone)]
+pub struct ReplicaViews {
+    /// The leader's high watermark (ListOffsets), if it answered.
+    pub high_watermark: Option<i64>,
+    /// Nodes 1, 2, 3: (next offset, bytes, same bytes as the leader's).
+    pub replicas: Vec<(i64, usize, bool)>,
+}
+
 /// Waits (at most `within`) until the three replicas' logs of `topic`-`partition` (the logical
 /// bytes of the `.log` segments in their data dirs) are byte-identical and end at `leader`'s
-/// high watermark, at least `end`. The leader's log as a consumer reads it.
+/// high watermark, at least `end`: what it saw last, as `Err` if that never happened.
+pub fn logs_identical_within(
+    cluster: &Cluster,
+    (topic, partition): (&str, i32),
+    leader: i32,
+    end: i64,
+    within: Duration,
+) -> Result<ReplicaViews, ReplicaViews> {
+    let leader_addr = cluster.addr(leader);
+    let deadline = Instant::now() + within;
+    loop {
+        let (leader_log, _) = cluster.replica(leader, topic, partition);
+        let replicas: Vec<(i64, usize, bool)> = NODES
+            .iter()
+            .map(|&id| {
+                let (bytes, next) = cluster.replica(id, topic, partition);
+                (next, bytes.len(), bytes == leader_log)
+            })
+            .collect();
+        let seen = ReplicaViews {
+            high_watermark: high_watermark(&leader_addr, topic, partition),
+            replicas,
+        };
+        let hw = seen.high_watermark;
+        let done = |&(next, _, same): &(i64, usize, bool)| same && Some(next) == hw && next >= end;
+        if seen.replicas.iter().all(done) {
+            return Ok(seen);
+        }
+        if Instant::now() > deadline {
+            return Err(seen);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits (at most `within`) until the three replicas' logs of `topic`-`partition` are
+/// byte-identical and end at `leader`'s high watermark, at least `end`
+/// ([`logs_identical_within`]); fails the test if they do not. The leader's log as a consumer
+/// reads it.
 pub fn wait_logs_identical(
     cluster: &Cluster,
     (topic, partition): (&str, i32),
@@ -846,37 +896,89 @@ pub fn wait_logs_identical(
     end: i64,
     within: Duration,
 ) -> Vec<LogRecord> {
-    let leader_addr = cluster.addr(leader);
-    let seen = wait_for_state(
-        within,
-        &format!(
-            "the three replicas' logs of {topic}-{partition} byte-identical and ending at leader \
-             {leader}'s high watermark, at least {end} ((high watermark, [(next offset, bytes, \
-             same as the leader's) of nodes 1, 2, 3]))"
+    match logs_identical_within(cluster, (topic, partition), leader, end, within) {
+        Ok(seen) => eprintln!(
+            "{} {topic}-{partition}: the three logs are identical: {} bytes, offsets 0..{}",
+            at(),
+            seen.replicas[0].1,
+            seen.replicas[0].0,
         ),
-        || {
-            let (leader_log, _) = cluster.replica(leader, topic, partition);
-            let logs: Vec<(i64, usize, bool)> = NODES
+        Err(seen) => panic!(
+            "timed out waiting for the three replicas' logs of {topic}-{partition} \
+             byte-identical and ending at leader {leader}'s high watermark, at least {end}; last \
+             seen: {seen:?}; where they differ:\n{}",
+            replica_differences(cluster, (topic, partition), leader, 20)
                 .iter()
-                .map(|&id| {
-                    let (bytes, next) = cluster.replica(id, topic, partition);
-                    (next, bytes.len(), bytes == leader_log)
-                })
-                .collect();
-            (high_watermark(&leader_addr, topic, partition), logs)
-        },
-        |(hw, logs)| {
-            logs.iter()
-                .all(|&(next, _, same)| same && Some(next) == *hw && next >= end)
-        },
-    );
-    eprintln!(
-        "{} {topic}-{partition}: the three logs are identical: {} bytes, offsets 0..{}",
-        at(),
-        seen.1[0].1,
-        seen.1[0].0,
-    );
-    read_all(&leader_addr, topic, partition)
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
+    }
+    read_all(&cluster.addr(leader), topic, partition)
+}
+
+/// An offset where the replicas of a partition differ, with every node's record there.
+#[derive(Debug, Clone)]
+pub struct Difference {
+    pub offset: i64,
+    /// (node, its record at `offset`, if it has one), for every node.
+    pub records: Vec<(i32, Option<LogRecord>)>,
+}
+
+impl std::fmt::Display for Difference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "offset {}:", self.offset)?;
+        for (id, r) in &self.records {
+            match r {
+                Some(r) => {
+                    let stamp = (r.producer_id, r.producer_epoch, r.sequence);
+                    let epoch = r.leader_epoch;
+                    write!(
+                        f,
+                        " node {id}: {} {stamp:?} leader epoch {epoch};",
+                        r.text()
+                    )?;
+                }
+                None => write!(f, " node {id}: nothing;")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where the replicas of `topic`-`partition` differ from `leader`'s, record by record (value,
+/// producer stamp or leader epoch): the first `limit` offsets.
+pub fn replica_differences(
+    cluster: &Cluster,
+    (topic, partition): (&str, i32),
+    leader: i32,
+    limit: usize,
+) -> Vec<Difference> {
+    let records = |id: i32| -> BTreeMap<i64, LogRecord> {
+        let (bytes, _) = cluster.replica(id, topic, partition);
+        log_records(Bytes::from(bytes), 0, i64::MAX)
+            .into_iter()
+            .map(|r| (r.offset, r))
+            .collect()
+    };
+    let logs: BTreeMap<i32, BTreeMap<i64, LogRecord>> =
+        NODES.iter().map(|&id| (id, records(id))).collect();
+    let offsets: BTreeSet<i64> = logs.values().flat_map(|l| l.keys().copied()).collect();
+    offsets
+        .into_iter()
+        .filter(|o| {
+            let mine = logs[&leader].get(o);
+            logs.values().any(|l| l.get(o) != mine)
+        })
+        .take(limit)
+        .map(|offset| Difference {
+            offset,
+            records: logs
+                .iter()
+                .map(|(id, l)| (*id, l.get(&offset).cloned()))
+                .collect(),
+        })
+        .collect()
 }
 
 /// An acknowledged record [`check_acknowledged`] found wrong.

@@ -58,6 +58,9 @@
 //!
 //! The seed fixes the schedule (the kinds, the random picks, the times), not the interleaving
 //! with the cluster: "the leader of partition 2" is whoever leads it then.
+//! `SLUICE_JEPSEN_FAULTS` narrows the kinds picked from (comma-separated: `kill-node`,
+//! `kill-controller`, `kill-leader`, `isolate-node`, `isolate-leader`; a seed replays the same
+//! schedule only with the same list).
 //!
 //! # The end, and what is checked
 //! The network is healed and every node started; the lanes send no new batch but keep trying
@@ -65,7 +68,8 @@
 //! the test, the cluster did not recover); every partition must then show its three replicas
 //! in the ISR on every node, and the three replicas' logs (the logical bytes of their `.log`
 //! segments) must become identical and end at the leader's high watermark, past every
-//! acknowledged offset. Each partition is read from its leader with Fetch, and:
+//! acknowledged offset, within 90 s (else every offset where they still differ, with each
+//! node's record there, is a problem). Each partition is read from its leader with Fetch, and:
 //! - every acknowledged record is in its partition exactly once, at its acknowledged offset,
 //!   with the producer id, epoch and sequence it was acknowledged with (else lost, misplaced or
 //!   duplicated);
@@ -111,9 +115,9 @@ use sluice_net::messages::InitProducerIdRequest;
 use sluice_net::record_batch::build::{BatchSpec, KeyValue, batch};
 use sluice_net::{Request, Response};
 use sluice_tests::netns::{
-    Cluster, LogRecord, NODES, active_controller, at, check_acknowledged, create_replicated,
-    metadata_within, placements, produce_on, produce_request, secs, wait_in_sync,
-    wait_logs_identical,
+    Cluster, Difference, LogRecord, NODES, active_controller, at, check_acknowledged,
+    create_replicated, logs_identical_within, metadata_within, placements, produce_on,
+    produce_request, read_all, replica_differences, secs, wait_in_sync,
 };
 use sluice_tests::wait_for_state;
 
@@ -608,13 +612,33 @@ enum Kind {
     IsolateLeader,
 }
 
-const KINDS: [Kind; 5] = [
-    Kind::KillNode,
-    Kind::KillController,
-    Kind::KillLeader,
-    Kind::IsolateNode,
-    Kind::IsolateLeader,
+/// Every kind, with its name in `SLUICE_JEPSEN_FAULTS`.
+const KINDS: [(Kind, &str); 5] = [
+    (Kind::KillNode, "kill-node"),
+    (Kind::KillController, "kill-controller"),
+    (Kind::KillLeader, "kill-leader"),
+    (Kind::IsolateNode, "isolate-node"),
+    (Kind::IsolateLeader, "isolate-leader"),
 ];
+
+/// The kinds the nemesis picks from: those `SLUICE_JEPSEN_FAULTS` names (comma-separated), or
+/// all.
+fn fault_kinds() -> Vec<Kind> {
+    let Ok(names) = std::env::var("SLUICE_JEPSEN_FAULTS") else {
+        return KINDS.iter().map(|(k, _)| *k).collect();
+    };
+    names
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| {
+            let known = KINDS.iter().find(|(_, name)| *name == n);
+            known.map(|(k, _)| *k).unwrap_or_else(|| {
+                panic!("SLUICE_JEPSEN_FAULTS: unknown fault {n:?}, known: {KINDS:?}")
+            })
+        })
+        .collect()
+}
 
 /// One fault, as it was injected.
 #[derive(Debug, Clone)]
@@ -646,11 +670,13 @@ impl std::fmt::Display for Fault {
 
 /// Injects faults for `length`, one at a time (see the module docs).
 fn nemesis(cluster: &mut Cluster, rng: &mut Rng, length: Duration, h: &History) -> Vec<Fault> {
+    let kinds = fault_kinds();
+    assert!(!kinds.is_empty(), "SLUICE_JEPSEN_FAULTS names no fault");
     let until = Instant::now() + length;
     let mut faults = Vec::new();
     while Instant::now() < until {
         // Every draw is made every time, so the seed alone fixes the schedule.
-        let kind = KINDS[usize::try_from(rng.below(KINDS.len() as u64)).expect("an index")];
+        let kind = kinds[usize::try_from(rng.below(kinds.len() as u64)).expect("an index")];
         let (random_node, partition) = (rng.node(), rng.below(PARTITIONS as u64) as i32);
         let (kill_hold, cut_hold) = (rng.millis(500, 6000), rng.millis(1000, 10_000));
         let pause = rng.millis(1000, 4000);
@@ -716,6 +742,8 @@ struct Findings {
     misplaced: usize,
     duplicated: usize,
     gaps: usize,
+    /// Offsets where the replicas differ at the end (up to 50 counted).
+    differing: usize,
     /// Batches never acknowledged: in the log, or not.
     unacked_present: usize,
     unacked_absent: usize,
@@ -736,6 +764,17 @@ fn check_partition(partition: i32, log: &[LogRecord], batches: &[&Batch]) -> Fin
     check_values(partition, log, batches, &mut f);
     check_sequences(partition, log, batches, &mut f);
     f
+}
+
+/// The replicas of a partition that still differ at the end: a problem per offset.
+fn add_differences(partition: i32, differences: &[Difference], f: &mut Findings) {
+    f.differing = differences.len();
+    for d in differences {
+        f.problems
+            .push(format!("{TOPIC}-{partition}: the replicas differ at {d}"));
+        let values = d.records.iter().filter_map(|(_, r)| r.as_ref());
+        f.suspects.extend(values.map(LogRecord::text));
+    }
 }
 
 /// Every acknowledged record exactly once at its offset, with its stamp.
@@ -905,6 +944,8 @@ struct Run {
     attempts: Vec<Attempt>,
     /// Each partition's log as read at the end.
     logs: BTreeMap<i32, Vec<LogRecord>>,
+    /// Where the replicas of a partition still differ at the end (the first 50 offsets).
+    differences: BTreeMap<i32, Vec<Difference>>,
 }
 
 impl Run {
@@ -931,11 +972,18 @@ impl Run {
         for b in &self.batches {
             out += &format!("{b}\n");
         }
+        for (p, differences) in &self.differences {
+            out += &format!("\n{TOPIC}-{p}: the replicas differ:\n");
+            for d in differences {
+                out += &format!("{d}\n");
+            }
+        }
         for (p, log) in &self.logs {
             out += &format!("\n{TOPIC}-{p} as read from its leader:\n");
             for r in log {
                 let stamp = (r.producer_id, r.producer_epoch, r.sequence);
-                out += &format!("{} {stamp:?} {}\n", r.offset, r.text());
+                let (offset, epoch) = (r.offset, r.leader_epoch);
+                out += &format!("{offset} {stamp:?} leader epoch {epoch} {}\n", r.text());
             }
         }
         let path = self.cluster.root().join("history.txt");
@@ -1019,8 +1067,19 @@ fn settle(run: &mut Run, producers: &mut Producers) {
             .max()
             .unwrap_or(0);
         let topic = (TOPIC, p);
-        let log = wait_logs_identical(&run.cluster, topic, placed.leader, end, SETTLE);
-        eprintln!("{} {TOPIC}-{p}: {placed:?}, {} records", at(), log.len());
+        match logs_identical_within(&run.cluster, topic, placed.leader, end, SETTLE) {
+            Ok(_) => eprintln!("{} {TOPIC}-{p}: {placed:?}, the replicas identical", at()),
+            Err(seen) => {
+                eprintln!(
+                    "{} {TOPIC}-{p}: {placed:?}, the replicas DIFFER: {seen:?}",
+                    at()
+                );
+                let differences = replica_differences(&run.cluster, topic, placed.leader, 50);
+                run.differences.insert(p, differences);
+            }
+        }
+        let log = read_all(&run.cluster.addr(placed.leader), TOPIC, p);
+        eprintln!("{} {TOPIC}-{p}: {} records read", at(), log.len());
         run.logs.insert(p, log);
     }
 }
@@ -1076,6 +1135,12 @@ fn summary(run: &Run, findings: &BTreeMap<i32, Findings>, (from, to): (Instant, 
         sum(|f| f.unacked_present),
         sum(|f| f.unacked_absent)
     );
+    let differing: BTreeMap<i32, usize> = findings
+        .iter()
+        .filter(|(_, f)| f.differing > 0)
+        .map(|(p, f)| (*p, f.differing))
+        .collect();
+    eprintln!("offsets where the replicas differ, by partition: {differing:?}");
     let mut answers: BTreeMap<String, usize> = BTreeMap::new();
     for a in attempts {
         let key = match &a.outcome {
@@ -1172,6 +1237,7 @@ fn idempotent_producers_under_kills_and_partitions() {
         batches: Vec::new(),
         attempts: Vec::new(),
         logs: BTreeMap::new(),
+        differences: BTreeMap::new(),
     };
     create_replicated(&run.cluster.addr(1), TOPIC, PARTITIONS);
     for p in 0..PARTITIONS {
@@ -1185,7 +1251,7 @@ fn idempotent_producers_under_kills_and_partitions() {
     run.faults = nemesis(&mut run.cluster, &mut rng, length, &run.history);
     let to = Instant::now();
     settle(&mut run, &mut producers);
-    let findings: BTreeMap<i32, Findings> = run
+    let mut findings: BTreeMap<i32, Findings> = run
         .logs
         .iter()
         .map(|(p, log)| {
@@ -1197,6 +1263,9 @@ fn idempotent_producers_under_kills_and_partitions() {
             (*p, check_partition(*p, log, &mine))
         })
         .collect();
+    for (p, differences) in &run.differences {
+        add_differences(*p, differences, findings.entry(*p).or_default());
+    }
     summary(&run, &findings, (from, to));
     verdict(&run, &findings);
     eprintln!("{} done: nothing lost, duplicated or out of order", at());
@@ -1232,6 +1301,7 @@ fn checker_catches_lost_duplicated_and_gaps() {
     let refs: Vec<&Batch> = batches.iter().collect();
     let record = |offset: i64, sequence: i32, value: &str| LogRecord {
         offset,
+        leader_epoch: 0,
         producer_id: 7,
         producer_epoch: 0,
         sequence,
