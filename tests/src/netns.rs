@@ -624,8 +624,36 @@ pub fn placement(broker: &str, topic: &str, partition: i32) -> Option<Placement>
     placements(&r).remove(&partition)
 }
 
+/// Waits (at most `within`) until all three nodes show `topic`-`partition` with the same
+/// placement, a leader and the full ISR: that placement, or as `Err` what each node showed
+/// last.
+pub fn in_sync_within(
+    cluster: &Cluster,
+    topic: &str,
+    partition: i32,
+    within: Duration,
+) -> Result<Placement, Vec<Option<Placement>>> {
+    let deadline = Instant::now() + within;
+    loop {
+        let views: Vec<Option<Placement>> = NODES
+            .iter()
+            .map(|&id| placement(&cluster.addr(id), topic, partition))
+            .collect();
+        let whole = |p: &Placement| p.leader > 0 && p.replicas.len() == 3 && p.isr == p.replicas;
+        if views.iter().all(|v| v == &views[0])
+            && let Some(p) = views[0].as_ref().filter(|p| whole(p))
+        {
+            return Ok(p.clone());
+        }
+        if Instant::now() > deadline {
+            return Err(views);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Waits until all three nodes show `topic`-`partition` with the same placement, a leader and
-/// the full ISR (at most `within`).
+/// the full ISR (at most `within`); fails the test, saying `what`, if they do not.
 pub fn wait_in_sync(
     cluster: &Cluster,
     topic: &str,
@@ -633,26 +661,12 @@ pub fn wait_in_sync(
     within: Duration,
     what: &str,
 ) -> Placement {
-    let views = wait_for_state(
-        within,
-        &format!(
-            "{what}: {topic}-{partition} with the same leader and the full ISR, as every node \
-             sees"
-        ),
-        || -> Vec<Option<Placement>> {
-            NODES
-                .iter()
-                .map(|&id| placement(&cluster.addr(id), topic, partition))
-                .collect()
-        },
-        |views| {
-            views.iter().all(|v| v == &views[0])
-                && views[0]
-                    .as_ref()
-                    .is_some_and(|p| p.leader > 0 && p.replicas.len() == 3 && p.isr == p.replicas)
-        },
-    );
-    views[0].clone().expect("a placement")
+    in_sync_within(cluster, topic, partition, within).unwrap_or_else(|views| {
+        panic!(
+            "timed out waiting for {what}: {topic}-{partition} with the same leader and the \
+             full ISR, as every node sees; last seen: {views:?}"
+        )
+    })
 }
 
 /// The active controller: the leader named by the DescribeQuorum answers of the nodes'
