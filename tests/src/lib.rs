@@ -17,6 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod cluster;
+pub mod netns;
 
 /// Where the `sluice` binary under test is.
 pub fn sluice_bin() -> PathBuf {
