@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use sluice_net::Request;
 use sluice_net::error_code::code;
-use sluice_net::messages::{ProduceRequest, produce_request};
+use sluice_net::messages::{MetadataResponse, ProduceRequest, produce_request};
 use sluice_net::record_batch::build::{BatchSpec, KeyValue, batch};
 
 use crate::{Broker, free_port, metadata_of, wait_for_state};
@@ -182,9 +182,12 @@ impl Placement {
 /// Each partition of `topic` as `broker` sees it; empty if it does not answer or know the topic.
 /// Never ask a SIGSTOPped node: it accepts the connection and then answers nothing.
 pub fn placements(broker: &str, topic: &str) -> BTreeMap<i32, Placement> {
-    let Some(r) = metadata_of(broker, topic) else {
-        return BTreeMap::new();
-    };
+    metadata_of(broker, topic).map_or_else(BTreeMap::new, |r| placements_in(&r))
+}
+
+/// Every partition of the first topic in a Metadata answer, by index; empty if the topic is
+/// unknown.
+pub fn placements_in(r: &MetadataResponse) -> BTreeMap<i32, Placement> {
     let Some(t) = r.topics.first().filter(|t| t.error_code == code::NONE) else {
         return BTreeMap::new();
     };

@@ -49,6 +49,7 @@ use sluice_net::messages::{
 use sluice_net::record_batch::Batches;
 use sluice_net::{Request, Response};
 
+pub use crate::cluster::{Placement, placements_in};
 use crate::{replica_log, sluice_bin, wait_for_state};
 
 /// Connect timeout of the helpers' clients; reads wait four times as long (`Client::connect`).
@@ -585,43 +586,10 @@ pub fn metadata_within(broker: &str, topic: &str, timeout: Duration) -> Option<M
     }
 }
 
-/// A partition as a broker's Metadata shows it (replicas and ISR sorted).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Placement {
-    pub leader: i32,
-    pub epoch: i32,
-    pub replicas: Vec<i32>,
-    pub isr: Vec<i32>,
-}
-
-/// Every partition of `topic` in a Metadata answer, by index; empty if the topic is unknown.
-pub fn placements(r: &MetadataResponse) -> BTreeMap<i32, Placement> {
-    let sorted = |ids: &[sluice_net::BrokerId]| {
-        let mut v: Vec<i32> = ids.iter().map(|b| b.0).collect();
-        v.sort_unstable();
-        v
-    };
-    let Some(t) = r.topics.first().filter(|t| t.error_code == code::NONE) else {
-        return BTreeMap::new();
-    };
-    t.partitions
-        .iter()
-        .map(|p| {
-            let placement = Placement {
-                leader: p.leader_id.0,
-                epoch: p.leader_epoch,
-                replicas: sorted(&p.replica_nodes),
-                isr: sorted(&p.isr_nodes),
-            };
-            (p.partition_index, placement)
-        })
-        .collect()
-}
-
 /// `topic`-`partition` as `broker` sees it; `None` if it does not answer or know it.
 pub fn placement(broker: &str, topic: &str, partition: i32) -> Option<Placement> {
     let r = metadata_within(broker, topic, CONNECT)?;
-    placements(&r).remove(&partition)
+    placements_in(&r).remove(&partition)
 }
 
 /// Waits (at most `within`) until all three nodes show `topic`-`partition` with the same

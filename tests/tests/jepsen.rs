@@ -119,7 +119,7 @@ use sluice_net::record_batch::build::{BatchSpec, KeyValue, batch};
 use sluice_net::{Request, Response};
 use sluice_tests::netns::{
     Cluster, Difference, LogRecord, NODES, active_controller, at, check_acknowledged,
-    create_replicated, in_sync_within, logs_identical_within, metadata_within, placements,
+    create_replicated, in_sync_within, logs_identical_within, metadata_within, placements_in,
     produce_on, produce_request, read_all, replica_differences, secs, wait_in_sync,
 };
 use sluice_tests::wait_for_state;
@@ -336,7 +336,7 @@ fn find_leader(addrs: &[String], partition: i32) -> Option<i32> {
     addrs
         .iter()
         .filter_map(|a| metadata_within(a, TOPIC, Duration::from_secs(1)))
-        .filter_map(|r| placements(&r).remove(&partition))
+        .filter_map(|r| placements_in(&r).remove(&partition))
         .filter(|p| p.leader > 0)
         .map(|p| (p.epoch, p.leader))
         .max()
