@@ -593,6 +593,37 @@ pub fn create_topic(broker: &str, name: &str, partitions: i32) -> i16 {
     }
 }
 
+/// One Fetch (v12, no wait, 1 MiB) of `topic`-`partition` from `offset`, as a consumer sends
+/// it; `None` when the answer is not a Fetch response.
+pub fn fetch_at(
+    client: &mut sluice_net::client::Client,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Option<sluice_net::messages::FetchResponse> {
+    use sluice_net::messages::{FetchRequest, fetch_request};
+    let request = sluice_net::Request::Fetch(FetchRequest {
+        max_wait_ms: 0,
+        max_bytes: 1 << 20,
+        session_epoch: -1,
+        topics: vec![fetch_request::FetchTopic {
+            topic: topic.into(),
+            partitions: vec![fetch_request::FetchPartition {
+                partition,
+                fetch_offset: offset,
+                partition_max_bytes: 1 << 20,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    match client.call(12, &request) {
+        Ok((_, sluice_net::Response::Fetch(f))) => Some(f),
+        _ => None,
+    }
+}
+
 /// A broker's Metadata answer for `topic`.
 pub fn metadata_of(broker: &str, topic: &str) -> Option<sluice_net::messages::MetadataResponse> {
     use sluice_net::messages::{MetadataRequest, metadata_request::MetadataRequestTopic};

@@ -42,15 +42,15 @@ use sluice_net::client::Client;
 use sluice_net::error_code::code;
 use sluice_net::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use sluice_net::messages::{
-    CreateTopicsRequest, DescribeQuorumRequest, FetchRequest, ListOffsetsRequest, MetadataRequest,
-    MetadataResponse, ProduceRequest, describe_quorum_request as dq, fetch_request,
-    list_offsets_request, metadata_request, produce_request,
+    CreateTopicsRequest, DescribeQuorumRequest, ListOffsetsRequest, MetadataRequest,
+    MetadataResponse, ProduceRequest, describe_quorum_request as dq, list_offsets_request,
+    metadata_request, produce_request,
 };
 use sluice_net::record_batch::Batches;
 use sluice_net::{Request, Response};
 
 pub use crate::cluster::{Placement, placements_in};
-use crate::{replica_log, sluice_bin, wait_for_state};
+use crate::{fetch_at, replica_log, sluice_bin, wait_for_state};
 
 /// Connect timeout of the helpers' clients; reads wait four times as long (`Client::connect`).
 pub const CONNECT: Duration = Duration::from_secs(5);
@@ -788,23 +788,7 @@ pub fn read_all(broker: &str, topic: &str, partition: i32) -> Vec<LogRecord> {
     let mut out: Vec<LogRecord> = Vec::new();
     let mut next = 0;
     loop {
-        let request = Request::Fetch(FetchRequest {
-            max_wait_ms: 0,
-            max_bytes: 1 << 20,
-            session_epoch: -1,
-            topics: vec![fetch_request::FetchTopic {
-                topic: topic.into(),
-                partitions: vec![fetch_request::FetchPartition {
-                    partition,
-                    fetch_offset: next,
-                    partition_max_bytes: 1 << 20,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-            ..Default::default()
-        });
-        let Ok((_, Response::Fetch(f))) = client.call(12, &request) else {
+        let Some(f) = fetch_at(&mut client, topic, partition, next) else {
             panic!("no Fetch answer from {broker}");
         };
         let p = &f.responses[0].partitions[0];

@@ -407,7 +407,7 @@ fn three_nodes_elect_fail_over_and_rejoin() {
 /// (KIP-951: Produce v10+, Fetch v12+ and v16+ for endpoints); the leader itself accepts it.
 #[test]
 fn a_broker_that_does_not_lead_names_the_leader() {
-    use sluice_net::messages::{FetchRequest, fetch_request};
+    use sluice_tests::fetch_at;
     let tmp = tempfile::tempdir().expect("tempdir");
     let (_controllers, nodes) = start_cluster(tmp.path());
     assert_eq!(create_topic(&nodes[0].bootstrap(), "led", 3), code::NONE);
@@ -432,22 +432,7 @@ fn a_broker_that_does_not_lead_names_the_leader() {
     );
     assert_eq!(r.node_endpoints.len(), 1, "{r:?}");
     assert_eq!(r.node_endpoints[0].port, leader_port);
-    let fetch = Request::Fetch(FetchRequest {
-        max_wait_ms: 0,
-        max_bytes: 1 << 20,
-        session_epoch: -1,
-        topics: vec![fetch_request::FetchTopic {
-            topic: "led".into(),
-            partitions: vec![fetch_request::FetchPartition {
-                partition: 0,
-                partition_max_bytes: 1 << 20,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-        ..Default::default()
-    });
-    let Ok((_, Response::Fetch(f))) = client.call(12, &fetch) else {
+    let Some(f) = fetch_at(&mut client, "led", 0, 0) else {
         panic!("no Fetch answer");
     };
     let fp = &f.responses[0].partitions[0];

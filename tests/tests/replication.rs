@@ -38,16 +38,16 @@ use sluice_net::error_code::code;
 use sluice_net::messages::create_topics_request::{
     CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
 };
-use sluice_net::messages::{
-    CreateTopicsRequest, FetchRequest, ListOffsetsRequest, fetch_request, list_offsets_request,
-};
+use sluice_net::messages::{CreateTopicsRequest, ListOffsetsRequest, list_offsets_request};
 use sluice_net::record_batch::Batches;
 use sluice_net::{Request, Response};
 use sluice_tests::cluster::{
     COMBINED, NodeArgs, Placement, Voters, addr_of, node_dir, placements, produce_request,
     start_cluster, start_cluster_with_voters, start_node, start_voters, wait_brokers,
 };
-use sluice_tests::{Broker, find_dir, metadata_of, replica_log, wait_for, wait_for_state};
+use sluice_tests::{
+    Broker, fetch_at, find_dir, metadata_of, replica_log, wait_for, wait_for_state,
+};
 
 /// Connect timeout of every client here; reads wait four times as long (`Client::connect`).
 const CONNECT: Duration = Duration::from_secs(5);
@@ -196,23 +196,7 @@ fn read_from(broker: &str, topic: &str, partition: i32, from: i64) -> Vec<(i64, 
     let mut out = Vec::new();
     let mut next = from;
     loop {
-        let request = Request::Fetch(FetchRequest {
-            max_wait_ms: 0,
-            max_bytes: 1 << 20,
-            session_epoch: -1,
-            topics: vec![fetch_request::FetchTopic {
-                topic: topic.into(),
-                partitions: vec![fetch_request::FetchPartition {
-                    partition,
-                    fetch_offset: next,
-                    partition_max_bytes: 1 << 20,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-            ..Default::default()
-        });
-        let Ok((_, Response::Fetch(f))) = client.call(12, &request) else {
+        let Some(f) = fetch_at(&mut client, topic, partition, next) else {
             panic!("no Fetch answer");
         };
         let p = &f.responses[0].partitions[0];
