@@ -38,6 +38,9 @@ pub(super) struct ScanResult {
     pub(super) next_offset: i64,
     pub(super) max_timestamp: i64,
     pub(super) index: SparseIndex,
+    /// Whether the bytes right after `valid_bytes` (a batch header's worth) hold anything but
+    /// zeros, when the scan's last read covered them; `None` when it did not.
+    pub(super) tail_not_zeros: Option<bool>,
 }
 
 /// Whether a scan keeps `batch`, found at byte `pos` where offset `next` was due: framing
@@ -131,7 +134,11 @@ pub(super) async fn scan_segment<F: StorageFile>(
         next = last + 1;
         pos += need as u64;
     }
+    let tail = buf.get((pos - buf_pos) as usize..).unwrap_or(&[]);
+    let tail = &tail[..tail.len().min(record_batch::LOG_OVERHEAD_BYTES)];
+    let tail_not_zeros = (!tail.is_empty()).then(|| tail.iter().any(|&b| b != 0));
     Ok(ScanResult {
+        tail_not_zeros,
         producers,
         valid_bytes: pos,
         next_offset: next,
@@ -333,7 +340,8 @@ fn initial_state<F>(
 /// Whether something that is not padding follows the last valid batch of the active segment,
 /// at `valid` of its `file_bytes`: a batch header (a torn or corrupt batch, which recovery
 /// cuts) rather than the zeros the file holds past its batches (the direct-I/O block's
-/// padding, preallocation). Only for the log line; a failed read says no.
+/// padding, preallocation). Only for the log line, when the scan's last read did not cover
+/// those bytes; a failed read says no.
 async fn batch_starts_at<F: StorageFile>(file: &F, valid: u64, file_bytes: u64) -> bool {
     let len = (file_bytes - valid).min(record_batch::LOG_OVERHEAD_BYTES as u64) as usize;
     file.read_at(valid, len)
@@ -436,7 +444,10 @@ impl<S: Storage> Recovery<'_, S> {
                         file_bytes,
                         "closed segment has a corrupt tail"
                     );
-                } else if batch_starts_at(file, scan.valid_bytes, file_bytes).await {
+                } else if match scan.tail_not_zeros {
+                    Some(not_zeros) => not_zeros,
+                    None => batch_starts_at(file, scan.valid_bytes, file_bytes).await,
+                } {
                     tracing::warn!(
                         path = %path.display(),
                         valid = scan.valid_bytes,
