@@ -15,6 +15,7 @@
 //! learned (asserted: with the controller electing from the ISR only, a record below any
 //! replica's high watermark is on every later leader).
 
+use crate::divergence::truncation_offset;
 use crate::log::{Log, RecordBatch};
 use crate::message::{FetchError, FetchRequest, FetchResponse};
 use crate::types::{Config, Epoch, EpochEndOffset, LeaderAndIsr, Offset, ReplicaId};
@@ -210,12 +211,8 @@ impl PartitionFollower {
         leader: EpochEndOffset,
     ) -> Offset {
         let log_end = log.log_end();
-        let to = match log.epochs().end_offset_for(leader.epoch, log_end) {
-            Some(local) if local.epoch == leader.epoch => local.end_offset.min(leader.end_offset),
-            Some(local) => local.end_offset,
-            None => leader.end_offset,
-        }
-        .min(log_end);
+        let local = log.epochs().end_offset_for(leader.epoch, log_end);
+        let to = truncation_offset(leader, local, log_end);
         assert!(
             to >= self.high_watermark,
             "replica {:?} would truncate to {to:?}, below its high watermark {:?}",

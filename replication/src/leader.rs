@@ -13,31 +13,20 @@
 //! below `min.insync.replicas` (Kafka's `maybeIncrementLeaderHW`); a produce is acknowledged
 //! only once the high watermark passes it.
 
-use std::collections::BTreeMap;
-
 use crate::acks::WaitingProduces;
-use crate::isr::IsrState;
+use crate::leader_replicas::LeaderReplicas;
 use crate::log::Log;
-use crate::message::{Acks, AlterPartitionRequest, Effect, ProduceError};
-use crate::progress::FollowerProgress;
+use crate::message::{Acks, AlterPartitionAnswer, AlterPartitionRequest, Effect, ProduceError};
 use crate::types::{Config, Epoch, LeaderAndIsr, Offset, PartitionEpoch, ReplicaId};
 
 /// The leader of one partition in one leader epoch.
 #[derive(Debug, Clone)]
 pub struct PartitionLeader {
-    pub(crate) config: Config,
-    pub(crate) leader_epoch: Epoch,
-    pub(crate) partition_epoch: PartitionEpoch,
-    pub(crate) replicas: Vec<ReplicaId>,
-    pub(crate) isr: IsrState,
-    /// The log end when this epoch began: the first offset this leader wrote.
-    pub(crate) epoch_start_offset: Offset,
+    /// Its replicas, ISR and epochs (what sluice's broker runs too).
+    pub(crate) replicas: LeaderReplicas,
     pub(crate) high_watermark: Offset,
-    pub(crate) followers: BTreeMap<ReplicaId, FollowerProgress>,
     pub(crate) waiting: WaitingProduces,
     pub(crate) effects: Vec<Effect>,
-    /// When to send the AlterPartition in flight again, while no answer came.
-    pub(crate) alter_partition_retry_at: Option<u64>,
 }
 
 impl PartitionLeader {
@@ -51,37 +40,14 @@ impl PartitionLeader {
         log: &mut L,
         high_watermark: Offset,
     ) -> PartitionLeader {
-        assert_eq!(
-            state.leader,
-            Some(config.replica_id),
-            "not the leader of {state:?}"
-        );
-        let epoch_start_offset = log.log_end();
-        log.assign_epoch_start(state.leader_epoch, epoch_start_offset);
-        let followers = state
-            .replicas
-            .iter()
-            .filter(|&&r| r != config.replica_id)
-            .map(|&r| {
-                (
-                    r,
-                    FollowerProgress::for_new_leader(now_ms, state.isr.contains(&r)),
-                )
-            })
-            .collect();
         let waiting = WaitingProduces::new(config.waiting_produces_max);
+        let replicas = LeaderReplicas::new(config, state, now_ms, log.log_end());
+        log.assign_epoch_start(state.leader_epoch, replicas.epoch_start_offset());
         let mut leader = PartitionLeader {
-            config,
-            leader_epoch: state.leader_epoch,
-            partition_epoch: state.partition_epoch,
-            replicas: state.replicas.clone(),
-            isr: IsrState::committed(state.isr.clone()),
-            epoch_start_offset,
+            replicas,
             high_watermark: high_watermark.min(log.log_end()),
-            followers,
             waiting,
             effects: Vec::new(),
-            alter_partition_retry_at: None,
         };
         leader.maybe_increment_high_watermark(now_ms, log);
         leader
@@ -90,44 +56,24 @@ impl PartitionLeader {
     /// The same replica leads again in a newer leader epoch: a new epoch start, the ISR from
     /// `state`, and the followers' log ends kept (Kafka's `makeLeader` when it already led).
     pub fn reelect<L: Log>(&mut self, state: &LeaderAndIsr, now_ms: u64, log: &mut L) {
-        assert!(
-            state.leader_epoch > self.leader_epoch,
-            "re-elected in an old epoch"
-        );
-        self.epoch_start_offset = log.log_end();
-        log.assign_epoch_start(state.leader_epoch, self.epoch_start_offset);
-        self.leader_epoch = state.leader_epoch;
-        self.set_replicas(state, now_ms);
-        let start = self.epoch_start_offset;
-        for (id, progress) in &mut self.followers {
-            progress.reelected(now_ms, start, state.isr.contains(id));
-        }
+        self.replicas.reelect(state, now_ms, log.log_end());
+        log.assign_epoch_start(state.leader_epoch, self.replicas.epoch_start_offset());
         self.maybe_increment_high_watermark(now_ms, log);
     }
 
-    /// The replica set, ISR and partition epoch from the controller (the AlterPartition in
-    /// flight, if any, is forgotten: the controller's state wins).
-    pub(crate) fn set_replicas(&mut self, state: &LeaderAndIsr, now_ms: u64) {
-        self.partition_epoch = state.partition_epoch;
-        self.replicas = state.replicas.clone();
-        self.isr = IsrState::committed(state.isr.clone());
-        let me = self.config.replica_id;
-        self.followers.retain(|id, _| state.replicas.contains(id));
-        for &replica in state.replicas.iter().filter(|&&r| r != me) {
-            self.followers
-                .entry(replica)
-                .or_insert_with(|| FollowerProgress::for_new_leader(now_ms, false));
-        }
+    /// The replicas, ISR and epochs this leader tracks.
+    pub fn replicas(&self) -> &LeaderReplicas {
+        &self.replicas
     }
 
     /// The leader epoch this replica leads.
     pub fn leader_epoch(&self) -> Epoch {
-        self.leader_epoch
+        self.replicas.leader_epoch()
     }
 
     /// The partition epoch the leader's ISR is based on.
     pub fn partition_epoch(&self) -> PartitionEpoch {
-        self.partition_epoch
+        self.replicas.partition_epoch()
     }
 
     /// The high watermark: consumers read below it.
@@ -137,22 +83,22 @@ impl PartitionLeader {
 
     /// The first offset of this leader epoch.
     pub fn epoch_start_offset(&self) -> Offset {
-        self.epoch_start_offset
+        self.replicas.epoch_start_offset()
     }
 
     /// The committed ISR.
     pub fn isr(&self) -> &[ReplicaId] {
-        self.isr.isr()
+        self.replicas.isr()
     }
 
     /// The ISR the high watermark waits for (the committed one, plus a member being added).
     pub fn maximal_isr(&self) -> Vec<ReplicaId> {
-        self.isr.maximal_isr()
+        self.replicas.maximal_isr()
     }
 
     /// The AlterPartition waiting for the controller's answer, if any.
     pub fn alter_partition_in_flight(&self) -> Option<&AlterPartitionRequest> {
-        self.isr.in_flight()
+        self.replicas.alter_partition_in_flight()
     }
 
     /// How many acks=all produces wait.
@@ -164,12 +110,14 @@ impl PartitionLeader {
     /// watermark is below the start of the current leader epoch (a new leader's high
     /// watermark may lag the one its predecessor had shown consumers).
     pub fn offsets_available(&self) -> bool {
-        self.high_watermark >= self.epoch_start_offset
+        self.high_watermark >= self.replicas.epoch_start_offset()
     }
 
-    /// `min.insync.replicas`, capped at the replication factor (Kafka's `effectiveMinIsr`).
-    pub(crate) fn effective_min_isr(&self) -> usize {
-        self.config.min_insync_replicas.min(self.replicas.len())
+    /// Moves the AlterPartition requests the replicas produced into the effects, in order.
+    pub(crate) fn send_alter_partitions(&mut self) {
+        let requests = self.replicas.take_alter_partition_requests();
+        self.effects
+            .extend(requests.into_iter().map(Effect::AlterPartition));
     }
 
     /// Appends `batch` in this leader epoch (Kafka's `appendRecordsToLeader`). An acks=all
@@ -184,14 +132,14 @@ impl PartitionLeader {
         acks: Acks,
     ) -> Result<(Offset, Offset), ProduceError> {
         if let Acks::All { .. } = acks {
-            if self.isr.isr().len() < self.effective_min_isr() {
+            if self.replicas.below_min_isr() {
                 return Err(ProduceError::NotEnoughReplicas);
             }
             if self.waiting.is_full() {
                 return Err(ProduceError::TooManyWaiting);
             }
         }
-        let (base, last) = log.append_as_leader(self.leader_epoch, batch);
+        let (base, last) = log.append_as_leader(self.replicas.leader_epoch(), batch);
         if let Acks::All { token, timeout_ms } = acks {
             self.waiting
                 .add(token, base, last.next(), now_ms + timeout_ms);
@@ -205,8 +153,9 @@ impl PartitionLeader {
     /// AlterPartition is sent again. Call after
     /// every sync of the log and at least every `replica_lag_time_max_ms / 2`.
     pub fn tick<L: Log>(&mut self, now_ms: u64, log: &L) {
-        self.maybe_resend_alter_partition(now_ms);
-        self.maybe_shrink_isr(now_ms, log);
+        self.replicas.maybe_resend_alter_partition(now_ms);
+        self.replicas.maybe_shrink_isr(now_ms, log.log_end());
+        self.send_alter_partitions();
         self.maybe_increment_high_watermark(now_ms, log);
         self.waiting.expire(now_ms, &mut self.effects);
     }
@@ -224,25 +173,14 @@ impl PartitionLeader {
         std::mem::take(&mut self.effects)
     }
 
-    /// Kafka's `maybeIncrementLeaderHW`: the smallest log end among the leader (its durable
-    /// end here) and the followers of the maximal ISR, and those caught up and eligible to
-    /// join it (so a follower about to join is not left behind); not while the committed ISR
-    /// is below `min.insync.replicas`. Returns whether it moved.
+    /// Kafka's `maybeIncrementLeaderHW`: the smaller of the leader's durable end and the
+    /// replicas' bound (`LeaderReplicas::high_watermark_bound`); not while the committed ISR is
+    /// below `min.insync.replicas`. Returns whether it moved.
     pub(crate) fn maybe_increment_high_watermark<L: Log>(&mut self, now_ms: u64, log: &L) -> bool {
-        if self.isr.isr().len() < self.effective_min_isr() {
+        let Some(bound) = self.replicas.high_watermark_bound(now_ms, log.log_end()) else {
             return false;
-        }
-        let leader_end = log.log_end();
-        let maximal = self.isr.maximal_isr();
-        let lag_max_ms = self.config.replica_lag_time_max_ms;
-        let mut candidate = log.durable_end();
-        for (id, progress) in &self.followers {
-            let joining = progress.broker_epoch.is_some()
-                && progress.is_caught_up(leader_end, now_ms, lag_max_ms);
-            if maximal.contains(id) || joining {
-                candidate = candidate.min(progress.log_end.unwrap_or(Offset(-1)));
-            }
-        }
+        };
+        let candidate = log.durable_end().min(bound);
         if candidate <= self.high_watermark {
             return false;
         }
@@ -250,6 +188,31 @@ impl PartitionLeader {
         self.effects.push(Effect::HighWatermark(candidate));
         self.release_waiting();
         true
+    }
+
+    /// The controller answered an AlterPartition (`LeaderReplicas::handle_alter_partition_-
+    /// answer`); a committed ISR may move the high watermark, and a shrink may have left the
+    /// maximal ISR below `min.insync.replicas`.
+    pub fn handle_alter_partition_answer<L: Log>(
+        &mut self,
+        now_ms: u64,
+        log: &L,
+        answer: &AlterPartitionAnswer,
+    ) {
+        let committed = self.replicas.handle_alter_partition_answer(now_ms, answer);
+        self.send_alter_partitions();
+        if committed {
+            self.maybe_increment_high_watermark(now_ms, log);
+            self.release_waiting();
+        }
+    }
+
+    /// A partition state of the same leader epoch from the metadata
+    /// (`LeaderReplicas::update_partition_state`).
+    pub fn update_partition_state<L: Log>(&mut self, now_ms: u64, log: &L, state: &LeaderAndIsr) {
+        if self.replicas.update_partition_state(now_ms, state) {
+            self.maybe_increment_high_watermark(now_ms, log);
+        }
     }
 
     /// Kafka's `checkEnoughReplicasReachOffset`, for a broker-level purgatory holding a
@@ -265,7 +228,7 @@ impl PartitionLeader {
         if self.high_watermark < required_offset {
             return None;
         }
-        if self.isr.maximal_isr().len() >= self.effective_min_isr() {
+        if self.replicas.enough_replicas() {
             Some(Ok(()))
         } else {
             Some(Err(ProduceError::NotEnoughReplicasAfterAppend))
@@ -274,7 +237,7 @@ impl PartitionLeader {
 
     /// Answers the produces the high watermark has passed.
     pub(crate) fn release_waiting(&mut self) {
-        let enough = self.isr.maximal_isr().len() >= self.effective_min_isr();
+        let enough = self.replicas.enough_replicas();
         self.waiting
             .release(self.high_watermark, enough, &mut self.effects);
     }

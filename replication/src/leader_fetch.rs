@@ -8,6 +8,7 @@
 //! log (never with a diverging answer), so the high watermark counts only records the follower
 //! holds as the leader does.
 
+use crate::divergence::diverging_epoch;
 use crate::leader::PartitionLeader;
 use crate::log::Log;
 use crate::message::{FetchError, FetchRequest, FetchResponse};
@@ -42,8 +43,10 @@ impl PartitionLeader {
                 // The log end before the read: appends after it do not keep the follower from
                 // counting as caught up (Kafka reads `initialLogEndOffset` first).
                 let leader_end = log.log_end();
-                response.batches =
-                    log.read_from(request.fetch_offset, self.config.fetch_batches_max);
+                response.batches = log.read_from(
+                    request.fetch_offset,
+                    self.replicas.config().fetch_batches_max,
+                );
                 self.record_follower_fetch(now_ms, log, request, leader_end);
                 response.high_watermark = self.high_watermark;
             }
@@ -54,18 +57,20 @@ impl PartitionLeader {
     /// Kafka's `checkCurrentLeaderEpoch`, `followerReplicaOrThrow` and the broker epoch fence
     /// of `updateFetchStateOrThrow`.
     fn check_follower(&self, request: &FetchRequest) -> Result<(), FetchError> {
-        if request.current_leader_epoch < self.leader_epoch {
+        let leader_epoch = self.replicas.leader_epoch();
+        if request.current_leader_epoch < leader_epoch {
             return Err(FetchError::FencedLeaderEpoch);
         }
-        if request.current_leader_epoch > self.leader_epoch {
+        if request.current_leader_epoch > leader_epoch {
             return Err(FetchError::UnknownLeaderEpoch);
         }
         // A replica not (yet) in the assignment: UNKNOWN_LEADER_EPOCH makes it retry.
-        let Some(progress) = self.followers.get(&request.replica_id) else {
+        if !self.replicas.is_follower(request.replica_id) {
             return Err(FetchError::UnknownLeaderEpoch);
-        };
-        if progress
-            .broker_epoch
+        }
+        if self
+            .replicas
+            .follower_broker_epoch(request.replica_id)
             .is_some_and(|known| request.replica_epoch < known)
         {
             return Err(FetchError::NotLeaderOrFollower);
@@ -82,19 +87,16 @@ impl PartitionLeader {
         request: &FetchRequest,
         leader_end: Offset,
     ) {
-        let Some(progress) = self.followers.get_mut(&request.replica_id) else {
-            return;
-        };
-        let previous_end = progress.log_end;
-        progress.record_fetch(
-            request.fetch_offset,
-            request.log_start_offset,
+        let moved = self.replicas.record_fetch(
             now_ms,
+            request.replica_id,
+            (request.fetch_offset, request.log_start_offset),
             leader_end,
             request.replica_epoch,
+            self.high_watermark,
         );
-        self.maybe_expand_isr(now_ms, request.replica_id);
-        if previous_end != Some(request.fetch_offset) {
+        self.send_alter_partitions();
+        if moved == Some(true) {
             self.maybe_increment_high_watermark(now_ms, log);
         }
     }
@@ -116,8 +118,8 @@ fn check_position<L: Log>(
         if fetch_offset < log.log_start() {
             return Err(FetchError::OffsetOutOfRange);
         }
-        if end.epoch < fetched_epoch || end.end_offset < fetch_offset {
-            return Ok(Some(end));
+        if let Some(diverging) = diverging_epoch(fetched_epoch, fetch_offset, end) {
+            return Ok(Some(diverging));
         }
     }
     if fetch_offset < log.log_start() || fetch_offset > log.log_end() {

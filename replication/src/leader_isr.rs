@@ -9,18 +9,20 @@
 //! has committed the shrink; an answer to anything but the request in flight is ignored.
 
 use crate::isr::IsrState;
-use crate::leader::PartitionLeader;
-use crate::log::Log;
-use crate::message::{
-    AlterPartitionAnswer, AlterPartitionError, AlterPartitionRequest, Effect, IsrMember,
-};
-use crate::types::{LeaderAndIsr, ReplicaId};
+use crate::leader_replicas::LeaderReplicas;
+use crate::message::{AlterPartitionAnswer, AlterPartitionError, AlterPartitionRequest, IsrMember};
+use crate::types::{Offset, ReplicaId};
 
-impl PartitionLeader {
+impl LeaderReplicas {
     /// After a follower's fetch: propose it for the ISR when it is in sync (Kafka's
     /// `isFollowerInSync`: its log end at least the high watermark and the leader epoch's start)
     /// and eligible (its broker epoch known from a Fetch, KIP-903).
-    pub(crate) fn maybe_expand_isr(&mut self, now_ms: u64, follower: ReplicaId) {
+    pub(crate) fn maybe_expand_isr(
+        &mut self,
+        now_ms: u64,
+        follower: ReplicaId,
+        high_watermark: Offset,
+    ) {
         if self.isr.in_flight().is_some() || self.isr.isr().contains(&follower) {
             return;
         }
@@ -29,7 +31,7 @@ impl PartitionLeader {
         };
         let in_sync = progress
             .log_end
-            .is_some_and(|end| end >= self.high_watermark && end >= self.epoch_start_offset);
+            .is_some_and(|end| end >= high_watermark && end >= self.epoch_start_offset);
         if !in_sync || progress.broker_epoch.is_none() {
             return;
         }
@@ -48,11 +50,10 @@ impl PartitionLeader {
     /// Proposes removing the ISR members that are not caught up (Kafka's
     /// `getOutOfSyncReplicas`: not at the leader's log end, and not caught up within
     /// `replica_lag_time_max_ms`); nothing while an AlterPartition is in flight.
-    pub(crate) fn maybe_shrink_isr<L: Log>(&mut self, now_ms: u64, log: &L) {
+    pub fn maybe_shrink_isr(&mut self, now_ms: u64, leader_end: Offset) {
         if self.isr.in_flight().is_some() {
             return;
         }
-        let leader_end = log.log_end();
         let lag_max_ms = self.config.replica_lag_time_max_ms;
         let me = self.config.replica_id;
         let committed = self.isr.isr().to_vec();
@@ -73,13 +74,13 @@ impl PartitionLeader {
 
     fn send_alter_partition(&mut self, request: AlterPartitionRequest, now_ms: u64) {
         self.alter_partition_retry_at = Some(now_ms + self.config.alter_partition_retry_ms);
-        self.effects.push(Effect::AlterPartition(request));
+        self.outbox.push(request);
     }
 
     /// Sends the AlterPartition in flight again when unanswered for
     /// `alter_partition_retry_ms` (a lost request or answer; the controller refuses a repeat
     /// of one it applied with INVALID_UPDATE_VERSION, and the metadata then commits it).
-    pub(crate) fn maybe_resend_alter_partition(&mut self, now_ms: u64) {
+    pub fn maybe_resend_alter_partition(&mut self, now_ms: u64) {
         if self.alter_partition_retry_at.is_some_and(|at| now_ms >= at) {
             self.resend_alter_partition(now_ms);
         }
@@ -125,15 +126,15 @@ impl PartitionLeader {
     /// will bring the truth). INELIGIBLE_REPLICA and OPERATION_NOT_ATTEMPTED go back to the
     /// committed ISR (the controller applied nothing); NOT_CONTROLLER sends the request
     /// again; other errors leave the request in flight until the metadata brings a newer
-    /// partition state.
-    pub fn handle_alter_partition_answer<L: Log>(
+    /// partition state. Returns whether a new ISR was committed (the high watermark may move,
+    /// and waiting produces may need their answer).
+    pub fn handle_alter_partition_answer(
         &mut self,
         now_ms: u64,
-        log: &L,
         answer: &AlterPartitionAnswer,
-    ) {
+    ) -> bool {
         if self.isr.in_flight() != Some(&answer.request) {
-            return;
+            return false;
         }
         self.alter_partition_retry_at = None;
         match &answer.result {
@@ -141,13 +142,11 @@ impl PartitionLeader {
                 if state.leader_epoch != self.leader_epoch
                     || state.partition_epoch < self.partition_epoch
                 {
-                    return;
+                    return false;
                 }
                 self.partition_epoch = state.partition_epoch;
                 self.isr = IsrState::committed(state.isr.clone());
-                self.maybe_increment_high_watermark(now_ms, log);
-                // A shrink may have left the maximal ISR below min.insync.replicas.
-                self.release_waiting();
+                return true;
             }
             Err(
                 AlterPartitionError::IneligibleReplica | AlterPartitionError::OperationNotAttempted,
@@ -157,32 +156,6 @@ impl PartitionLeader {
             Err(AlterPartitionError::NotController) => self.resend_alter_partition(now_ms),
             Err(_) => {}
         }
-    }
-
-    /// A partition state of the same leader epoch reached this leader through the metadata
-    /// (the controller changed the ISR itself, e.g. fencing a broker, or committed this
-    /// leader's AlterPartition). A newer partition epoch replaces the ISR, in flight or not
-    /// (the controller will refuse a request based on an older one). An older one is ignored
-    /// (Kafka's `makeLeader` skips it), and so is the current one while an AlterPartition
-    /// based on it is in flight: the controller may still apply that request, so the maximal
-    /// ISR it implies must keep holding the high watermark back. (Kafka's `makeLeader` resets
-    /// to the committed ISR here. The simulator's seed 26, run with the min-ISR freeze of the
-    /// high watermark mutated away, showed the harm: the state that had answered the leader's
-    /// shrink arrived late, wiped the expansion in flight, the high watermark passed the
-    /// joining follower's log end, and the controller then added that follower, which was
-    /// elected and lost committed records.)
-    pub fn update_partition_state<L: Log>(&mut self, now_ms: u64, log: &L, state: &LeaderAndIsr) {
-        assert_eq!(
-            state.leader_epoch, self.leader_epoch,
-            "a state of another leader epoch"
-        );
-        if state.partition_epoch < self.partition_epoch {
-            return;
-        }
-        if state.partition_epoch == self.partition_epoch && self.isr.in_flight().is_some() {
-            return;
-        }
-        self.set_replicas(state, now_ms);
-        self.maybe_increment_high_watermark(now_ms, log);
+        false
     }
 }

@@ -54,12 +54,14 @@
 //! -p sluice-replication --test sim replay -- --ignored --nocapture` replays one with its trace.
 
 mod acks;
+mod divergence;
 mod epoch_cache;
 mod follower;
 mod isr;
 mod leader;
 mod leader_fetch;
 mod leader_isr;
+mod leader_replicas;
 mod log;
 mod message;
 mod progress;
@@ -67,9 +69,11 @@ mod replica;
 mod rng;
 mod types;
 
+pub use divergence::{diverging_epoch, truncation_offset};
 pub use epoch_cache::{EpochEntry, LeaderEpochCache};
 pub use follower::{FetchOutcome, PartitionFollower};
 pub use leader::PartitionLeader;
+pub use leader_replicas::LeaderReplicas;
 pub use log::{Log, MemBatch, MemLog, RecordBatch};
 pub use message::{
     Acks, AlterPartitionAnswer, AlterPartitionError, AlterPartitionRequest, Effect, FetchError,
