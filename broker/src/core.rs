@@ -19,6 +19,7 @@ use crate::metadata::TopicTable;
 use crate::partitions::LocalPartitions;
 use crate::producer_ids::ProducerIds;
 use crate::registry::{self, Applied, Registry, TopicChange, TopicChangeError};
+use crate::replication::LeaderSettings;
 use crate::router::{CONTROL_CORE, Router};
 use crate::topic_config::{Inherited, TopicSettings};
 
@@ -385,7 +386,21 @@ impl Core {
                     self.shard.partition(&t.name, p),
                     table.partition(&t.name, p),
                 ) {
-                    replication.apply(&part, t.id, state, min_isr, crate::replication::now_ms());
+                    let settings = LeaderSettings {
+                        min_isr,
+                        lag_max_ms: self.config.replica_lag_time_max_ms,
+                        ineligible: table.cluster().map_or_else(Vec::new, |c| {
+                            let eligible = |b: &&i32| c.isr_eligible.contains(b);
+                            state
+                                .replicas
+                                .iter()
+                                .filter(|b| !eligible(b))
+                                .copied()
+                                .collect()
+                        }),
+                    };
+                    let now = crate::replication::now_ms();
+                    replication.apply(&part, t.id, state, &settings, now);
                 }
             }
         }

@@ -28,6 +28,7 @@ use sluice_shard::DmaStorage;
 use crate::core::Core;
 use crate::errors::code;
 use crate::image::TopicImage;
+use crate::replication::epoch_end;
 
 type Partition = sluice_shard::Partition<DmaStorage>;
 
@@ -164,6 +165,17 @@ async fn connect(host: &str, port: i32) -> Option<TcpStream> {
     Some(connected)
 }
 
+/// This broker's epoch as the image has its registration (-1 before it does), sent in each
+/// Fetch's ReplicaState so the leader can tell this replica from one before a restart
+/// (KIP-903).
+fn own_broker_epoch(core: &Core) -> i64 {
+    let image = core.topics();
+    image
+        .cluster()
+        .and_then(|c| c.epochs.get(&core.config.node_id).copied())
+        .unwrap_or(-1)
+}
+
 /// A sessionless Fetch of `parts` from each one's log end, with its last fetched epoch.
 fn fetch_request(core: &Core, parts: &[Followed]) -> FetchRequest {
     let mut topics: Vec<FetchTopic> = Vec::new();
@@ -194,7 +206,7 @@ fn fetch_request(core: &Core, parts: &[Followed]) -> FetchRequest {
         replica_id: BrokerId(-1),
         replica_state: ReplicaState {
             replica_id: BrokerId(core.config.node_id),
-            replica_epoch: -1,
+            replica_epoch: own_broker_epoch(core),
             ..Default::default()
         },
         max_wait_ms: MAX_WAIT_MS,
@@ -270,13 +282,16 @@ async fn apply_partition(core: &Core, p: &Partition, data: PartitionData) -> boo
     }
     let diverging = &data.diverging_epoch;
     if diverging.epoch >= 0 || diverging.end_offset >= 0 {
-        let own_end = p
+        // Kafka's `getOffsetTruncationState`, the rule the simulator checks.
+        let own = p
             .end_offset_for_epoch(diverging.epoch)
-            .map_or(diverging.end_offset, |(_, end)| end);
-        let target = diverging
-            .end_offset
-            .min(own_end)
-            .min(p.offsets().log_end_offset);
+            .map(|(epoch, end)| epoch_end(epoch, end));
+        let target = sluice_replication::truncation_offset(
+            epoch_end(diverging.epoch, diverging.end_offset),
+            own,
+            sluice_replication::Offset(p.offsets().log_end_offset),
+        )
+        .0;
         tracing::info!(
             topic = p.topic(),
             partition = p.partition(),

@@ -14,7 +14,7 @@
 //!
 //! A core swaps in a new image whole (`Rc`) and never mutates one.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use sluice_controller::MetadataImage;
 use sluice_controller::image::{ConfigResource, RESOURCE_TOPIC};
@@ -41,6 +41,9 @@ pub struct ClusterView {
     pub live: BTreeMap<i32, BrokerEndpoint>,
     /// Every registered broker's epoch (AlterPartition names each ISR member's, KIP-903).
     pub epochs: BTreeMap<i32, i64>,
+    /// Registered brokers that may join an ISR: unfenced and not in controlled shutdown
+    /// (Kafka's `isReplicaIsrEligible`).
+    pub isr_eligible: BTreeSet<i32>,
 }
 
 /// Where one partition lives.
@@ -179,6 +182,12 @@ impl TopicImage {
                     .brokers()
                     .values()
                     .map(|b| (b.id, b.epoch))
+                    .collect(),
+                isr_eligible: metadata
+                    .brokers()
+                    .values()
+                    .filter(|b| !b.fenced && !b.in_controlled_shutdown)
+                    .map(|b| b.id)
                     .collect(),
             }),
         }

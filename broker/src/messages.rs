@@ -171,11 +171,14 @@ pub struct FetchRead {
     pub replica: Option<ReplicaRead>,
 }
 
-/// Who reads for a follower, and the epoch of its log's last batch (-1: none or not given).
+/// Who reads for a follower (its id and broker epoch, -1 when not given), the epoch of its
+/// log's last batch (-1: none or not given) and its log start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReplicaRead {
     pub replica: i32,
+    pub broker_epoch: i64,
     pub last_fetched_epoch: i32,
+    pub log_start_offset: i64,
 }
 
 /// Names one parked fetch wait: the asking core and its serial.

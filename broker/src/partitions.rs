@@ -26,7 +26,7 @@ use crate::messages::{
     Addressed, FetchOnCore, FetchRead, PartError, PartitionOp, PartitionOpResult, ReplicaRead,
     WaitId,
 };
-use crate::replication::Replication;
+use crate::replication::{FollowerFetch, Replication, epoch_end};
 use crate::stop::StopSignal;
 
 type Partition = sluice_shard::Partition<DmaStorage>;
@@ -256,11 +256,15 @@ impl LocalPartitions {
     ) -> Result<ReadResult, PartError> {
         if replica.last_fetched_epoch >= 0
             && let Some((epoch, end_offset)) = p.end_offset_for_epoch(replica.last_fetched_epoch)
-            && (epoch != replica.last_fetched_epoch || end_offset < offset)
+            && let Some(diverging) = sluice_replication::diverging_epoch(
+                sluice_replication::Epoch(replica.last_fetched_epoch),
+                sluice_replication::Offset(offset),
+                epoch_end(epoch, end_offset),
+            )
         {
             return Err(PartError::Diverging {
-                epoch,
-                end_offset,
+                epoch: diverging.epoch.0,
+                end_offset: diverging.end_offset.0,
                 offsets: p.offsets(),
             });
         }
@@ -275,8 +279,14 @@ impl LocalPartitions {
                 },
             ));
         }
+        let fetch = FollowerFetch {
+            replica: replica.replica,
+            broker_epoch: replica.broker_epoch,
+            fetch_offset: offset,
+            log_start_offset: replica.log_start_offset,
+        };
         self.replication
-            .follower_fetched(p, replica.replica, offset, crate::replication::now_ms())
+            .follower_fetched(p, fetch, crate::replication::now_ms())
             .map_err(|_| PartError::NotLeader)?;
         p.read_to_log_end(offset, max_bytes)
             .await

@@ -1,26 +1,32 @@
-//! Replication's state on one core (issue 21): for each partition this broker leads, its
-//! leader epoch, in-sync replicas and each follower's log end and last caught-up time as its
-//! Fetches report them; for each partition it follows, the leader's high watermark as last
-//! learned. Both bound the partition's high watermark (`Partition::set_high_watermark_bound`):
-//! a leader's is the smallest log end over the other ISR members (its own log counts up to its
-//! durable end, in the storage engine), a follower's the leader's; with no other replica
-//! there is no bound.
+//! Replication's state on one core (issue 21): for each partition this broker leads, the
+//! `sluice_replication::LeaderReplicas` of that crate (the same code its deterministic
+//! simulator runs under crashes, partitions and lost messages): leader epoch and partition
+//! epoch, in-sync replicas, each follower's log end and last caught-up time as its Fetches
+//! report them, and the AlterPartition requests to send; for each partition it follows, the
+//! leader's high watermark as last learned. Both bound the partition's high watermark
+//! (`Partition::set_high_watermark_bound`; the storage engine takes the smaller of the bound
+//! and its durable end, and never moves it back): a leader's is
+//! `LeaderReplicas::high_watermark_bound`, a follower's the leader's.
 //!
-//! Kafka's rules are kept: the high watermark of a replicated partition does not move while
-//! its ISR is smaller than `min.insync.replicas` (KIP-966); a follower's log end starts
-//! unknown in each leader epoch, so a new leader's high watermark waits for every ISR member to
-//! fetch once; a follower joins the ISR once it has fetched up to the high watermark and the
-//! start of the leader's epoch, and leaves it when it has not caught up with the log end for
-//! `replica_lag_time_max_ms`. Each such change is an [`IsrChange`] for the active controller
-//! (AlterPartition), one in flight per partition; a member being added counts toward the
-//! high watermark from the moment it is proposed (Kafka's "maximal ISR"), so the controller
-//! committing it never makes a member of an ISR that lacks a record below the high watermark.
+//! Kafka's rules, kept by that crate: the high watermark of a replicated partition does not
+//! move while its ISR is smaller than `min.insync.replicas`; a new leader's high watermark
+//! waits for every ISR member to fetch once; a follower joins the ISR once it has fetched up
+//! to the high watermark and the start of the leader's epoch, and leaves it when it has not
+//! caught up with the log end for `replica_lag_time_max_ms`; each change is an AlterPartition
+//! for the active controller ([`IsrChange`], one in flight per partition), committed by the
+//! controller's answer or by a newer partition state in the metadata; a member being added
+//! counts toward the high watermark from the moment it is proposed (the maximal ISR).
 //! Only the core that hosts a partition touches its entry.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use sluice_replication::{
+    AlterPartitionAnswer, AlterPartitionError, AlterPartitionRequest, BrokerEpoch, Config, Epoch,
+    EpochEndOffset, LeaderAndIsr, LeaderReplicas, Offset, PartitionEpoch, ReplicaId,
+};
 use sluice_shard::DmaStorage;
 
 use crate::image::PartitionState;
@@ -28,35 +34,15 @@ use crate::image::PartitionState;
 type Partition = sluice_shard::Partition<DmaStorage>;
 type Key = (String, i32);
 
-/// What a leader knows of one follower in the current leader epoch.
-#[derive(Debug, Clone, Copy)]
-struct Progress {
-    log_end: i64,
-    /// Kafka's `lastCaughtUpTimeMs`.
-    caught_up_ms: u64,
-    /// The leader's log end and the time at this follower's previous Fetch.
-    last_fetch_leader_end: i64,
-    last_fetch_ms: u64,
-}
+/// An AlterPartition in flight and unanswered this long is sent again (Kafka's
+/// `AlterPartitionManager` retries until the controller answers).
+const ALTER_PARTITION_RETRY_MS: u64 = 2_000;
 
 /// A partition this broker leads.
 #[derive(Debug)]
 struct Led {
     topic_id: [u8; 16],
-    epoch: i32,
-    partition_epoch: i32,
-    /// This broker's log end when it became leader in `epoch`: a follower joins the ISR only
-    /// once past it.
-    epoch_start: i64,
-    /// When this broker became leader in `epoch` (followers count as caught up then).
-    since_ms: u64,
-    replicas: Vec<i32>,
-    isr: Vec<i32>,
-    min_isr: usize,
-    followers: HashMap<i32, Progress>,
-    /// An AlterPartition is in flight; a member it adds counts toward the high watermark.
-    in_flight: bool,
-    adding: Option<i32>,
+    replicas: LeaderReplicas,
 }
 
 /// A change of a led partition's ISR for the active controller (AlterPartition).
@@ -65,9 +51,35 @@ pub struct IsrChange {
     pub topic: String,
     pub topic_id: [u8; 16],
     pub partition: i32,
-    pub leader_epoch: i32,
-    pub partition_epoch: i32,
-    pub new_isr: Vec<i32>,
+    /// The request as the leader's state sent it (its answer goes back with it).
+    pub request: AlterPartitionRequest,
+}
+
+/// A follower's Fetch of one partition as the leader records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowerFetch {
+    pub replica: i32,
+    /// The follower's broker epoch (KIP-903), -1 when not sent.
+    pub broker_epoch: i64,
+    /// Its log end, where it fetches from.
+    pub fetch_offset: i64,
+    pub log_start_offset: i64,
+}
+
+/// What the controller answered to an [`IsrChange`]: the committed leader epoch, partition
+/// epoch and ISR, or the partition's error; `None` when no answer came (the link failed, or a
+/// top-level error such as STALE_BROKER_EPOCH).
+pub type IsrAnswer = Option<Result<(i32, i32, Vec<i32>), AlterPartitionError>>;
+
+/// A led partition's settings from the broker's configuration and metadata image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderSettings {
+    /// The topic's `min.insync.replicas`.
+    pub min_isr: i32,
+    /// `replica_lag_time_max_ms`.
+    pub lag_max_ms: u64,
+    /// Replicas whose broker may not join the ISR now (fenced, in controlled shutdown).
+    pub ineligible: Vec<i32>,
 }
 
 /// Why a follower's Fetch is not taken.
@@ -75,7 +87,8 @@ pub struct IsrChange {
 pub enum NotFollowed {
     /// This broker does not lead the partition (any more).
     NotLeader,
-    /// The fetching broker holds no replica of it.
+    /// The fetching broker holds no replica of it, or fetches with an older broker epoch than
+    /// an earlier Fetch of its (a replica from before a restart).
     NotAReplica,
 }
 
@@ -86,7 +99,7 @@ pub struct Replication {
     /// Partitions followed here, with the leader's high watermark last learned (`None`
     /// before the first answer).
     followed: RefCell<HashMap<Key, Option<i64>>>,
-    /// ISR expansions proposed by follower Fetches, for the core's ISR task.
+    /// ISR changes proposed by follower Fetches and answers, for the core's ISR task.
     changes: LocalSender<IsrChange>,
     changes_out: RefCell<Option<LocalReceiver<IsrChange>>>,
 }
@@ -111,20 +124,21 @@ impl Replication {
         }
     }
 
-    /// The ISR expansions proposed by follower Fetches (taken once, by the core's ISR task).
+    /// The ISR changes proposed by follower Fetches (taken once, by the core's ISR task).
     pub fn take_changes(&self) -> Option<LocalReceiver<IsrChange>> {
         self.changes_out.borrow_mut().take()
     }
 
-    /// Brings one hosted partition in line with its state in a new image: leading it (at a
-    /// new epoch: every follower's end unknown again; the epoch stamped from now on) or
-    /// following it, and sets its high watermark bound. Called after every image and reopen.
+    /// Brings one hosted partition in line with its state in a new image: leading it (in a
+    /// new leader epoch the epoch is stamped from now on, and each follower's clocks restart)
+    /// or following it, and sets its high watermark bound. Called after every image and
+    /// reopen.
     pub fn apply(
         &self,
         p: &Partition,
         topic_id: [u8; 16],
         state: &PartitionState,
-        min_isr: i32,
+        settings: &LeaderSettings,
         now_ms: u64,
     ) {
         let key = (p.topic().to_owned(), p.partition());
@@ -139,41 +153,41 @@ impl Replication {
         }
         self.followed.borrow_mut().remove(&key);
         p.raise_leader_epoch(state.leader_epoch);
+        let log_end = Offset(p.offsets().log_end_offset);
+        let las = leader_and_isr(state);
+        let min_isr = usize::try_from(settings.min_isr.max(1)).unwrap_or(1);
         let mut led = self.led.borrow_mut();
-        let entry = led.entry(key).or_insert_with(|| Led {
-            topic_id,
-            epoch: -1,
-            partition_epoch: state.partition_epoch,
-            epoch_start: 0,
-            since_ms: now_ms,
-            replicas: Vec::new(),
-            isr: Vec::new(),
-            min_isr: 1,
-            followers: HashMap::new(),
-            in_flight: false,
-            adding: None,
-        });
-        if entry.epoch != state.leader_epoch {
-            entry.epoch = state.leader_epoch;
-            entry.epoch_start = p.offsets().log_end_offset;
-            entry.since_ms = now_ms;
-            entry.followers.clear();
-            entry.in_flight = false;
-            entry.adding = None;
+        let entry = match led.entry(key) {
+            Entry::Vacant(v) => {
+                let config = self.config(min_isr, settings.lag_max_ms);
+                let replicas = LeaderReplicas::new(config, &las, now_ms, log_end);
+                p.wake_waiters();
+                v.insert(Led { topic_id, replicas })
+            }
+            Entry::Occupied(o) => o.into_mut(),
+        };
+        let r = &mut entry.replicas;
+        if las.leader_epoch > r.leader_epoch() {
+            r.reelect(&las, now_ms, log_end);
             p.wake_waiters();
+        } else if las.leader_epoch == r.leader_epoch() {
+            r.update_partition_state(now_ms, &las);
         }
-        if entry.partition_epoch != state.partition_epoch {
-            // The controller committed a change (ours or its own): what was in flight is
-            // settled.
-            entry.partition_epoch = state.partition_epoch;
-            entry.in_flight = false;
-            entry.adding = None;
-        }
+        r.set_min_insync_replicas(min_isr);
+        r.set_ineligible(settings.ineligible.iter().copied().map(ReplicaId));
         entry.topic_id = topic_id;
-        entry.replicas.clone_from(&state.replicas);
-        entry.isr.clone_from(&state.isr);
-        entry.min_isr = usize::try_from(min_isr.max(1)).unwrap_or(1);
-        p.set_high_watermark_bound(self.bound(entry));
+        p.set_high_watermark_bound(bound(entry, p, now_ms));
+    }
+
+    /// A leader's settings: only this broker's id, `replica_lag_time_max_ms`,
+    /// `min.insync.replicas` and the AlterPartition retry count here (the broker epochs of
+    /// AlterPartition come from the metadata image, `isr.rs`).
+    fn config(&self, min_isr: usize, lag_max_ms: u64) -> Config {
+        let mut config = Config::new(ReplicaId(self.node), BrokerEpoch(-1));
+        config.replica_lag_time_max_ms = lag_max_ms;
+        config.min_insync_replicas = min_isr;
+        config.alter_partition_retry_ms = ALTER_PARTITION_RETRY_MS;
+        config
     }
 
     /// Forgets partitions no longer hosted on this core.
@@ -182,96 +196,104 @@ impl Replication {
         self.followed.borrow_mut().retain(|(t, p), _| hosted(t, *p));
     }
 
-    /// A follower's Fetch at `fetch_offset` (its log end) in `p`, which this broker leads:
-    /// records it, moves the high watermark bound, and proposes the follower's return to the
-    /// ISR once it has caught up.
+    /// A follower's Fetch of `p`, which this broker leads, whose position lies on this log:
+    /// records it (Kafka's `updateFollowerFetchState`), moves the high watermark bound, and
+    /// proposes the follower's return to the ISR once it is in sync.
     pub fn follower_fetched(
         &self,
         p: &Partition,
-        replica: i32,
-        fetch_offset: i64,
+        fetch: FollowerFetch,
         now_ms: u64,
     ) -> Result<(), NotFollowed> {
         let key = (p.topic().to_owned(), p.partition());
         let mut led = self.led.borrow_mut();
         let entry = led.get_mut(&key).ok_or(NotFollowed::NotLeader)?;
-        if replica == self.node || !entry.replicas.contains(&replica) {
+        let replica = ReplicaId(fetch.replica);
+        let r = &mut entry.replicas;
+        let stale = r
+            .follower_broker_epoch(replica)
+            .is_some_and(|known| fetch.broker_epoch < known.0);
+        if fetch.replica == self.node || !r.is_follower(replica) || stale {
             return Err(NotFollowed::NotAReplica);
         }
         let offsets = p.offsets();
-        let since = entry.since_ms;
-        let before = entry.followers.get(&replica).copied().unwrap_or(Progress {
-            log_end: -1,
-            caught_up_ms: since,
-            last_fetch_leader_end: -1,
-            last_fetch_ms: since,
-        });
-        let caught_up_ms = if fetch_offset >= offsets.log_end_offset {
-            now_ms
-        } else if fetch_offset >= before.last_fetch_leader_end {
-            before.last_fetch_ms.max(before.caught_up_ms)
-        } else {
-            before.caught_up_ms
-        };
-        entry.followers.insert(
+        r.record_fetch(
+            now_ms,
             replica,
-            Progress {
-                log_end: fetch_offset,
-                caught_up_ms,
-                last_fetch_leader_end: offsets.log_end_offset,
-                last_fetch_ms: now_ms,
-            },
+            (Offset(fetch.fetch_offset), Offset(fetch.log_start_offset)),
+            Offset(offsets.log_end_offset),
+            BrokerEpoch(fetch.broker_epoch),
+            Offset(offsets.high_watermark),
         );
-        if !entry.isr.contains(&replica)
-            && !entry.in_flight
-            && fetch_offset >= offsets.high_watermark
-            && fetch_offset >= entry.epoch_start
-        {
-            let mut new_isr = entry.isr.clone();
-            new_isr.push(replica);
-            entry.in_flight = true;
-            entry.adding = Some(replica);
-            let _ = self.changes.try_send(change(&key, entry, new_isr));
-        }
-        p.set_high_watermark_bound(self.bound(entry));
+        self.send_changes(&key, entry);
+        p.set_high_watermark_bound(bound(entry, p, now_ms));
         Ok(())
     }
 
-    /// The ISR shrinks due now: for each led partition with nothing in flight, the members
-    /// that have not caught up for `lag_max_ms` leave it (the leader stays).
-    pub fn lagging(&self, now_ms: u64, lag_max_ms: u64) -> Vec<IsrChange> {
-        let mut out = Vec::new();
+    /// Time passes for every led partition: an unanswered AlterPartition is sent again, ISR
+    /// members that have not caught up for `replica_lag_time_max_ms` are proposed for removal
+    /// (the leader stays), and the high watermark bound follows (a follower eligible to join
+    /// counts toward it only while caught up). Returns the changes to send.
+    pub fn tick(&self, now_ms: u64, partition: impl Fn(&str, i32) -> Option<Partition>) {
         for (key, entry) in self.led.borrow_mut().iter_mut() {
-            if entry.in_flight {
+            let Some(p) = partition(&key.0, key.1) else {
                 continue;
-            }
-            let since = entry.since_ms;
-            let lagging = |r: &i32| {
-                let caught_up = entry.followers.get(r).map_or(since, |f| f.caught_up_ms);
-                *r != self.node && now_ms.saturating_sub(caught_up) > lag_max_ms
             };
-            if !entry.isr.iter().any(lagging) {
-                continue;
-            }
-            let new_isr: Vec<i32> = entry.isr.iter().copied().filter(|r| !lagging(r)).collect();
-            entry.in_flight = true;
-            out.push(change(key, entry, new_isr));
+            let leader_end = Offset(p.offsets().log_end_offset);
+            entry.replicas.maybe_resend_alter_partition(now_ms);
+            entry.replicas.maybe_shrink_isr(now_ms, leader_end);
+            self.send_changes(key, entry);
+            p.set_high_watermark_bound(bound(entry, &p, now_ms));
         }
-        out
     }
 
-    /// The controller answered a proposed change: on success the new ISR arrives with the
-    /// image (which settles it); on refusal the partition may propose again.
-    pub fn change_answered(&self, change: &IsrChange, accepted: bool) {
-        if accepted {
+    /// The controller's answer to a change this core proposed (`None`: no answer came, the
+    /// request is sent again later): a committed ISR takes effect at once, a refusal goes
+    /// back to the committed ISR or waits for the metadata, as Kafka's leader does.
+    pub fn change_answered(
+        &self,
+        change: &IsrChange,
+        answer: IsrAnswer,
+        p: Option<Partition>,
+        now_ms: u64,
+    ) {
+        let Some(answer) = answer else {
             return;
-        }
+        };
         let key = (change.topic.clone(), change.partition);
-        if let Some(entry) = self.led.borrow_mut().get_mut(&key)
-            && entry.partition_epoch == change.partition_epoch
-        {
-            entry.in_flight = false;
-            entry.adding = None;
+        let mut led = self.led.borrow_mut();
+        let Some(entry) = led.get_mut(&key) else {
+            return;
+        };
+        let result = answer.map(|(leader_epoch, partition_epoch, isr)| LeaderAndIsr {
+            leader: Some(ReplicaId(self.node)),
+            leader_epoch: Epoch(leader_epoch),
+            partition_epoch: PartitionEpoch(partition_epoch),
+            replicas: entry.replicas.replicas().to_vec(),
+            isr: isr.into_iter().map(ReplicaId).collect(),
+        });
+        let answer = AlterPartitionAnswer {
+            request: change.request.clone(),
+            result,
+        };
+        entry
+            .replicas
+            .handle_alter_partition_answer(now_ms, &answer);
+        self.send_changes(&key, entry);
+        if let Some(p) = p {
+            p.set_high_watermark_bound(bound(entry, &p, now_ms));
+        }
+    }
+
+    /// Hands the AlterPartition requests a led partition produced to the ISR task.
+    fn send_changes(&self, key: &Key, entry: &mut Led) {
+        for request in entry.replicas.take_alter_partition_requests() {
+            let _ = self.changes.try_send(IsrChange {
+                topic: key.0.clone(),
+                topic_id: entry.topic_id,
+                partition: key.1,
+                request,
+            });
         }
     }
 
@@ -287,39 +309,45 @@ impl Replication {
     /// The leader epoch of a partition this core leads; `None` when it does not lead it.
     pub fn epoch_of(&self, topic: &str, partition: i32) -> Option<i32> {
         let led = self.led.borrow();
-        led.get(&(topic.to_owned(), partition)).map(|l| l.epoch)
+        led.get(&(topic.to_owned(), partition))
+            .map(|l| l.replicas.leader_epoch().0)
     }
 
-    /// The in-sync replicas and `min.insync.replicas` of a partition this core leads.
+    /// The committed ISR's size and the effective `min.insync.replicas` of a partition this
+    /// core leads.
     pub fn isr_of(&self, topic: &str, partition: i32) -> Option<(usize, usize)> {
         let led = self.led.borrow();
-        let entry = led.get(&(topic.to_owned(), partition))?;
-        Some((entry.isr.len(), entry.min_isr))
-    }
-
-    /// The high watermark bound of a led partition (see the module docs).
-    fn bound(&self, led: &Led) -> i64 {
-        if led.replicas.len() > 1 && led.isr.len() < led.min_isr {
-            return i64::MIN;
-        }
-        led.isr
-            .iter()
-            .chain(led.adding.iter())
-            .filter(|&&r| r != self.node)
-            .map(|r| led.followers.get(r).map_or(-1, |f| f.log_end))
-            .min()
-            .unwrap_or(i64::MAX)
+        let r = &led.get(&(topic.to_owned(), partition))?.replicas;
+        Some((r.isr().len(), r.effective_min_isr()))
     }
 }
 
-fn change(key: &Key, led: &Led, new_isr: Vec<i32>) -> IsrChange {
-    IsrChange {
-        topic: key.0.clone(),
-        topic_id: led.topic_id,
-        partition: key.1,
-        leader_epoch: led.epoch,
-        partition_epoch: led.partition_epoch,
-        new_isr,
+/// The high watermark bound of a led partition (see the module docs): `i64::MIN` while the
+/// ISR is below `min.insync.replicas`.
+fn bound(led: &Led, p: &Partition, now_ms: u64) -> i64 {
+    let leader_end = Offset(p.offsets().log_end_offset);
+    led.replicas
+        .high_watermark_bound(now_ms, leader_end)
+        .map_or(i64::MIN, |b| b.0)
+}
+
+/// Where an epoch ends on a log (the storage engine's `end_offset_for_epoch`), in the
+/// replication crate's words.
+pub fn epoch_end(epoch: i32, end_offset: i64) -> EpochEndOffset {
+    EpochEndOffset {
+        epoch: Epoch(epoch),
+        end_offset: Offset(end_offset),
+    }
+}
+
+/// The image's partition state in the replication crate's words.
+fn leader_and_isr(state: &PartitionState) -> LeaderAndIsr {
+    LeaderAndIsr {
+        leader: (state.leader >= 0).then_some(ReplicaId(state.leader)),
+        leader_epoch: Epoch(state.leader_epoch),
+        partition_epoch: PartitionEpoch(state.partition_epoch),
+        replicas: state.replicas.iter().copied().map(ReplicaId).collect(),
+        isr: state.isr.iter().copied().map(ReplicaId).collect(),
     }
 }
 

@@ -32,7 +32,7 @@ impl LeaderReplicas {
         let in_sync = progress
             .log_end
             .is_some_and(|end| end >= high_watermark && end >= self.epoch_start_offset);
-        if !in_sync || progress.broker_epoch.is_none() {
+        if !in_sync || !self.is_eligible(follower) {
             return;
         }
         let committed = self.isr.isr().to_vec();

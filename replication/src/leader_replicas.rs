@@ -12,7 +12,7 @@
 //! What must stay true: the bound never passes the log end of any member of the maximal ISR,
 //! and there is none while the committed ISR is below `min.insync.replicas`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::isr::IsrState;
 use crate::message::AlterPartitionRequest;
@@ -34,6 +34,9 @@ pub struct LeaderReplicas {
     pub(crate) alter_partition_retry_at: Option<u64>,
     /// AlterPartition requests to send, oldest first.
     pub(crate) outbox: Vec<AlterPartitionRequest>,
+    /// Replicas whose broker the caller's metadata says may not join the ISR (fenced, in
+    /// controlled shutdown, not registered: Kafka's `isReplicaIsrEligible`).
+    pub(crate) ineligible: BTreeSet<ReplicaId>,
 }
 
 impl LeaderReplicas {
@@ -67,6 +70,7 @@ impl LeaderReplicas {
             followers,
             alter_partition_retry_at: None,
             outbox: Vec::new(),
+            ineligible: BTreeSet::new(),
         }
     }
 
@@ -190,6 +194,27 @@ impl LeaderReplicas {
         self.isr.maximal_isr().len() >= self.effective_min_isr()
     }
 
+    /// The replicas whose broker may not join the ISR now, from the caller's metadata (Kafka's
+    /// `isReplicaIsrEligible`: fenced, in controlled shutdown, or not registered): they are
+    /// not proposed for the ISR and a caught-up one does not hold the high watermark back as
+    /// about to join. (A SIGTERMed broker still fetches while it moves its leaderships away;
+    /// counted as joining, its last fetch would hold the high watermark for
+    /// `replica_lag_time_max_ms` after it exits.) Without a call, every replica that has sent
+    /// a Fetch with a broker epoch is eligible.
+    pub fn set_ineligible(&mut self, replicas: impl IntoIterator<Item = ReplicaId>) {
+        self.ineligible = replicas.into_iter().collect();
+    }
+
+    /// Whether `replica` may join the ISR: its broker epoch known from a Fetch (KIP-903) and
+    /// not ineligible by the caller's metadata.
+    pub(crate) fn is_eligible(&self, replica: ReplicaId) -> bool {
+        !self.ineligible.contains(&replica)
+            && self
+                .followers
+                .get(&replica)
+                .is_some_and(|p| p.broker_epoch.is_some())
+    }
+
     /// Whether `replica` is one of this partition's followers.
     pub fn is_follower(&self, replica: ReplicaId) -> bool {
         self.followers.contains_key(&replica)
@@ -235,8 +260,8 @@ impl LeaderReplicas {
         let lag_max_ms = self.config.replica_lag_time_max_ms;
         let mut bound = Offset(i64::MAX);
         for (id, progress) in &self.followers {
-            let joining = progress.broker_epoch.is_some()
-                && progress.is_caught_up(leader_end, now_ms, lag_max_ms);
+            let joining =
+                self.is_eligible(*id) && progress.is_caught_up(leader_end, now_ms, lag_max_ms);
             if maximal.contains(id) || joining {
                 bound = bound.min(progress.log_end.unwrap_or(Offset(-1)));
             }

@@ -21,7 +21,7 @@ use crate::types::{Config, Epoch, LeaderAndIsr, Offset, PartitionEpoch};
 pub enum Role {
     /// No partition state applied yet.
     Unassigned,
-    Leader(PartitionLeader),
+    Leader(Box<PartitionLeader>),
     Follower(PartitionFollower),
 }
 
@@ -70,7 +70,7 @@ impl<L: Log> PartitionReplica<L> {
     /// The leader, when this replica leads.
     pub fn leader(&self) -> Option<&PartitionLeader> {
         match &self.role {
-            Role::Leader(leader) => Some(leader),
+            Role::Leader(leader) => Some(leader.as_ref()),
             _ => None,
         }
     }
@@ -134,7 +134,7 @@ impl<L: Log> PartitionReplica<L> {
                 let config = self.config.clone();
                 let leader =
                     PartitionLeader::new(config, state, now_ms, &mut self.log, high_watermark);
-                self.role = Role::Leader(leader);
+                self.role = Role::Leader(Box::new(leader));
             }
         }
     }

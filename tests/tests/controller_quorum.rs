@@ -511,16 +511,24 @@ struct PartitionState {
 }
 
 fn partition_state(records: &[MetadataRecord], topic: &str) -> Option<PartitionState> {
+    partition_states(records, topic).pop()
+}
+
+/// Every state partition 0 of `topic` had in the log, oldest first.
+fn partition_states(records: &[MetadataRecord], topic: &str) -> Vec<PartitionState> {
     let ids = |v: &[sluice_net::BrokerId]| v.iter().map(|b| b.0).collect::<Vec<i32>>();
     let topic_id = records.iter().find_map(|r| match r {
         MetadataRecord::Topic(t) if t.name.as_str() == topic => Some(t.topic_id),
         _ => None,
-    })?;
-    let mut state = None;
+    });
+    let Some(topic_id) = topic_id else {
+        return Vec::new();
+    };
+    let mut states: Vec<PartitionState> = Vec::new();
     for record in records {
         match record {
             MetadataRecord::Partition(p) if p.topic_id == topic_id && p.partition_id == 0 => {
-                state = Some(PartitionState {
+                states.push(PartitionState {
                     topic_id,
                     replicas: ids(&p.replicas),
                     leader: p.leader.0,
@@ -530,7 +538,9 @@ fn partition_state(records: &[MetadataRecord], topic: &str) -> Option<PartitionS
                 });
             }
             MetadataRecord::PartitionChange(c) if c.topic_id == topic_id => {
-                let s = state.as_mut()?;
+                let Some(mut s) = states.last().cloned() else {
+                    continue;
+                };
                 if let Some(isr) = &c.isr {
                     s.isr = ids(isr);
                 }
@@ -539,11 +549,12 @@ fn partition_state(records: &[MetadataRecord], topic: &str) -> Option<PartitionS
                     s.leader_epoch += 1;
                 }
                 s.partition_epoch += 1;
+                states.push(s);
             }
             _ => {}
         }
     }
-    state
+    states
 }
 
 /// Each broker's epoch (the offset of its latest registration), from the log.
@@ -653,9 +664,12 @@ fn alter_partition_is_decided_by_the_active_controller() {
             before.partition_epoch + 1
         )
     );
-    let after = partition_state(&metadata_records(&log_dir), "isr").expect("partition");
-    assert_eq!(
-        (after.isr, after.partition_epoch),
-        (isr, before.partition_epoch + 1)
-    );
+    // The leader itself adds the dropped replica back once it fetches: the state this
+    // change made is the one at the next partition epoch, not necessarily the last.
+    let states = partition_states(&metadata_records(&log_dir), "isr");
+    let after = states
+        .iter()
+        .find(|s| s.partition_epoch == before.partition_epoch + 1)
+        .unwrap_or_else(|| panic!("no state at the next partition epoch: {states:?}"));
+    assert_eq!(after.isr, isr);
 }

@@ -72,22 +72,26 @@ fn follower_reads(
     slots: &mut [Slot],
     wanted: &mut Vec<Wanted>,
 ) {
-    let mut epochs: HashMap<(String, i32), (i32, i32)> = HashMap::new();
+    let mut epochs: HashMap<(String, i32), (i32, i32, i64)> = HashMap::new();
     for t in &request.topics {
         let name = match image.by_id(&t.topic_id.0) {
             Some(m) => m.name.clone(),
             None => t.topic.to_string(),
         };
         for p in &t.partitions {
-            let e = (p.current_leader_epoch, p.last_fetched_epoch);
+            let e = (
+                p.current_leader_epoch,
+                p.last_fetched_epoch,
+                p.log_start_offset,
+            );
             epochs.insert((name.clone(), p.partition), e);
         }
     }
     wanted.retain_mut(|w| {
-        let (current, last_fetched) = epochs
+        let (current, last_fetched, log_start) = epochs
             .get(&(w.topic.clone(), w.partition))
             .copied()
-            .unwrap_or((-1, -1));
+            .unwrap_or((-1, -1, -1));
         let leader_epoch = image
             .partition(&w.topic, w.partition)
             .map_or(-1, |s| s.leader_epoch);
@@ -97,7 +101,9 @@ fn follower_reads(
         }
         w.replica = Some(ReplicaRead {
             replica,
+            broker_epoch: request.replica_state.replica_epoch,
             last_fetched_epoch: last_fetched,
+            log_start_offset: log_start,
         });
         true
     });
