@@ -46,6 +46,40 @@ pub struct ClusterView {
     pub isr_eligible: BTreeSet<i32>,
 }
 
+impl ClusterView {
+    /// The brokers as the controller's `metadata` registers them.
+    fn of(metadata: &MetadataImage) -> ClusterView {
+        let live = metadata
+            .brokers()
+            .values()
+            .filter(|b| !b.fenced)
+            .filter_map(|b| {
+                let e = b
+                    .endpoints
+                    .iter()
+                    .find(|e| e.name == CLIENT_LISTENER)
+                    .or(b.endpoints.first())?;
+                let endpoint = BrokerEndpoint {
+                    id: b.id,
+                    host: e.host.clone(),
+                    port: i32::from(e.port),
+                    rack: b.rack.clone(),
+                };
+                Some((b.id, endpoint))
+            })
+            .collect();
+        let brokers = || metadata.brokers().values();
+        ClusterView {
+            live,
+            epochs: brokers().map(|b| (b.id, b.epoch)).collect(),
+            isr_eligible: brokers()
+                .filter(|b| !b.fenced && !b.in_controlled_shutdown)
+                .map(|b| b.id)
+                .collect(),
+        }
+    }
+}
+
 /// Where one partition lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionState {
@@ -151,45 +185,13 @@ impl TopicImage {
             partitions.insert(t.name.clone(), states);
         }
         let by_id = ids_of(&registry);
-        let live = metadata
-            .brokers()
-            .values()
-            .filter(|b| !b.fenced)
-            .filter_map(|b| {
-                let e = b
-                    .endpoints
-                    .iter()
-                    .find(|e| e.name == CLIENT_LISTENER)
-                    .or(b.endpoints.first())?;
-                let endpoint = BrokerEndpoint {
-                    id: b.id,
-                    host: e.host.clone(),
-                    port: i32::from(e.port),
-                    rack: b.rack.clone(),
-                };
-                Some((b.id, endpoint))
-            })
-            .collect();
         TopicImage {
             registry,
             partitions,
             by_id,
             node,
             cores,
-            cluster: Some(ClusterView {
-                live,
-                epochs: metadata
-                    .brokers()
-                    .values()
-                    .map(|b| (b.id, b.epoch))
-                    .collect(),
-                isr_eligible: metadata
-                    .brokers()
-                    .values()
-                    .filter(|b| !b.fenced && !b.in_controlled_shutdown)
-                    .map(|b| b.id)
-                    .collect(),
-            }),
+            cluster: Some(ClusterView::of(metadata)),
         }
     }
 
