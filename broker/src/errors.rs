@@ -55,7 +55,35 @@ impl PartAnswer {
 /// The Kafka answer for a failed partition op: the one mapping from `shard` and the partition
 /// service to the wire, applied at the response edge.
 pub fn part(e: PartError) -> PartAnswer {
-    let (code, message) = match &e {
+    let (code, message) = code_and_message(&e);
+    match e {
+        PartError::Diverging { offsets, .. } => PartAnswer {
+            code,
+            message,
+            record_errors: Vec::new(),
+            offsets: Some(offsets),
+        },
+        PartError::Storage { error, offsets } => PartAnswer {
+            code,
+            message,
+            record_errors: match error {
+                ShardError::RecordErrors { errors, .. } => errors,
+                _ => Vec::new(),
+            },
+            offsets: Some(offsets),
+        },
+        _ => PartAnswer {
+            code,
+            message,
+            record_errors: Vec::new(),
+            offsets: None,
+        },
+    }
+}
+
+/// A failed partition op's Kafka error code and message.
+fn code_and_message(e: &PartError) -> (i16, String) {
+    match e {
         PartError::Storage { error, .. } => (shard_code(error), error.to_string()),
         PartError::NotHosted => (
             code::UNKNOWN_TOPIC_OR_PARTITION,
@@ -104,33 +132,15 @@ pub fn part(e: PartError) -> PartAnswer {
                  requirement of {min_isr} for partition {topic}-{partition}"
             ),
         ),
+        PartError::NotEnoughReplicasAfterAppend => (
+            code::NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+            "Messages are written to the log, but to fewer in-sync replicas than required."
+                .to_owned(),
+        ),
         PartError::TimedOut => (
             code::REQUEST_TIMED_OUT,
             "The request timed out waiting for the in-sync replicas.".to_owned(),
         ),
-    };
-    match e {
-        PartError::Diverging { offsets, .. } => PartAnswer {
-            code,
-            message,
-            record_errors: Vec::new(),
-            offsets: Some(offsets),
-        },
-        PartError::Storage { error, offsets } => PartAnswer {
-            code,
-            message,
-            record_errors: match error {
-                ShardError::RecordErrors { errors, .. } => errors,
-                _ => Vec::new(),
-            },
-            offsets: Some(offsets),
-        },
-        _ => PartAnswer {
-            code,
-            message,
-            record_errors: Vec::new(),
-            offsets: None,
-        },
     }
 }
 

@@ -99,6 +99,9 @@ pub enum PartError {
     /// acks=all: appended, but the high watermark did not reach the batch in the request's
     /// timeout.
     TimedOut,
+    /// acks=all: appended and passed by the high watermark, but the ISR shrank below
+    /// `min.insync.replicas` meanwhile.
+    NotEnoughReplicasAfterAppend,
 }
 
 /// What to do to one partition.

@@ -343,10 +343,16 @@ impl LocalPartitions {
                 let kept = p
                     .end_offset_for_epoch(stamped)
                     .is_some_and(|(e, end)| e == stamped && end > info.last_offset);
-                return if kept {
-                    Ok(info)
+                if !kept {
+                    return Err(PartError::NotLeader);
+                }
+                // Kafka's `checkEnoughReplicasReachOffset`: the high watermark passed the
+                // batch, but a shrink since left the maximal ISR under min.insync.replicas.
+                let enough = self.replication.enough_replicas(p.topic(), p.partition());
+                return if enough == Some(false) {
+                    Err(PartError::NotEnoughReplicasAfterAppend)
                 } else {
-                    Err(PartError::NotLeader)
+                    Ok(info)
                 };
             }
             if !woken {

@@ -313,6 +313,17 @@ impl Replication {
             .map(|l| l.replicas.leader_epoch().0)
     }
 
+    /// Whether the maximal ISR of a partition this core leads still has `min.insync.replicas`
+    /// members (`None`: not led here).
+    pub fn enough_replicas(&self, topic: &str, partition: i32) -> Option<bool> {
+        let led = self.led.borrow();
+        Some(
+            led.get(&(topic.to_owned(), partition))?
+                .replicas
+                .enough_replicas(),
+        )
+    }
+
     /// The committed ISR's size and the effective `min.insync.replicas` of a partition this
     /// core leads.
     pub fn isr_of(&self, topic: &str, partition: i32) -> Option<(usize, usize)> {

@@ -113,6 +113,18 @@ impl PartitionLeader {
         self.high_watermark >= self.replicas.epoch_start_offset()
     }
 
+    /// The brokers that may not join the ISR now, of those the metadata names
+    /// (`LeaderReplicas::set_ineligible`).
+    pub fn set_ineligible(&mut self, brokers: &std::collections::BTreeSet<ReplicaId>) {
+        let ineligible = self
+            .replicas
+            .replicas()
+            .iter()
+            .filter(|r| brokers.contains(r));
+        let ineligible: Vec<ReplicaId> = ineligible.copied().collect();
+        self.replicas.set_ineligible(ineligible);
+    }
+
     /// Moves the AlterPartition requests the replicas produced into the effects, in order.
     pub(crate) fn send_alter_partitions(&mut self) {
         let requests = self.replicas.take_alter_partition_requests();

@@ -21,6 +21,12 @@
 //!   start, and truncates on `DivergingEpoch` exactly as Kafka's fetcher does.
 //! - `LeaderEpochCache` answers OffsetForLeaderEpoch.
 //!
+//! - `LeaderReplicas`, the leader's replica tracking without its log (replica set, ISR, epochs,
+//!   follower progress, AlterPartition requests, the high watermark bound): what sluice's
+//!   broker runs for each partition it leads, beside its own storage; `PartitionLeader` wraps
+//!   it here with the high watermark and waiting produces over a `Log`. The broker's follower
+//!   takes its two decisions from `diverging_epoch` and `truncation_offset`.
+//!
 //! Nothing here does I/O, reads a clock or starts a thread: the caller passes `now_ms` in,
 //! sends the `FetchRequest`s and `Effect`s out, and brings answers back. Durability follows
 //! sluice's fdatasync default: the leader counts its own log toward the high watermark up to

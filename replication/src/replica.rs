@@ -8,13 +8,15 @@
 //! What must stay true: partition states are applied in partition epoch order (older ones are
 //! ignored); a leader that stops leading answers every waiting produce.
 
+use std::collections::BTreeSet;
+
 use crate::follower::{FetchOutcome, PartitionFollower};
 use crate::leader::PartitionLeader;
 use crate::log::Log;
 use crate::message::{
     Acks, AlterPartitionAnswer, Effect, FetchError, FetchRequest, FetchResponse, ProduceError,
 };
-use crate::types::{Config, Epoch, LeaderAndIsr, Offset, PartitionEpoch};
+use crate::types::{Config, Epoch, LeaderAndIsr, Offset, PartitionEpoch, ReplicaId};
 
 /// A replica's role in the partition.
 #[derive(Debug, Clone)]
@@ -136,6 +138,14 @@ impl<L: Log> PartitionReplica<L> {
                     PartitionLeader::new(config, state, now_ms, &mut self.log, high_watermark);
                 self.role = Role::Leader(Box::new(leader));
             }
+        }
+    }
+
+    /// The brokers the metadata says may not join an ISR now (fenced, in controlled
+    /// shutdown), for the leader (`LeaderReplicas::set_ineligible`); nothing when following.
+    pub fn set_ineligible(&mut self, brokers: &BTreeSet<ReplicaId>) {
+        if let Role::Leader(leader) = &mut self.role {
+            leader.set_ineligible(brokers);
         }
     }
 

@@ -122,7 +122,9 @@ struct Node {
     restart_at: u64,
     next_sync_at: u64,
     /// Partition states on their way from the controller, in order.
-    metadata: VecDeque<(u64, usize, LeaderAndIsr)>,
+    /// Partition states as published, each with the brokers fenced then (the leader's ISR
+    /// eligibility).
+    metadata: VecDeque<(u64, usize, LeaderAndIsr, BTreeSet<ReplicaId>)>,
 }
 
 /// A broker's registration with the controller.
@@ -268,6 +270,7 @@ impl Sim {
         self.broker_epochs += 1;
         let epoch = BrokerEpoch(self.broker_epochs);
         let id = self.nodes[index].id;
+        let fenced = self.fenced();
         for p in 0..self.partitions.len() {
             if let Some(log) = self.nodes[index].disks[p].take() {
                 let config = self.config(id, epoch);
@@ -275,7 +278,8 @@ impl Sim {
             }
             self.nodes[index].checked[p] = Offset(0);
             let state = self.partitions[p].clone();
-            self.nodes[index].metadata.push_back((self.now, p, state));
+            let published = (self.now, p, state, fenced.clone());
+            self.nodes[index].metadata.push_back(published);
         }
         let node = &mut self.nodes[index];
         node.alive = true;
@@ -294,15 +298,26 @@ impl Sim {
     /// The controller publishes partition `p`'s state to every live broker, in order.
     fn publish(&mut self, p: usize) {
         let state = self.partitions[p].clone();
-        self.note(|| format!("publish p{p} {state:?}"));
+        let fenced = self.fenced();
+        self.note(|| format!("publish p{p} {state:?} fenced {fenced:?}"));
         for index in 0..self.nodes.len() {
             if !self.nodes[index].alive {
                 continue;
             }
             let last = self.nodes[index].metadata.back().map_or(0, |m| m.0);
             let at = (self.now + 1 + self.rng.below(self.faults.delay_ms_max)).max(last);
-            self.nodes[index].metadata.push_back((at, p, state.clone()));
+            let published = (at, p, state.clone(), fenced.clone());
+            self.nodes[index].metadata.push_back(published);
         }
+    }
+
+    /// The brokers fenced now: a leader does not let them join an ISR.
+    fn fenced(&self) -> BTreeSet<ReplicaId> {
+        self.brokers
+            .iter()
+            .filter(|(_, b)| b.fenced)
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     /// The first unfenced ISR member of `p` in replica order, but `except`.
@@ -346,6 +361,9 @@ impl Sim {
             } else if shrink {
                 self.partitions[p].partition_epoch = self.partitions[p].partition_epoch.next();
                 self.publish(p);
+            } else {
+                // Unchanged, but its leader must learn the broker is no longer eligible.
+                self.publish(p);
             }
         }
     }
@@ -359,6 +377,9 @@ impl Sim {
         for p in 0..self.partitions.len() {
             if self.partitions[p].leader.is_none() && self.partitions[p].isr.contains(&id) {
                 self.set_leader(p, Some(id));
+            } else if self.partitions[p].replicas.contains(&id) {
+                // Its leader learns the broker is eligible again.
+                self.publish(p);
             }
         }
     }
@@ -472,12 +493,16 @@ impl Sim {
                     Some(m) if m.0 <= self.now => {}
                     _ => break,
                 }
-                let Some((_, p, state)) = self.nodes[index].metadata.pop_front() else {
+                let Some((_, p, state, fenced)) = self.nodes[index].metadata.pop_front() else {
                     break;
                 };
                 let now = self.now;
                 let effects = match &mut self.nodes[index].replicas[p] {
-                    Some(replica) => replica.apply_partition_state(now, &state),
+                    Some(replica) => {
+                        let effects = replica.apply_partition_state(now, &state);
+                        replica.set_ineligible(&fenced);
+                        effects
+                    }
                     None => Vec::new(),
                 };
                 self.carry_out(index, p, effects)?;
