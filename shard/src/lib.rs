@@ -84,6 +84,7 @@ mod partition;
 mod producer_state;
 mod segment;
 mod shard;
+mod transactions;
 mod validate;
 
 pub use cache::{FSYNC_BOUNDS_US, ShardStats};
@@ -96,3 +97,6 @@ pub use fake::{FakeDisk, Faults};
 pub use io::{OpenMode, Storage, StorageFile};
 pub use partition::{AppendInfo, Offsets, Partition, ReadResult};
 pub use shard::Shard;
+pub use transactions::{
+    AbortedTxn, MARKER_ATTRIBUTES, Marker, Transactions, marker_batch, marker_of,
+};
