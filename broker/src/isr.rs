@@ -30,6 +30,7 @@ pub async fn run(core: Rc<Core>) {
         return;
     };
     let replication = &core.partitions.replication;
+    let mut next_tick = std::time::Instant::now();
     while !core.stop.is_stopping() {
         let woken = futures_lite::future::or(async { changes.recv().await }, async {
             futures_lite::future::or(glommio::timer::sleep(CHECK_PERIOD), core.stop.stopped())
@@ -42,7 +43,11 @@ pub async fn run(core: Rc<Core>) {
             let p = core.shard.partition(&change.topic, change.partition);
             replication.change_answered(&change, answer, p, now_ms());
         }
-        replication.tick(now_ms(), |t, p| core.shard.partition(t, p));
+        // Every led partition is visited once a period, not after every change.
+        if std::time::Instant::now() >= next_tick {
+            replication.tick(now_ms(), |t, p| core.shard.partition(t, p));
+            next_tick = std::time::Instant::now() + CHECK_PERIOD;
+        }
     }
 }
 
@@ -89,13 +94,15 @@ async fn send(core: &Core, change: &IsrChange) -> IsrAnswer {
             .into_iter()
             .flat_map(|t| t.partitions)
             .next()
-            .map(|p| match error_of(p.error_code) {
-                None => Ok((p.leader_epoch, p.partition_epoch, ids(&p.isr))),
-                Some(e) => Err(e),
+            .and_then(|p| match error_of(p.error_code) {
+                None => Some(Ok((p.leader_epoch, p.partition_epoch, ids(&p.isr)))),
+                // Sent again after the retry time rather than at once: the controller's image
+                // is behind this leader's (it has just taken over), so give it time.
+                Some(AlterPartitionError::NotController) => None,
+                Some(e) => Some(Err(e)),
             }),
-        Ok(Response::AlterPartition(r)) if r.error_code == code::NOT_CONTROLLER => {
-            Some(Err(AlterPartitionError::NotController))
-        }
+        // A top-level error (NOT_CONTROLLER, STALE_BROKER_EPOCH) or no answer: sent again
+        // after the retry time.
         _ => None,
     };
     match &answer {

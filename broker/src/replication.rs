@@ -43,7 +43,14 @@ const ALTER_PARTITION_RETRY_MS: u64 = 2_000;
 struct Led {
     topic_id: [u8; 16],
     replicas: LeaderReplicas,
+    /// An AlterPartition of this partition waits in the ISR task's queue or for its answer:
+    /// no resend until it is answered (the task sends one request at a time for the whole
+    /// core, so a timer started when a request was queued says nothing of its answer).
+    queued: bool,
 }
+
+/// A partition followed here: its topic id, and the leader's high watermark last learned.
+type Followed = ([u8; 16], Option<i64>);
 
 /// A change of a led partition's ISR for the active controller (AlterPartition).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,9 +103,9 @@ pub enum NotFollowed {
 pub struct Replication {
     node: i32,
     led: RefCell<HashMap<Key, Led>>,
-    /// Partitions followed here, with the leader's high watermark last learned (`None`
-    /// before the first answer).
-    followed: RefCell<HashMap<Key, Option<i64>>>,
+    /// Partitions followed here: the topic id, and the leader's high watermark last learned
+    /// (`None` before the first answer).
+    followed: RefCell<HashMap<Key, Followed>>,
     /// ISR changes proposed by follower Fetches and answers, for the core's ISR task.
     changes: LocalSender<IsrChange>,
     changes_out: RefCell<Option<LocalReceiver<IsrChange>>>,
@@ -147,7 +154,13 @@ impl Replication {
                 // Produces waiting for the high watermark learn they lost the leadership.
                 p.wake_waiters();
             }
-            let learned = *self.followed.borrow_mut().entry(key).or_insert(None);
+            let mut followed = self.followed.borrow_mut();
+            let entry = followed.entry(key).or_insert((topic_id, None));
+            if entry.0 != topic_id {
+                // The topic was deleted and created again under its name.
+                *entry = (topic_id, None);
+            }
+            let learned = entry.1;
             p.set_high_watermark_bound(learned.unwrap_or_else(|| p.offsets().high_watermark));
             return;
         }
@@ -157,14 +170,31 @@ impl Replication {
         let las = leader_and_isr(state);
         let min_isr = usize::try_from(settings.min_isr.max(1)).unwrap_or(1);
         let mut led = self.led.borrow_mut();
+        let fresh = || Led {
+            topic_id,
+            replicas: LeaderReplicas::new(
+                self.config(min_isr, settings.lag_max_ms),
+                &las,
+                now_ms,
+                log_end,
+            ),
+            queued: false,
+        };
         let entry = match led.entry(key) {
             Entry::Vacant(v) => {
-                let config = self.config(min_isr, settings.lag_max_ms);
-                let replicas = LeaderReplicas::new(config, &las, now_ms, log_end);
                 p.wake_waiters();
-                v.insert(Led { topic_id, replicas })
+                v.insert(fresh())
             }
-            Entry::Occupied(o) => o.into_mut(),
+            Entry::Occupied(o) => {
+                let entry = o.into_mut();
+                // The topic was deleted and created again under its name (its epochs start
+                // over): nothing of the old one's replicas holds.
+                if entry.topic_id != topic_id || las.leader_epoch < entry.replicas.leader_epoch() {
+                    *entry = fresh();
+                    p.wake_waiters();
+                }
+                entry
+            }
         };
         let r = &mut entry.replicas;
         if las.leader_epoch > r.leader_epoch() {
@@ -175,7 +205,6 @@ impl Replication {
         }
         r.set_min_insync_replicas(min_isr);
         r.set_ineligible(settings.ineligible.iter().copied().map(ReplicaId));
-        entry.topic_id = topic_id;
         p.set_high_watermark_bound(bound(entry, p, now_ms));
     }
 
@@ -210,19 +239,24 @@ impl Replication {
         let entry = led.get_mut(&key).ok_or(NotFollowed::NotLeader)?;
         let replica = ReplicaId(fetch.replica);
         let r = &mut entry.replicas;
-        let stale = r
-            .follower_broker_epoch(replica)
-            .is_some_and(|known| fetch.broker_epoch < known.0);
+        let known = r.follower_broker_epoch(replica);
+        // A Fetch without a broker epoch (-1) is not checked, as in Kafka, and keeps the one
+        // known.
+        let stale = fetch.broker_epoch >= 0 && known.is_some_and(|k| fetch.broker_epoch < k.0);
         if fetch.replica == self.node || !r.is_follower(replica) || stale {
             return Err(NotFollowed::NotAReplica);
         }
+        let broker_epoch = match known {
+            Some(k) if fetch.broker_epoch < 0 => k,
+            _ => BrokerEpoch(fetch.broker_epoch),
+        };
         let offsets = p.offsets();
         r.record_fetch(
             now_ms,
             replica,
             (Offset(fetch.fetch_offset), Offset(fetch.log_start_offset)),
             Offset(offsets.log_end_offset),
-            BrokerEpoch(fetch.broker_epoch),
+            broker_epoch,
             Offset(offsets.high_watermark),
         );
         self.send_changes(&key, entry);
@@ -240,7 +274,9 @@ impl Replication {
                 continue;
             };
             let leader_end = Offset(p.offsets().log_end_offset);
-            entry.replicas.maybe_resend_alter_partition(now_ms);
+            if !entry.queued {
+                entry.replicas.maybe_resend_alter_partition(now_ms);
+            }
             entry.replicas.maybe_shrink_isr(now_ms, leader_end);
             self.send_changes(key, entry);
             p.set_high_watermark_bound(bound(entry, &p, now_ms));
@@ -257,12 +293,13 @@ impl Replication {
         p: Option<Partition>,
         now_ms: u64,
     ) {
-        let Some(answer) = answer else {
-            return;
-        };
         let key = (change.topic.clone(), change.partition);
         let mut led = self.led.borrow_mut();
         let Some(entry) = led.get_mut(&key) else {
+            return;
+        };
+        entry.queued = false;
+        let Some(answer) = answer else {
             return;
         };
         let result = answer.map(|(leader_epoch, partition_epoch, isr)| LeaderAndIsr {
@@ -288,6 +325,7 @@ impl Replication {
     /// Hands the AlterPartition requests a led partition produced to the ISR task.
     fn send_changes(&self, key: &Key, entry: &mut Led) {
         for request in entry.replicas.take_alter_partition_requests() {
+            entry.queued = true;
             let _ = self.changes.try_send(IsrChange {
                 topic: key.0.clone(),
                 topic_id: entry.topic_id,
@@ -300,7 +338,7 @@ impl Replication {
     /// The leader's high watermark as a follower learned it from a Fetch answer.
     pub fn leader_high_watermark(&self, p: &Partition, high_watermark: i64) {
         let key = (p.topic().to_owned(), p.partition());
-        if let Some(learned) = self.followed.borrow_mut().get_mut(&key) {
+        if let Some((_, learned)) = self.followed.borrow_mut().get_mut(&key) {
             *learned = Some(high_watermark);
             p.set_high_watermark_bound(high_watermark);
         }

@@ -56,6 +56,12 @@ impl IsrState {
         isr
     }
 
+    /// Whether `replica` is in the maximal ISR (without building it).
+    pub(crate) fn in_maximal_isr(&self, replica: ReplicaId) -> bool {
+        self.isr().contains(&replica)
+            || matches!(self, IsrState::PendingExpand { new_member, .. } if *new_member == replica)
+    }
+
     /// The AlterPartition in flight, if any.
     pub(crate) fn in_flight(&self) -> Option<&AlterPartitionRequest> {
         match self {

@@ -56,6 +56,17 @@ impl LeaderReplicas {
         }
         let lag_max_ms = self.config.replica_lag_time_max_ms;
         let me = self.config.replica_id;
+        let out_of_sync = |id: &ReplicaId| {
+            *id != me
+                && !self
+                    .followers
+                    .get(id)
+                    .is_some_and(|p| p.is_caught_up(leader_end, now_ms, lag_max_ms))
+        };
+        // Checked before anything is built: this runs for every led partition every tick.
+        if !self.isr.isr().iter().any(out_of_sync) {
+            return;
+        }
         let committed = self.isr.isr().to_vec();
         let (keep, out): (Vec<ReplicaId>, Vec<ReplicaId>) = committed.iter().partition(|&&id| {
             id == me

@@ -256,13 +256,12 @@ impl LeaderReplicas {
         if self.below_min_isr() {
             return None;
         }
-        let maximal = self.isr.maximal_isr();
         let lag_max_ms = self.config.replica_lag_time_max_ms;
         let mut bound = Offset(i64::MAX);
         for (id, progress) in &self.followers {
             let joining =
-                self.is_eligible(*id) && progress.is_caught_up(leader_end, now_ms, lag_max_ms);
-            if maximal.contains(id) || joining {
+                || self.is_eligible(*id) && progress.is_caught_up(leader_end, now_ms, lag_max_ms);
+            if self.isr.in_maximal_isr(*id) || joining() {
                 bound = bound.min(progress.log_end.unwrap_or(Offset(-1)));
             }
         }
