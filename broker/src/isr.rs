@@ -9,8 +9,8 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use sluice_net::messages::AlterPartitionRequest;
 use sluice_net::messages::alter_partition_request::{BrokerState, PartitionData, TopicData};
+use sluice_net::messages::{AlterPartitionRequest, AlterPartitionResponse};
 use sluice_net::{BrokerId, Request, Response, Uuid};
 
 use crate::cluster_topics::Cluster;
@@ -18,11 +18,16 @@ use crate::core::Core;
 use crate::errors::code;
 use crate::replication::{IsrAnswer, IsrChange, now_ms};
 use sluice_replication::{AlterPartitionError, IsrMember};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// How often led partitions are checked for followers that lag (Kafka checks every half
 /// `replica.lag.time.max.ms`; this is finer so the time out of sync is close to the setting).
 const CHECK_PERIOD: Duration = Duration::from_millis(500);
+
+/// The most changes one AlterPartition carries: every change waiting when a request is sent
+/// goes in it (Kafka's `AlterPartitionManager` batches its pending changes too), so a broker
+/// that returns to a thousand ISRs waits for a few controller commits, not a thousand.
+const BATCH_MAX: usize = 1_000;
 
 /// Runs until the broker stops.
 pub async fn run(core: Rc<Core>) {
@@ -38,10 +43,19 @@ pub async fn run(core: Rc<Core>) {
             None
         })
         .await;
-        if let Some(change) = woken {
-            let answer = send(&core, &change).await;
-            let p = core.shard.partition(&change.topic, change.partition);
-            replication.change_answered(&change, answer, p, now_ms());
+        if let Some(first) = woken {
+            let mut batch = vec![first];
+            while batch.len() < BATCH_MAX {
+                match futures_lite::future::poll_once(changes.recv()).await {
+                    Some(Some(change)) => batch.push(change),
+                    _ => break,
+                }
+            }
+            let answers = send(&core, &batch).await;
+            for (change, answer) in batch.iter().zip(answers) {
+                let p = core.shard.partition(&change.topic, change.partition);
+                replication.change_answered(change, answer, p, now_ms());
+            }
         }
         // Every led partition is visited once a period, not after every change.
         if std::time::Instant::now() >= next_tick {
@@ -51,22 +65,64 @@ pub async fn run(core: Rc<Core>) {
     }
 }
 
-/// Sends one change and returns the controller's answer.
-async fn send(core: &Core, change: &IsrChange) -> IsrAnswer {
+/// A partition of an AlterPartition: its topic id and index.
+type PartitionKey = ([u8; 16], i32);
+
+/// Sends `batch` in one AlterPartition and returns the controller's answer to each change, in
+/// order. Of two changes of one partition only the later is sent (the earlier is answered
+/// `None`, as if lost).
+async fn send(core: &Core, batch: &[IsrChange]) -> Vec<IsrAnswer> {
+    let mut latest: HashMap<PartitionKey, usize> = HashMap::new();
+    for (i, change) in batch.iter().enumerate() {
+        latest.insert((change.topic_id, change.partition), i);
+    }
+    let sent = |i: usize, c: &IsrChange| latest.get(&(c.topic_id, c.partition)) == Some(&i);
+    let kept: Vec<&IsrChange> = (0..)
+        .zip(batch)
+        .filter(|(i, c)| sent(*i, c))
+        .map(|(_, c)| c)
+        .collect();
+    let request = alter_partition(core, &kept);
+    let answers = match core.forward(Request::AlterPartition(request)).await {
+        Ok(Response::AlterPartition(r)) if r.error_code == code::NONE => answers_of(r),
+        // A top-level error (NOT_CONTROLLER, STALE_BROKER_EPOCH) or no answer: each change is
+        // sent again after the retry time.
+        _ => HashMap::new(),
+    };
+    (0..)
+        .zip(batch)
+        .map(|(i, change)| {
+            let answer = if sent(i, change) {
+                answers
+                    .get(&(change.topic_id, change.partition))
+                    .cloned()
+                    .flatten()
+            } else {
+                None
+            };
+            log_answer(change, &answer);
+            answer
+        })
+        .collect()
+}
+
+/// The AlterPartition for `changes` (one partition each), grouped by topic.
+fn alter_partition(core: &Core, changes: &[&IsrChange]) -> AlterPartitionRequest {
     let image = core.topics();
     let epochs = image
         .cluster()
         .map(|c| c.epochs.clone())
         .unwrap_or_default();
-    let broker_epoch = epochs.get(&core.config.node_id).copied().unwrap_or(-1);
-    let request = &change.request;
-    let isr: Vec<i32> = request.new_isr.iter().map(|m| m.replica_id.0).collect();
-    let alter = AlterPartitionRequest {
-        broker_id: BrokerId(core.config.node_id),
-        broker_epoch,
-        topics: vec![TopicData {
-            topic_id: Uuid(change.topic_id),
-            partitions: vec![PartitionData {
+    let node = core.config.node_id;
+    let mut topics: BTreeMap<[u8; 16], Vec<PartitionData>> = BTreeMap::new();
+    for change in changes {
+        let request = &change.request;
+        tracing::debug!(topic = %change.topic, partition = change.partition,
+            isr = ?request.new_isr, "proposing an ISR change");
+        topics
+            .entry(change.topic_id)
+            .or_default()
+            .push(PartitionData {
                 partition_index: change.partition,
                 leader_epoch: request.leader_epoch.0,
                 new_isr_with_epochs: request
@@ -74,38 +130,50 @@ async fn send(core: &Core, change: &IsrChange) -> IsrAnswer {
                     .iter()
                     .map(|m| BrokerState {
                         broker_id: BrokerId(m.replica_id.0),
-                        broker_epoch: member_epoch(m, core.config.node_id, &epochs),
+                        broker_epoch: member_epoch(m, node, &epochs),
                         ..Default::default()
                     })
                     .collect(),
                 leader_recovery_state: 0,
                 partition_epoch: request.partition_epoch.0,
                 ..Default::default()
-            }],
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
-    tracing::debug!(topic = %change.topic, partition = change.partition, ?isr,
-        "proposing an ISR change");
-    let answer = match core.forward(Request::AlterPartition(alter)).await {
-        Ok(Response::AlterPartition(r)) if r.error_code == code::NONE => r
-            .topics
+            });
+    }
+    AlterPartitionRequest {
+        broker_id: BrokerId(node),
+        broker_epoch: epochs.get(&node).copied().unwrap_or(-1),
+        topics: topics
             .into_iter()
-            .flat_map(|t| t.partitions)
-            .next()
-            .and_then(|p| match error_of(p.error_code) {
+            .map(|(id, partitions)| TopicData {
+                topic_id: Uuid(id),
+                partitions,
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// Each answered partition's answer. A partition-level NOT_CONTROLLER is sent again after
+/// the retry time rather than at once (`None`): the controller's image is behind this
+/// leader's (it has just taken over), so give it time.
+fn answers_of(r: AlterPartitionResponse) -> HashMap<PartitionKey, IsrAnswer> {
+    let mut answers = HashMap::new();
+    for t in r.topics {
+        for p in t.partitions {
+            let answer = match error_of(p.error_code) {
                 None => Some(Ok((p.leader_epoch, p.partition_epoch, ids(&p.isr)))),
-                // Sent again after the retry time rather than at once: the controller's image
-                // is behind this leader's (it has just taken over), so give it time.
                 Some(AlterPartitionError::NotController) => None,
                 Some(e) => Some(Err(e)),
-            }),
-        // A top-level error (NOT_CONTROLLER, STALE_BROKER_EPOCH) or no answer: sent again
-        // after the retry time.
-        _ => None,
-    };
-    match &answer {
+            };
+            answers.insert((t.topic_id.0, p.partition_index), answer);
+        }
+    }
+    answers
+}
+
+fn log_answer(change: &IsrChange, answer: &IsrAnswer) {
+    match answer {
         Some(Ok((_, _, now))) => {
             tracing::info!(topic = %change.topic, partition = change.partition, isr = ?now,
                 "ISR changed");
@@ -115,7 +183,6 @@ async fn send(core: &Core, change: &IsrChange) -> IsrAnswer {
         other => tracing::debug!(topic = %change.topic, partition = change.partition,
             answer = ?other, "ISR change refused or unanswered"),
     }
-    answer
 }
 
 /// A member's broker epoch in the request: this broker's own from the image, a follower's as
