@@ -53,7 +53,9 @@
 //! # Invariants
 //! - Only the owning core touches a partition; no `Mutex`, no `Arc`. `RefCell` borrows never
 //!   span an `.await`.
-//! - Offsets are contiguous across batches and segments; checked on append and on recovery.
+//! - Offsets are contiguous across batches and segments, but below the cleaner checkpoint's
+//!   `cleaned_upto` (compaction's gaps, and on a follower the gaps of a compacted leader's log
+//!   it copied, `append_replicated`); checked on append and on recovery.
 //! - Every batch is CRC-checked before it is written and again when read from disk.
 //! - The high watermark never passes what is durable (in the default sync mode), and no end
 //!   offset moves back except through `truncate_to` and `truncate_fully_and_start_at`

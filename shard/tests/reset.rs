@@ -2,7 +2,8 @@
 //! replaced by an empty one at an offset above or below its end, on the fake disk and on real
 //! files. The new state survives a clean close and a crash; a crash or an I/O error at any
 //! step leaves the old log whole or the new one (never a mix), and an error poisons the
-//! partition. Also: a follower follows the leader's log start with `delete_records_before`.
+//! partition. Also: a follower follows the leader's log start with `delete_records_before`, and
+//! takes the offset gaps a compacted leader's log has.
 
 mod common;
 
@@ -184,6 +185,92 @@ fn reset_above_the_end_real() {
         probe_dma_polling(&d2).await.expect("dma");
         // Dropping without a close is what a real crash leaves, minus unsynced writes.
         reset_above_the_end(DmaStorage, &d2, || {}).await;
+    });
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The base offset of the first batch a read of `p` at `at` returns.
+async fn base_at<S: Storage>(p: &Partition<S>, at: i64) -> i64 {
+    let r = p.read(at, 1).await.expect("read");
+    let first = r.batches.first().expect("a batch").clone();
+    i64::from_be_bytes(first[..8].try_into().expect("8 bytes"))
+}
+
+/// A follower copies a leader whose compaction removed whole batches: the batches it gets
+/// leave offset gaps (one call's first batch past the log end, and one inside a call), over
+/// several segments. Reads inside a gap get the next batch; the log, its offsets and reads
+/// are the same after a clean close and after a crash; a batch overlapping the log end is
+/// still refused; the leader's own appends after it continue at the log end.
+async fn follower_takes_gaps<S: Storage>(storage: S, dir: &Path, crash: impl Fn()) {
+    let (s, p) = open(&storage, dir).await;
+    p.set_high_watermark_bound(0);
+    let mut gapped = BytesMut::new();
+    gapped.extend_from_slice(&leader_batch(50, 1, 10));
+    gapped.extend_from_slice(&leader_batch(60, 1, 10));
+    gapped.extend_from_slice(&leader_batch(80, 2, 10));
+    let answers = [
+        leader_batch(0, 1, 10),
+        leader_batch(10, 1, 10),
+        leader_batch(30, 1, 10),
+        gapped.freeze(),
+    ];
+    for answer in answers {
+        p.append_replicated(answer)
+            .await
+            .expect("replicated append with a gap")
+            .expect("new batches");
+    }
+    p.set_high_watermark_bound(90);
+    let offsets = p.offsets();
+    assert_eq!((offsets.log_end_offset, offsets.high_watermark), (90, 90));
+    assert_eq!(base_at(&p, 25).await, 30, "a read in the first gap");
+    assert_eq!(base_at(&p, 75).await, 80, "a read in the second gap");
+    let want = read_all(&p).await;
+    assert_eq!(want.len(), 6);
+    assert!(p.segment_count() > 1, "the gaps span segments");
+    let overlapping = p.append_replicated(leader_batch(85, 2, 10)).await;
+    assert!(
+        matches!(overlapping, Err(ShardError::NotContiguous { .. })),
+        "{overlapping:?}"
+    );
+    s.close().await.expect("close");
+    for crashed in [false, true] {
+        let (s, p) = open(&storage, dir).await;
+        p.set_high_watermark_bound(90);
+        assert_eq!(p.offsets(), offsets, "crashed={crashed}");
+        assert_eq!(read_all(&p).await, want, "crashed={crashed}");
+        assert_eq!(base_at(&p, 42).await, 50);
+        if crashed {
+            s.close().await.expect("close");
+        } else {
+            drop(p);
+            drop(s);
+            crash();
+        }
+    }
+    let (s, p) = open(&storage, dir).await;
+    p.raise_leader_epoch(3);
+    let info = p.append(make_batch(9, 2, 50, 1_000)).await.expect("append");
+    assert_eq!(info.base_offset, 90);
+    s.close().await.expect("close");
+}
+
+#[test]
+fn follower_takes_gaps_fake() {
+    let disk = FakeDisk::new(5, Faults::default(), 1_000_000);
+    let d = disk.clone();
+    block_on(follower_takes_gaps(disk, Path::new("/d"), move || {
+        d.crash()
+    }));
+}
+
+#[test]
+fn follower_takes_gaps_real() {
+    let dir = real_dir("gaps");
+    let d2 = dir.clone();
+    run_glommio(move || async move {
+        probe_dma_polling(&d2).await.expect("dma");
+        follower_takes_gaps(DmaStorage, &d2, || {}).await;
     });
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -1317,3 +1317,140 @@ fn finish_torn(
         );
     }
 }
+
+/// One acks=all record `key` = `value` to `topic`-0 on `leader`, retried until acknowledged;
+/// its offset.
+fn produce_keyed(leader: &str, topic: &str, key: &str, value: &str) -> i64 {
+    use sluice_net::messages::{ProduceRequest, produce_request as pr};
+    use sluice_net::record_batch::build::{BatchSpec, batch};
+    let records = batch(
+        &BatchSpec::default(),
+        &[(Some(key.as_bytes()), Some(value.as_bytes()))],
+    );
+    let request = Request::Produce(ProduceRequest {
+        acks: -1,
+        timeout_ms: 5_000,
+        topic_data: vec![pr::TopicProduceData {
+            name: topic.into(),
+            partition_data: vec![pr::PartitionProduceData {
+                index: 0,
+                records: Some(records.into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    wait_for(
+        Duration::from_secs(30),
+        "an acknowledged keyed record",
+        || {
+            let mut client = Client::connect(leader, "test", CONNECT).ok()?;
+            let (_, Response::Produce(r)) = client.call(11, &request).ok()? else {
+                return None;
+            };
+            let p = &r.responses[0].partition_responses[0];
+            (p.error_code == code::NONE).then_some(p.base_offset)
+        },
+    )
+}
+
+/// The base offset of the first batch a consumer's Fetch of `topic`-0 at `offset` gets from
+/// `broker` (`None`: no batch, or no answer).
+fn first_batch_at(broker: &str, topic: &str, offset: i64) -> Option<i64> {
+    let mut client = Client::connect(broker, "test", CONNECT).ok()?;
+    let answer = sluice_tests::fetch_at(&mut client, topic, 0, offset)?;
+    let records = answer
+        .responses
+        .first()?
+        .partitions
+        .first()?
+        .records
+        .clone()?;
+    let first = Batches::new(records.into_bytes()).next()?.ok()?;
+    Some(first.base_offset())
+}
+
+/// A follower that was down while its leader compacted the log past the follower's end finds
+/// offset gaps where the leader's cleaner removed superseded batches (Kafka's followers take
+/// them): it appends across them, rejoins the ISR, and, elected leader when the old leader is
+/// killed (it comes before the other follower in the assignment), serves the latest value of
+/// every key. (Before followers took gaps it never got back into the ISR.)
+#[test]
+fn a_follower_behind_a_compacted_region_takes_its_gaps_and_rejoins() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cleaner = ["--set", "log_cleaner_backoff_ms=200"];
+    let mut nodes = start_cluster(tmp.path(), 3, &cleaner);
+    let compacted = [
+        ("cleanup.policy", "compact"),
+        ("segment.ms", "200"),
+        ("min.cleanable.dirty.ratio", "0.01"),
+    ];
+    create_placed(&nodes[0].bootstrap(), "squeezed", &[[1, 3, 2]], &compacted);
+    wait_in_sync(&nodes, &[1, 2, 3], "squeezed", 1);
+    let leader = addr_of(&nodes, 1);
+    let keys = ["k0", "k1", "k2", "k3", "k4"];
+    for key in keys {
+        produce_keyed(&leader, "squeezed", key, "early");
+    }
+    nodes[2].kill();
+    wait_isr(&leader, "squeezed", &[1, 2], "node 3 out of the ISR");
+    let mut latest = BTreeMap::new();
+    for round in 0..40 {
+        for key in keys {
+            let value = format!("{key}-round-{round}");
+            produce_keyed(&leader, "squeezed", key, &value);
+            latest.insert(key.to_owned(), value);
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    // The leader's cleaner removed the early batches node 3 holds and the ones after them.
+    wait_for(
+        Duration::from_secs(30),
+        "a gap in the leader's compacted log after node 3's end",
+        || first_batch_at(&leader, "squeezed", 5).filter(|&base| base > 5),
+    );
+    nodes[2].restart_after_kill();
+    wait_in_sync(&nodes, &[1, 2, 3], "squeezed", 1);
+
+    // The leader killed, node 3 leads (the first live ISR member in assignment order).
+    nodes[0].kill();
+    let survivor = addr_of(&nodes, 3);
+    wait_for_state(
+        Duration::from_secs(30),
+        "node 3 leading squeezed-0",
+        || placements(&survivor, "squeezed").get(&0).map(|p| p.leader),
+        |leader| *leader == Some(3),
+    );
+    assert_eq!(read_keyed(&survivor, "squeezed"), latest);
+}
+
+/// Every record of `topic`-0 on `broker` up to its high watermark, as the latest value of
+/// each key.
+fn read_keyed(broker: &str, topic: &str) -> BTreeMap<String, String> {
+    let mut client = Client::connect(broker, "test", CONNECT).expect("connect");
+    let mut latest = BTreeMap::new();
+    let mut offset = 0;
+    loop {
+        let answer = sluice_tests::fetch_at(&mut client, topic, 0, offset).expect("a Fetch answer");
+        let p = &answer.responses[0].partitions[0];
+        assert_eq!(p.error_code, code::NONE, "{p:?}");
+        let Some(records) = p.records.clone().filter(|r| !r.is_empty()) else {
+            break;
+        };
+        for batch in Batches::new(records.into_bytes()) {
+            let batch = batch.expect("a batch");
+            for record in batch.records().expect("records") {
+                let record = record.expect("a record");
+                let key = String::from_utf8_lossy(&record.key.expect("a key")).into_owned();
+                let value = String::from_utf8_lossy(&record.value.expect("a value")).into_owned();
+                latest.insert(key, value);
+            }
+            offset = batch.last_offset() + 1;
+        }
+        if offset >= p.high_watermark {
+            break;
+        }
+    }
+    latest
+}

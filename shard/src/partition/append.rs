@@ -166,8 +166,9 @@ impl<S: Storage> Partition<S> {
         let seq = st.append_seq;
         let mut cache = inner.cache.borrow_mut();
         for b in batches {
-            let (bytes, max_timestamp) = self.stamp_batch(b, st.ends.log_end(), epoch, now);
-            self.append_batch(st, &mut cache, b, bytes, max_timestamp, now);
+            let base = st.ends.log_end();
+            let (bytes, max_timestamp) = self.stamp_batch(b, base, epoch, now);
+            self.append_batch(st, &mut cache, (b, base), bytes, max_timestamp, now);
         }
         if let Durability::FlushInterval { .. } = inner.config.durability {
             st.advance_committed(&inner.config.durability);
@@ -185,20 +186,28 @@ impl<S: Storage> Partition<S> {
         Ok((info, seq, new_epoch))
     }
 
-    /// Adds one checked batch at the log end, in memory, as `bytes` (the batch as stored,
+    /// Adds one checked batch at offset `base`, in memory, as `bytes` (the batch as stored,
     /// with its `max_timestamp`): in a new segment if the active one is due to roll, recorded
-    /// for its producer, indexed, cached and queued for the next flush.
+    /// for its producer, indexed, cached and queued for the next flush. `base` is the log end,
+    /// or past it on a follower copying a leader whose compaction left a gap there
+    /// (`append_replicated`, which has made recovery accept the gap first): the active
+    /// segment then covers the gap, as a compacted segment covers the offsets it lost.
     pub(super) fn append_batch(
         &self,
         st: &mut LogState<S::File>,
         cache: &mut BatchCache,
-        b: &RecordBatch,
+        (b, base): (&RecordBatch, i64),
         bytes: Bytes,
         max_timestamp: i64,
         now: i64,
     ) {
         let inner = &*self.inner;
-        let base = st.ends.log_end();
+        assert!(base >= st.ends.log_end(), "offsets must increase");
+        if base > st.ends.log_end() {
+            let (_, active) = st.segments.iter_mut().next_back().expect("segment");
+            active.next_offset = base;
+            st.ends.advance_log_end(base);
+        }
         let last = base + i64::from(b.last_offset_delta());
         assert!(last >= base, "offset range must not be empty");
         let size = b.size_bytes() as u64;

@@ -8,14 +8,20 @@ use bytes::Bytes;
 use sluice_net::record_batch::{Batches, RecordBatch};
 
 use super::{AppendInfo, Partition};
+use crate::cleaner_checkpoint;
 use crate::config::Durability;
 use crate::error::{Result, ShardError};
 use crate::io::Storage;
 
 impl<S: Storage> Partition<S> {
     /// Appends batches a leader sent (a follower's Fetch answer) as they are: each must be
-    /// whole and pass its CRC, and the first one not already held must start at the log end;
-    /// batches wholly below the log end (a repeated answer) are skipped. Producer state is
+    /// whole and pass its CRC, and the first one not already held must start at or past the
+    /// log end, each next one past the previous one's end; batches wholly below the log end (a
+    /// repeated answer) are skipped. A batch past the end leaves a gap, as the leader's
+    /// compaction left it (Kafka's followers take such gaps too): before it is appended, the
+    /// cleaner checkpoint's `cleaned_upto` is raised past the gap and saved, since that is
+    /// the bound below which recovery accepts offset gaps (this replica's cleaner then takes
+    /// the region below as cleaned, which the leader's copy of it is). Producer state is
     /// recorded without sequence checks (the leader made them), so a new leader still detects
     /// duplicates, and each new leader epoch enters
     /// the epoch cache, saved before the batches are synced. Returns per the partition's
@@ -31,6 +37,15 @@ impl<S: Storage> Partition<S> {
         }
         self.wait_while_truncating().await;
         self.check_usable()?;
+        let gap_end = {
+            let st = self.inner.state.borrow();
+            last_gap_end(&batches, st.ends.log_end()).filter(|&e| e > st.cleaner.cleaned_upto)
+        };
+        if let Some(end) = gap_end {
+            self.accept_gaps_below(end).await?;
+            self.wait_while_truncating().await;
+            self.check_usable()?;
+        }
         let Some((info, seq, new_epoch)) = self.replicate_in_memory(&batches)? else {
             return Ok(None);
         };
@@ -42,6 +57,23 @@ impl<S: Storage> Partition<S> {
             self.sync_to(seq).await?;
         }
         Ok(Some(info))
+    }
+
+    /// Raises the cleaner checkpoint's `cleaned_upto` to `end` and saves it, under the I/O
+    /// lock as the cleaner does: recovery then accepts offset gaps below `end`.
+    async fn accept_gaps_below(&self, end: i64) -> Result<()> {
+        let inner = &*self.inner;
+        let _io = inner.io_lock.lock().await;
+        let c = {
+            let mut st = inner.state.borrow_mut();
+            let now = inner.storage.now_ms();
+            st.cleaner
+                .advance(end, now, inner.config.delete_retention_ms);
+            st.cleaner.clone()
+        };
+        tracing::info!(topic = %inner.topic, partition = inner.partition, end,
+            "the leader's log has an offset gap here (compaction): accepting gaps below");
+        cleaner_checkpoint::save(&inner.storage, &inner.dir, &c).await
     }
 
     /// Waits while a truncation runs (appends may not interleave with one).
@@ -66,8 +98,10 @@ impl<S: Storage> Partition<S> {
             return Ok(None);
         };
         let mut expected = log_end;
+        let gaps_below = st.cleaner.cleaned_upto;
         for b in &fresh {
-            if b.base_offset() != expected {
+            let gap_ok = b.base_offset() > expected && b.base_offset() <= gaps_below;
+            if b.base_offset() != expected && !gap_ok {
                 return Err(ShardError::NotContiguous {
                     topic: inner.topic.clone(),
                     partition: inner.partition,
@@ -89,7 +123,15 @@ impl<S: Storage> Partition<S> {
                 st.leader_epoch = st.leader_epoch.max(epoch);
                 new_epoch = true;
             }
-            self.append_batch(st, &mut cache, b, b.bytes().clone(), b.max_timestamp(), now);
+            let at = (b, b.base_offset());
+            self.append_batch(
+                st,
+                &mut cache,
+                at,
+                b.bytes().clone(),
+                b.max_timestamp(),
+                now,
+            );
         }
         if let Durability::FlushInterval { .. } = inner.config.durability {
             st.advance_committed(&inner.config.durability);
@@ -176,6 +218,20 @@ fn end_offset_for_epoch(cache: &[(i32, i64)], log_end: i64, epoch: i32) -> Optio
     let found = cache[i - 1].0;
     let end = cache.get(i).map_or(log_end, |next| next.1);
     Some((found, end))
+}
+
+/// The start of the last batch of `batches` that would leave an offset gap after `log_end`
+/// (it starts past the end of what comes before it), if any.
+fn last_gap_end(batches: &[RecordBatch], log_end: i64) -> Option<i64> {
+    let mut expected = log_end;
+    let mut gap_end = None;
+    for b in batches.iter().filter(|b| b.last_offset() >= log_end) {
+        if b.base_offset() > expected {
+            gap_end = Some(b.base_offset());
+        }
+        expected = b.last_offset() + 1;
+    }
+    gap_end
 }
 
 #[cfg(test)]
