@@ -665,11 +665,14 @@ fn alter_partition_is_decided_by_the_active_controller() {
         )
     );
     // The leader itself adds the dropped replica back once it fetches: the state this
-    // change made is the one at the next partition epoch, not necessarily the last.
-    let states = partition_states(&metadata_records(&log_dir), "isr");
-    let after = states
-        .iter()
-        .find(|s| s.partition_epoch == before.partition_epoch + 1)
-        .unwrap_or_else(|| panic!("no state at the next partition epoch: {states:?}"));
+    // change made is the one at the next partition epoch, not necessarily the last. The
+    // answer came once a majority held the record; the active controller's own file may
+    // show it a moment later.
+    let after = wait_for(Duration::from_secs(10), "the change in the log", || {
+        let states = partition_states(&metadata_records(&log_dir), "isr");
+        states
+            .into_iter()
+            .find(|s| s.partition_epoch == before.partition_epoch + 1)
+    });
     assert_eq!(after.isr, isr);
 }
