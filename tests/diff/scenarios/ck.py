@@ -890,6 +890,20 @@ def group_configs(t, bs):
                        and c["consumer.heartbeat.interval.ms"]["source"] == 5)
 
 
+def _describe_configs_known(a, res, seconds=10):
+    """DescribeConfigs of one resource, asked again (bounded) while the answer is
+    UNKNOWN_TOPIC_OR_PART: on a cluster the broker asked may not have applied a topic created a
+    moment ago yet (Kafka's 3 nodes failed this scenario once in CI that way)."""
+    alive = deadline(seconds)
+    while True:
+        try:
+            return list(a.describe_configs([res], request_timeout=15).values())[0].result(timeout=20)
+        except KafkaException as e:
+            if e.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART or not alive():
+                raise
+            time.sleep(0.1)
+
+
 @reg("topic_min_insync_replicas_source")
 def topic_min_insync_replicas_source(t, bs):
     """min.insync.replicas as DescribeConfigs reports it: Kafka 4.4's controller writes a
@@ -904,7 +918,7 @@ def topic_min_insync_replicas_source(t, bs):
     for label, res in (("topic", ConfigResource(ResourceType.TOPIC, topic)),
                        ("topic with override", ConfigResource(ResourceType.TOPIC, with_override)),
                        ("this broker", ConfigResource(ResourceType.BROKER, me))):
-        cfg = list(a.describe_configs([res], request_timeout=15).values())[0].result(timeout=20)
+        cfg = _describe_configs_known(a, res)
         v = cfg.get("min.insync.replicas")
         if v is None:
             t.rec("min-insync-replicas", at=label, present=False)
