@@ -39,6 +39,13 @@
 //!    rewritten batch is compressed again with the same codec and snappy framing (an empty
 //!    one is written uncompressed, as Kafka does). Control batches, and batches that do not
 //!    decode, are kept whole and their keys supersede nothing: nothing is ever lost.
+//! 5. Transactions (issue 23): only segments below the last stable offset are cleanable
+//!    (as Kafka's `cleanableOffsets`). Transaction markers are control batches: their record
+//!    key is never taken for a data key, and every marker is kept (Kafka removes a marker
+//!    once its transaction has no data left and `delete.retention.ms` has passed; not done
+//!    here). Records of aborted transactions never enter the offset map, so they never
+//!    shadow a committed record, and they are removed (their batch dropped, or kept empty
+//!    when it may be its producer's last, as any emptied batch), as Kafka's cleaner does.
 //!
 //! Offsets never change and the log start offset does not move. A group whose bytes would not
 //! change is left in place.
@@ -169,7 +176,9 @@ pub(crate) async fn recover_swap<S: Storage>(storage: &S, dir: &Path) -> Result<
         tracing::warn!(dir = %dir.display(), base, end, "finishing an interrupted compaction");
         for b in names.iter().filter_map(|m| parse_log_name(m)) {
             if b > base && b < end {
-                for ext in ["log", "index", "timeindex"] {
+                // The group's transaction index was merged into `<base>.txnindex` before the
+                // swap file existed.
+                for ext in ["log", "index", "timeindex", "txnindex"] {
                     remove_if_present(storage, &segment_file(dir, b, ext)).await?;
                 }
             }
@@ -309,7 +318,38 @@ fn rebuild(b: &RecordBatch, d: &Decoded, keep: &[Rec]) -> Option<Bytes> {
     Some(out.freeze())
 }
 
-/// Offsets in the dirty part: the latest offset of each key, the last batch of each producer.
+/// The aborted transactions of the log, by producer: (first offset, marker offset) ranges.
+/// A transactional data batch of a producer inside one of its ranges belongs to that aborted
+/// transaction (a producer has one transaction at a time).
+#[derive(Debug, Default)]
+pub(crate) struct AbortedRanges {
+    by_producer: HashMap<i64, Vec<(i64, i64)>>,
+}
+
+impl AbortedRanges {
+    /// From (producer id, first offset, marker offset) triples.
+    pub(crate) fn new(aborted: impl Iterator<Item = (i64, i64, i64)>) -> Self {
+        let mut by_producer: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+        for (pid, first, last) in aborted {
+            by_producer.entry(pid).or_default().push((first, last));
+        }
+        Self { by_producer }
+    }
+
+    /// Whether `b` is a data batch of an aborted transaction.
+    fn holds(&self, b: &RecordBatch) -> bool {
+        if !b.is_transactional() || b.is_control() {
+            return false;
+        }
+        let o = b.base_offset();
+        self.by_producer
+            .get(&b.producer_id())
+            .is_some_and(|r| r.iter().any(|&(first, last)| first <= o && o <= last))
+    }
+}
+
+/// Offsets in the dirty part: the latest offset of each key (records of aborted transactions
+/// left out, so they never shadow committed ones), the last data batch of each producer.
 #[derive(Default)]
 pub(crate) struct OffsetMap {
     keys: HashMap<u128, i64>,
@@ -317,10 +357,18 @@ pub(crate) struct OffsetMap {
 }
 
 impl OffsetMap {
-    /// Records the keys and the producer of one dirty batch.
-    fn add_batch(&mut self, b: &RecordBatch, max_decoded: usize) {
+    /// Records the keys and the producer of one dirty batch. A transaction marker is not a
+    /// producer's data batch (the producer table does not record it), and a control batch's
+    /// record key is no data key.
+    fn add_batch(&mut self, b: &RecordBatch, max_decoded: usize, aborted: &AbortedRanges) {
+        if b.is_control() {
+            return;
+        }
         if b.producer_id() >= 0 {
             self.producers.insert(b.producer_id(), b.base_offset());
+        }
+        if aborted.holds(b) {
+            return;
         }
         let Some(d) = decode(b, max_decoded) else {
             return;
@@ -362,10 +410,12 @@ pub(crate) struct Plan {
 }
 
 /// Decides whether a pass is due (memory only). `closed` are the log's segments before the
-/// active one, in offset order; `durable_end` the partition's durable end offset.
+/// active one, in offset order; `cleanable_end` the partition's durable end offset or its
+/// last stable offset, whichever is smaller (Kafka cleans below the LSO only: an open
+/// transaction's records may still be aborted).
 pub(crate) fn plan<'a, F: 'a>(
     closed: impl Iterator<Item = &'a Segment<F>>,
-    durable_end: i64,
+    cleanable_end: i64,
     cleaner: &CleanerState,
     cfg: &LogConfig,
     now_ms: i64,
@@ -374,7 +424,7 @@ pub(crate) fn plan<'a, F: 'a>(
     for s in closed {
         // Fully written and synced (its index files may still be pending: they are
         // rewritten by the swap anyway).
-        let sealed = s.is_fully_written() && s.next_offset() <= durable_end;
+        let sealed = s.is_fully_written() && s.next_offset() <= cleanable_end;
         let young = cfg.min_compaction_lag_ms > 0
             && s.max_timestamp() > now_ms.saturating_sub(cfg.min_compaction_lag_ms);
         if !sealed || !s.has_file() || young {
@@ -583,6 +633,8 @@ pub(crate) struct Filter<'a> {
     pub(crate) decompressed_max: usize,
     /// Base offsets of the batches the partition's producer table remembers.
     pub(crate) remembered: HashSet<i64>,
+    /// Aborted transactions: their data records are all dropped.
+    pub(crate) aborted: &'a AbortedRanges,
 }
 
 impl Filter<'_> {
@@ -632,7 +684,12 @@ impl Filter<'_> {
             return Filtered::Whole;
         };
         let mut keep = Vec::with_capacity(recs.len());
+        let aborted = self.aborted.holds(b);
         for rec in &recs {
+            if aborted {
+                stats.records_dropped += 1;
+                continue;
+            }
             let off = b.base_offset() + i64::from(rec.offset_delta);
             match self.verdict(off, rec.key.as_deref(), rec.tombstone) {
                 Verdict::Keep => keep.push(rec.clone()),
@@ -682,9 +739,9 @@ impl<S: Storage> Cleaner<'_, S> {
     pub(crate) async fn map_segment(
         &self,
         map: &mut OffsetMap,
-        file: &S::File,
-        s: &Src,
+        (file, s): (&S::File, &Src),
         cleaned_upto: i64,
+        aborted: &AbortedRanges,
         stats: &mut CompactionStats,
     ) -> Result<()> {
         let path = segment_file(self.dir, s.base, "log");
@@ -692,7 +749,7 @@ impl<S: Storage> Cleaner<'_, S> {
         while let Some(b) = r.next().await? {
             stats.bytes_read += b.size_bytes() as u64;
             if b.base_offset() >= cleaned_upto {
-                map.add_batch(&b, self.decompressed_max);
+                map.add_batch(&b, self.decompressed_max, aborted);
                 self.storage.yield_if_needed().await;
             }
         }
@@ -786,7 +843,7 @@ impl<S: Storage> Cleaner<'_, S> {
             .map_err(io_err("rename cleaned segment", &swap))?;
         sync().await?;
         for s in &group[1..] {
-            for ext in ["log", "index", "timeindex"] {
+            for ext in ["log", "index", "timeindex", "txnindex"] {
                 remove_if_present(storage, &segment_file(dir, s.base, ext)).await?;
             }
         }

@@ -98,6 +98,21 @@ pub enum ShardError {
         epoch: i16,
         current_epoch: i16,
     },
+    /// A transaction marker from a coordinator older than the one the producer's last marker
+    /// came from (Kafka's TRANSACTION_COORDINATOR_FENCED).
+    #[error(
+        "transaction marker for producer {producer_id} from coordinator epoch \
+         {coordinator_epoch} is fenced by coordinator epoch {current_coordinator_epoch}"
+    )]
+    TransactionCoordinatorFenced {
+        producer_id: i64,
+        coordinator_epoch: i32,
+        current_coordinator_epoch: i32,
+    },
+    /// A non-transactional batch from a producer with an open transaction here (Kafka's
+    /// INVALID_TXN_STATE).
+    #[error("producer {producer_id} sent a non-transactional batch during its open transaction")]
+    InvalidTxnState { producer_id: i64 },
     #[error("partition {topic}-{partition} is not on this shard")]
     UnknownPartition { topic: String, partition: i32 },
     #[error("partition {topic}-{partition} already exists on this shard")]

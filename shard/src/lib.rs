@@ -17,7 +17,7 @@
 //! Errors are one enum, [`ShardError`]; the broker maps it to Kafka error codes in one place
 //! (`InvalidBatch`/`BatchTooLarge` -> CORRUPT_MESSAGE/MESSAGE_TOO_LARGE, `OffsetOutOfRange`,
 //! `DuplicateSequence` -> success with the original offsets, `OutOfOrderSequence`,
-//! `InvalidProducerEpoch`, `RecordErrors` -> INVALID_RECORD or INVALID_TIMESTAMP with each bad record, `Io`/`Poisoned`/`Corrupt` ->
+//! `InvalidProducerEpoch`, `TransactionCoordinatorFenced`, `InvalidTxnState`, `RecordErrors` -> INVALID_RECORD or INVALID_TIMESTAMP with each bad record, `Io`/`Poisoned`/`Corrupt` ->
 //! KAFKA_STORAGE_ERROR).
 //!
 //! Memory lock: glommio registers its I/O buffers; a process needs RLIMIT_MEMLOCK of at least
@@ -26,7 +26,16 @@
 //! Replication (the broker drives it): `append_replicated` keeps a leader's offsets and
 //! epochs, `truncate_to` cuts a diverged tail, `truncate_fully_and_start_at` restarts a log
 //! that fell below the leader's log start, `delete_records_before` follows the leader's log
-//! start. Not done yet: transactions.
+//! start.
+//!
+//! Transactions (issue 23; Kafka's producer state, transaction index and LSO): every batch
+//! appended, replicated or replayed feeds the producer table and [`Transactions`];
+//! `append_marker` writes the coordinator's COMMIT/ABORT markers with Kafka's epoch and
+//! coordinator-epoch fencing (`TransactionCoordinatorFenced`), a non-transactional batch
+//! during an open transaction is `InvalidTxnState`, `last_stable_offset` and
+//! `read_committed` (with the aborted transactions a read overlaps) serve read_committed
+//! consumers, and `producer_states` answers DescribeProducers. Open transactions live in the
+//! producer snapshot (version 3), aborted ones in `<base>.txnindex` files (`txn_index.rs`).
 //!
 //! # On disk
 //! `<dir>/<topic>-<partition>/` holds `<20-digit base offset>.log` (batches byte for byte),
@@ -36,6 +45,7 @@
 //! it), and briefly `<base>.log.cleaned` / `<base>.<end>.swap` during a swap, or
 //! `reset.offset` during `truncate_fully_and_start_at` (an open that finds it finishes the
 //! reset; see `log_reset.rs`).
+//! `<base>.txnindex` holds the aborted transactions whose marker is in that segment.
 //! `<20-digit offset>.snapshot` files hold the idempotent-producer table as of that offset
 //! (written at each segment roll and on clean close, newest three kept; see
 //! `producer_state.rs`), so producer state outlives the segments that held its batches.
@@ -87,6 +97,7 @@ mod producer_state;
 mod segment;
 mod shard;
 mod transactions;
+mod txn_index;
 mod validate;
 
 pub use cache::{FSYNC_BOUNDS_US, ShardStats};
@@ -97,7 +108,7 @@ pub use dma::{DMA_PROBE_FILE, DmaStorage, probe_dma_polling, write_alignment};
 pub use error::{RecordError, Result, ShardError};
 pub use fake::{FakeDisk, Faults};
 pub use io::{OpenMode, Storage, StorageFile};
-pub use partition::{AppendInfo, Offsets, Partition, ReadResult};
+pub use partition::{AppendInfo, Offsets, Partition, ProducerStateInfo, ReadResult};
 pub use shard::Shard;
 pub use transactions::{
     AbortedTxn, MARKER_ATTRIBUTES, Marker, Transactions, marker_batch, marker_of,

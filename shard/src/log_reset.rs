@@ -65,12 +65,14 @@ pub(crate) async fn remove_marker<S: Storage>(storage: &S, dir: &Path) -> Result
 }
 
 /// Whether `name` is a file of the log a reset drops: a segment (`<20 digits>.log`) or its
-/// index files, a producer snapshot, the cleaner checkpoint.
+/// index files (transaction index too), a producer snapshot, the cleaner checkpoint.
 fn belongs_to_old_log(name: &str) -> bool {
-    let segment = [".log", ".index", ".timeindex"].iter().any(|ext| {
-        name.strip_suffix(ext)
-            .is_some_and(|d| d.len() == 20 && d.bytes().all(|b| b.is_ascii_digit()))
-    });
+    let segment = [".log", ".index", ".timeindex", ".txnindex"]
+        .iter()
+        .any(|ext| {
+            name.strip_suffix(ext)
+                .is_some_and(|d| d.len() == 20 && d.bytes().all(|b| b.is_ascii_digit()))
+        });
     segment || parse_snapshot_name(name).is_some() || name == CHECKPOINT_FILE
 }
 

@@ -36,18 +36,38 @@
 //! Version 2 stores each batch's `maxTimestamp` (for expiry); a version 1 file (no
 //! timestamps) fails to decode like a damaged one, so it is removed with a warning and the
 //! state is rebuilt from an older snapshot or a scan of the log, whose batch headers carry
-//! the timestamps.
+//! the timestamps. Version 3 (magic `SLPT`, issue 23) adds per producer what transactions
+//! need, as Kafka's snapshot entry does: the coordinator epoch of its last marker, its
+//! `lastTimestamp` (a marker's timestamp counts) and the first offset of its open
+//! transaction (-1 if none). A version 2 file still loads, as a table with no open
+//! transaction and no coordinator epoch (it was written before transactions existed).
+//!
+//! # Transactions
+//! A transaction marker (`Marker`, appended by `Partition::append_marker` or replicated) is
+//! not a sequenced batch: it updates the entry as Kafka's `ProducerStateEntry.update` does.
+//! A marker in a newer epoch (transaction version 2 bumps the epoch at every commit or abort)
+//! sets the epoch and forgets the batches, so the next batch must start at sequence 0; a
+//! marker in the same epoch keeps them, so the producer's sequence goes on. Either way it
+//! remembers the coordinator epoch (older markers are fenced) and the marker's timestamp.
+//! An entry can thus hold an epoch and no batch; it is kept (in memory and in snapshots), as
+//! Kafka keeps it, so the epoch and coordinator epoch still fence zombies. Which producers have
+//! an open transaction is `Transactions`' to know, not the entry's (one source of truth);
+//! a producer with an open transaction never expires (Kafka's `isProducerExpired`).
 
 use std::collections::{HashMap, VecDeque};
 
 use rkyv::rancor;
+use sluice_net::record_batch::RecordBatch;
 
 use crate::limits::PRODUCER_BATCHES_MAX;
 use crate::meta::{frame_archive, unframe_archive};
+use crate::transactions::{Marker, Transactions, marker_of};
 
 pub(crate) const SNAPSHOT_SUFFIX: &str = ".snapshot";
-const SNAPSHOT_MAGIC: &[u8; 4] = b"SLPS";
-const SNAPSHOT_VERSION: u32 = 2;
+const SNAPSHOT_MAGIC_V2: &[u8; 4] = b"SLPS";
+const SNAPSHOT_VERSION_V2: u32 = 2;
+const SNAPSHOT_MAGIC: &[u8; 4] = b"SLPT";
+const SNAPSHOT_VERSION: u32 = 3;
 
 /// Sequence of the last record of a batch: sequences wrap from i32::MAX to 0.
 pub(crate) fn last_sequence(first_seq: i32, last_offset_delta: i32) -> i32 {
@@ -68,11 +88,30 @@ pub(crate) fn parse_snapshot_name(name: &str) -> Option<i64> {
     digits.parse().ok()
 }
 
-/// The content of a snapshot file.
+/// The content of a version 2 snapshot file (magic `SLPS`), read only.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub(crate) struct SnapshotFileV2 {
+    pub(crate) version: u32,
+    /// The table holds every batch below this offset and none at or above it.
+    pub(crate) offset: i64,
+    /// Sorted by producer id.
+    pub(crate) producers: Vec<SnapshotProducerV2>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub(crate) struct SnapshotProducerV2 {
+    pub(crate) producer_id: i64,
+    pub(crate) epoch: i16,
+    /// (first sequence, last sequence, base offset, last offset, max timestamp), oldest
+    /// first.
+    pub(crate) batches: Vec<(i32, i32, i64, i64, i64)>,
+}
+
+/// The content of a version 3 snapshot file (magic `SLPT`).
 #[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub(crate) struct SnapshotFile {
     pub(crate) version: u32,
-    /// The table holds every batch below this offset and none at or above it.
+    /// The table holds every batch and marker below this offset and none at or above it.
     pub(crate) offset: i64,
     /// Sorted by producer id.
     pub(crate) producers: Vec<SnapshotProducer>,
@@ -82,9 +121,99 @@ pub(crate) struct SnapshotFile {
 pub(crate) struct SnapshotProducer {
     pub(crate) producer_id: i64,
     pub(crate) epoch: i16,
+    /// The coordinator epoch of its last marker (-1 if none).
+    pub(crate) coordinator_epoch: i32,
+    /// Kafka's `lastTimestamp`: of its newest batch or marker.
+    pub(crate) last_timestamp: i64,
+    /// First offset of its open transaction, -1 if none.
+    pub(crate) txn_first_offset: i64,
     /// (first sequence, last sequence, base offset, last offset, max timestamp), oldest
-    /// first.
+    /// first; may be empty (a marker bumped the epoch).
     pub(crate) batches: Vec<(i32, i32, i64, i64, i64)>,
+}
+
+/// A batch of a producer as the log holds it, for the producer table and the transactions:
+/// a data batch (sequenced) or a transaction marker (a control batch). What appends,
+/// follower appends and the replay on open all feed both tables with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProducerEvent {
+    Data {
+        pid: i64,
+        epoch: i16,
+        batch: ProducerBatch,
+        transactional: bool,
+    },
+    Marker {
+        pid: i64,
+        epoch: i16,
+        offset: i64,
+        marker: Marker,
+        timestamp: i64,
+    },
+}
+
+impl ProducerEvent {
+    /// What batch `b`, stored at offset `base` with `max_timestamp`, means to the producer
+    /// state: `None` for a batch without producer id and for a control batch that is not a
+    /// transaction marker.
+    pub(crate) fn of(b: &RecordBatch, base: i64, max_timestamp: i64) -> Option<Self> {
+        let pid = b.producer_id();
+        if pid < 0 {
+            return None;
+        }
+        if b.is_control() {
+            let marker = marker_of(b)?;
+            return Some(ProducerEvent::Marker {
+                pid,
+                epoch: b.producer_epoch(),
+                offset: base,
+                marker,
+                timestamp: max_timestamp,
+            });
+        }
+        Some(ProducerEvent::Data {
+            pid,
+            epoch: b.producer_epoch(),
+            batch: ProducerBatch {
+                first_seq: b.base_sequence(),
+                last_seq: last_sequence(b.base_sequence(), b.last_offset_delta()),
+                base_offset: base,
+                last_offset: base + i64::from(b.last_offset_delta()),
+                max_timestamp,
+            },
+            transactional: b.is_transactional(),
+        })
+    }
+
+    /// The offset the event starts at.
+    pub(crate) fn offset(&self) -> i64 {
+        match self {
+            ProducerEvent::Data { batch, .. } => batch.base_offset,
+            ProducerEvent::Marker { offset, .. } => *offset,
+        }
+    }
+
+    /// Feeds the event to `txns` (a transactional batch opens its producer's transaction, a
+    /// marker ends it).
+    pub(crate) fn apply_to_transactions(&self, txns: &mut Transactions) {
+        match *self {
+            ProducerEvent::Data {
+                pid,
+                batch,
+                transactional: true,
+                ..
+            } => txns.data(pid, batch.base_offset),
+            ProducerEvent::Data { .. } => {}
+            ProducerEvent::Marker {
+                pid,
+                offset,
+                marker,
+                ..
+            } => {
+                txns.end(pid, offset, marker.commit);
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,16 +226,37 @@ pub(crate) struct ProducerBatch {
     pub(crate) max_timestamp: i64,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct ProducerEntry {
     pub(crate) epoch: i16,
     pub(crate) batches: VecDeque<ProducerBatch>,
+    /// The coordinator epoch of the producer's last marker; -1 before any.
+    pub(crate) coordinator_epoch: i32,
+    /// Kafka's `lastTimestamp`: the `maxTimestamp` of the newest batch, or the timestamp of
+    /// a newer marker (-1 if none).
+    pub(crate) last_timestamp: i64,
+}
+
+impl Default for ProducerEntry {
+    fn default() -> Self {
+        Self {
+            epoch: 0,
+            batches: VecDeque::new(),
+            coordinator_epoch: -1,
+            last_timestamp: -1,
+        }
+    }
 }
 
 impl ProducerEntry {
-    /// Kafka's `lastTimestamp`: the `maxTimestamp` of the newest batch (-1 if none).
+    /// Kafka's `lastTimestamp` (see the field).
     pub(crate) fn last_timestamp(&self) -> i64 {
-        self.batches.back().map_or(-1, |b| b.max_timestamp)
+        self.last_timestamp
+    }
+
+    /// The sequence of the newest batch, -1 if none (Kafka's `lastSeq`).
+    pub(crate) fn last_sequence(&self) -> i32 {
+        self.batches.back().map_or(-1, |b| b.last_seq)
     }
 
     /// Whether the producer has been idle `expiration_ms` or more at `now_ms` (Kafka's
@@ -171,11 +321,13 @@ impl ProducerTable {
                 last_offset: b.last_offset,
             };
         }
-        match e.batches.back() {
-            Some(last) if first_seq != next_seq(last.last_seq) => SeqCheck::OutOfOrder {
-                expected: next_seq(last.last_seq),
-            },
-            _ => SeqCheck::Accept,
+        // A known producer with no batch in this epoch (a marker bumped it) starts at 0, as
+        // Kafka's `checkSequence` (its last sequence is then -1).
+        let expected = e.batches.back().map_or(0, |last| next_seq(last.last_seq));
+        if first_seq == expected {
+            SeqCheck::Accept
+        } else {
+            SeqCheck::OutOfOrder { expected }
         }
     }
 
@@ -191,10 +343,79 @@ impl ProducerTable {
                 "producer offsets must increase"
             );
         }
+        entry.last_timestamp = batch.max_timestamp;
         entry.batches.push_back(batch);
         while entry.batches.len() > PRODUCER_BATCHES_MAX {
             entry.batches.pop_front();
         }
+    }
+
+    /// Records a transaction marker of `epoch` into `entry` (Kafka's
+    /// `ProducerStateEntry.update`): a new epoch forgets the batches (the next batch starts
+    /// at sequence 0), the same one keeps them (the sequence goes on); the coordinator epoch
+    /// and the marker's timestamp are remembered.
+    pub(crate) fn record_marker(
+        entry: &mut ProducerEntry,
+        epoch: i16,
+        coordinator_epoch: i32,
+        timestamp: i64,
+    ) {
+        if epoch != entry.epoch {
+            entry.epoch = epoch;
+            entry.batches.clear();
+        }
+        entry.coordinator_epoch = coordinator_epoch;
+        entry.last_timestamp = timestamp;
+    }
+
+    /// Applies an event appended here (checked by the append) or replicated (checked by the
+    /// leader): recorded as it is.
+    pub(crate) fn apply(&mut self, event: &ProducerEvent) {
+        match *event {
+            ProducerEvent::Data {
+                pid, epoch, batch, ..
+            } => Self::record(self.entry_mut(pid), epoch, batch),
+            ProducerEvent::Marker {
+                pid,
+                epoch,
+                marker,
+                timestamp,
+                ..
+            } => Self::record_marker(
+                self.entry_mut(pid),
+                epoch,
+                marker.coordinator_epoch,
+                timestamp,
+            ),
+        }
+    }
+
+    /// Applies an event read back from the log on open (no checks: the append made them). A data batch is recorded unless its epoch is older than the producer's (which
+    /// an append would have fenced); so is a marker.
+    pub(crate) fn replay_event(&mut self, event: &ProducerEvent) {
+        match *event {
+            ProducerEvent::Data {
+                pid, epoch, batch, ..
+            } => self.replay(pid, epoch, batch),
+            ProducerEvent::Marker {
+                pid,
+                epoch,
+                marker,
+                timestamp,
+                ..
+            } => {
+                let fresh = !self.map.contains_key(&pid);
+                let e = self.map.entry(pid).or_default();
+                if fresh || epoch >= e.epoch {
+                    Self::record_marker(e, epoch, marker.coordinator_epoch, timestamp);
+                }
+            }
+        }
+    }
+
+    /// Every producer with its entry (for DescribeProducers).
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (i64, &ProducerEntry)> + '_ {
+        self.map.iter().map(|(p, e)| (*p, e))
     }
 
     /// Base offsets of every batch the table remembers (compaction keeps these batches, at
@@ -213,8 +434,9 @@ impl ProducerTable {
     /// Applies a batch read back from the log (recovery replay): recorded unless it carries
     /// an epoch older than the producer's (which an append would have fenced).
     pub(crate) fn replay(&mut self, pid: i64, epoch: i16, batch: ProducerBatch) {
+        let fresh = !self.map.contains_key(&pid);
         let e = self.map.entry(pid).or_default();
-        if epoch >= e.epoch || e.batches.is_empty() {
+        if fresh || epoch >= e.epoch {
             Self::record(e, epoch, batch);
         }
     }
@@ -224,22 +446,28 @@ impl ProducerTable {
         self.map.len()
     }
 
-    /// Forgets every producer idle for `expiration_ms` or more at `now_ms`; returns how many.
-    pub(crate) fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+    /// Forgets every producer idle for `expiration_ms` or more at `now_ms`, but those with an
+    /// open transaction in `txns`; returns how many.
+    pub(crate) fn expire(&mut self, now_ms: i64, expiration_ms: i64, txns: &Transactions) -> usize {
         let before = self.map.len();
-        self.map.retain(|_, e| !e.expired(now_ms, expiration_ms));
+        self.map
+            .retain(|pid, e| txns.is_open(*pid) || !e.expired(now_ms, expiration_ms));
         before - self.map.len()
     }
 
-    /// The snapshot file for this table taken at `offset` (every batch recorded is below it).
-    pub(crate) fn encode_snapshot(&self, offset: i64) -> Vec<u8> {
+    /// The snapshot file for this table taken at `offset` (every batch and marker recorded
+    /// is below it), with the open transactions of `txns`.
+    pub(crate) fn encode_snapshot(&self, offset: i64, txns: &Transactions) -> Vec<u8> {
+        let open: HashMap<i64, i64> = txns.open_transactions().collect();
         let mut producers: Vec<SnapshotProducer> = self
             .map
             .iter()
-            .filter(|(_, e)| !e.batches.is_empty())
             .map(|(&pid, e)| SnapshotProducer {
                 producer_id: pid,
                 epoch: e.epoch,
+                coordinator_epoch: e.coordinator_epoch,
+                last_timestamp: e.last_timestamp,
+                txn_first_offset: open.get(&pid).copied().unwrap_or(-1),
                 batches: e
                     .batches
                     .iter()
@@ -256,6 +484,21 @@ impl ProducerTable {
                     .collect(),
             })
             .collect();
+        // An open transaction of a producer the table does not hold (expired while open
+        // cannot happen; this is a guard) still goes into the snapshot.
+        for (&pid, &first) in &open {
+            assert!(first < offset, "snapshot must cover its open transactions");
+            if !self.map.contains_key(&pid) {
+                producers.push(SnapshotProducer {
+                    producer_id: pid,
+                    epoch: 0,
+                    coordinator_epoch: -1,
+                    last_timestamp: -1,
+                    txn_first_offset: first,
+                    batches: Vec::new(),
+                });
+            }
+        }
         producers.sort_unstable_by_key(|p| p.producer_id);
         let file = SnapshotFile {
             version: SNAPSHOT_VERSION,
@@ -270,9 +513,14 @@ impl ProducerTable {
         frame_archive(SNAPSHOT_MAGIC, &archive)
     }
 
-    /// Reads a snapshot file back: its offset and table. Any damage or nonsense is an error
-    /// (never a panic), and the table it returns keeps every invariant `record` asserts.
-    pub(crate) fn decode_snapshot(data: &[u8]) -> Result<(i64, ProducerTable), String> {
+    /// Reads a snapshot file back (version 3, or 2 as a table without transactions): its
+    /// offset, table and open transactions (producer id, first offset). Any damage or
+    /// nonsense is an error (never a panic), and the table it returns keeps every invariant
+    /// `record` asserts.
+    pub(crate) fn decode_snapshot(data: &[u8]) -> Result<DecodedSnapshot, String> {
+        if data.get(..4) == Some(&SNAPSHOT_MAGIC_V2[..]) {
+            return Self::decode_snapshot_v2(data);
+        }
         let aligned = unframe_archive(SNAPSHOT_MAGIC, data)?;
         let file = rkyv::from_bytes::<SnapshotFile, rancor::Error>(&aligned)
             .map_err(|e| format!("archive check failed: {e}"))?;
@@ -283,47 +531,91 @@ impl ProducerTable {
             return Err("negative offset".into());
         }
         let mut table = ProducerTable::default();
+        let mut open = Vec::new();
+        for p in file.producers {
+            let pid = p.producer_id;
+            let first = p.txn_first_offset;
+            if pid < 0
+                || p.batches.len() > PRODUCER_BATCHES_MAX
+                || first < -1
+                || first >= file.offset
+            {
+                return Err(format!("bad entry for producer {pid}"));
+            }
+            let mut entry = entry_of(pid, p.epoch, &p.batches, file.offset)?;
+            entry.coordinator_epoch = p.coordinator_epoch;
+            entry.last_timestamp = p.last_timestamp;
+            if first >= 0 {
+                open.push((pid, first));
+            }
+            if table.map.insert(pid, entry).is_some() {
+                return Err(format!("producer {pid} twice"));
+            }
+        }
+        Ok((file.offset, table, open))
+    }
+
+    fn decode_snapshot_v2(data: &[u8]) -> Result<DecodedSnapshot, String> {
+        let aligned = unframe_archive(SNAPSHOT_MAGIC_V2, data)?;
+        let file = rkyv::from_bytes::<SnapshotFileV2, rancor::Error>(&aligned)
+            .map_err(|e| format!("archive check failed: {e}"))?;
+        if file.version != SNAPSHOT_VERSION_V2 {
+            return Err(format!("unknown version {}", file.version));
+        }
+        if file.offset < 0 {
+            return Err("negative offset".into());
+        }
+        let mut table = ProducerTable::default();
         for p in file.producers {
             if p.producer_id < 0 || p.batches.is_empty() || p.batches.len() > PRODUCER_BATCHES_MAX {
                 return Err(format!("bad entry for producer {}", p.producer_id));
             }
-            let mut entry = ProducerEntry {
-                epoch: p.epoch,
-                batches: VecDeque::with_capacity(p.batches.len()),
-            };
-            for (first_seq, last_seq, base_offset, last_offset, max_timestamp) in p.batches {
-                let prev_last = entry.batches.back().map_or(-1, |b| b.last_offset);
-                if first_seq < 0
-                    || last_seq < 0
-                    || base_offset <= prev_last
-                    || last_offset < base_offset
-                    || last_offset >= file.offset
-                {
-                    return Err(format!("bad batch for producer {}", p.producer_id));
-                }
-                entry.batches.push_back(ProducerBatch {
-                    first_seq,
-                    last_seq,
-                    base_offset,
-                    last_offset,
-                    max_timestamp,
-                });
-            }
+            let entry = entry_of(p.producer_id, p.epoch, &p.batches, file.offset)?;
             if table.map.insert(p.producer_id, entry).is_some() {
                 return Err(format!("producer {} twice", p.producer_id));
             }
         }
-        Ok((file.offset, table))
+        Ok((file.offset, table, Vec::new()))
     }
+}
 
-    /// Forgets batches at or after `offset` (after a truncation); producers left with no
-    /// batch are forgotten.
-    pub(crate) fn truncate(&mut self, offset: i64) {
-        for e in self.map.values_mut() {
-            e.batches.retain(|b| b.last_offset < offset);
+/// What a snapshot file holds: its offset, the producer table and the open transactions
+/// (producer id, first offset).
+pub(crate) type DecodedSnapshot = (i64, ProducerTable, Vec<(i64, i64)>);
+
+/// A producer entry from a snapshot's batch list, checked: offsets increasing and below the
+/// snapshot's `offset`, sequences not negative. Its last timestamp is its newest batch's.
+fn entry_of(
+    pid: i64,
+    epoch: i16,
+    batches: &[(i32, i32, i64, i64, i64)],
+    offset: i64,
+) -> Result<ProducerEntry, String> {
+    let mut entry = ProducerEntry {
+        epoch,
+        batches: VecDeque::with_capacity(batches.len()),
+        ..ProducerEntry::default()
+    };
+    for &(first_seq, last_seq, base_offset, last_offset, max_timestamp) in batches {
+        let prev_last = entry.batches.back().map_or(-1, |b| b.last_offset);
+        if first_seq < 0
+            || last_seq < 0
+            || base_offset <= prev_last
+            || last_offset < base_offset
+            || last_offset >= offset
+        {
+            return Err(format!("bad batch for producer {pid}"));
         }
-        self.map.retain(|_, e| !e.batches.is_empty());
+        entry.batches.push_back(ProducerBatch {
+            first_seq,
+            last_seq,
+            base_offset,
+            last_offset,
+            max_timestamp,
+        });
+        entry.last_timestamp = max_timestamp;
     }
+    Ok(entry)
 }
 
 #[cfg(test)]
@@ -392,8 +684,8 @@ mod tests {
             t.replay(7, 2, b(i * 3, i * 3 + 2, 100 + i64::from(i) * 3));
         }
         t.replay(9, 0, b(0, 0, 200));
-        let e = t.encode_snapshot(201);
-        let (off, back) = ProducerTable::decode_snapshot(&e).unwrap();
+        let e = t.encode_snapshot(201, &Transactions::default());
+        let (off, back, _) = ProducerTable::decode_snapshot(&e).unwrap();
         assert_eq!(off, 201);
         assert_eq!(back.len(), 2);
         assert_eq!(back.get(7).unwrap().batches, t.get(7).unwrap().batches);
@@ -413,6 +705,9 @@ mod tests {
             producers: vec![SnapshotProducer {
                 producer_id: 1,
                 epoch: 0,
+                coordinator_epoch: -1,
+                last_timestamp: 0,
+                txn_first_offset: -1,
                 batches: vec![(0, 0, 10, 10, 0)],
             }],
         };
@@ -469,18 +764,19 @@ mod tests {
         t.replay(2, 0, bt(1, 1, 11, now - expiration + 1));
         t.replay(3, 3, bt(0, 0, 12, -1));
         assert_eq!(t.get(1).unwrap().last_timestamp(), now - expiration);
-        let (_, back) = ProducerTable::decode_snapshot(&t.encode_snapshot(13)).unwrap();
+        let none = Transactions::default();
+        let (_, back, _) = ProducerTable::decode_snapshot(&t.encode_snapshot(13, &none)).unwrap();
         assert_eq!(back.get(2).unwrap().batches, t.get(2).unwrap().batches);
 
         // Nothing is idle long enough yet, except the producer without timestamps.
-        assert_eq!(t.expire(now - 1, expiration), 1);
+        assert_eq!(t.expire(now - 1, expiration, &none), 1);
         assert!(t.get(1).is_some() && t.get(3).is_none());
         // At exactly `expiration` since its last batch producer 1 goes; 2 stays.
-        assert_eq!(t.expire(now, expiration), 1);
+        assert_eq!(t.expire(now, expiration, &none), 1);
         assert!(t.get(1).is_none());
         assert_eq!(t.get(2).unwrap().batches.len(), 2);
         assert_eq!(t.len(), 1);
-        assert_eq!(t.expire(now, expiration), 0);
+        assert_eq!(t.expire(now, expiration, &none), 0);
 
         // Producer 1 is unknown now: any sequence, any epoch is accepted (before expiry
         // sequence 42 was out of order and epoch -1 fenced)...
@@ -503,6 +799,50 @@ mod tests {
         assert_eq!(
             ProducerTable::check(t.get(2), 0, 5, 5),
             SeqCheck::OutOfOrder { expected: 2 }
+        );
+    }
+
+    /// A version 2 snapshot (before transactions) still loads: its producers with their
+    /// batches, no open transaction, no coordinator epoch. A version 3 one round-trips the
+    /// transaction fields, including an entry with an epoch and no batch.
+    #[test]
+    fn snapshot_v2_loads_and_v3_keeps_transactions() {
+        let v2 = SnapshotFileV2 {
+            version: SNAPSHOT_VERSION_V2,
+            offset: 20,
+            producers: vec![SnapshotProducerV2 {
+                producer_id: 4,
+                epoch: 3,
+                batches: vec![(0, 4, 10, 14, 777)],
+            }],
+        };
+        let archive = rkyv::to_bytes::<rancor::Error>(&v2).unwrap();
+        let (off, t, open) =
+            ProducerTable::decode_snapshot(&frame_archive(SNAPSHOT_MAGIC_V2, &archive)).unwrap();
+        assert_eq!((off, open), (20, vec![]));
+        let e = t.get(4).unwrap();
+        assert_eq!(
+            (e.epoch, e.coordinator_epoch, e.last_timestamp),
+            (3, -1, 777)
+        );
+        assert_eq!(ProducerTable::check(Some(e), 3, 5, 5), SeqCheck::Accept);
+
+        let mut t = ProducerTable::default();
+        t.replay(1, 0, b(0, 1, 0));
+        ProducerTable::record_marker(t.entry_mut(2), 5, 9, 1_234);
+        let mut txns = Transactions::default();
+        txns.data(1, 0);
+        let (_, back, open) = ProducerTable::decode_snapshot(&t.encode_snapshot(3, &txns)).unwrap();
+        assert_eq!(open, vec![(1, 0)]);
+        let e = back.get(2).unwrap();
+        assert!(e.batches.is_empty());
+        assert_eq!(
+            (e.epoch, e.coordinator_epoch, e.last_timestamp),
+            (5, 9, 1_234)
+        );
+        assert_eq!(
+            ProducerTable::check(Some(e), 5, 3, 3),
+            SeqCheck::OutOfOrder { expected: 0 }
         );
     }
 }

@@ -54,6 +54,8 @@ pub(crate) struct Segment<F> {
     pub(crate) created_ms: i64,
     pub(crate) index: SparseIndex,
     pub(crate) index_dirty: bool,
+    /// Whether its `.txnindex` file exists (aborted transactions ended in it).
+    pub(crate) txn_index: bool,
     /// Bytes [align_down(written_bytes), written_bytes) of the file: rewritten with the next
     /// write so the partial tail block is never lost.
     pub(crate) tail: Vec<u8>,
@@ -78,6 +80,7 @@ impl<F> Segment<F> {
             created_ms: now_ms,
             index: SparseIndex::default(),
             index_dirty: true,
+            txn_index: false,
             tail: Vec::new(),
             allocated_bytes: 0,
         }

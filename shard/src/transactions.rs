@@ -16,8 +16,9 @@
 //! watermark; `truncate` at or above the high watermark (the only truncation a replica does)
 //! gives the state a replay of the kept log would give.
 //!
-//! Not here yet: persistence (the open transactions belong in the producer snapshot, the
-//! aborted ones in a per-segment index file) and the partition, fetch and ListOffsets wiring.
+//! The partition feeds it (`ProducerEvent::apply_to_transactions`) and persists it: the open
+//! transactions in the producer snapshot (`producer_state.rs`), the aborted ones in each
+//! segment's `.txnindex` file (`txn_index.rs`).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -138,22 +139,18 @@ impl Transactions {
         }
     }
 
-    /// A marker of `producer_id` at `marker_offset` ends its transaction (one with no open
-    /// transaction spans the marker alone, as in Kafka); an ABORT is returned as the index
-    /// entry it adds.
+    /// A marker of `producer_id` at `marker_offset` ends its transaction; an ABORT is
+    /// returned as the index entry it adds. A marker with no open transaction changes nothing
+    /// (Kafka's `appendEndTxnMarker` emits a completed transaction only for a non-empty one:
+    /// it neither holds the LSO nor enters the index).
     pub fn end(
         &mut self,
         producer_id: i64,
         marker_offset: i64,
         commit: bool,
     ) -> Option<AbortedTxn> {
-        let first_offset = match self.open.remove(&producer_id) {
-            Some(first) => {
-                self.open_by_first.remove(&first);
-                first
-            }
-            None => marker_offset,
-        };
+        let first_offset = self.open.remove(&producer_id)?;
+        self.open_by_first.remove(&first_offset);
         let ended = Ended {
             producer_id,
             marker_offset,
@@ -250,6 +247,37 @@ impl Transactions {
     pub fn open_transactions(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
         self.open.iter().map(|(p, f)| (*p, *f))
     }
+
+    /// The first offset of `producer_id`'s open transaction.
+    pub fn open_first_offset(&self, producer_id: i64) -> Option<i64> {
+        self.open.get(&producer_id).copied()
+    }
+
+    /// Aborted transactions whose marker lies in `range` (a segment's, for its index file).
+    pub fn aborted_in(&self, range: std::ops::Range<i64>) -> Vec<AbortedTxn> {
+        self.aborted.range(range).map(|(_, a)| *a).collect()
+    }
+
+    /// Adds an aborted transaction read back from an index file (on open).
+    pub fn insert_aborted(&mut self, aborted: AbortedTxn) {
+        self.aborted.insert(aborted.last_offset, aborted);
+    }
+
+    /// Every aborted transaction the index holds, oldest marker first.
+    pub fn aborted(&self) -> impl Iterator<Item = &AbortedTxn> + '_ {
+        self.aborted.values()
+    }
+
+    /// The transactions a producer snapshot describes: open ones (producer id, first
+    /// offset); every ended one is stable (the log below a snapshot was committed when it
+    /// was written).
+    pub fn restored(open: impl IntoIterator<Item = (i64, i64)>) -> Self {
+        let mut t = Self::default();
+        for (producer_id, first) in open {
+            t.data(producer_id, first);
+        }
+        t
+    }
 }
 
 #[cfg(test)]
@@ -339,16 +367,22 @@ mod tests {
         t.batch(&marker_at(2, 3, true));
         t.batch(&data_batch(1, 4, true));
         t.batch(&marker_at(1, 5, false));
-        // A marker with nothing open aborts the marker alone.
-        let lone = t.end(4, 6, false).unwrap();
-        assert_eq!((lone.first_offset, lone.last_offset), (6, 6));
+        // A marker with nothing open is no transaction: no index entry, no unstable offset.
+        assert_eq!(t.end(4, 6, false), None);
+        assert_eq!(
+            t.first_unstable_offset(),
+            Some(0),
+            "the others are not stable yet"
+        );
+        t.high_watermark_moved(7);
+        assert_eq!(t.first_unstable_offset(), None);
         let firsts = |v: Vec<AbortedTxn>| v.iter().map(|a| a.first_offset).collect::<Vec<_>>();
-        assert_eq!(firsts(t.aborted_between(0, 10)), vec![0, 4, 6]);
-        assert_eq!(firsts(t.aborted_between(3, 10)), vec![4, 6]);
+        assert_eq!(firsts(t.aborted_between(0, 10)), vec![0, 4]);
+        assert_eq!(firsts(t.aborted_between(3, 10)), vec![4]);
         assert_eq!(firsts(t.aborted_between(0, 4)), vec![0]);
         assert_eq!(firsts(t.aborted_between(2, 5)), vec![0, 4]);
         t.delete_before(3);
-        assert_eq!(firsts(t.aborted_between(0, 10)), vec![4, 6]);
+        assert_eq!(firsts(t.aborted_between(0, 10)), vec![4]);
     }
 
     /// Truncation at or above the high watermark leaves what a replay of the kept log gives:

@@ -11,7 +11,9 @@ use crate::cache::{BatchCache, CachedBatch};
 use crate::config::Durability;
 use crate::error::{Result, ShardError};
 use crate::io::Storage;
-use crate::producer_state::{ProducerBatch, ProducerEntry, ProducerTable, SeqCheck, last_sequence};
+use crate::producer_state::{
+    ProducerBatch, ProducerEntry, ProducerEvent, ProducerTable, SeqCheck, last_sequence,
+};
 use crate::segment::Segment;
 impl<S: Storage> Partition<S> {
     /// Appends one or more concatenated v2 batches (a Produce `records` field). Every batch is
@@ -70,7 +72,16 @@ impl<S: Storage> Partition<S> {
         }
         self.wait_while_truncating().await;
         self.check_usable()?;
-        let (info, seq, new_epoch) = self.append_in_memory(&batches)?;
+        let appended = self.append_in_memory(&batches, |st| Self::check_producers(st, &batches))?;
+        self.finish_append(appended).await
+    }
+
+    /// After an append in memory (`(info, append number, new leader epoch)`): wakes readers,
+    /// saves a new leader epoch, and waits for durability per the partition's [`Durability`].
+    pub(super) async fn finish_append(
+        &self,
+        (info, seq, new_epoch): (AppendInfo, u64, bool),
+    ) -> Result<AppendInfo> {
         self.inner.appended.notify_all();
         if new_epoch {
             self.save_leader_epochs().await?;
@@ -83,9 +94,12 @@ impl<S: Storage> Partition<S> {
     }
 
     /// Checks idempotent-producer sequences for the whole request without changing anything
-    /// (the caller records the batches one by one as it assigns their offsets).
+    /// (the caller records the batches one by one as it assigns their offsets), and Kafka's
+    /// transaction rule: a producer with an open transaction may send transactional batches
+    /// only (`InvalidTxnState`).
     fn check_producers(st: &LogState<S::File>, batches: &[RecordBatch]) -> Result<()> {
-        let mut touched: Vec<(i64, ProducerEntry)> = Vec::new();
+        // (producer id, entry as the request leaves it, open transaction after it).
+        let mut touched: Vec<(i64, ProducerEntry, bool)> = Vec::new();
         let mut next = st.ends.log_end();
         for b in batches {
             let base = next;
@@ -97,10 +111,11 @@ impl<S: Storage> Partition<S> {
             let epoch = b.producer_epoch();
             let first_seq = b.base_sequence();
             let last_seq = last_sequence(first_seq, b.last_offset_delta());
-            let i = match touched.iter().position(|(p, _)| *p == pid) {
+            let i = match touched.iter().position(|(p, ..)| *p == pid) {
                 Some(i) => i,
                 None => {
-                    touched.push((pid, st.producers.get(pid).cloned().unwrap_or_default()));
+                    let entry = st.producers.get(pid).cloned().unwrap_or_default();
+                    touched.push((pid, entry, st.txns.is_open(pid)));
                     touched.len() - 1
                 }
             };
@@ -133,6 +148,11 @@ impl<S: Storage> Partition<S> {
                     });
                 }
             }
+            // Kafka's `appendDataBatch`: checked after the sequence.
+            if touched[i].2 && !b.is_transactional() {
+                return Err(ShardError::InvalidTxnState { producer_id: pid });
+            }
+            touched[i].2 |= b.is_transactional();
             ProducerTable::record(
                 &mut touched[i].1,
                 epoch,
@@ -148,14 +168,18 @@ impl<S: Storage> Partition<S> {
         Ok(())
     }
 
-    /// Appends checked batches in memory at the log end; with the append's number and whether
-    /// it opened a new leader epoch in the cache.
-    fn append_in_memory(&self, batches: &[RecordBatch]) -> Result<(AppendInfo, u64, bool)> {
+    /// Appends batches in memory at the log end once `check` passes on the state as it is
+    /// then; with the append's number and whether it opened a new leader epoch in the cache.
+    pub(super) fn append_in_memory(
+        &self,
+        batches: &[RecordBatch],
+        check: impl FnOnce(&LogState<S::File>) -> Result<()>,
+    ) -> Result<(AppendInfo, u64, bool)> {
         let inner = &*self.inner;
         let now = inner.storage.now_ms();
         let mut st = inner.state.borrow_mut();
         let st = &mut *st;
-        Self::check_producers(st, batches)?;
+        check(st)?;
         let base_offset = st.ends.log_end();
         let epoch = st.leader_epoch;
         let new_epoch = st.leader_epochs.last().is_none_or(|e| e.0 < epoch);
@@ -188,7 +212,7 @@ impl<S: Storage> Partition<S> {
 
     /// Adds one checked batch at offset `base`, in memory, as `bytes` (the batch as stored,
     /// with its `max_timestamp`): in a new segment if the active one is due to roll, recorded
-    /// for its producer, indexed, cached and queued for the next flush. `base` is the log end,
+    /// for its producer and its transaction, indexed, cached and queued for the next flush. `base` is the log end,
     /// or past it on a follower copying a leader whose compaction left a gap there
     /// (`append_replicated`, which has made recovery accept the gap first): the active
     /// segment then covers the gap, as a compacted segment covers the offsets it lost.
@@ -214,23 +238,13 @@ impl<S: Storage> Partition<S> {
         if self.roll_due(st, b, base, now) {
             // The producer state as of the new segment's base: every batch below it is
             // recorded, none at or above. Written when the segment's file is created.
-            let snapshot = st.producers.encode_snapshot(base);
+            let snapshot = st.producers.encode_snapshot(base, &st.txns);
             st.pending_snapshots.push((base, snapshot));
             st.segments.insert(base, Segment::new(base, now));
         }
-        if b.producer_id() >= 0 {
-            let first_seq = b.base_sequence();
-            ProducerTable::record(
-                st.producers.entry_mut(b.producer_id()),
-                b.producer_epoch(),
-                ProducerBatch {
-                    first_seq,
-                    last_seq: last_sequence(first_seq, b.last_offset_delta()),
-                    base_offset: base,
-                    last_offset: last,
-                    max_timestamp,
-                },
-            );
+        if let Some(event) = ProducerEvent::of(b, base, max_timestamp) {
+            st.producers.apply(&event);
+            event.apply_to_transactions(&mut st.txns);
         }
         let (&seg_base, active) = st.segments.iter_mut().next_back().expect("segment");
         assert!(active.next_offset == base, "offsets must be contiguous");

@@ -9,7 +9,7 @@ use std::rc::Rc;
 use super::Partition;
 use crate::cleaner_checkpoint::{self, CleanerState};
 use crate::compact::{
-    self, Cleaned, Cleaner, CompactionStats, Filter, OffsetMap, Plan, SegWriter, Src,
+    self, AbortedRanges, Cleaned, Cleaner, CompactionStats, Filter, OffsetMap, Plan, SegWriter, Src,
 };
 use crate::error::Result;
 use crate::io::Storage;
@@ -49,10 +49,14 @@ impl<S: Storage> Partition<S> {
             return Ok(stats);
         };
         stats.passes = 1;
-        let map = self.build_offset_map(&mut plan, &mut stats).await?;
+        let aborted = self.aborted_ranges();
+        let map = self
+            .build_offset_map(&mut plan, &aborted, &mut stats)
+            .await?;
         for g in compact::groups(&plan.segs, inner.config.segment_bytes) {
+            let pass = (&plan.cleaner, &map, &aborted);
             let swapped = self
-                .clean_group(&plan.segs[g], &plan.cleaner, &map, now_ms, &mut stats)
+                .clean_group(&plan.segs[g], pass, now_ms, &mut stats)
                 .await?;
             if !swapped {
                 break;
@@ -71,7 +75,7 @@ impl<S: Storage> Partition<S> {
         let closed = st.segments.range(..active).map(|(_, s)| s);
         compact::plan(
             closed,
-            st.ends.durable_end(),
+            st.ends.durable_end().min(st.last_stable_offset()),
             &st.cleaner,
             &inner.config,
             now_ms,
@@ -90,11 +94,22 @@ impl<S: Storage> Partition<S> {
         }
     }
 
+    /// The aborted transactions of the log as the cleaner looks them up.
+    fn aborted_ranges(&self) -> AbortedRanges {
+        let st = self.inner.state.borrow();
+        AbortedRanges::new(
+            st.txns
+                .aborted()
+                .map(|a| (a.producer_id, a.first_offset, a.last_offset)),
+        )
+    }
+
     /// Reads the dirty segments into the offset map; stops (shortening the plan) at the
     /// segment where the map passes `compaction_keys_max` keys.
     async fn build_offset_map(
         &self,
         plan: &mut Plan,
+        aborted: &AbortedRanges,
         stats: &mut CompactionStats,
     ) -> Result<OffsetMap> {
         let cleaner = self.cleaner();
@@ -108,7 +123,9 @@ impl<S: Storage> Partition<S> {
                 end = i;
                 break;
             };
-            cleaner.map_segment(&mut map, &file, s, cu, stats).await?;
+            cleaner
+                .map_segment(&mut map, (&file, s), cu, aborted, stats)
+                .await?;
             if map.key_count() > self.inner.shard_config.compaction_keys_max {
                 end = i + 1;
                 break;
@@ -140,8 +157,7 @@ impl<S: Storage> Partition<S> {
     async fn clean_group(
         &self,
         group: &[Src],
-        cleaner: &CleanerState,
-        map: &OffsetMap,
+        (cleaner, map, aborted): (&CleanerState, &OffsetMap, &AbortedRanges),
         now_ms: i64,
         stats: &mut CompactionStats,
     ) -> Result<bool> {
@@ -155,6 +171,7 @@ impl<S: Storage> Partition<S> {
             delete_retention_ms: self.inner.config.delete_retention_ms,
             decompressed_max: self.inner.shard_config.decompressed_batch_bytes_max,
             remembered: self.inner.state.borrow().producers.batch_bases().collect(),
+            aborted,
         };
         let r = self.filter_group(group, &filter, &mut w, &mut local).await;
         let (changed, cleaned) = match r {
@@ -256,6 +273,9 @@ impl<S: Storage> Partition<S> {
         };
         cleaner_checkpoint::save(&inner.storage, &inner.dir, &new_cleaner).await?;
         inner.state.borrow_mut().cleaner = new_cleaner;
+        // The group's aborted transactions go to `<base>.txnindex` before the swap removes
+        // the other segments' index files (an open that finishes the swap removes them too).
+        self.write_txn_index(base, end).await?;
         // The swap renames files over these segments' paths: from here until they leave the
         // map, readers must use the files they have, never open the paths again.
         let mut r = Ok(());

@@ -10,7 +10,8 @@
 //! `append.rs`, `flush.rs` (group commit), `roll.rs` (new segments, sealing, close),
 //! `read.rs`, `truncate.rs` (truncation, full reset, delete-records), `retention.rs`,
 //! `snapshots.rs` (producer snapshots), `replica.rs` (follower appends and the replication
-//! bound of the high watermark) and `compaction.rs` (drives `crate::compact`). This file
+//! bound of the high watermark), `compaction.rs` (drives `crate::compact`) and
+//! `transactions.rs` (markers, the last stable offset, transaction index files). This file
 //! holds the handle, the state and the small accessors.
 
 use std::cell::RefCell;
@@ -30,6 +31,7 @@ use crate::meta::{self, META_FILE, PartitionMeta};
 use crate::notify::{AsyncLock, Notify};
 use crate::producer_state::ProducerTable;
 use crate::segment::{Segment, SegmentFile, segment_file};
+use crate::transactions::{AbortedTxn, Transactions};
 pub(crate) use ends::LogEnds;
 
 mod append;
@@ -42,6 +44,7 @@ mod replica;
 mod retention;
 mod roll;
 mod snapshots;
+mod transactions;
 mod truncate;
 
 /// What an append did. All offsets are Kafka offsets.
@@ -65,6 +68,26 @@ pub struct ReadResult {
     pub high_watermark: i64,
     pub log_start_offset: i64,
     pub log_end_offset: i64,
+    /// The last stable offset (read_committed consumers read below it), filled by every read.
+    pub last_stable_offset: i64,
+    /// The aborted transactions the returned batches overlap (Fetch's
+    /// `AbortedTransactions`); only [`Partition::read_committed`] fills it.
+    pub aborted: Vec<AbortedTxn>,
+}
+
+/// One producer as the partition knows it: what Kafka's DescribeProducers answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerStateInfo {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    /// Sequence of its newest batch in this epoch, -1 if none.
+    pub last_sequence: i32,
+    /// Timestamp of its newest batch or marker, -1 if none.
+    pub last_timestamp: i64,
+    /// Coordinator epoch of its newest marker, -1 if none.
+    pub coordinator_epoch: i32,
+    /// First offset of its open transaction, -1 if none.
+    pub current_txn_start_offset: i64,
 }
 
 /// Offsets of a partition at one moment.
@@ -101,6 +124,9 @@ pub(crate) struct LogState<F> {
     /// replicas (a leader) or the leader's high watermark (a follower), set by the broker.
     hw_bound: i64,
     pub(crate) producers: ProducerTable,
+    /// Open, unstable and aborted transactions (issue 23), fed with every batch the
+    /// producer table is fed with; told whenever the high watermark moves.
+    pub(crate) txns: Transactions,
     /// Producer snapshots taken when a segment rolled in memory, as (offset, file bytes);
     /// written when that segment's file is created, once everything below is durable.
     pending_snapshots: Vec<(i64, Vec<u8>)>,
@@ -123,7 +149,13 @@ impl<F> LogState<F> {
         let to = committed.min(self.hw_bound);
         if to > self.ends.high_watermark() {
             self.ends.advance_high_watermark(to);
+            self.txns.high_watermark_moved(to);
         }
+    }
+
+    /// The last stable offset: below the first unstable transaction and the high watermark.
+    pub(crate) fn last_stable_offset(&self) -> i64 {
+        self.txns.last_stable_offset(self.ends.high_watermark())
     }
 
     /// Not closed and not failed.

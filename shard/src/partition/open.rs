@@ -27,13 +27,14 @@ use crate::limits::SCAN_READ_BYTES;
 use crate::log_reset;
 use crate::meta::{self, META_FILE, PartitionMeta};
 use crate::notify::{AsyncLock, Notify};
-use crate::producer_state::{ProducerBatch, ProducerTable, last_sequence};
+use crate::producer_state::{ProducerEvent, ProducerTable};
 use crate::segment::{Segment, SegmentFile, segment_file};
+use crate::transactions::Transactions;
 
 /// Result of scanning a segment's bytes.
 pub(super) struct ScanResult {
-    /// Batches of idempotent producers, in offset order: (producer id, epoch, batch).
-    pub(super) producers: Vec<(i64, i16, ProducerBatch)>,
+    /// Batches and transaction markers of producers, in offset order.
+    pub(super) producers: Vec<ProducerEvent>,
     pub(super) valid_bytes: u64,
     pub(super) next_offset: i64,
     pub(super) max_timestamp: i64,
@@ -59,21 +60,6 @@ fn scan_accepts(batch: &RecordBatch, next: i64, base_offset: i64, pos: u64, gaps
         || last < base
         || base - base_offset > i64::from(u32::MAX)
         || pos > u64::from(u32::MAX))
-}
-
-/// An idempotent producer's batch as the producer table records it.
-fn producer_batch(batch: &RecordBatch) -> (i64, i16, ProducerBatch) {
-    (
-        batch.producer_id(),
-        batch.producer_epoch(),
-        ProducerBatch {
-            first_seq: batch.base_sequence(),
-            last_seq: last_sequence(batch.base_sequence(), batch.last_offset_delta()),
-            base_offset: batch.base_offset(),
-            last_offset: batch.last_offset(),
-            max_timestamp: batch.max_timestamp(),
-        },
-    )
 }
 
 /// Scans batches from position 0 (or from `start` with an existing index prefix), checking
@@ -121,8 +107,8 @@ pub(super) async fn scan_segment<F: StorageFile>(
         let base = batch.base_offset();
         let last = batch.last_offset();
         max_ts = max_ts.max(batch.max_timestamp());
-        if batch.producer_id() >= 0 {
-            producers.push(producer_batch(&batch));
+        if let Some(event) = ProducerEvent::of(&batch, base, batch.max_timestamp()) {
+            producers.push(event);
         }
         index.on_batch(
             (base - base_offset) as u32,
@@ -329,6 +315,7 @@ fn initial_state<F>(
         leader_epoch,
         hw_bound: i64::MAX,
         producers: ProducerTable::default(),
+        txns: Transactions::default(),
         pending_snapshots: Vec::new(),
         poisoned: None,
         closed: false,
@@ -351,7 +338,7 @@ async fn batch_starts_at<F: StorageFile>(file: &F, valid: u64, file_bytes: u64) 
 
 /// Idempotent-producer batches of the segments recovery scanned, by segment base, so the
 /// producer-state replay need not read those again.
-type Scanned = BTreeMap<i64, Vec<(i64, i16, ProducerBatch)>>;
+pub(super) type Scanned = BTreeMap<i64, Vec<ProducerEvent>>;
 
 /// What recovering one partition directory's segments needs.
 struct Recovery<'a, S: Storage> {
@@ -413,7 +400,7 @@ impl<S: Storage> Recovery<'_, S> {
         base: i64,
         is_last: bool,
         trusted: bool,
-    ) -> Result<(Segment<S::File>, Option<Vec<(i64, i16, ProducerBatch)>>)> {
+    ) -> Result<(Segment<S::File>, Option<Vec<ProducerEvent>>)> {
         let path = segment_file(self.dir, base, "log");
         let file_bytes = file.size().await.map_err(io_err("stat segment", &path))?;
         let gaps = base < self.gaps_below;

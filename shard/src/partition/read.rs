@@ -35,6 +35,21 @@ impl<S: Storage> Partition<S> {
         self.read_upto(offset, max_bytes, upto).await
     }
 
+    /// Like [`Partition::read`] but up to the last stable offset (a read_committed Fetch),
+    /// with `aborted` the aborted transactions the returned batches overlap: those whose
+    /// ABORT marker is at or past `offset` and whose first offset is before the end of the
+    /// last batch returned (Kafka's `collectAbortedTransactions`); none when no batch is
+    /// returned (`offset` at the last stable offset).
+    pub async fn read_committed(&self, offset: i64, max_bytes: usize) -> Result<ReadResult> {
+        let upto = self.inner.state.borrow().last_stable_offset();
+        let mut r = self.read_upto(offset, max_bytes, upto).await?;
+        if let Some(last) = r.batches.last() {
+            let end = batch_next_offset(last);
+            r.aborted = self.inner.state.borrow().txns.aborted_between(offset, end);
+        }
+        Ok(r)
+    }
+
     /// Like [`Partition::read`] but up to the log end offset (for follower fetches).
     pub async fn read_to_log_end(&self, offset: i64, max_bytes: usize) -> Result<ReadResult> {
         let upto = self.inner.state.borrow().ends.log_end();
@@ -88,6 +103,8 @@ impl<S: Storage> Partition<S> {
             high_watermark: st.ends.high_watermark(),
             log_start_offset: st.log_start_offset,
             log_end_offset: st.ends.log_end(),
+            last_stable_offset: st.last_stable_offset(),
+            aborted: Vec::new(),
         })
     }
 

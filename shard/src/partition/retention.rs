@@ -50,6 +50,7 @@ impl<S: Storage> Partition<S> {
         {
             let mut st = inner.state.borrow_mut();
             st.log_start_offset = st.log_start_offset.max(new_start);
+            st.txns.delete_before(new_start);
         }
         self.write_meta().await?;
         self.remove_segments_below(new_start).await?;
@@ -65,11 +66,12 @@ impl<S: Storage> Partition<S> {
     pub fn expire_producers(&self) -> usize {
         let inner = &*self.inner;
         let now = inner.storage.now_ms();
-        let n = inner
-            .state
-            .borrow_mut()
-            .producers
-            .expire(now, inner.config.producer_id_expiration_ms);
+        let n = {
+            let mut st = inner.state.borrow_mut();
+            let st = &mut *st;
+            st.producers
+                .expire(now, inner.config.producer_id_expiration_ms, &st.txns)
+        };
         if n > 0 {
             tracing::debug!(partition = ?self, expired = n, "idle producers expired");
         }

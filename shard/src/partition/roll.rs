@@ -1,6 +1,7 @@
 //! Segment lifecycle: rolling to a new segment, creating its file (sealing the previous one
 //! first: exact size, fdatasync, index files), and closing a partition cleanly (everything
-//! sealed, recovery point at the log end, a producer snapshot at the log end).
+//! sealed, recovery point at the log end, a producer snapshot at the log end). A segment's
+//! `.txnindex` is written when it is sealed, so before any producer snapshot above it.
 
 use std::rc::Rc;
 
@@ -26,7 +27,7 @@ impl<S: Storage> Partition<S> {
             }
             let now = inner.storage.now_ms();
             // Flushed and no await since: the table holds exactly the batches below `leo`.
-            let snapshot = st.producers.encode_snapshot(leo);
+            let snapshot = st.producers.encode_snapshot(leo, &st.txns);
             st.pending_snapshots.push((leo, snapshot));
             st.segments.insert(leo, Segment::new(leo, now));
             leo
@@ -77,11 +78,12 @@ impl<S: Storage> Partition<S> {
         Ok(file)
     }
 
-    /// Makes a complete segment durable and exact-sized, and writes its index files.
+    /// Makes a complete segment durable and exact-sized, and writes its index files (the
+    /// transaction index too, when it has aborted transactions).
     pub(crate) async fn seal_segment(&self, file: &Rc<S::File>, base: i64) -> Result<()> {
         let inner = &*self.inner;
         let path = segment_file(&inner.dir, base, "log");
-        let (size, offsets, times) = {
+        let (size, offsets, times, end) = {
             let st = inner.state.borrow();
             let Some(seg) = st.segments.get(&base) else {
                 return Ok(());
@@ -94,6 +96,7 @@ impl<S: Storage> Partition<S> {
                 seg.size_bytes,
                 seg.index.encode_offsets(),
                 seg.index.encode_times(),
+                seg.next_offset,
             )
         };
         file.truncate(size)
@@ -108,6 +111,7 @@ impl<S: Storage> Partition<S> {
         write_file_atomic(&inner.storage, &tp, &times)
             .await
             .map_err(io_err("write time index", &tp))?;
+        self.write_txn_index(base, end).await?;
         let evicted = {
             let mut st = inner.state.borrow_mut();
             let last = st.segments.keys().next_back().copied();
@@ -175,7 +179,7 @@ impl<S: Storage> Partition<S> {
             let mut st = inner.state.borrow_mut();
             let leo = st.ends.log_end();
             st.recovery_point = leo;
-            (leo, st.producers.encode_snapshot(leo))
+            (leo, st.producers.encode_snapshot(leo, &st.txns))
         };
         self.write_meta().await?;
         // The next open loads this and replays nothing.

@@ -18,6 +18,8 @@ use crate::limits::SCAN_READ_BYTES;
 use crate::log_reset;
 use crate::producer_state::ProducerTable;
 use crate::segment::{Segment, SegmentFile, segment_file};
+use crate::transactions::Transactions;
+use crate::txn_index::TXN_INDEX_EXT;
 impl<S: Storage> Partition<S> {
     /// Removes every batch whose last offset is at or after `offset` (a batch is never split):
     /// afterwards the log end offset is the base of the first removed batch, or `offset` if it
@@ -53,6 +55,9 @@ impl<S: Storage> Partition<S> {
         self.write_cleaner_checkpoint().await?;
         // Snapshots above the new end describe batches that are gone.
         self.prune_snapshots(new_end).await?;
+        // The kept segment's aborted transactions above the cut are gone too.
+        self.write_txn_index(keep_base, new_end).await?;
+        self.reload_producers().await?;
         self.inner.appended.notify_all();
         Ok(())
     }
@@ -137,6 +142,7 @@ impl<S: Storage> Partition<S> {
         st.recovery_point = offset;
         st.leader_epochs.clear();
         st.producers = ProducerTable::default();
+        st.txns = Transactions::default();
         st.pending_snapshots.clear();
         st.cleaner = CleanerState::default();
         inner.cache.borrow_mut().remove_partition(inner.id);
@@ -264,7 +270,10 @@ impl<S: Storage> Partition<S> {
         st.ends.truncate(new_end);
         st.recovery_point = st.recovery_point.min(keep_base);
         st.leader_epochs.retain(|e| e.1 < new_end);
-        st.producers.truncate(new_end);
+        // Both tables are reloaded by the caller (a replay); until then the transactions are
+        // cut as a replay would leave them (exact for a cut at or above the high watermark,
+        // and for the aborted index at any cut, which the kept segment's index file needs).
+        st.txns.truncate(new_end);
         st.pending_snapshots.retain(|(o, _)| *o <= new_end);
         st.cleaner.truncate(new_end);
         if st.log_start_offset > new_end {
@@ -309,7 +318,7 @@ impl<S: Storage> Partition<S> {
 
     async fn remove_segment_files(&self, base: i64) -> Result<()> {
         let inner = &*self.inner;
-        for ext in ["log", "index", "timeindex"] {
+        for ext in ["log", "index", "timeindex", TXN_INDEX_EXT] {
             let p = segment_file(&inner.dir, base, ext);
             match inner.storage.remove(&p).await {
                 Ok(()) => {}
@@ -366,6 +375,7 @@ impl<S: Storage> Partition<S> {
             inner.state.borrow_mut().log_start_offset = old_start;
             return Err(e);
         }
+        inner.state.borrow_mut().txns.delete_before(new_start);
         self.remove_segments_below(new_start).await?;
         inner.cache.borrow_mut().remove_before(inner.id, new_start);
         Ok(new_start)
