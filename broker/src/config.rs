@@ -156,6 +156,15 @@ pub struct BrokerConfig {
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets` when it is created
     /// (on the first FindCoordinator). 50, as Kafka.
     pub offsets_topic_partitions: i32,
+    /// `transaction.state.log.num.partitions`: partitions of `__transaction_state` when it is
+    /// created (on the first FindCoordinator for a transactional id). 50, as Kafka.
+    pub transaction_state_partitions: i32,
+    /// `transaction.max.timeout.ms`: an InitProducerId asking for a longer transaction timeout
+    /// gets INVALID_TRANSACTION_TIMEOUT. 15 minutes, as Kafka.
+    pub transaction_max_timeout_ms: i32,
+    /// `transactional.id.expiration.ms`: a transactional id idle this long is forgotten.
+    /// 7 days, as Kafka.
+    pub transactional_id_expiration_ms: i64,
     /// `offsets.retention.minutes`: committed offsets of an empty group are deleted this long
     /// after it became empty. 7 days, as Kafka.
     pub offsets_retention_minutes: i64,
@@ -228,6 +237,9 @@ impl Default for BrokerConfig {
             group_max_session_timeout_ms: 1_800_000,
             group_max_size: i32::MAX,
             offsets_topic_partitions: 50,
+            transaction_state_partitions: 50,
+            transaction_max_timeout_ms: 900_000,
+            transactional_id_expiration_ms: 7 * 24 * 60 * 60 * 1000,
             offsets_retention_minutes: 7 * 24 * 60,
             offsets_retention_check_interval_ms: 600_000,
             offset_metadata_max_bytes: 4096,
@@ -426,6 +438,12 @@ impl BrokerConfig {
         }
         if self.leader_imbalance_check_interval_ms == 0 {
             return invalid("leader_imbalance_check_interval_ms", "must be at least 1");
+        }
+        if self.transaction_state_partitions < 1 {
+            return invalid("transaction_state_partitions", "must be at least 1");
+        }
+        if self.transaction_max_timeout_ms < 1 {
+            return invalid("transaction_max_timeout_ms", "must be at least 1");
         }
         if self.offsets_topic_partitions < 1 {
             return invalid("offsets_topic_partitions", "must be at least 1");

@@ -67,6 +67,8 @@ pub struct Core {
     pub control: Option<Control>,
     /// The consumer groups this core coordinates.
     pub groups: crate::groups::Coordinator,
+    /// The transactional ids this core coordinates.
+    pub txn: Rc<crate::txn::host::TxnHost>,
     /// This core's counters.
     pub metrics: crate::metrics::CoreMetrics,
     /// The fetch sessions (KIP-227) of this core's connections; never borrowed across an await.
@@ -129,6 +131,12 @@ impl Core {
                 parts.config.core_request_memory_bytes as u64,
             )),
             groups: crate::groups::Coordinator::new(&parts.config, registry::now_ms()),
+            txn: Rc::new(crate::txn::host::TxnHost::new(sluice_txn::Config {
+                state_log_partitions: parts.config.transaction_state_partitions,
+                max_timeout_ms: parts.config.transaction_max_timeout_ms,
+                id_expiration_ms: parts.config.transactional_id_expiration_ms,
+                ..sluice_txn::Config::default()
+            })),
             config: parts.config,
             advertised_host: parts.advertised_host,
             advertised_port: parts.advertised_port,
@@ -191,6 +199,9 @@ impl Core {
                 CoreReply::ProducerId(self.allocate_producer_id().await)
             }
             CoreRequest::Group(call) => CoreReply::Group(self.serve_group(call).await),
+            CoreRequest::Txn { partition, call } => CoreReply::Txn(
+                crate::txn::host::TxnHost::serve(&self.txn_env(), partition, call).await,
+            ),
             CoreRequest::Metrics => CoreReply::Metrics(self.metrics_snapshot()),
             CoreRequest::MetadataImage(image) => {
                 self.adopt_metadata(image).await;
@@ -216,6 +227,20 @@ impl Core {
             now_ms: registry::now_ms,
         };
         self.groups.serve(&inputs, call).await
+    }
+
+    /// The handles this core's transaction coordinator works with.
+    pub fn txn_env(self: &Rc<Self>) -> crate::txn::host::Env {
+        let (image, stopping) = (Rc::clone(self), Rc::clone(self));
+        crate::txn::host::Env {
+            id: self.id,
+            node_id: self.config.node_id,
+            txn: Rc::clone(&self.txn),
+            shard: Rc::clone(&self.shard),
+            router: Rc::clone(&self.router),
+            image: Rc::new(move || image.topics()),
+            is_stopping: Rc::new(move || stopping.stop.is_stopping()),
+        }
     }
 
     /// The broker-level config values topics inherit under `table`'s dynamic broker configs.

@@ -14,7 +14,6 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
-use std::net::ToSocketAddrs;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -115,7 +114,7 @@ async fn session(core: &Rc<Core>, leader: i32) {
             continue;
         };
         if stream.is_none() {
-            stream = connect(&endpoint.host, endpoint.port).await;
+            stream = crate::controller::client::connect(&endpoint.host, endpoint.port).await;
         }
         let Some(s) = stream.as_mut() else {
             glommio::timer::sleep(BACKOFF).await;
@@ -150,19 +149,6 @@ async fn session(core: &Rc<Core>, leader: i32) {
             glommio::timer::sleep(BACKOFF).await;
         }
     }
-}
-
-async fn connect(host: &str, port: i32) -> Option<TcpStream> {
-    let port = u16::try_from(port).ok()?;
-    let addr = (host, port).to_socket_addrs().ok()?.next()?;
-    let connected = glommio::timer::timeout(Duration::from_secs(2), async {
-        Ok(TcpStream::connect(addr).await)
-    })
-    .await
-    .ok()?
-    .ok()?;
-    let _ = connected.set_nodelay(true);
-    Some(connected)
 }
 
 /// This broker's epoch as the image has its registration (-1 before it does), sent in each

@@ -52,6 +52,11 @@ pub const OFFSETS_WRITE_BATCH_BYTES: usize = 512 << 10;
 /// Bytes one read of `__consumer_offsets` asks for while replaying it.
 pub const OFFSETS_REPLAY_READ_BYTES: usize = 1 << 20;
 
+/// How long a transaction marker waits for the in-sync replicas before its write fails
+/// (REQUEST_TIMED_OUT: the coordinator retries it). Kafka's `request.timeout.ms` of the
+/// marker channel.
+pub const MARKER_REPLICATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Bytes read per step while scanning a partition for its largest timestamp (ListOffsets with
 /// timestamp -3).
 pub const MAX_TIMESTAMP_READ_BYTES: usize = 1 << 20;

@@ -34,6 +34,7 @@ mod startup;
 mod stop;
 mod topic_config;
 mod tune;
+mod txn;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -35,6 +35,12 @@ pub enum CoreRequest {
     Group(crate::groups::GroupCall),
     /// This core's metrics, for a scrape.
     Metrics,
+    /// To the core that coordinates a transactional id (`partition`: its
+    /// `__transaction_state` partition; -1 for a ListTransactions of the whole core).
+    Txn {
+        partition: i32,
+        call: crate::txn::calls::TxnCall,
+    },
     /// From the control core: the controller shard published a newer metadata image.
     MetadataImage(sluice_controller::MetadataImage),
     /// To the control core of a cluster node: send this request to the active controller.
@@ -55,6 +61,7 @@ pub enum CoreReply {
     Fetched(Vec<Result<ReadResult, PartError>>),
     ProducerId(Result<i64, ()>),
     Group(crate::groups::GroupReply),
+    Txn(crate::txn::calls::TxnReply),
     Metrics(crate::metrics::Snapshot),
 }
 
@@ -123,6 +130,19 @@ pub enum PartitionOp {
     Describe,
     /// Offset and timestamp of the first record with the largest timestamp (ListOffsets -3).
     MaxTimestamp,
+    /// Offsets and the last stable offset (ListOffsets with read_committed).
+    StableOffsets,
+    /// Where leader epoch `epoch` ends in the log (OffsetForLeaderEpoch for an older epoch).
+    EpochEnd { epoch: i32 },
+    /// A transaction marker from the transaction coordinator (WriteTxnMarkers).
+    WriteMarker {
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: sluice_shard::Marker,
+        /// The transaction's version (WriteTxnMarkers v2): from 2 the marker carries the
+        /// bumped epoch.
+        transaction_version: i8,
+    },
 }
 
 /// The result of a [`PartitionOp`], in the same variant order.
@@ -134,6 +154,9 @@ pub enum PartitionOpResult {
     DeletedRecords(Result<i64, PartError>),
     Described(Result<(Offsets, u64), PartError>),
     MaxTimestamp(Result<Option<(i64, i64)>, PartError>),
+    StableOffsets(Result<(Offsets, i64), PartError>),
+    EpochEnd(Result<Option<(i32, i64)>, PartError>),
+    MarkerWritten(Result<AppendInfo, PartError>),
 }
 
 impl PartitionOp {
@@ -151,6 +174,9 @@ impl PartitionOp {
             }
             PartitionOp::Describe => |e| PartitionOpResult::Described(Err(e)),
             PartitionOp::MaxTimestamp => |e| PartitionOpResult::MaxTimestamp(Err(e)),
+            PartitionOp::StableOffsets => |e| PartitionOpResult::StableOffsets(Err(e)),
+            PartitionOp::EpochEnd { .. } => |e| PartitionOpResult::EpochEnd(Err(e)),
+            PartitionOp::WriteMarker { .. } => |e| PartitionOpResult::MarkerWritten(Err(e)),
         }
     }
 }
@@ -172,6 +198,9 @@ pub struct FetchRead {
     pub max_bytes: usize,
     /// A follower's read: up to the log end, after the divergence check.
     pub replica: Option<ReplicaRead>,
+    /// A read_committed consumer's read: up to the last stable offset, with the aborted
+    /// transactions the batches overlap.
+    pub committed: bool,
 }
 
 /// Who reads for a follower (its id and broker epoch, -1 when not given), the epoch of its

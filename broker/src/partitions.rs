@@ -136,6 +136,26 @@ impl LocalPartitions {
             PartitionOp::DeleteRecordsBefore { offset } => {
                 PartitionOpResult::DeletedRecords(delete_records(&p, &a.topic, offset).await)
             }
+            PartitionOp::EpochEnd { epoch } => {
+                PartitionOpResult::EpochEnd(Ok(p.end_offset_for_epoch(epoch)))
+            }
+            PartitionOp::StableOffsets => {
+                PartitionOpResult::StableOffsets(Ok((p.offsets(), p.last_stable_offset())))
+            }
+            PartitionOp::WriteMarker {
+                producer_id,
+                producer_epoch,
+                marker,
+                transaction_version,
+            } => PartitionOpResult::MarkerWritten(
+                self.write_marker(
+                    &p,
+                    (producer_id, producer_epoch),
+                    marker,
+                    transaction_version,
+                )
+                .await,
+            ),
         }
     }
 
@@ -182,6 +202,10 @@ impl LocalPartitions {
                 Some(if want.replica.is_some() {
                     let after = read.log_end_offset.max(want.offset);
                     Box::pin(async move { p.wait_for_log_end(after).await })
+                        as Pin<Box<dyn Future<Output = ()>>>
+                } else if want.committed {
+                    let after = read.last_stable_offset.max(want.offset);
+                    Box::pin(async move { p.wait_for_stable(after).await })
                         as Pin<Box<dyn Future<Output = ()>>>
                 } else {
                     let after = read.high_watermark.max(want.offset);
@@ -235,10 +259,12 @@ impl LocalPartitions {
     async fn read(&self, r: &FetchRead) -> Result<ReadResult, PartError> {
         let p = self.partition(&r.topic, r.partition)?;
         let Some(replica) = r.replica else {
-            return p
-                .read(r.offset, r.max_bytes)
-                .await
-                .map_err(|e| storage(&p, e));
+            let read = if r.committed {
+                p.read_committed(r.offset, r.max_bytes).await
+            } else {
+                p.read(r.offset, r.max_bytes).await
+            };
+            return read.map_err(|e| storage(&p, e));
         };
         self.follower_read(&p, r.offset, r.max_bytes, replica).await
     }
@@ -317,6 +343,38 @@ impl LocalPartitions {
         }
         let epoch = self.replication.epoch_of(p.topic(), p.partition());
         let info = append(p, records).await?;
+        self.replicated(p, info, epoch, timeout).await
+    }
+
+    /// Appends a transaction marker for the coordinator and answers once the in-sync
+    /// replicas have it (Kafka writes markers with acks=all).
+    async fn write_marker(
+        &self,
+        p: &Partition,
+        (producer_id, producer_epoch): (i64, i16),
+        marker: sluice_shard::Marker,
+        transaction_version: i8,
+    ) -> Result<AppendInfo, PartError> {
+        let epoch = self.replication.epoch_of(p.topic(), p.partition());
+        let info = p
+            .append_marker_versioned(producer_id, producer_epoch, marker, transaction_version)
+            .await
+            .map_err(|e| storage(p, e))?;
+        self.replicated(p, info, epoch, crate::limits::MARKER_REPLICATION_TIMEOUT)
+            .await
+    }
+
+    /// Waits until the high watermark passes `info` (appended as leader in replication epoch
+    /// `epoch`), as acks=all: NOT_LEADER_OR_FOLLOWER if leadership moved or the record left
+    /// the log meanwhile, NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR shrank below
+    /// `min.insync.replicas`, REQUEST_TIMED_OUT after `timeout`.
+    async fn replicated(
+        &self,
+        p: &Partition,
+        info: AppendInfo,
+        epoch: Option<i32>,
+        timeout: Duration,
+    ) -> Result<AppendInfo, PartError> {
         let stamped = p.leader_epochs().last().map_or(-1, |e| e.0);
         let deadline = std::time::Instant::now() + timeout;
         loop {

@@ -576,6 +576,7 @@ async fn core_main(
     core.open_owned_partitions(&table).await;
     spawn_housekeeping(&core);
     spawn_group_timers(&core);
+    glommio::spawn_local(crate::txn::host::TxnHost::run_timers(core.txn_env())).detach();
     if core.config.is_cluster() {
         glommio::spawn_local(crate::fetcher::run(Rc::clone(&core))).detach();
         glommio::spawn_local(crate::isr::run(Rc::clone(&core))).detach();

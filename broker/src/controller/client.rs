@@ -2,6 +2,7 @@
 //! outbound traffic (to the other voters, and the broker's registration and heartbeats to the
 //! active controller).
 
+use std::net::ToSocketAddrs;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -60,4 +61,18 @@ async fn read_frame(stream: &mut TcpStream) -> std::io::Result<Bytes> {
 
 fn invalid(e: impl ToString) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
+}
+
+/// A connection to `host:port` (2 s to connect, no delay on writes), or `None`.
+pub async fn connect(host: &str, port: i32) -> Option<TcpStream> {
+    let port = u16::try_from(port).ok()?;
+    let addr = (host, port).to_socket_addrs().ok()?.next()?;
+    let connected = glommio::timer::timeout(Duration::from_secs(2), async {
+        Ok(TcpStream::connect(addr).await)
+    })
+    .await
+    .ok()?
+    .ok()?;
+    let _ = connected.set_nodelay(true);
+    Some(connected)
 }

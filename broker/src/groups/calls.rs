@@ -102,11 +102,32 @@ pub enum GroupCall {
         /// ILLEGAL_GENERATION.
         version: i16,
     },
+    /// TxnOffsetCommit: offsets pending in the transaction of `producer` (id, epoch) until its
+    /// marker reaches the partition.
+    TxnCommit {
+        partition: i32,
+        group: String,
+        producer: (i64, i16),
+        member_id: String,
+        instance_id: Option<String>,
+        generation: i32,
+        offsets: Vec<CommitEntry>,
+    },
+    /// A marker of `producer_id` was written to `partition`: its pending offsets there are
+    /// committed or dropped.
+    TxnEnded {
+        partition: i32,
+        producer_id: i64,
+        commit: bool,
+    },
     FetchOffsets {
         partition: i32,
         group: String,
         /// `None`: every committed offset of the group.
         topics: Option<Vec<(String, Vec<i32>)>>,
+        /// OffsetFetch v7+ `RequireStable`: a partition with an offset pending in an open
+        /// transaction answers UNSTABLE_OFFSET_COMMIT.
+        require_stable: bool,
     },
     Describe {
         groups: Vec<(i32, String)>,

@@ -218,11 +218,9 @@ impl Coordinator {
                 let r = self.commit(inp, partition, &group, who, &offsets, version);
                 GroupReply::Commit(r.await)
             }
-            GroupCall::FetchOffsets {
-                partition,
-                group,
-                topics,
-            } => GroupReply::Offsets(self.fetch_offsets(inp, partition, &group, topics).await),
+            call @ (GroupCall::FetchOffsets { .. }
+            | GroupCall::TxnCommit { .. }
+            | GroupCall::TxnEnded { .. }) => self.serve_offsets(inp, call).await,
             GroupCall::Describe { groups } => {
                 GroupReply::Described(self.describe(inp, groups).await)
             }
@@ -255,8 +253,11 @@ impl Coordinator {
         }
         let started = std::time::Instant::now();
         *self.deleted_while_loading.borrow_mut() = Some(Vec::new());
-        let replayed = journal::replay(inp.shard, p, &mut |d, at| {
-            journal::apply_record(&mut self.groups.borrow_mut(), d, at, (inp.now_ms)());
+        let n = offsets_partitions(inp.topics);
+        let in_partition = |g: &str| partition_for(g, n) == p;
+        let replayed = journal::replay(inp.shard, p, &mut |r, at| {
+            let mut groups = self.groups.borrow_mut();
+            journal::apply_replayed(&mut groups, r, (at, (inp.now_ms)()), &in_partition);
         })
         .await;
         let deleted = self.deleted_while_loading.borrow_mut().take();
@@ -543,6 +544,134 @@ impl Coordinator {
                 );
             }
         }
+    }
+
+    /// OffsetFetch and the transactional calls: TxnOffsetCommit, and a marker reaching a
+    /// partition.
+    async fn serve_offsets(&self, inp: &Inputs<'_>, call: GroupCall) -> GroupReply {
+        match call {
+            GroupCall::FetchOffsets {
+                partition,
+                group,
+                topics,
+                require_stable,
+            } => {
+                let r = self.fetch_offsets(inp, partition, &group, topics).await;
+                GroupReply::Offsets(r.map(|t| self.unstable(&group, t, require_stable)))
+            }
+            GroupCall::TxnCommit {
+                partition,
+                group,
+                producer,
+                member_id,
+                instance_id,
+                generation,
+                offsets,
+            } => {
+                let who = Caller::new(&member_id, instance_id.as_deref(), generation);
+                let r = self.txn_commit(inp, (partition, &group), who, producer, &offsets);
+                GroupReply::Commit(r.await)
+            }
+            GroupCall::TxnEnded {
+                partition,
+                producer_id,
+                commit,
+            } => {
+                if self.loaded.borrow().contains(&partition) {
+                    let n = offsets_partitions(inp.topics);
+                    let mut groups = self.groups.borrow_mut();
+                    let mine = groups
+                        .values_mut()
+                        .filter(|g| partition_for(&g.id, n) == partition);
+                    journal::end_txn(mine, producer_id, commit);
+                }
+                GroupReply::Code(code::NONE)
+            }
+            other => unreachable!("not an offsets call: {other:?}"),
+        }
+    }
+
+    /// TxnOffsetCommit: validated as an OffsetCommit (a generation below 0 skips the member
+    /// checks and creates an unknown group), written as a transactional batch of the producer,
+    /// and kept pending in the group until the producer's marker commits or aborts it.
+    async fn txn_commit(
+        &self,
+        inp: &Inputs<'_>,
+        (partition, group_id): (i32, &str),
+        who: Caller<'_>,
+        producer: (i64, i16),
+        offsets: &[CommitEntry],
+    ) -> Result<Vec<i16>, i16> {
+        self.ensure_loaded(inp, partition).await?;
+        let now = (inp.now_ms)();
+        // Version 8 rules: an unknown group with a generation is ILLEGAL_GENERATION.
+        let plan = self.commit_prepare(group_id, who, offsets, 8, inp.topics, now)?;
+        let CommitPlan {
+            mut codes,
+            records,
+            written,
+        } = plan;
+        if records.is_empty() {
+            return Ok(codes);
+        }
+        let appended =
+            journal::append_txn(inp.shard, partition, &records, producer, (inp.now_ms)()).await;
+        match appended {
+            Ok(base) => {
+                let mut groups = self.groups.borrow_mut();
+                let g = groups
+                    .entry(group_id.to_owned())
+                    .or_insert_with(|| Group::new(group_id, now));
+                let pending = g.pending_txn.entry(producer.0).or_default();
+                for (n, (i, value)) in written.into_iter().enumerate() {
+                    let key = (offsets[i].topic.clone(), offsets[i].partition);
+                    let record_offset = base + n as i64;
+                    pending.insert(
+                        key,
+                        Committed {
+                            value,
+                            record_offset,
+                        },
+                    );
+                }
+            }
+            Err(c) => {
+                for (i, _) in written {
+                    codes[i] = c;
+                }
+            }
+        }
+        Ok(codes)
+    }
+
+    /// With `require_stable`, marks UNSTABLE_OFFSET_COMMIT on the partitions of `found` that
+    /// have an offset pending in an open transaction (Kafka's answer to a read_committed
+    /// consumer, which retries).
+    fn unstable(
+        &self,
+        group_id: &str,
+        mut found: Vec<(String, Vec<FetchedOffset>)>,
+        require_stable: bool,
+    ) -> Vec<(String, Vec<FetchedOffset>)> {
+        if !require_stable {
+            return found;
+        }
+        let groups = self.groups.borrow();
+        let Some(g) = groups.get(group_id) else {
+            return found;
+        };
+        for (topic, list) in &mut found {
+            for f in list.iter_mut() {
+                let key = (topic.clone(), f.partition);
+                if g.pending_txn.values().any(|p| p.contains_key(&key)) {
+                    f.offset = -1;
+                    f.leader_epoch = -1;
+                    f.metadata = String::new();
+                    f.error = code::UNSTABLE_OFFSET_COMMIT;
+                }
+            }
+        }
+        found
     }
 
     async fn fetch_offsets(

@@ -220,6 +220,9 @@ pub struct Group {
     new_member_added: bool,
     next_seq: u64,
     pub offsets: HashMap<(String, i32), Committed>,
+    /// Offsets of open transactions (TxnOffsetCommit), by producer id: committed by the
+    /// producer's COMMIT marker on this group's `__consumer_offsets` partition, dropped by ABORT.
+    pub pending_txn: HashMap<i64, HashMap<(String, i32), Committed>>,
     /// The stored group metadata no longer matches: the coordinator writes a new record.
     pub dirty: bool,
 }
@@ -245,6 +248,7 @@ impl Group {
             new_member_added: false,
             next_seq: 0,
             offsets: HashMap::new(),
+            pending_txn: HashMap::new(),
             dirty: false,
         }
     }

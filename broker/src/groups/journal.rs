@@ -49,15 +49,19 @@ pub async fn append(
     let Some(log) = shard.partition(OFFSETS_TOPIC, partition) else {
         return Err(code::NOT_COORDINATOR);
     };
-    append_to(&log, partition, recs, timestamp_ms).await
+    append_records(&log, OFFSETS_TOPIC, recs, timestamp_ms).await
 }
 
-async fn append_to(
+/// Appends `recs` to `log` (a partition of the internal topic `topic`: `__consumer_offsets`,
+/// or `__transaction_state` for the transaction coordinator) in batches, and waits until the
+/// in-sync replicas have them; the offset of the first one.
+pub(crate) async fn append_records(
     log: &Log,
-    partition: i32,
+    topic: &str,
     recs: &[Record],
     timestamp_ms: i64,
 ) -> Result<i64, i16> {
+    let partition = log.partition();
     let mut first = None;
     let mut start = 0;
     while start < recs.len() {
@@ -78,7 +82,7 @@ async fn append_to(
                 first.get_or_insert(info.base_offset);
             }
             Err(e) => {
-                tracing::warn!(partition, error = %e, "append to __consumer_offsets failed");
+                tracing::warn!(topic, partition, error = %e, "append to an internal topic failed");
                 return Err(append_error(&e));
             }
         }
@@ -87,6 +91,46 @@ async fn append_to(
     let first = first.ok_or(code::UNKNOWN_SERVER_ERROR)?;
     committed(log).await?;
     Ok(first)
+}
+
+/// Appends a TxnOffsetCommit's records durably to partition `partition` of
+/// `__consumer_offsets` as one transactional batch of `producer_id` at `producer_epoch` (as
+/// the coordinator writes it: no sequence), waiting for the in-sync replicas; the offset of
+/// the first record.
+pub async fn append_txn(
+    shard: &Shard,
+    partition: i32,
+    recs: &[Record],
+    (producer_id, producer_epoch): (i64, i16),
+    timestamp_ms: i64,
+) -> Result<i64, i16> {
+    let Some(log) = shard.partition(OFFSETS_TOPIC, partition) else {
+        return Err(code::NOT_COORDINATOR);
+    };
+    let refs: Vec<RecordRef<'_>> = recs
+        .iter()
+        .map(|(k, v)| (Some(k.as_ref()), v.as_deref()))
+        .collect();
+    let batch = build::batch(
+        &build::BatchSpec {
+            base_timestamp: timestamp_ms,
+            producer_id,
+            producer_epoch,
+            base_sequence: 0,
+            attributes: 0x10,
+            ..build::BatchSpec::default()
+        },
+        &refs,
+    );
+    let info = log.append_from_coordinator(batch).await.map_err(|e| {
+        tracing::warn!(partition, error = %e, "transactional offset commit failed");
+        match e {
+            ShardError::InvalidProducerEpoch { .. } => code::INVALID_PRODUCER_EPOCH,
+            e => append_error(&e),
+        }
+    })?;
+    committed(&log).await?;
+    Ok(info.base_offset)
 }
 
 /// How long a write waits for the other in-sync replicas of its `__consumer_offsets`
@@ -152,7 +196,7 @@ pub fn spawn_write(shard: &Shard, write: Write, timestamp_ms: i64) {
         return;
     };
     glommio::spawn_local(async move {
-        if let Err(e) = append_to(&log, partition, &records, timestamp_ms).await {
+        if let Err(e) = append_records(&log, OFFSETS_TOPIC, &records, timestamp_ms).await {
             tracing::warn!(
                 partition,
                 error = e,
@@ -171,7 +215,7 @@ pub fn spawn_write(shard: &Shard, write: Write, timestamp_ms: i64) {
 pub async fn replay(
     shard: &Shard,
     p: i32,
-    apply: &mut dyn FnMut(Decoded, i64),
+    apply: &mut dyn FnMut(Replayed, i64),
 ) -> Result<usize, i16> {
     let Some(log) = shard.partition(OFFSETS_TOPIC, p) else {
         return Err(code::NOT_COORDINATOR);
@@ -205,11 +249,34 @@ pub async fn replay(
     }
 }
 
+/// What a replay hands over: a record (with its producer id when it is part of a
+/// transaction: a TxnOffsetCommit), or the marker that ends a producer's transaction.
+#[derive(Debug)]
+pub enum Replayed {
+    Record {
+        decoded: Decoded,
+        transactional: Option<i64>,
+    },
+    TxnEnd {
+        producer_id: i64,
+        commit: bool,
+    },
+}
+
 /// Applies the records of one batch; how many were applied.
-fn replay_batch(batch: &RecordBatch, p: i32, apply: &mut dyn FnMut(Decoded, i64)) -> usize {
+fn replay_batch(batch: &RecordBatch, p: i32, apply: &mut dyn FnMut(Replayed, i64)) -> usize {
     if batch.is_control() {
-        return 0;
+        let Some(marker) = sluice_shard::marker_of(batch) else {
+            return 0;
+        };
+        let end = Replayed::TxnEnd {
+            producer_id: batch.producer_id(),
+            commit: marker.commit,
+        };
+        apply(end, batch.base_offset());
+        return 1;
     }
+    let transactional = batch.is_transactional().then(|| batch.producer_id());
     let records = match batch.records() {
         Ok(r) => r,
         Err(e) => {
@@ -232,8 +299,12 @@ fn replay_batch(batch: &RecordBatch, p: i32, apply: &mut dyn FnMut(Decoded, i64)
         };
         let at = batch.base_offset() + i64::from(record.offset_delta);
         match super::records::decode(record.key, record.value) {
-            Ok(d) => {
-                apply(d, at);
+            Ok(decoded) => {
+                let r = Replayed::Record {
+                    decoded,
+                    transactional,
+                };
+                apply(r, at);
                 applied += 1;
             }
             Err(e) => {
@@ -242,6 +313,77 @@ fn replay_batch(batch: &RecordBatch, p: i32, apply: &mut dyn FnMut(Decoded, i64)
         }
     }
     applied
+}
+
+/// Applies what a replay handed over at log offset `at`: a record ([`apply_record`]), a
+/// transactional offset commit (pending until its producer's marker) or that marker.
+/// `in_partition` tells the groups of the replayed partition (a marker ends the transaction
+/// in those only).
+pub fn apply_replayed(
+    groups: &mut HashMap<String, Group>,
+    r: Replayed,
+    (at, now): (i64, i64),
+    in_partition: &dyn Fn(&str) -> bool,
+) {
+    match r {
+        Replayed::Record {
+            decoded,
+            transactional: None,
+        } => apply_record(groups, decoded, at, now),
+        Replayed::Record {
+            decoded:
+                Decoded::Offset {
+                    group,
+                    topic,
+                    partition,
+                    value: Some(value),
+                },
+            transactional: Some(producer_id),
+        } => {
+            let g = groups
+                .entry(group.clone())
+                .or_insert_with(|| Group::new(&group, now));
+            let committed = Committed {
+                value,
+                record_offset: at,
+            };
+            g.pending_txn
+                .entry(producer_id)
+                .or_default()
+                .insert((topic, partition), committed);
+        }
+        Replayed::Record { .. } => {}
+        Replayed::TxnEnd {
+            producer_id,
+            commit,
+        } => {
+            let mine = groups.values_mut().filter(|g| in_partition(&g.id));
+            end_txn(mine, producer_id, commit);
+        }
+    }
+}
+
+/// Ends `producer_id`'s transaction in `groups`: with `commit` its pending offsets become
+/// committed where no later record replaced them (Kafka compares log offsets), else they are
+/// dropped.
+pub fn end_txn<'a>(groups: impl Iterator<Item = &'a mut Group>, producer_id: i64, commit: bool) {
+    for g in groups {
+        let Some(pending) = g.pending_txn.remove(&producer_id) else {
+            continue;
+        };
+        if !commit {
+            continue;
+        }
+        for (key, c) in pending {
+            let newer = g
+                .offsets
+                .get(&key)
+                .is_none_or(|old| old.record_offset < c.record_offset);
+            if newer {
+                g.offsets.insert(key, c);
+            }
+        }
+    }
 }
 
 /// Applies one replayed record at log offset `at`: an offset commit or its tombstone, a

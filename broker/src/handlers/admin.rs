@@ -277,15 +277,22 @@ pub async fn offset_for_leader_epoch(
                     let epoch = state.leader_epoch;
                     if let Some(error) = errors::stale_epoch(p.current_leader_epoch, epoch) {
                         r.error_code = error;
-                    } else if p.leader_epoch == epoch {
+                    } else if (0..=epoch).contains(&p.leader_epoch) {
                         slots.push((ti, pi, epoch));
+                        let op = if p.leader_epoch == epoch {
+                            PartitionOp::Offsets
+                        } else {
+                            PartitionOp::EpochEnd {
+                                epoch: p.leader_epoch,
+                            }
+                        };
                         ops.push(Addressed {
                             topic: m.name.clone(),
                             partition: p.partition,
-                            op: PartitionOp::Offsets,
+                            op,
                         });
                     }
-                    // An epoch other than ours is unknown: UNDEFINED_EPOCH / -1, as Kafka.
+                    // A newer epoch than ours, or none: UNDEFINED_EPOCH / -1, as Kafka.
                 }
                 _ => r.error_code = code::UNKNOWN_TOPIC_OR_PARTITION,
             }
@@ -307,7 +314,17 @@ pub async fn offset_for_leader_epoch(
                 r.leader_epoch = epoch;
                 r.end_offset = o.log_end_offset;
             }
-            PartitionOpResult::Offsets(Err(e)) => r.error_code = errors::part(e).code,
+            // An older epoch: where it ended in this log (Kafka's leader epoch cache), so a
+            // consumer validating its position after a leader change keeps it.
+            PartitionOpResult::EpochEnd(Ok(found)) => {
+                if let Some((epoch, end)) = found {
+                    r.leader_epoch = epoch;
+                    r.end_offset = end;
+                }
+            }
+            PartitionOpResult::Offsets(Err(e)) | PartitionOpResult::EpochEnd(Err(e)) => {
+                r.error_code = errors::part(e).code;
+            }
             other => unreachable!("offsets answered with {other:?}"),
         }
     }

@@ -49,6 +49,9 @@ struct Wanted {
     max_bytes: usize,
     /// A follower's read (Fetch with a replica id).
     replica: Option<ReplicaRead>,
+    /// A consumer's read_committed read: up to the last stable offset, with the aborted
+    /// transactions it overlaps.
+    committed: bool,
 }
 
 /// The fetching follower's broker id (ReplicaState from v15, `replica_id` before), or `None`
@@ -141,6 +144,11 @@ pub async fn handle(core: &Rc<Core>, request: FetchRequest, version: i16) -> Fet
     };
     let image = core.topics();
     let (mut slots, mut wanted) = resolve(&image, list, uses_topic_ids);
+    if request.isolation_level == 1 {
+        for w in wanted.iter_mut() {
+            w.committed = true;
+        }
+    }
     let replica = replica_of(&request, version);
     if let Some(replica) = replica {
         follower_reads(&image, &request, replica, &mut slots, &mut wanted);
@@ -229,6 +237,7 @@ fn resolve(
                     offset: requested.fetch_offset,
                     max_bytes: usize::try_from(requested.max_bytes.max(0)).unwrap_or(0),
                     replica: None,
+                    committed: false,
                 });
             }
             Some(_) => data.error_code = code::UNKNOWN_TOPIC_OR_PARTITION,
@@ -532,6 +541,7 @@ fn ask(
                 offset: wanted[i].offset,
                 max_bytes: wanted[i].max_bytes,
                 replica: wanted[i].replica,
+                committed: wanted[i].committed && wanted[i].replica.is_none(),
             })
             .collect(),
         min_bytes,
@@ -614,7 +624,19 @@ fn fill(
         };
         data.error_code = error;
         data.high_watermark = rr.high_watermark;
-        data.last_stable_offset = rr.high_watermark;
+        data.last_stable_offset = rr.last_stable_offset;
+        if w.committed && w.replica.is_none() {
+            data.aborted_transactions = Some(
+                rr.aborted
+                    .iter()
+                    .map(|a| fetch_response::AbortedTransaction {
+                        producer_id: a.producer_id.into(),
+                        first_offset: a.first_offset,
+                        ..Default::default()
+                    })
+                    .collect(),
+            );
+        }
         data.log_start_offset = rr.log_start_offset;
         let mut chosen = Vec::new();
         for b in rr.batches {

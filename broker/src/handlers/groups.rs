@@ -124,7 +124,7 @@ async fn ensure_offsets_topic(core: &Rc<Core>) -> Result<(), i16> {
 }
 
 /// Sends `call` to the coordinating core (or runs it here).
-async fn route(core: &Rc<Core>, target: usize, call: GroupCall) -> Option<GroupReply> {
+pub(super) async fn route(core: &Rc<Core>, target: usize, call: GroupCall) -> Option<GroupReply> {
     match core.router.call(target, CoreRequest::Group(call)).await {
         Ok(CoreReply::Group(r)) => Some(r),
         _ => None,
@@ -132,7 +132,11 @@ async fn route(core: &Rc<Core>, target: usize, call: GroupCall) -> Option<GroupR
 }
 
 /// Locates `group`'s coordinator, creating `__consumer_offsets` first when `create`.
-async fn coordinator(core: &Rc<Core>, group: &str, create: bool) -> Result<(i32, usize), i16> {
+pub(super) async fn coordinator(
+    core: &Rc<Core>,
+    group: &str,
+    create: bool,
+) -> Result<(i32, usize), i16> {
     if create {
         ensure_offsets_topic(core).await?;
     }
@@ -152,8 +156,13 @@ pub async fn find_coordinator(
     let mut coordinators = Vec::with_capacity(keys.len());
     for key in keys {
         let (error, found) = match request.key_type {
-            // Transactions are not built: a fatal answer, as InitProducerId gives.
-            1 => (code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED, None),
+            1 => match crate::txn::ensure_topic(core).await {
+                Ok(()) => match crate::txn::coordinator_of(core, &core.topics(), key.as_str()) {
+                    Some(b) => (code::NONE, Some(b)),
+                    None => (code::COORDINATOR_NOT_AVAILABLE, None),
+                },
+                Err(e) => (e.code(), None),
+            },
             0 => match ensure_offsets_topic(core).await {
                 Ok(()) => match coordinator_of(core, &core.topics(), key.as_str()) {
                     Some(b) => (code::NONE, Some(b)),
@@ -200,9 +209,6 @@ pub async fn find_coordinator(
 
 fn error_message(c: i16) -> &'static str {
     match c {
-        code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED => {
-            "Transactions are not supported by this broker."
-        }
         code::INVALID_REQUEST => INVALID_REQUEST_MESSAGE,
         code::COORDINATOR_NOT_AVAILABLE => "The coordinator is not available.",
         _ => "",
@@ -543,6 +549,7 @@ async fn fetch_group(
     core: &Rc<Core>,
     group: String,
     topics: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
 ) -> Result<Vec<(String, Vec<FetchedOffset>)>, i16> {
     let unknown = |topics: Option<Vec<(String, Vec<i32>)>>| {
         topics
@@ -575,6 +582,7 @@ async fn fetch_group(
             partition,
             group,
             topics,
+            require_stable,
         },
     )
     .await
@@ -643,7 +651,7 @@ pub async fn offset_fetch(
             let fetched = if asked_none {
                 Ok(Vec::new())
             } else {
-                fetch_group(core, g.group_id.to_string(), topics).await
+                fetch_group(core, g.group_id.to_string(), topics, request.require_stable).await
             };
             match fetched {
                 Err(e) => out.error_code = e,
@@ -690,7 +698,8 @@ pub async fn offset_fetch(
             .map(|t| (t.name.to_string(), t.partition_indexes))
             .collect()
     });
-    match fetch_group(core, request.group_id.to_string(), topics).await {
+    let stable = version >= 7 && request.require_stable;
+    match fetch_group(core, request.group_id.to_string(), topics, stable).await {
         Err(e) => r.error_code = e,
         Ok(list) => {
             r.topics = offset_topics!(list, OffsetFetchResponseTopic, OffsetFetchResponsePartition);

@@ -1,7 +1,5 @@
-//! InitProducerId for idempotent producers: a fresh producer id at epoch 0 from the control core.
-//! Transactions are not built: a transactional id gets TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-//! a fatal error in every client, so a transactional producer fails at once and clearly
-//! instead of retrying forever.
+//! InitProducerId: for an idempotent producer, a fresh producer id at epoch 0 from the control
+//! core; with a transactional id, the transaction coordinator's answer (`handlers::txn`).
 
 use std::rc::Rc;
 
@@ -16,7 +14,7 @@ use crate::router::CONTROL_CORE;
 pub async fn handle(
     core: &Rc<Core>,
     request: InitProducerIdRequest,
-    _version: i16,
+    version: i16,
 ) -> InitProducerIdResponse {
     let mut r = InitProducerIdResponse {
         producer_id: ProducerId(-1),
@@ -26,7 +24,7 @@ pub async fn handle(
         ..Default::default()
     };
     if request.transactional_id.is_some() {
-        r.error_code = code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+        super::txn::init_producer_id(core, &request, version, &mut r).await;
         return r;
     }
     let id = match core

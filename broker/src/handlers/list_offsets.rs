@@ -3,8 +3,12 @@
 //! (offset -1 without error: nothing is tiered, as on a Kafka without remote storage), or the
 //! first offset at or after a timestamp. A special timestamp the request's version does not
 //! know, or an unknown one, gets UNSUPPORTED_VERSION on its partition, as on Kafka 4.4. v10's
-//! `TimeoutMs` is for remote lookups and has nothing to wait for here. With no transactions
-//! the last stable offset is the high watermark, so both isolation levels answer the same.
+//! `TimeoutMs` is for remote lookups and has nothing to wait for here. Latest is the high
+//! watermark for read_uncommitted and the last stable offset for read_committed (isolation
+//! level 1), as Kafka answers.
+//!
+//! Not done: Kafka also hides a timestamp lookup's answer at or past the last stable offset
+//! from read_committed; sluice answers it as for read_uncommitted.
 
 use std::rc::Rc;
 
@@ -62,6 +66,8 @@ pub async fn handle(
                 Some(m) if p.partition_index >= 0 && p.partition_index < m.partitions => {
                     let op = if p.timestamp == MAX_TIMESTAMP {
                         PartitionOp::MaxTimestamp
+                    } else if p.timestamp == LATEST && request.isolation_level == 1 {
+                        PartitionOp::StableOffsets
                     } else if p.timestamp < 0 {
                         PartitionOp::Offsets
                     } else {
@@ -110,6 +116,10 @@ pub async fn handle(
                 };
                 r.leader_epoch = epoch;
             }
+            PartitionOpResult::StableOffsets(Ok((_, last_stable))) => {
+                r.offset = last_stable;
+                r.leader_epoch = epoch;
+            }
             PartitionOpResult::OffsetForTimestamp(Ok(found))
             | PartitionOpResult::MaxTimestamp(Ok(found)) => {
                 if let Some((offset, timestamp)) = found {
@@ -119,6 +129,7 @@ pub async fn handle(
                 }
             }
             PartitionOpResult::Offsets(Err(e))
+            | PartitionOpResult::StableOffsets(Err(e))
             | PartitionOpResult::OffsetForTimestamp(Err(e))
             | PartitionOpResult::MaxTimestamp(Err(e)) => {
                 r.error_code = errors::part(e).code;

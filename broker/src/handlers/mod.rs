@@ -24,6 +24,7 @@ mod list_offsets;
 mod metadata;
 mod produce;
 mod reassignments;
+mod txn;
 
 use std::rc::Rc;
 
@@ -48,6 +49,13 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::AddPartitionsToTxn, 0, 5),
+    (ApiKey::AddOffsetsToTxn, 0, 4),
+    (ApiKey::EndTxn, 0, 5),
+    (ApiKey::WriteTxnMarkers, 1, 2),
+    (ApiKey::TxnOffsetCommit, 0, 5),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 2),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
@@ -114,7 +122,10 @@ pub async fn handle(core: &Rc<Core>, frame: Bytes, peer_ip: &str) -> Outcome {
         Request::Fetch(r) => Response::Fetch(fetch::handle(core, r, version).await),
         other => match dispatch_group(core, other, version, &header, peer_ip).await {
             Ok(response) => response,
-            Err(other) => dispatch_admin(core, other, version).await,
+            Err(other) => match dispatch_txn(core, other, version).await {
+                Ok(response) => response,
+                Err(other) => dispatch_admin(core, other, version).await,
+            },
         },
     };
     core.metrics.request(api.name(), started.elapsed());
@@ -250,6 +261,36 @@ async fn dispatch_group(
         }
         Request::OffsetDelete(r) => {
             Response::OffsetDelete(groups::offset_delete(core, r, version).await)
+        }
+        other => return Err(other),
+    })
+}
+
+/// Runs the handler of a transaction API, or gives the request back.
+async fn dispatch_txn(
+    core: &Rc<Core>,
+    request: Request,
+    version: i16,
+) -> Result<Response, Request> {
+    Ok(match request {
+        Request::AddPartitionsToTxn(r) => {
+            Response::AddPartitionsToTxn(txn::add_partitions_to_txn(core, r, version).await)
+        }
+        Request::AddOffsetsToTxn(r) => {
+            Response::AddOffsetsToTxn(txn::add_offsets_to_txn(core, r, version).await)
+        }
+        Request::EndTxn(r) => Response::EndTxn(txn::end_txn(core, r, version).await),
+        Request::TxnOffsetCommit(r) => {
+            Response::TxnOffsetCommit(txn::txn_offset_commit(core, r).await)
+        }
+        Request::WriteTxnMarkers(r) => {
+            Response::WriteTxnMarkers(txn::write_txn_markers(core, r).await)
+        }
+        Request::DescribeTransactions(r) => {
+            Response::DescribeTransactions(txn::describe_transactions(core, r).await)
+        }
+        Request::ListTransactions(r) => {
+            Response::ListTransactions(txn::list_transactions(core, r).await)
         }
         other => return Err(other),
     })

@@ -36,6 +36,7 @@ pub(crate) use ends::LogEnds;
 
 mod append;
 mod compaction;
+mod coordinator;
 mod ends;
 mod flush;
 mod open;
