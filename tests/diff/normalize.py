@@ -19,7 +19,8 @@ CLUSTER_KEYS = {"cluster_id"}
 #    librdkafka's error strings (kcat) name the node: "Broker: Offset out of range (broker 1)".
 BROKER_IN_TEXT = re.compile(r"\(broker \d+\)")
 NODE_KEYS = {"node_id", "leader", "controller_id", "controller", "broker_id", "replicas", "isr",
-             "offline_replicas", "nodes", "broker"}
+             "offline_replicas", "nodes", "broker",
+             "coordinator_id"}   # DescribeTransactions: the transaction coordinator's node
 #    Lists of node ids become lists of "<node>" of the same length: their order and which ids
 #    they hold are placement (on a cluster, which broker leads a partition or answers is up to
 #    each broker's placer), but how many there are (replicas, ISR, brokers listed) is compared.
@@ -34,7 +35,8 @@ ZERO_UUID = {"AAAAAAAAAAAAAAAAAAAAAA", "00000000-0000-0000-0000-000000000000", N
 #    LogAppendTime, ListOffsets' max-timestamp of such records): within a day of now they become
 #    "<now>". Scenarios that test timestamps set explicit ones (around 2001), which stay exact.
 TS_KEYS = {"timestamp", "ts", "max_timestamp",
-           "log_append_time_ms"}   # Produce answers' LogAppendTime (-1 on CreateTime topics stays)
+           "log_append_time_ms",   # Produce answers' LogAppendTime (-1 on CreateTime topics stays)
+           "txn_start_time_ms"}    # DescribeTransactions: when the coordinator saw the transaction start
 _NOW_MS = time.time() * 1000
 _DAY_MS = 86_400_000
 #    The same inside texts: Kafka's per-record produce errors (ProduceResponse record_errors,
@@ -66,6 +68,13 @@ COMPARED_TOPIC_CONFIGS = {
 }
 CONFIG_KEYS = {"configs"}
 
+# 8. Producer ids (InitProducerId, DescribeTransactions, ListTransactions): Kafka hands them out
+#    from blocks the controller allocates, in the order producers ask, and scenarios run 3 at a
+#    time, so which id a scenario's producer gets is a race. Only whether one is set (>= 0) is
+#    compared; scenarios record the relations that matter (same id after fencing, epoch deltas)
+#    as fields of their own. Producer epochs are compared exactly.
+PRODUCER_ID_KEYS = {"producer_id"}
+
 
 def _node(v):
     if isinstance(v, list):
@@ -86,6 +95,8 @@ def _value(key, v):
         return "<addr>" if v is not None else v
     if key in TOPIC_ID_KEYS:
         return v if v in ZERO_UUID else "<topic-id>"
+    if key in PRODUCER_ID_KEYS and isinstance(v, int) and not isinstance(v, bool):
+        return "<producer-id>" if v >= 0 else v
     if key in TS_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v - _NOW_MS) < _DAY_MS:
         return "<now>"
     if key in CONFIG_KEYS and isinstance(v, dict):

@@ -38,6 +38,20 @@ def test_normalize_timestamps_only_near_now():
     assert normalize.normalize_line({"timestamp": -1})["timestamp"] == -1
 
 
+def test_normalize_transaction_fields():
+    # producer ids are a race between scenarios (only whether one is set counts), the
+    # coordinator is a node, the transaction's start time comes from the broker's clock;
+    # epochs, states, partitions and timeouts stay exact
+    now = int(time.time() * 1000)
+    line = {"kind": "describe-txn", "producer_id": 17, "producer_epoch": 2, "coordinator_id": 3,
+            "txn_start_time_ms": now, "state": "Ongoing", "timeout_ms": 3000, "partitions": ["t-0"]}
+    assert normalize.normalize_line(line) == {
+        "kind": "describe-txn", "producer_id": "<producer-id>", "producer_epoch": 2, "coordinator_id": "<node>",
+        "txn_start_time_ms": "<now>", "state": "Ongoing", "timeout_ms": 3000, "partitions": ["t-0"]}
+    assert normalize.normalize_line({"producer_id": -1, "txn_start_time_ms": None}) == {
+        "producer_id": -1, "txn_start_time_ms": None}
+
+
 def test_normalize_configs_compares_only_the_listed_ones():
     cfg = {"retention.ms": {"value": "1000"}, "remote.storage.enable": {"value": "false"},
            "cleanup.policy": {"value": "delete"}, "min.insync.replicas": {"value": "1", "source": 3}}

@@ -245,7 +245,11 @@ def list_offsets(t, bs, topic, partition, label, spec):
 def list_offsets_scenario(t, bs):
     """ListOffsets earliest/latest/max-timestamp/by-time, on an empty partition then on records."""
     topic = t.topic()
-    create(t, bs, topic, partitions=1)
+    # retention.ms -1: the records carry 2001 timestamps, and Kafka's time-retention pass (30 s
+    # after it starts, then every 5 min) deletes a segment whose newest record is older than 7 days,
+    # moving the log start past them; a run where that pass fell inside this scenario saw -1 for
+    # the later by-time lookups (single node, and kafka3 in CI)
+    create(t, bs, topic, partitions=1, config={"retention.ms": "-1"})
     specs = [("earliest", OffsetSpec.earliest()), ("latest", OffsetSpec.latest()),
              ("max_timestamp", OffsetSpec.max_timestamp()), ("time:TS0", OffsetSpec.for_timestamp(TS0))]
     for label, spec in specs:
@@ -966,3 +970,471 @@ def elect_leaders(t, bs):
                        for tp, err in sorted(r.items(), key=lambda kv: (kv[0].topic, kv[0].partition))
                        if tp.topic.startswith(topic)}
             t.rec("elect", type=kind.name, ask=label, results=results)
+
+
+# ---- transactions (issue 23) ----
+# librdkafka's transactional producer against the coordinator: commit/abort visibility (the
+# offsets the control markers take), zombie fencing, send_offsets_to_transaction, the broker's
+# abort of a timed-out transaction, the last stable offset, misuse. Commit and abort are answered
+# before the markers are in the data partitions, so whatever depends on them (LSO, high
+# watermark, a transaction's committed offsets) is read after a bounded wait, then recorded.
+# (confluent-kafka has no DescribeTransactions/ListTransactions; java.txn_describe_list has them.)
+
+from confluent_kafka import ConsumerGroupTopicPartitions, IsolationLevel  # noqa: E402
+
+TXN_KEEP = {"retention.ms": "-1"}   # records carry 2001 timestamps (TS0): no time retention
+
+
+def txerr(e):
+    """kerr() and the flags librdkafka sets on a transactional error."""
+    if isinstance(e, KafkaException) and e.args and isinstance(e.args[0], KafkaError):
+        ke = e.args[0]
+        return dict(kerr(ke), fatal=ke.fatal(), txn_requires_abort=ke.txn_requires_abort())
+    if isinstance(e, KafkaError):
+        return dict(kerr(e), fatal=e.fatal(), txn_requires_abort=e.txn_requires_abort())
+    return kerr(e)
+
+
+def tx_producer(bs, txid, **extra):
+    return producer(bs, **{"transactional.id": txid, **extra})
+
+
+def tx_step(t, what, fn):
+    """Runs one client call and records its outcome (error None, or the error and its flags)."""
+    try:
+        fn()
+        t.rec("step", what=what, error=None)
+        return True
+    except Exception as e:  # noqa: BLE001  (what the client raised is the observation)
+        t.rec("step", what=what, **txerr(e))
+        return False
+
+
+def tx_send(t, p, sent, topic, partition, ts, value):
+    """Produces one record; its delivery is recorded by tx_delivered (a produce() that raises is
+    recorded at once)."""
+    slot = {"value": value}
+
+    def cb(err, m):
+        slot["report"] = (err, m)
+    try:
+        p.produce(topic, value=value.encode(), partition=partition, timestamp=TS0 + ts, on_delivery=cb)
+        sent.append(slot)
+    except Exception as e:  # noqa: BLE001
+        t.rec("produce", value=value, **txerr(e))
+
+
+def tx_delivered(t, p, sent):
+    try:
+        left = p.flush(30)
+        if left:
+            t.rec("flush", left=left)
+    except KafkaException as e:   # flush raises a fatal error (a fenced producer)
+        t.rec("flush", **txerr(e))
+    for s in sent:
+        err, m = s.get("report", (None, None))
+        if err is not None:
+            t.rec("delivery", value=s["value"], **txerr(err))
+        elif m is None:
+            t.rec("delivery", value=s["value"], report=None)
+        else:
+            t.rec("delivery", value=s["value"], topic=m.topic(), partition=m.partition(), offset=m.offset())
+    sent.clear()
+
+
+def tx_offsets(a, topic, partition):
+    """earliest, latest (high watermark), latest with read_committed (the last stable offset)."""
+    tp = TopicPartition(topic, partition)
+
+    def one(spec, iso):
+        fs = a.list_offsets({tp: spec}, isolation_level=iso, request_timeout=15)
+        return list(fs.values())[0].result(timeout=20).offset
+    return (one(OffsetSpec.earliest(), IsolationLevel.READ_UNCOMMITTED),
+            one(OffsetSpec.latest(), IsolationLevel.READ_UNCOMMITTED),
+            one(OffsetSpec.latest(), IsolationLevel.READ_COMMITTED))
+
+
+def tx_rec_offsets(t, at, topic, partition, o):
+    t.rec("offsets", at=at, topic=topic, partition=partition, earliest=o[0], latest=o[1], latest_read_committed=o[2])
+
+
+def tx_offsets_now(t, a, at, tps):
+    for topic, partition in tps:
+        tx_rec_offsets(t, at, topic, partition, tx_offsets(a, topic, partition))
+
+
+def tx_settled(t, a, at, tps, seconds=15, min_end=()):
+    """Waits (bounded) until each partition's LSO equals its high watermark and that is at least
+    min_end[i] (the markers of an ended transaction are written after the client's answer), then
+    records them (what the last poll saw, if that never happens)."""
+    alive = deadline(seconds)
+    for i, (topic, partition) in enumerate(tps):
+        want = min_end[i] if i < len(min_end) else 0
+        o = tx_offsets(a, topic, partition)
+        while (o[2] != o[1] or o[1] < want) and alive():
+            time.sleep(0.1)
+            o = tx_offsets(a, topic, partition)
+        tx_rec_offsets(t, at, topic, partition, o)
+
+
+class TxReader:
+    """A consumer (assign, from offset 0, partition EOF events on) with an isolation level. drain()
+    reads until every partition is at its end for that isolation level (ListOffsets latest: the
+    LSO for read_committed), by position or by an EOF event at or past it (librdkafka's position
+    is the last record returned + 1, so markers and aborted records at the end do not move it)."""
+
+    def __init__(self, bs, isolation, tps):
+        self.bs, self.isolation, self.tps = bs, isolation, tps
+        self.c = consumer(bs, **{"isolation.level": isolation, "enable.partition.eof": True})
+        self.c.assign([TopicPartition(tp, p, 0) for tp, p in tps])
+        self.eof = {}
+
+    def drain(self, t, a, label, seconds=20):
+        iso = IsolationLevel.READ_COMMITTED if self.isolation == "read_committed" else IsolationLevel.READ_UNCOMMITTED
+        ends = {}
+        for topic, p in self.tps:
+            tp = TopicPartition(topic, p)
+            ends[(topic, p)] = list(a.list_offsets({tp: OffsetSpec.latest()}, isolation_level=iso,
+                                                   request_timeout=15).values())[0].result(timeout=20).offset
+        got, errors = [], []
+        pos = {}
+        alive = deadline(seconds)
+
+        def done():
+            for k in self.tps:
+                pos[k] = self.c.position([TopicPartition(*k)])[0].offset
+                if max(pos[k], self.eof.get(k, -1)) < ends[k]:
+                    return False
+            return True
+        while not done() and alive():
+            m = self.c.poll(0.2)
+            if m is None:
+                continue
+            if m.error():
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    self.eof[(m.topic(), m.partition())] = m.offset()
+                else:
+                    errors.append(kerr(m.error()))
+                continue
+            got.append({"topic": m.topic(), "partition": m.partition(), "offset": m.offset(), "value": bdecode(m.value())})
+        for e in errors:
+            t.rec("consume-error", reader=label, **e)
+        for r in sorted(got, key=lambda r: (r["topic"], r["partition"], r["offset"])):
+            t.rec("read", reader=label, **r)
+        t.rec("read-end", reader=label, count=len(got),
+              positions=[{"topic": k[0], "partition": k[1], "end_offset": ends[k], "position": pos.get(k)}
+                         for k in self.tps])   # (whether an EOF event was polled yet is timing)
+
+    def watermarks(self, t, label):
+        for topic, p in self.tps:
+            lo, hi = self.c.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)
+            t.rec("consumer-watermarks", reader=label, topic=topic, partition=p, low=lo, high=hi)
+
+    def close(self):
+        self.c.close()
+
+
+def tx_read(t, bs, a, isolation, tps):
+    r = TxReader(bs, isolation, tps)
+    try:
+        r.drain(t, a, isolation)
+        r.watermarks(t, isolation)
+    finally:
+        r.close()
+
+
+@reg("txn_commit_abort_visibility")
+def txn_commit_abort_visibility(t, bs):
+    """Three transactions over 2 partitions of one topic and 1 of another: commit, abort, commit.
+    Offsets after each (a marker takes one offset per partition per transaction), then what
+    read_committed and read_uncommitted consumers see."""
+    a = admin(bs)
+    ta, tb = t.topic("a"), t.topic("b")
+    create(t, bs, ta, 2, TXN_KEEP)
+    create(t, bs, tb, 1, TXN_KEEP)
+    tps = [(ta, 0), (ta, 1), (tb, 0)]
+    p = tx_producer(bs, t.topic("txid"))
+    tx_step(t, "init-transactions", lambda: p.init_transactions(30))
+    ends = [0, 0, 0]
+    sent = []
+    for n, outcome in ((1, "commit"), (2, "abort"), (3, "commit")):
+        p.begin_transaction()
+        tx_send(t, p, sent, ta, 0, n * 10, f"t{n}-a0-0")
+        tx_send(t, p, sent, ta, 0, n * 10 + 1, f"t{n}-a0-1")
+        tx_send(t, p, sent, ta, 1, n * 10 + 2, f"t{n}-a1-0")
+        tx_send(t, p, sent, tb, 0, n * 10 + 3, f"t{n}-b0-0")
+        tx_delivered(t, p, sent)
+        if n == 2:
+            tx_offsets_now(t, a, "txn 2 open", tps)
+        tx_step(t, f"{outcome} txn {n}", (lambda: p.commit_transaction(30)) if outcome == "commit"
+                else (lambda: p.abort_transaction(30)))
+        ends = [ends[0] + 3, ends[1] + 2, ends[2] + 2]
+        tx_settled(t, a, f"after {outcome} txn {n}", tps, min_end=ends)
+    tx_read(t, bs, a, "read_committed", tps)
+    tx_read(t, bs, a, "read_uncommitted", tps)
+
+
+@reg("txn_zombie_fencing")
+def txn_zombie_fencing(t, bs):
+    """Producer A opens a transaction and writes; producer B initializes the same transactional.id,
+    which fences A and aborts A's transaction. A's next produce, commit and abort fail as recorded;
+    B's transaction commits; read_committed sees none of A's records."""
+    a = admin(bs)
+    topic = t.topic()
+    txid = t.topic("txid")
+    create(t, bs, topic, 2, TXN_KEEP)
+    tps = [(topic, 0), (topic, 1)]
+    pa = tx_producer(bs, txid)
+    sent = []
+    tx_step(t, "A init-transactions", lambda: pa.init_transactions(30))
+    pa.begin_transaction()
+    tx_send(t, pa, sent, topic, 0, 0, "zombie-0")
+    tx_delivered(t, pa, sent)
+    pb = tx_producer(bs, txid)
+    tx_step(t, "B init-transactions", lambda: pb.init_transactions(30))
+    # one at a time: to the partition already in the transaction, then to a new one
+    tx_send(t, pa, sent, topic, 0, 1, "zombie-1")
+    tx_delivered(t, pa, sent)
+    tx_send(t, pa, sent, topic, 1, 2, "zombie-2")
+    tx_delivered(t, pa, sent)
+    tx_step(t, "A commit", lambda: pa.commit_transaction(15))
+    tx_step(t, "A abort", lambda: pa.abort_transaction(15))
+    tx_step(t, "A begin", pa.begin_transaction)
+    tx_settled(t, a, "after fencing", tps, min_end=(2, 0))
+    pb.begin_transaction()
+    tx_send(t, pb, sent, topic, 0, 3, "b-0")
+    tx_send(t, pb, sent, topic, 1, 4, "b-1")
+    tx_delivered(t, pb, sent)
+    tx_step(t, "B commit", lambda: pb.commit_transaction(30))
+    tx_settled(t, a, "after B commit", tps, min_end=(4, 2))
+    tx_read(t, bs, a, "read_committed", tps)
+    tx_read(t, bs, a, "read_uncommitted", tps)
+
+
+def tx_group_offsets(t, a, at, gid, parts, require_stable, wait_for=-1, settle=False, seconds=10):
+    """The group's committed offsets through the AdminClient (OffsetFetch), all partitions (parts
+    None) or those given, with require_stable or not. With settle, waits (bounded) while the
+    answer is an error, has a partition error, or shows no offset of at least wait_for: a
+    transaction's offsets become stable when its markers reach __consumer_offsets."""
+    which = "all" if parts is None else ",".join(f"{tp}-{p}" for tp, p in parts)
+    alive = deadline(seconds)
+    while True:
+        try:
+            req = ConsumerGroupTopicPartitions(gid, None if parts is None else [TopicPartition(tp, p) for tp, p in parts])
+            r = a.list_consumer_group_offsets([req], require_stable=require_stable, request_timeout=5)[gid].result(timeout=20)
+            offs = {f"{tp.topic}-{tp.partition}": (kerr(tp.error) if tp.error else f"{tp.offset}/{tp.metadata}")
+                    for tp in r.topic_partitions}
+            have = max([tp.offset for tp in r.topic_partitions if not tp.error] + [-1])
+            ok = have >= wait_for and not any(tp.error for tp in r.topic_partitions)
+            if ok or not settle or not alive():
+                t.rec("group-offsets", at=at, partitions=which, require_stable=require_stable, offsets=offs)
+                return
+        except KafkaException as e:
+            if not settle or not alive():
+                t.rec("group-offsets", at=at, partitions=which, require_stable=require_stable, **kerr(e))
+                return
+        time.sleep(0.1)
+
+
+def tx_group_offsets4(t, a, at, gid, itp, wait_for=-1, settle=False):
+    for parts in (None, [itp]):
+        for stable in (False, True):
+            tx_group_offsets(t, a, at, gid, parts, stable, wait_for, settle)
+
+
+def tx_consumer_committed(t, c, at, itp):
+    try:
+        r = c.committed([TopicPartition(*itp)], timeout=3)[0]
+        t.rec("consumer-committed", at=at, offset=r.offset, metadata=r.metadata,
+              error=kerr(r.error) if r.error else None)
+    except KafkaException as e:
+        t.rec("consumer-committed", at=at, **kerr(e))
+
+
+@reg("txn_send_offsets")
+def txn_send_offsets(t, bs):
+    """Consume-transform-produce with a subscribed group member: transaction 1 (3 records, input
+    offset 3 sent to the transaction) aborted, transaction 2 (all 6, offset 6) committed. The
+    group's committed offsets (AdminClient, and the consumer's committed()) while open, after the
+    abort and after the commit; the output as read_committed and read_uncommitted see it."""
+    a = admin(bs)
+    tin, tout, gid = t.topic("in"), t.topic("out"), t.topic("group")
+    create(t, bs, tin, 1, TXN_KEEP)
+    create(t, bs, tout, 1, TXN_KEEP)
+    plain = producer(bs)
+    produce_all(plain, t, tin, [{"value": f"in-{i}".encode(), "partition": 0, "timestamp": TS0 + i} for i in range(6)])
+    c = Consumer({"bootstrap.servers": bs, "group.id": gid, "enable.auto.commit": False,
+                  "auto.offset.reset": "earliest", "session.timeout.ms": 10000,
+                  "isolation.level": "read_committed"})
+    p = tx_producer(bs, t.topic("txid"))
+    itp = (tin, 0)
+    sent = []
+    try:
+        tx_step(t, "init-transactions", lambda: p.init_transactions(30))
+        c.subscribe([tin])
+        got = []
+        alive = deadline(25)
+        while alive() and len(got) < 6:
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                got.append(bdecode(m.value()))
+        t.check(len(got) == 6, "the group member consumed the 6 input records", got=len(got))
+        p.begin_transaction()
+        for i in range(3):
+            tx_send(t, p, sent, tout, 0, i, "out-" + got[i])
+        tx_step(t, "send-offsets txn 1", lambda: p.send_offsets_to_transaction(
+            [TopicPartition(tin, 0, 3, "txn1")], c.consumer_group_metadata(), 15))
+        tx_delivered(t, p, sent)
+        tx_group_offsets4(t, a, "txn 1 open", gid, itp)
+        tx_consumer_committed(t, c, "txn 1 open", itp)
+        tx_step(t, "abort txn 1", lambda: p.abort_transaction(30))
+        tx_group_offsets4(t, a, "after abort", gid, itp, settle=True)
+        tx_consumer_committed(t, c, "after abort", itp)
+        p.begin_transaction()
+        for i in range(6):
+            tx_send(t, p, sent, tout, 0, 10 + i, "out-" + got[i])
+        tx_step(t, "send-offsets txn 2", lambda: p.send_offsets_to_transaction(
+            [TopicPartition(tin, 0, 6, "txn2")], c.consumer_group_metadata(), 15))
+        tx_delivered(t, p, sent)
+        tx_step(t, "commit txn 2", lambda: p.commit_transaction(30))
+        tx_group_offsets4(t, a, "after commit", gid, itp, wait_for=6, settle=True)
+        tx_consumer_committed(t, c, "after commit", itp)
+    finally:
+        c.close()
+    tx_settled(t, a, "output", [(tout, 0)], min_end=(11,))
+    tx_read(t, bs, a, "read_committed", [(tout, 0)])
+    tx_read(t, bs, a, "read_uncommitted", [(tout, 0)])
+
+
+@reg("txn_timeout")
+def txn_timeout(t, bs):
+    """transaction.timeout.ms 3000 and a transaction left open: the coordinator aborts it (Kafka
+    looks every 10 s: transaction.abort.timed.out.transaction.cleanup.interval.ms), the LSO moves
+    past the abort marker, read_committed sees nothing of it, and the producer's next calls fail
+    as recorded (librdkafka wants message.timeout.ms <= transaction.timeout.ms)."""
+    a = admin(bs)
+    topic = t.topic()
+    create(t, bs, topic, 1, TXN_KEEP)
+    tps = [(topic, 0)]
+    p = tx_producer(bs, t.topic("txid"), **{"transaction.timeout.ms": 3000, "message.timeout.ms": 3000})
+    sent = []
+    tx_step(t, "init-transactions", lambda: p.init_transactions(30))
+    p.begin_transaction()
+    tx_send(t, p, sent, topic, 0, 0, "open-0")
+    tx_delivered(t, p, sent)
+    tx_offsets_now(t, a, "open", tps)
+    tx_settled(t, a, "after the broker's abort", tps, seconds=20, min_end=(2,))
+    tx_send(t, p, sent, topic, 0, 1, "late-1")
+    tx_delivered(t, p, sent)
+    tx_step(t, "commit", lambda: p.commit_transaction(15))
+    if tx_step(t, "abort", lambda: p.abort_transaction(15)):
+        if tx_step(t, "begin again", p.begin_transaction):
+            tx_send(t, p, sent, topic, 0, 2, "again-2")
+            tx_delivered(t, p, sent)
+            tx_step(t, "commit again", lambda: p.commit_transaction(15))
+    tx_settled(t, a, "end", tps)
+    tx_read(t, bs, a, "read_committed", tps)
+    tx_read(t, bs, a, "read_uncommitted", tps)
+
+
+@reg("txn_lso")
+def txn_lso(t, bs):
+    """The last stable offset: a plain (idempotent) producer's records interleaved with a
+    transaction's on one partition. ListOffsets latest by isolation level, and a long-lived
+    read_committed consumer (its reads, position, partition-EOF offset, get_watermark_offsets)
+    while the transaction is open (it stops at the LSO), after its abort (it skips the aborted
+    record: the Fetch aborted-transactions list) and around a second, committed transaction."""
+    a = admin(bs)
+    topic = t.topic()
+    create(t, bs, topic, 1, TXN_KEEP)
+    tps = [(topic, 0)]
+    plain = producer(bs, **{"enable.idempotence": True})
+    tx = tx_producer(bs, t.topic("txid"))
+    rc = TxReader(bs, "read_committed", tps)
+    sent = []
+    try:
+        tx_send(t, plain, sent, topic, 0, 0, "r0")
+        tx_send(t, plain, sent, topic, 0, 1, "r1")
+        tx_delivered(t, plain, sent)
+        tx_step(t, "init-transactions", lambda: tx.init_transactions(30))
+        tx.begin_transaction()
+        tx_send(t, tx, sent, topic, 0, 2, "t0")
+        tx_delivered(t, tx, sent)
+        tx_send(t, plain, sent, topic, 0, 3, "r2")
+        tx_delivered(t, plain, sent)
+        tx_offsets_now(t, a, "txn 1 open", tps)
+        rc.drain(t, a, "read_committed, txn 1 open")
+        rc.watermarks(t, "read_committed, txn 1 open")
+        tx_step(t, "abort txn 1", lambda: tx.abort_transaction(30))
+        tx_settled(t, a, "after abort", tps, min_end=(5,))
+        rc.drain(t, a, "read_committed, after abort")
+        tx.begin_transaction()
+        tx_send(t, tx, sent, topic, 0, 4, "t1")
+        tx_delivered(t, tx, sent)
+        tx_send(t, plain, sent, topic, 0, 5, "r3")
+        tx_delivered(t, plain, sent)
+        tx_offsets_now(t, a, "txn 2 open", tps)
+        rc.drain(t, a, "read_committed, txn 2 open")
+        tx_step(t, "commit txn 2", lambda: tx.commit_transaction(30))
+        tx_settled(t, a, "after commit", tps, min_end=(8,))
+        rc.drain(t, a, "read_committed, after commit")
+        rc.watermarks(t, "read_committed, after commit")
+    finally:
+        rc.close()
+    tx_read(t, bs, a, "read_committed", tps)
+    tx_read(t, bs, a, "read_uncommitted", tps)
+
+
+@reg("txn_misuse")
+def txn_misuse(t, bs):
+    """Transactional calls out of order, each group on a fresh producer: before
+    init_transactions, commit/abort/send_offsets without a transaction, begin twice, a
+    transactional call on a non-transactional producer, a transaction timeout above the broker's
+    transaction.max.timeout.ms (the broker's InitProducerId error), and, inside a transaction, a
+    produce to a partition that does not exist and to a topic that does not exist with
+    allow.auto.create.topics=false (the topic is not created; the transaction must be aborted)."""
+    a = admin(bs)
+    topic = t.topic()
+    txid = t.topic("txid")
+    create(t, bs, topic, 1, TXN_KEEP)
+    p = tx_producer(bs, txid + "-1")
+    tx_step(t, "begin before init", p.begin_transaction)
+    tx_step(t, "commit before init", lambda: p.commit_transaction(5))
+    tx_step(t, "init-transactions", lambda: p.init_transactions(30))
+    tx_step(t, "commit without begin", lambda: p.commit_transaction(5))
+    tx_step(t, "abort without begin", lambda: p.abort_transaction(5))
+    cm = Consumer({"bootstrap.servers": bs, "group.id": t.topic("group")})
+    tx_step(t, "send-offsets without begin", lambda: p.send_offsets_to_transaction(
+        [TopicPartition(topic, 0, 1)], cm.consumer_group_metadata(), 5))
+    cm.close()
+    tx_step(t, "begin", p.begin_transaction)
+    tx_step(t, "begin again", p.begin_transaction)
+    tx_step(t, "commit empty transaction", lambda: p.commit_transaction(10))
+    tx_step(t, "init-transactions again", lambda: p.init_transactions(10))
+    plain = producer(bs)
+    tx_step(t, "init-transactions on a non-transactional producer", lambda: plain.init_transactions(5))
+    big = tx_producer(bs, txid + "-2", **{"transaction.timeout.ms": 900001})
+    tx_step(t, "init-transactions with timeout above transaction.max.timeout.ms", lambda: big.init_transactions(10))
+    missing = t.topic("missing")
+    p3 = tx_producer(bs, txid + "-3", **{"allow.auto.create.topics": False, "message.timeout.ms": 5000,
+                                         "topic.metadata.propagation.max.ms": 1000})
+    sent = []
+    tx_step(t, "init-transactions", lambda: p3.init_transactions(30))
+    tx_step(t, "begin", p3.begin_transaction)
+    tx_send(t, p3, sent, topic, 0, 0, "ok-0")
+    tx_delivered(t, p3, sent)   # written before the failures below make the transaction abortable
+    tx_send(t, p3, sent, topic, 5, 1, "no-such-partition")
+    tx_delivered(t, p3, sent)
+    tx_send(t, p3, sent, missing, 0, 2, "no-such-topic")
+    tx_delivered(t, p3, sent)
+    tx_step(t, "commit", lambda: p3.commit_transaction(15))
+    tx_step(t, "abort", lambda: p3.abort_transaction(15))
+    tx_step(t, "begin after abort", p3.begin_transaction)
+    tx_send(t, p3, sent, topic, 0, 3, "ok-3")
+    tx_delivered(t, p3, sent)
+    tx_step(t, "commit after abort", lambda: p3.commit_transaction(15))
+    t.rec("missing-topic-exists", exists=exists(a, missing))
+    tx_settled(t, a, "end", [(topic, 0)], min_end=(4,))
+    tx_read(t, bs, a, "read_committed", [(topic, 0)])
+    tx_read(t, bs, a, "read_uncommitted", [(topic, 0)])
+# ---- end of transactions (issue 23) ----

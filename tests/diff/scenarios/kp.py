@@ -745,3 +745,157 @@ def produce_record_errors_producer(t, bs):
     offsets(t, a, topic, 1, label="offsets compacted")
     offsets(t, a, ts_topic, 1, label="offsets ts-limits")
 # ---- end of issue 18 item 3 (kp) ----
+
+
+# ---- transactions, raw requests (issue 23) ----
+# The Java client and librdkafka refuse most misuse on their own side (IllegalStateException,
+# _STATE) and never send an AddPartitionsToTxn for a topic they do not know, so the broker's
+# answers to out-of-order and invalid transaction requests are sent raw here, with the versions
+# a pre-KIP-890 client uses (InitProducerId v4, AddPartitionsToTxn v3, EndTxn v4, Produce v11:
+# Kafka 4.4 then runs the transaction as transaction version 1, as for librdkafka).
+
+from kafka.protocol.metadata import FindCoordinatorRequest as _TxFindReq, FindCoordinatorResponse as _TxFindResp  # noqa: E402
+from kafka.protocol.producer.transaction import (  # noqa: E402
+    AddPartitionsToTxnRequest as _TxAddReq, AddPartitionsToTxnResponse as _TxAddResp,
+    EndTxnRequest as _TxEndReq, EndTxnResponse as _TxEndResp,
+    InitProducerIdRequest as _TxInitReq, InitProducerIdResponse as _TxInitResp)
+
+# Answers a client retries (the coordinator loading or moving, a transaction still completing):
+# asked again (bounded) and only the final answer is recorded, as a client would see it.
+_TX_RETRIABLE = {14, 15, 16, 51}   # COORDINATOR_LOAD_IN_PROGRESS, _NOT_AVAILABLE, NOT_COORDINATOR, CONCURRENT_TRANSACTIONS
+
+
+class _TxRaw:
+    def __init__(self, t, a, bs, txid):
+        self.t, self.a, self.txid = t, a, txid
+        host, port = bs.split(",")[0].rsplit(":", 1)
+        self.boot = _ReConn((host, port))
+        self.coord = None
+        self.conns = {}
+        self.leaders = {}
+
+    def close(self):
+        for c in [self.boot, self.coord, *self.conns.values()]:
+            if c is not None:
+                c.close()
+
+    def find_coordinator(self, seconds=30):
+        alive = deadline(seconds)
+        while True:
+            r = self.boot.call(_TxFindReq(key=self.txid, key_type=1), 3, _TxFindResp)
+            if r.error_code not in _TX_RETRIABLE or not alive():
+                break
+            time.sleep(0.2)
+        self.t.rec("find-coordinator", key_type=1, error_code=r.error_code, node_id=r.node_id)
+        if r.error_code == 0:
+            self.coord = _ReConn((r.host, r.port))
+        return r.error_code == 0
+
+    def _coord_call(self, req, version, resp_cls, code_of, seconds=15):
+        alive = deadline(seconds)
+        while True:
+            r = self.coord.call(req, version, resp_cls)
+            if code_of(r) not in _TX_RETRIABLE or not alive():
+                return r
+            time.sleep(0.1)
+
+    def init(self, case, timeout_ms=60000, pid=-1, epoch=-1, txid=None):
+        req = _TxInitReq(transactional_id=self.txid if txid is None else txid, transaction_timeout_ms=timeout_ms,
+                         producer_id=pid, producer_epoch=epoch)
+        r = self._coord_call(req, 4, _TxInitResp, lambda r: r.error_code)
+        self.t.rec("init-producer-id", case=case, version=4, error_code=r.error_code, producer_id=r.producer_id,
+                   producer_epoch=r.producer_epoch)
+        return r
+
+    def add_partitions(self, case, pid, epoch, topics, txid=None):
+        TT = _TxAddReq.AddPartitionsToTxnTopic
+        req = _TxAddReq(v3_and_below_transactional_id=self.txid if txid is None else txid,
+                        v3_and_below_producer_id=pid, v3_and_below_producer_epoch=epoch,
+                        v3_and_below_topics=[TT(name=n, partitions=ps) for n, ps in topics])
+
+        def codes(r):
+            cs = {p.partition_error_code for tr in r.results_by_topic_v3_and_below for p in tr.results_by_partition}
+            return 51 if 51 in cs else 0
+        r = self._coord_call(req, 3, _TxAddResp, codes)
+        res = sorted([tr.name, p.partition_index, p.partition_error_code]
+                     for tr in r.results_by_topic_v3_and_below for p in tr.results_by_partition)
+        self.t.rec("add-partitions-to-txn", case=case, version=3, results=res)
+
+    def end(self, case, pid, epoch, committed, txid=None):
+        req = _TxEndReq(transactional_id=self.txid if txid is None else txid, producer_id=pid,
+                        producer_epoch=epoch, committed=committed)
+        r = self._coord_call(req, 4, _TxEndResp, lambda r: r.error_code)
+        self.t.rec("end-txn", case=case, version=4, committed=committed, error_code=r.error_code)
+
+    def produce(self, case, topic, partition, batch):
+        """A transactional Produce v11 (transactional_id set) to the partition's leader."""
+        if (topic, partition) not in self.leaders:
+            brokers = {b["broker_id"]: (b["host"], b["port"]) for b in self.a.describe_cluster()["brokers"]}
+            for d in self.a.describe_topics([topic]):
+                for p in d["partitions"]:
+                    self.leaders[(topic, p["partition_index"])] = brokers[p["leader_id"]]
+        addr = self.leaders[(topic, partition)]
+        if addr not in self.conns:
+            self.conns[addr] = _ReConn(addr)
+        TD = _ReProduceRequest.TopicProduceData
+        PD = TD.PartitionProduceData
+        req = _ReProduceRequest(transactional_id=self.txid, acks=-1, timeout_ms=10000,
+                                topic_data=[TD(name=topic, partition_data=[PD(index=partition, records=batch)])])
+        r = self.conns[addr].call(req, 11, _ReProduceResponse)
+        out = [{"partition": p.index, "error_code": p.error_code, "base_offset": p.base_offset}
+               for tr in r.responses for p in tr.partition_responses]
+        self.t.rec("produce-txn", case=case, version=11, partitions=out)
+
+
+@reg("txn_raw_errors")
+def txn_raw_errors(t, bs):
+    """The coordinator's answers, one request at a time, for one transactional id: EndTxn commit
+    and abort with no transaction, AddPartitionsToTxn naming an unknown topic and an unknown
+    partition beside a valid one, other epochs and unknown producer ids, a transactional
+    Produce to a partition not in the transaction, a retried commit and an abort after it, an
+    unknown transactional id, and InitProducerId again (the epoch)."""
+    a = admin(bs)
+    topic = t.topic()
+    create(a, topic, 2, {"retention.ms": "-1"})
+    raw = _TxRaw(t, a, bs, t.topic("txid"))
+    try:
+        if not raw.find_coordinator():
+            return
+        r = raw.init("first")
+        pid, epoch = r.producer_id, r.producer_epoch
+        raw.end("commit with no transaction", pid, epoch, True)
+        raw.end("abort with no transaction", pid, epoch, False)
+        raw.add_partitions("unknown topic and partition beside a valid one", pid, epoch,
+                           [(topic, [0, 7]), (t.topic("no-such-topic"), [0])])
+        raw.add_partitions("unknown topic alone", pid, epoch, [(t.topic("no-such-topic"), [0])])
+        raw.end("commit after the refused adds", pid, epoch, True)
+        raw.add_partitions("epoch + 1", pid, epoch + 1, [(topic, [0])])
+        raw.add_partitions("unknown producer id", pid + 1_000_000, epoch, [(topic, [0])])
+        raw.add_partitions("valid", pid, epoch, [(topic, [0])])
+        raw.add_partitions("valid again", pid, epoch, [(topic, [0])])
+        raw.produce("partition in the transaction", topic, 0,
+                    _re_batch([(None, b"tx-0", TS0)], attributes=0x10, pid=pid, epoch=epoch, seq=0))
+        raw.produce("partition not in the transaction", topic, 1,
+                    _re_batch([(None, b"tx-1", TS0)], attributes=0x10, pid=pid, epoch=epoch, seq=0))
+        raw.end("commit, epoch + 1", pid, epoch + 1, True)
+        raw.end("commit, unknown producer id", pid + 1_000_000, epoch, True)
+        raw.end("commit, unknown transactional id", pid, epoch, True, txid=t.topic("no-such-txid"))
+        raw.add_partitions("unknown transactional id", pid, epoch, [(topic, [0])], txid=t.topic("no-such-txid"))
+        raw.end("commit", pid, epoch, True)
+        raw.end("commit again (a retry)", pid, epoch, True)
+        raw.end("abort after the commit", pid, epoch, False)
+        r2 = raw.init("again")
+        t.rec("relation", what="init again against first", same_producer_id=r2.producer_id == pid,
+              epoch_delta=r2.producer_epoch - epoch)
+        raw.init("timeout above transaction.max.timeout.ms", timeout_ms=900001)
+        raw.init("its producer id with the epoch before the last init", pid=pid, epoch=epoch)
+    finally:
+        raw.close()
+    # the commit's marker is written after EndTxn's answer (the retried commit above waits for
+    # the coordinator to complete, so it is there by now on Kafka); bounded, then recorded
+    tp = TopicPartition(topic, 0)
+    more = deadline(10)
+    while more() and a.list_partition_offsets({tp: OffsetSpec.LATEST})[tp].offset < 2:
+        time.sleep(0.1)
+    offsets(t, a, topic, 2)
+# ---- end of transactions, raw requests (issue 23) ----

@@ -52,6 +52,7 @@ public final class Main {
         scenario("group_classic", (t, bs) -> group(t, bs, "classic"));
         scenario("group_consumer_protocol", (t, bs) -> group(t, bs, "consumer"));
         Versions.register();
+        Txn.register();
     }
 
     // ------------------------------------------------------------------ transcript
