@@ -37,6 +37,7 @@ def _load(name, path):
 
 
 clients_conftest = _load("clients_conftest", os.path.join(ROOT, "tests", "clients", "conftest.py"))
+import kref  # noqa: E402 - tests/kafka-ref, on sys.path through clients_conftest
 
 
 def target_name():
@@ -53,12 +54,12 @@ def tail(path, n):
 
 @pytest.fixture
 def workdir(request):
-    """A temp dir, removed afterwards; when the test failed (or xfailed), its *.log files are
-    first copied to tests/streams/.out/logs-<target>/<test>/."""
+    """A temp dir, removed afterwards; when the test failed (or xfailed, or STREAMS_KEEP_LOGS is
+    set), its *.log files are first copied to tests/streams/.out/logs-<target>/<test>/."""
     d = tempfile.mkdtemp(prefix="sluice-streams-")
     yield d
     rep = getattr(request.node, "rep_call", None)
-    if rep is not None and (rep.failed or hasattr(rep, "wasxfail")):
+    if rep is not None and (rep.failed or hasattr(rep, "wasxfail") or os.environ.get("STREAMS_KEEP_LOGS")):
         keep = os.path.join(OUT, f"logs-{target_name()}", request.node.name)
         shutil.rmtree(keep, ignore_errors=True)
         for base, _, names in os.walk(d):
@@ -70,24 +71,143 @@ def workdir(request):
     shutil.rmtree(d, ignore_errors=True)
 
 
+NODES = int(os.environ.get("STREAMS_NODES", "1"))
+
+
+class SluiceNode:
+    """One node of a loopback sluice cluster (`sluice start --node-id N --controller-voters ...`),
+    its output in log_path; restartable on the same ports and data dir; stopped by PID."""
+
+    restartable = True
+
+    def __init__(self, node_id, cmd, port, log_path, nodes):
+        self.id, self.cmd, self.port, self.log_path, self.nodes = node_id, cmd, port, log_path, nodes
+        self.proc = None
+        self._start()
+
+    def _start(self):
+        with open(self.log_path, "a") as out:
+            self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_ready(self, timeout=60):
+        """Until this node's Metadata lists every node."""
+        deadline, last = time.time() + timeout, "no answer"
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"sluice node {self.id} exited with {self.proc.returncode}:\n"
+                                   f"{tail(self.log_path, 20)}")
+            try:
+                n = kref.metadata_brokers(self.port)
+                if n >= self.nodes:
+                    return
+                last = f"Metadata listed {n} brokers"
+            except Exception as e:      # noqa: BLE001 - not up yet
+                last = str(e)
+            time.sleep(0.2)
+        raise RuntimeError(f"sluice node {self.id}: not ready within {timeout} s ({last})")
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=30)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def restart(self):
+        if self.proc.poll() is None:
+            self.kill()
+        self._start()
+        self.wait_ready()
+
+
+class Target:
+    """The broker(s) under test: bootstrap, nodes by id (each with kill() and restart()), and
+    which node the broker-kill step kills: the only one, or in a cluster the coordinator of the
+    application's consumer group (so the group and its offsets move too)."""
+
+    def __init__(self, name, bootstrap, nodes, restartable, logs):
+        self.name, self.bootstrap, self.nodes, self.restartable, self.logs = name, bootstrap, nodes, restartable, logs
+
+    def victim(self, group):
+        if len(self.nodes) == 1:
+            return next(iter(self.nodes.items()))
+        from confluent_kafka.admin import AdminClient
+        a = AdminClient({"bootstrap.servers": self.bootstrap})
+        d = a.describe_consumer_groups([group], request_timeout=15)[group].result(20)
+        return d.coordinator.id, self.nodes[d.coordinator.id]
+
+
+def kafka_target():
+    bootstrap, ref = os.environ["KAFKA_BOOTSTRAP"], os.environ.get("KAFKA_REF_DIR")
+    if ref and os.path.isdir(os.path.join(ref, "node1")):
+        # A cluster of tests/kafka-ref/start-cluster: each DIR/nodeN is restartable on its own.
+        nodes, logs = {}, []
+        for i in range(1, 10):
+            nd = os.path.abspath(os.path.join(ref, f"node{i}"))
+            if not os.path.isdir(nd):
+                break
+            props = dict(l.strip().split("=", 1) for l in open(os.path.join(nd, "server.properties"))
+                         if "=" in l and not l.startswith("#"))
+            port = props["advertised.listeners"].rsplit(":", 1)[1]
+            b = clients_conftest.ExternalBroker(f"127.0.0.1:{port}", nd)
+            b._pid()
+            nodes[int(props["node.id"])] = b
+            logs.append(os.path.join(nd, "server.log"))
+        return Target("kafka", bootstrap, nodes, True, logs)
+    b = clients_conftest.ExternalBroker(bootstrap, ref)
+    if b.restartable:
+        b._pid()            # records the command line while the process runs
+    return Target("kafka", bootstrap, {1: b}, b.restartable, [os.path.join(ref, "server.log")] if ref else [])
+
+
+def sluice_cluster(d, n):
+    ports = kref.free_ports(3 * n)
+    bports, cports, mports = ports[:n], ports[n:2 * n], ports[2 * n:]
+    voters = ",".join(f"{i}@127.0.0.1:{c}" for i, c in enumerate(cports, 1))
+    nodes = {}
+    for i in range(1, n + 1):
+        cmd = [clients_conftest.sluice_bin(), "start", "--node-id", str(i), "--controller-voters", voters,
+               "--listen", f"127.0.0.1:{bports[i - 1]}", "--metrics-listen", f"127.0.0.1:{mports[i - 1]}",
+               "--data-dir", os.path.join(d, f"node{i}"), "--cores", "1"]
+        nodes[i] = SluiceNode(i, cmd, bports[i - 1], os.path.join(d, f"node{i}.log"), n)
+    try:
+        for node in nodes.values():
+            node.wait_ready()
+    except RuntimeError:
+        for node in nodes.values():
+            node.kill()
+        raise
+    return Target("sluice", ",".join(f"127.0.0.1:{p}" for p in bports), nodes, True,
+                  [node.log_path for node in nodes.values()])
+
+
 @pytest.fixture
 def broker(workdir, request):
     if os.environ.get("KAFKA_BOOTSTRAP"):
-        b = clients_conftest.ExternalBroker(os.environ["KAFKA_BOOTSTRAP"], os.environ.get("KAFKA_REF_DIR"))
-        b.log_path = os.path.join(b.ref_dir, "server.log") if b.ref_dir else None
-        if b.restartable:
-            b._pid()            # records the command line while the process runs
-        yield b
+        yield kafka_target()
         return
-    os.makedirs(os.path.join(workdir, "sluice"))
-    b = clients_conftest.Broker(os.path.join(workdir, "sluice", "data"),
-                                args=["--cores", "2", "--metrics-listen", "127.0.0.1:0"])
-    yield b
-    if b.proc.poll() is None:
-        b.kill()
+    d = os.path.join(workdir, "sluice")
+    os.makedirs(d)
+    if NODES > 1:
+        t = sluice_cluster(d, NODES)
+    else:
+        b = clients_conftest.Broker(os.path.join(d, "data"), args=["--cores", "2", "--metrics-listen", "127.0.0.1:0"])
+        t = Target("sluice", b.bootstrap, {1: b}, True, [b.log_path])
+    yield t
+    for node in t.nodes.values():
+        if node.proc.poll() is None:
+            node.kill()
     rep = getattr(request.node, "rep_call", None)
     if rep is not None and (rep.failed or hasattr(rep, "wasxfail")):
-        print(f"\n--- sluice log (tail) ---\n{tail(b.log_path, 60)}")
+        for p in t.logs:
+            print(f"\n--- {os.path.basename(p)} (tail) ---\n{tail(p, 40)}")
 
 
 class App:
@@ -162,6 +282,19 @@ class App:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return self.proc.wait(timeout=30)
+
+    def thread_dump(self):
+        """jstack of the running JVM into DIR/app-N.jstack.log (kept with the logs of a failed
+        test): where a stalled application waits."""
+        if not self.alive():
+            return None
+        path = os.path.join(self.dir, f"app-{self.launches}.jstack.log")
+        try:
+            with open(path, "w") as f:
+                subprocess.run(["jstack", str(self.proc.pid)], stdout=f, stderr=subprocess.STDOUT, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return path
 
     def diagnostics(self, n=30):
         """The tails of the current JVM's stdout and log, and its WARN/ERROR lines, for a failure."""
@@ -239,6 +372,7 @@ def pytest_runtest_makereport(item, call):
 def pytest_sessionstart(session):
     RESULTS["target"] = target_name()
     os.makedirs(OUT, exist_ok=True)
+    shutil.rmtree(os.path.join(OUT, f"logs-{target_name()}"), ignore_errors=True)
     for name in (f"warnings-{target_name()}.txt", f"results-{target_name()}.json"):
         try:
             os.remove(os.path.join(OUT, name))

@@ -57,6 +57,12 @@ Deliberately wrong expectations, to see the checks fail (STREAMS_SABOTAGE):
                     with STREAMS_COMMIT_MS=2000 it does every time (measured on Kafka: 8,926
                     updates beyond the input, 1,084 of 2,000 words overcounted).
 
+Three nodes (STREAMS_NODES=3): three sluice nodes started here (`--node-id N --controller-voters`,
+one core each), or the reference cluster of tests/kafka-ref/start-cluster given as KAFKA_BOOTSTRAP
+(the list) and KAFKA_REF_DIR (its dir, with node1..node3); every topic, the application's
+internal ones too, gets 3 replicas and min.insync.replicas=2, and the broker-kill step kills the
+node that coordinates the application's group (figure broker_killed). The checks are the same.
+
 Sizes (env): STREAMS_BACKLOG_LINES (20000), STREAMS_RATE (1000 lines/s), STREAMS_SEGMENT_S (6),
 STREAMS_GUARANTEES (at_least_once,exactly_once_v2), STREAMS_COMMIT_MS (100). Figures per guarantee go to
 .out/results-<target>.json (conftest.py); tests/streams/side-by-side runs this against the
@@ -65,6 +71,9 @@ reference Kafka and then sluice and prints them side by side. By hand against th
     KAFKA_REF_DIR=/tmp/kref-streams KAFKA_BOOTSTRAP=$(cat /tmp/kref-streams/bootstrap) \\
         python3 -m pytest tests/streams -v
     tests/kafka-ref/stop /tmp/kref-streams --rm
+and against a 3-node reference cluster: tests/kafka-ref/start-cluster --dir /tmp/kref3, then
+STREAMS_NODES=3 KAFKA_REF_DIR=/tmp/kref3 KAFKA_BOOTSTRAP=$(cat /tmp/kref3/bootstrap) as above,
+tests/kafka-ref/stop-cluster /tmp/kref3 --rm.
 """
 import collections
 import os
@@ -95,7 +104,8 @@ COMMIT_MS = int(os.environ.get("STREAMS_COMMIT_MS", "100"))       # the applicat
 # down (every 50 ms per client) would bury a failure's message; STREAMS_LOG_LEVEL=7 for all.
 LOG_LEVEL = int(os.environ.get("STREAMS_LOG_LEVEL", "2"))
 # Bounds of each stage (s).
-FIRST_OUTPUT_S, BACKLOG_S, RECOVERY_S, SETTLE_S = 90, 120, 90, 120
+FIRST_OUTPUT_S, BACKLOG_S, SETTLE_S = 90, 120, 120
+RECOVERY_S = float(os.environ.get("STREAMS_RECOVERY_S", "90"))
 
 
 # --- the input ---------------------------------------------------------------------------------
@@ -251,6 +261,12 @@ class OutputMonitor:
         with self.lock:
             return next((a for a, c in self.arrivals if c >= n), None)
 
+    def max_gap(self, t0, t1):
+        """The longest time without output between t0 and t1 (s)."""
+        with self.lock:
+            ts = [t0] + [a for a, _ in self.arrivals if t0 < a < t1] + [t1]
+        return max(b - a for a, b in zip(ts, ts[1:]))
+
     def last_arrival(self):
         with self.lock:
             return self.arrivals[-1][0] if self.arrivals else None
@@ -272,7 +288,9 @@ def wait_for(pred, timeout, what, app):
             pytest.fail(f"the Streams application exited ({app.proc.returncode}) while waiting for {what}: "
                         f"{app.fatal() or 'no FATAL line'}\n{app.diagnostics()}")
         if time.time() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}{app.diagnostics()}")
+            dump = app.thread_dump()
+            pytest.fail(f"timed out after {timeout} s waiting for {what}"
+                        f"{f' (thread dump: {os.path.basename(dump)})' if dump else ''}{app.diagnostics()}")
         time.sleep(0.1)
 
 
@@ -301,6 +319,16 @@ def restored_records(app):
                     m = re.search(r"Finished restoring changelog .* total number of (\d+) records", l)
                     if m:
                         n += int(m.group(1))
+    return n
+
+
+def rebalances(app):
+    """Times the application went into REBALANCING (its state lines), over every launch."""
+    n = 0
+    for f in os.listdir(app.dir):
+        if f.endswith(".stdout.log"):
+            with open(os.path.join(app.dir, f), errors="replace") as fh:
+                n += sum(1 for l in fh if re.match(r"\d+ STATE \w+->REBALANCING", l))
     return n
 
 
@@ -363,8 +391,15 @@ def test_wordcount(guarantee, broker, workdir, apps, results, request):
     in_topic, out_topic = f"lines-{run}", f"counts-{run}"
     changelog, repartition = f"{app_id}-counts-changelog", f"{app_id}-words-repartition"
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
-    for t, f in admin.create_topics([NewTopic(in_topic, PARTITIONS, 1), NewTopic(out_topic, PARTITIONS, 1)]).items():
+    cluster = len(broker.nodes) > 1
+    # On a cluster every topic, the application's internal ones too, has 3 replicas and
+    # min.insync.replicas=2 (acks=all everywhere), set explicitly so both brokers get the same.
+    rf, topic_conf = (3, {"min.insync.replicas": "2"}) if cluster else (1, {})
+    app_settings = ["replication.factor=3", "topic.min.insync.replicas=2"] if cluster else []
+    for t, f in admin.create_topics([NewTopic(in_topic, PARTITIONS, rf, config=topic_conf),
+                                     NewTopic(out_topic, PARTITIONS, rf, config=topic_conf)]).items():
         f.result(30)
+    fig["nodes"] = len(broker.nodes)
 
     n_lines = BACKLOG_LINES + 3 * SEGMENT_LINES
     lines = make_lines(SEED, n_lines)
@@ -381,7 +416,7 @@ def test_wordcount(guarantee, broker, workdir, apps, results, request):
     monitor = OutputMonitor(broker.bootstrap, out_topic)
     try:
         app = App(os.path.join(workdir, "app"), broker.bootstrap, guarantee, app_id, in_topic, out_topic,
-                  commit_ms=COMMIT_MS)
+                  commit_ms=COMMIT_MS, extra=app_settings)
         apps.append(app)
 
         # 1. Start; throughput on the backlog.
@@ -408,27 +443,38 @@ def test_wordcount(guarantee, broker, workdir, apps, results, request):
         # 3. Segment B: SIGKILL the broker mid-stream, restart it 1 s later.
         join = writer.write_in_background(seg_b, seg_c, RATE)
         time.sleep(SEGMENT_S / 3)
+        t_up = None
         if broker.restartable:
+            node_id, node = broker.victim(app_id)
+            fig["broker_killed"] = f"node {node_id} of {len(broker.nodes)}"
             t_bkill = time.time()
-            broker.kill()
+            node.kill()
             time.sleep(1.0)
-            broker.restart()
+            node.restart()
             t_up = time.time()
             fig["broker_kill_to_up_s"] = round(t_up - t_bkill, 1)
-            again = wait_for(lambda: monitor.first_after(t_up), RECOVERY_S,
-                             "output after the broker's kill -9 and restart", app)
-            fig["broker_up_to_output_again_s"] = round(again[0] - t_up, 1)
         else:
             fig["broker_kill_to_up_s"] = "skipped (set KAFKA_REF_DIR)"
         join()
 
-        # 4. Segment C, then settle.
-        writer.write(seg_c, n_lines, RATE)
+        # 4. Segment C (written while waiting for output after the broker restart: on a cluster
+        # the rest of segment B may all have been processed while the node was down), then settle.
+        t_c = time.time()
+        join = writer.write_in_background(seg_c, n_lines, RATE)
+        if t_up is not None:
+            again = wait_for(lambda: monitor.first_after(t_up), RECOVERY_S,
+                             "output after the broker's kill -9 and restart", app)
+            fig["broker_up_to_output_again_s"] = round(again[0] - t_up, 1)
+            # One node: about kill -> restart -> output; a cluster: how long the others stalled.
+            fig["broker_kill_longest_output_pause_s"] = round(monitor.max_gap(t_bkill, again[0]), 1)
+        join()
         t_in = time.time()
         wait_for(lambda: committed_at_end(broker.bootstrap, app_id, in_topic), SETTLE_S,
                  "the application's committed offsets to reach the input's end", app)
         wait_for(lambda: time.time() - (monitor.last_arrival() or 0) > 1.5, 30, "a quiet output", app)
         fig["settle_s"] = round(monitor.last_arrival() - t_in, 1)
+        # A long pause in the output during segment C explains a long settle (a rebalance, retries).
+        fig["segment_c_longest_output_pause_s"] = round(monitor.max_gap(t_c, monitor.last_arrival()), 1)
         fig["monitor_errors"] = dict(monitor.errors)
         assert app.alive(), f"the application died: {app.fatal()}{app.diagnostics()}"
         rc = app.stop()
@@ -468,6 +514,7 @@ def test_wordcount(guarantee, broker, workdir, apps, results, request):
                 last_cl[k.decode()] = as_long(v)
     fig["changelog_records_left"] = sum(len(r) for r in cl.values())
     fig["changelog_records_restored"] = restored_records(app)
+    fig["app_rebalances"] = rebalances(app)
     fig["changelog_compacted"] = fig["changelog_records_left"] < fig["output_records"]
 
     c = consumer(broker.bootstrap)
