@@ -38,6 +38,10 @@ Then, read back from the broker:
    (exactly_once_v2) or >= N (at_least_once);
  - DeleteRecords: the repartition topic's log start offset moved past 0 (Streams purges what it
    has committed, every repartition.purge.interval.ms = 1 s);
+ - the application's consumers never threw a position away ("Truncation detected" after an
+   OffsetsForLeaderEpoch answer, or OFFSET_OUT_OF_RANGE, in its logs): nothing here truncates a
+   log below a committed offset, and such a reset re-reads the partition from its start (under
+   at_least_once a pile of duplicates the >= check would let through);
  - compaction is reported, not asserted (the cleaner's timing is the broker's): records left in
    the changelog against the updates written to it, and the records Streams restored from it.
 
@@ -322,6 +326,19 @@ def restored_records(app):
     return n
 
 
+def position_resets(app):
+    """Lines where the application's consumers threw away a committed or fetched position:
+    "Truncation detected" (the leader's OffsetsForLeaderEpoch answer ends the position's epoch
+    before the position) or "out of range" (OFFSET_OUT_OF_RANGE), each then reset by
+    auto.offset.reset (earliest in Streams: the partition is read again from its start)."""
+    found = []
+    for f in sorted(os.listdir(app.dir)):
+        if f.endswith(".log") and not f.endswith(".stdout.log"):
+            with open(os.path.join(app.dir, f), errors="replace") as fh:
+                found += [l.strip() for l in fh if "Truncation detected" in l or "is out of range for partition" in l]
+    return found
+
+
 def rebalances(app):
     """Times the application went into REBALANCING (its state lines), over every launch."""
     n = 0
@@ -515,6 +532,8 @@ def test_wordcount(guarantee, broker, workdir, apps, results, request):
     fig["changelog_records_left"] = sum(len(r) for r in cl.values())
     fig["changelog_records_restored"] = restored_records(app)
     fig["app_rebalances"] = rebalances(app)
+    resets = position_resets(app)
+    fig["app_position_resets"] = len(resets)
     fig["changelog_compacted"] = fig["changelog_records_left"] < fig["output_records"]
 
     c = consumer(broker.bootstrap)
@@ -541,3 +560,7 @@ def test_wordcount(guarantee, broker, workdir, apps, results, request):
     assert not cl_bad, (f"changelog {changelog}: {len(cl_bad)} words whose last value is wrong "
                         f"(e.g. {[(w, last_cl.get(w), expected[w]) for w in cl_bad[:3]]})")
     assert sum(starts) > 0, f"no DeleteRecords on {repartition}: log start offsets {starts}"
+    # Nothing in this test truncates a log below a committed offset (acks=all; a single node
+    # killed as a process keeps what it acknowledged): a reset is the broker misreporting.
+    assert not resets, (f"the application's consumers reset {len(resets)} positions (the partition is then "
+                        f"read again from its start): " + " | ".join(r[:400] for r in resets[:3]))
