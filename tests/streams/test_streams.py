@@ -67,7 +67,7 @@ one core each), or the reference cluster of tests/kafka-ref/start-cluster given 
 internal ones too, gets 3 replicas and min.insync.replicas=2, and the broker-kill step kills the
 node that coordinates the application's group (figure broker_killed). The checks are the same.
 
-Sizes (env): STREAMS_BACKLOG_LINES (20000), STREAMS_RATE (1000 lines/s), STREAMS_SEGMENT_S (6),
+Sizes (env): STREAMS_BACKLOG_LINES (16000), STREAMS_RATE (1000 lines/s), STREAMS_SEGMENT_S (5),
 STREAMS_GUARANTEES (at_least_once,exactly_once_v2), STREAMS_COMMIT_MS (100). Figures per guarantee go to
 .out/results-<target>.json (conftest.py); tests/streams/side-by-side runs this against the
 reference Kafka and then sluice and prints them side by side. By hand against the reference Kafka:
@@ -97,9 +97,9 @@ from conftest import App, log_warnings, target_name
 SEED = 23
 VOCABULARY = 2000
 PARTITIONS = 3
-BACKLOG_LINES = int(os.environ.get("STREAMS_BACKLOG_LINES", "20000"))
+BACKLOG_LINES = int(os.environ.get("STREAMS_BACKLOG_LINES", "16000"))
 RATE = int(os.environ.get("STREAMS_RATE", "1000"))                 # lines/s in the paced segments
-SEGMENT_S = float(os.environ.get("STREAMS_SEGMENT_S", "6"))
+SEGMENT_S = float(os.environ.get("STREAMS_SEGMENT_S", "5"))
 SEGMENT_LINES = int(RATE * SEGMENT_S)
 GUARANTEES = os.environ.get("STREAMS_GUARANTEES", "at_least_once,exactly_once_v2").split(",")
 SABOTAGE = os.environ.get("STREAMS_SABOTAGE", "")
