@@ -139,7 +139,7 @@ class Target:
         if len(self.nodes) == 1:
             return next(iter(self.nodes.items()))
         from confluent_kafka.admin import AdminClient
-        a = AdminClient({"bootstrap.servers": self.bootstrap})
+        a = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 2})
         d = a.describe_consumer_groups([group], request_timeout=15)[group].result(20)
         return d.coordinator.id, self.nodes[d.coordinator.id]
 
