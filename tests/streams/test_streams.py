@@ -67,7 +67,8 @@ one core each), or the reference cluster of tests/kafka-ref/start-cluster given 
 internal ones too, gets 3 replicas and min.insync.replicas=2, and the broker-kill step kills the
 node that coordinates the application's group (figure broker_killed). The checks are the same.
 
-Status (2026-12-05, sluice at 864a6d9): the reference Kafka passes both guarantees, on one node
+Status (2026-12-05, the sluice release binary built at about 926117a; the commits after it up to
+864a6d9 change tests only): the reference Kafka passes both guarantees, on one node
 and on three. sluice, one node: at_least_once passes; exactly_once_v2 fails at once (the producer's
 initTransactions: FindCoordinator with key_type TRANSACTION is answered
 TRANSACTIONAL_ID_AUTHORIZATION_FAILED, so the application dies with
