@@ -50,7 +50,9 @@ and prints FATAL), or when a stage does not finish within its bound (the app's s
 WARN/ERROR lines are in the failure message; its logs in .out/logs-<target>/TEST/ afterwards).
 
 Against sluice, exactly_once_v2 is an expected failure while transactions are being built
-(issue 23); STREAMS_SLUICE_EOS_XFAIL=0 makes it an ordinary test.
+(issue 23), not strict (a pass shows as XPASS), and each of its waits ends within
+STREAMS_XFAIL_BUDGET_S (70 s) of its start, so a stall costs little; STREAMS_SLUICE_EOS_XFAIL=0
+makes it an ordinary test.
 
 Deliberately wrong expectations, to see the checks fail (STREAMS_SABOTAGE):
   expect-one-more   every expected count + 1: both guarantees must fail;
@@ -291,9 +293,17 @@ class OutputMonitor:
         self.c.close()
 
 
+# Set by a test that is an expected failure: every wait ends by then, so a half-built feature
+# that stalls costs at most XFAIL_BUDGET_S, not the sum of the stage bounds.
+DEADLINE = [None]
+XFAIL_BUDGET_S = float(os.environ.get("STREAMS_XFAIL_BUDGET_S", "70"))
+
+
 def wait_for(pred, timeout, what, app):
     """Polls pred until truthy; fails at once if the application died on its own, or at timeout."""
     deadline = time.time() + timeout
+    if DEADLINE[0] is not None and DEADLINE[0] < deadline:
+        deadline, what = DEADLINE[0], f"{what} (within the expected failure's {XFAIL_BUDGET_S:g} s)"
     while True:
         v = pred()
         if v:
@@ -411,6 +421,9 @@ def test_wordcount(guarantee, broker, workdir, apps, results, request):
     if (target_name() == "sluice" and guarantee == "exactly_once_v2"
             and os.environ.get("STREAMS_SLUICE_EOS_XFAIL", "1") == "1"):
         request.applymarker(pytest.mark.xfail(reason="transactions are being built (issue 23)", strict=False))
+        DEADLINE[0] = time.time() + XFAIL_BUDGET_S
+    else:
+        DEADLINE[0] = None
     fig = results.setdefault(guarantee, {})
     t_test = time.time()
     run = uuid.uuid4().hex[:8]
