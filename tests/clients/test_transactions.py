@@ -96,6 +96,17 @@ def stable_and_high(bootstrap, topic, partition):
     return tuple(out)
 
 
+def settled(bootstrap, topic, partition, want, timeout=10):
+    """stable_and_high once it equals `want` (markers follow EndTxn's answer), or as it is
+    after `timeout` seconds."""
+    deadline = time.time() + timeout
+    got = stable_and_high(bootstrap, topic, partition)
+    while got != want and time.time() < deadline:
+        time.sleep(0.1)
+        got = stable_and_high(bootstrap, topic, partition)
+    return got
+
+
 def test_commit_and_abort_visibility(broker):
     topic = uniq("txn-vis")
     create(broker.bootstrap, topic, 2)
@@ -116,7 +127,7 @@ def test_commit_and_abort_visibility(broker):
     # Each transaction's marker takes an offset: 5 records + marker, three times, on partition 0.
     offsets = [o for o, _ in everything[0]]
     assert offsets == [0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 12, 13, 14, 15, 16]
-    assert stable_and_high(broker.bootstrap, topic, 0) == (18, 18)
+    assert settled(broker.bootstrap, topic, 0, (18, 18)) == (18, 18)
 
 
 def test_open_transaction_holds_the_last_stable_offset(broker):
@@ -132,7 +143,7 @@ def test_open_transaction_holds_the_last_stable_offset(broker):
     assert stable_and_high(broker.bootstrap, topic, 0) == (2, 5)
     assert values(read_all(broker.bootstrap, topic, 1, "read_committed", expect=2)) == ["a", "b"]
     p.commit_transaction(30)
-    assert stable_and_high(broker.bootstrap, topic, 0) == (6, 6)
+    assert settled(broker.bootstrap, topic, 0, (6, 6)) == (6, 6)
     assert values(read_all(broker.bootstrap, topic, 1, "read_committed", expect=5)) == [
         "a", "b", "c", "t1", "t2"]
 
@@ -196,6 +207,11 @@ def test_offsets_sent_to_a_transaction_commit_with_it(broker):
                 c.seek(TopicPartition(source, 0, 0))
             else:
                 p.commit_transaction(30)
+                # EndTxn answers once the commit is decided; the markers (which make the
+                # offsets committed) follow, on Kafka as here.
+                deadline = time.time() + 10
+                while committed() != 3 and time.time() < deadline:
+                    time.sleep(0.05)
                 assert committed() == 3
     finally:
         c.close()
@@ -214,7 +230,7 @@ def test_a_transaction_left_open_times_out_and_is_aborted(broker):
     deadline = time.time() + 30
     while time.time() < deadline and stable_and_high(broker.bootstrap, topic, 0)[0] == 0:
         time.sleep(0.5)
-    assert stable_and_high(broker.bootstrap, topic, 0) == (2, 2)
+    assert settled(broker.bootstrap, topic, 0, (2, 2)) == (2, 2)
     assert values(read_all(broker.bootstrap, topic, 1, "read_committed", expect=0)) == []
     # The same id starts afresh.
     again = txn_producer(broker.bootstrap, tid)
