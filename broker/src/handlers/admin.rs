@@ -304,10 +304,22 @@ pub async fn offset_for_leader_epoch(
             ..Default::default()
         });
     }
-    for ((ti, pi, epoch), result) in slots
-        .into_iter()
-        .zip(core.router.partitions(&core.topics(), ops).await)
-    {
+    let results = core.router.partitions(&core.topics(), ops).await;
+    fill_epoch_ends(&mut topics, slots, results);
+    OffsetForLeaderEpochResponse {
+        topics,
+        ..Default::default()
+    }
+}
+
+/// Puts each partition's answer (`slots`: topic index, partition index, current epoch) into
+/// the response: the log end for the current epoch, where an older one ended otherwise.
+fn fill_epoch_ends(
+    topics: &mut [OffsetForLeaderTopicResult],
+    slots: Vec<(usize, usize, i32)>,
+    results: Vec<PartitionOpResult>,
+) {
+    for ((ti, pi, epoch), result) in slots.into_iter().zip(results) {
         let r = &mut topics[ti].partitions[pi];
         match result {
             PartitionOpResult::Offsets(Ok(o)) => {
@@ -327,9 +339,5 @@ pub async fn offset_for_leader_epoch(
             }
             other => unreachable!("offsets answered with {other:?}"),
         }
-    }
-    OffsetForLeaderEpochResponse {
-        topics,
-        ..Default::default()
     }
 }
