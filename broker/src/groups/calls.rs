@@ -18,6 +18,24 @@ pub struct CommitEntry {
     pub metadata: String,
 }
 
+impl CommitEntry {
+    /// One partition of an OffsetCommit or TxnOffsetCommit request (null metadata is "").
+    pub fn new(
+        topic: String,
+        partition: i32,
+        (offset, leader_epoch): (i64, i32),
+        metadata: Option<&sluice_net::StrBytes>,
+    ) -> CommitEntry {
+        CommitEntry {
+            topic,
+            partition,
+            offset,
+            leader_epoch,
+            metadata: metadata.map(|m| m.to_string()).unwrap_or_default(),
+        }
+    }
+}
+
 /// One committed offset as OffsetFetch reports it.
 #[derive(Debug, Clone)]
 pub struct FetchedOffset {

@@ -473,16 +473,14 @@ pub async fn offset_commit(
         .zip(&names)
         .filter_map(|(t, name)| Some((t, name.as_ref()?)))
         .flat_map(|(t, name)| {
-            t.partitions.iter().map(move |p| CommitEntry {
-                topic: name.clone(),
-                partition: p.partition_index,
-                offset: p.committed_offset,
-                leader_epoch: p.committed_leader_epoch,
-                metadata: p
-                    .committed_metadata
-                    .as_ref()
-                    .map(|m| m.to_string())
-                    .unwrap_or_default(),
+            t.partitions.iter().map(move |p| {
+                let at = (p.committed_offset, p.committed_leader_epoch);
+                CommitEntry::new(
+                    name.clone(),
+                    p.partition_index,
+                    at,
+                    p.committed_metadata.as_ref(),
+                )
             })
         })
         .collect();

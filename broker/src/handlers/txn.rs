@@ -63,20 +63,33 @@ pub async fn init_producer_id(
         enable_two_phase_commit: request.enable2_pc,
         keep_prepared_txn: request.keep_prepared_txn,
     });
-    let error = match txn::call(core, &id, true, call).await {
-        TxnReply::Answer(Answer::InitProducerId {
-            error,
-            producer_id,
-            producer_epoch,
-        }) => {
-            r.producer_id = ProducerId(producer_id);
-            r.producer_epoch = producer_epoch;
-            error
-        }
-        TxnReply::Failed(e) => e,
-        other => unexpected(&other),
-    };
+    let (error, producer) = producer_answer(&txn::call(core, &id, true, call).await);
+    if let Some((producer_id, producer_epoch)) = producer {
+        r.producer_id = ProducerId(producer_id);
+        r.producer_epoch = producer_epoch;
+    }
     r.error_code = error_for_version(TxnApi::InitProducerId, version, error).code();
+}
+
+/// The code of an InitProducerId or EndTxn answer, with the producer id and epoch it carries
+/// (`None` when the call did not reach the coordinator).
+fn producer_answer(reply: &TxnReply) -> (ErrorCode, Option<(i64, i16)>) {
+    match reply {
+        TxnReply::Answer(
+            Answer::InitProducerId {
+                error,
+                producer_id,
+                producer_epoch,
+            }
+            | Answer::EndTxn {
+                error,
+                producer_id,
+                producer_epoch,
+            },
+        ) => (*error, Some((*producer_id, *producer_epoch))),
+        TxnReply::Failed(e) => (*e, None),
+        other => (unexpected(other), None),
+    }
 }
 
 fn unexpected(reply: &TxnReply) -> ErrorCode {
@@ -296,19 +309,11 @@ pub async fn end_txn(core: &Rc<Core>, request: EndTxnRequest, version: i16) -> E
         producer_epoch: -1,
         ..Default::default()
     };
-    let code = match txn::call(core, &id, false, call).await {
-        TxnReply::Answer(Answer::EndTxn {
-            error,
-            producer_id,
-            producer_epoch,
-        }) => {
-            r.producer_id = ProducerId(producer_id);
-            r.producer_epoch = producer_epoch;
-            error
-        }
-        TxnReply::Failed(e) => e,
-        other => unexpected(&other),
-    };
+    let (code, producer) = producer_answer(&txn::call(core, &id, false, call).await);
+    if let Some((producer_id, producer_epoch)) = producer {
+        r.producer_id = ProducerId(producer_id);
+        r.producer_epoch = producer_epoch;
+    }
     r.error_code = error_for_version(TxnApi::EndTxn, version, code).code();
     r
 }
@@ -489,16 +494,10 @@ pub async fn txn_offset_commit(
         .topics
         .iter()
         .flat_map(|t| {
-            t.partitions.iter().map(move |p| CommitEntry {
-                topic: t.name.to_string(),
-                partition: p.partition_index,
-                offset: p.committed_offset,
-                leader_epoch: p.committed_leader_epoch,
-                metadata: p
-                    .committed_metadata
-                    .as_ref()
-                    .map(|m| m.to_string())
-                    .unwrap_or_default(),
+            t.partitions.iter().map(move |p| {
+                let at = (p.committed_offset, p.committed_leader_epoch);
+                let topic = t.name.to_string();
+                CommitEntry::new(topic, p.partition_index, at, p.committed_metadata.as_ref())
             })
         })
         .collect();

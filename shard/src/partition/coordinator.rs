@@ -3,9 +3,9 @@
 //! offset to move (a read_committed fetch's long poll).
 
 use bytes::Bytes;
-use sluice_net::record_batch::{Batches, RecordBatch};
+use sluice_net::record_batch::RecordBatch;
 
-use super::{AppendInfo, LogState, Partition};
+use super::{AppendInfo, LogState, Partition, whole_batches};
 use crate::error::{Result, ShardError};
 use crate::io::Storage;
 
@@ -18,13 +18,7 @@ impl<S: Storage> Partition<S> {
     /// producer's transaction here like any other. Durable when `append` would be.
     pub async fn append_from_coordinator(&self, records: Bytes) -> Result<AppendInfo> {
         self.check_usable()?;
-        let mut batches = Vec::new();
-        for (index, b) in Batches::new(records).enumerate() {
-            let b = b.map_err(|source| ShardError::InvalidBatch { index, source })?;
-            b.validate()
-                .map_err(|source| ShardError::InvalidBatch { index, source })?;
-            batches.push(b);
-        }
+        let batches = whole_batches(records)?;
         self.wait_while_truncating().await;
         self.check_usable()?;
         let appended = self.append_in_memory(&batches, |st| check_epochs(st, &batches))?;

@@ -99,6 +99,19 @@ pub struct Offsets {
     pub log_end_offset: i64,
 }
 
+/// The batches of `records`, each whole and passing its CRC (`InvalidBatch` names the first
+/// that does not): what a follower's and a coordinator's appends take as they are.
+fn whole_batches(records: Bytes) -> Result<Vec<sluice_net::record_batch::RecordBatch>> {
+    let mut batches = Vec::new();
+    for (index, b) in sluice_net::record_batch::Batches::new(records).enumerate() {
+        let b = b.map_err(|source| ShardError::InvalidBatch { index, source })?;
+        b.validate()
+            .map_err(|source| ShardError::InvalidBatch { index, source })?;
+        batches.push(b);
+    }
+    Ok(batches)
+}
+
 pub(crate) struct LogState<F> {
     /// Keyed by base offset. Segments cover contiguous offset ranges: a segment covers
     /// `[base, next_offset)`, and `next_offset` is the next segment's base. After compaction

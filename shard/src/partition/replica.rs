@@ -5,7 +5,7 @@
 //! (OffsetForLeaderEpoch and a follower Fetch's divergence check).
 
 use bytes::Bytes;
-use sluice_net::record_batch::{Batches, RecordBatch};
+use sluice_net::record_batch::RecordBatch;
 
 use super::{AppendInfo, Partition};
 use crate::cleaner_checkpoint;
@@ -28,13 +28,7 @@ impl<S: Storage> Partition<S> {
     /// durability, with the offsets appended, or `None` when nothing was new.
     pub async fn append_replicated(&self, records: Bytes) -> Result<Option<AppendInfo>> {
         self.check_usable()?;
-        let mut batches = Vec::new();
-        for (index, b) in Batches::new(records).enumerate() {
-            let b = b.map_err(|source| ShardError::InvalidBatch { index, source })?;
-            b.validate()
-                .map_err(|source| ShardError::InvalidBatch { index, source })?;
-            batches.push(b);
-        }
+        let batches = super::whole_batches(records)?;
         self.wait_while_truncating().await;
         self.check_usable()?;
         let gap_end = {
