@@ -166,7 +166,9 @@ pub fn shard_code(e: &ShardError) -> i16 {
         ShardError::OutOfOrderSequence { .. } => code::OUT_OF_ORDER_SEQUENCE_NUMBER,
         ShardError::InvalidProducerEpoch { .. } => code::INVALID_PRODUCER_EPOCH,
         ShardError::TransactionCoordinatorFenced { .. } => code::TRANSACTION_COORDINATOR_FENCED,
-        ShardError::InvalidTxnState { .. } => code::INVALID_TXN_STATE,
+        ShardError::InvalidTxnState { .. } | ShardError::NotInTransaction { .. } => {
+            code::INVALID_TXN_STATE
+        }
         ShardError::OffsetOutOfRange { .. } => code::OFFSET_OUT_OF_RANGE,
         ShardError::UnknownPartition { .. } | ShardError::Closed { .. } => {
             code::NOT_LEADER_OR_FOLLOWER

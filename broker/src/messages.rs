@@ -111,6 +111,18 @@ pub enum PartError {
     NotEnoughReplicasAfterAppend,
 }
 
+/// How a Produce append treats a transactional batch that would open a transaction on the
+/// partition (KIP-890; Kafka's `transaction.partition.verification.enable`, always on here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnAppend {
+    /// Not appended: the answer is `PartitionOpResult::Verify`. `epoch_bump`: the producer
+    /// is of transaction version 2 (Produce v12+).
+    Start { epoch_bump: bool },
+    /// The coordinator confirmed the partition (or was not asked: `None`, which a batch
+    /// opening a transaction fails).
+    Verified(Option<u64>),
+}
+
 /// What to do to one partition.
 #[derive(Debug)]
 pub enum PartitionOp {
@@ -119,6 +131,7 @@ pub enum PartitionOp {
     Append {
         records: Bytes,
         acks_all: Option<std::time::Duration>,
+        txn: TxnAppend,
     },
     /// Log start, high watermark, log end.
     Offsets,
@@ -149,6 +162,13 @@ pub enum PartitionOp {
 #[derive(Debug)]
 pub enum PartitionOpResult {
     Appended(Result<AppendInfo, PartError>),
+    /// Nothing appended: the batch would open a transaction, which the coordinator must
+    /// confirm first (KIP-890); append it again with `TxnAppend::Verified(guard)`.
+    Verify {
+        guard: u64,
+        producer_id: i64,
+        producer_epoch: i16,
+    },
     Offsets(Result<Offsets, PartError>),
     OffsetForTimestamp(Result<Option<(i64, i64)>, PartError>),
     DeletedRecords(Result<i64, PartError>),

@@ -19,12 +19,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use glommio::channels::local_channel::{self, LocalSender};
-use sluice_net::record_batch::{RecordBatch, TimestampType};
+use sluice_net::record_batch::{Batches, RecordBatch, TimestampType};
 use sluice_shard::{AppendInfo, DmaStorage, ReadResult, Shard, ShardError};
 
 use crate::messages::{
     Addressed, FetchOnCore, FetchRead, PartError, PartitionOp, PartitionOpResult, ReplicaRead,
-    WaitId,
+    TxnAppend, WaitId,
 };
 use crate::replication::{FollowerFetch, Replication, epoch_end};
 use crate::stop::StopSignal;
@@ -118,8 +118,22 @@ impl LocalPartitions {
             Err(e) => return a.op.failure()(e),
         };
         match a.op {
-            PartitionOp::Append { records, acks_all } => {
-                PartitionOpResult::Appended(self.append(&p, records, acks_all).await)
+            PartitionOp::Append {
+                records,
+                acks_all,
+                txn,
+            } => {
+                let guard = match txn {
+                    TxnAppend::Start { epoch_bump } => {
+                        match start_verification(&p, &records, epoch_bump) {
+                            Ok(Some(verify)) => return verify,
+                            Ok(None) => None,
+                            Err(e) => return PartitionOpResult::Appended(Err(storage(&p, e))),
+                        }
+                    }
+                    TxnAppend::Verified(guard) => guard,
+                };
+                PartitionOpResult::Appended(self.append(&p, records, acks_all, guard).await)
             }
             PartitionOp::Offsets => PartitionOpResult::Offsets(Ok(p.offsets())),
             PartitionOp::Describe => {
@@ -327,9 +341,10 @@ impl LocalPartitions {
         p: &Partition,
         records: Bytes,
         acks_all: Option<Duration>,
+        guard: Option<u64>,
     ) -> Result<AppendInfo, PartError> {
         let Some(timeout) = acks_all else {
-            return append(p, records).await;
+            return append(p, records, guard).await;
         };
         if let Some((isr, min_isr)) = self.replication.isr_of(p.topic(), p.partition())
             && isr < min_isr
@@ -342,7 +357,7 @@ impl LocalPartitions {
             });
         }
         let epoch = self.replication.epoch_of(p.topic(), p.partition());
-        let info = append(p, records).await?;
+        let info = append(p, records, guard).await?;
         self.replicated(p, info, epoch, timeout).await
     }
 
@@ -448,8 +463,40 @@ impl Future for AnyOf {
     }
 }
 
-async fn append(p: &Partition, records: Bytes) -> Result<AppendInfo, PartError> {
-    match p.append(records).await {
+/// The verification a client's records need before they are appended (KIP-890): for a
+/// transactional batch of a producer with no transaction open here, the guard to verify
+/// (`Some`); `None` when none is needed.
+fn start_verification(
+    p: &Partition,
+    records: &Bytes,
+    epoch_bump: bool,
+) -> Result<Option<PartitionOpResult>, ShardError> {
+    let Some(batch) = Batches::new(records.clone())
+        .next()
+        .and_then(Result::ok)
+        .filter(|b| b.is_transactional() && b.producer_id() >= 0)
+    else {
+        return Ok(None);
+    };
+    let (producer_id, producer_epoch) = (batch.producer_id(), batch.producer_epoch());
+    let guard = p.start_verification(producer_id, producer_epoch, epoch_bump)?;
+    Ok(guard.map(|guard| PartitionOpResult::Verify {
+        guard,
+        producer_id,
+        producer_epoch,
+    }))
+}
+
+/// Appends a client's records, checked as KIP-890 asks (`guard`: see [`TxnAppend`]).
+async fn append(
+    p: &Partition,
+    records: Bytes,
+    guard: Option<u64>,
+) -> Result<AppendInfo, PartError> {
+    match p
+        .append_checked(records, sluice_shard::TxnCheck::Guard(guard))
+        .await
+    {
         Ok(info) => Ok(info),
         // A retried batch the log already has: Kafka answers success with the offsets the
         // first attempt got, so the producer moves on without a duplicate.

@@ -113,6 +113,11 @@ pub enum ShardError {
     /// INVALID_TXN_STATE).
     #[error("producer {producer_id} sent a non-transactional batch during its open transaction")]
     InvalidTxnState { producer_id: i64 },
+    /// A transactional batch that would start a transaction here without the partition
+    /// having been verified as part of it (KIP-890: the verification guard the broker got
+    /// from [`crate::Partition::start_verification`] is missing or stale; INVALID_TXN_STATE).
+    #[error("Record was not part of an ongoing transaction")]
+    NotInTransaction { producer_id: i64 },
     #[error("partition {topic}-{partition} is not on this shard")]
     UnknownPartition { topic: String, partition: i32 },
     #[error("partition {topic}-{partition} already exists on this shard")]

@@ -99,6 +99,7 @@ mod shard;
 mod transactions;
 mod txn_index;
 mod validate;
+mod verification;
 
 pub use cache::{FSYNC_BOUNDS_US, ShardStats};
 pub use codec::batch_records;
@@ -108,7 +109,7 @@ pub use dma::{DMA_PROBE_FILE, DmaStorage, probe_dma_polling, write_alignment};
 pub use error::{RecordError, Result, ShardError};
 pub use fake::{FakeDisk, Faults};
 pub use io::{OpenMode, Storage, StorageFile};
-pub use partition::{AppendInfo, Offsets, Partition, ProducerStateInfo, ReadResult};
+pub use partition::{AppendInfo, Offsets, Partition, ProducerStateInfo, ReadResult, TxnCheck};
 pub use shard::Shard;
 pub use transactions::{
     AbortedTxn, MARKER_ATTRIBUTES, Marker, Transactions, marker_batch, marker_of,

@@ -297,6 +297,83 @@ fn fenced_markers_and_invalid_txn_state() {
     });
 }
 
+/// Proves KIP-890's verification guard: a transactional batch opens a transaction only with
+/// its producer's pending guard; a marker or another opening append withdraws the guard; a
+/// batch of an open transaction needs none; a retried batch is still answered as a duplicate.
+#[test]
+fn verification_guards() {
+    let disk = FakeDisk::new(3, Faults::default(), 1_000_000);
+    block_on(async {
+        let (s, p) = open(&disk, LogConfig::default()).await;
+        let not_in_txn = |r: Result<AppendInfo>| match r {
+            Err(ShardError::NotInTransaction { producer_id: 1 }) => {}
+            other => panic!("expected NotInTransaction, got {other:?}"),
+        };
+        not_in_txn(
+            p.append_checked(tbatch(1, 0, 0, 1, true, b"k"), TxnCheck::Guard(None))
+                .await,
+        );
+        let g = p
+            .start_verification(1, 0, false)
+            .unwrap()
+            .expect("a guard: nothing open");
+        not_in_txn(
+            p.append_checked(tbatch(1, 0, 0, 1, true, b"k"), TxnCheck::Guard(Some(g + 1)))
+                .await,
+        );
+        assert_eq!(
+            p.start_verification(1, 0, false).unwrap(),
+            Some(g),
+            "reused"
+        );
+        let first = tbatch(1, 0, 0, 1, true, b"k");
+        p.append_checked(first.clone(), TxnCheck::Guard(Some(g)))
+            .await
+            .unwrap();
+        assert_eq!(
+            p.start_verification(1, 0, false).unwrap(),
+            None,
+            "it is open"
+        );
+        p.append_checked(tbatch(1, 0, 1, 1, true, b"k"), TxnCheck::Guard(None))
+            .await
+            .unwrap();
+        p.append_marker(1, 0, commit(0)).await.unwrap();
+        match p.append_checked(first, TxnCheck::Guard(None)).await {
+            Err(ShardError::DuplicateSequence { base_offset: 0, .. }) => {}
+            other => panic!("a retry is a duplicate before any guard check: {other:?}"),
+        }
+        // A guard taken before a marker does not survive it (the late append of a
+        // transaction that was aborted meanwhile).
+        let g2 = p
+            .start_verification(1, 0, false)
+            .unwrap()
+            .expect("a guard: it ended");
+        p.append_marker(1, 0, abort(0)).await.unwrap();
+        not_in_txn(
+            p.append_checked(tbatch(1, 0, 2, 1, true, b"k"), TxnCheck::Guard(Some(g2)))
+                .await,
+        );
+        match p.start_verification(9, 0, false) {
+            Ok(Some(_)) => {}
+            other => panic!("an unknown producer may start: {other:?}"),
+        }
+        p.append_marker(1, 1, abort(0)).await.unwrap();
+        match p.start_verification(1, 0, false) {
+            Err(ShardError::InvalidProducerEpoch {
+                current_epoch: 1, ..
+            }) => {}
+            other => panic!("an older epoch is fenced: {other:?}"),
+        }
+        // Unchecked appends and non-transactional batches need no guard.
+        p.append_checked(tbatch(2, 0, 0, 1, false, b"k"), TxnCheck::Guard(None))
+            .await
+            .unwrap();
+        p.append(tbatch(3, 0, 0, 1, true, b"k")).await.unwrap();
+        s.close().await.unwrap();
+    });
+}
+
 /// A follower's append takes markers and never refuses a batch for transaction rules.
 #[test]
 fn follower_appends_feed_transactions() {

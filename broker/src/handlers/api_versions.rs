@@ -1,6 +1,7 @@
 //! ApiVersions: the version table, KIP-511's client software name/version check, and v5's
 //! check that the client reached the cluster and node it meant (KIP-1242).
 
+use sluice_net::messages::api_versions_response::{FinalizedFeatureKey, SupportedFeatureKey};
 use sluice_net::messages::{ApiVersionsRequest, ApiVersionsResponse};
 
 use crate::errors::code;
@@ -13,10 +14,41 @@ fn valid_software_field(s: &str) -> bool {
     !b.is_empty() && edge(b[0]) && edge(b[b.len() - 1]) && b.iter().all(inner)
 }
 
-/// Who this broker is, as Metadata and DescribeCluster report it.
+/// Who this broker is, as Metadata and DescribeCluster report it, and the epoch of its
+/// finalized features (Kafka: the last metadata offset it applied).
 pub struct Identity<'a> {
     pub cluster_id: &'a str,
     pub node_id: i32,
+    pub features_epoch: i64,
+}
+
+/// The feature levels sluice implements: (name, lowest, highest supported, finalized).
+/// `transaction.version` 2 is KIP-890 part 2 (an epoch bump per transaction, partitions
+/// added by the leaders); Kafka 4.4 finalizes it on a new cluster, and the Java client uses
+/// it only when it is finalized. Features sluice does not implement (the KIP-848 consumer
+/// protocol's `group.version`, share groups, streams groups) are not advertised.
+const FEATURES: &[(&str, i16, i16, i16)] = &[("transaction.version", 0, 2, 2)];
+
+fn add_features(response: &mut ApiVersionsResponse, epoch: i64) {
+    response.supported_features = FEATURES
+        .iter()
+        .map(|&(name, min, max, _)| SupportedFeatureKey {
+            name: name.into(),
+            min_version: min,
+            max_version: max,
+            ..Default::default()
+        })
+        .collect();
+    response.finalized_features = FEATURES
+        .iter()
+        .map(|&(name, _, _, level)| FinalizedFeatureKey {
+            name: name.into(),
+            min_version_level: level,
+            max_version_level: level,
+            ..Default::default()
+        })
+        .collect();
+    response.finalized_features_epoch = epoch;
 }
 
 pub fn handle(request: &ApiVersionsRequest, version: i16, me: &Identity) -> ApiVersionsResponse {
@@ -24,6 +56,7 @@ pub fn handle(request: &ApiVersionsRequest, version: i16, me: &Identity) -> ApiV
         api_keys: super::version_table(),
         ..ApiVersionsResponse::default()
     };
+    add_features(&mut response, me.features_epoch);
     if version >= 3
         && !(valid_software_field(request.client_software_name.as_str())
             && valid_software_field(request.client_software_version.as_str()))
@@ -62,6 +95,7 @@ mod tests {
         let me = Identity {
             cluster_id: "abc",
             node_id: 1,
+            features_epoch: 0,
         };
         let ask = |cluster: Option<&'static str>, node: i32| {
             let request = ApiVersionsRequest {

@@ -281,7 +281,7 @@ async fn dispatch_txn(
         }
         Request::EndTxn(r) => Response::EndTxn(txn::end_txn(core, r, version).await),
         Request::TxnOffsetCommit(r) => {
-            Response::TxnOffsetCommit(txn::txn_offset_commit(core, r).await)
+            Response::TxnOffsetCommit(txn::txn_offset_commit(core, r, version).await)
         }
         Request::WriteTxnMarkers(r) => {
             Response::WriteTxnMarkers(txn::write_txn_markers(core, r).await)
@@ -308,6 +308,7 @@ async fn dispatch_admin(core: &Rc<Core>, request: Request, version: i16) -> Resp
             &api_versions::Identity {
                 cluster_id: &core.cluster_id,
                 node_id: core.config.node_id,
+                features_epoch: i64::try_from(core.topics().version()).unwrap_or(i64::MAX),
             },
         )),
         Request::Metadata(r) => Response::Metadata(metadata::handle(core, r, version).await),

@@ -12,13 +12,15 @@ use sluice_net::messages::produce_response::{
 };
 use sluice_net::messages::{ProduceRequest, ProduceResponse};
 use sluice_net::record_batch::{BatchError, Batches};
-use sluice_net::{BrokerId, Records, StrBytes, TopicName};
+use sluice_net::{BrokerId, ErrorCode, Records, StrBytes, TopicName};
+use sluice_txn::TopicPartition;
 
 use crate::core::Core;
 use crate::errors::{self, PartAnswer, code};
 use crate::image::TopicImage;
-use crate::messages::{Addressed, PartitionOp, PartitionOpResult};
+use crate::messages::{Addressed, PartitionOp, PartitionOpResult, TxnAppend};
 use crate::metadata::TopicMeta;
+use crate::txn::verify;
 
 /// What the connection should do with a produce.
 pub enum Produced {
@@ -40,6 +42,14 @@ fn one_batch_of_magic_2(records: &bytes::Bytes) -> bool {
         (Some(Err(_)), _) => true,
         (Some(Ok(_)), Some(_)) | (None, _) => false,
     }
+}
+
+/// Whether a partition's records are a transactional batch (bit 4 of the attributes).
+fn is_transactional(records: &bytes::Bytes) -> bool {
+    Batches::new(records.clone())
+        .next()
+        .and_then(Result::ok)
+        .is_some_and(|b| b.is_transactional())
 }
 
 /// Fills a partition's answer for a refused append as Kafka does: the error code, the log
@@ -73,13 +83,31 @@ struct Plan {
     /// One result slot per partition of the request (topic index, answer), filled now (an
     /// error) or by its append.
     slots: Vec<(usize, PartitionProduceResponse)>,
-    /// The appends, with the slot and (topic, bytes) of each, for metrics.
+    /// The appends, and for each its slot, topic, partition and records.
     ops: Vec<Addressed>,
-    op_slots: Vec<(usize, String, u64)>,
+    op_slots: Vec<OpSlot>,
+    /// Whether any partition's batch is transactional.
+    transactional: bool,
+}
+
+/// Where an append's answer goes, and what it appended (for metrics and a verified retry).
+struct OpSlot {
+    slot: usize,
+    topic: String,
+    partition: i32,
+    records: bytes::Bytes,
+}
+
+/// An append's outcome: the partition's answer, or the coordinator's refusal to confirm the
+/// partition is in the producer's transaction (KIP-890; code and Kafka's message).
+enum Outcome {
+    Op(PartitionOpResult),
+    Unverified(i16, Option<String>),
 }
 
 pub async fn handle(core: &Rc<Core>, request: ProduceRequest, version: i16) -> Produced {
     let acks = request.acks;
+    let transactional_id = request.transactional_id.as_ref().map(ToString::to_string);
     let image = core.topics();
     // On a cluster acks=all waits for the in-sync replicas (a single node's high watermark is
     // its durable end, reached when the append returns).
@@ -87,25 +115,55 @@ pub async fn handle(core: &Rc<Core>, request: ProduceRequest, version: i16) -> P
         std::time::Duration::from_millis(u64::try_from(request.timeout_ms.max(0)).unwrap_or(0))
     });
     let mut plan = plan(&image, request, version, acks_all);
-    let results = core.router.partitions(&image, plan.ops).await;
+    if plan.transactional && transactional_id.is_none() {
+        // Kafka refuses the whole request: transactional records need a transactional id.
+        return refuse_all(plan, acks, code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+    }
+    let results = core
+        .router
+        .partitions(&image, std::mem::take(&mut plan.ops))
+        .await;
+    let txn = Txn {
+        transactional_id: transactional_id.as_deref(),
+        version,
+        acks_all,
+    };
+    let outcomes = verify_and_append(core, &image, &plan.op_slots, results, &txn).await;
     let mut any_error = plan.slots.iter().any(|(_, r)| r.error_code != code::NONE);
-    for ((slot, topic, bytes), result) in plan.op_slots.into_iter().zip(results) {
-        let r = &mut plan.slots[slot].1;
-        match result {
-            PartitionOpResult::Appended(Ok(info)) => {
+    for (op, outcome) in plan.op_slots.iter().zip(outcomes) {
+        let r = &mut plan.slots[op.slot].1;
+        match outcome {
+            Outcome::Op(PartitionOpResult::Appended(Ok(info))) => {
                 let records = u64::try_from(info.last_offset - info.base_offset + 1).unwrap_or(0);
-                core.metrics.produced(&topic, bytes, records);
+                core.metrics
+                    .produced(&op.topic, op.records.len() as u64, records);
                 r.base_offset = info.base_offset;
                 r.log_append_time_ms = info.log_append_time_ms;
                 r.log_start_offset = info.log_start_offset;
             }
-            PartitionOpResult::Appended(Err(e)) => {
+            Outcome::Op(PartitionOpResult::Appended(Err(e))) => {
                 any_error = true;
                 refused(r, errors::part(e));
             }
-            other => unreachable!("append answered with {other:?}"),
+            Outcome::Unverified(code, message) => {
+                any_error = true;
+                r.error_code = code;
+                r.error_message = message.map(StrBytes::from);
+            }
+            Outcome::Op(other) => unreachable!("append answered with {other:?}"),
         }
     }
+    respond(core, &image, plan, acks, any_error)
+}
+
+/// The answer to send, once every slot is filled.
+fn respond(
+    core: &Core,
+    image: &TopicImage,
+    mut plan: Plan,
+    acks: i16,
+    any_error: bool,
+) -> Produced {
     if acks == 0 {
         return if any_error {
             Produced::Close("acks=0 produce failed".into())
@@ -116,12 +174,139 @@ pub async fn handle(core: &Rc<Core>, request: ProduceRequest, version: i16) -> P
     for (ti, r) in plan.slots {
         plan.topics[ti].partition_responses.push(r);
     }
-    let node_endpoints = name_leaders(core, &image, &mut plan.topics);
+    let node_endpoints = name_leaders(core, image, &mut plan.topics);
     Produced::Respond(ProduceResponse {
         responses: plan.topics,
         node_endpoints,
         ..Default::default()
     })
+}
+
+/// Every partition of the request refused with `error`, nothing appended.
+fn refuse_all(mut plan: Plan, acks: i16, error: i16) -> Produced {
+    for (_, r) in &mut plan.slots {
+        r.error_code = error;
+    }
+    if acks == 0 {
+        return Produced::Close("produce refused".into());
+    }
+    for (ti, r) in plan.slots {
+        plan.topics[ti].partition_responses.push(r);
+    }
+    Produced::Respond(ProduceResponse {
+        responses: plan.topics,
+        ..Default::default()
+    })
+}
+
+/// The request's transactional context.
+struct Txn<'a> {
+    transactional_id: Option<&'a str>,
+    version: i16,
+    acks_all: Option<std::time::Duration>,
+}
+
+/// KIP-890: the appends the owning cores held back because their batch would open a
+/// transaction are confirmed with the transaction coordinator (verified, or added to the
+/// transaction for a producer of transaction version 2: Produce v12+), then appended with
+/// their guard. The other outcomes pass through.
+async fn verify_and_append(
+    core: &Rc<Core>,
+    image: &TopicImage,
+    op_slots: &[OpSlot],
+    results: Vec<PartitionOpResult>,
+    txn: &Txn<'_>,
+) -> Vec<Outcome> {
+    let mut outcomes: Vec<Outcome> = results.into_iter().map(Outcome::Op).collect();
+    let held: Vec<(usize, u64, i64, i16)> = outcomes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| match o {
+            Outcome::Op(PartitionOpResult::Verify {
+                guard,
+                producer_id,
+                producer_epoch,
+            }) => Some((i, *guard, *producer_id, *producer_epoch)),
+            _ => None,
+        })
+        .collect();
+    let (Some(&(_, _, producer_id, producer_epoch)), Some(transactional_id)) =
+        (held.first(), txn.transactional_id)
+    else {
+        return outcomes;
+    };
+    let partitions: Vec<TopicPartition> = held
+        .iter()
+        .map(|&(i, ..)| TopicPartition::new(op_slots[i].topic.as_str(), op_slots[i].partition))
+        .collect();
+    let who = verify::Producer {
+        transactional_id,
+        producer_id,
+        producer_epoch,
+    };
+    let ask = if txn.version >= 12 {
+        verify::Ask::Add
+    } else {
+        verify::Ask::Verify
+    };
+    let codes = verify::ask_patiently(core, &who, &partitions, ask).await;
+    let mut again = Vec::new();
+    let mut again_at = Vec::new();
+    for (&(i, guard, ..), (_, code)) in held.iter().zip(codes) {
+        if code == ErrorCode::NONE {
+            again_at.push(i);
+            again.push(Addressed {
+                topic: op_slots[i].topic.clone(),
+                partition: op_slots[i].partition,
+                op: PartitionOp::Append {
+                    records: op_slots[i].records.clone(),
+                    acks_all: txn.acks_all,
+                    txn: TxnAppend::Verified(Some(guard)),
+                },
+            });
+        } else {
+            let (code, message) = unverified(code, txn.version);
+            outcomes[i] = Outcome::Unverified(code, message);
+        }
+    }
+    let appended = core.router.partitions(image, again).await;
+    for (i, result) in again_at.into_iter().zip(appended) {
+        outcomes[i] = Outcome::Op(result);
+    }
+    outcomes
+}
+
+/// How Kafka 4.4 answers a Produce whose partition the coordinator did not confirm
+/// (`AddPartitionsToTxnManager` then `ReplicaManager`): a fenced producer gets
+/// INVALID_PRODUCER_EPOCH; TRANSACTION_ABORTABLE only reaches clients that know it (Produce
+/// v11+), older ones get INVALID_TXN_STATE; errors that older clients may not retry become
+/// NOT_ENOUGH_REPLICAS, which they do (CONCURRENT_TRANSACTIONS too, below v12).
+fn unverified(code: ErrorCode, version: i16) -> (i16, Option<String>) {
+    let code = match code {
+        ErrorCode::PRODUCER_FENCED => ErrorCode::INVALID_PRODUCER_EPOCH,
+        ErrorCode::TRANSACTION_ABORTABLE if version <= 10 => ErrorCode::INVALID_TXN_STATE,
+        other => other,
+    };
+    let retriable = matches!(
+        code,
+        ErrorCode::NETWORK_EXCEPTION
+            | ErrorCode::COORDINATOR_LOAD_IN_PROGRESS
+            | ErrorCode::COORDINATOR_NOT_AVAILABLE
+            | ErrorCode::NOT_COORDINATOR
+    ) || (code == ErrorCode::CONCURRENT_TRANSACTIONS && version <= 11);
+    if retriable {
+        let message = format!(
+            "Unable to verify the partition has been added to the transaction. \
+             Underlying error: {}",
+            code.name()
+        );
+        return (code::NOT_ENOUGH_REPLICAS, Some(message));
+    }
+    if code == ErrorCode::INVALID_TXN_STATE {
+        let message = "Partition was not added to the transaction".to_owned();
+        return (code.code(), Some(message));
+    }
+    (code.code(), None)
 }
 
 /// KIP-951: each NOT_LEADER_OR_FOLLOWER partition gets the current leader and epoch, and the
@@ -205,15 +390,23 @@ fn plan(
                     r.error_code = error;
                 }
                 (None, Some(m)) => {
-                    let bytes = p.records.as_ref().map_or(0, |r| r.len() as u64);
-                    plan.op_slots
-                        .push((plan.slots.len(), m.name.clone(), bytes));
+                    let records = p.records.map(Records::into_bytes).unwrap_or_default();
+                    plan.transactional |= is_transactional(&records);
+                    plan.op_slots.push(OpSlot {
+                        slot: plan.slots.len(),
+                        topic: m.name.clone(),
+                        partition: p.index,
+                        records: records.clone(),
+                    });
                     plan.ops.push(Addressed {
                         topic: m.name.clone(),
                         partition: p.index,
                         op: PartitionOp::Append {
-                            records: p.records.map(Records::into_bytes).unwrap_or_default(),
+                            records,
                             acks_all,
+                            txn: TxnAppend::Start {
+                                epoch_bump: version >= 12,
+                            },
                         },
                     });
                 }

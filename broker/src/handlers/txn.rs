@@ -41,7 +41,7 @@ use sluice_txn::{
 use crate::core::Core;
 use crate::groups::{CommitEntry, GroupCall, GroupReply};
 use crate::messages::{Addressed, CoreReply, CoreRequest, PartitionOp, PartitionOpResult};
-use crate::txn::{self, TxnCall, TxnReply};
+use crate::txn::{self, TxnCall, TxnReply, verify};
 
 /// InitProducerId with a transactional id.
 pub async fn init_producer_id(
@@ -189,29 +189,33 @@ async fn add_one(
         return codes;
     }
     let partitions = partitions_of(topics);
-    let id = transactional_id.clone();
-    let with_code = |code: ErrorCode, partitions: &[TopicPartition]| {
-        partitions
-            .iter()
-            .map(|tp| (tp.topic.clone(), tp.partition, code))
-            .collect::<Vec<_>>()
+    let triples = |codes: Vec<(TopicPartition, ErrorCode)>| {
+        codes
+            .into_iter()
+            .map(|(tp, code)| (tp.topic, tp.partition, code))
+            .collect()
     };
-    if verify_only {
-        let call = TxnCall::Verify {
-            transactional_id,
+    if version > 3 {
+        // The broker form (KIP-890): verify, or add for a transaction version 2 client.
+        let who = verify::Producer {
+            transactional_id: &transactional_id,
             producer_id,
             producer_epoch,
-            partitions: partitions.clone(),
         };
-        return match txn::call(core, &id, false, call).await {
-            TxnReply::Verified(codes) => codes
-                .into_iter()
-                .map(|(tp, c)| (tp.topic, tp.partition, c))
-                .collect(),
-            TxnReply::Failed(e) => with_code(e, &partitions),
-            other => with_code(unexpected(&other), &partitions),
+        let what = if verify_only {
+            verify::Ask::Verify
+        } else {
+            verify::Ask::Add
         };
+        let mut codes = verify::local(core, &who, &partitions, what).await;
+        if !verify_only {
+            for (_, code) in &mut codes {
+                *code = error_for_version(TxnApi::AddPartitionsToTxn, version, *code);
+            }
+        }
+        return triples(codes);
     }
+    let id = transactional_id.clone();
     let call = TxnCall::Add(AddPartitions {
         transactional_id,
         producer_id,
@@ -219,11 +223,12 @@ async fn add_one(
         partitions: partitions.clone(),
         client_version: TxnVersion::for_add_partitions(version),
     });
-    let code = answer_code(&txn::call(core, &id, false, call).await);
-    with_code(
-        error_for_version(TxnApi::AddPartitionsToTxn, version, code),
-        &partitions,
-    )
+    let code = error_for_version(
+        TxnApi::AddPartitionsToTxn,
+        version,
+        answer_code(&txn::call(core, &id, false, call).await),
+    );
+    triples(partitions.iter().map(|tp| (tp.clone(), code)).collect())
 }
 
 pub async fn add_partitions_to_txn(
@@ -486,9 +491,45 @@ pub async fn write_txn_markers(
 
 /// TxnOffsetCommit: the group's coordinator keeps the offsets pending in the producer's
 /// transaction until its marker reaches the group's `__consumer_offsets` partition.
+/// KIP-890 for TxnOffsetCommit: the group's `__consumer_offsets` partition (`partition`) must
+/// be in the producer's transaction; v5+ (transaction version 2, which sends no
+/// AddOffsetsToTxn) adds it. The error for every partition, as Kafka's group coordinator
+/// maps it (`CoordinatorOperationExceptionHelper`), if it is not.
+async fn offsets_in_transaction(
+    core: &Rc<Core>,
+    request: &TxnOffsetCommitRequest,
+    partition: i32,
+    version: i16,
+) -> Result<(), i16> {
+    let who = verify::Producer {
+        transactional_id: request.transactional_id.as_str(),
+        producer_id: request.producer_id.0,
+        producer_epoch: request.producer_epoch,
+    };
+    let what = if version >= 5 {
+        verify::Ask::Add
+    } else {
+        verify::Ask::Verify
+    };
+    let tp = TopicPartition::new(crate::groups::OFFSETS_TOPIC, partition);
+    let code = verify::ask(core, &who, &[tp], what)
+        .await
+        .pop()
+        .map_or(ErrorCode::UNKNOWN_SERVER_ERROR, |(_, c)| c);
+    let code = match code {
+        ErrorCode::NONE => return Ok(()),
+        ErrorCode::PRODUCER_FENCED => ErrorCode::INVALID_PRODUCER_EPOCH,
+        ErrorCode::TRANSACTION_ABORTABLE if version <= 3 => ErrorCode::INVALID_TXN_STATE,
+        ErrorCode::NETWORK_EXCEPTION => ErrorCode::COORDINATOR_LOAD_IN_PROGRESS,
+        other => other,
+    };
+    Err(code.code())
+}
+
 pub async fn txn_offset_commit(
     core: &Rc<Core>,
     request: TxnOffsetCommitRequest,
+    version: i16,
 ) -> TxnOffsetCommitResponse {
     let entries: Vec<CommitEntry> = request
         .topics
@@ -505,6 +546,9 @@ pub async fn txn_offset_commit(
     let codes = match super::groups::coordinator(core, &group, true).await {
         Err(e) => Err(e),
         Ok((partition, target)) => {
+            if let Err(e) = offsets_in_transaction(core, &request, partition, version).await {
+                return txn_offset_commit_answer(&request, &Err(e));
+            }
             let call = GroupCall::TxnCommit {
                 partition,
                 group,
@@ -520,6 +564,14 @@ pub async fn txn_offset_commit(
             }
         }
     };
+    txn_offset_commit_answer(&request, &codes)
+}
+
+/// TxnOffsetCommit's answer: each partition's code, or one error for all.
+fn txn_offset_commit_answer(
+    request: &TxnOffsetCommitRequest,
+    codes: &Result<Vec<i16>, i16>,
+) -> TxnOffsetCommitResponse {
     let mut n = 0;
     let topics = request
         .topics
@@ -530,7 +582,7 @@ pub async fn txn_offset_commit(
                 .partitions
                 .iter()
                 .map(|p| {
-                    let code = match &codes {
+                    let code = match codes {
                         Ok(list) => list.get(n).copied().unwrap_or(0),
                         Err(e) => *e,
                     };

@@ -15,6 +15,7 @@
 pub mod calls;
 pub mod host;
 pub mod markers;
+pub mod verify;
 
 pub use calls::{TxnCall, TxnReply};
 

@@ -6,7 +6,7 @@
 use bytes::{Bytes, BytesMut};
 use sluice_net::record_batch::{self, Batches, RecordBatch};
 
-use super::{AppendInfo, LogState, Partition};
+use super::{AppendInfo, LogState, Partition, TxnCheck};
 use crate::cache::{BatchCache, CachedBatch};
 use crate::config::Durability;
 use crate::error::{Result, ShardError};
@@ -21,6 +21,13 @@ impl<S: Storage> Partition<S> {
     /// assigned by rewriting `baseOffset`; the current leader epoch is stamped. Returns per
     /// the partition's [`Durability`] (see [`Partition`]).
     pub async fn append(&self, records: Bytes) -> Result<AppendInfo> {
+        self.append_checked(records, TxnCheck::Unchecked).await
+    }
+
+    /// [`Partition::append`] of a client's records with Kafka's transaction verification
+    /// (`check`): a transactional batch that would open a transaction here must carry the
+    /// producer's guard from [`Partition::start_verification`], else `NotInTransaction`.
+    pub async fn append_checked(&self, records: Bytes, check: TxnCheck) -> Result<AppendInfo> {
         self.check_usable()?;
         let config = &self.inner.config;
         let rules = crate::validate::Rules {
@@ -72,8 +79,39 @@ impl<S: Storage> Partition<S> {
         }
         self.wait_while_truncating().await;
         self.check_usable()?;
-        let appended = self.append_in_memory(&batches, |st| Self::check_producers(st, &batches))?;
+        let appended =
+            self.append_in_memory(&batches, |st| Self::check_producers(st, &batches, check))?;
         self.finish_append(appended).await
+    }
+
+    /// Starts the verification of `producer_id`'s transactional append (KIP-890): `None` when
+    /// the producer has a transaction open here already at this epoch (its batches need no
+    /// guard), else the guard to append with once the coordinator confirms the partition is
+    /// in the transaction. An epoch below the producer's is refused (`InvalidProducerEpoch`).
+    /// `epoch_bump`: the producer is of transaction version 2.
+    pub fn start_verification(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        epoch_bump: bool,
+    ) -> Result<Option<u64>> {
+        let mut st = self.inner.state.borrow_mut();
+        let current = st.producers.get(producer_id).map(|e| e.epoch);
+        if let Some(current_epoch) = current.filter(|&e| producer_epoch < e) {
+            return Err(ShardError::InvalidProducerEpoch {
+                producer_id,
+                epoch: producer_epoch,
+                current_epoch,
+            });
+        }
+        if st.txns.is_open(producer_id) && current == Some(producer_epoch) {
+            return Ok(None);
+        }
+        Ok(Some(st.verifications.start(
+            producer_id,
+            producer_epoch,
+            epoch_bump,
+        )))
     }
 
     /// After an append in memory (`(info, append number, new leader epoch)`): wakes readers,
@@ -97,7 +135,11 @@ impl<S: Storage> Partition<S> {
     /// (the caller records the batches one by one as it assigns their offsets), and Kafka's
     /// transaction rule: a producer with an open transaction may send transactional batches
     /// only (`InvalidTxnState`).
-    fn check_producers(st: &LogState<S::File>, batches: &[RecordBatch]) -> Result<()> {
+    fn check_producers(
+        st: &LogState<S::File>,
+        batches: &[RecordBatch],
+        check: TxnCheck,
+    ) -> Result<()> {
         // (producer id, entry as the request leaves it, open transaction after it).
         let mut touched: Vec<(i64, ProducerEntry, bool)> = Vec::new();
         let mut next = st.ends.log_end();
@@ -121,33 +163,20 @@ impl<S: Storage> Partition<S> {
             };
             let known = st.producers.get(pid).is_some() || !touched[i].1.batches.is_empty();
             let entry = known.then_some(&touched[i].1);
-            match ProducerTable::check(entry, epoch, first_seq, last_seq) {
-                SeqCheck::Accept => {}
-                SeqCheck::Duplicate {
-                    base_offset,
-                    last_offset,
-                } => {
-                    return Err(ShardError::DuplicateSequence {
-                        producer_id: pid,
-                        base_offset,
-                        last_offset,
-                    });
-                }
-                SeqCheck::OutOfOrder { expected } => {
-                    return Err(ShardError::OutOfOrderSequence {
-                        producer_id: pid,
-                        expected,
-                        received: first_seq,
-                    });
-                }
-                SeqCheck::Fenced { current_epoch } => {
-                    return Err(ShardError::InvalidProducerEpoch {
-                        producer_id: pid,
-                        epoch,
-                        current_epoch,
-                    });
-                }
+            let seq = ProducerTable::check(entry, epoch, first_seq, last_seq);
+            // Kafka's order: a duplicate, an older epoch, the verification guard, then the
+            // sequence.
+            if !matches!(seq, SeqCheck::OutOfOrder { .. }) {
+                seq_result(seq, pid, epoch, first_seq)?;
             }
+            if let TxnCheck::Guard(guard) = check
+                && b.is_transactional()
+                && !touched[i].2
+                && !st.verifications.holds(pid, guard)
+            {
+                return Err(ShardError::NotInTransaction { producer_id: pid });
+            }
+            seq_result(seq, pid, epoch, first_seq)?;
             // Kafka's `appendDataBatch`: checked after the sequence.
             if touched[i].2 && !b.is_transactional() {
                 return Err(ShardError::InvalidTxnState { producer_id: pid });
@@ -245,6 +274,11 @@ impl<S: Storage> Partition<S> {
         if let Some(event) = ProducerEvent::of(b, base, max_timestamp) {
             st.producers.apply(&event);
             event.apply_to_transactions(&mut st.txns);
+            if b.is_transactional() {
+                let control = b.is_control();
+                st.verifications
+                    .appended(b.producer_id(), b.producer_epoch(), control);
+            }
         }
         let (&seg_base, active) = st.segments.iter_mut().next_back().expect("segment");
         assert!(active.next_offset == base, "offsets must be contiguous");
@@ -300,5 +334,30 @@ impl<S: Storage> Partition<S> {
                 || base - active.base_offset + i64::from(b.last_offset_delta())
                     > i64::from(u32::MAX)
                 || active.size_bytes + size > u64::from(u32::MAX))
+    }
+}
+
+/// A sequence check's outcome as the append's error.
+fn seq_result(seq: SeqCheck, producer_id: i64, epoch: i16, first_seq: i32) -> Result<()> {
+    match seq {
+        SeqCheck::Accept => Ok(()),
+        SeqCheck::Duplicate {
+            base_offset,
+            last_offset,
+        } => Err(ShardError::DuplicateSequence {
+            producer_id,
+            base_offset,
+            last_offset,
+        }),
+        SeqCheck::OutOfOrder { expected } => Err(ShardError::OutOfOrderSequence {
+            producer_id,
+            expected,
+            received: first_seq,
+        }),
+        SeqCheck::Fenced { current_epoch } => Err(ShardError::InvalidProducerEpoch {
+            producer_id,
+            epoch,
+            current_epoch,
+        }),
     }
 }

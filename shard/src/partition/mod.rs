@@ -48,6 +48,17 @@ mod snapshots;
 mod transactions;
 mod truncate;
 
+/// How [`Partition::append_checked`] checks transactional batches (KIP-890 part 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnCheck {
+    /// No check: a transactional batch may open a transaction (tools, tests; Kafka's
+    /// `transaction.partition.verification.enable=false`).
+    Unchecked,
+    /// A batch that would open a transaction needs this guard to be its producer's pending
+    /// one ([`Partition::start_verification`]); `None` when no verification was done.
+    Guard(Option<u64>),
+}
+
 /// What an append did. All offsets are Kafka offsets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendInfo {
@@ -141,6 +152,8 @@ pub(crate) struct LogState<F> {
     /// Open, unstable and aborted transactions (issue 23), fed with every batch the
     /// producer table is fed with; told whenever the high watermark moves.
     pub(crate) txns: Transactions,
+    /// Pending transaction verifications (KIP-890), in memory only.
+    pub(crate) verifications: crate::verification::Verifications,
     /// Producer snapshots taken when a segment rolled in memory, as (offset, file bytes);
     /// written when that segment's file is created, once everything below is durable.
     pending_snapshots: Vec<(i64, Vec<u8>)>,

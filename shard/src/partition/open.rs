@@ -316,6 +316,7 @@ fn initial_state<F>(
         hw_bound: i64::MAX,
         producers: ProducerTable::default(),
         txns: Transactions::default(),
+        verifications: Default::default(),
         pending_snapshots: Vec::new(),
         poisoned: None,
         closed: false,
