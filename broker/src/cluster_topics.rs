@@ -85,11 +85,8 @@ async fn change_one(core: &impl Cluster, change: TopicChange) -> Result<(), Topi
             configs,
             dry_run,
         } => {
-            let replicas = if name == crate::groups::OFFSETS_TOPIC {
-                offsets_replication(&core.image())
-            } else {
-                -1
-            };
+            let mut configs = configs;
+            let replicas = internal_replication(&core.image(), &name, &mut configs);
             let request = create_request(&name, partitions, replicas, &configs, dry_run);
             (request, name)
         }
@@ -276,7 +273,8 @@ fn target_configs(
     Ok(next)
 }
 
-/// `__consumer_offsets`'s replication factor: Kafka's `offsets.topic.replication.factor` (3),
+/// `__consumer_offsets`'s (and `__transaction_state`'s) replication factor: Kafka's
+/// `offsets.topic.replication.factor` (3),
 /// or every live broker when fewer are up (Kafka refuses to create it then; a smaller test
 /// cluster would have no coordinator at all).
 fn offsets_replication(image: &TopicImage) -> i16 {
@@ -284,7 +282,31 @@ fn offsets_replication(image: &TopicImage) -> i16 {
     i16::try_from(live.clamp(1, OFFSETS_REPLICATION_FACTOR)).unwrap_or(1)
 }
 
+/// The replication factor to create topic `name` with (-1: the controller's default): the
+/// internal topics' own, as Kafka's `offsets.topic.replication.factor` and
+/// `transaction.state.log.replication.factor` (3) with `transaction.state.log.min.isr` (2)
+/// for `__transaction_state`, bounded by the live brokers.
+fn internal_replication(
+    image: &TopicImage,
+    name: &str,
+    configs: &mut BTreeMap<String, String>,
+) -> i16 {
+    if name == crate::groups::OFFSETS_TOPIC {
+        offsets_replication(image)
+    } else if name == sluice_txn::TRANSACTION_STATE_TOPIC {
+        let replicas = offsets_replication(image);
+        configs
+            .entry("min.insync.replicas".to_owned())
+            .or_insert_with(|| replicas.min(TXN_STATE_MIN_ISR).to_string());
+        replicas
+    } else {
+        -1
+    }
+}
+
 const OFFSETS_REPLICATION_FACTOR: usize = 3;
+/// Kafka's `transaction.state.log.min.isr`.
+const TXN_STATE_MIN_ISR: i16 = 2;
 
 /// A CreateTopics request for one topic with `replication_factor` replicas (-1: the
 /// controller's default).

@@ -13,6 +13,8 @@ address: confluent-kafka (librdkafka), kcat and Kafka's own Java CLI tools.
   partitions again and every acknowledged record is still there.
 - Issue 21: `__consumer_offsets` has 3 replicas, so a group's committed offsets survive kill -9
   of its coordinator's broker and are answered by the new coordinator on a survivor.
+- Issue 23: `__transaction_state` has 3 replicas (min.insync.replicas 2), so an open
+  transaction survives kill -9 of its coordinator's broker and commits on a survivor.
 """
 import os
 import subprocess
@@ -293,3 +295,85 @@ def test_committed_offsets_survive_the_coordinators_kill(cluster):
     moved = after.describe_consumer_groups([group])[group].result(timeout=30).coordinator.id
     assert moved != coordinator, (moved, coordinator)
     assert seen == ends
+
+
+def txn_coordinator(bootstrap, transactional_id):
+    """The node id FindCoordinator(TRANSACTION) names for `transactional_id` (raw request:
+    confluent-kafka's admin client has no call for it)."""
+    import socket
+    import struct
+    from kafka.protocol.metadata import FindCoordinatorRequest, FindCoordinatorResponse
+    host, port = bootstrap.split(",")[0].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        for attempt in range(100):
+            req = FindCoordinatorRequest(key=transactional_id, key_type=1)
+            req.with_header(correlation_id=attempt, client_id="test-cluster")
+            s.sendall(req.encode(version=3, header=True, framed=True))
+            (size,) = struct.unpack(">i", s.recv(4, socket.MSG_WAITALL))
+            r = FindCoordinatorResponse.decode(s.recv(size, socket.MSG_WAITALL), version=3,
+                                               header=True)
+            if r.error_code == 0:
+                return r.node_id
+            time.sleep(0.2)
+    raise AssertionError(f"no transaction coordinator for {transactional_id}")
+
+
+def test_a_transaction_survives_its_coordinators_kill(cluster):
+    """__transaction_state has 3 replicas and min.insync.replicas 2 (Kafka's
+    transaction.state.log defaults): kill -9 of the broker coordinating an open transaction
+    moves the coordinator to a survivor, which replays the partition; the producer commits
+    there and a read_committed consumer sees both transactions' records exactly once, with
+    nothing left hanging (the last stable offset reaches the end)."""
+    topic = f"txn-{uuid.uuid4().hex[:8]}"
+    create(cluster.bootstrap(0), topic, 3, rf=3)
+    txid = f"tx-{topic}"
+    p = Producer({"bootstrap.servers": cluster.all_bootstrap(), "transactional.id": txid,
+                  "transaction.timeout.ms": 60000, "message.timeout.ms": 60000})
+    p.init_transactions(30)
+    p.begin_transaction()
+    for n in range(30):
+        p.produce(topic, key=f"a{n}".encode(), value=b"first")
+    p.commit_transaction(30)
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap(0)})
+    state = metadata(cluster.bootstrap(0), "__transaction_state").topics["__transaction_state"]
+    assert all(len(m.replicas) == 3 for m in state.partitions.values()), state.partitions
+    from confluent_kafka.admin import ConfigResource
+    res = ConfigResource(ConfigResource.Type.TOPIC, "__transaction_state")
+    configs = admin.describe_configs([res])[res].result(timeout=30)
+    assert configs["min.insync.replicas"].value == "2"
+
+    p.begin_transaction()
+    for n in range(30):
+        p.produce(topic, key=f"b{n}".encode(), value=b"second")
+    assert p.flush(30) == 0
+    coordinator = txn_coordinator(cluster.bootstrap(0), txid)
+    victim = cluster.nodes[coordinator - 1]
+    victim.kill()
+    p.commit_transaction(FENCE_WITHIN_S + 50)
+    survivors = ",".join(n.bootstrap for n in cluster.nodes if n is not victim)
+    assert txn_coordinator(survivors, txid) != coordinator
+
+    c = Consumer({"bootstrap.servers": survivors, "group.id": f"g-{topic}",
+                  "auto.offset.reset": "earliest", "isolation.level": "read_committed",
+                  "enable.auto.commit": False})
+    c.subscribe([topic])
+    got = []
+    deadline = time.time() + 60
+    try:
+        while len(got) < 60 and time.time() < deadline:
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                got.append(m.key())
+        # The last stable offset reaches each partition's end (past the commit markers):
+        # the consumer's position gets there and nothing more comes.
+        def at_ends():
+            assert c.poll(0.5) is None
+            ends = {tp.partition: c.get_watermark_offsets(tp, timeout=10)[1]
+                    for tp in c.assignment()}
+            now = {tp.partition: tp.offset for tp in c.position(c.assignment())}
+            return len(ends) == 3 and now == ends
+        wait_for(at_ends, 30, "read_committed positions at the partitions' ends")
+    finally:
+        c.close()
+    assert sorted(got) == sorted([f"a{n}".encode() for n in range(30)]
+                                 + [f"b{n}".encode() for n in range(30)])

@@ -375,12 +375,21 @@ pub async fn list_transactions(
         .map(|s| s.to_string())
         .collect();
     let producer_ids: Vec<i64> = request.producer_id_filters.iter().map(|p| p.0).collect();
+    let pattern = request
+        .transactional_id_pattern
+        .as_ref()
+        .map(|p| p.to_string());
+    if let Err(e) = txn::calls::id_pattern(pattern.as_deref()) {
+        r.error_code = e.code();
+        return r;
+    }
     let mut unknown = None;
     for owner in 0..core.router.cores() {
         let call = TxnCall::List {
             states: states.clone(),
             producer_ids: producer_ids.clone(),
             duration_ms: request.duration_filter,
+            pattern: pattern.clone(),
         };
         let request = CoreRequest::Txn {
             partition: -1,

@@ -27,6 +27,8 @@ pub enum TxnCall {
         states: Vec<String>,
         producer_ids: Vec<i64>,
         duration_ms: i64,
+        /// v2's `TransactionalIdPattern`, checked to compile (`id_pattern`).
+        pattern: Option<String>,
     },
 }
 
@@ -40,4 +42,16 @@ pub enum TxnReply {
     /// The call did not reach a loaded coordinator: NOT_COORDINATOR,
     /// COORDINATOR_LOAD_IN_PROGRESS or COORDINATOR_NOT_AVAILABLE.
     Failed(ErrorCode),
+}
+
+/// ListTransactions' `TransactionalIdPattern` as a regex that must match a whole id (Java's
+/// `Pattern.matcher(id).matches()`): `None` for no pattern (null or empty), `Err` when it does
+/// not compile (INVALID_REGULAR_EXPRESSION).
+pub fn id_pattern(pattern: Option<&str>) -> Result<Option<regex::Regex>, ErrorCode> {
+    match pattern {
+        None | Some("") => Ok(None),
+        Some(p) => regex::Regex::new(&format!("^(?:{p})$"))
+            .map(Some)
+            .map_err(|_| ErrorCode::INVALID_REGULAR_EXPRESSION),
+    }
 }

@@ -150,12 +150,15 @@ impl TxnHost {
                 states,
                 producer_ids,
                 duration_ms,
+                pattern,
             } => {
+                let pattern = super::calls::id_pattern(pattern.as_deref()).ok().flatten();
+                let matches = |id: &str| pattern.as_ref().is_none_or(|p| p.is_match(id));
                 let filter = ListFilter {
                     states,
                     producer_ids: producer_ids.into_iter().collect::<BTreeSet<i64>>(),
                     duration_ms,
-                    id_matches: None,
+                    id_matches: Some(&matches),
                 };
                 TxnReply::Listed(host.coordinator.borrow().list(&filter, now))
             }

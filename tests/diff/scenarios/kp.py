@@ -759,6 +759,7 @@ from kafka.protocol.producer.transaction import (  # noqa: E402
     AddPartitionsToTxnRequest as _TxAddReq, AddPartitionsToTxnResponse as _TxAddResp,
     EndTxnRequest as _TxEndReq, EndTxnResponse as _TxEndResp,
     InitProducerIdRequest as _TxInitReq, InitProducerIdResponse as _TxInitResp)
+from kafka.protocol.admin import ListTransactionsRequest as _TxListReq, ListTransactionsResponse as _TxListResp  # noqa: E402
 
 # Answers a client retries (the coordinator loading or moving, a transaction still completing):
 # asked again (bounded) and only the final answer is recorded, as a client would see it.
@@ -791,10 +792,27 @@ class _TxRaw:
             self.coord = _ReConn((r.host, r.port))
         return r.error_code == 0
 
+    def _coord_of(self, txid):
+        """The connection to `txid`'s coordinator: another id may live on another broker of a
+        cluster (found without recording, as a client would)."""
+        if txid is None or txid == self.txid:
+            return self.coord
+        if txid not in self.conns:
+            alive = deadline(30)
+            while True:
+                r = self.boot.call(_TxFindReq(key=txid, key_type=1), 3, _TxFindResp)
+                if r.error_code not in _TX_RETRIABLE or not alive():
+                    break
+                time.sleep(0.2)
+            self.conns[txid] = _ReConn((r.host, r.port)) if r.error_code == 0 else self.coord
+        return self.conns[txid]
+
     def _coord_call(self, req, version, resp_cls, code_of, seconds=15):
         alive = deadline(seconds)
+        coord = self._coord_of(getattr(req, "transactional_id", None)
+                               or getattr(req, "v3_and_below_transactional_id", None))
         while True:
-            r = self.coord.call(req, version, resp_cls)
+            r = coord.call(req, version, resp_cls)
             if code_of(r) not in _TX_RETRIABLE or not alive():
                 return r
             time.sleep(0.1)
@@ -821,14 +839,20 @@ class _TxRaw:
                      for tr in r.results_by_topic_v3_and_below for p in tr.results_by_partition)
         self.t.rec("add-partitions-to-txn", case=case, version=3, results=res)
 
-    def end(self, case, pid, epoch, committed, txid=None):
+    def end(self, case, pid, epoch, committed, txid=None, version=4):
         req = _TxEndReq(transactional_id=self.txid if txid is None else txid, producer_id=pid,
                         producer_epoch=epoch, committed=committed)
-        r = self._coord_call(req, 4, _TxEndResp, lambda r: r.error_code)
+        r = self._coord_call(req, version, _TxEndResp, lambda r: r.error_code)
+        if version >= 5:   # transaction version 2: the bumped epoch comes back
+            self.t.rec("end-txn", case=case, version=version, committed=committed, error_code=r.error_code,
+                       same_producer_id=r.producer_id == pid, epoch_delta=r.producer_epoch - epoch)
+            return r
         self.t.rec("end-txn", case=case, version=4, committed=committed, error_code=r.error_code)
+        return r
 
-    def produce(self, case, topic, partition, batch):
-        """A transactional Produce v11 (transactional_id set) to the partition's leader."""
+    def produce(self, case, topic, partition, batch, version=11, txid=""):
+        """A transactional Produce (v11 unless told; transactional_id set unless None) to the
+        partition's leader."""
         if (topic, partition) not in self.leaders:
             brokers = {b["broker_id"]: (b["host"], b["port"]) for b in self.a.describe_cluster()["brokers"]}
             for d in self.a.describe_topics([topic]):
@@ -839,12 +863,13 @@ class _TxRaw:
             self.conns[addr] = _ReConn(addr)
         TD = _ReProduceRequest.TopicProduceData
         PD = TD.PartitionProduceData
-        req = _ReProduceRequest(transactional_id=self.txid, acks=-1, timeout_ms=10000,
+        req = _ReProduceRequest(transactional_id=self.txid if txid == "" else txid, acks=-1, timeout_ms=10000,
                                 topic_data=[TD(name=topic, partition_data=[PD(index=partition, records=batch)])])
-        r = self.conns[addr].call(req, 11, _ReProduceResponse)
-        out = [{"partition": p.index, "error_code": p.error_code, "base_offset": p.base_offset}
+        r = self.conns[addr].call(req, version, _ReProduceResponse)
+        out = [{"partition": p.index, "error_code": p.error_code, "base_offset": p.base_offset,
+                **({"error_message": p.error_message} if version >= 8 else {})}
                for tr in r.responses for p in tr.partition_responses]
-        self.t.rec("produce-txn", case=case, version=11, partitions=out)
+        self.t.rec("produce-txn", case=case, version=version, partitions=out)
 
 
 @reg("txn_raw_errors")
@@ -898,4 +923,63 @@ def txn_raw_errors(t, bs):
     while more() and a.list_partition_offsets({tp: OffsetSpec.LATEST})[tp].offset < 2:
         time.sleep(0.1)
     offsets(t, a, topic, 2)
+
+
+@reg("txn_produce_verification")
+def txn_produce_verification(t, bs):
+    """KIP-890 at the partition leader, raw: a transactional Produce to a partition the
+    coordinator has not added, at each version's answer (v10 INVALID_TXN_STATE, v11
+    TRANSACTION_ABORTABLE, v12+ added implicitly: transaction version 2), transactional records
+    without a transactional id, EndTxn v5's bumped epoch, the old epoch after it, and a second
+    transaction started by Produce alone; ListTransactions by id pattern; then the offsets."""
+    a = admin(bs)
+    topic = t.topic()
+    create(a, topic, 3, {"retention.ms": "-1"})
+    raw = _TxRaw(t, a, bs, t.topic("txid"))
+    try:
+        if not raw.find_coordinator():
+            return
+        r = raw.init("first")
+        pid, epoch = r.producer_id, r.producer_epoch
+
+        def tx(value, seq, e=None, attributes=0x10):
+            return _re_batch([(None, value, TS0)], attributes=attributes, pid=pid,
+                             epoch=epoch if e is None else e, seq=seq)
+        raw.produce("not added, v10", topic, 1, tx(b"v10", 0), version=10)
+        raw.produce("not added, v11", topic, 1, tx(b"v11", 0), version=11)
+        raw.produce("no transactional id, v12", topic, 1, tx(b"noid", 0), version=12, txid=None)
+        raw.produce("added by the produce, v12", topic, 0, tx(b"a0", 0), version=12)
+        raw.produce("its next batch, v12", topic, 0, tx(b"a1", 1), version=12)
+        raw.produce("a second partition, v12", topic, 2, tx(b"b0", 0), version=12)
+        raw.produce("a retry of the first batch, v12", topic, 0, tx(b"a0", 0), version=12)
+        e = raw.end("commit (v5)", pid, epoch, True, version=5)
+        bumped = e.producer_epoch
+        # EndTxn answers before its markers are written: wait for partition 0's (offset 2)
+        wait_end(a, TopicPartition(topic, 0), 3)
+        raw.produce("the epoch before the commit, v12", topic, 0, tx(b"old", 2), version=12)
+        raw.produce("the bumped epoch, v12", topic, 0, tx(b"c0", 0, e=bumped), version=12)
+        raw.end("abort (v5)", pid, bumped, False, version=5)
+        # ListTransactions v2's TransactionalIdPattern (RE2, the whole id must match), at the
+        # coordinator: this scenario's id by a pattern, a prefix without a wildcard, a bad one
+        txid = raw.txid
+        for case, pattern in [("pattern", txid[:-3] + ".*"), ("prefix only", txid[:-3]),
+                              ("invalid", "(")]:
+            more = deadline(10)   # the abort's markers complete after EndTxn's answer
+            while True:
+                r = raw.coord.call(_TxListReq(state_filters=[], producer_id_filters=[], duration_filter=-1,
+                                              transactional_id_pattern=pattern), 2, _TxListResp)
+                if not any(x.transaction_state.startswith("Prepare") for x in r.transaction_states) \
+                        or not more():
+                    break
+                time.sleep(0.1)
+            t.rec("list-transactions", case=case, version=2, error_code=r.error_code,
+                  listed=sorted((x.transactional_id == txid, x.transaction_state)
+                                for x in r.transaction_states))
+    finally:
+        raw.close()
+    more = deadline(10)
+    tp = TopicPartition(topic, 0)
+    while more() and a.list_partition_offsets({tp: OffsetSpec.LATEST})[tp].offset < 5:
+        time.sleep(0.1)
+    offsets(t, a, topic, 3)
 # ---- end of transactions, raw requests (issue 23) ----
