@@ -440,7 +440,7 @@ pub async fn leave_group(
 /// The topic names of a request's topics: by name before v10 of OffsetCommit/OffsetFetch, by
 /// topic id from v10 (KIP-848), `None` for an id no topic has (UNKNOWN_TOPIC_ID, answered
 /// before the coordinator is asked, as Kafka does).
-fn topic_names<'a>(
+pub(super) fn topic_names<'a>(
     core: &Core,
     by_id: bool,
     topics: impl Iterator<Item = (&'a TopicName, &'a Uuid)>,

@@ -39,6 +39,7 @@ use sluice_txn::{
 };
 
 use crate::core::Core;
+use crate::errors::code;
 use crate::groups::{CommitEntry, GroupCall, GroupReply};
 use crate::messages::{Addressed, CoreReply, CoreRequest, PartitionOp, PartitionOpResult};
 use crate::txn::{self, TxnCall, TxnReply, verify};
@@ -540,23 +541,39 @@ pub async fn txn_offset_commit(
     request: TxnOffsetCommitRequest,
     version: i16,
 ) -> TxnOffsetCommitResponse {
+    // v6 names topics by id: an unknown id is answered UNKNOWN_TOPIC_ID before the
+    // coordinator is asked, as OffsetCommit v10.
+    let names = super::groups::topic_names(
+        core,
+        version >= 6,
+        request.topics.iter().map(|t| (&t.name, &t.topic_id)),
+    );
     let entries: Vec<CommitEntry> = request
         .topics
         .iter()
-        .flat_map(|t| {
+        .zip(&names)
+        .filter_map(|(t, name)| Some((t, name.as_ref()?)))
+        .flat_map(|(t, name)| {
             t.partitions.iter().map(move |p| {
                 let at = (p.committed_offset, p.committed_leader_epoch);
-                let topic = t.name.to_string();
-                CommitEntry::new(topic, p.partition_index, at, p.committed_metadata.as_ref())
+                CommitEntry::new(
+                    name.clone(),
+                    p.partition_index,
+                    at,
+                    p.committed_metadata.as_ref(),
+                )
             })
         })
         .collect();
+    if entries.is_empty() && !request.topics.is_empty() {
+        return txn_offset_commit_answer(&request, &names, &Ok(Vec::new()));
+    }
     let group = request.group_id.to_string();
     let codes = match super::groups::coordinator(core, &group, true).await {
         Err(e) => Err(e),
         Ok((partition, target)) => {
             if let Err(e) = offsets_in_transaction(core, &request, partition, version).await {
-                return txn_offset_commit_answer(&request, &Err(e));
+                return txn_offset_commit_answer(&request, &names, &Err(e));
             }
             let call = GroupCall::TxnCommit {
                 partition,
@@ -573,34 +590,37 @@ pub async fn txn_offset_commit(
             }
         }
     };
-    txn_offset_commit_answer(&request, &codes)
+    txn_offset_commit_answer(&request, &names, &codes)
 }
 
-/// TxnOffsetCommit's answer: each partition's code, or one error for all.
+/// TxnOffsetCommit's answer: UNKNOWN_TOPIC_ID for the topics `names` could not name, and for
+/// the others each partition's code in order, or one error for all.
 fn txn_offset_commit_answer(
     request: &TxnOffsetCommitRequest,
+    names: &[Option<String>],
     codes: &Result<Vec<i16>, i16>,
 ) -> TxnOffsetCommitResponse {
-    let mut n = 0;
+    let mut next = codes.as_ref().ok().map(|c| c.iter().copied());
     let topics = request
         .topics
         .iter()
-        .map(|t| TxnOffsetCommitResponseTopic {
+        .zip(names)
+        .map(|(t, name)| TxnOffsetCommitResponseTopic {
             name: t.name.clone(),
+            topic_id: t.topic_id,
             partitions: t
                 .partitions
                 .iter()
-                .map(|p| {
-                    let code = match codes {
-                        Ok(list) => list.get(n).copied().unwrap_or(0),
-                        Err(e) => *e,
-                    };
-                    n += 1;
-                    TxnOffsetCommitResponsePartition {
-                        partition_index: p.partition_index,
-                        error_code: code,
-                        ..Default::default()
-                    }
+                .map(|p| TxnOffsetCommitResponsePartition {
+                    partition_index: p.partition_index,
+                    error_code: match (name, codes) {
+                        (None, _) => code::UNKNOWN_TOPIC_ID,
+                        (Some(_), Err(e)) => *e,
+                        (Some(_), Ok(_)) => {
+                            next.as_mut().and_then(Iterator::next).unwrap_or(code::NONE)
+                        }
+                    },
+                    ..Default::default()
                 })
                 .collect(),
             ..Default::default()
