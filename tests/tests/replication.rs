@@ -749,6 +749,73 @@ fn preferred_leader_election_moves_leadership_back() {
     );
 }
 
+/// OffsetForLeaderEpoch (v4, as a consumer asks it to detect truncation) on `broker` for
+/// `topic`-0 at `epoch`: (error, epoch, end offset).
+fn epoch_end(broker: &str, topic: &str, epoch: i32) -> (i16, i32, i64) {
+    use sluice_net::messages::OffsetForLeaderEpochRequest;
+    use sluice_net::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    let request = Request::OffsetForLeaderEpoch(OffsetForLeaderEpochRequest {
+        replica_id: sluice_net::BrokerId(-1),
+        topics: vec![OffsetForLeaderTopic {
+            topic: topic.into(),
+            partitions: vec![OffsetForLeaderPartition {
+                partition: 0,
+                current_leader_epoch: -1,
+                leader_epoch: epoch,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let mut client = Client::connect(broker, "test", CONNECT).expect("connect");
+    let (_, Response::OffsetForLeaderEpoch(r)) = client.call(4, &request).expect("answer") else {
+        panic!("not an OffsetForLeaderEpoch answer");
+    };
+    let p = &r.topics[0].partitions[0];
+    (p.error_code, p.leader_epoch, p.end_offset)
+}
+
+/// OffsetForLeaderEpoch for an epoch older than the leader's: it ends where the next epoch of
+/// the log began (Kafka's `endOffsetForEpoch`), which a consumer compares with its position
+/// after a leader change; the current epoch ends at the log end; an epoch the log never had
+/// below the current one answers the next one's start; a future epoch is undefined (-1, -1).
+#[test]
+fn offset_for_leader_epoch_answers_older_epochs() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let off = ["--set", "auto_leader_rebalance_enable=false"];
+    let mut nodes = start_cluster(tmp.path(), 3, &off);
+    create_replicated(&nodes[0].bootstrap(), "epochs", 1);
+    let first = wait_in_sync(&nodes, &[1, 2, 3], "epochs", 1)[&0].clone();
+    let acked = produce_acked(&addr_of(&nodes, first.leader), "epochs", "a", 5);
+    assert_eq!(acked.last().map(|a| a.0), Some(4));
+    move_leadership_away(&mut nodes, "epochs");
+    let now = wait_in_sync(&nodes, &[1, 2, 3], "epochs", 1)[&0].clone();
+    assert!(now.epoch > first.epoch, "{first:?} then {now:?}");
+    let leader = addr_of(&nodes, now.leader);
+    let more = produce_acked(&leader, "epochs", "b", 3);
+    assert_eq!(more.last().map(|a| a.0), Some(7));
+    assert_eq!(
+        epoch_end(&leader, "epochs", first.epoch),
+        (code::NONE, first.epoch, 5)
+    );
+    assert_eq!(
+        epoch_end(&leader, "epochs", now.epoch),
+        (code::NONE, now.epoch, 8)
+    );
+    assert_eq!(
+        epoch_end(&leader, "epochs", now.epoch + 10),
+        (code::NONE, -1, -1)
+    );
+    if now.epoch > first.epoch + 1 {
+        // An epoch between the two that appended nothing ends where the next one began.
+        let (error, _, end) = epoch_end(&leader, "epochs", first.epoch + 1);
+        assert_eq!((error, end), (code::NONE, 5));
+    }
+}
+
 /// `auto_leader_rebalance_enable` (on by default; every second here): the preferred replica
 /// leads again on its own once back in the ISR.
 #[test]
