@@ -285,7 +285,8 @@ fn offsets_replication(image: &TopicImage) -> i16 {
 /// The replication factor to create topic `name` with (-1: the controller's default): the
 /// internal topics' own, as Kafka's `offsets.topic.replication.factor` and
 /// `transaction.state.log.replication.factor` (3) with `transaction.state.log.min.isr` (2)
-/// for `__transaction_state`, bounded by the live brokers.
+/// for `__transaction_state`, bounded by the live brokers (with 2, one may fail: Kafka would
+/// not create the topic at all there).
 fn internal_replication(
     image: &TopicImage,
     name: &str,
@@ -297,7 +298,7 @@ fn internal_replication(
         let replicas = offsets_replication(image);
         configs
             .entry("min.insync.replicas".to_owned())
-            .or_insert_with(|| replicas.min(TXN_STATE_MIN_ISR).to_string());
+            .or_insert_with(|| (replicas - 1).clamp(1, TXN_STATE_MIN_ISR).to_string());
         replicas
     } else {
         -1

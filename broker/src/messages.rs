@@ -119,8 +119,13 @@ pub enum TxnAppend {
     /// is of transaction version 2 (Produce v12+).
     Start { epoch_bump: bool },
     /// The coordinator confirmed the partition (or was not asked: `None`, which a batch
-    /// opening a transaction fails).
-    Verified(Option<u64>),
+    /// opening a transaction fails). `leader_epoch`: the replication epoch the guard was
+    /// taken in (`None` off a cluster); the append is refused as NOT_LEADER_OR_FOLLOWER if
+    /// leadership moved meanwhile.
+    Verified {
+        guard: Option<u64>,
+        leader_epoch: Option<i32>,
+    },
 }
 
 /// What to do to one partition.
@@ -163,11 +168,12 @@ pub enum PartitionOp {
 pub enum PartitionOpResult {
     Appended(Result<AppendInfo, PartError>),
     /// Nothing appended: the batch would open a transaction, which the coordinator must
-    /// confirm first (KIP-890); append it again with `TxnAppend::Verified(guard)`.
+    /// confirm first (KIP-890); append it again with `TxnAppend::Verified`.
     Verify {
         guard: u64,
         producer_id: i64,
         producer_epoch: i16,
+        leader_epoch: Option<i32>,
     },
     Offsets(Result<Offsets, PartError>),
     OffsetForTimestamp(Result<Option<(i64, i64)>, PartError>),

@@ -123,15 +123,22 @@ impl LocalPartitions {
                 acks_all,
                 txn,
             } => {
+                let leader_epoch = self.replication.epoch_of(p.topic(), p.partition());
                 let guard = match txn {
                     TxnAppend::Start { epoch_bump } => {
-                        match start_verification(&p, &records, epoch_bump) {
+                        match start_verification(&p, &records, epoch_bump, leader_epoch) {
                             Ok(Some(verify)) => return verify,
                             Ok(None) => None,
                             Err(e) => return PartitionOpResult::Appended(Err(storage(&p, e))),
                         }
                     }
-                    TxnAppend::Verified(guard) => guard,
+                    // Leadership moved while the coordinator was asked.
+                    TxnAppend::Verified {
+                        leader_epoch: then, ..
+                    } if then != leader_epoch => {
+                        return PartitionOpResult::Appended(Err(PartError::NotLeader));
+                    }
+                    TxnAppend::Verified { guard, .. } => guard,
                 };
                 PartitionOpResult::Appended(self.append(&p, records, acks_all, guard).await)
             }
@@ -470,6 +477,7 @@ fn start_verification(
     p: &Partition,
     records: &Bytes,
     epoch_bump: bool,
+    leader_epoch: Option<i32>,
 ) -> Result<Option<PartitionOpResult>, ShardError> {
     let Some(batch) = Batches::new(records.clone())
         .next()
@@ -484,6 +492,7 @@ fn start_verification(
         guard,
         producer_id,
         producer_epoch,
+        leader_epoch,
     }))
 }
 

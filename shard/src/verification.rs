@@ -11,42 +11,58 @@
 //! batches need no guard.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Guards are numbered process-wide, as Kafka's, so a guard taken from a partition that was
+/// deleted and created again never matches the new one's.
+static LAST_GUARD: AtomicU64 = AtomicU64::new(0);
 
 /// A producer's pending verification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Pending {
     guard: u64,
     epoch: i16,
-    /// Asked for a producer of transaction version 2, whose markers bump the epoch.
+    /// Asked for a producer of transaction version 2, whose markers bump the epoch (as first
+    /// asked, as Kafka keeps it).
     epoch_bump: bool,
+    /// When it was last asked for, to forget it with idle producers.
+    at_ms: i64,
 }
 
 /// The pending verifications of one partition, by producer id.
 #[derive(Debug, Default)]
 pub struct Verifications {
     pending: HashMap<i64, Pending>,
-    last_guard: u64,
 }
 
 impl Verifications {
     /// The guard for `producer_id` at `epoch`: the pending one (reused, as Kafka reuses its
     /// `VerificationStateEntry`, keeping the higher epoch) or a new one. `epoch_bump`: the
     /// producer is of transaction version 2.
-    pub fn start(&mut self, producer_id: i64, epoch: i16, epoch_bump: bool) -> u64 {
+    pub fn start(&mut self, producer_id: i64, epoch: i16, epoch_bump: bool, now_ms: i64) -> u64 {
         if let Some(p) = self.pending.get_mut(&producer_id) {
             p.epoch = p.epoch.max(epoch);
-            p.epoch_bump = epoch_bump;
+            p.at_ms = now_ms;
             return p.guard;
         }
-        self.last_guard += 1;
-        let guard = self.last_guard;
+        let guard = LAST_GUARD.fetch_add(1, Ordering::Relaxed) + 1;
         let pending = Pending {
             guard,
             epoch,
             epoch_bump,
+            at_ms: now_ms,
         };
         self.pending.insert(producer_id, pending);
         guard
+    }
+
+    /// Forgets the guards last asked for `expiration_ms` or more before `now_ms` (Kafka's
+    /// `producer.id.expiration.ms`): verifications that never led to an append.
+    pub fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        let before = self.pending.len();
+        self.pending
+            .retain(|_, p| now_ms.saturating_sub(p.at_ms) < expiration_ms);
+        before - self.pending.len()
     }
 
     /// Whether `guard` is `producer_id`'s pending guard.
@@ -78,8 +94,8 @@ mod tests {
     #[test]
     fn guards() {
         let mut v = Verifications::default();
-        let g = v.start(7, 0, false);
-        assert_eq!(v.start(7, 1, false), g, "reused while pending");
+        let g = v.start(7, 0, false, 0);
+        assert_eq!(v.start(7, 1, false, 0), g, "reused while pending");
         assert!(v.holds(7, Some(g)));
         assert!(!v.holds(7, None));
         assert!(!v.holds(8, Some(g)));
@@ -88,10 +104,13 @@ mod tests {
             !v.holds(7, Some(g)),
             "a marker withdraws a guard of version 0/1"
         );
-        let g2 = v.start(7, 1, false);
+        let g2 = v.start(7, 1, false, 0);
         assert_ne!(g2, g, "a new guard after a clear");
         assert!(!v.holds(7, Some(g)), "the old guard stays withdrawn");
         assert_eq!(v.pending.len(), 1);
+        assert_eq!(v.expire(10, 20), 0);
+        assert_eq!(v.expire(20, 20), 1, "idle for the expiration");
+        assert!(!v.holds(7, Some(g2)));
     }
 
     /// Proves a transaction version 2 guard survives the marker at its own epoch (the last
@@ -99,12 +118,12 @@ mod tests {
     #[test]
     fn version_2_guards_survive_their_marker() {
         let mut v = Verifications::default();
-        let g = v.start(3, 5, true);
+        let g = v.start(3, 5, true, 0);
         v.appended(3, 5, true);
         assert!(v.holds(3, Some(g)));
         v.appended(3, 4, true);
         assert!(!v.holds(3, Some(g)));
-        let g = v.start(3, 5, true);
+        let g = v.start(3, 5, true, 0);
         v.appended(3, 5, false);
         assert!(!v.holds(3, Some(g)), "the transaction opened");
     }

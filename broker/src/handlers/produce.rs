@@ -44,12 +44,14 @@ fn one_batch_of_magic_2(records: &bytes::Bytes) -> bool {
     }
 }
 
-/// Whether a partition's records are a transactional batch (bit 4 of the attributes).
-fn is_transactional(records: &bytes::Bytes) -> bool {
+/// The producer id and epoch of a partition's records if they are a transactional batch
+/// (bit 4 of the attributes).
+fn transactional_producer(records: &bytes::Bytes) -> Option<(i64, i16)> {
     Batches::new(records.clone())
         .next()
         .and_then(Result::ok)
-        .is_some_and(|b| b.is_transactional())
+        .filter(|b| b.is_transactional())
+        .map(|b| (b.producer_id(), b.producer_epoch()))
 }
 
 /// Fills a partition's answer for a refused append as Kafka does: the error code, the log
@@ -86,16 +88,18 @@ struct Plan {
     /// The appends, and for each its slot, topic, partition and records.
     ops: Vec<Addressed>,
     op_slots: Vec<OpSlot>,
-    /// Whether any partition's batch is transactional.
-    transactional: bool,
+    /// The (producer id, epoch) of each transactional batch.
+    transactional: std::collections::BTreeSet<(i64, i16)>,
 }
 
-/// Where an append's answer goes, and what it appended (for metrics and a verified retry).
+/// Where an append's answer goes, and what it appends (its size for metrics; transactional
+/// records are kept for the append after their verification).
 struct OpSlot {
     slot: usize,
     topic: String,
     partition: i32,
-    records: bytes::Bytes,
+    bytes: u64,
+    records: Option<bytes::Bytes>,
 }
 
 /// An append's outcome: the partition's answer, or the coordinator's refusal to confirm the
@@ -115,9 +119,18 @@ pub async fn handle(core: &Rc<Core>, request: ProduceRequest, version: i16) -> P
         std::time::Duration::from_millis(u64::try_from(request.timeout_ms.max(0)).unwrap_or(0))
     });
     let mut plan = plan(&image, request, version, acks_all);
-    if plan.transactional && transactional_id.is_none() {
+    if !plan.transactional.is_empty() && transactional_id.is_none() {
         // Kafka refuses the whole request: transactional records need a transactional id.
-        return refuse_all(plan, acks, code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+        return refuse_all(
+            plan,
+            acks,
+            code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+            None,
+        );
+    }
+    if plan.transactional.len() > 1 {
+        let message = "Transactional records contained more than one producer ID";
+        return refuse_all(plan, acks, code::INVALID_PRODUCER_ID_MAPPING, Some(message));
     }
     let results = core
         .router
@@ -128,15 +141,14 @@ pub async fn handle(core: &Rc<Core>, request: ProduceRequest, version: i16) -> P
         version,
         acks_all,
     };
-    let outcomes = verify_and_append(core, &image, &plan.op_slots, results, &txn).await;
+    let outcomes = verify_and_append(core, &plan.op_slots, results, &txn).await;
     let mut any_error = plan.slots.iter().any(|(_, r)| r.error_code != code::NONE);
     for (op, outcome) in plan.op_slots.iter().zip(outcomes) {
         let r = &mut plan.slots[op.slot].1;
         match outcome {
             Outcome::Op(PartitionOpResult::Appended(Ok(info))) => {
                 let records = u64::try_from(info.last_offset - info.base_offset + 1).unwrap_or(0);
-                core.metrics
-                    .produced(&op.topic, op.records.len() as u64, records);
+                core.metrics.produced(&op.topic, op.bytes, records);
                 r.base_offset = info.base_offset;
                 r.log_append_time_ms = info.log_append_time_ms;
                 r.log_start_offset = info.log_start_offset;
@@ -182,10 +194,12 @@ fn respond(
     })
 }
 
-/// Every partition of the request refused with `error`, nothing appended.
-fn refuse_all(mut plan: Plan, acks: i16, error: i16) -> Produced {
+/// Every partition of the request refused with `error` (and Kafka's `message`), nothing
+/// appended.
+fn refuse_all(mut plan: Plan, acks: i16, error: i16, message: Option<&str>) -> Produced {
     for (_, r) in &mut plan.slots {
         r.error_code = error;
+        r.error_message = message.map(StrBytes::from);
     }
     if acks == 0 {
         return Produced::Close("produce refused".into());
@@ -212,13 +226,14 @@ struct Txn<'a> {
 /// their guard. The other outcomes pass through.
 async fn verify_and_append(
     core: &Rc<Core>,
-    image: &TopicImage,
     op_slots: &[OpSlot],
     results: Vec<PartitionOpResult>,
     txn: &Txn<'_>,
 ) -> Vec<Outcome> {
     let mut outcomes: Vec<Outcome> = results.into_iter().map(Outcome::Op).collect();
-    let held: Vec<(usize, u64, i64, i16)> = outcomes
+    // (index, guard, leader epoch); the request has one producer (checked in `handle`).
+    let mut producer = None;
+    let held: Vec<(usize, u64, Option<i32>)> = outcomes
         .iter()
         .enumerate()
         .filter_map(|(i, o)| match o {
@@ -226,12 +241,16 @@ async fn verify_and_append(
                 guard,
                 producer_id,
                 producer_epoch,
-            }) => Some((i, *guard, *producer_id, *producer_epoch)),
+                leader_epoch,
+            }) => {
+                producer = Some((*producer_id, *producer_epoch));
+                Some((i, *guard, *leader_epoch))
+            }
             _ => None,
         })
         .collect();
-    let (Some(&(_, _, producer_id, producer_epoch)), Some(transactional_id)) =
-        (held.first(), txn.transactional_id)
+    let (Some((producer_id, producer_epoch)), Some(transactional_id)) =
+        (producer, txn.transactional_id)
     else {
         return outcomes;
     };
@@ -252,16 +271,19 @@ async fn verify_and_append(
     let codes = verify::ask_patiently(core, &who, &partitions, ask).await;
     let mut again = Vec::new();
     let mut again_at = Vec::new();
-    for (&(i, guard, ..), (_, code)) in held.iter().zip(codes) {
+    for (&(i, guard, leader_epoch), (_, code)) in held.iter().zip(codes) {
         if code == ErrorCode::NONE {
             again_at.push(i);
             again.push(Addressed {
                 topic: op_slots[i].topic.clone(),
                 partition: op_slots[i].partition,
                 op: PartitionOp::Append {
-                    records: op_slots[i].records.clone(),
+                    records: op_slots[i].records.clone().unwrap_or_default(),
                     acks_all: txn.acks_all,
-                    txn: TxnAppend::Verified(Some(guard)),
+                    txn: TxnAppend::Verified {
+                        guard: Some(guard),
+                        leader_epoch,
+                    },
                 },
             });
         } else {
@@ -269,7 +291,8 @@ async fn verify_and_append(
             outcomes[i] = Outcome::Unverified(code, message);
         }
     }
-    let appended = core.router.partitions(image, again).await;
+    // The image now: leadership may have moved while the coordinator was asked.
+    let appended = core.router.partitions(&core.topics(), again).await;
     for (i, result) in again_at.into_iter().zip(appended) {
         outcomes[i] = Outcome::Op(result);
     }
@@ -391,12 +414,14 @@ fn plan(
                 }
                 (None, Some(m)) => {
                     let records = p.records.map(Records::into_bytes).unwrap_or_default();
-                    plan.transactional |= is_transactional(&records);
+                    let producer = transactional_producer(&records);
+                    plan.transactional.extend(producer);
                     plan.op_slots.push(OpSlot {
                         slot: plan.slots.len(),
                         topic: m.name.clone(),
                         partition: p.index,
-                        records: records.clone(),
+                        bytes: records.len() as u64,
+                        records: producer.map(|_| records.clone()),
                     });
                     plan.ops.push(Addressed {
                         topic: m.name.clone(),

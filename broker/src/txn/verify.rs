@@ -177,7 +177,12 @@ fn codes_of(
     r: &AddPartitionsToTxnResponse,
     partitions: &[TopicPartition],
 ) -> Vec<(TopicPartition, ErrorCode)> {
-    let top = ErrorCode::from_code(r.error_code).unwrap_or(ErrorCode::UNKNOWN_SERVER_ERROR);
+    let top = match ErrorCode::from_code(r.error_code) {
+        // Not for the client's eyes: the verification did not complete (Kafka's mapping).
+        Some(ErrorCode::CLUSTER_AUTHORIZATION_FAILED) => ErrorCode::INVALID_TXN_STATE,
+        Some(code) => code,
+        None => ErrorCode::UNKNOWN_SERVER_ERROR,
+    };
     partitions
         .iter()
         .map(|tp| {

@@ -95,6 +95,7 @@ impl<S: Storage> Partition<S> {
         producer_epoch: i16,
         epoch_bump: bool,
     ) -> Result<Option<u64>> {
+        let now = self.inner.storage.now_ms();
         let mut st = self.inner.state.borrow_mut();
         let current = st.producers.get(producer_id).map(|e| e.epoch);
         if let Some(current_epoch) = current.filter(|&e| producer_epoch < e) {
@@ -107,11 +108,10 @@ impl<S: Storage> Partition<S> {
         if st.txns.is_open(producer_id) && current == Some(producer_epoch) {
             return Ok(None);
         }
-        Ok(Some(st.verifications.start(
-            producer_id,
-            producer_epoch,
-            epoch_bump,
-        )))
+        let guard = st
+            .verifications
+            .start(producer_id, producer_epoch, epoch_bump, now);
+        Ok(Some(guard))
     }
 
     /// After an append in memory (`(info, append number, new leader epoch)`): wakes readers,

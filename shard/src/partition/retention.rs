@@ -69,8 +69,9 @@ impl<S: Storage> Partition<S> {
         let n = {
             let mut st = inner.state.borrow_mut();
             let st = &mut *st;
-            st.producers
-                .expire(now, inner.config.producer_id_expiration_ms, &st.txns)
+            let expiration = inner.config.producer_id_expiration_ms;
+            st.verifications.expire(now, expiration);
+            st.producers.expire(now, expiration, &st.txns)
         };
         if n > 0 {
             tracing::debug!(partition = ?self, expired = n, "idle producers expired");

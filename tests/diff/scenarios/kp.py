@@ -850,9 +850,10 @@ class _TxRaw:
         self.t.rec("end-txn", case=case, version=4, committed=committed, error_code=r.error_code)
         return r
 
-    def produce(self, case, topic, partition, batch, version=11, txid=""):
+    def produce(self, case, topic, partition, batch, version=11, txid="", more=()):
         """A transactional Produce (v11 unless told; transactional_id set unless None) to the
-        partition's leader."""
+        partition's leader; `more`: other (partition, batch) pairs in the same request (they
+        must have the same leader)."""
         if (topic, partition) not in self.leaders:
             brokers = {b["broker_id"]: (b["host"], b["port"]) for b in self.a.describe_cluster()["brokers"]}
             for d in self.a.describe_topics([topic]):
@@ -864,7 +865,8 @@ class _TxRaw:
         TD = _ReProduceRequest.TopicProduceData
         PD = TD.PartitionProduceData
         req = _ReProduceRequest(transactional_id=self.txid if txid == "" else txid, acks=-1, timeout_ms=10000,
-                                topic_data=[TD(name=topic, partition_data=[PD(index=partition, records=batch)])])
+                                topic_data=[TD(name=topic, partition_data=[PD(index=p, records=b) for p, b in
+                                                                           [(partition, batch), *more]])])
         r = self.conns[addr].call(req, version, _ReProduceResponse)
         out = [{"partition": p.index, "error_code": p.error_code, "base_offset": p.base_offset,
                 **({"error_message": p.error_message} if version >= 8 else {})}
@@ -930,7 +932,7 @@ def txn_produce_verification(t, bs):
     """KIP-890 at the partition leader, raw: a transactional Produce to a partition the
     coordinator has not added, at each version's answer (v10 INVALID_TXN_STATE, v11
     TRANSACTION_ABORTABLE, v12+ added implicitly: transaction version 2), transactional records
-    without a transactional id, EndTxn v5's bumped epoch, the old epoch after it, and a second
+    without a transactional id, two producer ids in one request, EndTxn v5's bumped epoch, the old epoch after it, and a second
     transaction started by Produce alone; ListTransactions by id pattern; then the offsets."""
     a = admin(bs)
     topic = t.topic()
@@ -948,6 +950,9 @@ def txn_produce_verification(t, bs):
         raw.produce("not added, v10", topic, 1, tx(b"v10", 0), version=10)
         raw.produce("not added, v11", topic, 1, tx(b"v11", 0), version=11)
         raw.produce("no transactional id, v12", topic, 1, tx(b"noid", 0), version=12, txid=None)
+        other = _re_batch([(None, b"other", TS0)], attributes=0x10, pid=pid + 1000, epoch=0, seq=0)
+        raw.produce("two producer ids in one request, v12", topic, 0, tx(b"x", 0), version=12,
+                    more=[(2, other)])
         raw.produce("added by the produce, v12", topic, 0, tx(b"a0", 0), version=12)
         raw.produce("its next batch, v12", topic, 0, tx(b"a1", 1), version=12)
         raw.produce("a second partition, v12", topic, 2, tx(b"b0", 0), version=12)
