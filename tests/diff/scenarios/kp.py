@@ -582,7 +582,17 @@ class _ReRaw:
                     self.conns[addr] = _ReConn(addr)
                 req = _ReProduceRequest(transactional_id=None, acks=-1, timeout_ms=10000,
                                         topic_data=[TD(name=topic, partition_data=[PD(index=p, records=b) for p, b in lparts])])
-                resps.append(self.conns[addr].call(req, version, _ReProduceResponse))
+                # A cluster's leader may not have applied the just-created topic yet: every
+                # partition UNKNOWN_TOPIC_OR_PARTITION (retriable, nothing appended) is asked
+                # again, bounded, as a client would.
+                more = deadline(10)
+                while True:
+                    r = self.conns[addr].call(req, version, _ReProduceResponse)
+                    codes = {p.error_code for tr in r.responses for p in tr.partition_responses}
+                    if codes != {3} or not more():
+                        break
+                    time.sleep(0.2)
+                resps.append(r)
             except Exception as e:  # noqa: BLE001  (what the broker did is the observation)
                 self.t.rec("produce-raw", case=case, version=version, exception=type(e).__name__)
                 c = self.conns.pop(addr, None)
