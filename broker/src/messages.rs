@@ -115,9 +115,14 @@ pub enum PartError {
 /// partition (KIP-890; Kafka's `transaction.partition.verification.enable`, always on here).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxnAppend {
-    /// Not appended: the answer is `PartitionOpResult::Verify`. `epoch_bump`: the producer
-    /// is of transaction version 2 (Produce v12+).
-    Start { epoch_bump: bool },
+    /// Not appended if `producer` (the id and epoch of a transactional batch, read by the
+    /// produce handler) has no transaction open here: the answer is then
+    /// `PartitionOpResult::Verify`. `epoch_bump`: the producer is of transaction version 2
+    /// (Produce v12+).
+    Start {
+        producer: Option<(i64, i16)>,
+        epoch_bump: bool,
+    },
     /// The coordinator confirmed the partition (or was not asked: `None`, which a batch
     /// opening a transaction fails). `leader_epoch`: the replication epoch the guard was
     /// taken in (`None` off a cluster); the append is refused as NOT_LEADER_OR_FOLLOWER if

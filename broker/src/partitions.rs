@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use glommio::channels::local_channel::{self, LocalSender};
-use sluice_net::record_batch::{Batches, RecordBatch, TimestampType};
+use sluice_net::record_batch::{RecordBatch, TimestampType};
 use sluice_shard::{AppendInfo, DmaStorage, ReadResult, Shard, ShardError};
 
 use crate::messages::{
@@ -125,13 +125,22 @@ impl LocalPartitions {
             } => {
                 let leader_epoch = self.replication.epoch_of(p.topic(), p.partition());
                 let guard = match txn {
-                    TxnAppend::Start { epoch_bump } => {
-                        match start_verification(&p, &records, epoch_bump, leader_epoch) {
-                            Ok(Some(verify)) => return verify,
-                            Ok(None) => None,
-                            Err(e) => return PartitionOpResult::Appended(Err(storage(&p, e))),
+                    TxnAppend::Start { producer: None, .. } => None,
+                    TxnAppend::Start {
+                        producer: Some((producer_id, producer_epoch)),
+                        epoch_bump,
+                    } => match p.start_verification(producer_id, producer_epoch, epoch_bump) {
+                        Ok(Some(guard)) => {
+                            return PartitionOpResult::Verify {
+                                guard,
+                                producer_id,
+                                producer_epoch,
+                                leader_epoch,
+                            };
                         }
-                    }
+                        Ok(None) => None,
+                        Err(e) => return PartitionOpResult::Appended(Err(storage(&p, e))),
+                    },
                     // Leadership moved while the coordinator was asked.
                     TxnAppend::Verified {
                         leader_epoch: then, ..
@@ -468,32 +477,6 @@ impl Future for AnyOf {
         }
         Poll::Pending
     }
-}
-
-/// The verification a client's records need before they are appended (KIP-890): for a
-/// transactional batch of a producer with no transaction open here, the guard to verify
-/// (`Some`); `None` when none is needed.
-fn start_verification(
-    p: &Partition,
-    records: &Bytes,
-    epoch_bump: bool,
-    leader_epoch: Option<i32>,
-) -> Result<Option<PartitionOpResult>, ShardError> {
-    let Some(batch) = Batches::new(records.clone())
-        .next()
-        .and_then(Result::ok)
-        .filter(|b| b.is_transactional() && b.producer_id() >= 0)
-    else {
-        return Ok(None);
-    };
-    let (producer_id, producer_epoch) = (batch.producer_id(), batch.producer_epoch());
-    let guard = p.start_verification(producer_id, producer_epoch, epoch_bump)?;
-    Ok(guard.map(|guard| PartitionOpResult::Verify {
-        guard,
-        producer_id,
-        producer_epoch,
-        leader_epoch,
-    }))
 }
 
 /// Appends a client's records, checked as KIP-890 asks (`guard`: see [`TxnAppend`]).

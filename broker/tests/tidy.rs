@@ -18,7 +18,6 @@ const LONG_FNS: &[(&str, &str, &str)] = &[
     ("handlers/configs.rs", "alter", CONTROL_PATH),
     ("handlers/configs.rs", "incremental_alter", CONTROL_PATH),
     ("handlers/create_topics.rs", "handle", CONTROL_PATH),
-    ("handlers/groups.rs", "offset_commit", CONTROL_PATH),
     ("handlers/groups.rs", "offset_fetch", CONTROL_PATH),
     ("handlers/list_offsets.rs", "handle", CONTROL_PATH),
     (

@@ -457,6 +457,20 @@ pub(super) fn topic_names<'a>(
         .collect()
 }
 
+/// The entries of an OffsetCommit or TxnOffsetCommit: each partition (made an entry by
+/// `entry`) of every topic that `names` could name, in request order.
+pub(super) fn named_entries<'a, P: 'a>(
+    topics: impl Iterator<Item = &'a [P]>,
+    names: &[Option<String>],
+    entry: impl Fn(String, &P) -> CommitEntry,
+) -> Vec<CommitEntry> {
+    topics
+        .zip(names)
+        .filter_map(|(partitions, name)| Some((partitions, name.as_ref()?)))
+        .flat_map(|(partitions, name)| partitions.iter().map(|p| entry(name.clone(), p)))
+        .collect()
+}
+
 pub async fn offset_commit(
     core: &Rc<Core>,
     request: OffsetCommitRequest,
@@ -467,23 +481,11 @@ pub async fn offset_commit(
         version >= 10,
         request.topics.iter().map(|t| (&t.name, &t.topic_id)),
     );
-    let offsets: Vec<CommitEntry> = request
-        .topics
-        .iter()
-        .zip(&names)
-        .filter_map(|(t, name)| Some((t, name.as_ref()?)))
-        .flat_map(|(t, name)| {
-            t.partitions.iter().map(move |p| {
-                let at = (p.committed_offset, p.committed_leader_epoch);
-                CommitEntry::new(
-                    name.clone(),
-                    p.partition_index,
-                    at,
-                    p.committed_metadata.as_ref(),
-                )
-            })
-        })
-        .collect();
+    let topics = request.topics.iter().map(|t| &t.partitions[..]);
+    let offsets = named_entries(topics, &names, |name, p| {
+        let at = (p.committed_offset, p.committed_leader_epoch);
+        CommitEntry::new(name, p.partition_index, at, p.committed_metadata.as_ref())
+    });
     let group = request.group_id.to_string();
     let outcome = if offsets.is_empty() && !request.topics.is_empty() {
         Ok(Vec::new())

@@ -121,16 +121,13 @@ pub async fn handle(core: &Rc<Core>, request: ProduceRequest, version: i16) -> P
     let mut plan = plan(&image, request, version, acks_all);
     if !plan.transactional.is_empty() && transactional_id.is_none() {
         // Kafka refuses the whole request: transactional records need a transactional id.
-        return refuse_all(
-            plan,
-            acks,
-            code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-            None,
-        );
+        refuse_all(&mut plan, code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED, None);
+        return respond(core, &image, plan, acks, true);
     }
     if plan.transactional.len() > 1 {
         let message = "Transactional records contained more than one producer ID";
-        return refuse_all(plan, acks, code::INVALID_PRODUCER_ID_MAPPING, Some(message));
+        refuse_all(&mut plan, code::INVALID_PRODUCER_ID_MAPPING, Some(message));
+        return respond(core, &image, plan, acks, true);
     }
     let results = core
         .router
@@ -194,23 +191,13 @@ fn respond(
     })
 }
 
-/// Every partition of the request refused with `error` (and Kafka's `message`), nothing
+/// Refuses every partition of the request with `error` (and Kafka's `message`): nothing is
 /// appended.
-fn refuse_all(mut plan: Plan, acks: i16, error: i16, message: Option<&str>) -> Produced {
+fn refuse_all(plan: &mut Plan, error: i16, message: Option<&str>) {
     for (_, r) in &mut plan.slots {
         r.error_code = error;
         r.error_message = message.map(StrBytes::from);
     }
-    if acks == 0 {
-        return Produced::Close("produce refused".into());
-    }
-    for (ti, r) in plan.slots {
-        plan.topics[ti].partition_responses.push(r);
-    }
-    Produced::Respond(ProduceResponse {
-        responses: plan.topics,
-        ..Default::default()
-    })
 }
 
 /// The request's transactional context.
@@ -430,6 +417,7 @@ fn plan(
                             records,
                             acks_all,
                             txn: TxnAppend::Start {
+                                producer,
                                 epoch_bump: version >= 12,
                             },
                         },

@@ -554,23 +554,11 @@ pub async fn txn_offset_commit(
         version >= 6,
         request.topics.iter().map(|t| (&t.name, &t.topic_id)),
     );
-    let entries: Vec<CommitEntry> = request
-        .topics
-        .iter()
-        .zip(&names)
-        .filter_map(|(t, name)| Some((t, name.as_ref()?)))
-        .flat_map(|(t, name)| {
-            t.partitions.iter().map(move |p| {
-                let at = (p.committed_offset, p.committed_leader_epoch);
-                CommitEntry::new(
-                    name.clone(),
-                    p.partition_index,
-                    at,
-                    p.committed_metadata.as_ref(),
-                )
-            })
-        })
-        .collect();
+    let topics = request.topics.iter().map(|t| &t.partitions[..]);
+    let entries = super::groups::named_entries(topics, &names, |name, p| {
+        let at = (p.committed_offset, p.committed_leader_epoch);
+        CommitEntry::new(name, p.partition_index, at, p.committed_metadata.as_ref())
+    });
     if entries.is_empty() && !request.topics.is_empty() {
         return txn_offset_commit_answer(&request, &names, &Ok(Vec::new()));
     }

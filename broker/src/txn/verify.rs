@@ -75,14 +75,13 @@ pub async fn ask(
     partitions: &[TopicPartition],
     what: Ask,
 ) -> Vec<(TopicPartition, ErrorCode)> {
-    let every = |code: ErrorCode| partitions.iter().map(|tp| (tp.clone(), code)).collect();
     match super::locate(core, who.transactional_id) {
         Ok(_) => local(core, who, partitions, what).await,
         Err(ErrorCode::NOT_COORDINATOR) => match remote(core, who, partitions, what).await {
             Ok(codes) => codes,
-            Err(code) => every(code),
+            Err(code) => every(partitions, code),
         },
-        Err(code) => every(code),
+        Err(code) => every(partitions, code),
     }
 }
 
@@ -93,8 +92,6 @@ pub async fn local(
     partitions: &[TopicPartition],
     what: Ask,
 ) -> Vec<(TopicPartition, ErrorCode)> {
-    let every =
-        |code: ErrorCode| -> Vec<_> { partitions.iter().map(|tp| (tp.clone(), code)).collect() };
     let call = match what {
         Ask::Verify => TxnCall::Verify {
             transactional_id: who.transactional_id.to_owned(),
@@ -112,12 +109,19 @@ pub async fn local(
     };
     match super::call(core, who.transactional_id, false, call).await {
         TxnReply::Verified(codes) => codes,
-        TxnReply::Answer(Answer::AddPartitions { error }) | TxnReply::Failed(error) => every(error),
+        TxnReply::Answer(Answer::AddPartitions { error }) | TxnReply::Failed(error) => {
+            every(partitions, error)
+        }
         other => {
             tracing::error!(?other, "the transaction coordinator answered another call");
-            every(ErrorCode::UNKNOWN_SERVER_ERROR)
+            every(partitions, ErrorCode::UNKNOWN_SERVER_ERROR)
         }
     }
+}
+
+/// `code` for each of `partitions`.
+fn every(partitions: &[TopicPartition], code: ErrorCode) -> Vec<(TopicPartition, ErrorCode)> {
+    partitions.iter().map(|tp| (tp.clone(), code)).collect()
 }
 
 /// Sends AddPartitionsToTxn v5 to the broker that coordinates the id.

@@ -942,8 +942,9 @@ def txn_produce_verification(t, bs):
     """KIP-890 at the partition leader, raw: a transactional Produce to a partition the
     coordinator has not added, at each version's answer (v10 INVALID_TXN_STATE, v11
     TRANSACTION_ABORTABLE, v12+ added implicitly: transaction version 2), transactional records
-    without a transactional id, two producer ids in one request, EndTxn v5's bumped epoch, the old epoch after it, and a second
-    transaction started by Produce alone; ListTransactions by id pattern; then the offsets."""
+    without a transactional id, two producer ids in one request, EndTxn v5's bumped epoch, the
+    old epoch after it, and a second transaction started by Produce alone; ListTransactions by
+    id pattern; then the offsets."""
     a = admin(bs)
     topic = t.topic()
     create(a, topic, 3, {"retention.ms": "-1"})
