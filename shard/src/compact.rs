@@ -41,11 +41,17 @@
 //!    decode, are kept whole and their keys supersede nothing: nothing is ever lost.
 //! 5. Transactions (issue 23): only segments below the last stable offset are cleanable
 //!    (as Kafka's `cleanableOffsets`). Transaction markers are control batches: their record
-//!    key is never taken for a data key, and every marker is kept (Kafka removes a marker
-//!    once its transaction has no data left and `delete.retention.ms` has passed; not done
-//!    here). Records of aborted transactions never enter the offset map, so they never
-//!    shadow a committed record, and they are removed (their batch dropped, or kept empty
-//!    when it may be its producer's last, as any emptied batch), as Kafka's cleaner does.
+//!    key is never taken for a data key. Records of aborted transactions never enter the
+//!    offset map, so they never shadow a committed record, and they are removed (their
+//!    batch dropped, or kept empty when it may be its producer's last, as any emptied
+//!    batch), as Kafka's cleaner does. A marker goes (Kafka's `CleanedTransactionMetadata`)
+//!    once no batch of its transaction is left before it and its region was first cleaned
+//!    more than `delete_retention_ms` ago, as a tombstone ([`MarkerSweep`]). Unlike Kafka,
+//!    which looks at one group of segments at a time, the sweep follows the whole pass from
+//!    the log start, so a marker never goes while its transaction's data is in an earlier
+//!    group (a replay would see that transaction open forever). An ABORT marker's index
+//!    entry goes with it: a read_committed client that got the entry would drop the
+//!    producer's later batches until it met a marker.
 //!
 //! Offsets never change and the log start offset does not move. A group whose bytes would not
 //! change is left in place.
@@ -58,9 +64,14 @@
 //! 4. Remove the other source segments of the group and the old index files; sync.
 //! 5. Rename the swap file to `<base>.log`; sync. Write the new index files.
 //!
-//! On open, [`recover_swap`] removes `*.cleaned` files and finishes any `.swap`: it removes
-//! every segment whose base is in `(base, end)` and renames the swap file over `<base>.log`.
-//! So a crash at any step leaves the old segment set or the new one. A write error during
+//! The group's transaction index is written as `<base>.txnindex.cleaned` before step 3 (only
+//! if the group has or had aborted transactions) and renamed over `<base>.txnindex` in step
+//! 4, so the index changes with the segments it describes.
+//!
+//! On open, [`recover_swap`] finishes any `.swap`: it removes every segment whose base is in
+//! `(base, end)`, puts the group's cleaned transaction index in place, and renames the swap
+//! file over `<base>.log`; then it removes `*.cleaned` files. So a crash at any step leaves
+//! the old segment set or the new one, each with its own transaction index. A write error during
 //! steps 3-5 makes the partition read-only (`Poisoned`) until it is reopened, since memory and
 //! disk may then disagree.
 //!
@@ -82,11 +93,14 @@ use crate::codec::{self, Framing};
 use crate::config::LogConfig;
 use crate::error::{Result, ShardError, io_err};
 use crate::index::SparseIndex;
-use crate::io::{OpenMode, Storage, StorageFile};
+use crate::io::{OpenMode, Storage, StorageFile, read_file};
 use crate::limits::COMPACTION_WRITE_BYTES;
 use crate::segment::{Segment, segment_file};
+use crate::transactions::marker_of;
+use crate::txn_index;
 
 const CLEANED_SUFFIX: &str = ".log.cleaned";
+const TXN_CLEANED_SUFFIX: &str = ".txnindex.cleaned";
 const SWAP_SUFFIX: &str = ".swap";
 
 /// What one compaction pass did (summed over partitions by `Shard::compact_due`).
@@ -110,6 +124,8 @@ pub struct CompactionStats {
     pub batches_emptied: u64,
     /// Compressed or control batches kept whole without looking inside.
     pub batches_opaque: u64,
+    /// Transaction markers removed (their transaction had no batch left).
+    pub markers_dropped: u64,
 }
 
 impl CompactionStats {
@@ -126,6 +142,7 @@ impl CompactionStats {
         self.batches_dropped += o.batches_dropped;
         self.batches_emptied += o.batches_emptied;
         self.batches_opaque += o.batches_opaque;
+        self.markers_dropped += o.markers_dropped;
     }
 }
 
@@ -143,6 +160,33 @@ fn parse_swap_name(n: &str) -> Option<(i64, i64)> {
         return None;
     }
     Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+/// Where a compaction group starting at `base` writes its transaction index before the swap.
+pub(crate) fn txn_cleaned_path(dir: &Path, base: i64) -> PathBuf {
+    dir.join(format!("{base:020}{TXN_CLEANED_SUFFIX}"))
+}
+
+/// Puts a group's cleaned transaction index in place of `<base>.txnindex`; an `empty` one
+/// removes both (a segment without aborted transactions has no file). The caller syncs.
+async fn install_txn_index<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    base: i64,
+    empty: bool,
+) -> Result<()> {
+    let (from, to) = (
+        txn_cleaned_path(dir, base),
+        segment_file(dir, base, "txnindex"),
+    );
+    if empty {
+        remove_if_present(storage, &to).await?;
+        return remove_if_present(storage, &from).await;
+    }
+    storage
+        .rename(&from, &to)
+        .await
+        .map_err(io_err("rename cleaned transaction index", &to))
 }
 
 fn swap_name(dir: &Path, base: i64, end: i64) -> PathBuf {
@@ -165,10 +209,6 @@ pub(crate) async fn recover_swap<S: Storage>(storage: &S, dir: &Path) -> Result<
         .await
         .map_err(io_err("list dir", dir))?;
     let mut changed = false;
-    for n in names.iter().filter(|n| n.ends_with(CLEANED_SUFFIX)) {
-        remove_if_present(storage, &dir.join(n)).await?;
-        changed = true;
-    }
     for n in &names {
         let Some((base, end)) = parse_swap_name(n) else {
             continue;
@@ -186,6 +226,15 @@ pub(crate) async fn recover_swap<S: Storage>(storage: &S, dir: &Path) -> Result<
         for ext in ["index", "timeindex"] {
             remove_if_present(storage, &segment_file(dir, base, ext)).await?;
         }
+        let txn_cleaned = txn_cleaned_path(dir, base);
+        if names.iter().any(|m| dir.join(m) == txn_cleaned) {
+            let empty = read_file(storage, &txn_cleaned)
+                .await
+                .ok()
+                .and_then(|d| txn_index::decode(&d).ok())
+                .is_some_and(|(_, entries)| entries.is_empty());
+            install_txn_index(storage, dir, base, empty).await?;
+        }
         storage
             .sync_dir(dir)
             .await
@@ -195,6 +244,14 @@ pub(crate) async fn recover_swap<S: Storage>(storage: &S, dir: &Path) -> Result<
             .rename(&dir.join(n), &to)
             .await
             .map_err(io_err("rename swap", &to))?;
+        changed = true;
+    }
+    // Whatever `.cleaned` file is left belongs to a pass that had not reached its swap.
+    for n in names
+        .iter()
+        .filter(|n| n.ends_with(CLEANED_SUFFIX) || n.ends_with(TXN_CLEANED_SUFFIX))
+    {
+        remove_if_present(storage, &dir.join(n)).await?;
         changed = true;
     }
     if changed {
@@ -623,6 +680,24 @@ pub(crate) fn groups(segs: &[Src], max_bytes: u64) -> Vec<std::ops::Range<usize>
     out
 }
 
+/// Which transaction markers a pass removes (Kafka's `CleanedTransactionMetadata`, over
+/// the whole pass rather than one group): it follows the kept batches in offset order.
+#[derive(Debug, Default)]
+pub(crate) struct MarkerSweep {
+    /// Producers with a transactional batch kept since their last marker: their next
+    /// marker stays.
+    pending: HashSet<i64>,
+    /// Markers removed in the group being cleaned: (offset, whether an ABORT).
+    removed: Vec<(i64, bool)>,
+}
+
+impl MarkerSweep {
+    /// The markers removed in the group just cleaned (the sweep goes on with the next one).
+    pub(crate) fn take_removed(&mut self) -> Vec<(i64, bool)> {
+        std::mem::take(&mut self.removed)
+    }
+}
+
 /// Decides, record by record, what a group's rewrite keeps.
 pub(crate) struct Filter<'a> {
     pub(crate) map: &'a OffsetMap,
@@ -635,6 +710,8 @@ pub(crate) struct Filter<'a> {
     pub(crate) remembered: HashSet<i64>,
     /// Aborted transactions: their data records are all dropped.
     pub(crate) aborted: &'a AbortedRanges,
+    /// The markers of the pass (it spans groups).
+    pub(crate) sweep: &'a std::cell::RefCell<MarkerSweep>,
 }
 
 impl Filter<'_> {
@@ -650,15 +727,19 @@ impl Filter<'_> {
         {
             return Verdict::Superseded;
         }
-        let expired = self
-            .cleaner
-            .cleaned_at(off)
-            .is_some_and(|t| self.now_ms.saturating_sub(t) > self.delete_retention_ms);
-        if tombstone && expired {
+        if tombstone && self.horizon_passed(off) {
             Verdict::Tombstone
         } else {
             Verdict::Keep
         }
+    }
+
+    /// Whether the region holding `off` was first cleaned more than `delete_retention_ms`
+    /// ago (Kafka's delete horizon, for tombstones and markers).
+    fn horizon_passed(&self, off: i64) -> bool {
+        self.cleaner
+            .cleaned_at(off)
+            .is_some_and(|t| self.now_ms.saturating_sub(t) > self.delete_retention_ms)
     }
 
     /// Whether `b`, once emptied, must stay as an empty batch: it may be the last batch of
@@ -676,6 +757,36 @@ impl Filter<'_> {
 
     /// What becomes of batch `b`.
     fn batch(&self, b: &RecordBatch, stats: &mut CompactionStats) -> Filtered {
+        if b.is_control() {
+            return self.control_batch(b, stats);
+        }
+        let out = self.data_batch(b, stats);
+        if b.is_transactional() && b.producer_id() >= 0 && !matches!(out, Filtered::Dropped) {
+            self.sweep.borrow_mut().pending.insert(b.producer_id());
+        }
+        out
+    }
+
+    /// A transaction marker goes when no batch of its transaction is left before it and its
+    /// delete horizon has passed; other control batches stay.
+    fn control_batch(&self, b: &RecordBatch, stats: &mut CompactionStats) -> Filtered {
+        let Some(marker) = marker_of(b) else {
+            stats.batches_opaque += 1;
+            return Filtered::Whole;
+        };
+        let mut sweep = self.sweep.borrow_mut();
+        if sweep.pending.remove(&b.producer_id()) || !self.horizon_passed(b.base_offset()) {
+            stats.batches_opaque += 1;
+            return Filtered::Whole;
+        }
+        sweep.removed.push((b.base_offset(), !marker.commit));
+        stats.markers_dropped += 1;
+        stats.batches_dropped += 1;
+        Filtered::Dropped
+    }
+
+    /// What becomes of data batch `b`.
+    fn data_batch(&self, b: &RecordBatch, stats: &mut CompactionStats) -> Filtered {
         let keep_empty = self.keep_empty(b);
         let decoded = decode(b, self.decompressed_max);
         let recs = decoded.as_ref().and_then(|d| parse_records(b, d));
@@ -832,7 +943,14 @@ impl<S: Storage> Cleaner<'_, S> {
 
     /// Steps 3 to 5 of a swap (see "Crash safety"): the cleaned file of the group `base..end`
     /// becomes `<base>.log`, and the group's other segments and old index files go.
-    pub(crate) async fn swap_files(&self, group: &[Src], base: i64, end: i64) -> Result<()> {
+    /// `txn_cleaned`: the group's transaction index was written to [`txn_cleaned_path`]
+    /// (with no entry, when `Some(true)`).
+    pub(crate) async fn swap_files(
+        &self,
+        group: &[Src],
+        (base, end): (i64, i64),
+        txn_cleaned: Option<bool>,
+    ) -> Result<()> {
         let (storage, dir) = (self.storage, self.dir);
         let sync = || async { storage.sync_dir(dir).await.map_err(io_err("sync dir", dir)) };
         let cleaned = self.cleaned_path(base);
@@ -849,6 +967,9 @@ impl<S: Storage> Cleaner<'_, S> {
         }
         for ext in ["index", "timeindex"] {
             remove_if_present(storage, &segment_file(dir, base, ext)).await?;
+        }
+        if let Some(empty) = txn_cleaned {
+            install_txn_index(storage, dir, base, empty).await?;
         }
         sync().await?;
         let log = segment_file(dir, base, "log");

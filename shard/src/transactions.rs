@@ -258,6 +258,12 @@ impl Transactions {
         self.aborted.range(range).map(|(_, a)| *a).collect()
     }
 
+    /// Forgets the aborted transaction whose ABORT marker was at `marker_offset` (compaction
+    /// removed that marker, and the transaction's batches before it).
+    pub fn forget_aborted(&mut self, marker_offset: i64) {
+        self.aborted.remove(&marker_offset);
+    }
+
     /// Adds an aborted transaction read back from an index file (on open).
     pub fn insert_aborted(&mut self, aborted: AbortedTxn) {
         self.aborted.insert(aborted.last_offset, aborted);

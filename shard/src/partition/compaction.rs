@@ -9,12 +9,23 @@ use std::rc::Rc;
 use super::Partition;
 use crate::cleaner_checkpoint::{self, CleanerState};
 use crate::compact::{
-    self, AbortedRanges, Cleaned, Cleaner, CompactionStats, Filter, OffsetMap, Plan, SegWriter, Src,
+    self, AbortedRanges, Cleaned, Cleaner, CompactionStats, Filter, MarkerSweep, OffsetMap, Plan,
+    SegWriter, Src,
 };
-use crate::error::Result;
-use crate::io::Storage;
+use crate::error::{Result, io_err};
+use crate::io::{Storage, write_file_atomic};
 use crate::limits::SCAN_READ_BYTES;
 use crate::segment::{Segment, SegmentFile};
+use crate::txn_index;
+
+/// What every group of a pass shares: the cleaner state it started from, the offset map,
+/// the aborted transactions and the marker sweep.
+type Pass<'a> = (
+    &'a CleanerState,
+    &'a OffsetMap,
+    &'a AbortedRanges,
+    &'a std::cell::RefCell<MarkerSweep>,
+);
 
 /// Clears the partition's "compacting" flag on every exit path.
 struct Running<'a>(&'a std::cell::Cell<bool>);
@@ -53,8 +64,9 @@ impl<S: Storage> Partition<S> {
         let map = self
             .build_offset_map(&mut plan, &aborted, &mut stats)
             .await?;
+        let sweep = std::cell::RefCell::new(MarkerSweep::default());
         for g in compact::groups(&plan.segs, inner.config.segment_bytes) {
-            let pass = (&plan.cleaner, &map, &aborted);
+            let pass = (&plan.cleaner, &map, &aborted, &sweep);
             let swapped = self
                 .clean_group(&plan.segs[g], pass, now_ms, &mut stats)
                 .await?;
@@ -157,7 +169,7 @@ impl<S: Storage> Partition<S> {
     async fn clean_group(
         &self,
         group: &[Src],
-        (cleaner, map, aborted): (&CleanerState, &OffsetMap, &AbortedRanges),
+        (cleaner, map, aborted, sweep): Pass<'_>,
         now_ms: i64,
         stats: &mut CompactionStats,
     ) -> Result<bool> {
@@ -172,8 +184,10 @@ impl<S: Storage> Partition<S> {
             decompressed_max: self.inner.shard_config.decompressed_batch_bytes_max,
             remembered: self.inner.state.borrow().producers.batch_bases().collect(),
             aborted,
+            sweep,
         };
         let r = self.filter_group(group, &filter, &mut w, &mut local).await;
+        let removed = sweep.borrow_mut().take_removed();
         let (changed, cleaned) = match r {
             Ok(changed) => match w.finish().await {
                 Ok(cleaned) => (changed, cleaned),
@@ -197,7 +211,9 @@ impl<S: Storage> Partition<S> {
             return Ok(true);
         }
         let size = cleaned.size;
-        let swapped = self.swap(group, cleaner, cleaned, now_ms).await?;
+        let swapped = self
+            .swap(group, (cleaner, &removed), cleaned, now_ms)
+            .await?;
         if swapped {
             local.bytes_read = 0;
             stats.add(&local);
@@ -257,10 +273,11 @@ impl<S: Storage> Partition<S> {
 
     /// Swaps a cleaned file in for `group` under the I/O lock (see "Crash safety" in
     /// `compact.rs`). `Ok(false)` if the log changed since the plan.
+    /// `removed`: the transaction markers the group's rewrite left out (offset, ABORT).
     async fn swap(
         &self,
         group: &[Src],
-        cleaner: &CleanerState,
+        (cleaner, removed): (&CleanerState, &[(i64, bool)]),
         cleaned: Cleaned<S::File>,
         now_ms: i64,
     ) -> Result<bool> {
@@ -273,9 +290,12 @@ impl<S: Storage> Partition<S> {
         };
         cleaner_checkpoint::save(&inner.storage, &inner.dir, &new_cleaner).await?;
         inner.state.borrow_mut().cleaner = new_cleaner;
-        // The group's aborted transactions go to `<base>.txnindex` before the swap removes
-        // the other segments' index files (an open that finishes the swap removes them too).
-        self.write_txn_index(base, end).await?;
+        if let Some(&(last, _)) = removed.last() {
+            // A snapshot at or below a removed marker may hold its transaction open: a
+            // restart from it would never see the transaction end.
+            self.drop_snapshots_through(last).await?;
+        }
+        let txn_cleaned = self.write_group_txn_index(group, removed).await?;
         // The swap renames files over these segments' paths: from here until they leave the
         // map, readers must use the files they have, never open the paths again.
         let mut r = Ok(());
@@ -286,7 +306,10 @@ impl<S: Storage> Partition<S> {
             }
         }
         if r.is_ok() {
-            r = self.cleaner().swap_files(group, base, end).await;
+            r = self
+                .cleaner()
+                .swap_files(group, (base, end), txn_cleaned)
+                .await;
         }
         if let Err(e) = r {
             let mut st = inner.state.borrow_mut();
@@ -303,7 +326,11 @@ impl<S: Storage> Partition<S> {
                     self.forget_segment_file(&old);
                 }
             }
+            for &(offset, _) in removed.iter().filter(|r| r.1) {
+                st.txns.forget_aborted(offset);
+            }
             let mut seg = Segment::new(base, now_ms);
+            seg.txn_index = txn_cleaned == Some(false);
             // Pinned until sealed below, which hands it to the file cache.
             seg.file = SegmentFile::Pinned(file.clone());
             seg.size_bytes = cleaned.size;
@@ -318,6 +345,36 @@ impl<S: Storage> Partition<S> {
         }
         self.seal_segment(&file, base).await?;
         Ok(true)
+    }
+
+    /// Writes the aborted transactions of `group` (less the ABORT markers in `removed`) to
+    /// the group's cleaned transaction index, which the swap puts in place: `Some(empty)` if
+    /// written, `None` when the group neither has nor had any.
+    async fn write_group_txn_index(
+        &self,
+        group: &[Src],
+        removed: &[(i64, bool)],
+    ) -> Result<Option<bool>> {
+        let inner = &*self.inner;
+        let base = group[0].base;
+        let end = group[group.len() - 1].end;
+        let (entries, had) = {
+            let st = inner.state.borrow();
+            let mut entries = st.txns.aborted_in(base..end);
+            entries.retain(|a| !removed.contains(&(a.last_offset, true)));
+            let had = group
+                .iter()
+                .any(|s| st.segments.get(&s.base).is_some_and(|g| g.txn_index));
+            (entries, had)
+        };
+        if entries.is_empty() && !had {
+            return Ok(None);
+        }
+        let path = compact::txn_cleaned_path(&inner.dir, base);
+        write_file_atomic(&inner.storage, &path, &txn_index::encode(base, &entries))
+            .await
+            .map_err(io_err("write transaction index", &path))?;
+        Ok(Some(entries.is_empty()))
     }
 
     /// The cleaner state once `group` is swapped in, or `None` if the log changed since the

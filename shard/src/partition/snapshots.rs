@@ -291,6 +291,28 @@ impl<S: Storage> Partition<S> {
 
     /// Removes producer snapshots above `above` and all but the newest [`SNAPSHOTS_KEPT`].
     pub(super) async fn prune_snapshots(&self, above: i64) -> Result<()> {
+        let mut kept = 0;
+        self.remove_snapshots(|off| {
+            let keep = off <= above && kept < SNAPSHOTS_KEPT;
+            kept += usize::from(keep);
+            !keep
+        })
+        .await
+    }
+
+    /// Removes the producer snapshots, written or pending, at or below `offset` (compaction
+    /// removed a transaction marker there: such a snapshot may hold its transaction open).
+    pub(super) async fn drop_snapshots_through(&self, offset: i64) -> Result<()> {
+        self.inner
+            .state
+            .borrow_mut()
+            .pending_snapshots
+            .retain(|(o, _)| *o > offset);
+        self.remove_snapshots(|off| off <= offset).await
+    }
+
+    /// Removes the snapshot files for which `doomed` (called newest first) says so.
+    async fn remove_snapshots(&self, mut doomed: impl FnMut(i64) -> bool) -> Result<()> {
         let inner = &*self.inner;
         let names = inner
             .storage
@@ -302,11 +324,9 @@ impl<S: Storage> Partition<S> {
             .filter_map(|n| parse_snapshot_name(n))
             .collect();
         offsets.sort_unstable_by(|a, b| b.cmp(a));
-        let mut kept = 0;
         let mut removed = false;
         for off in offsets {
-            if off <= above && kept < SNAPSHOTS_KEPT {
-                kept += 1;
+            if !doomed(off) {
                 continue;
             }
             let path = inner.dir.join(snapshot_name(off));
