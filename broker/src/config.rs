@@ -143,6 +143,10 @@ pub struct BrokerConfig {
     pub auto_leader_rebalance_enable: bool,
     /// `leader.imbalance.check.interval.seconds`, in milliseconds: 300 s, as Kafka.
     pub leader_imbalance_check_interval_ms: u64,
+    /// `unclean.leader.election.enable` for topics that do not set it: off, as Kafka. When on,
+    /// a partition whose in-sync replicas are all gone is led by any live replica (what that
+    /// replica had not copied is lost) instead of waiting for an in-sync one to return.
+    pub unclean_leader_election_enable: bool,
     /// `group.initial.rebalance.delay.ms`: how long the first rebalance of an empty group waits
     /// for more members (extended while members keep arriving, up to the rebalance timeout).
     /// 300 ms, lower than Kafka's 3 s, so a lone new consumer gets its partitions fast.
@@ -232,6 +236,7 @@ impl Default for BrokerConfig {
             controlled_shutdown_timeout_ms: 15_000,
             auto_leader_rebalance_enable: true,
             leader_imbalance_check_interval_ms: 300_000,
+            unclean_leader_election_enable: false,
             group_initial_rebalance_delay_ms: 300,
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,

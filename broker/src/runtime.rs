@@ -410,6 +410,7 @@ fn start_controller(
         forwarded: None,
         auto_leader_rebalance: config.auto_leader_rebalance_enable,
         leader_imbalance_check_interval_ms: config.leader_imbalance_check_interval_ms,
+        unclean_leader_election: config.unclean_leader_election_enable,
         leaving: Arc::default(),
     };
     let (images, forwarded, leaving) = match ends {

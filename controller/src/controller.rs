@@ -51,6 +51,10 @@ pub struct ControllerConfig {
     pub auto_leader_rebalance: bool,
     /// `leader.imbalance.check.interval.seconds`, in milliseconds.
     pub leader_imbalance_check_interval_ms: u64,
+    /// `unclean.leader.election.enable`, for topics that do not set it (false, as Kafka): a
+    /// partition whose in-sync replicas are all gone may then be led by any live replica,
+    /// losing what it had not copied.
+    pub unclean_leader_election: bool,
 }
 
 impl Default for ControllerConfig {
@@ -64,6 +68,7 @@ impl Default for ControllerConfig {
             legacy_topics: None,
             auto_leader_rebalance: true,
             leader_imbalance_check_interval_ms: 300_000,
+            unclean_leader_election: false,
         }
     }
 }

@@ -102,6 +102,8 @@ pub struct ControllerSettings {
     /// `auto_leader_rebalance_enable` and `leader_imbalance_check_interval_ms`.
     pub auto_leader_rebalance: bool,
     pub leader_imbalance_check_interval_ms: u64,
+    /// `unclean_leader_election_enable`.
+    pub unclean_leader_election: bool,
     /// A broker's controlled shutdown, asked for by the main thread (unused without a broker).
     pub leaving: Arc<crate::stop::Leaving>,
 }
@@ -233,6 +235,7 @@ fn open_node(settings: &ControllerSettings, now_ms: u64) -> anyhow::Result<Node<
         legacy_topics: legacy_topics(settings)?,
         auto_leader_rebalance: settings.auto_leader_rebalance,
         leader_imbalance_check_interval_ms: settings.leader_imbalance_check_interval_ms,
+        unclean_leader_election: settings.unclean_leader_election,
         ..ControllerConfig::default()
     };
     let mut node = Node::new(replica, persist, controller_config, seed);

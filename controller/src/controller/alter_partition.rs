@@ -27,12 +27,12 @@
 //! the change, its new leader epoch included.
 //!
 //! Versions 2 and 3 (the ones Kafka 4.4 serves): version 2 names the new ISR by broker id only,
-//! taken as broker epoch -1 (not checked). Not here: log directories, and a topic's
-//! `unclean.leader.election.enable` (Kafka's election then is unclean). A leader recovery state
+//! taken as broker epoch -1 (not checked). Not here: log directories. A topic with
+//! `unclean.leader.election.enable` gets Kafka's unclean election. A leader recovery state
 //! outside 0 and 1, where Kafka's controller throws (an UNKNOWN_SERVER_ERROR and a controller
 //! failover), refuses the request as a whole with UNKNOWN_SERVER_ERROR, with no failover.
 
-use super::change::{Assignment, Change, LeaderElection};
+use super::change::{Assignment, Change};
 use super::{Controller, Proposal, versioned};
 use crate::bootstrap::PARTITION_CHANGE_RECORD_VERSION;
 use crate::image::{ELR_VERSION, PartitionRegistration, TopicImage};
@@ -140,7 +140,7 @@ impl Controller {
             min_isr: self.min_isr(topic),
             unclean: -1,
             recovery: data.leader_recovery_state,
-            election: LeaderElection::Online,
+            election: self.keep_led(topic),
             assignment: Assignment::of(partition),
         };
         let Some(mut record) = change.build(|r| self.is_active(r)) else {

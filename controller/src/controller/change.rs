@@ -82,7 +82,7 @@ impl Controller {
                     min_isr,
                     unclean: election.unclean,
                     recovery: partition.leader_recovery_state,
-                    election: LeaderElection::Online,
+                    election: self.keep_led(topic),
                     assignment: Assignment::of(partition),
                 };
                 if let Some(mut record) = change.build(acceptable) {
@@ -101,6 +101,28 @@ impl Controller {
         self.image
             .broker(broker)
             .is_some_and(|b| !b.fenced && !b.in_controlled_shutdown)
+    }
+
+    /// Kafka's `uncleanLeaderElectionEnabledForTopic`: the topic's
+    /// `unclean.leader.election.enable`, else the cluster's, else the controller's (false by
+    /// default).
+    pub(super) fn unclean_election_enabled(&self, topic: &TopicImage) -> bool {
+        let key = "unclean.leader.election.enable";
+        let topic_level = self.image.config(RESOURCE_TOPIC, &topic.name, key);
+        let value = topic_level.or_else(|| self.image.config(RESOURCE_BROKER, "", key));
+        value.map_or(self.config.unclean_leader_election, |v| {
+            v.eq_ignore_ascii_case("true")
+        })
+    }
+
+    /// The election a change of `topic` that only keeps its partitions led uses: unclean when
+    /// the topic allows it (Kafka's `generateLeaderAndIsrUpdates` and `alterPartition`).
+    pub(super) fn keep_led(&self, topic: &TopicImage) -> LeaderElection {
+        if self.unclean_election_enabled(topic) {
+            LeaderElection::Unclean
+        } else {
+            LeaderElection::Online
+        }
     }
 
     /// The topic's `min.insync.replicas`, else the cluster's, else the controller's.

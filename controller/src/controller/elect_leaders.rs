@@ -99,7 +99,8 @@ impl Controller {
     }
 
     /// Kafka's automatic leader rebalance, when due at `now_ms`: the preferred election for
-    /// every partition whose first replica does not lead, at most 1,000 records (Kafka's
+    /// every partition whose first replica does not lead (for a leaderless one of a topic with
+    /// `unclean.leader.election.enable`, the unclean election), at most 1,000 records (Kafka's
     /// `MAX_ELECTIONS_PER_IMBALANCE`). The reply is the number of records (elections); when not
     /// due, or with nothing to elect, the proposal is empty (nothing to propose). Call it from
     /// the controller's timer, at or after [`Controller::next_rebalance_ms`].
@@ -113,8 +114,15 @@ impl Controller {
                 if records.len() >= MAX_ELECTIONS_PER_IMBALANCE {
                     break 'topics;
                 }
+                // Kafka's `maybeAdjustPartitionLeaders`: a leaderless partition of a topic
+                // that allows it gets an unclean election (its config may have changed since
+                // it lost its leader).
+                let election = if partition.leader == NO_LEADER {
+                    self.keep_led(topic)
+                } else {
+                    LeaderElection::Preferred
+                };
                 if !has_preferred_leader(partition) {
-                    let election = LeaderElection::Preferred;
                     records.extend(self.election_record(topic, index, partition, election));
                 }
             }

@@ -56,9 +56,7 @@
 use super::change::{Assignment, Change, LeaderElection};
 use super::{Controller, Proposal, versioned};
 use crate::bootstrap::PARTITION_CHANGE_RECORD_VERSION;
-use crate::image::{
-    ELR_VERSION, MetadataImage, PartitionRegistration, RESOURCE_BROKER, RESOURCE_TOPIC, TopicImage,
-};
+use crate::image::{ELR_VERSION, MetadataImage, PartitionRegistration, TopicImage};
 use sluice_net::ErrorCode;
 use sluice_net::messages::alter_partition_reassignments_request::ReassignablePartition;
 use sluice_net::messages::alter_partition_reassignments_response::{
@@ -277,15 +275,6 @@ impl Controller {
             assignment,
         };
         change.build(|r| self.is_active(r))
-    }
-
-    /// Kafka's `uncleanLeaderElectionEnabledForTopic`: the topic's
-    /// `unclean.leader.election.enable`, else the cluster's, else false.
-    fn unclean_election_enabled(&self, topic: &TopicImage) -> bool {
-        let key = "unclean.leader.election.enable";
-        let topic_level = self.image.config(RESOURCE_TOPIC, &topic.name, key);
-        let value = topic_level.or_else(|| self.image.config(RESOURCE_BROKER, "", key));
-        value.is_some_and(|v| v.eq_ignore_ascii_case("true"))
     }
 }
 

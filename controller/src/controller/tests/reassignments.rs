@@ -363,6 +363,19 @@ fn cancel_needing_an_unclean_election_is_refused_unless_enabled() {
     let invalid = ErrorCode::INVALID_REPLICA_ASSIGNMENT.code();
     assert_eq!(outcomes(&reply), vec![(invalid, Some(message.to_string()))]);
     assert_eq!(written, 0);
+    allow_unclean(&mut c);
+    assert_eq!(reassign_t(&mut c, None), 1);
+    let p = partition(&c, "t", 0);
+    assert_eq!(
+        (p.replicas.clone(), p.isr.clone(), p.leader),
+        (vec![1, 2], vec![2], 2)
+    );
+    assert!(p.adding_replicas.is_empty() && p.removing_replicas.is_empty());
+    assert_eq!(p.leader_recovery_state, 1);
+}
+
+/// `unclean.leader.election.enable` on "t" (a topic config record).
+fn allow_unclean(c: &mut Cluster) {
     let config = VersionedRecord {
         version: 0,
         record: MetadataRecord::Config(sluice_net::messages::ConfigRecord {
@@ -374,14 +387,38 @@ fn cancel_needing_an_unclean_election_is_refused_unless_enabled() {
         }),
     };
     run!(c, propose(vec![config], ()));
-    assert_eq!(reassign_t(&mut c, None), 1);
-    let p = partition(&c, "t", 0);
-    assert_eq!(
-        (p.replicas.clone(), p.isr.clone(), p.leader),
-        (vec![1, 2], vec![2], 2)
-    );
-    assert!(p.adding_replicas.is_empty() && p.removing_replicas.is_empty());
-    assert_eq!(p.leader_recovery_state, 1);
+}
+
+/// `unclean.leader.election.enable` (Kafka 3.9+ in KRaft, KAFKA-12670): when the broker of the
+/// last in-sync replica is fenced, a topic that allows it is led at once by a live replica
+/// outside the ISR (alone in the ISR, its log recovering); without it the partition stays
+/// leaderless, until the setting is turned on and the next leader rebalance elects one.
+#[test]
+fn unclean_leader_election_enable_elects_an_out_of_sync_replica() {
+    for allowed_before in [true, false] {
+        let (mut c, epochs) = setup(&[1, 2], &[1, 2]);
+        assert_eq!(alter_isr(&mut c, &epochs, &[1]).error_code, 0);
+        if allowed_before {
+            allow_unclean(&mut c);
+        }
+        fence_broker_1(&mut c, &epochs);
+        let p = partition(&c, "t", 0);
+        if !allowed_before {
+            assert_eq!(
+                (p.leader, p.isr.clone(), p.elr.clone()),
+                (-1, vec![], vec![1])
+            );
+            allow_unclean(&mut c);
+            let interval = c.controller.config.leader_imbalance_check_interval_ms;
+            assert_eq!(run!(c, rebalance_leaders(interval)), 1);
+        }
+        let p = partition(&c, "t", 0);
+        assert_eq!(
+            (p.leader, p.isr.clone(), p.leader_recovery_state),
+            (2, vec![2], 1),
+            "allowed before the fence: {allowed_before}"
+        );
+    }
 }
 
 /// [1, 2] to [1, 3], replaced by [1, 4]: against the current [1, 3, 2], 4 is added and 2 and 3
