@@ -17,6 +17,8 @@
 //!   own with the automatic leader rebalance;
 //! - a reassignment moves a replica to a broker added later, which catches up; the old broker
 //!   deletes its copy;
+//! - `unclean.leader.election.enable`: with every in-sync replica gone, a returning
+//!   out-of-sync replica leads a topic that allows it; one that does not stays leaderless;
 //! - a replica that fell below the leader's log start (DeleteRecords while it was down) starts
 //!   over at the leader's log start;
 //! - a follower killed while acks=all producers write, and its active segments then torn at the
@@ -87,9 +89,14 @@ fn create_placed(broker: &str, topic: &str, replicas: &[[i32; 3]], configs: &[(&
     create(broker, topic, configs);
 }
 
-/// CreateTopics of `topic` with min.insync.replicas=2 and `configs` added; asserts success.
+/// CreateTopics of `topic` with `configs` and min.insync.replicas=2 unless they set it;
+/// asserts success.
 fn create(broker: &str, mut topic: CreatableTopic, configs: &[(&str, &str)]) {
-    let configs = [("min.insync.replicas", "2")].iter().chain(configs);
+    let own_min = configs
+        .iter()
+        .any(|(name, _)| *name == "min.insync.replicas");
+    let default = [("min.insync.replicas", "2")];
+    let configs = default[..usize::from(!own_min)].iter().chain(configs);
     topic.configs = configs
         .map(|&(name, value)| CreatableTopicConfig {
             name: name.into(),
@@ -1022,6 +1029,91 @@ fn high_watermark_waits_for_followers() {
         3,
         Duration::from_secs(30),
     );
+}
+
+/// `unclean.leader.election.enable` on real nodes. Both replicas of each topic live on the
+/// broker-only nodes 4 and 5 (three combined nodes keep the controller quorum), with
+/// min.insync.replicas=1. 5 is killed, 4 alone acknowledges a record (acks=all), then 4 is
+/// killed and 5 restarts: on the topic that allows it, 5 leads as soon as it is back, without
+/// that acknowledged record (the loss the setting accepts), and takes produce; on the topic
+/// that does not, the partition stays without a leader.
+#[test]
+fn unclean_leader_election_enable_elects_a_returning_out_of_sync_replica() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let session = ["--set", "broker_session_timeout_ms=4000"];
+    let (mut nodes, voters) = start_cluster_with_voters(tmp.path(), 3, &session);
+    for id in [4, 5] {
+        let args = NodeArgs {
+            extra: &session,
+            ..NodeArgs::new("broker")
+        };
+        nodes.push(start_node(tmp.path(), id, &voters, &args));
+    }
+    let any = nodes[0].bootstrap();
+    wait_brokers(&any, 5);
+    // One in-sync replica is enough to commit: the high watermark does not move while the
+    // ISR is smaller than min.insync.replicas (Kafka 4.x).
+    let min_one = ("min.insync.replicas", "1");
+    let allow = [min_one, ("unclean.leader.election.enable", "true")];
+    for (topic, configs) in [("unclean", &allow[..]), ("clean", &[min_one][..])] {
+        let topic = CreatableTopic {
+            name: topic.into(),
+            num_partitions: -1,
+            replication_factor: -1,
+            assignments: vec![CreatableReplicaAssignment {
+                partition_index: 0,
+                broker_ids: vec![4.into(), 5.into()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        create(&any, topic, configs);
+    }
+    let four = addr_of(&nodes, 4);
+    for topic in ["unclean", "clean"] {
+        wait_isr(&four, topic, &[4, 5], "both replicas in sync");
+        let first = produce(&four, topic, 0, (-1, 10_000), &[b"on both"]);
+        assert_eq!(first, Some((code::NONE, 0)), "{topic}");
+    }
+    nodes[4].kill();
+    for topic in ["unclean", "clean"] {
+        wait_isr(&four, topic, &[4], "5 fenced and out of the ISR");
+        let second = produce(&four, topic, 0, (-1, 10_000), &[b"only on 4"]);
+        assert_eq!(second, Some((code::NONE, 1)), "{topic}");
+    }
+    nodes[3].kill();
+    wait_for_state(
+        Duration::from_secs(30),
+        "4 fenced: no leader",
+        || placements(&any, "clean").get(&0).map(|p| p.leader),
+        |leader| *leader == Some(-1),
+    );
+    nodes[4].restart_after_kill();
+    let five = addr_of(&nodes, 5);
+    wait_for_state(
+        Duration::from_secs(30),
+        "5 back and leading the topic that allows an unclean election",
+        || placements(&any, "unclean").get(&0).cloned(),
+        |p| p.as_ref().is_some_and(|p| p.leader == 5 && p.isr == [5]),
+    );
+    let clean = placements(&any, "clean").get(&0).cloned();
+    assert_eq!(
+        clean.map(|p| p.leader),
+        Some(-1),
+        "no unclean election there"
+    );
+    let after = wait_for_state(
+        Duration::from_secs(15),
+        "5 takes produce once recovered",
+        || produce(&five, "unclean", 0, (-1, 10_000), &[b"after"]),
+        |r| r.is_some_and(|(error, _)| error == code::NONE),
+    );
+    assert_eq!(after, Some((code::NONE, 1)));
+    let values: Vec<Vec<u8>> = read_all(&five, "unclean", 0)
+        .into_iter()
+        .map(|r| r.1)
+        .collect();
+    assert_eq!(values, vec![b"on both".to_vec(), b"after".to_vec()]);
 }
 
 /// How a crash leaves the last batch of a follower's active segment: one way for each
