@@ -121,6 +121,8 @@ pub enum TxnAppend {
     /// (Produce v12+).
     Start {
         producer: Option<(i64, i16)>,
+        /// The first sequence of the request's first batch.
+        first_sequence: i32,
         epoch_bump: bool,
     },
     /// The coordinator confirmed the partition (or was not asked: `None`, which a batch

@@ -112,6 +112,39 @@ impl LocalPartitions {
         out
     }
 
+    /// The verification guard a Produce append goes with (KIP-890), or the answer instead of
+    /// appending: the guard to ask the coordinator about, or a refusal.
+    fn txn_guard(&self, p: &Partition, txn: TxnAppend) -> Result<Option<u64>, PartitionOpResult> {
+        let leader_epoch = self.replication.epoch_of(p.topic(), p.partition());
+        match txn {
+            TxnAppend::Start { producer: None, .. } => Ok(None),
+            TxnAppend::Start {
+                producer: Some((producer_id, producer_epoch)),
+                first_sequence,
+                epoch_bump,
+            } => {
+                let producer = (producer_id, producer_epoch);
+                match p.start_verification(producer, first_sequence, epoch_bump) {
+                    Ok(Some(guard)) => Err(PartitionOpResult::Verify {
+                        guard,
+                        producer_id,
+                        producer_epoch,
+                        leader_epoch,
+                    }),
+                    Ok(None) => Ok(None),
+                    Err(e) => Err(PartitionOpResult::Appended(Err(storage(p, e)))),
+                }
+            }
+            // Leadership moved while the coordinator was asked.
+            TxnAppend::Verified {
+                leader_epoch: then, ..
+            } if then != leader_epoch => {
+                Err(PartitionOpResult::Appended(Err(PartError::NotLeader)))
+            }
+            TxnAppend::Verified { guard, .. } => Ok(guard),
+        }
+    }
+
     async fn run_one(&self, a: Addressed) -> PartitionOpResult {
         let p = match self.partition(&a.topic, a.partition) {
             Ok(p) => p,
@@ -123,31 +156,9 @@ impl LocalPartitions {
                 acks_all,
                 txn,
             } => {
-                let leader_epoch = self.replication.epoch_of(p.topic(), p.partition());
-                let guard = match txn {
-                    TxnAppend::Start { producer: None, .. } => None,
-                    TxnAppend::Start {
-                        producer: Some((producer_id, producer_epoch)),
-                        epoch_bump,
-                    } => match p.start_verification(producer_id, producer_epoch, epoch_bump) {
-                        Ok(Some(guard)) => {
-                            return PartitionOpResult::Verify {
-                                guard,
-                                producer_id,
-                                producer_epoch,
-                                leader_epoch,
-                            };
-                        }
-                        Ok(None) => None,
-                        Err(e) => return PartitionOpResult::Appended(Err(storage(&p, e))),
-                    },
-                    // Leadership moved while the coordinator was asked.
-                    TxnAppend::Verified {
-                        leader_epoch: then, ..
-                    } if then != leader_epoch => {
-                        return PartitionOpResult::Appended(Err(PartError::NotLeader));
-                    }
-                    TxnAppend::Verified { guard, .. } => guard,
+                let guard = match self.txn_guard(&p, txn) {
+                    Ok(guard) => guard,
+                    Err(answer) => return answer,
                 };
                 PartitionOpResult::Appended(self.append(&p, records, acks_all, guard).await)
             }

@@ -27,6 +27,10 @@ struct Pending {
     epoch_bump: bool,
     /// When it was last asked for, to forget it with idle producers.
     at_ms: i64,
+    /// The lowest first sequence of the batches it was asked for (Kafka's
+    /// `VerificationStateEntry.lowestSequence`): a batch with a higher one may not open the
+    /// transaction, so batches sent together cannot land out of order while verified.
+    lowest_sequence: i32,
 }
 
 /// The pending verifications of one partition, by producer id.
@@ -36,12 +40,20 @@ pub struct Verifications {
 }
 
 impl Verifications {
-    /// The guard for `producer_id` at `epoch`: the pending one (reused, as Kafka reuses its
-    /// `VerificationStateEntry`, keeping the higher epoch) or a new one. `epoch_bump`: the
-    /// producer is of transaction version 2.
-    pub fn start(&mut self, producer_id: i64, epoch: i16, epoch_bump: bool, now_ms: i64) -> u64 {
+    /// The guard for `producer_id` at `epoch`, for a batch starting at `first_sequence`: the
+    /// pending one (reused, as Kafka reuses its `VerificationStateEntry`, keeping the higher
+    /// epoch and the lowest sequence) or a new one. `epoch_bump`: the producer is of
+    /// transaction version 2.
+    pub fn start(
+        &mut self,
+        (producer_id, epoch): (i64, i16),
+        first_sequence: i32,
+        epoch_bump: bool,
+        now_ms: i64,
+    ) -> u64 {
         if let Some(p) = self.pending.get_mut(&producer_id) {
             p.epoch = p.epoch.max(epoch);
+            p.lowest_sequence = p.lowest_sequence.min(first_sequence);
             p.at_ms = now_ms;
             return p.guard;
         }
@@ -51,6 +63,7 @@ impl Verifications {
             epoch,
             epoch_bump,
             at_ms: now_ms,
+            lowest_sequence: first_sequence,
         };
         self.pending.insert(producer_id, pending);
         guard
@@ -63,6 +76,11 @@ impl Verifications {
         self.pending
             .retain(|_, p| now_ms.saturating_sub(p.at_ms) < expiration_ms);
         before - self.pending.len()
+    }
+
+    /// The lowest first sequence asked for by `producer_id`'s pending verification.
+    pub fn lowest_sequence(&self, producer_id: i64) -> Option<i32> {
+        self.pending.get(&producer_id).map(|p| p.lowest_sequence)
     }
 
     /// Whether `guard` is `producer_id`'s pending guard.
@@ -94,8 +112,8 @@ mod tests {
     #[test]
     fn guards() {
         let mut v = Verifications::default();
-        let g = v.start(7, 0, false, 0);
-        assert_eq!(v.start(7, 1, false, 0), g, "reused while pending");
+        let g = v.start((7, 0), 0, false, 0);
+        assert_eq!(v.start((7, 1), 0, false, 0), g, "reused while pending");
         assert!(v.holds(7, Some(g)));
         assert!(!v.holds(7, None));
         assert!(!v.holds(8, Some(g)));
@@ -104,7 +122,7 @@ mod tests {
             !v.holds(7, Some(g)),
             "a marker withdraws a guard of version 0/1"
         );
-        let g2 = v.start(7, 1, false, 0);
+        let g2 = v.start((7, 1), 0, false, 0);
         assert_ne!(g2, g, "a new guard after a clear");
         assert!(!v.holds(7, Some(g)), "the old guard stays withdrawn");
         assert_eq!(v.pending.len(), 1);
@@ -118,12 +136,12 @@ mod tests {
     #[test]
     fn version_2_guards_survive_their_marker() {
         let mut v = Verifications::default();
-        let g = v.start(3, 5, true, 0);
+        let g = v.start((3, 5), 0, true, 0);
         v.appended(3, 5, true);
         assert!(v.holds(3, Some(g)));
         v.appended(3, 4, true);
         assert!(!v.holds(3, Some(g)));
-        let g = v.start(3, 5, true, 0);
+        let g = v.start((3, 5), 0, true, 0);
         v.appended(3, 5, false);
         assert!(!v.holds(3, Some(g)), "the transaction opened");
     }

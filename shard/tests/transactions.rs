@@ -314,7 +314,7 @@ fn verification_guards() {
                 .await,
         );
         let g = p
-            .start_verification(1, 0, false)
+            .start_verification((1, 0), 0, false)
             .unwrap()
             .expect("a guard: nothing open");
         not_in_txn(
@@ -322,7 +322,7 @@ fn verification_guards() {
                 .await,
         );
         assert_eq!(
-            p.start_verification(1, 0, false).unwrap(),
+            p.start_verification((1, 0), 0, false).unwrap(),
             Some(g),
             "reused"
         );
@@ -331,7 +331,7 @@ fn verification_guards() {
             .await
             .unwrap();
         assert_eq!(
-            p.start_verification(1, 0, false).unwrap(),
+            p.start_verification((1, 0), 0, false).unwrap(),
             None,
             "it is open"
         );
@@ -346,7 +346,7 @@ fn verification_guards() {
         // A guard taken before a marker does not survive it (the late append of a
         // transaction that was aborted meanwhile).
         let g2 = p
-            .start_verification(1, 0, false)
+            .start_verification((1, 0), 0, false)
             .unwrap()
             .expect("a guard: it ended");
         p.append_marker(1, 0, abort(0)).await.unwrap();
@@ -354,12 +354,12 @@ fn verification_guards() {
             p.append_checked(tbatch(1, 0, 2, 1, true, b"k"), TxnCheck::Guard(Some(g2)))
                 .await,
         );
-        match p.start_verification(9, 0, false) {
+        match p.start_verification((9, 0), 0, false) {
             Ok(Some(_)) => {}
             other => panic!("an unknown producer may start: {other:?}"),
         }
         p.append_marker(1, 1, abort(0)).await.unwrap();
-        match p.start_verification(1, 0, false) {
+        match p.start_verification((1, 0), 0, false) {
             Err(ShardError::InvalidProducerEpoch {
                 current_epoch: 1, ..
             }) => {}
@@ -370,6 +370,46 @@ fn verification_guards() {
             .await
             .unwrap();
         p.append(tbatch(3, 0, 0, 1, true, b"k")).await.unwrap();
+        s.close().await.unwrap();
+    });
+}
+
+/// Kafka's `lowestSequence` rule: two batches of a producer with no state here, both being
+/// verified, cannot open the transaction out of order: the later one is refused as out of
+/// order until the earlier one is in, then appends.
+#[test]
+fn verified_batches_open_a_transaction_in_sequence_order() {
+    let disk = FakeDisk::new(11, Faults::default(), 1_000_000);
+    block_on(async {
+        let (s, p) = open(&disk, LogConfig::default()).await;
+        let g = p
+            .start_verification((5, 0), 0, true)
+            .unwrap()
+            .expect("a guard");
+        assert_eq!(p.start_verification((5, 0), 3, true).unwrap(), Some(g));
+        let second = tbatch(5, 0, 3, 2, true, b"k");
+        match p
+            .append_checked(second.clone(), TxnCheck::Guard(Some(g)))
+            .await
+        {
+            Err(ShardError::OutOfOrderSequence {
+                producer_id: 5,
+                expected: 0,
+                received: 3,
+            }) => {}
+            other => panic!("the later batch first: {other:?}"),
+        }
+        let first = tbatch(5, 0, 0, 3, true, b"k");
+        let info = p
+            .append_checked(first, TxnCheck::Guard(Some(g)))
+            .await
+            .unwrap();
+        assert_eq!(info.base_offset, 0);
+        let info = p
+            .append_checked(second, TxnCheck::Guard(None))
+            .await
+            .unwrap();
+        assert_eq!(info.base_offset, 3);
         s.close().await.unwrap();
     });
 }

@@ -45,13 +45,13 @@ fn one_batch_of_magic_2(records: &bytes::Bytes) -> bool {
 }
 
 /// The producer id and epoch of a partition's records if they are a transactional batch
-/// (bit 4 of the attributes).
-fn transactional_producer(records: &bytes::Bytes) -> Option<(i64, i16)> {
+/// (bit 4 of the attributes), with the batch's first sequence.
+fn transactional_producer(records: &bytes::Bytes) -> Option<((i64, i16), i32)> {
     Batches::new(records.clone())
         .next()
         .and_then(Result::ok)
         .filter(|b| b.is_transactional())
-        .map(|b| (b.producer_id(), b.producer_epoch()))
+        .map(|b| ((b.producer_id(), b.producer_epoch()), b.base_sequence()))
 }
 
 /// Fills a partition's answer for a refused append as Kafka does: the error code, the log
@@ -401,7 +401,8 @@ fn plan(
                 }
                 (None, Some(m)) => {
                     let records = p.records.map(Records::into_bytes).unwrap_or_default();
-                    let producer = transactional_producer(&records);
+                    let first = transactional_producer(&records);
+                    let producer = first.map(|(p, _)| p);
                     plan.transactional.extend(producer);
                     plan.op_slots.push(OpSlot {
                         slot: plan.slots.len(),
@@ -418,6 +419,7 @@ fn plan(
                             acks_all,
                             txn: TxnAppend::Start {
                                 producer,
+                                first_sequence: first.map_or(-1, |(_, s)| s),
                                 epoch_bump: version >= 12,
                             },
                         },

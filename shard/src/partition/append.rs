@@ -88,11 +88,14 @@ impl<S: Storage> Partition<S> {
     /// the producer has a transaction open here already at this epoch (its batches need no
     /// guard), else the guard to append with once the coordinator confirms the partition is
     /// in the transaction. An epoch below the producer's is refused (`InvalidProducerEpoch`).
-    /// `epoch_bump`: the producer is of transaction version 2.
+    /// `first_sequence`: the batch's; while the verification is pending, a batch above the
+    /// lowest one asked for is refused as out of order (Kafka's rule), so the producer's
+    /// batches sent together open the transaction in their order. `epoch_bump`: the producer
+    /// is of transaction version 2.
     pub fn start_verification(
         &self,
-        producer_id: i64,
-        producer_epoch: i16,
+        (producer_id, producer_epoch): (i64, i16),
+        first_sequence: i32,
         epoch_bump: bool,
     ) -> Result<Option<u64>> {
         let now = self.inner.storage.now_ms();
@@ -108,9 +111,12 @@ impl<S: Storage> Partition<S> {
         if st.txns.is_open(producer_id) && current == Some(producer_epoch) {
             return Ok(None);
         }
-        let guard = st
-            .verifications
-            .start(producer_id, producer_epoch, epoch_bump, now);
+        let guard = st.verifications.start(
+            (producer_id, producer_epoch),
+            first_sequence,
+            epoch_bump,
+            now,
+        );
         Ok(Some(guard))
     }
 
@@ -175,6 +181,18 @@ impl<S: Storage> Partition<S> {
                 && !st.verifications.holds(pid, guard)
             {
                 return Err(ShardError::NotInTransaction { producer_id: pid });
+            }
+            // Kafka's `checkSequence`: while a verification is pending, a batch above the
+            // lowest sequence it was asked for is out of order (the lower one comes first).
+            if let Some(lowest) = st.verifications.lowest_sequence(pid)
+                && first_seq > lowest
+                && !touched[i].2
+            {
+                return Err(ShardError::OutOfOrderSequence {
+                    producer_id: pid,
+                    expected: lowest,
+                    received: first_seq,
+                });
             }
             seq_result(seq, pid, epoch, first_seq)?;
             // Kafka's `appendDataBatch`: checked after the sequence.
