@@ -24,6 +24,7 @@ mod messages;
 mod metadata;
 mod metrics;
 mod partitions;
+mod peer_calls;
 mod producer_ids;
 mod registry;
 mod replication;

@@ -161,18 +161,13 @@ async fn write_remote(
     let Some(endpoint) = endpoint else {
         return unreachable(&partitions);
     };
-    let Some(mut stream) = crate::controller::client::connect(&endpoint.host, endpoint.port).await
-    else {
-        return unreachable(&partitions);
-    };
     let request = WriteTxnMarkersRequest {
         markers: vec![marker_request(m, &partitions)],
         ..Default::default()
     };
     let client_id = format!("sluice-txn-markers-{}", core.node_id);
-    let answer = crate::controller::client::call(
-        &mut stream,
-        1,
+    let answer = crate::peer_calls::call(
+        (&endpoint.host, endpoint.port),
         &client_id,
         WRITE_TXN_MARKERS_VERSION,
         &Request::WriteTxnMarkers(request),
@@ -180,7 +175,7 @@ async fn write_remote(
     )
     .await;
     match answer {
-        Ok(Response::WriteTxnMarkers(r)) => remote_results(&r, &partitions),
+        Some(Response::WriteTxnMarkers(r)) => remote_results(&r, &partitions),
         _ => unreachable(&partitions),
     }
 }

@@ -3,7 +3,7 @@
 //! or to add them (part 2, transaction version 2, where clients no longer send
 //! AddPartitionsToTxn). Kafka's `AddPartitionsToTxnManager`: AddPartitionsToTxn v5 from
 //! broker to coordinator; here a call to the local core that coordinates the id, or that
-//! request to the broker that does.
+//! request to the broker that does (over a connection this core keeps, `peer_calls.rs`).
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -134,9 +134,6 @@ async fn remote(
     let image = core.topics();
     let endpoint = super::coordinator_of(core, &image, who.transactional_id)
         .ok_or(ErrorCode::COORDINATOR_NOT_AVAILABLE)?;
-    let mut stream = crate::controller::client::connect(&endpoint.host, endpoint.port)
-        .await
-        .ok_or(ErrorCode::NETWORK_EXCEPTION)?;
     let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
     for tp in partitions {
         topics.entry(&tp.topic).or_default().push(tp.partition);
@@ -160,9 +157,8 @@ async fn remote(
         ..Default::default()
     };
     let client_id = format!("sluice-txn-verify-{}", core.config.node_id);
-    let answer = crate::controller::client::call(
-        &mut stream,
-        1,
+    let answer = crate::peer_calls::call(
+        (&endpoint.host, endpoint.port),
         &client_id,
         BROKER_ADD_VERSION,
         &Request::AddPartitionsToTxn(request),
@@ -170,7 +166,7 @@ async fn remote(
     )
     .await;
     match answer {
-        Ok(Response::AddPartitionsToTxn(r)) => Ok(codes_of(&r, partitions)),
+        Some(Response::AddPartitionsToTxn(r)) => Ok(codes_of(&r, partitions)),
         _ => Err(ErrorCode::NETWORK_EXCEPTION),
     }
 }
