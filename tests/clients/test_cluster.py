@@ -14,12 +14,14 @@ address: confluent-kafka (librdkafka), kcat and Kafka's own Java CLI tools.
 - Issue 21: `__consumer_offsets` has 3 replicas, so a group's committed offsets survive kill -9
   of its coordinator's broker and are answered by the new coordinator on a survivor.
 - Issue 23: `__transaction_state` has 3 replicas (min.insync.replicas 2), so an open
-  transaction survives kill -9 of its coordinator's broker and commits on a survivor.
+  transaction survives kill -9 of its coordinator's broker and commits on a survivor; the
+  brokers' transaction calls to each other (markers, KIP-890 verification) reuse connections.
 """
 import os
 import subprocess
 import tempfile
 import time
+import urllib.request
 import uuid
 
 import pytest
@@ -43,9 +45,19 @@ class Cluster:
         voters = ",".join(f"{i + 1}@127.0.0.1:{p}" for i, p in enumerate(ports))
         self.nodes = []
         for i in range(3):
+            metrics = free_port()
             args = ["--node-id", str(i + 1), "--controller-voters", voters, "--cores", "2",
-                    "--metrics-listen", f"127.0.0.1:{free_port()}"]
+                    "--metrics-listen", f"127.0.0.1:{metrics}"]
             self.nodes.append(Broker(os.path.join(root, f"node{i + 1}"), args=args))
+            self.nodes[-1].metrics_port = metrics
+
+    def connections_accepted(self, i):
+        """Client connections node i+1 accepted so far (its /metrics, summed over cores)."""
+        url = f"http://127.0.0.1:{self.nodes[i].metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            text = r.read().decode()
+        return sum(float(line.split()[-1]) for line in text.splitlines()
+                   if line.startswith("sluice_connections_accepted"))
 
     def bootstrap(self, i):
         return self.nodes[i].bootstrap
@@ -377,3 +389,28 @@ def test_a_transaction_survives_its_coordinators_kill(cluster):
         c.close()
     assert sorted(got) == sorted([f"a{n}".encode() for n in range(30)]
                                  + [f"b{n}".encode() for n in range(30)])
+
+
+def test_brokers_keep_their_connections_for_transaction_calls(cluster):
+    """Markers to other leaders (WriteTxnMarkers) and KIP-890 verification with a coordinator on
+    another broker (AddPartitionsToTxn v5 from the leaders: librdkafka sends Produce v11 and
+    below) travel over connections the brokers keep: 40 transactions over partitions on every
+    broker open far fewer connections between the brokers than one per transaction."""
+    topic = f"txc-{uuid.uuid4().hex[:8]}"
+    create(cluster.bootstrap(0), topic, 6)
+    assert {leader for leader, _ in leaders(cluster.bootstrap(0), topic).values()} == {1, 2, 3}
+    p = Producer({"bootstrap.servers": cluster.all_bootstrap(),
+                  "transactional.id": f"tx-{topic}", "linger.ms": 0})
+    p.init_transactions(30)
+    p.begin_transaction()
+    for n in range(6):
+        p.produce(topic, value=b"warm", partition=n)
+    p.commit_transaction(30)
+    before = [cluster.connections_accepted(i) for i in range(3)]
+    for t in range(40):
+        p.begin_transaction()
+        for n in range(6):
+            p.produce(topic, value=f"{t}".encode(), partition=n)
+        p.commit_transaction(30)
+    opened = sum(cluster.connections_accepted(i) - before[i] for i in range(3))
+    assert opened < 20, f"{opened} connections for 40 transactions"
