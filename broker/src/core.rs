@@ -252,6 +252,10 @@ impl Core {
             ("log.retention.bytes", c.retention_bytes.to_string()),
             ("log.segment.bytes", c.segment_bytes.to_string()),
             ("message.max.bytes", c.message_bytes_max.to_string()),
+            (
+                "unclean.leader.election.enable",
+                c.unclean_leader_election_enable.to_string(),
+            ),
         ] {
             let default = crate::topic_config::topic_key_of(key)
                 .and_then(crate::topic_config::def)

@@ -1,6 +1,8 @@
 """Dynamic broker configs through confluent-kafka's admin client: the broker-level defaults
 of topic configs change at runtime, topics without their own value follow them, read-only
 configs are refused with Kafka's answer, and the values survive a restart."""
+import os
+import tempfile
 import time
 
 import pytest
@@ -8,6 +10,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
                                    ConfigSource, ResourceType)
 
+from conftest import Broker
 from test_clients import create
 
 
@@ -114,3 +117,28 @@ def test_broker_config_errors(broker):
     alter(admin, ResourceType.BROKER, me, log_cleanup_policy=(AlterConfigOpType.DELETE, None))
     default = ("delete", ConfigSource.DEFAULT_CONFIG.value)
     assert settled(admin, ResourceType.BROKER, me, "log.cleanup.policy", default) == default
+
+
+def test_config_file_unclean_leader_election_is_described():
+    """`unclean_leader_election_enable` in sluice's config file is Kafka's static
+    `unclean.leader.election.enable`: DescribeConfigs shows it as a static broker config, and
+    topics without their own value inherit it (the controller elects with it on a cluster)."""
+    if os.environ.get("KAFKA_BOOTSTRAP"):
+        pytest.skip("starts its own sluice with a config setting")
+    with tempfile.TemporaryDirectory(prefix="sluice-unclean-") as d:
+        b = Broker(os.path.join(d, "data"),
+                   args=["--cores", "1", "--set", "unclean_leader_election_enable=true"])
+        try:
+            admin = AdminClient({"bootstrap.servers": b.bootstrap})
+            create(b.bootstrap, "inherits")
+            create(b.bootstrap, "own", config={"unclean.leader.election.enable": "false"})
+            key = "unclean.leader.election.enable"
+            static = ConfigSource.STATIC_BROKER_CONFIG.value
+            e = describe(admin, ResourceType.BROKER, broker_id(admin))[key]
+            assert (e.value, e.source) == ("true", static)
+            e = describe(admin, ResourceType.TOPIC, "inherits")[key]
+            assert (e.value, e.source) == ("true", static)
+            e = describe(admin, ResourceType.TOPIC, "own")[key]
+            assert (e.value, e.source) == ("false", ConfigSource.DYNAMIC_TOPIC_CONFIG.value)
+        finally:
+            b.kill()

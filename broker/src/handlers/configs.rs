@@ -612,6 +612,17 @@ fn broker_configs(core: &Core) -> Vec<(&'static str, String, ConfigType, bool)> 
             true,
         ),
     ];
+    // Set in the config file only when it differs from Kafka's default (as the topics'
+    // inherited layer): otherwise it is described as Kafka describes it, a default.
+    if c.unclean_leader_election_enable {
+        let on = "true".to_owned();
+        v.push((
+            "unclean.leader.election.enable",
+            on,
+            ConfigType::Boolean,
+            true,
+        ));
+    }
     v.sort_by(|a, b| a.0.cmp(b.0));
     v
 }
