@@ -544,8 +544,25 @@ fn broker_change(
     })
 }
 
+/// Config-file settings that are Kafka topic-config defaults, listed only when set away from
+/// Kafka's default (as the topics' inherited layer); otherwise they are described as Kafka
+/// describes them, as defaults.
+fn changed_defaults(c: &crate::config::BrokerConfig) -> Option<BrokerConfigEntry> {
+    let on = "true".to_owned();
+    let entry = (
+        "unclean.leader.election.enable",
+        on,
+        ConfigType::Boolean,
+        true,
+    );
+    c.unclean_leader_election_enable.then_some(entry)
+}
+
+/// (name, value, type, read-only at runtime) of a broker config sluice describes.
+type BrokerConfigEntry = (&'static str, String, ConfigType, bool);
+
 /// The broker settings sluice has, under Kafka's names.
-fn broker_configs(core: &Core) -> Vec<(&'static str, String, ConfigType, bool)> {
+fn broker_configs(core: &Core) -> Vec<BrokerConfigEntry> {
     let c = &core.config;
     let listener = format!("PLAINTEXT://{}", c.listen);
     let advertised = format!(
@@ -612,17 +629,7 @@ fn broker_configs(core: &Core) -> Vec<(&'static str, String, ConfigType, bool)> 
             true,
         ),
     ];
-    // Set in the config file only when it differs from Kafka's default (as the topics'
-    // inherited layer): otherwise it is described as Kafka describes it, a default.
-    if c.unclean_leader_election_enable {
-        let on = "true".to_owned();
-        v.push((
-            "unclean.leader.election.enable",
-            on,
-            ConfigType::Boolean,
-            true,
-        ));
-    }
+    v.extend(changed_defaults(&core.config));
     v.sort_by(|a, b| a.0.cmp(b.0));
     v
 }
