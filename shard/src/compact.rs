@@ -46,12 +46,12 @@
 //!    batch dropped, or kept empty when it may be its producer's last, as any emptied
 //!    batch), as Kafka's cleaner does. A marker goes (Kafka's `CleanedTransactionMetadata`)
 //!    once no batch of its transaction is left before it and its region was first cleaned
-//!    more than `delete_retention_ms` ago, as a tombstone ([`MarkerSweep`]). Unlike Kafka,
-//!    which looks at one group of segments at a time, the sweep follows the whole pass from
-//!    the log start, so a marker never goes while its transaction's data is in an earlier
-//!    group (a replay would see that transaction open forever). An ABORT marker's index
-//!    entry goes with it: a read_committed client that got the entry would drop the
-//!    producer's later batches until it met a marker.
+//!    more than `delete_retention_ms` ago, as a tombstone ([`MarkerSweep`]). As Kafka's, the
+//!    sweep follows the whole pass from the log start, across groups, so a marker never goes
+//!    while its transaction's data is in an earlier group (a replay would see that
+//!    transaction open forever). An ABORT marker's index entry goes with it: a
+//!    read_committed client that got the entry would drop the producer's later batches until
+//!    it met a marker.
 //!
 //! Offsets never change and the log start offset does not move. A group whose bytes would not
 //! change is left in place.
@@ -680,8 +680,8 @@ pub(crate) fn groups(segs: &[Src], max_bytes: u64) -> Vec<std::ops::Range<usize>
     out
 }
 
-/// Which transaction markers a pass removes (Kafka's `CleanedTransactionMetadata`, over
-/// the whole pass rather than one group): it follows the kept batches in offset order.
+/// Which transaction markers a pass removes (Kafka's `CleanedTransactionMetadata`, one for
+/// the whole pass, across groups): it follows the kept batches in offset order.
 #[derive(Debug, Default)]
 pub(crate) struct MarkerSweep {
     /// Producers with a transactional batch kept since their last marker: their next
