@@ -305,6 +305,11 @@ impl LocalPartitions {
             } else {
                 p.read(r.offset, r.max_bytes).await
             };
+            // A consumer behind the cache: read its next window while this answer travels.
+            if p.read_ahead_wanted() {
+                let p = p.clone();
+                glommio::spawn_local(async move { p.read_ahead().await }).detach();
+            }
             return read.map_err(|e| storage(&p, e));
         };
         self.follower_read(&p, r.offset, r.max_bytes, replica).await

@@ -6,7 +6,9 @@
 //! truncation pops at the back). So a read whose offset is inside the run can be served
 //! entirely from memory. Only used on its own core, and never borrowed across an `.await`.
 
+use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
 
 use bytes::Bytes;
 
@@ -61,6 +63,11 @@ pub(crate) struct BatchCache {
     /// Insertion order across partitions, for eviction. May hold stale entries after a
     /// truncation; those are skipped.
     order: VecDeque<(u64, i64)>,
+    /// Batches in `parts`, all partitions together.
+    batches: usize,
+    /// Bytes the core's partitions hold read ahead of their next fetch (issue 22), bounded
+    /// by [`BatchCache::readahead_max`].
+    pub(crate) readahead_in_use: Rc<Cell<usize>>,
 }
 
 impl BatchCache {
@@ -71,7 +78,14 @@ impl BatchCache {
             bytes: 0,
             parts: HashMap::new(),
             order: VecDeque::new(),
+            batches: 0,
+            readahead_in_use: Rc::default(),
         }
+    }
+
+    /// The most all of the core's partitions may hold read ahead: a quarter of the cache.
+    pub(crate) fn readahead_max(&self) -> usize {
+        self.bytes_max / 4
     }
 
     pub(crate) fn insert(&mut self, part: u64, batch: CachedBatch) {
@@ -88,12 +102,14 @@ impl BatchCache {
             if batch.base_offset != b.last_offset + 1 {
                 // Not contiguous (a gap after compaction or a truncation): restart the run.
                 self.bytes -= q.iter().map(|b| b.bytes.len()).sum::<usize>();
+                self.batches -= q.len();
                 q.clear();
             }
         }
         self.bytes += batch.bytes.len();
         self.order.push_back((part, batch.base_offset));
         q.push_back(batch);
+        self.batches += 1;
         while self.bytes > self.bytes_max {
             let Some((p, base)) = self.order.pop_front() else {
                 break;
@@ -103,9 +119,11 @@ impl BatchCache {
                 && let Some(b) = q.pop_front()
             {
                 self.bytes -= b.bytes.len();
+                self.batches -= 1;
             }
         }
-        if self.order.len() > 4 * self.parts.values().map(VecDeque::len).sum::<usize>() + 1024 {
+        // Counted, not summed over the partitions: a core may have thousands.
+        if self.order.len() > 4 * self.batches + 1024 {
             self.compact_order();
         }
     }
@@ -139,6 +157,7 @@ impl BatchCache {
             while q.back().is_some_and(|b| b.last_offset >= offset) {
                 if let Some(b) = q.pop_back() {
                     self.bytes -= b.bytes.len();
+                    self.batches -= 1;
                 }
             }
         }
@@ -150,6 +169,7 @@ impl BatchCache {
             while q.front().is_some_and(|b| b.last_offset < offset) {
                 if let Some(b) = q.pop_front() {
                     self.bytes -= b.bytes.len();
+                    self.batches -= 1;
                 }
             }
         }
@@ -158,6 +178,7 @@ impl BatchCache {
     pub(crate) fn remove_partition(&mut self, part: u64) {
         if let Some(q) = self.parts.remove(&part) {
             self.bytes -= q.iter().map(|b| b.bytes.len()).sum::<usize>();
+            self.batches -= q.len();
         }
     }
 
@@ -217,6 +238,10 @@ mod tests {
             c.insert(1, b(i * 10, i * 10 + 9, 100));
             c.insert(2, b(i * 10, i * 10 + 9, 100));
             assert!(c.bytes() <= 1000);
+            assert_eq!(
+                c.batches,
+                c.parts.values().map(VecDeque::len).sum::<usize>()
+            );
         }
         assert!(c.read(1, 0, 1 << 20, i64::MAX).is_none());
         let r = c.read(1, 95, 150, i64::MAX).unwrap();
@@ -224,6 +249,10 @@ mod tests {
         assert!(c.read(2, 99, 1 << 20, 90).unwrap().is_empty());
         c.truncate(1, 85);
         assert!(c.read(1, 85, 1 << 20, i64::MAX).is_none());
+        assert_eq!(
+            c.batches,
+            c.parts.values().map(VecDeque::len).sum::<usize>()
+        );
         c.insert(1, b(80, 80, 10));
         assert_eq!(c.read(1, 80, 1, i64::MAX).unwrap().len(), 1);
     }

@@ -56,6 +56,8 @@ struct DiskState {
     budget: Option<u64>,
     /// Mutating calls made so far.
     ops: u64,
+    /// `read_at` calls made so far.
+    reads: u64,
     /// File handles open now (opened and not yet closed or dropped).
     open_files: usize,
 }
@@ -114,6 +116,7 @@ impl FakeDisk {
                 now_ms: start_ms,
                 budget: None,
                 ops: 0,
+                reads: 0,
                 open_files: 0,
             })),
         }
@@ -130,6 +133,10 @@ impl FakeDisk {
     /// Mutating calls made on this disk so far.
     pub fn ops(&self) -> u64 {
         self.state.borrow().ops
+    }
+    /// Reads of file data (`read_at` calls) made on this disk so far.
+    pub fn reads(&self) -> u64 {
+        self.state.borrow().reads
     }
     /// File handles open now, like the descriptors of a real process.
     pub fn open_files(&self) -> usize {
@@ -249,6 +256,7 @@ impl StorageFile for FakeFile {
         Ok(())
     }
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
+        self.disk.state.borrow_mut().reads += 1;
         let img = self.image.borrow();
         let start = (pos as usize).min(img.current.len());
         let end = (start + len).min(img.current.len());

@@ -41,6 +41,7 @@ mod ends;
 mod flush;
 mod open;
 mod read;
+mod readahead;
 mod replica;
 mod retention;
 mod roll;
@@ -210,6 +211,8 @@ pub(crate) struct PartitionInner<S: Storage> {
     synced: Notify,
     /// Fires when the high watermark or log end moves (or the partition closes).
     appended: Notify,
+    /// The window read ahead of the next fetch (issue 22).
+    pub(crate) readahead: readahead::ReadAhead,
 }
 
 /// A handle on one partition of a [`crate::Shard`]; clones share the partition.

@@ -195,6 +195,7 @@ impl<S: Storage> Partition<S> {
                 compacting: std::cell::Cell::new(false),
                 synced: Notify::default(),
                 appended: Notify::default(),
+                readahead: Default::default(),
             }),
         };
         p.load_producers(&names, &scanned).await?;

@@ -8,6 +8,7 @@ use std::path::Path;
 use bytes::Bytes;
 use sluice_net::record_batch::{self, Batches, Compression, RecordBatch, peek_batch_size};
 
+use super::readahead::ReadEnd;
 use super::{Partition, ReadResult, corrupt};
 use crate::cache::collect_run;
 use crate::error::{Result, ShardError, io_err};
@@ -58,6 +59,7 @@ impl<S: Storage> Partition<S> {
 
     async fn read_upto(&self, offset: i64, max_bytes: usize, upto: i64) -> Result<ReadResult> {
         let mut result = self.read_offsets(offset)?;
+        self.inner.readahead.reset_end();
         if offset >= upto {
             return Ok(result);
         }
@@ -187,6 +189,8 @@ impl<S: Storage> Partition<S> {
             first_whole,
             out: Vec::new(),
             total: 0,
+            end: None,
+            window: 0,
         };
         let mut cur = offset;
         loop {
@@ -209,7 +213,11 @@ impl<S: Storage> Partition<S> {
             {
                 continue;
             }
-            if self.read_segment(&file, &mut c, &mut read).await? {
+            let done = self.read_segment(&file, &mut c, &mut read).await?;
+            if let Some(end) = read.end {
+                self.inner.readahead.note_end(end);
+            }
+            if done {
                 return Ok(read.out);
             }
             cur = c.next_offset;
@@ -228,13 +236,18 @@ impl<S: Storage> Partition<S> {
         }
         let rel = (cur - base).clamp(0, i64::from(u32::MAX)) as u32;
         let (entry_rel, pos) = seg.index.entry_for(rel);
+        // A read going on where the last one stopped starts there, not at the index entry.
+        let (pos, expect) = match self.inner.readahead.start_for(base, seg.id, cur) {
+            Some(p) => (p, cur),
+            None => (u64::from(pos), base + i64::from(entry_rel)),
+        };
         Some(SegmentCursor {
             base,
             id: seg.id,
-            pos: u64::from(pos),
+            pos,
             limit: seg.written_bytes,
             next_offset: seg.next_offset,
-            expect: base + i64::from(entry_rel),
+            expect,
             leader_epochs: st.leader_epochs.clone(),
         })
     }
@@ -276,11 +289,15 @@ impl<S: Storage> Partition<S> {
                     .saturating_sub(r.total)
                     .max(inner.shard_config.read_bytes_min)
                     .saturating_add(inner.config.index_interval_bytes as usize);
+                r.window = r.window.max(window);
                 let want = need.max(window).min((c.limit - c.pos) as usize);
-                data = file
-                    .read_at(c.pos, want)
-                    .await
-                    .map_err(io_err("read", &path))?;
+                data = match inner.readahead.take(c.base, c.id, c.pos, need).await {
+                    Some(ahead) => ahead,
+                    None => file
+                        .read_at(c.pos, want)
+                        .await
+                        .map_err(io_err("read", &path))?,
+                };
                 data_pos = c.pos;
                 if data.len() < need {
                     return Err(corrupt(&path, c.pos, "short read inside the segment"));
@@ -302,6 +319,14 @@ impl<S: Storage> Partition<S> {
             }
             r.total += size;
             r.out.push(batch.into_bytes());
+            r.end = Some(ReadEnd {
+                seg_base: c.base,
+                seg_id: c.id,
+                pos: c.pos,
+                offset: c.expect,
+                limit: c.limit,
+                window: r.window,
+            });
         }
         Ok(false)
     }
@@ -414,6 +439,10 @@ struct DiskRead {
     first_whole: bool,
     out: Vec<Bytes>,
     total: usize,
+    /// Where the read stopped: after the last batch it returned.
+    end: Option<ReadEnd>,
+    /// The largest window it read: what a read-ahead for the next read reads.
+    window: usize,
 }
 
 impl DiskRead {

@@ -259,6 +259,7 @@ impl<S: Storage> Partition<S> {
         let inner = &*self.inner;
         let mut st = inner.state.borrow_mut();
         let st = &mut *st;
+        inner.readahead.clear();
         let seg = st.segments.get_mut(&keep_base).expect("kept segment");
         seg.size_bytes = cut_pos;
         seg.written_bytes = cut_pos;
