@@ -261,6 +261,9 @@ struct Link {
     /// To the reader, each request written, in order; `None` with acks 0 (no answers).
     tx: Option<Sender<InFlight>>,
     reader: Option<JoinHandle<anyhow::Result<ProducerOut>>>,
+    /// The partition the next request to this leader starts from (Kafka's `drainIndex`): a
+    /// request that cannot take every ready batch takes them in turn, so none starves.
+    drain_from: usize,
 }
 
 impl Link {
@@ -279,6 +282,7 @@ impl Link {
                 in_flight,
                 tx: None,
                 reader: None,
+                drain_from: 0,
             });
         }
         let (tx, rx) = channel::<InFlight>();
@@ -297,6 +301,7 @@ impl Link {
             in_flight,
             tx: Some(tx),
             reader: Some(reader),
+            drain_from: 0,
         })
     }
 
@@ -608,18 +613,28 @@ impl Writer {
     }
 
     /// One produce request of `ready`'s batches (at most 1 MiB of them, as Kafka's
-    /// max.request.size; the rest wait) to one leader.
+    /// max.request.size; the rest wait) to one leader, taken as the Java client drains: from
+    /// where the last request to this leader stopped, round the partitions, until one does
+    /// not fit (it starts the next request).
     fn send_to(&mut self, link: usize, mut ready: Vec<usize>) -> anyhow::Result<bool> {
-        let mut request_bytes = 0;
+        let n = self.pending.len();
+        let from = self.links[link].drain_from;
+        ready.sort_by_key(|&p| (p + n - from) % n);
         let batch_max = self.records_per_batch * self.record_bytes;
-        ready.retain(|&p| {
-            let size = self.pending[p].values.len().min(batch_max);
-            let fits = request_bytes == 0 || request_bytes + size <= 1 << 20;
-            if fits {
-                request_bytes += size;
-            }
-            fits
-        });
+        let mut request_bytes = 0;
+        let taken = ready
+            .iter()
+            .take_while(|&&p| {
+                let size = self.pending[p].values.len().min(batch_max);
+                let fits = request_bytes == 0 || request_bytes + size <= 1 << 20;
+                if fits {
+                    request_bytes += size;
+                }
+                fits
+            })
+            .count();
+        self.links[link].drain_from = ready.get(taken).map_or(from, |&p| p);
+        ready.truncate(taken);
         let (batches, times, payload) = self.take(&ready);
         let req = kafka::produce_request(&self.topic, self.w.acks, batches);
         let l = &mut self.links[link];
