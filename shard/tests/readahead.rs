@@ -188,3 +188,70 @@ fn a_read_waits_for_the_window_in_flight() {
     });
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Next offset after the last batch of a read.
+fn next_offset(batches: &[Bytes]) -> i64 {
+    let last = batches
+        .last()
+        .expect("a read below the high watermark returns a batch");
+    i64::from_be_bytes(last[..8].try_into().unwrap())
+        + i64::from(i32::from_be_bytes(last[23..27].try_into().unwrap()))
+        + 1
+}
+
+/// Two consumers of one partition at different places, reads alternating, each running the
+/// read-ahead the broker would: the first one's window survives the other's reads, and
+/// nothing is read twice (before, each one's read dropped the other's window, so every read
+/// went to disk and every read-ahead was wasted).
+#[test]
+fn two_readers_at_different_places_do_not_read_twice() {
+    let disk = FakeDisk::new(9, Faults::default(), 1_000_000);
+    block_on(async {
+        let (cfg, shard_cfg) = configs();
+        let shard = Shard::open(disk.clone(), "/d".as_ref(), shard_cfg)
+            .await
+            .unwrap();
+        let p = shard.create_partition("t", 0, cfg).await.unwrap();
+        fill(&p).await;
+        let (plain, _) = read_all(&p, false).await;
+        let end = p.offsets().high_watermark;
+        let before = disk.reads();
+        let (mut a, mut b) = (0i64, 45i64);
+        let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
+        let mut a_foreground = 0;
+        while a < end || b < end {
+            if a < end {
+                let r0 = disk.reads();
+                let r = p.read(a, READ_BYTES).await.unwrap();
+                a_foreground += disk.reads() - r0;
+                a = next_offset(&r.batches);
+                got_a.extend(r.batches);
+                if p.read_ahead_wanted() {
+                    p.read_ahead().await;
+                }
+            }
+            if b < end {
+                let r = p.read(b, READ_BYTES).await.unwrap();
+                b = next_offset(&r.batches);
+                got_b.extend(r.batches);
+                if p.read_ahead_wanted() {
+                    p.read_ahead().await;
+                }
+            }
+        }
+        assert_eq!(got_a, plain);
+        let from_b = plain
+            .iter()
+            .position(|x| next_offset(std::slice::from_ref(x)) > 45);
+        assert_eq!(got_b, plain[from_b.unwrap()..]);
+        assert!(
+            a_foreground <= 2,
+            "{a_foreground} of the first reader's reads went to disk"
+        );
+        // Without read-ahead the two readers read about 12 + 7 windows; each window is read
+        // once here, by its reader or ahead of it.
+        let total = disk.reads() - before;
+        assert!(total <= 22, "{total} disk reads for both readers");
+        shard.close().await.unwrap();
+    });
+}

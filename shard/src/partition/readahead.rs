@@ -45,8 +45,17 @@ struct Slot {
     ticket: u64,
     end: ReadEnd,
     data: Option<Bytes>,
+    /// Reads elsewhere in the log since the window was read: another reader's, or its own
+    /// reader's that moved on. At [`SLOT_MISSES_MAX`] it is dropped.
+    misses: u32,
     _reserved: Reserved,
 }
+
+/// Reads elsewhere that a window read ahead survives. Two consumers of one partition at
+/// different places alternate their reads: the first one's window survives the second one's
+/// read between its own (which gets no read-ahead meanwhile, so neither reads twice); a
+/// window whose reader went away is dropped after a few reads of the others.
+const SLOT_MISSES_MAX: u32 = 4;
 
 /// Bytes counted against the core's read-ahead bound until dropped.
 struct Reserved {
@@ -116,7 +125,7 @@ impl ReadAhead {
 
     /// The window read ahead at `pos` of segment `seg_base` (id `seg_id`), if one was, and
     /// if it holds at least `need` bytes; waits for one in flight. Takes it out of the slot.
-    /// A finished window for another place is dropped (its reader went elsewhere).
+    /// A finished window for another place counts a miss (see [`SLOT_MISSES_MAX`]).
     pub(crate) async fn take(
         &self,
         seg_base: i64,
@@ -139,7 +148,12 @@ impl ReadAhead {
                         return (data.len() >= need).then_some(data);
                     }
                     (Some(_), false) => {
-                        st.slot = None;
+                        if let Some(s) = st.slot.as_mut() {
+                            s.misses += 1;
+                            if s.misses >= SLOT_MISSES_MAX {
+                                st.slot = None;
+                            }
+                        }
                         return None;
                     }
                     (None, false) => return None,
@@ -172,6 +186,7 @@ impl ReadAhead {
             ticket,
             end,
             data: None,
+            misses: 0,
             _reserved: Reserved {
                 in_use: in_use.clone(),
                 bytes: len,
