@@ -261,5 +261,7 @@ pub struct WaitId {
 pub struct FetchOnCore {
     pub reads: Vec<FetchRead>,
     pub min_bytes: usize,
+    /// The fetch's `max_bytes`: the reads on this core stay within it, in request order.
+    pub max_bytes: usize,
     pub wait: Option<(WaitId, Duration)>,
 }

@@ -209,7 +209,7 @@ impl LocalPartitions {
         stop: &StopSignal,
     ) -> Vec<Result<ReadResult, PartError>> {
         let Some((id, timeout)) = request.wait else {
-            return self.read_all(&request.reads).await;
+            return self.read_all(&request.reads, request.max_bytes).await;
         };
         let (tx, rx) = local_channel::new_bounded::<()>(1);
         self.waits.borrow_mut().insert(id, tx);
@@ -217,7 +217,7 @@ impl LocalPartitions {
             partitions: self,
             id,
         };
-        let reads = self.read_all(&request.reads).await;
+        let reads = self.read_all(&request.reads, request.max_bytes).await;
         let found: usize = reads
             .iter()
             .map(|r| {
@@ -266,7 +266,7 @@ impl LocalPartitions {
         )
         .await;
         self.parked.set(self.parked.get() - 1);
-        self.read_all(&request.reads).await
+        self.read_all(&request.reads, request.max_bytes).await
     }
 
     /// Ends a parked fetch wait (no-op if it has answered already).
@@ -276,9 +276,54 @@ impl LocalPartitions {
         }
     }
 
-    /// Reads each partition, concurrently; results in the order of `reads`. Reads change
-    /// nothing, so they run in tasks that are cancelled with their caller.
-    async fn read_all(self: &Rc<Self>, reads: &[FetchRead]) -> Vec<Result<ReadResult, PartError>> {
+    /// Reads each partition within the fetch's `max_bytes` as Kafka does: in request order,
+    /// each consumer read at most its own limit and what the reads before it left (the first
+    /// batch of the first read is whole). The reads run concurrently a wave at a time: the next
+    /// reads whose limits fit in what is left. Consumer reads past the budget answer their
+    /// offsets only, so a fetch of many partitions does not read a window of each from disk
+    /// just to drop it. Follower reads always run (each records the follower's position).
+    /// Results in the order of `reads`.
+    async fn read_all(
+        self: &Rc<Self>,
+        reads: &[FetchRead],
+        max_bytes: usize,
+    ) -> Vec<Result<ReadResult, PartError>> {
+        let mut out = Vec::with_capacity(reads.len());
+        let mut left = max_bytes.max(1);
+        while out.len() < reads.len() {
+            let start = out.len();
+            let (mut end, mut sum) = (start, 0usize);
+            let mut wave = Vec::new();
+            while let Some(r) = reads.get(end) {
+                let mut r = r.clone();
+                if r.replica.is_none() {
+                    let limit = r.max_bytes.min(left);
+                    if end > start && sum + limit > left {
+                        break;
+                    }
+                    sum += limit;
+                    // 0 only past the budget (a partition limit of 0 still takes the first
+                    // batch, as a read always does).
+                    r.max_bytes = if left == 0 { 0 } else { limit.max(1) };
+                }
+                end += 1;
+                wave.push(r);
+            }
+            for res in self.read_wave(&wave).await {
+                if let Ok(rr) = &res {
+                    let got: usize = rr.batches.iter().map(Bytes::len).sum();
+                    left = left.saturating_sub(got);
+                }
+                out.push(res);
+            }
+        }
+        out
+    }
+
+    /// One wave of [`LocalPartitions::read_all`], concurrently; results in the order of
+    /// `reads`. Reads change nothing, so they run in tasks that are cancelled with their
+    /// caller.
+    async fn read_wave(self: &Rc<Self>, reads: &[FetchRead]) -> Vec<Result<ReadResult, PartError>> {
         if let [one] = reads {
             return vec![self.read(one).await];
         }
@@ -300,6 +345,10 @@ impl LocalPartitions {
     async fn read(&self, r: &FetchRead) -> Result<ReadResult, PartError> {
         let p = self.partition(&r.topic, r.partition)?;
         let Some(replica) = r.replica else {
+            if r.max_bytes == 0 {
+                // Past the fetch's budget: the partition's offsets, no batches.
+                return p.position(r.offset).map_err(|e| storage(&p, e));
+            }
             let read = if r.committed {
                 p.read_committed(r.offset, r.max_bytes).await
             } else {

@@ -156,7 +156,11 @@ pub async fn handle(core: &Rc<Core>, request: FetchRequest, version: i16) -> Fet
     let min_bytes = usize::try_from(request.min_bytes.max(0)).unwrap_or(0);
     let max_bytes = usize::try_from(request.max_bytes.max(0)).unwrap_or(0);
     let max_wait = Duration::from_millis(u64::try_from(request.max_wait_ms.max(0)).unwrap_or(0));
-    let reads = long_poll(core, &wanted, min_bytes, max_wait).await;
+    let bytes = ByteBounds {
+        min: min_bytes,
+        max: max_bytes,
+    };
+    let reads = long_poll(core, &wanted, bytes, max_wait).await;
     fill(core, &mut slots, &wanted, reads, max_bytes);
     answer(core, context, slots, uses_topic_ids, replica.is_some())
 }
@@ -421,11 +425,11 @@ struct OnCore {
 async fn long_poll(
     core: &Rc<Core>,
     wanted: &[Wanted],
-    min_bytes: usize,
+    bytes: ByteBounds,
     max_wait: Duration,
 ) -> Vec<Result<ReadResult, PartError>> {
     let deadline = Instant::now() + max_wait;
-    let wait = min_bytes > 0 && !max_wait.is_zero();
+    let wait = bytes.min > 0 && !max_wait.is_zero();
     let mut cores: Vec<OnCore> = Vec::new();
     let mut results: Vec<Option<Result<ReadResult, PartError>>> =
         wanted.iter().map(|_| None).collect();
@@ -452,9 +456,7 @@ async fn long_poll(
         tasks: Vec::new(),
     };
     for (g, on) in cores.iter_mut().enumerate() {
-        ask(
-            core, wanted, on, g, min_bytes, wait, deadline, &tx, &mut guard,
-        );
+        ask(core, wanted, on, g, bytes, wait, deadline, &tx, &mut guard);
     }
     let mut done = false;
     while cores.iter().any(|c| c.parked.is_some()) {
@@ -469,7 +471,7 @@ async fn long_poll(
             results[slot] = Some(r);
         }
         if !done {
-            done = enough(&results, min_bytes)
+            done = enough(&results, bytes.min)
                 || Instant::now() >= deadline
                 || core.stop.is_stopping();
             if done {
@@ -483,7 +485,7 @@ async fn long_poll(
                     wanted,
                     &mut cores[g],
                     g,
-                    min_bytes,
+                    bytes,
                     wait,
                     deadline,
                     &tx,
@@ -512,6 +514,13 @@ fn enough(results: &[Option<Result<ReadResult, PartError>>], min_bytes: usize) -
 
 type Answer = (usize, Vec<Result<ReadResult, PartError>>);
 
+/// A fetch's `min_bytes` and `max_bytes`.
+#[derive(Clone, Copy)]
+struct ByteBounds {
+    min: usize,
+    max: usize,
+}
+
 /// Sends one core its reads (with a wait until `deadline` when `wait`); the answer arrives on
 /// `tx` tagged with the core's index `g` in the fetch.
 #[allow(clippy::too_many_arguments)]
@@ -520,7 +529,7 @@ fn ask(
     wanted: &[Wanted],
     on: &mut OnCore,
     g: usize,
-    min_bytes: usize,
+    bytes: ByteBounds,
     wait: bool,
     deadline: Instant,
     tx: &Rc<LocalSender<Answer>>,
@@ -544,7 +553,8 @@ fn ask(
                 committed: wanted[i].committed && wanted[i].replica.is_none(),
             })
             .collect(),
-        min_bytes,
+        min_bytes: bytes.min,
+        max_bytes: bytes.max,
         wait: (wait && now < deadline).then(|| (id, deadline - now)),
     };
     on.parked = Some(id);

@@ -57,6 +57,13 @@ impl<S: Storage> Partition<S> {
         self.read_upto(offset, max_bytes, upto).await
     }
 
+    /// What a read at `offset` answers without its batches: the offsets, after the same
+    /// checks (open, `offset` in `[log start, log end]`). For a fetch whose byte budget the
+    /// partitions before this one used up.
+    pub fn position(&self, offset: i64) -> Result<ReadResult> {
+        self.read_offsets(offset)
+    }
+
     async fn read_upto(&self, offset: i64, max_bytes: usize, upto: i64) -> Result<ReadResult> {
         let mut result = self.read_offsets(offset)?;
         self.inner.readahead.reset_end();
