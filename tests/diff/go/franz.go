@@ -174,7 +174,11 @@ func init() {
 			t.rec("record", recordM(r))
 		}
 		t.check(len(got) == 30, "30 records back")
-		klistOffsets(t, adm, topic, "end", func() (kadm.ListedOffsets, error) { c, cancel := ctx(15); defer cancel(); return adm.ListEndOffsets(c, topic) })
+		klistOffsets(t, adm, topic, "end", func() (kadm.ListedOffsets, error) {
+			c, cancel := ctx(15)
+			defer cancel()
+			return adm.ListEndOffsets(c, topic)
+		})
 	})
 
 	for _, codec := range []string{"gzip", "snappy", "lz4", "zstd"} {
@@ -291,7 +295,17 @@ func init() {
 			t.rec("update-partitions", merge(M{"to": n}, kgoErr(err)))
 		}
 		kwait(adm, topic, 4)
-		td, err := adm.ListTopics(c, topic, t.topic("never"))
+		// Each of Kafka's brokers applies the new partitions when its metadata catches up, and
+		// kadm asks any broker: ask until the answer has them (a 3-node Kafka once answered 2).
+		var td kadm.TopicDetails
+		for end := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			lc, lcancel := ctx(10)
+			td, err = adm.ListTopics(lc, topic, t.topic("never"))
+			lcancel()
+			if err != nil || len(td[topic].Partitions) == 4 || time.Now().After(end) {
+				break
+			}
+		}
 		if err != nil {
 			t.rec("metadata", kgoErr(err))
 		} else {
@@ -329,10 +343,22 @@ func init() {
 		defer cl.Close()
 		adm := kadm.NewClient(cl)
 		kcreate(t, adm, topic, 1, nil)
-		end := func() (kadm.ListedOffsets, error) { c, cancel := ctx(15); defer cancel(); return adm.ListEndOffsets(c, topic) }
-		start := func() (kadm.ListedOffsets, error) { c, cancel := ctx(15); defer cancel(); return adm.ListStartOffsets(c, topic) }
+		end := func() (kadm.ListedOffsets, error) {
+			c, cancel := ctx(15)
+			defer cancel()
+			return adm.ListEndOffsets(c, topic)
+		}
+		start := func() (kadm.ListedOffsets, error) {
+			c, cancel := ctx(15)
+			defer cancel()
+			return adm.ListStartOffsets(c, topic)
+		}
 		after := func(ms int64) func() (kadm.ListedOffsets, error) {
-			return func() (kadm.ListedOffsets, error) { c, cancel := ctx(15); defer cancel(); return adm.ListOffsetsAfterMilli(c, ms, topic) }
+			return func() (kadm.ListedOffsets, error) {
+				c, cancel := ctx(15)
+				defer cancel()
+				return adm.ListOffsetsAfterMilli(c, ms, topic)
+			}
 		}
 		klistOffsets(t, adm, topic, "empty/start", start)
 		klistOffsets(t, adm, topic, "empty/end", end)
