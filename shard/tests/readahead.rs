@@ -82,10 +82,7 @@ fn reads_in_order_take_the_window_read_ahead() {
             let before = disk.reads();
             let r = p.read(offset, READ_BYTES).await.unwrap();
             foreground += disk.reads() - before;
-            let last = r.batches.last().unwrap();
-            offset = i64::from_be_bytes(last[..8].try_into().unwrap())
-                + i64::from(i32::from_be_bytes(last[23..27].try_into().unwrap()))
-                + 1;
+            offset = next_offset(&r.batches);
             got.extend(r.batches);
             if p.read_ahead_wanted() {
                 p.read_ahead().await;
@@ -122,10 +119,7 @@ fn truncation_drops_the_window_read_ahead() {
         let p = shard.create_partition("t", 0, cfg).await.unwrap();
         fill(&p).await;
         let r = p.read(30, READ_BYTES).await.unwrap();
-        let last = r.batches.last().unwrap();
-        let end = i64::from_be_bytes(last[..8].try_into().unwrap())
-            + i64::from(i32::from_be_bytes(last[23..27].try_into().unwrap()))
-            + 1;
+        let end = next_offset(&r.batches);
         assert!(p.read_ahead_wanted());
         p.read_ahead().await;
         assert!(!p.read_ahead_wanted(), "the window waits in its slot");
@@ -171,10 +165,7 @@ fn a_read_waits_for_the_window_in_flight() {
         let mut spawned = 0;
         while offset < p.offsets().high_watermark {
             let r = p.read(offset, READ_BYTES).await.unwrap();
-            let last = r.batches.last().unwrap();
-            offset = i64::from_be_bytes(last[..8].try_into().unwrap())
-                + i64::from(i32::from_be_bytes(last[23..27].try_into().unwrap()))
-                + 1;
+            offset = next_offset(&r.batches);
             got.extend(r.batches);
             if p.read_ahead_wanted() {
                 let q = p.clone();
