@@ -185,6 +185,19 @@ struct Batch {
 /// batch over `max.message.bytes` and got MESSAGE_TOO_LARGE. Taken with `split_off`, each batch
 /// copied the whole backlog behind it, so a backlog of a second at 200,000 records/s made the
 /// producer send ~1,000 records/s and never catch up: the bench, not the broker, collapsed.)
+/// Writes the time a batch leaves the producer into bytes 8..16 of each of its values (after
+/// the intended send time in bytes 0..8), so a consumer can tell the producer's wait (linger,
+/// closed windows) from the time the broker and the fetch took. Values under 16 bytes carry
+/// the intended time only.
+fn stamp_sent(values: &mut [u8], record_bytes: usize, sent_ns: u64) {
+    if record_bytes < 16 {
+        return;
+    }
+    for v in values.chunks_exact_mut(record_bytes) {
+        v[8..16].copy_from_slice(&sent_ns.to_le_bytes());
+    }
+}
+
 fn take_batch(pending: &mut Pending, max_records: usize, record_bytes: usize) -> Batch {
     let n = pending.times_ns.len().min(max_records);
     let batch = Batch {
@@ -671,12 +684,14 @@ impl Writer {
         let mut batches = Vec::with_capacity(partitions.len());
         let mut times = Vec::new();
         let mut payload = 0u64;
+        let sent = mono_ns();
         for &p in partitions {
-            let b = take_batch(
+            let mut b = take_batch(
                 &mut self.pending[p],
                 self.records_per_batch,
                 self.record_bytes,
             );
+            stamp_sent(&mut b.values, self.record_bytes, sent);
             let recs: Vec<KeyValue<'_>> = b
                 .values
                 .chunks_exact(self.record_bytes)
@@ -778,21 +793,44 @@ struct ConsumerSpec {
 #[derive(Debug)]
 struct ConsumerOut {
     h: Histogram<u64>,
+    /// End to end from the time each record's batch left the producer (e2e runs only).
+    from_send: Histogram<u64>,
     records: u64,
     bytes: u64,
     errors: u64,
     last: Instant,
 }
 
+impl ConsumerOut {
+    fn new(last: Instant) -> ConsumerOut {
+        ConsumerOut {
+            h: stats::histogram(),
+            from_send: stats::histogram(),
+            records: 0,
+            bytes: 0,
+            errors: 0,
+            last,
+        }
+    }
+
+    /// One record received at `now`: its latency from its intended send time, and from its
+    /// batch's send when the value carries it.
+    fn record_e2e(&mut self, rec: &mut Recorder, intended: u64, sent: Option<u64>, now: u64) {
+        let us = corrected_latency_ns(intended, now) / 1000;
+        rec.record_us(us);
+        self.h.saturating_record(us.max(1));
+        if let Some(sent) = sent {
+            let us = corrected_latency_ns(sent, now) / 1000;
+            self.from_send.saturating_record(us.max(1));
+        }
+    }
+}
+
 fn consumer(spec: ConsumerSpec) -> anyhow::Result<ConsumerOut> {
     let mut conn = Conn::connect(spec.addr)?;
     let mut offsets = spec.start.clone();
     let mut rec = Recorder::default();
-    let mut all = stats::histogram();
-    let mut out_records = 0u64;
-    let mut out_bytes = 0u64;
-    let mut errors = 0u64;
-    let mut last = Instant::now();
+    let mut out = ConsumerOut::new(Instant::now());
     let done = |offsets: &[(i32, i64)]| {
         spec.stop_at.as_ref().is_some_and(|stop| {
             stop.iter()
@@ -819,7 +857,7 @@ fn consumer(spec: ConsumerSpec) -> anyhow::Result<ConsumerOut> {
                 }
                 if p.error_code != 0 {
                     report_error("fetch", &t.topic, p.partition_index, p.error_code);
-                    errors += 1;
+                    out.errors += 1;
                     spec.live.errors.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
@@ -831,48 +869,41 @@ fn consumer(spec: ConsumerSpec) -> anyhow::Result<ConsumerOut> {
                     .clone()
                     .map(sluice_net::Records::into_bytes)
                     .unwrap_or_default();
-                let (n, bytes, next) = consume_batches(records, slot.1, |ts| {
+                let (n, bytes, next) = consume_batches(records, slot.1, |ts, sent| {
                     if spec.e2e {
-                        let us = corrected_latency_ns(ts, now) / 1000;
-                        rec.record_us(us);
-                        all.saturating_record(us.max(1));
+                        out.record_e2e(&mut rec, ts, sent, now);
                     }
                 })?;
                 if n > 0 {
                     got_any = true;
                     slot.1 = next;
-                    out_records += n;
-                    out_bytes += bytes;
+                    out.records += n;
+                    out.bytes += bytes;
                     spec.live.add(n, bytes);
-                    last = Instant::now();
+                    out.last = Instant::now();
                 }
             }
         }
         if !spec.e2e && got_any {
             let us = (now - sent) / 1000;
             rec.record_us(us);
-            all.saturating_record(us.max(1));
+            out.h.saturating_record(us.max(1));
         }
         rec.maybe_flush(&spec.live);
     }
     rec.flush(&spec.live);
-    Ok(ConsumerOut {
-        h: all,
-        records: out_records,
-        bytes: out_bytes,
-        errors,
-        last,
-    })
+    Ok(out)
 }
 
 /// Walks the batches of one partition's fetch answer from `from`: checks each batch's CRC,
-/// parses every record at or past `from`, hands each value's leading timestamp to `on_record`.
+/// parses every record at or past `from`, hands each value's leading timestamps to `on_record`:
+/// the intended send time, and the time its batch was sent when the value has one.
 /// Returns (records, value bytes, next offset). A partial trailing batch is left for the next
 /// fetch, as Kafka's consumer does.
 pub fn consume_batches(
     records: Bytes,
     from: i64,
-    mut on_record: impl FnMut(u64),
+    mut on_record: impl FnMut(u64, Option<u64>),
 ) -> anyhow::Result<(u64, u64, i64)> {
     let mut n = 0u64;
     let mut bytes = 0u64;
@@ -893,7 +924,11 @@ pub fn consume_batches(
             if let Some(v) = &r.value {
                 bytes += v.len() as u64;
                 if v.len() >= 8 {
-                    on_record(u64::from_le_bytes(v[..8].try_into()?));
+                    let sent = match v.get(8..16) {
+                        Some(b) => Some(u64::from_le_bytes(b.try_into()?)),
+                        None => None,
+                    };
+                    on_record(u64::from_le_bytes(v[..8].try_into()?), sent);
                 }
             }
             n += 1;
@@ -980,32 +1015,35 @@ pub fn produce_phase(
     progress(start, end, &[("produce", &live)], &|| {
         handles.iter().all(JoinHandle::is_finished)
     });
-    let mut h = stats::histogram();
-    let (mut records, mut bytes, mut errors) = (0, 0, 0);
-    let mut last = start;
-    for t in handles {
-        let o = t
-            .join()
-            .map_err(|_| anyhow::anyhow!("producer panicked"))??;
-        if let Some(oh) = &o.h {
-            h.add(oh).ok();
-        }
-        records += o.records;
-        bytes += o.bytes;
-        errors += o.errors;
-        last = last.max(o.last_ack.unwrap_or(last));
-    }
     let label = if rate.is_some() {
         "produce@rate"
     } else {
         "produce"
     };
+    join_producers(handles, label, start)
+}
+
+/// Every producer's counts and ack latencies, as one phase's result.
+fn join_producers(
+    handles: Vec<JoinHandle<anyhow::Result<ProducerOut>>>,
+    label: &str,
+    start: Instant,
+) -> anyhow::Result<PhaseResult> {
+    let mut all = ProducerOut::default();
+    for t in handles {
+        all.merge(
+            t.join()
+                .map_err(|_| anyhow::anyhow!("producer panicked"))??,
+        );
+    }
+    let last = all.last_ack.unwrap_or(start).max(start);
+    let h = all.h.unwrap_or_else(stats::histogram);
     Ok(PhaseResult::new(
         label,
         last - start,
-        records,
-        bytes,
-        errors,
+        all.records,
+        all.bytes,
+        all.errors,
         h,
     ))
 }
@@ -1065,14 +1103,14 @@ pub fn consume_phase(
     progress(start, end, &[("consume", &live)], &|| {
         finished.load(Ordering::Relaxed) == n
     });
-    let (h, records, bytes, errors, last) = join_consumers(watch, start)?;
+    let c = join_consumers(watch, start)?;
     Ok(PhaseResult::new(
         "consume",
-        last - start,
-        records,
-        bytes,
-        errors,
-        h,
+        c.last - start,
+        c.records,
+        c.bytes,
+        c.errors,
+        c.h,
     ))
 }
 
@@ -1133,27 +1171,25 @@ fn spawn_consumers(
         .collect()
 }
 
-type Joined = (Histogram<u64>, u64, u64, u64, Instant);
-
+/// Every consumer's counts and latencies, added up.
 fn join_consumers(
     handles: Vec<std::thread::JoinHandle<std::thread::Result<anyhow::Result<ConsumerOut>>>>,
     start: Instant,
-) -> anyhow::Result<Joined> {
-    let mut h = stats::histogram();
-    let (mut records, mut bytes, mut errors) = (0, 0, 0);
-    let mut last = start;
+) -> anyhow::Result<ConsumerOut> {
+    let mut all = ConsumerOut::new(start);
     for t in handles {
         let o = t
             .join()
             .map_err(|_| anyhow::anyhow!("consumer watcher panicked"))?
             .map_err(|_| anyhow::anyhow!("consumer panicked"))??;
-        h.add(&o.h).ok();
-        records += o.records;
-        bytes += o.bytes;
-        errors += o.errors;
-        last = last.max(o.last);
+        all.h.add(&o.h).ok();
+        all.from_send.add(&o.from_send).ok();
+        all.records += o.records;
+        all.bytes += o.bytes;
+        all.errors += o.errors;
+        all.last = all.last.max(o.last);
     }
-    Ok((h, records, bytes, errors, last))
+    Ok(all)
 }
 
 /// Producers and consumers together; latency is from each record's intended send time to its
@@ -1165,7 +1201,7 @@ pub fn e2e_phase(
     seconds: f64,
     rate: Option<f64>,
     pin: &Pinning,
-) -> anyhow::Result<(PhaseResult, PhaseResult)> {
+) -> anyhow::Result<E2e> {
     let all: Vec<i32> = (0..w.partitions).collect();
     let route = Route::fetch(boot, topic, w.partitions)?;
     let start_offsets = kafka::list_offsets(&route.leaders, topic, &all, -1)?;
@@ -1210,29 +1246,31 @@ pub fn e2e_phase(
         &[("produce", &plive), ("e2e", &clive)],
         &|| false,
     );
-    let mut ph = stats::histogram();
-    let (mut records, mut bytes, mut errors) = (0, 0, 0);
-    let mut last = start;
-    for t in producers {
-        let o = t
-            .join()
-            .map_err(|_| anyhow::anyhow!("producer panicked"))??;
-        if let Some(oh) = &o.h {
-            ph.add(oh).ok();
-        }
-        records += o.records;
-        bytes += o.bytes;
-        errors += o.errors;
-        last = last.max(o.last_ack.unwrap_or(last));
-    }
-    let produced = PhaseResult::new("produce", last - start, records, bytes, errors, ph);
+    let produced = join_producers(producers, "produce", start)?;
     let watch: Vec<_> = handles
         .into_iter()
         .map(|h| std::thread::spawn(move || h.join()))
         .collect();
-    let (h, records, bytes, errors, last) = join_consumers(watch, start)?;
-    let e2e = PhaseResult::new("e2e", last - start, records, bytes, errors, h);
-    Ok((produced, e2e))
+    let c = join_consumers(watch, start)?;
+    let took = c.last - start;
+    let from_send = PhaseResult::new("e2e-sent", took, c.records, c.bytes, c.errors, c.from_send);
+    let e2e = PhaseResult::new("e2e", took, c.records, c.bytes, c.errors, c.h);
+    Ok(E2e {
+        produced,
+        from_send,
+        e2e,
+    })
+}
+
+/// What an end-to-end phase measured.
+pub struct E2e {
+    /// The producers' acks, from each record's intended send time.
+    pub produced: PhaseResult,
+    /// Consumer receipt, from the time each record's batch left the producer: the broker's
+    /// and the fetch's share, without the producer's linger and window waits.
+    pub from_send: PhaseResult,
+    /// Consumer receipt, from each record's intended send time.
+    pub e2e: PhaseResult,
 }
 
 /// Prints the first few partition errors of a run to stderr, so a run that counts errors says
@@ -1304,11 +1342,34 @@ mod tests {
         let mut all = b1.to_vec();
         all.extend_from_slice(&b2[..b2.len() - 5]); // truncated second batch
         let mut seen = Vec::new();
-        let (n, bytes, next) = consume_batches(Bytes::from(all), 12, |t| seen.push(t)).unwrap();
+        let (n, bytes, next) = consume_batches(Bytes::from(all), 12, |t, _| seen.push(t)).unwrap();
         assert_eq!(n, 2);
         assert_eq!(bytes, 64);
         assert_eq!(next, 14);
         assert_eq!(seen, vec![102, 103]);
+    }
+
+    /// The send time stamped into each value (after its intended time) reaches the consumer
+    /// beside the intended time; values too short for it carry the intended time only.
+    #[test]
+    fn send_time_travels_with_each_value() {
+        let mut values = Vec::new();
+        for t in [5u64, 6] {
+            values.extend_from_slice(&t.to_le_bytes());
+            values.extend_from_slice(&[9; 16]);
+        }
+        stamp_sent(&mut values, 24, 77);
+        let recs: Vec<KeyValue<'_>> = values.chunks(24).map(|v| (None, Some(v))).collect();
+        let b = batch(&BatchSpec::default(), &recs);
+        let mut seen = Vec::new();
+        consume_batches(b, 0, |t, sent| seen.push((t, sent))).unwrap();
+        assert_eq!(seen, vec![(5, Some(77)), (6, Some(77))]);
+        let mut short = 8u64.to_le_bytes().to_vec();
+        stamp_sent(&mut short, 8, 77);
+        let b = batch(&BatchSpec::default(), &[(None, Some(&short[..]))]);
+        seen.clear();
+        consume_batches(b, 0, |t, sent| seen.push((t, sent))).unwrap();
+        assert_eq!(seen, vec![(8, None)]);
     }
 
     #[test]

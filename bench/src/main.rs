@@ -125,8 +125,8 @@ fn run_load(kind: &str, a: &LoadArgs) -> anyhow::Result<()> {
             &boot, &topic, &w, a.seconds, a.from, false, &pin,
         )?],
         _ => {
-            let (p, e) = load::e2e_phase(&boot, &topic, &w, a.seconds, w.rate, &pin)?;
-            vec![p, e]
+            let r = load::e2e_phase(&boot, &topic, &w, a.seconds, w.rate, &pin)?;
+            vec![r.produced, r.from_send, r.e2e]
         }
     };
     load::print_table_header();

@@ -148,6 +148,8 @@ pub struct Figures {
     pub paced_p99_99_us: Option<u64>,
     /// End-to-end p99 at the e2e rate, µs.
     pub e2e_p99_us: Option<u64>,
+    /// The same from the time each batch left the producer (without its linger), µs.
+    pub e2e_sent_p99_us: Option<u64>,
 }
 
 /// One line of the table: a figure for every broker (sluice first), sluice's ratio, the goal
@@ -255,6 +257,7 @@ pub fn rows(brokers: &[(Figures, Goals)], raw: &Raw, rate: Option<f64>, e2e_rate
         ("p99.9", col(|b| b.paced_p99_9_us.map(ms))),
     ];
     let e2e: Vec<_> = col(|b| b.e2e_p99_us.map(ms));
+    let e2e_sent: Vec<_> = col(|b| b.e2e_sent_p99_us.map(ms));
     let mut out = Vec::new();
     versus(&mut out, brokers, "produce MB/s", &produce, |g| g.produce);
     out.push(Row::ratio(
@@ -305,6 +308,8 @@ pub fn rows(brokers: &[(Figures, Goals)], raw: &Raw, rate: Option<f64>, e2e_rate
         e2e,
         E2E_P99_GOAL_MS,
     ));
+    let what = format!("end-to-end from the batch's send p99 ms at {e2e_rate:.0}/s");
+    versus(&mut out, brokers, &what, &e2e_sent, |_| None);
     out
 }
 
@@ -417,6 +422,7 @@ struct Measured {
     consume: Option<PhaseResult>,
     paced: Option<PhaseResult>,
     e2e_produce: Option<PhaseResult>,
+    e2e_sent: Option<PhaseResult>,
     e2e: Option<PhaseResult>,
     own: Option<PhaseResult>,
     failures: Vec<String>,
@@ -429,6 +435,7 @@ impl Measured {
             &self.consume,
             &self.paced,
             &self.e2e_produce,
+            &self.e2e_sent,
             &self.e2e,
             &self.own,
         ]
@@ -447,6 +454,7 @@ impl Measured {
             paced_p99_9_us: self.paced.as_ref().map(|p| p.latency.p99_9_us),
             paced_p99_99_us: self.paced.as_ref().map(|p| p.latency.p99_99_us),
             e2e_p99_us: self.e2e.as_ref().map(|p| p.latency.p99_us),
+            e2e_sent_p99_us: self.e2e_sent.as_ref().map(|p| p.latency.p99_us),
         }
     }
 
@@ -487,9 +495,10 @@ fn paced_pass(ctx: &Ctx, spec: &Spec, rate: f64, m: &mut Measured) -> anyhow::Re
     let (w, pin) = (&ctx.w, &ctx.cores.pin);
     let p = load::produce_phase(&boot, &ctx.topic, w, ctx.seconds, Some(rate), pin)?;
     m.paced = Some(named(p, "paced"));
-    let (p, e) = load::e2e_phase(&boot, &ctx.topic, w, ctx.seconds, Some(ctx.e2e_rate), pin)?;
-    m.e2e_produce = Some(named(p, "e2e-prod"));
-    m.e2e = Some(named(e, "e2e"));
+    let r = load::e2e_phase(&boot, &ctx.topic, w, ctx.seconds, Some(ctx.e2e_rate), pin)?;
+    m.e2e_produce = Some(named(r.produced, "e2e-prod"));
+    m.e2e_sent = Some(r.from_send);
+    m.e2e = Some(r.e2e);
     if let Some(own) = m.max.as_ref().and_then(|p| own_rate(p.records_s, rate)) {
         let p = load::produce_phase(&boot, &ctx.topic, w, ctx.seconds, Some(own), pin)?;
         m.own = Some(named(p, "paced-own"));
@@ -705,6 +714,7 @@ mod tests {
             paced_p99_9_us: Some(p99_99_us / 2),
             paced_p99_99_us: Some(p99_99_us),
             e2e_p99_us: Some(3_000),
+            e2e_sent_p99_us: Some(p99_99_us / 20),
         }
     }
 
@@ -779,6 +789,16 @@ mod tests {
             (r.ratio, r.goal, r.met),
             (None, Some(Goal::AtMost(5.0)), Some(true))
         );
+        let r = rows
+            .iter()
+            .find(|r| {
+                r.figure == "end-to-end from the batch's send p99 ms at 20000/s, sluice / kafka"
+            })
+            .expect("end-to-end from send row");
+        assert_eq!(
+            (r.values[..2].to_vec(), r.ratio),
+            (vec![Some(1.0), Some(5.0)], Some(0.2))
+        );
         let figures: Vec<&str> = rows.iter().map(|r| r.figure.as_str()).collect();
         assert!(
             figures.contains(&"hot consume MB/s, sluice / kafka"),
@@ -808,7 +828,7 @@ mod tests {
         assert_eq!(r.values, vec![Some(10.0), Some(50.0), None]);
         let r = find("produce p50 ms at 12345/s, sluice / kafka-flush1");
         assert_eq!((r.ratio, r.values[0]), (None, Some(2.0)));
-        assert_eq!(rows.len(), 16);
+        assert_eq!(rows.len(), 18);
     }
 
     /// The text table has a header with every broker and one line per row, "-" for what is
