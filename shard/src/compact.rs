@@ -370,7 +370,7 @@ fn rebuild(b: &RecordBatch, d: &Decoded, keep: &[Rec]) -> Option<Bytes> {
     let batch_length = (out.len() - record_batch::LOG_OVERHEAD_BYTES) as i32;
     out[8..12].copy_from_slice(&batch_length.to_be_bytes());
     out[57..61].copy_from_slice(&(keep.len() as i32).to_be_bytes());
-    let crc = crc32c::crc32c(&out[21..]);
+    let crc = record_batch::crc32c(&out[21..]);
     out[17..21].copy_from_slice(&crc.to_be_bytes());
     Some(out.freeze())
 }
@@ -1043,7 +1043,7 @@ mod tests {
         v[22] |= bits;
         let len = (v.len() - 12) as i32;
         v[8..12].copy_from_slice(&len.to_be_bytes());
-        let crc = crc32c::crc32c(&v[21..]);
+        let crc = record_batch::crc32c(&v[21..]);
         v[17..21].copy_from_slice(&crc.to_be_bytes());
         Bytes::from(v)
     }

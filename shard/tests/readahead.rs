@@ -147,6 +147,43 @@ fn truncation_drops_the_window_read_ahead() {
     });
 }
 
+/// The read-ahead checks the CRCs of its window and the reader skips that check for them:
+/// a batch corrupted on disk inside the window must still fail the read, as without
+/// read-ahead.
+#[test]
+fn a_corrupt_batch_in_the_window_read_ahead_fails_the_read() {
+    let disk = FakeDisk::new(9, Faults::default(), 1_000_000);
+    block_on(async {
+        let (cfg, shard_cfg) = configs();
+        let shard = Shard::open(disk.clone(), "/d".as_ref(), shard_cfg)
+            .await
+            .unwrap();
+        let p = shard.create_partition("t", 0, cfg).await.unwrap();
+        fill(&p).await;
+        let r = p.read(30, READ_BYTES).await.unwrap();
+        let end = next_offset(&r.batches);
+        let size = r.batches[0].len();
+        assert!(r.batches.iter().all(|b| b.len() == size), "equal batches");
+        assert!(p.read_ahead_wanted());
+        // Flip a value byte of the second batch of the window about to be read ahead.
+        let log = disk
+            .paths()
+            .into_iter()
+            .find(|f| f.extension().is_some_and(|e| e == "log"))
+            .unwrap();
+        let mut data = disk.file_bytes(&log).unwrap();
+        let victim = (end as usize / 3 + 1) * size;
+        data[victim + size / 2] ^= 0x10;
+        disk.set_file_bytes(&log, data);
+        p.read_ahead().await;
+        let before = disk.reads();
+        let err = p.read(end, READ_BYTES).await.unwrap_err();
+        assert_eq!(disk.reads(), before, "the read took the window");
+        assert!(err.to_string().contains("CRC"), "{err}");
+        shard.close().await.unwrap();
+    });
+}
+
 /// On real files, with the read-ahead in a task of its own as the broker runs it: the next
 /// read waits for the window in flight instead of reading it again, and returns the same.
 #[test]

@@ -272,6 +272,8 @@ impl<S: Storage> Partition<S> {
         let path = segment_file(&inner.dir, c.base, "log");
         let mut data = Bytes::new();
         let mut data_pos = c.pos;
+        // The window's batches before this position had their CRC checked when read ahead.
+        let mut crc_checked_to = c.pos;
         while c.pos < c.limit {
             let at = (c.pos - data_pos) as usize;
             let size = match peek_batch_size(data.get(at..).unwrap_or(&[])) {
@@ -298,12 +300,13 @@ impl<S: Storage> Partition<S> {
                     .saturating_add(inner.config.index_interval_bytes as usize);
                 r.window = r.window.max(window);
                 let want = need.max(window).min((c.limit - c.pos) as usize);
-                data = match inner.readahead.take(c.base, c.id, c.pos, need).await {
-                    Some(ahead) => ahead,
-                    None => file
-                        .read_at(c.pos, want)
-                        .await
-                        .map_err(io_err("read", &path))?,
+                (data, crc_checked_to) = match inner.readahead.take(c.base, c.id, c.pos, need).await
+                {
+                    Some((ahead, checked)) => (ahead, c.pos + checked as u64),
+                    None => {
+                        let read = file.read_at(c.pos, want).await;
+                        (read.map_err(io_err("read", &path))?, c.pos)
+                    }
                 };
                 data_pos = c.pos;
                 if data.len() < need {
@@ -314,7 +317,7 @@ impl<S: Storage> Partition<S> {
             let size = size.unwrap_or(0);
             let batch = RecordBatch::new(data.slice(at..at + size))
                 .map_err(|e| corrupt(&path, c.pos, e.to_string()))?;
-            c.check_stored(&path, &batch)?;
+            c.check_stored(&path, &batch, c.pos + size as u64 <= crc_checked_to)?;
             c.expect = batch.last_offset() + 1;
             c.pos += size as u64;
             if batch.last_offset() < r.offset {
@@ -485,10 +488,15 @@ impl SegmentCursor {
     /// `partitionLeaderEpoch`, which are outside the CRC, against what the index and the
     /// leader epoch cache say. Offsets increase; compaction may have left gaps between
     /// batches.
-    fn check_stored(&self, path: &Path, batch: &RecordBatch) -> Result<()> {
-        batch
-            .validate_stored()
-            .map_err(|e| corrupt(path, self.pos, e.to_string()))?;
+    /// Checks a batch read back (`crc_checked`: its CRC was checked on these very bytes when
+    /// they were read ahead, so only the rest is checked here).
+    fn check_stored(&self, path: &Path, batch: &RecordBatch, crc_checked: bool) -> Result<()> {
+        let valid = if crc_checked {
+            batch.validate_magic()
+        } else {
+            batch.validate_stored()
+        };
+        valid.map_err(|e| corrupt(path, self.pos, e.to_string()))?;
         if batch.base_offset() < self.expect || batch.last_offset() >= self.next_offset {
             return Err(corrupt(
                 path,
