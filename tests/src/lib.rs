@@ -513,26 +513,64 @@ pub fn metric_samples(body: &str) -> Vec<Sample> {
 /// Appends `records` (one v2 batch) to partition 0 of `topic` with acks=all (Produce v9):
 /// the partition's error code and base offset.
 pub fn produce(conn: &mut RawConn, topic: &str, records: bytes::Bytes) -> (i16, i64) {
+    produce_to(conn, topic, &[0], records)[0]
+}
+
+/// Appends the same `records` (one v2 batch) to each of `partitions` of `topic` in one
+/// Produce (v9, acks=all): each partition's error code and base offset, in request order.
+pub fn produce_to(
+    conn: &mut RawConn,
+    topic: &str,
+    partitions: &[i32],
+    records: bytes::Bytes,
+) -> Vec<(i16, i64)> {
+    use sluice_net::messages::produce_request::{PartitionProduceData, TopicProduceData};
     let req = sluice_net::Request::Produce(sluice_net::messages::ProduceRequest {
         acks: -1,
         timeout_ms: 5000,
-        topic_data: vec![sluice_net::messages::produce_request::TopicProduceData {
+        topic_data: vec![TopicProduceData {
             name: topic.into(),
-            partition_data: vec![
-                sluice_net::messages::produce_request::PartitionProduceData {
-                    index: 0,
-                    records: Some(records.into()),
+            partition_data: partitions
+                .iter()
+                .map(|&index| PartitionProduceData {
+                    index,
+                    records: Some(records.clone().into()),
                     ..Default::default()
-                },
-            ],
+                })
+                .collect(),
             ..Default::default()
         }],
         ..Default::default()
     });
     match conn.call(sluice_net::ApiKey::Produce, 9, 5, &req) {
-        sluice_net::Response::Produce(r) => {
-            let p = &r.responses[0].partition_responses[0];
-            (p.error_code, p.base_offset)
+        sluice_net::Response::Produce(r) => r.responses[0]
+            .partition_responses
+            .iter()
+            .map(|p| (p.error_code, p.base_offset))
+            .collect(),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// CreateTopics (v7) of `name` with `partitions` (replication factor 1) on a raw connection;
+/// asserts it succeeded and returns the topic id.
+pub fn create_topic_raw(conn: &mut RawConn, name: &str, partitions: i32) -> sluice_net::Uuid {
+    use sluice_net::messages::{CreateTopicsRequest, create_topics_request::CreatableTopic};
+    let req = sluice_net::Request::CreateTopics(CreateTopicsRequest {
+        topics: vec![CreatableTopic {
+            name: name.into(),
+            num_partitions: partitions,
+            replication_factor: 1,
+            ..Default::default()
+        }],
+        timeout_ms: 10_000,
+        ..Default::default()
+    });
+    let correlation = NEXT_CORRELATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    match conn.call(sluice_net::ApiKey::CreateTopics, 7, correlation, &req) {
+        sluice_net::Response::CreateTopics(r) => {
+            assert_eq!(r.topics[0].error_code, 0, "{r:?}");
+            r.topics[0].topic_id
         }
         other => panic!("unexpected {other:?}"),
     }

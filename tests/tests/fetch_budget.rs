@@ -5,13 +5,14 @@
 //! four times slower and the broker's memory balloon). The reads are counted on `/metrics`
 //! (`sluice_cache_hits` + `sluice_cache_misses`: one per partition read).
 
-use sluice_net::messages::create_topics_request::CreatableTopic;
 use sluice_net::messages::fetch_request::{FetchPartition, FetchTopic};
-use sluice_net::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use sluice_net::messages::{CreateTopicsRequest, FetchRequest, FetchResponse, ProduceRequest};
+use sluice_net::messages::{FetchRequest, FetchResponse};
 use sluice_net::record_batch::build::{BatchSpec, batch};
 use sluice_net::{ApiKey, Request};
-use sluice_tests::{Broker, RawConn, call, expect, free_port, http_get, metric_samples};
+use sluice_tests::{
+    Broker, RawConn, call, create_topic_raw, expect, free_port, http_get, metric_samples,
+    produce_to,
+};
 
 const PARTITIONS: i32 = 8;
 const BATCHES: usize = 4;
@@ -79,58 +80,16 @@ fn a_fetch_reads_and_answers_within_its_max_bytes() {
     let b = Broker::start(&["--metrics-listen", &listen]);
     let topic = "budget";
     let mut conn = RawConn::connect(b.addr);
-    let created = expect!(
-        call(
-            &mut conn,
-            ApiKey::CreateTopics,
-            7,
-            Request::CreateTopics(CreateTopicsRequest {
-                topics: vec![CreatableTopic {
-                    name: topic.into(),
-                    num_partitions: PARTITIONS,
-                    replication_factor: 1,
-                    ..Default::default()
-                }],
-                timeout_ms: 10_000,
-                ..Default::default()
-            })
-        ),
-        CreateTopics
-    );
-    assert_eq!(created.topics[0].error_code, 0, "{created:?}");
+    create_topic_raw(&mut conn, topic, PARTITIONS);
     let value = vec![b'v'; VALUE_BYTES];
     let records: Vec<_> = (0..RECORDS)
         .map(|_| (None, Some(value.as_slice())))
         .collect();
     let one = batch(&BatchSpec::default(), &records);
+    let all: Vec<i32> = (0..PARTITIONS).collect();
     for _ in 0..BATCHES {
-        let produced = expect!(
-            call(
-                &mut conn,
-                ApiKey::Produce,
-                9,
-                Request::Produce(ProduceRequest {
-                    acks: -1,
-                    timeout_ms: 5000,
-                    topic_data: vec![TopicProduceData {
-                        name: topic.into(),
-                        partition_data: (0..PARTITIONS)
-                            .map(|p| PartitionProduceData {
-                                index: p,
-                                records: Some(one.clone().into()),
-                                ..Default::default()
-                            })
-                            .collect(),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                })
-            ),
-            Produce
-        );
-        for p in &produced.responses[0].partition_responses {
-            assert_eq!(p.error_code, 0);
-        }
+        let produced = produce_to(&mut conn, topic, &all, one.clone());
+        assert!(produced.iter().all(|p| p.0 == 0), "{produced:?}");
     }
 
     // Two and a half batches' worth: partition 0 answers two, the rest only their offsets.

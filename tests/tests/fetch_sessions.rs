@@ -8,40 +8,17 @@
 
 use std::time::{Duration, Instant};
 
-use sluice_net::messages::create_topics_request::CreatableTopic;
 use sluice_net::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
-use sluice_net::messages::{CreateTopicsRequest, FetchRequest, FetchResponse};
+use sluice_net::messages::{FetchRequest, FetchResponse};
 use sluice_net::record_batch::build::{BatchSpec, batch};
 use sluice_net::{ApiKey, Request, Uuid};
-use sluice_tests::{Broker, RawConn, call, decode_response, encode_request, expect, produce, uniq};
+use sluice_tests::{
+    Broker, RawConn, call, create_topic_raw, decode_response, encode_request, expect, produce, uniq,
+};
 
 const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
 const INVALID_FETCH_SESSION_EPOCH: i16 = 71;
 const FETCH_SESSION_TOPIC_ID_ERROR: i16 = 106;
-
-/// Creates `topic` with `partitions` partitions: its topic id.
-fn create(c: &mut RawConn, topic: &str, partitions: i32) -> Uuid {
-    let created = expect!(
-        call(
-            c,
-            ApiKey::CreateTopics,
-            7,
-            Request::CreateTopics(CreateTopicsRequest {
-                topics: vec![CreatableTopic {
-                    name: topic.into(),
-                    num_partitions: partitions,
-                    replication_factor: 1,
-                    ..Default::default()
-                }],
-                timeout_ms: 10_000,
-                ..Default::default()
-            })
-        ),
-        CreateTopics
-    );
-    assert_eq!(created.topics[0].error_code, 0, "{created:?}");
-    created.topics[0].topic_id
-}
 
 /// A topic of a fetch request: by name (v12) or by id (v13+), partitions with their offsets.
 fn topic(name: &str, id: Uuid, offsets: &[(i32, i64)]) -> FetchTopic {
@@ -149,7 +126,7 @@ fn session_life_over_fetch_v12() {
     let b = Broker::start(&[]);
     let mut c = RawConn::connect(b.addr);
     let name = uniq("sessions");
-    create(&mut c, &name, 2);
+    create_topic_raw(&mut c, &name, 2);
     wait_until_fetchable(&mut c, &name);
     assert_eq!(produce(&mut c, &name, one_record(b"first")).0, 0);
     let both = |o0, o1| vec![topic(&name, Uuid::default(), &[(0, o0), (1, o1)])];
@@ -263,7 +240,7 @@ fn topic_id_sessions() {
     let b = Broker::start(&[]);
     let mut c = RawConn::connect(b.addr);
     let name = uniq("id-sessions");
-    let id = create(&mut c, &name, 1);
+    let id = create_topic_raw(&mut c, &name, 1);
     wait_until_fetchable(&mut c, &name);
     assert_eq!(produce(&mut c, &name, one_record(b"by-id")).0, 0);
 

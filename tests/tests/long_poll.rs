@@ -5,13 +5,12 @@
 
 use std::time::{Duration, Instant};
 
-use sluice_net::messages::create_topics_request::CreatableTopic;
+use sluice_net::messages::FetchRequest;
 use sluice_net::messages::fetch_request::{FetchPartition, FetchTopic};
-use sluice_net::messages::{CreateTopicsRequest, FetchRequest};
 use sluice_net::record_batch::build::{BatchSpec, batch};
 use sluice_net::{ApiKey, Request, Response};
 use sluice_tests::{
-    Broker, RawConn, call, decode_response, encode_request, expect, free_port, http_get,
+    Broker, RawConn, create_topic_raw, decode_response, encode_request, free_port, http_get,
     metric_samples, produce,
 };
 
@@ -75,25 +74,7 @@ fn answered_long_polls_leave_no_wait_parked() {
     let b = Broker::start(&["--metrics-listen", &listen]);
     let topic = "polled";
     let mut admin = RawConn::connect(b.addr);
-    let created = expect!(
-        call(
-            &mut admin,
-            ApiKey::CreateTopics,
-            7,
-            Request::CreateTopics(CreateTopicsRequest {
-                topics: vec![CreatableTopic {
-                    name: topic.into(),
-                    num_partitions: 2,
-                    replication_factor: 1,
-                    ..Default::default()
-                }],
-                timeout_ms: 10_000,
-                ..Default::default()
-            })
-        ),
-        CreateTopics
-    );
-    assert_eq!(created.topics[0].error_code, 0, "{created:?}");
+    create_topic_raw(&mut admin, topic, 2);
 
     let request = encode_request(ApiKey::Fetch, FETCH_VERSION, 7, &fetch(topic));
     let mut consumers: Vec<RawConn> = (0..CONSUMERS)
