@@ -456,11 +456,19 @@ impl Core {
                     .create_partition(&t.name, p, log_config.clone())
                     .await
                 {
-                    Ok(_) => {
+                    Ok(opened) => {
                         self.partitions
                             .unopened
                             .borrow_mut()
                             .remove(&(t.name.clone(), p));
+                        // A new partition's first segment file, made now rather than by its
+                        // first produce.
+                        glommio::spawn_local(async move {
+                            if let Err(e) = opened.prepare_active_segment().await {
+                                tracing::error!(error = %e, "cannot create the first segment");
+                            }
+                        })
+                        .detach();
                     }
                     Err(e) => {
                         tracing::error!(topic = %t.name, partition = p, error = %e, "cannot open partition");

@@ -120,3 +120,70 @@ fn wait_for_append_wakes_on_append() {
     });
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A new partition's first segment file made ahead (`prepare_active_segment`, as the broker
+/// does right after opening a partition): the file is durable before any append, a crash
+/// then leaves an empty log that opens and takes appends, and the first append does less
+/// disk work than the first append of a partition without it (no file, directory sync or
+/// meta to write). Doing it again, or on a log that has its file, does nothing.
+#[test]
+fn first_segment_made_ahead() {
+    let disk = FakeDisk::new(3, Faults::default(), 1_000_000);
+    block_on(async {
+        let shard = shard_on(&disk).await;
+        let logs = |d: &FakeDisk, part: &str| {
+            d.paths()
+                .iter()
+                .filter(|f| f.starts_with(format!("/d/{part}")))
+                .filter(|f| f.extension().is_some_and(|e| e == "log"))
+                .count()
+        };
+        let cfg = LogConfig::default();
+        let ahead = shard.create_partition("a", 0, cfg.clone()).await.unwrap();
+        let lazy = shard.create_partition("b", 0, cfg.clone()).await.unwrap();
+        assert_eq!((logs(&disk, "a-0"), logs(&disk, "b-0")), (0, 0));
+        ahead.prepare_active_segment().await.unwrap();
+        assert_eq!(logs(&disk, "a-0"), 1);
+        let ops = disk.ops();
+        ahead.prepare_active_segment().await.unwrap();
+        assert_eq!(disk.ops(), ops, "a second call does nothing");
+        let cost = |p: Partition<FakeDisk>, tag: u64| {
+            let disk = disk.clone();
+            async move {
+                let before = disk.ops();
+                p.append(make_batch(tag, 3, 100, 1000)).await.unwrap();
+                disk.ops() - before
+            }
+        };
+        let (first_ahead, first_lazy) = (cost(ahead, 1).await, cost(lazy, 2).await);
+        assert!(
+            first_ahead < first_lazy,
+            "first append: {first_ahead} disk ops with the file made ahead, {first_lazy} without"
+        );
+        drop(shard);
+        // A partition whose file was made ahead, then the machine crashed before any append.
+        let c = shard_on(&disk).await;
+        let p = c.create_partition("c", 0, cfg.clone()).await.unwrap();
+        p.prepare_active_segment().await.unwrap();
+        drop(c);
+        disk.crash();
+        let c = shard_on(&disk).await;
+        let p = c.create_partition("c", 0, cfg).await.unwrap();
+        assert_eq!(logs(&disk, "c-0"), 1, "the file is durable");
+        assert_eq!(p.offsets().log_end_offset, 0);
+        p.prepare_active_segment().await.unwrap();
+        assert_eq!(
+            p.append(make_batch(3, 3, 100, 1000))
+                .await
+                .unwrap()
+                .base_offset,
+            0
+        );
+    });
+}
+
+async fn shard_on(disk: &FakeDisk) -> Shard<FakeDisk> {
+    Shard::open(disk.clone(), "/d".as_ref(), ShardConfig::default())
+        .await
+        .unwrap()
+}

@@ -36,6 +36,34 @@ impl<S: Storage> Partition<S> {
         Ok(())
     }
 
+    /// Creates the active segment's file if it has none yet. A new partition's first segment
+    /// is otherwise created by its first flush: the file, a directory sync and the meta file,
+    /// about 4.5 ms on this project's VM, which the first produce to every fresh partition
+    /// waited for (and a constant-rate produce to a new topic showed as a p99.99 of 35-48 ms
+    /// where a warmed topic had 8-14 ms). Meant to run in a task of its own right after the
+    /// partition is opened; a first append meanwhile waits for it, as it would for its own.
+    /// Fails as that first flush would: the partition is then poisoned.
+    pub async fn prepare_active_segment(&self) -> Result<()> {
+        let _g = self.inner.io_lock.lock().await;
+        self.check_usable()?;
+        let base = {
+            let st = self.inner.state.borrow();
+            let (&base, active) = st.segments.iter().next_back().expect("a log has a segment");
+            if active.file.exists() {
+                return Ok(());
+            }
+            base
+        };
+        let r = self.open_new_segment(base).await.map(|_| ());
+        if let Err(e) = &r {
+            let mut st = self.inner.state.borrow_mut();
+            if st.poisoned.is_none() {
+                st.poisoned = Some(e.to_string());
+            }
+        }
+        r
+    }
+
     pub(super) async fn open_new_segment(&self, base: i64) -> Result<Rc<S::File>> {
         let inner = &*self.inner;
         // Seal every earlier segment that is not yet sealed (normally just the previous one).
