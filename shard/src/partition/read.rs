@@ -487,9 +487,8 @@ impl SegmentCursor {
     /// Checks a batch read back at `self.pos`: framing and CRC, then `baseOffset` and
     /// `partitionLeaderEpoch`, which are outside the CRC, against what the index and the
     /// leader epoch cache say. Offsets increase; compaction may have left gaps between
-    /// batches.
-    /// Checks a batch read back (`crc_checked`: its CRC was checked on these very bytes when
-    /// they were read ahead, so only the rest is checked here).
+    /// batches. With `crc_checked` the CRC is not computed again: it was checked on these very
+    /// bytes when they were read ahead.
     fn check_stored(&self, path: &Path, batch: &RecordBatch, crc_checked: bool) -> Result<()> {
         let valid = if crc_checked {
             batch.validate_magic()
