@@ -125,7 +125,8 @@ fn wait_for_append_wakes_on_append() {
 /// does right after opening a partition): the file is durable before any append, a crash
 /// then leaves an empty log that opens and takes appends, and the first append does less
 /// disk work than the first append of a partition without it (no file, directory sync or
-/// meta to write). Doing it again, or on a log that has its file, does nothing.
+/// meta to write). Doing it again, on a log that has its file, or on a closed partition does
+/// nothing.
 #[test]
 fn first_segment_made_ahead() {
     let disk = FakeDisk::new(3, Faults::default(), 1_000_000);
@@ -179,6 +180,14 @@ fn first_segment_made_ahead() {
                 .base_offset,
             0
         );
+        // Closed before it ran (a topic deleted right after its creation): nothing, no error.
+        let d = c
+            .create_partition("d", 0, LogConfig::default())
+            .await
+            .unwrap();
+        d.close().await.unwrap();
+        d.prepare_active_segment().await.unwrap();
+        assert_eq!(logs(&disk, "d-0"), 0);
     });
 }
 

@@ -45,6 +45,10 @@ impl<S: Storage> Partition<S> {
     /// Fails as that first flush would: the partition is then poisoned.
     pub async fn prepare_active_segment(&self) -> Result<()> {
         let _g = self.inner.io_lock.lock().await;
+        if self.inner.state.borrow().closed {
+            // Closed (its topic deleted, the broker stopping) before this ran: nothing to do.
+            return Ok(());
+        }
         self.check_usable()?;
         let base = {
             let st = self.inner.state.borrow();
