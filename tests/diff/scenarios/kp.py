@@ -877,7 +877,18 @@ class _TxRaw:
         req = _ReProduceRequest(transactional_id=self.txid if txid == "" else txid, acks=-1, timeout_ms=10000,
                                 topic_data=[TD(name=topic, partition_data=[PD(index=p, records=b) for p, b in
                                                                            [(partition, batch), *more]])])
-        r = self.conns[addr].call(req, version, _ReProduceResponse)
+        # A cluster's leader may not have applied the just-created topic or its leadership yet:
+        # every partition UNKNOWN_TOPIC_OR_PARTITION or NOT_LEADER_OR_FOLLOWER (retriable,
+        # nothing appended) is asked again, bounded, as a client would. A CI run's 3-node Kafka
+        # answered NOT_LEADER_OR_FOLLOWER to the first Produce of a topic its metadata named
+        # that broker the leader of.
+        more_time = deadline(10)
+        while True:
+            r = self.conns[addr].call(req, version, _ReProduceResponse)
+            codes = {p.error_code for tr in r.responses for p in tr.partition_responses}
+            if not codes <= {3, 6} or not more_time():
+                break
+            time.sleep(0.2)
         out = [{"partition": p.index, "error_code": p.error_code, "base_offset": p.base_offset,
                 **({"error_message": p.error_message} if version >= 8 else {})}
                for tr in r.responses for p in tr.partition_responses]
