@@ -35,6 +35,15 @@ async fn fill<S: Storage>(p: &Partition<S>) {
     }
 }
 
+/// A shard on `storage` at `dir` with partition t-0 filled (see `fill`).
+async fn filled<S: Storage>(storage: S, dir: &std::path::Path) -> (Shard<S>, Partition<S>) {
+    let (cfg, shard_cfg) = configs();
+    let shard = Shard::open(storage, dir, shard_cfg).await.unwrap();
+    let p = shard.create_partition("t", 0, cfg).await.unwrap();
+    fill(&p).await;
+    (shard, p)
+}
+
 /// Reads the whole log in order, `READ_BYTES` at a time; with `ahead`, a read-ahead runs
 /// after each read that wants one (inline: the next read finds it finished).
 async fn read_all<S: Storage>(p: &Partition<S>, ahead: bool) -> (Vec<Bytes>, usize) {
@@ -65,12 +74,7 @@ async fn read_all<S: Storage>(p: &Partition<S>, ahead: bool) -> (Vec<Bytes>, usi
 fn reads_in_order_take_the_window_read_ahead() {
     let disk = FakeDisk::new(7, Faults::default(), 1_000_000);
     block_on(async {
-        let (cfg, shard_cfg) = configs();
-        let shard = Shard::open(disk.clone(), "/d".as_ref(), shard_cfg)
-            .await
-            .unwrap();
-        let p = shard.create_partition("t", 0, cfg).await.unwrap();
-        fill(&p).await;
+        let (shard, p) = filled(disk.clone(), "/d".as_ref()).await;
         let before = disk.reads();
         let (plain, none) = read_all(&p, false).await;
         let plain_reads = disk.reads() - before;
@@ -112,12 +116,7 @@ fn reads_in_order_take_the_window_read_ahead() {
 fn truncation_drops_the_window_read_ahead() {
     let disk = FakeDisk::new(8, Faults::default(), 1_000_000);
     block_on(async {
-        let (cfg, shard_cfg) = configs();
-        let shard = Shard::open(disk.clone(), "/d".as_ref(), shard_cfg)
-            .await
-            .unwrap();
-        let p = shard.create_partition("t", 0, cfg).await.unwrap();
-        fill(&p).await;
+        let (shard, p) = filled(disk.clone(), "/d".as_ref()).await;
         let r = p.read(30, READ_BYTES).await.unwrap();
         let end = next_offset(&r.batches);
         assert!(p.read_ahead_wanted());
@@ -154,12 +153,7 @@ fn truncation_drops_the_window_read_ahead() {
 fn a_corrupt_batch_in_the_window_read_ahead_fails_the_read() {
     let disk = FakeDisk::new(9, Faults::default(), 1_000_000);
     block_on(async {
-        let (cfg, shard_cfg) = configs();
-        let shard = Shard::open(disk.clone(), "/d".as_ref(), shard_cfg)
-            .await
-            .unwrap();
-        let p = shard.create_partition("t", 0, cfg).await.unwrap();
-        fill(&p).await;
+        let (shard, p) = filled(disk.clone(), "/d".as_ref()).await;
         let r = p.read(30, READ_BYTES).await.unwrap();
         let end = next_offset(&r.batches);
         let size = r.batches[0].len();
@@ -192,10 +186,7 @@ fn a_read_waits_for_the_window_in_flight() {
     let d2 = dir.clone();
     run_glommio(move || async move {
         probe_dma_polling(&d2).await.unwrap();
-        let (cfg, shard_cfg) = configs();
-        let shard = Shard::open(DmaStorage, &d2, shard_cfg).await.unwrap();
-        let p = shard.create_partition("t", 0, cfg).await.unwrap();
-        fill(&p).await;
+        let (shard, p) = filled(DmaStorage, &d2).await;
         let (plain, _) = read_all(&p, false).await;
         let mut got = Vec::new();
         let mut offset = 0;
@@ -235,12 +226,7 @@ fn next_offset(batches: &[Bytes]) -> i64 {
 fn two_readers_at_different_places_do_not_read_twice() {
     let disk = FakeDisk::new(9, Faults::default(), 1_000_000);
     block_on(async {
-        let (cfg, shard_cfg) = configs();
-        let shard = Shard::open(disk.clone(), "/d".as_ref(), shard_cfg)
-            .await
-            .unwrap();
-        let p = shard.create_partition("t", 0, cfg).await.unwrap();
-        fill(&p).await;
+        let (shard, p) = filled(disk.clone(), "/d".as_ref()).await;
         let (plain, _) = read_all(&p, false).await;
         let end = p.offsets().high_watermark;
         let before = disk.reads();
