@@ -552,20 +552,25 @@ pub fn produce_to(
     }
 }
 
-/// CreateTopics (v7) of `name` with `partitions` (replication factor 1) on a raw connection;
-/// asserts it succeeded and returns the topic id.
-pub fn create_topic_raw(conn: &mut RawConn, name: &str, partitions: i32) -> sluice_net::Uuid {
+/// A CreateTopics request for one topic `name` of `partitions`, replication factor 1.
+fn create_topic_request(name: &str, partitions: i32, timeout_ms: i32) -> sluice_net::Request {
     use sluice_net::messages::{CreateTopicsRequest, create_topics_request::CreatableTopic};
-    let req = sluice_net::Request::CreateTopics(CreateTopicsRequest {
+    sluice_net::Request::CreateTopics(CreateTopicsRequest {
         topics: vec![CreatableTopic {
             name: name.into(),
             num_partitions: partitions,
             replication_factor: 1,
             ..Default::default()
         }],
-        timeout_ms: 10_000,
+        timeout_ms,
         ..Default::default()
-    });
+    })
+}
+
+/// CreateTopics (v7) of `name` with `partitions` (replication factor 1) on a raw connection;
+/// asserts it succeeded and returns the topic id.
+pub fn create_topic_raw(conn: &mut RawConn, name: &str, partitions: i32) -> sluice_net::Uuid {
+    let req = create_topic_request(name, partitions, 10_000);
     let correlation = NEXT_CORRELATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     match conn.call(sluice_net::ApiKey::CreateTopics, 7, correlation, &req) {
         sluice_net::Response::CreateTopics(r) => {
@@ -612,19 +617,9 @@ pub fn wait_for_state<S: std::fmt::Debug>(
 
 /// CreateTopics of `name` with `partitions` (replication factor 1) through a broker; its error.
 pub fn create_topic(broker: &str, name: &str, partitions: i32) -> i16 {
-    use sluice_net::messages::{CreateTopicsRequest, create_topics_request::CreatableTopic};
     let mut client = sluice_net::client::Client::connect(broker, "test", Duration::from_secs(5))
         .expect("connect");
-    let request = sluice_net::Request::CreateTopics(CreateTopicsRequest {
-        topics: vec![CreatableTopic {
-            name: name.into(),
-            num_partitions: partitions,
-            replication_factor: 1,
-            ..Default::default()
-        }],
-        timeout_ms: 30_000,
-        ..Default::default()
-    });
+    let request = create_topic_request(name, partitions, 30_000);
     match client.call(7, &request) {
         Ok((_, sluice_net::Response::CreateTopics(r))) => r.topics[0].error_code,
         other => panic!("CreateTopics: {other:?}"),
