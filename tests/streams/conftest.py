@@ -369,9 +369,28 @@ def pytest_runtest_makereport(item, call):
         RESULTS["failures"][item.name] = first[:400]
 
 
+def keep_passed(path):
+    """With STREAMS_KEEP_PASSED=1 (tests/streams/side-by-side's second Kafka run, of the tests the
+    first did not pass): the outcomes and figures of the tests that passed in the run that wrote
+    `path`, so that one results file holds both runs."""
+    if os.environ.get("STREAMS_KEEP_PASSED") != "1":
+        return
+    try:
+        with open(path) as f:
+            prev = json.load(f)
+    except (OSError, ValueError):
+        return
+    for name, state in prev.get("tests", {}).items():
+        m = re.fullmatch(r"test_wordcount\[(.+)\]", name)
+        if state in ("passed", "xfailed", "xpassed") and m:
+            RESULTS["tests"][name] = state
+            RESULTS["figures"][m.group(1)] = prev.get("figures", {}).get(m.group(1), {})
+
+
 def pytest_sessionstart(session):
     RESULTS["target"] = target_name()
     os.makedirs(OUT, exist_ok=True)
+    keep_passed(os.path.join(OUT, f"results-{target_name()}.json"))
     shutil.rmtree(os.path.join(OUT, f"logs-{target_name()}"), ignore_errors=True)
     for name in (f"warnings-{target_name()}.txt", f"results-{target_name()}.json"):
         try:
