@@ -112,7 +112,7 @@ impl StorageFile for DmaStorageFile {
             return Ok(Bytes::new());
         }
         let take = (r.len() - skip).min(len);
-        Ok(Bytes::copy_from_slice(&r[skip..skip + take]))
+        Ok(crate::lent::lend(r, skip, take))
     }
     async fn fdatasync(&self) -> io::Result<()> {
         self.file.fdatasync().await.map_err(to_io)

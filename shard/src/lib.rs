@@ -88,6 +88,7 @@ mod fake;
 mod files;
 mod index;
 mod io;
+mod lent;
 mod limits;
 mod log_reset;
 mod meta;
@@ -109,6 +110,7 @@ pub use dma::{DMA_PROBE_FILE, DmaStorage, probe_dma_polling, write_alignment};
 pub use error::{RecordError, Result, ShardError};
 pub use fake::{FakeDisk, Faults};
 pub use io::{OpenMode, Storage, StorageFile};
+pub use lent::{lent_buffers, sweep_lent};
 pub use partition::{AppendInfo, Offsets, Partition, ProducerStateInfo, ReadResult, TxnCheck};
 pub use shard::Shard;
 pub use transactions::{

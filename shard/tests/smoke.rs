@@ -2,6 +2,7 @@
 
 mod common;
 
+use bytes::Bytes;
 use common::*;
 use futures_lite::future::block_on;
 use sluice_shard::*;
@@ -195,4 +196,60 @@ async fn shard_on(disk: &FakeDisk) -> Shard<FakeDisk> {
     Shard::open(disk.clone(), "/d".as_ref(), ShardConfig::default())
         .await
         .unwrap()
+}
+
+/// Batches read from disk are lent out of glommio's read buffer, not copied: the buffer stays
+/// on its core while any of the bytes are held, also by another thread, and reading them there
+/// gives what was appended; once the last holder drops them (on that other thread), the
+/// core's next sweep frees the buffer.
+#[test]
+fn reads_from_disk_are_lent_without_a_copy() {
+    let dir = real_dir("lent");
+    let d2 = dir.clone();
+    run_glommio(move || async move {
+        probe_dma_polling(&d2).await.unwrap();
+        let shard_cfg = ShardConfig {
+            cache_bytes_max: 0, // every read goes to disk
+            ..ShardConfig::default()
+        };
+        let shard = Shard::open(DmaStorage, &d2, shard_cfg).await.unwrap();
+        let p = shard
+            .create_partition("t", 0, LogConfig::default())
+            .await
+            .unwrap();
+        let appended: Vec<Bytes> = (0..20).map(|tag| make_batch(tag, 3, 100, 1000)).collect();
+        for b in &appended {
+            p.append(b.clone()).await.unwrap();
+        }
+        sweep_lent();
+        let before = lent_buffers();
+        let read = p.read(0, 1 << 20).await.unwrap().batches;
+        assert_eq!(read.len(), appended.len());
+        assert_eq!(lent_buffers(), before + 1, "one disk read, one buffer lent");
+        let want: Vec<Vec<u8>> = read.iter().map(|b| b.to_vec()).collect();
+        // Everything after the base offset and leader epoch is what was appended.
+        for (r, a) in want.iter().zip(&appended) {
+            assert_eq!(r[16..], a[16..]);
+        }
+        let kept = read[7].clone();
+        let elsewhere = std::thread::spawn(move || {
+            let same = read.iter().zip(&want).all(|(r, w)| r[..] == w[..]);
+            drop(read);
+            (same, want)
+        });
+        let (same, want) = elsewhere.join().unwrap();
+        assert!(same, "another thread reads the bytes the core read");
+        sweep_lent();
+        assert_eq!(
+            lent_buffers(),
+            before + 1,
+            "one batch still held: the buffer stays"
+        );
+        assert_eq!(&kept[..], &want[7][..]);
+        drop(kept);
+        sweep_lent();
+        assert_eq!(lent_buffers(), before, "no bytes held: the buffer is freed");
+        shard.close().await.unwrap();
+    });
+    let _ = std::fs::remove_dir_all(dir);
 }
