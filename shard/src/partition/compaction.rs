@@ -311,13 +311,8 @@ impl<S: Storage> Partition<S> {
                 .swap_files(group, (base, end), txn_cleaned)
                 .await;
         }
-        if let Err(e) = r {
-            let mut st = inner.state.borrow_mut();
-            if st.poisoned.is_none() {
-                st.poisoned = Some(e.to_string());
-            }
-            return Err(e);
-        }
+        inner.state.borrow_mut().poison_on_err(&r);
+        r?;
         let file = Rc::new(cleaned.file);
         {
             let mut st = inner.state.borrow_mut();

@@ -64,12 +64,7 @@ impl<S: Storage> Partition<S> {
 
     pub(super) async fn flush_locked(&self) -> Result<()> {
         let r = self.flush_locked_inner().await;
-        if let Err(e) = &r {
-            let mut st = self.inner.state.borrow_mut();
-            if st.poisoned.is_none() {
-                st.poisoned = Some(e.to_string());
-            }
-        }
+        self.inner.state.borrow_mut().poison_on_err(&r);
         self.inner.synced.notify_all();
         self.inner.appended.notify_all();
         r

@@ -190,6 +190,15 @@ impl<F> LogState<F> {
     fn usable(&self) -> bool {
         !self.closed && self.poisoned.is_none()
     }
+
+    /// Marks the partition failed by `r`'s error, if it is one; the first cause is kept.
+    pub(crate) fn poison_on_err<T>(&mut self, r: &Result<T>) {
+        if let Err(e) = r
+            && self.poisoned.is_none()
+        {
+            self.poisoned = Some(e.to_string());
+        }
+    }
 }
 
 pub(crate) struct PartitionInner<S: Storage> {

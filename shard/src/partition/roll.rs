@@ -59,12 +59,7 @@ impl<S: Storage> Partition<S> {
             base
         };
         let r = self.open_new_segment(base).await.map(|_| ());
-        if let Err(e) = &r {
-            let mut st = self.inner.state.borrow_mut();
-            if st.poisoned.is_none() {
-                st.poisoned = Some(e.to_string());
-            }
-        }
+        self.inner.state.borrow_mut().poison_on_err(&r);
         r
     }
 

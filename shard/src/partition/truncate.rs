@@ -92,12 +92,7 @@ impl<S: Storage> Partition<S> {
         // Appends in flight are acknowledged by their sync: they are written, then dropped.
         self.flush_locked().await?;
         let r = self.reset_locked(offset).await;
-        if let Err(e) = &r {
-            let mut st = self.inner.state.borrow_mut();
-            if st.poisoned.is_none() {
-                st.poisoned = Some(e.to_string());
-            }
-        }
+        self.inner.state.borrow_mut().poison_on_err(&r);
         self.inner.synced.notify_all();
         r
     }
